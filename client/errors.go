@@ -1,0 +1,74 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/guest-sdk/ray"
+)
+
+// fromConnect maps a Connect error back to this package's sentinels (or to
+// a *ray.TaskError when the host attached one). It is the mirror of the
+// host's one mapping at its edge.
+func fromConnect(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var te *ray.TaskError
+	for _, d := range ce.Details() {
+		if msg, derr := d.Value(); derr == nil {
+			if p, ok := msg.(*rayhostv1.TaskError); ok {
+				te = taskError(p)
+			}
+		}
+	}
+	var sentinel error
+	switch ce.Code() {
+	case connect.CodeNotFound:
+		sentinel = ErrNotFound
+	case connect.CodeInvalidArgument:
+		sentinel = ErrInvalidArgument
+	case connect.CodeDeadlineExceeded:
+		sentinel = ErrGetTimeout
+	case connect.CodeCanceled:
+		sentinel = ErrTaskCancelled
+	case connect.CodeUnavailable:
+		sentinel = ErrUnavailable
+	case connect.CodeUnauthenticated:
+		sentinel = ErrUnauthenticated
+	case connect.CodeResourceExhausted:
+		sentinel = ErrTooLarge
+	default:
+		sentinel = ErrHost
+	}
+	if te != nil {
+		return &taskFailure{te: te, code: sentinel}
+	}
+	return fmt.Errorf("%w: %s", sentinel, ce.Message())
+}
+
+// taskFailure is a failed task's error as a client sees it: the
+// *ray.TaskError, which also matches the sentinel of its Connect code
+// (ErrInvalidArgument for a call whose arguments did not decode…).
+type taskFailure struct {
+	te   *ray.TaskError
+	code error
+}
+
+func (f *taskFailure) Error() string   { return f.te.Error() }
+func (f *taskFailure) Unwrap() []error { return []error{f.te, f.code} }
+
+func taskError(p *rayhostv1.TaskError) *ray.TaskError {
+	if p == nil {
+		return nil
+	}
+	return &ray.TaskError{Kind: p.GetKind(), TaskID: p.GetTaskId(), Function: p.GetFunction(), Host: p.GetHost(),
+		Attempt: int(p.GetAttempt()), Message: p.GetMessage(), Stack: p.GetStack(), Cause: taskError(p.GetCause())}
+}

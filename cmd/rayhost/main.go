@@ -1,0 +1,57 @@
+// Command rayhost runs Ray-style remote functions compiled to WebAssembly.
+//
+//	rayhost run ./examples/retrieve          # build and run a driver on an embedded host
+//	rayhost start --listen 127.0.0.1:6380    # start a host
+//	rayhost run --address 127.0.0.1:6380 app.wasm
+//	rayhost submit --address 127.0.0.1:6380 app.wasm square 7
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/rayhost/rayhost/internal/worker"
+)
+
+const usage = `rayhost: Ray's task model for Go functions compiled to WebAssembly.
+
+Usage:
+  rayhost start  [flags]                       start a host and serve until interrupted
+  rayhost run    [flags] <module.wasm | ./pkg>  run a module's driver (embedded host without --address)
+  rayhost submit --address A <module> <function> [json args...]
+                                               submit one call and print its result as JSON
+  rayhost health --address A                   print a host's id, resources and workers
+  rayhost worker                               (internal) a worker process, started by a host
+
+Run 'rayhost <command> -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "start":
+		err = cmdStart(args)
+	case "run":
+		err = cmdRun(args)
+	case "submit":
+		err = cmdSubmit(args)
+	case "health":
+		err = cmdHealth(args)
+	case "worker":
+		err = worker.Main(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "rayhost: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rayhost:", err)
+		os.Exit(1)
+	}
+}

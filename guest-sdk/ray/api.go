@@ -1,0 +1,250 @@
+package ray
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+func submit(e *entry, o options, args []any) (ids.TaskID, string, error) {
+	t := currentTask()
+	if t == nil {
+		return ids.TaskID{}, "", ErrNotInGuest
+	}
+	if e.variadic == nil && len(args) != len(e.argTypes) {
+		return ids.TaskID{}, "", fmt.Errorf("%w: %d arguments for %d parameters", ErrBadArgument, len(args), len(e.argTypes))
+	}
+	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Resources: o.resources()}
+	if !validResources(req.Resources) {
+		return ids.TaskID{}, "", fmt.Errorf("%w: resources must be finite and not negative", ErrBadArgument)
+	}
+	req.Args = make([]abi.Arg, len(args))
+	for i, a := range args {
+		want := e.variadic
+		if want == nil {
+			want = e.argTypes[i]
+		}
+		arg, err := encodeArg(a, want)
+		if err != nil {
+			return ids.TaskID{}, "", fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		req.Args[i] = arg
+	}
+	req.Task = t.nextChild()
+	if _, err := hostCall(abi.OpSubmit, req.Encode(nil)); err != nil {
+		return ids.TaskID{}, "", err
+	}
+	return req.Task, t.owner, nil
+}
+
+// encodeArg turns one Remote argument into an inline value or a ref, after
+// checking that it fits the parameter's type.
+func encodeArg(a any, want reflect.Type) (abi.Arg, error) {
+	if r, ok := a.(AnyRef); ok {
+		if err := r.refErr(); err != nil {
+			return abi.Arg{}, err
+		}
+		if got := r.elemType(); !fits(got, want) {
+			return abi.Arg{}, fmt.Errorf("%w: ObjectRef[%v] for a parameter of type %v", ErrBadArgument, got, want)
+		}
+		return abi.Arg{IsRef: true, Ref: r.abiRef()}, nil
+	}
+	if got := reflect.TypeOf(a); !fits(got, want) {
+		return abi.Arg{}, fmt.Errorf("%w: %v for a parameter of type %v", ErrBadArgument, got, want)
+	}
+	v, err := encodeValue(a)
+	return abi.Arg{Value: v}, err
+}
+
+// fits reports whether a value of type got can fill a parameter of type
+// want. Numbers fit any numeric type (JSON carries them alike), so
+// f.Remote(3) works for an int64 parameter.
+func fits(got, want reflect.Type) bool {
+	if want.Kind() == reflect.Interface {
+		return got == nil || got.Implements(want)
+	}
+	if got == nil {
+		switch want.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Map:
+			return true
+		}
+		return false
+	}
+	if got.AssignableTo(want) {
+		return true
+	}
+	return isNumber(got) && isNumber(want)
+}
+
+func isNumber(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+// Put stores v in the object store and returns its ObjectRef. Pass the ref
+// to many tasks to share one copy of a large value (seed: the database).
+func Put[T any](v T) ObjectRef[T] {
+	t := currentTask()
+	if t == nil {
+		return ObjectRef[T]{err: ErrNotInGuest}
+	}
+	val, err := encodeValue(v)
+	if err != nil {
+		return ObjectRef[T]{err: fmt.Errorf("ray.Put: %w", err)}
+	}
+	req := abi.PutRequest{ID: t.nextPut(), Value: val}
+	if _, err := hostCall(abi.OpPut, req.Encode(nil)); err != nil {
+		return ObjectRef[T]{err: fmt.Errorf("ray.Put: %w", err)}
+	}
+	return ObjectRef[T]{id: req.ID, owner: t.owner}
+}
+
+// timeoutFrom turns ctx's deadline into the host's timeout: -1 for none.
+func timeoutFrom(ctx context.Context) int64 {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return -1
+	}
+	return max(int64(time.Until(d)), 0)
+}
+
+func getValues(ctx context.Context, refs []AnyRef) ([]abi.Value, error) {
+	req := abi.GetRequest{TimeoutNs: timeoutFrom(ctx), Refs: make([]abi.Ref, len(refs))}
+	for i, r := range refs {
+		if err := r.refErr(); err != nil {
+			return nil, err
+		}
+		req.Refs[i] = r.abiRef()
+	}
+	b, err := hostCall(abi.OpGet, req.Encode(nil))
+	if err != nil {
+		return nil, err
+	}
+	var rep abi.GetReply
+	if err := rep.Decode(b); err != nil || len(rep.Values) != len(refs) {
+		return nil, fmt.Errorf("%w: malformed get reply", ErrHost)
+	}
+	return rep.Values, nil
+}
+
+// Get waits for the value of ref and returns it. It honours ctx's deadline:
+// past it, Get returns an error for which errors.Is(err, ErrGetTimeout). A
+// task blocked in Get gives its CPU back to the host until Get returns, so
+// nested tasks cannot deadlock.
+func Get[T any](ctx context.Context, ref ObjectRef[T]) (T, error) {
+	vals, err := getValues(ctx, []AnyRef{ref})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decodeValue[T](vals[0])
+}
+
+// GetAll waits for every ref and returns their values in order. It returns
+// as soon as one of them has failed, with that error.
+func GetAll[T any](ctx context.Context, refs []ObjectRef[T]) ([]T, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	vals, err := getValues(ctx, Refs(refs))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(vals))
+	for i, v := range vals {
+		if out[i], err = decodeValue[T](v); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Wait returns once numReturns of refs are ready or timeout has passed
+// (timeout < 0: no limit; 0: just look). ready and notReady keep the input
+// order. numReturns must be in 1..len(refs) and refs must be distinct.
+func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeout time.Duration) (ready, notReady []ObjectRef[T], err error) {
+	if numReturns < 1 || numReturns > len(refs) {
+		return nil, nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, len(refs))
+	}
+	req := abi.WaitRequest{TimeoutNs: -1, NumReturns: uint32(numReturns), Refs: make([]abi.Ref, len(refs))}
+	if timeout >= 0 {
+		req.TimeoutNs = int64(timeout)
+	}
+	if d := timeoutFrom(ctx); d >= 0 && (req.TimeoutNs < 0 || d < req.TimeoutNs) {
+		req.TimeoutNs = d
+	}
+	seen := make(map[ids.ObjectID]bool, len(refs))
+	for i, r := range refs {
+		if r.err != nil {
+			return nil, nil, r.err
+		}
+		if seen[r.id] {
+			return nil, nil, fmt.Errorf("%w: ref %s given twice", ErrBadArgument, r.id)
+		}
+		seen[r.id] = true
+		req.Refs[i] = r.abiRef()
+	}
+	b, err := hostCall(abi.OpWait, req.Encode(nil))
+	if err != nil {
+		return nil, nil, err
+	}
+	var rep abi.WaitReply
+	if err := rep.Decode(b); err != nil {
+		return nil, nil, fmt.Errorf("%w: malformed wait reply", ErrHost)
+	}
+	isReady := make([]bool, len(refs))
+	for _, i := range rep.Ready {
+		if int(i) < len(refs) {
+			isReady[i] = true
+		}
+	}
+	for i, r := range refs {
+		if isReady[i] {
+			ready = append(ready, r)
+		} else {
+			notReady = append(notReady, r)
+		}
+	}
+	return ready, notReady, nil
+}
+
+// Sleep pauses the task for d. Unlike time.Sleep, the host ends it early
+// when the task is cancelled; Sleep then returns ErrTaskCancelled.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	req := abi.SleepRequest{Ns: int64(d)}
+	_, err := hostCall(abi.OpSleep, req.Encode(nil))
+	return err
+}
+
+// Cancelled reports whether the running task has been cancelled. A
+// long-running loop can check it to stop early.
+func Cancelled(ctx context.Context) bool {
+	b, err := hostCall(abi.OpCancelled, nil)
+	if errors.Is(err, ErrTaskCancelled) {
+		return true
+	}
+	return err == nil && len(b) == 1 && b[0] == 1
+}
+
+func codeError(c abi.ErrCode) error {
+	switch c {
+	case abi.ErrCodeTimeout:
+		return ErrGetTimeout
+	case abi.ErrCodeCancelled:
+		return ErrTaskCancelled
+	}
+	return fmt.Errorf("%w: %s", ErrHost, c)
+}

@@ -1,0 +1,81 @@
+package ray
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rayhost/rayhost/internal/abi"
+)
+
+// Sentinel errors. Errors returned by this package wrap them; test with
+// errors.Is.
+var (
+	// ErrGetTimeout: a Get or Wait did not finish before its deadline.
+	ErrGetTimeout = errors.New("ray: get timed out")
+	// ErrTaskCancelled: the task was cancelled.
+	ErrTaskCancelled = errors.New("ray: task cancelled")
+	// ErrTaskFailed: the task that makes the object failed (see *TaskError).
+	ErrTaskFailed = errors.New("ray: task failed")
+	// ErrWorkerDied: the worker process running the task died.
+	ErrWorkerDied = errors.New("ray: worker died")
+	// ErrBadArgument: an argument has the wrong type or does not encode.
+	ErrBadArgument = errors.New("ray: bad argument")
+	// ErrDecode: a value does not decode into the requested Go type.
+	ErrDecode = errors.New("ray: cannot decode value")
+	// ErrNotInGuest: the call needs a rayhost host; the program is not
+	// running as a rayhost guest.
+	ErrNotInGuest = errors.New("ray: not running inside rayhost")
+	// ErrHost: the host refused or failed a request.
+	ErrHost = errors.New("ray: host error")
+)
+
+// TaskError is the error of a task that failed, as every caller of Get sees
+// it: which function, where, which attempt, and the guest's own message (and
+// stack, for a panic).
+type TaskError struct {
+	Kind     string // application, panic, trap, worker_died, cancelled, dependency, infeasible…
+	TaskID   string
+	Function string
+	Host     string
+	Attempt  int
+	Message  string
+	Stack    string
+	// Cause is the failure of an argument, for Kind "dependency".
+	Cause *TaskError
+}
+
+func (e *TaskError) Error() string {
+	s := fmt.Sprintf("task %s", e.Function)
+	if e.Host != "" {
+		s += " on " + e.Host
+	}
+	s += fmt.Sprintf(" (attempt %d) failed: %s: %s", e.Attempt, e.Kind, e.Message)
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrTaskCancelled), ErrWorkerDied and ErrTaskFailed
+// work on a *TaskError.
+func (e *TaskError) Is(target error) bool {
+	switch target {
+	case ErrTaskFailed:
+		return true
+	case ErrTaskCancelled:
+		return e.Kind == string(abi.ErrorCancelled) || (e.Cause != nil && e.Cause.Is(target))
+	case ErrWorkerDied:
+		return e.Kind == string(abi.ErrorWorkerDied)
+	}
+	return false
+}
+
+func taskErrorFrom(a *abi.TaskError) *TaskError {
+	if a == nil {
+		return nil
+	}
+	return &TaskError{
+		Kind: string(a.Kind), TaskID: a.TaskID, Function: a.Function, Host: a.Host,
+		Attempt: int(a.Attempt), Message: a.Message, Stack: a.Stack, Cause: taskErrorFrom(a.Cause),
+	}
+}

@@ -1,0 +1,49 @@
+//go:build wasip1
+
+package ray
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/rayhost/rayhost/internal/abi"
+)
+
+// The two host functions of ABI v1 (see guest-sdk/ABI.md).
+
+//go:wasmimport rayhost call
+func rayhostCall(op uint32, ptr unsafe.Pointer, n uint32) int64
+
+//go:wasmimport rayhost recv
+func rayhostRecv(ptr unsafe.Pointer, n uint32) uint32
+
+// callMu keeps a call and the recv of its reply together when the function
+// runs goroutines: the mailbox holds one reply at a time.
+var callMu sync.Mutex
+
+func hostCall(op abi.Op, req []byte) ([]byte, error) {
+	callMu.Lock()
+	defer callMu.Unlock()
+	n := rayhostCall(uint32(op), unsafe.Pointer(unsafe.SliceData(req)), uint32(len(req)))
+	if n < 0 {
+		return nil, codeError(abi.ErrCode(n))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, n)
+	rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n))
+	return buf, nil
+}
+
+//go:wasmexport rayhost_abi_version
+func rayhostABIVersion() int32 { return abi.Version }
+
+//go:wasmexport rayhost_invoke
+func rayhostInvoke(n int32) int32 {
+	buf := make([]byte, n)
+	if n > 0 {
+		rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n))
+	}
+	return int32(invoke(buf))
+}

@@ -1,0 +1,80 @@
+package ray
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+// ObjectRef is a future for a value of type T: the result of a Remote call
+// or of Put. Pass it to Get, Wait, or as an argument of another Remote call
+// (the task then receives the value). An ObjectRef inside a value (a slice
+// or struct field) travels as a reference the receiving task may Get.
+type ObjectRef[T any] struct {
+	id    ids.ObjectID
+	owner string
+	err   error // set when the submission itself failed
+}
+
+// ID is the hex form of the object's ID.
+func (r ObjectRef[T]) ID() string { return r.id.String() }
+
+// Owner is the address of the host that owns the object.
+func (r ObjectRef[T]) Owner() string { return r.owner }
+
+// Err reports whether making the ref failed (an argument of the wrong type,
+// for example). Get returns the same error.
+func (r ObjectRef[T]) Err() error { return r.err }
+
+func (r ObjectRef[T]) String() string { return "ObjectRef(" + r.id.String() + ")" }
+
+func (r ObjectRef[T]) abiRef() abi.Ref        { return abi.Ref{ID: r.id, Owner: r.owner} }
+func (r ObjectRef[T]) refErr() error          { return r.err }
+func (r ObjectRef[T]) elemType() reflect.Type { return reflect.TypeFor[T]() }
+
+// AnyRef is implemented by every ObjectRef[T].
+type AnyRef interface {
+	ID() string
+	abiRef() abi.Ref
+	refErr() error
+	elemType() reflect.Type
+}
+
+type refJSON struct {
+	ObjectID string `json:"object_id"`
+	Owner    string `json:"owner,omitempty"`
+}
+
+// MarshalJSON encodes the ref as {"object_id": "...", "owner": "..."}.
+func (r ObjectRef[T]) MarshalJSON() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	return json.Marshal(refJSON{ObjectID: r.id.String(), Owner: r.owner})
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes.
+func (r *ObjectRef[T]) UnmarshalJSON(b []byte) error {
+	var j refJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	id, err := ids.ParseObjectID(j.ObjectID)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	*r = ObjectRef[T]{id: id, owner: j.Owner}
+	return nil
+}
+
+// Refs converts typed refs to the untyped form Wait and GetAny accept.
+func Refs[T any](refs []ObjectRef[T]) []AnyRef {
+	out := make([]AnyRef, len(refs))
+	for i, r := range refs {
+		out[i] = r
+	}
+	return out
+}

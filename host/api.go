@@ -1,0 +1,457 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/scheduler"
+	"github.com/rayhost/rayhost/store"
+)
+
+// api implements the TaskService. It is the one place where host errors
+// become Connect codes.
+type api struct{ h *Host }
+
+func (h *Host) handlerOptions() []connect.HandlerOption {
+	return []connect.HandlerOption{
+		connect.WithReadMaxBytes(h.cfg.MaxMessageBytes),
+		connect.WithSendMaxBytes(h.cfg.MaxMessageBytes),
+	}
+}
+
+// codeOf maps the host's sentinel errors to Connect codes.
+func codeOf(err error) connect.Code {
+	switch {
+	case errors.Is(err, ErrModuleNotFound), errors.Is(err, ErrFunctionNotFound),
+		errors.Is(err, ErrObjectNotFound), errors.Is(err, ErrTaskNotFound):
+		return connect.CodeNotFound
+	case errors.Is(err, ErrInvalidModule), errors.Is(err, ErrInvalidArgument), errors.Is(err, ids.ErrInvalidID):
+		return connect.CodeInvalidArgument
+	case errors.Is(err, ErrGetTimeout), errors.Is(err, context.DeadlineExceeded):
+		return connect.CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return connect.CodeCanceled
+	case errors.Is(err, ErrClosed):
+		return connect.CodeUnavailable
+	}
+	return connect.CodeInternal
+}
+
+func toConnect(err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return connect.NewError(codeOf(err), err)
+}
+
+// taskCode is the Connect code of a Get whose object is a task failure.
+func taskCode(te *abi.TaskError) connect.Code {
+	switch te.Kind {
+	case abi.ErrorBadRequest:
+		return connect.CodeInvalidArgument
+	case abi.ErrorCancelled:
+		return connect.CodeCanceled
+	case abi.ErrorInfeasible:
+		return connect.CodeFailedPrecondition
+	case abi.ErrorWorkerDied:
+		return connect.CodeAborted
+	case abi.ErrorHost:
+		return connect.CodeInternal
+	case abi.ErrorDependency:
+		if te.Cause != nil {
+			return taskCode(te.Cause)
+		}
+	}
+	return connect.CodeUnknown
+}
+
+func formatTaskError(te *abi.TaskError) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "task %s", te.Function)
+	if te.Host != "" {
+		fmt.Fprintf(&b, " on %s", te.Host)
+	}
+	fmt.Fprintf(&b, " (attempt %d) failed: %s: %s", te.Attempt, te.Kind, te.Message)
+	if te.Cause != nil {
+		b.WriteString("\ncaused by: " + formatTaskError(te.Cause))
+	}
+	if te.Stack != "" {
+		b.WriteString("\n" + te.Stack)
+	}
+	return b.String()
+}
+
+func taskErrorProto(te *abi.TaskError) *rayhostv1.TaskError {
+	if te == nil {
+		return nil
+	}
+	return &rayhostv1.TaskError{Kind: string(te.Kind), TaskId: te.TaskID, Function: te.Function, Host: te.Host,
+		Attempt: te.Attempt, Message: te.Message, Stack: te.Stack, Cause: taskErrorProto(te.Cause)}
+}
+
+// taskFailure is the Connect error of a failed task's object, with the
+// TaskError attached as a detail for clients.
+func taskFailure(data []byte) error {
+	te := abi.DecodeTaskError(data)
+	ce := connect.NewError(taskCode(te), errors.New(formatTaskError(te)))
+	if d, err := connect.NewErrorDetail(taskErrorProto(te)); err == nil {
+		ce.AddDetail(d)
+	}
+	return ce
+}
+
+func invalid(format string, args ...any) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}
+
+func (a *api) RegisterModule(ctx context.Context, req *connect.Request[rayhostv1.RegisterModuleRequest]) (*connect.Response[rayhostv1.RegisterModuleResponse], error) {
+	mod, err := a.h.registerModule(ctx, req.Msg.GetWasm(), req.Msg.GetName())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	res := &rayhostv1.RegisterModuleResponse{Digest: mod.digest, HasMain: mod.desc.HasMain}
+	for _, f := range mod.desc.Functions {
+		res.Functions = append(res.Functions, &rayhostv1.FunctionInfo{Name: f.Name, NumArgs: uint32(max(f.NumArgs, 0)), NumReturns: uint32(f.NumReturns)})
+	}
+	return connect.NewResponse(res), nil
+}
+
+func parseRef(r *rayhostv1.ObjectRef) (ids.ObjectID, error) {
+	if r == nil {
+		return ids.ObjectID{}, invalid("missing ObjectRef")
+	}
+	id, err := ids.ParseObjectID(r.GetId())
+	if err != nil {
+		return id, invalid("%v", err)
+	}
+	return id, nil
+}
+
+func parseRefs(refs []*rayhostv1.ObjectRef) ([]ids.ObjectID, error) {
+	out := make([]ids.ObjectID, len(refs))
+	for i, r := range refs {
+		id, err := parseRef(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = id
+	}
+	return out, nil
+}
+
+func (a *api) ref(id ids.ObjectID) *rayhostv1.ObjectRef {
+	return &rayhostv1.ObjectRef{Id: id.String(), Owner: a.h.addr}
+}
+
+// submitOne validates and submits one call from a client.
+func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayhostv1.SubmitResponse, error) {
+	mod, err := a.h.lookupModule(ctx, m.GetModule())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
+	t.numReturns = max(int(m.GetOptions().GetNumReturns()), 1)
+	if f, ok := mod.funcs[t.function]; ok && t.numReturns != f.NumReturns {
+		return nil, invalid("%s returns %d values, num_returns is %d", t.function, f.NumReturns, t.numReturns)
+	}
+	t.args = make([]abi.Arg, len(m.GetArgs()))
+	for i, arg := range m.GetArgs() {
+		switch k := arg.GetKind().(type) {
+		case *rayhostv1.Arg_Json:
+			if !json.Valid([]byte(k.Json)) {
+				return nil, invalid("argument %d: not valid JSON: %q", i+1, k.Json)
+			}
+			t.args[i] = abi.Arg{Value: abi.Value{Codec: abi.CodecJSON, Data: []byte(k.Json)}}
+		case *rayhostv1.Arg_Raw:
+			t.args[i] = abi.Arg{Value: abi.Value{Codec: abi.CodecRaw, Data: k.Raw}}
+		case *rayhostv1.Arg_Ref:
+			id, err := parseRef(k.Ref)
+			if err != nil {
+				return nil, err
+			}
+			if !a.h.objs.known(ctx, id) {
+				return nil, toConnect(fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, id))
+			}
+			t.args[i] = abi.Arg{IsRef: true, Ref: abi.Ref{ID: id, Owner: k.Ref.GetOwner()}}
+		default:
+			return nil, invalid("argument %d: empty (set json, raw or ref)", i+1)
+		}
+	}
+	r := m.GetOptions().GetResources()
+	res := abi.Resources{CPUs: -1, GPUs: r.GetNumGpus()}
+	if r != nil && r.NumCpus != nil {
+		res.CPUs = r.GetNumCpus()
+		if res.CPUs < 0 {
+			return nil, invalid("num_cpus %v is negative", res.CPUs)
+		}
+	}
+	for name, v := range r.GetCustom() {
+		res.Custom = append(res.Custom, abi.Custom{Name: name, Amount: v})
+	}
+	if err := a.h.prepare(t, res); err != nil {
+		return nil, toConnect(err)
+	}
+	a.h.submit(ctx, t)
+	out := &rayhostv1.SubmitResponse{TaskId: t.id.String()}
+	for _, id := range t.returns() {
+		out.Refs = append(out.Refs, a.ref(id))
+	}
+	return out, nil
+}
+
+func (a *api) Submit(ctx context.Context, req *connect.Request[rayhostv1.SubmitRequest]) (*connect.Response[rayhostv1.SubmitResponse], error) {
+	res, err := a.submitOne(ctx, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(res), nil
+}
+
+func (a *api) SubmitStream(ctx context.Context, stream *connect.BidiStream[rayhostv1.SubmitRequest, rayhostv1.SubmitResponse]) error {
+	for {
+		m, err := stream.Receive()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		res, err := a.submitOne(ctx, m)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(res); err != nil {
+			return err
+		}
+	}
+}
+
+func timeoutOf(ms int64) time.Duration {
+	if ms <= 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func valueProto(v abi.Value) *rayhostv1.Value {
+	if v.Codec == abi.CodecRaw {
+		return &rayhostv1.Value{Kind: &rayhostv1.Value_Raw{Raw: v.Data}}
+	}
+	return &rayhostv1.Value{Kind: &rayhostv1.Value_Json{Json: string(v.Data)}}
+}
+
+func (a *api) Get(ctx context.Context, req *connect.Request[rayhostv1.GetRequest]) (*connect.Response[rayhostv1.GetResponse], error) {
+	refs, err := parseRefs(req.Msg.GetRefs())
+	if err != nil {
+		return nil, err
+	}
+	vals, err := a.h.objs.get(ctx, refs, timeoutOf(req.Msg.GetTimeoutMs()), nil)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	res := &rayhostv1.GetResponse{Values: make([]*rayhostv1.Value, len(vals))}
+	size := 0
+	for i, v := range vals {
+		if v.Codec == abi.CodecError {
+			return nil, taskFailure(v.Data)
+		}
+		size += len(v.Data)
+		res.Values[i] = valueProto(v)
+	}
+	if size > a.h.cfg.MaxMessageBytes-(1<<20) {
+		return nil, connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("the values are %d bytes, more than one message may carry: use GetStream", size))
+	}
+	return connect.NewResponse(res), nil
+}
+
+// getStreamChunk is the size of GetStream's chunks.
+const getStreamChunk = 1 << 20
+
+func (a *api) GetStream(ctx context.Context, req *connect.Request[rayhostv1.GetStreamRequest], stream *connect.ServerStream[rayhostv1.GetStreamResponse]) error {
+	id, err := parseRef(req.Msg.GetRef())
+	if err != nil {
+		return err
+	}
+	if _, err := a.h.objs.waitReady(ctx, []ids.ObjectID{id}, 1, true, timeoutOf(req.Msg.GetTimeoutMs()), nil); err != nil {
+		return toConnect(err)
+	}
+	// Small values are in memory; the rest streams from the store chunk by
+	// chunk, never whole.
+	if v, err := a.h.objs.value(ctx, id); err == nil && len(v.Data) <= a.h.cfg.InlineObjectLimit {
+		if v.Codec == abi.CodecError {
+			return taskFailure(v.Data)
+		}
+		return stream.Send(&rayhostv1.GetStreamResponse{
+			Header: &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}, Chunk: v.Data})
+	}
+	meta, rc, err := a.h.st.Open(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("%w: %s", ErrObjectNotFound, id)
+		}
+		return toConnect(err)
+	}
+	defer rc.Close()
+	header := &rayhostv1.ObjectHeader{Codec: abi.Codec(meta.Codec).String(), Size: meta.Size}
+	buf := make([]byte, getStreamChunk)
+	for first := true; ; first = false {
+		n, rerr := io.ReadFull(rc, buf)
+		if n > 0 || first {
+			msg := &rayhostv1.GetStreamResponse{Chunk: buf[:n]}
+			if first {
+				msg.Header = header
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if rerr != nil {
+			return toConnect(rerr)
+		}
+	}
+}
+
+func (a *api) Put(ctx context.Context, req *connect.Request[rayhostv1.PutRequest]) (*connect.Response[rayhostv1.PutResponse], error) {
+	var v abi.Value
+	switch k := req.Msg.GetValue().GetKind().(type) {
+	case *rayhostv1.Value_Json:
+		if !json.Valid([]byte(k.Json)) {
+			return nil, invalid("value: not valid JSON")
+		}
+		v = abi.Value{Codec: abi.CodecJSON, Data: []byte(k.Json)}
+	case *rayhostv1.Value_Raw:
+		v = abi.Value{Codec: abi.CodecRaw, Data: k.Raw}
+	default:
+		return nil, invalid("value: empty (set json or raw)")
+	}
+	id := ids.NewTaskID().Put(0)
+	if err := a.h.objs.seal(ctx, id, v); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&rayhostv1.PutResponse{Ref: a.ref(id)}), nil
+}
+
+func (a *api) Wait(ctx context.Context, req *connect.Request[rayhostv1.WaitRequest]) (*connect.Response[rayhostv1.WaitResponse], error) {
+	refs, err := parseRefs(req.Msg.GetRefs())
+	if err != nil {
+		return nil, err
+	}
+	n := int(req.Msg.GetNumReturns())
+	if n == 0 {
+		n = 1
+	}
+	if len(refs) == 0 || n > len(refs) {
+		return nil, invalid("num_returns %d not in 1..%d", n, len(refs))
+	}
+	seen := make(map[ids.ObjectID]bool, len(refs))
+	for _, id := range refs {
+		if seen[id] {
+			return nil, invalid("ref %s given twice", id)
+		}
+		seen[id] = true
+	}
+	timeout := time.Duration(req.Msg.GetTimeoutMs()) * time.Millisecond
+	if req.Msg.GetTimeoutMs() < 0 {
+		timeout = -1
+	}
+	ready, err := a.h.objs.waitReady(ctx, refs, n, false, timeout, nil)
+	if err != nil && !errors.Is(err, ErrGetTimeout) {
+		return nil, toConnect(err)
+	}
+	res := &rayhostv1.WaitResponse{}
+	taken := 0
+	for i, id := range refs {
+		if ready[i] && taken < n {
+			taken++
+			res.Ready = append(res.Ready, a.ref(id))
+		} else {
+			res.NotReady = append(res.NotReady, a.ref(id))
+		}
+	}
+	return connect.NewResponse(res), nil
+}
+
+func (a *api) Cancel(ctx context.Context, req *connect.Request[rayhostv1.CancelRequest]) (*connect.Response[rayhostv1.CancelResponse], error) {
+	id, err := parseRef(req.Msg.GetRef())
+	if err != nil {
+		return nil, err
+	}
+	if err := a.h.cancel(id, req.Msg.GetForce()); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&rayhostv1.CancelResponse{}), nil
+}
+
+func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest], stream *connect.ServerStream[rayhostv1.RunResponse]) error {
+	mod, err := a.h.lookupModule(ctx, req.Msg.GetModule())
+	if err != nil {
+		return toConnect(err)
+	}
+	if !mod.desc.HasMain {
+		return invalid("module %s has no driver: register one with ray.Main", mod.digest[:12])
+	}
+	j := newJob()
+	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
+	// every slot.
+	t := &task{id: ids.NewTaskID(), job: j, mod: mod, kind: abi.KindMain, numReturns: 1}
+	start := time.Now()
+	a.h.submit(ctx, t)
+	for {
+		evs, err := j.next(ctx)
+		if err != nil {
+			// The client went away: stop its driver.
+			_ = a.h.cancel(t.id.Return(0), true)
+			return toConnect(err)
+		}
+		for _, ev := range evs {
+			if r := ev.GetResult(); r != nil {
+				r.DurationMs = time.Since(start).Milliseconds()
+			}
+			if err := stream.Send(ev); err != nil {
+				_ = a.h.cancel(t.id.Return(0), true)
+				return err
+			}
+			if ev.GetResult() != nil {
+				return nil
+			}
+		}
+	}
+}
+
+func resourcesProto(r scheduler.Resources) *rayhostv1.Resources {
+	c := float64(r.CPU) / scheduler.Unit
+	out := &rayhostv1.Resources{NumCpus: &c, NumGpus: float64(r.GPU) / scheduler.Unit}
+	for _, x := range r.Custom {
+		if out.Custom == nil {
+			out.Custom = map[string]float64{}
+		}
+		out.Custom[x.Name] = float64(x.Units) / scheduler.Unit
+	}
+	return out
+}
+
+func (a *api) Health(ctx context.Context, req *connect.Request[rayhostv1.HealthRequest]) (*connect.Response[rayhostv1.HealthResponse], error) {
+	h := a.h
+	h.mu.Lock()
+	total, avail, workers := h.sched.Total(), h.sched.Available(), len(h.workers)
+	h.mu.Unlock()
+	return connect.NewResponse(&rayhostv1.HealthResponse{
+		HostId: h.cfg.ID, Address: h.addr, Workers: uint32(workers),
+		Total: resourcesProto(total), Available: resourcesProto(avail),
+	}), nil
+}

@@ -1,0 +1,127 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/rayhost/rayhost/store"
+)
+
+// Config configures a Host. Build it with DefaultConfig and change what you
+// need; New validates it and never changes it afterwards.
+type Config struct {
+	// DataDir holds the object store, the modules and the compilation cache.
+	// Objects and modules survive a restart on the same DataDir.
+	DataDir string
+	// CacheDir holds wazero's compilation cache; "" is DataDir/cache. Hosts
+	// may share one.
+	CacheDir string
+	// ListenAddr is where the Connect API listens ("127.0.0.1:0" picks a port).
+	ListenAddr string
+	// AdvertiseAddr is the address other parties use to reach this host;
+	// "" uses the listener's address.
+	AdvertiseAddr string
+	// ID names the host in errors, logs and task events; "" picks one.
+	ID string
+
+	// NumCPUs, NumGPUs and Resources are the host's total resources.
+	NumCPUs   float64
+	NumGPUs   float64
+	Resources map[string]float64
+
+	// Workers is how many worker processes start with the host and stay warm.
+	// More start on demand (a task blocked in Get frees its CPU, and another
+	// task needs a process), up to MaxWorkers.
+	Workers    int
+	MaxWorkers int
+	// WorkerCommand starts a worker: the rayhost binary with "worker". The
+	// host appends its own flags. Default: this executable + "worker".
+	WorkerCommand []string
+	// Launcher starts workers; nil uses processes started with WorkerCommand.
+	Launcher Launcher
+
+	// InlineObjectLimit: values up to this size are kept in memory as well as
+	// in the store, and travel inline (Ray's 100 KiB).
+	InlineObjectLimit int
+	// MemoryCacheBytes bounds the in-memory copies of small objects.
+	MemoryCacheBytes int64
+	// MaxMessageBytes bounds one Connect message in either direction.
+	MaxMessageBytes int
+	// MaxModuleBytes bounds a registered module.
+	MaxModuleBytes int
+
+	// Store keeps objects; nil opens a Badger store in DataDir/objects.
+	Store store.Store
+	// Logger receives the host's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration for a host on this machine, with
+// its data under dataDir.
+func DefaultConfig(dataDir string) Config {
+	cpus := runtime.NumCPU()
+	return Config{
+		DataDir:           dataDir,
+		ListenAddr:        "127.0.0.1:6380",
+		NumCPUs:           float64(cpus),
+		Workers:           cpus,
+		MaxWorkers:        256,
+		InlineObjectLimit: 100 << 10,
+		MemoryCacheBytes:  256 << 20,
+		MaxMessageBytes:   256 << 20,
+		MaxModuleBytes:    64 << 20,
+	}
+}
+
+// Errors of New.
+var ErrInvalidConfig = errors.New("host: invalid config")
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case c.DataDir == "":
+		return bad("DataDir is required")
+	case c.NumCPUs < 0 || c.NumGPUs < 0:
+		return bad("resources must not be negative")
+	case c.Workers < 0 || c.MaxWorkers < 1 || c.Workers > c.MaxWorkers:
+		return bad("need 0 <= Workers <= MaxWorkers and MaxWorkers >= 1")
+	case c.InlineObjectLimit < 0 || c.MaxMessageBytes < 1<<20 || c.MaxModuleBytes < 1<<20:
+		return bad("InlineObjectLimit >= 0, MaxMessageBytes and MaxModuleBytes >= 1 MiB")
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return bad("ListenAddr %q: %v", c.ListenAddr, err)
+	}
+	for name, v := range c.Resources {
+		if name == "" || name == "CPU" || name == "GPU" || v < 0 {
+			return bad("resource %q = %v", name, v)
+		}
+	}
+	if c.Launcher == nil && len(c.WorkerCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return bad("no WorkerCommand and no executable path: %v", err)
+		}
+		c.WorkerCommand = []string{exe, "worker"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ID == "" {
+		name, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s-%d", name, os.Getpid())
+	}
+	c.Resources = maps.Clone(c.Resources)
+	c.DataDir = filepath.Clean(c.DataDir)
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(c.DataDir, "cache")
+	}
+	return nil
+}

@@ -1,0 +1,26 @@
+package host
+
+import "errors"
+
+// Sentinel errors of the host. The Connect API maps each to one code (see
+// codeOf), and package client maps the codes back.
+var (
+	// ErrModuleNotFound: no module with that digest or name is registered.
+	ErrModuleNotFound = errors.New("host: module not found")
+	// ErrFunctionNotFound: the module has no remote function of that name.
+	ErrFunctionNotFound = errors.New("host: function not found")
+	// ErrObjectNotFound: the host knows no object with that ID.
+	ErrObjectNotFound = errors.New("host: object not found")
+	// ErrInvalidModule: the bytes are not a Wasm module built with the guest
+	// SDK, or speak another ABI version.
+	ErrInvalidModule = errors.New("host: invalid module")
+	// ErrInvalidArgument: a request is malformed (bad JSON, wrong number of
+	// arguments, invalid options…).
+	ErrInvalidArgument = errors.New("host: invalid argument")
+	// ErrGetTimeout: objects were not ready before the timeout.
+	ErrGetTimeout = errors.New("host: get timed out")
+	// ErrTaskNotFound: the host knows no task with that ID.
+	ErrTaskNotFound = errors.New("host: task not found")
+	// ErrClosed: the host is shutting down.
+	ErrClosed = errors.New("host: closed")
+)

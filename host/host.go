@@ -1,0 +1,178 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/scheduler"
+	"github.com/rayhost/rayhost/store"
+)
+
+// Host runs tasks: it owns the tasks submitted to it and their objects,
+// schedules them on its resources, runs them in worker processes and serves
+// the Connect API.
+type Host struct {
+	cfg      Config
+	log      *slog.Logger
+	st       store.Store
+	ownStore bool
+	objs     *objects
+	mods     *modules
+	launcher Launcher
+	cacheDir string
+	addr     string
+	ln       net.Listener
+	srv      *http.Server
+	started  time.Time
+
+	mu         sync.Mutex
+	sched      *scheduler.Scheduler[ids.TaskID, *task]
+	tasks      map[ids.TaskID]*task
+	workers    map[*workerProc]struct{}
+	idle       []*workerProc
+	starting   int
+	needWorker []*task
+	closed     bool
+
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a host: it opens the store, starts the warm workers and listens
+// on cfg.ListenAddr. Close stops it.
+func New(cfg Config) (*Host, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	total, err := scheduler.Make(cfg.NumCPUs, cfg.NumGPUs, cfg.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	h := &Host{
+		cfg: cfg, log: cfg.Logger.With("host", cfg.ID), started: time.Now(),
+		sched: scheduler.New[ids.TaskID, *task](total), tasks: map[ids.TaskID]*task{},
+		workers: map[*workerProc]struct{}{}, cacheDir: cfg.CacheDir, done: make(chan struct{}),
+	}
+	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("host: data dir: %w", err)
+	}
+	if h.mods, err = newModules(filepath.Join(cfg.DataDir, "modules")); err != nil {
+		return nil, err
+	}
+	h.launcher = cfg.Launcher
+	if h.launcher == nil {
+		h.launcher = &ProcessLauncher{Command: cfg.WorkerCommand, Logger: h.log}
+	}
+	h.st = cfg.Store
+	if h.st == nil {
+		bc := store.DefaultBadgerConfig(filepath.Join(cfg.DataDir, "objects"))
+		bc.Logger = h.log
+		b, err := store.OpenBadger(bc)
+		if err != nil {
+			return nil, fmt.Errorf("host: object store: %w", err)
+		}
+		h.st, h.ownStore = b, true
+	}
+	h.ln, err = net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		h.closeStore()
+		return nil, fmt.Errorf("host: listen: %w", err)
+	}
+	h.addr = cfg.AdvertiseAddr
+	if h.addr == "" {
+		h.addr = h.ln.Addr().String()
+	}
+	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
+
+	h.mu.Lock()
+	for range cfg.Workers {
+		h.startWorkerLocked()
+	}
+	h.mu.Unlock()
+
+	mux := http.NewServeMux()
+	mux.Handle(rayhostv1connect.NewTaskServiceHandler(&api{h: h}, h.handlerOptions()...))
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	h.srv = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("serving the API", "err", err)
+		}
+	}()
+	h.wg.Add(1)
+	go h.housekeeping()
+	h.log.Info("host started", "address", h.addr, "cpus", cfg.NumCPUs, "workers", cfg.Workers)
+	return h, nil
+}
+
+// Addr is the address of the host's Connect API.
+func (h *Host) Addr() string { return h.addr }
+
+// URL is the base URL of the host's Connect API.
+func (h *Host) URL() string { return "http://" + h.addr }
+
+// ID is the host's name.
+func (h *Host) ID() string { return h.cfg.ID }
+
+// Close stops serving, stops the workers (running tasks fail) and closes
+// the store once every object is written.
+func (h *Host) Close() error {
+	h.closeOnce.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		close(h.done)
+		ws := make([]*workerProc, 0, len(h.workers))
+		for w := range h.workers {
+			ws = append(ws, w)
+		}
+		h.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.srv.Shutdown(ctx)
+		for _, w := range ws {
+			w.kill()
+		}
+		h.wg.Wait()
+		h.objs.close()
+		h.closeErr = h.closeStore()
+	})
+	return h.closeErr
+}
+
+// housekeeping runs periodic chores until Close.
+func (h *Host) housekeeping() {
+	defer h.wg.Done()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case now := <-tick.C:
+			h.reapIdleWorkers(now)
+		case <-h.done:
+			return
+		}
+	}
+}
+
+func (h *Host) closeStore() error {
+	if h.ownStore {
+		return h.st.Close()
+	}
+	return nil
+}

@@ -1,0 +1,404 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil"
+)
+
+const guestPkg = "./host/testdata/guest"
+
+func TestMain(m *testing.M) {
+	// Build the worker binary and the test guest once, before any test.
+	if err := testutil.Prebuild("./cmd/rayhost", guestPkg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// setup starts a host with real worker processes and registers the guest.
+func setup(t *testing.T, mutate func(*host.Config)) (*host.Host, *client.Client, string) {
+	t.Helper()
+	h := testutil.StartHost(t, mutate)
+	c := client.New(h.Addr())
+	return h, c, testutil.Register(t, c, guestPkg)
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// mustCall submits fn(args) and decodes its result into out.
+func mustCall(t *testing.T, c *client.Client, mod, fn string, out any, args ...any) {
+	t.Helper()
+	ctx := ctxFor(t, 30*time.Second)
+	ref, err := c.Submit(ctx, mod, fn, args...)
+	if err != nil {
+		t.Fatalf("submit %s: %v", fn, err)
+	}
+	if err := c.Get(ctx, ref, out); err != nil {
+		t.Fatalf("get %s: %v", fn, err)
+	}
+}
+
+// stillServes checks the host runs a normal task after something bad.
+func stillServes(t *testing.T, c *client.Client, mod string) {
+	t.Helper()
+	var sum int
+	mustCall(t, c, mod, "add", &sum, 1, 2)
+	if sum != 3 {
+		t.Fatalf("add(1, 2) = %d after the failure", sum)
+	}
+}
+
+func TestTasks(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	ctx := ctxFor(t, time.Minute)
+
+	t.Run("value in, value out", func(t *testing.T) {
+		var got int
+		mustCall(t, c, mod, "add", &got, 2, 40)
+		if got != 42 {
+			t.Fatalf("add = %d", got)
+		}
+	})
+	t.Run("bytes travel raw", func(t *testing.T) {
+		in := []byte{0, 1, 2, 255, 'x'}
+		var got []byte
+		mustCall(t, c, mod, "echo_bytes", &got, in)
+		if !bytes.Equal(got, in) {
+			t.Fatalf("echo_bytes = %v", got)
+		}
+	})
+	t.Run("ObjectRef argument arrives as its value", func(t *testing.T) {
+		first, err := c.Submit(ctx, mod, "add", 1, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := c.Submit(ctx, mod, "add", first, first) // one ref, two slots
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := c.Get(ctx, second, &got); err != nil || got != 6 {
+			t.Fatalf("add(ref, ref) = %d, %v", got, err)
+		}
+	})
+	t.Run("put object as argument", func(t *testing.T) {
+		ref, err := c.Put(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		mustCall(t, c, mod, "add", &got, ref, 1)
+		if got != 101 {
+			t.Fatalf("add(put, 1) = %d", got)
+		}
+	})
+	t.Run("nested tasks", func(t *testing.T) {
+		var got int
+		mustCall(t, c, mod, "nested_sum", &got, 10)
+		if got != 90 {
+			t.Fatalf("nested_sum(10) = %d", got)
+		}
+	})
+	t.Run("refs nested in a value are gettable", func(t *testing.T) {
+		a, _ := c.Put(ctx, 5)
+		b, _ := c.Put(ctx, 7)
+		var got int
+		mustCall(t, c, mod, "get_nested", &got, []client.ObjectRef{a, b})
+		if got != 12 {
+			t.Fatalf("get_nested = %d", got)
+		}
+	})
+	t.Run("large object streams in chunks", func(t *testing.T) {
+		const n = 5<<20 + 3
+		ref, err := c.Submit(ctx, mod, "make_bytes", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		codec, err := c.GetStream(ctx, ref, &buf)
+		if err != nil || codec != "raw" || buf.Len() != n {
+			t.Fatalf("GetStream: codec %q, %d bytes, %v", codec, buf.Len(), err)
+		}
+		if b := buf.Bytes(); b[n-1] != byte((n-1)*7%256) {
+			t.Fatalf("last byte %d", b[n-1])
+		}
+		var got []byte
+		if err := c.Get(ctx, ref, &got); err != nil || !bytes.Equal(got, buf.Bytes()) {
+			t.Fatalf("Get of the large object: %d bytes, %v", len(got), err)
+		}
+	})
+	t.Run("wait keeps input order", func(t *testing.T) {
+		slow, _ := c.Submit(ctx, mod, "sleep", 2000)
+		fast, _ := c.Submit(ctx, mod, "add", 1, 1)
+		ready, notReady, err := c.Wait(ctx, []client.ObjectRef{slow, fast}, 1, 10*time.Second)
+		if err != nil || len(ready) != 1 || ready[0] != fast || len(notReady) != 1 || notReady[0] != slow {
+			t.Fatalf("Wait = %v, %v, %v", ready, notReady, err)
+		}
+		if _, _, err := c.Wait(ctx, []client.ObjectRef{fast, fast}, 1, 0); !errors.Is(err, client.ErrInvalidArgument) {
+			t.Fatalf("Wait with a duplicate ref: %v", err)
+		}
+	})
+}
+
+// TestBadInput: each bad input gets a clear error, and the host then runs a
+// normal task.
+func TestBadInput(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	tests := []struct {
+		name    string
+		do      func(ctx context.Context) error
+		want    error  // errors.Is target
+		message string // expected in the error text
+	}{
+		{"bytes that are not wasm", func(ctx context.Context) error {
+			_, err := c.RegisterModule(ctx, []byte("#!/bin/sh\necho hi\n"), "")
+			return err
+		}, client.ErrInvalidArgument, "not a WebAssembly binary"},
+		{"wasm without the ABI", func(ctx context.Context) error {
+			_, err := c.RegisterModule(ctx, []byte("\x00asm\x01\x00\x00\x00"), "")
+			return err
+		}, client.ErrInvalidArgument, "does not export rayhost_abi_version"},
+		{"unknown module", func(ctx context.Context) error {
+			_, err := c.Submit(ctx, "no-such-module", "add", 1, 2)
+			return err
+		}, client.ErrNotFound, "module not found"},
+		{"unknown function", func(ctx context.Context) error {
+			_, err := c.Submit(ctx, mod, "no_such_function")
+			return err
+		}, client.ErrNotFound, "function not found"},
+		{"wrong number of arguments", func(ctx context.Context) error {
+			_, err := c.Submit(ctx, mod, "add", 1)
+			return err
+		}, client.ErrInvalidArgument, "takes 2 arguments"},
+		{"arguments that do not decode", func(ctx context.Context) error {
+			ref, err := c.Submit(ctx, mod, "add", "one", 2)
+			if err != nil {
+				return err
+			}
+			var out int
+			return c.Get(ctx, ref, &out)
+		}, client.ErrInvalidArgument, "argument 1"},
+		{"get of an unknown ObjectRef", func(ctx context.Context) error {
+			var out int
+			return c.Get(ctx, client.ObjectRef{ID: "00112233445566778899aabbccddeeff00000001"}, &out)
+		}, client.ErrNotFound, "object not found"},
+		{"malformed ObjectRef", func(ctx context.Context) error {
+			var out int
+			return c.Get(ctx, client.ObjectRef{ID: "zz"}, &out)
+		}, client.ErrInvalidArgument, "invalid id"},
+		{"guest panic", func(ctx context.Context) error {
+			ref, _ := c.Submit(ctx, mod, "panic", "the guest gave up")
+			var out int
+			return c.Get(ctx, ref, &out)
+		}, client.ErrTaskFailed, "the guest gave up"},
+		{"guest error", func(ctx context.Context) error {
+			ref, _ := c.Submit(ctx, mod, "fail", "no luck")
+			var out int
+			return c.Get(ctx, ref, &out)
+		}, client.ErrTaskFailed, "no luck"},
+		{"guest exits", func(ctx context.Context) error {
+			ref, _ := c.Submit(ctx, mod, "exit", 3)
+			var out int
+			return c.Get(ctx, ref, &out)
+		}, client.ErrTaskFailed, "exited with code 3"},
+		{"get timeout", func(ctx context.Context) error {
+			ref, _ := c.Submit(ctx, mod, "sleep", 3000)
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			var out int
+			return c.Get(short, ref, &out)
+		}, client.ErrGetTimeout, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.do(ctxFor(t, 30*time.Second))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error = %v, want %v", err, tt.want)
+			}
+			if !bytes.Contains([]byte(err.Error()), []byte(tt.message)) {
+				t.Fatalf("error %q does not say %q", err, tt.message)
+			}
+			stillServes(t, c, mod)
+		})
+	}
+}
+
+func TestPanicCarriesMessageAndStack(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	ctx := ctxFor(t, 30*time.Second)
+	ref, _ := c.Submit(ctx, mod, "panic", "boom")
+	var out int
+	err := c.Get(ctx, ref, &out)
+	var te *ray.TaskError
+	if !errors.As(err, &te) {
+		t.Fatalf("error %v is not a *ray.TaskError", err)
+	}
+	if te.Kind != "panic" || te.Message != "boom" || te.Function != "panic" || te.Host == "" || te.Stack == "" {
+		t.Fatalf("TaskError = %+v", te)
+	}
+}
+
+// TestWorkerKilled: a worker killed with SIGKILL mid-task fails that task
+// with a clear error; a new worker takes its place.
+func TestWorkerKilled(t *testing.T) {
+	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
+	ctx := ctxFor(t, time.Minute)
+	before := workerPIDs(t)
+	ref, err := c.Submit(ctx, mod, "sleep", 60000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Find the worker that runs it: the only busy rayhost worker is ours.
+	var victim int
+	for deadline := time.Now().Add(10 * time.Second); victim == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		h, _ := c.Health(ctx)
+		if h != nil && h.AvailableCPUs == 0 {
+			victim = busyWorker(t, before)
+		}
+	}
+	if victim == 0 {
+		t.Fatal("the task never started")
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var out int
+	err = c.Get(ctx, ref, &out)
+	if !errors.Is(err, client.ErrWorkerDied) || !bytes.Contains([]byte(err.Error()), []byte("died while running")) {
+		t.Fatalf("Get after SIGKILL = %v", err)
+	}
+	stillServes(t, c, mod)
+}
+
+// TestHealthNotDelayedBySpinningGuest: a guest in a 5 s CPU loop runs in its
+// own process, so the host's RPCs (and GC) do not wait for it.
+func TestHealthNotDelayedBySpinningGuest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 5 s")
+	}
+	_, c, mod := setup(t, nil)
+	ctx := ctxFor(t, time.Minute)
+	ref, err := c.Submit(ctx, mod, "spin", 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worst time.Duration
+	done := make(chan error, 1)
+	go func() {
+		var n int
+		done <- c.Get(ctx, ref, &n)
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("worst health latency while a guest spun for 5 s: %v", worst)
+			if worst > 100*time.Millisecond {
+				t.Fatalf("health took %v while a guest spun", worst)
+			}
+			return
+		default:
+		}
+		start := time.Now()
+		if _, err := c.Health(ctx); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestObjectsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testutil.HostConfig(t)
+	cfg.DataDir = dir
+	h1, err := host.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(h1.Addr())
+	ctx := ctxFor(t, 30*time.Second)
+	small, err := c.Put(ctx, map[string]int{"answer": 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, err := c.Put(ctx, bytes.Repeat([]byte("ray"), 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := host.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	c = client.New(h2.Addr())
+	var m map[string]int
+	if err := c.Get(ctx, small, &m); err != nil || m["answer"] != 42 {
+		t.Fatalf("small object after restart: %v, %v", m, err)
+	}
+	var b []byte
+	if err := c.Get(ctx, large, &b); err != nil || len(b) != 3<<20 {
+		t.Fatalf("large object after restart: %d bytes, %v", len(b), err)
+	}
+}
+
+func TestRunStreamsGuestOutput(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	ctx := ctxFor(t, 30*time.Second)
+	var out bytes.Buffer
+	err := c.Run(ctx, mod, func(l client.LogLine) {
+		fmt.Fprintf(&out, "%s:%s", l.Function, l.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"main:driver starting\n", "main:driver got 42\n"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Errorf("output %q lacks %q", out.String(), want)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	ctx := ctxFor(t, 30*time.Second)
+	ref, err := c.Submit(ctx, mod, "sleep", 60000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let it start; cancel works either way
+	start := time.Now()
+	if err := c.Cancel(ctx, ref, false); err != nil {
+		t.Fatal(err)
+	}
+	var out int
+	err = c.Get(ctx, ref, &out)
+	if !errors.Is(err, ray.ErrTaskCancelled) {
+		t.Fatalf("Get after cancel = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	stillServes(t, c, mod)
+}

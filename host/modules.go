@@ -1,0 +1,217 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/scheduler"
+)
+
+// module is a registered Wasm module: its bytes live in a file named by
+// their sha256, so workers can load it and a restarted host still has it.
+type module struct {
+	digest string
+	desc   abi.Description
+	funcs  map[string]abi.FunctionInfo
+}
+
+type modules struct {
+	dir string
+
+	mu       sync.Mutex
+	byDigest map[string]*module
+	byName   map[string]string
+	loading  map[string]*sync.Mutex // one describe per digest at a time
+}
+
+func newModules(dir string) (*modules, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("host: module directory: %w", err)
+	}
+	return &modules{dir: dir, byDigest: map[string]*module{}, byName: map[string]string{}, loading: map[string]*sync.Mutex{}}, nil
+}
+
+func (m *modules) path(mod *module) string { return m.pathOf(mod.digest) }
+
+func (m *modules) pathOf(digest string) string { return filepath.Join(m.dir, digest+".wasm") }
+
+// warm lists the module files workers should compile when they start.
+func (m *modules) warm() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.byDigest))
+	for d := range m.byDigest {
+		out = append(out, m.pathOf(d))
+	}
+	return out
+}
+
+var (
+	digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
+
+var wasmMagic = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+
+// register stores wasm, checks it with a worker and names it.
+func (h *Host) registerModule(ctx context.Context, wasm []byte, name string) (*module, error) {
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		return nil, fmt.Errorf("%w: not a WebAssembly binary (no \\0asm version 1 header)", ErrInvalidModule)
+	}
+	if len(wasm) > h.cfg.MaxModuleBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidModule, len(wasm), h.cfg.MaxModuleBytes)
+	}
+	if name != "" && !nameRE.MatchString(name) {
+		return nil, fmt.Errorf("%w: module name %q: use letters, digits, '.', '_' and '-'", ErrInvalidArgument, name)
+	}
+	sum := sha256.Sum256(wasm)
+	digest := hex.EncodeToString(sum[:])
+	path := h.mods.pathOf(digest)
+	if _, err := os.Stat(path); err != nil {
+		tmp, err := os.CreateTemp(h.mods.dir, ".upload-*")
+		if err != nil {
+			return nil, fmt.Errorf("host: storing module: %w", err)
+		}
+		_, werr := tmp.Write(wasm)
+		cerr := tmp.Close()
+		if err := errors.Join(werr, cerr); err != nil {
+			os.Remove(tmp.Name())
+			return nil, fmt.Errorf("host: storing module: %w", err)
+		}
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			os.Remove(tmp.Name())
+			return nil, fmt.Errorf("host: storing module: %w", err)
+		}
+	}
+	mod, err := h.loadModule(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	if name != "" {
+		h.mods.mu.Lock()
+		h.mods.byName[name] = digest
+		h.mods.mu.Unlock()
+	}
+	return mod, nil
+}
+
+// lookupModule finds a module by digest or name. A digest whose file is on
+// disk (from before a restart) is described again on first use.
+func (h *Host) lookupModule(ctx context.Context, ref string) (*module, error) {
+	h.mods.mu.Lock()
+	if d, ok := h.mods.byName[ref]; ok {
+		ref = d
+	}
+	mod := h.mods.byDigest[ref]
+	h.mods.mu.Unlock()
+	if mod != nil {
+		return mod, nil
+	}
+	if !digestRE.MatchString(ref) {
+		return nil, fmt.Errorf("%w: %q", ErrModuleNotFound, ref)
+	}
+	if _, err := os.Stat(h.mods.pathOf(ref)); err != nil {
+		return nil, fmt.Errorf("%w: %q", ErrModuleNotFound, ref)
+	}
+	return h.loadModule(ctx, ref)
+}
+
+// loadModule asks a worker to describe the module (which also compiles it
+// into the shared cache) and records its functions.
+func (h *Host) loadModule(ctx context.Context, digest string) (*module, error) {
+	h.mods.mu.Lock()
+	if mod := h.mods.byDigest[digest]; mod != nil {
+		h.mods.mu.Unlock()
+		return mod, nil
+	}
+	lk := h.mods.loading[digest]
+	if lk == nil {
+		lk = &sync.Mutex{}
+		h.mods.loading[digest] = lk
+	}
+	h.mods.mu.Unlock()
+	lk.Lock()
+	defer lk.Unlock()
+	h.mods.mu.Lock()
+	mod := h.mods.byDigest[digest]
+	h.mods.mu.Unlock()
+	if mod != nil {
+		return mod, nil
+	}
+
+	mod = &module{digest: digest}
+	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}}
+	h.submit(ctx, t)
+	vals, err := h.objs.get(ctx, t.returns(), -1, nil)
+	if err != nil {
+		return nil, err
+	}
+	if vals[0].Codec == abi.CodecError {
+		te := abi.DecodeTaskError(vals[0].Data)
+		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, te.Message)
+	}
+	if err := json.Unmarshal(vals[0].Data, &mod.desc); err != nil {
+		return nil, fmt.Errorf("%w: undecodable description: %v", ErrInvalidModule, err)
+	}
+	if mod.desc.Error != "" {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, mod.desc.Error)
+	}
+	mod.funcs = make(map[string]abi.FunctionInfo, len(mod.desc.Functions))
+	for _, f := range mod.desc.Functions {
+		mod.funcs[f.Name] = f
+	}
+	h.mods.mu.Lock()
+	h.mods.byDigest[digest] = mod
+	delete(h.mods.loading, digest)
+	h.mods.mu.Unlock()
+
+	// Compile it in every worker now, so its first task does not wait.
+	h.mu.Lock()
+	ws := make([]*workerProc, 0, len(h.workers))
+	for w := range h.workers {
+		ws = append(ws, w)
+	}
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.load(h.mods.path(mod))
+	}
+	return mod, nil
+}
+
+// prepare checks a call against its module and fills in t's resources.
+func (h *Host) prepare(t *task, r abi.Resources) error {
+	f, ok := t.mod.funcs[t.function]
+	if !ok {
+		return fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, t.mod.digest[:12])
+	}
+	if f.NumArgs >= 0 && len(t.args) != f.NumArgs {
+		return fmt.Errorf("%w: %s takes %d arguments, got %d", ErrInvalidArgument, t.function, f.NumArgs, len(t.args))
+	}
+	if r.CPUs == -1 {
+		r.CPUs = 1
+	}
+	if !abi.ValidCPUs(r.CPUs) {
+		return fmt.Errorf("%w: num_cpus %v", ErrInvalidArgument, r.CPUs)
+	}
+	custom := make(map[string]float64, len(r.Custom))
+	for _, c := range r.Custom {
+		custom[c.Name] = c.Amount
+	}
+	req, err := scheduler.Make(r.CPUs, r.GPUs, custom)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	t.req = req
+	return nil
+}

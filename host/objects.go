@@ -1,0 +1,312 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// objects is the host's view of the objects it owns or holds: which are
+// still being computed, which are ready, and where their bytes are.
+//
+// Small values (≤ inline) stay in memory so Get and dependent tasks never
+// touch the disk; they are written to the store behind the caller's back and
+// dropped from memory, oldest first, once the cache is full and they are
+// persisted. Larger values go straight to the store, which chunks them.
+// Either way every object is read through the same calls.
+type objects struct {
+	st       store.Store
+	inline   int
+	capBytes int64
+	owner    string
+	log      *slog.Logger
+
+	mu        sync.Mutex
+	m         map[ids.ObjectID]*object
+	fifo      []ids.ObjectID // ready in-memory objects, oldest first
+	fifoHead  int
+	memBytes  int64
+	persistCh chan persistJob
+	wg        sync.WaitGroup
+}
+
+type object struct {
+	ready     bool
+	val       abi.Value // Data is nil when the bytes live only in the store
+	inMemory  bool
+	persisted bool
+	task      ids.TaskID
+	waiters   []func(abi.Value)
+}
+
+type persistJob struct {
+	id   ids.ObjectID
+	meta store.Meta
+	data []byte
+}
+
+func newObjects(st store.Store, inline int, capBytes int64, owner string, log *slog.Logger) *objects {
+	o := &objects{
+		st: st, inline: inline, capBytes: capBytes, owner: owner, log: log,
+		m: map[ids.ObjectID]*object{}, persistCh: make(chan persistJob, 4096),
+	}
+	o.wg.Add(1)
+	go o.persistLoop()
+	return o
+}
+
+// close waits until every sealed object is in the store.
+func (o *objects) close() {
+	close(o.persistCh)
+	o.wg.Wait()
+}
+
+func (o *objects) persistLoop() {
+	defer o.wg.Done()
+	for j := range o.persistCh {
+		if err := o.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
+			o.log.Error("persisting object", "object_id", j.id, "err", err)
+			continue
+		}
+		o.mu.Lock()
+		if ob := o.m[j.id]; ob != nil {
+			ob.persisted = true
+		}
+		o.evictLocked()
+		o.mu.Unlock()
+	}
+}
+
+// evictLocked drops the oldest persisted in-memory objects while the cache
+// is over its bound. Their bytes stay in the store.
+func (o *objects) evictLocked() {
+	for o.memBytes > o.capBytes && o.fifoHead < len(o.fifo) {
+		id := o.fifo[o.fifoHead]
+		ob := o.m[id]
+		if ob != nil && !ob.persisted {
+			return // the write-behind is not done yet; try again after it
+		}
+		o.fifoHead++
+		if ob != nil {
+			o.memBytes -= int64(len(ob.val.Data))
+			delete(o.m, id)
+		}
+	}
+	if o.fifoHead > 1024 && o.fifoHead*2 > len(o.fifo) {
+		o.fifo = append(o.fifo[:0], o.fifo[o.fifoHead:]...)
+		o.fifoHead = 0
+	}
+}
+
+// expect records that id will be made by task.
+func (o *objects) expect(id ids.ObjectID, task ids.TaskID) {
+	o.mu.Lock()
+	if o.m[id] == nil {
+		o.m[id] = &object{task: task}
+	}
+	o.mu.Unlock()
+}
+
+// known reports whether id is pending or ready here (or in the store).
+func (o *objects) known(ctx context.Context, id ids.ObjectID) bool {
+	o.mu.Lock()
+	_, ok := o.m[id]
+	o.mu.Unlock()
+	if ok {
+		return true
+	}
+	_, err := o.st.Stat(ctx, id)
+	return err == nil
+}
+
+// seal makes id ready with v and wakes its waiters. Sealing a ready object
+// again keeps the first value (objects are immutable; a retried task may
+// seal twice).
+func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error {
+	meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
+	large := len(v.Data) > o.inline
+	if large {
+		// Large values are written before they are ready, so a reader never
+		// sees a partial object.
+		if err := o.st.Put(ctx, id, meta, v.Data); err != nil {
+			return fmt.Errorf("storing object %s: %w", id, err)
+		}
+	}
+	o.mu.Lock()
+	ob := o.m[id]
+	if ob == nil {
+		ob = &object{task: id.Task()}
+		o.m[id] = ob
+	}
+	if ob.ready {
+		o.mu.Unlock()
+		return nil
+	}
+	ob.ready = true
+	ob.val = v
+	if large {
+		ob.val.Data = nil
+		ob.persisted = true
+	} else {
+		ob.inMemory = true
+		o.memBytes += int64(len(v.Data))
+		o.fifo = append(o.fifo, id)
+	}
+	waiters := ob.waiters
+	ob.waiters = nil
+	o.mu.Unlock()
+	if !large {
+		o.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
+	}
+	for _, w := range waiters {
+		w(v)
+	}
+	return nil
+}
+
+// onReady calls fn with id's value (its Data may be nil for large values)
+// once it is ready, at once if it is. It fails with ErrObjectNotFound if id
+// is unknown.
+func (o *objects) onReady(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) error {
+	o.mu.Lock()
+	ob := o.m[id]
+	if ob != nil && !ob.ready {
+		ob.waiters = append(ob.waiters, fn)
+		o.mu.Unlock()
+		return nil
+	}
+	o.mu.Unlock()
+	if ob != nil {
+		fn(ob.val)
+		return nil
+	}
+	meta, err := o.st.Stat(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: %s", ErrObjectNotFound, id)
+		}
+		return err
+	}
+	fn(abi.Value{Codec: abi.Codec(meta.Codec)})
+	return nil
+}
+
+// value returns the bytes of a ready object.
+func (o *objects) value(ctx context.Context, id ids.ObjectID) (abi.Value, error) {
+	o.mu.Lock()
+	ob := o.m[id]
+	if ob != nil && ob.ready && ob.inMemory {
+		v := ob.val
+		o.mu.Unlock()
+		return v, nil
+	}
+	o.mu.Unlock()
+	meta, data, err := o.st.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return abi.Value{}, fmt.Errorf("%w: %s", ErrObjectNotFound, id)
+		}
+		return abi.Value{}, err
+	}
+	return abi.Value{Codec: abi.Codec(meta.Codec), Data: data}, nil
+}
+
+// errCancelled ends a wait because the waiting task was cancelled.
+var errCancelled = errors.New("host: waiting task cancelled")
+
+// waitReady blocks until at least need of refs are ready (all, for Get), one
+// of them failed (when failFast), the timeout passes (< 0: none), ctx ends
+// or cancel closes. It returns which refs are ready.
+func (o *objects) waitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration, cancel <-chan struct{}) ([]bool, error) {
+	ready := make([]bool, len(refs))
+	var mu sync.Mutex
+	count, failed := 0, false
+	wake := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	for i, id := range refs {
+		err := o.onReady(ctx, id, func(v abi.Value) {
+			mu.Lock()
+			if !ready[i] {
+				ready[i] = true
+				count++
+			}
+			if v.Codec == abi.CodecError {
+				failed = true
+			}
+			done := count >= need || (failFast && failed)
+			mu.Unlock()
+			if done {
+				signal()
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var timer <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	snapshot := func() ([]bool, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]bool(nil), ready...), count >= need || (failFast && failed)
+	}
+	for {
+		if r, done := snapshot(); done {
+			return r, nil
+		}
+		select {
+		case <-wake:
+		case <-timer:
+			r, _ := snapshot()
+			return r, ErrGetTimeout
+		case <-cancel:
+			return nil, errCancelled
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// get waits for refs and returns their values. When one has failed, it
+// returns at once and every slot not ready yet holds that failure.
+func (o *objects) get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration, cancel <-chan struct{}) ([]abi.Value, error) {
+	ready, err := o.waitReady(ctx, refs, len(refs), true, timeout, cancel)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]abi.Value, len(refs))
+	var firstErr *abi.Value
+	for i, id := range refs {
+		if !ready[i] {
+			continue
+		}
+		if vals[i], err = o.value(ctx, id); err != nil {
+			return nil, err
+		}
+		if vals[i].Codec == abi.CodecError && firstErr == nil {
+			firstErr = &vals[i]
+		}
+	}
+	for i := range vals {
+		if !ready[i] {
+			vals[i] = *firstErr
+		}
+	}
+	return vals, nil
+}

@@ -1,0 +1,468 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
+)
+
+// workerProc is the host's side of one worker process.
+type workerProc struct {
+	h    *Host
+	proc Process
+	conn *ipc.Conn
+	pid  int
+
+	// Guarded by Host.mu.
+	task      *task
+	dead      bool
+	idleSince time.Time
+}
+
+// idleWorkerTTL is how long a worker beyond the warm pool may stay idle.
+const idleWorkerTTL = time.Minute
+
+// reapIdleWorkers stops workers beyond the warm pool (and its spare) that
+// have been idle for idleWorkerTTL: a burst of nested tasks must not leave
+// processes behind for ever.
+func (h *Host) reapIdleWorkers(now time.Time) {
+	h.mu.Lock()
+	var stop []*workerProc
+	for len(h.idle) > h.cfg.Workers+1 && now.Sub(h.idle[0].idleSince) > idleWorkerTTL {
+		stop = append(stop, h.idle[0])
+		h.idle = h.idle[1:]
+	}
+	h.mu.Unlock()
+	for _, w := range stop {
+		w.kill()
+	}
+}
+
+// startWorkerLocked starts a worker in the background; once it is ready it
+// joins the idle list and takes queued work.
+func (h *Host) startWorkerLocked() {
+	h.starting++
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		w, err := h.launchWorker()
+		h.mu.Lock()
+		h.starting--
+		if err != nil {
+			h.mu.Unlock()
+			h.log.Error("starting a worker", "err", err)
+			h.failWaitingIfNoWorkers(err)
+			return
+		}
+		if h.closed {
+			h.mu.Unlock()
+			w.kill()
+			return
+		}
+		h.workers[w] = struct{}{}
+		w.idleSince = time.Now()
+		h.idle = append(h.idle, w)
+		starts := h.dispatchLocked()
+		h.mu.Unlock()
+		for _, m := range h.mods.warm() {
+			w.load(m)
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.serveWorker(w)
+		}()
+		h.start(starts)
+	}()
+}
+
+// failWaitingIfNoWorkers fails tasks waiting for a worker when no worker
+// exists or is starting: otherwise they would wait for ever.
+func (h *Host) failWaitingIfNoWorkers(cause error) {
+	h.mu.Lock()
+	if len(h.workers) > 0 || h.starting > 0 {
+		h.mu.Unlock()
+		return
+	}
+	waiting := h.needWorker
+	h.mu.Unlock()
+	for _, t := range waiting {
+		h.fail(t, h.taskError(t, abi.ErrorHost, "no worker process could start: "+cause.Error()))
+	}
+}
+
+func (h *Host) launchWorker() (*workerProc, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := h.launcher.Launch(ctx, WorkerOptions{CacheDir: h.cacheDir})
+	if err != nil {
+		return nil, err
+	}
+	w := &workerProc{h: h, proc: p, conn: ipc.NewConn(p.Conn()), pid: p.PID()}
+	// The worker says Ready once its runtime is set up.
+	ready := make(chan error, 1)
+	go func() {
+		t, _, err := w.conn.Read(nil)
+		if err == nil && t != ipc.TypeReady {
+			err = fmt.Errorf("host: worker sent frame %d before ready", t)
+		}
+		ready <- err
+	}()
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		w.kill()
+		return nil, fmt.Errorf("host: worker did not start: %w", err)
+	}
+	return w, nil
+}
+
+func (w *workerProc) kill() {
+	_ = w.proc.Kill()
+}
+
+func (w *workerProc) exec(t *task, modulePath string, invocation []byte) error {
+	m := ipc.Exec{Task: t.id, ModulePath: modulePath, Function: t.function, Invocation: invocation}
+	return w.conn.Write(ipc.TypeExec, m.Encode(nil))
+}
+
+func (w *workerProc) cancel(t *task) {
+	m := ipc.Cancel{Task: t.id}
+	_ = w.conn.Write(ipc.TypeCancel, m.Encode(nil))
+}
+
+func (w *workerProc) load(path string) {
+	m := ipc.Load{ModulePath: path}
+	_ = w.conn.Write(ipc.TypeLoad, m.Encode(nil))
+}
+
+func (w *workerProc) reply(seq uint64, code int64, payload []byte) {
+	m := ipc.Reply{Seq: seq, Code: code, Payload: payload}
+	_ = w.conn.Write(ipc.TypeReply, m.Encode(nil))
+}
+
+// serveWorker reads a worker's frames until it exits.
+func (h *Host) serveWorker(w *workerProc) {
+	var buf []byte
+	var err error
+	for {
+		var typ ipc.Type
+		var payload []byte
+		typ, payload, err = w.conn.Read(buf)
+		if err != nil {
+			break
+		}
+		buf = payload[:0]
+		if err = h.handleFrame(w, typ, payload); err != nil {
+			h.log.Error("worker protocol error", "pid", w.pid, "err", err)
+			w.kill()
+			break
+		}
+	}
+	exitErr := w.proc.Wait()
+	h.workerDied(w, exitErr)
+}
+
+func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
+	switch typ {
+	case ipc.TypeCall:
+		var c ipc.Call
+		if err := c.Decode(payload); err != nil {
+			return err
+		}
+		t := h.runningTask(w, c.Task)
+		if t == nil {
+			if c.Seq != 0 {
+				w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
+			}
+			return nil
+		}
+		switch c.Op {
+		case abi.OpSubmit:
+			h.guestSubmit(t, c.Payload)
+		case abi.OpPut:
+			h.guestPut(t, c.Payload)
+		case abi.OpGet, abi.OpWait:
+			c.Payload = append([]byte(nil), c.Payload...)
+			go h.guestWait(w, t, c)
+		default:
+			if c.Seq != 0 {
+				w.reply(c.Seq, int64(abi.ErrCodeUnknownOp), nil)
+			}
+		}
+	case ipc.TypeDone:
+		var d ipc.Done
+		if err := d.Decode(payload); err != nil {
+			return err
+		}
+		t := h.runningTask(w, d.Task)
+		if t == nil {
+			return nil
+		}
+		te, vals := h.outcome(t, &d)
+		h.finishWorker(w, t, te, vals)
+	case ipc.TypeLog:
+		var l ipc.Log
+		if err := l.Decode(payload); err != nil {
+			return err
+		}
+		h.guestLog(w, &l)
+	default:
+		return fmt.Errorf("unknown frame type %d", typ)
+	}
+	return nil
+}
+
+// runningTask returns the task w runs, if its ID is id.
+func (h *Host) runningTask(w *workerProc, id ids.TaskID) *task {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t := w.task; t != nil && t.id == id {
+		return t
+	}
+	return nil
+}
+
+// outcome turns a Done frame into a failure or the task's return values.
+func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
+	if d.Trap != "" {
+		kind := d.Kind
+		if kind == "" {
+			kind = abi.ErrorTrap
+		}
+		msg := d.Trap
+		h.mu.Lock()
+		if len(t.stderr) > 0 {
+			msg += "\nguest stderr:\n" + string(t.stderr)
+		}
+		h.mu.Unlock()
+		return h.taskError(t, kind, msg), nil
+	}
+	var res abi.Result
+	if err := res.Decode(d.Result); err != nil {
+		return h.taskError(t, abi.ErrorHost, "undecodable result: "+err.Error()), nil
+	}
+	if d.Status != abi.StatusOK {
+		if len(res.Values) != 1 || res.Values[0].Codec != abi.CodecError {
+			return h.taskError(t, abi.ErrorHost, "the guest failed without an error value"), nil
+		}
+		g := abi.DecodeTaskError(res.Values[0].Data)
+		te := h.taskError(t, g.Kind, g.Message)
+		te.Stack = g.Stack
+		return te, nil
+	}
+	switch t.kind {
+	case abi.KindMain:
+		// A driver returns nothing; its one object says it finished.
+		return nil, []abi.Value{{Codec: abi.CodecJSON, Data: []byte("null")}}
+	case abi.KindDescribe:
+		if len(res.Values) != 1 {
+			return h.taskError(t, abi.ErrorHost, "describe returned no description"), nil
+		}
+		return nil, res.Values
+	}
+	if len(res.Values) != t.numReturns {
+		return h.taskError(t, abi.ErrorHost, fmt.Sprintf("the function returned %d values, the call expects %d", len(res.Values), t.numReturns)), nil
+	}
+	for i := range res.Values {
+		// The frame buffer is reused: the values must own their bytes.
+		res.Values[i].Data = append([]byte(nil), res.Values[i].Data...)
+	}
+	return nil, res.Values
+}
+
+// workerDied cleans up after a worker exits: its task fails (or, if it was
+// cancelled with force, is cancelled), and a replacement starts if the host
+// is below its warm pool size.
+func (h *Host) workerDied(w *workerProc, exitErr error) {
+	h.mu.Lock()
+	w.dead = true
+	delete(h.workers, w)
+	for i, x := range h.idle {
+		if x == w {
+			h.idle = append(h.idle[:i], h.idle[i+1:]...)
+			break
+		}
+	}
+	t := w.task
+	closed := h.closed
+	if !closed && len(h.workers)+h.starting < h.cfg.Workers {
+		h.startWorkerLocked()
+	}
+	h.mu.Unlock()
+	if closed {
+		return
+	}
+	if t != nil {
+		msg := fmt.Sprintf("worker process %d died while running the task", w.pid)
+		if exitErr != nil {
+			msg += ": " + exitErr.Error()
+		}
+		h.log.Warn("worker died", "pid", w.pid, "task_id", t.id, "err", exitErr)
+		h.finishWorker(w, t, h.taskError(t, abi.ErrorWorkerDied, msg), nil)
+	}
+}
+
+// guestSubmit handles a task submitted by a running task. Errors fail the
+// child: the guest already holds its ObjectRefs.
+func (h *Host) guestSubmit(parent *task, payload []byte) {
+	var req abi.SubmitRequest
+	if err := req.Decode(payload); err != nil {
+		h.log.Warn("malformed submit from a guest", "task_id", parent.id, "err", err)
+		return
+	}
+	child := &task{id: req.Task, job: parent.job, mod: parent.mod, kind: abi.KindCall, function: req.Function}
+	child.numReturns = max(int(req.NumReturns), 1)
+	child.args = cloneArgs(req.Args)
+	if err := h.prepare(child, req.Resources); err != nil {
+		h.sealAll(child, h.taskError(child, abi.ErrorBadRequest, err.Error()).Encode())
+		return
+	}
+	h.submit(context.Background(), child)
+}
+
+func cloneArgs(args []abi.Arg) []abi.Arg {
+	out := make([]abi.Arg, len(args))
+	for i, a := range args {
+		out[i] = a
+		if !a.IsRef {
+			out[i].Value.Data = append([]byte(nil), a.Value.Data...)
+		}
+		out[i].Ref.Owner = string([]byte(a.Ref.Owner))
+	}
+	return out
+}
+
+// guestPut stores an object put by a running task. A guest may only create
+// objects under its own TaskID.
+func (h *Host) guestPut(t *task, payload []byte) {
+	var req abi.PutRequest
+	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id {
+		h.log.Warn("refused put from a guest", "task_id", t.id, "err", err)
+		return
+	}
+	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
+	if err := h.objs.seal(context.Background(), req.ID, v); err != nil {
+		h.log.Error("storing a put", "task_id", t.id, "err", err)
+	}
+}
+
+// guestWait serves a Get or Wait from a guest. The task's CPU is released
+// while it blocks.
+func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
+	var refs []ids.ObjectID
+	var timeoutNs int64
+	var need uint32
+	if c.Op == abi.OpGet {
+		var req abi.GetRequest
+		if err := req.Decode(c.Payload); err != nil {
+			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+			return
+		}
+		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, uint32(len(req.Refs))
+	} else {
+		var req abi.WaitRequest
+		if err := req.Decode(c.Payload); err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
+			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+			return
+		}
+		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, req.NumReturns
+	}
+	timeout := time.Duration(timeoutNs)
+	if timeoutNs < 0 {
+		timeout = -1
+	}
+	ctx := context.Background()
+	// Fast path: everything is there; no need to give the CPU back.
+	ready, err := h.objs.waitReady(ctx, refs, int(need), c.Op == abi.OpGet, 0, t.cancelCh)
+	if err == ErrGetTimeout && timeout != 0 {
+		h.block(t)
+		ready, err = h.objs.waitReady(ctx, refs, int(need), c.Op == abi.OpGet, timeout, t.cancelCh)
+		h.unblock(t)
+	}
+	switch {
+	case err == errCancelled:
+		w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
+		return
+	case err == ErrGetTimeout && c.Op == abi.OpGet:
+		w.reply(c.Seq, int64(abi.ErrCodeTimeout), nil)
+		return
+	case err != nil && err != ErrGetTimeout:
+		h.replyErr(w, t, c, err)
+		return
+	}
+	if c.Op == abi.OpWait {
+		var rep abi.WaitReply
+		for i, r := range ready {
+			if r && len(rep.Ready) < int(need) {
+				rep.Ready = append(rep.Ready, uint32(i))
+			}
+		}
+		w.reply(c.Seq, 0, rep.Encode(nil))
+		return
+	}
+	vals, err := h.objs.get(ctx, refs, 0, t.cancelCh)
+	if err != nil {
+		h.replyErr(w, t, c, err)
+		return
+	}
+	rep := abi.GetReply{Values: vals}
+	w.reply(c.Seq, 0, rep.Encode(nil))
+}
+
+// replyErr answers a Get for an object the host does not know with an error
+// value, so the guest sees which ref was wrong.
+func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
+	if c.Op == abi.OpGet {
+		var req abi.GetRequest
+		_ = req.Decode(c.Payload)
+		te := h.taskError(t, abi.ErrorBadRequest, err.Error())
+		rep := abi.GetReply{Values: make([]abi.Value, len(req.Refs))}
+		for i := range rep.Values {
+			rep.Values[i] = te.Encode()
+		}
+		w.reply(c.Seq, 0, rep.Encode(nil))
+		return
+	}
+	w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+}
+
+func refIDs(refs []abi.Ref) []ids.ObjectID {
+	out := make([]ids.ObjectID, len(refs))
+	for i, r := range refs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+// guestLog passes a guest's output to its job (the `rayhost run` that
+// started it) and keeps the tail of stderr for error messages.
+func (h *Host) guestLog(w *workerProc, l *ipc.Log) {
+	h.mu.Lock()
+	t := w.task
+	if t == nil || t.id != l.Task {
+		h.mu.Unlock()
+		return
+	}
+	if l.Stream == 2 {
+		const keep = 4 << 10
+		t.stderr = append(t.stderr, l.Data...)
+		if len(t.stderr) > keep {
+			t.stderr = append([]byte(nil), t.stderr[len(t.stderr)-keep:]...)
+		}
+	}
+	j := t.job
+	h.mu.Unlock()
+	if j != nil {
+		j.log(t, h.cfg.ID, l.Stream, append([]byte(nil), l.Data...))
+	} else {
+		h.log.Info("guest output", "task_id", t.id, "function", t.displayName(), "stream", l.Stream, "data", string(l.Data))
+	}
+}

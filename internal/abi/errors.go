@@ -1,0 +1,48 @@
+package abi
+
+import "encoding/json"
+
+// ErrorKind classifies why a task failed. It is part of the ABI (it travels
+// inside CodecError values) and of the public API (clients map it to
+// sentinel errors).
+type ErrorKind string
+
+const (
+	ErrorApplication ErrorKind = "application" // the function returned an error
+	ErrorPanic       ErrorKind = "panic"       // the function panicked
+	ErrorBadRequest  ErrorKind = "bad_request" // unknown function, undecodable arguments
+	ErrorTrap        ErrorKind = "trap"        // the Wasm instance trapped (out of memory, stack overflow…)
+	ErrorWorkerDied  ErrorKind = "worker_died" // the worker process died while running the task
+	ErrorCancelled   ErrorKind = "cancelled"   // the task was cancelled
+	ErrorDependency  ErrorKind = "dependency"  // an ObjectRef argument failed; Cause says why
+	ErrorInfeasible  ErrorKind = "infeasible"  // no host can ever satisfy the task's resources
+	ErrorHost        ErrorKind = "host"        // the host could not run the task
+)
+
+// TaskError is the value of the objects of a failed task.
+type TaskError struct {
+	Kind     ErrorKind  `json:"kind"`
+	TaskID   string     `json:"task_id,omitempty"`
+	Function string     `json:"function,omitempty"`
+	Host     string     `json:"host,omitempty"`
+	Attempt  uint32     `json:"attempt"`
+	Message  string     `json:"message"`
+	Stack    string     `json:"stack,omitempty"`
+	Cause    *TaskError `json:"cause,omitempty"`
+}
+
+// Encode returns the CodecError value of e.
+func (e *TaskError) Encode() Value {
+	b, _ := json.Marshal(e) // a struct of strings and numbers always marshals
+	return Value{Codec: CodecError, Data: b}
+}
+
+// DecodeTaskError decodes a CodecError value. Bytes that do not decode still
+// give a usable error.
+func DecodeTaskError(data []byte) *TaskError {
+	var e TaskError
+	if err := json.Unmarshal(data, &e); err != nil || e.Kind == "" {
+		return &TaskError{Kind: ErrorHost, Message: "undecodable task error: " + string(data)}
+	}
+	return &e
+}

@@ -1,0 +1,326 @@
+package abi
+
+import (
+	"math"
+
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+// Value is an encoded value and its codec.
+type Value struct {
+	Codec Codec
+	Data  []byte
+}
+
+// Ref is an ObjectRef: an ObjectID and the address of its owner.
+type Ref struct {
+	ID    ids.ObjectID
+	Owner string
+}
+
+// Arg is an argument of a submitted call: an inline value or a Ref.
+type Arg struct {
+	IsRef bool
+	Ref   Ref
+	Value Value
+}
+
+// Resources a task asks for. CPUs < 0 means "the default" (1 CPU).
+type Resources struct {
+	CPUs   float64
+	GPUs   float64
+	Custom []Custom
+}
+
+// Custom is an amount of a named resource.
+type Custom struct {
+	Name   string
+	Amount float64
+}
+
+// Invocation is what the host asks of a module through ExportInvoke.
+type Invocation struct {
+	Kind     Kind
+	Task     ids.TaskID
+	Attempt  uint32
+	Owner    string // the address of the host that owns what this task creates
+	Function string
+	Args     []Value // ObjectRefs given directly as arguments arrive resolved
+}
+
+// Encode appends the encoding of v to b.
+func (v *Invocation) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Byte(byte(v.Kind))
+	e.TaskID(v.Task)
+	e.Uvarint(uint64(v.Attempt))
+	e.String(v.Owner)
+	e.String(v.Function)
+	e.Uvarint(uint64(len(v.Args)))
+	for _, a := range v.Args {
+		e.Value(a)
+	}
+	return e.B
+}
+
+// Decode decodes b into v; v's byte slices alias b.
+func (v *Invocation) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Kind = Kind(d.Byte())
+	v.Task = d.TaskID()
+	v.Attempt = d.Uint32()
+	v.Owner = d.String()
+	v.Function = d.String()
+	n := d.Count(2)
+	v.Args = make([]Value, n)
+	for i := range v.Args {
+		v.Args[i] = d.Value()
+	}
+	if d.Err() == nil && (v.Kind < KindCall || v.Kind > KindDescribe) {
+		d.fail("kind")
+	}
+	return d.Done()
+}
+
+// SubmitRequest asks the host to run a remote function of the caller's module.
+// The guest derives Task from its own TaskID (ids.TaskID.Child), so it knows
+// the ObjectIDs of the returns without waiting for a reply.
+type SubmitRequest struct {
+	Task       ids.TaskID
+	Function   string
+	NumReturns uint32
+	Resources  Resources
+	Args       []Arg
+}
+
+func (v *SubmitRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.TaskID(v.Task)
+	e.String(v.Function)
+	e.Uvarint(uint64(v.NumReturns))
+	e.Float(v.Resources.CPUs)
+	e.Float(v.Resources.GPUs)
+	e.Uvarint(uint64(len(v.Resources.Custom)))
+	for _, c := range v.Resources.Custom {
+		e.String(c.Name)
+		e.Float(c.Amount)
+	}
+	e.Uvarint(uint64(len(v.Args)))
+	for _, a := range v.Args {
+		if a.IsRef {
+			e.Byte(1)
+			e.Ref(a.Ref)
+		} else {
+			e.Byte(0)
+			e.Value(a.Value)
+		}
+	}
+	return e.B
+}
+
+func (v *SubmitRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Task = d.TaskID()
+	v.Function = d.String()
+	v.NumReturns = d.Uint32()
+	v.Resources.CPUs = d.Float()
+	v.Resources.GPUs = d.Float()
+	n := d.Count(9)
+	v.Resources.Custom = nil
+	if n > 0 {
+		v.Resources.Custom = make([]Custom, n)
+		for i := range v.Resources.Custom {
+			v.Resources.Custom[i] = Custom{Name: d.String(), Amount: d.Float()}
+		}
+	}
+	n = d.Count(3)
+	v.Args = make([]Arg, n)
+	for i := range v.Args {
+		switch d.Byte() {
+		case 0:
+			v.Args[i] = Arg{Value: d.Value()}
+		case 1:
+			v.Args[i] = Arg{IsRef: true, Ref: d.Ref()}
+		default:
+			d.fail("arg kind")
+		}
+	}
+	return d.Done()
+}
+
+// GetRequest asks for the values of refs. Timeout < 0 waits without limit.
+type GetRequest struct {
+	TimeoutNs int64
+	Refs      []Ref
+}
+
+func (v *GetRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Varint(v.TimeoutNs)
+	encodeRefs(&e, v.Refs)
+	return e.B
+}
+
+func (v *GetRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.TimeoutNs = d.Varint()
+	v.Refs = decodeRefs(d)
+	return d.Done()
+}
+
+// GetReply holds one value per requested ref, in order. A failed task's
+// value has CodecError.
+type GetReply struct{ Values []Value }
+
+func (v *GetReply) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Uvarint(uint64(len(v.Values)))
+	for _, x := range v.Values {
+		e.Value(x)
+	}
+	return e.B
+}
+
+func (v *GetReply) Decode(b []byte) error {
+	d := NewDecoder(b)
+	n := d.Count(2)
+	v.Values = make([]Value, n)
+	for i := range v.Values {
+		v.Values[i] = d.Value()
+	}
+	return d.Done()
+}
+
+// PutRequest stores a value under an ID the guest derived (ids.TaskID.Put).
+type PutRequest struct {
+	ID    ids.ObjectID
+	Value Value
+}
+
+func (v *PutRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Raw(v.ID[:])
+	e.Value(v.Value)
+	return e.B
+}
+
+func (v *PutRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.ID = d.ObjectID()
+	v.Value = d.Value()
+	if d.Err() == nil && !v.ID.IsPut() {
+		d.fail("put id")
+	}
+	return d.Done()
+}
+
+// WaitRequest waits until NumReturns of Refs are ready or the timeout passes.
+// TimeoutNs < 0 waits without limit; 0 polls.
+type WaitRequest struct {
+	TimeoutNs  int64
+	NumReturns uint32
+	Refs       []Ref
+}
+
+func (v *WaitRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Varint(v.TimeoutNs)
+	e.Uvarint(uint64(v.NumReturns))
+	encodeRefs(&e, v.Refs)
+	return e.B
+}
+
+func (v *WaitRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.TimeoutNs = d.Varint()
+	v.NumReturns = d.Uint32()
+	v.Refs = decodeRefs(d)
+	return d.Done()
+}
+
+// WaitReply lists the indices (into WaitRequest.Refs) of the ready refs, in
+// increasing order.
+type WaitReply struct{ Ready []uint32 }
+
+func (v *WaitReply) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Uvarint(uint64(len(v.Ready)))
+	for _, i := range v.Ready {
+		e.Uvarint(uint64(i))
+	}
+	return e.B
+}
+
+func (v *WaitReply) Decode(b []byte) error {
+	d := NewDecoder(b)
+	n := d.Count(1)
+	v.Ready = make([]uint32, n)
+	for i := range v.Ready {
+		v.Ready[i] = d.Uint32()
+	}
+	return d.Done()
+}
+
+// Result carries the values an invocation returned, or a single CodecError
+// value when it failed.
+type Result struct{ Values []Value }
+
+func (v *Result) Encode(b []byte) []byte { return (*GetReply)(v).Encode(b) }
+func (v *Result) Decode(b []byte) error  { return (*GetReply)(v).Decode(b) }
+
+// SleepRequest sleeps for Ns nanoseconds unless the task is cancelled.
+type SleepRequest struct{ Ns int64 }
+
+func (v *SleepRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Varint(v.Ns)
+	return e.B
+}
+
+func (v *SleepRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Ns = d.Varint()
+	if d.Err() == nil && v.Ns < 0 {
+		d.fail("duration")
+	}
+	return d.Done()
+}
+
+func encodeRefs(e *Encoder, refs []Ref) {
+	e.Uvarint(uint64(len(refs)))
+	for _, r := range refs {
+		e.Ref(r)
+	}
+}
+
+func decodeRefs(d *Decoder) []Ref {
+	n := d.Count(ids.ObjectIDSize + 1)
+	refs := make([]Ref, n)
+	for i := range refs {
+		refs[i] = d.Ref()
+	}
+	return refs
+}
+
+// ValidCPUs reports whether a requested CPU amount is acceptable: the default
+// marker (< 0 exactly -1) or a finite, non-negative amount.
+func ValidCPUs(c float64) bool {
+	return c == -1 || (c >= 0 && !math.IsInf(c, 0) && !math.IsNaN(c))
+}
+
+// Description is the reply to a KindDescribe invocation, as one JSON value.
+type Description struct {
+	ABI       int            `json:"abi"`
+	Functions []FunctionInfo `json:"functions"`
+	HasMain   bool           `json:"has_main"`
+	// Error reports a registration mistake (a duplicate name…) that makes the
+	// module unusable.
+	Error string `json:"error,omitempty"`
+}
+
+// FunctionInfo describes one registered remote function.
+type FunctionInfo struct {
+	Name       string `json:"name"`
+	NumArgs    int    `json:"num_args"`
+	NumReturns int    `json:"num_returns"`
+}

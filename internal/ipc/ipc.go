@@ -1,0 +1,244 @@
+// Package ipc is the framed protocol between a host and its worker
+// processes, over a Unix socket pair the host creates when it starts the
+// worker.
+//
+// A frame is a 4-byte little-endian length, a 1-byte type and the payload.
+// Payloads use the encoding of package abi. Guest requests that need no reply
+// (submit, put) are forwarded without waiting: a guest can submit thousands
+// of tasks without a round trip each.
+package ipc
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+// MaxFrame bounds a frame's payload; larger frames are a protocol error.
+const MaxFrame = 1 << 30
+
+// ErrFrameTooLarge is returned for a frame above MaxFrame.
+var ErrFrameTooLarge = errors.New("ipc: frame too large")
+
+// Type is a frame's type.
+type Type uint8
+
+const (
+	// host → worker
+	TypeExec   Type = 1 // Exec
+	TypeReply  Type = 2 // Reply
+	TypeCancel Type = 3 // Cancel
+	TypeLoad   Type = 4 // Load: compile a module ahead of its first task
+
+	// worker → host
+	TypeReady Type = 10 // Ready
+	TypeCall  Type = 11 // Call
+	TypeDone  Type = 12 // Done
+	TypeLog   Type = 13 // Log
+)
+
+// Conn reads and writes frames. Writes are safe for concurrent use; reads
+// must come from one goroutine.
+type Conn struct {
+	r   *bufio.Reader
+	wmu sync.Mutex
+	w   *bufio.Writer
+	c   io.Closer
+	hdr [5]byte
+}
+
+// NewConn wraps rw (a net.Conn or *os.File).
+func NewConn(rw io.ReadWriteCloser) *Conn {
+	return &Conn{r: bufio.NewReaderSize(rw, 64<<10), w: bufio.NewWriterSize(rw, 64<<10), c: rw}
+}
+
+// Close closes the underlying connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Read returns the next frame. The payload is valid until the next Read.
+func (c *Conn) Read(buf []byte) (Type, []byte, error) {
+	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.LittleEndian.Uint32(c.hdr[:4])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		return 0, nil, err
+	}
+	return Type(c.hdr[4]), buf, nil
+}
+
+// Write sends one frame and flushes it.
+func (c *Conn) Write(t Type, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(payload))
+	}
+	var hdr [5]byte
+	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(payload)))
+	hdr[4] = byte(t)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.w.Write(hdr[:])
+	c.w.Write(payload)
+	return c.w.Flush()
+}
+
+// Exec asks a worker to run one invocation.
+type Exec struct {
+	Task       ids.TaskID
+	ModulePath string // the module's file; its name is its sha256
+	Invocation []byte // an encoded abi.Invocation
+	Function   string
+}
+
+func (m *Exec) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.TaskID(m.Task)
+	e.String(m.ModulePath)
+	e.String(m.Function)
+	e.Bytes(m.Invocation)
+	return e.B
+}
+
+func (m *Exec) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Task = d.TaskID()
+	m.ModulePath = d.String()
+	m.Function = d.String()
+	m.Invocation = d.Bytes()
+	return d.Done()
+}
+
+// Call is a guest request forwarded by the worker. Seq 0 wants no reply.
+type Call struct {
+	Seq     uint64
+	Task    ids.TaskID
+	Op      abi.Op
+	Payload []byte // the guest's request, as the guest encoded it
+}
+
+func (m *Call) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.Uvarint(m.Seq)
+	e.TaskID(m.Task)
+	e.Uvarint(uint64(m.Op))
+	e.Raw(m.Payload)
+	return e.B
+}
+
+func (m *Call) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Seq = d.Uvarint()
+	m.Task = d.TaskID()
+	m.Op = abi.Op(d.Uint32())
+	m.Payload = d.Rest()
+	return d.Err()
+}
+
+// Reply answers a Call. Code ≥ 0 is success; < 0 an abi.ErrCode.
+type Reply struct {
+	Seq     uint64
+	Code    int64
+	Payload []byte
+}
+
+func (m *Reply) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.Uvarint(m.Seq)
+	e.Varint(m.Code)
+	e.Raw(m.Payload)
+	return e.B
+}
+
+func (m *Reply) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Seq = d.Uvarint()
+	m.Code = d.Varint()
+	m.Payload = d.Rest()
+	return d.Err()
+}
+
+// Done reports the end of an Exec.
+type Done struct {
+	Task   ids.TaskID
+	Status abi.Status
+	// Result is the encoded abi.Result the guest sent (empty if it sent none).
+	Result []byte
+	// Trap is set when the instance trapped or could not run: the guest sent
+	// no result and its instance was discarded.
+	Trap string
+	// Kind classifies Trap (abi.ErrorTrap, abi.ErrorBadRequest, abi.ErrorHost).
+	Kind abi.ErrorKind
+}
+
+func (m *Done) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.TaskID(m.Task)
+	e.Varint(int64(m.Status))
+	e.String(m.Trap)
+	e.String(string(m.Kind))
+	e.Bytes(m.Result)
+	return e.B
+}
+
+func (m *Done) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Task = d.TaskID()
+	m.Status = abi.Status(d.Varint())
+	m.Trap = d.String()
+	m.Kind = abi.ErrorKind(d.String())
+	m.Result = d.Bytes()
+	return d.Done()
+}
+
+// Log carries guest output.
+type Log struct {
+	Task   ids.TaskID
+	Stream uint8 // 1 stdout, 2 stderr
+	Data   []byte
+}
+
+func (m *Log) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.TaskID(m.Task)
+	e.Byte(m.Stream)
+	e.Raw(m.Data)
+	return e.B
+}
+
+func (m *Log) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Task = d.TaskID()
+	m.Stream = d.Byte()
+	m.Data = d.Rest()
+	return d.Err()
+}
+
+// Cancel tells a worker its task was cancelled: blocking calls end at once.
+type Cancel struct{ Task ids.TaskID }
+
+func (m *Cancel) Encode(b []byte) []byte { return append(b, m.Task[:]...) }
+
+func (m *Cancel) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Task = d.TaskID()
+	return d.Done()
+}
+
+// Load asks a worker to compile a module now.
+type Load struct{ ModulePath string }
+
+func (m *Load) Encode(b []byte) []byte { return append(b, m.ModulePath...) }
+func (m *Load) Decode(b []byte) error  { m.ModulePath = string(b); return nil }

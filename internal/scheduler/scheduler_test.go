@@ -1,0 +1,139 @@
+package scheduler
+
+import (
+	"errors"
+	"testing"
+)
+
+func res(t testing.TB, cpu, gpu float64, custom map[string]float64) Resources {
+	t.Helper()
+	r, err := Make(cpu, gpu, custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestScheduler(t *testing.T) {
+	type step struct {
+		op   string // enqueue, next, release, remove, acquire
+		key  string
+		cpu  float64
+		want string // key expected from next ("" = none)
+	}
+	tests := []struct {
+		name  string
+		total float64
+		steps []step
+	}{
+		{"fifo within a shape", 1, []step{
+			{op: "enqueue", key: "a", cpu: 1}, {op: "enqueue", key: "b", cpu: 1},
+			{op: "next", want: "a"}, {op: "next", want: ""},
+			{op: "release", cpu: 1}, {op: "next", want: "b"},
+		}},
+		{"big task does not block small ones", 2, []step{
+			{op: "enqueue", key: "small1", cpu: 1}, {op: "next", want: "small1"},
+			{op: "enqueue", key: "big", cpu: 2}, {op: "enqueue", key: "small2", cpu: 1},
+			{op: "next", want: "small2"}, {op: "next", want: ""},
+			{op: "release", cpu: 1}, {op: "release", cpu: 1}, {op: "next", want: "big"},
+		}},
+		{"fractions add up exactly", 1, []step{
+			{op: "enqueue", key: "a", cpu: 0.1}, {op: "enqueue", key: "b", cpu: 0.2}, {op: "enqueue", key: "c", cpu: 0.7},
+			{op: "next", want: "a"}, {op: "next", want: "b"}, {op: "next", want: "c"},
+		}},
+		{"zero cpu always runs", 1, []step{
+			{op: "enqueue", key: "a", cpu: 1}, {op: "next", want: "a"},
+			{op: "enqueue", key: "z", cpu: 0}, {op: "next", want: "z"},
+		}},
+		{"removed task never runs", 1, []step{
+			{op: "enqueue", key: "a", cpu: 1}, {op: "enqueue", key: "b", cpu: 1},
+			{op: "remove", key: "a"}, {op: "next", want: "b"}, {op: "next", want: ""},
+		}},
+		{"blocked task releases and reacquires", 1, []step{
+			{op: "enqueue", key: "parent", cpu: 1}, {op: "next", want: "parent"},
+			{op: "enqueue", key: "child", cpu: 1}, {op: "next", want: ""},
+			{op: "release", cpu: 1}, {op: "next", want: "child"},
+			{op: "acquire", cpu: 1}, {op: "release", cpu: 1}, {op: "release", cpu: 1},
+			{op: "enqueue", key: "x", cpu: 1}, {op: "next", want: "x"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New[string, int](res(t, tt.total, 0, nil))
+			for i, st := range tt.steps {
+				r := res(t, st.cpu, 0, nil)
+				switch st.op {
+				case "enqueue":
+					if err := s.Enqueue(st.key, r, i); err != nil {
+						t.Fatalf("step %d: %v", i, err)
+					}
+				case "next":
+					it, ok := s.Next()
+					got := ""
+					if ok {
+						got = it.Key
+					}
+					if got != st.want {
+						t.Fatalf("step %d: next = %q, want %q", i, got, st.want)
+					}
+				case "release":
+					s.Release(r)
+				case "acquire":
+					s.Acquire(r)
+				case "remove":
+					if !s.Remove(st.key) {
+						t.Fatalf("step %d: remove %q: not queued", i, st.key)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestInfeasible(t *testing.T) {
+	s := New[string, int](res(t, 2, 0, map[string]float64{"disk": 1}))
+	tests := []struct {
+		name string
+		req  Resources
+		ok   bool
+	}{
+		{"fits", res(t, 2, 0, nil), true},
+		{"too many cpus", res(t, 3, 0, nil), false},
+		{"gpu on a cpu host", res(t, 1, 1, nil), false},
+		{"custom present", res(t, 1, 0, map[string]float64{"disk": 1}), true},
+		{"custom missing", res(t, 1, 0, map[string]float64{"tpu": 1}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.Enqueue(tt.name, tt.req, 0)
+			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInfeasible)) {
+				t.Fatalf("Enqueue = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestMakeRejectsBadAmounts(t *testing.T) {
+	for _, x := range []float64{-1, 1e300} {
+		if _, err := Make(x, 0, nil); err == nil {
+			t.Errorf("Make(%v) succeeded", x)
+		}
+	}
+	if _, err := Make(1, 0, map[string]float64{"CPU": 1}); err == nil {
+		t.Error("custom resource named CPU accepted")
+	}
+}
+
+func BenchmarkEnqueueNext(b *testing.B) {
+	one, _ := Make(1, 0, nil)
+	total, _ := Make(8, 0, nil)
+	s := New[int, struct{}](total)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		_ = s.Enqueue(i, one, struct{}{})
+		it, _ := s.Next()
+		s.Release(it.Req)
+		i++
+	}
+}

@@ -1,0 +1,41 @@
+package worker
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Main is `rayhost worker`: it serves the host on the socket the host passed
+// as file descriptor --fd. It returns when the host closes the socket.
+func Main(args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fd := fs.Int("fd", 3, "file descriptor of the socket to the host")
+	cfg := DefaultConfig()
+	fs.StringVar(&cfg.CacheDir, "cache", "", "wazero compilation cache directory")
+	pages := fs.Uint("memory-limit-pages", 0, "guest memory limit in 64 KiB pages (0: 4 GiB)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.MemoryLimitPages = uint32(*pages)
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	f := os.NewFile(uintptr(*fd), "host-socket")
+	if f == nil {
+		return fmt.Errorf("worker: fd %d is not open", *fd)
+	}
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("worker: fd %d: %w", *fd, err)
+	}
+	// The host owns the worker's lifetime: it closes the socket to stop it.
+	// Ignore the terminal's ^C, which the host also receives.
+	signal.Ignore(syscall.SIGINT)
+	return Run(context.Background(), conn, cfg)
+}

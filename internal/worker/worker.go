@@ -1,0 +1,376 @@
+// Package worker is the process that runs guests: `rayhost worker`, started
+// and supervised by a host. It compiles modules with wazero (with an on-disk
+// compilation cache shared by all workers), keeps one instance per module
+// for reuse, runs one invocation at a time, and relays the guest's host calls
+// to the host over the socket it was given.
+//
+// Guests run here and not in the host because compiled Wasm cannot be
+// preempted: a guest in a long loop would hold up the garbage collector of
+// its process, and with it the host's RPC and gossip. A worker can also be
+// killed (force cancel) without harming the host.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
+)
+
+// Config configures a worker.
+type Config struct {
+	// CacheDir holds wazero's compilation cache; "" compiles every module anew.
+	CacheDir string
+	// MemoryLimitPages caps a guest's memory in 64 KiB pages (0: wazero's
+	// default of 4 GiB).
+	MemoryLimitPages uint32
+	// MaxModules is how many compiled modules the worker keeps.
+	MaxModules int
+	Logger     *slog.Logger
+}
+
+// DefaultConfig returns the configuration `rayhost worker` starts with.
+func DefaultConfig() Config {
+	return Config{MaxModules: 16, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// Worker runs invocations sent by its host.
+type Worker struct {
+	cfg  Config
+	conn *ipc.Conn
+	rt   wazero.Runtime
+	log  *slog.Logger
+
+	modMu   sync.Mutex
+	modules map[string]*module // by path
+	order   []string           // compile order, for eviction
+
+	seqMu   sync.Mutex
+	seq     uint64
+	pending map[uint64]chan ipc.Reply
+
+	curMu   sync.Mutex
+	current *execution
+
+	closed chan struct{}
+}
+
+type module struct {
+	path     string
+	once     sync.Once
+	compiled wazero.CompiledModule
+	err      error
+	idle     *instance // the instance kept for reuse
+}
+
+type instance struct {
+	mod     api.Module
+	invoke  api.Function
+	mailbox []byte
+	exec    *execution
+}
+
+type execution struct {
+	task      ids.TaskID
+	cancelled chan struct{}
+	cancelOne sync.Once
+	result    []byte
+	gotResult bool
+}
+
+// Run serves the host on rw until it closes the connection or ctx ends.
+func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxModules <= 0 {
+		cfg.MaxModules = 16
+	}
+	rc := wazero.NewRuntimeConfigCompiler()
+	if cfg.CacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return fmt.Errorf("worker: compilation cache: %w", err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	if cfg.MemoryLimitPages > 0 {
+		rc = rc.WithMemoryLimitPages(cfg.MemoryLimitPages)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	defer rt.Close(context.Background())
+
+	w := &Worker{
+		cfg: cfg, conn: ipc.NewConn(rw), rt: rt, log: cfg.Logger,
+		modules: map[string]*module{}, pending: map[uint64]chan ipc.Reply{},
+		closed: make(chan struct{}),
+	}
+	defer w.conn.Close()
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fmt.Errorf("worker: wasi: %w", err)
+	}
+	if err := w.instantiateHostModule(ctx); err != nil {
+		return err
+	}
+	if err := w.conn.Write(ipc.TypeReady, fmt.Appendf(nil, "%d", os.Getpid())); err != nil {
+		return err
+	}
+
+	execs := make(chan ipc.Exec, 1)
+	readErr := make(chan error, 1)
+	go func() { readErr <- w.readLoop(ctx, execs) }()
+	for {
+		select {
+		case ex := <-execs:
+			w.execute(ctx, ex)
+		case err := <-readErr:
+			close(w.closed)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-ctx.Done():
+			close(w.closed)
+			return ctx.Err()
+		}
+	}
+}
+
+// readLoop reads the host's frames. Exec goes to the run loop; replies and
+// cancels are handled here, so they reach an execution that is blocked in a
+// host call.
+func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
+	var buf []byte
+	for {
+		t, payload, err := w.conn.Read(buf)
+		if err != nil {
+			return err
+		}
+		buf = payload[:0]
+		switch t {
+		case ipc.TypeExec:
+			var ex ipc.Exec
+			if err := ex.Decode(payload); err != nil {
+				return fmt.Errorf("worker: exec: %w", err)
+			}
+			ex.Invocation = append([]byte(nil), ex.Invocation...)
+			ex.ModulePath = string([]byte(ex.ModulePath))
+			select {
+			case execs <- ex:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case ipc.TypeReply:
+			var r ipc.Reply
+			if err := r.Decode(payload); err != nil {
+				return fmt.Errorf("worker: reply: %w", err)
+			}
+			r.Payload = append([]byte(nil), r.Payload...)
+			w.seqMu.Lock()
+			ch := w.pending[r.Seq]
+			delete(w.pending, r.Seq)
+			w.seqMu.Unlock()
+			if ch != nil {
+				ch <- r
+			}
+		case ipc.TypeCancel:
+			var c ipc.Cancel
+			if err := c.Decode(payload); err != nil {
+				return fmt.Errorf("worker: cancel: %w", err)
+			}
+			w.curMu.Lock()
+			if e := w.current; e != nil && e.task == c.Task {
+				e.cancel()
+			}
+			w.curMu.Unlock()
+		case ipc.TypeLoad:
+			var l ipc.Load
+			_ = l.Decode(payload)
+			path := string([]byte(l.ModulePath))
+			go func() { _, _ = w.module(ctx, path) }()
+		default:
+			return fmt.Errorf("worker: unknown frame type %d", t)
+		}
+	}
+}
+
+func (e *execution) cancel() { e.cancelOne.Do(func() { close(e.cancelled) }) }
+
+// module returns the compiled module at path, compiling it once.
+func (w *Worker) module(ctx context.Context, path string) (*module, error) {
+	w.modMu.Lock()
+	m := w.modules[path]
+	if m == nil {
+		m = &module{path: path}
+		w.modules[path] = m
+		w.order = append(w.order, path)
+		for len(w.order) > w.cfg.MaxModules {
+			old := w.order[0]
+			w.order = w.order[1:]
+			if om := w.modules[old]; om != nil && om.idle != nil {
+				_ = om.idle.mod.Close(ctx)
+			}
+			delete(w.modules, old)
+		}
+	}
+	w.modMu.Unlock()
+	m.once.Do(func() {
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			m.err = fmt.Errorf("reading module: %w", err)
+			return
+		}
+		m.compiled, m.err = w.rt.CompileModule(ctx, wasm)
+		if m.err != nil {
+			m.err = fmt.Errorf("not a valid Wasm module: %w", m.err)
+			return
+		}
+		exports := m.compiled.ExportedFunctions()
+		for _, name := range []string{abi.ExportVersion, abi.ExportInvoke} {
+			if _, ok := exports[name]; !ok {
+				m.err = fmt.Errorf("the module does not export %s: build it with guest-sdk/ray and -buildmode=c-shared", name)
+				return
+			}
+		}
+	})
+	return m, m.err
+}
+
+// instance takes m's idle instance or makes a new one.
+func (w *Worker) instance(ctx context.Context, m *module) (*instance, error) {
+	w.modMu.Lock()
+	inst := m.idle
+	m.idle = nil
+	w.modMu.Unlock()
+	if inst != nil {
+		return inst, nil
+	}
+	inst = &instance{}
+	out := &logWriter{w: w, inst: inst, stream: 1}
+	errw := &logWriter{w: w, inst: inst, stream: 2}
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions("_initialize").
+		WithSysNanotime().WithSysWalltime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStdout(out).WithStderr(errw)
+	// No filesystem, environment or arguments: a guest reaches the world only
+	// through the rayhost host functions.
+	mod, err := w.rt.InstantiateModule(withInstance(ctx, inst), m.compiled, mc)
+	if err != nil {
+		return nil, fmt.Errorf("instantiating the module: %w", err)
+	}
+	inst.mod = mod
+	res, err := mod.ExportedFunction(abi.ExportVersion).Call(ctx)
+	if err != nil {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("calling %s: %w", abi.ExportVersion, err)
+	}
+	if v := int32(res[0]); v != abi.Version {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("the module speaks guest ABI v%d, this host speaks v%d", v, abi.Version)
+	}
+	inst.invoke = mod.ExportedFunction(abi.ExportInvoke)
+	return inst, nil
+}
+
+func (w *Worker) release(m *module, inst *instance) {
+	w.modMu.Lock()
+	defer w.modMu.Unlock()
+	if m.idle == nil && w.modules[m.path] == m {
+		m.idle = inst
+		return
+	}
+	_ = inst.mod.Close(context.Background())
+}
+
+func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
+	e := &execution{task: ex.Task, cancelled: make(chan struct{})}
+	w.curMu.Lock()
+	w.current = e
+	w.curMu.Unlock()
+	defer func() {
+		w.curMu.Lock()
+		w.current = nil
+		w.curMu.Unlock()
+	}()
+
+	done := ipc.Done{Task: ex.Task}
+	m, err := w.module(ctx, ex.ModulePath)
+	if err != nil {
+		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
+		w.send(ipc.TypeDone, done.Encode(nil))
+		return
+	}
+	inst, err := w.instance(ctx, m)
+	if err != nil {
+		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
+		w.send(ipc.TypeDone, done.Encode(nil))
+		return
+	}
+	inst.exec = e
+	inst.mailbox = ex.Invocation
+	res, err := inst.invoke.Call(withInstance(ctx, inst), uint64(len(ex.Invocation)))
+	inst.exec = nil
+	inst.mailbox = nil
+	switch {
+	case err != nil:
+		// A trap leaves the guest's Go runtime in an unknown state: never
+		// reuse the instance.
+		_ = inst.mod.Close(ctx)
+		done.Kind, done.Trap = abi.ErrorTrap, trapMessage(err)
+	case !e.gotResult:
+		w.release(m, inst)
+		done.Kind, done.Trap = abi.ErrorHost, "the guest returned without a result"
+	default:
+		w.release(m, inst)
+		done.Status = abi.Status(int32(res[0]))
+		done.Result = e.result
+	}
+	w.send(ipc.TypeDone, done.Encode(nil))
+}
+
+func trapMessage(err error) string {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return fmt.Sprintf("the guest exited with code %d", exit.ExitCode())
+	}
+	return err.Error()
+}
+
+func (w *Worker) send(t ipc.Type, payload []byte) {
+	if err := w.conn.Write(t, payload); err != nil {
+		w.log.Debug("worker: write to host failed", "err", err)
+	}
+}
+
+// logWriter forwards a guest's stdout or stderr to the host, tagged with the
+// task running at the time.
+type logWriter struct {
+	w      *Worker
+	inst   *instance
+	stream uint8
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	var task ids.TaskID
+	if e := l.inst.exec; e != nil {
+		task = e.task
+	}
+	m := ipc.Log{Task: task, Stream: l.stream, Data: p}
+	l.w.send(ipc.TypeLog, m.Encode(nil))
+	return len(p), nil
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Lint the protos under proto/ and regenerate Go + Connect code into gen/.
+# Tools (buf, protoc-gen-go, protoc-gen-connect-go) are pinned in tools/go.mod
+# and built via `go tool`, so only the Go module proxy is needed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+go tool -modfile=tools/go.mod buf lint
+go tool -modfile=tools/go.mod buf generate
