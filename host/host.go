@@ -96,8 +96,11 @@ func New(cfg Config) (*Host, error) {
 	}
 	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
 
+	// The warm pool plus one spare: a driver (which holds no CPU) or a task
+	// blocked in Get takes a process without making the next task wait for
+	// a cold one.
 	h.mu.Lock()
-	for range cfg.Workers {
+	for range min(cfg.Workers+1, cfg.MaxWorkers) {
 		h.startWorkerLocked()
 	}
 	h.mu.Unlock()

@@ -200,7 +200,7 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			var l ipc.Load
 			_ = l.Decode(payload)
 			path := string([]byte(l.ModulePath))
-			go func() { _, _ = w.module(ctx, path) }()
+			go w.prewarm(ctx, path)
 		default:
 			return fmt.Errorf("worker: unknown frame type %d", t)
 		}
@@ -247,6 +247,25 @@ func (w *Worker) module(ctx context.Context, path string) (*module, error) {
 		}
 	})
 	return m, m.err
+}
+
+// prewarm compiles the module at path and instantiates it, so that its first
+// task here pays neither (2–3 ms of instantiation, more when every worker
+// does it at once).
+func (w *Worker) prewarm(ctx context.Context, path string) {
+	m, err := w.module(ctx, path)
+	if err != nil {
+		return
+	}
+	w.modMu.Lock()
+	warm := m.idle != nil
+	w.modMu.Unlock()
+	if warm {
+		return
+	}
+	if inst, err := w.instance(ctx, m); err == nil {
+		w.release(m, inst)
+	}
 }
 
 // instance takes m's idle instance or makes a new one.
