@@ -1,0 +1,50 @@
+// Package store keeps a host's immutable objects (task results and put
+// values), keyed by ids.ObjectID.
+//
+// Store is the interface; Badger keeps objects in a Badger database on disk
+// (or in memory), and Memory keeps them in a map, for tests. Both have the
+// same semantics:
+//
+//   - Objects are immutable. Putting an id that exists succeeds and keeps
+//     the first value and metadata.
+//   - A streaming write (Create, Write..., Commit) becomes visible only at
+//     Commit; an aborted or failed write leaves nothing behind.
+//   - Get returns a fresh copy; Open streams the value chunk by chunk, so a
+//     large object is never held in memory whole.
+//   - Missing objects give ErrNotFound, and operations on a closed store
+//     ErrClosed.
+//
+// Badger stores objects of up to 16 KiB inside their metadata record and
+// splits larger ones into chunks (1 MiB by default), written before the
+// metadata so that a crash never exposes a partial object. Value-log
+// garbage is collected in the background.
+//
+// Usage:
+//
+//	s, err := store.OpenBadger(store.DefaultBadgerConfig("/var/lib/rayhost/objects"))
+//	if err != nil {
+//		return err
+//	}
+//	defer s.Close()
+//
+//	id := task.Return(0)
+//	meta := store.Meta{Size: -1, Codec: store.CodecRaw, Owner: "10.0.0.7:7070", Task: task}
+//	w, err := s.Create(ctx, id, meta)
+//	if err != nil {
+//		return err
+//	}
+//	defer w.Abort() // no-op after Commit
+//	if _, err := io.Copy(w, src); err != nil {
+//		return err
+//	}
+//	if err := w.Commit(ctx); err != nil {
+//		return err
+//	}
+//
+//	meta, r, err := s.Open(ctx, id)
+//	if err != nil {
+//		return err // errors.Is(err, store.ErrNotFound) if there is no such object
+//	}
+//	defer r.Close()
+//	_, err = io.Copy(dst, r)
+package store
