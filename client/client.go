@@ -158,12 +158,23 @@ type Call struct {
 	NumCPUs    *float64
 	NumGPUs    float64
 	Resources  map[string]float64
+	// MaxRetries after a system failure: nil means 3, -1 no limit, 0 never.
+	MaxRetries *int32
+	// RetryAllExceptions retries application errors too; RetryExceptions
+	// only those whose kind or code is listed.
+	RetryAllExceptions bool
+	RetryExceptions    []string
+	DisableEvents      bool
 }
 
 func (c Call) proto() (*rayhostv1.SubmitRequest, error) {
 	req := &rayhostv1.SubmitRequest{Module: c.Module, Function: c.Function, Options: &rayhostv1.TaskOptions{
-		NumReturns: uint32(c.NumReturns),
-		Resources:  &rayhostv1.Resources{NumCpus: c.NumCPUs, NumGpus: c.NumGPUs, Custom: c.Resources},
+		NumReturns:         uint32(c.NumReturns),
+		Resources:          &rayhostv1.Resources{NumCpus: c.NumCPUs, NumGpus: c.NumGPUs, Custom: c.Resources},
+		MaxRetries:         c.MaxRetries,
+		RetryAllExceptions: c.RetryAllExceptions,
+		RetryExceptions:    c.RetryExceptions,
+		DisableEvents:      c.DisableEvents,
 	}}
 	for i, a := range c.Args {
 		arg, err := encodeArg(a)
@@ -386,9 +397,10 @@ func (c *Client) Wait(ctx context.Context, refs []ObjectRef, numReturns int, tim
 	return ready, notReady, nil
 }
 
-// Cancel cancels the task that makes ref; force kills its worker.
-func (c *Client) Cancel(ctx context.Context, ref ObjectRef, force bool) error {
-	_, err := c.svc.Cancel(ctx, connect.NewRequest(&rayhostv1.CancelRequest{Ref: ref.proto(), Force: force}))
+// Cancel cancels the task that makes ref: force kills its worker process;
+// recursive also cancels the tasks it submitted.
+func (c *Client) Cancel(ctx context.Context, ref ObjectRef, force, recursive bool) error {
+	_, err := c.svc.Cancel(ctx, connect.NewRequest(&rayhostv1.CancelRequest{Ref: ref.proto(), Force: force, Recursive: recursive}))
 	return fromConnect(err)
 }
 

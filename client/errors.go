@@ -70,5 +70,5 @@ func taskError(p *rayhostv1.TaskError) *ray.TaskError {
 		return nil
 	}
 	return &ray.TaskError{Kind: p.GetKind(), TaskID: p.GetTaskId(), Function: p.GetFunction(), Host: p.GetHost(),
-		Attempt: int(p.GetAttempt()), Message: p.GetMessage(), Stack: p.GetStack(), Cause: taskError(p.GetCause())}
+		Attempt: int(p.GetAttempt()), Message: p.GetMessage(), Code: p.GetCode(), Stack: p.GetStack(), Cause: taskError(p.GetCause())}
 }

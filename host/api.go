@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,7 +98,7 @@ func taskErrorProto(te *abi.TaskError) *rayhostv1.TaskError {
 		return nil
 	}
 	return &rayhostv1.TaskError{Kind: string(te.Kind), TaskId: te.TaskID, Function: te.Function, Host: te.Host,
-		Attempt: te.Attempt, Message: te.Message, Stack: te.Stack, Cause: taskErrorProto(te.Cause)}
+		Attempt: te.Attempt, Message: te.Message, Code: te.Code, Stack: te.Stack, Cause: taskErrorProto(te.Cause)}
 }
 
 // taskFailure is the Connect error of a failed task's object, with the
@@ -122,7 +123,7 @@ func (a *api) RegisterModule(ctx context.Context, req *connect.Request[rayhostv1
 	}
 	res := &rayhostv1.RegisterModuleResponse{Digest: mod.digest, HasMain: mod.desc.HasMain}
 	for _, f := range mod.desc.Functions {
-		res.Functions = append(res.Functions, &rayhostv1.FunctionInfo{Name: f.Name, NumArgs: uint32(max(f.NumArgs, 0)), NumReturns: uint32(f.NumReturns)})
+		res.Functions = append(res.Functions, &rayhostv1.FunctionInfo{Name: f.Name, NumArgs: uint32(max(f.NumArgs, 0)), NumReturns: uint32(f.NumReturns), Generator: f.Generator})
 	}
 	return connect.NewResponse(res), nil
 }
@@ -161,9 +162,30 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 		return nil, toConnect(err)
 	}
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
-	t.numReturns = max(int(m.GetOptions().GetNumReturns()), 1)
-	if f, ok := mod.funcs[t.function]; ok && t.numReturns != f.NumReturns {
-		return nil, invalid("%s returns %d values, num_returns is %d", t.function, f.NumReturns, t.numReturns)
+	f, ok := mod.funcs[t.function]
+	if !ok {
+		return nil, toConnect(fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.digest[:12]))
+	}
+	t.numReturns = f.NumReturns
+	if n := int(m.GetOptions().GetNumReturns()); n != 0 && n != f.NumReturns {
+		return nil, invalid("%s returns %d values, num_returns is %d", t.function, f.NumReturns, n)
+	}
+	d := f.Defaults
+	if f.Generator {
+		t.gen = &generator{backpressure: int(d.Backpressure)}
+	}
+	o := m.GetOptions()
+	t.maxRetries, t.retry, t.retryOn, t.events = d.MaxRetries, d.Retry, d.RetryOn, !d.NoEvents && !o.GetDisableEvents()
+	if o != nil && o.MaxRetries != nil {
+		if t.maxRetries = o.GetMaxRetries(); t.maxRetries < -1 {
+			return nil, invalid("max_retries %d: use -1 (no limit), 0 or more", t.maxRetries)
+		}
+	}
+	switch {
+	case o.GetRetryAllExceptions():
+		t.retry, t.retryOn = abi.RetryAll, nil
+	case len(o.GetRetryExceptions()) > 0:
+		t.retry, t.retryOn = abi.RetryListed, o.GetRetryExceptions()
 	}
 	t.args = make([]abi.Arg, len(m.GetArgs()))
 	for i, arg := range m.GetArgs() {
@@ -188,16 +210,22 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 			return nil, invalid("argument %d: empty (set json, raw or ref)", i+1)
 		}
 	}
-	r := m.GetOptions().GetResources()
-	res := abi.Resources{CPUs: -1, GPUs: r.GetNumGpus()}
+	// Per-call resources override the function's own, field by field.
+	res := d.Resources
+	r := o.GetResources()
 	if r != nil && r.NumCpus != nil {
-		res.CPUs = r.GetNumCpus()
-		if res.CPUs < 0 {
+		if res.CPUs = r.GetNumCpus(); res.CPUs < 0 {
 			return nil, invalid("num_cpus %v is negative", res.CPUs)
 		}
 	}
-	for name, v := range r.GetCustom() {
-		res.Custom = append(res.Custom, abi.Custom{Name: name, Amount: v})
+	if r.GetNumGpus() != 0 {
+		res.GPUs = r.GetNumGpus()
+	}
+	if len(r.GetCustom()) > 0 {
+		res.Custom = nil
+		for name, v := range r.GetCustom() {
+			res.Custom = append(res.Custom, abi.Custom{Name: name, Amount: v})
+		}
 	}
 	if err := a.h.prepare(t, res); err != nil {
 		return nil, toConnect(err)
@@ -206,6 +234,9 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 	out := &rayhostv1.SubmitResponse{TaskId: t.id.String()}
 	for _, id := range t.returns() {
 		out.Refs = append(out.Refs, a.ref(id))
+	}
+	if t.gen != nil {
+		out.Refs = append(out.Refs, a.ref(t.id.Return(0))) // the first item
 	}
 	return out, nil
 }
@@ -391,7 +422,7 @@ func (a *api) Cancel(ctx context.Context, req *connect.Request[rayhostv1.CancelR
 	if err != nil {
 		return nil, err
 	}
-	if err := a.h.cancel(id, req.Msg.GetForce()); err != nil {
+	if err := a.h.cancel(id, req.Msg.GetForce(), req.Msg.GetRecursive()); err != nil {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&rayhostv1.CancelResponse{}), nil
@@ -415,7 +446,7 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 		evs, err := j.next(ctx)
 		if err != nil {
 			// The client went away: stop its driver.
-			_ = a.h.cancel(t.id.Return(0), true)
+			_ = a.h.cancel(t.id.Return(0), true, true)
 			return toConnect(err)
 		}
 		for _, ev := range evs {
@@ -423,7 +454,7 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 				r.DurationMs = time.Since(start).Milliseconds()
 			}
 			if err := stream.Send(ev); err != nil {
-				_ = a.h.cancel(t.id.Return(0), true)
+				_ = a.h.cancel(t.id.Return(0), true, true)
 				return err
 			}
 			if ev.GetResult() != nil {
@@ -454,4 +485,36 @@ func (a *api) Health(ctx context.Context, req *connect.Request[rayhostv1.HealthR
 		HostId: h.cfg.ID, Address: h.addr, Workers: uint32(workers),
 		Total: resourcesProto(total), Available: resourcesProto(avail),
 	}), nil
+}
+
+func (a *api) ListTasks(ctx context.Context, req *connect.Request[rayhostv1.ListTasksRequest]) (*connect.Response[rayhostv1.ListTasksResponse], error) {
+	evs, dropped := a.h.events.list()
+	want := req.Msg.GetState()
+	if want != "" && !slices.Contains(stateNames[:stateRetried], want) {
+		return nil, invalid("state %q: want one of %v", want, stateNames[:stateRetried])
+	}
+	var keep map[ids.TaskID]bool
+	if want != "" {
+		latest := map[ids.TaskID]string{}
+		for _, ev := range evs {
+			latest[ev.Task] = ev.State
+		}
+		keep = map[ids.TaskID]bool{}
+		for id, s := range latest {
+			keep[id] = s == want
+		}
+	}
+	res := &rayhostv1.ListTasksResponse{Dropped: dropped}
+	for _, ev := range evs {
+		if keep != nil && !keep[ev.Task] {
+			continue
+		}
+		pe := &rayhostv1.TaskEvent{TaskId: ev.Task.String(), Attempt: ev.Attempt, Function: ev.Function, State: ev.State,
+			TimeUnixNano: ev.Time.UnixNano(), Host: a.h.cfg.ID, WorkerPid: int32(ev.Worker), Message: ev.Message}
+		if !ev.Parent.IsZero() {
+			pe.ParentTaskId = ev.Parent.String()
+		}
+		res.Events = append(res.Events, pe)
+	}
+	return connect.NewResponse(res), nil
 }

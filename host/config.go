@@ -55,6 +55,8 @@ type Config struct {
 	MaxMessageBytes int
 	// MaxModuleBytes bounds a registered module.
 	MaxModuleBytes int
+	// MaxTaskEvents bounds the task events kept (oldest dropped first).
+	MaxTaskEvents int
 
 	// Store keeps objects; nil opens a Badger store in DataDir/objects.
 	Store store.Store
@@ -76,6 +78,7 @@ func DefaultConfig(dataDir string) Config {
 		MemoryCacheBytes:  256 << 20,
 		MaxMessageBytes:   256 << 20,
 		MaxModuleBytes:    64 << 20,
+		MaxTaskEvents:     100_000,
 	}
 }
 

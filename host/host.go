@@ -28,6 +28,7 @@ type Host struct {
 	ownStore bool
 	objs     *objects
 	mods     *modules
+	events   *events
 	launcher Launcher
 	cacheDir string
 	addr     string
@@ -95,6 +96,7 @@ func New(cfg Config) (*Host, error) {
 		h.addr = h.ln.Addr().String()
 	}
 	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
+	h.events = newEvents(cfg.MaxTaskEvents)
 
 	// The warm pool plus one spare: a driver (which holds no CPU) or a task
 	// blocked in Get takes a process without making the next task wait for

@@ -260,10 +260,12 @@ func TestWorkerKilled(t *testing.T) {
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
 	ctx := ctxFor(t, time.Minute)
 	before := workerPIDs(t)
-	ref, err := c.Submit(ctx, mod, "sleep", 60000)
+	none := int32(0)
+	refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "sleep", Args: []any{60000}, MaxRetries: &none})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ref := refs[0]
 	// Find the worker that runs it: the only busy rayhost worker is ours.
 	var victim int
 	for deadline := time.Now().Add(10 * time.Second); victim == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -373,7 +375,8 @@ func TestRunStreamsGuestOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"main:driver starting\n", "main:driver got 42\n"} {
+	for _, want := range []string{"main:driver starting\n", "main:driver got 42\n",
+		"unhandled error in a task whose result was never fetched: task fail", "nobody looks at this"} {
 		if !bytes.Contains(out.Bytes(), []byte(want)) {
 			t.Errorf("output %q lacks %q", out.String(), want)
 		}
@@ -389,7 +392,7 @@ func TestCancel(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // let it start; cancel works either way
 	start := time.Now()
-	if err := c.Cancel(ctx, ref, false); err != nil {
+	if err := c.Cancel(ctx, ref, false, true); err != nil {
 		t.Fatal(err)
 	}
 	var out int

@@ -6,6 +6,7 @@ import (
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
 )
 
 // job is one `rayhost run`: a driver task and every task it starts. Their
@@ -17,6 +18,13 @@ type job struct {
 	dropped int
 	done    bool
 	notify  chan struct{}
+	// failures of the job's tasks, reported at the end unless someone got them
+	failures []failure
+}
+
+type failure struct {
+	obj ids.ObjectID
+	msg string
 }
 
 // maxJobBacklog bounds the output held for a slow client; beyond it output
@@ -51,8 +59,38 @@ func (j *job) log(t *task, hostID string, stream uint8, data []byte) {
 	}}}, len(data))
 }
 
+// failed remembers a failed task of the job, to report it at the end if
+// nobody fetched its result (Ray logs "unhandled errors" the same way).
+func (j *job) failed(t *task, te *abi.TaskError) {
+	if t.gen != nil || t.numReturns == 0 {
+		return
+	}
+	j.mu.Lock()
+	j.failures = append(j.failures, failure{obj: t.id.Return(0), msg: formatTaskError(te)})
+	j.mu.Unlock()
+}
+
+// reportUnfetched writes, once, each failure nobody fetched to the run's
+// stderr.
+func (j *job) reportUnfetched(h *Host) {
+	j.mu.Lock()
+	fs := j.failures
+	j.failures = nil
+	j.mu.Unlock()
+	for _, f := range fs {
+		if h.objs.fetched(f.obj) {
+			continue
+		}
+		line := []byte("rayhost: unhandled error in a task whose result was never fetched: " + f.msg + "\n")
+		j.push(&rayhostv1.RunResponse{Event: &rayhostv1.RunResponse_Log{Log: &rayhostv1.LogLine{
+			TaskId: f.obj.Task().String(), Function: "main", Host: h.cfg.ID, Stream: "stderr", Data: line,
+		}}}, len(line))
+	}
+}
+
 // finish records the driver's outcome: v is zero on success or its error.
-func (j *job) finish(v abi.Value) {
+func (j *job) finish(v abi.Value, h *Host) {
+	j.reportUnfetched(h)
 	res := &rayhostv1.RunResult{}
 	if v.Codec == abi.CodecError {
 		te := abi.DecodeTaskError(v.Data)

@@ -151,7 +151,7 @@ func (h *Host) loadModule(ctx context.Context, digest string) (*module, error) {
 	}
 
 	mod = &module{digest: digest}
-	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}}
+	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}, maxRetries: 1}
 	h.submit(ctx, t)
 	vals, err := h.objs.get(ctx, t.returns(), -1, nil)
 	if err != nil {

@@ -39,6 +39,7 @@ type objects struct {
 
 type object struct {
 	ready     bool
+	fetched   bool      // someone got the value (for unhandled-error reports)
 	val       abi.Value // Data is nil when the bytes live only in the store
 	inMemory  bool
 	persisted bool
@@ -218,6 +219,39 @@ func (o *objects) value(ctx context.Context, id ids.ObjectID) (abi.Value, error)
 	return abi.Value{Codec: abi.Codec(meta.Codec), Data: data}, nil
 }
 
+// markFetched records that id's value was delivered to someone.
+func (o *objects) markFetched(id ids.ObjectID) {
+	o.mu.Lock()
+	if ob := o.m[id]; ob != nil {
+		ob.fetched = true
+	}
+	o.mu.Unlock()
+}
+
+// fetched reports whether id's value was delivered; objects no longer in
+// memory count as fetched (nothing is known about them any more).
+func (o *objects) fetched(id ids.ObjectID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob := o.m[id]
+	return ob == nil || ob.fetched
+}
+
+// codec returns the codec of a ready object.
+func (o *objects) codec(ctx context.Context, id ids.ObjectID) (abi.Codec, error) {
+	o.mu.Lock()
+	ob := o.m[id]
+	o.mu.Unlock()
+	if ob != nil && ob.ready {
+		return ob.val.Codec, nil
+	}
+	meta, err := o.st.Stat(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", ErrObjectNotFound, id)
+	}
+	return abi.Codec(meta.Codec), nil
+}
+
 // errCancelled ends a wait because the waiting task was cancelled.
 var errCancelled = errors.New("host: waiting task cancelled")
 
@@ -296,6 +330,7 @@ func (o *objects) get(ctx context.Context, refs []ids.ObjectID, timeout time.Dur
 		if !ready[i] {
 			continue
 		}
+		o.markFetched(id)
 		if vals[i], err = o.value(ctx, id); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
@@ -12,34 +13,36 @@ import (
 
 // A task's life on its owning host:
 //
-//	          submit
-//	            │
+//	            submit
+//	              │
+//	              ▼
+//	      ┌──────────────┐  an argument failed   ┌────────┐
+//	      │ pending_args │──────────────────────►│ failed │
+//	      └──────┬───────┘                       └────────┘
+//	             │ every ObjectRef argument ready     ▲
+//	             ▼                                    │ infeasible
+//	    ┌───────────────────┐─────────────────────────┘
+//	┌──►│ pending_resources │ queued in the scheduler
+//	│   └────────┬──────────┘
+//	│            │ resources reserved
+//	│            ▼
+//	│     ┌────────────┐
+//	│     │ scheduled  │ waiting for an idle worker process
+//	│     └─────┬──────┘
+//	│           │ Exec sent
+//	│           ▼
+//	│     ┌───────────┐ Get/Wait/Next: CPU released, taken back after
+//	│     │  running  │◄──────────────┐
+//	│     └─────┬─────┘───────────────┘
+//	│ retry     │ Done / trap / worker died
+//	└───────────┤ (worker died, or an application error with
+//	            │  RetryExceptions, within MaxRetries; attempt+1)
 //	            ▼
-//	    ┌──────────────┐  an argument failed   ┌────────┐
-//	    │ pending_args │──────────────────────►│ failed │
-//	    └──────┬───────┘                       └────────┘
-//	           │ every ObjectRef argument ready     ▲
-//	           ▼                                    │ infeasible
-//	  ┌───────────────────┐─────────────────────────┘
-//	  │ pending_resources │ queued in the scheduler
-//	  └────────┬──────────┘
-//	           │ resources reserved
-//	           ▼
-//	    ┌────────────┐
-//	    │ scheduled  │ waiting for an idle worker process
-//	    └─────┬──────┘
-//	          │ Exec sent
-//	          ▼
-//	    ┌───────────┐ Get/Wait: CPU released, taken back after
-//	    │  running  │◄──────────────┐
-//	    └─────┬─────┘───────────────┘
-//	          │ Done / trap / worker died
-//	          ▼
-//	finished │ failed
+//	  finished │ failed
 //
 // cancel moves any state before finished/failed to cancelled: a queued task
 // never runs; a running one sees its blocking calls end (or, with force,
-// its worker killed).
+// its worker killed). A cancelled task is never retried.
 type taskState uint8
 
 const (
@@ -50,16 +53,18 @@ const (
 	stateFinished
 	stateFailed
 	stateCancelled
+	stateRetried // an event only: the attempt failed and another follows
 )
 
-func (s taskState) String() string {
-	return [...]string{"pending_args", "pending_resources", "scheduled", "running", "finished", "failed", "cancelled"}[s]
-}
+var stateNames = [...]string{"pending_args", "pending_resources", "scheduled", "running", "finished", "failed", "cancelled", "retried"}
 
-func (s taskState) terminal() bool { return s >= stateFinished }
+func (s taskState) String() string { return stateNames[s] }
+
+func (s taskState) terminal() bool { return s >= stateFinished && s <= stateCancelled }
 
 type task struct {
 	id         ids.TaskID
+	parent     ids.TaskID
 	job        *job
 	mod        *module
 	kind       abi.Kind
@@ -67,6 +72,11 @@ type task struct {
 	args       []abi.Arg
 	numReturns int
 	req        scheduler.Resources
+	maxRetries int32
+	retry      abi.RetryMode
+	retryOn    []string
+	events     bool
+	gen        *generator // set for generator tasks
 
 	// Guarded by Host.mu.
 	state     taskState
@@ -75,13 +85,24 @@ type task struct {
 	depsLeft  int
 	holding   bool // holds req (false while blocked in Get/Wait)
 	cancelled bool
-	forced    bool
 	cancelCh  chan struct{}
+	children  []ids.TaskID
 	stderr    []byte // the tail of the guest's stderr, for trap messages
-	submitted time.Time
 }
 
-// returns are the ObjectIDs of t's results.
+// generator is the state of a generator task's stream. Item i is the object
+// Return(i); exactly one item past the last is always expected, so a
+// consumer can wait for it; the end of the stream is sealed there as an
+// end_of_stream marker.
+type generator struct {
+	backpressure int
+	count        int // items sealed
+	consumed     int // items handed to the consumer
+	seen         int // items yielded by the current attempt
+	wake         chan struct{}
+}
+
+// returns are the ObjectIDs of t's results (none for a generator).
 func (t *task) returns() []ids.ObjectID {
 	out := make([]ids.ObjectID, t.numReturns)
 	for i := range out {
@@ -109,7 +130,10 @@ func (t *task) displayName() string {
 // ID twice is a no-op: a retried parent submits its children again.
 func (h *Host) submit(ctx context.Context, t *task) {
 	t.cancelCh = make(chan struct{})
-	t.submitted = time.Now()
+	if t.gen != nil {
+		t.gen.wake = make(chan struct{}, 1)
+		h.objs.expect(t.id.Return(0), t.id)
+	}
 	for _, id := range t.returns() {
 		h.objs.expect(id, t.id)
 	}
@@ -127,15 +151,19 @@ func (h *Host) submit(ctx context.Context, t *task) {
 		return
 	}
 	h.tasks[t.id] = t
+	if p := h.tasks[t.parent]; p != nil {
+		p.children = append(p.children, t.id)
+	}
 	t.state = statePendingArgs
 	t.depsLeft = len(deps)
+	h.record(t, statePendingArgs, "")
 	h.mu.Unlock()
 	if len(deps) == 0 {
 		h.enqueue(t)
 		return
 	}
 	for _, id := range deps {
-		err := h.objs.onReady(ctx, id, func(v abi.Value) { h.depReady(t, v) })
+		err := h.objs.onReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
 		if err != nil {
 			h.fail(t, h.taskError(t, abi.ErrorBadRequest, fmt.Sprintf("argument %s: %v", id, err)))
 			return
@@ -143,15 +171,30 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	}
 }
 
-func (h *Host) depReady(t *task, v abi.Value) {
+// submitFailed registers t as already failed with te: its refs exist (a
+// guest holds them) and hold the failure.
+func (h *Host) submitFailed(t *task, te *abi.TaskError) {
+	t.cancelCh = make(chan struct{})
+	h.mu.Lock()
+	h.record(t, stateFailed, te.Message)
+	t.state = stateFailed
+	h.mu.Unlock()
+	if t.gen != nil {
+		t.gen.wake = make(chan struct{}, 1)
+	}
+	h.sealFailure(t, te)
+}
+
+func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	if v.Codec == abi.CodecError {
-		cause := v
-		if cause.Data == nil {
-			// A large error value is impossible in practice, but read it if so.
-			cause, _ = h.objs.value(context.Background(), t.id.Return(0))
+		h.objs.markFetched(id) // its failure is reported through t's
+		cause, err := h.objs.value(context.Background(), id)
+		te := &abi.TaskError{Kind: abi.ErrorHost, Message: "unreadable failure"}
+		if err == nil {
+			te = abi.DecodeTaskError(cause.Data)
 		}
 		h.fail(t, &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(),
-			Host: h.cfg.ID, Message: "an argument failed", Cause: abi.DecodeTaskError(cause.Data)})
+			Host: h.cfg.ID, Message: "an argument failed", Cause: te})
 		return
 	}
 	h.mu.Lock()
@@ -179,6 +222,7 @@ func (h *Host) enqueue(t *task) {
 		h.fail(t, h.taskError(t, abi.ErrorInfeasible, err.Error()))
 		return
 	}
+	h.record(t, statePendingResources, "")
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	h.start(starts)
@@ -202,6 +246,7 @@ func (h *Host) dispatchLocked() []assignment {
 		t := it.Value
 		t.state = stateScheduled
 		t.holding = true
+		h.record(t, stateScheduled, "")
 		h.needWorker = append(h.needWorker, t)
 	}
 	var out []assignment
@@ -213,6 +258,7 @@ func (h *Host) dispatchLocked() []assignment {
 		t.state = stateRunning
 		t.worker = w
 		w.task = t
+		h.record(t, stateRunning, "")
 		out = append(out, assignment{t, w})
 	}
 	for missing := len(h.needWorker) - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
@@ -260,49 +306,100 @@ func (h *Host) fail(t *task, te *abi.TaskError) {
 		h.mu.Unlock()
 		return
 	}
-	h.endLocked(t, stateFailed)
+	h.endLocked(t, stateFailed, te.Message)
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	h.sealAll(t, te.Encode())
+	h.sealFailure(t, te)
 	h.start(starts)
 }
 
 // endLocked moves t to a terminal state and gives back what it holds.
-func (h *Host) endLocked(t *task, s taskState) {
+func (h *Host) endLocked(t *task, s taskState, msg string) {
+	h.leaveLocked(t)
+	if t.cancelled && s == stateFailed {
+		s = stateCancelled
+	}
+	t.state = s
+	h.record(t, s, msg)
+	delete(h.tasks, t.id)
+}
+
+// leaveLocked takes t out of the scheduler's queue or the wait for a worker
+// and releases its resources.
+func (h *Host) leaveLocked(t *task) {
 	switch t.state {
 	case statePendingResources:
 		h.sched.Remove(t.id)
 	case stateScheduled:
-		for i, q := range h.needWorker {
-			if q == t {
-				h.needWorker = append(h.needWorker[:i], h.needWorker[i+1:]...)
-				break
-			}
+		if i := slices.Index(h.needWorker, t); i >= 0 {
+			h.needWorker = slices.Delete(h.needWorker, i, i+1)
 		}
 	}
 	if t.holding {
 		h.sched.Release(t.req)
 		t.holding = false
 	}
-	if t.cancelled && s == stateFailed {
-		s = stateCancelled
-	}
-	t.state = s
-	delete(h.tasks, t.id)
 }
 
-func (h *Host) sealAll(t *task, v abi.Value) {
-	for _, id := range t.returns() {
-		if err := h.objs.seal(context.Background(), id, v); err != nil {
-			h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
+// sealFailure gives each of t's objects the failure te. A generator keeps
+// the items it delivered: the failure takes the next place in its stream,
+// and the stream ends after it.
+func (h *Host) sealFailure(t *task, te *abi.TaskError) {
+	v := te.Encode()
+	if t.gen != nil {
+		h.mu.Lock()
+		i := t.gen.count
+		t.gen.count++
+		h.mu.Unlock()
+		h.objs.expect(t.id.Return(i+1), t.id)
+		h.seal(t, t.id.Return(i), v)
+		h.endStream(t, i+1)
+	} else {
+		for _, id := range t.returns() {
+			h.seal(t, id, v)
 		}
 	}
-	if t.job != nil && t.kind == abi.KindMain {
-		t.job.finish(v)
+	if t.job != nil {
+		if t.kind == abi.KindMain {
+			t.job.finish(v, h)
+		} else if te.Kind != abi.ErrorCancelled {
+			t.job.failed(t, te)
+		}
 	}
 }
 
-// finishWorker ends the task a worker ran, with either te (a failure) or
+func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
+	if err := h.objs.seal(context.Background(), id, v); err != nil {
+		h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
+		_ = h.objs.seal(context.Background(), id, h.taskError(t, abi.ErrorHost, err.Error()).Encode())
+	}
+}
+
+// endStream seals the end-of-stream marker at item i of a generator.
+func (h *Host) endStream(t *task, i int) {
+	h.seal(t, t.id.Return(i), (&abi.TaskError{Kind: abi.ErrorEndOfStream, TaskID: t.id.String(), Function: t.function, Message: "end of stream"}).Encode())
+}
+
+// retryable reports whether a failed attempt of t runs again.
+func (t *task) retryable(te *abi.TaskError) bool {
+	if t.cancelled || t.kind != abi.KindCall || (t.maxRetries >= 0 && int64(t.attempt) >= int64(t.maxRetries)) {
+		return false
+	}
+	switch te.Kind {
+	case abi.ErrorWorkerDied:
+		return true // a system failure
+	case abi.ErrorApplication, abi.ErrorPanic, abi.ErrorTrap:
+		switch t.retry {
+		case abi.RetryAll:
+			return true
+		case abi.RetryListed:
+			return slices.Contains(t.retryOn, string(te.Kind)) || (te.Code != "" && slices.Contains(t.retryOn, te.Code))
+		}
+	}
+	return false
+}
+
+// finishWorker ends the attempt a worker ran, with either te (a failure) or
 // vals (its results), and puts the worker back to use.
 func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
 	h.mu.Lock()
@@ -324,30 +421,49 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 		// every Get sees the cancel, as the caller asked.
 		te = h.taskError(t, abi.ErrorCancelled, "the task was cancelled")
 	}
+	if te != nil && t.retryable(te) {
+		h.leaveLocked(t)
+		h.record(t, stateRetried, te.Message)
+		t.attempt++
+		t.worker, t.stderr = nil, nil
+		if t.gen != nil {
+			t.gen.seen = 0
+		}
+		t.state = statePendingArgs
+		starts := h.dispatchLocked()
+		h.mu.Unlock()
+		h.log.Info("retrying a task", "task_id", t.id, "attempt", t.attempt, "cause", te.Message)
+		h.start(starts)
+		h.enqueue(t)
+		return
+	}
 	if te != nil {
-		h.endLocked(t, stateFailed)
+		h.endLocked(t, stateFailed, te.Message)
 	} else {
-		h.endLocked(t, stateFinished)
+		h.endLocked(t, stateFinished, "")
 	}
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	if te != nil {
-		h.sealAll(t, te.Encode())
-	} else {
+	switch {
+	case te != nil:
+		h.sealFailure(t, te)
+	case t.gen != nil:
+		h.mu.Lock()
+		n := t.gen.count
+		h.mu.Unlock()
+		h.endStream(t, n)
+	default:
 		for i, id := range t.returns() {
-			if err := h.objs.seal(context.Background(), id, vals[i]); err != nil {
-				h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
-				_ = h.objs.seal(context.Background(), id, h.taskError(t, abi.ErrorHost, err.Error()).Encode())
-			}
+			h.seal(t, id, vals[i])
 		}
 		if t.job != nil && t.kind == abi.KindMain {
-			t.job.finish(abi.Value{})
+			t.job.finish(abi.Value{}, h)
 		}
 	}
 	h.start(starts)
 }
 
-// block releases the CPU of a task that waits in Get or Wait.
+// block releases the CPU of a task that waits in Get, Wait or Next.
 func (h *Host) block(t *task) {
 	h.mu.Lock()
 	if t.state != stateRunning || !t.holding {
@@ -371,28 +487,43 @@ func (h *Host) unblock(t *task) {
 	h.mu.Unlock()
 }
 
-// cancel cancels the task that makes id.
-func (h *Host) cancel(id ids.ObjectID, force bool) error {
+// cancel cancels the task that makes id and, if recursive, the tasks it
+// submitted (theirs too).
+func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
 	h.mu.Lock()
 	t := h.tasks[id.Task()]
+	h.mu.Unlock()
 	if t == nil {
-		h.mu.Unlock()
 		if h.objs.known(context.Background(), id) {
 			return nil // already done: nothing to cancel
 		}
 		return fmt.Errorf("%w: %s", ErrTaskNotFound, id.Task())
 	}
-	if t.cancelled {
+	h.cancelTask(t, force, recursive)
+	return nil
+}
+
+func (h *Host) cancelTask(t *task, force, recursive bool) {
+	h.mu.Lock()
+	if t.cancelled || t.state.terminal() {
 		h.mu.Unlock()
-		return nil
+		return
 	}
 	t.cancelled = true
 	close(t.cancelCh)
 	state, w := t.state, t.worker
-	if state == stateRunning && force {
-		t.forced = true
+	var children []*task
+	if recursive {
+		for _, c := range t.children {
+			if ct := h.tasks[c]; ct != nil {
+				children = append(children, ct)
+			}
+		}
 	}
 	h.mu.Unlock()
+	for _, c := range children {
+		h.cancelTask(c, force, true)
+	}
 	switch {
 	case state != stateRunning:
 		h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled before it ran"))
@@ -401,5 +532,4 @@ func (h *Host) cancel(id ids.ObjectID, force bool) error {
 	default:
 		w.cancel(t)
 	}
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
+	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
 // workerProc is the host's side of one worker process.
@@ -189,7 +190,11 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			h.guestSubmit(t, c.Payload)
 		case abi.OpPut:
 			h.guestPut(t, c.Payload)
-		case abi.OpGet, abi.OpWait:
+		case abi.OpCancel:
+			h.guestCancel(t, c.Payload)
+		case abi.OpYield:
+			h.guestYield(w, t, c)
+		case abi.OpGet, abi.OpWait, abi.OpNext:
 			c.Payload = append([]byte(nil), c.Payload...)
 			go h.guestWait(w, t, c)
 		default:
@@ -255,7 +260,7 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		}
 		g := abi.DecodeTaskError(res.Values[0].Data)
 		te := h.taskError(t, g.Kind, g.Message)
-		te.Stack = g.Stack
+		te.Stack, te.Code = g.Stack, g.Code
 		return te, nil
 	}
 	switch t.kind {
@@ -318,11 +323,23 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		h.log.Warn("malformed submit from a guest", "task_id", parent.id, "err", err)
 		return
 	}
-	child := &task{id: req.Task, job: parent.job, mod: parent.mod, kind: abi.KindCall, function: req.Function}
-	child.numReturns = max(int(req.NumReturns), 1)
+	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: abi.KindCall, function: req.Function,
+		numReturns: int(req.NumReturns), maxRetries: req.MaxRetries, retry: req.Retry, retryOn: req.RetryOn, events: !req.NoEvents}
+	if req.Generator {
+		child.gen = &generator{backpressure: int(req.Backpressure)}
+		child.numReturns = 0
+	} else {
+		child.numReturns = max(child.numReturns, 1)
+	}
 	child.args = cloneArgs(req.Args)
-	if err := h.prepare(child, req.Resources); err != nil {
-		h.sealAll(child, h.taskError(child, abi.ErrorBadRequest, err.Error()).Encode())
+	err := h.prepare(child, req.Resources)
+	if err == nil && child.gen == nil != !child.mod.funcs[child.function].Generator {
+		err = fmt.Errorf("%w: %s is called as a generator but is not one, or the reverse", ErrInvalidArgument, child.function)
+	}
+	if err != nil {
+		// Register it so its refs exist, then fail it: the guest holds them.
+		child.req = scheduler.Resources{}
+		h.submitFailed(child, h.taskError(child, abi.ErrorBadRequest, err.Error()))
 		return
 	}
 	h.submit(context.Background(), child)
@@ -354,20 +371,81 @@ func (h *Host) guestPut(t *task, payload []byte) {
 	}
 }
 
-// guestWait serves a Get or Wait from a guest. The task's CPU is released
-// while it blocks.
+// guestCancel serves ray.Cancel from a guest.
+func (h *Host) guestCancel(t *task, payload []byte) {
+	var req abi.CancelRequest
+	if err := req.Decode(payload); err != nil {
+		return
+	}
+	if err := h.cancel(req.Ref.ID, req.Force, req.Recursive); err != nil {
+		h.log.Debug("cancel from a guest", "task_id", t.id, "err", err)
+	}
+}
+
+// guestYield seals the next item of a generator. The reply (which lets the
+// guest go on) waits while backpressure holds the generator.
+func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call) {
+	v, err := abi.DecodeValue(c.Payload)
+	if err != nil || t.gen == nil {
+		w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+		return
+	}
+	v.Data = append([]byte(nil), v.Data...)
+	g := t.gen
+	h.mu.Lock()
+	g.seen++
+	if g.seen <= g.count {
+		// A retried attempt yields again what the first delivered: drop it.
+		h.mu.Unlock()
+		w.reply(c.Seq, 0, nil)
+		return
+	}
+	i := g.count
+	g.count++
+	h.mu.Unlock()
+	h.objs.expect(t.id.Return(i+1), t.id) // the next item, so consumers can wait for it
+	h.seal(t, t.id.Return(i), v)
+	go func() {
+		for {
+			h.mu.Lock()
+			held := g.backpressure > 0 && g.count-g.consumed >= g.backpressure
+			h.mu.Unlock()
+			if !held {
+				w.reply(c.Seq, 0, nil)
+				return
+			}
+			select {
+			case <-g.wake:
+			case <-t.cancelCh:
+				w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
+				return
+			}
+		}
+	}()
+}
+
+// guestWait serves a Get, Wait or Next from a guest. The task's CPU is
+// released while it blocks.
 func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 	var refs []ids.ObjectID
 	var timeoutNs int64
 	var need uint32
-	if c.Op == abi.OpGet {
+	var next abi.NextRequest
+	switch c.Op {
+	case abi.OpNext:
+		if err := next.Decode(c.Payload); err != nil {
+			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+			return
+		}
+		refs, timeoutNs, need = []ids.ObjectID{next.Task.Return(int(next.Index))}, next.TimeoutNs, 1
+	case abi.OpGet:
 		var req abi.GetRequest
 		if err := req.Decode(c.Payload); err != nil {
 			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 			return
 		}
 		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, uint32(len(req.Refs))
-	} else {
+	default:
 		var req abi.WaitRequest
 		if err := req.Decode(c.Payload); err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
 			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
@@ -391,11 +469,15 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 	case err == errCancelled:
 		w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
 		return
-	case err == ErrGetTimeout && c.Op == abi.OpGet:
+	case err == ErrGetTimeout && c.Op != abi.OpWait:
 		w.reply(c.Seq, int64(abi.ErrCodeTimeout), nil)
 		return
 	case err != nil && err != ErrGetTimeout:
 		h.replyErr(w, t, c, err)
+		return
+	}
+	if c.Op == abi.OpNext {
+		h.generatorNext(w, c, next, refs[0])
 		return
 	}
 	if c.Op == abi.OpWait {
@@ -414,6 +496,29 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 		return
 	}
 	rep := abi.GetReply{Values: vals}
+	w.reply(c.Seq, 0, rep.Encode(nil))
+}
+
+// generatorNext answers a Next whose item (or end marker) exists, and counts
+// the item as consumed, which may release the generator's backpressure.
+func (h *Host) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id ids.ObjectID) {
+	var rep abi.NextReply
+	if codec, err := h.objs.codec(context.Background(), id); err == nil && codec == abi.CodecError {
+		if v, err := h.objs.value(context.Background(), id); err == nil {
+			rep.End = abi.DecodeTaskError(v.Data).Kind == abi.ErrorEndOfStream
+		}
+	}
+	if !rep.End {
+		h.mu.Lock()
+		if g := h.tasks[req.Task]; g != nil && g.gen != nil && int(req.Index)+1 > g.gen.consumed {
+			g.gen.consumed = int(req.Index) + 1
+			select {
+			case g.gen.wake <- struct{}{}:
+			default:
+			}
+		}
+		h.mu.Unlock()
+	}
 	w.reply(c.Seq, 0, rep.Encode(nil))
 }
 

@@ -21,6 +21,8 @@ Usage:
   rayhost submit --address A <module> <function> [json args...]
                                                submit one call and print its result as JSON
   rayhost health --address A                   print a host's id, resources and workers
+  rayhost tasks  --address A [--state S]       list tasks and their states
+  rayhost timeline --address A > trace.json    task attempts as Chrome-trace JSON (Perfetto)
   rayhost worker                               (internal) a worker process, started by a host
 
 Run 'rayhost <command> -h' for a command's flags.
@@ -41,6 +43,10 @@ func main() {
 		err = cmdSubmit(args)
 	case "health":
 		err = cmdHealth(args)
+	case "tasks":
+		err = cmdTasks(args)
+	case "timeline":
+		err = cmdTimeline(args)
 	case "worker":
 		err = worker.Main(args)
 	case "help", "-h", "--help":

@@ -19,7 +19,8 @@ func submit(e *entry, o options, args []any) (ids.TaskID, string, error) {
 	if e.variadic == nil && len(args) != len(e.argTypes) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: %d arguments for %d parameters", ErrBadArgument, len(args), len(e.argTypes))
 	}
-	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Resources: o.resources()}
+	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Generator: e.generator}
+	o.apply(&req)
 	if !validResources(req.Resources) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: resources must be finite and not negative", ErrBadArgument)
 	}
@@ -247,4 +248,18 @@ func codeError(c abi.ErrCode) error {
 		return ErrTaskCancelled
 	}
 	return fmt.Errorf("%w: %s", ErrHost, c)
+}
+
+// Cancel cancels the task that makes ref. A queued task never runs; a
+// running one sees its Get, Wait and Sleep calls return ErrTaskCancelled
+// (with force, its worker process is killed); recursive also cancels the
+// tasks it submitted. Get on ref then returns an error for which
+// errors.Is(err, ErrTaskCancelled). Cancelled tasks are never retried.
+func Cancel(ref AnyRef, force, recursive bool) error {
+	if err := ref.refErr(); err != nil {
+		return err
+	}
+	req := abi.CancelRequest{Ref: ref.abiRef(), Force: force, Recursive: recursive}
+	_, err := hostCall(abi.OpCancel, req.Encode(nil))
+	return err
 }

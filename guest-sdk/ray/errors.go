@@ -27,7 +27,22 @@ var (
 	ErrNotInGuest = errors.New("ray: not running inside rayhost")
 	// ErrHost: the host refused or failed a request.
 	ErrHost = errors.New("ray: host error")
+	// ErrEndOfStream: a generator has no more items.
+	ErrEndOfStream = errors.New("ray: end of stream")
 )
+
+// WithCode attaches an application error code to err. The caller's
+// TaskError carries it in Code, and RetryExceptions(code) retries it.
+func WithCode(code string, err error) error { return &codedError{code: code, err: err} }
+
+type codedError struct {
+	code string
+	err  error
+}
+
+func (e *codedError) Error() string     { return e.err.Error() }
+func (e *codedError) Unwrap() error     { return e.err }
+func (e *codedError) ErrorCode() string { return e.code }
 
 // TaskError is the error of a task that failed, as every caller of Get sees
 // it: which function, where, which attempt, and the guest's own message (and
@@ -39,6 +54,7 @@ type TaskError struct {
 	Host     string
 	Attempt  int
 	Message  string
+	Code     string
 	Stack    string
 	// Cause is the failure of an argument, for Kind "dependency".
 	Cause *TaskError
@@ -76,6 +92,6 @@ func taskErrorFrom(a *abi.TaskError) *TaskError {
 	}
 	return &TaskError{
 		Kind: string(a.Kind), TaskID: a.TaskID, Function: a.Function, Host: a.Host,
-		Attempt: int(a.Attempt), Message: a.Message, Stack: a.Stack, Cause: taskErrorFrom(a.Cause),
+		Attempt: int(a.Attempt), Message: a.Message, Code: a.Code, Stack: a.Stack, Cause: taskErrorFrom(a.Cause),
 	}
 }

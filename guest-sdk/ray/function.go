@@ -16,6 +16,8 @@ type entry struct {
 	argTypes   []reflect.Type
 	variadic   reflect.Type // FuncN: the type of every argument
 	numReturns int
+	generator  bool
+	opts       options // given at registration
 	call       func(ctx context.Context, args []abi.Value) ([]abi.Value, error)
 }
 
@@ -62,7 +64,8 @@ func describe() abi.Description {
 		if e.variadic != nil {
 			n = -1
 		}
-		d.Functions = append(d.Functions, abi.FunctionInfo{Name: e.name, NumArgs: n, NumReturns: e.numReturns})
+		d.Functions = append(d.Functions, abi.FunctionInfo{Name: e.name, NumArgs: n, NumReturns: e.numReturns,
+			Generator: e.generator, Defaults: e.opts.call()})
 	}
 	sort.Slice(d.Functions, func(i, j int) bool { return d.Functions[i].Name < d.Functions[j].Name })
 	if registerErr != nil {
@@ -129,8 +132,9 @@ func newFunction[R any](name string, argTypes []reflect.Type, call func(context.
 		}
 		return []abi.Value{v}, nil
 	}
+	e.opts = options{}.with(opts)
 	register(e)
-	return &Function[R]{e: e, opts: options{}.with(opts)}
+	return &Function[R]{e: e, opts: e.opts}
 }
 
 // argError marks a failure to decode an argument: the caller's mistake, not

@@ -70,7 +70,12 @@ func run(inv *abi.Invocation, fn func(context.Context) ([]abi.Value, error)) (st
 		if errors.Is(err, ErrTaskCancelled) {
 			kind = abi.ErrorCancelled
 		}
-		return sendError(abi.StatusError, &abi.TaskError{Kind: kind, Message: err.Error()})
+		te := &abi.TaskError{Kind: kind, Message: err.Error()}
+		var coded interface{ ErrorCode() string }
+		if errors.As(err, &coded) {
+			te.Code = coded.ErrorCode()
+		}
+		return sendError(abi.StatusError, te)
 	}
 	return sendResult(vals)
 }

@@ -12,9 +12,15 @@ import (
 type Option func(*options)
 
 type options struct {
-	cpus, gpus float64
-	hasCPUs    bool
-	custom     map[string]float64
+	cpus, gpus   float64
+	hasCPUs      bool
+	custom       map[string]float64
+	maxRetries   int32
+	hasRetries   bool
+	retry        abi.RetryMode
+	retryOn      []string
+	noEvents     bool
+	backpressure uint32
 }
 
 func (o options) with(opts []Option) options {
@@ -25,6 +31,23 @@ func (o options) with(opts []Option) options {
 		f(&o)
 	}
 	return o
+}
+
+// call returns the options as they travel.
+func (o options) call() abi.CallOptions {
+	c := abi.CallOptions{Resources: o.resources(), MaxRetries: 3, Retry: o.retry, RetryOn: o.retryOn,
+		Backpressure: o.backpressure, NoEvents: o.noEvents}
+	if o.hasRetries {
+		c.MaxRetries = o.maxRetries
+	}
+	return c
+}
+
+// apply copies the options into a submission.
+func (o options) apply(req *abi.SubmitRequest) {
+	c := o.call()
+	req.Resources, req.MaxRetries, req.Retry, req.RetryOn = c.Resources, c.MaxRetries, c.Retry, c.RetryOn
+	req.NoEvents, req.Backpressure = c.NoEvents, c.Backpressure
 }
 
 func (o options) resources() abi.Resources {
@@ -69,4 +92,37 @@ func validResources(r abi.Resources) bool {
 		}
 	}
 	return true
+}
+
+// MaxRetries sets how often a call is retried after a system failure (its
+// worker process died): -1 without limit, 0 never. The default is 3, as in
+// Ray. Application errors are retried only with RetryExceptions.
+func MaxRetries(n int) Option {
+	return func(o *options) { o.maxRetries, o.hasRetries = int32(max(n, -1)), true }
+}
+
+// RetryExceptions makes application errors retryable too (within
+// MaxRetries). With no kinds, every error is retried; otherwise only errors
+// whose kind ("application", "panic", "trap") or code (see WithCode) is
+// listed.
+func RetryExceptions(kinds ...string) Option {
+	return func(o *options) {
+		if len(kinds) == 0 {
+			o.retry, o.retryOn = abi.RetryAll, nil
+			return
+		}
+		o.retry, o.retryOn = abi.RetryListed, append([]string(nil), kinds...)
+	}
+}
+
+// TaskEvents turns the recording of a call's state transitions on (the
+// default) or off.
+func TaskEvents(on bool) Option {
+	return func(o *options) { o.noEvents = !on }
+}
+
+// Backpressure pauses a generator while n of its items wait unconsumed
+// (Ray's _generator_backpressure_num_objects). 0 means no bound.
+func Backpressure(n int) Option {
+	return func(o *options) { o.backpressure = uint32(max(n, 0)) }
 }

@@ -35,13 +35,16 @@ const (
 type Op uint32
 
 const (
-	OpSubmit    Op = 1 // SubmitRequest; no reply
-	OpGet       Op = 2 // GetRequest; reply GetReply
-	OpPut       Op = 3 // PutRequest; no reply
-	OpWait      Op = 4 // WaitRequest; reply WaitReply
-	OpResult    Op = 5 // Result of the running invocation; no reply
-	OpCancelled Op = 6 // empty; reply is one byte, 1 if the task was cancelled
-	OpSleep     Op = 7 // SleepRequest; ends early with ErrCodeCancelled
+	OpSubmit    Op = 1  // SubmitRequest; no reply
+	OpGet       Op = 2  // GetRequest; reply GetReply
+	OpPut       Op = 3  // PutRequest; no reply
+	OpWait      Op = 4  // WaitRequest; reply WaitReply
+	OpResult    Op = 5  // Result of the running invocation; no reply
+	OpCancelled Op = 6  // empty; reply is one byte, 1 if the task was cancelled
+	OpSleep     Op = 7  // SleepRequest; ends early with ErrCodeCancelled
+	OpYield     Op = 8  // a Value: the next item of a generator; waits under backpressure
+	OpNext      Op = 9  // NextRequest; reply NextReply
+	OpCancel    Op = 10 // CancelRequest; no reply
 )
 
 func (o Op) String() string {
@@ -60,6 +63,12 @@ func (o Op) String() string {
 		return "cancelled"
 	case OpSleep:
 		return "sleep"
+	case OpYield:
+		return "yield"
+	case OpNext:
+		return "next"
+	case OpCancel:
+		return "cancel"
 	}
 	return "op(?)"
 }

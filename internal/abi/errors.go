@@ -17,18 +17,24 @@ const (
 	ErrorDependency  ErrorKind = "dependency"  // an ObjectRef argument failed; Cause says why
 	ErrorInfeasible  ErrorKind = "infeasible"  // no host can ever satisfy the task's resources
 	ErrorHost        ErrorKind = "host"        // the host could not run the task
+	// ErrorEndOfStream marks the end of a generator's items; it is never a
+	// task's failure.
+	ErrorEndOfStream ErrorKind = "end_of_stream"
 )
 
 // TaskError is the value of the objects of a failed task.
 type TaskError struct {
-	Kind     ErrorKind  `json:"kind"`
-	TaskID   string     `json:"task_id,omitempty"`
-	Function string     `json:"function,omitempty"`
-	Host     string     `json:"host,omitempty"`
-	Attempt  uint32     `json:"attempt"`
-	Message  string     `json:"message"`
-	Stack    string     `json:"stack,omitempty"`
-	Cause    *TaskError `json:"cause,omitempty"`
+	Kind     ErrorKind `json:"kind"`
+	TaskID   string    `json:"task_id,omitempty"`
+	Function string    `json:"function,omitempty"`
+	Host     string    `json:"host,omitempty"`
+	Attempt  uint32    `json:"attempt"`
+	Message  string    `json:"message"`
+	// Code is an application-defined error code (ray.WithCode), which
+	// RetryExceptions can match.
+	Code  string     `json:"code,omitempty"`
+	Stack string     `json:"stack,omitempty"`
+	Cause *TaskError `json:"cause,omitempty"`
 }
 
 // Encode returns the CodecError value of e.

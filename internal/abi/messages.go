@@ -90,8 +90,30 @@ type SubmitRequest struct {
 	Function   string
 	NumReturns uint32
 	Resources  Resources
-	Args       []Arg
+	// MaxRetries is how often a system failure (the worker died) is retried:
+	// -1 without limit, 0 never.
+	MaxRetries int32
+	// Retry says whether application errors are retried too: RetryNone,
+	// RetryAll, or RetryListed (errors whose kind or code is in RetryOn).
+	Retry   RetryMode
+	RetryOn []string
+	// Generator: the function yields items; Backpressure > 0 pauses it while
+	// that many items wait unconsumed.
+	Generator    bool
+	Backpressure uint32
+	// NoEvents turns task events off for this task.
+	NoEvents bool
+	Args     []Arg
 }
+
+// RetryMode says which application errors are retried.
+type RetryMode uint8
+
+const (
+	RetryNone   RetryMode = 0
+	RetryAll    RetryMode = 1
+	RetryListed RetryMode = 2
+)
 
 func (v *SubmitRequest) Encode(b []byte) []byte {
 	e := Encoder{B: b}
@@ -105,6 +127,21 @@ func (v *SubmitRequest) Encode(b []byte) []byte {
 		e.String(c.Name)
 		e.Float(c.Amount)
 	}
+	e.Varint(int64(v.MaxRetries))
+	e.Byte(byte(v.Retry))
+	e.Uvarint(uint64(len(v.RetryOn)))
+	for _, k := range v.RetryOn {
+		e.String(k)
+	}
+	var flags byte
+	if v.Generator {
+		flags |= 1
+	}
+	if v.NoEvents {
+		flags |= 2
+	}
+	e.Byte(flags)
+	e.Uvarint(uint64(v.Backpressure))
 	e.Uvarint(uint64(len(v.Args)))
 	for _, a := range v.Args {
 		if a.IsRef {
@@ -133,6 +170,26 @@ func (v *SubmitRequest) Decode(b []byte) error {
 			v.Resources.Custom[i] = Custom{Name: d.String(), Amount: d.Float()}
 		}
 	}
+	retries := d.Varint()
+	if d.Err() == nil && (retries < -1 || retries > 1<<30) {
+		d.fail("max retries")
+	}
+	v.MaxRetries = int32(retries)
+	v.Retry = RetryMode(d.Byte())
+	if d.Err() == nil && v.Retry > RetryListed {
+		d.fail("retry mode")
+	}
+	n = d.Count(1)
+	v.RetryOn = nil
+	for range n {
+		v.RetryOn = append(v.RetryOn, d.String())
+	}
+	flags := d.Byte()
+	if d.Err() == nil && flags > 3 {
+		d.fail("flags")
+	}
+	v.Generator, v.NoEvents = flags&1 != 0, flags&2 != 0
+	v.Backpressure = d.Uint32()
 	n = d.Count(3)
 	v.Args = make([]Arg, n)
 	for i := range v.Args {
@@ -323,4 +380,107 @@ type FunctionInfo struct {
 	Name       string `json:"name"`
 	NumArgs    int    `json:"num_args"`
 	NumReturns int    `json:"num_returns"`
+	Generator  bool   `json:"generator,omitempty"`
+	// Defaults are the options given at registration; a client's call
+	// starts from them (a guest's Remote applies them itself).
+	Defaults CallOptions `json:"defaults"`
+}
+
+// CallOptions are a call's options, as SubmitRequest carries them.
+type CallOptions struct {
+	Resources    Resources `json:"resources"`
+	MaxRetries   int32     `json:"max_retries"`
+	Retry        RetryMode `json:"retry,omitempty"`
+	RetryOn      []string  `json:"retry_on,omitempty"`
+	Backpressure uint32    `json:"backpressure,omitempty"`
+	NoEvents     bool      `json:"no_events,omitempty"`
+}
+
+// NextRequest asks for the next item of a generator task: it waits until
+// item Index exists or the stream has ended.
+type NextRequest struct {
+	Task      ids.TaskID
+	Index     uint32
+	TimeoutNs int64
+}
+
+func (v *NextRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.TaskID(v.Task)
+	e.Uvarint(uint64(v.Index))
+	e.Varint(v.TimeoutNs)
+	return e.B
+}
+
+func (v *NextRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Task = d.TaskID()
+	v.Index = d.Uint32()
+	v.TimeoutNs = d.Varint()
+	return d.Done()
+}
+
+// NextReply says whether item Index exists (its ObjectID is
+// Task.Return(Index)) or the stream ended before it.
+type NextReply struct{ End bool }
+
+func (v *NextReply) Encode(b []byte) []byte {
+	if v.End {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func (v *NextReply) Decode(b []byte) error {
+	if len(b) != 1 || b[0] > 1 {
+		return ErrMalformed
+	}
+	v.End = b[0] == 1
+	return nil
+}
+
+// CancelRequest cancels the task that makes Ref.
+type CancelRequest struct {
+	Ref       Ref
+	Force     bool
+	Recursive bool
+}
+
+func (v *CancelRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Ref(v.Ref)
+	var flags byte
+	if v.Force {
+		flags |= 1
+	}
+	if v.Recursive {
+		flags |= 2
+	}
+	e.Byte(flags)
+	return e.B
+}
+
+func (v *CancelRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Ref = d.Ref()
+	flags := d.Byte()
+	if d.Err() == nil && flags > 3 {
+		d.fail("flags")
+	}
+	v.Force, v.Recursive = flags&1 != 0, flags&2 != 0
+	return d.Done()
+}
+
+// DecodeValue decodes a lone Value (the payload of OpYield).
+func DecodeValue(b []byte) (Value, error) {
+	d := NewDecoder(b)
+	v := d.Value()
+	return v, d.Done()
+}
+
+// EncodeValue encodes a lone Value.
+func EncodeValue(b []byte, v Value) []byte {
+	e := Encoder{B: b}
+	e.Value(v)
+	return e.B
 }

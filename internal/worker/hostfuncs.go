@@ -79,7 +79,7 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		e.result = append(e.result[:0], req...)
 		e.gotResult = true
 		return 0
-	case abi.OpSubmit, abi.OpPut:
+	case abi.OpSubmit, abi.OpPut, abi.OpCancel:
 		// Checked here so that a malformed request fails the guest's call at
 		// once; then forwarded without waiting for the host.
 		if err := validate(op, req); err != nil {
@@ -111,7 +111,7 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		default:
 		}
 		return 1
-	case abi.OpGet, abi.OpWait:
+	case abi.OpGet, abi.OpWait, abi.OpNext, abi.OpYield:
 		if err := validate(op, req); err != nil {
 			return int64(abi.ErrCodeBadRequest)
 		}
@@ -139,6 +139,15 @@ func validate(op abi.Op, req []byte) error {
 	case abi.OpWait:
 		var m abi.WaitRequest
 		return m.Decode(req)
+	case abi.OpNext:
+		var m abi.NextRequest
+		return m.Decode(req)
+	case abi.OpCancel:
+		var m abi.CancelRequest
+		return m.Decode(req)
+	case abi.OpYield:
+		_, err := abi.DecodeValue(req)
+		return err
 	}
 	return nil
 }

@@ -327,8 +327,17 @@ func (x *Resources) GetCustom() map[string]float64 {
 type TaskOptions struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Resources *Resources             `protobuf:"bytes,1,opt,name=resources,proto3" json:"resources,omitempty"`
-	// How many ObjectRefs the call returns; 0 means 1.
-	NumReturns    uint32 `protobuf:"varint,2,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
+	// How many ObjectRefs the call returns; 0 means the function's own count.
+	NumReturns uint32 `protobuf:"varint,2,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
+	// Retries after a system failure (the worker died): unset means 3,
+	// -1 without limit, 0 never.
+	MaxRetries *int32 `protobuf:"varint,3,opt,name=max_retries,json=maxRetries,proto3,oneof" json:"max_retries,omitempty"`
+	// Retry application errors too: every one, or those whose kind
+	// (application, panic, trap) or code is listed.
+	RetryAllExceptions bool     `protobuf:"varint,4,opt,name=retry_all_exceptions,json=retryAllExceptions,proto3" json:"retry_all_exceptions,omitempty"`
+	RetryExceptions    []string `protobuf:"bytes,5,rep,name=retry_exceptions,json=retryExceptions,proto3" json:"retry_exceptions,omitempty"`
+	// Do not record task events for this call.
+	DisableEvents bool `protobuf:"varint,6,opt,name=disable_events,json=disableEvents,proto3" json:"disable_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +384,34 @@ func (x *TaskOptions) GetNumReturns() uint32 {
 		return x.NumReturns
 	}
 	return 0
+}
+
+func (x *TaskOptions) GetMaxRetries() int32 {
+	if x != nil && x.MaxRetries != nil {
+		return *x.MaxRetries
+	}
+	return 0
+}
+
+func (x *TaskOptions) GetRetryAllExceptions() bool {
+	if x != nil {
+		return x.RetryAllExceptions
+	}
+	return false
+}
+
+func (x *TaskOptions) GetRetryExceptions() []string {
+	if x != nil {
+		return x.RetryExceptions
+	}
+	return nil
+}
+
+func (x *TaskOptions) GetDisableEvents() bool {
+	if x != nil {
+		return x.DisableEvents
+	}
+	return false
 }
 
 type RegisterModuleRequest struct {
@@ -497,6 +534,7 @@ type FunctionInfo struct {
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	NumArgs       uint32                 `protobuf:"varint,2,opt,name=num_args,json=numArgs,proto3" json:"num_args,omitempty"`
 	NumReturns    uint32                 `protobuf:"varint,3,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
+	Generator     bool                   `protobuf:"varint,4,opt,name=generator,proto3" json:"generator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +588,13 @@ func (x *FunctionInfo) GetNumReturns() uint32 {
 		return x.NumReturns
 	}
 	return 0
+}
+
+func (x *FunctionInfo) GetGenerator() bool {
+	if x != nil {
+		return x.Generator
+	}
+	return false
 }
 
 type SubmitRequest struct {
@@ -1610,7 +1655,9 @@ type TaskError struct {
 	// The guest's stack, for a panic.
 	Stack string `protobuf:"bytes,7,opt,name=stack,proto3" json:"stack,omitempty"`
 	// Why an argument failed, for kind "dependency".
-	Cause         *TaskError `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
+	Cause *TaskError `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
+	// The application's error code (ray.WithCode), if any.
+	Code          string `protobuf:"bytes,9,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1701,6 +1748,224 @@ func (x *TaskError) GetCause() *TaskError {
 	return nil
 }
 
+func (x *TaskError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type ListTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only tasks whose latest state is this one (pending_args,
+	// pending_resources, scheduled, running, finished, failed, cancelled);
+	// empty for all.
+	State         string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListTasksRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+type ListTasksResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Events dropped because the host keeps a bounded number.
+	Dropped       uint64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListTasksResponse) GetEvents() []*TaskEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+// TaskEvent is one state transition of one attempt of a task.
+type TaskEvent struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TaskId       string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt      uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Function     string                 `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
+	State        string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	TimeUnixNano int64                  `protobuf:"varint,5,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Host         string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
+	// The worker process that ran the attempt (running and after).
+	WorkerPid    int32  `protobuf:"varint,7,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
+	ParentTaskId string `protobuf:"bytes,8,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"`
+	// Why the task failed or is retried.
+	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEvent) Reset() {
+	*x = TaskEvent{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEvent) ProtoMessage() {}
+
+func (x *TaskEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
+func (*TaskEvent) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TaskEvent) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetWorkerPid() int32 {
+	if x != nil {
+		return x.WorkerPid
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetParentTaskId() string {
+	if x != nil {
+		return x.ParentTaskId
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_rayhost_v1_task_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_task_proto_rawDesc = "" +
@@ -1726,23 +1991,30 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\vCustomEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\v\n" +
-	"\t_num_cpus\"c\n" +
+	"\t_num_cpus\"\x9d\x02\n" +
 	"\vTaskOptions\x123\n" +
 	"\tresources\x18\x01 \x01(\v2\x15.rayhost.v1.ResourcesR\tresources\x12\x1f\n" +
 	"\vnum_returns\x18\x02 \x01(\rR\n" +
-	"numReturns\"?\n" +
+	"numReturns\x12$\n" +
+	"\vmax_retries\x18\x03 \x01(\x05H\x00R\n" +
+	"maxRetries\x88\x01\x01\x120\n" +
+	"\x14retry_all_exceptions\x18\x04 \x01(\bR\x12retryAllExceptions\x12)\n" +
+	"\x10retry_exceptions\x18\x05 \x03(\tR\x0fretryExceptions\x12%\n" +
+	"\x0edisable_events\x18\x06 \x01(\bR\rdisableEventsB\x0e\n" +
+	"\f_max_retries\"?\n" +
 	"\x15RegisterModuleRequest\x12\x12\n" +
 	"\x04wasm\x18\x01 \x01(\fR\x04wasm\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x83\x01\n" +
 	"\x16RegisterModuleResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x126\n" +
 	"\tfunctions\x18\x02 \x03(\v2\x18.rayhost.v1.FunctionInfoR\tfunctions\x12\x19\n" +
-	"\bhas_main\x18\x03 \x01(\bR\ahasMain\"^\n" +
+	"\bhas_main\x18\x03 \x01(\bR\ahasMain\"|\n" +
 	"\fFunctionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\bnum_args\x18\x02 \x01(\rR\anumArgs\x12\x1f\n" +
 	"\vnum_returns\x18\x03 \x01(\rR\n" +
-	"numReturns\"\x9b\x01\n" +
+	"numReturns\x12\x1c\n" +
+	"\tgenerator\x18\x04 \x01(\bR\tgenerator\"\x9b\x01\n" +
 	"\rSubmitRequest\x12\x16\n" +
 	"\x06module\x18\x01 \x01(\tR\x06module\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12#\n" +
@@ -1810,7 +2082,7 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12+\n" +
 	"\x05total\x18\x03 \x01(\v2\x15.rayhost.v1.ResourcesR\x05total\x123\n" +
 	"\tavailable\x18\x04 \x01(\v2\x15.rayhost.v1.ResourcesR\tavailable\x12\x18\n" +
-	"\aworkers\x18\x05 \x01(\rR\aworkers\"\xdf\x01\n" +
+	"\aworkers\x18\x05 \x01(\rR\aworkers\"\xf3\x01\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1a\n" +
@@ -1819,7 +2091,24 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x14\n" +
 	"\x05stack\x18\a \x01(\tR\x05stack\x12+\n" +
-	"\x05cause\x18\b \x01(\v2\x15.rayhost.v1.TaskErrorR\x05cause2\xb9\x05\n" +
+	"\x05cause\x18\b \x01(\v2\x15.rayhost.v1.TaskErrorR\x05cause\x12\x12\n" +
+	"\x04code\x18\t \x01(\tR\x04code\"(\n" +
+	"\x10ListTasksRequest\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\"\\\n" +
+	"\x11ListTasksResponse\x12-\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.rayhost.v1.TaskEventR\x06events\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\x89\x02\n" +
+	"\tTaskEvent\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1a\n" +
+	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12$\n" +
+	"\x0etime_unix_nano\x18\x05 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
+	"\x04host\x18\x06 \x01(\tR\x04host\x12\x1d\n" +
+	"\n" +
+	"worker_pid\x18\a \x01(\x05R\tworkerPid\x12$\n" +
+	"\x0eparent_task_id\x18\b \x01(\tR\fparentTaskId\x12\x18\n" +
+	"\amessage\x18\t \x01(\tR\amessage2\x85\x06\n" +
 	"\vTaskService\x12Y\n" +
 	"\x0eRegisterModule\x12!.rayhost.v1.RegisterModuleRequest\x1a\".rayhost.v1.RegisterModuleResponse\"\x00\x12A\n" +
 	"\x06Submit\x12\x19.rayhost.v1.SubmitRequest\x1a\x1a.rayhost.v1.SubmitResponse\"\x00\x12K\n" +
@@ -1830,7 +2119,8 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x04Wait\x12\x17.rayhost.v1.WaitRequest\x1a\x18.rayhost.v1.WaitResponse\"\x00\x12A\n" +
 	"\x06Cancel\x12\x19.rayhost.v1.CancelRequest\x1a\x1a.rayhost.v1.CancelResponse\"\x00\x12:\n" +
 	"\x03Run\x12\x16.rayhost.v1.RunRequest\x1a\x17.rayhost.v1.RunResponse\"\x000\x01\x12A\n" +
-	"\x06Health\x12\x19.rayhost.v1.HealthRequest\x1a\x1a.rayhost.v1.HealthResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"\x06Health\x12\x19.rayhost.v1.HealthRequest\x1a\x1a.rayhost.v1.HealthResponse\"\x00\x12J\n" +
+	"\tListTasks\x12\x1c.rayhost.v1.ListTasksRequest\x1a\x1d.rayhost.v1.ListTasksResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_task_proto_rawDescOnce sync.Once
@@ -1844,7 +2134,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -1874,11 +2164,14 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*HealthRequest)(nil),          // 25: rayhost.v1.HealthRequest
 	(*HealthResponse)(nil),         // 26: rayhost.v1.HealthResponse
 	(*TaskError)(nil),              // 27: rayhost.v1.TaskError
-	nil,                            // 28: rayhost.v1.Resources.CustomEntry
+	(*ListTasksRequest)(nil),       // 28: rayhost.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 29: rayhost.v1.ListTasksResponse
+	(*TaskEvent)(nil),              // 30: rayhost.v1.TaskEvent
+	nil,                            // 31: rayhost.v1.Resources.CustomEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	28, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	31, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	7,  // 3: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 4: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
@@ -1899,31 +2192,34 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	3,  // 19: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
 	3,  // 20: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
 	27, // 21: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
-	5,  // 22: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	8,  // 23: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	8,  // 24: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	10, // 25: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	12, // 26: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	15, // 27: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	17, // 28: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	19, // 29: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	21, // 30: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	25, // 31: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	6,  // 32: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	9,  // 33: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	9,  // 34: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	11, // 35: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	13, // 36: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	16, // 37: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	18, // 38: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	20, // 39: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	22, // 40: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	26, // 41: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	30, // 22: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
+	5,  // 23: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	8,  // 24: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	8,  // 25: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	10, // 26: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	12, // 27: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	15, // 28: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	17, // 29: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	19, // 30: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	21, // 31: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	25, // 32: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	28, // 33: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	6,  // 34: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	9,  // 35: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	9,  // 36: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	11, // 37: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	13, // 38: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	16, // 39: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	18, // 40: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	20, // 41: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	22, // 42: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	26, // 43: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	29, // 44: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -1941,6 +2237,7 @@ func file_rayhost_v1_task_proto_init() {
 		(*Arg_Ref)(nil),
 	}
 	file_rayhost_v1_task_proto_msgTypes[3].OneofWrappers = []any{}
+	file_rayhost_v1_task_proto_msgTypes[4].OneofWrappers = []any{}
 	file_rayhost_v1_task_proto_msgTypes[22].OneofWrappers = []any{
 		(*RunResponse_Log)(nil),
 		(*RunResponse_Result)(nil),
@@ -1951,7 +2248,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

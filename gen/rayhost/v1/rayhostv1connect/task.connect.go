@@ -55,6 +55,8 @@ const (
 	TaskServiceRunProcedure = "/rayhost.v1.TaskService/Run"
 	// TaskServiceHealthProcedure is the fully-qualified name of the TaskService's Health RPC.
 	TaskServiceHealthProcedure = "/rayhost.v1.TaskService/Health"
+	// TaskServiceListTasksProcedure is the fully-qualified name of the TaskService's ListTasks RPC.
+	TaskServiceListTasksProcedure = "/rayhost.v1.TaskService/ListTasks"
 )
 
 // TaskServiceClient is a client for the rayhost.v1.TaskService service.
@@ -83,6 +85,8 @@ type TaskServiceClient interface {
 	Run(context.Context, *connect.Request[v1.RunRequest]) (*connect.ServerStreamForClient[v1.RunResponse], error)
 	// Health reports that the host is serving, with its id and resources.
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
+	// ListTasks returns the recorded task events, oldest first.
+	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the rayhost.v1.TaskService service. By default, it
@@ -156,6 +160,12 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("Health")),
 			connect.WithClientOptions(opts...),
 		),
+		listTasks: connect.NewClient[v1.ListTasksRequest, v1.ListTasksResponse](
+			httpClient,
+			baseURL+TaskServiceListTasksProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("ListTasks")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -171,6 +181,7 @@ type taskServiceClient struct {
 	cancel         *connect.Client[v1.CancelRequest, v1.CancelResponse]
 	run            *connect.Client[v1.RunRequest, v1.RunResponse]
 	health         *connect.Client[v1.HealthRequest, v1.HealthResponse]
+	listTasks      *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
 }
 
 // RegisterModule calls rayhost.v1.TaskService.RegisterModule.
@@ -223,6 +234,11 @@ func (c *taskServiceClient) Health(ctx context.Context, req *connect.Request[v1.
 	return c.health.CallUnary(ctx, req)
 }
 
+// ListTasks calls rayhost.v1.TaskService.ListTasks.
+func (c *taskServiceClient) ListTasks(ctx context.Context, req *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error) {
+	return c.listTasks.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the rayhost.v1.TaskService service.
 type TaskServiceHandler interface {
 	// RegisterModule stores a Wasm module (content-addressed by sha256),
@@ -249,6 +265,8 @@ type TaskServiceHandler interface {
 	Run(context.Context, *connect.Request[v1.RunRequest], *connect.ServerStream[v1.RunResponse]) error
 	// Health reports that the host is serving, with its id and resources.
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
+	// ListTasks returns the recorded task events, oldest first.
+	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -318,6 +336,12 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("Health")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceListTasksHandler := connect.NewUnaryHandler(
+		TaskServiceListTasksProcedure,
+		svc.ListTasks,
+		connect.WithSchema(taskServiceMethods.ByName("ListTasks")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceRegisterModuleProcedure:
@@ -340,6 +364,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceRunHandler.ServeHTTP(w, r)
 		case TaskServiceHealthProcedure:
 			taskServiceHealthHandler.ServeHTTP(w, r)
+		case TaskServiceListTasksProcedure:
+			taskServiceListTasksHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -387,4 +413,8 @@ func (UnimplementedTaskServiceHandler) Run(context.Context, *connect.Request[v1.
 
 func (UnimplementedTaskServiceHandler) Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.Health is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ListTasks is not implemented"))
 }

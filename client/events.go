@@ -1,0 +1,139 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+)
+
+// TaskEvent is one state transition of one attempt of a task.
+type TaskEvent struct {
+	TaskID, ParentTaskID string
+	Attempt              int
+	Function, State      string
+	Time                 time.Time
+	Host                 string
+	WorkerPID            int
+	Message              string
+}
+
+// ListTasks returns a host's task events, oldest first; state (if not "")
+// keeps the tasks whose latest state it is. dropped counts events the host
+// no longer keeps.
+func (c *Client) ListTasks(ctx context.Context, state string) (events []TaskEvent, dropped uint64, err error) {
+	res, err := c.svc.ListTasks(ctx, connect.NewRequest(&rayhostv1.ListTasksRequest{State: state}))
+	if err != nil {
+		return nil, 0, fromConnect(err)
+	}
+	for _, e := range res.Msg.GetEvents() {
+		events = append(events, TaskEvent{
+			TaskID: e.GetTaskId(), ParentTaskID: e.GetParentTaskId(), Attempt: int(e.GetAttempt()),
+			Function: e.GetFunction(), State: e.GetState(), Time: time.Unix(0, e.GetTimeUnixNano()),
+			Host: e.GetHost(), WorkerPID: int(e.GetWorkerPid()), Message: e.GetMessage(),
+		})
+	}
+	return events, res.Msg.GetDropped(), nil
+}
+
+// TaskSummary is a task's latest state, from its events.
+type TaskSummary struct {
+	TaskID, Function, State string
+	Attempts                int
+	Submitted, Ended        time.Time // Ended is zero while the task runs
+}
+
+// Summarize folds events into one summary per task, in submission order.
+func Summarize(events []TaskEvent) []TaskSummary {
+	byID := map[string]*TaskSummary{}
+	var order []string
+	for _, e := range events {
+		s := byID[e.TaskID]
+		if s == nil {
+			s = &TaskSummary{TaskID: e.TaskID, Function: e.Function, Submitted: e.Time}
+			byID[e.TaskID] = s
+			order = append(order, e.TaskID)
+		}
+		s.State = e.State
+		s.Attempts = max(s.Attempts, e.Attempt+1)
+		switch e.State {
+		case "finished", "failed", "cancelled":
+			s.Ended = e.Time
+		}
+	}
+	out := make([]TaskSummary, len(order))
+	for i, id := range order {
+		out[i] = *byID[id]
+	}
+	return out
+}
+
+// traceEvent is one record of Chrome's trace event format (Perfetto and
+// chrome://tracing read it).
+type traceEvent struct {
+	Name string         `json:"name"`
+	Cat  string         `json:"cat,omitempty"`
+	Ph   string         `json:"ph"`
+	Ts   float64        `json:"ts"` // µs
+	Dur  float64        `json:"dur,omitempty"`
+	Pid  string         `json:"pid"`
+	Tid  int            `json:"tid"`
+	Args map[string]any `json:"args,omitempty"`
+}
+
+// ChromeTrace turns task events into Chrome-trace JSON, like `ray
+// timeline`: one complete event ("ph": "X") per task attempt that ran,
+// from running to its end, on a track per host (process) and worker
+// (thread).
+func ChromeTrace(events []TaskEvent) ([]byte, error) {
+	type key struct {
+		id      string
+		attempt int
+	}
+	started := map[key]TaskEvent{}
+	var out []traceEvent
+	hosts := map[string]bool{}
+	workers := map[[2]any]bool{}
+	for _, e := range events {
+		k := key{e.TaskID, e.Attempt}
+		switch e.State {
+		case "running":
+			started[k] = e
+		case "finished", "failed", "cancelled", "retried":
+			s, ok := started[k]
+			if !ok {
+				continue // it never ran (cancelled in the queue, say)
+			}
+			delete(started, k)
+			out = append(out, traceEvent{
+				Name: s.Function, Cat: "task", Ph: "X",
+				Ts: float64(s.Time.UnixNano()) / 1e3, Dur: float64(e.Time.Sub(s.Time).Nanoseconds()) / 1e3,
+				Pid: s.Host, Tid: s.WorkerPID,
+				Args: map[string]any{"task_id": e.TaskID, "attempt_number": e.Attempt, "func_or_class_name": s.Function, "state": e.State},
+			})
+			hosts[s.Host] = true
+			workers[[2]any{s.Host, s.WorkerPID}] = true
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ts < out[j].Ts })
+	for h := range hosts {
+		out = append(out, traceEvent{Name: "process_name", Ph: "M", Pid: h, Args: map[string]any{"name": "Node " + h}})
+	}
+	for w := range workers {
+		out = append(out, traceEvent{Name: "thread_name", Ph: "M", Pid: w[0].(string), Tid: w[1].(int),
+			Args: map[string]any{"name": "worker " + itoa(w[1].(int))}})
+	}
+	if out == nil {
+		out = []traceEvent{}
+	}
+	return json.Marshal(out)
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

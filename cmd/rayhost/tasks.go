@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+)
+
+func cmdTasks(args []string) error {
+	fs := flag.NewFlagSet("tasks", flag.ContinueOnError)
+	address := fs.String("address", "127.0.0.1:6380", "host to ask")
+	state := fs.String("state", "", "only tasks in this state (pending_args, pending_resources, scheduled, running, finished, failed, cancelled)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	evs, dropped, err := client.New(*address).ListTasks(context.Background(), *state)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TASK ID\tFUNCTION\tSTATE\tATTEMPTS\tDURATION")
+	for _, s := range client.Summarize(evs) {
+		d := "-"
+		if !s.Ended.IsZero() {
+			d = s.Ended.Sub(s.Submitted).Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", s.TaskID, s.Function, s.State, s.Attempts, d)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if dropped > 0 {
+		fmt.Fprintf(os.Stderr, "rayhost: %d older events were dropped\n", dropped)
+	}
+	return nil
+}
+
+func cmdTimeline(args []string) error {
+	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
+	address := fs.String("address", "127.0.0.1:6380", "host to ask")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	evs, _, err := client.New(*address).ListTasks(context.Background(), "")
+	if err != nil {
+		return err
+	}
+	b, err := client.ChromeTrace(evs)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
+}

@@ -1,0 +1,70 @@
+package host
+
+import (
+	"sync"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+// TaskEvent is one state transition of one attempt of a task.
+type TaskEvent struct {
+	Task     ids.TaskID
+	Parent   ids.TaskID
+	Attempt  uint32
+	Function string
+	State    string
+	Time     time.Time
+	Worker   int    // the worker process's pid, once running
+	Message  string // why it failed or is retried
+}
+
+// events keeps the most recent task events in a ring (Ray keeps 100k), so a
+// long-running host's memory does not grow with its history.
+type events struct {
+	mu      sync.Mutex
+	ring    []TaskEvent
+	next    int
+	full    bool
+	dropped uint64
+}
+
+func newEvents(n int) *events { return &events{ring: make([]TaskEvent, max(n, 1))} }
+
+func (e *events) add(ev TaskEvent) {
+	e.mu.Lock()
+	if e.full {
+		e.dropped++
+	}
+	e.ring[e.next] = ev
+	e.next++
+	if e.next == len(e.ring) {
+		e.next, e.full = 0, true
+	}
+	e.mu.Unlock()
+}
+
+// list returns the events oldest first, and how many were dropped.
+func (e *events) list() ([]TaskEvent, uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []TaskEvent
+	if e.full {
+		out = append(out, e.ring[e.next:]...)
+	}
+	out = append(out, e.ring[:e.next]...)
+	return out, e.dropped
+}
+
+// record adds an event for t entering state s; the caller holds h.mu or
+// owns t.
+func (h *Host) record(t *task, s taskState, msg string) {
+	if !t.events {
+		return
+	}
+	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: t.attempt, Function: t.displayName(), State: s.String(), Time: time.Now(), Message: msg}
+	if t.worker != nil {
+		ev.Worker = t.worker.pid
+	}
+	h.events.add(ev)
+}

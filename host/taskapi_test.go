@@ -1,0 +1,346 @@
+package host_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/host"
+)
+
+// waitRunning waits until the host runs n tasks holding CPUs.
+func waitRunning(t *testing.T, c *client.Client, busyCPUs float64) {
+	t.Helper()
+	ctx := ctxFor(t, 10*time.Second)
+	for {
+		h, err := c.Health(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.TotalCPUs-h.AvailableCPUs >= busyCPUs {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never %v CPUs busy", busyCPUs)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestRetries(t *testing.T) {
+	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
+	ctx := ctxFor(t, time.Minute)
+
+	t.Run("worker death is retried", func(t *testing.T) {
+		before := workerPIDs(t)
+		ref, err := c.Submit(ctx, mod, "sleep", 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitRunning(t, c, 1)
+		if err := syscall.Kill(busyWorker(t, before), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := c.Get(ctx, ref, &got); err != nil || got != 1500 {
+			t.Fatalf("Get after a retried worker death = %d, %v", got, err)
+		}
+		evs, _, err := c.ListTasks(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var states []string
+		for _, e := range evs {
+			if e.Function == "sleep" {
+				states = append(states, e.State+"/"+string(rune('0'+e.Attempt)))
+			}
+		}
+		want := "pending_args/0 pending_resources/0 scheduled/0 running/0 retried/0 pending_resources/1 scheduled/1 running/1 finished/1"
+		if got := strings.Join(states, " "); got != want {
+			t.Fatalf("events:\n got %s\nwant %s", got, want)
+		}
+	})
+	tests := []struct {
+		name    string
+		call    client.Call
+		want    int // attempt that succeeded; -1: fails
+		wantErr string
+	}{
+		{"application errors are not retried by default", client.Call{Function: "flaky"}, -1, "first attempt fails"},
+		{"RetryExceptions retries every application error", client.Call{Function: "flaky", RetryAllExceptions: true}, 1, ""},
+		{"RetryExceptions by code", client.Call{Function: "flaky", RetryExceptions: []string{"transient"}}, 1, ""},
+		{"RetryExceptions by another code", client.Call{Function: "flaky", RetryExceptions: []string{"other"}}, -1, "first attempt fails"},
+		{"MaxRetries 0 wins", client.Call{Function: "flaky", RetryAllExceptions: true, MaxRetries: new(int32)}, -1, "first attempt fails"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.call.Module = mod
+			refs, err := c.SubmitCall(ctx, tt.call)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got int
+			err = c.Get(ctx, refs[0], &got)
+			if tt.want < 0 {
+				var te *ray.TaskError
+				if !errors.As(err, &te) || te.Message != tt.wantErr || te.Code != "transient" || te.Attempt != 0 {
+					t.Fatalf("Get = %v (%+v), want the first attempt's error", err, te)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("Get = %d, %v; want attempt %d", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCancelCases: every kind of cancel makes Get return ErrTaskCancelled
+// within 200 ms, and the host keeps serving.
+func TestCancelCases(t *testing.T) {
+	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
+	ctx := ctxFor(t, time.Minute)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) (victim client.ObjectRef, cleanup func())
+		force bool
+	}{
+		{"queued task", func(t *testing.T) (client.ObjectRef, func()) {
+			blocker, _ := c.Submit(ctx, mod, "sleep", 30000)
+			waitRunning(t, c, 1)
+			queued, _ := c.Submit(ctx, mod, "add", 1, 2)
+			return queued, func() { _ = c.Cancel(ctx, blocker, true, true) }
+		}, false},
+		{"task waiting on an unfinished argument", func(t *testing.T) (client.ObjectRef, func()) {
+			arg, _ := c.Submit(ctx, mod, "sleep", 30000)
+			waiting, _ := c.Submit(ctx, mod, "add", arg, 1)
+			return waiting, func() { _ = c.Cancel(ctx, arg, true, true) }
+		}, false},
+		{"task sleeping in the guest", func(t *testing.T) (client.ObjectRef, func()) {
+			ref, _ := c.Submit(ctx, mod, "sleep", 30000)
+			waitRunning(t, c, 1)
+			return ref, func() {}
+		}, false},
+		{"CPU-looping task with force", func(t *testing.T) (client.ObjectRef, func()) {
+			ref, _ := c.Submit(ctx, mod, "spin", 30000)
+			waitRunning(t, c, 1)
+			return ref, func() {}
+		}, true},
+		{"task blocked in Get, recursively", func(t *testing.T) (client.ObjectRef, func()) {
+			ref, _ := c.Submit(ctx, mod, "parent_of_sleeper", 30000)
+			eventually(t, 10*time.Second, func() bool { // its child runs
+				evs, _, _ := c.ListTasks(ctx, "running")
+				for _, e := range evs {
+					if e.Function == "sleeper" {
+						return true
+					}
+				}
+				return false
+			}, "the child never ran")
+			return ref, func() {}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			victim, cleanup := tt.setup(t)
+			defer cleanup()
+			start := time.Now()
+			if err := c.Cancel(ctx, victim, tt.force, true); err != nil {
+				t.Fatal(err)
+			}
+			var out int
+			err := c.Get(ctx, victim, &out)
+			took := time.Since(start)
+			if !errors.Is(err, ray.ErrTaskCancelled) {
+				t.Fatalf("Get after cancel = %v", err)
+			}
+			t.Logf("cancelled in %v", took)
+			if took > 200*time.Millisecond {
+				t.Fatalf("cancel took %v, want ≤ 200ms", took)
+			}
+		})
+	}
+	t.Run("children cancelled too", func(t *testing.T) {
+		eventually(t, 5*time.Second, func() bool {
+			evs, _, err := c.ListTasks(ctx, "cancelled")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				if e.Function == "sleeper" {
+					return true
+				}
+			}
+			return false
+		}, "the child of parent_of_sleeper was not cancelled")
+	})
+	stillServes(t, c, mod)
+}
+
+func TestGenerators(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	tests := []struct {
+		name, fn string
+		check    func(t *testing.T, raw json.RawMessage)
+	}{
+		{"first item arrives before the generator ends", "streams_early", func(t *testing.T, raw json.RawMessage) {
+			if string(raw) != "true" {
+				t.Fatalf("the second item already existed when the first arrived")
+			}
+		}},
+		{"an error surfaces at its place in the stream", "collect_broken", func(t *testing.T, raw json.RawMessage) {
+			var seen []string
+			_ = json.Unmarshal(raw, &seen)
+			if len(seen) != 4 || seen[0] != "a" || seen[1] != "b" || !strings.Contains(seen[2], "broken at item 2") || seen[3] != "end" {
+				t.Fatalf("consumer saw %q", seen)
+			}
+		}},
+		{"backpressure pauses the producer", "backpressure_lag", func(t *testing.T, raw json.RawMessage) {
+			var lags []int64
+			_ = json.Unmarshal(raw, &lags)
+			if len(lags) != 4 {
+				t.Fatalf("lags %v", lags)
+			}
+			for k, lag := range lags {
+				if lag < 0 {
+					t.Fatalf("item %d was yielded %v before item %d was consumed: %v", k+2, time.Duration(-lag), k, lags)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var raw json.RawMessage
+			mustCall(t, c, mod, tt.fn, &raw)
+			tt.check(t, raw)
+		})
+	}
+}
+
+func TestOptionsAndResources(t *testing.T) {
+	_, c, mod := setup(t, func(cfg *host.Config) { cfg.Resources = map[string]float64{"disk": 1} })
+	ctx := ctxFor(t, time.Minute)
+
+	t.Run("multiple returns", func(t *testing.T) {
+		refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "three"})
+		if err != nil || len(refs) != 3 {
+			t.Fatalf("three: %d refs, %v", len(refs), err)
+		}
+		var a int
+		var b string
+		var cc []int
+		if c.Get(ctx, refs[1], &b) != nil || c.Get(ctx, refs[0], &a) != nil || c.Get(ctx, refs[2], &cc) != nil || a != 1 || b != "two" || cc[0] != 3 {
+			t.Fatalf("three = %v %q %v", a, b, cc)
+		}
+	})
+	t.Run("infeasible fails fast", func(t *testing.T) {
+		start := time.Now()
+		ref, _ := c.Submit(ctx, mod, "uses_gpu", 1)
+		var out int
+		err := c.Get(ctx, ref, &out)
+		var te *ray.TaskError
+		if !errors.As(err, &te) || te.Kind != "infeasible" || time.Since(start) > 5*time.Second {
+			t.Fatalf("Get = %v", err)
+		}
+	})
+	t.Run("custom resource serialises its tasks", func(t *testing.T) {
+		a, _ := c.Submit(ctx, mod, "disk_task", 300)
+		b, _ := c.Submit(ctx, mod, "disk_task", 300)
+		var sa, sb int64
+		if c.Get(ctx, a, &sa) != nil || c.Get(ctx, b, &sb) != nil {
+			t.Fatal("disk tasks failed")
+		}
+		if d := time.Duration(max(sa, sb) - min(sa, sb)); d < 300*time.Millisecond {
+			t.Fatalf("two tasks needing the only disk ran %v apart", d)
+		}
+	})
+	t.Run("get of many returns the first error at once", func(t *testing.T) {
+		slow, _ := c.Submit(ctx, mod, "sleep", 20000)
+		bad, _ := c.Submit(ctx, mod, "fail", "fast failure")
+		start := time.Now()
+		_, err := c.GetValues(ctx, []client.ObjectRef{slow, bad})
+		if !errors.Is(err, client.ErrTaskFailed) || time.Since(start) > 5*time.Second {
+			t.Fatalf("GetValues = %v after %v", err, time.Since(start))
+		}
+		_ = c.Cancel(ctx, slow, true, true)
+	})
+	t.Run("a failed argument fails its dependents with the cause", func(t *testing.T) {
+		bad, _ := c.Submit(ctx, mod, "fail", "root cause")
+		dep, _ := c.Submit(ctx, mod, "add", bad, 1)
+		var out int
+		err := c.Get(ctx, dep, &out)
+		var te *ray.TaskError
+		if !errors.As(err, &te) || te.Kind != "dependency" || te.Cause == nil || te.Cause.Message != "root cause" {
+			t.Fatalf("Get = %v", err)
+		}
+	})
+	t.Run("events can be turned off", func(t *testing.T) {
+		refs, _ := c.SubmitCall(ctx, client.Call{Module: mod, Function: "add", Args: []any{40, 2}, DisableEvents: true})
+		var out int
+		if err := c.Get(ctx, refs[0], &out); err != nil {
+			t.Fatal(err)
+		}
+		evs, _, _ := c.ListTasks(ctx, "")
+		for _, e := range evs {
+			if strings.HasPrefix(refs[0].ID, e.TaskID) {
+				t.Fatalf("event recorded for a task with events off: %+v", e)
+			}
+		}
+	})
+}
+
+func TestTimeline(t *testing.T) {
+	_, c, mod := setup(t, nil)
+	ctx := ctxFor(t, 30*time.Second)
+	var refs []client.ObjectRef
+	for i := range 5 {
+		r, _ := c.Submit(ctx, mod, "add", i, i)
+		refs = append(refs, r)
+	}
+	if _, err := c.GetValues(ctx, refs); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := c.ListTasks(ctx, "finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.ChromeTrace(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trace []map[string]any
+	if err := json.Unmarshal(b, &trace); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	complete := 0
+	for _, e := range trace {
+		if e["ph"] == "X" {
+			complete++
+			args := e["args"].(map[string]any)
+			if e["name"] != "add" || e["dur"].(float64) <= 0 || args["task_id"] == "" {
+				t.Fatalf("bad event %v", e)
+			}
+		}
+	}
+	if complete != 5 {
+		t.Fatalf("%d complete events for 5 tasks:\n%s", complete, b)
+	}
+}
+
+// eventually retries cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
