@@ -12,8 +12,14 @@ import (
 // failed task's objects hold a TaskError (codec "error").
 
 func encodeValue[T any](v T) (abi.Value, error) {
-	if b, ok := any(v).([]byte); ok {
+	if b, ok := any(&v).(*[]byte); ok { // through a pointer: no allocation
+		return abi.Value{Codec: abi.CodecRaw, Data: *b}, nil
+	}
+	if b, ok := any(v).([]byte); ok { // T is an interface holding bytes
 		return abi.Value{Codec: abi.CodecRaw, Data: b}, nil
+	}
+	if data, ok := fastEncode(&v); ok {
+		return abi.Value{Codec: abi.CodecJSON, Data: data}, nil
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -41,6 +47,9 @@ func decodeValue[T any](v abi.Value) (T, error) {
 		}
 		return out, fmt.Errorf("%w: raw bytes into %T", ErrDecode, out)
 	case abi.CodecJSON:
+		if fastDecode(v.Data, &out) {
+			return out, nil
+		}
 		if err := json.Unmarshal(v.Data, &out); err != nil {
 			return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
 		}

@@ -35,6 +35,10 @@ func register(e *entry) {
 		registerErr = firstErr(registerErr, fmt.Errorf("ray: a remote function needs a name"))
 		return
 	}
+	if !validResources(e.opts.resources()) {
+		registerErr = firstErr(registerErr, fmt.Errorf("ray: remote function %q: resources must be finite and not negative", e.name))
+		return
+	}
 	if _, dup := registry[e.name]; dup {
 		registerErr = firstErr(registerErr, fmt.Errorf("ray: remote function %q registered twice", e.name))
 		return

@@ -20,8 +20,10 @@ func invoke(input []byte) abi.Status {
 	}
 	switch inv.Kind {
 	case abi.KindDescribe:
-		d := describe()
-		b, _ := json.Marshal(d) // plain data always marshals
+		b, err := json.Marshal(describe())
+		if err != nil {
+			return sendError(abi.StatusBadRequest, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: "describing the module: " + err.Error()})
+		}
 		return sendResult([]abi.Value{{Codec: abi.CodecJSON, Data: b}})
 	case abi.KindMain:
 		registryMu.Lock()

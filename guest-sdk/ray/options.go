@@ -94,11 +94,15 @@ func validResources(r abi.Resources) bool {
 	return true
 }
 
+// maxRetriesLimit is the largest MaxRetries the ABI carries; more is as good
+// as no limit.
+const maxRetriesLimit = 1 << 30
+
 // MaxRetries sets how often a call is retried after a system failure (its
 // worker process died): -1 without limit, 0 never. The default is 3, as in
 // Ray. Application errors are retried only with RetryExceptions.
 func MaxRetries(n int) Option {
-	return func(o *options) { o.maxRetries, o.hasRetries = int32(max(n, -1)), true }
+	return func(o *options) { o.maxRetries, o.hasRetries = int32(min(max(n, -1), maxRetriesLimit)), true }
 }
 
 // RetryExceptions makes application errors retryable too (within

@@ -48,16 +48,24 @@ type refJSON struct {
 	Owner    string `json:"owner,omitempty"`
 }
 
-// MarshalJSON encodes the ref as {"object_id": "...", "owner": "..."}.
+// MarshalJSON encodes the ref as {"object_id": "...", "owner": "..."}, and
+// the zero ObjectRef as null.
 func (r ObjectRef[T]) MarshalJSON() ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
+	}
+	if r.id.IsZero() {
+		return []byte("null"), nil
 	}
 	return json.Marshal(refJSON{ObjectID: r.id.String(), Owner: r.owner})
 }
 
 // UnmarshalJSON decodes the form MarshalJSON writes.
 func (r *ObjectRef[T]) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*r = ObjectRef[T]{}
+		return nil
+	}
 	var j refJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err

@@ -27,15 +27,15 @@ type Arg struct {
 
 // Resources a task asks for. CPUs < 0 means "the default" (1 CPU).
 type Resources struct {
-	CPUs   float64
-	GPUs   float64
-	Custom []Custom
+	CPUs   float64  `json:"cpus"`
+	GPUs   float64  `json:"gpus"`
+	Custom []Custom `json:"custom,omitempty"`
 }
 
 // Custom is an amount of a named resource.
 type Custom struct {
-	Name   string
-	Amount float64
+	Name   string  `json:"name"`
+	Amount float64 `json:"amount"`
 }
 
 // Invocation is what the host asks of a module through ExportInvoke.

@@ -64,6 +64,9 @@ type Worker struct {
 
 	curMu   sync.Mutex
 	current *execution
+	// early holds cancels that arrived before their Exec started running
+	// (both frames can be read before the run loop takes the Exec).
+	early map[ids.TaskID]bool
 
 	closed chan struct{}
 }
@@ -115,7 +118,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 
 	w := &Worker{
 		cfg: cfg, conn: ipc.NewConn(rw), rt: rt, log: cfg.Logger,
-		modules: map[string]*module{}, pending: map[uint64]chan ipc.Reply{},
+		modules: map[string]*module{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
 		closed: make(chan struct{}),
 	}
 	defer w.conn.Close()
@@ -194,6 +197,11 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			w.curMu.Lock()
 			if e := w.current; e != nil && e.task == c.Task {
 				e.cancel()
+			} else {
+				if len(w.early) > 1024 { // cancels for tasks that never came
+					clear(w.early)
+				}
+				w.early[c.Task] = true
 			}
 			w.curMu.Unlock()
 		case ipc.TypeLoad:
@@ -320,6 +328,10 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	e := &execution{task: ex.Task, cancelled: make(chan struct{})}
 	w.curMu.Lock()
 	w.current = e
+	if w.early[ex.Task] {
+		delete(w.early, ex.Task)
+		e.cancel()
+	}
 	w.curMu.Unlock()
 	defer func() {
 		w.curMu.Lock()

@@ -1,0 +1,78 @@
+// Package examples_test runs every example of the tasks guide on a real
+// host with worker processes and checks what it prints.
+package examples_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil"
+)
+
+var examples = []struct {
+	pkg  string
+	cpus float64
+	gpus float64
+	want []string // regular expressions the output must match
+}{
+	{"./examples/basic", 2, 0, []string{`ray.Get\(my_function.Remote\(\)\) = 1`, `submitted 4 slow tasks in .* without waiting`}},
+	{"./examples/resources", 4, 2, []string{`with 4 CPUs and 2 GPUs: 1`, `with 3 CPUs: 1`, `with 64 GPUs: .*infeasible`}},
+	{"./examples/objectref", 2, 0, []string{`ray.Get\(objRef1\) = 1, ray.Get\(objRef2\) = 2`}},
+	{"./examples/wait", 2, 0, []string{`ready: 1 \(the 0.2 s task\) after 0\.[0-9] s, remaining: 1`}},
+	{"./examples/multireturn", 2, 0, []string{`return_single: \[0 1 2\]`, `return_multiple: 0 1 2`}},
+	{"./examples/generator", 2, 0, []string{`(?s)0 \(after .*1 \(after .*2 \(after .*3 \(after .*4 \(after`}},
+	{"./examples/cancel", 2, 0, []string{`Object reference was cancelled`}},
+	{"./examples/quicksort", 1, 0, []string{`distributed sort of 1000000 ints`, `sorted correctly`}},
+	{"./examples/quicksort", 2, 0, []string{`distributed sort of 1000000 ints`, `sorted correctly`}},
+	{"./examples/antipatterns", 8, 0, []string{
+		`get in a loop vs batch get: +anti-pattern +[0-9.]+ s +fix +[0-9.]+ s`,
+		`unnecessary get vs passing the ref: +anti-pattern`,
+		`get on task arguments vs direct args: +anti-pattern`,
+		`submission order vs completion order: +anti-pattern`,
+		`fetching 500 objects at once vs by 100: +anti-pattern`,
+		`10,000 tiny tasks vs 10 batches: +anti-pattern`,
+	}},
+}
+
+func TestMain(m *testing.M) {
+	pkgs := []string{"./cmd/rayhost"}
+	for _, e := range examples {
+		pkgs = append(pkgs, e.pkg)
+	}
+	if err := testutil.Prebuild(pkgs...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func TestExamples(t *testing.T) {
+	for _, e := range examples {
+		t.Run(fmt.Sprintf("%s/cpus=%v", e.pkg, e.cpus), func(t *testing.T) {
+			h := testutil.StartHost(t, func(c *host.Config) {
+				c.NumCPUs, c.NumGPUs, c.Workers = e.cpus, e.gpus, int(e.cpus)
+			})
+			c := client.New(h.Addr())
+			mod := testutil.Register(t, c, e.pkg)
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			if err := c.Run(ctx, mod, func(l client.LogLine) { out.Write(l.Data) }); err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			t.Logf("output:\n%s", out.String())
+			for _, w := range e.want {
+				if !regexp.MustCompile(w).Match(out.Bytes()) {
+					t.Errorf("output does not match %q", w)
+				}
+			}
+		})
+	}
+}

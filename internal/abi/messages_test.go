@@ -1,0 +1,455 @@
+package abi
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+)
+
+type roundTripCase struct {
+	name string
+	msg  message
+	// fresh returns an empty message of the same type to decode into.
+	fresh func() message
+}
+
+func kib(n int) []byte {
+	b := make([]byte, n<<10)
+	for i := range b {
+		b[i] = byte(i*7 + 3)
+	}
+	return b
+}
+
+// roundTripCases covers every message type; the malformed-input tests reuse
+// their encodings.
+func roundTripCases() []roundTripCase {
+	newInv := func() message { return new(Invocation) }
+	newSub := func() message { return new(SubmitRequest) }
+	newGet := func() message { return new(GetRequest) }
+	newGetRep := func() message { return new(GetReply) }
+	newPut := func() message { return new(PutRequest) }
+	newWait := func() message { return new(WaitRequest) }
+	newWaitRep := func() message { return new(WaitReply) }
+	newRes := func() message { return new(Result) }
+	newSleep := func() message { return new(SleepRequest) }
+	errVal := (&TaskError{Kind: ErrorApplication, Function: "f", Message: "boom"}).Encode()
+
+	return []roundTripCase{
+		// Invocation
+		{"Invocation/call 3 args", &Invocation{
+			Kind: KindCall, Task: testTask, Attempt: 3, Owner: "10.0.0.1:7000", Function: "square",
+			Args: []Value{
+				{Codec: CodecJSON, Data: []byte(`42`)},
+				{Codec: CodecRaw, Data: []byte{0, 1, 2, 0xff}},
+				errVal,
+			},
+		}, newInv},
+		{"Invocation/main no args", &Invocation{Kind: KindMain, Task: testTask2, Owner: "h:1"}, newInv},
+		{"Invocation/describe empty strings", &Invocation{Kind: KindDescribe}, newInv},
+		{"Invocation/max attempt, empty and large args", &Invocation{
+			Kind: KindCall, Task: testTask, Attempt: math.MaxUint32,
+			Function: strings.Repeat("f", 300), // 2-byte length prefix
+			Args: []Value{
+				{Codec: CodecRaw, Data: []byte{}},
+				{Codec: CodecJSON, Data: []byte(`""`)},
+				{Codec: CodecRaw, Data: kib(1)},
+			},
+		}, newInv},
+		{"Invocation/unicode", &Invocation{Kind: KindCall, Function: "函数", Owner: "hôte:1",
+			Args: []Value{{Codec: CodecJSON, Data: []byte(`"héllo"`)}}}, newInv},
+
+		// SubmitRequest
+		{"SubmitRequest/minimal default cpus", &SubmitRequest{
+			Task: testTask2, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1},
+		}, newSub},
+		{"SubmitRequest/custom resources", &SubmitRequest{
+			Task: testTask2, Function: "train", NumReturns: 2,
+			Resources: Resources{CPUs: 0.5, GPUs: 2, Custom: []Custom{
+				{Name: "tpu", Amount: 4},
+				{Name: "memory_gib", Amount: 1.25},
+				{Name: "", Amount: 0}, // invalid for the host, but encodable
+			}},
+		}, newSub},
+		{"SubmitRequest/value and ref args", &SubmitRequest{
+			Task: testTask2, Function: "combine", NumReturns: 1, Resources: Resources{CPUs: 1},
+			Args: []Arg{
+				{Value: Value{Codec: CodecJSON, Data: []byte(`{"a":1}`)}},
+				{IsRef: true, Ref: Ref{ID: testRet0, Owner: "10.0.0.2:7000"}},
+				{Value: Value{Codec: CodecRaw, Data: nil}},
+				{IsRef: true, Ref: Ref{ID: testPut9}}, // empty owner
+				{Value: errVal},
+			},
+		}, newSub},
+		{"SubmitRequest/non-finite floats keep their bits", &SubmitRequest{
+			Function: "f", NumReturns: math.MaxUint32,
+			Resources: Resources{CPUs: math.NaN(), GPUs: math.Inf(1), Custom: []Custom{
+				{Name: "x", Amount: math.Inf(-1)}, {Name: "y", Amount: math.Copysign(0, -1)},
+			}},
+		}, newSub},
+
+		{"SubmitRequest/retries generator no events", &SubmitRequest{
+			Task: testTask2, Function: "gen", NumReturns: 0, Resources: Resources{CPUs: -1},
+			MaxRetries: -1, Retry: RetryListed, RetryOn: []string{"application", "E_TIMEOUT", ""},
+			Generator: true, NoEvents: true, Backpressure: math.MaxUint32,
+			Args: []Arg{{IsRef: true, Ref: Ref{ID: testRet0, Owner: "a:1"}}},
+		}, newSub},
+		{"SubmitRequest/max retries limit retry all", &SubmitRequest{
+			Function: "f", NumReturns: 1, MaxRetries: 1 << 30, Retry: RetryAll, NoEvents: true,
+		}, newSub},
+		{"SubmitRequest/generator only", &SubmitRequest{Function: "f", Generator: true, MaxRetries: 3}, newSub},
+
+		// NextRequest, NextReply, CancelRequest, a lone Value
+		{"NextRequest/first item no limit", &NextRequest{Task: testTask, Index: 0, TimeoutNs: -1}, func() message { return new(NextRequest) }},
+		{"NextRequest/max", &NextRequest{Task: testTask2, Index: math.MaxUint32, TimeoutNs: math.MaxInt64}, func() message { return new(NextRequest) }},
+		{"NextReply/end", &NextReply{End: true}, func() message { return new(NextReply) }},
+		{"NextReply/more", &NextReply{End: false}, func() message { return new(NextReply) }},
+		{"CancelRequest/plain", &CancelRequest{Ref: Ref{ID: testRet0, Owner: "a:1"}}, func() message { return new(CancelRequest) }},
+		{"CancelRequest/force recursive", &CancelRequest{Ref: Ref{ID: testPut9}, Force: true, Recursive: true}, func() message { return new(CancelRequest) }},
+		{"CancelRequest/recursive", &CancelRequest{Ref: Ref{ID: testRet5}, Recursive: true}, func() message { return new(CancelRequest) }},
+		{"Value/json", &loneValue{V: Value{Codec: CodecJSON, Data: []byte(`{"item":1}`)}}, func() message { return new(loneValue) }},
+		{"Value/raw 1KiB", &loneValue{V: Value{Codec: CodecRaw, Data: kib(1)}}, func() message { return new(loneValue) }},
+		{"Value/empty", &loneValue{V: Value{Codec: CodecRaw}}, func() message { return new(loneValue) }},
+
+		// GetRequest
+		{"GetRequest/no refs no limit", &GetRequest{TimeoutNs: -1}, newGet},
+		{"GetRequest/poll one ref", &GetRequest{TimeoutNs: 0, Refs: []Ref{{ID: testRet0, Owner: "a:1"}}}, newGet},
+		{"GetRequest/max timeout three refs", &GetRequest{TimeoutNs: math.MaxInt64, Refs: []Ref{
+			{ID: testRet0, Owner: "a:1"}, {ID: testPut0}, {ID: testRet5, Owner: "b:2"},
+		}}, newGet},
+		{"GetRequest/min timeout", &GetRequest{TimeoutNs: math.MinInt64, Refs: []Ref{{ID: testPut9}}}, newGet},
+
+		// GetReply
+		{"GetReply/empty", &GetReply{}, newGetRep},
+		{"GetReply/every codec", &GetReply{Values: []Value{
+			{Codec: CodecJSON, Data: []byte(`[1,2,3]`)},
+			{Codec: CodecRaw, Data: []byte("raw")},
+			errVal,
+			{Codec: CodecRaw}, // empty value
+		}}, newGetRep},
+		{"GetReply/1KiB value", &GetReply{Values: []Value{{Codec: CodecRaw, Data: kib(1)}}}, newGetRep},
+
+		// PutRequest
+		{"PutRequest/raw", &PutRequest{ID: testPut0, Value: Value{Codec: CodecRaw, Data: kib(1)}}, newPut},
+		{"PutRequest/json", &PutRequest{ID: testPut9, Value: Value{Codec: CodecJSON, Data: []byte(`"s"`)}}, newPut},
+		{"PutRequest/empty value", &PutRequest{ID: testTask.Put(math.MaxInt32), Value: Value{Codec: CodecRaw}}, newPut},
+		{"PutRequest/error value", &PutRequest{ID: testPut0, Value: errVal}, newPut},
+
+		// WaitRequest
+		{"WaitRequest/no refs", &WaitRequest{TimeoutNs: -1, NumReturns: 0}, newWait},
+		{"WaitRequest/two of three", &WaitRequest{TimeoutNs: 1_500_000_000, NumReturns: 2, Refs: []Ref{
+			{ID: testRet0, Owner: "a:1"}, {ID: testRet5, Owner: "a:1"}, {ID: testPut0},
+		}}, newWait},
+		{"WaitRequest/max num returns", &WaitRequest{TimeoutNs: 0, NumReturns: math.MaxUint32,
+			Refs: []Ref{{ID: testRet0}}}, newWait},
+
+		// WaitReply
+		{"WaitReply/none ready", &WaitReply{}, newWaitRep},
+		{"WaitReply/varint boundaries", &WaitReply{Ready: []uint32{0, 1, 127, 128, 16383, 16384, math.MaxUint32}}, newWaitRep},
+
+		// Result
+		{"Result/one value", &Result{Values: []Value{{Codec: CodecJSON, Data: []byte(`42`)}}}, newRes},
+		{"Result/error", &Result{Values: []Value{errVal}}, newRes},
+		{"Result/no values", &Result{}, newRes},
+		{"Result/several", &Result{Values: []Value{{Codec: CodecRaw, Data: kib(2)}, {Codec: CodecJSON, Data: []byte(`null`)}}}, newRes},
+
+		// SleepRequest
+		{"SleepRequest/zero", &SleepRequest{Ns: 0}, newSleep},
+		{"SleepRequest/one ns", &SleepRequest{Ns: 1}, newSleep},
+		{"SleepRequest/max", &SleepRequest{Ns: math.MaxInt64}, newSleep},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, c := range roundTripCases() {
+		t.Run(c.name, func(t *testing.T) {
+			enc := c.msg.Encode(nil)
+			got := c.fresh()
+			if err := got.Decode(enc); err != nil {
+				t.Fatalf("Decode(Encode(%+v)): %v", c.msg, err)
+			}
+			if !equalMsg(c.msg, got) {
+				t.Fatalf("round trip changed the message\n got  %+v\n want %+v", got, c.msg)
+			}
+			// The encoding is deterministic.
+			if again := got.Encode(nil); !bytes.Equal(again, enc) {
+				t.Fatalf("re-encoding differs\n got  %x\n want %x", again, enc)
+			}
+			// Encode appends: a prefix is kept and the bytes after it are the same.
+			prefix := []byte("prefix")
+			withPrefix := c.msg.Encode(append([]byte(nil), prefix...))
+			if !bytes.HasPrefix(withPrefix, prefix) || !bytes.Equal(withPrefix[len(prefix):], enc) {
+				t.Fatalf("Encode(prefix) = %x, want %x followed by %x", withPrefix, prefix, enc)
+			}
+		})
+	}
+}
+
+// TestGoldenEncodings pins the wire format: the host and guests built at
+// different times must agree on it, so a change here is an ABI change.
+func TestGoldenEncodings(t *testing.T) {
+	taskHex := "0102030405060708090a0b0c0d0e0f10"
+	cases := []struct {
+		name string
+		msg  message
+		want string // hex
+	}{
+		{"Invocation", &Invocation{Kind: KindCall, Task: testTask, Attempt: 2, Owner: "h:1", Function: "f",
+			Args: []Value{{Codec: CodecRaw, Data: []byte("ab")}}},
+			"01" + taskHex + "02" + "03683a31" + "0166" + "01" + "01026162"},
+		{"SubmitRequest", &SubmitRequest{Task: testTask, Function: "f", NumReturns: 1,
+			Resources: Resources{CPUs: -1, GPUs: 0, Custom: []Custom{{Name: "x", Amount: 0.5}}},
+			Args: []Arg{
+				{Value: Value{Codec: CodecJSON, Data: []byte("1")}},
+				{IsRef: true, Ref: Ref{ID: testRet0}},
+			}},
+			taskHex + "0166" + "01" + "000000000000f0bf" + "0000000000000000" +
+				"01" + "0178" + "000000000000e03f" +
+				"00" + "00" + "00" + "00" + "00" + // max retries, retry mode, retry-on, flags, backpressure
+				"02" + "00" + "000131" + "01" + taskHex + "00000001" + "00"},
+		{"SubmitRequest retries and generator", &SubmitRequest{Task: testTask, Function: "g", NumReturns: 0,
+			Resources: Resources{CPUs: 0, GPUs: 1}, MaxRetries: -1, Retry: RetryListed, RetryOn: []string{"E1"},
+			Generator: true, NoEvents: true, Backpressure: 200},
+			taskHex + "0167" + "00" + "0000000000000000" + "000000000000f03f" + "00" +
+				"01" + "02" + "01" + "024531" + "03" + "c801" + "00"},
+		{"NextRequest", &NextRequest{Task: testTask, Index: 3, TimeoutNs: -1}, taskHex + "03" + "01"},
+		{"NextReply end", &NextReply{End: true}, "01"},
+		{"NextReply more", &NextReply{}, "00"},
+		{"CancelRequest", &CancelRequest{Ref: Ref{ID: testRet0, Owner: "o"}, Force: true, Recursive: true},
+			taskHex + "00000001" + "016f" + "03"},
+		{"lone Value", &loneValue{V: Value{Codec: CodecJSON, Data: []byte("1")}}, "000131"},
+		{"GetRequest", &GetRequest{TimeoutNs: -1, Refs: []Ref{{ID: testPut0, Owner: "o"}}},
+			"01" + "01" + taskHex + "80000000" + "016f"},
+		{"GetReply", &GetReply{Values: []Value{{Codec: CodecJSON, Data: []byte("42")}}}, "01" + "00023432"},
+		{"PutRequest", &PutRequest{ID: testPut0, Value: Value{Codec: CodecRaw, Data: []byte{0xff}}},
+			taskHex + "80000000" + "0101ff"},
+		{"WaitRequest", &WaitRequest{TimeoutNs: 1, NumReturns: 1, Refs: nil}, "02" + "01" + "00"},
+		{"WaitReply", &WaitReply{Ready: []uint32{1, 300}}, "02" + "01" + "ac02"},
+		{"Result", &Result{Values: []Value{{Codec: CodecError, Data: []byte("{}")}}}, "01" + "02027b7d"},
+		{"SleepRequest", &SleepRequest{Ns: 64}, "8001"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := hex.EncodeToString(c.msg.Encode(nil)); got != c.want {
+				t.Errorf("Encode = %s\n          want %s", got, c.want)
+			}
+		})
+	}
+}
+
+// TestDecodeOverwrites checks that decoding into a message that already
+// holds another message leaves nothing of the old one behind.
+func TestDecodeOverwrites(t *testing.T) {
+	for _, c := range roundTripCases() {
+		t.Run(c.name, func(t *testing.T) {
+			// Fill the target with the largest case of the same type first.
+			var biggest message
+			for _, o := range roundTripCases() {
+				if sameType(o.msg, c.msg) && o.name != c.name &&
+					(biggest == nil || len(o.msg.Encode(nil)) > len(biggest.Encode(nil))) {
+					biggest = o.msg
+				}
+			}
+			got := c.fresh()
+			if biggest != nil {
+				if err := got.Decode(biggest.Encode(nil)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := got.Decode(c.msg.Encode(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if !equalMsg(c.msg, got) {
+				t.Fatalf("decoding over %+v\n got  %+v\n want %+v", biggest, got, c.msg)
+			}
+		})
+	}
+}
+
+func sameType(a, b message) bool {
+	return fmt.Sprintf("%T", a) == fmt.Sprintf("%T", b)
+}
+
+// Decoded byte slices alias the input (no copy), and their capacity is
+// clipped, so appending to one cannot overwrite the bytes that follow it.
+func TestDecodeAliasesAndClips(t *testing.T) {
+	in := (&GetReply{Values: []Value{
+		{Codec: CodecRaw, Data: []byte("first")},
+		{Codec: CodecRaw, Data: []byte("second")},
+	}}).Encode(nil)
+	var rep GetReply
+	if err := rep.Decode(in); err != nil {
+		t.Fatal(err)
+	}
+	first := rep.Values[0].Data
+	if cap(first) != len(first) {
+		t.Errorf("cap(Data) = %d, want %d (clipped)", cap(first), len(first))
+	}
+	_ = append(first, "XXXXXXXX"...)
+	if string(rep.Values[1].Data) != "second" {
+		t.Errorf("appending to Values[0].Data changed Values[1].Data to %q", rep.Values[1].Data)
+	}
+	i := bytes.Index(in, []byte("first"))
+	in[i] = 'F'
+	if string(rep.Values[0].Data) != "First" {
+		t.Errorf("Values[0].Data = %q after changing the input; want it to alias the input", rep.Values[0].Data)
+	}
+}
+
+func TestTaskErrorEncodeDecode(t *testing.T) {
+	cases := []struct {
+		name string
+		err  *TaskError
+	}{
+		{"minimal", &TaskError{Kind: ErrorApplication, Message: "boom"}},
+		{"every field", &TaskError{
+			Kind: ErrorPanic, TaskID: testTask.String(), Function: "square", Host: "10.0.0.1:7000",
+			Attempt: 4, Message: "runtime error: index out of range", Stack: "goroutine 1 [running]:\n...",
+		}},
+		{"nested cause", &TaskError{
+			Kind: ErrorDependency, Function: "outer", Message: "argument 1 failed",
+			Cause: &TaskError{Kind: ErrorCancelled, Function: "inner", Message: "cancelled",
+				Cause: &TaskError{Kind: ErrorWorkerDied, Message: "oom"}},
+		}},
+		{"unicode and quotes", &TaskError{Kind: ErrorHost, Message: "\"quoted\" \u2028 \x00 ünï"}},
+		{"max attempt", &TaskError{Kind: ErrorTrap, Attempt: math.MaxUint32}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := c.err.Encode()
+			if v.Codec != CodecError {
+				t.Fatalf("Encode().Codec = %v, want %v", v.Codec, CodecError)
+			}
+			got := DecodeTaskError(v.Data)
+			if !equalMsg(c.err, got) {
+				t.Fatalf("DecodeTaskError(%s)\n got  %+v\n want %+v", v.Data, got, c.err)
+			}
+			// It travels inside messages too.
+			var res Result
+			if err := res.Decode((&Result{Values: []Value{v}}).Encode(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if !equalMsg(c.err, DecodeTaskError(res.Values[0].Data)) {
+				t.Fatal("TaskError changed inside a Result")
+			}
+		})
+	}
+}
+
+func TestDecodeTaskErrorUndecodable(t *testing.T) {
+	for _, in := range []string{"", "garbage", "null", "{}", `{"message":"no kind"}`, `{"kind":7}`, `[1,2]`, "\xff\xfe"} {
+		t.Run(in, func(t *testing.T) {
+			got := DecodeTaskError([]byte(in))
+			if got == nil {
+				t.Fatal("DecodeTaskError returned nil")
+			}
+			if got.Kind != ErrorHost {
+				t.Errorf("Kind = %q, want %q", got.Kind, ErrorHost)
+			}
+			if !strings.Contains(got.Message, "undecodable task error") || !strings.HasSuffix(got.Message, in) {
+				t.Errorf("Message = %q, want it to say undecodable and quote the bytes", got.Message)
+			}
+		})
+	}
+}
+
+func TestDescriptionJSON(t *testing.T) {
+	cases := []struct {
+		name     string
+		d        Description
+		contains []string
+		absent   []string
+	}{
+		{"empty", Description{ABI: Version},
+			[]string{`"abi":1`, `"functions":null`, `"has_main":false`}, []string{`"error"`}},
+		{"functions and main", Description{ABI: Version, HasMain: true, Functions: []FunctionInfo{
+			{Name: "square", NumArgs: 1, NumReturns: 1},
+			{Name: "sum", NumArgs: -1, NumReturns: 1},
+		}}, []string{`"has_main":true`, `{"name":"square","num_args":1,"num_returns":1,`, `"num_args":-1`}, []string{`"error"`, `"generator"`}},
+		{"generator with defaults", Description{ABI: Version, Functions: []FunctionInfo{{
+			Name: "ticks", NumArgs: 0, NumReturns: 0, Generator: true,
+			Defaults: CallOptions{Resources: Resources{CPUs: -1, GPUs: 1, Custom: []Custom{{Name: "tpu", Amount: 2}}},
+				MaxRetries: -1, Retry: RetryListed, RetryOn: []string{"E1"}, Backpressure: 8, NoEvents: true},
+		}}}, []string{`"generator":true`, `"max_retries":-1`, `"retry_on":["E1"]`, `"backpressure":8`, `"no_events":true`}, nil},
+		{"error", Description{ABI: Version, Error: `ray: remote function "f" registered twice`},
+			[]string{`"error":"ray: remote function \"f\" registered twice"`}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := json.Marshal(c.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range c.contains {
+				if !strings.Contains(string(b), s) {
+					t.Errorf("%s does not contain %s", b, s)
+				}
+			}
+			for _, s := range c.absent {
+				if strings.Contains(string(b), s) {
+					t.Errorf("%s contains %s", b, s)
+				}
+			}
+			var got Description
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !equalMsg(c.d, got) {
+				t.Errorf("round trip\n got  %+v\n want %+v", got, c.d)
+			}
+		})
+	}
+}
+
+func TestStringsAndValidity(t *testing.T) {
+	for _, c := range []struct {
+		got, want string
+	}{
+		{OpSubmit.String(), "submit"}, {OpGet.String(), "get"}, {OpPut.String(), "put"},
+		{OpWait.String(), "wait"}, {OpResult.String(), "result"}, {OpCancelled.String(), "cancelled"},
+		{OpSleep.String(), "sleep"}, {OpYield.String(), "yield"}, {OpNext.String(), "next"}, {OpCancel.String(), "cancel"}, {Op(0).String(), "op(?)"}, {Op(99).String(), "op(?)"},
+		{ErrCodeBadRequest.String(), "bad request"}, {ErrCodeTimeout.String(), "timeout"},
+		{ErrCodeCancelled.String(), "cancelled"}, {ErrCodeUnknownOp.String(), "unknown op"},
+		{ErrCodeHost.String(), "host error"}, {ErrCodeTooLarge.String(), "too large"},
+		{ErrCode(0).String(), "error"}, {ErrCode(-99).String(), "error"},
+		{CodecJSON.String(), "json"}, {CodecRaw.String(), "raw"}, {CodecError.String(), "error"},
+		{Codec(3).String(), "codec(?)"},
+	} {
+		if c.got != c.want {
+			t.Errorf("String() = %q, want %q", c.got, c.want)
+		}
+	}
+	for c := range 256 {
+		if got, want := Codec(c).Valid(), c <= 2; got != want {
+			t.Errorf("Codec(%d).Valid() = %v, want %v", c, got, want)
+		}
+	}
+}
+
+func TestValidCPUs(t *testing.T) {
+	for _, c := range []struct {
+		cpus float64
+		want bool
+	}{
+		{-1, true}, {0, true}, {0.25, true}, {1, true}, {1e9, true}, {math.MaxFloat64, true},
+		{-0.5, false}, {-2, false}, {math.Inf(1), false}, {math.Inf(-1), false}, {math.NaN(), false},
+	} {
+		if got := ValidCPUs(c.cpus); got != c.want {
+			t.Errorf("ValidCPUs(%v) = %v, want %v", c.cpus, got, c.want)
+		}
+	}
+}
+
+// The IDs the tests use must be what they claim to be.
+func TestTestIDs(t *testing.T) {
+	if testRet0.IsPut() || testRet5.IsPut() || !testPut0.IsPut() || !testPut9.IsPut() {
+		t.Fatal("test ids are not of the kinds the tests assume")
+	}
+	if zeroIndexID().Index() != 0 || zeroIndexID().IsZero() {
+		t.Fatal("zeroIndexID is not a non-zero id with index 0")
+	}
+}
