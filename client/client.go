@@ -38,6 +38,8 @@ var (
 	ErrTaskFailed      = ray.ErrTaskFailed
 	ErrTaskCancelled   = ray.ErrTaskCancelled
 	ErrWorkerDied      = ray.ErrWorkerDied
+	ErrTaskTimeout     = ray.ErrTaskTimeout
+	ErrPermission      = errors.New("rayhost: permission denied")
 	ErrUnavailable     = errors.New("rayhost: host unavailable")
 	ErrUnauthenticated = errors.New("rayhost: unauthenticated")
 	ErrTooLarge        = errors.New("rayhost: message too large")
@@ -56,6 +58,8 @@ type Option interface{ apply(*options) }
 type options struct {
 	httpClient *http.Client
 	maxBytes   int
+	token      string
+	tlsConfig  *tls.Config
 }
 
 type optionFunc func(*options)
@@ -64,6 +68,13 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 // WithHTTPClient sets the HTTP client (for TLS, say).
 func WithHTTPClient(c *http.Client) Option { return optionFunc(func(o *options) { o.httpClient = c }) }
+
+// WithToken sends the cluster token with every call.
+func WithToken(token string) Option { return optionFunc(func(o *options) { o.token = token }) }
+
+// WithTLS talks HTTPS (HTTP/2) with cfg; an address without a scheme then
+// gets https://.
+func WithTLS(cfg *tls.Config) Option { return optionFunc(func(o *options) { o.tlsConfig = cfg }) }
 
 // WithMaxMessageBytes bounds messages in both directions (default 256 MiB).
 func WithMaxMessageBytes(n int) Option { return optionFunc(func(o *options) { o.maxBytes = n }) }
@@ -75,29 +86,59 @@ func New(addr string, opts ...Option) *Client {
 		opt.apply(&o)
 	}
 	if o.httpClient == nil {
-		o.httpClient = h2cClient()
+		o.httpClient = httpClient(o.tlsConfig)
 	}
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
+		if o.tlsConfig != nil {
+			base = "https://" + addr
+		}
 	}
-	return &Client{
-		base: base,
-		svc: rayhostv1connect.NewTaskServiceClient(o.httpClient, base,
-			connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes)),
+	copts := []connect.ClientOption{connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes)}
+	if o.token != "" {
+		copts = append(copts, connect.WithInterceptors(tokenInterceptor("Bearer "+o.token)))
+	}
+	return &Client{base: base, svc: rayhostv1connect.NewTaskServiceClient(o.httpClient, base, copts...)}
+}
+
+// httpClient speaks HTTP/2: over TLS with cfg, else without TLS (h2c), which
+// streaming calls need.
+func httpClient(cfg *tls.Config) *http.Client {
+	protocols := new(http.Protocols)
+	if cfg != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	return &http.Client{Transport: &http.Transport{
+		Protocols:       protocols,
+		DialContext:     (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSClientConfig: cfg,
+	}}
+}
+
+// tokenInterceptor adds the Authorization header to unary and streaming
+// calls.
+type tokenInterceptor string
+
+func (t tokenInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", string(t))
+		return next(ctx, req)
 	}
 }
 
-// h2cClient speaks HTTP/2 without TLS, which streaming calls need.
-func h2cClient() *http.Client {
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols:   protocols,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		// TLSClientConfig is unused for h2c but keeps the zero value explicit.
-		TLSClientConfig: &tls.Config{},
-	}}
+func (t tokenInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", string(t))
+		return conn
+	}
+}
+
+func (t tokenInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 // ObjectRef names an object and its owner.
@@ -118,6 +159,12 @@ func refsProto(refs []ObjectRef) []*rayhostv1.ObjectRef {
 		out[i] = r.proto()
 	}
 	return out
+}
+
+// Mount makes a host directory visible to a guest.
+type Mount struct {
+	HostPath, GuestPath string
+	ReadOnly            bool
 }
 
 // Module describes a registered module.
@@ -158,6 +205,12 @@ type Call struct {
 	NumCPUs    *float64
 	NumGPUs    float64
 	Resources  map[string]float64
+	// Limits and grants (see ray.MemoryLimit, ray.Timeout, ray.MountDir,
+	// ray.Env).
+	MemoryLimitBytes int64
+	Timeout          time.Duration
+	Mounts           []Mount
+	Env              map[string]string
 	// MaxRetries after a system failure: nil means 3, -1 no limit, 0 never.
 	MaxRetries *int32
 	// RetryAllExceptions retries application errors too; RetryExceptions
@@ -175,7 +228,13 @@ func (c Call) proto() (*rayhostv1.SubmitRequest, error) {
 		RetryAllExceptions: c.RetryAllExceptions,
 		RetryExceptions:    c.RetryExceptions,
 		DisableEvents:      c.DisableEvents,
+		MemoryLimitBytes:   c.MemoryLimitBytes,
+		TimeoutMs:          c.Timeout.Milliseconds(),
+		Env:                c.Env,
 	}}
+	for _, m := range c.Mounts {
+		req.Options.Mounts = append(req.Options.Mounts, &rayhostv1.Mount{HostPath: m.HostPath, GuestPath: m.GuestPath, ReadOnly: m.ReadOnly})
+	}
 	for i, a := range c.Args {
 		arg, err := encodeArg(a)
 		if err != nil {

@@ -45,6 +45,8 @@ func fromConnect(err error) error {
 		sentinel = ErrUnauthenticated
 	case connect.CodeResourceExhausted:
 		sentinel = ErrTooLarge
+	case connect.CodePermissionDenied:
+		sentinel = ErrPermission
 	default:
 		sentinel = ErrHost
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -24,10 +25,14 @@ import (
 type api struct{ h *Host }
 
 func (h *Host) handlerOptions() []connect.HandlerOption {
-	return []connect.HandlerOption{
+	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(h.cfg.MaxMessageBytes),
 		connect.WithSendMaxBytes(h.cfg.MaxMessageBytes),
 	}
+	if h.cfg.Token != "" {
+		opts = append(opts, connect.WithInterceptors(newAuthInterceptor(h.cfg.Token)))
+	}
+	return opts
 }
 
 // codeOf maps the host's sentinel errors to Connect codes.
@@ -44,6 +49,8 @@ func codeOf(err error) connect.Code {
 		return connect.CodeCanceled
 	case errors.Is(err, ErrClosed):
 		return connect.CodeUnavailable
+	case errors.Is(err, ErrPermissionDenied):
+		return connect.CodePermissionDenied
 	}
 	return connect.CodeInternal
 }
@@ -65,6 +72,10 @@ func taskCode(te *abi.TaskError) connect.Code {
 		return connect.CodeCanceled
 	case abi.ErrorInfeasible:
 		return connect.CodeFailedPrecondition
+	case abi.ErrorTimeout:
+		return connect.CodeAborted
+	case abi.ErrorOutOfMemory, abi.ErrorLimit:
+		return connect.CodeResourceExhausted
 	case abi.ErrorWorkerDied:
 		return connect.CodeAborted
 	case abi.ErrorHost:
@@ -209,6 +220,19 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 		default:
 			return nil, invalid("argument %d: empty (set json, raw or ref)", i+1)
 		}
+	}
+	t.limits, t.grants = d.Limits, d.Grants
+	if n := o.GetMemoryLimitBytes(); n > 0 {
+		t.limits.MemoryPages = uint32(min((n+65535)/65536, 65537)) // 65537: refused by prepare
+	}
+	if ms := o.GetTimeoutMs(); ms > 0 {
+		t.limits.TimeoutNs = ms * int64(time.Millisecond)
+	}
+	for _, m := range o.GetMounts() {
+		t.grants.Mounts = append(t.grants.Mounts, abi.Mount{Host: m.GetHostPath(), Guest: m.GetGuestPath(), ReadOnly: m.GetReadOnly()})
+	}
+	for _, name := range slices.Sorted(maps.Keys(o.GetEnv())) {
+		t.grants.Env = append(t.grants.Env, abi.KV{Name: name, Value: o.GetEnv()[name]})
 	}
 	// Per-call resources override the function's own, field by field.
 	res := d.Resources

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"time"
 
 	"github.com/rayhost/rayhost/store"
 )
@@ -58,6 +60,30 @@ type Config struct {
 	// MaxTaskEvents bounds the task events kept (oldest dropped first).
 	MaxTaskEvents int
 
+	// Limits of each task, unless a call sets its own (memory, timeout).
+	// TaskMemoryLimit is in bytes of guest memory; 0 is wazero's 4 GiB.
+	TaskMemoryLimit int64
+	// TaskTimeout bounds each attempt in wall-clock time; 0 is none.
+	TaskTimeout time.Duration
+	// MaxArgBytes bounds the inline arguments of one submission from a
+	// guest; MaxResultBytes a task's result (and each object it puts or
+	// yields); MaxLogBytes what a task may print. 0 is no limit.
+	MaxArgBytes, MaxResultBytes, MaxLogBytes int64
+	// MaxTaskDepth bounds how deep tasks may nest (a task submitted by a
+	// task submitted by … the driver).
+	MaxTaskDepth int
+
+	// AllowedDirs are the host directories (and what is below them) that
+	// calls may mount into guests with ray.MountDir. Empty: none.
+	AllowedDirs []string
+
+	// Token, when set, is required on every API call as
+	// "Authorization: Bearer <token>".
+	Token string
+	// TLSCertFile and TLSKeyFile, when set, make the API serve HTTPS (HTTP/1.1
+	// and HTTP/2) instead of HTTP/1.1 + h2c.
+	TLSCertFile, TLSKeyFile string
+
 	// Store keeps objects; nil opens a Badger store in DataDir/objects.
 	Store store.Store
 	// Logger receives the host's logs; nil discards them.
@@ -73,12 +99,17 @@ func DefaultConfig(dataDir string) Config {
 		ListenAddr:        "127.0.0.1:6380",
 		NumCPUs:           float64(cpus),
 		Workers:           cpus,
-		MaxWorkers:        256,
+		MaxWorkers:        max(32, 4*cpus),
 		InlineObjectLimit: 100 << 10,
 		MemoryCacheBytes:  256 << 20,
 		MaxMessageBytes:   256 << 20,
 		MaxModuleBytes:    64 << 20,
 		MaxTaskEvents:     100_000,
+		TaskMemoryLimit:   1 << 30,
+		MaxArgBytes:       64 << 20,
+		MaxResultBytes:    256 << 20,
+		MaxLogBytes:       16 << 20,
+		MaxTaskDepth:      1000,
 	}
 }
 
@@ -98,6 +129,23 @@ func (c *Config) validate() error {
 		return bad("need 0 <= Workers <= MaxWorkers and MaxWorkers >= 1")
 	case c.InlineObjectLimit < 0 || c.MaxMessageBytes < 1<<20 || c.MaxModuleBytes < 1<<20:
 		return bad("InlineObjectLimit >= 0, MaxMessageBytes and MaxModuleBytes >= 1 MiB")
+	case c.TaskMemoryLimit < 0 || c.TaskMemoryLimit > 4<<30 || c.TaskTimeout < 0:
+		return bad("TaskMemoryLimit must be in 0..4 GiB and TaskTimeout >= 0")
+	case c.MaxArgBytes < 0 || c.MaxResultBytes < 0 || c.MaxLogBytes < 0 || c.MaxTaskDepth < 1:
+		return bad("size limits must be >= 0 and MaxTaskDepth >= 1")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return bad("TLSCertFile and TLSKeyFile go together")
+	}
+	c.AllowedDirs = slices.Clone(c.AllowedDirs)
+	for i, d := range c.AllowedDirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return bad("allowed dir %q: %v", d, err)
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		}
+		c.AllowedDirs[i] = abs
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return bad("ListenAddr %q: %v", c.ListenAddr, err)
@@ -128,3 +176,6 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// memoryPages is the default guest memory limit in 64 KiB pages.
+func (c *Config) memoryPages() uint32 { return uint32((c.TaskMemoryLimit + 65535) / 65536) }

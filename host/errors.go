@@ -21,6 +21,9 @@ var (
 	ErrGetTimeout = errors.New("host: get timed out")
 	// ErrTaskNotFound: the host knows no task with that ID.
 	ErrTaskNotFound = errors.New("host: task not found")
+	// ErrPermissionDenied: a call asked for a capability the host does not
+	// grant (a directory outside AllowedDirs).
+	ErrPermissionDenied = errors.New("host: permission denied")
 	// ErrClosed: the host is shutting down.
 	ErrClosed = errors.New("host: closed")
 )

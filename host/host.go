@@ -43,6 +43,7 @@ type Host struct {
 	idle       []*workerProc
 	starting   int
 	needWorker []*task
+	starved    []*task // waiting for a worker that cannot come; failed by start
 	closed     bool
 
 	done      chan struct{} // closed by Close
@@ -111,12 +112,26 @@ func New(cfg Config) (*Host, error) {
 	mux.Handle(rayhostv1connect.NewTaskServiceHandler(&api{h: h}, h.handlerOptions()...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	tls := cfg.TLSCertFile != ""
+	if tls {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	h.srv = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+	if exposed(h.ln.Addr()) && cfg.Token == "" {
+		h.log.Warn("the API listens beyond loopback without a token: anyone who can reach it can run code here; set a token (--token or RAYHOST_TOKEN) and TLS", "address", h.ln.Addr().String())
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tls {
+			err = h.srv.ServeTLS(h.ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			err = h.srv.Serve(h.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error("serving the API", "err", err)
 		}
 	}()
@@ -130,7 +145,12 @@ func New(cfg Config) (*Host, error) {
 func (h *Host) Addr() string { return h.addr }
 
 // URL is the base URL of the host's Connect API.
-func (h *Host) URL() string { return "http://" + h.addr }
+func (h *Host) URL() string {
+	if h.cfg.TLSCertFile != "" {
+		return "https://" + h.addr
+	}
+	return "http://" + h.addr
+}
 
 // ID is the host's name.
 func (h *Host) ID() string { return h.cfg.ID }

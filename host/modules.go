@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/rayhost/rayhost/internal/abi"
@@ -213,5 +214,38 @@ func (h *Host) prepare(t *task, r abi.Resources) error {
 		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	t.req = req
+	if t.limits.MemoryPages > 65536 || t.limits.TimeoutNs < 0 {
+		return fmt.Errorf("%w: memory limit over 4 GiB or negative timeout", ErrInvalidArgument)
+	}
+	return h.checkGrants(t.grants)
+}
+
+// checkGrants allows only directories within the host's AllowedDirs, at
+// absolute guest paths, and well-formed environment variables.
+func (h *Host) checkGrants(g abi.Grants) error {
+	for _, m := range g.Mounts {
+		if !filepath.IsAbs(m.Host) || !strings.HasPrefix(m.Guest, "/") {
+			return fmt.Errorf("%w: mount %q at %q: both paths must be absolute", ErrPermissionDenied, m.Host, m.Guest)
+		}
+		real, err := filepath.EvalSymlinks(filepath.Clean(m.Host))
+		if err != nil {
+			return fmt.Errorf("%w: mount %q: %v", ErrPermissionDenied, m.Host, err)
+		}
+		allowed := false
+		for _, root := range h.cfg.AllowedDirs {
+			if real == root || strings.HasPrefix(real, root+string(filepath.Separator)) {
+				allowed = true
+				break
+			}
+		}
+		if !allowed {
+			return fmt.Errorf("%w: mount %q: not within a directory the host allows (rayhost start --allow-dir)", ErrPermissionDenied, m.Host)
+		}
+	}
+	for _, kv := range g.Env {
+		if kv.Name == "" || strings.ContainsAny(kv.Name, "=\x00") || strings.ContainsRune(kv.Value, 0) {
+			return fmt.Errorf("%w: environment variable %q", ErrInvalidArgument, kv.Name)
+		}
+	}
 	return nil
 }

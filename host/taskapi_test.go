@@ -201,6 +201,11 @@ func TestGenerators(t *testing.T) {
 				t.Fatalf("consumer saw %q", seen)
 			}
 		}},
+		{"a guest's Get past its deadline is ErrGetTimeout", "get_times_out", func(t *testing.T, raw json.RawMessage) {
+			if string(raw) != "true" {
+				t.Fatal("ray.Get past the deadline did not return ErrGetTimeout")
+			}
+		}},
 		{"backpressure pauses the producer", "backpressure_lag", func(t *testing.T, raw json.RawMessage) {
 			var lags []int64
 			_ = json.Unmarshal(raw, &lags)

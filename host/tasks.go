@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
@@ -77,6 +79,9 @@ type task struct {
 	retryOn    []string
 	events     bool
 	gen        *generator // set for generator tasks
+	limits     abi.Limits
+	grants     abi.Grants
+	depth      int // 0 for a task a client submitted
 
 	// Guarded by Host.mu.
 	state     taskState
@@ -87,7 +92,9 @@ type task struct {
 	cancelled bool
 	cancelCh  chan struct{}
 	children  []ids.TaskID
-	stderr    []byte // the tail of the guest's stderr, for trap messages
+	stderr    []byte      // the tail of the guest's stderr, for trap messages
+	timer     *time.Timer // ends an attempt that runs past its timeout
+	timedOut  bool
 }
 
 // generator is the state of a generator task's stream. Item i is the object
@@ -156,7 +163,7 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	}
 	t.state = statePendingArgs
 	t.depsLeft = len(deps)
-	h.record(t, statePendingArgs, "")
+	h.record(t, statePendingArgs, grantsNote(t.grants))
 	h.mu.Unlock()
 	if len(deps) == 0 {
 		h.enqueue(t)
@@ -259,6 +266,10 @@ func (h *Host) dispatchLocked() []assignment {
 		t.worker = w
 		w.task = t
 		h.record(t, stateRunning, "")
+		if d := h.timeoutOf(t); d > 0 {
+			attempt := t.attempt
+			t.timer = time.AfterFunc(d, func() { h.expire(t, attempt) })
+		}
 		out = append(out, assignment{t, w})
 	}
 	for missing := len(h.needWorker) - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
@@ -270,15 +281,82 @@ func (h *Host) dispatchLocked() []assignment {
 	if len(h.idle) == 0 && h.starting == 0 && !h.closed && len(h.workers) < h.cfg.MaxWorkers {
 		h.startWorkerLocked()
 	}
+	h.detectStarvationLocked()
 	return out
 }
 
-// start sends each assignment's Exec to its worker.
+// detectStarvationLocked fails the tasks waiting for a worker when none can
+// ever come: every worker process (at MaxWorkers) runs a task that is
+// blocked waiting for other tasks. Without it, a recursion that blocks at
+// every level (a nesting bomb) would hang the host's tasks for ever.
+func (h *Host) detectStarvationLocked() {
+	if len(h.needWorker) == 0 || len(h.idle) > 0 || h.starting > 0 || len(h.workers) < h.cfg.MaxWorkers {
+		return
+	}
+	for w := range h.workers {
+		if t := w.task; t == nil || t.holding || t.state != stateRunning {
+			return // this one will finish or is about to run
+		}
+	}
+	h.starved = append(h.starved, h.needWorker...)
+}
+
+// expire ends an attempt that ran past its timeout by killing its worker
+// (a guest in a loop cannot be interrupted any other way).
+func (h *Host) expire(t *task, attempt uint32) {
+	h.mu.Lock()
+	if t.state != stateRunning || t.attempt != attempt || t.worker == nil {
+		h.mu.Unlock()
+		return
+	}
+	t.timedOut = true
+	w := t.worker
+	h.mu.Unlock()
+	w.kill()
+}
+
+func (h *Host) timeoutOf(t *task) time.Duration {
+	if t.limits.TimeoutNs > 0 {
+		return time.Duration(t.limits.TimeoutNs)
+	}
+	return h.cfg.TaskTimeout
+}
+
+// grantsNote describes a task's grants for its events.
+func grantsNote(g abi.Grants) string {
+	if g.Empty() {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("grants:")
+	for _, m := range g.Mounts {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		fmt.Fprintf(&b, " dir %s at %s (%s);", m.Host, m.Guest, mode)
+	}
+	for _, kv := range g.Env {
+		fmt.Fprintf(&b, " env %s;", kv.Name)
+	}
+	return b.String()
+}
+
+// start sends each assignment's Exec to its worker, and fails the tasks
+// found starved.
 func (h *Host) start(as []assignment) {
 	for _, a := range as {
 		if err := h.exec(a.t, a.w); err != nil {
 			h.finishWorker(a.w, a.t, h.taskError(a.t, abi.ErrorHost, err.Error()), nil)
 		}
+	}
+	h.mu.Lock()
+	starved := h.starved
+	h.starved = nil
+	h.mu.Unlock()
+	for _, t := range starved {
+		h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
+			"no worker process can run the task: all %d (MaxWorkers) run tasks blocked waiting for other tasks", h.cfg.MaxWorkers)))
 	}
 }
 
@@ -295,7 +373,13 @@ func (h *Host) exec(t *task, w *workerProc) error {
 		}
 		inv.Args[i] = v
 	}
-	return w.exec(t, h.mods.path(t.mod), inv.Encode(nil))
+	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.path(t.mod), Function: t.function, Invocation: inv.Encode(nil),
+		MemoryPages: h.cfg.memoryPages(), MaxResultBytes: uint64(h.cfg.MaxResultBytes),
+		MaxArgBytes: uint64(h.cfg.MaxArgBytes), MaxLogBytes: uint64(h.cfg.MaxLogBytes), Grants: t.grants}
+	if t.limits.MemoryPages > 0 {
+		ex.MemoryPages = t.limits.MemoryPages
+	}
+	return w.exec(&ex)
 }
 
 // fail ends t (in any state before a terminal one) with te as the value of
@@ -388,7 +472,7 @@ func (t *task) retryable(te *abi.TaskError) bool {
 	switch te.Kind {
 	case abi.ErrorWorkerDied:
 		return true // a system failure
-	case abi.ErrorApplication, abi.ErrorPanic, abi.ErrorTrap:
+	case abi.ErrorApplication, abi.ErrorPanic, abi.ErrorTrap, abi.ErrorTimeout, abi.ErrorOutOfMemory:
 		switch t.retry {
 		case abi.RetryAll:
 			return true
@@ -410,6 +494,13 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 			h.idle = append(h.idle, w)
 		}
 	}
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+	}
+	if t.timedOut && !t.cancelled {
+		te = h.taskError(t, abi.ErrorTimeout, fmt.Sprintf("the task ran past its timeout of %v; its worker was stopped", h.timeoutOf(t)))
+	}
 	if t.state.terminal() {
 		starts := h.dispatchLocked()
 		h.mu.Unlock()
@@ -425,7 +516,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 		h.leaveLocked(t)
 		h.record(t, stateRetried, te.Message)
 		t.attempt++
-		t.worker, t.stderr = nil, nil
+		t.worker, t.stderr, t.timedOut = nil, nil, false
 		if t.gen != nil {
 			t.gen.seen = 0
 		}

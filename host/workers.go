@@ -1,7 +1,9 @@
 package host
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -129,8 +131,7 @@ func (w *workerProc) kill() {
 	_ = w.proc.Kill()
 }
 
-func (w *workerProc) exec(t *task, modulePath string, invocation []byte) error {
-	m := ipc.Exec{Task: t.id, ModulePath: modulePath, Function: t.function, Invocation: invocation}
+func (w *workerProc) exec(m *ipc.Exec) error {
 	return w.conn.Write(ipc.TypeExec, m.Encode(nil))
 }
 
@@ -140,7 +141,7 @@ func (w *workerProc) cancel(t *task) {
 }
 
 func (w *workerProc) load(path string) {
-	m := ipc.Load{ModulePath: path}
+	m := ipc.Load{ModulePath: path, MemoryPages: w.h.cfg.memoryPages()}
 	_ = w.conn.Write(ipc.TypeLoad, m.Encode(nil))
 }
 
@@ -246,6 +247,11 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		h.mu.Lock()
 		if len(t.stderr) > 0 {
 			msg += "\nguest stderr:\n" + string(t.stderr)
+			// The Go runtime says so on stderr before it exits.
+			if kind == abi.ErrorTrap && bytes.Contains(t.stderr, []byte("out of memory")) {
+				kind = abi.ErrorOutOfMemory
+				msg = fmt.Sprintf("the guest ran out of memory (limit %d MiB)\n%s", h.memoryLimitOf(t)>>20, msg)
+			}
 		}
 		h.mu.Unlock()
 		return h.taskError(t, kind, msg), nil
@@ -324,7 +330,8 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		return
 	}
 	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: abi.KindCall, function: req.Function,
-		numReturns: int(req.NumReturns), maxRetries: req.MaxRetries, retry: req.Retry, retryOn: req.RetryOn, events: !req.NoEvents}
+		numReturns: int(req.NumReturns), maxRetries: req.MaxRetries, retry: req.Retry, retryOn: req.RetryOn, events: !req.NoEvents,
+		limits: req.Limits, grants: req.Grants, depth: parent.depth + 1}
 	if req.Generator {
 		child.gen = &generator{backpressure: int(req.Backpressure)}
 		child.numReturns = 0
@@ -333,13 +340,26 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	}
 	child.args = cloneArgs(req.Args)
 	err := h.prepare(child, req.Resources)
-	if err == nil && child.gen == nil != !child.mod.funcs[child.function].Generator {
+	f := child.mod.funcs[child.function]
+	switch {
+	case err != nil:
+	case (child.gen != nil) != f.Generator:
 		err = fmt.Errorf("%w: %s is called as a generator but is not one, or the reverse", ErrInvalidArgument, child.function)
+	case child.gen == nil && child.numReturns != f.NumReturns:
+		// The host allocates per return: never trust the guest's count.
+		child.numReturns = 1
+		err = fmt.Errorf("%w: %s returns %d values, the call expects %d", ErrInvalidArgument, child.function, f.NumReturns, req.NumReturns)
+	case child.depth > h.cfg.MaxTaskDepth:
+		err = fmt.Errorf("%w: tasks nest %d deep, the limit is %d (MaxTaskDepth)", errLimit, child.depth, h.cfg.MaxTaskDepth)
 	}
 	if err != nil {
 		// Register it so its refs exist, then fail it: the guest holds them.
 		child.req = scheduler.Resources{}
-		h.submitFailed(child, h.taskError(child, abi.ErrorBadRequest, err.Error()))
+		kind := abi.ErrorBadRequest
+		if errors.Is(err, errLimit) {
+			kind = abi.ErrorLimit
+		}
+		h.submitFailed(child, h.taskError(child, kind, err.Error()))
 		return
 	}
 	h.submit(context.Background(), child)
@@ -570,4 +590,14 @@ func (h *Host) guestLog(w *workerProc, l *ipc.Log) {
 	} else {
 		h.log.Info("guest output", "task_id", t.id, "function", t.displayName(), "stream", l.Stream, "data", string(l.Data))
 	}
+}
+
+// errLimit marks a submission refused by a limit.
+var errLimit = errors.New("limit exceeded")
+
+func (h *Host) memoryLimitOf(t *task) int64 {
+	if t.limits.MemoryPages > 0 {
+		return int64(t.limits.MemoryPages) << 16
+	}
+	return h.cfg.TaskMemoryLimit
 }

@@ -144,6 +144,33 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("rayhost tasks and timeline", func(t *testing.T) {
+		out, err := exec.Command(testutil.RayhostBinary(t), "tasks", "--address", addr, "--state", "finished").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`(?m)^[0-9a-f]{32} +add +finished +1 `).Match(out) {
+			t.Fatalf("rayhost tasks printed:\n%s", out)
+		}
+		out, err = exec.Command(testutil.RayhostBinary(t), "timeline", "--address", addr).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var trace []struct{ Ph, Name string }
+		if err := json.Unmarshal(out, &trace); err != nil || len(trace) == 0 {
+			t.Fatalf("rayhost timeline is not a Chrome trace: %v\n%s", err, out)
+		}
+		complete := 0
+		for _, e := range trace {
+			if e.Ph == "X" {
+				complete++
+			}
+		}
+		if complete < 4 { // the adds above
+			t.Fatalf("%d complete events in:\n%s", complete, out)
+		}
+	})
+
 	t.Run("rayhost run --address", func(t *testing.T) {
 		wasm := testutil.Guest(t, "./examples/retrieve")
 		file := t.TempDir() + "/retrieve.wasm"

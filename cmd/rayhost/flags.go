@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/host"
 )
 
@@ -17,9 +20,19 @@ type hostFlags struct {
 	cfg       host.Config
 	resources string
 	logLevel  string
+	memoryMiB int64
+	allowDirs stringList
 }
 
-func bindHostFlags(fs *flag.FlagSet, dataDir, logLevel string) *hostFlags {
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// bindHostFlags binds a host's flags; serving adds those of a host others
+// connect to (token, TLS), which an embedded host does not need.
+func bindHostFlags(fs *flag.FlagSet, dataDir, logLevel string, serving bool) *hostFlags {
 	f := &hostFlags{cfg: host.DefaultConfig(dataDir)}
 	fs.StringVar(&f.cfg.DataDir, "data-dir", dataDir, "directory for objects, modules and the compilation cache")
 	fs.StringVar(&f.cfg.ListenAddr, "listen", f.cfg.ListenAddr, "address of the Connect API")
@@ -31,6 +44,16 @@ func bindHostFlags(fs *flag.FlagSet, dataDir, logLevel string) *hostFlags {
 	fs.IntVar(&f.cfg.Workers, "workers", -1, "warm worker processes (default: one per CPU)")
 	fs.IntVar(&f.cfg.MaxWorkers, "max-workers", f.cfg.MaxWorkers, "most worker processes at once")
 	fs.StringVar(&f.logLevel, "log-level", logLevel, "debug, info, warn or error")
+	if serving {
+		fs.StringVar(&f.cfg.Token, "token", os.Getenv("RAYHOST_TOKEN"), "require this token on every API call (default $RAYHOST_TOKEN)")
+		fs.StringVar(&f.cfg.TLSCertFile, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+		fs.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "and this private key (PEM)")
+	}
+	fs.Var(&f.allowDirs, "allow-dir", "a host directory calls may mount into guests (repeatable)")
+	fs.DurationVar(&f.cfg.TaskTimeout, "task-timeout", 0, "default wall-clock limit of a task attempt (0: none)")
+	fs.Int64Var(&f.memoryMiB, "task-memory-mib", f.cfg.TaskMemoryLimit>>20, "default guest memory limit in MiB")
+	fs.Int64Var(&f.cfg.MaxLogBytes, "max-log-bytes", f.cfg.MaxLogBytes, "most output one task may print")
+	fs.Int64Var(&f.cfg.MaxResultBytes, "max-result-bytes", f.cfg.MaxResultBytes, "largest result (or put) of one task")
 	return f
 }
 
@@ -46,10 +69,44 @@ func (f *hostFlags) config() (host.Config, error) {
 		cfg.Workers = max(int(cfg.NumCPUs), 1)
 	}
 	cfg.MaxWorkers = max(cfg.MaxWorkers, cfg.Workers)
+	cfg.TaskMemoryLimit = f.memoryMiB << 20
+	cfg.AllowedDirs = f.allowDirs
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(strings.ToUpper(f.logLevel))); err != nil {
 		return cfg, fmt.Errorf("--log-level: %v", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, nil
+}
+
+// clientFlags binds the flags of commands that talk to a host.
+type clientFlags struct {
+	address, token, tlsCA string
+}
+
+func bindClientFlags(fs *flag.FlagSet) *clientFlags {
+	f := &clientFlags{}
+	fs.StringVar(&f.address, "address", "127.0.0.1:6380", "host to talk to")
+	fs.StringVar(&f.token, "token", os.Getenv("RAYHOST_TOKEN"), "the cluster token (default $RAYHOST_TOKEN)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "talk HTTPS, trusting this CA certificate (PEM)")
+	return f
+}
+
+func (f *clientFlags) client() (*client.Client, error) {
+	var opts []client.Option
+	if f.token != "" {
+		opts = append(opts, client.WithToken(f.token))
+	}
+	if f.tlsCA != "" {
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no certificate found", f.tlsCA)
+		}
+		opts = append(opts, client.WithTLS(&tls.Config{RootCAs: pool}))
+	}
+	return client.New(f.address, opts...), nil
 }

@@ -21,7 +21,9 @@ import (
 func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	address := fs.String("address", "", "host to run on (default: start an embedded local host)")
-	hf := bindHostFlags(fs, "", "warn")
+	token := fs.String("token", os.Getenv("RAYHOST_TOKEN"), "the cluster token, with --address (default $RAYHOST_TOKEN)")
+	tlsCA := fs.String("tls-ca", "", "with --address: talk HTTPS, trusting this CA certificate (PEM)")
+	hf := bindHostFlags(fs, "", "warn", false)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: rayhost run [flags] <module.wasm | ./go/package>")
 		fs.PrintDefaults()
@@ -40,16 +42,19 @@ func cmdRun(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	addr := *address
-	if addr == "" {
+	cf := &clientFlags{address: *address, token: *token, tlsCA: *tlsCA}
+	if cf.address == "" {
 		h, cleanup, err := embeddedHost(hf)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		addr = h.Addr()
+		cf = &clientFlags{address: h.Addr()}
 	}
-	c := client.New(addr)
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	mod, err := c.RegisterModule(ctx, wasm, "")
 	if err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 
 func cmdStart(args []string) error {
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
-	hf := bindHostFlags(fs, "rayhost-data", "info")
+	hf := bindHostFlags(fs, "rayhost-data", "info", true)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 
 func cmdSubmit(args []string) error {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
-	address := fs.String("address", "127.0.0.1:6380", "host to submit to")
+	cf := bindClientFlags(fs)
 	timeout := fs.Duration("timeout", 0, "how long to wait for the result (0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: rayhost submit --address A <module.wasm | digest | name> <function> [json args...]")
@@ -33,7 +33,10 @@ func cmdSubmit(args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	c := client.New(*address)
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	module := fs.Arg(0)
 	if strings.HasSuffix(module, ".wasm") {
 		wasm, err := os.ReadFile(module)
@@ -74,11 +77,15 @@ func cmdSubmit(args []string) error {
 
 func cmdHealth(args []string) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	address := fs.String("address", "127.0.0.1:6380", "host to ask")
+	cf := bindClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	h, err := client.New(*address).Health(context.Background())
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	h, err := c.Health(context.Background())
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,16 @@ import (
 
 func cmdTasks(args []string) error {
 	fs := flag.NewFlagSet("tasks", flag.ContinueOnError)
-	address := fs.String("address", "127.0.0.1:6380", "host to ask")
+	cf := bindClientFlags(fs)
 	state := fs.String("state", "", "only tasks in this state (pending_args, pending_resources, scheduled, running, finished, failed, cancelled)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	evs, dropped, err := client.New(*address).ListTasks(context.Background(), *state)
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	evs, dropped, err := c.ListTasks(context.Background(), *state)
 	if err != nil {
 		return err
 	}
@@ -42,11 +46,15 @@ func cmdTasks(args []string) error {
 
 func cmdTimeline(args []string) error {
 	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
-	address := fs.String("address", "127.0.0.1:6380", "host to ask")
+	cf := bindClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	evs, _, err := client.New(*address).ListTasks(context.Background(), "")
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	evs, _, err := c.ListTasks(context.Background(), "")
 	if err != nil {
 		return err
 	}

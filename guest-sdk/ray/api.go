@@ -220,14 +220,20 @@ func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeo
 }
 
 // Sleep pauses the task for d. Unlike time.Sleep, the host ends it early
-// when the task is cancelled; Sleep then returns ErrTaskCancelled.
+// when the task is cancelled; Sleep then returns ErrTaskCancelled. A ctx
+// deadline sooner than d ends it at the deadline with ctx's error.
 func Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
+	var early error
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		d, early = time.Until(dl), context.DeadlineExceeded
 	}
-	req := abi.SleepRequest{Ns: int64(d)}
-	_, err := hostCall(abi.OpSleep, req.Encode(nil))
-	return err
+	if d > 0 {
+		req := abi.SleepRequest{Ns: int64(d)}
+		if _, err := hostCall(abi.OpSleep, req.Encode(nil)); err != nil {
+			return err
+		}
+	}
+	return early
 }
 
 // Cancelled reports whether the running task has been cancelled. A
@@ -246,6 +252,8 @@ func codeError(c abi.ErrCode) error {
 		return ErrGetTimeout
 	case abi.ErrCodeCancelled:
 		return ErrTaskCancelled
+	case abi.ErrCodeTooLarge:
+		return ErrTooLarge
 	}
 	return fmt.Errorf("%w: %s", ErrHost, c)
 }

@@ -29,6 +29,10 @@ var (
 	ErrHost = errors.New("ray: host error")
 	// ErrEndOfStream: a generator has no more items.
 	ErrEndOfStream = errors.New("ray: end of stream")
+	// ErrTaskTimeout: the task ran past its Timeout and was stopped.
+	ErrTaskTimeout = errors.New("ray: task timed out")
+	// ErrTooLarge: a value is larger than the host lets a task send.
+	ErrTooLarge = errors.New("ray: value too large")
 )
 
 // WithCode attaches an application error code to err. The caller's
@@ -82,6 +86,8 @@ func (e *TaskError) Is(target error) bool {
 		return e.Kind == string(abi.ErrorCancelled) || (e.Cause != nil && e.Cause.Is(target))
 	case ErrWorkerDied:
 		return e.Kind == string(abi.ErrorWorkerDied)
+	case ErrTaskTimeout:
+		return e.Kind == string(abi.ErrorTimeout)
 	}
 	return false
 }

@@ -3,6 +3,7 @@
 package ray
 
 import (
+	"fmt"
 	"sync"
 	"unsafe"
 
@@ -32,7 +33,9 @@ func hostCall(op abi.Op, req []byte) ([]byte, error) {
 		return nil, nil
 	}
 	buf := make([]byte, n)
-	rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n))
+	if got := rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n)); int64(got) != n {
+		return nil, fmt.Errorf("%w: received %d of %d reply bytes", ErrHost, got, n)
+	}
 	return buf, nil
 }
 
@@ -42,8 +45,8 @@ func rayhostABIVersion() int32 { return abi.Version }
 //go:wasmexport rayhost_invoke
 func rayhostInvoke(n int32) int32 {
 	buf := make([]byte, n)
-	if n > 0 {
-		rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n))
+	if n > 0 && rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n)) != uint32(n) {
+		buf = nil // invoke reports the truncated input as a bad request
 	}
 	return int32(invoke(buf))
 }

@@ -85,7 +85,11 @@ func run(inv *abi.Invocation, fn func(context.Context) ([]abi.Value, error)) (st
 func sendResult(vals []abi.Value) abi.Status {
 	res := abi.Result{Values: vals}
 	if _, err := hostCall(abi.OpResult, res.Encode(nil)); err != nil {
-		return sendError(abi.StatusError, &abi.TaskError{Kind: abi.ErrorHost, Message: "sending the result: " + err.Error()})
+		kind := abi.ErrorHost
+		if errors.Is(err, ErrTooLarge) {
+			kind = abi.ErrorLimit
+		}
+		return sendError(abi.StatusError, &abi.TaskError{Kind: kind, Message: fmt.Sprintf("sending the result (%d bytes): %v", len(res.Encode(nil)), err)})
 	}
 	return abi.StatusOK
 }

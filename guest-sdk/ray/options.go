@@ -3,6 +3,8 @@ package ray
 import (
 	"maps"
 	"math"
+	"slices"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 )
@@ -21,12 +23,16 @@ type options struct {
 	retryOn      []string
 	noEvents     bool
 	backpressure uint32
+	limits       abi.Limits
+	grants       abi.Grants
 }
 
 func (o options) with(opts []Option) options {
 	if o.custom != nil {
 		o.custom = maps.Clone(o.custom)
 	}
+	o.grants.Mounts = slices.Clone(o.grants.Mounts)
+	o.grants.Env = slices.Clone(o.grants.Env)
 	for _, f := range opts {
 		f(&o)
 	}
@@ -36,7 +42,7 @@ func (o options) with(opts []Option) options {
 // call returns the options as they travel.
 func (o options) call() abi.CallOptions {
 	c := abi.CallOptions{Resources: o.resources(), MaxRetries: 3, Retry: o.retry, RetryOn: o.retryOn,
-		Backpressure: o.backpressure, NoEvents: o.noEvents}
+		Backpressure: o.backpressure, NoEvents: o.noEvents, Limits: o.limits, Grants: o.grants}
 	if o.hasRetries {
 		c.MaxRetries = o.maxRetries
 	}
@@ -48,6 +54,7 @@ func (o options) apply(req *abi.SubmitRequest) {
 	c := o.call()
 	req.Resources, req.MaxRetries, req.Retry, req.RetryOn = c.Resources, c.MaxRetries, c.Retry, c.RetryOn
 	req.NoEvents, req.Backpressure = c.NoEvents, c.Backpressure
+	req.Limits, req.Grants = c.Limits, c.Grants
 }
 
 func (o options) resources() abi.Resources {
@@ -129,4 +136,42 @@ func TaskEvents(on bool) Option {
 // (Ray's _generator_backpressure_num_objects). 0 means no bound.
 func Backpressure(n int) Option {
 	return func(o *options) { o.backpressure = uint32(max(n, 0)) }
+}
+
+// MemoryLimit caps the guest memory of a call in bytes (rounded up to 64 KiB
+// pages). A guest that needs more fails with an out_of_memory error. 0 uses
+// the host's default.
+func MemoryLimit(bytes int64) Option {
+	return func(o *options) {
+		pages := (max(bytes, 0) + 65535) / 65536
+		o.limits.MemoryPages = uint32(min(pages, 65536))
+	}
+}
+
+// Timeout bounds each attempt of a call in wall-clock time. Past it the
+// host stops the task (its worker process is replaced) and the task fails
+// with a timeout error. 0 uses the host's default.
+func Timeout(d time.Duration) Option {
+	return func(o *options) { o.limits.TimeoutNs = max(int64(d), 0) }
+}
+
+// MountDir grants a call the host directory hostDir at guestPath, read-only
+// or read-write. The host refuses directories outside the roots its
+// operator allowed (rayhost start --allow-dir). By default a guest sees no
+// filesystem at all.
+func MountDir(hostDir, guestPath string, readOnly bool) Option {
+	return func(o *options) {
+		o.grants.Mounts = append(o.grants.Mounts, abi.Mount{Host: hostDir, Guest: guestPath, ReadOnly: readOnly})
+	}
+}
+
+// Env grants a call environment variables (os.Getenv in the guest). By
+// default a guest has none; the host's own environment is never passed.
+func Env(vars map[string]string) Option {
+	return func(o *options) {
+		names := slices.Sorted(maps.Keys(vars))
+		for _, n := range names {
+			o.grants.Env = append(o.grants.Env, abi.KV{Name: n, Value: vars[n]})
+		}
+	}
 }

@@ -82,7 +82,7 @@ const (
 	ErrCodeCancelled  ErrCode = -3 // the calling task was cancelled
 	ErrCodeUnknownOp  ErrCode = -4 // the host does not know the op
 	ErrCodeHost       ErrCode = -5 // the host failed (see the worker's log)
-	ErrCodeTooLarge   ErrCode = -6 // a limit on sizes was exceeded
+	ErrCodeTooLarge   ErrCode = -6 // a size limit was exceeded (a result larger than the task may return)
 )
 
 func (e ErrCode) String() string {

@@ -20,6 +20,9 @@ const (
 	// ErrorEndOfStream marks the end of a generator's items; it is never a
 	// task's failure.
 	ErrorEndOfStream ErrorKind = "end_of_stream"
+	ErrorTimeout     ErrorKind = "timeout"       // the task ran past its wall-clock timeout
+	ErrorOutOfMemory ErrorKind = "out_of_memory" // the guest exceeded its memory limit
+	ErrorLimit       ErrorKind = "limit"         // a size or count limit was exceeded
 )
 
 // TaskError is the value of the objects of a failed task.

@@ -119,6 +119,7 @@ func TestSeedCorpus(t *testing.T) {
 		"FuzzGetRequestDecode":    func() message { return new(GetRequest) },
 		"FuzzWaitRequestDecode":   func() message { return new(WaitRequest) },
 		"FuzzPutRequestDecode":    func() message { return new(PutRequest) },
+		"FuzzNextRequestDecode":   func() message { return new(NextRequest) },
 	}
 	for target, fresh := range targets {
 		dir := filepath.Join("testdata", "fuzz", target)

@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -36,6 +37,18 @@ func wantMalformed(t *testing.T, m message, b []byte) {
 // Every message is self-delimiting, so every proper prefix of a valid
 // encoding must be rejected.
 func TestTruncatedAtEveryOffset(t *testing.T) {
+	// The cases must include a SubmitRequest with limits, mounts and env
+	// vars, so that a cut inside the grants is tried too.
+	var withGrants bool
+	for _, c := range roundTripCases() {
+		if r, ok := c.msg.(*SubmitRequest); ok && len(r.Grants.Mounts) > 0 && len(r.Grants.Env) > 0 &&
+			r.Limits.MemoryPages != 0 && r.Limits.TimeoutNs != 0 {
+			withGrants = true
+		}
+	}
+	if !withGrants {
+		t.Error("no round-trip case is a SubmitRequest with limits, mounts and env vars")
+	}
 	for _, c := range roundTripCases() {
 		t.Run(c.name, func(t *testing.T) {
 			enc := c.msg.Encode(nil)
@@ -132,8 +145,10 @@ func submitNumReturns(n uint64) []byte {
 }
 
 // submitMiddle builds a SubmitRequest without custom resources or arguments
-// whose fields between the two lists (max retries, retry mode, retry-on
-// list, flags, backpressure) middle writes.
+// whose fields between the two lists middle writes: max retries, retry mode,
+// retry-on list, flags, backpressure, then the limits (memory pages,
+// timeout) and the grants (mounts, env). noRetries, noLimits and noGrants
+// write the defaults of each group.
 func submitMiddle(middle func(e *Encoder)) []byte {
 	base := (&SubmitRequest{Task: testTask, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1}}).Encode(nil)
 	var e Encoder
@@ -144,8 +159,39 @@ func submitMiddle(middle func(e *Encoder)) []byte {
 	return e.B
 }
 
+// submitRetries builds a SubmitRequest whose retry fields (max retries,
+// retry mode, retry-on list, flags, backpressure) retries writes.
+func submitRetries(retries func(e *Encoder)) []byte {
+	return submitMiddle(func(e *Encoder) { retries(e); noLimits(e); noGrants(e) })
+}
+
+// submitLimits builds a SubmitRequest whose limits (memory pages, timeout)
+// limits writes.
+func submitLimits(limits func(e *Encoder)) []byte {
+	return submitMiddle(func(e *Encoder) { noRetries(e); limits(e); noGrants(e) })
+}
+
+// submitGrants builds a SubmitRequest whose grants (mount list, env list)
+// grants writes.
+func submitGrants(grants func(e *Encoder)) []byte {
+	return submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); grants(e) })
+}
+
 func noCustom(e *Encoder) { e.Uvarint(0) }
 func noArgs(e *Encoder)   { e.Uvarint(0) }
+
+// noRetries: max retries 0, retry mode none, no retry-on list, no flags, no
+// backpressure.
+func noRetries(e *Encoder) { e.Varint(0); e.Byte(0); e.Uvarint(0); e.Byte(0); e.Uvarint(0) }
+
+// noLimits: memory pages 0, timeout 0 (the host's defaults).
+func noLimits(e *Encoder) { e.Uvarint(0); e.Varint(0) }
+
+// noGrants: no mounts, no env.
+func noGrants(e *Encoder) { e.Uvarint(0); e.Uvarint(0) }
+
+// mount writes one mount with a raw mode byte.
+func mount(e *Encoder, host, guest string, mode byte) { e.String(host); e.String(guest); e.Byte(mode) }
 
 // A count far larger than the input could hold must be rejected before the
 // decoder allocates anything for it.
@@ -167,7 +213,7 @@ func TestHugeCountsRejectedWithoutAllocating(t *testing.T) {
 			return submitWith(noCustom, func(e *Encoder) { e.Uvarint(n); e.Byte(0); e.Value(Value{}) })
 		}},
 		{"SubmitRequest retry-on", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
-			return submitMiddle(func(e *Encoder) {
+			return submitRetries(func(e *Encoder) {
 				e.Varint(1)
 				e.Byte(byte(RetryListed))
 				e.Uvarint(n)
@@ -175,6 +221,18 @@ func TestHugeCountsRejectedWithoutAllocating(t *testing.T) {
 				e.Byte(0)
 				e.Uvarint(0)
 			})
+		}},
+		{"SubmitRequest mounts", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
+			return submitGrants(func(e *Encoder) { e.Uvarint(n); mount(e, "/h", "/g", 1); e.Uvarint(0) })
+		}},
+		{"SubmitRequest env", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
+			return submitGrants(func(e *Encoder) { e.Uvarint(0); e.Uvarint(n); e.String("K"); e.String("v") })
+		}},
+		{"SubmitRequest mount host length", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
+			return submitGrants(func(e *Encoder) { e.Uvarint(1); e.Uvarint(n); e.Raw([]byte("abc")) })
+		}},
+		{"SubmitRequest env value length", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
+			return submitGrants(func(e *Encoder) { e.Uvarint(0); e.Uvarint(1); e.String("K"); e.Uvarint(n); e.Raw([]byte("abc")) })
 		}},
 		{"GetRequest refs", func() message { return new(GetRequest) }, func(n uint64) []byte {
 			return enc(func(e *Encoder) { e.Varint(-1); e.Uvarint(n); e.Ref(Ref{ID: testRet0}) })
@@ -227,9 +285,9 @@ func TestHugeCountsRejectedWithoutAllocating(t *testing.T) {
 	}
 }
 
-// A count that needs just one byte more than the input has is rejected; the
-// same count with enough bytes is accepted. This pins the minimum element
-// sizes the decoders assume.
+// A count that needs just one byte more than the input has is rejected by
+// the count check ("bad count"); the same count with enough bytes is
+// accepted. This pins the minimum element sizes the decoders assume.
 func TestCountBoundaries(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -237,6 +295,9 @@ func TestCountBoundaries(t *testing.T) {
 		// build encodes n elements of the smallest possible size, and claims
 		// n+extra elements.
 		build func(n, extra int) []byte
+		// over is the smallest extra the count check must reject: 1, unless
+		// the fixed fields after the list could hold another element.
+		over int
 	}{
 		{"GetReply", func() message { return new(GetReply) }, func(n, extra int) []byte {
 			return enc(func(e *Encoder) {
@@ -245,7 +306,7 @@ func TestCountBoundaries(t *testing.T) {
 					e.Value(Value{})
 				}
 			})
-		}},
+		}, 1},
 		{"WaitReply", func() message { return new(WaitReply) }, func(n, extra int) []byte {
 			return enc(func(e *Encoder) {
 				e.Uvarint(uint64(n + extra))
@@ -253,7 +314,7 @@ func TestCountBoundaries(t *testing.T) {
 					e.Uvarint(0)
 				}
 			})
-		}},
+		}, 1},
 		{"GetRequest", func() message { return new(GetRequest) }, func(n, extra int) []byte {
 			return enc(func(e *Encoder) {
 				e.Varint(0)
@@ -262,7 +323,10 @@ func TestCountBoundaries(t *testing.T) {
 					e.Ref(Ref{ID: testTask.Return(i)})
 				}
 			})
-		}},
+		}, 1},
+		// The 10 bytes after the custom list (retry fields, limits, grants,
+		// args count) could hold one more 9-byte entry, so a claim of n+1
+		// passes the count check and fails later; n+2 cannot.
 		{"SubmitRequest custom", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
 			return submitWith(func(e *Encoder) {
 				e.Uvarint(uint64(n + extra))
@@ -271,7 +335,7 @@ func TestCountBoundaries(t *testing.T) {
 					e.Float(1)
 				}
 			}, noArgs)
-		}},
+		}, 2},
 		{"SubmitRequest args", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
 			return submitWith(noCustom, func(e *Encoder) {
 				e.Uvarint(uint64(n + extra))
@@ -280,7 +344,26 @@ func TestCountBoundaries(t *testing.T) {
 					e.Value(Value{})
 				}
 			})
-		}},
+		}, 1},
+		{"SubmitRequest mounts", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
+			return submitGrants(func(e *Encoder) {
+				e.Uvarint(uint64(n + extra))
+				for range n {
+					mount(e, "", "", 0)
+				}
+				e.Uvarint(0) // env
+			})
+		}, 1},
+		{"SubmitRequest env", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
+			return submitGrants(func(e *Encoder) {
+				e.Uvarint(0) // mounts
+				e.Uvarint(uint64(n + extra))
+				for range n {
+					e.String("")
+					e.String("")
+				}
+			})
+		}, 1},
 	}
 	for _, c := range cases {
 		for _, n := range []int{0, 1, 5} {
@@ -288,7 +371,13 @@ func TestCountBoundaries(t *testing.T) {
 				if err := decodeSafely(t, c.fresh(), c.build(n, 0)); err != nil {
 					t.Fatalf("%d minimal elements: %v", n, err)
 				}
-				wantMalformed(t, c.fresh(), c.build(n, 1))
+				for extra := 1; extra <= c.over; extra++ {
+					wantMalformed(t, c.fresh(), c.build(n, extra))
+				}
+				in := c.build(n, c.over)
+				if err := decodeSafely(t, c.fresh(), in); err == nil || err.Error() != "abi: malformed message: bad count" {
+					t.Fatalf("claiming %d elements with %d in %x: %v; want the count check to reject it", n+c.over, n, in, err)
+				}
 			})
 		}
 	}
@@ -368,7 +457,7 @@ func TestMalformed(t *testing.T) {
 			e.Uvarint(0)
 		})},
 		{"SubmitRequest num returns 2^32", newSub, submitNumReturns(1 << 32)},
-		{"SubmitRequest backpressure 2^32", newSub, submitMiddle(func(e *Encoder) {
+		{"SubmitRequest backpressure 2^32", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(0) // max retries
 			e.Byte(0)   // retry mode
 			e.Uvarint(0)
@@ -381,7 +470,7 @@ func TestMalformed(t *testing.T) {
 		{"SubmitRequest max retries min int32", newSub, (&SubmitRequest{Function: "f", MaxRetries: math.MinInt32}).Encode(nil)},
 		{"SubmitRequest max retries 2^30+1", newSub, (&SubmitRequest{Function: "f", MaxRetries: 1<<30 + 1}).Encode(nil)},
 		{"SubmitRequest max retries max int32", newSub, (&SubmitRequest{Function: "f", MaxRetries: math.MaxInt32}).Encode(nil)},
-		{"SubmitRequest max retries beyond int32", newSub, submitMiddle(func(e *Encoder) {
+		{"SubmitRequest max retries beyond int32", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(1 << 40)
 			e.Byte(0)
 			e.Uvarint(0)
@@ -390,21 +479,21 @@ func TestMalformed(t *testing.T) {
 		})},
 		{"SubmitRequest retry mode 3", newSub, (&SubmitRequest{Function: "f", Retry: 3}).Encode(nil)},
 		{"SubmitRequest retry mode 255", newSub, (&SubmitRequest{Function: "f", Retry: 255, RetryOn: []string{"x"}}).Encode(nil)},
-		{"SubmitRequest flags 4", newSub, submitMiddle(func(e *Encoder) {
+		{"SubmitRequest flags 4", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(0)
 			e.Byte(0)
 			e.Uvarint(0)
 			e.Byte(4)
 			e.Uvarint(0)
 		})},
-		{"SubmitRequest flags 255", newSub, submitMiddle(func(e *Encoder) {
+		{"SubmitRequest flags 255", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(0)
 			e.Byte(0)
 			e.Uvarint(0)
 			e.Byte(255)
 			e.Uvarint(0)
 		})},
-		{"SubmitRequest retry-on count beyond input", newSub, submitMiddle(func(e *Encoder) {
+		{"SubmitRequest retry-on count beyond input", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(3)
 			e.Byte(byte(RetryListed))
 			e.Uvarint(10)
@@ -412,6 +501,62 @@ func TestMalformed(t *testing.T) {
 			e.Byte(0)
 			e.Uvarint(0)
 		})},
+		// Indices and counts of returns must stay below MaxIndex.
+		{"SubmitRequest num returns MaxIndex", newSub, (&SubmitRequest{Function: "f", NumReturns: MaxIndex}).Encode(nil)},
+		{"SubmitRequest num returns MaxIndex builder", newSub, submitNumReturns(MaxIndex)},
+		{"SubmitRequest num returns max uint32", newSub, (&SubmitRequest{Function: "f", NumReturns: math.MaxUint32,
+			Resources: Resources{CPUs: math.NaN()}}).Encode(nil)},
+		{"NextRequest index MaxIndex", func() message { return new(NextRequest) }, (&NextRequest{Task: testTask, Index: MaxIndex}).Encode(nil)},
+		{"NextRequest index max uint32", func() message { return new(NextRequest) }, (&NextRequest{Task: testTask2, Index: math.MaxUint32, TimeoutNs: math.MaxInt64}).Encode(nil)},
+
+		// Limits: a timeout must not be negative, memory pages fit 32 bits.
+		{"SubmitRequest timeout -1", newSub, (&SubmitRequest{Function: "f", Limits: Limits{TimeoutNs: -1}}).Encode(nil)},
+		{"SubmitRequest timeout min int64", newSub, (&SubmitRequest{Function: "f", NumReturns: 1,
+			Limits: Limits{MemoryPages: 16, TimeoutNs: math.MinInt64}}).Encode(nil)},
+		{"SubmitRequest negative timeout with grants", newSub, (&SubmitRequest{Function: "f",
+			Limits: Limits{TimeoutNs: -1_000_000_000},
+			Grants: Grants{Mounts: []Mount{{Host: "/h", Guest: "/g"}}, Env: []KV{{Name: "K", Value: "v"}}}}).Encode(nil)},
+		{"SubmitRequest memory pages 2^32", newSub, submitLimits(func(e *Encoder) { e.Uvarint(1 << 32); e.Varint(0) })},
+		{"SubmitRequest overflowing timeout", newSub, submitLimits(func(e *Encoder) { e.Uvarint(0); e.Raw(overflow10) })},
+
+		// Grants: a mount's mode byte is 0 (read-write) or 1 (read-only).
+		{"SubmitRequest mount mode 2", newSub, submitGrants(func(e *Encoder) {
+			e.Uvarint(1)
+			mount(e, "/h", "/g", 2)
+			e.Uvarint(0)
+		})},
+		{"SubmitRequest mount mode 255", newSub, submitGrants(func(e *Encoder) {
+			e.Uvarint(1)
+			mount(e, "", "", 255)
+			e.Uvarint(0)
+		})},
+		{"SubmitRequest second mount mode 2", newSub, submitGrants(func(e *Encoder) {
+			e.Uvarint(2)
+			mount(e, "/a", "/a", 1)
+			mount(e, "/b", "/b", 2)
+			e.Uvarint(1)
+			e.String("K")
+			e.String("v")
+		})},
+		{"SubmitRequest mount count beyond input", newSub, submitGrants(func(e *Encoder) {
+			e.Uvarint(4) // the 9 bytes left could hold 3 mounts
+			mount(e, "/h", "/g", 0)
+			e.Uvarint(0)
+		})},
+		{"SubmitRequest env count beyond input", newSub, submitGrants(func(e *Encoder) {
+			e.Uvarint(0)
+			e.Uvarint(5)
+			e.String("K")
+			e.String("v")
+		})},
+		{"SubmitRequest env value length beyond input", newSub, submitGrants(func(e *Encoder) {
+			e.Uvarint(0)
+			e.Uvarint(1)
+			e.String("K")
+			e.Uvarint(50)
+			e.Raw([]byte("short"))
+		})},
+
 		{"WaitRequest num returns 2^32", newWait, enc(func(e *Encoder) { e.Varint(0); e.Uvarint(1 << 32); e.Uvarint(0) })},
 		{"WaitReply index 2^32", newWaitRep, enc(func(e *Encoder) { e.Uvarint(1); e.Uvarint(1 << 32) })},
 
@@ -467,7 +612,13 @@ func TestMalformedErrorMessages(t *testing.T) {
 		{"duration", new(SleepRequest), (&SleepRequest{Ns: -5}).Encode(nil), "abi: malformed message: bad duration"},
 		{"max retries", new(SubmitRequest), (&SubmitRequest{MaxRetries: -7}).Encode(nil), "abi: malformed message: bad max retries"},
 		{"retry mode", new(SubmitRequest), (&SubmitRequest{Retry: 9}).Encode(nil), "abi: malformed message: bad retry mode"},
-		{"submit flags", new(SubmitRequest), submitMiddle(func(e *Encoder) { e.Varint(0); e.Byte(0); e.Uvarint(0); e.Byte(8); e.Uvarint(0) }), "abi: malformed message: bad flags"},
+		{"submit flags", new(SubmitRequest), submitRetries(func(e *Encoder) { e.Varint(0); e.Byte(0); e.Uvarint(0); e.Byte(8); e.Uvarint(0) }), "abi: malformed message: bad flags"},
+		{"num returns", new(SubmitRequest), (&SubmitRequest{Function: "f", NumReturns: MaxIndex}).Encode(nil), "abi: malformed message: bad num returns"},
+		{"next index", new(NextRequest), (&NextRequest{Index: MaxIndex}).Encode(nil), "abi: malformed message: bad index"},
+		{"timeout", new(SubmitRequest), (&SubmitRequest{Limits: Limits{TimeoutNs: -1}}).Encode(nil), "abi: malformed message: bad timeout"},
+		{"memory pages", new(SubmitRequest), submitLimits(func(e *Encoder) { e.Uvarint(1 << 32); e.Varint(0) }), "abi: malformed message: bad uint32"},
+		{"mount mode", new(SubmitRequest), submitGrants(func(e *Encoder) { e.Uvarint(1); mount(e, "/h", "/g", 2); e.Uvarint(0) }), "abi: malformed message: bad mount mode"},
+		{"mount count", new(SubmitRequest), submitGrants(func(e *Encoder) { e.Uvarint(4); mount(e, "/h", "/g", 0); e.Uvarint(0) }), "abi: malformed message: bad count"},
 		{"cancel flags", new(CancelRequest), append((&CancelRequest{Ref: Ref{ID: testRet0}}).Encode(nil)[:ids.ObjectIDSize+1], 4), "abi: malformed message: bad flags"},
 		{"first error sticks", new(Invocation), []byte{byte(KindCall), 1, 2}, "abi: malformed message: bad bytes"},
 	}
@@ -484,30 +635,84 @@ func TestMalformedErrorMessages(t *testing.T) {
 // The builders above must produce valid requests when given valid parts;
 // otherwise the malformed cases built with them would prove nothing.
 func TestSubmitBuilders(t *testing.T) {
-	want := SubmitRequest{Task: testTask, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1}}
-	for name, b := range map[string][]byte{
-		"submitWith":   submitWith(noCustom, noArgs),
-		"submitMiddle": submitMiddle(func(e *Encoder) { e.Varint(0); e.Byte(0); e.Uvarint(0); e.Byte(0); e.Uvarint(0) }),
-	} {
-		var got SubmitRequest
-		if err := decodeSafely(t, &got, b); err != nil || !equalMsg(&want, &got) {
-			t.Errorf("%s: %+v, %v; want %+v", name, got, err, want)
-		}
+	base := SubmitRequest{Task: testTask, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1}}
+	with := func(f func(r *SubmitRequest)) SubmitRequest {
+		r := base
+		f(&r)
+		return r
 	}
-	var got SubmitRequest
-	if err := decodeSafely(t, &got, submitNumReturns(7)); err != nil || got.NumReturns != 7 {
-		t.Errorf("submitNumReturns(7): %+v, %v", got, err)
+	cases := []struct {
+		name string
+		in   []byte
+		want SubmitRequest
+	}{
+		{"submitWith", submitWith(noCustom, noArgs), base},
+		{"submitWith custom and args", submitWith(
+			func(e *Encoder) { e.Uvarint(1); e.String("x"); e.Float(2) },
+			func(e *Encoder) { e.Uvarint(1); e.Byte(0); e.Value(Value{Codec: CodecJSON, Data: []byte("1")}) }),
+			with(func(r *SubmitRequest) {
+				r.Resources.Custom = []Custom{{Name: "x", Amount: 2}}
+				r.Args = []Arg{{Value: Value{Codec: CodecJSON, Data: []byte("1")}}}
+			})},
+		{"submitNumReturns", submitNumReturns(7), with(func(r *SubmitRequest) { r.NumReturns = 7 })},
+		{"submitNumReturns largest valid", submitNumReturns(MaxIndex - 1), with(func(r *SubmitRequest) { r.NumReturns = MaxIndex - 1 })},
+		{"submitMiddle defaults", submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); noGrants(e) }), base},
+		{"submitRetries defaults", submitRetries(noRetries), base},
+		{"submitLimits defaults", submitLimits(noLimits), base},
+		{"submitGrants defaults", submitGrants(noGrants), base},
+		{"submitRetries every field", submitRetries(func(e *Encoder) {
+			e.Varint(-1)
+			e.Byte(byte(RetryListed))
+			e.Uvarint(1)
+			e.String("E")
+			e.Byte(3)
+			e.Uvarint(5)
+		}), with(func(r *SubmitRequest) {
+			r.MaxRetries, r.Retry, r.RetryOn = -1, RetryListed, []string{"E"}
+			r.Generator, r.NoEvents, r.Backpressure = true, true, 5
+		})},
+		{"submitLimits every field", submitLimits(func(e *Encoder) { e.Uvarint(math.MaxUint32); e.Varint(math.MaxInt64) }),
+			with(func(r *SubmitRequest) { r.Limits = Limits{MemoryPages: math.MaxUint32, TimeoutNs: math.MaxInt64} })},
+		{"submitGrants every field", submitGrants(func(e *Encoder) {
+			e.Uvarint(2)
+			mount(e, "/h", "/g", 1)
+			mount(e, "", "", 0)
+			e.Uvarint(1)
+			e.String("K")
+			e.String("")
+		}), with(func(r *SubmitRequest) {
+			r.Grants = Grants{
+				Mounts: []Mount{{Host: "/h", Guest: "/g", ReadOnly: true}, {}},
+				Env:    []KV{{Name: "K"}},
+			}
+		})},
+		{"submitMiddle every field", submitMiddle(func(e *Encoder) {
+			e.Varint(2)
+			e.Byte(byte(RetryAll))
+			e.Uvarint(0)
+			e.Byte(1)
+			e.Uvarint(0)
+			e.Uvarint(64)
+			e.Varint(1000)
+			e.Uvarint(1)
+			mount(e, "/d", "/d", 0)
+			e.Uvarint(0)
+		}), with(func(r *SubmitRequest) {
+			r.MaxRetries, r.Retry, r.Generator = 2, RetryAll, true
+			r.Limits = Limits{MemoryPages: 64, TimeoutNs: 1000}
+			r.Grants.Mounts = []Mount{{Host: "/d", Guest: "/d"}}
+		})},
 	}
-	full := submitMiddle(func(e *Encoder) {
-		e.Varint(-1)
-		e.Byte(byte(RetryListed))
-		e.Uvarint(1)
-		e.String("E")
-		e.Byte(3)
-		e.Uvarint(5)
-	})
-	if err := decodeSafely(t, &got, full); err != nil || got.MaxRetries != -1 || got.Retry != RetryListed ||
-		len(got.RetryOn) != 1 || !got.Generator || !got.NoEvents || got.Backpressure != 5 {
-		t.Errorf("submitMiddle with every field: %+v, %v", got, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got SubmitRequest
+			if err := decodeSafely(t, &got, c.in); err != nil || !equalMsg(&c.want, &got) {
+				t.Fatalf("%+v, %v; want %+v", got, err, c.want)
+			}
+			// What the builders write is what Encode writes.
+			if enc := c.want.Encode(nil); !bytes.Equal(enc, c.in) {
+				t.Fatalf("builder wrote %x, Encode writes %x", c.in, enc)
+			}
+		})
 	}
 }

@@ -25,7 +25,7 @@ type Arg struct {
 	Value Value
 }
 
-// Resources a task asks for. CPUs < 0 means "the default" (1 CPU).
+// Resources a task asks for. CPUs == -1 means "the default" (1 CPU).
 type Resources struct {
 	CPUs   float64  `json:"cpus"`
 	GPUs   float64  `json:"gpus"`
@@ -103,7 +103,82 @@ type SubmitRequest struct {
 	Backpressure uint32
 	// NoEvents turns task events off for this task.
 	NoEvents bool
+	Limits   Limits
+	Grants   Grants
 	Args     []Arg
+}
+
+// Limits bound one task; zero fields take the host's defaults.
+type Limits struct {
+	MemoryPages uint32 `json:"memory_pages,omitempty"` // 64 KiB pages of guest memory
+	TimeoutNs   int64  `json:"timeout_ns,omitempty"`   // wall clock, from the start of each attempt
+}
+
+// Grants are the capabilities a task receives beyond the host functions:
+// directories (within the roots the host allows) and environment variables.
+type Grants struct {
+	Mounts []Mount `json:"mounts,omitempty"`
+	Env    []KV    `json:"env,omitempty"`
+}
+
+// Mount makes the host directory Host visible to the guest at Guest.
+type Mount struct {
+	Host     string `json:"host"`
+	Guest    string `json:"guest"`
+	ReadOnly bool   `json:"read_only"`
+}
+
+// KV is one environment variable.
+type KV struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Empty reports whether g grants nothing.
+func (g Grants) Empty() bool { return len(g.Mounts) == 0 && len(g.Env) == 0 }
+
+func (g Grants) encode(e *Encoder) {
+	e.Uvarint(uint64(len(g.Mounts)))
+	for _, m := range g.Mounts {
+		e.String(m.Host)
+		e.String(m.Guest)
+		if m.ReadOnly {
+			e.Byte(1)
+		} else {
+			e.Byte(0)
+		}
+	}
+	e.Uvarint(uint64(len(g.Env)))
+	for _, kv := range g.Env {
+		e.String(kv.Name)
+		e.String(kv.Value)
+	}
+}
+
+func (g *Grants) decode(d *Decoder) {
+	g.Mounts, g.Env = nil, nil
+	for range d.Count(3) {
+		m := Mount{Host: d.String(), Guest: d.String()}
+		switch d.Byte() {
+		case 0:
+		case 1:
+			m.ReadOnly = true
+		default:
+			d.fail("mount mode")
+		}
+		g.Mounts = append(g.Mounts, m)
+	}
+	for range d.Count(2) {
+		g.Env = append(g.Env, KV{Name: d.String(), Value: d.String()})
+	}
+}
+
+// EncodeGrants and DecodeGrants carry Grants in other messages (ipc).
+func EncodeGrants(e *Encoder, g Grants) { g.encode(e) }
+func DecodeGrants(d *Decoder) Grants {
+	var g Grants
+	g.decode(d)
+	return g
 }
 
 // RetryMode says which application errors are retried.
@@ -142,6 +217,9 @@ func (v *SubmitRequest) Encode(b []byte) []byte {
 	}
 	e.Byte(flags)
 	e.Uvarint(uint64(v.Backpressure))
+	e.Uvarint(uint64(v.Limits.MemoryPages))
+	e.Varint(v.Limits.TimeoutNs)
+	v.Grants.encode(&e)
 	e.Uvarint(uint64(len(v.Args)))
 	for _, a := range v.Args {
 		if a.IsRef {
@@ -160,6 +238,9 @@ func (v *SubmitRequest) Decode(b []byte) error {
 	v.Task = d.TaskID()
 	v.Function = d.String()
 	v.NumReturns = d.Uint32()
+	if d.Err() == nil && v.NumReturns >= MaxIndex {
+		d.fail("num returns")
+	}
 	v.Resources.CPUs = d.Float()
 	v.Resources.GPUs = d.Float()
 	n := d.Count(9)
@@ -190,6 +271,12 @@ func (v *SubmitRequest) Decode(b []byte) error {
 	}
 	v.Generator, v.NoEvents = flags&1 != 0, flags&2 != 0
 	v.Backpressure = d.Uint32()
+	v.Limits.MemoryPages = d.Uint32()
+	v.Limits.TimeoutNs = d.Varint()
+	if d.Err() == nil && v.Limits.TimeoutNs < 0 {
+		d.fail("timeout")
+	}
+	v.Grants.decode(d)
 	n = d.Count(3)
 	v.Args = make([]Arg, n)
 	for i := range v.Args {
@@ -360,7 +447,7 @@ func decodeRefs(d *Decoder) []Ref {
 }
 
 // ValidCPUs reports whether a requested CPU amount is acceptable: the default
-// marker (< 0 exactly -1) or a finite, non-negative amount.
+// marker -1, or a finite amount that is not negative.
 func ValidCPUs(c float64) bool {
 	return c == -1 || (c >= 0 && !math.IsInf(c, 0) && !math.IsNaN(c))
 }
@@ -394,7 +481,12 @@ type CallOptions struct {
 	RetryOn      []string  `json:"retry_on,omitempty"`
 	Backpressure uint32    `json:"backpressure,omitempty"`
 	NoEvents     bool      `json:"no_events,omitempty"`
+	Limits       Limits    `json:"limits"`
+	Grants       Grants    `json:"grants"`
 }
+
+// MaxIndex bounds a return or item index, far below the put range.
+const MaxIndex = 1 << 30
 
 // NextRequest asks for the next item of a generator task: it waits until
 // item Index exists or the stream has ended.
@@ -417,6 +509,9 @@ func (v *NextRequest) Decode(b []byte) error {
 	v.Task = d.TaskID()
 	v.Index = d.Uint32()
 	v.TimeoutNs = d.Varint()
+	if d.Err() == nil && v.Index >= MaxIndex {
+		d.fail("index")
+	}
 	return d.Done()
 }
 

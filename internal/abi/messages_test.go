@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -86,7 +87,7 @@ func roundTripCases() []roundTripCase {
 			},
 		}, newSub},
 		{"SubmitRequest/non-finite floats keep their bits", &SubmitRequest{
-			Function: "f", NumReturns: math.MaxUint32,
+			Function: "f", NumReturns: MaxIndex - 1, // the largest valid count
 			Resources: Resources{CPUs: math.NaN(), GPUs: math.Inf(1), Custom: []Custom{
 				{Name: "x", Amount: math.Inf(-1)}, {Name: "y", Amount: math.Copysign(0, -1)},
 			}},
@@ -103,9 +104,58 @@ func roundTripCases() []roundTripCase {
 		}, newSub},
 		{"SubmitRequest/generator only", &SubmitRequest{Function: "f", Generator: true, MaxRetries: 3}, newSub},
 
+		// SubmitRequest limits and grants
+		{"SubmitRequest/limits only", &SubmitRequest{
+			Task: testTask2, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1},
+			Limits: Limits{MemoryPages: 256, TimeoutNs: 30_000_000_000},
+		}, newSub},
+		{"SubmitRequest/max limits", &SubmitRequest{
+			Function: "f", NumReturns: 1,
+			Limits: Limits{MemoryPages: math.MaxUint32, TimeoutNs: math.MaxInt64},
+		}, newSub},
+		{"SubmitRequest/memory only", &SubmitRequest{Function: "f", Limits: Limits{MemoryPages: 1}}, newSub},
+		{"SubmitRequest/timeout only", &SubmitRequest{Function: "f", Limits: Limits{TimeoutNs: 1}}, newSub},
+		{"SubmitRequest/mounts read-only and read-write", &SubmitRequest{
+			Task: testTask2, Function: "io", NumReturns: 1, Resources: Resources{CPUs: 1},
+			Grants: Grants{Mounts: []Mount{
+				{Host: "/srv/data", Guest: "/data", ReadOnly: true},
+				{Host: "/tmp/scratch", Guest: "/scratch", ReadOnly: false},
+			}},
+		}, newSub},
+		{"SubmitRequest/env only", &SubmitRequest{
+			Function: "f", NumReturns: 1,
+			Grants: Grants{Env: []KV{{Name: "HOME", Value: "/"}, {Name: "GREETING", Value: "héllo wörld"}}},
+		}, newSub},
+		{"SubmitRequest/grants with empty strings", &SubmitRequest{
+			Function: "f", NumReturns: 1,
+			Grants: Grants{
+				Mounts: []Mount{{Host: "", Guest: "", ReadOnly: true}, {}},
+				Env:    []KV{{Name: "", Value: ""}, {Name: "EMPTY", Value: ""}, {Name: "", Value: "v"}},
+			},
+		}, newSub},
+		{"SubmitRequest/every field", &SubmitRequest{
+			Task: testTask2, Function: "everything", NumReturns: MaxIndex - 1,
+			Resources:  Resources{CPUs: 2, GPUs: 0.5, Custom: []Custom{{Name: "tpu", Amount: 1}}},
+			MaxRetries: 5, Retry: RetryListed, RetryOn: []string{"timeout", "E1"},
+			Generator: true, Backpressure: 300, NoEvents: true,
+			Limits: Limits{MemoryPages: 16384, TimeoutNs: 1_500_000_000},
+			Grants: Grants{
+				Mounts: []Mount{
+					{Host: "/a", Guest: "/in", ReadOnly: true},
+					{Host: "/b", Guest: "/out"},
+					{Host: strings.Repeat("d/", 100), Guest: "/long"}, // 2-byte length prefix
+				},
+				Env: []KV{{Name: "K", Value: "v"}, {Name: "PATH", Value: "/bin:/usr/bin"}},
+			},
+			Args: []Arg{
+				{Value: Value{Codec: CodecJSON, Data: []byte(`[1,2]`)}},
+				{IsRef: true, Ref: Ref{ID: testRet5, Owner: "b:2"}},
+			},
+		}, newSub},
+
 		// NextRequest, NextReply, CancelRequest, a lone Value
 		{"NextRequest/first item no limit", &NextRequest{Task: testTask, Index: 0, TimeoutNs: -1}, func() message { return new(NextRequest) }},
-		{"NextRequest/max", &NextRequest{Task: testTask2, Index: math.MaxUint32, TimeoutNs: math.MaxInt64}, func() message { return new(NextRequest) }},
+		{"NextRequest/max", &NextRequest{Task: testTask2, Index: MaxIndex - 1, TimeoutNs: math.MaxInt64}, func() message { return new(NextRequest) }},
 		{"NextReply/end", &NextReply{End: true}, func() message { return new(NextReply) }},
 		{"NextReply/more", &NextReply{End: false}, func() message { return new(NextReply) }},
 		{"CancelRequest/plain", &CancelRequest{Ref: Ref{ID: testRet0, Owner: "a:1"}}, func() message { return new(CancelRequest) }},
@@ -210,12 +260,30 @@ func TestGoldenEncodings(t *testing.T) {
 			taskHex + "0166" + "01" + "000000000000f0bf" + "0000000000000000" +
 				"01" + "0178" + "000000000000e03f" +
 				"00" + "00" + "00" + "00" + "00" + // max retries, retry mode, retry-on, flags, backpressure
+				"00" + "00" + // limits: memory pages, timeout
+				"00" + "00" + // grants: mounts, env
 				"02" + "00" + "000131" + "01" + taskHex + "00000001" + "00"},
 		{"SubmitRequest retries and generator", &SubmitRequest{Task: testTask, Function: "g", NumReturns: 0,
 			Resources: Resources{CPUs: 0, GPUs: 1}, MaxRetries: -1, Retry: RetryListed, RetryOn: []string{"E1"},
 			Generator: true, NoEvents: true, Backpressure: 200},
 			taskHex + "0167" + "00" + "0000000000000000" + "000000000000f03f" + "00" +
-				"01" + "02" + "01" + "024531" + "03" + "c801" + "00"},
+				"01" + "02" + "01" + "024531" + "03" + "c801" +
+				"00" + "00" + "00" + "00" + // limits, grants
+				"00"},
+		{"SubmitRequest limits and grants", &SubmitRequest{Task: testTask, Function: "f", NumReturns: 1,
+			Resources: Resources{CPUs: -1},
+			Limits:    Limits{MemoryPages: 300, TimeoutNs: 1000},
+			Grants: Grants{
+				Mounts: []Mount{{Host: "/d", Guest: "/g", ReadOnly: true}, {Host: "h", Guest: ""}},
+				Env:    []KV{{Name: "K", Value: "v"}},
+			}},
+			taskHex + "0166" + "01" + "000000000000f0bf" + "0000000000000000" + "00" +
+				"00" + "00" + "00" + "00" + "00" + // max retries, retry mode, retry-on, flags, backpressure
+				"ac02" + // memory pages 300, uvarint
+				"d00f" + // timeout 1000, zigzag varint (2000)
+				"02" + "022f64" + "022f67" + "01" + "0168" + "00" + "00" + // 2 mounts: host, guest, mode (1 read-only, 0 read-write)
+				"01" + "014b" + "0176" + // 1 env var: name, value
+				"00"}, // no args
 		{"NextRequest", &NextRequest{Task: testTask, Index: 3, TimeoutNs: -1}, taskHex + "03" + "01"},
 		{"NextReply end", &NextReply{End: true}, "01"},
 		{"NextReply more", &NextReply{}, "00"},
@@ -236,6 +304,18 @@ func TestGoldenEncodings(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := hex.EncodeToString(c.msg.Encode(nil)); got != c.want {
 				t.Errorf("Encode = %s\n          want %s", got, c.want)
+			}
+			// The golden bytes decode back to the message.
+			in, err := hex.DecodeString(c.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := reflect.New(reflect.TypeOf(c.msg).Elem()).Interface().(message)
+			if err := got.Decode(in); err != nil {
+				t.Fatalf("Decode(%s) = %v", c.want, err)
+			}
+			if !equalMsg(c.msg, got) {
+				t.Fatalf("Decode(%s)\n got  %+v\n want %+v", c.want, got, c.msg)
 			}
 		})
 	}
@@ -317,6 +397,9 @@ func TestTaskErrorEncodeDecode(t *testing.T) {
 		}},
 		{"unicode and quotes", &TaskError{Kind: ErrorHost, Message: "\"quoted\" \u2028 \x00 ünï"}},
 		{"max attempt", &TaskError{Kind: ErrorTrap, Attempt: math.MaxUint32}},
+		{"timeout", &TaskError{Kind: ErrorTimeout, Function: "slow", Attempt: 2, Message: "ran past its 1s timeout"}},
+		{"out of memory", &TaskError{Kind: ErrorOutOfMemory, Function: "big", Message: "memory limit of 16 pages"}},
+		{"limit", &TaskError{Kind: ErrorLimit, Message: "result too large", Code: "E_SIZE"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -374,7 +457,25 @@ func TestDescriptionJSON(t *testing.T) {
 			Name: "ticks", NumArgs: 0, NumReturns: 0, Generator: true,
 			Defaults: CallOptions{Resources: Resources{CPUs: -1, GPUs: 1, Custom: []Custom{{Name: "tpu", Amount: 2}}},
 				MaxRetries: -1, Retry: RetryListed, RetryOn: []string{"E1"}, Backpressure: 8, NoEvents: true},
-		}}}, []string{`"generator":true`, `"max_retries":-1`, `"retry_on":["E1"]`, `"backpressure":8`, `"no_events":true`}, nil},
+		}}}, []string{`"generator":true`, `"max_retries":-1`, `"retry_on":["E1"]`, `"backpressure":8`, `"no_events":true`,
+			`"limits":{}`, `"grants":{}`}, []string{`"memory_pages"`, `"timeout_ns"`, `"mounts"`, `"env"`}},
+		{"limits and grants", Description{ABI: Version, Functions: []FunctionInfo{{
+			Name: "io", NumArgs: 1, NumReturns: 1,
+			Defaults: CallOptions{Resources: Resources{CPUs: -1},
+				Limits: Limits{MemoryPages: 256, TimeoutNs: 5_000_000_000},
+				Grants: Grants{
+					Mounts: []Mount{{Host: "/srv/data", Guest: "/data", ReadOnly: true}, {Host: "/tmp", Guest: "/tmp"}},
+					Env:    []KV{{Name: "K", Value: "v"}, {Name: "", Value: ""}},
+				}},
+		}}}, []string{
+			`"limits":{"memory_pages":256,"timeout_ns":5000000000}`,
+			`"grants":{"mounts":[{"host":"/srv/data","guest":"/data","read_only":true},{"host":"/tmp","guest":"/tmp","read_only":false}],` +
+				`"env":[{"name":"K","value":"v"},{"name":"","value":""}]}`,
+		}, nil},
+		{"timeout only, env only", Description{ABI: Version, Functions: []FunctionInfo{{
+			Name: "f", Defaults: CallOptions{Limits: Limits{TimeoutNs: 1}, Grants: Grants{Env: []KV{{Name: "A", Value: "b"}}}},
+		}}}, []string{`"limits":{"timeout_ns":1}`, `"grants":{"env":[{"name":"A","value":"b"}]}`},
+			[]string{`"memory_pages"`, `"mounts"`}},
 		{"error", Description{ABI: Version, Error: `ray: remote function "f" registered twice`},
 			[]string{`"error":"ray: remote function \"f\" registered twice"`}, nil},
 	}
@@ -418,6 +519,14 @@ func TestStringsAndValidity(t *testing.T) {
 		{ErrCode(0).String(), "error"}, {ErrCode(-99).String(), "error"},
 		{CodecJSON.String(), "json"}, {CodecRaw.String(), "raw"}, {CodecError.String(), "error"},
 		{Codec(3).String(), "codec(?)"},
+		// Error kinds travel as strings inside CodecError values.
+		{string(ErrorApplication), "application"}, {string(ErrorPanic), "panic"},
+		{string(ErrorBadRequest), "bad_request"}, {string(ErrorTrap), "trap"},
+		{string(ErrorWorkerDied), "worker_died"}, {string(ErrorCancelled), "cancelled"},
+		{string(ErrorDependency), "dependency"}, {string(ErrorInfeasible), "infeasible"},
+		{string(ErrorHost), "host"}, {string(ErrorEndOfStream), "end_of_stream"},
+		{string(ErrorTimeout), "timeout"}, {string(ErrorOutOfMemory), "out_of_memory"},
+		{string(ErrorLimit), "limit"},
 	} {
 		if c.got != c.want {
 			t.Errorf("String() = %q, want %q", c.got, c.want)

@@ -101,6 +101,14 @@ type Exec struct {
 	ModulePath string // the module's file; its name is its sha256
 	Invocation []byte // an encoded abi.Invocation
 	Function   string
+	// Limits of this task.
+	MemoryPages    uint32 // 0: wazero's default (4 GiB)
+	MaxResultBytes uint64 // the result, and each object it puts
+	MaxArgBytes    uint64 // the arguments of each task it submits
+	MaxLogBytes    uint64 // stdout and stderr together
+	// Grants give the task a filesystem or environment: it then gets an
+	// instance of its own, never reused.
+	Grants abi.Grants
 }
 
 func (m *Exec) Encode(b []byte) []byte {
@@ -108,6 +116,11 @@ func (m *Exec) Encode(b []byte) []byte {
 	e.TaskID(m.Task)
 	e.String(m.ModulePath)
 	e.String(m.Function)
+	e.Uvarint(uint64(m.MemoryPages))
+	e.Uvarint(m.MaxResultBytes)
+	e.Uvarint(m.MaxArgBytes)
+	e.Uvarint(m.MaxLogBytes)
+	abi.EncodeGrants(&e, m.Grants)
 	e.Bytes(m.Invocation)
 	return e.B
 }
@@ -117,6 +130,11 @@ func (m *Exec) Decode(b []byte) error {
 	m.Task = d.TaskID()
 	m.ModulePath = d.String()
 	m.Function = d.String()
+	m.MemoryPages = d.Uint32()
+	m.MaxResultBytes = d.Uvarint()
+	m.MaxArgBytes = d.Uvarint()
+	m.MaxLogBytes = d.Uvarint()
+	m.Grants = abi.DecodeGrants(d)
 	m.Invocation = d.Bytes()
 	return d.Done()
 }
@@ -237,8 +255,23 @@ func (m *Cancel) Decode(b []byte) error {
 	return d.Done()
 }
 
-// Load asks a worker to compile a module now.
-type Load struct{ ModulePath string }
+// Load asks a worker to compile a module now, for guests with the given
+// memory limit, and to make an instance ready.
+type Load struct {
+	ModulePath  string
+	MemoryPages uint32
+}
 
-func (m *Load) Encode(b []byte) []byte { return append(b, m.ModulePath...) }
-func (m *Load) Decode(b []byte) error  { m.ModulePath = string(b); return nil }
+func (m *Load) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.Uvarint(uint64(m.MemoryPages))
+	e.String(m.ModulePath)
+	return e.B
+}
+
+func (m *Load) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.MemoryPages = d.Uint32()
+	m.ModulePath = string([]byte(d.String()))
+	return d.Done()
+}

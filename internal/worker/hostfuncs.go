@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/rayhost/rayhost/internal/abi"
@@ -19,9 +20,9 @@ func withInstance(ctx context.Context, inst *instance) context.Context {
 // instantiateHostModule defines the "rayhost" import module: call and recv
 // (guest-sdk/ABI.md). Both check every pointer and length against the
 // guest's memory; a bad one is an error result, never a host fault.
-func (w *Worker) instantiateHostModule(ctx context.Context) error {
+func (w *Worker) instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
-	_, err := w.rt.NewHostModuleBuilder(abi.ImportModule).
+	_, err := rt.NewHostModuleBuilder(abi.ImportModule).
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(w.hostCall), []api.ValueType{i32, i32, i32}, []api.ValueType{i64}).
 		Export(abi.ImportCall).
@@ -76,6 +77,9 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		if r.Decode(req) != nil {
 			return int64(abi.ErrCodeBadRequest)
 		}
+		if over(req, e.limits.MaxResultBytes) {
+			return int64(abi.ErrCodeTooLarge)
+		}
 		e.result = append(e.result[:0], req...)
 		e.gotResult = true
 		return 0
@@ -84,6 +88,9 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		// once; then forwarded without waiting for the host.
 		if err := validate(op, req); err != nil {
 			return int64(abi.ErrCodeBadRequest)
+		}
+		if (op == abi.OpSubmit && over(req, e.limits.MaxArgBytes)) || (op == abi.OpPut && over(req, e.limits.MaxResultBytes)) {
+			return int64(abi.ErrCodeTooLarge)
 		}
 		c := ipc.Call{Task: e.task, Op: op, Payload: req}
 		w.send(ipc.TypeCall, c.Encode(nil))
@@ -115,6 +122,9 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		if err := validate(op, req); err != nil {
 			return int64(abi.ErrCodeBadRequest)
 		}
+		if op == abi.OpYield && over(req, e.limits.MaxResultBytes) {
+			return int64(abi.ErrCodeTooLarge)
+		}
 		r := w.roundTrip(e, op, req)
 		if r.Code < 0 {
 			return r.Code
@@ -124,6 +134,9 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 	}
 	return int64(abi.ErrCodeUnknownOp)
 }
+
+// over reports whether req is larger than a limit (0: none).
+func over(req []byte, limit uint64) bool { return limit > 0 && uint64(len(req)) > limit }
 
 func validate(op abi.Op, req []byte) error {
 	switch op {
@@ -163,6 +176,9 @@ func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
 	w.seqMu.Unlock()
 	c := ipc.Call{Seq: seq, Task: e.task, Op: op, Payload: req}
 	if err := w.conn.Write(ipc.TypeCall, c.Encode(nil)); err != nil {
+		w.seqMu.Lock()
+		delete(w.pending, seq)
+		w.seqMu.Unlock()
 		return ipc.Reply{Code: int64(abi.ErrCodeHost)}
 	}
 	select {

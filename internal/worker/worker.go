@@ -51,8 +51,12 @@ func DefaultConfig() Config {
 type Worker struct {
 	cfg  Config
 	conn *ipc.Conn
-	rt   wazero.Runtime
+	base wazero.RuntimeConfig
 	log  *slog.Logger
+
+	// One runtime per guest memory limit: wazero sets the limit per runtime.
+	rtMu     sync.Mutex
+	runtimes map[uint32]wazero.Runtime
 
 	modMu   sync.Mutex
 	modules map[string]*module // by path
@@ -72,7 +76,9 @@ type Worker struct {
 }
 
 type module struct {
+	key      string // pages:path
 	path     string
+	rt       wazero.Runtime
 	once     sync.Once
 	compiled wazero.CompiledModule
 	err      error
@@ -84,15 +90,23 @@ type instance struct {
 	invoke  api.Function
 	mailbox []byte
 	exec    *execution
+	private bool // made for a task with grants: never reused
 }
 
 type execution struct {
 	task      ids.TaskID
+	limits    ipc.Exec // the limits of the Exec (its other fields unused)
 	cancelled chan struct{}
 	cancelOne sync.Once
 	result    []byte
 	gotResult bool
+	logged    uint64
 }
+
+// errOutputLimit aborts a guest that prints more than it may: the guest
+// cannot be interrupted, but its writes are host calls, and a host call may
+// end the guest's call by panicking (wazero turns it into an error).
+var errOutputLimit = errors.New("the task's output exceeded its limit")
 
 // Run serves the host on rw until it closes the connection or ctx ends.
 func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
@@ -110,22 +124,18 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
-	if cfg.MemoryLimitPages > 0 {
-		rc = rc.WithMemoryLimitPages(cfg.MemoryLimitPages)
-	}
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	defer rt.Close(context.Background())
-
 	w := &Worker{
-		cfg: cfg, conn: ipc.NewConn(rw), rt: rt, log: cfg.Logger,
+		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
 		modules: map[string]*module{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
 		closed: make(chan struct{}),
 	}
 	defer w.conn.Close()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		return fmt.Errorf("worker: wasi: %w", err)
-	}
-	if err := w.instantiateHostModule(ctx); err != nil {
+	defer func() {
+		for _, rt := range w.runtimes {
+			rt.Close(context.Background())
+		}
+	}()
+	if _, err := w.runtime(ctx, cfg.MemoryLimitPages); err != nil {
 		return err
 	}
 	if err := w.conn.Write(ipc.TypeReady, fmt.Appendf(nil, "%d", os.Getpid())); err != nil {
@@ -206,9 +216,10 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			w.curMu.Unlock()
 		case ipc.TypeLoad:
 			var l ipc.Load
-			_ = l.Decode(payload)
-			path := string([]byte(l.ModulePath))
-			go w.prewarm(ctx, path)
+			if err := l.Decode(payload); err != nil {
+				return fmt.Errorf("worker: load: %w", err)
+			}
+			go w.prewarm(ctx, l.ModulePath, l.MemoryPages)
 		default:
 			return fmt.Errorf("worker: unknown frame type %d", t)
 		}
@@ -217,14 +228,41 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 
 func (e *execution) cancel() { e.cancelOne.Do(func() { close(e.cancelled) }) }
 
-// module returns the compiled module at path, compiling it once.
-func (w *Worker) module(ctx context.Context, path string) (*module, error) {
+// runtime returns the runtime for guests limited to pages of memory (0:
+// wazero's default, 4 GiB), with WASI and the rayhost host functions.
+func (w *Worker) runtime(ctx context.Context, pages uint32) (wazero.Runtime, error) {
+	w.rtMu.Lock()
+	defer w.rtMu.Unlock()
+	if rt := w.runtimes[pages]; rt != nil {
+		return rt, nil
+	}
+	rc := w.base
+	if pages > 0 {
+		rc = rc.WithMemoryLimitPages(pages)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("worker: wasi: %w", err)
+	}
+	if err := w.instantiateHostModule(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	w.runtimes[pages] = rt
+	return rt, nil
+}
+
+// module returns the module at path compiled for the runtime of the given
+// memory limit, compiling it once.
+func (w *Worker) module(ctx context.Context, path string, pages uint32) (*module, error) {
+	key := fmt.Sprintf("%d:%s", pages, path)
 	w.modMu.Lock()
-	m := w.modules[path]
+	m := w.modules[key]
 	if m == nil {
-		m = &module{path: path}
-		w.modules[path] = m
-		w.order = append(w.order, path)
+		m = &module{key: key, path: path}
+		w.modules[key] = m
+		w.order = append(w.order, key)
 		for len(w.order) > w.cfg.MaxModules {
 			old := w.order[0]
 			w.order = w.order[1:]
@@ -236,12 +274,15 @@ func (w *Worker) module(ctx context.Context, path string) (*module, error) {
 	}
 	w.modMu.Unlock()
 	m.once.Do(func() {
+		if m.rt, m.err = w.runtime(ctx, pages); m.err != nil {
+			return
+		}
 		wasm, err := os.ReadFile(path)
 		if err != nil {
 			m.err = fmt.Errorf("reading module: %w", err)
 			return
 		}
-		m.compiled, m.err = w.rt.CompileModule(ctx, wasm)
+		m.compiled, m.err = m.rt.CompileModule(ctx, wasm)
 		if m.err != nil {
 			m.err = fmt.Errorf("not a valid Wasm module: %w", m.err)
 			return
@@ -260,8 +301,8 @@ func (w *Worker) module(ctx context.Context, path string) (*module, error) {
 // prewarm compiles the module at path and instantiates it, so that its first
 // task here pays neither (2–3 ms of instantiation, more when every worker
 // does it at once).
-func (w *Worker) prewarm(ctx context.Context, path string) {
-	m, err := w.module(ctx, path)
+func (w *Worker) prewarm(ctx context.Context, path string, pages uint32) {
+	m, err := w.module(ctx, path, pages)
 	if err != nil {
 		return
 	}
@@ -271,21 +312,25 @@ func (w *Worker) prewarm(ctx context.Context, path string) {
 	if warm {
 		return
 	}
-	if inst, err := w.instance(ctx, m); err == nil {
+	if inst, err := w.instance(ctx, m, abi.Grants{}); err == nil {
 		w.release(m, inst)
 	}
 }
 
-// instance takes m's idle instance or makes a new one.
-func (w *Worker) instance(ctx context.Context, m *module) (*instance, error) {
-	w.modMu.Lock()
-	inst := m.idle
-	m.idle = nil
-	w.modMu.Unlock()
-	if inst != nil {
-		return inst, nil
+// instance takes m's idle instance or makes a new one. A task with grants
+// gets an instance of its own, configured with them.
+func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (*instance, error) {
+	private := !grants.Empty()
+	if !private {
+		w.modMu.Lock()
+		inst := m.idle
+		m.idle = nil
+		w.modMu.Unlock()
+		if inst != nil {
+			return inst, nil
+		}
 	}
-	inst = &instance{}
+	inst := &instance{private: private}
 	out := &logWriter{w: w, inst: inst, stream: 1}
 	errw := &logWriter{w: w, inst: inst, stream: 2}
 	mc := wazero.NewModuleConfig().
@@ -294,9 +339,23 @@ func (w *Worker) instance(ctx context.Context, m *module) (*instance, error) {
 		WithSysNanotime().WithSysWalltime().WithSysNanosleep().
 		WithRandSource(rand.Reader).
 		WithStdout(out).WithStderr(errw)
-	// No filesystem, environment or arguments: a guest reaches the world only
-	// through the rayhost host functions.
-	mod, err := w.rt.InstantiateModule(withInstance(ctx, inst), m.compiled, mc)
+	// No filesystem, environment or arguments unless granted: a guest reaches
+	// the world only through the rayhost host functions.
+	if private {
+		fs := wazero.NewFSConfig()
+		for _, mnt := range grants.Mounts {
+			if mnt.ReadOnly {
+				fs = fs.WithReadOnlyDirMount(mnt.Host, mnt.Guest)
+			} else {
+				fs = fs.WithDirMount(mnt.Host, mnt.Guest)
+			}
+		}
+		mc = mc.WithFSConfig(fs)
+		for _, kv := range grants.Env {
+			mc = mc.WithEnv(kv.Name, kv.Value)
+		}
+	}
+	mod, err := m.rt.InstantiateModule(withInstance(ctx, inst), m.compiled, mc)
 	if err != nil {
 		return nil, fmt.Errorf("instantiating the module: %w", err)
 	}
@@ -317,7 +376,7 @@ func (w *Worker) instance(ctx context.Context, m *module) (*instance, error) {
 func (w *Worker) release(m *module, inst *instance) {
 	w.modMu.Lock()
 	defer w.modMu.Unlock()
-	if m.idle == nil && w.modules[m.path] == m {
+	if !inst.private && m.idle == nil && w.modules[m.key] == m {
 		m.idle = inst
 		return
 	}
@@ -325,7 +384,7 @@ func (w *Worker) release(m *module, inst *instance) {
 }
 
 func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
-	e := &execution{task: ex.Task, cancelled: make(chan struct{})}
+	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{})}
 	w.curMu.Lock()
 	w.current = e
 	if w.early[ex.Task] {
@@ -340,13 +399,13 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	}()
 
 	done := ipc.Done{Task: ex.Task}
-	m, err := w.module(ctx, ex.ModulePath)
+	m, err := w.module(ctx, ex.ModulePath, ex.MemoryPages)
 	if err != nil {
 		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
 		w.send(ipc.TypeDone, done.Encode(nil))
 		return
 	}
-	inst, err := w.instance(ctx, m)
+	inst, err := w.instance(ctx, m, ex.Grants)
 	if err != nil {
 		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
 		w.send(ipc.TypeDone, done.Encode(nil))
@@ -363,6 +422,9 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		// reuse the instance.
 		_ = inst.mod.Close(ctx)
 		done.Kind, done.Trap = abi.ErrorTrap, trapMessage(err)
+		if errors.Is(err, errOutputLimit) {
+			done.Kind, done.Trap = abi.ErrorLimit, fmt.Sprintf("the task wrote more than %d bytes of output", ex.MaxLogBytes)
+		}
 	case !e.gotResult:
 		w.release(m, inst)
 		done.Kind, done.Trap = abi.ErrorHost, "the guest returned without a result"
@@ -400,6 +462,10 @@ func (l *logWriter) Write(p []byte) (int, error) {
 	var task ids.TaskID
 	if e := l.inst.exec; e != nil {
 		task = e.task
+		e.logged += uint64(len(p))
+		if max := e.limits.MaxLogBytes; max > 0 && e.logged > max {
+			panic(errOutputLimit)
+		}
 	}
 	m := ipc.Log{Task: task, Stream: l.stream, Data: p}
 	l.w.send(ipc.TypeLog, m.Encode(nil))

@@ -338,6 +338,15 @@ type TaskOptions struct {
 	RetryExceptions    []string `protobuf:"bytes,5,rep,name=retry_exceptions,json=retryExceptions,proto3" json:"retry_exceptions,omitempty"`
 	// Do not record task events for this call.
 	DisableEvents bool `protobuf:"varint,6,opt,name=disable_events,json=disableEvents,proto3" json:"disable_events,omitempty"`
+	// Guest memory limit in bytes (0: the function's or the host's default).
+	MemoryLimitBytes int64 `protobuf:"varint,7,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	// Wall-clock limit of each attempt in milliseconds (0: the default).
+	TimeoutMs int64 `protobuf:"varint,8,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Host directories to mount into the guest; each must be within a
+	// directory the host allows (rayhost start --allow-dir).
+	Mounts []*Mount `protobuf:"bytes,9,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// Environment variables for the guest (it has none otherwise).
+	Env           map[string]string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -414,6 +423,94 @@ func (x *TaskOptions) GetDisableEvents() bool {
 	return false
 }
 
+func (x *TaskOptions) GetMemoryLimitBytes() int64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *TaskOptions) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *TaskOptions) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *TaskOptions) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+type Mount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostPath      string                 `protobuf:"bytes,1,opt,name=host_path,json=hostPath,proto3" json:"host_path,omitempty"`
+	GuestPath     string                 `protobuf:"bytes,2,opt,name=guest_path,json=guestPath,proto3" json:"guest_path,omitempty"`
+	ReadOnly      bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mount) Reset() {
+	*x = Mount{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mount) ProtoMessage() {}
+
+func (x *Mount) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
+func (*Mount) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Mount) GetHostPath() string {
+	if x != nil {
+		return x.HostPath
+	}
+	return ""
+}
+
+func (x *Mount) GetGuestPath() string {
+	if x != nil {
+		return x.GuestPath
+	}
+	return ""
+}
+
+func (x *Mount) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
 type RegisterModuleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The module's bytes (a GOOS=wasip1 reactor built with guest-sdk/ray).
@@ -426,7 +523,7 @@ type RegisterModuleRequest struct {
 
 func (x *RegisterModuleRequest) Reset() {
 	*x = RegisterModuleRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	mi := &file_rayhost_v1_task_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +535,7 @@ func (x *RegisterModuleRequest) String() string {
 func (*RegisterModuleRequest) ProtoMessage() {}
 
 func (x *RegisterModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	mi := &file_rayhost_v1_task_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +548,7 @@ func (x *RegisterModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterModuleRequest.ProtoReflect.Descriptor instead.
 func (*RegisterModuleRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{5}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterModuleRequest) GetWasm() []byte {
@@ -480,7 +577,7 @@ type RegisterModuleResponse struct {
 
 func (x *RegisterModuleResponse) Reset() {
 	*x = RegisterModuleResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[6]
+	mi := &file_rayhost_v1_task_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +589,7 @@ func (x *RegisterModuleResponse) String() string {
 func (*RegisterModuleResponse) ProtoMessage() {}
 
 func (x *RegisterModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[6]
+	mi := &file_rayhost_v1_task_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +602,7 @@ func (x *RegisterModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterModuleResponse.ProtoReflect.Descriptor instead.
 func (*RegisterModuleResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{6}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterModuleResponse) GetDigest() string {
@@ -541,7 +638,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[7]
+	mi := &file_rayhost_v1_task_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +650,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[7]
+	mi := &file_rayhost_v1_task_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +663,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{7}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FunctionInfo) GetName() string {
@@ -610,7 +707,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[8]
+	mi := &file_rayhost_v1_task_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +719,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[8]
+	mi := &file_rayhost_v1_task_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +732,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{8}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitRequest) GetModule() string {
@@ -676,7 +773,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[9]
+	mi := &file_rayhost_v1_task_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +785,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[9]
+	mi := &file_rayhost_v1_task_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +798,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{9}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitResponse) GetTaskId() string {
@@ -729,7 +826,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[10]
+	mi := &file_rayhost_v1_task_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +838,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[10]
+	mi := &file_rayhost_v1_task_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +851,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{10}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetRequest) GetRefs() []*ObjectRef {
@@ -780,7 +877,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[11]
+	mi := &file_rayhost_v1_task_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +889,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[11]
+	mi := &file_rayhost_v1_task_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +902,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{11}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetResponse) GetValues() []*Value {
@@ -825,7 +922,7 @@ type GetStreamRequest struct {
 
 func (x *GetStreamRequest) Reset() {
 	*x = GetStreamRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[12]
+	mi := &file_rayhost_v1_task_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +934,7 @@ func (x *GetStreamRequest) String() string {
 func (*GetStreamRequest) ProtoMessage() {}
 
 func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[12]
+	mi := &file_rayhost_v1_task_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +947,7 @@ func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{12}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetStreamRequest) GetRef() *ObjectRef {
@@ -878,7 +975,7 @@ type GetStreamResponse struct {
 
 func (x *GetStreamResponse) Reset() {
 	*x = GetStreamResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[13]
+	mi := &file_rayhost_v1_task_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +987,7 @@ func (x *GetStreamResponse) String() string {
 func (*GetStreamResponse) ProtoMessage() {}
 
 func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[13]
+	mi := &file_rayhost_v1_task_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1000,7 @@ func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{13}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStreamResponse) GetHeader() *ObjectHeader {
@@ -931,7 +1028,7 @@ type ObjectHeader struct {
 
 func (x *ObjectHeader) Reset() {
 	*x = ObjectHeader{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[14]
+	mi := &file_rayhost_v1_task_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1040,7 @@ func (x *ObjectHeader) String() string {
 func (*ObjectHeader) ProtoMessage() {}
 
 func (x *ObjectHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[14]
+	mi := &file_rayhost_v1_task_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1053,7 @@ func (x *ObjectHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectHeader.ProtoReflect.Descriptor instead.
 func (*ObjectHeader) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{14}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ObjectHeader) GetCodec() string {
@@ -982,7 +1079,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[15]
+	mi := &file_rayhost_v1_task_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1091,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[15]
+	mi := &file_rayhost_v1_task_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1104,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{15}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutRequest) GetValue() *Value {
@@ -1026,7 +1123,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[16]
+	mi := &file_rayhost_v1_task_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1135,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[16]
+	mi := &file_rayhost_v1_task_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1148,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{16}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutResponse) GetRef() *ObjectRef {
@@ -1074,7 +1171,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[17]
+	mi := &file_rayhost_v1_task_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1183,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[17]
+	mi := &file_rayhost_v1_task_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1196,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{17}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitRequest) GetRefs() []*ObjectRef {
@@ -1133,7 +1230,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[18]
+	mi := &file_rayhost_v1_task_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1242,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[18]
+	mi := &file_rayhost_v1_task_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1255,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{18}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WaitResponse) GetReady() []*ObjectRef {
@@ -1186,7 +1283,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[19]
+	mi := &file_rayhost_v1_task_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1295,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[19]
+	mi := &file_rayhost_v1_task_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1308,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{19}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelRequest) GetRef() *ObjectRef {
@@ -1243,7 +1340,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[20]
+	mi := &file_rayhost_v1_task_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1352,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[20]
+	mi := &file_rayhost_v1_task_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1365,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{20}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{21}
 }
 
 type RunRequest struct {
@@ -1281,7 +1378,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[21]
+	mi := &file_rayhost_v1_task_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1390,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[21]
+	mi := &file_rayhost_v1_task_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1403,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{21}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RunRequest) GetModule() string {
@@ -1329,7 +1426,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[22]
+	mi := &file_rayhost_v1_task_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1438,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[22]
+	mi := &file_rayhost_v1_task_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1451,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{22}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RunResponse) GetEvent() isRunResponse_Event {
@@ -1412,7 +1509,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[23]
+	mi := &file_rayhost_v1_task_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1521,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[23]
+	mi := &file_rayhost_v1_task_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1534,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{23}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogLine) GetTaskId() string {
@@ -1486,7 +1583,7 @@ type RunResult struct {
 
 func (x *RunResult) Reset() {
 	*x = RunResult{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[24]
+	mi := &file_rayhost_v1_task_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1595,7 @@ func (x *RunResult) String() string {
 func (*RunResult) ProtoMessage() {}
 
 func (x *RunResult) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[24]
+	mi := &file_rayhost_v1_task_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1608,7 @@ func (x *RunResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResult.ProtoReflect.Descriptor instead.
 func (*RunResult) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{24}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RunResult) GetError() string {
@@ -1536,7 +1633,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	mi := &file_rayhost_v1_task_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1645,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	mi := &file_rayhost_v1_task_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1658,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{25}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{26}
 }
 
 type HealthResponse struct {
@@ -1577,7 +1674,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[26]
+	mi := &file_rayhost_v1_task_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1686,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[26]
+	mi := &file_rayhost_v1_task_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1699,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{26}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HealthResponse) GetHostId() string {
@@ -1664,7 +1761,7 @@ type TaskError struct {
 
 func (x *TaskError) Reset() {
 	*x = TaskError{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[27]
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1773,7 @@ func (x *TaskError) String() string {
 func (*TaskError) ProtoMessage() {}
 
 func (x *TaskError) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[27]
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1786,7 @@ func (x *TaskError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskError.ProtoReflect.Descriptor instead.
 func (*TaskError) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{27}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskError) GetKind() string {
@@ -1767,7 +1864,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1876,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1889,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListTasksRequest) GetState() string {
@@ -1813,7 +1910,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1922,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1935,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTasksResponse) GetEvents() []*TaskEvent {
@@ -1875,7 +1972,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +1984,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +1997,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -1991,7 +2088,7 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\vCustomEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\v\n" +
-	"\t_num_cpus\"\x9d\x02\n" +
+	"\t_num_cpus\"\x81\x04\n" +
 	"\vTaskOptions\x123\n" +
 	"\tresources\x18\x01 \x01(\v2\x15.rayhost.v1.ResourcesR\tresources\x12\x1f\n" +
 	"\vnum_returns\x18\x02 \x01(\rR\n" +
@@ -2000,8 +2097,22 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"maxRetries\x88\x01\x01\x120\n" +
 	"\x14retry_all_exceptions\x18\x04 \x01(\bR\x12retryAllExceptions\x12)\n" +
 	"\x10retry_exceptions\x18\x05 \x03(\tR\x0fretryExceptions\x12%\n" +
-	"\x0edisable_events\x18\x06 \x01(\bR\rdisableEventsB\x0e\n" +
-	"\f_max_retries\"?\n" +
+	"\x0edisable_events\x18\x06 \x01(\bR\rdisableEvents\x12,\n" +
+	"\x12memory_limit_bytes\x18\a \x01(\x03R\x10memoryLimitBytes\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\b \x01(\x03R\ttimeoutMs\x12)\n" +
+	"\x06mounts\x18\t \x03(\v2\x11.rayhost.v1.MountR\x06mounts\x122\n" +
+	"\x03env\x18\n" +
+	" \x03(\v2 .rayhost.v1.TaskOptions.EnvEntryR\x03env\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
+	"\f_max_retries\"`\n" +
+	"\x05Mount\x12\x1b\n" +
+	"\thost_path\x18\x01 \x01(\tR\bhostPath\x12\x1d\n" +
+	"\n" +
+	"guest_path\x18\x02 \x01(\tR\tguestPath\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"?\n" +
 	"\x15RegisterModuleRequest\x12\x12\n" +
 	"\x04wasm\x18\x01 \x01(\fR\x04wasm\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x83\x01\n" +
@@ -2134,92 +2245,96 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
 	(*Arg)(nil),                    // 2: rayhost.v1.Arg
 	(*Resources)(nil),              // 3: rayhost.v1.Resources
 	(*TaskOptions)(nil),            // 4: rayhost.v1.TaskOptions
-	(*RegisterModuleRequest)(nil),  // 5: rayhost.v1.RegisterModuleRequest
-	(*RegisterModuleResponse)(nil), // 6: rayhost.v1.RegisterModuleResponse
-	(*FunctionInfo)(nil),           // 7: rayhost.v1.FunctionInfo
-	(*SubmitRequest)(nil),          // 8: rayhost.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 9: rayhost.v1.SubmitResponse
-	(*GetRequest)(nil),             // 10: rayhost.v1.GetRequest
-	(*GetResponse)(nil),            // 11: rayhost.v1.GetResponse
-	(*GetStreamRequest)(nil),       // 12: rayhost.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 13: rayhost.v1.GetStreamResponse
-	(*ObjectHeader)(nil),           // 14: rayhost.v1.ObjectHeader
-	(*PutRequest)(nil),             // 15: rayhost.v1.PutRequest
-	(*PutResponse)(nil),            // 16: rayhost.v1.PutResponse
-	(*WaitRequest)(nil),            // 17: rayhost.v1.WaitRequest
-	(*WaitResponse)(nil),           // 18: rayhost.v1.WaitResponse
-	(*CancelRequest)(nil),          // 19: rayhost.v1.CancelRequest
-	(*CancelResponse)(nil),         // 20: rayhost.v1.CancelResponse
-	(*RunRequest)(nil),             // 21: rayhost.v1.RunRequest
-	(*RunResponse)(nil),            // 22: rayhost.v1.RunResponse
-	(*LogLine)(nil),                // 23: rayhost.v1.LogLine
-	(*RunResult)(nil),              // 24: rayhost.v1.RunResult
-	(*HealthRequest)(nil),          // 25: rayhost.v1.HealthRequest
-	(*HealthResponse)(nil),         // 26: rayhost.v1.HealthResponse
-	(*TaskError)(nil),              // 27: rayhost.v1.TaskError
-	(*ListTasksRequest)(nil),       // 28: rayhost.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 29: rayhost.v1.ListTasksResponse
-	(*TaskEvent)(nil),              // 30: rayhost.v1.TaskEvent
-	nil,                            // 31: rayhost.v1.Resources.CustomEntry
+	(*Mount)(nil),                  // 5: rayhost.v1.Mount
+	(*RegisterModuleRequest)(nil),  // 6: rayhost.v1.RegisterModuleRequest
+	(*RegisterModuleResponse)(nil), // 7: rayhost.v1.RegisterModuleResponse
+	(*FunctionInfo)(nil),           // 8: rayhost.v1.FunctionInfo
+	(*SubmitRequest)(nil),          // 9: rayhost.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 10: rayhost.v1.SubmitResponse
+	(*GetRequest)(nil),             // 11: rayhost.v1.GetRequest
+	(*GetResponse)(nil),            // 12: rayhost.v1.GetResponse
+	(*GetStreamRequest)(nil),       // 13: rayhost.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),      // 14: rayhost.v1.GetStreamResponse
+	(*ObjectHeader)(nil),           // 15: rayhost.v1.ObjectHeader
+	(*PutRequest)(nil),             // 16: rayhost.v1.PutRequest
+	(*PutResponse)(nil),            // 17: rayhost.v1.PutResponse
+	(*WaitRequest)(nil),            // 18: rayhost.v1.WaitRequest
+	(*WaitResponse)(nil),           // 19: rayhost.v1.WaitResponse
+	(*CancelRequest)(nil),          // 20: rayhost.v1.CancelRequest
+	(*CancelResponse)(nil),         // 21: rayhost.v1.CancelResponse
+	(*RunRequest)(nil),             // 22: rayhost.v1.RunRequest
+	(*RunResponse)(nil),            // 23: rayhost.v1.RunResponse
+	(*LogLine)(nil),                // 24: rayhost.v1.LogLine
+	(*RunResult)(nil),              // 25: rayhost.v1.RunResult
+	(*HealthRequest)(nil),          // 26: rayhost.v1.HealthRequest
+	(*HealthResponse)(nil),         // 27: rayhost.v1.HealthResponse
+	(*TaskError)(nil),              // 28: rayhost.v1.TaskError
+	(*ListTasksRequest)(nil),       // 29: rayhost.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 30: rayhost.v1.ListTasksResponse
+	(*TaskEvent)(nil),              // 31: rayhost.v1.TaskEvent
+	nil,                            // 32: rayhost.v1.Resources.CustomEntry
+	nil,                            // 33: rayhost.v1.TaskOptions.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	31, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	32, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
-	7,  // 3: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
-	2,  // 4: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
-	4,  // 5: rayhost.v1.SubmitRequest.options:type_name -> rayhost.v1.TaskOptions
-	0,  // 6: rayhost.v1.SubmitResponse.refs:type_name -> rayhost.v1.ObjectRef
-	0,  // 7: rayhost.v1.GetRequest.refs:type_name -> rayhost.v1.ObjectRef
-	1,  // 8: rayhost.v1.GetResponse.values:type_name -> rayhost.v1.Value
-	0,  // 9: rayhost.v1.GetStreamRequest.ref:type_name -> rayhost.v1.ObjectRef
-	14, // 10: rayhost.v1.GetStreamResponse.header:type_name -> rayhost.v1.ObjectHeader
-	1,  // 11: rayhost.v1.PutRequest.value:type_name -> rayhost.v1.Value
-	0,  // 12: rayhost.v1.PutResponse.ref:type_name -> rayhost.v1.ObjectRef
-	0,  // 13: rayhost.v1.WaitRequest.refs:type_name -> rayhost.v1.ObjectRef
-	0,  // 14: rayhost.v1.WaitResponse.ready:type_name -> rayhost.v1.ObjectRef
-	0,  // 15: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
-	0,  // 16: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
-	23, // 17: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
-	24, // 18: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
-	3,  // 19: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
-	3,  // 20: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
-	27, // 21: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
-	30, // 22: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
-	5,  // 23: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	8,  // 24: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	8,  // 25: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	10, // 26: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	12, // 27: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	15, // 28: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	17, // 29: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	19, // 30: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	21, // 31: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	25, // 32: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	28, // 33: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	6,  // 34: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	9,  // 35: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	9,  // 36: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	11, // 37: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	13, // 38: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	16, // 39: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	18, // 40: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	20, // 41: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	22, // 42: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	26, // 43: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	29, // 44: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	5,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
+	33, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	8,  // 5: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
+	2,  // 6: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
+	4,  // 7: rayhost.v1.SubmitRequest.options:type_name -> rayhost.v1.TaskOptions
+	0,  // 8: rayhost.v1.SubmitResponse.refs:type_name -> rayhost.v1.ObjectRef
+	0,  // 9: rayhost.v1.GetRequest.refs:type_name -> rayhost.v1.ObjectRef
+	1,  // 10: rayhost.v1.GetResponse.values:type_name -> rayhost.v1.Value
+	0,  // 11: rayhost.v1.GetStreamRequest.ref:type_name -> rayhost.v1.ObjectRef
+	15, // 12: rayhost.v1.GetStreamResponse.header:type_name -> rayhost.v1.ObjectHeader
+	1,  // 13: rayhost.v1.PutRequest.value:type_name -> rayhost.v1.Value
+	0,  // 14: rayhost.v1.PutResponse.ref:type_name -> rayhost.v1.ObjectRef
+	0,  // 15: rayhost.v1.WaitRequest.refs:type_name -> rayhost.v1.ObjectRef
+	0,  // 16: rayhost.v1.WaitResponse.ready:type_name -> rayhost.v1.ObjectRef
+	0,  // 17: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
+	0,  // 18: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
+	24, // 19: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
+	25, // 20: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
+	3,  // 21: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
+	3,  // 22: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
+	28, // 23: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
+	31, // 24: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
+	6,  // 25: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	9,  // 26: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	9,  // 27: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	11, // 28: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	13, // 29: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	16, // 30: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	18, // 31: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	20, // 32: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	22, // 33: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	26, // 34: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	29, // 35: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	7,  // 36: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	10, // 37: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	10, // 38: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	12, // 39: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	14, // 40: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	17, // 41: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	19, // 42: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	21, // 43: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	23, // 44: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	27, // 45: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	30, // 46: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -2238,7 +2353,7 @@ func file_rayhost_v1_task_proto_init() {
 	}
 	file_rayhost_v1_task_proto_msgTypes[3].OneofWrappers = []any{}
 	file_rayhost_v1_task_proto_msgTypes[4].OneofWrappers = []any{}
-	file_rayhost_v1_task_proto_msgTypes[22].OneofWrappers = []any{
+	file_rayhost_v1_task_proto_msgTypes[23].OneofWrappers = []any{
 		(*RunResponse_Log)(nil),
 		(*RunResponse_Result)(nil),
 	}
@@ -2248,7 +2363,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

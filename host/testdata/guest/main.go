@@ -209,6 +209,17 @@ var _ = ray.Func1("disk_task", func(ctx context.Context, ms int) (int64, error) 
 	return start, ray.Sleep(ctx, time.Duration(ms)*time.Millisecond)
 }, ray.Resources(map[string]float64{"disk": 1}))
 
+// getTimesOut reports whether a Get past its context's deadline fails with
+// ErrGetTimeout inside a guest.
+var _ = ray.Func0("get_times_out", func(ctx context.Context) (bool, error) {
+	slow := sleeper.Remote(5000)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err := ray.Get(short, slow)
+	_ = ray.Cancel(slow, true, true)
+	return errors.Is(err, ray.ErrGetTimeout), nil
+})
+
 func init() {
 	ray.Main(func(ctx context.Context) error {
 		fmt.Println("driver starting")
