@@ -247,10 +247,14 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		h.mu.Lock()
 		if len(t.stderr) > 0 {
 			msg += "\nguest stderr:\n" + string(t.stderr)
-			// The Go runtime says so on stderr before it exits.
-			if kind == abi.ErrorTrap && bytes.Contains(t.stderr, []byte("out of memory")) {
+			// The Go runtime says why on stderr before it exits.
+			switch {
+			case kind != abi.ErrorTrap:
+			case bytes.Contains(t.stderr, []byte("fatal error: out of memory")):
 				kind = abi.ErrorOutOfMemory
 				msg = fmt.Sprintf("the guest ran out of memory (limit %d MiB)\n%s", h.memoryLimitOf(t)>>20, msg)
+			case bytes.Contains(t.stderr, []byte("fatal error: stack overflow")):
+				msg = "the guest overflowed its stack\n" + msg
 			}
 		}
 		h.mu.Unlock()
@@ -576,21 +580,23 @@ func (h *Host) guestLog(w *workerProc, l *ipc.Log) {
 		h.mu.Unlock()
 		return
 	}
-	if l.Stream == 2 {
-		const keep = 4 << 10
-		t.stderr = append(t.stderr, l.Data...)
-		if len(t.stderr) > keep {
-			t.stderr = append([]byte(nil), t.stderr[len(t.stderr)-keep:]...)
-		}
+	if l.Stream == 2 && len(t.stderr) < stderrKept {
+		// The head: a Go guest's fatal error comes first, then a dump of
+		// every goroutine.
+		t.stderr = append(t.stderr, l.Data[:min(len(l.Data), stderrKept-len(t.stderr))]...)
 	}
 	j := t.job
 	h.mu.Unlock()
 	if j != nil {
 		j.log(t, h.cfg.ID, l.Stream, append([]byte(nil), l.Data...))
 	} else {
-		h.log.Info("guest output", "task_id", t.id, "function", t.displayName(), "stream", l.Stream, "data", string(l.Data))
+		h.log.Debug("guest output", "task_id", t.id, "function", t.displayName(), "stream", l.Stream, "data", string(l.Data))
 	}
 }
+
+// stderrKept is how much of an attempt's stderr the host keeps for its
+// error message.
+const stderrKept = 4 << 10
 
 // errLimit marks a submission refused by a limit.
 var errLimit = errors.New("limit exceeded")

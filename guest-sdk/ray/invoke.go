@@ -84,12 +84,13 @@ func run(inv *abi.Invocation, fn func(context.Context) ([]abi.Value, error)) (st
 
 func sendResult(vals []abi.Value) abi.Status {
 	res := abi.Result{Values: vals}
-	if _, err := hostCall(abi.OpResult, res.Encode(nil)); err != nil {
+	buf := res.Encode(nil)
+	if _, err := hostCall(abi.OpResult, buf); err != nil {
 		kind := abi.ErrorHost
 		if errors.Is(err, ErrTooLarge) {
 			kind = abi.ErrorLimit
 		}
-		return sendError(abi.StatusError, &abi.TaskError{Kind: kind, Message: fmt.Sprintf("sending the result (%d bytes): %v", len(res.Encode(nil)), err)})
+		return sendError(abi.StatusError, &abi.TaskError{Kind: kind, Message: fmt.Sprintf("sending the result (%d bytes): %v", len(buf), err)})
 	}
 	return abi.StatusOK
 }

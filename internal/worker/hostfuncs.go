@@ -111,6 +111,9 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 			return int64(abi.ErrCodeHost)
 		}
 	case abi.OpCancelled:
+		if len(req) != 0 {
+			return int64(abi.ErrCodeBadRequest)
+		}
 		inst.mailbox = []byte{0}
 		select {
 		case <-e.cancelled:

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -102,6 +103,9 @@ type execution struct {
 	gotResult bool
 	logged    uint64
 }
+
+// recycleMemoryBytes: an idle instance whose memory grew past this is closed.
+const recycleMemoryBytes = 256 << 20
 
 // errOutputLimit aborts a guest that prints more than it may: the guest
 // cannot be interrupted, but its writes are host calls, and a host call may
@@ -355,7 +359,11 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (*i
 			mc = mc.WithEnv(kv.Name, kv.Value)
 		}
 	}
-	mod, err := m.rt.InstantiateModule(withInstance(ctx, inst), m.compiled, mc)
+	ictx := withInstance(ctx, inst)
+	if mmapAllocator != nil {
+		ictx = experimental.WithMemoryAllocator(ictx, mmapAllocator)
+	}
+	mod, err := m.rt.InstantiateModule(ictx, m.compiled, mc)
 	if err != nil {
 		return nil, fmt.Errorf("instantiating the module: %w", err)
 	}
@@ -376,7 +384,10 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (*i
 func (w *Worker) release(m *module, inst *instance) {
 	w.modMu.Lock()
 	defer w.modMu.Unlock()
-	if !inst.private && m.idle == nil && w.modules[m.key] == m {
+	// A Wasm memory never shrinks: an instance that grew large is dropped
+	// rather than kept holding that memory while idle.
+	big := inst.mod.Memory() != nil && inst.mod.Memory().Size() > recycleMemoryBytes
+	if !inst.private && !big && m.idle == nil && w.modules[m.key] == m {
 		m.idle = inst
 		return
 	}
