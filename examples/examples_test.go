@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 // Package examples_test runs every example of the tasks guide on a real
 // host with worker processes and checks what it prints.
 package examples_test

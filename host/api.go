@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -172,14 +173,38 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	t, err := a.h.callFromRequest(m, mod)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	for i, arg := range t.args {
+		if arg.IsRef && !a.h.objs.known(ctx, arg.Ref.ID) {
+			return nil, toConnect(fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID))
+		}
+	}
+	a.h.submit(ctx, t)
+	out := &rayhostv1.SubmitResponse{TaskId: t.id.String()}
+	for _, id := range t.returns() {
+		out.Refs = append(out.Refs, a.ref(id))
+	}
+	if t.gen != nil {
+		out.Refs = append(out.Refs, a.ref(t.id.Return(0))) // the first item
+	}
+	return out, nil
+}
+
+// callFromRequest checks a client's call against its function and builds
+// the task. It reads no host state but the configuration, so it can be
+// fuzzed on its own.
+func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
 	f, ok := mod.funcs[t.function]
 	if !ok {
-		return nil, toConnect(fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.digest[:12]))
+		return nil, fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.digest[:12])
 	}
 	t.numReturns = f.NumReturns
 	if n := int(m.GetOptions().GetNumReturns()); n != 0 && n != f.NumReturns {
-		return nil, invalid("%s returns %d values, num_returns is %d", t.function, f.NumReturns, n)
+		return nil, fmt.Errorf("%w: %s returns %d values, num_returns is %d", ErrInvalidArgument, t.function, f.NumReturns, n)
 	}
 	d := f.Defaults
 	if f.Generator {
@@ -189,7 +214,7 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 	t.maxRetries, t.retry, t.retryOn, t.events = d.MaxRetries, d.Retry, d.RetryOn, !d.NoEvents && !o.GetDisableEvents()
 	if o != nil && o.MaxRetries != nil {
 		if t.maxRetries = o.GetMaxRetries(); t.maxRetries < -1 {
-			return nil, invalid("max_retries %d: use -1 (no limit), 0 or more", t.maxRetries)
+			return nil, fmt.Errorf("%w: max_retries %d: use -1 (no limit), 0 or more", ErrInvalidArgument, t.maxRetries)
 		}
 	}
 	switch {
@@ -203,22 +228,22 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 		switch k := arg.GetKind().(type) {
 		case *rayhostv1.Arg_Json:
 			if !json.Valid([]byte(k.Json)) {
-				return nil, invalid("argument %d: not valid JSON: %q", i+1, k.Json)
+				return nil, fmt.Errorf("%w: argument %d: not valid JSON: %q", ErrInvalidArgument, i+1, k.Json)
 			}
 			t.args[i] = abi.Arg{Value: abi.Value{Codec: abi.CodecJSON, Data: []byte(k.Json)}}
 		case *rayhostv1.Arg_Raw:
 			t.args[i] = abi.Arg{Value: abi.Value{Codec: abi.CodecRaw, Data: k.Raw}}
 		case *rayhostv1.Arg_Ref:
-			id, err := parseRef(k.Ref)
-			if err != nil {
-				return nil, err
+			if k.Ref == nil {
+				return nil, fmt.Errorf("%w: argument %d: missing ObjectRef", ErrInvalidArgument, i+1)
 			}
-			if !a.h.objs.known(ctx, id) {
-				return nil, toConnect(fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, id))
+			id, err := ids.ParseObjectID(k.Ref.GetId())
+			if err != nil {
+				return nil, fmt.Errorf("argument %d: %w", i+1, err)
 			}
 			t.args[i] = abi.Arg{IsRef: true, Ref: abi.Ref{ID: id, Owner: k.Ref.GetOwner()}}
 		default:
-			return nil, invalid("argument %d: empty (set json, raw or ref)", i+1)
+			return nil, fmt.Errorf("%w: argument %d: empty (set json, raw or ref)", ErrInvalidArgument, i+1)
 		}
 	}
 	t.limits, t.grants = d.Limits, d.Grants
@@ -226,10 +251,10 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 		t.limits.MemoryPages = uint32(min((n+65535)/65536, 65537)) // 65537: refused by prepare
 	}
 	if ms := o.GetTimeoutMs(); ms > 0 {
-		t.limits.TimeoutNs = ms * int64(time.Millisecond)
+		t.limits.TimeoutNs = min(ms, math.MaxInt64/int64(time.Millisecond)) * int64(time.Millisecond)
 	}
-	for _, m := range o.GetMounts() {
-		t.grants.Mounts = append(t.grants.Mounts, abi.Mount{Host: m.GetHostPath(), Guest: m.GetGuestPath(), ReadOnly: m.GetReadOnly()})
+	for _, mnt := range o.GetMounts() {
+		t.grants.Mounts = append(t.grants.Mounts, abi.Mount{Host: mnt.GetHostPath(), Guest: mnt.GetGuestPath(), ReadOnly: mnt.GetReadOnly()})
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.GetEnv())) {
 		t.grants.Env = append(t.grants.Env, abi.KV{Name: name, Value: o.GetEnv()[name]})
@@ -239,7 +264,7 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 	r := o.GetResources()
 	if r != nil && r.NumCpus != nil {
 		if res.CPUs = r.GetNumCpus(); res.CPUs < 0 {
-			return nil, invalid("num_cpus %v is negative", res.CPUs)
+			return nil, fmt.Errorf("%w: num_cpus %v is negative", ErrInvalidArgument, res.CPUs)
 		}
 	}
 	if r.GetNumGpus() != 0 {
@@ -251,18 +276,10 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 			res.Custom = append(res.Custom, abi.Custom{Name: name, Amount: v})
 		}
 	}
-	if err := a.h.prepare(t, res); err != nil {
-		return nil, toConnect(err)
+	if err := h.prepare(t, res); err != nil {
+		return nil, err
 	}
-	a.h.submit(ctx, t)
-	out := &rayhostv1.SubmitResponse{TaskId: t.id.String()}
-	for _, id := range t.returns() {
-		out.Refs = append(out.Refs, a.ref(id))
-	}
-	if t.gen != nil {
-		out.Refs = append(out.Refs, a.ref(t.id.Return(0))) // the first item
-	}
-	return out, nil
+	return t, nil
 }
 
 func (a *api) Submit(ctx context.Context, req *connect.Request[rayhostv1.SubmitRequest]) (*connect.Response[rayhostv1.SubmitResponse], error) {
