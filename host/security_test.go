@@ -190,6 +190,10 @@ func TestMalformedRequests(t *testing.T) {
 			_, err := c.RegisterModule(ctx, moduleWithABI(2), "")
 			return err
 		}, client.ErrInvalidArgument, "speaks guest ABI v2, this host speaks v1"},
+		{"a module with an empty memory (once crashed the worker)", func(ctx context.Context) error {
+			_, err := c.RegisterModule(ctx, moduleWithABI(1, 0x05, 4, 1, 1, 0, 0), "")
+			return err
+		}, client.ErrInvalidArgument, "without a result"},
 		{"an oversized message", func(ctx context.Context) error {
 			_, err := c.Put(ctx, make([]byte, 9<<20))
 			return err
@@ -231,14 +235,16 @@ func TestMalformedRequests(t *testing.T) {
 }
 
 // moduleWithABI is a hand-assembled module that exports the ABI's two
-// functions, its version export returning v.
-func moduleWithABI(v byte) []byte {
+// functions, its version export returning v; extra is appended as raw
+// sections (in order, so only ids > 3 and < 7 fit before the exports).
+func moduleWithABI(v byte, extra ...byte) []byte {
 	section := func(id byte, body ...byte) []byte { return append([]byte{id, byte(len(body))}, body...) }
 	name := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
 	var m []byte
 	m = append(m, 0, 'a', 's', 'm', 1, 0, 0, 0)
 	m = append(m, section(1, 2, 0x60, 0, 1, 0x7f, 0x60, 1, 0x7f, 1, 0x7f)...) // () -> i32, (i32) -> i32
 	m = append(m, section(3, 2, 0, 1)...)
+	m = append(m, extra...)
 	exports := []byte{2}
 	exports = append(append(exports, name("rayhost_abi_version")...), 0, 0)
 	exports = append(append(exports, name("rayhost_invoke")...), 0, 1)

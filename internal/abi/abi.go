@@ -45,6 +45,8 @@ const (
 	OpYield     Op = 8  // a Value: the next item of a generator; waits under backpressure
 	OpNext      Op = 9  // NextRequest; reply NextReply
 	OpCancel    Op = 10 // CancelRequest; no reply
+	OpGetActor  Op = 11 // GetActorRequest; reply ActorInfo
+	OpKill      Op = 12 // KillRequest; no reply
 )
 
 func (o Op) String() string {
@@ -69,6 +71,10 @@ func (o Op) String() string {
 		return "next"
 	case OpCancel:
 		return "cancel"
+	case OpGetActor:
+		return "get_actor"
+	case OpKill:
+		return "kill"
 	}
 	return "op(?)"
 }
@@ -110,6 +116,11 @@ const (
 	KindCall     Kind = 1 // run a registered remote function
 	KindMain     Kind = 2 // run the driver registered with ray.Main
 	KindDescribe Kind = 3 // reply with a Description
+	// KindActorCreate runs an actor's constructor; the instance keeps the
+	// state under Invocation.Actor.
+	KindActorCreate Kind = 4
+	// KindActorCall runs a method on the state of Invocation.Actor.
+	KindActorCall Kind = 5
 )
 
 // Status is the result of ExportInvoke.

@@ -23,6 +23,7 @@ const (
 	ErrorTimeout     ErrorKind = "timeout"       // the task ran past its wall-clock timeout
 	ErrorOutOfMemory ErrorKind = "out_of_memory" // the guest exceeded its memory limit
 	ErrorLimit       ErrorKind = "limit"         // a size or count limit was exceeded
+	ErrorActorDied   ErrorKind = "actor_died"    // the actor is dead (killed, or out of restarts)
 )
 
 // TaskError is the value of the objects of a failed task.

@@ -45,7 +45,8 @@ type Invocation struct {
 	Attempt  uint32
 	Owner    string // the address of the host that owns what this task creates
 	Function string
-	Args     []Value // ObjectRefs given directly as arguments arrive resolved
+	Args     []Value    // ObjectRefs given directly as arguments arrive resolved
+	Actor    ids.TaskID // for KindActorCreate and KindActorCall
 }
 
 // Encode appends the encoding of v to b.
@@ -60,6 +61,7 @@ func (v *Invocation) Encode(b []byte) []byte {
 	for _, a := range v.Args {
 		e.Value(a)
 	}
+	e.TaskID(v.Actor)
 	return e.B
 }
 
@@ -76,7 +78,8 @@ func (v *Invocation) Decode(b []byte) error {
 	for i := range v.Args {
 		v.Args[i] = d.Value()
 	}
-	if d.Err() == nil && (v.Kind < KindCall || v.Kind > KindDescribe) {
+	v.Actor = d.TaskID()
+	if d.Err() == nil && (v.Kind < KindCall || v.Kind > KindActorCall) {
 		d.fail("kind")
 	}
 	return d.Done()
@@ -105,7 +108,15 @@ type SubmitRequest struct {
 	NoEvents bool
 	Limits   Limits
 	Grants   Grants
-	Args     []Arg
+	// Kind is KindCall, KindActorCreate (Task is then the actor's ID) or
+	// KindActorCall (on Actor).
+	Kind  Kind
+	Actor ids.TaskID
+	// For KindActorCreate: restarts after its worker dies (-1: no limit),
+	// retries of a method call cut short by that, and an optional name.
+	MaxRestarts, MaxTaskRetries int32
+	Name, Namespace             string
+	Args                        []Arg
 }
 
 // Limits bound one task; zero fields take the host's defaults.
@@ -220,6 +231,12 @@ func (v *SubmitRequest) Encode(b []byte) []byte {
 	e.Uvarint(uint64(v.Limits.MemoryPages))
 	e.Varint(v.Limits.TimeoutNs)
 	v.Grants.encode(&e)
+	e.Byte(byte(v.Kind))
+	e.TaskID(v.Actor)
+	e.Varint(int64(v.MaxRestarts))
+	e.Varint(int64(v.MaxTaskRetries))
+	e.String(v.Name)
+	e.String(v.Namespace)
 	e.Uvarint(uint64(len(v.Args)))
 	for _, a := range v.Args {
 		if a.IsRef {
@@ -277,6 +294,17 @@ func (v *SubmitRequest) Decode(b []byte) error {
 		d.fail("timeout")
 	}
 	v.Grants.decode(d)
+	v.Kind = Kind(d.Byte())
+	v.Actor = d.TaskID()
+	restarts, taskRetries := d.Varint(), d.Varint()
+	if d.Err() == nil && (restarts < -1 || restarts > MaxIndex || taskRetries < -1 || taskRetries > MaxIndex) {
+		d.fail("actor retries")
+	}
+	v.MaxRestarts, v.MaxTaskRetries = int32(restarts), int32(taskRetries)
+	v.Name, v.Namespace = d.String(), d.String()
+	if d.Err() == nil && v.Kind != KindCall && v.Kind != KindActorCreate && v.Kind != KindActorCall {
+		d.fail("kind")
+	}
 	n = d.Count(3)
 	v.Args = make([]Arg, n)
 	for i := range v.Args {
@@ -468,6 +496,9 @@ type FunctionInfo struct {
 	NumArgs    int    `json:"num_args"`
 	NumReturns int    `json:"num_returns"`
 	Generator  bool   `json:"generator,omitempty"`
+	// Actor is set for an actor's constructor ("class") and its methods
+	// ("method", named Class.Method).
+	Actor string `json:"actor,omitempty"`
 	// Defaults are the options given at registration; a client's call
 	// starts from them (a guest's Remote applies them itself).
 	Defaults CallOptions `json:"defaults"`
@@ -578,4 +609,70 @@ func EncodeValue(b []byte, v Value) []byte {
 	e := Encoder{B: b}
 	e.Value(v)
 	return e.B
+}
+
+// GetActorRequest looks up a named actor.
+type GetActorRequest struct{ Name, Namespace string }
+
+func (v *GetActorRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.String(v.Name)
+	e.String(v.Namespace)
+	return e.B
+}
+
+func (v *GetActorRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Name, v.Namespace = d.String(), d.String()
+	return d.Done()
+}
+
+// ActorInfo names an actor: its ID, its owner and its class (the name its
+// constructor is registered under).
+type ActorInfo struct {
+	Actor ids.TaskID
+	Owner string
+	Class string
+}
+
+func (v *ActorInfo) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.TaskID(v.Actor)
+	e.String(v.Owner)
+	e.String(v.Class)
+	return e.B
+}
+
+func (v *ActorInfo) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Actor, v.Owner, v.Class = d.TaskID(), d.String(), d.String()
+	return d.Done()
+}
+
+// KillRequest ends an actor; NoRestart keeps it from restarting.
+type KillRequest struct {
+	Actor     ids.TaskID
+	NoRestart bool
+}
+
+func (v *KillRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.TaskID(v.Actor)
+	if v.NoRestart {
+		e.Byte(1)
+	} else {
+		e.Byte(0)
+	}
+	return e.B
+}
+
+func (v *KillRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	v.Actor = d.TaskID()
+	flag := d.Byte()
+	if d.Err() == nil && flag > 1 {
+		d.fail("flag")
+	}
+	v.NoRestart = flag == 1
+	return d.Done()
 }

@@ -18,14 +18,33 @@ import (
 var mmapAllocator = experimental.MemoryAllocatorFunc(func(capacity, maximum uint64) experimental.LinearMemory {
 	size := roundUp(max(maximum, capacity))
 	if size == 0 || size > 1<<33 {
-		return nil
+		return &sliceMemory{} // wazero never accepts nil
 	}
 	buf, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_NONE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 	if err != nil {
-		return nil
+		return &sliceMemory{}
 	}
 	return &mmapMemory{buf: buf}
 })
+
+// sliceMemory is a plain Go slice, for the cases mmap does not cover (an
+// empty memory, or a failed reservation).
+type sliceMemory struct{ buf []byte }
+
+func (m *sliceMemory) Reallocate(size uint64) []byte {
+	if size > 1<<33 {
+		return nil
+	}
+	if uint64(cap(m.buf)) < size {
+		grown := make([]byte, size, max(size, 2*uint64(cap(m.buf))))
+		copy(grown, m.buf)
+		m.buf = grown
+	}
+	m.buf = m.buf[:size]
+	return m.buf
+}
+
+func (m *sliceMemory) Free() { m.buf = nil }
 
 type mmapMemory struct {
 	buf       []byte // the whole reservation

@@ -323,7 +323,7 @@ func (w *Worker) prewarm(ctx context.Context, path string, pages uint32) {
 
 // instance takes m's idle instance or makes a new one. A task with grants
 // gets an instance of its own, configured with them.
-func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (*instance, error) {
+func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (_ *instance, err error) {
 	private := !grants.Empty()
 	if !private {
 		w.modMu.Lock()
@@ -335,6 +335,13 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (*i
 		}
 	}
 	inst := &instance{private: private}
+	defer func() {
+		// wazero may panic on a module it should have refused: that must
+		// fail this task, not the worker.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("instantiating the module: %v", r)
+		}
+	}()
 	out := &logWriter{w: w, inst: inst, stream: 1}
 	errw := &logWriter{w: w, inst: inst, stream: 2}
 	mc := wazero.NewModuleConfig().
