@@ -137,3 +137,26 @@ func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// Actor describes an actor a host owns.
+type Actor struct {
+	ID, Class, Name, Namespace, State, Host string
+	Calls                                   uint64
+	Restarts, Queued                        int
+	WorkerPID                               int
+}
+
+// ListActors returns the actors a host owns.
+func (c *Client) ListActors(ctx context.Context) ([]Actor, error) {
+	res, err := c.svc.ListActors(ctx, connect.NewRequest(&rayhostv1.ListActorsRequest{}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	var out []Actor
+	for _, a := range res.Msg.GetActors() {
+		out = append(out, Actor{ID: a.GetActorId(), Class: a.GetClass(), Name: a.GetName(), Namespace: a.GetNamespace(),
+			State: a.GetState(), Host: a.GetHost(), Calls: a.GetCalls(), Restarts: int(a.GetRestarts()),
+			Queued: int(a.GetQueued()), WorkerPID: int(a.GetWorkerPid())})
+	}
+	return out, nil
+}

@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"regexp"
 	"testing"
 	"time"
@@ -33,6 +35,7 @@ var examples = []struct {
 	{"./examples/cancel", 2, 0, []string{`Object reference was cancelled`}},
 	{"./examples/quicksort", 1, 0, []string{`distributed sort of 1000000 ints`, `sorted correctly`}},
 	{"./examples/quicksort", 2, 0, []string{`distributed sort of 1000000 ints`, `sorted correctly`}},
+	{"./examples/pi", 2, 0, []string{`(?m)^Progress: 100%$`, `Estimated value of π is: 3\.1[345]`}},
 	{"./examples/antipatterns", 8, 0, []string{
 		`get in a loop vs batch get: +anti-pattern +[0-9.]+ s +fix +[0-9.]+ s`,
 		`unnecessary get vs passing the ref: +anti-pattern`,
@@ -73,6 +76,15 @@ func TestExamples(t *testing.T) {
 			for _, w := range e.want {
 				if !regexp.MustCompile(w).Match(out.Bytes()) {
 					t.Errorf("output does not match %q", w)
+				}
+			}
+			if e.pkg == "./examples/pi" {
+				m := regexp.MustCompile(`Estimated value of π is: ([0-9.]+)`).FindSubmatch(out.Bytes())
+				if m == nil {
+					t.Fatal("no estimate")
+				}
+				if pi, _ := strconv.ParseFloat(string(m[1]), 64); math.Abs(pi-math.Pi) > 0.01 {
+					t.Errorf("estimate %v is not within 0.01 of π", pi)
 				}
 			}
 		})

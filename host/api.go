@@ -559,3 +559,12 @@ func (a *api) ListTasks(ctx context.Context, req *connect.Request[rayhostv1.List
 	}
 	return connect.NewResponse(res), nil
 }
+
+func (a *api) ListActors(ctx context.Context, req *connect.Request[rayhostv1.ListActorsRequest]) (*connect.Response[rayhostv1.ListActorsResponse], error) {
+	res := &rayhostv1.ListActorsResponse{}
+	for _, x := range a.h.listActors() {
+		res.Actors = append(res.Actors, &rayhostv1.ActorInfo{ActorId: x.ID, Class: x.Class, Name: x.Name, Namespace: x.Namespace,
+			State: x.State, Host: a.h.cfg.ID, Calls: uint64(x.Calls), Restarts: uint32(x.Restarts), Queued: uint32(x.Queued), WorkerPid: int32(x.WorkerPID)})
+	}
+	return connect.NewResponse(res), nil
+}

@@ -72,6 +72,9 @@ type Config struct {
 	// MaxTaskDepth bounds how deep tasks may nest (a task submitted by a
 	// task submitted by … the driver).
 	MaxTaskDepth int
+	// MaxTreeTasks bounds the unfinished tasks of one task tree (a client's
+	// task or a driver, and everything it submits, transitively).
+	MaxTreeTasks int
 
 	// AllowedDirs are the host directories (and what is below them) that
 	// calls may mount into guests with ray.MountDir. Empty: none.
@@ -110,6 +113,7 @@ func DefaultConfig(dataDir string) Config {
 		MaxResultBytes:    256 << 20,
 		MaxLogBytes:       16 << 20,
 		MaxTaskDepth:      1000,
+		MaxTreeTasks:      1_000_000,
 	}
 }
 
@@ -131,8 +135,8 @@ func (c *Config) validate() error {
 		return bad("InlineObjectLimit >= 0, MaxMessageBytes and MaxModuleBytes >= 1 MiB")
 	case c.TaskMemoryLimit < 0 || c.TaskMemoryLimit > 4<<30 || c.TaskTimeout < 0:
 		return bad("TaskMemoryLimit must be in 0..4 GiB and TaskTimeout >= 0")
-	case c.MaxArgBytes < 0 || c.MaxResultBytes < 0 || c.MaxLogBytes < 0 || c.MaxTaskDepth < 1:
-		return bad("size limits must be >= 0 and MaxTaskDepth >= 1")
+	case c.MaxArgBytes < 0 || c.MaxResultBytes < 0 || c.MaxLogBytes < 0 || c.MaxTaskDepth < 1 || c.MaxTreeTasks < 1:
+		return bad("size limits must be >= 0, MaxTaskDepth and MaxTreeTasks >= 1")
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return bad("TLSCertFile and TLSKeyFile go together")
 	}

@@ -44,6 +44,8 @@ type Host struct {
 	starting   int
 	needWorker []*task
 	starved    []*task // waiting for a worker that cannot come; failed by start
+	actors     map[ids.TaskID]*actor
+	actorNames map[string]ids.TaskID // namespace/name
 	closed     bool
 
 	done      chan struct{} // closed by Close
@@ -65,6 +67,7 @@ func New(cfg Config) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Logger.With("host", cfg.ID), started: time.Now(),
 		sched: scheduler.New[ids.TaskID, *task](total), tasks: map[ids.TaskID]*task{},
+		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{},
 		workers: map[*workerProc]struct{}{}, cacheDir: cfg.CacheDir, done: make(chan struct{}),
 	}
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -81,7 +82,9 @@ type task struct {
 	gen        *generator // set for generator tasks
 	limits     abi.Limits
 	grants     abi.Grants
-	depth      int // 0 for a task a client submitted
+	depth      int    // 0 for a task a client submitted
+	actor      *actor // for KindActorCreate and KindActorCall
+	tree       *tree  // the tree of tasks this one belongs to
 
 	// Guarded by Host.mu.
 	state     taskState
@@ -96,6 +99,9 @@ type task struct {
 	timer     *time.Timer // ends an attempt that runs past its timeout
 	timedOut  bool
 }
+
+// tree counts the unfinished tasks of one task tree (guarded by Host.mu).
+type tree struct{ live int }
 
 // generator is the state of a generator task's stream. Item i is the object
 // Return(i); exactly one item past the last is always expected, so a
@@ -157,6 +163,16 @@ func (h *Host) submit(ctx context.Context, t *task) {
 		h.mu.Unlock()
 		return
 	}
+	if t.tree == nil {
+		t.tree = &tree{}
+	}
+	if live := t.tree.live; live >= h.cfg.MaxTreeTasks {
+		h.mu.Unlock()
+		h.submitFailed(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
+			"its task tree has %d unfinished tasks, the limit is %d (MaxTreeTasks)", live, h.cfg.MaxTreeTasks)))
+		return
+	}
+	t.tree.live++
 	h.tasks[t.id] = t
 	if p := h.tasks[t.parent]; p != nil {
 		p.children = append(p.children, t.id)
@@ -218,6 +234,10 @@ func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 }
 
 func (h *Host) enqueue(t *task) {
+	if t.kind == abi.KindActorCall {
+		h.actorCallReady(t)
+		return
+	}
 	h.mu.Lock()
 	if t.state != statePendingArgs {
 		h.mu.Unlock()
@@ -294,6 +314,9 @@ func (h *Host) detectStarvationLocked() {
 		return
 	}
 	for w := range h.workers {
+		if w.actor != nil && w.task == nil {
+			continue // an idle actor's worker runs nothing else
+		}
 		if t := w.task; t == nil || t.holding || t.state != stateRunning {
 			return // this one will finish or is about to run
 		}
@@ -346,7 +369,12 @@ func grantsNote(g abi.Grants) string {
 // found starved.
 func (h *Host) start(as []assignment) {
 	for _, a := range as {
-		if err := h.exec(a.t, a.w); err != nil {
+		switch err := h.exec(a.t, a.w); {
+		case errors.Is(err, errWorkerGone):
+			// The worker died under us: its death, seen by serveWorker,
+			// decides (a retry, an actor's restart, or a failure).
+			a.w.kill()
+		case err != nil:
 			h.finishWorker(a.w, a.t, h.taskError(a.t, abi.ErrorHost, err.Error()), nil)
 		}
 	}
@@ -379,8 +407,23 @@ func (h *Host) exec(t *task, w *workerProc) error {
 	if t.limits.MemoryPages > 0 {
 		ex.MemoryPages = t.limits.MemoryPages
 	}
-	return w.exec(&ex)
+	if t.actor != nil {
+		// An actor's calls must reach the instance its creation made: same
+		// memory limit, and the worker keeps that instance by actor ID.
+		inv.Actor, ex.Actor, ex.ActorCreate = t.actor.id, t.actor.id, t.kind == abi.KindActorCreate
+		ex.Invocation = inv.Encode(nil)
+		if c := t.actor.create; c.limits.MemoryPages > 0 {
+			ex.MemoryPages = c.limits.MemoryPages
+		}
+	}
+	if err := w.exec(&ex); err != nil {
+		return fmt.Errorf("%w: %v", errWorkerGone, err)
+	}
+	return nil
 }
+
+// errWorkerGone: the worker could not be sent its task.
+var errWorkerGone = errors.New("worker gone")
 
 // fail ends t (in any state before a terminal one) with te as the value of
 // each of its returns.
@@ -405,12 +448,21 @@ func (h *Host) endLocked(t *task, s taskState, msg string) {
 	}
 	t.state = s
 	h.record(t, s, msg)
+	if _, ok := h.tasks[t.id]; ok && t.tree != nil {
+		t.tree.live--
+	}
 	delete(h.tasks, t.id)
 }
 
 // leaveLocked takes t out of the scheduler's queue or the wait for a worker
 // and releases its resources.
 func (h *Host) leaveLocked(t *task) {
+	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
+		if i := slices.Index(a.queue, t); i >= 0 {
+			a.queue = slices.Delete(a.queue, i, i+1)
+		}
+		return // actor calls hold no resources of their own
+	}
 	switch t.state {
 	case statePendingResources:
 		h.sched.Remove(t.id)
@@ -487,13 +539,42 @@ func (t *task) retryable(te *abi.TaskError) bool {
 // vals (its results), and puts the worker back to use.
 func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
 	h.mu.Lock()
+	created := t.kind == abi.KindActorCreate && te == nil && !t.cancelled
 	if w.task == t {
 		w.task = nil
-		if !w.dead {
+		if !w.dead && w.actor == nil && !created {
 			w.idleSince = time.Now()
 			h.idle = append(h.idle, w)
 		}
 	}
+	var actorStarts []assignment
+	var doomed []*task
+	if a := t.actor; a != nil {
+		switch {
+		case t.kind == abi.KindActorCall && a.running == t:
+			a.running = nil
+			a.calls++
+			if te != nil && te.Kind == abi.ErrorTrap {
+				// The worker dropped the broken instance: the actor must restart.
+				defer w.kill()
+			}
+		case created && !w.dead:
+			defer func() { h.mu.Lock(); s := h.actorCreatedLocked(a, w); h.mu.Unlock(); h.start(s) }()
+		case t.kind == abi.KindActorCreate && (te != nil || t.cancelled):
+			msg := "its creation was cancelled"
+			if te != nil {
+				msg = "its constructor failed: " + te.Message
+			}
+			doomed = h.actorDeadLocked(a, msg)
+		}
+		if t.kind == abi.KindActorCall {
+			actorStarts = h.dispatchActorLocked(a)
+		}
+	}
+	defer func() {
+		h.failActorCalls(t.actor, doomed)
+		h.start(actorStarts)
+	}()
 	if t.timer != nil {
 		t.timer.Stop()
 		t.timer = nil

@@ -22,6 +22,7 @@ type workerProc struct {
 
 	// Guarded by Host.mu.
 	task      *task
+	actor     *actor // the actor this worker belongs to, if any
 	dead      bool
 	idleSince time.Time
 }
@@ -193,6 +194,24 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			h.guestPut(t, c.Payload)
 		case abi.OpCancel:
 			h.guestCancel(t, c.Payload)
+		case abi.OpKill:
+			var req abi.KillRequest
+			if req.Decode(c.Payload) == nil {
+				_ = h.killActor(req.Actor, req.NoRestart)
+			}
+		case abi.OpGetActor:
+			var req abi.GetActorRequest
+			if req.Decode(c.Payload) != nil {
+				w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+				break
+			}
+			a, err := h.lookupActor(req.Name, req.Namespace)
+			if err != nil {
+				w.reply(c.Seq, int64(abi.ErrCodeNotFound), nil)
+				break
+			}
+			info := abi.ActorInfo{Actor: a.id, Owner: h.addr, Class: a.class}
+			w.reply(c.Seq, 0, info.Encode(nil))
 		case abi.OpYield:
 			h.guestYield(w, t, c)
 		case abi.OpGet, abi.OpWait, abi.OpNext:
@@ -270,7 +289,7 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		}
 		g := abi.DecodeTaskError(res.Values[0].Data)
 		te := h.taskError(t, g.Kind, g.Message)
-		te.Stack, te.Code = g.Stack, g.Code
+		te.Stack, te.Code, te.Cause = g.Stack, g.Code, g.Cause
 		return te, nil
 	}
 	switch t.kind {
@@ -307,12 +326,17 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 		}
 	}
 	t := w.task
+	a := w.actor
 	closed := h.closed
 	if !closed && len(h.workers)+h.starting < h.cfg.Workers {
 		h.startWorkerLocked()
 	}
 	h.mu.Unlock()
 	if closed {
+		return
+	}
+	if a != nil {
+		h.actorWorkerDied(a, w, exitErr)
 		return
 	}
 	if t != nil {
@@ -333,9 +357,12 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		h.log.Warn("malformed submit from a guest", "task_id", parent.id, "err", err)
 		return
 	}
-	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: abi.KindCall, function: req.Function,
+	if req.Kind == 0 {
+		req.Kind = abi.KindCall
+	}
+	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: req.Kind, function: req.Function,
 		numReturns: int(req.NumReturns), maxRetries: req.MaxRetries, retry: req.Retry, retryOn: req.RetryOn, events: !req.NoEvents,
-		limits: req.Limits, grants: req.Grants, depth: parent.depth + 1}
+		limits: req.Limits, grants: req.Grants, depth: parent.depth + 1, tree: parent.tree}
 	if req.Generator {
 		child.gen = &generator{backpressure: int(req.Backpressure)}
 		child.numReturns = 0
@@ -355,6 +382,8 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		err = fmt.Errorf("%w: %s returns %d values, the call expects %d", ErrInvalidArgument, child.function, f.NumReturns, req.NumReturns)
 	case child.depth > h.cfg.MaxTaskDepth:
 		err = fmt.Errorf("%w: tasks nest %d deep, the limit is %d (MaxTaskDepth)", errLimit, child.depth, h.cfg.MaxTaskDepth)
+	case (req.Kind == abi.KindActorCreate) != (f.Actor == "class") || (req.Kind == abi.KindActorCall) != (f.Actor == "method"):
+		err = fmt.Errorf("%w: %s is not called as what it was registered as (%q)", ErrInvalidArgument, child.function, f.Actor)
 	}
 	if err != nil {
 		// Register it so its refs exist, then fail it: the guest holds them.
@@ -364,6 +393,9 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 			kind = abi.ErrorLimit
 		}
 		h.submitFailed(child, h.taskError(child, kind, err.Error()))
+		return
+	}
+	if child.kind != abi.KindCall && !h.submitActor(context.Background(), child, &req) {
 		return
 	}
 	h.submit(context.Background(), child)

@@ -22,6 +22,7 @@ Usage:
                                                submit one call and print its result as JSON
   rayhost health --address A                   print a host's id, resources and workers
   rayhost tasks  --address A [--state S]       list tasks and their states
+  rayhost actors --address A                   list actors: id, class, name, state, host, calls
   rayhost timeline --address A > trace.json    task attempts as Chrome-trace JSON (Perfetto)
   rayhost worker                               (internal) a worker process, started by a host
 
@@ -45,6 +46,8 @@ func main() {
 		err = cmdHealth(args)
 	case "tasks":
 		err = cmdTasks(args)
+	case "actors":
+		err = cmdActors(args)
 	case "timeline":
 		err = cmdTimeline(args)
 	case "worker":

@@ -65,3 +65,29 @@ func cmdTimeline(args []string) error {
 	_, err = os.Stdout.Write(append(b, '\n'))
 	return err
 }
+
+func cmdActors(args []string) error {
+	fs := flag.NewFlagSet("actors", flag.ContinueOnError)
+	cf := bindClientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	actors, err := c.ListActors(context.Background())
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ACTOR ID\tCLASS\tNAME\tSTATE\tHOST\tCALLS\tRESTARTS\tQUEUED")
+	for _, a := range actors {
+		name := a.Name
+		if a.Namespace != "" {
+			name = a.Namespace + "/" + name
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", a.ID, a.Class, name, a.State, a.Host, a.Calls, a.Restarts, a.Queued)
+	}
+	return w.Flush()
+}

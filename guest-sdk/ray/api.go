@@ -12,6 +12,10 @@ import (
 )
 
 func submit(e *entry, o options, args []any) (ids.TaskID, string, error) {
+	return submitKind(e, o, args, abi.KindCall, ids.TaskID{})
+}
+
+func submitKind(e *entry, o options, args []any, kind abi.Kind, actor ids.TaskID) (ids.TaskID, string, error) {
 	t := currentTask()
 	if t == nil {
 		return ids.TaskID{}, "", ErrNotInGuest
@@ -19,7 +23,7 @@ func submit(e *entry, o options, args []any) (ids.TaskID, string, error) {
 	if e.variadic == nil && len(args) != len(e.argTypes) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: %d arguments for %d parameters", ErrBadArgument, len(args), len(e.argTypes))
 	}
-	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Generator: e.generator}
+	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Generator: e.generator, Kind: kind, Actor: actor}
 	o.apply(&req)
 	if !validResources(req.Resources) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: resources must be finite and not negative", ErrBadArgument)
@@ -254,6 +258,8 @@ func codeError(c abi.ErrCode) error {
 		return ErrTaskCancelled
 	case abi.ErrCodeTooLarge:
 		return ErrTooLarge
+	case abi.ErrCodeNotFound:
+		return ErrNotFound
 	}
 	return fmt.Errorf("%w: %s", ErrHost, c)
 }

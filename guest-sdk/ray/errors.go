@@ -29,6 +29,10 @@ var (
 	ErrHost = errors.New("ray: host error")
 	// ErrEndOfStream: a generator has no more items.
 	ErrEndOfStream = errors.New("ray: end of stream")
+	// ErrNotFound: no actor has the name GetActor was given.
+	ErrNotFound = errors.New("ray: not found")
+	// ErrActorDied: the actor is dead (killed, or out of restarts).
+	ErrActorDied = errors.New("ray: actor died")
 	// ErrTaskTimeout: the task ran past its Timeout and was stopped.
 	ErrTaskTimeout = errors.New("ray: task timed out")
 	// ErrTooLarge: a value is larger than the host lets a task send.
@@ -88,6 +92,8 @@ func (e *TaskError) Is(target error) bool {
 		return e.Kind == string(abi.ErrorWorkerDied)
 	case ErrTaskTimeout:
 		return e.Kind == string(abi.ErrorTimeout)
+	case ErrActorDied:
+		return e.Kind == string(abi.ErrorActorDied) || (e.Cause != nil && e.Cause.Is(target))
 	}
 	return false
 }
@@ -100,4 +106,12 @@ func taskErrorFrom(a *abi.TaskError) *TaskError {
 		Kind: string(a.Kind), TaskID: a.TaskID, Function: a.Function, Host: a.Host,
 		Attempt: int(a.Attempt), Message: a.Message, Code: a.Code, Stack: a.Stack, Cause: taskErrorFrom(a.Cause),
 	}
+}
+
+func (e *TaskError) abi() *abi.TaskError {
+	if e == nil {
+		return nil
+	}
+	return &abi.TaskError{Kind: abi.ErrorKind(e.Kind), TaskID: e.TaskID, Function: e.Function, Host: e.Host,
+		Attempt: uint32(e.Attempt), Message: e.Message, Code: e.Code, Stack: e.Stack, Cause: e.Cause.abi()}
 }

@@ -17,6 +17,7 @@ type entry struct {
 	variadic   reflect.Type // FuncN: the type of every argument
 	numReturns int
 	generator  bool
+	actor      string  // "class" or "method" for actors
 	opts       options // given at registration
 	call       func(ctx context.Context, args []abi.Value) ([]abi.Value, error)
 }
@@ -69,7 +70,7 @@ func describe() abi.Description {
 			n = -1
 		}
 		d.Functions = append(d.Functions, abi.FunctionInfo{Name: e.name, NumArgs: n, NumReturns: e.numReturns,
-			Generator: e.generator, Defaults: e.opts.call()})
+			Generator: e.generator, Actor: e.actor, Defaults: e.opts.call()})
 	}
 	sort.Slice(d.Functions, func(i, j int) bool { return d.Functions[i].Name < d.Functions[j].Name })
 	if registerErr != nil {

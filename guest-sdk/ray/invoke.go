@@ -50,7 +50,7 @@ func invoke(input []byte) abi.Status {
 }
 
 func run(inv *abi.Invocation, fn func(context.Context) ([]abi.Value, error)) (status abi.Status) {
-	t := &taskState{id: inv.Task, owner: inv.Owner, attempt: inv.Attempt, fn: inv.Function}
+	t := &taskState{id: inv.Task, owner: inv.Owner, attempt: inv.Attempt, fn: inv.Function, actor: inv.Actor}
 	setCurrent(t)
 	defer setCurrent(nil)
 	ctx := context.WithValue(context.Background(), taskKey{}, t)
@@ -76,6 +76,12 @@ func run(inv *abi.Invocation, fn func(context.Context) ([]abi.Value, error)) (st
 		var coded interface{ ErrorCode() string }
 		if errors.As(err, &coded) {
 			te.Code = coded.ErrorCode()
+		}
+		// A failure the function got from another task (and returned) stays
+		// visible to errors.Is on the caller's side.
+		var inner *TaskError
+		if errors.As(err, &inner) {
+			te.Cause = inner.abi()
 		}
 		return sendError(abi.StatusError, te)
 	}

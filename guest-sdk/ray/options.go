@@ -25,6 +25,9 @@ type options struct {
 	backpressure uint32
 	limits       abi.Limits
 	grants       abi.Grants
+	// actors
+	name, namespace             string
+	maxRestarts, maxTaskRetries int32
 }
 
 func (o options) with(opts []Option) options {
@@ -55,6 +58,7 @@ func (o options) apply(req *abi.SubmitRequest) {
 	req.Resources, req.MaxRetries, req.Retry, req.RetryOn = c.Resources, c.MaxRetries, c.Retry, c.RetryOn
 	req.NoEvents, req.Backpressure = c.NoEvents, c.Backpressure
 	req.Limits, req.Grants = c.Limits, c.Grants
+	req.Name, req.Namespace, req.MaxRestarts, req.MaxTaskRetries = o.name, o.namespace, o.maxRestarts, o.maxTaskRetries
 }
 
 func (o options) resources() abi.Resources {

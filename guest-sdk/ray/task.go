@@ -15,6 +15,7 @@ type taskState struct {
 	owner   string
 	attempt uint32
 	fn      string
+	actor   ids.TaskID // the actor this invocation creates or calls
 
 	mu       sync.Mutex
 	children uint64

@@ -89,6 +89,7 @@ const (
 	ErrCodeUnknownOp  ErrCode = -4 // the host does not know the op
 	ErrCodeHost       ErrCode = -5 // the host failed (see the worker's log)
 	ErrCodeTooLarge   ErrCode = -6 // a size limit was exceeded (a result larger than the task may return)
+	ErrCodeNotFound   ErrCode = -7 // the named thing (an actor) does not exist
 )
 
 func (e ErrCode) String() string {
@@ -105,6 +106,8 @@ func (e ErrCode) String() string {
 		return "host error"
 	case ErrCodeTooLarge:
 		return "too large"
+	case ErrCodeNotFound:
+		return "not found"
 	}
 	return "error"
 }

@@ -108,8 +108,8 @@ type SubmitRequest struct {
 	NoEvents bool
 	Limits   Limits
 	Grants   Grants
-	// Kind is KindCall, KindActorCreate (Task is then the actor's ID) or
-	// KindActorCall (on Actor).
+	// Kind is KindCall (or 0, which means the same), KindActorCreate (Task
+	// is then the actor's ID) or KindActorCall (on Actor).
 	Kind  Kind
 	Actor ids.TaskID
 	// For KindActorCreate: restarts after its worker dies (-1: no limit),
@@ -302,7 +302,7 @@ func (v *SubmitRequest) Decode(b []byte) error {
 	}
 	v.MaxRestarts, v.MaxTaskRetries = int32(restarts), int32(taskRetries)
 	v.Name, v.Namespace = d.String(), d.String()
-	if d.Err() == nil && v.Kind != KindCall && v.Kind != KindActorCreate && v.Kind != KindActorCall {
+	if d.Err() == nil && v.Kind != 0 && v.Kind != KindCall && v.Kind != KindActorCreate && v.Kind != KindActorCall {
 		d.fail("kind")
 	}
 	n = d.Count(3)

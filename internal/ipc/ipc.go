@@ -109,6 +109,10 @@ type Exec struct {
 	// Grants give the task a filesystem or environment: it then gets an
 	// instance of its own, never reused.
 	Grants abi.Grants
+	// Actor is set for an actor's creation (the worker keeps the new
+	// instance for it) and its method calls (which run on that instance).
+	Actor       ids.TaskID
+	ActorCreate bool
 }
 
 func (m *Exec) Encode(b []byte) []byte {
@@ -121,6 +125,12 @@ func (m *Exec) Encode(b []byte) []byte {
 	e.Uvarint(m.MaxArgBytes)
 	e.Uvarint(m.MaxLogBytes)
 	abi.EncodeGrants(&e, m.Grants)
+	e.TaskID(m.Actor)
+	if m.ActorCreate {
+		e.Byte(1)
+	} else {
+		e.Byte(0)
+	}
 	e.Bytes(m.Invocation)
 	return e.B
 }
@@ -135,6 +145,8 @@ func (m *Exec) Decode(b []byte) error {
 	m.MaxArgBytes = d.Uvarint()
 	m.MaxLogBytes = d.Uvarint()
 	m.Grants = abi.DecodeGrants(d)
+	m.Actor = d.TaskID()
+	m.ActorCreate = d.Byte() == 1
 	m.Invocation = d.Bytes()
 	return d.Done()
 }

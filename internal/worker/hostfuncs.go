@@ -83,7 +83,7 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		e.result = append(e.result[:0], req...)
 		e.gotResult = true
 		return 0
-	case abi.OpSubmit, abi.OpPut, abi.OpCancel:
+	case abi.OpSubmit, abi.OpPut, abi.OpCancel, abi.OpKill:
 		// Checked here so that a malformed request fails the guest's call at
 		// once; then forwarded without waiting for the host.
 		if err := validate(op, req); err != nil {
@@ -121,7 +121,7 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		default:
 		}
 		return 1
-	case abi.OpGet, abi.OpWait, abi.OpNext, abi.OpYield:
+	case abi.OpGet, abi.OpWait, abi.OpNext, abi.OpYield, abi.OpGetActor:
 		if err := validate(op, req); err != nil {
 			return int64(abi.ErrCodeBadRequest)
 		}
@@ -164,6 +164,12 @@ func validate(op abi.Op, req []byte) error {
 	case abi.OpYield:
 		_, err := abi.DecodeValue(req)
 		return err
+	case abi.OpGetActor:
+		var m abi.GetActorRequest
+		return m.Decode(req)
+	case abi.OpKill:
+		var m abi.KillRequest
+		return m.Decode(req)
 	}
 	return nil
 }

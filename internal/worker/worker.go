@@ -61,7 +61,8 @@ type Worker struct {
 
 	modMu   sync.Mutex
 	modules map[string]*module // by path
-	order   []string           // compile order, for eviction
+	actors  map[ids.TaskID]*instance
+	order   []string // compile order, for eviction
 
 	seqMu   sync.Mutex
 	seq     uint64
@@ -130,7 +131,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 	w := &Worker{
 		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
-		modules: map[string]*module{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
+		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
 		closed: make(chan struct{}),
 	}
 	defer w.conn.Close()
@@ -316,15 +317,15 @@ func (w *Worker) prewarm(ctx context.Context, path string, pages uint32) {
 	if warm {
 		return
 	}
-	if inst, err := w.instance(ctx, m, abi.Grants{}); err == nil {
+	if inst, err := w.instance(ctx, m, abi.Grants{}, false); err == nil {
 		w.release(m, inst)
 	}
 }
 
 // instance takes m's idle instance or makes a new one. A task with grants
 // gets an instance of its own, configured with them.
-func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (_ *instance, err error) {
-	private := !grants.Empty()
+func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants, private bool) (_ *instance, err error) {
+	private = private || !grants.Empty()
 	if !private {
 		w.modMu.Lock()
 		inst := m.idle
@@ -352,7 +353,7 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (_ 
 		WithStdout(out).WithStderr(errw)
 	// No filesystem, environment or arguments unless granted: a guest reaches
 	// the world only through the rayhost host functions.
-	if private {
+	if !grants.Empty() {
 		fs := wazero.NewFSConfig()
 		for _, mnt := range grants.Mounts {
 			if mnt.ReadOnly {
@@ -386,6 +387,21 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants) (_ 
 	}
 	inst.invoke = mod.ExportedFunction(abi.ExportInvoke)
 	return inst, nil
+}
+
+// keep puts an instance back after a call: an actor's instance stays with
+// its actor (once its constructor succeeded), others go to the pool.
+func (w *Worker) keep(m *module, inst *instance, ex ipc.Exec, ok bool) {
+	switch {
+	case ex.Actor.IsZero():
+		w.release(m, inst)
+	case ex.ActorCreate && !ok:
+		_ = inst.mod.Close(context.Background())
+	case ex.ActorCreate:
+		w.modMu.Lock()
+		w.actors[ex.Actor] = inst
+		w.modMu.Unlock()
+	}
 }
 
 func (w *Worker) release(m *module, inst *instance) {
@@ -423,33 +439,52 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		w.send(ipc.TypeDone, done.Encode(nil))
 		return
 	}
-	inst, err := w.instance(ctx, m, ex.Grants)
-	if err != nil {
-		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
-		w.send(ipc.TypeDone, done.Encode(nil))
-		return
+	var inst *instance
+	switch {
+	case !ex.Actor.IsZero() && !ex.ActorCreate:
+		w.modMu.Lock()
+		inst = w.actors[ex.Actor]
+		w.modMu.Unlock()
+		if inst == nil {
+			done.Kind, done.Trap = abi.ErrorHost, fmt.Sprintf("actor %s does not live in this worker", ex.Actor)
+			w.send(ipc.TypeDone, done.Encode(nil))
+			return
+		}
+	default:
+		// An actor's instance is its own for its lifetime.
+		if inst, err = w.instance(ctx, m, ex.Grants, ex.ActorCreate); err != nil {
+			done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
+			w.send(ipc.TypeDone, done.Encode(nil))
+			return
+		}
 	}
 	inst.exec = e
 	inst.mailbox = ex.Invocation
 	res, err := inst.invoke.Call(withInstance(ctx, inst), uint64(len(ex.Invocation)))
 	inst.exec = nil
 	inst.mailbox = nil
+	actor := !ex.Actor.IsZero()
 	switch {
 	case err != nil:
 		// A trap leaves the guest's Go runtime in an unknown state: never
-		// reuse the instance.
+		// reuse the instance (for an actor, the host restarts it).
 		_ = inst.mod.Close(ctx)
+		if actor {
+			w.modMu.Lock()
+			delete(w.actors, ex.Actor)
+			w.modMu.Unlock()
+		}
 		done.Kind, done.Trap = abi.ErrorTrap, trapMessage(err)
 		if errors.Is(err, errOutputLimit) {
 			done.Kind, done.Trap = abi.ErrorLimit, fmt.Sprintf("the task wrote more than %d bytes of output", ex.MaxLogBytes)
 		}
 	case !e.gotResult:
-		w.release(m, inst)
+		w.keep(m, inst, ex, false)
 		done.Kind, done.Trap = abi.ErrorHost, "the guest returned without a result"
 	default:
-		w.release(m, inst)
 		done.Status = abi.Status(int32(res[0]))
 		done.Result = e.result
+		w.keep(m, inst, ex, done.Status == abi.StatusOK)
 	}
 	w.send(ipc.TypeDone, done.Encode(nil))
 }

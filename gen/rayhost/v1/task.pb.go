@@ -2063,6 +2063,204 @@ func (x *TaskEvent) GetMessage() string {
 	return ""
 }
 
+type ListActorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActorsRequest) Reset() {
+	*x = ListActorsRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActorsRequest) ProtoMessage() {}
+
+func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActorsRequest.ProtoReflect.Descriptor instead.
+func (*ListActorsRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
+}
+
+type ListActorsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actors        []*ActorInfo           `protobuf:"bytes,1,rep,name=actors,proto3" json:"actors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActorsResponse) Reset() {
+	*x = ListActorsResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActorsResponse) ProtoMessage() {}
+
+func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActorsResponse.ProtoReflect.Descriptor instead.
+func (*ListActorsResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListActorsResponse) GetActors() []*ActorInfo {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
+}
+
+type ActorInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ActorId string                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// The name its constructor is registered under.
+	Class     string `protobuf:"bytes,2,opt,name=class,proto3" json:"class,omitempty"`
+	Name      string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// creating, alive, restarting or dead.
+	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Host          string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
+	Calls         uint64 `protobuf:"varint,7,opt,name=calls,proto3" json:"calls,omitempty"`
+	Restarts      uint32 `protobuf:"varint,8,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Queued        uint32 `protobuf:"varint,9,opt,name=queued,proto3" json:"queued,omitempty"`
+	WorkerPid     int32  `protobuf:"varint,10,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorInfo) Reset() {
+	*x = ActorInfo{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorInfo) ProtoMessage() {}
+
+func (x *ActorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
+func (*ActorInfo) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ActorInfo) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetCalls() uint64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetWorkerPid() int32 {
+	if x != nil {
+		return x.WorkerPid
+	}
+	return 0
+}
+
 var File_rayhost_v1_task_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_task_proto_rawDesc = "" +
@@ -2219,7 +2417,23 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\n" +
 	"worker_pid\x18\a \x01(\x05R\tworkerPid\x12$\n" +
 	"\x0eparent_task_id\x18\b \x01(\tR\fparentTaskId\x12\x18\n" +
-	"\amessage\x18\t \x01(\tR\amessage2\x85\x06\n" +
+	"\amessage\x18\t \x01(\tR\amessage\"\x13\n" +
+	"\x11ListActorsRequest\"C\n" +
+	"\x12ListActorsResponse\x12-\n" +
+	"\x06actors\x18\x01 \x03(\v2\x15.rayhost.v1.ActorInfoR\x06actors\"\x81\x02\n" +
+	"\tActorInfo\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x14\n" +
+	"\x05class\x18\x02 \x01(\tR\x05class\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x12\n" +
+	"\x04host\x18\x06 \x01(\tR\x04host\x12\x14\n" +
+	"\x05calls\x18\a \x01(\x04R\x05calls\x12\x1a\n" +
+	"\brestarts\x18\b \x01(\rR\brestarts\x12\x16\n" +
+	"\x06queued\x18\t \x01(\rR\x06queued\x12\x1d\n" +
+	"\n" +
+	"worker_pid\x18\n" +
+	" \x01(\x05R\tworkerPid2\xd4\x06\n" +
 	"\vTaskService\x12Y\n" +
 	"\x0eRegisterModule\x12!.rayhost.v1.RegisterModuleRequest\x1a\".rayhost.v1.RegisterModuleResponse\"\x00\x12A\n" +
 	"\x06Submit\x12\x19.rayhost.v1.SubmitRequest\x1a\x1a.rayhost.v1.SubmitResponse\"\x00\x12K\n" +
@@ -2231,7 +2445,9 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x06Cancel\x12\x19.rayhost.v1.CancelRequest\x1a\x1a.rayhost.v1.CancelResponse\"\x00\x12:\n" +
 	"\x03Run\x12\x16.rayhost.v1.RunRequest\x1a\x17.rayhost.v1.RunResponse\"\x000\x01\x12A\n" +
 	"\x06Health\x12\x19.rayhost.v1.HealthRequest\x1a\x1a.rayhost.v1.HealthResponse\"\x00\x12J\n" +
-	"\tListTasks\x12\x1c.rayhost.v1.ListTasksRequest\x1a\x1d.rayhost.v1.ListTasksResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"\tListTasks\x12\x1c.rayhost.v1.ListTasksRequest\x1a\x1d.rayhost.v1.ListTasksResponse\"\x00\x12M\n" +
+	"\n" +
+	"ListActors\x12\x1d.rayhost.v1.ListActorsRequest\x1a\x1e.rayhost.v1.ListActorsResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_task_proto_rawDescOnce sync.Once
@@ -2245,7 +2461,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -2279,15 +2495,18 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ListTasksRequest)(nil),       // 29: rayhost.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),      // 30: rayhost.v1.ListTasksResponse
 	(*TaskEvent)(nil),              // 31: rayhost.v1.TaskEvent
-	nil,                            // 32: rayhost.v1.Resources.CustomEntry
-	nil,                            // 33: rayhost.v1.TaskOptions.EnvEntry
+	(*ListActorsRequest)(nil),      // 32: rayhost.v1.ListActorsRequest
+	(*ListActorsResponse)(nil),     // 33: rayhost.v1.ListActorsResponse
+	(*ActorInfo)(nil),              // 34: rayhost.v1.ActorInfo
+	nil,                            // 35: rayhost.v1.Resources.CustomEntry
+	nil,                            // 36: rayhost.v1.TaskOptions.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	32, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	35, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	5,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	33, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	36, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
 	8,  // 5: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 6: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
 	4,  // 7: rayhost.v1.SubmitRequest.options:type_name -> rayhost.v1.TaskOptions
@@ -2308,33 +2527,36 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	3,  // 22: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
 	28, // 23: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
 	31, // 24: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
-	6,  // 25: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	9,  // 26: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	9,  // 27: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	11, // 28: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	13, // 29: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	16, // 30: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	18, // 31: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	20, // 32: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	22, // 33: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	26, // 34: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	29, // 35: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	7,  // 36: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	10, // 37: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	10, // 38: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	12, // 39: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	14, // 40: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	17, // 41: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	19, // 42: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	21, // 43: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	23, // 44: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	27, // 45: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	30, // 46: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	34, // 25: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
+	6,  // 26: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	9,  // 27: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	9,  // 28: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	11, // 29: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	13, // 30: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	16, // 31: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	18, // 32: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	20, // 33: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	22, // 34: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	26, // 35: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	29, // 36: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	32, // 37: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	7,  // 38: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	10, // 39: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	10, // 40: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	12, // 41: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	14, // 42: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	17, // 43: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	19, // 44: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	21, // 45: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	23, // 46: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	27, // 47: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	30, // 48: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	33, // 49: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -2363,7 +2585,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

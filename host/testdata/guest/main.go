@@ -220,6 +220,150 @@ var _ = ray.Func0("get_times_out", func(ctx context.Context) (bool, error) {
 	return errors.Is(err, ray.ErrGetTimeout), nil
 })
 
+// Counter is the test actor.
+type Counter struct {
+	N   int
+	Log []int
+}
+
+var counterClass = ray.Actor0("Counter", func(ctx context.Context) (*Counter, error) { return &Counter{}, nil })
+
+var incr = ray.Method1(counterClass, "incr", func(c *Counter, ctx context.Context, by int) (int, error) {
+	c.N += by
+	return c.N, nil
+})
+
+var record = ray.Method1(counterClass, "record", func(c *Counter, ctx context.Context, i int) (bool, error) {
+	c.Log = append(c.Log, i)
+	return true, nil
+})
+
+var history = ray.Method0(counterClass, "history", func(c *Counter, ctx context.Context) ([]int, error) { return c.Log, nil })
+
+var failing2 = ray.Method0(counterClass, "fail", func(c *Counter, ctx context.Context) (int, error) {
+	return 0, errors.New("method failed")
+})
+
+var slowly = ray.Method1(counterClass, "slowly", func(c *Counter, ctx context.Context, ms int) (int, error) {
+	return ms, ray.Sleep(ctx, time.Duration(ms)*time.Millisecond)
+})
+
+// actorOrder submits n calls and returns what the actor saw, in order.
+var _ = ray.Func1("actor_order", func(ctx context.Context, n int) ([]int, error) {
+	c := counterClass.Remote()
+	for i := range n {
+		record.Remote(c, i)
+	}
+	return ray.Get(ctx, history.Remote(c))
+})
+
+// bump calls the actor through a handle it received as an argument.
+var bump = ray.Func1("bump", func(ctx context.Context, c ray.ActorHandle[Counter]) (int, error) {
+	return ray.Get(ctx, incr.Remote(c, 10))
+})
+
+var _ = ray.Func0("actor_via_task", func(ctx context.Context) (int, error) {
+	c := counterClass.Remote()
+	if _, err := ray.Get(ctx, bump.Remote(c)); err != nil {
+		return 0, err
+	}
+	return ray.Get(ctx, incr.Remote(c, 1)) // 11: the task's call reached the same actor
+})
+
+// makeNamed creates a named counter (restartable once) and counts to 5.
+var _ = ray.Func2("make_named", func(ctx context.Context, name string, restarts int) (int, error) {
+	c := counterClass.Options(ray.Name(name), ray.MaxRestarts(restarts)).Remote()
+	return ray.Get(ctx, incr.Remote(c, 5))
+})
+
+var _ = ray.Func1("named_incr", func(ctx context.Context, name string) (int, error) {
+	c, err := ray.GetActor[Counter](ctx, name, "")
+	if err != nil {
+		return 0, err
+	}
+	return ray.Get(ctx, incr.Remote(c, 1))
+})
+
+// duplicateName reports the error of creating a second actor with a name.
+var _ = ray.Func1("duplicate_name", func(ctx context.Context, name string) (string, error) {
+	c := counterClass.Options(ray.Name(name)).Remote()
+	if err := c.Ready(ctx); err != nil {
+		return err.Error(), nil
+	}
+	return "", errors.New("a second actor with the same name was created")
+})
+
+// killPending kills an actor with calls queued; it reports whether they all
+// failed with ErrActorDied.
+var _ = ray.Func0("kill_pending", func(ctx context.Context) (bool, error) {
+	c := counterClass.Remote()
+	busy := slowly.Remote(c, 5000)
+	queued := incr.Remote(c, 1)
+	if err := c.Ready(ctx); err != nil {
+		return false, err
+	}
+	if err := ray.Kill(c, true); err != nil {
+		return false, err
+	}
+	_, err1 := ray.Get(ctx, busy)
+	_, err2 := ray.Get(ctx, queued)
+	_, err3 := ray.Get(ctx, incr.Remote(c, 1)) // after death
+	return errors.Is(err1, ray.ErrActorDied) && errors.Is(err2, ray.ErrActorDied) && errors.Is(err3, ray.ErrActorDied), nil
+})
+
+// cancelQueued cancels a call waiting behind a slow one: it is dropped,
+// the actor goes on, and the count shows the dropped call never ran.
+var _ = ray.Func0("cancel_queued_call", func(ctx context.Context) (int, error) {
+	c := counterClass.Remote()
+	slow := slowly.Remote(c, 500)
+	dropped := incr.Remote(c, 100)
+	if err := ray.Cancel(dropped, false, false); err != nil {
+		return 0, err
+	}
+	if _, err := ray.Get(ctx, dropped); !errors.Is(err, ray.ErrTaskCancelled) {
+		return 0, fmt.Errorf("the cancelled call returned %v", err)
+	}
+	if _, err := ray.Get(ctx, slow); err != nil {
+		return 0, err
+	}
+	return ray.Get(ctx, incr.Remote(c, 1)) // 1: the cancelled +100 never ran
+})
+
+// errorSurvives: a method error fails that call only.
+var _ = ray.Func0("error_survives", func(ctx context.Context) (int, error) {
+	c := counterClass.Remote()
+	if _, err := ray.Get(ctx, failing2.Remote(c)); err == nil {
+		return 0, errors.New("the failing method succeeded")
+	}
+	return ray.Get(ctx, incr.Remote(c, 7))
+})
+
+// actorCallRate makes n calls on a fresh actor, one at a time (sync) or all
+// in flight then gathered (async), and returns calls per second.
+var _ = ray.Func2("actor_call_rate", func(ctx context.Context, n int, async bool) (float64, error) {
+	c := counterClass.Remote()
+	if _, err := ray.Get(ctx, incr.Remote(c, 0)); err != nil { // warm: the actor exists
+		return 0, err
+	}
+	start := time.Now()
+	if async {
+		refs := make([]ray.ObjectRef[int], n)
+		for i := range refs {
+			refs[i] = incr.Remote(c, 1)
+		}
+		if _, err := ray.GetAll(ctx, refs); err != nil {
+			return 0, err
+		}
+	} else {
+		for range n {
+			if _, err := ray.Get(ctx, incr.Remote(c, 1)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), ray.Kill(c, true)
+})
+
 func init() {
 	ray.Main(func(ctx context.Context) error {
 		fmt.Println("driver starting")

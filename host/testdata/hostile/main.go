@@ -109,6 +109,22 @@ var _ = ray.Func0("garbage_pointers", func(ctx context.Context) ([]int64, error)
 	return results, nil
 })
 
+var ok = ray.Func0("ok2", func(ctx context.Context) (string, error) { return "ok", ray.Sleep(ctx, 10e6) })
+
+// fanOut submits n tasks that wait, without nesting: only the tree's cap
+// stops it. It returns the first error.
+var _ = ray.Func1("fan_out", func(ctx context.Context, n int) (int, error) {
+	refs := make([]ray.ObjectRef[string], n)
+	for i := range refs {
+		refs[i] = ok.Remote()
+	}
+	_, err := ray.GetAll(ctx, refs)
+	for _, r := range refs {
+		_ = ray.Cancel(r, true, true)
+	}
+	return 0, err
+})
+
 // bomb nests n deep, each level waiting for the next: the nesting bomb.
 var bomb *ray.Function[int]
 

@@ -57,6 +57,8 @@ const (
 	TaskServiceHealthProcedure = "/rayhost.v1.TaskService/Health"
 	// TaskServiceListTasksProcedure is the fully-qualified name of the TaskService's ListTasks RPC.
 	TaskServiceListTasksProcedure = "/rayhost.v1.TaskService/ListTasks"
+	// TaskServiceListActorsProcedure is the fully-qualified name of the TaskService's ListActors RPC.
+	TaskServiceListActorsProcedure = "/rayhost.v1.TaskService/ListActors"
 )
 
 // TaskServiceClient is a client for the rayhost.v1.TaskService service.
@@ -87,6 +89,8 @@ type TaskServiceClient interface {
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// ListTasks returns the recorded task events, oldest first.
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
+	// ListActors returns the actors this host owns.
+	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the rayhost.v1.TaskService service. By default, it
@@ -166,6 +170,12 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("ListTasks")),
 			connect.WithClientOptions(opts...),
 		),
+		listActors: connect.NewClient[v1.ListActorsRequest, v1.ListActorsResponse](
+			httpClient,
+			baseURL+TaskServiceListActorsProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("ListActors")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -182,6 +192,7 @@ type taskServiceClient struct {
 	run            *connect.Client[v1.RunRequest, v1.RunResponse]
 	health         *connect.Client[v1.HealthRequest, v1.HealthResponse]
 	listTasks      *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	listActors     *connect.Client[v1.ListActorsRequest, v1.ListActorsResponse]
 }
 
 // RegisterModule calls rayhost.v1.TaskService.RegisterModule.
@@ -239,6 +250,11 @@ func (c *taskServiceClient) ListTasks(ctx context.Context, req *connect.Request[
 	return c.listTasks.CallUnary(ctx, req)
 }
 
+// ListActors calls rayhost.v1.TaskService.ListActors.
+func (c *taskServiceClient) ListActors(ctx context.Context, req *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error) {
+	return c.listActors.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the rayhost.v1.TaskService service.
 type TaskServiceHandler interface {
 	// RegisterModule stores a Wasm module (content-addressed by sha256),
@@ -267,6 +283,8 @@ type TaskServiceHandler interface {
 	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// ListTasks returns the recorded task events, oldest first.
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
+	// ListActors returns the actors this host owns.
+	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -342,6 +360,12 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("ListTasks")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceListActorsHandler := connect.NewUnaryHandler(
+		TaskServiceListActorsProcedure,
+		svc.ListActors,
+		connect.WithSchema(taskServiceMethods.ByName("ListActors")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceRegisterModuleProcedure:
@@ -366,6 +390,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceHealthHandler.ServeHTTP(w, r)
 		case TaskServiceListTasksProcedure:
 			taskServiceListTasksHandler.ServeHTTP(w, r)
+		case TaskServiceListActorsProcedure:
+			taskServiceListActorsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -417,4 +443,8 @@ func (UnimplementedTaskServiceHandler) Health(context.Context, *connect.Request[
 
 func (UnimplementedTaskServiceHandler) ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ListTasks is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ListActors is not implemented"))
 }

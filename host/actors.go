@@ -1,0 +1,301 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+// An actor's life:
+//
+//	create ─► creating ─► alive ─► (worker died, restarts left) ─► restarting ─► alive …
+//	             │          │
+//	             │          └─► (killed, or no restarts left) ─► dead
+//	             └─► (constructor failed) ─► dead
+//
+// Its creation is a task (ID = the actor's ID) scheduled like any other,
+// holding 1 CPU by default. When the constructor succeeds, the worker that
+// ran it becomes the actor's: it keeps the instance holding the state and
+// runs nothing else. The CPU is then given back (Ray's rule: 1 CPU to place
+// an actor, 0 while it lives) unless the actor asked for CPUs explicitly.
+// Method calls wait in one queue per actor in the order they were
+// submitted, and run one at a time.
+type actorState uint8
+
+const (
+	actorCreating actorState = iota
+	actorAlive
+	actorRestarting
+	actorDead
+)
+
+func (s actorState) String() string {
+	return [...]string{"creating", "alive", "restarting", "dead"}[s]
+}
+
+type actor struct {
+	id              ids.TaskID
+	class           string
+	name, namespace string
+	create          *task // the creation task, run again on restart
+	holdCPU         bool  // the actor asked for CPUs: keep them while alive
+
+	// Guarded by Host.mu.
+	state          actorState
+	worker         *workerProc
+	queue          []*task // method calls in submission order
+	running        *task
+	restarts       int
+	maxRestarts    int32
+	maxTaskRetries int32
+	calls          int
+	killed         bool // no restart wanted
+	cause          string
+}
+
+func (a *actor) key() string { return a.namespace + "/" + a.name }
+
+// submitActor registers a task that creates or calls an actor; it reports
+// false when the task failed at once (its failure is sealed).
+func (h *Host) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest) bool {
+	switch t.kind {
+	case abi.KindActorCreate:
+		a := &actor{id: t.id, class: t.function, name: req.Name, namespace: req.Namespace, create: t,
+			maxRestarts: req.MaxRestarts, maxTaskRetries: req.MaxTaskRetries, holdCPU: req.Resources.CPUs != -1}
+		h.mu.Lock()
+		if _, dup := h.actors[a.id]; dup {
+			h.mu.Unlock()
+			return true // a retried parent creates it again
+		}
+		if a.name != "" {
+			if other, taken := h.actorNames[a.key()]; taken {
+				h.mu.Unlock()
+				h.submitFailed(t, h.taskError(t, abi.ErrorBadRequest,
+					fmt.Sprintf("an actor named %q already exists in namespace %q (%s)", a.name, a.namespace, other)))
+				return false
+			}
+			h.actorNames[a.key()] = a.id
+		}
+		h.actors[a.id] = a
+		h.mu.Unlock()
+		t.actor = a
+	case abi.KindActorCall:
+		h.mu.Lock()
+		a := h.actors[req.Actor]
+		if a != nil && a.state != actorDead {
+			t.actor = a
+			a.queue = append(a.queue, t)
+		}
+		var cause string
+		if a != nil {
+			cause = a.cause
+		}
+		h.mu.Unlock()
+		if t.actor == nil {
+			msg := fmt.Sprintf("actor %s does not exist on this host", req.Actor)
+			if a != nil {
+				msg = fmt.Sprintf("actor %s (%s) is dead: %s", req.Actor, a.class, cause)
+			}
+			h.submitFailed(t, h.taskError(t, abi.ErrorActorDied, msg))
+			return false
+		}
+	}
+	return true
+}
+
+// actorCallReady queues a method call whose arguments are ready.
+func (h *Host) actorCallReady(t *task) {
+	h.mu.Lock()
+	if t.state != statePendingArgs {
+		h.mu.Unlock()
+		return
+	}
+	t.state = stateScheduled // waiting for its actor
+	h.record(t, stateScheduled, "")
+	starts := h.dispatchActorLocked(t.actor)
+	h.mu.Unlock()
+	h.start(starts)
+}
+
+// dispatchActorLocked starts the actor's next call if it can run now: the
+// actor is alive and idle, and the first call in its queue has its
+// arguments. Later calls wait behind it, keeping submission order.
+func (h *Host) dispatchActorLocked(a *actor) []assignment {
+	if a.state != actorAlive || a.running != nil || len(a.queue) == 0 || a.worker == nil {
+		return nil
+	}
+	t := a.queue[0]
+	if t.state != stateScheduled {
+		return nil
+	}
+	a.queue = a.queue[1:]
+	a.running = t
+	t.state, t.worker = stateRunning, a.worker
+	a.worker.task = t
+	h.record(t, stateRunning, "")
+	return []assignment{{t, a.worker}}
+}
+
+// actorCreated is called when a creation task finished: the worker is the
+// actor's from now on.
+func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
+	a.state, a.worker, a.cause = actorAlive, w, ""
+	w.actor = a
+	if a.holdCPU {
+		// The creation task gave its CPUs back as it ended; an actor that
+		// asked for CPUs holds them while it lives (otherwise 0, as in Ray).
+		h.sched.Acquire(a.create.req)
+		a.create.holding = true
+	}
+	return h.dispatchActorLocked(a)
+}
+
+// actorFailedLocked ends an actor whose constructor failed or that cannot
+// restart: every queued call fails with actor_died.
+func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
+	a.state, a.cause = actorDead, cause
+	if a.name != "" && h.actorNames[a.key()] == a.id {
+		delete(h.actorNames, a.key())
+	}
+	if a.worker != nil {
+		a.worker.actor = nil
+		a.worker = nil
+	}
+	if a.holdCPU && a.create.holding {
+		h.sched.Release(a.create.req)
+		a.create.holding = false
+	}
+	doomed := a.queue
+	a.queue = nil
+	return doomed
+}
+
+func (h *Host) failActorCalls(a *actor, calls []*task) {
+	for _, t := range calls {
+		h.fail(t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died: %s", a.id, a.class, a.cause)))
+	}
+}
+
+// actorWorkerDied handles the death of an actor's worker: the running call
+// fails (or waits to be retried), and the actor restarts if it may.
+func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
+	cause := fmt.Sprintf("its worker process %d died", w.pid)
+	if exitErr != nil {
+		cause += " (" + exitErr.Error() + ")"
+	}
+	h.mu.Lock()
+	if a.worker != w {
+		h.mu.Unlock()
+		return
+	}
+	a.worker, w.actor = nil, nil
+	if a.holdCPU && a.create.holding {
+		h.sched.Release(a.create.req)
+		a.create.holding = false
+	}
+	t := a.running
+	a.running = nil
+	if t != nil {
+		w.task = nil
+	}
+	restart := !a.killed && (a.maxRestarts < 0 || a.restarts < int(a.maxRestarts))
+	var requeued bool
+	if t != nil && restart && !t.cancelled && (a.maxTaskRetries < 0 || int(t.attempt) < int(a.maxTaskRetries)) {
+		h.record(t, stateRetried, cause)
+		t.attempt++
+		t.state, t.worker = stateScheduled, nil
+		a.queue = append([]*task{t}, a.queue...)
+		requeued = true
+	}
+	var doomed []*task
+	if restart {
+		a.restarts++
+		a.state, a.cause = actorRestarting, cause
+		c := a.create
+		c.attempt++
+		c.worker, c.stderr, c.timedOut = nil, nil, false
+		c.state = statePendingArgs
+	} else {
+		if a.killed {
+			cause = "it was killed"
+		}
+		doomed = h.actorDeadLocked(a, cause)
+	}
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	if t != nil && !requeued {
+		h.finishWorker(w, t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died while running the call: %s", a.id, a.class, cause)), nil)
+	}
+	h.failActorCalls(a, doomed)
+	h.start(starts)
+	if restart {
+		h.log.Info("restarting an actor", "actor_id", a.id, "restart", a.restarts, "cause", cause)
+		h.enqueue(a.create)
+	}
+}
+
+// killActor ends an actor; with noRestart it stays dead.
+func (h *Host) killActor(id ids.TaskID, noRestart bool) error {
+	h.mu.Lock()
+	a := h.actors[id]
+	if a == nil {
+		h.mu.Unlock()
+		return fmt.Errorf("%w: actor %s", ErrTaskNotFound, id)
+	}
+	if noRestart {
+		a.killed = true
+	}
+	w := a.worker
+	var doomed []*task
+	if w == nil && a.state != actorDead && noRestart {
+		// Not running yet (creating or restarting): end it where it stands.
+		doomed = h.actorDeadLocked(a, "it was killed")
+	}
+	h.mu.Unlock()
+	if w != nil {
+		w.kill()
+	}
+	h.failActorCalls(a, doomed)
+	if len(doomed) > 0 || (w == nil && noRestart) {
+		h.cancelTask(a.create, true, false)
+	}
+	return nil
+}
+
+// lookupActor finds a named actor.
+func (h *Host) lookupActor(name, namespace string) (*actor, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id, ok := h.actorNames[namespace+"/"+name]
+	if !ok {
+		return nil, fmt.Errorf("%w: no actor named %q in namespace %q", ErrTaskNotFound, name, namespace)
+	}
+	return h.actors[id], nil
+}
+
+// ActorInfo describes an actor for listings.
+type ActorInfo struct {
+	ID, Class, Name, Namespace, State string
+	Calls, Restarts, Queued           int
+	WorkerPID                         int
+}
+
+func (h *Host) listActors() []ActorInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]ActorInfo, 0, len(h.actors))
+	for _, a := range h.actors {
+		info := ActorInfo{ID: a.id.String(), Class: a.class, Name: a.name, Namespace: a.namespace, State: a.state.String(),
+			Calls: a.calls, Restarts: a.restarts, Queued: len(a.queue)}
+		if a.worker != nil {
+			info.WorkerPID = a.worker.pid
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(x, y ActorInfo) int { return strings.Compare(x.ID, y.ID) })
+	return out
+}
