@@ -95,7 +95,8 @@ func New(addr string, opts ...Option) *Client {
 			base = "https://" + addr
 		}
 	}
-	copts := []connect.ClientOption{connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes)}
+	copts := []connect.ClientOption{connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes),
+		connect.WithCompressMinBytes(8 << 10)} // small messages: compression costs more than it saves
 	if o.token != "" {
 		copts = append(copts, connect.WithInterceptors(tokenInterceptor("Bearer "+o.token)))
 	}

@@ -173,9 +173,11 @@ func (h *Host) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.srv.Shutdown(ctx)
+		var stopping sync.WaitGroup
 		for _, w := range ws {
-			w.kill()
+			stopping.Go(w.stop)
 		}
+		stopping.Wait()
 		h.wg.Wait()
 		h.objs.close()
 		h.closeErr = h.closeStore()

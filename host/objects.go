@@ -44,7 +44,14 @@ type object struct {
 	inMemory  bool
 	persisted bool
 	task      ids.TaskID
-	waiters   []func(abi.Value)
+	waiters   []*waiter
+}
+
+// waiter is a callback registered by onReady; cancel stops it firing, so a
+// Wait that returned early leaves nothing behind on the objects it skipped.
+type waiter struct {
+	fn   func(abi.Value)
+	dead bool // guarded by objects.mu
 }
 
 type persistJob struct {
@@ -162,12 +169,18 @@ func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error 
 	}
 	waiters := ob.waiters
 	ob.waiters = nil
+	live := waiters[:0]
+	for _, w := range waiters {
+		if !w.dead {
+			live = append(live, w)
+		}
+	}
 	o.mu.Unlock()
 	if !large {
 		o.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
 	}
-	for _, w := range waiters {
-		w(v)
+	for _, w := range live {
+		w.fn(v)
 	}
 	return nil
 }
@@ -176,27 +189,45 @@ func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error 
 // once it is ready, at once if it is. It fails with ErrObjectNotFound if id
 // is unknown.
 func (o *objects) onReady(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) error {
+	_, err := o.watch(ctx, id, fn)
+	return err
+}
+
+// watch is onReady that returns a cancel for a callback still pending.
+func (o *objects) watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (cancel func(), err error) {
 	o.mu.Lock()
 	ob := o.m[id]
 	if ob != nil && !ob.ready {
-		ob.waiters = append(ob.waiters, fn)
+		w := &waiter{fn: fn}
+		if n := len(ob.waiters); n >= 64 && n&(n-1) == 0 {
+			// Drop cancelled waiters now and then, so an object many Waits
+			// skipped does not keep them all.
+			live := ob.waiters[:0]
+			for _, x := range ob.waiters {
+				if !x.dead {
+					live = append(live, x)
+				}
+			}
+			ob.waiters = live
+		}
+		ob.waiters = append(ob.waiters, w)
 		o.mu.Unlock()
-		return nil
+		return func() { o.mu.Lock(); w.dead = true; o.mu.Unlock() }, nil
 	}
 	o.mu.Unlock()
 	if ob != nil {
 		fn(ob.val)
-		return nil
+		return func() {}, nil
 	}
 	meta, err := o.st.Stat(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: %s", ErrObjectNotFound, id)
+			return nil, fmt.Errorf("%w: %s", ErrObjectNotFound, id)
 		}
-		return err
+		return nil, err
 	}
 	fn(abi.Value{Codec: abi.Codec(meta.Codec)})
-	return nil
+	return func() {}, nil
 }
 
 // value returns the bytes of a ready object.
@@ -269,8 +300,14 @@ func (o *objects) waitReady(ctx context.Context, refs []ids.ObjectID, need int, 
 		default:
 		}
 	}
+	var cancels []func()
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
 	for i, id := range refs {
-		err := o.onReady(ctx, id, func(v abi.Value) {
+		cancel, err := o.watch(ctx, id, func(v abi.Value) {
 			mu.Lock()
 			if !ready[i] {
 				ready[i] = true
@@ -288,6 +325,7 @@ func (o *objects) waitReady(ctx context.Context, refs []ids.ObjectID, need int, 
 		if err != nil {
 			return nil, err
 		}
+		cancels = append(cancels, cancel)
 	}
 	var timer <-chan time.Time
 	if timeout >= 0 {

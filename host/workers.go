@@ -132,6 +132,19 @@ func (w *workerProc) kill() {
 	_ = w.proc.Kill()
 }
 
+// stop ends a worker gracefully: closing its socket makes it exit; if it
+// has not within a second (a guest in a loop), it is killed.
+func (w *workerProc) stop() {
+	_ = w.conn.Close()
+	done := make(chan struct{})
+	go func() { _ = w.proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		w.kill()
+	}
+}
+
 func (w *workerProc) exec(m *ipc.Exec) error {
 	return w.conn.Write(ipc.TypeExec, m.Encode(nil))
 }
@@ -292,6 +305,11 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		te.Stack, te.Code, te.Cause = g.Stack, g.Code, g.Cause
 		return te, nil
 	}
+	for i := range res.Values {
+		// The frame buffer is reused for the next frame: the values must own
+		// their bytes (they are persisted later, behind the caller's back).
+		res.Values[i].Data = append([]byte(nil), res.Values[i].Data...)
+	}
 	switch t.kind {
 	case abi.KindMain:
 		// A driver returns nothing; its one object says it finished.
@@ -304,10 +322,6 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 	}
 	if len(res.Values) != t.numReturns {
 		return h.taskError(t, abi.ErrorHost, fmt.Sprintf("the function returned %d values, the call expects %d", len(res.Values), t.numReturns)), nil
-	}
-	for i := range res.Values {
-		// The frame buffer is reused: the values must own their bytes.
-		res.Values[i].Data = append([]byte(nil), res.Values[i].Data...)
 	}
 	return nil, res.Values
 }

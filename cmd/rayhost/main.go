@@ -24,6 +24,7 @@ Usage:
   rayhost tasks  --address A [--state S]       list tasks and their states
   rayhost actors --address A                   list actors: id, class, name, state, host, calls
   rayhost timeline --address A > trace.json    task attempts as Chrome-trace JSON (Perfetto)
+  rayhost microbenchmark [flags]               Ray's microbenchmark metrics, with baselines (from the repo root)
   rayhost worker                               (internal) a worker process, started by a host
 
 Run 'rayhost <command> -h' for a command's flags.
@@ -48,6 +49,8 @@ func main() {
 		err = cmdTasks(args)
 	case "actors":
 		err = cmdActors(args)
+	case "microbenchmark":
+		err = cmdMicrobenchmark(args)
 	case "timeline":
 		err = cmdTimeline(args)
 	case "worker":

@@ -103,6 +103,19 @@ func FuzzNextRequestDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip[NextRequest](t, data) })
 }
 
+// Targets for the actor requests a guest sends; their seeds are the
+// round-trip cases and testdata/fuzz/<FuzzName>/.
+
+func FuzzGetActorRequestDecode(f *testing.F) {
+	addSeeds[GetActorRequest](f)
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip[GetActorRequest](t, data) })
+}
+
+func FuzzKillRequestDecode(f *testing.F) {
+	addSeeds[KillRequest](f)
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip[KillRequest](t, data) })
+}
+
 // FuzzValueDecode: DecodeValue reads the payload of OpYield.
 func FuzzValueDecode(f *testing.F) {
 	addSeeds[loneValue](f)
@@ -114,12 +127,14 @@ func FuzzValueDecode(f *testing.F) {
 // failure have hash names; `go test` replays them through the targets.)
 func TestSeedCorpus(t *testing.T) {
 	targets := map[string]func() message{
-		"FuzzInvocationDecode":    func() message { return new(Invocation) },
-		"FuzzSubmitRequestDecode": func() message { return new(SubmitRequest) },
-		"FuzzGetRequestDecode":    func() message { return new(GetRequest) },
-		"FuzzWaitRequestDecode":   func() message { return new(WaitRequest) },
-		"FuzzPutRequestDecode":    func() message { return new(PutRequest) },
-		"FuzzNextRequestDecode":   func() message { return new(NextRequest) },
+		"FuzzInvocationDecode":      func() message { return new(Invocation) },
+		"FuzzSubmitRequestDecode":   func() message { return new(SubmitRequest) },
+		"FuzzGetRequestDecode":      func() message { return new(GetRequest) },
+		"FuzzWaitRequestDecode":     func() message { return new(WaitRequest) },
+		"FuzzPutRequestDecode":      func() message { return new(PutRequest) },
+		"FuzzNextRequestDecode":     func() message { return new(NextRequest) },
+		"FuzzGetActorRequestDecode": func() message { return new(GetActorRequest) },
+		"FuzzKillRequestDecode":     func() message { return new(KillRequest) },
 	}
 	for target, fresh := range targets {
 		dir := filepath.Join("testdata", "fuzz", target)

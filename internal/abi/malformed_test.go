@@ -38,16 +38,30 @@ func wantMalformed(t *testing.T, m message, b []byte) {
 // encoding must be rejected.
 func TestTruncatedAtEveryOffset(t *testing.T) {
 	// The cases must include a SubmitRequest with limits, mounts and env
-	// vars, so that a cut inside the grants is tried too.
-	var withGrants bool
+	// vars, so that a cut inside the grants is tried too, and requests and
+	// invocations with actor fields, so that cuts inside those are tried.
+	var withGrants, withActor, withActorInvocation bool
 	for _, c := range roundTripCases() {
 		if r, ok := c.msg.(*SubmitRequest); ok && len(r.Grants.Mounts) > 0 && len(r.Grants.Env) > 0 &&
 			r.Limits.MemoryPages != 0 && r.Limits.TimeoutNs != 0 {
 			withGrants = true
 		}
+		if r, ok := c.msg.(*SubmitRequest); ok && r.Kind == KindActorCreate && r.MaxRestarts != 0 &&
+			r.MaxTaskRetries != 0 && r.Name != "" && r.Namespace != "" && len(r.Args) > 0 {
+			withActor = true
+		}
+		if r, ok := c.msg.(*Invocation); ok && !r.Actor.IsZero() && len(r.Args) > 0 {
+			withActorInvocation = true
+		}
 	}
 	if !withGrants {
 		t.Error("no round-trip case is a SubmitRequest with limits, mounts and env vars")
+	}
+	if !withActor {
+		t.Error("no round-trip case is a SubmitRequest creating a named actor with restarts and arguments")
+	}
+	if !withActorInvocation {
+		t.Error("no round-trip case is an Invocation with an actor and arguments")
 	}
 	for _, c := range roundTripCases() {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,6 +105,8 @@ func enc(f func(e *Encoder)) []byte {
 	return e.B
 }
 
+// invocationHeader writes the fields of an Invocation before its argument
+// list; invocationActor writes the actor ID that follows the list.
 func invocationHeader(e *Encoder) {
 	e.Byte(byte(KindCall))
 	e.TaskID(testTask)
@@ -98,6 +114,8 @@ func invocationHeader(e *Encoder) {
 	e.String("h:1")  // owner
 	e.String("func") // function
 }
+
+func invocationActor(e *Encoder) { e.TaskID(testTask2) }
 
 // submitWith builds a SubmitRequest whose custom-resource list and argument
 // list are written by custom and args (each writes its count and entries);
@@ -147,8 +165,9 @@ func submitNumReturns(n uint64) []byte {
 // submitMiddle builds a SubmitRequest without custom resources or arguments
 // whose fields between the two lists middle writes: max retries, retry mode,
 // retry-on list, flags, backpressure, then the limits (memory pages,
-// timeout) and the grants (mounts, env). noRetries, noLimits and noGrants
-// write the defaults of each group.
+// timeout), the grants (mounts, env) and the actor fields (kind, actor,
+// max restarts, max task retries, name, namespace). noRetries, noLimits,
+// noGrants and noActor write the defaults of each group.
 func submitMiddle(middle func(e *Encoder)) []byte {
 	base := (&SubmitRequest{Task: testTask, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1}}).Encode(nil)
 	var e Encoder
@@ -162,19 +181,36 @@ func submitMiddle(middle func(e *Encoder)) []byte {
 // submitRetries builds a SubmitRequest whose retry fields (max retries,
 // retry mode, retry-on list, flags, backpressure) retries writes.
 func submitRetries(retries func(e *Encoder)) []byte {
-	return submitMiddle(func(e *Encoder) { retries(e); noLimits(e); noGrants(e) })
+	return submitMiddle(func(e *Encoder) { retries(e); noLimits(e); noGrants(e); noActor(e) })
 }
 
 // submitLimits builds a SubmitRequest whose limits (memory pages, timeout)
 // limits writes.
 func submitLimits(limits func(e *Encoder)) []byte {
-	return submitMiddle(func(e *Encoder) { noRetries(e); limits(e); noGrants(e) })
+	return submitMiddle(func(e *Encoder) { noRetries(e); limits(e); noGrants(e); noActor(e) })
 }
 
 // submitGrants builds a SubmitRequest whose grants (mount list, env list)
 // grants writes.
 func submitGrants(grants func(e *Encoder)) []byte {
-	return submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); grants(e) })
+	return submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); grants(e); noActor(e) })
+}
+
+// submitActor builds a SubmitRequest whose actor fields (kind, actor, max
+// restarts, max task retries, name, namespace) actor writes.
+func submitActor(actor func(e *Encoder)) []byte {
+	return submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); noGrants(e); actor(e) })
+}
+
+// actorFields writes the actor fields of a SubmitRequest with a raw kind
+// byte and raw restart counts.
+func actorFields(e *Encoder, kind byte, actor ids.TaskID, restarts, taskRetries int64, name, namespace string) {
+	e.Byte(kind)
+	e.TaskID(actor)
+	e.Varint(restarts)
+	e.Varint(taskRetries)
+	e.String(name)
+	e.String(namespace)
 }
 
 func noCustom(e *Encoder) { e.Uvarint(0) }
@@ -190,6 +226,10 @@ func noLimits(e *Encoder) { e.Uvarint(0); e.Varint(0) }
 // noGrants: no mounts, no env.
 func noGrants(e *Encoder) { e.Uvarint(0); e.Uvarint(0) }
 
+// noActor: kind 0 (a plain call), no actor, max restarts 0, max task
+// retries 0, no name, no namespace.
+func noActor(e *Encoder) { actorFields(e, 0, ids.TaskID{}, 0, 0, "", "") }
+
 // mount writes one mount with a raw mode byte.
 func mount(e *Encoder, host, guest string, mode byte) { e.String(host); e.String(guest); e.Byte(mode) }
 
@@ -204,7 +244,12 @@ func TestHugeCountsRejectedWithoutAllocating(t *testing.T) {
 	}
 	cases := []hugeCase{
 		{"Invocation args", func() message { return new(Invocation) }, func(n uint64) []byte {
-			return enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(n); e.Value(Value{Codec: CodecRaw}) })
+			return enc(func(e *Encoder) {
+				invocationHeader(e)
+				e.Uvarint(n)
+				e.Value(Value{Codec: CodecRaw})
+				invocationActor(e)
+			})
 		}},
 		{"SubmitRequest custom", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
 			return submitWith(func(e *Encoder) { e.Uvarint(n); e.String("x"); e.Float(1) }, noArgs)
@@ -256,7 +301,41 @@ func TestHugeCountsRejectedWithoutAllocating(t *testing.T) {
 				e.Byte(byte(CodecRaw))
 				e.Uvarint(n)
 				e.Raw([]byte("abc"))
+				invocationActor(e)
 			})
+		}},
+		{"SubmitRequest name length", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
+			return submitActor(func(e *Encoder) {
+				e.Byte(byte(KindActorCreate))
+				e.TaskID(ids.TaskID{})
+				e.Varint(0)
+				e.Varint(0)
+				e.Uvarint(n)
+				e.Raw([]byte("abc"))
+			})
+		}},
+		{"SubmitRequest namespace length", func() message { return new(SubmitRequest) }, func(n uint64) []byte {
+			return submitActor(func(e *Encoder) {
+				e.Byte(byte(KindActorCreate))
+				e.TaskID(ids.TaskID{})
+				e.Varint(0)
+				e.Varint(0)
+				e.String("name")
+				e.Uvarint(n)
+				e.Raw([]byte("abc"))
+			})
+		}},
+		{"GetActorRequest name length", func() message { return new(GetActorRequest) }, func(n uint64) []byte {
+			return enc(func(e *Encoder) { e.Uvarint(n); e.Raw([]byte("abc")) })
+		}},
+		{"GetActorRequest namespace length", func() message { return new(GetActorRequest) }, func(n uint64) []byte {
+			return enc(func(e *Encoder) { e.String("counter"); e.Uvarint(n); e.Raw([]byte("abc")) })
+		}},
+		{"ActorInfo owner length", func() message { return new(ActorInfo) }, func(n uint64) []byte {
+			return enc(func(e *Encoder) { e.TaskID(testTask2); e.Uvarint(n); e.Raw([]byte("abc")) })
+		}},
+		{"ActorInfo class length", func() message { return new(ActorInfo) }, func(n uint64) []byte {
+			return enc(func(e *Encoder) { e.TaskID(testTask2); e.String("h:1"); e.Uvarint(n); e.Raw([]byte("abc")) })
 		}},
 		{"GetRequest owner length", func() message { return new(GetRequest) }, func(n uint64) []byte {
 			return enc(func(e *Encoder) { e.Varint(-1); e.Uvarint(1); e.Raw(testRet0[:]); e.Uvarint(n); e.Raw([]byte("abc")) })
@@ -324,9 +403,10 @@ func TestCountBoundaries(t *testing.T) {
 				}
 			})
 		}, 1},
-		// The 10 bytes after the custom list (retry fields, limits, grants,
-		// args count) could hold one more 9-byte entry, so a claim of n+1
-		// passes the count check and fails later; n+2 cannot.
+		// The 31 bytes after the custom list (5 of retry fields, 2 of limits,
+		// 2 of grants, 21 of actor fields, 1 of args count) could hold three
+		// more 9-byte entries, so claims of n+1 to n+3 pass the count check
+		// and fail later; n+4 cannot.
 		{"SubmitRequest custom", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
 			return submitWith(func(e *Encoder) {
 				e.Uvarint(uint64(n + extra))
@@ -335,7 +415,7 @@ func TestCountBoundaries(t *testing.T) {
 					e.Float(1)
 				}
 			}, noArgs)
-		}, 2},
+		}, 4},
 		{"SubmitRequest args", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
 			return submitWith(noCustom, func(e *Encoder) {
 				e.Uvarint(uint64(n + extra))
@@ -345,6 +425,8 @@ func TestCountBoundaries(t *testing.T) {
 				}
 			})
 		}, 1},
+		// The 23 bytes after the mount list (1 of env count, 21 of actor
+		// fields, 1 of args count) could hold seven more 3-byte mounts.
 		{"SubmitRequest mounts", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
 			return submitGrants(func(e *Encoder) {
 				e.Uvarint(uint64(n + extra))
@@ -353,7 +435,9 @@ func TestCountBoundaries(t *testing.T) {
 				}
 				e.Uvarint(0) // env
 			})
-		}, 1},
+		}, 8},
+		// The 22 bytes after the env list (21 of actor fields, 1 of args
+		// count) could hold eleven more 2-byte variables.
 		{"SubmitRequest env", func() message { return new(SubmitRequest) }, func(n, extra int) []byte {
 			return submitGrants(func(e *Encoder) {
 				e.Uvarint(0) // mounts
@@ -363,7 +447,19 @@ func TestCountBoundaries(t *testing.T) {
 					e.String("")
 				}
 			})
-		}, 1},
+		}, 12},
+		// The 16-byte actor ID after the argument list of an Invocation could
+		// hold eight more 2-byte values.
+		{"Invocation args", func() message { return new(Invocation) }, func(n, extra int) []byte {
+			return enc(func(e *Encoder) {
+				invocationHeader(e)
+				e.Uvarint(uint64(n + extra))
+				for range n {
+					e.Value(Value{})
+				}
+				invocationActor(e)
+			})
+		}, 9},
 	}
 	for _, c := range cases {
 		for _, n := range []int{0, 1, 5} {
@@ -392,6 +488,9 @@ func TestMalformed(t *testing.T) {
 	newWait := func() message { return new(WaitRequest) }
 	newWaitRep := func() message { return new(WaitReply) }
 	newSleep := func() message { return new(SleepRequest) }
+	newGetActor := func() message { return new(GetActorRequest) }
+	newActorInfo := func() message { return new(ActorInfo) }
+	newKill := func() message { return new(KillRequest) }
 
 	// Uvarints that binary.Uvarint rejects.
 	overflow10 := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}
@@ -403,8 +502,14 @@ func TestMalformed(t *testing.T) {
 		in    []byte
 	}{
 		// Invalid codecs.
-		{"Invocation codec 3", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(1); e.Byte(3); e.Bytes(nil) })},
-		{"Invocation codec 255", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(1); e.Byte(255); e.Bytes([]byte("x")) })},
+		{"Invocation codec 3", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(1); e.Byte(3); e.Bytes(nil); invocationActor(e) })},
+		{"Invocation codec 255", newInv, enc(func(e *Encoder) {
+			invocationHeader(e)
+			e.Uvarint(1)
+			e.Byte(255)
+			e.Bytes([]byte("x"))
+			invocationActor(e)
+		})},
 		{"GetReply codec 3", newGetRep, enc(func(e *Encoder) { e.Uvarint(1); e.Byte(3); e.Bytes([]byte("42")) })},
 		{"GetReply second value codec 200", newGetRep, enc(func(e *Encoder) {
 			e.Uvarint(2)
@@ -437,8 +542,73 @@ func TestMalformed(t *testing.T) {
 
 		// Invalid invocation kinds.
 		{"Invocation kind 0", newInv, (&Invocation{Kind: 0, Function: "f"}).Encode(nil)},
-		{"Invocation kind 4", newInv, (&Invocation{Kind: 4, Function: "f"}).Encode(nil)},
+		{"Invocation kind 6", newInv, (&Invocation{Kind: 6, Function: "f"}).Encode(nil)},
+		{"Invocation kind 6 with actor", newInv, (&Invocation{Kind: 6, Task: testTask, Function: "C.m", Actor: testTask2,
+			Args: []Value{{Codec: CodecJSON, Data: []byte("1")}}}).Encode(nil)},
 		{"Invocation kind 255", newInv, (&Invocation{Kind: 255}).Encode(nil)},
+
+		// The actor ID ends an Invocation: it must be all there.
+		{"Invocation without actor", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(0) })},
+		{"Invocation actor cut short", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(0); e.Raw(testTask2[:15]) })},
+		{"Invocation args then actor cut short", newInv, enc(func(e *Encoder) {
+			invocationHeader(e)
+			e.Uvarint(1)
+			e.Value(Value{Codec: CodecJSON, Data: []byte("1")})
+			e.Raw(testTask2[:1])
+		})},
+
+		// SubmitRequest kinds: 0 and KindCall are a call; KindActorCreate
+		// and KindActorCall are accepted; nothing else.
+		{"SubmitRequest kind 6", newSub, (&SubmitRequest{Function: "f", Kind: 6}).Encode(nil)},
+		{"SubmitRequest kind 6 builder", newSub, submitActor(func(e *Encoder) { actorFields(e, 6, testTask2, 0, 0, "", "") })},
+		{"SubmitRequest kind main", newSub, (&SubmitRequest{Function: "f", Kind: KindMain}).Encode(nil)},
+		{"SubmitRequest kind describe", newSub, (&SubmitRequest{Function: "f", Kind: KindDescribe}).Encode(nil)},
+		{"SubmitRequest kind 255", newSub, (&SubmitRequest{Function: "f", Kind: 255, Actor: testTask2, Name: "n"}).Encode(nil)},
+
+		// Restart counts are in -1..MaxIndex.
+		{"SubmitRequest max restarts -2", newSub, (&SubmitRequest{Function: "C", Kind: KindActorCreate, MaxRestarts: -2}).Encode(nil)},
+		{"SubmitRequest max restarts MaxIndex+1", newSub, (&SubmitRequest{Function: "C", Kind: KindActorCreate, MaxRestarts: MaxIndex + 1}).Encode(nil)},
+		{"SubmitRequest max restarts min int32", newSub, (&SubmitRequest{Function: "C", Kind: KindActorCreate, MaxRestarts: math.MinInt32}).Encode(nil)},
+		{"SubmitRequest max restarts max int32", newSub, (&SubmitRequest{Function: "C", Kind: KindActorCreate, MaxRestarts: math.MaxInt32}).Encode(nil)},
+		{"SubmitRequest max restarts beyond int32", newSub, submitActor(func(e *Encoder) {
+			actorFields(e, byte(KindActorCreate), ids.TaskID{}, 1<<40, 0, "", "")
+		})},
+		{"SubmitRequest max restarts 2^32-1", newSub, submitActor(func(e *Encoder) {
+			actorFields(e, byte(KindActorCreate), ids.TaskID{}, math.MaxUint32, 0, "", "")
+		})},
+		{"SubmitRequest max task retries -2", newSub, (&SubmitRequest{Function: "C", Kind: KindActorCreate, MaxTaskRetries: -2}).Encode(nil)},
+		{"SubmitRequest max task retries MaxIndex+1", newSub, (&SubmitRequest{Function: "C", Kind: KindActorCreate, MaxTaskRetries: MaxIndex + 1}).Encode(nil)},
+		{"SubmitRequest max task retries min int64", newSub, submitActor(func(e *Encoder) {
+			actorFields(e, byte(KindActorCreate), ids.TaskID{}, 0, math.MinInt64, "", "")
+		})},
+		{"SubmitRequest overflowing max restarts", newSub, submitActor(func(e *Encoder) {
+			e.Byte(byte(KindActorCreate))
+			e.TaskID(ids.TaskID{})
+			e.Raw(overflow10)
+			e.Varint(0)
+			e.String("")
+			e.String("")
+		})},
+		{"SubmitRequest actor cut short", newSub, enc(func(e *Encoder) {
+			base := submitActor(func(e *Encoder) { actorFields(e, byte(KindActorCall), testTask2, 0, 0, "", "") })
+			at := len(base) - 1 - 4 - 16 // args count, restarts, task retries, name, namespace, actor
+			e.Raw(base[:at+10])
+		})},
+		{"SubmitRequest name length beyond input", newSub, submitActor(func(e *Encoder) {
+			e.Byte(byte(KindActorCreate))
+			e.TaskID(ids.TaskID{})
+			e.Varint(0)
+			e.Varint(0)
+			e.Uvarint(50)
+			e.Raw([]byte("short"))
+		})},
+		{"SubmitRequest namespace missing", newSub, submitActor(func(e *Encoder) {
+			e.Byte(byte(KindActorCreate))
+			e.TaskID(ids.TaskID{})
+			e.Varint(0)
+			e.Varint(0)
+			e.String("name")
+		})},
 
 		// Invalid argument kind in a SubmitRequest.
 		{"SubmitRequest arg kind 2", newSub, submitWith(noCustom, func(e *Encoder) {
@@ -455,6 +625,7 @@ func TestMalformed(t *testing.T) {
 			e.String("")
 			e.String("")
 			e.Uvarint(0)
+			invocationActor(e)
 		})},
 		{"SubmitRequest num returns 2^32", newSub, submitNumReturns(1 << 32)},
 		{"SubmitRequest backpressure 2^32", newSub, submitRetries(func(e *Encoder) {
@@ -496,7 +667,7 @@ func TestMalformed(t *testing.T) {
 		{"SubmitRequest retry-on count beyond input", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(3)
 			e.Byte(byte(RetryListed))
-			e.Uvarint(10)
+			e.Uvarint(31) // the 30 bytes left could hold 30 names
 			e.String("a")
 			e.Byte(0)
 			e.Uvarint(0)
@@ -539,13 +710,13 @@ func TestMalformed(t *testing.T) {
 			e.String("v")
 		})},
 		{"SubmitRequest mount count beyond input", newSub, submitGrants(func(e *Encoder) {
-			e.Uvarint(4) // the 9 bytes left could hold 3 mounts
+			e.Uvarint(11) // the 30 bytes left could hold 10 mounts
 			mount(e, "/h", "/g", 0)
 			e.Uvarint(0)
 		})},
 		{"SubmitRequest env count beyond input", newSub, submitGrants(func(e *Encoder) {
 			e.Uvarint(0)
-			e.Uvarint(5)
+			e.Uvarint(14) // the 26 bytes left could hold 13 variables
 			e.String("K")
 			e.String("v")
 		})},
@@ -567,6 +738,20 @@ func TestMalformed(t *testing.T) {
 		{"CancelRequest zero-index ref", func() message { return new(CancelRequest) }, (&CancelRequest{Ref: Ref{ID: zeroIndexID()}}).Encode(nil)},
 		{"NextRequest index 2^32", func() message { return new(NextRequest) }, enc(func(e *Encoder) { e.TaskID(testTask); e.Uvarint(1 << 32); e.Varint(0) })},
 		{"Value codec 3", func() message { return new(loneValue) }, []byte{3, 0}},
+
+		// KillRequest: the flag is 0 (may restart) or 1 (no restart).
+		{"KillRequest flag 2", newKill, append(testTask2[:], 2)},
+		{"KillRequest flag 255", newKill, append(testTask2[:], 255)},
+		{"KillRequest no flag", newKill, testTask2[:]},
+		{"KillRequest short actor", newKill, append(testTask2[:15:15], 1)},
+
+		// GetActorRequest and ActorInfo: strings must be all there.
+		{"GetActorRequest name length beyond input", newGetActor, enc(func(e *Encoder) { e.Uvarint(10); e.Raw([]byte("short")) })},
+		{"GetActorRequest namespace missing", newGetActor, enc(func(e *Encoder) { e.String("counter") })},
+		{"GetActorRequest namespace length beyond input", newGetActor, enc(func(e *Encoder) { e.String("counter"); e.Uvarint(3); e.Raw([]byte("n")) })},
+		{"ActorInfo short actor", newActorInfo, testTask2[:10]},
+		{"ActorInfo class missing", newActorInfo, enc(func(e *Encoder) { e.TaskID(testTask2); e.String("h:1") })},
+		{"ActorInfo class length beyond input", newActorInfo, enc(func(e *Encoder) { e.TaskID(testTask2); e.String("h:1"); e.Uvarint(8); e.Raw([]byte("Count")) })},
 
 		// Varints that overflow or never end.
 		{"SleepRequest overflowing varint", newSleep, overflow10},
@@ -618,9 +803,30 @@ func TestMalformedErrorMessages(t *testing.T) {
 		{"timeout", new(SubmitRequest), (&SubmitRequest{Limits: Limits{TimeoutNs: -1}}).Encode(nil), "abi: malformed message: bad timeout"},
 		{"memory pages", new(SubmitRequest), submitLimits(func(e *Encoder) { e.Uvarint(1 << 32); e.Varint(0) }), "abi: malformed message: bad uint32"},
 		{"mount mode", new(SubmitRequest), submitGrants(func(e *Encoder) { e.Uvarint(1); mount(e, "/h", "/g", 2); e.Uvarint(0) }), "abi: malformed message: bad mount mode"},
-		{"mount count", new(SubmitRequest), submitGrants(func(e *Encoder) { e.Uvarint(4); mount(e, "/h", "/g", 0); e.Uvarint(0) }), "abi: malformed message: bad count"},
+		{"mount count", new(SubmitRequest), submitGrants(func(e *Encoder) { e.Uvarint(11); mount(e, "/h", "/g", 0); e.Uvarint(0) }), "abi: malformed message: bad count"},
+		{"env count", new(SubmitRequest), submitGrants(func(e *Encoder) { e.Uvarint(0); e.Uvarint(14); e.String("K"); e.String("v") }), "abi: malformed message: bad count"},
+		{"retry-on count", new(SubmitRequest), submitRetries(func(e *Encoder) {
+			e.Varint(3)
+			e.Byte(byte(RetryListed))
+			e.Uvarint(31)
+			e.String("a")
+			e.Byte(0)
+			e.Uvarint(0)
+		}), "abi: malformed message: bad count"},
 		{"cancel flags", new(CancelRequest), append((&CancelRequest{Ref: Ref{ID: testRet0}}).Encode(nil)[:ids.ObjectIDSize+1], 4), "abi: malformed message: bad flags"},
 		{"first error sticks", new(Invocation), []byte{byte(KindCall), 1, 2}, "abi: malformed message: bad bytes"},
+		{"invocation kind 6", new(Invocation), (&Invocation{Kind: 6, Actor: testTask2}).Encode(nil), "abi: malformed message: bad kind"},
+		{"invocation actor cut short", new(Invocation), enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(0); e.Raw(testTask2[:15]) }),
+			"abi: malformed message: bad bytes"},
+		{"submit kind", new(SubmitRequest), (&SubmitRequest{Function: "f", Kind: 6}).Encode(nil), "abi: malformed message: bad kind"},
+		{"max restarts", new(SubmitRequest), (&SubmitRequest{Kind: KindActorCreate, MaxRestarts: -2}).Encode(nil), "abi: malformed message: bad actor retries"},
+		{"max restarts MaxIndex+1", new(SubmitRequest), (&SubmitRequest{Kind: KindActorCreate, MaxRestarts: MaxIndex + 1}).Encode(nil), "abi: malformed message: bad actor retries"},
+		{"max task retries", new(SubmitRequest), (&SubmitRequest{Kind: KindActorCreate, MaxTaskRetries: MaxIndex + 1}).Encode(nil), "abi: malformed message: bad actor retries"},
+		// The retry check comes first: a request with both defects names it.
+		{"max restarts before kind", new(SubmitRequest), (&SubmitRequest{Kind: 6, MaxRestarts: -2}).Encode(nil), "abi: malformed message: bad actor retries"},
+		{"kill flag", new(KillRequest), append(testTask2[:], 2), "abi: malformed message: bad flag"},
+		{"kill trailing", new(KillRequest), append(testTask2[:], 1, 0), "abi: malformed message: 1 trailing bytes"},
+		{"get actor length", new(GetActorRequest), []byte{5, 'a'}, "abi: malformed message: bad length"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -656,10 +862,20 @@ func TestSubmitBuilders(t *testing.T) {
 			})},
 		{"submitNumReturns", submitNumReturns(7), with(func(r *SubmitRequest) { r.NumReturns = 7 })},
 		{"submitNumReturns largest valid", submitNumReturns(MaxIndex - 1), with(func(r *SubmitRequest) { r.NumReturns = MaxIndex - 1 })},
-		{"submitMiddle defaults", submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); noGrants(e) }), base},
+		{"submitMiddle defaults", submitMiddle(func(e *Encoder) { noRetries(e); noLimits(e); noGrants(e); noActor(e) }), base},
 		{"submitRetries defaults", submitRetries(noRetries), base},
 		{"submitLimits defaults", submitLimits(noLimits), base},
 		{"submitGrants defaults", submitGrants(noGrants), base},
+		{"submitActor defaults", submitActor(noActor), base},
+		{"submitActor create", submitActor(func(e *Encoder) {
+			actorFields(e, byte(KindActorCreate), ids.TaskID{}, -1, MaxIndex, "counter", "prod")
+		}), with(func(r *SubmitRequest) {
+			r.Kind, r.MaxRestarts, r.MaxTaskRetries, r.Name, r.Namespace = KindActorCreate, -1, MaxIndex, "counter", "prod"
+		})},
+		{"submitActor call", submitActor(func(e *Encoder) { actorFields(e, byte(KindActorCall), testTask2, 0, 0, "", "") }),
+			with(func(r *SubmitRequest) { r.Kind, r.Actor = KindActorCall, testTask2 })},
+		{"submitActor kind call", submitActor(func(e *Encoder) { actorFields(e, byte(KindCall), ids.TaskID{}, 0, 0, "", "") }),
+			with(func(r *SubmitRequest) { r.Kind = KindCall })},
 		{"submitRetries every field", submitRetries(func(e *Encoder) {
 			e.Varint(-1)
 			e.Byte(byte(RetryListed))
@@ -697,10 +913,12 @@ func TestSubmitBuilders(t *testing.T) {
 			e.Uvarint(1)
 			mount(e, "/d", "/d", 0)
 			e.Uvarint(0)
+			actorFields(e, byte(KindActorCreate), testTask2, 2, -1, "n", "ns")
 		}), with(func(r *SubmitRequest) {
 			r.MaxRetries, r.Retry, r.Generator = 2, RetryAll, true
 			r.Limits = Limits{MemoryPages: 64, TimeoutNs: 1000}
 			r.Grants.Mounts = []Mount{{Host: "/d", Guest: "/d"}}
+			r.Kind, r.Actor, r.MaxRestarts, r.MaxTaskRetries, r.Name, r.Namespace = KindActorCreate, testTask2, 2, -1, "n", "ns"
 		})},
 	}
 	for _, c := range cases {

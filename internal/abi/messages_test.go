@@ -38,6 +38,9 @@ func roundTripCases() []roundTripCase {
 	newWaitRep := func() message { return new(WaitReply) }
 	newRes := func() message { return new(Result) }
 	newSleep := func() message { return new(SleepRequest) }
+	newGetActor := func() message { return new(GetActorRequest) }
+	newActorInfo := func() message { return new(ActorInfo) }
+	newKill := func() message { return new(KillRequest) }
 	errVal := (&TaskError{Kind: ErrorApplication, Function: "f", Message: "boom"}).Encode()
 
 	return []roundTripCase{
@@ -63,6 +66,20 @@ func roundTripCases() []roundTripCase {
 		}, newInv},
 		{"Invocation/unicode", &Invocation{Kind: KindCall, Function: "函数", Owner: "hôte:1",
 			Args: []Value{{Codec: CodecJSON, Data: []byte(`"héllo"`)}}}, newInv},
+		{"Invocation/actor create", &Invocation{
+			Kind: KindActorCreate, Task: testTask2, Attempt: 1, Owner: "10.0.0.1:7000", Function: "Counter",
+			Args:  []Value{{Codec: CodecJSON, Data: []byte(`10`)}},
+			Actor: testTask2, // a constructor's task is the actor's ID
+		}, newInv},
+		{"Invocation/actor call", &Invocation{
+			Kind: KindActorCall, Task: testTask.Child(3), Owner: "h:1", Function: "Counter.Incr",
+			Args:  []Value{{Codec: CodecJSON, Data: []byte(`1`)}, {Codec: CodecRaw, Data: kib(1)}},
+			Actor: testTask2,
+		}, newInv},
+		{"Invocation/actor call no args max attempt", &Invocation{
+			Kind: KindActorCall, Task: testTask2, Attempt: math.MaxUint32, Function: "Counter.Get", Actor: testTask,
+		}, newInv},
+		{"Invocation/plain call with an actor id", &Invocation{Kind: KindCall, Function: "f", Actor: testTask}, newInv},
 
 		// SubmitRequest
 		{"SubmitRequest/minimal default cpus", &SubmitRequest{
@@ -147,11 +164,60 @@ func roundTripCases() []roundTripCase {
 				},
 				Env: []KV{{Name: "K", Value: "v"}, {Name: "PATH", Value: "/bin:/usr/bin"}},
 			},
+			Kind: KindActorCreate, Actor: testTask, MaxRestarts: 4, MaxTaskRetries: -1,
+			Name: "everything", Namespace: "ns",
 			Args: []Arg{
 				{Value: Value{Codec: CodecJSON, Data: []byte(`[1,2]`)}},
 				{IsRef: true, Ref: Ref{ID: testRet5, Owner: "b:2"}},
 			},
 		}, newSub},
+
+		// SubmitRequest actor fields
+		{"SubmitRequest/explicit kind call", &SubmitRequest{
+			Task: testTask2, Function: "f", NumReturns: 1, Resources: Resources{CPUs: -1}, Kind: KindCall,
+		}, newSub},
+		{"SubmitRequest/actor create named", &SubmitRequest{
+			Task: testTask2, Function: "Counter", NumReturns: 1, Resources: Resources{CPUs: -1},
+			Kind: KindActorCreate, MaxRestarts: 3, MaxTaskRetries: 2, Name: "counter", Namespace: "prod",
+			Args: []Arg{{Value: Value{Codec: CodecJSON, Data: []byte(`10`)}}},
+		}, newSub},
+		{"SubmitRequest/actor create unlimited restarts", &SubmitRequest{
+			Task: testTask2, Function: "Counter", NumReturns: 1,
+			Kind: KindActorCreate, MaxRestarts: -1, MaxTaskRetries: -1,
+			Name: strings.Repeat("n", 200), Namespace: "名前空間", // 2-byte length prefix, unicode
+		}, newSub},
+		{"SubmitRequest/actor create max restarts anonymous", &SubmitRequest{
+			Task: testTask2, Function: "Counter", Kind: KindActorCreate,
+			MaxRestarts: MaxIndex, MaxTaskRetries: MaxIndex, // the largest valid values
+			Grants: Grants{Env: []KV{{Name: "K", Value: "v"}}},
+		}, newSub},
+		{"SubmitRequest/actor create namespace only", &SubmitRequest{
+			Task: testTask2, Function: "C", Kind: KindActorCreate, Namespace: "ns",
+		}, newSub},
+		{"SubmitRequest/actor call", &SubmitRequest{
+			Task: testTask.Child(9), Function: "Counter.Incr", NumReturns: 1, Resources: Resources{CPUs: -1},
+			Kind: KindActorCall, Actor: testTask2,
+			Args: []Arg{
+				{Value: Value{Codec: CodecJSON, Data: []byte(`1`)}},
+				{IsRef: true, Ref: Ref{ID: testRet0, Owner: "a:1"}},
+			},
+		}, newSub},
+		{"SubmitRequest/actor call generator", &SubmitRequest{
+			Task: testTask.Child(10), Function: "Counter.Stream", Generator: true, Backpressure: 4,
+			Kind: KindActorCall, Actor: testTask2, MaxRetries: -1,
+		}, newSub},
+
+		// GetActorRequest, ActorInfo, KillRequest
+		{"GetActorRequest/name and namespace", &GetActorRequest{Name: "counter", Namespace: "prod"}, newGetActor},
+		{"GetActorRequest/name only", &GetActorRequest{Name: "counter"}, newGetActor},
+		{"GetActorRequest/empty", &GetActorRequest{}, newGetActor},
+		{"GetActorRequest/long unicode", &GetActorRequest{Name: strings.Repeat("é", 100), Namespace: "名前空間"}, newGetActor},
+		{"ActorInfo/every field", &ActorInfo{Actor: testTask2, Owner: "10.0.0.1:7000", Class: "Counter"}, newActorInfo},
+		{"ActorInfo/empty", &ActorInfo{}, newActorInfo},
+		{"ActorInfo/long class", &ActorInfo{Actor: testTask, Class: strings.Repeat("C", 300)}, newActorInfo},
+		{"KillRequest/restart", &KillRequest{Actor: testTask2}, newKill},
+		{"KillRequest/no restart", &KillRequest{Actor: testTask2, NoRestart: true}, newKill},
+		{"KillRequest/zero actor", &KillRequest{NoRestart: true}, newKill},
 
 		// NextRequest, NextReply, CancelRequest, a lone Value
 		{"NextRequest/first item no limit", &NextRequest{Task: testTask, Index: 0, TimeoutNs: -1}, func() message { return new(NextRequest) }},
@@ -243,6 +309,12 @@ func TestRoundTrip(t *testing.T) {
 // different times must agree on it, so a change here is an ABI change.
 func TestGoldenEncodings(t *testing.T) {
 	taskHex := "0102030405060708090a0b0c0d0e0f10"
+	task2Hex := "14c6dfc4513da48055473063c1d6122a" // testTask.Child(7)
+	zeroTask := strings.Repeat("00", 16)
+	// noActor is the actor section of a SubmitRequest that is a plain call:
+	// kind 0, no actor, max restarts 0, max task retries 0, no name, no
+	// namespace.
+	noActor := "00" + zeroTask + "00" + "00" + "00" + "00"
 	cases := []struct {
 		name string
 		msg  message
@@ -250,7 +322,12 @@ func TestGoldenEncodings(t *testing.T) {
 	}{
 		{"Invocation", &Invocation{Kind: KindCall, Task: testTask, Attempt: 2, Owner: "h:1", Function: "f",
 			Args: []Value{{Codec: CodecRaw, Data: []byte("ab")}}},
-			"01" + taskHex + "02" + "03683a31" + "0166" + "01" + "01026162"},
+			"01" + taskHex + "02" + "03683a31" + "0166" + "01" + "01026162" + zeroTask},
+		{"Invocation actor call", &Invocation{Kind: KindActorCall, Task: testTask, Function: "C.m", Actor: testTask2},
+			"05" + taskHex + "00" + "00" + "03432e6d" + "00" + task2Hex},
+		{"Invocation actor create", &Invocation{Kind: KindActorCreate, Task: testTask2, Attempt: 1, Owner: "o", Function: "C",
+			Args: []Value{{Codec: CodecJSON, Data: []byte("7")}}, Actor: testTask2},
+			"04" + task2Hex + "01" + "016f" + "0143" + "01" + "000137" + task2Hex},
 		{"SubmitRequest", &SubmitRequest{Task: testTask, Function: "f", NumReturns: 1,
 			Resources: Resources{CPUs: -1, GPUs: 0, Custom: []Custom{{Name: "x", Amount: 0.5}}},
 			Args: []Arg{
@@ -262,6 +339,7 @@ func TestGoldenEncodings(t *testing.T) {
 				"00" + "00" + "00" + "00" + "00" + // max retries, retry mode, retry-on, flags, backpressure
 				"00" + "00" + // limits: memory pages, timeout
 				"00" + "00" + // grants: mounts, env
+				noActor +
 				"02" + "00" + "000131" + "01" + taskHex + "00000001" + "00"},
 		{"SubmitRequest retries and generator", &SubmitRequest{Task: testTask, Function: "g", NumReturns: 0,
 			Resources: Resources{CPUs: 0, GPUs: 1}, MaxRetries: -1, Retry: RetryListed, RetryOn: []string{"E1"},
@@ -269,6 +347,7 @@ func TestGoldenEncodings(t *testing.T) {
 			taskHex + "0167" + "00" + "0000000000000000" + "000000000000f03f" + "00" +
 				"01" + "02" + "01" + "024531" + "03" + "c801" +
 				"00" + "00" + "00" + "00" + // limits, grants
+				noActor +
 				"00"},
 		{"SubmitRequest limits and grants", &SubmitRequest{Task: testTask, Function: "f", NumReturns: 1,
 			Resources: Resources{CPUs: -1},
@@ -283,7 +362,45 @@ func TestGoldenEncodings(t *testing.T) {
 				"d00f" + // timeout 1000, zigzag varint (2000)
 				"02" + "022f64" + "022f67" + "01" + "0168" + "00" + "00" + // 2 mounts: host, guest, mode (1 read-only, 0 read-write)
 				"01" + "014b" + "0176" + // 1 env var: name, value
+				noActor +
 				"00"}, // no args
+		{"SubmitRequest actor create", &SubmitRequest{Task: testTask2, Function: "C", NumReturns: 1,
+			Resources: Resources{CPUs: -1}, Kind: KindActorCreate, MaxRestarts: -1, MaxTaskRetries: 3,
+			Name: "n", Namespace: "ns", Args: []Arg{{Value: Value{Codec: CodecJSON, Data: []byte("1")}}}},
+			task2Hex + "0143" + "01" + "000000000000f0bf" + "0000000000000000" + "00" +
+				"00" + "00" + "00" + "00" + "00" + // max retries, retry mode, retry-on, flags, backpressure
+				"00" + "00" + "00" + "00" + // limits, grants
+				"04" + zeroTask + // kind, actor
+				"01" + // max restarts -1, zigzag varint
+				"06" + // max task retries 3, zigzag varint
+				"016e" + "026e73" + // name, namespace
+				"01" + "00" + "000131"},
+		{"SubmitRequest actor create max restarts", &SubmitRequest{Task: testTask2, Function: "C",
+			Kind: KindActorCreate, MaxRestarts: MaxIndex, MaxTaskRetries: MaxIndex - 1},
+			task2Hex + "0143" + "00" + "0000000000000000" + "0000000000000000" + "00" +
+				"00" + "00" + "00" + "00" + "00" + "00" + "00" + "00" + "00" +
+				"04" + zeroTask +
+				"8080808008" + // 2^30, zigzag 2^31
+				"feffffff07" + // 2^30-1, zigzag 2^31-2
+				"00" + "00" + "00"},
+		{"SubmitRequest actor call", &SubmitRequest{Task: testTask, Function: "C.m", NumReturns: 1,
+			Resources: Resources{CPUs: 1}, Kind: KindActorCall, Actor: testTask2,
+			Args: []Arg{{IsRef: true, Ref: Ref{ID: testRet0, Owner: "o"}}}},
+			taskHex + "03432e6d" + "01" + "000000000000f03f" + "0000000000000000" + "00" +
+				"00" + "00" + "00" + "00" + "00" + "00" + "00" + "00" + "00" +
+				"05" + task2Hex + "00" + "00" + "00" + "00" +
+				"01" + "01" + taskHex + "00000001" + "016f"},
+		{"SubmitRequest explicit kind call", &SubmitRequest{Task: testTask, Function: "f", Kind: KindCall},
+			taskHex + "0166" + "00" + "0000000000000000" + "0000000000000000" + "00" +
+				"00" + "00" + "00" + "00" + "00" + "00" + "00" + "00" + "00" +
+				"01" + zeroTask + "00" + "00" + "00" + "00" +
+				"00"},
+		{"GetActorRequest", &GetActorRequest{Name: "counter", Namespace: "ns"}, "07636f756e746572" + "026e73"},
+		{"GetActorRequest empty", &GetActorRequest{}, "00" + "00"},
+		{"ActorInfo", &ActorInfo{Actor: testTask2, Owner: "h:1", Class: "Counter"},
+			task2Hex + "03683a31" + "07436f756e746572"},
+		{"KillRequest restart", &KillRequest{Actor: testTask2}, task2Hex + "00"},
+		{"KillRequest no restart", &KillRequest{Actor: testTask2, NoRestart: true}, task2Hex + "01"},
 		{"NextRequest", &NextRequest{Task: testTask, Index: 3, TimeoutNs: -1}, taskHex + "03" + "01"},
 		{"NextReply end", &NextReply{End: true}, "01"},
 		{"NextReply more", &NextReply{}, "00"},
@@ -400,6 +517,9 @@ func TestTaskErrorEncodeDecode(t *testing.T) {
 		{"timeout", &TaskError{Kind: ErrorTimeout, Function: "slow", Attempt: 2, Message: "ran past its 1s timeout"}},
 		{"out of memory", &TaskError{Kind: ErrorOutOfMemory, Function: "big", Message: "memory limit of 16 pages"}},
 		{"limit", &TaskError{Kind: ErrorLimit, Message: "result too large", Code: "E_SIZE"}},
+		{"actor died", &TaskError{Kind: ErrorActorDied, TaskID: testTask.String(), Function: "Counter.Incr",
+			Message: "the actor was killed",
+			Cause:   &TaskError{Kind: ErrorWorkerDied, Function: "Counter", Attempt: 3, Message: "out of restarts"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -452,7 +572,18 @@ func TestDescriptionJSON(t *testing.T) {
 		{"functions and main", Description{ABI: Version, HasMain: true, Functions: []FunctionInfo{
 			{Name: "square", NumArgs: 1, NumReturns: 1},
 			{Name: "sum", NumArgs: -1, NumReturns: 1},
-		}}, []string{`"has_main":true`, `{"name":"square","num_args":1,"num_returns":1,`, `"num_args":-1`}, []string{`"error"`, `"generator"`}},
+		}}, []string{`"has_main":true`, `{"name":"square","num_args":1,"num_returns":1,`, `"num_args":-1`}, []string{`"error"`, `"generator"`, `"actor"`}},
+		{"actor class and method", Description{ABI: Version, Functions: []FunctionInfo{
+			{Name: "Counter", NumArgs: 1, NumReturns: 1, Actor: "class"},
+			{Name: "Counter.Incr", NumArgs: 1, NumReturns: 1, Actor: "method"},
+			{Name: "Counter.Stream", NumArgs: 0, NumReturns: 0, Generator: true, Actor: "method"},
+			{Name: "plain", NumArgs: 0, NumReturns: 1},
+		}}, []string{
+			`{"name":"Counter","num_args":1,"num_returns":1,"actor":"class",`,
+			`{"name":"Counter.Incr","num_args":1,"num_returns":1,"actor":"method",`,
+			`"generator":true,"actor":"method"`,
+			`{"name":"plain","num_args":0,"num_returns":1,"defaults":`,
+		}, []string{`"error"`}},
 		{"generator with defaults", Description{ABI: Version, Functions: []FunctionInfo{{
 			Name: "ticks", NumArgs: 0, NumReturns: 0, Generator: true,
 			Defaults: CallOptions{Resources: Resources{CPUs: -1, GPUs: 1, Custom: []Custom{{Name: "tpu", Amount: 2}}},
@@ -512,11 +643,14 @@ func TestStringsAndValidity(t *testing.T) {
 	}{
 		{OpSubmit.String(), "submit"}, {OpGet.String(), "get"}, {OpPut.String(), "put"},
 		{OpWait.String(), "wait"}, {OpResult.String(), "result"}, {OpCancelled.String(), "cancelled"},
-		{OpSleep.String(), "sleep"}, {OpYield.String(), "yield"}, {OpNext.String(), "next"}, {OpCancel.String(), "cancel"}, {Op(0).String(), "op(?)"}, {Op(99).String(), "op(?)"},
+		{OpSleep.String(), "sleep"}, {OpYield.String(), "yield"}, {OpNext.String(), "next"}, {OpCancel.String(), "cancel"},
+		{OpGetActor.String(), "get_actor"}, {OpKill.String(), "kill"},
+		{Op(0).String(), "op(?)"}, {Op(13).String(), "op(?)"}, {Op(99).String(), "op(?)"},
 		{ErrCodeBadRequest.String(), "bad request"}, {ErrCodeTimeout.String(), "timeout"},
 		{ErrCodeCancelled.String(), "cancelled"}, {ErrCodeUnknownOp.String(), "unknown op"},
 		{ErrCodeHost.String(), "host error"}, {ErrCodeTooLarge.String(), "too large"},
-		{ErrCode(0).String(), "error"}, {ErrCode(-99).String(), "error"},
+		{ErrCodeNotFound.String(), "not found"},
+		{ErrCode(0).String(), "error"}, {ErrCode(-8).String(), "error"}, {ErrCode(-99).String(), "error"},
 		{CodecJSON.String(), "json"}, {CodecRaw.String(), "raw"}, {CodecError.String(), "error"},
 		{Codec(3).String(), "codec(?)"},
 		// Error kinds travel as strings inside CodecError values.
@@ -526,7 +660,7 @@ func TestStringsAndValidity(t *testing.T) {
 		{string(ErrorDependency), "dependency"}, {string(ErrorInfeasible), "infeasible"},
 		{string(ErrorHost), "host"}, {string(ErrorEndOfStream), "end_of_stream"},
 		{string(ErrorTimeout), "timeout"}, {string(ErrorOutOfMemory), "out_of_memory"},
-		{string(ErrorLimit), "limit"},
+		{string(ErrorLimit), "limit"}, {string(ErrorActorDied), "actor_died"},
 	} {
 		if c.got != c.want {
 			t.Errorf("String() = %q, want %q", c.got, c.want)
@@ -536,6 +670,37 @@ func TestStringsAndValidity(t *testing.T) {
 		if got, want := Codec(c).Valid(), c <= 2; got != want {
 			t.Errorf("Codec(%d).Valid() = %v, want %v", c, got, want)
 		}
+	}
+}
+
+// TestABINumbers pins the numbers that travel between host and guest: ops,
+// error codes, invocation kinds, statuses and codecs.
+func TestABINumbers(t *testing.T) {
+	cases := []struct {
+		name      string
+		got, want int64
+	}{
+		{"OpSubmit", int64(OpSubmit), 1}, {"OpGet", int64(OpGet), 2}, {"OpPut", int64(OpPut), 3},
+		{"OpWait", int64(OpWait), 4}, {"OpResult", int64(OpResult), 5}, {"OpCancelled", int64(OpCancelled), 6},
+		{"OpSleep", int64(OpSleep), 7}, {"OpYield", int64(OpYield), 8}, {"OpNext", int64(OpNext), 9},
+		{"OpCancel", int64(OpCancel), 10}, {"OpGetActor", int64(OpGetActor), 11}, {"OpKill", int64(OpKill), 12},
+		{"ErrCodeBadRequest", int64(ErrCodeBadRequest), -1}, {"ErrCodeTimeout", int64(ErrCodeTimeout), -2},
+		{"ErrCodeCancelled", int64(ErrCodeCancelled), -3}, {"ErrCodeUnknownOp", int64(ErrCodeUnknownOp), -4},
+		{"ErrCodeHost", int64(ErrCodeHost), -5}, {"ErrCodeTooLarge", int64(ErrCodeTooLarge), -6},
+		{"ErrCodeNotFound", int64(ErrCodeNotFound), -7},
+		{"KindCall", int64(KindCall), 1}, {"KindMain", int64(KindMain), 2}, {"KindDescribe", int64(KindDescribe), 3},
+		{"KindActorCreate", int64(KindActorCreate), 4}, {"KindActorCall", int64(KindActorCall), 5},
+		{"StatusOK", int64(StatusOK), 0}, {"StatusError", int64(StatusError), 1}, {"StatusBadRequest", int64(StatusBadRequest), 2},
+		{"CodecJSON", int64(CodecJSON), 0}, {"CodecRaw", int64(CodecRaw), 1}, {"CodecError", int64(CodecError), 2},
+		{"RetryNone", int64(RetryNone), 0}, {"RetryAll", int64(RetryAll), 1}, {"RetryListed", int64(RetryListed), 2},
+		{"MaxIndex", MaxIndex, 1 << 30},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.got != c.want {
+				t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+			}
+		})
 	}
 }
 

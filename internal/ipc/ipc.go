@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -46,12 +47,17 @@ const (
 // Conn reads and writes frames. Writes are safe for concurrent use; reads
 // must come from one goroutine.
 type Conn struct {
-	r   *bufio.Reader
-	wmu sync.Mutex
-	w   *bufio.Writer
-	c   io.Closer
-	hdr [5]byte
+	r     *bufio.Reader
+	wmu   sync.Mutex
+	w     *bufio.Writer
+	armed bool // a lazy flush is scheduled
+	c     io.Closer
+	hdr   [5]byte
 }
+
+// lazyFlushDelay bounds how long a buffered frame waits: a guest that
+// submits and then computes for minutes still has its tasks start now.
+const lazyFlushDelay = 100 * time.Microsecond
 
 // NewConn wraps rw (a net.Conn or *os.File).
 func NewConn(rw io.ReadWriteCloser) *Conn {
@@ -80,8 +86,15 @@ func (c *Conn) Read(buf []byte) (Type, []byte, error) {
 	return Type(c.hdr[4]), buf, nil
 }
 
-// Write sends one frame and flushes it.
-func (c *Conn) Write(t Type, payload []byte) error {
+// Write sends one frame and flushes it (with any frames buffered before).
+func (c *Conn) Write(t Type, payload []byte) error { return c.write(t, payload, true) }
+
+// Buffer queues a frame without flushing: the next Write (or a full buffer)
+// sends it. Pipelined requests use it so that a guest submitting a thousand
+// tasks costs one write to the socket, not a thousand, in the same order.
+func (c *Conn) Buffer(t Type, payload []byte) error { return c.write(t, payload, false) }
+
+func (c *Conn) write(t Type, payload []byte, flush bool) error {
 	if len(payload) > MaxFrame {
 		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(payload))
 	}
@@ -91,8 +104,24 @@ func (c *Conn) Write(t Type, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.w.Write(hdr[:])
-	c.w.Write(payload)
+	if _, err := c.w.Write(payload); err != nil {
+		return err
+	}
+	if !flush {
+		if !c.armed {
+			c.armed = true
+			time.AfterFunc(lazyFlushDelay, c.lazyFlush)
+		}
+		return nil
+	}
 	return c.w.Flush()
+}
+
+func (c *Conn) lazyFlush() {
+	c.wmu.Lock()
+	c.armed = false
+	_ = c.w.Flush()
+	c.wmu.Unlock()
 }
 
 // Exec asks a worker to run one invocation.

@@ -92,8 +92,12 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		if (op == abi.OpSubmit && over(req, e.limits.MaxArgBytes)) || (op == abi.OpPut && over(req, e.limits.MaxResultBytes)) {
 			return int64(abi.ErrCodeTooLarge)
 		}
+		// Buffered: it goes out with the next frame that needs an answer
+		// (a blocking call, or the invocation's end), in order.
 		c := ipc.Call{Task: e.task, Op: op, Payload: req}
-		w.send(ipc.TypeCall, c.Encode(nil))
+		if err := w.conn.Buffer(ipc.TypeCall, c.Encode(nil)); err != nil {
+			return int64(abi.ErrCodeHost)
+		}
 		return 0
 	case abi.OpSleep:
 		var s abi.SleepRequest

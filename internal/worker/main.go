@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -37,5 +39,14 @@ func Main(args []string) error {
 	// The host owns the worker's lifetime: it closes the socket to stop it.
 	// Ignore the terminal's ^C, which the host also receives.
 	signal.Ignore(syscall.SIGINT)
+	// For `rayhost microbenchmark --profile`: a CPU profile per worker.
+	if dir := os.Getenv("RAYHOST_CPUPROFILE_DIR"); dir != "" {
+		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.pprof", os.Getpid()))); err == nil {
+			defer f.Close() // deferred first, so it runs after the profile is written
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	return Run(context.Background(), conn, cfg)
 }

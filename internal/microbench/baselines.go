@@ -1,0 +1,194 @@
+package microbench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/rayhost/rayhost/client"
+)
+
+// nativeBaseline: the trivial work as a goroutine per call, its result sent
+// back on a channel — the least a native task runtime could do.
+func nativeBaseline(cfg Config) Metric {
+	small := func() []byte { return []byte("ok") }
+	rates, _ := timeLoop(cfg, 1000, func() error {
+		ch := make(chan []byte, 1000)
+		for range 1000 {
+			go func() { ch <- small() }()
+		}
+		for range 1000 {
+			<-ch
+		}
+		return nil
+	})
+	m := newMetric("native Go: goroutine per call", "baseline", rates)
+	return m
+}
+
+// smallModule is a hand-assembled Wasm module exporting `small: () -> i32`.
+var smallModule = []byte{
+	0, 'a', 's', 'm', 1, 0, 0, 0,
+	1, 5, 1, 0x60, 0, 1, 0x7f, // type () -> i32
+	3, 2, 1, 0, // one function of type 0
+	7, 9, 1, 5, 's', 'm', 'a', 'l', 'l', 0, 0, // export "small"
+	10, 6, 1, 4, 0, 0x41, 1, 0x0b, // i32.const 1
+}
+
+// wazeroBaseline: the trivial work as a bare wazero export call on a live
+// instance, the floor of any call into Wasm.
+func wazeroBaseline(ctx context.Context, cfg Config) (Metric, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer rt.Close(ctx)
+	mod, err := rt.Instantiate(ctx, smallModule)
+	if err != nil {
+		return Metric{}, err
+	}
+	fn := mod.ExportedFunction("small")
+	stack := make([]uint64, 1)
+	rates, err := timeLoop(cfg, 1000, func() error {
+		for range 1000 {
+			if err := fn.CallWithStack(ctx, stack); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return newMetric("bare wazero export call", "baseline", rates), err
+}
+
+// measureStartup: a new module's first result with an empty compilation
+// cache and with a warm one, and how long a host takes to start.
+func measureStartup(ctx context.Context, cfg Config, wasm []byte) ([]Metric, error) {
+	cache, err := os.MkdirTemp("", "rayhost-bench-cache-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(cache)
+	var out []Metric
+	for _, label := range []string{"cold", "warm"} {
+		start := time.Now()
+		h, c, _, err := startHostNoModule(ctx, cfg, cache)
+		if err != nil {
+			return nil, err
+		}
+		hostStart := time.Since(start)
+		t0 := time.Now()
+		mod, err := c.RegisterModule(ctx, wasm, "")
+		if err == nil {
+			var ref client.ObjectRef
+			if ref, err = c.Submit(ctx, mod.Digest, "small"); err == nil {
+				_, err = c.GetValues(ctx, []client.ObjectRef{ref})
+			}
+		}
+		first := time.Since(t0)
+		h.Close()
+		if err != nil {
+			return nil, err
+		}
+		goal := 1000.0
+		if label == "warm" {
+			goal = 50
+			out = append(out, Metric{Name: "host start (workers ready)", Where: "startup", Mean: float64(hostStart.Milliseconds()), Unit: "ms"})
+		}
+		out = append(out, Metric{Name: "new module → first result, " + label + " cache", Where: "startup",
+			Mean: float64(first.Microseconds()) / 1000, Unit: "ms", Goal: goal, Lower: true})
+	}
+	return out, nil
+}
+
+func startHostNoModule(ctx context.Context, cfg Config, cache string) (interface{ Close() error }, *client.Client, string, error) {
+	h, c, _, err := startHostWith(ctx, cfg, cfg.CPUs, cache, false)
+	return h, c, "", err
+}
+
+// measureMemory starts `rayhost start` with two warm workers and reads the
+// resident memory of the host and of each idle worker.
+func measureMemory(ctx context.Context, cfg Config) ([]Metric, error) {
+	dir, err := os.MkdirTemp("", "rayhost-bench-mem-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.Command(cfg.WorkerCommand[0], "start", "--listen", "127.0.0.1:0", "--data-dir", dir, "--num-cpus", "2", "--workers", "2", "--log-level", "error")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	addr := ""
+	lines := bufio.NewScanner(stdout)
+	re := regexp.MustCompile(`listening on http://(\S+)`)
+	for addr == "" && lines.Scan() {
+		if m := re.FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	c := client.New(addr)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, err := c.Health(ctx)
+		if err == nil && h.Workers >= 3 { // two warm workers and the spare
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the host's workers did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // idle
+	hostRSS := rss(cmd.Process.Pid)
+	var workers []float64
+	for _, pid := range children(cmd.Process.Pid) {
+		workers = append(workers, rss(pid))
+	}
+	mean, std := meanStd(workers)
+	return []Metric{
+		{Name: "idle host (RSS)", Where: "memory", Mean: hostRSS, Unit: "MiB"},
+		{Name: fmt.Sprintf("idle worker (RSS, %d workers)", len(workers)), Where: "memory", Mean: mean, Std: std, Unit: "MiB"},
+	}, nil
+}
+
+func rss(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func children(pid int) []int {
+	var out []int
+	entries, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, e := range entries {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			p, _ := strconv.Atoi(filepath.Base(filepath.Dir(e)))
+			out = append(out, p)
+		}
+	}
+	return out
+}
