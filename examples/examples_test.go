@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strconv"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
