@@ -54,6 +54,7 @@ type actor struct {
 	maxTaskRetries int32
 	calls          int
 	killed         bool // no restart wanted
+	broken         bool // its instance is gone; waiting for its worker to die
 	cause          string
 }
 
@@ -125,7 +126,7 @@ func (h *Host) actorCallReady(t *task) {
 // actor is alive and idle, and the first call in its queue has its
 // arguments. Later calls wait behind it, keeping submission order.
 func (h *Host) dispatchActorLocked(a *actor) []assignment {
-	if a.state != actorAlive || a.running != nil || len(a.queue) == 0 || a.worker == nil {
+	if a.state != actorAlive || a.broken || a.running != nil || len(a.queue) == 0 || a.worker == nil {
 		return nil
 	}
 	t := a.queue[0]
@@ -192,7 +193,7 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 		h.mu.Unlock()
 		return
 	}
-	a.worker, w.actor = nil, nil
+	a.worker, w.actor, a.broken = nil, nil, false
 	if a.holdCPU && a.create.holding {
 		h.sched.Release(a.create.req)
 		a.create.holding = false

@@ -28,6 +28,7 @@ func TestActors(t *testing.T) {
 		{"…from another task", "named_incr", []any{"lookup-me"}, "6"},
 		{"a second actor with the same name is refused", "duplicate_name", []any{"lookup-me"}, `already exists in namespace`},
 		{"cancel drops a queued call", "cancel_queued_call", nil, "1"},
+		{"a method that runs out of memory restarts the actor", "oom_restarts", nil, "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -554,10 +554,6 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 		case t.kind == abi.KindActorCall && a.running == t:
 			a.running = nil
 			a.calls++
-			if te != nil && te.Kind == abi.ErrorTrap {
-				// The worker dropped the broken instance: the actor must restart.
-				defer w.kill()
-			}
 		case created && !w.dead:
 			defer func() { h.mu.Lock(); s := h.actorCreatedLocked(a, w); h.mu.Unlock(); h.start(s) }()
 		case t.kind == abi.KindActorCreate && (te != nil || t.cancelled):

@@ -245,6 +245,15 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			return nil
 		}
 		te, vals := h.outcome(t, &d)
+		if d.Trap != "" && t.kind == abi.KindActorCall {
+			// The worker dropped the actor's instance (a trap, running out of
+			// memory, an output flood): no more calls go to it, and stopping
+			// the worker restarts the actor if it may, else ends it.
+			h.mu.Lock()
+			t.actor.broken = true
+			h.mu.Unlock()
+			defer w.kill()
+		}
 		h.finishWorker(w, t, te, vals)
 	case ipc.TypeLog:
 		var l ipc.Log

@@ -329,6 +329,26 @@ var _ = ray.Func0("cancel_queued_call", func(ctx context.Context) (int, error) {
 	return ray.Get(ctx, incr.Remote(c, 1)) // 1: the cancelled +100 never ran
 })
 
+var bloat = ray.Method0(counterClass, "bloat", func(c *Counter, ctx context.Context) (int, error) {
+	var keep [][]byte
+	for {
+		keep = append(keep, make([]byte, 16<<20))
+	}
+})
+
+// ooMRestarts: a method that runs out of memory takes the actor's instance
+// with it; the actor restarts (MaxRestarts 1) with fresh state.
+var _ = ray.Func0("oom_restarts", func(ctx context.Context) (int, error) {
+	c := counterClass.Options(ray.MaxRestarts(1), ray.MemoryLimit(64<<20)).Remote()
+	if _, err := ray.Get(ctx, incr.Remote(c, 5)); err != nil {
+		return 0, err
+	}
+	if _, err := ray.Get(ctx, bloat.Remote(c)); err == nil {
+		return 0, errors.New("bloat succeeded")
+	}
+	return ray.Get(ctx, incr.Remote(c, 1)) // 1: restarted, constructor run again
+})
+
 // errorSurvives: a method error fails that call only.
 var _ = ray.Func0("error_survives", func(ctx context.Context) (int, error) {
 	c := counterClass.Remote()
