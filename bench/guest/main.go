@@ -68,13 +68,24 @@ func metric(ctx context.Context, name string, ms int) (Result, error) {
 		ref := ray.Put(0)
 		return loop(d, 1, func() error { _, err := ray.Get(ctx, ref); return err })
 	case "single_client_put_calls":
-		return loop(d, 1, func() error { return ray.Put(0).Err() })
+		// A guest's Put is pipelined: it returns before the object lands. The
+		// host takes one worker's puts in order, so once the last of 1,000 is
+		// ready (Wait: nothing is fetched), all 1,000 are in the store.
+		return loop(d, 1000, func() error {
+			var last ray.ObjectRef[int]
+			for range 1000 {
+				last = ray.Put(0)
+			}
+			_, _, err := ray.Wait(ctx, []ray.ObjectRef[int]{last}, 1, -1)
+			return err
+		})
 	case "single_client_put_gigabytes":
 		arr := make([]byte, 100<<20) // Ray puts 800 MB; 100 MiB keeps the guest within its memory
 		gb := float64(len(arr)) / 1e9
 		return loop(d, gb, func() error {
-			ref := ray.Put(arr)
-			_, err := ray.Get(ctx, ref) // a put is done when its object is gettable
+			// Done when the object is ready: large values are written to the
+			// store before they become visible. Nothing is fetched back.
+			_, _, err := ray.Wait(ctx, []ray.ObjectRef[[]byte]{ray.Put(arr)}, 1, -1)
 			return err
 		})
 	case "single_client_wait_1k_refs":
