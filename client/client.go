@@ -39,6 +39,8 @@ var (
 	ErrTaskCancelled   = ray.ErrTaskCancelled
 	ErrWorkerDied      = ray.ErrWorkerDied
 	ErrTaskTimeout     = ray.ErrTaskTimeout
+	ErrObjectLost      = ray.ErrObjectLost
+	ErrOwnerDied       = ray.ErrOwnerDied
 	ErrPermission      = errors.New("rayhost: permission denied")
 	ErrUnavailable     = errors.New("rayhost: host unavailable")
 	ErrUnauthenticated = errors.New("rayhost: unauthenticated")
@@ -103,6 +105,14 @@ func New(addr string, opts ...Option) *Client {
 	return &Client{base: base, svc: rayhostv1connect.NewTaskServiceClient(o.httpClient, base, copts...)}
 }
 
+// NewHTTPClient returns the HTTP client the Go client uses: HTTP/2 over
+// TLS with cfg, or without TLS (h2c) when cfg is nil. Hosts use it to call
+// each other.
+func NewHTTPClient(cfg *tls.Config) *http.Client { return httpClient(cfg) }
+
+// TokenInterceptor adds "Authorization: Bearer <token>" to every call.
+func TokenInterceptor(token string) connect.Interceptor { return tokenInterceptor("Bearer " + token) }
+
 // httpClient speaks HTTP/2: over TLS with cfg, else without TLS (h2c), which
 // streaming calls need.
 func httpClient(cfg *tls.Config) *http.Client {
@@ -116,6 +126,9 @@ func httpClient(cfg *tls.Config) *http.Client {
 		Protocols:       protocols,
 		DialContext:     (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSClientConfig: cfg,
+		// A connection to a host that vanished (a partition) is noticed by
+		// pings instead of hanging calls until TCP gives up.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
 	}}
 }
 
@@ -219,6 +232,18 @@ type Call struct {
 	RetryAllExceptions bool
 	RetryExceptions    []string
 	DisableEvents      bool
+	// Scheduling places the call in a cluster; the zero value is Ray's
+	// default hybrid policy.
+	Scheduling Scheduling
+}
+
+// Scheduling is a scheduling strategy: Spread over the least loaded hosts,
+// or run on host NodeID (Soft: elsewhere if that host is gone or can never
+// fit the call).
+type Scheduling struct {
+	Spread bool
+	NodeID string
+	Soft   bool
 }
 
 func (c Call) proto() (*rayhostv1.SubmitRequest, error) {
@@ -233,6 +258,9 @@ func (c Call) proto() (*rayhostv1.SubmitRequest, error) {
 		TimeoutMs:          c.Timeout.Milliseconds(),
 		Env:                c.Env,
 	}}
+	if sc := c.Scheduling; sc != (Scheduling{}) {
+		req.Options.Scheduling = &rayhostv1.SchedulingStrategy{Spread: sc.Spread, NodeId: sc.NodeID, Soft: sc.Soft}
+	}
 	for _, m := range c.Mounts {
 		req.Options.Mounts = append(req.Options.Mounts, &rayhostv1.Mount{HostPath: m.HostPath, GuestPath: m.GuestPath, ReadOnly: m.ReadOnly})
 	}

@@ -160,3 +160,40 @@ func (c *Client) ListActors(ctx context.Context) ([]Actor, error) {
 	}
 	return out, nil
 }
+
+// Member is one host of a cluster.
+type Member struct {
+	HostID, Address, GossipAddress string
+	// State is alive, leaving, left or failed.
+	State string
+	// Total and Available resources ("CPU", "GPU" and custom names);
+	// Available is nil until the answering host has a load report.
+	Total, Available map[string]float64
+	// Self marks the host that answered.
+	Self bool
+}
+
+// Members lists the cluster's hosts as the host c talks to sees them.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	res, err := c.svc.ClusterStatus(ctx, connect.NewRequest(&rayhostv1.ClusterStatusRequest{}))
+	if err != nil {
+		return nil, fromConnect(err)
+	}
+	var out []Member
+	for _, m := range res.Msg.GetMembers() {
+		out = append(out, Member{HostID: m.GetHostId(), Address: m.GetAddress(), GossipAddress: m.GetGossipAddress(),
+			State: m.GetState(), Total: resourceMap(m.GetTotal()), Available: resourceMap(m.GetAvailable()), Self: m.GetSelf()})
+	}
+	return out, nil
+}
+
+func resourceMap(r *rayhostv1.Resources) map[string]float64 {
+	if r == nil {
+		return nil
+	}
+	out := map[string]float64{"CPU": r.GetNumCpus(), "GPU": r.GetNumGpus()}
+	for k, v := range r.GetCustom() {
+		out[k] = v
+	}
+	return out
+}

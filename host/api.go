@@ -18,7 +18,6 @@ import (
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
-	"github.com/rayhost/rayhost/store"
 )
 
 // api implements the TaskService. It is the one place where host errors
@@ -157,6 +156,13 @@ func parseRef(r *rayhostv1.ObjectRef) (ids.ObjectID, error) {
 	return id, nil
 }
 
+// borrow makes the refs other hosts own known here (see objects.borrow).
+func (a *api) borrow(ctx context.Context, refs []*rayhostv1.ObjectRef, parsed []ids.ObjectID) {
+	for i, r := range refs {
+		a.h.borrowRef(ctx, abi.Ref{ID: parsed[i], Owner: r.GetOwner()})
+	}
+}
+
 func parseRefs(refs []*rayhostv1.ObjectRef) ([]ids.ObjectID, error) {
 	out := make([]ids.ObjectID, len(refs))
 	for i, r := range refs {
@@ -184,6 +190,7 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 		return nil, toConnect(err)
 	}
 	for i, arg := range t.args {
+		a.h.borrowRef(ctx, arg.Ref)
 		if arg.IsRef && !a.h.objs.known(ctx, arg.Ref.ID) {
 			return nil, toConnect(fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID))
 		}
@@ -285,6 +292,12 @@ func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, 
 	if err := h.prepare(t, res); err != nil {
 		return nil, err
 	}
+	if sc := o.GetScheduling(); sc != nil {
+		t.strategy = scheduler.Placement{Spread: sc.GetSpread(), NodeID: sc.GetNodeId(), Soft: sc.GetSoft()}
+		if t.strategy.Soft && t.strategy.NodeID == "" {
+			return nil, fmt.Errorf("%w: a soft node affinity needs a node_id", ErrInvalidArgument)
+		}
+	}
 	return t, nil
 }
 
@@ -334,6 +347,7 @@ func (a *api) Get(ctx context.Context, req *connect.Request[rayhostv1.GetRequest
 	if err != nil {
 		return nil, err
 	}
+	a.borrow(ctx, req.Msg.GetRefs(), refs)
 	vals, err := a.h.objs.get(ctx, refs, timeoutOf(req.Msg.GetTimeoutMs()), nil)
 	if err != nil {
 		return nil, toConnect(err)
@@ -362,46 +376,34 @@ func (a *api) GetStream(ctx context.Context, req *connect.Request[rayhostv1.GetS
 	if err != nil {
 		return err
 	}
+	a.borrow(ctx, []*rayhostv1.ObjectRef{req.Msg.GetRef()}, []ids.ObjectID{id})
 	if _, err := a.h.objs.waitReady(ctx, []ids.ObjectID{id}, 1, true, timeoutOf(req.Msg.GetTimeoutMs()), nil); err != nil {
 		return toConnect(err)
 	}
 	// Small values are in memory; the rest streams from the store chunk by
-	// chunk, never whole.
-	if v, err := a.h.objs.value(ctx, id); err == nil && len(v.Data) <= a.h.cfg.InlineObjectLimit {
+	// chunk, never whole (pulled here first if other hosts hold it).
+	v, inMemory, err := a.h.objs.ensureLocal(ctx, id)
+	if errors.Is(err, ErrObjectLost) || errors.Is(err, ErrOwnerDied) {
+		kind := abi.ErrorObjectLost
+		if errors.Is(err, ErrOwnerDied) {
+			kind = abi.ErrorOwnerDied
+		}
+		return taskFailure((&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode().Data)
+	}
+	if err != nil {
+		return toConnect(err)
+	}
+	a.h.objs.markFetched(id)
+	if inMemory {
 		if v.Codec == abi.CodecError {
 			return taskFailure(v.Data)
 		}
 		return stream.Send(&rayhostv1.GetStreamResponse{
 			Header: &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}, Chunk: v.Data})
 	}
-	meta, rc, err := a.h.st.Open(ctx, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = fmt.Errorf("%w: %s", ErrObjectNotFound, id)
-		}
-		return toConnect(err)
-	}
-	defer rc.Close()
-	header := &rayhostv1.ObjectHeader{Codec: abi.Codec(meta.Codec).String(), Size: meta.Size}
-	buf := make([]byte, getStreamChunk)
-	for first := true; ; first = false {
-		n, rerr := io.ReadFull(rc, buf)
-		if n > 0 || first {
-			msg := &rayhostv1.GetStreamResponse{Chunk: buf[:n]}
-			if first {
-				msg.Header = header
-			}
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if rerr != nil {
-			return toConnect(rerr)
-		}
-	}
+	return a.h.streamFromStore(ctx, id, func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
+		return stream.Send(&rayhostv1.GetStreamResponse{Header: hdr, Chunk: chunk})
+	})
 }
 
 func (a *api) Put(ctx context.Context, req *connect.Request[rayhostv1.PutRequest]) (*connect.Response[rayhostv1.PutResponse], error) {
@@ -429,6 +431,7 @@ func (a *api) Wait(ctx context.Context, req *connect.Request[rayhostv1.WaitReque
 	if err != nil {
 		return nil, err
 	}
+	a.borrow(ctx, req.Msg.GetRefs(), refs)
 	n := int(req.Msg.GetNumReturns())
 	if n == 0 {
 		n = 1
@@ -468,6 +471,17 @@ func (a *api) Cancel(ctx context.Context, req *connect.Request[rayhostv1.CancelR
 	id, err := parseRef(req.Msg.GetRef())
 	if err != nil {
 		return nil, err
+	}
+	if owner := req.Msg.GetRef().GetOwner(); owner != "" && owner != a.h.addr && a.h.cluster != nil {
+		// Only the owner knows the task: pass the cancel on.
+		p := a.h.peerAt(owner)
+		a.h.cluster.mu.Lock()
+		svc := p.task
+		a.h.cluster.mu.Unlock()
+		if _, err := svc.Cancel(ctx, connect.NewRequest(req.Msg)); err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&rayhostv1.CancelResponse{}), nil
 	}
 	if err := a.h.cancel(id, req.Msg.GetForce(), req.Msg.GetRecursive()); err != nil {
 		return nil, toConnect(err)
@@ -557,7 +571,7 @@ func (a *api) ListTasks(ctx context.Context, req *connect.Request[rayhostv1.List
 			continue
 		}
 		pe := &rayhostv1.TaskEvent{TaskId: ev.Task.String(), Attempt: ev.Attempt, Function: ev.Function, State: ev.State,
-			TimeUnixNano: ev.Time.UnixNano(), Host: a.h.cfg.ID, WorkerPid: int32(ev.Worker), Message: ev.Message}
+			TimeUnixNano: ev.Time.UnixNano(), Host: ev.Host, WorkerPid: int32(ev.Worker), Message: ev.Message}
 		if !ev.Parent.IsZero() {
 			pe.ParentTaskId = ev.Parent.String()
 		}

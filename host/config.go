@@ -1,6 +1,7 @@
 package host
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rayhost/rayhost/store"
@@ -29,7 +31,9 @@ type Config struct {
 	// AdvertiseAddr is the address other parties use to reach this host;
 	// "" uses the listener's address.
 	AdvertiseAddr string
-	// ID names the host in errors, logs and task events; "" picks one.
+	// ID names the host in errors, logs, task events and the cluster; it
+	// must be unique in the cluster. "" uses the one kept in DataDir (made
+	// up the first time), so a restarted host keeps its name and rejoins.
 	ID string
 
 	// NumCPUs, NumGPUs and Resources are the host's total resources.
@@ -86,6 +90,10 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, when set, make the API serve HTTPS (HTTP/1.1
 	// and HTTP/2) instead of HTTP/1.1 + h2c.
 	TLSCertFile, TLSKeyFile string
+
+	// Cluster, when set, makes the host a member of a cluster (gossip,
+	// placement across hosts, objects that move). Nil: a host on its own.
+	Cluster *ClusterConfig
 
 	// Store keeps objects; nil opens a Badger store in DataDir/objects.
 	Store store.Store
@@ -170,8 +178,24 @@ func (c *Config) validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.ID == "" {
-		name, _ := os.Hostname()
-		c.ID = fmt.Sprintf("%s-%d", name, os.Getpid())
+		id, err := persistentID(c.DataDir)
+		if err != nil {
+			return bad("host id: %v", err)
+		}
+		c.ID = id
+	}
+	if c.Cluster != nil {
+		cc := *c.Cluster
+		if cc.JoinTimeout <= 0 {
+			cc.JoinTimeout = time.Minute
+		}
+		if cc.LoadInterval <= 0 {
+			cc.LoadInterval = 200 * time.Millisecond
+		}
+		if cc.Gossip.SnapshotPath == "" {
+			cc.Gossip.SnapshotPath = filepath.Join(c.DataDir, "serf.snapshot")
+		}
+		c.Cluster = &cc
 	}
 	c.Resources = maps.Clone(c.Resources)
 	c.DataDir = filepath.Clean(c.DataDir)
@@ -179,6 +203,25 @@ func (c *Config) validate() error {
 		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
 	return nil
+}
+
+// persistentID returns the host name kept in dataDir, making one up (the
+// machine's name and a random suffix) the first time.
+func persistentID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "host-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", err
+	}
+	name, _ := os.Hostname()
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	id := fmt.Sprintf("%s-%x", name, suffix)
+	return id, os.WriteFile(path, []byte(id+"\n"), 0o644)
 }
 
 // memoryPages is the default guest memory limit in 64 KiB pages.

@@ -26,4 +26,11 @@ var (
 	ErrPermissionDenied = errors.New("host: permission denied")
 	// ErrClosed: the host is shutting down.
 	ErrClosed = errors.New("host: closed")
+	// ErrObjectLost: every copy of an object is gone with the hosts that
+	// held it, and it cannot be rebuilt (a Put object, or its task has no
+	// retries left). A Get of it fails with a TaskError of kind object_lost.
+	ErrObjectLost = errors.New("host: object lost")
+	// ErrOwnerDied: the host that owns an object left or failed, so nobody
+	// can say what it is any more. A Get fails with kind owner_died.
+	ErrOwnerDied = errors.New("host: owner died")
 )

@@ -16,6 +16,7 @@ type TaskEvent struct {
 	State    string
 	Time     time.Time
 	Worker   int    // the worker process's pid, once running
+	Host     string // the host that runs the attempt (from scheduled on)
 	Message  string // why it failed or is retried
 }
 
@@ -62,7 +63,10 @@ func (h *Host) record(t *task, s taskState, msg string) {
 	if !t.events {
 		return
 	}
-	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: t.attempt, Function: t.displayName(), State: s.String(), Time: time.Now(), Message: msg}
+	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: t.attempt, Function: t.displayName(), State: s.String(), Time: time.Now(), Message: msg, Host: h.cfg.ID}
+	if t.node != "" {
+		ev.Host = t.node
+	}
 	if t.worker != nil {
 		ev.Worker = t.worker.pid
 	}

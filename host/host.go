@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
+	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -46,7 +47,12 @@ type Host struct {
 	starved    []*task // waiting for a worker that cannot come; failed by start
 	actors     map[ids.TaskID]*actor
 	actorNames map[string]ids.TaskID // namespace/name
+	lineage    map[ids.TaskID]*task  // finished tasks whose results other hosts hold
 	closed     bool
+
+	// Set when the host is in a cluster (Config.Cluster).
+	members gossip.Membership
+	cluster *cluster
 
 	done      chan struct{} // closed by Close
 	wg        sync.WaitGroup
@@ -67,9 +73,10 @@ func New(cfg Config) (*Host, error) {
 	h := &Host{
 		cfg: cfg, log: cfg.Logger.With("host", cfg.ID), started: time.Now(),
 		sched: scheduler.New[ids.TaskID, *task](total), tasks: map[ids.TaskID]*task{},
-		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{},
+		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{}, lineage: map[ids.TaskID]*task{},
 		workers: map[*workerProc]struct{}{}, cacheDir: cfg.CacheDir, done: make(chan struct{}),
 	}
+	h.sched.SetLocalName(cfg.ID)
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("host: data dir: %w", err)
 	}
@@ -113,6 +120,7 @@ func New(cfg Config) (*Host, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle(rayhostv1connect.NewTaskServiceHandler(&api{h: h}, h.handlerOptions()...))
+	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, h.handlerOptions()...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	tls := cfg.TLSCertFile != ""
@@ -140,6 +148,13 @@ func New(cfg Config) (*Host, error) {
 	}()
 	h.wg.Add(1)
 	go h.housekeeping()
+	if cfg.Cluster != nil {
+		h.objs.remote = hostObjects{h}
+		if err := h.startCluster(); err != nil {
+			_ = h.Close()
+			return nil, err
+		}
+	}
 	h.log.Info("host started", "address", h.addr, "cpus", cfg.NumCPUs, "workers", cfg.Workers)
 	return h, nil
 }
@@ -155,6 +170,14 @@ func (h *Host) URL() string {
 	return "http://" + h.addr
 }
 
+// GossipAddr is the host's gossip address ("" outside a cluster).
+func (h *Host) GossipAddr() string {
+	if h.members == nil {
+		return ""
+	}
+	return h.members.Local().GossipAddr
+}
+
 // ID is the host's name.
 func (h *Host) ID() string { return h.cfg.ID }
 
@@ -162,6 +185,9 @@ func (h *Host) ID() string { return h.cfg.ID }
 // the store once every object is written.
 func (h *Host) Close() error {
 	h.closeOnce.Do(func() {
+		// Leave first: peers stop placing work here and see a host that
+		// left, not one that failed.
+		h.leaveCluster()
 		h.mu.Lock()
 		h.closed = true
 		close(h.done)
@@ -178,6 +204,9 @@ func (h *Host) Close() error {
 			stopping.Go(w.stop)
 		}
 		stopping.Wait()
+		if h.members != nil {
+			_ = h.members.Close()
+		}
 		h.wg.Wait()
 		h.objs.close()
 		h.closeErr = h.closeStore()

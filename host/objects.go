@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,21 @@ type objects struct {
 	memBytes  int64
 	persistCh chan persistJob
 	wg        sync.WaitGroup
+
+	// remote reaches other hosts for objects whose bytes or owner are
+	// elsewhere; nil on a host without peers.
+	remote remoteObjects
+}
+
+// remoteObjects is how objects reaches objects that live on other hosts.
+type remoteObjects interface {
+	// fetch brings the bytes of id (ready, held by holders; borrowed from
+	// owner if owner != "") into the local store. It may rebuild a lost
+	// object first. It fails with an error wrapping ErrObjectLost or
+	// ErrOwnerDied when the bytes are gone for good.
+	fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error
+	// resolve asks owner about id until it is ready, then seals it here.
+	resolve(id ids.ObjectID, owner string)
 }
 
 type object struct {
@@ -45,6 +61,13 @@ type object struct {
 	persisted bool
 	task      ids.TaskID
 	waiters   []*waiter
+	// holders are the hosts (API addresses) that hold the bytes of a value
+	// that is neither in memory nor in the local store.
+	holders []string
+	size    int64
+	// owner is set for an object another host owns (borrowed): this host
+	// learnt of it through an ObjectRef and asks the owner about it.
+	owner string
 }
 
 // waiter is a callback registered by onReady; cancel stops it firing, so a
@@ -98,11 +121,11 @@ func (o *objects) evictLocked() {
 	for o.memBytes > o.capBytes && o.fifoHead < len(o.fifo) {
 		id := o.fifo[o.fifoHead]
 		ob := o.m[id]
-		if ob != nil && !ob.persisted {
+		if ob != nil && ob.ready && ob.inMemory && !ob.persisted {
 			return // the write-behind is not done yet; try again after it
 		}
 		o.fifoHead++
-		if ob != nil {
+		if ob != nil && ob.ready && ob.inMemory {
 			o.memBytes -= int64(len(ob.val.Data))
 			delete(o.m, id)
 		}
@@ -138,6 +161,9 @@ func (o *objects) known(ctx context.Context, id ids.ObjectID) bool {
 // again keeps the first value (objects are immutable; a retried task may
 // seal twice).
 func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error {
+	if v.Codec == codecHeld {
+		return o.sealHeld(id, v)
+	}
 	meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
 	large := len(v.Data) > o.inline
 	if large {
@@ -185,6 +211,174 @@ func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error 
 	return nil
 }
 
+// sealHeld makes id ready with a value whose bytes other hosts hold.
+func (o *objects) sealHeld(id ids.ObjectID, v abi.Value) error {
+	hv, err := decodeHeld(v.Data)
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	ob := o.m[id]
+	if ob == nil {
+		ob = &object{task: id.Task()}
+		o.m[id] = ob
+	}
+	if ob.ready {
+		o.mu.Unlock()
+		return nil
+	}
+	ob.ready = true
+	ob.val = abi.Value{Codec: hv.Codec}
+	ob.size = hv.Size
+	ob.holders = slices.Clone(hv.Holders)
+	waiters := ob.waiters
+	ob.waiters = nil
+	o.mu.Unlock()
+	for _, w := range waiters {
+		o.mu.Lock()
+		dead := w.dead
+		o.mu.Unlock()
+		if !dead {
+			w.fn(ob.val)
+		}
+	}
+	return nil
+}
+
+// refill replaces what is known of a ready object's bytes after its owner
+// was asked again: new holders, or the value itself.
+func (o *objects) refill(id ids.ObjectID, v abi.Value) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob := o.m[id]
+	if ob == nil {
+		ob = &object{task: id.Task(), ready: true}
+		o.m[id] = ob
+	}
+	if v.Codec == codecHeld {
+		if hv, err := decodeHeld(v.Data); err == nil {
+			ob.holders, ob.size = hv.Holders, hv.Size
+		}
+		return
+	}
+	ob.val, ob.inMemory, ob.ready, ob.holders = v, true, true, nil
+	o.memBytes += int64(len(v.Data))
+}
+
+// isHeld reports whether id is ready with its bytes on other hosts only.
+func (o *objects) isHeld(id ids.ObjectID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob := o.m[id]
+	return ob != nil && ob.ready && !ob.inMemory && !ob.persisted
+}
+
+// addHolder records that holder has a copy of id.
+func (o *objects) addHolder(id ids.ObjectID, holder string) {
+	o.mu.Lock()
+	if ob := o.m[id]; ob != nil && ob.ready && !ob.inMemory && !slices.Contains(ob.holders, holder) {
+		ob.holders = append(ob.holders, holder)
+	}
+	o.mu.Unlock()
+}
+
+// dropHolders forgets holders that failed to deliver id.
+func (o *objects) dropHolders(id ids.ObjectID, gone []string) {
+	o.mu.Lock()
+	if ob := o.m[id]; ob != nil {
+		ob.holders = slices.DeleteFunc(ob.holders, func(h string) bool { return slices.Contains(gone, h) })
+	}
+	o.mu.Unlock()
+}
+
+// reset makes a ready object pending again, for its task to make it anew
+// (lineage reconstruction). Its waiters from now on wait for the new value.
+func (o *objects) reset(id ids.ObjectID) {
+	o.mu.Lock()
+	if ob := o.m[id]; ob != nil && ob.ready && !ob.inMemory && !ob.persisted {
+		ob.ready, ob.val, ob.holders, ob.size = false, abi.Value{}, nil, 0
+	}
+	o.mu.Unlock()
+}
+
+// borrow registers id, owned by the host at owner, so that waits on it
+// work here: the owner is asked about it in the background. It does nothing
+// for an object known here.
+func (o *objects) borrow(ctx context.Context, id ids.ObjectID, owner string) {
+	o.mu.Lock()
+	if o.m[id] != nil || o.remote == nil {
+		o.mu.Unlock()
+		return
+	}
+	o.mu.Unlock()
+	if _, err := o.st.Stat(ctx, id); err == nil {
+		return
+	}
+	o.mu.Lock()
+	if o.m[id] != nil {
+		o.mu.Unlock()
+		return
+	}
+	o.m[id] = &object{task: id.Task(), owner: owner}
+	o.mu.Unlock()
+	go o.remote.resolve(id, owner)
+}
+
+// holding reports what this host knows of where id's bytes are: in memory
+// (the value), in the local store (local), or on other hosts.
+func (o *objects) holding(ctx context.Context, id ids.ObjectID) (v abi.Value, inMemory, local bool, holders []string, size int64, err error) {
+	o.mu.Lock()
+	ob := o.m[id]
+	if ob != nil && ob.ready && ob.inMemory {
+		v = ob.val
+		o.mu.Unlock()
+		return v, true, true, nil, int64(len(v.Data)), nil
+	}
+	if ob != nil {
+		holders, size, v = slices.Clone(ob.holders), ob.size, abi.Value{Codec: ob.val.Codec}
+	}
+	o.mu.Unlock()
+	meta, err := o.st.Stat(ctx, id)
+	if err == nil {
+		return abi.Value{Codec: abi.Codec(meta.Codec)}, false, true, holders, meta.Size, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return v, false, false, nil, 0, err
+	}
+	if ob == nil || !ob.ready {
+		return v, false, false, nil, 0, fmt.Errorf("%w: %s", ErrObjectNotFound, id)
+	}
+	return v, false, false, holders, size, nil
+}
+
+// ensureLocal makes sure a ready object's bytes are in memory or in the
+// local store, fetching them from the hosts that hold them (or rebuilding
+// them) if needed, and returns the in-memory value if there is one.
+func (o *objects) ensureLocal(ctx context.Context, id ids.ObjectID) (v abi.Value, inMemory bool, err error) {
+	for attempt := 0; ; attempt++ {
+		v, inMemory, local, holders, _, err := o.holding(ctx, id)
+		if err != nil || inMemory || local {
+			return v, inMemory, err
+		}
+		o.mu.Lock()
+		var owner string
+		if ob := o.m[id]; ob != nil {
+			owner = ob.owner
+		}
+		o.mu.Unlock()
+		if o.remote == nil || attempt >= 5 {
+			return v, false, fmt.Errorf("%w: %s: no copy could be fetched", ErrObjectLost, id)
+		}
+		if err := o.remote.fetch(ctx, id, holders, owner); err != nil {
+			return v, false, err
+		}
+		// A rebuilt object is pending until its task seals it again.
+		if _, err := o.waitReady(ctx, []ids.ObjectID{id}, 1, true, -1, nil); err != nil {
+			return v, false, err
+		}
+	}
+}
+
 // onReady calls fn with id's value (its Data may be nil for large values)
 // once it is ready, at once if it is. It fails with ErrObjectNotFound if id
 // is unknown.
@@ -230,16 +424,13 @@ func (o *objects) watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)
 	return func() {}, nil
 }
 
-// value returns the bytes of a ready object.
+// value returns the bytes of a ready object, fetching them from other
+// hosts if they are not here.
 func (o *objects) value(ctx context.Context, id ids.ObjectID) (abi.Value, error) {
-	o.mu.Lock()
-	ob := o.m[id]
-	if ob != nil && ob.ready && ob.inMemory {
-		v := ob.val
-		o.mu.Unlock()
-		return v, nil
+	v, inMemory, err := o.ensureLocal(ctx, id)
+	if err != nil || inMemory {
+		return v, err
 	}
-	o.mu.Unlock()
 	meta, data, err := o.st.Get(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -370,7 +561,14 @@ func (o *objects) get(ctx context.Context, refs []ids.ObjectID, timeout time.Dur
 		}
 		o.markFetched(id)
 		if vals[i], err = o.value(ctx, id); err != nil {
-			return nil, err
+			kind := abi.ErrorObjectLost
+			switch {
+			case errors.Is(err, ErrOwnerDied):
+				kind = abi.ErrorOwnerDied
+			case !errors.Is(err, ErrObjectLost):
+				return nil, err
+			}
+			vals[i] = (&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode()
 		}
 		if vals[i].Codec == abi.CodecError && firstErr == nil {
 			firstErr = &vals[i]

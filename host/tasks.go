@@ -85,6 +85,10 @@ type task struct {
 	depth      int    // 0 for a task a client submitted
 	actor      *actor // for KindActorCreate and KindActorCall
 	tree       *tree  // the tree of tasks this one belongs to
+	strategy   scheduler.Placement // where it may run in a cluster (no locality)
+	// foreign is set on the host that runs the task for another (its
+	// owner): the link back to the owner.
+	foreign *foreign
 
 	// Guarded by Host.mu.
 	state     taskState
@@ -98,6 +102,8 @@ type task struct {
 	stderr    []byte      // the tail of the guest's stderr, for trap messages
 	timer     *time.Timer // ends an attempt that runs past its timeout
 	timedOut  bool
+	node      string // the peer running the attempt ("" here)
+	yields    int    // items yielded by this attempt, on the executing host
 }
 
 // tree counts the unfinished tasks of one task tree (guarded by Host.mu).
@@ -150,14 +156,6 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	for _, id := range t.returns() {
 		h.objs.expect(id, t.id)
 	}
-	var deps []ids.ObjectID
-	seen := map[ids.ObjectID]bool{}
-	for _, a := range t.args {
-		if a.IsRef && !seen[a.Ref.ID] {
-			seen[a.Ref.ID] = true
-			deps = append(deps, a.Ref.ID)
-		}
-	}
 	h.mu.Lock()
 	if _, dup := h.tasks[t.id]; dup || h.closed {
 		h.mu.Unlock()
@@ -178,8 +176,31 @@ func (h *Host) submit(ctx context.Context, t *task) {
 		p.children = append(p.children, t.id)
 	}
 	t.state = statePendingArgs
-	t.depsLeft = len(deps)
 	h.record(t, statePendingArgs, grantsNote(t.grants))
+	h.mu.Unlock()
+	h.awaitArgs(ctx, t)
+}
+
+// awaitArgs waits for t's ObjectRef arguments and then queues t. Refs owned
+// by other hosts are borrowed (asked of their owners); refs whose every
+// copy is gone are rebuilt first.
+func (h *Host) awaitArgs(ctx context.Context, t *task) {
+	var deps []ids.ObjectID
+	seen := map[ids.ObjectID]bool{}
+	for _, a := range t.args {
+		if a.IsRef && !seen[a.Ref.ID] {
+			seen[a.Ref.ID] = true
+			deps = append(deps, a.Ref.ID)
+			h.borrowRef(ctx, a.Ref)
+			if h.cluster != nil && h.lostHere(a.Ref.ID) {
+				if err := h.reconstruct(a.Ref.ID); err != nil {
+					h.log.Info("an argument is lost", "task_id", t.id, "object_id", a.Ref.ID, "err", err)
+				}
+			}
+		}
+	}
+	h.mu.Lock()
+	t.depsLeft = len(deps)
 	h.mu.Unlock()
 	if len(deps) == 0 {
 		h.enqueue(t)
@@ -244,7 +265,7 @@ func (h *Host) enqueue(t *task) {
 		return
 	}
 	t.state = statePendingResources
-	if err := h.sched.Enqueue(t.id, t.req, t); err != nil {
+	if err := h.sched.Enqueue(t.id, t.req, h.placement(t), t); err != nil {
 		h.mu.Unlock()
 		h.fail(t, h.taskError(t, abi.ErrorInfeasible, err.Error()))
 		return
@@ -265,18 +286,34 @@ type assignment struct {
 // starts workers for the rest. The Exec frames are sent by start, after the
 // lock is released.
 func (h *Host) dispatchLocked() []assignment {
+	var remote []assignment
 	for {
 		it, ok := h.sched.Next()
 		if !ok {
 			break
 		}
 		t := it.Value
-		t.state = stateScheduled
 		t.holding = true
+		if it.Node != "" {
+			// Another host runs it: it needs no worker here.
+			w := h.newRemoteWorker(it.Node)
+			t.node, t.worker, w.task = it.Node, w, t
+			t.state = stateScheduled
+			h.record(t, stateScheduled, "on host "+it.Node)
+			t.state = stateRunning
+			h.record(t, stateRunning, "")
+			if d := h.timeoutOf(t); d > 0 {
+				attempt := t.attempt
+				t.timer = time.AfterFunc(d, func() { h.expire(t, attempt) })
+			}
+			remote = append(remote, assignment{t, w})
+			continue
+		}
+		t.state = stateScheduled
 		h.record(t, stateScheduled, "")
 		h.needWorker = append(h.needWorker, t)
 	}
-	var out []assignment
+	out := remote
 	for len(h.needWorker) > 0 && len(h.idle) > 0 {
 		t := h.needWorker[0]
 		h.needWorker = h.needWorker[1:]
@@ -345,6 +382,37 @@ func (h *Host) timeoutOf(t *task) time.Duration {
 	return h.cfg.TaskTimeout
 }
 
+// placement says where t may run: actors, drivers and describes run here;
+// calls where their strategy allows, preferring the hosts that hold their
+// largest arguments.
+func (h *Host) placement(t *task) scheduler.Placement {
+	if t.kind != abi.KindCall || t.foreign != nil || h.cluster == nil {
+		return scheduler.Placement{NodeID: h.cfg.ID}
+	}
+	pl := t.strategy
+	for _, a := range t.args {
+		if !a.IsRef {
+			continue
+		}
+		_, inMemory, local, holders, size, err := h.objs.holding(context.Background(), a.Ref.ID)
+		if err != nil || inMemory || size <= int64(h.cfg.InlineObjectLimit) {
+			continue
+		}
+		if pl.Locality == nil {
+			pl.Locality = map[string]int64{}
+		}
+		if local {
+			pl.Locality[h.cfg.ID] += size
+		}
+		for _, x := range holders {
+			if name := h.nodeName(x); name != "" {
+				pl.Locality[name] += size
+			}
+		}
+	}
+	return pl
+}
+
 // grantsNote describes a task's grants for its events.
 func grantsNote(g abi.Grants) string {
 	if g.Empty() {
@@ -389,7 +457,14 @@ func (h *Host) start(as []assignment) {
 }
 
 func (h *Host) exec(t *task, w *workerProc) error {
-	inv := abi.Invocation{Kind: t.kind, Task: t.id, Attempt: t.attempt, Owner: h.addr, Function: t.function, Args: make([]abi.Value, len(t.args))}
+	if w.remote != nil {
+		return h.execRemote(t, w)
+	}
+	owner := h.addr
+	if t.foreign != nil {
+		owner = t.foreign.owner
+	}
+	inv := abi.Invocation{Kind: t.kind, Task: t.id, Attempt: t.attempt, Owner: owner, Function: t.function, Args: make([]abi.Value, len(t.args))}
 	for i, a := range t.args {
 		if !a.IsRef {
 			inv.Args[i] = a.Value
@@ -472,7 +547,7 @@ func (h *Host) leaveLocked(t *task) {
 		}
 	}
 	if t.holding {
-		h.sched.Release(t.req)
+		h.sched.ReleaseOn(t.node, t.req)
 		t.holding = false
 	}
 }
@@ -542,7 +617,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 	created := t.kind == abi.KindActorCreate && te == nil && !t.cancelled
 	if w.task == t {
 		w.task = nil
-		if !w.dead && w.actor == nil && !created {
+		if !w.dead && w.actor == nil && !created && w.remote == nil {
 			w.idleSince = time.Now()
 			h.idle = append(h.idle, w)
 		}
@@ -593,7 +668,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 		h.leaveLocked(t)
 		h.record(t, stateRetried, te.Message)
 		t.attempt++
-		t.worker, t.stderr, t.timedOut = nil, nil, false
+		t.worker, t.stderr, t.timedOut, t.node = nil, nil, false, ""
 		if t.gen != nil {
 			t.gen.seen = 0
 		}
@@ -609,6 +684,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 		h.endLocked(t, stateFailed, te.Message)
 	} else {
 		h.endLocked(t, stateFinished, "")
+		h.keepLineageLocked(t, vals)
 	}
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
@@ -634,7 +710,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 // block releases the CPU of a task that waits in Get, Wait or Next.
 func (h *Host) block(t *task) {
 	h.mu.Lock()
-	if t.state != stateRunning || !t.holding {
+	if t.state != stateRunning || !t.holding || t.node != "" {
 		h.mu.Unlock()
 		return
 	}
@@ -648,7 +724,7 @@ func (h *Host) block(t *task) {
 // unblock takes the CPU back when the wait ends.
 func (h *Host) unblock(t *task) {
 	h.mu.Lock()
-	if t.state == stateRunning && !t.holding {
+	if t.state == stateRunning && !t.holding && t.node == "" {
 		h.sched.Acquire(t.req)
 		t.holding = true
 	}

@@ -20,6 +20,10 @@ type workerProc struct {
 	conn *ipc.Conn
 	pid  int
 
+	// remote is set when the "worker" is another host running one task for
+	// this one; proc and conn are then nil.
+	remote *remoteLink
+
 	// Guarded by Host.mu.
 	task      *task
 	actor     *actor // the actor this worker belongs to, if any
@@ -129,6 +133,13 @@ func (h *Host) launchWorker() (*workerProc, error) {
 }
 
 func (w *workerProc) kill() {
+	if l := w.remote; l != nil {
+		// Ask the executor to kill its worker; if it cannot be reached (a
+		// partition), give up on the attempt shortly after.
+		_ = l.send(frameKill, nil)
+		time.AfterFunc(2*time.Second, l.cancel)
+		return
+	}
 	_ = w.proc.Kill()
 }
 
@@ -151,6 +162,10 @@ func (w *workerProc) exec(m *ipc.Exec) error {
 
 func (w *workerProc) cancel(t *task) {
 	m := ipc.Cancel{Task: t.id}
+	if w.remote != nil {
+		_ = w.remote.send(ipc.TypeCancel, m.Encode(nil))
+		return
+	}
 	_ = w.conn.Write(ipc.TypeCancel, m.Encode(nil))
 }
 
@@ -161,6 +176,10 @@ func (w *workerProc) load(path string) {
 
 func (w *workerProc) reply(seq uint64, code int64, payload []byte) {
 	m := ipc.Reply{Seq: seq, Code: code, Payload: payload}
+	if w.remote != nil {
+		_ = w.remote.send(ipc.TypeReply, m.Encode(nil))
+		return
+	}
 	_ = w.conn.Write(ipc.TypeReply, m.Encode(nil))
 }
 
@@ -200,7 +219,25 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			}
 			return nil
 		}
+		if t.foreign != nil && c.Op != abi.OpGet && c.Op != abi.OpWait {
+			// The owner answers everything but Get and Wait, which are
+			// served here, where the task needs the values.
+			c.Payload = append([]byte(nil), c.Payload...)
+			h.relayCall(t, c)
+			return nil
+		}
 		switch c.Op {
+		case opPutHeld:
+			d := abi.NewDecoder(c.Payload)
+			id := d.ObjectID()
+			v := abi.Value{Codec: codecHeld, Data: append([]byte(nil), d.Bytes()...)}
+			if d.Done() == nil && id.Task() == t.id {
+				if err := h.objs.seal(context.Background(), id, v); err != nil {
+					h.log.Warn("refused a held put", "task_id", t.id, "err", err)
+				}
+			}
+		case opYieldHeld:
+			h.guestYield(w, t, c, abi.Value{Codec: codecHeld, Data: append([]byte(nil), c.Payload...)}, nil)
 		case abi.OpSubmit:
 			h.guestSubmit(t, c.Payload)
 		case abi.OpPut:
@@ -226,7 +263,8 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			info := abi.ActorInfo{Actor: a.id, Owner: h.addr, Class: a.class}
 			w.reply(c.Seq, 0, info.Encode(nil))
 		case abi.OpYield:
-			h.guestYield(w, t, c)
+			v, err := abi.DecodeValue(c.Payload)
+			h.guestYield(w, t, c, v, err)
 		case abi.OpGet, abi.OpWait, abi.OpNext:
 			c.Payload = append([]byte(nil), c.Payload...)
 			go h.guestWait(w, t, c)
@@ -244,6 +282,10 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 		if t == nil {
 			return nil
 		}
+		if t.foreign != nil {
+			h.foreignDone(w, t, &d)
+			return nil
+		}
 		te, vals := h.outcome(t, &d)
 		if d.Trap != "" && t.kind == abi.KindActorCall {
 			// The worker dropped the actor's instance (a trap, running out of
@@ -259,6 +301,10 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 		var l ipc.Log
 		if err := l.Decode(payload); err != nil {
 			return err
+		}
+		if t := h.runningTask(w, l.Task); t != nil && t.foreign != nil {
+			_ = t.foreign.send(ipc.TypeLog, payload)
+			return nil
 		}
 		h.guestLog(w, &l)
 	default:
@@ -305,7 +351,19 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 	if err := res.Decode(d.Result); err != nil {
 		return h.taskError(t, abi.ErrorHost, "undecodable result: "+err.Error()), nil
 	}
-	if d.Status != abi.StatusOK {
+	for i := range res.Values {
+		// The frame buffer is reused for the next frame: the values must own
+		// their bytes (they are persisted later, behind the caller's back).
+		res.Values[i].Data = append([]byte(nil), res.Values[i].Data...)
+	}
+	return h.outcomeValues(t, d.Status, res.Values)
+}
+
+// outcomeValues turns a task's status and values into a failure or its
+// return values.
+func (h *Host) outcomeValues(t *task, status abi.Status, values []abi.Value) (*abi.TaskError, []abi.Value) {
+	res := abi.Result{Values: values}
+	if status != abi.StatusOK {
 		if len(res.Values) != 1 || res.Values[0].Codec != abi.CodecError {
 			return h.taskError(t, abi.ErrorHost, "the guest failed without an error value"), nil
 		}
@@ -313,11 +371,6 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		te := h.taskError(t, g.Kind, g.Message)
 		te.Stack, te.Code, te.Cause = g.Stack, g.Code, g.Cause
 		return te, nil
-	}
-	for i := range res.Values {
-		// The frame buffer is reused for the next frame: the values must own
-		// their bytes (they are persisted later, behind the caller's back).
-		res.Values[i].Data = append([]byte(nil), res.Values[i].Data...)
 	}
 	switch t.kind {
 	case abi.KindMain:
@@ -360,6 +413,19 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 	}
 	if a != nil {
 		h.actorWorkerDied(a, w, exitErr)
+		return
+	}
+	if t != nil && t.foreign != nil {
+		msg := fmt.Sprintf("worker process %d on host %s died while running the task", w.pid, h.cfg.ID)
+		if exitErr != nil {
+			msg += ": " + exitErr.Error()
+		}
+		h.foreignDone(w, t, &ipc.Done{Task: t.id, Trap: msg, Kind: abi.ErrorWorkerDied})
+		return
+	}
+	if t != nil && w.remote != nil {
+		h.log.Warn("a remote attempt ended without an outcome", "task_id", t.id, "host", w.remote.node, "err", exitErr)
+		h.finishWorker(w, t, h.taskError(t, abi.ErrorWorkerDied, fmt.Sprintf("the task was running %v", exitErr)), nil)
 		return
 	}
 	if t != nil {
@@ -463,8 +529,7 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 
 // guestYield seals the next item of a generator. The reply (which lets the
 // guest go on) waits while backpressure holds the generator.
-func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call) {
-	v, err := abi.DecodeValue(c.Payload)
+func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err error) {
 	if err != nil || t.gen == nil {
 		w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 		return
@@ -524,6 +589,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 			return
 		}
 		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, uint32(len(req.Refs))
+		h.borrowRefs(req.Refs)
 	default:
 		var req abi.WaitRequest
 		if err := req.Decode(c.Payload); err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
@@ -531,6 +597,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 			return
 		}
 		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, req.NumReturns
+		h.borrowRefs(req.Refs)
 	}
 	timeout := time.Duration(timeoutNs)
 	if timeoutNs < 0 {
@@ -616,6 +683,20 @@ func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
 		return
 	}
 	w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
+}
+
+// borrowRef makes a ref another host owns known here, so it can be waited
+// on: its owner is asked about it.
+func (h *Host) borrowRef(ctx context.Context, r abi.Ref) {
+	if r.Owner != "" && r.Owner != h.addr && h.cluster != nil {
+		h.objs.borrow(ctx, r.ID, r.Owner)
+	}
+}
+
+func (h *Host) borrowRefs(refs []abi.Ref) {
+	for _, r := range refs {
+		h.borrowRef(context.Background(), r)
+	}
 }
 
 func refIDs(refs []abi.Ref) []ids.ObjectID {

@@ -7,10 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/host"
 )
 
@@ -22,6 +25,14 @@ type hostFlags struct {
 	logLevel  string
 	memoryMiB int64
 	allowDirs stringList
+	joinTimeout time.Duration
+	// Cluster flags (start and join).
+	serving         bool
+	gossipAddr      string
+	gossipAdvertise string
+	joins           stringList
+	encrypt         string
+	timings         string
 }
 
 // stringList is a repeatable string flag.
@@ -45,6 +56,13 @@ func bindHostFlags(fs *flag.FlagSet, dataDir, logLevel string, serving bool) *ho
 	fs.IntVar(&f.cfg.MaxWorkers, "max-workers", f.cfg.MaxWorkers, "most worker processes at once")
 	fs.StringVar(&f.logLevel, "log-level", logLevel, "debug, info, warn or error")
 	if serving {
+		f.serving = true
+		fs.StringVar(&f.gossipAddr, "gossip", "", "address for cluster gossip (Serf, TCP and UDP; default: the API's IP, port 7946)")
+		fs.StringVar(&f.gossipAdvertise, "gossip-advertise", "", "gossip address others use to reach this host (default: --gossip)")
+		fs.Var(&f.joins, "join", "gossip address of a cluster member to join (repeatable; retried until one answers)")
+		fs.StringVar(&f.encrypt, "encrypt", os.Getenv("RAYHOST_ENCRYPT"), "encrypt gossip with this key: base64 of 16, 24 or 32 bytes, the same on every host (default $RAYHOST_ENCRYPT)")
+		fs.StringVar(&f.timings, "gossip-timings", "lan", "failure detection timings: lan (a failed host is noticed in a few seconds) or fast (under a second; for tests on one machine)")
+		fs.DurationVar(&f.joinTimeout, "join-timeout", time.Minute, "give up joining after this long")
 		fs.StringVar(&f.cfg.Token, "token", os.Getenv("RAYHOST_TOKEN"), "require this token on every API call (default $RAYHOST_TOKEN)")
 		fs.StringVar(&f.cfg.TLSCertFile, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 		fs.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "and this private key (PEM)")
@@ -76,7 +94,50 @@ func (f *hostFlags) config() (host.Config, error) {
 		return cfg, fmt.Errorf("--log-level: %v", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if f.serving {
+		cc, err := f.cluster(cfg)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Cluster = cc
+	}
 	return cfg, nil
+}
+
+// cluster builds the cluster configuration from the gossip flags.
+func (f *hostFlags) cluster(cfg host.Config) (*host.ClusterConfig, error) {
+	cc := host.DefaultClusterConfig(f.joins...)
+	cc.JoinTimeout = f.joinTimeout
+	g := &cc.Gossip
+	switch f.timings {
+	case "lan":
+		g.Timings = gossip.LANTimings()
+	case "fast":
+		g.Timings = gossip.FastTimings()
+		cc.LoadInterval = 50 * time.Millisecond
+	default:
+		return nil, fmt.Errorf("--gossip-timings %q: want lan or fast", f.timings)
+	}
+	g.BindAddr = f.gossipAddr
+	if g.BindAddr == "" {
+		ip, _, err := net.SplitHostPort(cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--listen %q: %v", cfg.ListenAddr, err)
+		}
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		g.BindAddr = net.JoinHostPort(ip, "7946")
+	}
+	g.AdvertiseAddr = f.gossipAdvertise
+	if f.encrypt != "" {
+		key, err := gossip.ParseKey(f.encrypt)
+		if err != nil {
+			return nil, fmt.Errorf("--encrypt: %w", err)
+		}
+		g.EncryptKey = key
+	}
+	return cc, nil
 }
 
 // clientFlags binds the flags of commands that talk to a host.

@@ -16,7 +16,9 @@ import (
 const usage = `rayhost: Ray's task model for Go functions compiled to WebAssembly.
 
 Usage:
-  rayhost start  [flags]                       start a host and serve until interrupted
+  rayhost start  [flags]                       start a host (a new cluster) and serve until interrupted
+  rayhost join   [flags] <gossip addr>...      start a host that joins a cluster
+  rayhost status --address A                   list the cluster's hosts: state, total and free resources
   rayhost run    [flags] <module.wasm | ./pkg>  run a module's driver (embedded host without --address)
   rayhost submit --address A <module> <function> [json args...]
                                                submit one call and print its result as JSON
@@ -39,6 +41,10 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "start":
 		err = cmdStart(args)
+	case "join":
+		err = cmdJoin(args)
+	case "status":
+		err = cmdStatus(args)
 	case "run":
 		err = cmdRun(args)
 	case "submit":

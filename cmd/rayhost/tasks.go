@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -90,4 +93,54 @@ func cmdActors(args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", a.ID, a.Class, name, a.State, a.Host, a.Calls, a.Restarts, a.Queued)
 	}
 	return w.Flush()
+}
+
+func cmdStatus(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	cf := bindClientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	members, err := c.Members(context.Background())
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "HOST\tADDRESS\tGOSSIP\tSTATE\tTOTAL\tFREE")
+	for _, m := range members {
+		id := m.HostID
+		if m.Self {
+			id += " (this)"
+		}
+		free := "-"
+		if m.Available != nil {
+			free = formatResources(m.Available)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", id, m.Address, m.GossipAddress, m.State, formatResources(m.Total), free)
+	}
+	return w.Flush()
+}
+
+// formatResources prints CPU and GPU first, then custom resources by name,
+// leaving out what is zero.
+func formatResources(r map[string]float64) string {
+	var parts []string
+	for _, k := range []string{"CPU", "GPU"} {
+		if r[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%g", k, r[k]))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(r)) {
+		if k != "CPU" && k != "GPU" && r[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%g", k, r[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
 }

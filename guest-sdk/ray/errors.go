@@ -37,6 +37,13 @@ var (
 	ErrTaskTimeout = errors.New("ray: task timed out")
 	// ErrTooLarge: a value is larger than the host lets a task send.
 	ErrTooLarge = errors.New("ray: value too large")
+	// ErrObjectLost: every copy of the object died with the hosts that held
+	// it, and it cannot be rebuilt (it was Put, or its task has no retries
+	// left). Ray's ObjectLostError.
+	ErrObjectLost = errors.New("ray: object lost")
+	// ErrOwnerDied: the host that owns the object (the one its task or Put
+	// was submitted to) is gone. Ray's OwnerDiedError.
+	ErrOwnerDied = errors.New("ray: owner died")
 )
 
 // WithCode attaches an application error code to err. The caller's
@@ -94,6 +101,10 @@ func (e *TaskError) Is(target error) bool {
 		return e.Kind == string(abi.ErrorTimeout)
 	case ErrActorDied:
 		return e.Kind == string(abi.ErrorActorDied) || (e.Cause != nil && e.Cause.Is(target))
+	case ErrObjectLost:
+		return e.Kind == string(abi.ErrorObjectLost) || (e.Cause != nil && e.Cause.Is(target))
+	case ErrOwnerDied:
+		return e.Kind == string(abi.ErrorOwnerDied) || (e.Cause != nil && e.Cause.Is(target))
 	}
 	return false
 }

@@ -24,6 +24,8 @@ const (
 	ErrorOutOfMemory ErrorKind = "out_of_memory" // the guest exceeded its memory limit
 	ErrorLimit       ErrorKind = "limit"         // a size or count limit was exceeded
 	ErrorActorDied   ErrorKind = "actor_died"    // the actor is dead (killed, or out of restarts)
+	ErrorObjectLost  ErrorKind = "object_lost"   // every copy is gone and it cannot be rebuilt
+	ErrorOwnerDied   ErrorKind = "owner_died"    // the host that owns the object is gone
 )
 
 // TaskError is the value of the objects of a failed task.

@@ -137,12 +137,41 @@ func (r Resources) String() string {
 }
 
 // Item is a queued task, as the scheduler sees it. Key identifies it to the
-// caller (the host keeps its task in Value).
+// caller (the host keeps its task in Value). Node is where Next placed it
+// ("" is the local host).
 type Item[K comparable, V any] struct {
 	Key   K
 	Req   Resources
+	Place Placement
 	Value V
+	Node  string
 	seq   uint64
+}
+
+// Placement says where a task may and would rather run in a cluster. Nodes
+// are named by id; the local one by the name given to SetLocalName.
+type Placement struct {
+	// Spread: least loaded first, rather than packing.
+	Spread bool
+	// NodeID pins the task to one node; Soft lets it run elsewhere when that
+	// node is gone or can never fit it.
+	NodeID string
+	Soft   bool
+	// Locality is how many bytes of the task's arguments each node holds;
+	// the default policy prefers the node with the most.
+	Locality map[string]int64
+}
+
+func (p Placement) key() string {
+	switch {
+	case p.NodeID != "" && !p.Soft:
+		return "|node=" + p.NodeID
+	case p.NodeID != "":
+		return "|soft=" + p.NodeID
+	case p.Spread:
+		return "|spread"
+	}
+	return ""
 }
 
 type queue[K comparable, V any] struct {
@@ -162,50 +191,172 @@ func (q *queue[K, V]) peek() *Item[K, V] {
 	return q.items[q.head]
 }
 
-// Scheduler holds a host's resources and its queue of runnable tasks. It is
-// not safe for concurrent use; the host serialises calls.
-type Scheduler[K comparable, V any] struct {
+// node is one host's resources as the scheduler sees them: exact for the
+// local host, a view for a peer (its last load report, minus what was
+// placed there since).
+type node struct {
+	id           string
 	total, avail Resources
-	queues       map[string]*queue[K, V]
-	index        map[K]*queue[K, V]
-	seq          uint64
-	queued       int
+}
+
+// utilisation is the share of node's busiest resource in use once r is
+// placed there (Ray's "critical resource utilisation").
+func (n *node) utilisation(r Resources) float64 {
+	used := n.total.Clone()
+	used.add(n.avail, -1)
+	used.add(r, 1)
+	u := 0.0
+	share := func(used, total int64) {
+		if total > 0 {
+			u = max(u, float64(used)/float64(total))
+		}
+	}
+	share(used.CPU, n.total.CPU)
+	share(used.GPU, n.total.GPU)
+	for _, a := range used.Custom {
+		share(a.Units, n.total.custom(a.Name))
+	}
+	return u
+}
+
+// Scheduler holds the resources of a host and of its peers, and the queue
+// of the tasks it owns that are ready to run. It is not safe for concurrent
+// use; the host serialises calls.
+type Scheduler[K comparable, V any] struct {
+	local  *node
+	nodes  []*node // local first, then peers sorted by id
+	queues map[string]*queue[K, V]
+	index  map[K]*queue[K, V]
+	seq    uint64
+	queued int
+	spread int // rotates ties among equally loaded nodes
 }
 
 // New returns a scheduler for a host with total resources.
 func New[K comparable, V any](total Resources) *Scheduler[K, V] {
+	local := &node{total: total.Clone(), avail: total.Clone()}
 	return &Scheduler[K, V]{
-		total: total.Clone(), avail: total.Clone(),
+		local: local, nodes: []*node{local},
 		queues: map[string]*queue[K, V]{}, index: map[K]*queue[K, V]{},
 	}
 }
 
 // Total returns the host's total resources.
-func (s *Scheduler[K, V]) Total() Resources { return s.total.Clone() }
+func (s *Scheduler[K, V]) Total() Resources { return s.local.total.Clone() }
 
-// Available returns the resources not reserved now.
-func (s *Scheduler[K, V]) Available() Resources { return s.avail.Clone() }
+// Available returns the host's resources not reserved now.
+func (s *Scheduler[K, V]) Available() Resources { return s.local.avail.Clone() }
 
 // Queued is the number of tasks waiting for resources.
 func (s *Scheduler[K, V]) Queued() int { return s.queued }
 
-// Feasible reports whether req could ever run on this host.
-func (s *Scheduler[K, V]) Feasible(req Resources) bool { return req.Fits(s.total) }
-
-// Enqueue adds a task. It fails with ErrInfeasible when the host could never
-// run it, so that the caller fails the task instead of letting it hang.
-func (s *Scheduler[K, V]) Enqueue(key K, req Resources, v V) error {
-	if !s.Feasible(req) {
-		return fmt.Errorf("%w: needs %v, host has %v", ErrInfeasible, req, s.total)
+func (s *Scheduler[K, V]) node(id string) *node {
+	if id == "" {
+		return s.local
 	}
-	k := req.key()
+	for _, n := range s.nodes[1:] {
+		if n.id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// SetNode adds a peer or updates its view: its total and free resources.
+func (s *Scheduler[K, V]) SetNode(id string, total, avail Resources) {
+	if id == "" {
+		return
+	}
+	if n := s.node(id); n != nil {
+		n.total, n.avail = total.Clone(), avail.Clone()
+		return
+	}
+	s.nodes = append(s.nodes, &node{id: id, total: total.Clone(), avail: avail.Clone()})
+	slices.SortFunc(s.nodes[1:], func(a, b *node) int { return strings.Compare(a.id, b.id) })
+}
+
+// SetAvailable updates a peer's free resources from its load report.
+func (s *Scheduler[K, V]) SetAvailable(id string, avail Resources) {
+	if n := s.node(id); n != nil && n != s.local {
+		n.avail = avail.Clone()
+	}
+}
+
+// RemoveNode forgets a peer (it left or failed) and takes out of the queue,
+// and returns, the tasks that no node left can ever run.
+func (s *Scheduler[K, V]) RemoveNode(id string) []Item[K, V] {
+	i := slices.IndexFunc(s.nodes, func(n *node) bool { return n.id == id && n != s.local })
+	if i < 0 {
+		return nil
+	}
+	s.nodes = slices.Delete(s.nodes, i, i+1)
+	var out []Item[K, V]
+	for _, q := range s.queues {
+		for j := q.head; j < len(q.items); j++ {
+			if it := q.items[j]; it != nil && !s.Feasible(it.Req, it.Place) {
+				out = append(out, *it)
+				q.items[j] = nil
+				delete(s.index, it.Key)
+				s.queued--
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Item[K, V]) int { return int(a.seq - b.seq) })
+	return out
+}
+
+// Nodes lists the peers' ids.
+func (s *Scheduler[K, V]) Nodes() []string {
+	out := make([]string, 0, len(s.nodes)-1)
+	for _, n := range s.nodes[1:] {
+		out = append(out, n.id)
+	}
+	return out
+}
+
+// Feasible reports whether req could ever run on a node pl allows.
+func (s *Scheduler[K, V]) Feasible(req Resources, pl Placement) bool {
+	if pl.NodeID != "" && !pl.Soft {
+		n := s.nodeByName(pl.NodeID)
+		return n != nil && req.Fits(n.total)
+	}
+	for _, n := range s.nodes {
+		if req.Fits(n.total) {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeByName finds a node by id, where the local node answers to its own
+// name too (set with SetLocalName).
+func (s *Scheduler[K, V]) nodeByName(id string) *node {
+	if id == s.local.id {
+		return s.local
+	}
+	return s.node(id)
+}
+
+// SetLocalName names the local node, so that node affinity to it works.
+func (s *Scheduler[K, V]) SetLocalName(id string) { s.local.id = id }
+
+// Enqueue adds a task. It fails with ErrInfeasible when no node could ever
+// run it, so that the caller fails the task instead of letting it hang.
+func (s *Scheduler[K, V]) Enqueue(key K, req Resources, pl Placement, v V) error {
+	if !s.Feasible(req, pl) {
+		if pl.NodeID != "" && !pl.Soft {
+			return fmt.Errorf("%w: needs %v on host %q, which is not in the cluster or too small", ErrInfeasible, req, pl.NodeID)
+		}
+		return fmt.Errorf("%w: needs %v, no host has that much (this one has %v)", ErrInfeasible, req, s.local.total)
+	}
+	k := req.key() + pl.key()
 	q := s.queues[k]
 	if q == nil {
 		q = &queue[K, V]{req: req}
 		s.queues[k] = q
 	}
 	s.seq++
-	q.items = append(q.items, &Item[K, V]{Key: key, Req: req, Value: v, seq: s.seq})
+	q.items = append(q.items, &Item[K, V]{Key: key, Req: req, Place: pl, Value: v, seq: s.seq})
 	s.index[key] = q
 	s.queued++
 	return nil
@@ -228,18 +379,69 @@ func (s *Scheduler[K, V]) Remove(key K) bool {
 	return false
 }
 
-// Next returns the earliest-submitted queued task that fits the available
-// resources and reserves them; ok is false when none fits.
+// hybridThreshold is the utilisation up to which the default policy packs
+// tasks onto the preferred node (Ray's 0.5).
+const hybridThreshold = 0.5
+
+// place picks the node for req, or nil if none has room now.
+//
+// The default policy is Ray's hybrid one: the preferred node (the one that
+// holds the most argument bytes, else the local one) takes the task while
+// it stays at most half utilised; past that the least utilised node that
+// fits does, ties broken by rotation so equal nodes share the work. Spread
+// skips the packing. Node affinity runs on its node only (soft: falls back
+// to the default when that node can never fit it).
+func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
+	if pl.NodeID != "" {
+		if n := s.nodeByName(pl.NodeID); n != nil && req.Fits(n.avail) {
+			return n
+		}
+		if !pl.Soft {
+			return nil // wait for that node
+		}
+	}
+	if !pl.Spread {
+		pref := s.local
+		var most int64
+		for _, n := range s.nodes {
+			if b := pl.Locality[n.id]; b > most {
+				pref, most = n, b
+			}
+		}
+		if req.Fits(pref.avail) && pref.utilisation(req) <= hybridThreshold {
+			return pref
+		}
+	}
+	var best *node
+	bestU := 0.0
+	k := len(s.nodes)
+	s.spread++
+	for i := range k {
+		n := s.nodes[(i+s.spread)%k]
+		if !req.Fits(n.avail) {
+			continue
+		}
+		if u := n.utilisation(req); best == nil || u < bestU {
+			best, bestU = n, u
+		}
+	}
+	return best
+}
+
+// Next returns the earliest-submitted queued task that fits somewhere, with
+// the node it goes to, and reserves its resources there; ok is false when
+// none fits.
 func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 	var best *queue[K, V]
 	var bestItem *Item[K, V]
+	var bestNode *node
 	for _, q := range s.queues {
 		h := q.peek()
-		if h == nil || !h.Req.Fits(s.avail) {
+		if h == nil || (bestItem != nil && h.seq > bestItem.seq) {
 			continue
 		}
-		if bestItem == nil || h.seq < bestItem.seq {
-			best, bestItem = q, h
+		if n := s.place(h.Req, h.Place); n != nil {
+			best, bestItem, bestNode = q, h, n
 		}
 	}
 	if best == nil {
@@ -249,14 +451,27 @@ func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 	best.head++
 	delete(s.index, bestItem.Key)
 	s.queued--
-	s.avail.add(bestItem.Req, -1)
-	return *bestItem, true
+	bestNode.avail.add(bestItem.Req, -1)
+	it = *bestItem
+	if bestNode != s.local {
+		it.Node = bestNode.id
+	}
+	return it, true
 }
 
-// Release returns resources reserved by Next (or by Acquire).
-func (s *Scheduler[K, V]) Release(r Resources) { s.avail.add(r, 1) }
+// Release returns resources reserved by Next (or by Acquire) on the local
+// host.
+func (s *Scheduler[K, V]) Release(r Resources) { s.local.avail.add(r, 1) }
+
+// ReleaseOn returns resources reserved on node ("" is the local host). A
+// node that is gone is ignored.
+func (s *Scheduler[K, V]) ReleaseOn(id string, r Resources) {
+	if n := s.node(id); n != nil {
+		n.avail.add(r, 1)
+	}
+}
 
 // Acquire takes resources back for a task that was blocked (in Get or Wait)
 // and released them. It never waits: a task that resumes may briefly take
 // the host over its total, as in Ray, rather than deadlock.
-func (s *Scheduler[K, V]) Acquire(r Resources) { s.avail.add(r, -1) }
+func (s *Scheduler[K, V]) Acquire(r Resources) { s.local.avail.add(r, -1) }

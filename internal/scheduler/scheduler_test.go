@@ -64,7 +64,7 @@ func TestScheduler(t *testing.T) {
 				r := res(t, st.cpu, 0, nil)
 				switch st.op {
 				case "enqueue":
-					if err := s.Enqueue(st.key, r, i); err != nil {
+					if err := s.Enqueue(st.key, r, Placement{}, i); err != nil {
 						t.Fatalf("step %d: %v", i, err)
 					}
 				case "next":
@@ -105,7 +105,7 @@ func TestInfeasible(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.Enqueue(tt.name, tt.req, 0)
+			err := s.Enqueue(tt.name, tt.req, Placement{}, 0)
 			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInfeasible)) {
 				t.Fatalf("Enqueue = %v, want ok=%v", err, tt.ok)
 			}
@@ -131,7 +131,7 @@ func BenchmarkEnqueueNext(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		_ = s.Enqueue(i, one, struct{}{})
+		_ = s.Enqueue(i, one, Placement{}, struct{}{})
 		it, _ := s.Next()
 		s.Release(it.Req)
 		i++

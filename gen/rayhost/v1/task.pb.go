@@ -346,7 +346,9 @@ type TaskOptions struct {
 	// directory the host allows (rayhost start --allow-dir).
 	Mounts []*Mount `protobuf:"bytes,9,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	// Environment variables for the guest (it has none otherwise).
-	Env           map[string]string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Env map[string]string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Where the task runs in a cluster.
+	Scheduling    *SchedulingStrategy `protobuf:"bytes,11,opt,name=scheduling,proto3" json:"scheduling,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -451,6 +453,81 @@ func (x *TaskOptions) GetEnv() map[string]string {
 	return nil
 }
 
+func (x *TaskOptions) GetScheduling() *SchedulingStrategy {
+	if x != nil {
+		return x.Scheduling
+	}
+	return nil
+}
+
+// SchedulingStrategy places a task (or an actor) in a cluster. Unset is
+// Ray's default hybrid policy: pack onto the submitting host (or the one
+// holding most of the task's ObjectRef arguments) until it is half used,
+// then pick among the least loaded.
+type SchedulingStrategy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Spread tasks over the hosts that fit, least loaded first.
+	Spread bool `protobuf:"varint,1,opt,name=spread,proto3" json:"spread,omitempty"`
+	// Run on this host (its id, as `rayhost status` lists it).
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// With node_id: fall back to the default policy if that host is gone or
+	// can never fit the task, instead of failing it.
+	Soft          bool `protobuf:"varint,3,opt,name=soft,proto3" json:"soft,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SchedulingStrategy) Reset() {
+	*x = SchedulingStrategy{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchedulingStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchedulingStrategy) ProtoMessage() {}
+
+func (x *SchedulingStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchedulingStrategy.ProtoReflect.Descriptor instead.
+func (*SchedulingStrategy) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SchedulingStrategy) GetSpread() bool {
+	if x != nil {
+		return x.Spread
+	}
+	return false
+}
+
+func (x *SchedulingStrategy) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SchedulingStrategy) GetSoft() bool {
+	if x != nil {
+		return x.Soft
+	}
+	return false
+}
+
 type Mount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	HostPath      string                 `protobuf:"bytes,1,opt,name=host_path,json=hostPath,proto3" json:"host_path,omitempty"`
@@ -462,7 +539,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	mi := &file_rayhost_v1_task_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +551,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[5]
+	mi := &file_rayhost_v1_task_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +564,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{5}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Mount) GetHostPath() string {
@@ -523,7 +600,7 @@ type RegisterModuleRequest struct {
 
 func (x *RegisterModuleRequest) Reset() {
 	*x = RegisterModuleRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[6]
+	mi := &file_rayhost_v1_task_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +612,7 @@ func (x *RegisterModuleRequest) String() string {
 func (*RegisterModuleRequest) ProtoMessage() {}
 
 func (x *RegisterModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[6]
+	mi := &file_rayhost_v1_task_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +625,7 @@ func (x *RegisterModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterModuleRequest.ProtoReflect.Descriptor instead.
 func (*RegisterModuleRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{6}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterModuleRequest) GetWasm() []byte {
@@ -577,7 +654,7 @@ type RegisterModuleResponse struct {
 
 func (x *RegisterModuleResponse) Reset() {
 	*x = RegisterModuleResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[7]
+	mi := &file_rayhost_v1_task_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +666,7 @@ func (x *RegisterModuleResponse) String() string {
 func (*RegisterModuleResponse) ProtoMessage() {}
 
 func (x *RegisterModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[7]
+	mi := &file_rayhost_v1_task_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +679,7 @@ func (x *RegisterModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterModuleResponse.ProtoReflect.Descriptor instead.
 func (*RegisterModuleResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{7}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisterModuleResponse) GetDigest() string {
@@ -638,7 +715,7 @@ type FunctionInfo struct {
 
 func (x *FunctionInfo) Reset() {
 	*x = FunctionInfo{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[8]
+	mi := &file_rayhost_v1_task_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +727,7 @@ func (x *FunctionInfo) String() string {
 func (*FunctionInfo) ProtoMessage() {}
 
 func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[8]
+	mi := &file_rayhost_v1_task_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +740,7 @@ func (x *FunctionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionInfo.ProtoReflect.Descriptor instead.
 func (*FunctionInfo) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{8}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FunctionInfo) GetName() string {
@@ -707,7 +784,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[9]
+	mi := &file_rayhost_v1_task_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +796,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[9]
+	mi := &file_rayhost_v1_task_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +809,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{9}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitRequest) GetModule() string {
@@ -773,7 +850,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[10]
+	mi := &file_rayhost_v1_task_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +862,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[10]
+	mi := &file_rayhost_v1_task_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +875,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{10}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitResponse) GetTaskId() string {
@@ -826,7 +903,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[11]
+	mi := &file_rayhost_v1_task_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +915,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[11]
+	mi := &file_rayhost_v1_task_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +928,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{11}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRequest) GetRefs() []*ObjectRef {
@@ -877,7 +954,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[12]
+	mi := &file_rayhost_v1_task_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +966,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[12]
+	mi := &file_rayhost_v1_task_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +979,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{12}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetResponse) GetValues() []*Value {
@@ -922,7 +999,7 @@ type GetStreamRequest struct {
 
 func (x *GetStreamRequest) Reset() {
 	*x = GetStreamRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[13]
+	mi := &file_rayhost_v1_task_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1011,7 @@ func (x *GetStreamRequest) String() string {
 func (*GetStreamRequest) ProtoMessage() {}
 
 func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[13]
+	mi := &file_rayhost_v1_task_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1024,7 @@ func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{13}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStreamRequest) GetRef() *ObjectRef {
@@ -975,7 +1052,7 @@ type GetStreamResponse struct {
 
 func (x *GetStreamResponse) Reset() {
 	*x = GetStreamResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[14]
+	mi := &file_rayhost_v1_task_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1064,7 @@ func (x *GetStreamResponse) String() string {
 func (*GetStreamResponse) ProtoMessage() {}
 
 func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[14]
+	mi := &file_rayhost_v1_task_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1077,7 @@ func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{14}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStreamResponse) GetHeader() *ObjectHeader {
@@ -1028,7 +1105,7 @@ type ObjectHeader struct {
 
 func (x *ObjectHeader) Reset() {
 	*x = ObjectHeader{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[15]
+	mi := &file_rayhost_v1_task_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1117,7 @@ func (x *ObjectHeader) String() string {
 func (*ObjectHeader) ProtoMessage() {}
 
 func (x *ObjectHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[15]
+	mi := &file_rayhost_v1_task_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1130,7 @@ func (x *ObjectHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectHeader.ProtoReflect.Descriptor instead.
 func (*ObjectHeader) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{15}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ObjectHeader) GetCodec() string {
@@ -1079,7 +1156,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[16]
+	mi := &file_rayhost_v1_task_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1168,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[16]
+	mi := &file_rayhost_v1_task_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1181,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{16}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutRequest) GetValue() *Value {
@@ -1123,7 +1200,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[17]
+	mi := &file_rayhost_v1_task_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1212,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[17]
+	mi := &file_rayhost_v1_task_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1225,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{17}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PutResponse) GetRef() *ObjectRef {
@@ -1171,7 +1248,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[18]
+	mi := &file_rayhost_v1_task_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1260,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[18]
+	mi := &file_rayhost_v1_task_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1273,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{18}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WaitRequest) GetRefs() []*ObjectRef {
@@ -1230,7 +1307,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[19]
+	mi := &file_rayhost_v1_task_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1319,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[19]
+	mi := &file_rayhost_v1_task_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1332,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{19}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WaitResponse) GetReady() []*ObjectRef {
@@ -1283,7 +1360,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[20]
+	mi := &file_rayhost_v1_task_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1372,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[20]
+	mi := &file_rayhost_v1_task_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1385,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{20}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelRequest) GetRef() *ObjectRef {
@@ -1340,7 +1417,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[21]
+	mi := &file_rayhost_v1_task_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1429,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[21]
+	mi := &file_rayhost_v1_task_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1442,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{21}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{22}
 }
 
 type RunRequest struct {
@@ -1378,7 +1455,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[22]
+	mi := &file_rayhost_v1_task_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1467,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[22]
+	mi := &file_rayhost_v1_task_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1480,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{22}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RunRequest) GetModule() string {
@@ -1426,7 +1503,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[23]
+	mi := &file_rayhost_v1_task_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1515,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[23]
+	mi := &file_rayhost_v1_task_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1528,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{23}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RunResponse) GetEvent() isRunResponse_Event {
@@ -1509,7 +1586,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[24]
+	mi := &file_rayhost_v1_task_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1598,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[24]
+	mi := &file_rayhost_v1_task_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1611,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{24}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LogLine) GetTaskId() string {
@@ -1583,7 +1660,7 @@ type RunResult struct {
 
 func (x *RunResult) Reset() {
 	*x = RunResult{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	mi := &file_rayhost_v1_task_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1672,7 @@ func (x *RunResult) String() string {
 func (*RunResult) ProtoMessage() {}
 
 func (x *RunResult) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	mi := &file_rayhost_v1_task_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1685,7 @@ func (x *RunResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResult.ProtoReflect.Descriptor instead.
 func (*RunResult) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{25}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RunResult) GetError() string {
@@ -1633,7 +1710,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[26]
+	mi := &file_rayhost_v1_task_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1722,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[26]
+	mi := &file_rayhost_v1_task_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1735,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{26}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{27}
 }
 
 type HealthResponse struct {
@@ -1674,7 +1751,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[27]
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1763,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[27]
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1776,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{27}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HealthResponse) GetHostId() string {
@@ -1761,7 +1838,7 @@ type TaskError struct {
 
 func (x *TaskError) Reset() {
 	*x = TaskError{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1850,7 @@ func (x *TaskError) String() string {
 func (*TaskError) ProtoMessage() {}
 
 func (x *TaskError) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1863,7 @@ func (x *TaskError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskError.ProtoReflect.Descriptor instead.
 func (*TaskError) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskError) GetKind() string {
@@ -1864,7 +1941,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1953,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1966,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTasksRequest) GetState() string {
@@ -1910,7 +1987,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +1999,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2012,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksResponse) GetEvents() []*TaskEvent {
@@ -1972,7 +2049,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[31]
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2061,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[31]
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2074,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2071,7 +2148,7 @@ type ListActorsRequest struct {
 
 func (x *ListActorsRequest) Reset() {
 	*x = ListActorsRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2160,7 @@ func (x *ListActorsRequest) String() string {
 func (*ListActorsRequest) ProtoMessage() {}
 
 func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2173,7 @@ func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsRequest.ProtoReflect.Descriptor instead.
 func (*ListActorsRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
 }
 
 type ListActorsResponse struct {
@@ -2108,7 +2185,7 @@ type ListActorsResponse struct {
 
 func (x *ListActorsResponse) Reset() {
 	*x = ListActorsResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2197,7 @@ func (x *ListActorsResponse) String() string {
 func (*ListActorsResponse) ProtoMessage() {}
 
 func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2210,7 @@ func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsResponse.ProtoReflect.Descriptor instead.
 func (*ListActorsResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListActorsResponse) GetActors() []*ActorInfo {
@@ -2163,7 +2240,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	mi := &file_rayhost_v1_task_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2252,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	mi := &file_rayhost_v1_task_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2265,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ActorInfo) GetActorId() string {
@@ -2261,6 +2338,184 @@ func (x *ActorInfo) GetWorkerPid() int32 {
 	return 0
 }
 
+type ClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusRequest) Reset() {
+	*x = ClusterStatusRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusRequest) ProtoMessage() {}
+
+func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{36}
+}
+
+type ClusterStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusResponse) Reset() {
+	*x = ClusterStatusResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusResponse) ProtoMessage() {}
+
+func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ClusterStatusResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// Member is one host of the cluster.
+type Member struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// The address of its Connect API.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// Its gossip (Serf) address.
+	GossipAddress string `protobuf:"bytes,3,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
+	// alive, leaving, left or failed.
+	State string     `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Total *Resources `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
+	// Free resources at its last load report (unset if none yet).
+	Available *Resources `protobuf:"bytes,6,opt,name=available,proto3" json:"available,omitempty"`
+	// Whether this is the host that answered.
+	Self          bool `protobuf:"varint,7,opt,name=self,proto3" json:"self,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Member) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *Member) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Member) GetGossipAddress() string {
+	if x != nil {
+		return x.GossipAddress
+	}
+	return ""
+}
+
+func (x *Member) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Member) GetTotal() *Resources {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *Member) GetAvailable() *Resources {
+	if x != nil {
+		return x.Available
+	}
+	return nil
+}
+
+func (x *Member) GetSelf() bool {
+	if x != nil {
+		return x.Self
+	}
+	return false
+}
+
 var File_rayhost_v1_task_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_task_proto_rawDesc = "" +
@@ -2286,7 +2541,7 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\vCustomEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\v\n" +
-	"\t_num_cpus\"\x81\x04\n" +
+	"\t_num_cpus\"\xc1\x04\n" +
 	"\vTaskOptions\x123\n" +
 	"\tresources\x18\x01 \x01(\v2\x15.rayhost.v1.ResourcesR\tresources\x12\x1f\n" +
 	"\vnum_returns\x18\x02 \x01(\rR\n" +
@@ -2301,11 +2556,18 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"timeout_ms\x18\b \x01(\x03R\ttimeoutMs\x12)\n" +
 	"\x06mounts\x18\t \x03(\v2\x11.rayhost.v1.MountR\x06mounts\x122\n" +
 	"\x03env\x18\n" +
-	" \x03(\v2 .rayhost.v1.TaskOptions.EnvEntryR\x03env\x1a6\n" +
+	" \x03(\v2 .rayhost.v1.TaskOptions.EnvEntryR\x03env\x12>\n" +
+	"\n" +
+	"scheduling\x18\v \x01(\v2\x1e.rayhost.v1.SchedulingStrategyR\n" +
+	"scheduling\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
-	"\f_max_retries\"`\n" +
+	"\f_max_retries\"Y\n" +
+	"\x12SchedulingStrategy\x12\x16\n" +
+	"\x06spread\x18\x01 \x01(\bR\x06spread\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04soft\x18\x03 \x01(\bR\x04soft\"`\n" +
 	"\x05Mount\x12\x1b\n" +
 	"\thost_path\x18\x01 \x01(\tR\bhostPath\x12\x1d\n" +
 	"\n" +
@@ -2433,7 +2695,18 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x06queued\x18\t \x01(\rR\x06queued\x12\x1d\n" +
 	"\n" +
 	"worker_pid\x18\n" +
-	" \x01(\x05R\tworkerPid2\xd4\x06\n" +
+	" \x01(\x05R\tworkerPid\"\x16\n" +
+	"\x14ClusterStatusRequest\"E\n" +
+	"\x15ClusterStatusResponse\x12,\n" +
+	"\amembers\x18\x01 \x03(\v2\x12.rayhost.v1.MemberR\amembers\"\xee\x01\n" +
+	"\x06Member\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
+	"\x0egossip_address\x18\x03 \x01(\tR\rgossipAddress\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12+\n" +
+	"\x05total\x18\x05 \x01(\v2\x15.rayhost.v1.ResourcesR\x05total\x123\n" +
+	"\tavailable\x18\x06 \x01(\v2\x15.rayhost.v1.ResourcesR\tavailable\x12\x12\n" +
+	"\x04self\x18\a \x01(\bR\x04self2\xac\a\n" +
 	"\vTaskService\x12Y\n" +
 	"\x0eRegisterModule\x12!.rayhost.v1.RegisterModuleRequest\x1a\".rayhost.v1.RegisterModuleResponse\"\x00\x12A\n" +
 	"\x06Submit\x12\x19.rayhost.v1.SubmitRequest\x1a\x1a.rayhost.v1.SubmitResponse\"\x00\x12K\n" +
@@ -2447,7 +2720,8 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x06Health\x12\x19.rayhost.v1.HealthRequest\x1a\x1a.rayhost.v1.HealthResponse\"\x00\x12J\n" +
 	"\tListTasks\x12\x1c.rayhost.v1.ListTasksRequest\x1a\x1d.rayhost.v1.ListTasksResponse\"\x00\x12M\n" +
 	"\n" +
-	"ListActors\x12\x1d.rayhost.v1.ListActorsRequest\x1a\x1e.rayhost.v1.ListActorsResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"ListActors\x12\x1d.rayhost.v1.ListActorsRequest\x1a\x1e.rayhost.v1.ListActorsResponse\"\x00\x12V\n" +
+	"\rClusterStatus\x12 .rayhost.v1.ClusterStatusRequest\x1a!.rayhost.v1.ClusterStatusResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_task_proto_rawDescOnce sync.Once
@@ -2461,102 +2735,112 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
 	(*Arg)(nil),                    // 2: rayhost.v1.Arg
 	(*Resources)(nil),              // 3: rayhost.v1.Resources
 	(*TaskOptions)(nil),            // 4: rayhost.v1.TaskOptions
-	(*Mount)(nil),                  // 5: rayhost.v1.Mount
-	(*RegisterModuleRequest)(nil),  // 6: rayhost.v1.RegisterModuleRequest
-	(*RegisterModuleResponse)(nil), // 7: rayhost.v1.RegisterModuleResponse
-	(*FunctionInfo)(nil),           // 8: rayhost.v1.FunctionInfo
-	(*SubmitRequest)(nil),          // 9: rayhost.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 10: rayhost.v1.SubmitResponse
-	(*GetRequest)(nil),             // 11: rayhost.v1.GetRequest
-	(*GetResponse)(nil),            // 12: rayhost.v1.GetResponse
-	(*GetStreamRequest)(nil),       // 13: rayhost.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 14: rayhost.v1.GetStreamResponse
-	(*ObjectHeader)(nil),           // 15: rayhost.v1.ObjectHeader
-	(*PutRequest)(nil),             // 16: rayhost.v1.PutRequest
-	(*PutResponse)(nil),            // 17: rayhost.v1.PutResponse
-	(*WaitRequest)(nil),            // 18: rayhost.v1.WaitRequest
-	(*WaitResponse)(nil),           // 19: rayhost.v1.WaitResponse
-	(*CancelRequest)(nil),          // 20: rayhost.v1.CancelRequest
-	(*CancelResponse)(nil),         // 21: rayhost.v1.CancelResponse
-	(*RunRequest)(nil),             // 22: rayhost.v1.RunRequest
-	(*RunResponse)(nil),            // 23: rayhost.v1.RunResponse
-	(*LogLine)(nil),                // 24: rayhost.v1.LogLine
-	(*RunResult)(nil),              // 25: rayhost.v1.RunResult
-	(*HealthRequest)(nil),          // 26: rayhost.v1.HealthRequest
-	(*HealthResponse)(nil),         // 27: rayhost.v1.HealthResponse
-	(*TaskError)(nil),              // 28: rayhost.v1.TaskError
-	(*ListTasksRequest)(nil),       // 29: rayhost.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 30: rayhost.v1.ListTasksResponse
-	(*TaskEvent)(nil),              // 31: rayhost.v1.TaskEvent
-	(*ListActorsRequest)(nil),      // 32: rayhost.v1.ListActorsRequest
-	(*ListActorsResponse)(nil),     // 33: rayhost.v1.ListActorsResponse
-	(*ActorInfo)(nil),              // 34: rayhost.v1.ActorInfo
-	nil,                            // 35: rayhost.v1.Resources.CustomEntry
-	nil,                            // 36: rayhost.v1.TaskOptions.EnvEntry
+	(*SchedulingStrategy)(nil),     // 5: rayhost.v1.SchedulingStrategy
+	(*Mount)(nil),                  // 6: rayhost.v1.Mount
+	(*RegisterModuleRequest)(nil),  // 7: rayhost.v1.RegisterModuleRequest
+	(*RegisterModuleResponse)(nil), // 8: rayhost.v1.RegisterModuleResponse
+	(*FunctionInfo)(nil),           // 9: rayhost.v1.FunctionInfo
+	(*SubmitRequest)(nil),          // 10: rayhost.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 11: rayhost.v1.SubmitResponse
+	(*GetRequest)(nil),             // 12: rayhost.v1.GetRequest
+	(*GetResponse)(nil),            // 13: rayhost.v1.GetResponse
+	(*GetStreamRequest)(nil),       // 14: rayhost.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),      // 15: rayhost.v1.GetStreamResponse
+	(*ObjectHeader)(nil),           // 16: rayhost.v1.ObjectHeader
+	(*PutRequest)(nil),             // 17: rayhost.v1.PutRequest
+	(*PutResponse)(nil),            // 18: rayhost.v1.PutResponse
+	(*WaitRequest)(nil),            // 19: rayhost.v1.WaitRequest
+	(*WaitResponse)(nil),           // 20: rayhost.v1.WaitResponse
+	(*CancelRequest)(nil),          // 21: rayhost.v1.CancelRequest
+	(*CancelResponse)(nil),         // 22: rayhost.v1.CancelResponse
+	(*RunRequest)(nil),             // 23: rayhost.v1.RunRequest
+	(*RunResponse)(nil),            // 24: rayhost.v1.RunResponse
+	(*LogLine)(nil),                // 25: rayhost.v1.LogLine
+	(*RunResult)(nil),              // 26: rayhost.v1.RunResult
+	(*HealthRequest)(nil),          // 27: rayhost.v1.HealthRequest
+	(*HealthResponse)(nil),         // 28: rayhost.v1.HealthResponse
+	(*TaskError)(nil),              // 29: rayhost.v1.TaskError
+	(*ListTasksRequest)(nil),       // 30: rayhost.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 31: rayhost.v1.ListTasksResponse
+	(*TaskEvent)(nil),              // 32: rayhost.v1.TaskEvent
+	(*ListActorsRequest)(nil),      // 33: rayhost.v1.ListActorsRequest
+	(*ListActorsResponse)(nil),     // 34: rayhost.v1.ListActorsResponse
+	(*ActorInfo)(nil),              // 35: rayhost.v1.ActorInfo
+	(*ClusterStatusRequest)(nil),   // 36: rayhost.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),  // 37: rayhost.v1.ClusterStatusResponse
+	(*Member)(nil),                 // 38: rayhost.v1.Member
+	nil,                            // 39: rayhost.v1.Resources.CustomEntry
+	nil,                            // 40: rayhost.v1.TaskOptions.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	35, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	39, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
-	5,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	36, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
-	8,  // 5: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
-	2,  // 6: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
-	4,  // 7: rayhost.v1.SubmitRequest.options:type_name -> rayhost.v1.TaskOptions
-	0,  // 8: rayhost.v1.SubmitResponse.refs:type_name -> rayhost.v1.ObjectRef
-	0,  // 9: rayhost.v1.GetRequest.refs:type_name -> rayhost.v1.ObjectRef
-	1,  // 10: rayhost.v1.GetResponse.values:type_name -> rayhost.v1.Value
-	0,  // 11: rayhost.v1.GetStreamRequest.ref:type_name -> rayhost.v1.ObjectRef
-	15, // 12: rayhost.v1.GetStreamResponse.header:type_name -> rayhost.v1.ObjectHeader
-	1,  // 13: rayhost.v1.PutRequest.value:type_name -> rayhost.v1.Value
-	0,  // 14: rayhost.v1.PutResponse.ref:type_name -> rayhost.v1.ObjectRef
-	0,  // 15: rayhost.v1.WaitRequest.refs:type_name -> rayhost.v1.ObjectRef
-	0,  // 16: rayhost.v1.WaitResponse.ready:type_name -> rayhost.v1.ObjectRef
-	0,  // 17: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
-	0,  // 18: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
-	24, // 19: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
-	25, // 20: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
-	3,  // 21: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
-	3,  // 22: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
-	28, // 23: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
-	31, // 24: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
-	34, // 25: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
-	6,  // 26: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	9,  // 27: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	9,  // 28: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	11, // 29: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	13, // 30: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	16, // 31: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	18, // 32: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	20, // 33: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	22, // 34: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	26, // 35: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	29, // 36: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	32, // 37: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	7,  // 38: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	10, // 39: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	10, // 40: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	12, // 41: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	14, // 42: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	17, // 43: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	19, // 44: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	21, // 45: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	23, // 46: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	27, // 47: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	30, // 48: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	33, // 49: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	6,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
+	40, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	5,  // 5: rayhost.v1.TaskOptions.scheduling:type_name -> rayhost.v1.SchedulingStrategy
+	9,  // 6: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
+	2,  // 7: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
+	4,  // 8: rayhost.v1.SubmitRequest.options:type_name -> rayhost.v1.TaskOptions
+	0,  // 9: rayhost.v1.SubmitResponse.refs:type_name -> rayhost.v1.ObjectRef
+	0,  // 10: rayhost.v1.GetRequest.refs:type_name -> rayhost.v1.ObjectRef
+	1,  // 11: rayhost.v1.GetResponse.values:type_name -> rayhost.v1.Value
+	0,  // 12: rayhost.v1.GetStreamRequest.ref:type_name -> rayhost.v1.ObjectRef
+	16, // 13: rayhost.v1.GetStreamResponse.header:type_name -> rayhost.v1.ObjectHeader
+	1,  // 14: rayhost.v1.PutRequest.value:type_name -> rayhost.v1.Value
+	0,  // 15: rayhost.v1.PutResponse.ref:type_name -> rayhost.v1.ObjectRef
+	0,  // 16: rayhost.v1.WaitRequest.refs:type_name -> rayhost.v1.ObjectRef
+	0,  // 17: rayhost.v1.WaitResponse.ready:type_name -> rayhost.v1.ObjectRef
+	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
+	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
+	25, // 20: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
+	26, // 21: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
+	3,  // 22: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
+	3,  // 23: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
+	29, // 24: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
+	32, // 25: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
+	35, // 26: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
+	38, // 27: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
+	3,  // 28: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
+	3,  // 29: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
+	7,  // 30: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 31: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 32: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 33: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 34: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 35: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 36: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 37: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 38: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	27, // 39: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	30, // 40: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	33, // 41: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	36, // 42: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	8,  // 43: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 44: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 45: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 46: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 47: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 48: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 49: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 50: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 51: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	28, // 52: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	31, // 53: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	34, // 54: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	37, // 55: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	43, // [43:56] is the sub-list for method output_type
+	30, // [30:43] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -2575,7 +2859,7 @@ func file_rayhost_v1_task_proto_init() {
 	}
 	file_rayhost_v1_task_proto_msgTypes[3].OneofWrappers = []any{}
 	file_rayhost_v1_task_proto_msgTypes[4].OneofWrappers = []any{}
-	file_rayhost_v1_task_proto_msgTypes[23].OneofWrappers = []any{
+	file_rayhost_v1_task_proto_msgTypes[24].OneofWrappers = []any{
 		(*RunResponse_Log)(nil),
 		(*RunResponse_Result)(nil),
 	}
@@ -2585,7 +2869,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

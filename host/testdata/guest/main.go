@@ -403,3 +403,32 @@ func init() {
 }
 
 func main() {}
+
+// Cluster tests: a large result, a large Put, and a task that checks the
+// bytes of a large argument it was given by reference.
+
+// byte_sum returns the length of b and the sum of its bytes.
+var _ = ray.Func1("byte_sum", func(ctx context.Context, b []byte) ([]int64, error) {
+	var sum int64
+	for _, x := range b {
+		sum += int64(x)
+	}
+	return []int64{int64(len(b)), sum}, nil
+})
+
+// put_bytes puts n bytes (as make_bytes makes them) and returns the ref.
+var _ = ray.Func1("put_bytes", func(ctx context.Context, n int) (ray.ObjectRef[[]byte], error) {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return ray.Put(b), nil
+})
+
+// work sleeps ms milliseconds and returns 2*ms.
+var _ = ray.Func1("work", func(ctx context.Context, ms int) (int, error) {
+	if err := ray.Sleep(ctx, time.Duration(ms)*time.Millisecond); err != nil {
+		return 0, err
+	}
+	return ms * 2, nil
+})

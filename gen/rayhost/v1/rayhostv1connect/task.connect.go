@@ -59,6 +59,9 @@ const (
 	TaskServiceListTasksProcedure = "/rayhost.v1.TaskService/ListTasks"
 	// TaskServiceListActorsProcedure is the fully-qualified name of the TaskService's ListActors RPC.
 	TaskServiceListActorsProcedure = "/rayhost.v1.TaskService/ListActors"
+	// TaskServiceClusterStatusProcedure is the fully-qualified name of the TaskService's ClusterStatus
+	// RPC.
+	TaskServiceClusterStatusProcedure = "/rayhost.v1.TaskService/ClusterStatus"
 )
 
 // TaskServiceClient is a client for the rayhost.v1.TaskService service.
@@ -91,6 +94,8 @@ type TaskServiceClient interface {
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 	// ListActors returns the actors this host owns.
 	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
+	// ClusterStatus lists the hosts of the cluster as this host sees them.
+	ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the rayhost.v1.TaskService service. By default, it
@@ -176,6 +181,12 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("ListActors")),
 			connect.WithClientOptions(opts...),
 		),
+		clusterStatus: connect.NewClient[v1.ClusterStatusRequest, v1.ClusterStatusResponse](
+			httpClient,
+			baseURL+TaskServiceClusterStatusProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("ClusterStatus")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -193,6 +204,7 @@ type taskServiceClient struct {
 	health         *connect.Client[v1.HealthRequest, v1.HealthResponse]
 	listTasks      *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
 	listActors     *connect.Client[v1.ListActorsRequest, v1.ListActorsResponse]
+	clusterStatus  *connect.Client[v1.ClusterStatusRequest, v1.ClusterStatusResponse]
 }
 
 // RegisterModule calls rayhost.v1.TaskService.RegisterModule.
@@ -255,6 +267,11 @@ func (c *taskServiceClient) ListActors(ctx context.Context, req *connect.Request
 	return c.listActors.CallUnary(ctx, req)
 }
 
+// ClusterStatus calls rayhost.v1.TaskService.ClusterStatus.
+func (c *taskServiceClient) ClusterStatus(ctx context.Context, req *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error) {
+	return c.clusterStatus.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the rayhost.v1.TaskService service.
 type TaskServiceHandler interface {
 	// RegisterModule stores a Wasm module (content-addressed by sha256),
@@ -285,6 +302,8 @@ type TaskServiceHandler interface {
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 	// ListActors returns the actors this host owns.
 	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
+	// ClusterStatus lists the hosts of the cluster as this host sees them.
+	ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -366,6 +385,12 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("ListActors")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceClusterStatusHandler := connect.NewUnaryHandler(
+		TaskServiceClusterStatusProcedure,
+		svc.ClusterStatus,
+		connect.WithSchema(taskServiceMethods.ByName("ClusterStatus")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceRegisterModuleProcedure:
@@ -392,6 +417,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceListTasksHandler.ServeHTTP(w, r)
 		case TaskServiceListActorsProcedure:
 			taskServiceListActorsHandler.ServeHTTP(w, r)
+		case TaskServiceClusterStatusProcedure:
+			taskServiceClusterStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -447,4 +474,8 @@ func (UnimplementedTaskServiceHandler) ListTasks(context.Context, *connect.Reque
 
 func (UnimplementedTaskServiceHandler) ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ListActors is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ClusterStatus is not implemented"))
 }

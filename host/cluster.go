@@ -1,0 +1,421 @@
+package host
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/scheduler"
+)
+
+// ClusterConfig makes a host a member of a cluster: it gossips with the
+// others (Serf), places tasks on them and moves objects between them.
+type ClusterConfig struct {
+	// Gossip configures membership. New fills in NodeName (the host's ID),
+	// APIAddr (its advertised address) and Resources (its totals).
+	Gossip gossip.Config
+	// Seeds are gossip addresses of members to join; none starts a new
+	// cluster.
+	Seeds []string
+	// JoinTimeout bounds how long New tries the seeds before it gives up.
+	JoinTimeout time.Duration
+	// LoadInterval is how often the host reads its peers' free resources.
+	LoadInterval time.Duration
+	// NewMembership creates the membership; nil uses Serf (gossip.New).
+	NewMembership func(gossip.Config) (gossip.Membership, error)
+}
+
+// DefaultClusterConfig returns a cluster configuration with Serf's LAN
+// timings that joins seeds.
+func DefaultClusterConfig(seeds ...string) *ClusterConfig {
+	return &ClusterConfig{Gossip: gossip.DefaultConfig(), Seeds: seeds, JoinTimeout: time.Minute, LoadInterval: 200 * time.Millisecond}
+}
+
+// peer is another host of the cluster, as this one sees it.
+type peer struct {
+	name, addr string
+	status     gossip.Status
+	total      scheduler.Resources
+	avail      *scheduler.Resources // at the last load report
+	// ctx ends when the peer leaves or fails: calls to it stop waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
+	task   rayhostv1connect.TaskServiceClient
+	api    rayhostv1connect.PeerServiceClient
+}
+
+// cluster is the host's view of its peers. It has its own lock: peers are
+// looked up on paths that hold Host.mu.
+type cluster struct {
+	mu     sync.Mutex
+	byName map[string]*peer
+	byAddr map[string]*peer
+	httpc  *http.Client
+	opts   []connect.ClientOption
+	scheme string
+}
+
+func (h *Host) newCluster() (*cluster, error) {
+	c := &cluster{byName: map[string]*peer{}, byAddr: map[string]*peer{}, scheme: "http://"}
+	var tlsCfg *tls.Config
+	if h.cfg.TLSCertFile != "" {
+		// Hosts of one cluster share a certificate (or a CA that signed
+		// theirs): trust it besides the system's roots.
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(h.cfg.TLSCertFile); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		tlsCfg = &tls.Config{RootCAs: pool}
+		c.scheme = "https://"
+	}
+	c.httpc = client.NewHTTPClient(tlsCfg)
+	c.opts = []connect.ClientOption{connect.WithReadMaxBytes(h.cfg.MaxMessageBytes), connect.WithSendMaxBytes(h.cfg.MaxMessageBytes),
+		connect.WithCompressMinBytes(compressMinBytes)}
+	if h.cfg.Token != "" {
+		c.opts = append(c.opts, connect.WithInterceptors(client.TokenInterceptor(h.cfg.Token)))
+	}
+	return c, nil
+}
+
+// connectLocked (re)creates p's clients and context.
+func (c *cluster) connectLocked(p *peer) {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	base := c.scheme + p.addr
+	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, c.opts...)
+	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, c.opts...)
+}
+
+// peerAt returns the peer at addr, creating an entry for an address the
+// membership does not know (an ObjectRef's owner from another cluster, or
+// one that has not gossiped yet).
+func (h *Host) peerAt(addr string) *peer {
+	c := h.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.byAddr[addr]; p != nil {
+		return p
+	}
+	p := &peer{addr: addr, status: gossip.StatusAlive}
+	c.connectLocked(p)
+	c.byAddr[addr] = p
+	return p
+}
+
+// hostAlive reports whether the host at addr is believed alive: this host,
+// a member that is alive, or an address gossip knows nothing against.
+func (h *Host) hostAlive(addr string) bool {
+	if addr == h.addr {
+		return true
+	}
+	if h.cluster == nil {
+		return false
+	}
+	c := h.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.byAddr[addr]
+	return p == nil || p.status == gossip.StatusAlive
+}
+
+// peerDown reports whether the host at addr is known to have failed or left.
+func (h *Host) peerDown(addr string) bool {
+	if h.cluster == nil || addr == h.addr {
+		return false
+	}
+	c := h.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.byAddr[addr]
+	return p != nil && p.name != "" && (p.status == gossip.StatusFailed || p.status == gossip.StatusLeft)
+}
+
+// nodeName is the host ID of the member at addr ("" if unknown).
+func (h *Host) nodeName(addr string) string {
+	if addr == h.addr {
+		return h.cfg.ID
+	}
+	if h.cluster == nil {
+		return ""
+	}
+	h.cluster.mu.Lock()
+	defer h.cluster.mu.Unlock()
+	if p := h.cluster.byAddr[addr]; p != nil {
+		return p.name
+	}
+	return ""
+}
+
+// peerNamed returns the member named name, if it is alive.
+func (h *Host) peerNamed(name string) *peer {
+	h.cluster.mu.Lock()
+	defer h.cluster.mu.Unlock()
+	if p := h.cluster.byName[name]; p != nil && p.status == gossip.StatusAlive {
+		return p
+	}
+	return nil
+}
+
+// startCluster joins the cluster once the API listens (its address goes
+// into the gossip tags).
+func (h *Host) startCluster() error {
+	cc := h.cfg.Cluster
+	var err error
+	if h.cluster, err = h.newCluster(); err != nil {
+		return err
+	}
+	gc := cc.Gossip
+	gc.NodeName = h.cfg.ID
+	gc.APIAddr = h.addr
+	gc.Resources = map[string]float64{"CPU": h.cfg.NumCPUs, "GPU": h.cfg.NumGPUs}
+	maps.Copy(gc.Resources, h.cfg.Resources)
+	if gc.Logger == nil {
+		gc.Logger = h.log
+	}
+	newMembership := cc.NewMembership
+	if newMembership == nil {
+		newMembership = func(c gossip.Config) (gossip.Membership, error) { return gossip.New(c) }
+	}
+	m, err := newMembership(gc)
+	if err != nil {
+		return fmt.Errorf("host: gossip: %w", err)
+	}
+	h.members = m
+	h.wg.Add(2)
+	go h.watchMembers()
+	go h.readLoads()
+	if len(cc.Seeds) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
+		defer cancel()
+		n, err := m.Join(ctx, cc.Seeds)
+		if err != nil {
+			return fmt.Errorf("host: joining %v: %w", cc.Seeds, err)
+		}
+		h.log.Info("joined the cluster", "seeds", cc.Seeds, "answered", n)
+	}
+	return nil
+}
+
+// watchMembers applies membership changes until Close.
+func (h *Host) watchMembers() {
+	defer h.wg.Done()
+	for _, m := range h.members.Members() {
+		h.memberChanged(m)
+	}
+	for {
+		select {
+		case ev := <-h.members.Events():
+			h.memberChanged(ev.Member)
+		case <-h.done:
+			return
+		}
+	}
+}
+
+// memberChanged brings the peer table and the scheduler's nodes up to date
+// with m, and starts recovery when m failed or left.
+func (h *Host) memberChanged(m gossip.Member) {
+	if m.Name == h.cfg.ID {
+		return
+	}
+	total, err := scheduler.Make(m.Resources["CPU"], m.Resources["GPU"], customOf(m.Resources))
+	if err != nil {
+		h.log.Warn("a member advertises invalid resources", "member", m.Name, "err", err)
+		return
+	}
+	c := h.cluster
+	c.mu.Lock()
+	p := c.byName[m.Name]
+	if p == nil {
+		p = c.byAddr[m.APIAddr]
+		if p == nil {
+			p = &peer{}
+		}
+		p.name = m.Name
+		c.byName[m.Name] = p
+	}
+	if p.addr != m.APIAddr {
+		delete(c.byAddr, p.addr)
+		p.addr = m.APIAddr
+		p.cancel = nil
+	}
+	c.byAddr[p.addr] = p
+	was := p.status
+	p.status, p.total = m.Status, total
+	alive := m.Status == gossip.StatusAlive
+	if alive && (was != gossip.StatusAlive || p.ctx == nil || p.ctx.Err() != nil) {
+		c.connectLocked(p)
+		p.avail = nil
+	}
+	if !alive && p.cancel != nil {
+		p.cancel() // calls to it (running tasks, pulls) end now
+	}
+	c.mu.Unlock()
+
+	h.mu.Lock()
+	var infeasible []*task
+	if alive {
+		avail := total
+		if p.avail != nil {
+			avail = *p.avail
+		}
+		h.sched.SetNode(m.Name, total, avail)
+	} else {
+		for _, it := range h.sched.RemoveNode(m.Name) {
+			infeasible = append(infeasible, it.Value)
+		}
+	}
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	if was != m.Status {
+		h.log.Info("member changed", "member", m.Name, "address", m.APIAddr, "state", m.Status.String())
+	}
+	for _, t := range infeasible {
+		h.fail(t, h.taskError(t, abi.ErrorInfeasible, fmt.Sprintf("host %s, the only one that could run it, is gone", m.Name)))
+	}
+	h.start(starts)
+}
+
+func customOf(res map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range res {
+		if k != "CPU" && k != "GPU" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// readLoads reads each alive peer's free resources every LoadInterval, so
+// the scheduler places tasks on what is free now. Between reports it counts
+// what it placed itself.
+func (h *Host) readLoads() {
+	defer h.wg.Done()
+	tick := time.NewTicker(h.cfg.Cluster.LoadInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-h.done:
+			return
+		}
+		h.cluster.mu.Lock()
+		var ps []*peer
+		for _, p := range h.cluster.byName {
+			if p.status == gossip.StatusAlive {
+				ps = append(ps, p)
+			}
+		}
+		h.cluster.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, p := range ps {
+			wg.Go(func() { h.readLoad(p) })
+		}
+		wg.Wait()
+	}
+}
+
+func (h *Host) readLoad(p *peer) {
+	h.cluster.mu.Lock()
+	ctx, svc := p.ctx, p.task
+	h.cluster.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	res, err := svc.Health(ctx, connect.NewRequest(&rayhostv1.HealthRequest{}))
+	if err != nil {
+		return
+	}
+	avail, err := resourcesFromProto(res.Msg.GetAvailable())
+	if err != nil {
+		return
+	}
+	h.cluster.mu.Lock()
+	p.avail = &avail
+	name := p.name
+	h.cluster.mu.Unlock()
+	h.mu.Lock()
+	h.sched.SetAvailable(name, avail)
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	h.start(starts)
+}
+
+func resourcesFromProto(r *rayhostv1.Resources) (scheduler.Resources, error) {
+	return scheduler.Make(r.GetNumCpus(), r.GetNumGpus(), r.GetCustom())
+}
+
+// leaveCluster leaves gracefully (others see the host left, not failed).
+func (h *Host) leaveCluster() {
+	if h.members == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.members.Leave(ctx); err != nil && !errors.Is(err, gossip.ErrClosed) {
+		h.log.Warn("leaving the cluster", "err", err)
+	}
+}
+
+// Members lists the cluster's hosts as this one sees them.
+func (h *Host) clusterStatus() []*rayhostv1.Member {
+	h.mu.Lock()
+	total, avail := h.sched.Total(), h.sched.Available()
+	h.mu.Unlock()
+	self := &rayhostv1.Member{HostId: h.cfg.ID, Address: h.addr, State: "alive", Total: resourcesProto(total), Available: resourcesProto(avail), Self: true}
+	if h.members == nil {
+		return []*rayhostv1.Member{self}
+	}
+	self.GossipAddress = h.members.Local().GossipAddr
+	out := []*rayhostv1.Member{self}
+	h.cluster.mu.Lock()
+	avails := map[string]*scheduler.Resources{}
+	for name, p := range h.cluster.byName {
+		avails[name] = p.avail
+	}
+	h.cluster.mu.Unlock()
+	for _, m := range h.members.Members() {
+		if m.Name == h.cfg.ID {
+			continue
+		}
+		t, _ := scheduler.Make(m.Resources["CPU"], m.Resources["GPU"], customOf(m.Resources))
+		pm := &rayhostv1.Member{HostId: m.Name, Address: m.APIAddr, GossipAddress: m.GossipAddr, State: m.Status.String(), Total: resourcesProto(t)}
+		if a := avails[m.Name]; a != nil && m.Status == gossip.StatusAlive {
+			pm.Available = resourcesProto(*a)
+		}
+		out = append(out, pm)
+	}
+	slices.SortFunc(out[1:], func(a, b *rayhostv1.Member) int {
+		switch {
+		case a.HostId < b.HostId:
+			return -1
+		case a.HostId > b.HostId:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (a *api) ClusterStatus(ctx context.Context, req *connect.Request[rayhostv1.ClusterStatusRequest]) (*connect.Response[rayhostv1.ClusterStatusResponse], error) {
+	return connect.NewResponse(&rayhostv1.ClusterStatusResponse{Members: a.h.clusterStatus()}), nil
+}

@@ -1,0 +1,269 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil"
+)
+
+// madeBytes is what make_bytes(n) returns.
+func madeBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
+
+func byteSum(b []byte) []int64 {
+	var s int64
+	for _, x := range b {
+		s += int64(x)
+	}
+	return []int64{int64(len(b)), s}
+}
+
+// hostsOf returns, for each task, the hosts its running events name.
+func hostsOf(t *testing.T, c *client.Client) map[string][]string {
+	t.Helper()
+	evs, _, err := c.ListTasks(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, ev := range evs {
+		if ev.State == "running" {
+			out[ev.TaskID] = append(out[ev.TaskID], ev.Host)
+		}
+	}
+	return out
+}
+
+func submitOn(t *testing.T, c *client.Client, call client.Call) client.ObjectRef {
+	t.Helper()
+	refs, err := c.SubmitCall(ctxFor(t, 30*time.Second), call)
+	if err != nil {
+		t.Fatalf("submit %s: %v", call.Function, err)
+	}
+	return refs[0]
+}
+
+func TestCluster(t *testing.T) {
+	hosts := testutil.StartCluster(t, 3, func(i int, cfg *host.Config) {
+		if i == 2 {
+			cfg.Resources = map[string]float64{"disk": 1}
+		}
+	})
+	cs := make([]*client.Client, len(hosts))
+	for i, h := range hosts {
+		cs[i] = client.New(h.Addr())
+	}
+	// Registered on the first host only: the others fetch it by digest.
+	mod := testutil.Register(t, cs[0], guestPkg)
+
+	t.Run("tasks_spread", func(t *testing.T) {
+		calls := make([]client.Call, 60)
+		for i := range calls {
+			calls[i] = client.Call{Module: mod, Function: "work", Args: []any{50}}
+		}
+		ctx := ctxFor(t, time.Minute)
+		refs, err := cs[0].SubmitBatch(ctx, calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range refs {
+			var v int
+			if err := cs[0].Get(ctx, r[0], &v); err != nil || v != 100 {
+				t.Fatalf("work = %d, %v", v, err)
+			}
+		}
+		seen := map[string]int{}
+		for _, r := range refs {
+			for _, h := range hostsOf(t, cs[0])[r[0].ID[:32]] {
+				seen[h]++
+			}
+		}
+		if len(seen) != 3 {
+			t.Fatalf("tasks ran on %v, want all 3 hosts", seen)
+		}
+		t.Logf("60 tasks of 50 ms ran on %v", seen)
+	})
+
+	t.Run("objects_move", func(t *testing.T) {
+		const n = 4 << 20
+		made := submitOn(t, cs[0], client.Call{Module: mod, Function: "make_bytes", Args: []any{n},
+			Scheduling: client.Scheduling{NodeID: hosts[1].ID()}})
+		sum := submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{made},
+			Scheduling: client.Scheduling{NodeID: hosts[2].ID()}})
+		var got []int64
+		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := byteSum(madeBytes(n)); got[0] != want[0] || got[1] != want[1] {
+			t.Fatalf("byte_sum on host 2 of bytes made on host 1 = %v, want %v", got, want)
+		}
+		where := hostsOf(t, cs[0])
+		if h := where[made.ID[:32]]; len(h) != 1 || h[0] != hosts[1].ID() {
+			t.Errorf("make_bytes ran on %v, want %s", h, hosts[1].ID())
+		}
+		if h := where[sum.ID[:32]]; len(h) != 1 || h[0] != hosts[2].ID() {
+			t.Errorf("byte_sum ran on %v, want %s", h, hosts[2].ID())
+		}
+		// Any host's client gets any ref: host 2 borrows it from host 0,
+		// which says host 1 (or 2) holds it.
+		var buf bytes.Buffer
+		if _, err := cs[2].GetStream(ctxFor(t, 30*time.Second), made, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), madeBytes(n)) {
+			t.Fatalf("GetStream through host 2: %d bytes, not what make_bytes made", buf.Len())
+		}
+		var small int
+		if err := cs[1].Get(ctxFor(t, 30*time.Second), submitOn(t, cs[0], client.Call{Module: mod, Function: "add", Args: []any{2, 3}}), &small); err != nil || small != 5 {
+			t.Fatalf("Get through host 1 = %d, %v", small, err)
+		}
+	})
+
+	t.Run("put_on_one_host_used_on_another", func(t *testing.T) {
+		ref, err := cs[1].Put(ctxFor(t, 10*time.Second), madeBytes(1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{ref},
+			Scheduling: client.Scheduling{NodeID: hosts[2].ID()}})
+		var got []int64
+		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := byteSum(madeBytes(1 << 20)); got[1] != want[1] {
+			t.Fatalf("byte_sum = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("strategies", func(t *testing.T) {
+		// A custom resource only host 2 has routes there.
+		disk := submitOn(t, cs[0], client.Call{Module: mod, Function: "work", Args: []any{1}, Resources: map[string]float64{"disk": 1}})
+		// Spread.
+		var spread []client.ObjectRef
+		for range 6 {
+			spread = append(spread, submitOn(t, cs[0], client.Call{Module: mod, Function: "work", Args: []any{100},
+				Scheduling: client.Scheduling{Spread: true}}))
+		}
+		// Soft affinity to a host that does not exist runs anyway.
+		soft := submitOn(t, cs[0], client.Call{Module: mod, Function: "work", Args: []any{1},
+			Scheduling: client.Scheduling{NodeID: "no-such-host", Soft: true}})
+		ctx := ctxFor(t, 30*time.Second)
+		for _, r := range append(append(spread, disk), soft) {
+			var v int
+			if err := cs[0].Get(ctx, r, &v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		where := hostsOf(t, cs[0])
+		if h := where[disk.ID[:32]]; len(h) != 1 || h[0] != hosts[2].ID() {
+			t.Errorf("a task needing disk ran on %v, want %s", h, hosts[2].ID())
+		}
+		seen := map[string]bool{}
+		for _, r := range spread {
+			for _, h := range where[r.ID[:32]] {
+				seen[h] = true
+			}
+		}
+		if len(seen) != 3 {
+			t.Errorf("spread tasks ran on %v, want all 3 hosts", seen)
+		}
+		// Hard affinity to a missing host, and a resource no host has, are
+		// infeasible.
+		for _, call := range []client.Call{
+			{Module: mod, Function: "work", Args: []any{1}, Scheduling: client.Scheduling{NodeID: "no-such-host"}},
+			{Module: mod, Function: "work", Args: []any{1}, Resources: map[string]float64{"tpu": 1}},
+		} {
+			ref := submitOn(t, cs[0], call)
+			var v int
+			err := cs[0].Get(ctx, ref, &v)
+			var te *ray.TaskError
+			if !errors.As(err, &te) || te.Kind != "infeasible" {
+				t.Errorf("%+v: err = %v, want an infeasible TaskError", call.Scheduling, err)
+			}
+		}
+	})
+}
+
+// TestClusterFailures covers what happens when hosts go away: lineage
+// reconstruction, a lost Put, and an owner that died.
+func TestClusterFailures(t *testing.T) {
+	hosts := testutil.StartCluster(t, 4, nil)
+	cs := make([]*client.Client, len(hosts))
+	for i, h := range hosts {
+		cs[i] = client.New(h.Addr())
+	}
+	mod := testutil.Register(t, cs[0], guestPkg)
+	ctx := ctxFor(t, 2*time.Minute)
+	const n = 1 << 20
+
+	// Made on host 1 (soft: it may run elsewhere when rebuilt), then host 1
+	// goes with the only copy.
+	made := submitOn(t, cs[0], client.Call{Module: mod, Function: "make_bytes", Args: []any{n},
+		Scheduling: client.Scheduling{NodeID: hosts[1].ID(), Soft: true}})
+	// A Put made by a task on host 2 for host 0 (its owner), held on host 2.
+	var putRef client.ObjectRef
+	if err := cs[0].Get(ctx, submitOn(t, cs[0], client.Call{Module: mod, Function: "put_bytes", Args: []any{n},
+		Scheduling: client.Scheduling{NodeID: hosts[2].ID()}}), &putRef); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cs[0].Wait(ctx, []client.ObjectRef{made}, 1, -1); err != nil {
+		t.Fatal(err)
+	}
+	// A Put owned by host 3.
+	owned, err := cs[3].Put(ctx, "host 3's value")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2, 3} {
+		if err := hosts[i].Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitMembers(t, cs[0], 1)
+
+	t.Run("lineage", func(t *testing.T) {
+		var got []byte
+		if err := cs[0].Get(ctx, made, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, madeBytes(n)) {
+			t.Fatalf("rebuilt object: %d bytes, not what make_bytes makes", len(got))
+		}
+		evs, _, _ := cs[0].ListTasks(ctx, "")
+		rebuilt := false
+		for _, ev := range evs {
+			if ev.TaskID == made.ID[:32] && ev.State == "retried" {
+				rebuilt = true
+			}
+		}
+		if !rebuilt {
+			t.Errorf("no retried event for the rebuilt task")
+		}
+	})
+	t.Run("put_lost", func(t *testing.T) {
+		var got []byte
+		err := cs[0].Get(ctx, putRef, &got)
+		if !errors.Is(err, ray.ErrObjectLost) || !errors.Is(err, client.ErrObjectLost) {
+			t.Fatalf("Get of a Put whose only copy is gone: %v, want ErrObjectLost", err)
+		}
+	})
+	t.Run("owner_died", func(t *testing.T) {
+		var got string
+		err := cs[0].Get(ctx, owned, &got)
+		if !errors.Is(err, ray.ErrOwnerDied) {
+			t.Fatalf("Get of an object whose owner left: %v, want ErrOwnerDied", err)
+		}
+	})
+}

@@ -1,0 +1,88 @@
+package host
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+)
+
+// Lineage reconstruction. A result larger than the inline limit stays on
+// the host that computed it; if that host dies with the only copy, the
+// owner runs the task again (a new attempt, counted against MaxRetries, as
+// in Ray) and the object's readers wait for the new value. Its arguments
+// are rebuilt the same way first, recursively. A Put object has no task to
+// rerun: it is lost (ErrObjectLost).
+//
+// The owner keeps the finished tasks whose results are held elsewhere
+// (h.lineage); small results live in the owner's memory and store and need
+// no lineage.
+
+// keepLineageLocked remembers t if one of its results is held by another
+// host.
+func (h *Host) keepLineageLocked(t *task, vals []abi.Value) {
+	if t.kind != abi.KindCall {
+		return
+	}
+	for _, v := range vals {
+		if v.Codec == codecHeld {
+			h.lineage[t.id] = t
+			return
+		}
+	}
+}
+
+// reconstruct rebuilds id, whose every copy is gone, by running its task
+// again. It returns once the task is resubmitted (id is then pending), or an
+// error wrapping ErrObjectLost when it cannot be rebuilt.
+func (h *Host) reconstruct(id ids.ObjectID) error {
+	h.mu.Lock()
+	t := h.lineage[id.Task()]
+	switch {
+	case id.IsPut():
+		h.mu.Unlock()
+		return fmt.Errorf("%w: %s was Put, and its only copies were on hosts that are gone", ErrObjectLost, id)
+	case t == nil:
+		h.mu.Unlock()
+		return fmt.Errorf("%w: %s: its only copies were on hosts that are gone, and its task is not known here", ErrObjectLost, id)
+	case h.tasks[t.id] == t:
+		h.mu.Unlock()
+		return nil // being rebuilt already
+	case t.maxRetries >= 0 && int64(t.attempt) >= int64(t.maxRetries):
+		h.mu.Unlock()
+		return fmt.Errorf("%w: %s: its only copies were on hosts that are gone, and its task has no retries left (MaxRetries %d)", ErrObjectLost, id, t.maxRetries)
+	}
+	h.record(t, stateRetried, "reconstructing lost object "+id.String())
+	t.attempt++
+	t.state = statePendingArgs
+	t.worker, t.node, t.stderr, t.timedOut, t.cancelled = nil, "", nil, false, false
+	t.cancelCh = make(chan struct{})
+	h.tasks[t.id] = t
+	if t.tree != nil {
+		t.tree.live++
+	}
+	h.mu.Unlock()
+	h.log.Info("reconstructing a lost object", "object_id", id, "task_id", t.id, "attempt", t.attempt)
+	for _, r := range t.returns() {
+		h.objs.reset(r) // only those with no copy here
+	}
+	h.record(t, statePendingArgs, "")
+	h.awaitArgs(context.Background(), t)
+	return nil
+}
+
+// lostHere reports whether a ready object this host owns has no copy left
+// on any live host.
+func (h *Host) lostHere(id ids.ObjectID) bool {
+	_, inMemory, local, holders, _, err := h.objs.holding(context.Background(), id)
+	if err != nil || inMemory || local {
+		return false
+	}
+	for _, x := range holders {
+		if !h.peerDown(x) {
+			return false
+		}
+	}
+	return len(holders) > 0 || h.objs.isHeld(id)
+}

@@ -1,0 +1,575 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
+	"github.com/rayhost/rayhost/internal/scheduler"
+)
+
+// A task placed on another host runs there as if that host were one more
+// worker of its owner: the owner keeps the task (its state, retries, the
+// objects it makes) and streams the worker protocol with the executing host
+// over PeerService.Execute. The executor runs the task on one of its
+// workers and relays the guest's calls to the owner, except Get and Wait,
+// which it answers itself (pulling the objects to where the task runs).
+// Values larger than the inline limit never travel to the owner: the
+// executor keeps them and the owner records it as their holder.
+//
+// Frames beyond internal/ipc's, on the Execute stream only:
+const (
+	frameExec       ipc.Type = 100 // owner → executor: execSpec
+	frameKill       ipc.Type = 101 // owner → executor: kill the worker (force cancel, timeout)
+	frameRemoteDone ipc.Type = 102 // executor → owner: the outcome, large values held
+)
+
+// Ops the executor relays in place of a guest's put or yield of a large
+// value, whose bytes it kept: the payload is the object ID (for a put) and
+// a held value.
+const (
+	opPutHeld   abi.Op = 1000
+	opYieldHeld abi.Op = 1001
+)
+
+// codecHeld marks, inside the host only, a value whose bytes other hosts
+// hold; its Data is an encoded heldValue. objects.seal records the holders
+// instead of bytes. It never reaches a guest or a client.
+const codecHeld abi.Codec = 0x80
+
+// heldValue describes a value by where it is rather than by its bytes.
+type heldValue struct {
+	Codec   abi.Codec
+	Size    int64
+	Holders []string
+}
+
+func (v heldValue) encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.Byte(byte(v.Codec))
+	e.Varint(v.Size)
+	e.Uvarint(uint64(len(v.Holders)))
+	for _, s := range v.Holders {
+		e.String(s)
+	}
+	return e.B
+}
+
+func decodeHeld(b []byte) (heldValue, error) {
+	d := abi.NewDecoder(b)
+	var v heldValue
+	v.Codec = abi.Codec(d.Byte())
+	v.Size = d.Varint()
+	n := d.Count(1)
+	for range n {
+		v.Holders = append(v.Holders, d.String())
+	}
+	if err := d.Done(); err != nil {
+		return v, err
+	}
+	if !v.Codec.Valid() || v.Codec == abi.CodecError {
+		return v, fmt.Errorf("held value: bad codec %d", v.Codec)
+	}
+	return v, nil
+}
+
+func heldAsValue(v heldValue) abi.Value { return abi.Value{Codec: codecHeld, Data: v.encode(nil)} }
+
+// encodeValues and decodeValues carry values that may be held (codecHeld),
+// which abi.Result refuses.
+func encodeValues(e *abi.Encoder, vals []abi.Value) {
+	e.Uvarint(uint64(len(vals)))
+	for _, v := range vals {
+		e.Byte(byte(v.Codec))
+		e.Bytes(v.Data)
+	}
+}
+
+func decodeValues(d *abi.Decoder) []abi.Value {
+	n := d.Count(1)
+	out := make([]abi.Value, 0, n)
+	for range n {
+		c := abi.Codec(d.Byte())
+		out = append(out, abi.Value{Codec: c, Data: append([]byte(nil), d.Bytes()...)})
+	}
+	return out
+}
+
+// execSpec is everything an executor needs to run one attempt of a task.
+type execSpec struct {
+	Task       ids.TaskID
+	Attempt    uint32
+	Kind       abi.Kind
+	Function   string
+	Module     string // digest; fetched from the owner if missing
+	Owner      string // the owner's API address (ObjectRefs the guest makes name it)
+	OwnerID    string
+	NumReturns uint32
+	Req        scheduler.Resources
+	Limits     abi.Limits
+	Grants     abi.Grants
+	// Args are inline values, or (codecHeld) where to pull them from.
+	Args []abi.Value
+	// ArgIDs name the held arguments (zero for inline ones).
+	ArgIDs []ids.ObjectID
+}
+
+func (s *execSpec) encode() []byte {
+	e := abi.Encoder{}
+	e.TaskID(s.Task)
+	e.Uvarint(uint64(s.Attempt))
+	e.Byte(byte(s.Kind))
+	e.String(s.Function)
+	e.String(s.Module)
+	e.String(s.Owner)
+	e.String(s.OwnerID)
+	e.Uvarint(uint64(s.NumReturns))
+	e.Varint(s.Req.CPU)
+	e.Varint(s.Req.GPU)
+	e.Uvarint(uint64(len(s.Req.Custom)))
+	for _, a := range s.Req.Custom {
+		e.String(a.Name)
+		e.Varint(a.Units)
+	}
+	e.Uvarint(uint64(s.Limits.MemoryPages))
+	e.Varint(s.Limits.TimeoutNs)
+	abi.EncodeGrants(&e, s.Grants)
+	encodeValues(&e, s.Args)
+	for _, id := range s.ArgIDs {
+		e.Bytes(id[:]) // zero for inline arguments (ObjectID refuses it)
+	}
+	return e.B
+}
+
+func decodeExecSpec(b []byte) (*execSpec, error) {
+	d := abi.NewDecoder(b)
+	s := &execSpec{}
+	s.Task = d.TaskID()
+	s.Attempt = d.Uint32()
+	s.Kind = abi.Kind(d.Byte())
+	s.Function = d.String()
+	s.Module = d.String()
+	s.Owner = d.String()
+	s.OwnerID = d.String()
+	s.NumReturns = d.Uint32()
+	s.Req.CPU = d.Varint()
+	s.Req.GPU = d.Varint()
+	n := d.Count(2)
+	for range n {
+		s.Req.Custom = append(s.Req.Custom, scheduler.Amount{Name: d.String(), Units: d.Varint()})
+	}
+	s.Limits.MemoryPages = d.Uint32()
+	s.Limits.TimeoutNs = d.Varint()
+	s.Grants = abi.DecodeGrants(d)
+	s.Args = decodeValues(d)
+	s.ArgIDs = make([]ids.ObjectID, len(s.Args))
+	for i := range s.ArgIDs {
+		b := d.Bytes()
+		if len(b) != len(s.ArgIDs[i]) {
+			return nil, fmt.Errorf("exec: argument %d: bad object id", i+1)
+		}
+		copy(s.ArgIDs[i][:], b)
+	}
+	if err := d.Done(); err != nil {
+		return nil, err
+	}
+	if s.NumReturns > abi.MaxIndex {
+		return nil, fmt.Errorf("exec: %d returns", s.NumReturns)
+	}
+	return s, nil
+}
+
+// remoteLink is the owner's end of one task attempt running on a peer.
+type remoteLink struct {
+	p      *peer
+	node   string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	stream *connect.BidiStreamForClient[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
+}
+
+func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stream == nil {
+		return errWorkerGone
+	}
+	return l.stream.Send(&rayhostv1.ExecuteRequest{Type: uint32(typ), Payload: payload})
+}
+
+// newRemoteWorker makes the owner-side stand-in for a worker on node.
+func (h *Host) newRemoteWorker(node string) *workerProc {
+	p := h.peerNamed(node)
+	w := &workerProc{h: h}
+	l := &remoteLink{p: p, node: node}
+	if p != nil {
+		h.cluster.mu.Lock()
+		l.ctx, l.cancel = context.WithCancel(p.ctx)
+		h.cluster.mu.Unlock()
+	} else {
+		l.ctx, l.cancel = context.WithCancel(context.Background())
+		l.cancel() // the node is gone already: the attempt fails at once
+	}
+	w.remote = l
+	return w
+}
+
+// execRemote sends t to the peer w stands for and serves the stream in the
+// background.
+func (h *Host) execRemote(t *task, w *workerProc) error {
+	spec := &execSpec{Task: t.id, Attempt: t.attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
+		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
+		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
+	for i, a := range t.args {
+		if !a.IsRef {
+			spec.Args[i] = a.Value
+			continue
+		}
+		v, inMemory, local, holders, size, err := h.objs.holding(context.Background(), a.Ref.ID)
+		switch {
+		case err != nil:
+			return fmt.Errorf("argument %d: %w", i+1, err)
+		case inMemory:
+			spec.Args[i] = v
+			continue
+		case local:
+			holders = append([]string{h.addr}, holders...)
+		}
+		spec.Args[i] = heldAsValue(heldValue{Codec: v.Codec, Size: size, Holders: holders})
+		spec.ArgIDs[i] = a.Ref.ID
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.serveRemote(w, spec)
+	}()
+	return nil
+}
+
+// serveRemote runs one remote attempt's stream: frames from the executor
+// are handled as a local worker's would be. A stream that ends without an
+// outcome (the peer died, was cut off, or left) is a dead worker: the task
+// is retried if it may be.
+func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
+	l := w.remote
+	defer l.cancel()
+	var err error
+	done := false
+	if l.p == nil {
+		err = fmt.Errorf("host %s is not in the cluster", l.node)
+	} else {
+		h.cluster.mu.Lock()
+		api := l.p.api
+		h.cluster.mu.Unlock()
+		stream := api.Execute(l.ctx)
+		l.mu.Lock()
+		l.stream = stream
+		l.mu.Unlock()
+		if err = l.send(frameExec, spec.encode()); err == nil {
+			for {
+				var res *rayhostv1.ExecuteResponse
+				if res, err = stream.Receive(); err != nil {
+					break
+				}
+				typ := ipc.Type(res.GetType())
+				if typ == frameRemoteDone {
+					err = h.remoteDone(w, res.GetPayload())
+					done = err == nil
+					break
+				}
+				if err = h.handleFrame(w, typ, res.GetPayload()); err != nil || typ == ipc.TypeDone {
+					done = err == nil
+					break
+				}
+			}
+		}
+		l.mu.Lock()
+		_ = stream.CloseRequest()
+		_ = stream.CloseResponse()
+		l.stream = nil
+		l.mu.Unlock()
+	}
+	if !done {
+		if errors.Is(err, context.Canceled) && l.p != nil {
+			err = fmt.Errorf("host %s left or failed", l.node)
+		}
+		h.workerDied(w, fmt.Errorf("on host %s: %v", l.node, err))
+	}
+}
+
+// remoteDone finishes a remote attempt with its outcome.
+func (h *Host) remoteDone(w *workerProc, payload []byte) error {
+	d := abi.NewDecoder(payload)
+	task := d.TaskID()
+	status := abi.Status(d.Byte())
+	vals := decodeValues(d)
+	if err := d.Done(); err != nil {
+		return err
+	}
+	t := h.runningTask(w, task)
+	if t == nil {
+		return nil
+	}
+	te, vals := h.outcomeValues(t, status, vals)
+	h.finishWorker(w, t, te, vals)
+	return nil
+}
+
+// --- the executor's side ---
+
+// foreign is the executor's end of a task it runs for another host.
+type foreign struct {
+	owner, ownerID string
+	mu             sync.Mutex
+	stream         *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
+	done           chan struct{}
+	once           sync.Once
+}
+
+func (f *foreign) send(typ ipc.Type, payload []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stream.Send(&rayhostv1.ExecuteResponse{Type: uint32(typ), Payload: payload})
+}
+
+func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
+
+// execute serves PeerService.Execute: it runs one attempt of another host's
+// task here.
+func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
+	first, err := stream.Receive()
+	if err != nil {
+		return err
+	}
+	if ipc.Type(first.GetType()) != frameExec {
+		return invalid("the first frame must be an exec")
+	}
+	spec, err := decodeExecSpec(first.GetPayload())
+	if err != nil {
+		return invalid("exec: %v", err)
+	}
+	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{})}
+	fail := func(kind abi.ErrorKind, msg string) error {
+		d := ipc.Done{Task: spec.Task, Trap: msg, Kind: kind}
+		return f.send(ipc.TypeDone, d.Encode(nil))
+	}
+	mod, err := h.ensureModule(ctx, spec.Module, spec.Owner)
+	if err != nil {
+		return fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
+	}
+	t := &task{id: spec.Task, attempt: spec.Attempt, kind: spec.Kind, function: spec.Function, mod: mod,
+		numReturns: int(spec.NumReturns), req: spec.Req, limits: spec.Limits, grants: spec.Grants, foreign: f, tree: &tree{}}
+	t.limits.TimeoutNs = 0 // the owner times the attempt
+	t.args = make([]abi.Arg, len(spec.Args))
+	for i, v := range spec.Args {
+		if v.Codec != codecHeld {
+			t.args[i] = abi.Arg{Value: v}
+			continue
+		}
+		if v, err = h.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
+			return fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err))
+		}
+		t.args[i] = abi.Arg{Value: v}
+	}
+	if err := h.checkGrants(t.grants); err != nil {
+		return fail(abi.ErrorBadRequest, err.Error())
+	}
+	t.cancelCh = make(chan struct{})
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return fail(abi.ErrorWorkerDied, "host "+h.cfg.ID+" is shutting down")
+	}
+	t.state = statePendingResources
+	if err := h.sched.Enqueue(t.id, t.req, scheduler.Placement{NodeID: h.cfg.ID}, t); err != nil {
+		h.mu.Unlock()
+		return fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
+	}
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	h.start(starts)
+
+	// Frames from the owner: replies to relayed calls, cancels, kills. The
+	// stream ending early means the owner is gone: stop the task.
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		for {
+			m, err := stream.Receive()
+			if err != nil {
+				h.foreignCancel(t, true)
+				return
+			}
+			switch ipc.Type(m.GetType()) {
+			case ipc.TypeReply:
+				h.mu.Lock()
+				w := t.worker
+				h.mu.Unlock()
+				if w != nil {
+					_ = w.conn.Write(ipc.TypeReply, m.GetPayload())
+				}
+			case ipc.TypeCancel:
+				h.foreignCancel(t, false)
+			case frameKill:
+				h.foreignCancel(t, true)
+			}
+		}
+	}()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		h.foreignCancel(t, true)
+		<-f.done
+	}
+	return nil
+}
+
+// pullArg brings a held argument here and returns its bytes.
+func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner string) (abi.Value, error) {
+	hv, err := decodeHeld(v.Data)
+	if err != nil {
+		return abi.Value{}, err
+	}
+	if _, _, local, _, _, err := h.objs.holding(ctx, id); err == nil && local {
+		return h.objs.value(ctx, id)
+	}
+	if err := h.pullFromAny(ctx, id, hv.Holders, owner); err != nil {
+		return abi.Value{}, err
+	}
+	return h.objs.value(ctx, id)
+}
+
+// foreignCancel stops a task run for another host.
+func (h *Host) foreignCancel(t *task, force bool) {
+	h.mu.Lock()
+	if t.state.terminal() {
+		h.mu.Unlock()
+		return
+	}
+	state, w := t.state, t.worker
+	if !t.cancelled {
+		t.cancelled = true
+		close(t.cancelCh)
+	}
+	if state != stateRunning {
+		h.endLocked(t, stateCancelled, "cancelled by its owner")
+		starts := h.dispatchLocked()
+		h.mu.Unlock()
+		d := ipc.Done{Task: t.id, Trap: "cancelled", Kind: abi.ErrorCancelled}
+		_ = t.foreign.send(ipc.TypeDone, d.Encode(nil))
+		t.foreign.finish()
+		h.start(starts)
+		return
+	}
+	h.mu.Unlock()
+	if force {
+		w.kill()
+	} else {
+		w.cancel(t)
+	}
+}
+
+// relayCall sends a guest's call to the owner of its task. A large put or
+// yield stays here: the owner is told this host holds it.
+func (h *Host) relayCall(t *task, c ipc.Call) {
+	switch c.Op {
+	case abi.OpPut:
+		var req abi.PutRequest
+		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && h.keepHere(req.Value) {
+			v, err := h.holdHere(req.ID, req.Value)
+			if err == nil {
+				e := abi.Encoder{}
+				e.Raw(req.ID[:])
+				e.Bytes(v.Data)
+				c.Op, c.Payload = opPutHeld, e.B
+			}
+		}
+	case abi.OpYield:
+		if v, err := abi.DecodeValue(c.Payload); err == nil && h.keepHere(v) {
+			h.mu.Lock()
+			id := t.id.Return(t.yields)
+			t.yields++
+			h.mu.Unlock()
+			if hv, err := h.holdHere(id, v); err == nil {
+				c.Op, c.Payload = opYieldHeld, hv.Data
+			}
+		} else if err == nil {
+			h.mu.Lock()
+			t.yields++
+			h.mu.Unlock()
+		}
+	}
+	_ = t.foreign.send(ipc.TypeCall, c.Encode(nil))
+}
+
+// keepHere reports whether a value a guest made here stays here (its owner
+// records this host as the holder) rather than travel to the owner.
+func (h *Host) keepHere(v abi.Value) bool {
+	return v.Codec != abi.CodecError && len(v.Data) > h.cfg.InlineObjectLimit
+}
+
+// holdHere stores a value made here for another host's object and returns
+// the held value that tells the owner where it is.
+func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
+	data := append([]byte(nil), v.Data...)
+	if err := h.objs.seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
+		return abi.Value{}, err
+	}
+	return heldAsValue(heldValue{Codec: v.Codec, Size: int64(len(data)), Holders: []string{h.addr}}), nil
+}
+
+// foreignDone ends a task run for another host: the worker goes back to
+// use and the outcome goes to the owner.
+func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
+	h.mu.Lock()
+	if w.task == t {
+		w.task = nil
+		if !w.dead {
+			w.idleSince = time.Now()
+			h.idle = append(h.idle, w)
+		}
+	}
+	if !t.state.terminal() {
+		h.endLocked(t, stateFinished, "")
+	}
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	defer h.start(starts)
+	defer t.foreign.finish()
+	if d.Trap != "" {
+		_ = t.foreign.send(ipc.TypeDone, d.Encode(nil))
+		return
+	}
+	var res abi.Result
+	if err := res.Decode(d.Result); err != nil {
+		bad := ipc.Done{Task: t.id, Trap: "undecodable result: " + err.Error(), Kind: abi.ErrorHost}
+		_ = t.foreign.send(ipc.TypeDone, bad.Encode(nil))
+		return
+	}
+	for i, v := range res.Values {
+		if d.Status == abi.StatusOK && h.keepHere(v) && i < t.numReturns {
+			hv, err := h.holdHere(t.id.Return(i), v)
+			if err != nil {
+				bad := ipc.Done{Task: t.id, Trap: "keeping a result: " + err.Error(), Kind: abi.ErrorHost}
+				_ = t.foreign.send(ipc.TypeDone, bad.Encode(nil))
+				return
+			}
+			res.Values[i] = hv
+		}
+	}
+	e := abi.Encoder{}
+	e.TaskID(t.id)
+	e.Byte(byte(d.Status))
+	encodeValues(&e, res.Values)
+	_ = t.foreign.send(frameRemoteDone, e.B)
+}
