@@ -15,9 +15,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/rayhost/rayhost/client"
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
-	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/scheduler"

@@ -82,9 +82,9 @@ type task struct {
 	gen        *generator // set for generator tasks
 	limits     abi.Limits
 	grants     abi.Grants
-	depth      int    // 0 for a task a client submitted
-	actor      *actor // for KindActorCreate and KindActorCall
-	tree       *tree  // the tree of tasks this one belongs to
+	depth      int                 // 0 for a task a client submitted
+	actor      *actor              // for KindActorCreate and KindActorCall
+	tree       *tree               // the tree of tasks this one belongs to
 	strategy   scheduler.Placement // where it may run in a cluster (no locality)
 	// foreign is set on the host that runs the task for another (its
 	// owner): the link back to the owner.

@@ -20,11 +20,11 @@ import (
 // hostFlags binds the flags that configure a host (start, and run's
 // embedded host) to a host.Config.
 type hostFlags struct {
-	cfg       host.Config
-	resources string
-	logLevel  string
-	memoryMiB int64
-	allowDirs stringList
+	cfg         host.Config
+	resources   string
+	logLevel    string
+	memoryMiB   int64
+	allowDirs   stringList
 	joinTimeout time.Duration
 	// Cluster flags (start and join).
 	serving         bool
