@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,6 +26,7 @@ func TestContract(t *testing.T) {
 		{"DuplicateName", testDuplicateName},
 		{"JoinUnreachable", testJoinUnreachable},
 		{"Closed", testClosed},
+		{"Concurrent", testConcurrent},
 	}
 	for _, im := range impls {
 		t.Run(im.name, func(t *testing.T) {
@@ -41,8 +43,17 @@ func TestContract(t *testing.T) {
 
 func testThreeJoin(t *testing.T, c cluster) {
 	ms := startJoined(t, c, "a", "b", "c")
+	wantRes := c.config(t, "x").Resources
+	apis := make(map[string]bool)
 	for _, m := range ms {
 		local := m.Local()
+		if !strings.HasPrefix(local.APIAddr, "127.0.0.1:2") || apis[local.APIAddr] {
+			t.Errorf("%s: APIAddr %q is not the configured one", local.Name, local.APIAddr)
+		}
+		apis[local.APIAddr] = true
+		if !sameResources(local.Resources, wantRes) {
+			t.Errorf("%s: Resources = %v, want %v", local.Name, local.Resources, wantRes)
+		}
 		if strings.HasSuffix(local.GossipAddr, ":0") {
 			t.Errorf("%s: GossipAddr %s does not show the picked port", local.Name, local.GossipAddr)
 		}
@@ -135,6 +146,7 @@ func testEncryption(t *testing.T, c cluster) {
 				t.Fatalf("Join: n = %d, err = %v, want %v", n, err, tt.wantErr)
 			}
 			if err != nil {
+				t.Logf("Join: %v", err)
 				// Fail fast: no retrying until ctx ends.
 				if d := time.Since(start); d > 3*time.Second {
 					t.Errorf("Join took %v to report %v", d, err)
@@ -191,6 +203,7 @@ func testDuplicateName(t *testing.T, c cluster) {
 		if !errors.Is(err, ErrDuplicateName) {
 			t.Fatalf("joining a twin of a through %s: n = %d, err = %v, want ErrDuplicateName", seed.Local().Name, n, err)
 		}
+		t.Logf("Join: %v", err)
 	}
 	if got := twin.Members(); len(got) != 1 {
 		t.Errorf("the twin knows %s, want only itself", names(got))
@@ -244,5 +257,49 @@ func testClosed(t *testing.T, c cluster) {
 	}
 	if m.Local().Name != "b" || len(m.Members()) == 0 {
 		t.Errorf("Local and Members must keep answering after Close")
+	}
+}
+
+// testConcurrent hammers one member from several goroutines while another
+// reads its events, for the race detector; then closes it mid-traffic.
+func testConcurrent(t *testing.T, c cluster) {
+	ms := startJoined(t, c, "a", "b")
+	a, b := ms[0], ms[1]
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 5 {
+				if err := a.UpdateResources(map[string]float64{"CPU": float64(g*10 + i)}); err != nil {
+					t.Errorf("UpdateResources: %v", err)
+					return
+				}
+				_ = a.Members()
+				_ = a.Local()
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 5 {
+			select {
+			case <-b.Events():
+			case <-time.After(waitFor):
+				t.Errorf("b stopped receiving updates")
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	<-done
+	// Close while b still sees a alive and a's own queue is full of
+	// undelivered updates: nothing may block or race.
+	var closers sync.WaitGroup
+	for range 3 {
+		closers.Go(func() { _ = a.Close() })
+	}
+	closers.Wait()
+	if err := a.UpdateResources(nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("UpdateResources after Close: %v, want ErrClosed", err)
 	}
 }

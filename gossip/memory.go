@@ -154,7 +154,8 @@ func (n *MemoryNetwork) byNameLocked(name string) *Memory {
 	return nil
 }
 
-// reachesLocked tells whether o currently sees peer as a live member.
+// reaches tells whether o currently sees peer as a live member (net.mu
+// held).
 func reaches(o, peer *Memory) bool {
 	v, ok := o.view[peer.self.Name]
 	return ok && v.GossipAddr == peer.self.GossipAddr && (v.Status == StatusAlive || v.Status == StatusLeaving)

@@ -238,6 +238,7 @@ func (s *Serf) Join(ctx context.Context, seeds []string) (int, error) {
 		if err == nil {
 			err = errors.New("no seed answered")
 		}
+		err = oneLine(err)
 		if dup := s.guard.conflictSince(mark); dup != nil {
 			return 0, dup
 		}
@@ -253,6 +254,23 @@ func (s *Serf) Join(ctx context.Context, seeds []string) (int, error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// oneLine flattens memberlist's multierror ("1 error occurred:\n\t* ...")
+// into one line per failed seed, joined by "; ", for logs and messages.
+func oneLine(err error) error {
+	multi, ok := err.(interface{ WrappedErrors() []error })
+	if !ok {
+		return err
+	}
+	var msgs []string
+	for _, e := range multi.WrappedErrors() {
+		msgs = append(msgs, e.Error())
+	}
+	if len(msgs) == 0 {
+		return err
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // isEncryptionError tells whether a join failed because the two sides do
@@ -383,12 +401,13 @@ func (s *Serf) shutdown() error {
 //
 // A name whose holder is known failed or left is not a conflict: that is a
 // host restarted on a new port, and memberlist lets it take the name back
-// after Timings.DeadNodeReclaimTime. What the guard cannot see: a duplicate
-// that is not alive yet in either list when the join happens (two hosts
-// with the same name joining different members at the same moment), and a
-// duplicate arriving by passive gossip rather than a join (two separately
-// started clusters that learn of each other). memberlist then keeps the
-// first address everywhere and logs the conflict at error level.
+// after Timings.DeadNodeReclaimTime. What the guard cannot see is a
+// duplicate that is in neither list when its join happens: two hosts with
+// the same name joining through different members at the same moment, both
+// let in before gossip tells anyone of the other. Each member then keeps
+// whichever address reached it first (memberlist refuses the other and
+// logs "Conflicting address" at error level), and both hosts keep running,
+// because Serf's vote is turned off.
 type nameGuard struct {
 	ready chan struct{} // closed by start
 	serf  *serf.Serf

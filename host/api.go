@@ -138,6 +138,7 @@ func (a *api) RegisterModule(ctx context.Context, req *connect.Request[rayhostv1
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	a.h.warmPeers(ctx, mod.digest)
 	res := &rayhostv1.RegisterModuleResponse{Digest: mod.digest, HasMain: mod.desc.HasMain}
 	for _, f := range mod.desc.Functions {
 		res.Functions = append(res.Functions, &rayhostv1.FunctionInfo{Name: f.Name, NumArgs: uint32(max(f.NumArgs, 0)), NumReturns: uint32(f.NumReturns), Generator: f.Generator})

@@ -343,6 +343,7 @@ func (h *Host) readLoad(p *peer) {
 	defer cancel()
 	res, err := svc.Health(ctx, connect.NewRequest(&rayhostv1.HealthRequest{}))
 	if err != nil {
+		h.unreachable(p.name)
 		return
 	}
 	avail, err := resourcesFromProto(res.Msg.GetAvailable())
@@ -358,6 +359,18 @@ func (h *Host) readLoad(p *peer) {
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	h.start(starts)
+}
+
+// unreachable takes a peer that did not answer out of placement until its
+// next load report: a host that just died must not take (and fail) the
+// retries of the tasks it was running before gossip declares it failed.
+func (h *Host) unreachable(name string) {
+	if name == "" {
+		return
+	}
+	h.mu.Lock()
+	h.sched.Block(name)
+	h.mu.Unlock()
 }
 
 func resourcesFromProto(r *rayhostv1.Resources) (scheduler.Resources, error) {

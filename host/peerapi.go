@@ -9,11 +9,14 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
+	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/store"
@@ -175,6 +178,46 @@ func (p *peerAPI) FetchModule(ctx context.Context, req *connect.Request[rayhostv
 			return toConnect(err)
 		}
 	}
+}
+
+func (p *peerAPI) WarmModule(ctx context.Context, req *connect.Request[rayhostv1.WarmModuleRequest]) (*connect.Response[rayhostv1.WarmModuleResponse], error) {
+	if _, err := p.h.ensureModule(ctx, req.Msg.GetDigest(), req.Msg.GetFrom()); err != nil {
+		return nil, toConnect(err)
+	}
+	// Describing it compiles it into the cache and loads it into every
+	// worker.
+	if _, err := p.h.lookupModule(ctx, req.Msg.GetDigest()); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&rayhostv1.WarmModuleResponse{}), nil
+}
+
+// warmPeers has every alive peer fetch and compile a module registered
+// here, waiting up to a bound: a cluster where it is ready everywhere runs
+// its first tasks without a cold start on each host.
+func (h *Host) warmPeers(ctx context.Context, digest string) {
+	if h.cluster == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	h.cluster.mu.Lock()
+	var apis []rayhostv1connect.PeerServiceClient
+	for _, p := range h.cluster.byName {
+		if p.status == gossip.StatusAlive {
+			apis = append(apis, p.api)
+		}
+	}
+	h.cluster.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, api := range apis {
+		wg.Go(func() {
+			if _, err := api.WarmModule(ctx, connect.NewRequest(&rayhostv1.WarmModuleRequest{Digest: digest, From: h.addr})); err != nil {
+				h.log.Info("a peer did not warm a module", "digest", digest, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // ensureModule returns the module with digest, fetching its bytes from the

@@ -300,6 +300,9 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 		l.mu.Unlock()
 	}
 	if !done {
+		// Whatever broke the stream, place nothing more there until the
+		// host answers a load report again.
+		h.unreachable(l.node)
 		if errors.Is(err, context.Canceled) && l.p != nil {
 			err = fmt.Errorf("host %s left or failed", l.node)
 		}

@@ -197,6 +197,9 @@ func (q *queue[K, V]) peek() *Item[K, V] {
 type node struct {
 	id           string
 	total, avail Resources
+	// blocked: the node failed to take work; nothing is placed there until
+	// its next load report (SetAvailable).
+	blocked bool
 }
 
 // utilisation is the share of node's busiest resource in use once r is
@@ -275,10 +278,20 @@ func (s *Scheduler[K, V]) SetNode(id string, total, avail Resources) {
 	slices.SortFunc(s.nodes[1:], func(a, b *node) int { return strings.Compare(a.id, b.id) })
 }
 
-// SetAvailable updates a peer's free resources from its load report.
+// SetAvailable updates a peer's free resources from its load report (and
+// unblocks it).
 func (s *Scheduler[K, V]) SetAvailable(id string, avail Resources) {
 	if n := s.node(id); n != nil && n != s.local {
 		n.avail = avail.Clone()
+		n.blocked = false
+	}
+}
+
+// Block stops placing tasks on a peer until its next load report: it just
+// failed to run one (it may have died, and gossip has not said so yet).
+func (s *Scheduler[K, V]) Block(id string) {
+	if n := s.node(id); n != nil && n != s.local {
+		n.blocked = true
 	}
 }
 
@@ -393,7 +406,7 @@ const hybridThreshold = 0.5
 // to the default when that node can never fit it).
 func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
 	if pl.NodeID != "" {
-		if n := s.nodeByName(pl.NodeID); n != nil && req.Fits(n.avail) {
+		if n := s.nodeByName(pl.NodeID); n != nil && !n.blocked && req.Fits(n.avail) {
 			return n
 		}
 		if !pl.Soft {
@@ -408,7 +421,7 @@ func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
 				pref, most = n, b
 			}
 		}
-		if req.Fits(pref.avail) && pref.utilisation(req) <= hybridThreshold {
+		if !pref.blocked && req.Fits(pref.avail) && pref.utilisation(req) <= hybridThreshold {
 			return pref
 		}
 	}
@@ -418,7 +431,7 @@ func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
 	s.spread++
 	for i := range k {
 		n := s.nodes[(i+s.spread)%k]
-		if !req.Fits(n.avail) {
+		if n.blocked || !req.Fits(n.avail) {
 			continue
 		}
 		if u := n.utilisation(req); best == nil || u < bestU {

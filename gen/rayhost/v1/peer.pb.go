@@ -549,6 +549,95 @@ func (x *FetchModuleResponse) GetChunk() []byte {
 	return nil
 }
 
+type WarmModuleRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Digest string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The API address of the host to fetch it from.
+	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarmModuleRequest) Reset() {
+	*x = WarmModuleRequest{}
+	mi := &file_rayhost_v1_peer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarmModuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarmModuleRequest) ProtoMessage() {}
+
+func (x *WarmModuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_peer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarmModuleRequest.ProtoReflect.Descriptor instead.
+func (*WarmModuleRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WarmModuleRequest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *WarmModuleRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+type WarmModuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarmModuleResponse) Reset() {
+	*x = WarmModuleResponse{}
+	mi := &file_rayhost_v1_peer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarmModuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarmModuleResponse) ProtoMessage() {}
+
+func (x *WarmModuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_peer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarmModuleResponse.ProtoReflect.Descriptor instead.
+func (*WarmModuleResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{11}
+}
+
 var File_rayhost_v1_peer_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_peer_proto_rawDesc = "" +
@@ -585,13 +674,19 @@ const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\x12FetchModuleRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"+\n" +
 	"\x13FetchModuleResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk2\xff\x02\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"?\n" +
+	"\x11WarmModuleRequest\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\"\x14\n" +
+	"\x12WarmModuleResponse2\xce\x03\n" +
 	"\vPeerService\x12H\n" +
 	"\aExecute\x12\x1a.rayhost.v1.ExecuteRequest\x1a\x1b.rayhost.v1.ExecuteResponse\"\x00(\x010\x01\x12A\n" +
 	"\x06Locate\x12\x19.rayhost.v1.LocateRequest\x1a\x1a.rayhost.v1.LocateResponse\"\x00\x12=\n" +
 	"\x04Pull\x12\x17.rayhost.v1.PullRequest\x1a\x18.rayhost.v1.PullResponse\"\x000\x01\x12P\n" +
 	"\vAddLocation\x12\x1e.rayhost.v1.AddLocationRequest\x1a\x1f.rayhost.v1.AddLocationResponse\"\x00\x12R\n" +
-	"\vFetchModule\x12\x1e.rayhost.v1.FetchModuleRequest\x1a\x1f.rayhost.v1.FetchModuleResponse\"\x000\x01B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"\vFetchModule\x12\x1e.rayhost.v1.FetchModuleRequest\x1a\x1f.rayhost.v1.FetchModuleResponse\"\x000\x01\x12M\n" +
+	"\n" +
+	"WarmModule\x12\x1d.rayhost.v1.WarmModuleRequest\x1a\x1e.rayhost.v1.WarmModuleResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_peer_proto_rawDescOnce sync.Once
@@ -605,7 +700,7 @@ func file_rayhost_v1_peer_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_peer_proto_rawDescData
 }
 
-var file_rayhost_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_rayhost_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_rayhost_v1_peer_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),      // 0: rayhost.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),     // 1: rayhost.v1.ExecuteResponse
@@ -617,22 +712,26 @@ var file_rayhost_v1_peer_proto_goTypes = []any{
 	(*AddLocationResponse)(nil), // 7: rayhost.v1.AddLocationResponse
 	(*FetchModuleRequest)(nil),  // 8: rayhost.v1.FetchModuleRequest
 	(*FetchModuleResponse)(nil), // 9: rayhost.v1.FetchModuleResponse
-	(*ObjectHeader)(nil),        // 10: rayhost.v1.ObjectHeader
+	(*WarmModuleRequest)(nil),   // 10: rayhost.v1.WarmModuleRequest
+	(*WarmModuleResponse)(nil),  // 11: rayhost.v1.WarmModuleResponse
+	(*ObjectHeader)(nil),        // 12: rayhost.v1.ObjectHeader
 }
 var file_rayhost_v1_peer_proto_depIdxs = []int32{
-	10, // 0: rayhost.v1.PullResponse.header:type_name -> rayhost.v1.ObjectHeader
+	12, // 0: rayhost.v1.PullResponse.header:type_name -> rayhost.v1.ObjectHeader
 	0,  // 1: rayhost.v1.PeerService.Execute:input_type -> rayhost.v1.ExecuteRequest
 	2,  // 2: rayhost.v1.PeerService.Locate:input_type -> rayhost.v1.LocateRequest
 	4,  // 3: rayhost.v1.PeerService.Pull:input_type -> rayhost.v1.PullRequest
 	6,  // 4: rayhost.v1.PeerService.AddLocation:input_type -> rayhost.v1.AddLocationRequest
 	8,  // 5: rayhost.v1.PeerService.FetchModule:input_type -> rayhost.v1.FetchModuleRequest
-	1,  // 6: rayhost.v1.PeerService.Execute:output_type -> rayhost.v1.ExecuteResponse
-	3,  // 7: rayhost.v1.PeerService.Locate:output_type -> rayhost.v1.LocateResponse
-	5,  // 8: rayhost.v1.PeerService.Pull:output_type -> rayhost.v1.PullResponse
-	7,  // 9: rayhost.v1.PeerService.AddLocation:output_type -> rayhost.v1.AddLocationResponse
-	9,  // 10: rayhost.v1.PeerService.FetchModule:output_type -> rayhost.v1.FetchModuleResponse
-	6,  // [6:11] is the sub-list for method output_type
-	1,  // [1:6] is the sub-list for method input_type
+	10, // 6: rayhost.v1.PeerService.WarmModule:input_type -> rayhost.v1.WarmModuleRequest
+	1,  // 7: rayhost.v1.PeerService.Execute:output_type -> rayhost.v1.ExecuteResponse
+	3,  // 8: rayhost.v1.PeerService.Locate:output_type -> rayhost.v1.LocateResponse
+	5,  // 9: rayhost.v1.PeerService.Pull:output_type -> rayhost.v1.PullResponse
+	7,  // 10: rayhost.v1.PeerService.AddLocation:output_type -> rayhost.v1.AddLocationResponse
+	9,  // 11: rayhost.v1.PeerService.FetchModule:output_type -> rayhost.v1.FetchModuleResponse
+	11, // 12: rayhost.v1.PeerService.WarmModule:output_type -> rayhost.v1.WarmModuleResponse
+	7,  // [7:13] is the sub-list for method output_type
+	1,  // [1:7] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -650,7 +749,7 @@ func file_rayhost_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_peer_proto_rawDesc), len(file_rayhost_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,8 @@ const (
 	PeerServiceAddLocationProcedure = "/rayhost.v1.PeerService/AddLocation"
 	// PeerServiceFetchModuleProcedure is the fully-qualified name of the PeerService's FetchModule RPC.
 	PeerServiceFetchModuleProcedure = "/rayhost.v1.PeerService/FetchModule"
+	// PeerServiceWarmModuleProcedure is the fully-qualified name of the PeerService's WarmModule RPC.
+	PeerServiceWarmModuleProcedure = "/rayhost.v1.PeerService/WarmModule"
 )
 
 // PeerServiceClient is a client for the rayhost.v1.PeerService service.
@@ -62,6 +64,9 @@ type PeerServiceClient interface {
 	AddLocation(context.Context, *connect.Request[v1.AddLocationRequest]) (*connect.Response[v1.AddLocationResponse], error)
 	// FetchModule streams a module this host has, by digest.
 	FetchModule(context.Context, *connect.Request[v1.FetchModuleRequest]) (*connect.ServerStreamForClient[v1.FetchModuleResponse], error)
+	// WarmModule asks a host to fetch a module from the caller and compile it
+	// in its workers now, so the first task placed there does not wait.
+	WarmModule(context.Context, *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error)
 }
 
 // NewPeerServiceClient constructs a client for the rayhost.v1.PeerService service. By default, it
@@ -105,6 +110,12 @@ func NewPeerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(peerServiceMethods.ByName("FetchModule")),
 			connect.WithClientOptions(opts...),
 		),
+		warmModule: connect.NewClient[v1.WarmModuleRequest, v1.WarmModuleResponse](
+			httpClient,
+			baseURL+PeerServiceWarmModuleProcedure,
+			connect.WithSchema(peerServiceMethods.ByName("WarmModule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -115,6 +126,7 @@ type peerServiceClient struct {
 	pull        *connect.Client[v1.PullRequest, v1.PullResponse]
 	addLocation *connect.Client[v1.AddLocationRequest, v1.AddLocationResponse]
 	fetchModule *connect.Client[v1.FetchModuleRequest, v1.FetchModuleResponse]
+	warmModule  *connect.Client[v1.WarmModuleRequest, v1.WarmModuleResponse]
 }
 
 // Execute calls rayhost.v1.PeerService.Execute.
@@ -142,6 +154,11 @@ func (c *peerServiceClient) FetchModule(ctx context.Context, req *connect.Reques
 	return c.fetchModule.CallServerStream(ctx, req)
 }
 
+// WarmModule calls rayhost.v1.PeerService.WarmModule.
+func (c *peerServiceClient) WarmModule(ctx context.Context, req *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error) {
+	return c.warmModule.CallUnary(ctx, req)
+}
+
 // PeerServiceHandler is an implementation of the rayhost.v1.PeerService service.
 type PeerServiceHandler interface {
 	// Execute runs one task on this host for the host that owns it. The
@@ -159,6 +176,9 @@ type PeerServiceHandler interface {
 	AddLocation(context.Context, *connect.Request[v1.AddLocationRequest]) (*connect.Response[v1.AddLocationResponse], error)
 	// FetchModule streams a module this host has, by digest.
 	FetchModule(context.Context, *connect.Request[v1.FetchModuleRequest], *connect.ServerStream[v1.FetchModuleResponse]) error
+	// WarmModule asks a host to fetch a module from the caller and compile it
+	// in its workers now, so the first task placed there does not wait.
+	WarmModule(context.Context, *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error)
 }
 
 // NewPeerServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -198,6 +218,12 @@ func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(peerServiceMethods.ByName("FetchModule")),
 		connect.WithHandlerOptions(opts...),
 	)
+	peerServiceWarmModuleHandler := connect.NewUnaryHandler(
+		PeerServiceWarmModuleProcedure,
+		svc.WarmModule,
+		connect.WithSchema(peerServiceMethods.ByName("WarmModule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.PeerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PeerServiceExecuteProcedure:
@@ -210,6 +236,8 @@ func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption
 			peerServiceAddLocationHandler.ServeHTTP(w, r)
 		case PeerServiceFetchModuleProcedure:
 			peerServiceFetchModuleHandler.ServeHTTP(w, r)
+		case PeerServiceWarmModuleProcedure:
+			peerServiceWarmModuleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -237,4 +265,8 @@ func (UnimplementedPeerServiceHandler) AddLocation(context.Context, *connect.Req
 
 func (UnimplementedPeerServiceHandler) FetchModule(context.Context, *connect.Request[v1.FetchModuleRequest], *connect.ServerStream[v1.FetchModuleResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.FetchModule is not implemented"))
+}
+
+func (UnimplementedPeerServiceHandler) WarmModule(context.Context, *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.WarmModule is not implemented"))
 }

@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/internal/testutil"
+)
+
+// These tests run clusters of real `rayhost` processes on 127.0.0.x (and,
+// for the partition, in network namespaces).
+
+func madeBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
+
+// runningHosts maps each task to the hosts its running events name, as the
+// host c talks to (its owner) recorded them.
+func runningHosts(t *testing.T, c *client.Client) (map[string][]string, map[string]int) {
+	t.Helper()
+	evs, _, err := c.ListTasks(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, retried := map[string][]string{}, map[string]int{}
+	for _, ev := range evs {
+		switch ev.State {
+		case "running":
+			where[ev.TaskID] = append(where[ev.TaskID], ev.Host)
+		case "retried":
+			retried[ev.TaskID]++
+		}
+	}
+	return where, retried
+}
+
+func submitCall(t *testing.T, c *client.Client, call client.Call) client.ObjectRef {
+	t.Helper()
+	refs, err := c.SubmitCall(context.Background(), call)
+	if err != nil {
+		t.Fatalf("submit %s: %v", call.Function, err)
+	}
+	return refs[0]
+}
+
+// rssAnon reads a process's resident anonymous memory (its heap, not the
+// files it maps).
+func rssAnon(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// peakDuring samples the processes' RssAnon every 5 ms while fn runs and
+// returns each one's peak growth over its level before.
+func peakDuring(pids []int, fn func()) []int64 {
+	base := make([]int64, len(pids))
+	peak := make([]int64, len(pids))
+	for i, p := range pids {
+		base[i] = rssAnon(p)
+		peak[i] = base[i]
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for i, p := range pids {
+				peak[i] = max(peak[i], rssAnon(p))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	fn()
+	close(stop)
+	wg.Wait()
+	for i := range peak {
+		peak[i] -= base[i]
+	}
+	return peak
+}
+
+func TestClusterProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{})
+	a, b, c := hosts[0], hosts[1], hosts[2]
+	mod := testutil.Register(t, a.Client, guestPkg)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	t.Run("1000_tasks_spread", func(t *testing.T) {
+		calls := make([]client.Call, 1000)
+		for i := range calls {
+			calls[i] = client.Call{Module: mod, Function: "work", Args: []any{5 + i%10}}
+		}
+		refs, err := a.Client.SubmitBatch(ctx, calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range refs {
+			var v int
+			if err := a.Client.Get(ctx, r[0], &v); err != nil || v != 2*(5+i%10) {
+				t.Fatalf("task %d = %d, %v", i, v, err)
+			}
+		}
+		where, _ := runningHosts(t, a.Client)
+		count := map[string]int{}
+		for _, r := range refs {
+			for _, h := range where[r[0].ID[:32]] {
+				count[h]++
+			}
+		}
+		t.Logf("1000 tasks through %s ran on: %v", a.ID, count)
+		for _, h := range hosts {
+			if count[h.ID] == 0 {
+				t.Errorf("no task ran on %s: %v", h.ID, count)
+			}
+		}
+	})
+
+	t.Run("refs_from_a_consumed_on_b_and_c", func(t *testing.T) {
+		const n = 3 << 20
+		made := submitCall(t, a.Client, client.Call{Module: mod, Function: "make_bytes", Args: []any{n}, Scheduling: client.Scheduling{NodeID: a.ID}})
+		want := []int64{n, 0}
+		for _, x := range madeBytes(n) {
+			want[1] += int64(x)
+		}
+		for _, on := range []*testutil.ProcHost{b, c} {
+			sum := submitCall(t, a.Client, client.Call{Module: mod, Function: "byte_sum", Args: []any{made}, Scheduling: client.Scheduling{NodeID: on.ID}})
+			var got []int64
+			if err := a.Client.Get(ctx, sum, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got[0] != want[0] || got[1] != want[1] {
+				t.Fatalf("byte_sum on %s = %v, want %v", on.ID, got, want)
+			}
+			where, _ := runningHosts(t, a.Client)
+			if h := where[sum.ID[:32]]; len(h) != 1 || h[0] != on.ID {
+				t.Errorf("byte_sum ran on %v, want %s", h, on.ID)
+			}
+		}
+		// And a ref put through host B is used by a task host A places on C.
+		put, err := b.Client.Put(ctx, []int{1, 2, 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int
+		if err := a.Client.Get(ctx, submitCall(t, a.Client, client.Call{Module: mod, Function: "add", Args: []any{1, 2}, Scheduling: client.Scheduling{NodeID: c.ID}}), &sum); err != nil || sum != 3 {
+			t.Fatalf("add on C = %d, %v", sum, err)
+		}
+		var back []int
+		if err := c.Client.Get(ctx, put, &back); err != nil || len(back) != 3 {
+			t.Fatalf("Get through C of a Put through B = %v, %v", back, err)
+		}
+	})
+
+	t.Run("100MiB_moves_in_chunks", func(t *testing.T) {
+		const n = 100 << 20
+		made := submitCall(t, a.Client, client.Call{Module: mod, Function: "make_bytes", Args: []any{n}, Scheduling: client.Scheduling{NodeID: a.ID}})
+		if _, _, err := a.Client.Wait(ctx, []client.ObjectRef{made}, 1, -1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond) // let A's heap settle after receiving the result from its worker
+		h := sha256.New()
+		var size int64
+		peaks := peakDuring([]int{a.Pid(), b.Pid()}, func() {
+			// B pulls it from A into its store, then streams it to us.
+			var err error
+			if _, err = b.Client.GetStream(ctx, made, &countingWriter{w: h, n: &size}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if want := sha256.Sum256(madeBytes(n)); size != n || !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Fatalf("moved %d bytes, not make_bytes(%d)", size, n)
+		}
+		t.Logf("moving 100 MiB from %s to %s: peak extra memory (RssAnon) %d MiB on the sender, %d MiB on the receiver", a.ID, b.ID, peaks[0]>>20, peaks[1]>>20)
+		for i, p := range peaks {
+			if p > 40<<20 {
+				t.Errorf("host %d: peak extra memory %d MiB while moving a 100 MiB object; want well under its size", i, p>>20)
+			}
+		}
+	})
+
+	t.Run("seed_004_and_pi_unchanged", func(t *testing.T) {
+		for _, e := range []struct {
+			pkg  string
+			want []string
+		}{
+			{"./examples/retrieve", []string{`(?m)^remote: runtime`, `(?m)^put: runtime`, `(?m)^wait total: runtime`}},
+			{"./examples/pi", []string{`(?m)^Progress: 100%$`, `Estimated value of π is: 3\.1[345]`}},
+		} {
+			cmd := exec.CommandContext(ctx, testutil.RayhostBinary(t), "run", "--address", a.Addr, e.pkg)
+			cmd.Dir = testutil.RepoRoot()
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("rayhost run --address %s %s: %v\n%s", a.Addr, e.pkg, err, out)
+			}
+			for _, w := range e.want {
+				if !regexp.MustCompile(w).Match(out) {
+					t.Errorf("%s: output does not match %s:\n%s", e.pkg, w, out)
+				}
+			}
+			if e.pkg == "./examples/pi" {
+				m := regexp.MustCompile(`Estimated value of π is: ([0-9.]+)`).FindSubmatch(out)
+				if pi, _ := strconv.ParseFloat(string(m[1]), 64); math.Abs(pi-math.Pi) > 0.01 {
+					t.Errorf("estimate %v is not within 0.01 of π", pi)
+				}
+			}
+			t.Logf("%s on 3 hosts:\n%s", e.pkg, out)
+		}
+		where, _ := runningHosts(t, a.Client)
+		count := map[string]int{}
+		for _, hs := range where {
+			for _, h := range hs {
+				count[h]++
+			}
+		}
+		t.Logf("tasks per host so far: %v", count)
+	})
+
+	t.Run("status", func(t *testing.T) {
+		out, err := exec.Command(testutil.RayhostBinary(t), "status", "--address", b.Addr).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rayhost status: %v\n%s", err, out)
+		}
+		for _, h := range hosts {
+			if !regexp.MustCompile(`(?m)^` + h.ID + `.*alive +CPU=2`).Match(out) {
+				t.Errorf("status does not list %s alive with 2 CPUs:\n%s", h.ID, out)
+			}
+		}
+		t.Logf("rayhost status:\n%s", out)
+	})
+}
+
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n *int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c.n += int64(len(p))
+	return c.w.Write(p)
+}
+
+// TestClusterHostKilled kills one host with SIGKILL while 1,000 tasks of
+// about 50 ms run on three: every Get returns the right value, and the
+// tasks that were on the dead host show a retry.
+func TestClusterHostKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{})
+	a, victim := hosts[0], hosts[2]
+	mod := testutil.Register(t, a.Client, guestPkg)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	calls := make([]client.Call, 1000)
+	for i := range calls {
+		calls[i] = client.Call{Module: mod, Function: "work", Args: []any{45 + i%10}}
+	}
+	refs, err := a.Client.SubmitBatch(ctx, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it has run some of them.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		where, _ := runningHosts(t, a.Client)
+		n := 0
+		for _, hs := range where {
+			for _, h := range hs {
+				if h == victim.ID {
+					n++
+				}
+			}
+		}
+		if n >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no task reached %s", victim.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	killed := time.Now()
+	victim.Kill()
+	for i, r := range refs {
+		var v int
+		if err := a.Client.Get(ctx, r[0], &v); err != nil || v != 2*(45+i%10) {
+			t.Fatalf("task %d = %d, %v", i, v, err)
+		}
+	}
+	t.Logf("all 1000 results %v after the kill", time.Since(killed).Round(time.Millisecond))
+	where, retried := runningHosts(t, a.Client)
+	evs, _, err := a.Client.ListTasks(ctx, "finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := map[string]time.Time{}
+	for _, ev := range evs {
+		if ev.State == "finished" {
+			finished[ev.TaskID] = ev.Time
+		}
+	}
+	onVictim, retriedOnVictim := 0, 0
+	for _, r := range refs {
+		id := r[0].ID[:32]
+		hs := where[id]
+		for _, h := range hs {
+			if h != victim.ID {
+				continue
+			}
+			onVictim++
+			if hs[len(hs)-1] == victim.ID && !finished[id].Before(killed) {
+				t.Errorf("task %s finished at %v on %s, killed at %v: %v", id, finished[id], victim.ID, killed, hs)
+			}
+			if retried[id] > 0 {
+				retriedOnVictim++
+			}
+			break
+		}
+	}
+	t.Logf("%d tasks ran on %s; %d of them were cut short by the kill and show a retry, redone elsewhere", onVictim, victim.ID, retriedOnVictim)
+	if retriedOnVictim == 0 {
+		t.Error("no task shows a retry after the kill")
+	}
+	testutil.WaitMembers(t, a.Client, 2)
+}
+
+// TestClusterPartition cuts one host off in a network namespace: the others
+// declare it failed and redo its work, and once the partition heals it
+// rejoins on its own.
+func TestClusterPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	br := testutil.NewBridge(t) // skips where namespaces are unavailable
+	var nss []*testutil.Netns
+	for i := range 3 {
+		nss = append(nss, br.Namespace(t, fmt.Sprintf("h%d", i)))
+	}
+	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{
+		IPs:  []string{nss[0].IP, nss[1].IP, nss[2].IP},
+		Wrap: func(i int) func(context.Context, string, ...string) *exec.Cmd { return nss[i].Command },
+	})
+	a, cut := hosts[0], hosts[2]
+	mod := testutil.Register(t, a.Client, guestPkg)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	// Long tasks pinned (softly) to the host about to be cut off.
+	var refs []client.ObjectRef
+	for range 4 {
+		refs = append(refs, submitCall(t, a.Client, client.Call{Module: mod, Function: "work", Args: []any{3000},
+			Scheduling: client.Scheduling{NodeID: cut.ID, Soft: true}}))
+	}
+	time.Sleep(time.Second)
+	if err := nss[2].Cut(); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	waitState(t, a.Client, cut.ID, "failed", 30*time.Second)
+	t.Logf("%s declared failed %v after the cut", cut.ID, time.Since(cutAt).Round(time.Millisecond))
+	for _, r := range refs {
+		var v int
+		if err := a.Client.Get(ctx, r, &v); err != nil || v != 6000 {
+			t.Fatalf("work = %d, %v", v, err)
+		}
+	}
+	where, retried := runningHosts(t, a.Client)
+	for _, r := range refs {
+		hs := where[r.ID[:32]]
+		if len(hs) < 2 || hs[0] != cut.ID || hs[len(hs)-1] == cut.ID || retried[r.ID[:32]] == 0 {
+			t.Errorf("task ran on %v (retries %d): want started on %s and redone elsewhere", hs, retried[r.ID[:32]], cut.ID)
+		}
+	}
+	if err := nss[2].Heal(); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	waitState(t, a.Client, cut.ID, "alive", time.Minute)
+	t.Logf("%s rejoined %v after the partition healed", cut.ID, time.Since(healed).Round(time.Millisecond))
+	// And it takes work again.
+	var v int
+	if err := a.Client.Get(ctx, submitCall(t, a.Client, client.Call{Module: mod, Function: "work", Args: []any{1},
+		Scheduling: client.Scheduling{NodeID: cut.ID}}), &v); err != nil || v != 2 {
+		t.Fatalf("a task on the rejoined host = %d, %v", v, err)
+	}
+}
+
+// waitState waits until the host c talks to sees member id in state.
+func waitState(t *testing.T, c *client.Client, id, state string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ms, err := c.Members(context.Background())
+		for _, m := range ms {
+			if m.HostID == id && m.State == state {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not %s after %v: %+v (%v)", id, state, within, ms, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
