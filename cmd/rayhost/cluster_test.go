@@ -379,9 +379,10 @@ func TestClusterPartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
-	// Long tasks pinned (softly) to the host about to be cut off.
+	// Long tasks pinned (softly) to the host about to be cut off, one per
+	// CPU it has.
 	var refs []client.ObjectRef
-	for range 4 {
+	for range 2 {
 		refs = append(refs, submitCall(t, a.Client, client.Call{Module: mod, Function: "work", Args: []any{3000},
 			Scheduling: client.Scheduling{NodeID: cut.ID, Soft: true}}))
 	}
