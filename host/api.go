@@ -293,11 +293,12 @@ func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, 
 	if err := h.prepare(t, res); err != nil {
 		return nil, err
 	}
+	t.strategy = scheduler.Placement{Spread: d.Scheduling.Spread, NodeID: d.Scheduling.NodeID, Soft: d.Scheduling.Soft}
 	if sc := o.GetScheduling(); sc != nil {
 		t.strategy = scheduler.Placement{Spread: sc.GetSpread(), NodeID: sc.GetNodeId(), Soft: sc.GetSoft()}
-		if t.strategy.Soft && t.strategy.NodeID == "" {
-			return nil, fmt.Errorf("%w: a soft node affinity needs a node_id", ErrInvalidArgument)
-		}
+	}
+	if t.strategy.Soft && t.strategy.NodeID == "" {
+		return nil, fmt.Errorf("%w: a soft node affinity needs a node_id", ErrInvalidArgument)
 	}
 	return t, nil
 }

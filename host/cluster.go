@@ -270,15 +270,15 @@ func (h *Host) memberChanged(m gossip.Member) {
 	if !alive && p.cancel != nil {
 		p.cancel() // calls to it (running tasks, pulls) end now
 	}
+	avail := total
+	if p.avail != nil {
+		avail = *p.avail
+	}
 	c.mu.Unlock()
 
 	h.mu.Lock()
 	var infeasible []*task
 	if alive {
-		avail := total
-		if p.avail != nil {
-			avail = *p.avail
-		}
 		h.sched.SetNode(m.Name, total, avail)
 	} else {
 		for _, it := range h.sched.RemoveNode(m.Name) {

@@ -179,6 +179,34 @@ func TestCluster(t *testing.T) {
 		if len(seen) != 3 {
 			t.Errorf("spread tasks ran on %v, want all 3 hosts", seen)
 		}
+		// The same strategies from inside a task.
+		var total int
+		parent := submitOn(t, cs[0], client.Call{Module: mod, Function: "spread_children", Args: []any{6}})
+		if err := cs[0].Get(ctx, parent, &total); err != nil || total != 600 {
+			t.Fatalf("spread_children = %d, %v", total, err)
+		}
+		pinned := submitOn(t, cs[0], client.Call{Module: mod, Function: "pinned_child", Args: []any{hosts[1].ID()}})
+		if err := cs[0].Get(ctx, pinned, &total); err != nil || total != 1 {
+			t.Fatalf("pinned_child = %d, %v", total, err)
+		}
+		evs, _, err := cs[0].ListTasks(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		children := map[string]bool{}
+		for _, ev := range evs {
+			if ev.State == "running" && ev.Function == "work2" {
+				if ev.ParentTaskID == pinned.ID[:32] && ev.Host != hosts[1].ID() {
+					t.Errorf("a child pinned to %s ran on %s", hosts[1].ID(), ev.Host)
+				}
+				if ev.ParentTaskID == parent.ID[:32] {
+					children[ev.Host] = true
+				}
+			}
+		}
+		if len(children) != 3 {
+			t.Errorf("children spread from a task ran on %v, want all 3 hosts", children)
+		}
 		// Hard affinity to a missing host, and a resource no host has, are
 		// infeasible.
 		for _, call := range []client.Call{

@@ -451,7 +451,8 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	}
 	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: req.Kind, function: req.Function,
 		numReturns: int(req.NumReturns), maxRetries: req.MaxRetries, retry: req.Retry, retryOn: req.RetryOn, events: !req.NoEvents,
-		limits: req.Limits, grants: req.Grants, depth: parent.depth + 1, tree: parent.tree}
+		limits: req.Limits, grants: req.Grants, depth: parent.depth + 1, tree: parent.tree,
+		strategy: scheduler.Placement{Spread: req.Scheduling.Spread, NodeID: req.Scheduling.NodeID, Soft: req.Scheduling.Soft}}
 	if req.Generator {
 		child.gen = &generator{backpressure: int(req.Backpressure)}
 		child.numReturns = 0

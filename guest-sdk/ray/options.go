@@ -25,6 +25,7 @@ type options struct {
 	backpressure uint32
 	limits       abi.Limits
 	grants       abi.Grants
+	scheduling   abi.Scheduling
 	// actors
 	name, namespace             string
 	maxRestarts, maxTaskRetries int32
@@ -45,7 +46,7 @@ func (o options) with(opts []Option) options {
 // call returns the options as they travel.
 func (o options) call() abi.CallOptions {
 	c := abi.CallOptions{Resources: o.resources(), MaxRetries: 3, Retry: o.retry, RetryOn: o.retryOn,
-		Backpressure: o.backpressure, NoEvents: o.noEvents, Limits: o.limits, Grants: o.grants}
+		Backpressure: o.backpressure, NoEvents: o.noEvents, Limits: o.limits, Grants: o.grants, Scheduling: o.scheduling}
 	if o.hasRetries {
 		c.MaxRetries = o.maxRetries
 	}
@@ -57,7 +58,7 @@ func (o options) apply(req *abi.SubmitRequest) {
 	c := o.call()
 	req.Resources, req.MaxRetries, req.Retry, req.RetryOn = c.Resources, c.MaxRetries, c.Retry, c.RetryOn
 	req.NoEvents, req.Backpressure = c.NoEvents, c.Backpressure
-	req.Limits, req.Grants = c.Limits, c.Grants
+	req.Limits, req.Grants, req.Scheduling = c.Limits, c.Grants, c.Scheduling
 	req.Name, req.Namespace, req.MaxRestarts, req.MaxTaskRetries = o.name, o.namespace, o.maxRestarts, o.maxTaskRetries
 }
 
@@ -70,6 +71,21 @@ func (o options) resources() abi.Resources {
 		r.Custom = append(r.Custom, abi.Custom{Name: name, Amount: amount})
 	}
 	return r
+}
+
+// Spread places calls on the least loaded hosts of the cluster instead of
+// packing them onto the submitting one (Ray's scheduling_strategy="SPREAD").
+func Spread() Option {
+	return func(o *options) { o.scheduling = abi.Scheduling{Spread: true} }
+}
+
+// NodeAffinity runs calls on the host named nodeID (its id, as `rayhost
+// status` lists it). With soft, a call runs elsewhere when that host is
+// gone, busy or can never fit it; without, it waits for that host, and
+// fails as infeasible if the host is not in the cluster (Ray's
+// NodeAffinitySchedulingStrategy).
+func NodeAffinity(nodeID string, soft bool) Option {
+	return func(o *options) { o.scheduling = abi.Scheduling{NodeID: nodeID, Soft: soft} }
 }
 
 // NumCPUs sets the CPUs a call needs while it runs (default 1; 0 is allowed).

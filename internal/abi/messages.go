@@ -117,6 +117,42 @@ type SubmitRequest struct {
 	MaxRestarts, MaxTaskRetries int32
 	Name, Namespace             string
 	Args                        []Arg
+	// Scheduling places the task in a cluster. It travels last and may be
+	// missing (guests built before it existed): then it is the default.
+	Scheduling Scheduling
+}
+
+// Scheduling is a scheduling strategy: Spread over the least loaded hosts,
+// or run on the host named NodeID (Soft: elsewhere if it is gone or can
+// never fit the task). The zero value is Ray's default hybrid policy.
+type Scheduling struct {
+	Spread bool   `json:"spread,omitempty"`
+	NodeID string `json:"node_id,omitempty"`
+	Soft   bool   `json:"soft,omitempty"`
+}
+
+func (s Scheduling) encode(e *Encoder) {
+	var flags byte
+	if s.Spread {
+		flags |= 1
+	}
+	if s.Soft {
+		flags |= 2
+	}
+	e.Byte(flags)
+	e.String(s.NodeID)
+}
+
+func (s *Scheduling) decode(d *Decoder) {
+	flags := d.Byte()
+	if d.Err() == nil && flags > 3 {
+		d.fail("scheduling flags")
+	}
+	s.Spread, s.Soft = flags&1 != 0, flags&2 != 0
+	s.NodeID = d.String()
+	if d.Err() == nil && (len(s.NodeID) > 255 || (s.Soft && s.NodeID == "")) {
+		d.fail("scheduling node")
+	}
 }
 
 // Limits bound one task; zero fields take the host's defaults.
@@ -247,6 +283,9 @@ func (v *SubmitRequest) Encode(b []byte) []byte {
 			e.Value(a.Value)
 		}
 	}
+	if v.Scheduling != (Scheduling{}) {
+		v.Scheduling.encode(&e)
+	}
 	return e.B
 }
 
@@ -316,6 +355,10 @@ func (v *SubmitRequest) Decode(b []byte) error {
 		default:
 			d.fail("arg kind")
 		}
+	}
+	v.Scheduling = Scheduling{}
+	if d.Err() == nil && d.Len() > 0 {
+		v.Scheduling.decode(d)
 	}
 	return d.Done()
 }
@@ -506,14 +549,15 @@ type FunctionInfo struct {
 
 // CallOptions are a call's options, as SubmitRequest carries them.
 type CallOptions struct {
-	Resources    Resources `json:"resources"`
-	MaxRetries   int32     `json:"max_retries"`
-	Retry        RetryMode `json:"retry,omitempty"`
-	RetryOn      []string  `json:"retry_on,omitempty"`
-	Backpressure uint32    `json:"backpressure,omitempty"`
-	NoEvents     bool      `json:"no_events,omitempty"`
-	Limits       Limits    `json:"limits"`
-	Grants       Grants    `json:"grants"`
+	Resources    Resources  `json:"resources"`
+	MaxRetries   int32      `json:"max_retries"`
+	Retry        RetryMode  `json:"retry,omitempty"`
+	RetryOn      []string   `json:"retry_on,omitempty"`
+	Backpressure uint32     `json:"backpressure,omitempty"`
+	NoEvents     bool       `json:"no_events,omitempty"`
+	Limits       Limits     `json:"limits"`
+	Grants       Grants     `json:"grants"`
+	Scheduling   Scheduling `json:"scheduling,omitzero"`
 }
 
 // MaxIndex bounds a return or item index, far below the put range.

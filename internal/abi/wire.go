@@ -53,6 +53,9 @@ func (d *Decoder) fail(what string) {
 func (d *Decoder) Err() error { return d.err }
 
 // Done returns the first error, or an error if bytes are left over.
+// Len is the number of bytes not read yet.
+func (d *Decoder) Len() int { return len(d.b) }
+
 func (d *Decoder) Done() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))

@@ -432,3 +432,29 @@ var _ = ray.Func1("work", func(ctx context.Context, ms int) (int, error) {
 	}
 	return ms * 2, nil
 })
+
+var work = ray.Func1("work2", func(ctx context.Context, ms int) (int, error) {
+	return ms, ray.Sleep(ctx, time.Duration(ms)*time.Millisecond)
+})
+
+// spread_children runs n tasks with ray.Spread from inside a task.
+var _ = ray.Func1("spread_children", func(ctx context.Context, n int) (int, error) {
+	refs := make([]ray.ObjectRef[int], n)
+	for i := range refs {
+		refs[i] = work.Options(ray.Spread()).Remote(100)
+	}
+	total := 0
+	for _, r := range refs {
+		v, err := ray.Get(ctx, r)
+		if err != nil {
+			return 0, err
+		}
+		total += v
+	}
+	return total, nil
+})
+
+// pinned_child runs one task on the host named node (hard affinity).
+var _ = ray.Func1("pinned_child", func(ctx context.Context, node string) (int, error) {
+	return ray.Get(ctx, work.Options(ray.NodeAffinity(node, false)).Remote(1))
+})
