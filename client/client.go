@@ -238,8 +238,8 @@ type Call struct {
 }
 
 // Scheduling is a scheduling strategy: Spread over the least loaded hosts,
-// or run on host NodeID (Soft: elsewhere if that host is gone or can never
-// fit the call).
+// or run on host NodeID, waiting while it is busy (Soft: elsewhere if that
+// host is gone or can never fit the call).
 type Scheduling struct {
 	Spread bool
 	NodeID string

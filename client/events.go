@@ -43,8 +43,10 @@ func (c *Client) ListTasks(ctx context.Context, state string) (events []TaskEven
 // TaskSummary is a task's latest state, from its events.
 type TaskSummary struct {
 	TaskID, Function, State string
-	Attempts                int
-	Submitted, Ended        time.Time // Ended is zero while the task runs
+	// Host ran (or runs) its latest attempt; "" before it was scheduled.
+	Host             string
+	Attempts         int
+	Submitted, Ended time.Time // Ended is zero while the task runs
 }
 
 // Summarize folds events into one summary per task, in submission order.
@@ -60,6 +62,9 @@ func Summarize(events []TaskEvent) []TaskSummary {
 		}
 		s.State = e.State
 		s.Attempts = max(s.Attempts, e.Attempt+1)
+		if e.State == "scheduled" || e.State == "running" {
+			s.Host = e.Host
+		}
 		switch e.State {
 		case "finished", "failed", "cancelled":
 			s.Ended = e.Time

@@ -149,7 +149,7 @@ func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
 	if a.holdCPU {
 		// The creation task gave its CPUs back as it ended; an actor that
 		// asked for CPUs holds them while it lives (otherwise 0, as in Ray).
-		h.sched.Acquire(a.create.req)
+		h.sched.AcquireOn(a.create.node, a.create.req)
 		a.create.holding = true
 	}
 	return h.dispatchActorLocked(a)
@@ -167,7 +167,7 @@ func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
 		a.worker = nil
 	}
 	if a.holdCPU && a.create.holding {
-		h.sched.Release(a.create.req)
+		h.sched.ReleaseOn(a.create.node, a.create.req)
 		a.create.holding = false
 	}
 	doomed := a.queue
@@ -185,6 +185,9 @@ func (h *Host) failActorCalls(a *actor, calls []*task) {
 // fails (or waits to be retried), and the actor restarts if it may.
 func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	cause := fmt.Sprintf("its worker process %d died", w.pid)
+	if w.remote != nil {
+		cause = fmt.Sprintf("its host %s failed, left, or lost its worker", w.remote.node)
+	}
 	if exitErr != nil {
 		cause += " (" + exitErr.Error() + ")"
 	}
@@ -195,7 +198,7 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	}
 	a.worker, w.actor, a.broken = nil, nil, false
 	if a.holdCPU && a.create.holding {
-		h.sched.Release(a.create.req)
+		h.sched.ReleaseOn(a.create.node, a.create.req)
 		a.create.holding = false
 	}
 	t := a.running
@@ -218,7 +221,7 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 		a.state, a.cause = actorRestarting, cause
 		c := a.create
 		c.attempt++
-		c.worker, c.stderr, c.timedOut = nil, nil, false
+		c.worker, c.stderr, c.timedOut, c.node = nil, nil, false, ""
 		c.state = statePendingArgs
 	} else {
 		if a.killed {
@@ -281,6 +284,7 @@ func (h *Host) lookupActor(name, namespace string) (*actor, error) {
 // ActorInfo describes an actor for listings.
 type ActorInfo struct {
 	ID, Class, Name, Namespace, State string
+	Host                              string // where it runs ("" while it has no worker)
 	Calls, Restarts, Queued           int
 	WorkerPID                         int
 }
@@ -294,6 +298,10 @@ func (h *Host) listActors() []ActorInfo {
 			Calls: a.calls, Restarts: a.restarts, Queued: len(a.queue)}
 		if a.worker != nil {
 			info.WorkerPID = a.worker.pid
+			info.Host = h.cfg.ID
+			if a.worker.remote != nil {
+				info.Host = a.worker.remote.node
+			}
 		}
 		out = append(out, info)
 	}

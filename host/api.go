@@ -84,6 +84,10 @@ func taskCode(te *abi.TaskError) connect.Code {
 		return connect.CodeResourceExhausted
 	case abi.ErrorWorkerDied:
 		return connect.CodeAborted
+	case abi.ErrorObjectLost:
+		return connect.CodeDataLoss
+	case abi.ErrorOwnerDied:
+		return connect.CodeUnavailable
 	case abi.ErrorHost:
 		return connect.CodeInternal
 	case abi.ErrorDependency:
@@ -96,7 +100,11 @@ func taskCode(te *abi.TaskError) connect.Code {
 
 func formatTaskError(te *abi.TaskError) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "task %s", te.Function)
+	if te.Function != "" {
+		fmt.Fprintf(&b, "task %s", te.Function)
+	} else {
+		fmt.Fprintf(&b, "task %s", te.TaskID)
+	}
 	if te.Host != "" {
 		fmt.Fprintf(&b, " on %s", te.Host)
 	}
@@ -586,7 +594,7 @@ func (a *api) ListActors(ctx context.Context, req *connect.Request[rayhostv1.Lis
 	res := &rayhostv1.ListActorsResponse{}
 	for _, x := range a.h.listActors() {
 		res.Actors = append(res.Actors, &rayhostv1.ActorInfo{ActorId: x.ID, Class: x.Class, Name: x.Name, Namespace: x.Namespace,
-			State: x.State, Host: a.h.cfg.ID, Calls: uint64(x.Calls), Restarts: uint32(x.Restarts), Queued: uint32(x.Queued), WorkerPid: int32(x.WorkerPID)})
+			State: x.State, Host: x.Host, Calls: uint64(x.Calls), Restarts: uint32(x.Restarts), Queued: uint32(x.Queued), WorkerPid: int32(x.WorkerPID)})
 	}
 	return connect.NewResponse(res), nil
 }

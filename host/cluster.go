@@ -9,7 +9,9 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,8 @@ func DefaultClusterConfig(seeds ...string) *ClusterConfig {
 type peer struct {
 	name, addr string
 	status     gossip.Status
+	gossipAddr string
+	warned     bool // about a refused token, once
 	total      scheduler.Resources
 	avail      *scheduler.Resources // at the last load report
 	// ctx ends when the peer leaves or fails: calls to it stop waiting.
@@ -104,6 +108,22 @@ func (c *cluster) connectLocked(p *peer) {
 	base := c.scheme + p.addr
 	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, c.opts...)
 	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, c.opts...)
+}
+
+// closeAll ends every call to a peer (the host is closing).
+func (c *cluster) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.byAddr {
+		if p.cancel != nil {
+			p.cancel()
+		}
+	}
+	for _, p := range c.byName {
+		if p.cancel != nil {
+			p.cancel()
+		}
+	}
 }
 
 // peerAt returns the peer at addr, creating an entry for an address the
@@ -204,6 +224,7 @@ func (h *Host) startCluster() error {
 	h.wg.Add(2)
 	go h.watchMembers()
 	go h.readLoads()
+	known := h.knownPeers()
 	if len(cc.Seeds) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
 		defer cancel()
@@ -212,8 +233,56 @@ func (h *Host) startCluster() error {
 			return fmt.Errorf("host: joining %v: %w", cc.Seeds, err)
 		}
 		h.log.Info("joined the cluster", "seeds", cc.Seeds, "answered", n)
+	} else if len(known) > 0 {
+		// A restart on the same data dir: rejoin the members known last
+		// (Serf's snapshot may have missed them after a crash).
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), cc.JoinTimeout)
+			defer cancel()
+			stop := context.AfterFunc(h.serving, cancel)
+			defer stop()
+			if n, err := m.Join(ctx, known); err == nil {
+				h.log.Info("rejoined the cluster", "members", known, "answered", n)
+			} else {
+				h.log.Warn("could not rejoin the members known before the restart", "members", known, "err", err)
+			}
+		}()
 	}
 	return nil
+}
+
+// peersFile keeps the gossip addresses of the members last seen alive, so
+// a host restarted on the same data dir can rejoin them.
+func (h *Host) peersFile() string { return filepath.Join(h.cfg.DataDir, "cluster-peers") }
+
+func (h *Host) knownPeers() []string {
+	b, err := os.ReadFile(h.peersFile())
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b))
+}
+
+// savePeers records the alive members' gossip addresses.
+func (h *Host) savePeers() {
+	h.cluster.mu.Lock()
+	var addrs []string
+	for _, p := range h.cluster.byName {
+		if p.status == gossip.StatusAlive && p.gossipAddr != "" {
+			addrs = append(addrs, p.gossipAddr)
+		}
+	}
+	h.cluster.mu.Unlock()
+	if len(addrs) == 0 {
+		return // keep what the last members were: a lone host rejoins them
+	}
+	slices.Sort(addrs)
+	tmp := h.peersFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(addrs, "\n")+"\n"), 0o644); err == nil {
+		_ = os.Rename(tmp, h.peersFile())
+	}
 }
 
 // watchMembers applies membership changes until Close.
@@ -222,10 +291,15 @@ func (h *Host) watchMembers() {
 	for _, m := range h.members.Members() {
 		h.memberChanged(m)
 	}
+	save := time.NewTimer(time.Hour)
+	defer save.Stop()
 	for {
 		select {
 		case ev := <-h.members.Events():
 			h.memberChanged(ev.Member)
+			save.Reset(time.Second) // at most one write per burst of changes
+		case <-save.C:
+			h.savePeers()
 		case <-h.done:
 			return
 		}
@@ -261,7 +335,7 @@ func (h *Host) memberChanged(m gossip.Member) {
 	}
 	c.byAddr[p.addr] = p
 	was := p.status
-	p.status, p.total = m.Status, total
+	p.status, p.total, p.gossipAddr = m.Status, total, m.GossipAddr
 	alive := m.Status == gossip.StatusAlive
 	if alive && (was != gossip.StatusAlive || p.ctx == nil || p.ctx.Err() != nil) {
 		c.connectLocked(p)
@@ -344,6 +418,15 @@ func (h *Host) readLoad(p *peer) {
 	res, err := svc.Health(ctx, connect.NewRequest(&rayhostv1.HealthRequest{}))
 	if err != nil {
 		h.unreachable(p.name)
+		if connect.CodeOf(err) == connect.CodeUnauthenticated {
+			h.cluster.mu.Lock()
+			warn := !p.warned
+			p.warned = true
+			h.cluster.mu.Unlock()
+			if warn {
+				h.log.Error("a member refuses this host's token: hosts of a cluster must share one (--token); it gets no work from here", "member", p.name, "address", p.addr)
+			}
+		}
 		return
 	}
 	avail, err := resourcesFromProto(res.Msg.GetAvailable())

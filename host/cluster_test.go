@@ -295,3 +295,41 @@ func TestClusterFailures(t *testing.T) {
 		}
 	})
 }
+
+func TestClusterActors(t *testing.T) {
+	hosts := testutil.StartCluster(t, 3, nil)
+	c := client.New(hosts[0].Addr())
+	mod := testutil.Register(t, c, guestPkg)
+	ctx := ctxFor(t, time.Minute)
+	var last int
+	if err := c.Get(ctx, submitOn(t, c, client.Call{Module: mod, Function: "remote_counter", Args: []any{hosts[1].ID(), 200, 1}}), &last); err != nil || last != 200 {
+		t.Fatalf("remote_counter = %d, %v", last, err)
+	}
+	actors, err := c.ListActors(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a client.Actor
+	for _, x := range actors {
+		if x.Name == "remote-"+hosts[1].ID() {
+			a = x
+		}
+	}
+	if a.Host != hosts[1].ID() || a.State != "alive" || a.Calls < 201 {
+		t.Fatalf("actor = %+v, want alive on %s with 201 calls", a, hosts[1].ID())
+	}
+	// Its host goes: it restarts elsewhere (MaxRestarts 1), state reset.
+	if err := hosts[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := c.Get(ctx, submitOn(t, c, client.Call{Module: mod, Function: "named_incr", Args: []any{"remote-" + hosts[1].ID()}}), &n); err != nil || n != 1 {
+		t.Fatalf("a call after its host left = %d, %v; want 1 (restarted, state reset)", n, err)
+	}
+	actors, _ = c.ListActors(ctx)
+	for _, x := range actors {
+		if x.Name == "remote-"+hosts[1].ID() && (x.Host == hosts[1].ID() || x.Restarts != 1) {
+			t.Fatalf("actor after restart = %+v", x)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,10 +55,14 @@ type Host struct {
 	members gossip.Membership
 	cluster *cluster
 
-	done      chan struct{} // closed by Close
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	done chan struct{} // closed by Close
+	// serving is the base context of API calls; Close cancels it so that
+	// long calls (a peer's Execute stream, a Locate wait) end.
+	serving     context.Context
+	stopServing context.CancelFunc
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // New starts a host: it opens the store, starts the warm workers and listens
@@ -105,6 +110,11 @@ func New(cfg Config) (*Host, error) {
 	h.addr = cfg.AdvertiseAddr
 	if h.addr == "" {
 		h.addr = h.ln.Addr().String()
+		if tcp, ok := h.ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() && cfg.Cluster != nil {
+			// Listening on every interface: peers need one address that
+			// reaches this machine, not [::].
+			h.addr = net.JoinHostPort(outboundIP(), strconv.Itoa(tcp.Port))
+		}
 	}
 	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
 	h.events = newEvents(cfg.MaxTaskEvents)
@@ -129,7 +139,9 @@ func New(cfg Config) (*Host, error) {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	h.srv = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+	h.serving, h.stopServing = context.WithCancel(context.Background())
+	h.srv = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return h.serving }}
 	if exposed(h.ln.Addr()) && cfg.Token == "" {
 		h.log.Warn("the API listens beyond loopback without a token: anyone who can reach it can run code here; set a token (--token or RAYHOST_TOKEN) and TLS", "address", h.ln.Addr().String())
 	}
@@ -157,6 +169,32 @@ func New(cfg Config) (*Host, error) {
 	}
 	h.log.Info("host started", "address", h.addr, "cpus", cfg.NumCPUs, "workers", cfg.Workers)
 	return h, nil
+}
+
+// outboundIP is the first private (else any non-loopback) IPv4 address of
+// this machine, or 127.0.0.1.
+func outboundIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	var fallback string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.To4() == nil {
+			continue
+		}
+		if ipn.IP.IsPrivate() {
+			return ipn.IP.String()
+		}
+		if fallback == "" {
+			fallback = ipn.IP.String()
+		}
+	}
+	if fallback != "" {
+		return fallback
+	}
+	return "127.0.0.1"
 }
 
 // Addr is the address of the host's Connect API.
@@ -196,6 +234,7 @@ func (h *Host) Close() error {
 			ws = append(ws, w)
 		}
 		h.mu.Unlock()
+		h.stopServing()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.srv.Shutdown(ctx)
@@ -206,6 +245,9 @@ func (h *Host) Close() error {
 		stopping.Wait()
 		if h.members != nil {
 			_ = h.members.Close()
+		}
+		if h.cluster != nil {
+			h.cluster.closeAll() // ends remote attempts and calls to peers
 		}
 		h.wg.Wait()
 		h.objs.close()

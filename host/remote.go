@@ -120,6 +120,11 @@ type execSpec struct {
 	Args []abi.Value
 	// ArgIDs name the held arguments (zero for inline ones).
 	ArgIDs []ids.ObjectID
+	// Actor is set for an actor's creation and its calls, which all travel
+	// on the creation's stream and run on the worker it bound; HoldCPU: the
+	// actor keeps its resources while it lives.
+	Actor   ids.TaskID
+	HoldCPU bool
 }
 
 func (s *execSpec) encode() []byte {
@@ -145,6 +150,12 @@ func (s *execSpec) encode() []byte {
 	encodeValues(&e, s.Args)
 	for _, id := range s.ArgIDs {
 		e.Bytes(id[:]) // zero for inline arguments (ObjectID refuses it)
+	}
+	e.TaskID(s.Actor)
+	if s.HoldCPU {
+		e.Byte(1)
+	} else {
+		e.Byte(0)
 	}
 	return e.B
 }
@@ -178,6 +189,8 @@ func decodeExecSpec(b []byte) (*execSpec, error) {
 		}
 		copy(s.ArgIDs[i][:], b)
 	}
+	s.Actor = d.TaskID()
+	s.HoldCPU = d.Byte() == 1
 	if err := d.Done(); err != nil {
 		return nil, err
 	}
@@ -194,8 +207,9 @@ type remoteLink struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	stream *connect.BidiStreamForClient[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
+	mu      sync.Mutex
+	stream  *connect.BidiStreamForClient[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
+	started bool // the stream is served; an actor's next call goes on it
 }
 
 func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
@@ -230,6 +244,12 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 	spec := &execSpec{Task: t.id, Attempt: t.attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
+	if a := t.actor; a != nil {
+		spec.Actor, spec.HoldCPU = a.id, a.holdCPU
+		if c := a.create; c.limits.MemoryPages > 0 {
+			spec.Limits.MemoryPages = c.limits.MemoryPages
+		}
+	}
 	for i, a := range t.args {
 		if !a.IsRef {
 			spec.Args[i] = a.Value
@@ -247,6 +267,18 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 		}
 		spec.Args[i] = heldAsValue(heldValue{Codec: v.Codec, Size: size, Holders: holders})
 		spec.ArgIDs[i] = a.Ref.ID
+	}
+	l := w.remote
+	l.mu.Lock()
+	started := l.started
+	l.started = true
+	l.mu.Unlock()
+	if started {
+		// An actor's call: its worker there is bound to this stream.
+		if err := l.send(frameExec, spec.encode()); err != nil {
+			return fmt.Errorf("%w: %v", errWorkerGone, err)
+		}
+		return nil
 	}
 	h.wg.Add(1)
 	go func() {
@@ -283,12 +315,20 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 				}
 				typ := ipc.Type(res.GetType())
 				if typ == frameRemoteDone {
-					err = h.remoteDone(w, res.GetPayload())
-					done = err == nil
+					if err = h.remoteDone(w, res.GetPayload()); err != nil {
+						break
+					}
+					if !h.boundActor(w) {
+						done = true
+						break
+					}
+					continue
+				}
+				if err = h.handleFrame(w, typ, res.GetPayload()); err != nil {
 					break
 				}
-				if err = h.handleFrame(w, typ, res.GetPayload()); err != nil || typ == ipc.TypeDone {
-					done = err == nil
+				if typ == ipc.TypeDone && !h.boundActor(w) {
+					done = true
 					break
 				}
 			}
@@ -308,6 +348,14 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 		}
 		h.workerDied(w, fmt.Errorf("on host %s: %v", l.node, err))
 	}
+}
+
+// boundActor reports whether w runs an actor: its stream stays open for
+// the actor's calls until the actor (or its host) ends.
+func (h *Host) boundActor(w *workerProc) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return w.actor != nil && !w.dead
 }
 
 // remoteDone finishes a remote attempt with its outcome.
@@ -337,6 +385,14 @@ type foreign struct {
 	stream         *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
 	done           chan struct{}
 	once           sync.Once
+
+	// For an actor: its ID, and (guarded by Host.mu) the worker its
+	// creation bound, the call running on it, and the resources it holds.
+	actor   ids.TaskID
+	holdCPU bool
+	worker  *workerProc
+	current *task
+	held    *scheduler.Resources
 }
 
 func (f *foreign) send(typ ipc.Type, payload []byte) error {
@@ -348,7 +404,7 @@ func (f *foreign) send(typ ipc.Type, payload []byte) error {
 func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
 
 // execute serves PeerService.Execute: it runs one attempt of another host's
-// task here.
+// task here, or an actor: its creation, then its calls, on one worker.
 func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
 	first, err := stream.Receive()
 	if err != nil {
@@ -361,14 +417,74 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 	if err != nil {
 		return invalid("exec: %v", err)
 	}
-	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{})}
-	fail := func(kind abi.ErrorKind, msg string) error {
+	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU}
+	h.startForeign(ctx, f, spec)
+
+	// Frames from the owner: replies to relayed calls, cancels, kills, and an
+	// actor's next calls. The stream ending early means the owner is gone:
+	// stop what runs for it.
+	go func() {
+		for {
+			m, err := stream.Receive()
+			if err != nil {
+				h.foreignGone(f)
+				return
+			}
+			h.mu.Lock()
+			t := f.current
+			var w *workerProc
+			if t != nil {
+				w = t.worker
+			}
+			h.mu.Unlock()
+			switch ipc.Type(m.GetType()) {
+			case ipc.TypeReply:
+				if w != nil && w.conn != nil {
+					_ = w.conn.Write(ipc.TypeReply, m.GetPayload())
+				}
+			case ipc.TypeCancel:
+				if t != nil {
+					h.foreignCancel(t, false)
+				}
+			case frameKill:
+				h.foreignGone(f)
+			case frameExec:
+				spec, err := decodeExecSpec(m.GetPayload())
+				if err != nil || f.actor.IsZero() || spec.Actor != f.actor {
+					h.log.Warn("a bad exec on an actor's stream", "owner", f.ownerID, "err", err)
+					h.foreignGone(f)
+					return
+				}
+				go h.startForeign(ctx, f, spec)
+			}
+		}
+	}()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		h.foreignGone(f)
+		select {
+		case <-f.done:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return nil
+}
+
+// startForeign runs one task of spec for f's owner: an actor's call on the
+// worker f bound, anything else through this host's scheduler.
+func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
+	fail := func(kind abi.ErrorKind, msg string) {
 		d := ipc.Done{Task: spec.Task, Trap: msg, Kind: kind}
-		return f.send(ipc.TypeDone, d.Encode(nil))
+		_ = f.send(ipc.TypeDone, d.Encode(nil))
+		if spec.Kind != abi.KindActorCall {
+			f.finish()
+		}
 	}
 	mod, err := h.ensureModule(ctx, spec.Module, spec.Owner)
 	if err != nil {
-		return fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
+		fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
+		return
 	}
 	t := &task{id: spec.Task, attempt: spec.Attempt, kind: spec.Kind, function: spec.Function, mod: mod,
 		numReturns: int(spec.NumReturns), req: spec.Req, limits: spec.Limits, grants: spec.Grants, foreign: f, tree: &tree{}}
@@ -380,61 +496,64 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 			continue
 		}
 		if v, err = h.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
-			return fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err))
+			fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err))
+			return
 		}
 		t.args[i] = abi.Arg{Value: v}
 	}
 	if err := h.checkGrants(t.grants); err != nil {
-		return fail(abi.ErrorBadRequest, err.Error())
+		fail(abi.ErrorBadRequest, err.Error())
+		return
 	}
 	t.cancelCh = make(chan struct{})
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return fail(abi.ErrorWorkerDied, "host "+h.cfg.ID+" is shutting down")
+		fail(abi.ErrorWorkerDied, "host "+h.cfg.ID+" is shutting down")
+		return
+	}
+	f.current = t
+	if t.kind == abi.KindActorCall {
+		w := f.worker
+		if w == nil || w.dead || w.task != nil {
+			h.mu.Unlock()
+			fail(abi.ErrorActorDied, "the actor's worker on host "+h.cfg.ID+" is gone")
+			return
+		}
+		t.state, t.worker, w.task = stateRunning, w, t
+		h.mu.Unlock()
+		h.start([]assignment{{t, w}})
+		return
 	}
 	t.state = statePendingResources
 	if err := h.sched.Enqueue(t.id, t.req, scheduler.Placement{NodeID: h.cfg.ID}, t); err != nil {
+		f.current = nil
 		h.mu.Unlock()
-		return fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
+		fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
+		return
 	}
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	h.start(starts)
+}
 
-	// Frames from the owner: replies to relayed calls, cancels, kills. The
-	// stream ending early means the owner is gone: stop the task.
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		for {
-			m, err := stream.Receive()
-			if err != nil {
-				h.foreignCancel(t, true)
-				return
-			}
-			switch ipc.Type(m.GetType()) {
-			case ipc.TypeReply:
-				h.mu.Lock()
-				w := t.worker
-				h.mu.Unlock()
-				if w != nil {
-					_ = w.conn.Write(ipc.TypeReply, m.GetPayload())
-				}
-			case ipc.TypeCancel:
-				h.foreignCancel(t, false)
-			case frameKill:
-				h.foreignCancel(t, true)
-			}
-		}
-	}()
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		h.foreignCancel(t, true)
-		<-f.done
+// foreignGone stops everything running here for f's owner: the owner went
+// away or asked for a kill. An actor's worker is stopped (its owner
+// restarts it elsewhere if it may).
+func (h *Host) foreignGone(f *foreign) {
+	h.mu.Lock()
+	t, w := f.current, f.worker
+	h.mu.Unlock()
+	if w != nil {
+		w.kill() // its owner sees the stream end, and restarts it elsewhere
+		f.finish()
+		return
 	}
-	return nil
+	if t != nil {
+		h.foreignCancel(t, true)
+		return
+	}
+	f.finish()
 }
 
 // pullArg brings a held argument here and returns its bytes.
@@ -467,10 +586,17 @@ func (h *Host) foreignCancel(t *task, force bool) {
 	if state != stateRunning {
 		h.endLocked(t, stateCancelled, "cancelled by its owner")
 		starts := h.dispatchLocked()
+		f := t.foreign
+		if f.current == t {
+			f.current = nil
+		}
+		bound := f.worker != nil
 		h.mu.Unlock()
 		d := ipc.Done{Task: t.id, Trap: "cancelled", Kind: abi.ErrorCancelled}
-		_ = t.foreign.send(ipc.TypeDone, d.Encode(nil))
-		t.foreign.finish()
+		_ = f.send(ipc.TypeDone, d.Encode(nil))
+		if !bound {
+			f.finish()
+		}
 		h.start(starts)
 		return
 	}
@@ -534,21 +660,39 @@ func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
 // foreignDone ends a task run for another host: the worker goes back to
 // use and the outcome goes to the owner.
 func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
+	f := t.foreign
 	h.mu.Lock()
+	keep := false // the stream stays open: an actor lives on w
 	if w.task == t {
 		w.task = nil
-		if !w.dead {
+		switch {
+		case w.dead:
+		case w.foreign == f:
+			keep = true // an actor's call ended
+		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.cancelled:
+			w.foreign, f.worker, keep = f, w, true
+		default:
 			w.idleSince = time.Now()
 			h.idle = append(h.idle, w)
 		}
 	}
+	if f.current == t {
+		f.current = nil
+	}
 	if !t.state.terminal() {
 		h.endLocked(t, stateFinished, "")
+	}
+	if keep && t.kind == abi.KindActorCreate && f.holdCPU {
+		h.sched.Acquire(t.req)
+		req := t.req
+		f.held = &req
 	}
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	defer h.start(starts)
-	defer t.foreign.finish()
+	if !keep {
+		defer f.finish()
+	}
 	if d.Trap != "" {
 		_ = t.foreign.send(ipc.TypeDone, d.Encode(nil))
 		return

@@ -351,7 +351,7 @@ func (h *Host) detectStarvationLocked() {
 		return
 	}
 	for w := range h.workers {
-		if w.actor != nil && w.task == nil {
+		if (w.actor != nil || w.foreign != nil) && w.task == nil {
 			continue // an idle actor's worker runs nothing else
 		}
 		if t := w.task; t == nil || t.holding || t.state != stateRunning {
@@ -382,11 +382,11 @@ func (h *Host) timeoutOf(t *task) time.Duration {
 	return h.cfg.TaskTimeout
 }
 
-// placement says where t may run: actors, drivers and describes run here;
-// calls where their strategy allows, preferring the hosts that hold their
-// largest arguments.
+// placement says where t may run: drivers and describes run here; calls
+// and actors where their strategy allows, preferring the hosts that hold
+// their largest arguments. An actor stays where it was created.
 func (h *Host) placement(t *task) scheduler.Placement {
-	if t.kind != abi.KindCall || t.foreign != nil || h.cluster == nil {
+	if (t.kind != abi.KindCall && t.kind != abi.KindActorCreate) || t.foreign != nil || h.cluster == nil {
 		return scheduler.Placement{NodeID: h.cfg.ID}
 	}
 	pl := t.strategy
@@ -490,6 +490,9 @@ func (h *Host) exec(t *task, w *workerProc) error {
 		if c := t.actor.create; c.limits.MemoryPages > 0 {
 			ex.MemoryPages = c.limits.MemoryPages
 		}
+	} else if f := t.foreign; f != nil && !f.actor.IsZero() {
+		inv.Actor, ex.Actor, ex.ActorCreate = f.actor, f.actor, t.kind == abi.KindActorCreate
+		ex.Invocation = inv.Encode(nil)
 	}
 	if err := w.exec(&ex); err != nil {
 		return fmt.Errorf("%w: %v", errWorkerGone, err)

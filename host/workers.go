@@ -23,6 +23,8 @@ type workerProc struct {
 	// remote is set when the "worker" is another host running one task for
 	// this one; proc and conn are then nil.
 	remote *remoteLink
+	// foreign is set on a worker bound to an actor another host owns.
+	foreign *foreign
 
 	// Guarded by Host.mu.
 	task      *task
@@ -407,12 +409,37 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 	if !closed && len(h.workers)+h.starting < h.cfg.Workers {
 		h.startWorkerLocked()
 	}
+	f := w.foreign
 	h.mu.Unlock()
 	if closed {
+		if f != nil {
+			f.finish()
+		} else if t != nil && t.foreign != nil {
+			t.foreign.finish()
+		}
 		return
 	}
 	if a != nil {
 		h.actorWorkerDied(a, w, exitErr)
+		return
+	}
+	if f != nil {
+		// An actor's worker: end its stream; its owner decides whether it
+		// restarts (and the running call is retried).
+		h.mu.Lock()
+		w.foreign, f.worker = nil, nil
+		if f.held != nil {
+			h.sched.Release(*f.held)
+			f.held = nil
+		}
+		if t != nil && !t.state.terminal() {
+			h.endLocked(t, stateFailed, "worker died")
+		}
+		f.current = nil
+		starts := h.dispatchLocked()
+		h.mu.Unlock()
+		h.start(starts)
+		f.finish()
 		return
 	}
 	if t != nil && t.foreign != nil {

@@ -149,7 +149,7 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !regexp.MustCompile(`(?m)^[0-9a-f]{32} +add +finished +1 `).Match(out) {
+		if !regexp.MustCompile(`(?m)^[0-9a-f]{32} +add +finished +\S+ +1 `).Match(out) {
 			t.Fatalf("rayhost tasks printed:\n%s", out)
 		}
 		out, err = exec.Command(testutil.RayhostBinary(t), "timeline", "--address", addr).Output()

@@ -48,7 +48,7 @@ func bindHostFlags(fs *flag.FlagSet, dataDir, logLevel string, serving bool) *ho
 	fs.StringVar(&f.cfg.DataDir, "data-dir", dataDir, "directory for objects, modules and the compilation cache")
 	fs.StringVar(&f.cfg.ListenAddr, "listen", f.cfg.ListenAddr, "address of the Connect API")
 	fs.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "address others use to reach this host (default: the listen address)")
-	fs.StringVar(&f.cfg.ID, "id", "", "host name (default: hostname-pid)")
+	fs.StringVar(&f.cfg.ID, "id", "", "host name, unique in the cluster (default: made up once and kept in the data dir)")
 	fs.Float64Var(&f.cfg.NumCPUs, "num-cpus", f.cfg.NumCPUs, "CPUs tasks may use")
 	fs.Float64Var(&f.cfg.NumGPUs, "num-gpus", 0, "GPUs tasks may use")
 	fs.StringVar(&f.resources, "resources", "", `custom resources as JSON, e.g. '{"disk": 2}'`)

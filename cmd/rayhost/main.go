@@ -9,6 +9,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/rayhost/rayhost/internal/worker"
 )
@@ -69,7 +70,11 @@ func main() {
 		os.Exit(2)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "rayhost:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "rayhost: ") {
+			msg = "rayhost: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
 }

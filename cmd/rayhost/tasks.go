@@ -30,13 +30,17 @@ func cmdTasks(args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TASK ID\tFUNCTION\tSTATE\tATTEMPTS\tDURATION")
+	fmt.Fprintln(w, "TASK ID\tFUNCTION\tSTATE\tHOST\tATTEMPTS\tDURATION")
 	for _, s := range client.Summarize(evs) {
 		d := "-"
 		if !s.Ended.IsZero() {
 			d = s.Ended.Sub(s.Submitted).Round(time.Microsecond).String()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", s.TaskID, s.Function, s.State, s.Attempts, d)
+		host := s.Host
+		if host == "" {
+			host = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", s.TaskID, s.Function, s.State, host, s.Attempts, d)
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -80,9 +80,9 @@ func Spread() Option {
 }
 
 // NodeAffinity runs calls on the host named nodeID (its id, as `rayhost
-// status` lists it). With soft, a call runs elsewhere when that host is
-// gone, busy or can never fit it; without, it waits for that host, and
-// fails as infeasible if the host is not in the cluster (Ray's
+// status` lists it), waiting while that host is busy. With soft, a call
+// runs elsewhere when that host is gone, unreachable or can never fit it;
+// without, it fails as infeasible if the host is not in the cluster (Ray's
 // NodeAffinitySchedulingStrategy).
 func NodeAffinity(nodeID string, soft bool) Option {
 	return func(o *options) { o.scheduling = abi.Scheduling{NodeID: nodeID, Soft: soft} }

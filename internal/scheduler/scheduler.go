@@ -153,8 +153,9 @@ type Item[K comparable, V any] struct {
 type Placement struct {
 	// Spread: least loaded first, rather than packing.
 	Spread bool
-	// NodeID pins the task to one node; Soft lets it run elsewhere when that
-	// node is gone or can never fit it.
+	// NodeID pins the task to one node (it waits while the node is busy);
+	// Soft lets it run elsewhere when that node is gone, unreachable or can
+	// never fit it.
 	NodeID string
 	Soft   bool
 	// Locality is how many bytes of the task's arguments each node holds;
@@ -402,15 +403,20 @@ const hybridThreshold = 0.5
 // holds the most argument bytes, else the local one) takes the task while
 // it stays at most half utilised; past that the least utilised node that
 // fits does, ties broken by rotation so equal nodes share the work. Spread
-// skips the packing. Node affinity runs on its node only (soft: falls back
-// to the default when that node can never fit it).
+// skips the packing. Node affinity runs on its node, waiting while it is
+// busy; soft affinity falls back to the default policy when that node is
+// gone, unreachable or can never fit the task.
 func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
 	if pl.NodeID != "" {
-		if n := s.nodeByName(pl.NodeID); n != nil && !n.blocked && req.Fits(n.avail) {
-			return n
+		n := s.nodeByName(pl.NodeID)
+		if n != nil && !n.blocked && req.Fits(n.total) {
+			if req.Fits(n.avail) {
+				return n
+			}
+			return nil // busy: wait for it, soft or not (as Ray does)
 		}
 		if !pl.Soft {
-			return nil // wait for that node
+			return nil // wait for that node to come back
 		}
 	}
 	if !pl.Spread {
@@ -428,7 +434,6 @@ func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
 	var best *node
 	bestU := 0.0
 	k := len(s.nodes)
-	s.spread++
 	for i := range k {
 		n := s.nodes[(i+s.spread)%k]
 		if n.blocked || !req.Fits(n.avail) {
@@ -448,9 +453,13 @@ func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 	var best *queue[K, V]
 	var bestItem *Item[K, V]
 	var bestNode *node
-	for _, q := range s.queues {
+	for key, q := range s.queues {
 		h := q.peek()
-		if h == nil || (bestItem != nil && h.seq > bestItem.seq) {
+		if h == nil {
+			delete(s.queues, key) // keep only shapes in use
+			continue
+		}
+		if bestItem != nil && h.seq > bestItem.seq {
 			continue
 		}
 		if n := s.place(h.Req, h.Place); n != nil {
@@ -465,6 +474,7 @@ func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 	delete(s.index, bestItem.Key)
 	s.queued--
 	bestNode.avail.add(bestItem.Req, -1)
+	s.spread++ // the next tie goes to the next node
 	it = *bestItem
 	if bestNode != s.local {
 		it.Node = bestNode.id
@@ -481,6 +491,15 @@ func (s *Scheduler[K, V]) Release(r Resources) { s.local.avail.add(r, 1) }
 func (s *Scheduler[K, V]) ReleaseOn(id string, r Resources) {
 	if n := s.node(id); n != nil {
 		n.avail.add(r, 1)
+	}
+}
+
+// AcquireOn reserves resources on node ("" is the local host) outside the
+// queue: an actor that holds its CPUs while it lives. A node that is gone is
+// ignored.
+func (s *Scheduler[K, V]) AcquireOn(id string, r Resources) {
+	if n := s.node(id); n != nil {
+		n.avail.add(r, -1)
 	}
 }
 

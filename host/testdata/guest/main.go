@@ -458,3 +458,23 @@ var _ = ray.Func1("spread_children", func(ctx context.Context, n int) (int, erro
 var _ = ray.Func1("pinned_child", func(ctx context.Context, node string) (int, error) {
 	return ray.Get(ctx, work.Options(ray.NodeAffinity(node, false)).Remote(1))
 })
+
+// remote_counter creates a Counter on the host named node (restartable
+// `restarts` times), calls it n times and returns the last count; then it
+// makes a named handle available as "remote-<node>".
+var _ = ray.Func3("remote_counter", func(ctx context.Context, node string, n, restarts int) (int, error) {
+	c := counterClass.Options(ray.NodeAffinity(node, true), ray.MaxRestarts(restarts), ray.MaxTaskRetries(1), ray.Name("remote-"+node)).Remote()
+	last := 0
+	for range n {
+		v, err := ray.Get(ctx, incr.Remote(c, 1))
+		if err != nil {
+			return 0, err
+		}
+		last = v
+	}
+	// A task elsewhere reaches the same actor through its handle.
+	if _, err := ray.Get(ctx, bump.Remote(c)); err != nil {
+		return 0, err
+	}
+	return last, nil
+})
