@@ -173,6 +173,10 @@ type Timings struct {
 	// SuspicionMult scales how long a member is suspected before it is
 	// declared failed (SuspicionMult * log(N+1) * ProbeInterval).
 	SuspicionMult int
+	// SuspicionMaxTimeoutMult bounds the suspicion time when too few other
+	// members confirm the suspicion (a two-member cluster has none) to
+	// this multiple of the time above; 0 means memberlist's 6.
+	SuspicionMaxTimeoutMult int
 }
 
 // LANTimings returns memberlist's LAN defaults (failure detected in about
@@ -198,14 +202,17 @@ func LANTimings() Timings {
 }
 
 // FastTimings returns timings for tests on one machine: a crash is detected
-// in about half a second, a healed member is reconnected within about a
-// second, and Leave takes about 100 ms.
+// in about 1 s (2 s in a cluster of two, where nobody confirms a
+// suspicion), a healed member is reconnected within about a second,
+// and Leave takes about 100 ms. They still leave a loaded machine (race
+// detector, two cores, several hosts) room to answer probes: halving them
+// made members declare each other failed under `go test -race ./...`.
 func FastTimings() Timings {
 	return Timings{
-		ProbeInterval:       100 * time.Millisecond,
-		ProbeTimeout:        50 * time.Millisecond,
-		GossipInterval:      20 * time.Millisecond,
-		TCPTimeout:          200 * time.Millisecond,
+		ProbeInterval:       250 * time.Millisecond,
+		ProbeTimeout:        200 * time.Millisecond,
+		GossipInterval:      50 * time.Millisecond,
+		TCPTimeout:          time.Second,
 		PushPullInterval:    time.Second,
 		ReconnectInterval:   500 * time.Millisecond,
 		ReconnectTimeout:    30 * time.Second,
@@ -213,7 +220,9 @@ func FastTimings() Timings {
 		ReapInterval:        time.Second,
 		DeadNodeReclaimTime: 100 * time.Millisecond,
 		LeavePropagateDelay: 100 * time.Millisecond,
-		SuspicionMult:       2,
+		SuspicionMult:       3,
+		// A lone suspecter waits 2 × 0.75 s, not 6 ×.
+		SuspicionMaxTimeoutMult: 2,
 	}
 }
 

@@ -79,6 +79,9 @@ func New(cfg Config) (*Serf, error) {
 	mc.GossipInterval, mc.TCPTimeout = t.GossipInterval, t.TCPTimeout
 	mc.PushPullInterval, mc.SuspicionMult = t.PushPullInterval, t.SuspicionMult
 	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	if t.SuspicionMaxTimeoutMult > 0 {
+		mc.SuspicionMaxTimeoutMult = t.SuspicionMaxTimeoutMult
+	}
 	mc.Logger, mc.LogOutput = logLogger, nil // memberlist refuses both
 	guard := newNameGuard()
 	// Serf only installs a merge delegate of its own when Config.Merge is

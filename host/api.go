@@ -358,22 +358,41 @@ func (a *api) Get(ctx context.Context, req *connect.Request[rayhostv1.GetRequest
 		return nil, err
 	}
 	a.borrow(ctx, req.Msg.GetRefs(), refs)
-	vals, err := a.h.objs.get(ctx, refs, timeoutOf(req.Msg.GetTimeoutMs()), nil)
+	timeout := timeoutOf(req.Msg.GetTimeoutMs())
+	if _, err := a.h.objs.waitReady(ctx, refs, len(refs), true, timeout, nil); err != nil {
+		return nil, toConnect(err)
+	}
+	// Refuse values too large for one message before reading (or pulling)
+	// any of them.
+	var size int64
+	for _, id := range refs {
+		if _, _, _, _, n, err := a.h.objs.holding(ctx, id); err == nil {
+			size += n
+		}
+	}
+	tooLarge := func(size int64) error {
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("the values are %d bytes, more than one message may carry: use GetStream", size))
+	}
+	limit := int64(a.h.cfg.MaxMessageBytes - (1 << 20))
+	if size > limit {
+		return nil, tooLarge(size)
+	}
+	vals, err := a.h.objs.get(ctx, refs, timeout, nil)
 	if err != nil {
 		return nil, toConnect(err)
 	}
 	res := &rayhostv1.GetResponse{Values: make([]*rayhostv1.Value, len(vals))}
-	size := 0
+	size = 0
 	for i, v := range vals {
 		if v.Codec == abi.CodecError {
 			return nil, taskFailure(v.Data)
 		}
-		size += len(v.Data)
+		size += int64(len(v.Data))
 		res.Values[i] = valueProto(v)
 	}
-	if size > a.h.cfg.MaxMessageBytes-(1<<20) {
-		return nil, connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("the values are %d bytes, more than one message may carry: use GetStream", size))
+	if size > limit {
+		return nil, tooLarge(size)
 	}
 	return connect.NewResponse(res), nil
 }
@@ -484,11 +503,11 @@ func (a *api) Cancel(ctx context.Context, req *connect.Request[rayhostv1.CancelR
 	}
 	if owner := req.Msg.GetRef().GetOwner(); owner != "" && owner != a.h.addr && a.h.cluster != nil {
 		// Only the owner knows the task: pass the cancel on.
-		p := a.h.peerAt(owner)
-		a.h.cluster.mu.Lock()
-		svc := p.task
-		a.h.cluster.mu.Unlock()
-		if _, err := svc.Cancel(ctx, connect.NewRequest(req.Msg)); err != nil {
+		pc, err := a.h.reach(owner)
+		if err != nil {
+			return nil, toConnect(fmt.Errorf("%w: %v", ErrOwnerDied, err))
+		}
+		if _, err := pc.task.Cancel(ctx, connect.NewRequest(req.Msg)); err != nil {
 			return nil, err
 		}
 		return connect.NewResponse(&rayhostv1.CancelResponse{}), nil

@@ -72,6 +72,8 @@ type cluster struct {
 	httpc  *http.Client
 	opts   []connect.ClientOption
 	scheme string
+	// savedPeers is what the cluster-peers file holds (watchMembers only).
+	savedPeers string
 }
 
 func (h *Host) newCluster() (*cluster, error) {
@@ -126,24 +128,78 @@ func (c *cluster) closeAll() {
 	}
 }
 
-// peerAt returns the peer at addr, creating an entry for an address the
-// membership does not know (an ObjectRef's owner from another cluster, or
-// one that has not gossiped yet).
-func (h *Host) peerAt(addr string) *peer {
+// conn is what calling a member takes: its clients, and a context that ends
+// when it leaves or fails.
+type conn struct {
+	ctx  context.Context
+	task rayhostv1connect.TaskServiceClient
+	api  rayhostv1connect.PeerServiceClient
+}
+
+// errNotMember: an address gossip does not list. Hosts call only members
+// gossip told them about, never an address taken from a request (an
+// ObjectRef's owner, a holder, a module's source): a request cannot make a
+// host connect anywhere it likes.
+var errNotMember = errors.New("not a member of this cluster")
+
+// reach returns how to call the member whose API is at addr, if it is
+// alive.
+func (h *Host) reach(addr string) (conn, error) {
+	if h.cluster == nil {
+		return conn{}, fmt.Errorf("%s: %w (this host is in no cluster)", addr, errNotMember)
+	}
 	c := h.cluster
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.byAddr[addr]; p != nil {
-		return p
+	p := c.byAddr[addr]
+	switch {
+	case p == nil || p.name == "":
+		return conn{}, fmt.Errorf("%s: %w", addr, errNotMember)
+	case p.ctx == nil || p.ctx.Err() != nil:
+		return conn{}, fmt.Errorf("%s (%s) is %s", p.name, addr, p.status)
 	}
-	p := &peer{addr: addr, status: gossip.StatusAlive}
-	c.connectLocked(p)
-	c.byAddr[addr] = p
-	return p
+	return conn{ctx: p.ctx, task: p.task, api: p.api}, nil
 }
 
-// hostAlive reports whether the host at addr is believed alive: this host,
-// a member that is alive, or an address gossip knows nothing against.
+// awaitMember is reach for an address a peer just named (a task's owner,
+// an ObjectRef's): gossip may not have told this host of a host that just
+// joined, so an unknown address gets a moment (ownerGrace) to appear.
+func (h *Host) awaitMember(ctx context.Context, addr string) (conn, error) {
+	deadline := time.Now().Add(ownerGrace)
+	for {
+		pc, err := h.reach(addr)
+		if err == nil || !errors.Is(err, errNotMember) || time.Now().After(deadline) {
+			return pc, err
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return conn{}, ctx.Err()
+		}
+	}
+}
+
+// ownerGrace is how long an address a peer named may be unknown to gossip
+// before it counts as no member.
+const ownerGrace = 2 * time.Second
+
+// sleepCtx waits d, or less if ctx ends first (then it reports false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// isMember reports whether addr is this host or a member gossip lists.
+func (h *Host) isMember(addr string) bool {
+	return addr == h.addr || h.nodeName(addr) != ""
+}
+
+// hostAlive reports whether the host at addr is this host or a member
+// that is alive.
 func (h *Host) hostAlive(addr string) bool {
 	if addr == h.addr {
 		return true
@@ -155,10 +211,11 @@ func (h *Host) hostAlive(addr string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.byAddr[addr]
-	return p == nil || p.status == gossip.StatusAlive
+	return p != nil && p.name != "" && p.status == gossip.StatusAlive
 }
 
-// peerDown reports whether the host at addr is known to have failed or left.
+// peerDown reports whether the host at addr is known to have failed or
+// left, or is no member at all.
 func (h *Host) peerDown(addr string) bool {
 	if h.cluster == nil || addr == h.addr {
 		return false
@@ -167,7 +224,7 @@ func (h *Host) peerDown(addr string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.byAddr[addr]
-	return p != nil && p.name != "" && (p.status == gossip.StatusFailed || p.status == gossip.StatusLeft)
+	return p == nil || p.name == "" || p.status == gossip.StatusFailed || p.status == gossip.StatusLeft
 }
 
 // nodeName is the host ID of the member at addr ("" if unknown).
@@ -265,7 +322,7 @@ func (h *Host) knownPeers() []string {
 	return strings.Fields(string(b))
 }
 
-// savePeers records the alive members' gossip addresses.
+// savePeers records the alive members' gossip addresses, if they changed.
 func (h *Host) savePeers() {
 	h.cluster.mu.Lock()
 	var addrs []string
@@ -279,9 +336,13 @@ func (h *Host) savePeers() {
 		return // keep what the last members were: a lone host rejoins them
 	}
 	slices.Sort(addrs)
+	data := strings.Join(addrs, "\n") + "\n"
+	if data == h.cluster.savedPeers {
+		return
+	}
 	tmp := h.peersFile() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(addrs, "\n")+"\n"), 0o644); err == nil {
-		_ = os.Rename(tmp, h.peersFile())
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err == nil && os.Rename(tmp, h.peersFile()) == nil {
+		h.cluster.savedPeers = data
 	}
 }
 
@@ -291,14 +352,12 @@ func (h *Host) watchMembers() {
 	for _, m := range h.members.Members() {
 		h.memberChanged(m)
 	}
-	save := time.NewTimer(time.Hour)
-	defer save.Stop()
 	for {
 		select {
 		case ev := <-h.members.Events():
 			h.memberChanged(ev.Member)
-			save.Reset(time.Second) // at most one write per burst of changes
-		case <-save.C:
+			// At once: a host killed a moment after a peer came back on a
+			// new address must still find it when it restarts.
 			h.savePeers()
 		case <-h.done:
 			return
@@ -329,9 +388,13 @@ func (h *Host) memberChanged(m gossip.Member) {
 		c.byName[m.Name] = p
 	}
 	if p.addr != m.APIAddr {
+		// It moved: calls to the old address end, new ones go to the new.
 		delete(c.byAddr, p.addr)
 		p.addr = m.APIAddr
-		p.cancel = nil
+		if p.cancel != nil {
+			p.cancel()
+		}
+		p.ctx = nil
 	}
 	c.byAddr[p.addr] = p
 	was := p.status

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +132,67 @@ func TestCluster(t *testing.T) {
 		var small int
 		if err := cs[1].Get(ctxFor(t, 30*time.Second), submitOn(t, cs[0], client.Call{Module: mod, Function: "add", Args: []any{2, 3}}), &small); err != nil || small != 5 {
 			t.Fatalf("Get through host 1 = %d, %v", small, err)
+		}
+	})
+
+	t.Run("args_fetched_before_the_task_takes_a_worker", func(t *testing.T) {
+		// Made on host 1, used by a task pinned to host 0 (its owner): the
+		// task gives back its worker while the bytes travel, then runs.
+		const n = 2 << 20
+		made := submitOn(t, cs[0], client.Call{Module: mod, Function: "make_bytes", Args: []any{n},
+			Scheduling: client.Scheduling{NodeID: hosts[1].ID()}})
+		sum := submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{made},
+			Scheduling: client.Scheduling{NodeID: hosts[0].ID()}})
+		var got []int64
+		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := byteSum(madeBytes(n)); got[1] != want[1] {
+			t.Fatalf("byte_sum = %v, want %v", got, want)
+		}
+		evs, _, _ := cs[0].ListTasks(context.Background(), "")
+		var states []string
+		for _, ev := range evs {
+			if ev.TaskID == sum.ID[:32] {
+				states = append(states, ev.State+" "+ev.Message)
+			}
+		}
+		if !slices.ContainsFunc(states, func(s string) bool { return strings.HasPrefix(s, "pending_args fetching its arguments") }) {
+			t.Errorf("byte_sum's events %q show no fetch of its argument", states)
+		}
+	})
+
+	t.Run("only_members_are_contacted", func(t *testing.T) {
+		// An ObjectRef naming an owner outside the cluster must not make a
+		// host connect there: it counts as an owner that died.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var dials atomic.Int32
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				dials.Add(1)
+				conn.Close()
+			}
+		}()
+		ref := client.ObjectRef{ID: strings.Repeat("ab", 16) + "00000001", Owner: ln.Addr().String()}
+		var v any
+		err = cs[1].Get(ctxFor(t, 20*time.Second), ref, &v)
+		if !errors.Is(err, client.ErrOwnerDied) {
+			t.Fatalf("Get of a ref owned outside the cluster: %v, want ErrOwnerDied", err)
+		}
+		sum := submitOn(t, cs[1], client.Call{Module: mod, Function: "byte_sum", Args: []any{ref}})
+		if err := cs[1].Get(ctxFor(t, 20*time.Second), sum, &v); !errors.Is(err, client.ErrOwnerDied) {
+			t.Fatalf("a task with such an argument: %v, want ErrOwnerDied", err)
+		}
+		if n := dials.Load(); n != 0 {
+			t.Fatalf("the host connected %d times to an address no member has", n)
 		}
 	})
 

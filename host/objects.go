@@ -211,7 +211,8 @@ func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error 
 	return nil
 }
 
-// sealHeld makes id ready with a value whose bytes other hosts hold.
+// sealHeld makes id ready with a value whose bytes other hosts hold. A
+// ready object that is held elsewhere learns of the new holders.
 func (o *objects) sealHeld(id ids.ObjectID, v abi.Value) error {
 	hv, err := decodeHeld(v.Data)
 	if err != nil {
@@ -224,6 +225,13 @@ func (o *objects) sealHeld(id ids.ObjectID, v abi.Value) error {
 		o.m[id] = ob
 	}
 	if ob.ready {
+		if !ob.inMemory {
+			for _, x := range hv.Holders {
+				if !slices.Contains(ob.holders, x) {
+					ob.holders = append(ob.holders, x)
+				}
+			}
+		}
 		o.mu.Unlock()
 		return nil
 	}
@@ -231,6 +239,7 @@ func (o *objects) sealHeld(id ids.ObjectID, v abi.Value) error {
 	ob.val = abi.Value{Codec: hv.Codec}
 	ob.size = hv.Size
 	ob.holders = slices.Clone(hv.Holders)
+	val := ob.val
 	waiters := ob.waiters
 	ob.waiters = nil
 	o.mu.Unlock()
@@ -239,30 +248,48 @@ func (o *objects) sealHeld(id ids.ObjectID, v abi.Value) error {
 		dead := w.dead
 		o.mu.Unlock()
 		if !dead {
-			w.fn(ob.val)
+			w.fn(val)
 		}
 	}
 	return nil
 }
 
-// refill replaces what is known of a ready object's bytes after its owner
-// was asked again: new holders, or the value itself.
+// refill replaces what is known of an object's bytes after its owner was
+// asked again: new holders, or the value itself. An object that is pending
+// here (rebuilt) becomes ready, waking its waiters.
 func (o *objects) refill(id ids.ObjectID, v abi.Value) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	ob := o.m[id]
-	if ob == nil {
-		ob = &object{task: id.Task(), ready: true}
-		o.m[id] = ob
-	}
-	if v.Codec == codecHeld {
-		if hv, err := decodeHeld(v.Data); err == nil {
-			ob.holders, ob.size = hv.Holders, hv.Size
+	if ob == nil || !ob.ready {
+		o.mu.Unlock()
+		if err := o.seal(context.Background(), id, v); err != nil {
+			o.log.Error("sealing a refetched object", "object_id", id, "err", err)
 		}
 		return
 	}
-	ob.val, ob.inMemory, ob.ready, ob.holders = v, true, true, nil
-	o.memBytes += int64(len(v.Data))
+	switch {
+	case v.Codec == codecHeld:
+		if hv, err := decodeHeld(v.Data); err == nil && !ob.inMemory {
+			ob.holders, ob.size = hv.Holders, hv.Size
+		}
+		o.mu.Unlock()
+	case ob.inMemory:
+		o.mu.Unlock()
+	case len(v.Data) > o.inline:
+		o.mu.Unlock()
+		meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
+		if err := o.st.Put(context.Background(), id, meta, v.Data); err != nil {
+			o.log.Error("storing a refetched object", "object_id", id, "err", err)
+		}
+	default:
+		// Like a fresh small value: in memory, written behind, evictable.
+		ob.val, ob.inMemory, ob.holders = v, true, nil
+		o.memBytes += int64(len(v.Data))
+		o.fifo = append(o.fifo, id)
+		o.mu.Unlock()
+		meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
+		o.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
+	}
 }
 
 // isHeld reports whether id is ready with its bytes on other hosts only.
@@ -356,27 +383,37 @@ func (o *objects) holding(ctx context.Context, id ids.ObjectID) (v abi.Value, in
 // them) if needed, and returns the in-memory value if there is one.
 func (o *objects) ensureLocal(ctx context.Context, id ids.ObjectID) (v abi.Value, inMemory bool, err error) {
 	for attempt := 0; ; attempt++ {
+		o.mu.Lock()
+		var owner string
+		pending := false
+		if ob := o.m[id]; ob != nil {
+			owner, pending = ob.owner, !ob.ready
+		}
+		o.mu.Unlock()
+		if pending {
+			// Being rebuilt (or resolved from its owner): wait for it.
+			if _, err := o.waitReady(ctx, []ids.ObjectID{id}, 1, true, -1, nil); err != nil {
+				return v, false, err
+			}
+		}
 		v, inMemory, local, holders, _, err := o.holding(ctx, id)
 		if err != nil || inMemory || local {
 			return v, inMemory, err
 		}
-		o.mu.Lock()
-		var owner string
-		if ob := o.m[id]; ob != nil {
-			owner = ob.owner
-		}
-		o.mu.Unlock()
 		if o.remote == nil || attempt >= 5 {
 			return v, false, fmt.Errorf("%w: %s: no copy could be fetched", ErrObjectLost, id)
 		}
 		if err := o.remote.fetch(ctx, id, holders, owner); err != nil {
 			return v, false, err
 		}
-		// A rebuilt object is pending until its task seals it again.
-		if _, err := o.waitReady(ctx, []ids.ObjectID{id}, 1, true, -1, nil); err != nil {
-			return v, false, err
-		}
 	}
+}
+
+// here reports whether id's bytes are in memory or in the local store, so
+// reading it needs no other host.
+func (o *objects) here(ctx context.Context, id ids.ObjectID) bool {
+	_, inMemory, local, _, _, err := o.holding(ctx, id)
+	return err == nil && (inMemory || local)
 }
 
 // onReady calls fn with id's value (its Data may be nil for large values)

@@ -149,6 +149,10 @@ func (p *peerAPI) AddLocation(ctx context.Context, req *connect.Request[rayhostv
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
+	// Holders are handed to other hosts to pull from: only members.
+	if !p.h.isMember(req.Msg.GetHolder()) {
+		return nil, invalid("holder %q: %v", req.Msg.GetHolder(), errNotMember)
+	}
 	p.h.objs.addHolder(id, req.Msg.GetHolder())
 	return connect.NewResponse(&rayhostv1.AddLocationResponse{}), nil
 }
@@ -237,11 +241,13 @@ func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, 
 	if _, err := os.Stat(path); err == nil {
 		return &module{digest: digest}, nil
 	}
-	p := h.peerAt(from)
-	h.cluster.mu.Lock()
-	api := p.api
-	h.cluster.mu.Unlock()
-	stream, err := api.FetchModule(ctx, connect.NewRequest(&rayhostv1.FetchModuleRequest{Digest: digest}))
+	pc, err := h.reach(from)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: fetching it from %v", ErrModuleNotFound, digest, err)
+	}
+	ctx, cancel := mergeCancel(ctx, pc.ctx)
+	defer cancel()
+	stream, err := pc.api.FetchModule(ctx, connect.NewRequest(&rayhostv1.FetchModuleRequest{Digest: digest}))
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +298,7 @@ func (r hostObjects) resolve(id ids.ObjectID, owner string) { r.h.resolve(id, ow
 // give them, the owner rebuilds the object: this host, by lineage, or the
 // owner elsewhere, asked again with the holders that failed.
 func (h *Host) fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
-	err := h.pullFromAny(ctx, id, holders, owner)
+	failed, err := h.pullFromAny(ctx, id, holders, owner)
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
@@ -300,7 +306,7 @@ func (h *Host) fetch(ctx context.Context, id ids.ObjectID, holders []string, own
 		return h.reconstruct(id)
 	}
 	// Ask the owner where it is now; it rebuilds it if every copy is gone.
-	res, err := h.locate(ctx, id, owner, holders, -1)
+	res, err := h.locate(ctx, id, owner, failed, -1)
 	if err != nil {
 		return err
 	}
@@ -313,12 +319,13 @@ func (h *Host) fetch(ctx context.Context, id ids.ObjectID, holders []string, own
 }
 
 // pullFromAny pulls id from the first of holders that gives it, and tells
-// the owner this host now holds it too. Holders that fail are forgotten.
-func (h *Host) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
+// the owner this host now holds it too. It returns the holders that have
+// no copy (they answered so, or are gone), which are forgotten; a holder
+// that failed otherwise (a slow link, say) is tried again another time.
+func (h *Host) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) (failed []string, err error) {
 	if h.cluster == nil {
-		return fmt.Errorf("%w: %s is held by other hosts and this one is in no cluster", ErrObjectLost, id)
+		return nil, fmt.Errorf("%w: %s is held by other hosts and this one is in no cluster", ErrObjectLost, id)
 	}
-	var failed []string
 	var last error
 	for _, x := range holders {
 		if x == h.addr {
@@ -332,30 +339,32 @@ func (h *Host) pullFromAny(ctx context.Context, id ids.ObjectID, holders []strin
 			if owner != "" && owner != h.addr {
 				go h.tellOwner(id, owner)
 			}
-			return nil
+			return nil, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		failed = append(failed, x)
+		if code := connect.CodeOf(last); code == connect.CodeNotFound || code == connect.CodeUnavailable || h.peerDown(x) {
+			failed = append(failed, x)
+		}
 	}
 	h.objs.dropHolders(id, failed)
 	if last == nil {
 		last = errors.New("no host holding it is alive")
 	}
-	return fmt.Errorf("%w: %s: %v", ErrObjectLost, id, last)
+	return failed, fmt.Errorf("%w: %s: %v", ErrObjectLost, id, last)
 }
 
 // pull copies id from the host at from into the local store, chunk by
 // chunk: a large object is never whole in this host's memory.
 func (h *Host) pull(ctx context.Context, id ids.ObjectID, from string) error {
-	p := h.peerAt(from)
-	h.cluster.mu.Lock()
-	api, pctx := p.api, p.ctx
-	h.cluster.mu.Unlock()
-	ctx, cancel := mergeCancel(ctx, pctx)
+	pc, err := h.reach(from)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := mergeCancel(ctx, pc.ctx)
 	defer cancel()
-	stream, err := api.Pull(ctx, connect.NewRequest(&rayhostv1.PullRequest{Id: id.String()}))
+	stream, err := pc.api.Pull(ctx, connect.NewRequest(&rayhostv1.PullRequest{Id: id.String()}))
 	if err != nil {
 		return err
 	}
@@ -396,30 +405,35 @@ func mergeCancel(a, b context.Context) (context.Context, context.CancelFunc) {
 
 // tellOwner records at the owner that this host holds a copy of id.
 func (h *Host) tellOwner(id ids.ObjectID, owner string) {
-	p := h.peerAt(owner)
-	h.cluster.mu.Lock()
-	api, pctx := p.api, p.ctx
-	h.cluster.mu.Unlock()
-	ctx, cancel := context.WithTimeout(pctx, 5*time.Second)
+	pc, err := h.reach(owner)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(pc.ctx, 5*time.Second)
 	defer cancel()
-	if _, err := api.AddLocation(ctx, connect.NewRequest(&rayhostv1.AddLocationRequest{Id: id.String(), Holder: h.addr})); err != nil {
+	if _, err := pc.api.AddLocation(ctx, connect.NewRequest(&rayhostv1.AddLocationRequest{Id: id.String(), Holder: h.addr})); err != nil {
 		h.log.Debug("telling an owner about a copy", "object_id", id, "owner", owner, "err", err)
 	}
 }
 
+// unknownObjectGrace is how long an owner may not know an object before
+// it counts as not found.
+const unknownObjectGrace = 10 * time.Second
+
 // locate asks owner about id, waiting up to timeoutMs (-1: no limit) for
 // it to be ready. A gone owner gives ErrOwnerDied.
 func (h *Host) locate(ctx context.Context, id ids.ObjectID, owner string, failed []string, timeoutMs int64) (*rayhostv1.LocateResponse, error) {
+	var unknownSince time.Time
 	for attempt := 0; ; attempt++ {
-		if h.peerDown(owner) {
-			return nil, fmt.Errorf("%w: %s, which owns %s", ErrOwnerDied, owner, id)
+		pc, err := h.awaitMember(ctx, owner)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: %s owns %s: %v", ErrOwnerDied, owner, id, err)
 		}
-		p := h.peerAt(owner)
-		h.cluster.mu.Lock()
-		api, pctx := p.api, p.ctx
-		h.cluster.mu.Unlock()
-		cctx, cancel := mergeCancel(ctx, pctx)
-		res, err := api.Locate(cctx, connect.NewRequest(&rayhostv1.LocateRequest{Id: id.String(), FailedHolders: failed, TimeoutMs: timeoutMs}))
+		cctx, cancel := mergeCancel(ctx, pc.ctx)
+		res, err := pc.api.Locate(cctx, connect.NewRequest(&rayhostv1.LocateRequest{Id: id.String(), FailedHolders: failed, TimeoutMs: timeoutMs}))
 		cancel()
 		if err == nil {
 			return res.Msg, nil
@@ -429,15 +443,17 @@ func (h *Host) locate(ctx context.Context, id ids.ObjectID, owner string, failed
 		}
 		var ce *connect.Error
 		if errors.As(err, &ce) && ce.Code() == connect.CodeNotFound {
-			return nil, fmt.Errorf("%w: %s (its owner %s does not know it)", ErrObjectNotFound, id, owner)
+			// A ref can reach here before its owner registered it (a
+			// guest's submit is relayed to the owner while the guest goes
+			// on): unknown counts as not yet known for a while.
+			if unknownSince.IsZero() {
+				unknownSince = time.Now()
+			}
+			if time.Since(unknownSince) > unknownObjectGrace {
+				return nil, fmt.Errorf("%w: %s (its owner %s does not know it)", ErrObjectNotFound, id, owner)
+			}
 		}
-		// An owner gossip does not know (yet) that keeps refusing is gone.
-		if h.nodeName(owner) == "" && attempt >= 5 {
-			return nil, fmt.Errorf("%w: %s, which owns %s, does not answer: %v", ErrOwnerDied, owner, id, err)
-		}
-		select {
-		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
-		case <-ctx.Done():
+		if !sleepCtx(ctx, min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)) {
 			return nil, ctx.Err()
 		}
 	}

@@ -30,7 +30,12 @@ const (
 	frameExec       ipc.Type = 100 // owner → executor: execSpec
 	frameKill       ipc.Type = 101 // owner → executor: kill the worker (force cancel, timeout)
 	frameRemoteDone ipc.Type = 102 // executor → owner: the outcome, large values held
+	frameRefused    ipc.Type = 103 // executor → owner: the attempt did not start (why, as text)
 )
+
+// maxRefusals bounds how often one task is sent back unstarted (by peers
+// refusing it) before a refusal counts as a failed attempt.
+const maxRefusals = 3
 
 // Ops the executor relays in place of a guest's put or yield of a large
 // value, whose bytes it kept: the payload is the object ID (for a put) and
@@ -297,6 +302,7 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 	defer l.cancel()
 	var err error
 	done := false
+	refused := ""
 	if l.p == nil {
 		err = fmt.Errorf("host %s is not in the cluster", l.node)
 	} else {
@@ -314,6 +320,10 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 					break
 				}
 				typ := ipc.Type(res.GetType())
+				if typ == frameRefused {
+					refused = string(res.GetPayload())
+					break
+				}
 				if typ == frameRemoteDone {
 					if err = h.remoteDone(w, res.GetPayload()); err != nil {
 						break
@@ -343,6 +353,18 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 		// Whatever broke the stream, place nothing more there until the
 		// host answers a load report again.
 		h.unreachable(l.node)
+		if refused != "" {
+			// It never started there: place it again, without a retry.
+			t := h.runningTask(w, spec.Task)
+			h.mu.Lock()
+			again := t != nil && t.refusals < maxRefusals
+			h.mu.Unlock()
+			if again && h.unstart(t, w, fmt.Sprintf("host %s refused it: %s", l.node, refused)) {
+				h.enqueue(t)
+				return
+			}
+			err = errors.New(refused)
+		}
 		if errors.Is(err, context.Canceled) && l.p != nil {
 			err = fmt.Errorf("host %s left or failed", l.node)
 		}
@@ -398,7 +420,18 @@ type foreign struct {
 func (f *foreign) send(typ ipc.Type, payload []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.stream == nil {
+		return errWorkerGone // the handler returned: the stream is no longer ours
+	}
 	return f.stream.Send(&rayhostv1.ExecuteResponse{Type: uint32(typ), Payload: payload})
+}
+
+// detach is called as the Execute handler returns: a worker that ends
+// later must not touch the stream.
+func (f *foreign) detach() {
+	f.mu.Lock()
+	f.stream = nil
+	f.mu.Unlock()
 }
 
 func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
@@ -418,6 +451,16 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 		return invalid("exec: %v", err)
 	}
 	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU}
+	defer f.detach()
+	// Work only for members, and stop when gossip says the owner is gone
+	// (a stream to a dead host may take long to break).
+	pc, err := h.awaitMember(ctx, spec.Owner)
+	if err != nil {
+		_ = f.send(frameRefused, []byte(fmt.Sprintf("host %s does not know the owner: %v", h.cfg.ID, err)))
+		return nil
+	}
+	ctx, cancel := mergeCancel(ctx, pc.ctx)
+	defer cancel()
 	h.startForeign(ctx, f, spec)
 
 	// Frames from the owner: replies to relayed calls, cancels, kills, and an
@@ -481,9 +524,19 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 			f.finish()
 		}
 	}
+	// refuse: this host cannot start it (the owner places it again); an
+	// actor's call, bound to its worker here, fails instead.
+	refuse := func(msg string) {
+		if spec.Kind == abi.KindActorCall {
+			fail(abi.ErrorWorkerDied, msg)
+			return
+		}
+		_ = f.send(frameRefused, []byte(msg))
+		f.finish()
+	}
 	mod, err := h.ensureModule(ctx, spec.Module, spec.Owner)
 	if err != nil {
-		fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
+		refuse(fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
 		return
 	}
 	t := &task{id: spec.Task, attempt: spec.Attempt, kind: spec.Kind, function: spec.Function, mod: mod,
@@ -496,7 +549,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 			continue
 		}
 		if v, err = h.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
-			fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err))
+			refuse(fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err))
 			return
 		}
 		t.args[i] = abi.Arg{Value: v}
@@ -509,7 +562,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		fail(abi.ErrorWorkerDied, "host "+h.cfg.ID+" is shutting down")
+		refuse("host " + h.cfg.ID + " is shutting down")
 		return
 	}
 	f.current = t
@@ -529,7 +582,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 	if err := h.sched.Enqueue(t.id, t.req, scheduler.Placement{NodeID: h.cfg.ID}, t); err != nil {
 		f.current = nil
 		h.mu.Unlock()
-		fail(abi.ErrorWorkerDied, fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
+		refuse(fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
 		return
 	}
 	starts := h.dispatchLocked()
@@ -562,10 +615,12 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 	if err != nil {
 		return abi.Value{}, err
 	}
-	if _, _, local, _, _, err := h.objs.holding(ctx, id); err == nil && local {
+	if h.objs.here(ctx, id) {
 		return h.objs.value(ctx, id)
 	}
-	if err := h.pullFromAny(ctx, id, hv.Holders, owner); err != nil {
+	// From a holder; if none gives it, the owner says where it is now (it
+	// rebuilds it if every copy is gone).
+	if err := h.fetch(ctx, id, hv.Holders, owner); err != nil {
 		return abi.Value{}, err
 	}
 	return h.objs.value(ctx, id)

@@ -32,7 +32,8 @@ import (
 //	│     ┌────────────┐
 //	│     │ scheduled  │ waiting for an idle worker process
 //	│     └─────┬──────┘
-//	│           │ Exec sent
+//	│           │ Exec sent (an argument held on another host, or a peer
+//	│           │ refusing it, sends it back to pending_args; no retry)
 //	│           ▼
 //	│     ┌───────────┐ Get/Wait/Next: CPU released, taken back after
 //	│     │  running  │◄──────────────┐
@@ -104,6 +105,7 @@ type task struct {
 	timedOut  bool
 	node      string // the peer running the attempt ("" here)
 	yields    int    // items yielded by this attempt, on the executing host
+	refusals  int    // attempts sent back before they started
 }
 
 // tree counts the unfinished tasks of one task tree (guarded by Host.mu).
@@ -256,6 +258,20 @@ func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 
 func (h *Host) enqueue(t *task) {
 	if t.kind == abi.KindActorCall {
+		// An actor here runs its calls in order, one at a time: fetch a
+		// call's arguments before it is next, not while the actor waits.
+		h.mu.Lock()
+		local := t.actor != nil && t.actor.worker != nil && t.actor.worker.remote == nil && t.refusals == 0
+		if local {
+			t.refusals++
+		}
+		h.mu.Unlock()
+		if local {
+			if away := h.argsAway(t); len(away) > 0 {
+				go h.fetchArgs(t, away)
+				return
+			}
+		}
 		h.actorCallReady(t)
 		return
 	}
@@ -376,6 +392,9 @@ func (h *Host) expire(t *task, attempt uint32) {
 }
 
 func (h *Host) timeoutOf(t *task) time.Duration {
+	if t.foreign != nil {
+		return 0 // its owner times the attempt
+	}
 	if t.limits.TimeoutNs > 0 {
 		return time.Duration(t.limits.TimeoutNs)
 	}
@@ -437,7 +456,18 @@ func grantsNote(g abi.Grants) string {
 // found starved.
 func (h *Host) start(as []assignment) {
 	for _, a := range as {
+		var away *argsAwayError
 		switch err := h.exec(a.t, a.w); {
+		case errors.As(err, &away):
+			if h.unstart(a.t, a.w, "fetching its arguments from other hosts") {
+				go h.fetchArgs(a.t, away.ids)
+			}
+		case err != nil && a.t.foreign != nil:
+			// Run for another host: the outcome goes to the owner.
+			h.foreignDone(a.w, a.t, &ipc.Done{Task: a.t.id, Trap: err.Error(), Kind: abi.ErrorWorkerDied})
+			if errors.Is(err, errWorkerGone) {
+				a.w.kill()
+			}
 		case errors.Is(err, errWorkerGone):
 			// The worker died under us: its death, seen by serveWorker,
 			// decides (a retry, an actor's restart, or a failure).
@@ -463,6 +493,14 @@ func (h *Host) exec(t *task, w *workerProc) error {
 	owner := h.addr
 	if t.foreign != nil {
 		owner = t.foreign.owner
+	}
+	if t.kind != abi.KindActorCall {
+		// Reading an argument must not block here (start runs on paths
+		// that others wait for) nor hold a worker and resources while it
+		// travels: fetch first, then queue again.
+		if away := h.argsAway(t); len(away) > 0 {
+			return &argsAwayError{ids: away}
+		}
 	}
 	inv := abi.Invocation{Kind: t.kind, Task: t.id, Attempt: t.attempt, Owner: owner, Function: t.function, Args: make([]abi.Value, len(t.args))}
 	for i, a := range t.args {
@@ -503,12 +541,110 @@ func (h *Host) exec(t *task, w *workerProc) error {
 // errWorkerGone: the worker could not be sent its task.
 var errWorkerGone = errors.New("worker gone")
 
+// argsAwayError: a task placed here has arguments whose bytes are on other
+// hosts only.
+type argsAwayError struct{ ids []ids.ObjectID }
+
+func (e *argsAwayError) Error() string { return fmt.Sprintf("%d arguments are on other hosts", len(e.ids)) }
+
+// argsAway lists t's ObjectRef arguments whose bytes are not on this host.
+func (h *Host) argsAway(t *task) []ids.ObjectID {
+	var away []ids.ObjectID
+	for _, a := range t.args {
+		if a.IsRef && !slices.Contains(away, a.Ref.ID) && !h.objs.here(context.Background(), a.Ref.ID) {
+			away = append(away, a.Ref.ID)
+		}
+	}
+	return away
+}
+
+// unstart sends back a task whose attempt did not start (its arguments are
+// elsewhere, or the peer it was placed on refused it): the worker and the
+// resources are given back and the task waits in pending_args again. It
+// costs no retry. It reports false if the task moved on meanwhile
+// (cancelled, say).
+func (h *Host) unstart(t *task, w *workerProc, why string) bool {
+	h.mu.Lock()
+	if t.state != stateRunning || t.worker != w {
+		h.mu.Unlock()
+		return false
+	}
+	if w.task == t {
+		w.task = nil
+		if w.remote == nil && !w.dead && w.actor == nil && w.foreign == nil {
+			w.idleSince = time.Now()
+			h.idle = append(h.idle, w)
+		}
+	}
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+	}
+	h.leaveLocked(t)
+	t.worker, t.node = nil, ""
+	t.refusals++
+	t.state = statePendingArgs
+	h.record(t, statePendingArgs, why)
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	h.start(starts)
+	return true
+}
+
+// fetchArgs brings t's arguments here, then queues t again. The scheduler
+// may now place it anywhere, but here its arguments are local.
+func (h *Host) fetchArgs(t *task, away []ids.ObjectID) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(h.serving, cancel)
+	defer stop()
+	go func() {
+		select {
+		case <-t.cancelCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, id := range away {
+		if _, _, err := h.objs.ensureLocal(ctx, id); err != nil {
+			if ctx.Err() != nil {
+				return // cancelled, or the host is closing
+			}
+			kind := abi.ErrorObjectLost
+			if errors.Is(err, ErrOwnerDied) {
+				kind = abi.ErrorOwnerDied
+			}
+			h.fail(t, &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID,
+				Message: "an argument could not be fetched", Cause: &abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}})
+			return
+		}
+	}
+	h.enqueue(t)
+}
+
 // fail ends t (in any state before a terminal one) with te as the value of
 // each of its returns.
 func (h *Host) fail(t *task, te *abi.TaskError) {
 	h.mu.Lock()
 	if t.state.terminal() {
 		h.mu.Unlock()
+		return
+	}
+	if f := t.foreign; f != nil {
+		// Run here for another host: its owner seals the failure.
+		h.endLocked(t, stateFailed, te.Message)
+		if f.current == t {
+			f.current = nil
+		}
+		bound := f.worker != nil
+		starts := h.dispatchLocked()
+		h.mu.Unlock()
+		d := ipc.Done{Task: t.id, Trap: te.Message, Kind: te.Kind}
+		_ = f.send(ipc.TypeDone, d.Encode(nil))
+		if !bound {
+			f.finish()
+		}
+		h.start(starts)
 		return
 	}
 	h.endLocked(t, stateFailed, te.Message)

@@ -437,3 +437,93 @@ func waitState(t *testing.T, c *client.Client, id, state string, within time.Dur
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestClusterMembership covers a cluster's membership as processes: gossip
+// encryption (a wrong key is refused), a graceful stop (SIGTERM: left),
+// and hosts killed with -9 that come back on their data dir — a joined
+// one and the one that started the cluster, which has no seed to join.
+func TestClusterMembership(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	key := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" // 32 bytes
+	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{Args: []string{"--encrypt", key}})
+	a, b, c := hosts[0], hosts[1], hosts[2]
+
+	t.Run("wrong_key_refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			key  string
+			want string
+		}{
+			{"another key", "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=", "encryption key mismatch"},
+			{"no key", "", "encryption key mismatch"},
+			{"malformed key", "c2hvcnQ=", "encryption key must decode to 16, 24 or 32 bytes"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				args := []string{"join", "--id", "intruder", "--listen", "127.0.0.20:0", "--gossip", "127.0.0.20:0",
+					"--gossip-timings", "fast", "--data-dir", t.TempDir(), "--join-timeout", "5s"}
+				if tc.key != "" {
+					args = append(args, "--encrypt", tc.key)
+				}
+				cmd := exec.Command(testutil.RayhostBinary(t), append(args, a.GossipAddr)...)
+				cmd.Env = append(os.Environ(), "RAYHOST_ENCRYPT=", "RAYHOST_TOKEN=")
+				out, err := cmd.CombinedOutput()
+				if err == nil || !strings.Contains(string(out), tc.want) {
+					t.Fatalf("join with %s: err %v, output:\n%s\nwant an exit status ≠ 0 and %q", tc.name, err, out, tc.want)
+				}
+			})
+		}
+		testutil.WaitMembers(t, a.Client, 3)
+	})
+
+	t.Run("sigterm_leaves", func(t *testing.T) {
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, a.Client, c.ID, "left", 10*time.Second)
+		waitState(t, b.Client, c.ID, "left", 10*time.Second)
+	})
+
+	mod := testutil.Register(t, a.Client, guestPkg)
+	runsOn := func(t *testing.T, via *testutil.ProcHost, on string) {
+		t.Helper()
+		var v int
+		ref := submitCall(t, via.Client, client.Call{Module: mod, Function: "work", Args: []any{1},
+			Scheduling: client.Scheduling{NodeID: on}})
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		if err := via.Client.Get(ctx, ref, &v); err != nil || v != 2 {
+			t.Fatalf("a task pinned to %s = %d, %v", on, v, err)
+		}
+	}
+
+	t.Run("killed_joiner_restarts_and_rejoins", func(t *testing.T) {
+		start := time.Now()
+		b.Kill()
+		waitState(t, a.Client, b.ID, "failed", 10*time.Second)
+		t.Logf("%s failed %v after kill -9", b.ID, time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+		b.Restart() // same flags and data dir: same id, new ports
+		t.Logf("%s restarted in %v", b.ID, time.Since(start).Round(time.Millisecond))
+		waitState(t, a.Client, b.ID, "alive", 20*time.Second)
+		t.Logf("%s alive again %v after the restart began", b.ID, time.Since(start).Round(time.Millisecond))
+		runsOn(t, a, b.ID)
+	})
+
+	t.Run("killed_starter_restarts_and_rejoins", func(t *testing.T) {
+		// a was started with `rayhost start` and no seed: it rejoins the
+		// members it last saw, kept in its data dir.
+		a.Kill()
+		waitState(t, b.Client, a.ID, "failed", 10*time.Second)
+		a.Restart()
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", a.ID, a.Log())
+			}
+		})
+		waitState(t, b.Client, a.ID, "alive", 20*time.Second)
+		waitState(t, a.Client, b.ID, "alive", 20*time.Second)
+		runsOn(t, b, a.ID)
+	})
+}
