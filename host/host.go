@@ -143,7 +143,7 @@ func New(cfg Config) (*Host, error) {
 	// Pings find a peer or client that vanished without closing its
 	// connection, so the streams it had end.
 	h.srv = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second,
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
+		HTTP2:       &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
 		BaseContext: func(net.Listener) context.Context { return h.serving }}
 	if exposed(h.ln.Addr()) && cfg.Token == "" {
 		h.log.Warn("the API listens beyond loopback without a token: anyone who can reach it can run code here; set a token (--token or RAYHOST_TOKEN) and TLS", "address", h.ln.Addr().String())

@@ -545,7 +545,9 @@ var errWorkerGone = errors.New("worker gone")
 // hosts only.
 type argsAwayError struct{ ids []ids.ObjectID }
 
-func (e *argsAwayError) Error() string { return fmt.Sprintf("%d arguments are on other hosts", len(e.ids)) }
+func (e *argsAwayError) Error() string {
+	return fmt.Sprintf("%d arguments are on other hosts", len(e.ids))
+}
 
 // argsAway lists t's ObjectRef arguments whose bytes are not on this host.
 func (h *Host) argsAway(t *task) []ids.ObjectID {
