@@ -97,8 +97,11 @@ func New(addr string, opts ...Option) *Client {
 			base = "https://" + addr
 		}
 	}
+	// No gzip: objects are often incompressible, and compressing a large
+	// value costs the host CPU its tasks need (reading 64 MiB through a
+	// host ran at 130 MB/s with it).
 	copts := []connect.ClientOption{connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes),
-		connect.WithCompressMinBytes(8 << 10)} // small messages: compression costs more than it saves
+		connect.WithAcceptCompression("gzip", nil, nil)}
 	if o.token != "" {
 		copts = append(copts, connect.WithInterceptors(tokenInterceptor("Bearer "+o.token)))
 	}

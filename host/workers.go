@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -548,6 +551,22 @@ func (h *Host) guestPut(t *task, payload []byte) {
 func (h *Host) guestCancel(t *task, payload []byte) {
 	var req abi.CancelRequest
 	if err := req.Decode(payload); err != nil {
+		return
+	}
+	if owner := req.Ref.Owner; owner != "" && owner != h.addr && h.cluster != nil {
+		// Only the ref's owner knows its task: pass the cancel on.
+		go func() {
+			pc, err := h.reach(owner)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(pc.ctx, 10*time.Second)
+				defer cancel()
+				_, err = pc.task.Cancel(ctx, connect.NewRequest(&rayhostv1.CancelRequest{
+					Ref: &rayhostv1.ObjectRef{Id: req.Ref.ID.String(), Owner: owner}, Force: req.Force, Recursive: req.Recursive}))
+			}
+			if err != nil {
+				h.log.Debug("cancel from a guest, passed to the ref's owner", "task_id", t.id, "owner", owner, "err", err)
+			}
+		}()
 		return
 	}
 	if err := h.cancel(req.Ref.ID, req.Force, req.Recursive); err != nil {
