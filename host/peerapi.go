@@ -51,7 +51,11 @@ func (p *peerAPI) Locate(ctx context.Context, req *connect.Request[rayhostv1.Loc
 		return nil, toConnect(fmt.Errorf("%w: %s", ErrObjectNotFound, id))
 	}
 	for {
-		ready, err := h.objs.waitReady(ctx, []ids.ObjectID{id}, 1, false, timeoutOf(req.Msg.GetTimeoutMs()), nil)
+		timeout := time.Duration(req.Msg.GetTimeoutMs()) * time.Millisecond // 0: answer at once
+		if req.Msg.GetTimeoutMs() < 0 {
+			timeout = -1
+		}
+		ready, err := h.objs.waitReady(ctx, []ids.ObjectID{id}, 1, false, timeout, nil)
 		if errors.Is(err, ErrGetTimeout) {
 			return connect.NewResponse(&rayhostv1.LocateResponse{}), nil
 		}
