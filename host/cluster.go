@@ -383,26 +383,28 @@ func (h *Host) memberChanged(m gossip.Member) {
 	c.mu.Lock()
 	p := c.byName[m.Name]
 	if p == nil {
-		p = c.byAddr[m.APIAddr]
-		if p == nil {
-			p = &peer{}
-		}
-		p.name = m.Name
+		p = &peer{name: m.Name}
 		c.byName[m.Name] = p
 	}
+	alive := m.Status == gossip.StatusAlive
 	if p.addr != m.APIAddr {
 		// It moved: calls to the old address end, new ones go to the new.
-		delete(c.byAddr, p.addr)
+		if c.byAddr[p.addr] == p {
+			delete(c.byAddr, p.addr)
+		}
 		p.addr = m.APIAddr
 		if p.cancel != nil {
 			p.cancel()
 		}
 		p.ctx = nil
 	}
-	c.byAddr[p.addr] = p
+	// An address belongs to the member alive there: a gone member's
+	// events must not take it from a new host that reuses it.
+	if cur := c.byAddr[p.addr]; cur == nil || cur == p || alive {
+		c.byAddr[p.addr] = p
+	}
 	was := p.status
 	p.status, p.total, p.gossipAddr = m.Status, total, m.GossipAddr
-	alive := m.Status == gossip.StatusAlive
 	if alive && (was != gossip.StatusAlive || p.ctx == nil || p.ctx.Err() != nil) {
 		c.connectLocked(p)
 		p.avail = nil
@@ -477,20 +479,20 @@ func (h *Host) readLoads() {
 
 func (h *Host) readLoad(p *peer) {
 	h.cluster.mu.Lock()
-	ctx, svc := p.ctx, p.task
+	ctx, svc, name, addr := p.ctx, p.task, p.name, p.addr
 	h.cluster.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	res, err := svc.Health(ctx, connect.NewRequest(&rayhostv1.HealthRequest{}))
 	if err != nil {
-		h.unreachable(p.name)
+		h.unreachable(name)
 		if connect.CodeOf(err) == connect.CodeUnauthenticated {
 			h.cluster.mu.Lock()
 			warn := !p.warned
 			p.warned = true
 			h.cluster.mu.Unlock()
 			if warn {
-				h.log.Error("a member refuses this host's token: hosts of a cluster must share one (--token); it gets no work from here", "member", p.name, "address", p.addr)
+				h.log.Error("a member refuses this host's token: hosts of a cluster must share one (--token); it gets no work from here", "member", name, "address", addr)
 			}
 		}
 		return
@@ -501,7 +503,6 @@ func (h *Host) readLoad(p *peer) {
 	}
 	h.cluster.mu.Lock()
 	p.avail = &avail
-	name := p.name
 	h.cluster.mu.Unlock()
 	h.mu.Lock()
 	h.sched.SetAvailable(name, avail)

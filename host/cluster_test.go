@@ -352,6 +352,26 @@ func TestClusterFailures(t *testing.T) {
 			t.Fatalf("Get of a Put whose only copy is gone: %v, want ErrObjectLost", err)
 		}
 	})
+	t.Run("lost_argument", func(t *testing.T) {
+		// A task and an actor call whose argument is a lost Put fail with
+		// ErrObjectLost; the actor lives on with its state.
+		var got []int64
+		err := cs[0].Get(ctx, submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{putRef}}), &got)
+		if !errors.Is(err, ray.ErrObjectLost) {
+			t.Fatalf("a task with a lost argument: %v, want ErrObjectLost", err)
+		}
+		if err := cs[0].Get(ctx, submitOn(t, cs[0], client.Call{Module: mod, Function: "make_named", Args: []any{"keeper", 0}}), new(int)); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = cs[0].Get(ctx, submitOn(t, cs[0], client.Call{Module: mod, Function: "named_incr_by", Args: []any{"keeper", []client.ObjectRef{putRef}}}), &n)
+		if !errors.Is(err, ray.ErrObjectLost) {
+			t.Fatalf("an actor call with a lost argument: %v, want ErrObjectLost", err)
+		}
+		if err := cs[0].Get(ctx, submitOn(t, cs[0], client.Call{Module: mod, Function: "named_incr", Args: []any{"keeper"}}), &n); err != nil || n != 6 {
+			t.Fatalf("the actor after a call failed = %d, %v; want 6 (it kept its state)", n, err)
+		}
+	})
 	t.Run("owner_died", func(t *testing.T) {
 		var got string
 		err := cs[0].Get(ctx, owned, &got)

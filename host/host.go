@@ -114,6 +114,9 @@ func New(cfg Config) (*Host, error) {
 			// Listening on every interface: peers need one address that
 			// reaches this machine, not [::].
 			h.addr = net.JoinHostPort(outboundIP(), strconv.Itoa(tcp.Port))
+			// A guess (the first private address may be a bridge or a VPN):
+			// say which, so a wrong one is easy to spot.
+			h.log.Warn("listening on every interface: advertising a guessed address to the other hosts; set AdvertiseAddr (--advertise) if they cannot reach it", "advertise", h.addr)
 		}
 	}
 	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)

@@ -348,7 +348,9 @@ func (h *Host) pullFromAny(ctx context.Context, id ids.ObjectID, holders []strin
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if code := connect.CodeOf(last); code == connect.CodeNotFound || code == connect.CodeUnavailable || h.peerDown(x) {
+		// A holder that says it has no copy, or is gone, is forgotten; one
+		// that failed otherwise (a reset connection) may still have it.
+		if connect.CodeOf(last) == connect.CodeNotFound || h.peerDown(x) {
 			failed = append(failed, x)
 		}
 	}

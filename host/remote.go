@@ -350,8 +350,8 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 		l.mu.Unlock()
 	}
 	if !done {
-		// Whatever broke the stream, place nothing more there until the
-		// host answers a load report again.
+		// Whatever broke the stream (or refused the task), place nothing
+		// more there until the host answers a load report again.
 		h.unreachable(l.node)
 		if refused != "" {
 			// It never started there: place it again, without a retry.
@@ -359,7 +359,7 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 			h.mu.Lock()
 			again := t != nil && t.refusals < maxRefusals
 			h.mu.Unlock()
-			if again && h.unstart(t, w, fmt.Sprintf("host %s refused it: %s", l.node, refused)) {
+			if again && h.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) {
 				h.enqueue(t)
 				return
 			}
@@ -486,7 +486,10 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 					_ = w.conn.Write(ipc.TypeReply, m.GetPayload())
 				}
 			case ipc.TypeCancel:
-				if t != nil {
+				// Only the call it names: on an actor's stream the next call
+				// may already be running.
+				var c ipc.Cancel
+				if t != nil && c.Decode(m.GetPayload()) == nil && c.Task == t.id {
 					h.foreignCancel(t, false)
 				}
 			case frameKill:
@@ -518,6 +521,17 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 // worker f bound, anything else through this host's scheduler.
 func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 	fail := func(kind abi.ErrorKind, msg string) {
+		if spec.Kind == abi.KindActorCall && kind != abi.ErrorActorDied {
+			// Only this call failed; the actor's instance is fine (a trap
+			// would make its owner drop it).
+			te := &abi.TaskError{Kind: kind, TaskID: spec.Task.String(), Function: spec.Function, Host: h.cfg.ID, Message: msg}
+			e := abi.Encoder{}
+			e.TaskID(spec.Task)
+			e.Byte(byte(abi.StatusError))
+			encodeValues(&e, []abi.Value{te.Encode()})
+			_ = f.send(frameRemoteDone, e.B)
+			return
+		}
 		d := ipc.Done{Task: spec.Task, Trap: msg, Kind: kind}
 		_ = f.send(ipc.TypeDone, d.Encode(nil))
 		if spec.Kind != abi.KindActorCall {
@@ -528,7 +542,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 	// actor's call, bound to its worker here, fails instead.
 	refuse := func(msg string) {
 		if spec.Kind == abi.KindActorCall {
-			fail(abi.ErrorWorkerDied, msg)
+			fail(abi.ErrorHost, msg)
 			return
 		}
 		_ = f.send(frameRefused, []byte(msg))
@@ -549,7 +563,18 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 			continue
 		}
 		if v, err = h.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
-			refuse(fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err))
+			msg := fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err)
+			switch {
+			case errors.Is(err, ErrObjectLost) || errors.Is(err, ErrOwnerDied):
+				// Gone for good: placing it elsewhere would not help.
+				kind := abi.ErrorObjectLost
+				if errors.Is(err, ErrOwnerDied) {
+					kind = abi.ErrorOwnerDied
+				}
+				fail(kind, msg)
+			default:
+				refuse(msg)
+			}
 			return
 		}
 		t.args[i] = abi.Arg{Value: v}
@@ -623,7 +648,16 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 	if err := h.fetch(ctx, id, hv.Holders, owner); err != nil {
 		return abi.Value{}, err
 	}
-	return h.objs.value(ctx, id)
+	v, err = h.objs.value(ctx, id)
+	if err == nil && v.Codec == abi.CodecError {
+		// Its owner says it is gone (lost, or its owner died).
+		te := abi.DecodeTaskError(v.Data)
+		if te.Kind == abi.ErrorOwnerDied {
+			return abi.Value{}, fmt.Errorf("%w: %s", ErrOwnerDied, te.Message)
+		}
+		return abi.Value{}, fmt.Errorf("%w: %s", ErrObjectLost, te.Message)
+	}
+	return v, err
 }
 
 // foreignCancel stops a task run for another host.

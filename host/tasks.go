@@ -105,7 +105,8 @@ type task struct {
 	timedOut  bool
 	node      string // the peer running the attempt ("" here)
 	yields    int    // items yielded by this attempt, on the executing host
-	refusals  int    // attempts sent back before they started
+	refusals  int    // attempts peers sent back before they started
+	fetched   bool   // an actor call's arguments were brought here first
 }
 
 // tree counts the unfinished tasks of one task tree (guarded by Host.mu).
@@ -196,7 +197,9 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 			h.borrowRef(ctx, a.Ref)
 			if h.cluster != nil && h.lostHere(a.Ref.ID) {
 				if err := h.reconstruct(a.Ref.ID); err != nil {
-					h.log.Info("an argument is lost", "task_id", t.id, "object_id", a.Ref.ID, "err", err)
+					// Gone for good: fail now, wherever the task would run.
+					h.fail(t, h.argLost(t, a.Ref.ID, err))
+					return
 				}
 			}
 		}
@@ -260,15 +263,15 @@ func (h *Host) enqueue(t *task) {
 	if t.kind == abi.KindActorCall {
 		// An actor here runs its calls in order, one at a time: fetch a
 		// call's arguments before it is next, not while the actor waits.
+		// Unless the actor is known to run on another host (which pulls
+		// them itself), bring them here now.
 		h.mu.Lock()
-		local := t.actor != nil && t.actor.worker != nil && t.actor.worker.remote == nil && t.refusals == 0
-		if local {
-			t.refusals++
-		}
+		fetch := !t.fetched && t.actor != nil && (t.actor.worker == nil || t.actor.worker.remote == nil)
+		t.fetched = true
 		h.mu.Unlock()
-		if local {
+		if fetch {
 			if away := h.argsAway(t); len(away) > 0 {
-				go h.fetchArgs(t, away)
+				h.goTracked(func() { h.fetchArgs(t, away) })
 				return
 			}
 		}
@@ -459,19 +462,16 @@ func (h *Host) start(as []assignment) {
 		var away *argsAwayError
 		switch err := h.exec(a.t, a.w); {
 		case errors.As(err, &away):
-			if h.unstart(a.t, a.w, "fetching its arguments from other hosts") {
-				go h.fetchArgs(a.t, away.ids)
-			}
-		case err != nil && a.t.foreign != nil:
-			// Run for another host: the outcome goes to the owner.
-			h.foreignDone(a.w, a.t, &ipc.Done{Task: a.t.id, Trap: err.Error(), Kind: abi.ErrorWorkerDied})
-			if errors.Is(err, errWorkerGone) {
-				a.w.kill()
+			if h.unstart(a.t, a.w, false, "fetching its arguments from other hosts") {
+				h.goTracked(func() { h.fetchArgs(a.t, away.ids) })
 			}
 		case errors.Is(err, errWorkerGone):
 			// The worker died under us: its death, seen by serveWorker,
 			// decides (a retry, an actor's restart, or a failure).
 			a.w.kill()
+		case err != nil && a.t.foreign != nil:
+			// Run for another host: the outcome goes to the owner.
+			h.foreignDone(a.w, a.t, &ipc.Done{Task: a.t.id, Trap: err.Error(), Kind: abi.ErrorHost})
 		case err != nil:
 			h.finishWorker(a.w, a.t, h.taskError(a.t, abi.ErrorHost, err.Error()), nil)
 		}
@@ -549,6 +549,16 @@ func (e *argsAwayError) Error() string {
 	return fmt.Sprintf("%d arguments are on other hosts", len(e.ids))
 }
 
+// argLost is the failure of a task whose argument id is gone for good.
+func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
+	kind := abi.ErrorObjectLost
+	if errors.Is(err, ErrOwnerDied) {
+		kind = abi.ErrorOwnerDied
+	}
+	return &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID,
+		Message: "an argument is lost", Cause: &abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}}
+}
+
 // argsAway lists t's ObjectRef arguments whose bytes are not on this host.
 func (h *Host) argsAway(t *task) []ids.ObjectID {
 	var away []ids.ObjectID
@@ -563,9 +573,9 @@ func (h *Host) argsAway(t *task) []ids.ObjectID {
 // unstart sends back a task whose attempt did not start (its arguments are
 // elsewhere, or the peer it was placed on refused it): the worker and the
 // resources are given back and the task waits in pending_args again. It
-// costs no retry. It reports false if the task moved on meanwhile
-// (cancelled, say).
-func (h *Host) unstart(t *task, w *workerProc, why string) bool {
+// costs no retry. It reports false if the task moved on meanwhile, or was
+// cancelled (it then ends as cancelled).
+func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) bool {
 	h.mu.Lock()
 	if t.state != stateRunning || t.worker != w {
 		h.mu.Unlock()
@@ -584,13 +594,37 @@ func (h *Host) unstart(t *task, w *workerProc, why string) bool {
 	}
 	h.leaveLocked(t)
 	t.worker, t.node = nil, ""
-	t.refusals++
+	if refused {
+		t.refusals++
+	}
 	t.state = statePendingArgs
-	h.record(t, statePendingArgs, why)
+	cancelled := t.cancelled
+	if !cancelled {
+		h.record(t, statePendingArgs, why)
+	}
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	h.start(starts)
+	if cancelled {
+		h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled"))
+		return false
+	}
 	return true
+}
+
+// goTracked runs fn in a goroutine Close waits for, unless the host is
+// closing.
+func (h *Host) goTracked(fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
 }
 
 // fetchArgs brings t's arguments here, then queues t again. The scheduler
@@ -610,14 +644,14 @@ func (h *Host) fetchArgs(t *task, away []ids.ObjectID) {
 	for _, id := range away {
 		if _, _, err := h.objs.ensureLocal(ctx, id); err != nil {
 			if ctx.Err() != nil {
-				return // cancelled, or the host is closing
+				select {
+				case <-t.cancelCh:
+					h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled"))
+				default: // the host is closing
+				}
+				return
 			}
-			kind := abi.ErrorObjectLost
-			if errors.Is(err, ErrOwnerDied) {
-				kind = abi.ErrorOwnerDied
-			}
-			h.fail(t, &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID,
-				Message: "an argument could not be fetched", Cause: &abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}})
+			h.fail(t, h.argLost(t, id, err))
 			return
 		}
 	}
@@ -631,6 +665,16 @@ func (h *Host) fail(t *task, te *abi.TaskError) {
 	if t.state.terminal() {
 		h.mu.Unlock()
 		return
+	}
+	var actorStarts []assignment
+	defer func() { h.start(actorStarts) }()
+	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
+		// The calls queued behind it may run now.
+		defer func() {
+			h.mu.Lock()
+			actorStarts = h.dispatchActorLocked(a)
+			h.mu.Unlock()
+		}()
 	}
 	if f := t.foreign; f != nil {
 		// Run here for another host: its owner seals the failure.

@@ -555,7 +555,7 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 	}
 	if owner := req.Ref.Owner; owner != "" && owner != h.addr && h.cluster != nil {
 		// Only the ref's owner knows its task: pass the cancel on.
-		go func() {
+		h.goTracked(func() {
 			pc, err := h.reach(owner)
 			if err == nil {
 				ctx, cancel := context.WithTimeout(pc.ctx, 10*time.Second)
@@ -566,7 +566,7 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 			if err != nil {
 				h.log.Debug("cancel from a guest, passed to the ref's owner", "task_id", t.id, "owner", owner, "err", err)
 			}
-		}()
+		})
 		return
 	}
 	if err := h.cancel(req.Ref.ID, req.Force, req.Recursive); err != nil {

@@ -284,6 +284,16 @@ var _ = ray.Func1("named_incr", func(ctx context.Context, name string) (int, err
 	return ray.Get(ctx, incr.Remote(c, 1))
 })
 
+// named_incr_by calls incr on the named actor with by, an ObjectRef (it
+// travels as a ref, nested in a list).
+var _ = ray.Func2("named_incr_by", func(ctx context.Context, name string, by []ray.ObjectRef[int]) (int, error) {
+	c, err := ray.GetActor[Counter](ctx, name, "")
+	if err != nil {
+		return 0, err
+	}
+	return ray.Get(ctx, incr.Remote(c, by[0]))
+})
+
 // duplicateName reports the error of creating a second actor with a name.
 var _ = ray.Func1("duplicate_name", func(ctx context.Context, name string) (string, error) {
 	c := counterClass.Options(ray.Name(name)).Remote()
