@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -440,8 +441,10 @@ func waitState(t *testing.T, c *client.Client, id, state string, within time.Dur
 
 // TestClusterMembership covers a cluster's membership as processes: gossip
 // encryption (a wrong key is refused), a graceful stop (SIGTERM: left),
-// and hosts killed with -9 that come back on their data dir — a joined
-// one and the one that started the cluster, which has no seed to join.
+// and hosts killed with -9: the objects whose only copies died with one are
+// rebuilt by lineage (a task's result) or lost (a Put: ErrObjectLost), and
+// each comes back on its data dir — a joined one and the one that started
+// the cluster, which has no seed to join.
 func TestClusterMembership(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of processes")
@@ -498,11 +501,35 @@ func TestClusterMembership(t *testing.T) {
 		}
 	}
 
-	t.Run("killed_joiner_restarts_and_rejoins", func(t *testing.T) {
+	t.Run("killed_joiner_objects_rebuilt_or_lost_then_rejoins", func(t *testing.T) {
+		// Objects whose only copies are on b: a task's result (rebuilt by
+		// lineage after b dies) and a Put (lost).
+		const n = 1 << 20
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		made := submitCall(t, a.Client, client.Call{Module: mod, Function: "make_bytes", Args: []any{n},
+			Scheduling: client.Scheduling{NodeID: b.ID, Soft: true}})
+		var putRef client.ObjectRef
+		if err := a.Client.Get(ctx, submitCall(t, a.Client, client.Call{Module: mod, Function: "put_bytes", Args: []any{n},
+			Scheduling: client.Scheduling{NodeID: b.ID}}), &putRef); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := a.Client.Wait(ctx, []client.ObjectRef{made}, 1, -1); err != nil {
+			t.Fatal(err)
+		}
+
 		start := time.Now()
 		b.Kill()
 		waitState(t, a.Client, b.ID, "failed", 10*time.Second)
 		t.Logf("%s failed %v after kill -9", b.ID, time.Since(start).Round(time.Millisecond))
+
+		var got []byte
+		if err := a.Client.Get(ctx, made, &got); err != nil || !bytes.Equal(got, madeBytes(n)) {
+			t.Fatalf("a result whose only copy died with its host: %d bytes, %v; want it rebuilt", len(got), err)
+		}
+		if err := a.Client.Get(ctx, putRef, &got); !errors.Is(err, client.ErrObjectLost) {
+			t.Fatalf("a Put whose only copy died with its host: %v, want ErrObjectLost", err)
+		}
 		start = time.Now()
 		b.Restart() // same flags and data dir: same id, new ports
 		t.Logf("%s restarted in %v", b.ID, time.Since(start).Round(time.Millisecond))
