@@ -387,7 +387,23 @@ func TestClusterPartition(t *testing.T) {
 		refs = append(refs, submitCall(t, a.Client, client.Call{Module: mod, Function: "work", Args: []any{3000},
 			Scheduling: client.Scheduling{NodeID: cut.ID, Soft: true}}))
 	}
-	time.Sleep(time.Second)
+	// Cut it off once both run there.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		where, _ := runningHosts(t, a.Client)
+		started := 0
+		for _, r := range refs {
+			if hs := where[r.ID[:32]]; len(hs) > 0 && hs[0] == cut.ID {
+				started++
+			}
+		}
+		if started == len(refs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tasks did not start on %s", cut.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := nss[2].Cut(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
@@ -143,6 +144,24 @@ func (f *hostFlags) cluster(cfg host.Config) (*host.ClusterConfig, error) {
 // clientFlags binds the flags of commands that talk to a host.
 type clientFlags struct {
 	address, token, tlsCA string
+}
+
+// clientOnly parses the arguments of a command that takes only the client
+// flags, and returns its client.
+func clientOnly(name string, args []string) (*client.Client, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cf := bindClientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return cf.client()
+}
+
+// newTable writes aligned columns to stdout; header is tab-separated.
+func newTable(header string) *tabwriter.Writer {
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	return w
 }
 
 func bindClientFlags(fs *flag.FlagSet) *clientFlags {

@@ -76,12 +76,7 @@ func cmdSubmit(args []string) error {
 }
 
 func cmdHealth(args []string) error {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	cf := bindClientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := clientOnly("health", args)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
@@ -29,8 +28,7 @@ func cmdTasks(args []string) error {
 	if err != nil {
 		return err
 	}
-	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TASK ID\tFUNCTION\tSTATE\tHOST\tATTEMPTS\tDURATION")
+	w := newTable("TASK ID\tFUNCTION\tSTATE\tHOST\tATTEMPTS\tDURATION")
 	for _, s := range client.Summarize(evs) {
 		d := "-"
 		if !s.Ended.IsZero() {
@@ -52,12 +50,7 @@ func cmdTasks(args []string) error {
 }
 
 func cmdTimeline(args []string) error {
-	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
-	cf := bindClientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := clientOnly("timeline", args)
 	if err != nil {
 		return err
 	}
@@ -74,12 +67,7 @@ func cmdTimeline(args []string) error {
 }
 
 func cmdActors(args []string) error {
-	fs := flag.NewFlagSet("actors", flag.ContinueOnError)
-	cf := bindClientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := clientOnly("actors", args)
 	if err != nil {
 		return err
 	}
@@ -87,8 +75,7 @@ func cmdActors(args []string) error {
 	if err != nil {
 		return err
 	}
-	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ACTOR ID\tCLASS\tNAME\tSTATE\tHOST\tCALLS\tRESTARTS\tQUEUED")
+	w := newTable("ACTOR ID\tCLASS\tNAME\tSTATE\tHOST\tCALLS\tRESTARTS\tQUEUED")
 	for _, a := range actors {
 		name := a.Name
 		if a.Namespace != "" {
@@ -100,12 +87,7 @@ func cmdActors(args []string) error {
 }
 
 func cmdStatus(args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	cf := bindClientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	c, err := clientOnly("status", args)
 	if err != nil {
 		return err
 	}
@@ -113,8 +95,7 @@ func cmdStatus(args []string) error {
 	if err != nil {
 		return err
 	}
-	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "HOST\tADDRESS\tGOSSIP\tSTATE\tTOTAL\tFREE")
+	w := newTable("HOST\tADDRESS\tGOSSIP\tSTATE\tTOTAL\tFREE")
 	for _, m := range members {
 		id := m.HostID
 		if m.Self {
