@@ -17,15 +17,6 @@ import (
 	"github.com/rayhost/rayhost/internal/testutil"
 )
 
-// madeBytes is what make_bytes(n) returns.
-func madeBytes(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i * 7)
-	}
-	return b
-}
-
 func byteSum(b []byte) []int64 {
 	var s int64
 	for _, x := range b {
@@ -110,7 +101,7 @@ func TestCluster(t *testing.T) {
 		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
 			t.Fatal(err)
 		}
-		if want := byteSum(madeBytes(n)); got[0] != want[0] || got[1] != want[1] {
+		if want := byteSum(testutil.MadeBytes(n)); got[0] != want[0] || got[1] != want[1] {
 			t.Fatalf("byte_sum on host 2 of bytes made on host 1 = %v, want %v", got, want)
 		}
 		where := hostsOf(t, cs[0])
@@ -126,7 +117,7 @@ func TestCluster(t *testing.T) {
 		if _, err := cs[2].GetStream(ctxFor(t, 30*time.Second), made, &buf); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(buf.Bytes(), madeBytes(n)) {
+		if !bytes.Equal(buf.Bytes(), testutil.MadeBytes(n)) {
 			t.Fatalf("GetStream through host 2: %d bytes, not what make_bytes made", buf.Len())
 		}
 		var small int
@@ -147,7 +138,7 @@ func TestCluster(t *testing.T) {
 		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
 			t.Fatal(err)
 		}
-		if want := byteSum(madeBytes(n)); got[1] != want[1] {
+		if want := byteSum(testutil.MadeBytes(n)); got[1] != want[1] {
 			t.Fatalf("byte_sum = %v, want %v", got, want)
 		}
 		evs, _, _ := cs[0].ListTasks(context.Background(), "")
@@ -197,7 +188,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("put_on_one_host_used_on_another", func(t *testing.T) {
-		ref, err := cs[1].Put(ctxFor(t, 10*time.Second), madeBytes(1<<20))
+		ref, err := cs[1].Put(ctxFor(t, 10*time.Second), testutil.MadeBytes(1<<20))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +198,7 @@ func TestCluster(t *testing.T) {
 		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
 			t.Fatal(err)
 		}
-		if want := byteSum(madeBytes(1 << 20)); got[1] != want[1] {
+		if want := byteSum(testutil.MadeBytes(1 << 20)); got[1] != want[1] {
 			t.Fatalf("byte_sum = %v, want %v", got, want)
 		}
 	})
@@ -331,7 +322,7 @@ func TestClusterFailures(t *testing.T) {
 		if err := cs[0].Get(ctx, made, &got); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, madeBytes(n)) {
+		if !bytes.Equal(got, testutil.MadeBytes(n)) {
 			t.Fatalf("rebuilt object: %d bytes, not what make_bytes makes", len(got))
 		}
 		evs, _, _ := cs[0].ListTasks(ctx, "")

@@ -23,14 +23,6 @@ import (
 // These tests run clusters of real `rayhost` processes on 127.0.0.x (and,
 // for the partition, in network namespaces).
 
-func madeBytes(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i * 7)
-	}
-	return b
-}
-
 // runningHosts maps each task to the hosts its running events name, as the
 // host c talks to (its owner) recorded them.
 func runningHosts(t *testing.T, c *client.Client) (map[string][]string, map[string]int) {
@@ -154,7 +146,7 @@ func TestClusterProcesses(t *testing.T) {
 		const n = 3 << 20
 		made := submitCall(t, a.Client, client.Call{Module: mod, Function: "make_bytes", Args: []any{n}, Scheduling: client.Scheduling{NodeID: a.ID}})
 		want := []int64{n, 0}
-		for _, x := range madeBytes(n) {
+		for _, x := range testutil.MadeBytes(n) {
 			want[1] += int64(x)
 		}
 		for _, on := range []*testutil.ProcHost{b, c} {
@@ -202,7 +194,7 @@ func TestClusterProcesses(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if want := sha256.Sum256(madeBytes(n)); size != n || !bytes.Equal(h.Sum(nil), want[:]) {
+		if want := sha256.Sum256(testutil.MadeBytes(n)); size != n || !bytes.Equal(h.Sum(nil), want[:]) {
 			t.Fatalf("moved %d bytes, not make_bytes(%d)", size, n)
 		}
 		t.Logf("moving 100 MiB from %s to %s: peak extra memory (RssAnon) %d MiB on the sender, %d MiB on the receiver", a.ID, b.ID, peaks[0]>>20, peaks[1]>>20)
@@ -540,7 +532,7 @@ func TestClusterMembership(t *testing.T) {
 		t.Logf("%s failed %v after kill -9", b.ID, time.Since(start).Round(time.Millisecond))
 
 		var got []byte
-		if err := a.Client.Get(ctx, made, &got); err != nil || !bytes.Equal(got, madeBytes(n)) {
+		if err := a.Client.Get(ctx, made, &got); err != nil || !bytes.Equal(got, testutil.MadeBytes(n)) {
 			t.Fatalf("a result whose only copy died with its host: %d bytes, %v; want it rebuilt", len(got), err)
 		}
 		if err := a.Client.Get(ctx, putRef, &got); !errors.Is(err, client.ErrObjectLost) {

@@ -255,3 +255,12 @@ func (p *ProcHost) Restart() {
 	p.t.Helper()
 	p.start()
 }
+
+// MadeBytes is what the test guest's make_bytes(n) returns.
+func MadeBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
