@@ -501,16 +501,43 @@ type LogLine struct {
 	Data                           []byte
 }
 
+// RunProgress counts the tasks a driver started, transitively.
+type RunProgress struct {
+	Submitted, Finished, Failed, Cancelled int
+}
+
+// RunOption configures Run.
+type RunOption func(*runOptions)
+
+type runOptions struct{ onProgress func(RunProgress) }
+
+// WithProgress calls fn with the driver's task counts as they change
+// (about twice a second at most).
+func WithProgress(fn func(RunProgress)) RunOption {
+	return func(o *runOptions) { o.onProgress = fn }
+}
+
 // Run runs module's driver on the host, calling onLog with the output of
 // the driver and its tasks as it comes. It returns the driver's error.
-func (c *Client) Run(ctx context.Context, module string, onLog func(LogLine)) error {
-	stream, err := c.svc.Run(ctx, connect.NewRequest(&rayhostv1.RunRequest{Module: module}))
+func (c *Client) Run(ctx context.Context, module string, onLog func(LogLine), opts ...RunOption) error {
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	req := &rayhostv1.RunRequest{Module: module, Progress: o.onProgress != nil}
+	stream, err := c.svc.Run(ctx, connect.NewRequest(req))
 	if err != nil {
 		return fromConnect(err)
 	}
 	defer stream.Close()
 	for stream.Receive() {
 		switch ev := stream.Msg().GetEvent().(type) {
+		case *rayhostv1.RunResponse_Progress:
+			if o.onProgress != nil {
+				p := ev.Progress
+				o.onProgress(RunProgress{Submitted: int(p.GetSubmitted()), Finished: int(p.GetFinished()),
+					Failed: int(p.GetFailed()), Cancelled: int(p.GetCancelled())})
+			}
 		case *rayhostv1.RunResponse_Log:
 			if onLog != nil {
 				l := ev.Log

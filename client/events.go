@@ -26,7 +26,17 @@ type TaskEvent struct {
 // keeps the tasks whose latest state it is. dropped counts events the host
 // no longer keeps.
 func (c *Client) ListTasks(ctx context.Context, state string) (events []TaskEvent, dropped uint64, err error) {
-	res, err := c.svc.ListTasks(ctx, connect.NewRequest(&rayhostv1.ListTasksRequest{State: state}))
+	return c.listTasks(ctx, &rayhostv1.ListTasksRequest{State: state})
+}
+
+// TaskEvents returns the events of one task, oldest first.
+func (c *Client) TaskEvents(ctx context.Context, taskID string) ([]TaskEvent, error) {
+	evs, _, err := c.listTasks(ctx, &rayhostv1.ListTasksRequest{TaskId: taskID})
+	return evs, err
+}
+
+func (c *Client) listTasks(ctx context.Context, req *rayhostv1.ListTasksRequest) (events []TaskEvent, dropped uint64, err error) {
+	res, err := c.svc.ListTasks(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, 0, fromConnect(err)
 	}
@@ -47,6 +57,8 @@ type TaskSummary struct {
 	Host             string
 	Attempts         int
 	Submitted, Ended time.Time // Ended is zero while the task runs
+	// Reason says why the task failed, was cancelled or was last retried.
+	Reason string
 }
 
 // Summarize folds events into one summary per task, in submission order.
@@ -61,13 +73,19 @@ func Summarize(events []TaskEvent) []TaskSummary {
 			order = append(order, e.TaskID)
 		}
 		s.State = e.State
-		s.Attempts = max(s.Attempts, e.Attempt+1)
+		s.Attempts = max(s.Attempts, e.Attempt)
 		if e.State == "scheduled" || e.State == "running" {
 			s.Host = e.Host
 		}
 		switch e.State {
 		case "finished", "failed", "cancelled":
 			s.Ended = e.Time
+		}
+		switch e.State {
+		case "failed", "cancelled", "retried":
+			s.Reason = e.Message
+		case "finished":
+			s.Reason = ""
 		}
 	}
 	out := make([]TaskSummary, len(order))

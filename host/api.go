@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/internal/abi"
@@ -532,12 +533,27 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	t := &task{id: ids.NewTaskID(), job: j, mod: mod, kind: abi.KindMain, numReturns: 1}
 	start := time.Now()
 	a.h.submit(ctx, t)
+	var tick <-chan time.Time
+	var last *rayhostv1.RunProgress
+	if req.Msg.GetProgress() {
+		ticker := time.NewTicker(500 * time.Millisecond)
+		defer ticker.Stop()
+		tick = ticker.C
+		last = &rayhostv1.RunProgress{}
+	}
 	for {
-		evs, err := j.next(ctx)
+		evs, err := j.next(ctx, tick)
 		if err != nil {
 			// The client went away: stop its driver.
 			_ = a.h.cancel(t.id.Return(0), true, true)
 			return toConnect(err)
+		}
+		if last != nil {
+			// Counts go before the events: the last ones precede the result.
+			if p := j.progressEvent(); !proto.Equal(p, last) {
+				last = p
+				evs = append([]*rayhostv1.RunResponse{{Event: &rayhostv1.RunResponse_Progress{Progress: p}}}, evs...)
+			}
 		}
 		for _, ev := range evs {
 			if r := ev.GetResult(); r != nil {
@@ -583,6 +599,14 @@ func (a *api) ListTasks(ctx context.Context, req *connect.Request[rayhostv1.List
 	if want != "" && !slices.Contains(stateNames[:stateRetried], want) {
 		return nil, invalid("state %q: want one of %v", want, stateNames[:stateRetried])
 	}
+	var only *ids.TaskID
+	if s := req.Msg.GetTaskId(); s != "" {
+		id, err := ids.ParseTaskID(s)
+		if err != nil {
+			return nil, invalid("task_id %q: %v", s, err)
+		}
+		only = &id
+	}
 	var keep map[ids.TaskID]bool
 	if want != "" {
 		latest := map[ids.TaskID]string{}
@@ -596,10 +620,10 @@ func (a *api) ListTasks(ctx context.Context, req *connect.Request[rayhostv1.List
 	}
 	res := &rayhostv1.ListTasksResponse{Dropped: dropped}
 	for _, ev := range evs {
-		if keep != nil && !keep[ev.Task] {
+		if keep != nil && !keep[ev.Task] || only != nil && ev.Task != *only {
 			continue
 		}
-		pe := &rayhostv1.TaskEvent{TaskId: ev.Task.String(), Attempt: ev.Attempt, Function: ev.Function, State: ev.State,
+		pe := &rayhostv1.TaskEvent{TaskId: ev.Task.String(), Attempt: ev.Attempt + 1, Function: ev.Function, State: ev.State,
 			TimeUnixNano: ev.Time.UnixNano(), Host: ev.Host, WorkerPid: int32(ev.Worker), Message: ev.Message}
 		if !ev.Parent.IsZero() {
 			pe.ParentTaskId = ev.Parent.String()

@@ -3,6 +3,8 @@ package host
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/internal/abi"
@@ -20,6 +22,31 @@ type job struct {
 	notify  chan struct{}
 	// failures of the job's tasks, reported at the end unless someone got them
 	failures []failure
+	// progress counts the job's tasks (not the driver) owned by this host.
+	progress struct{ submitted, finished, failed, cancelled atomic.Uint64 }
+}
+
+// counted notes that a task of the job was submitted (s is pending_args)
+// or ended in s.
+func (j *job) counted(t *task, s taskState) {
+	if j == nil || t.kind == abi.KindMain {
+		return
+	}
+	switch s {
+	case statePendingArgs:
+		j.progress.submitted.Add(1)
+	case stateFinished:
+		j.progress.finished.Add(1)
+	case stateFailed:
+		j.progress.failed.Add(1)
+	case stateCancelled:
+		j.progress.cancelled.Add(1)
+	}
+}
+
+func (j *job) progressEvent() *rayhostv1.RunProgress {
+	return &rayhostv1.RunProgress{Submitted: j.progress.submitted.Load(), Finished: j.progress.finished.Load(),
+		Failed: j.progress.failed.Load(), Cancelled: j.progress.cancelled.Load()}
 }
 
 type failure struct {
@@ -106,9 +133,9 @@ func (j *job) finish(v abi.Value, h *Host) {
 	j.push(&rayhostv1.RunResponse{Event: &rayhostv1.RunResponse_Result{Result: res}}, 0)
 }
 
-// next returns queued events, waiting for some; last is true once the
-// result has been returned.
-func (j *job) next(ctx context.Context) (evs []*rayhostv1.RunResponse, err error) {
+// next returns queued events, waiting for some, or nothing when tick
+// fires first (a nil tick never fires).
+func (j *job) next(ctx context.Context, tick <-chan time.Time) (evs []*rayhostv1.RunResponse, err error) {
 	for {
 		j.mu.Lock()
 		evs, j.queue, j.bytes = j.queue, nil, 0
@@ -118,6 +145,8 @@ func (j *job) next(ctx context.Context) (evs []*rayhostv1.RunResponse, err error
 		}
 		select {
 		case <-j.notify:
+		case <-tick:
+			return nil, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -58,7 +58,7 @@ func TestRetries(t *testing.T) {
 		var states []string
 		for _, e := range evs {
 			if e.Function == "sleep" {
-				states = append(states, e.State+"/"+string(rune('0'+e.Attempt)))
+				states = append(states, e.State+"/"+string(rune('0'+e.Attempt-1)))
 			}
 		}
 		want := "pending_args/0 pending_resources/0 scheduled/0 running/0 retried/0 pending_resources/1 scheduled/1 running/1 finished/1"
@@ -89,7 +89,7 @@ func TestRetries(t *testing.T) {
 			err = c.Get(ctx, refs[0], &got)
 			if tt.want < 0 {
 				var te *ray.TaskError
-				if !errors.As(err, &te) || te.Message != tt.wantErr || te.Code != "transient" || te.Attempt != 0 {
+				if !errors.As(err, &te) || te.Message != tt.wantErr || te.Code != "transient" || te.Attempt != 1 {
 					t.Fatalf("Get = %v (%+v), want the first attempt's error", err, te)
 				}
 				return

@@ -135,7 +135,7 @@ func (t *task) returns() []ids.ObjectID {
 
 // taskError builds the error value every return of t gets when it fails.
 func (h *Host) taskError(t *task, kind abi.ErrorKind, msg string) *abi.TaskError {
-	return &abi.TaskError{Kind: kind, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID, Attempt: t.attempt, Message: msg}
+	return &abi.TaskError{Kind: kind, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID, Attempt: t.attempt + 1, Message: msg}
 }
 
 func (t *task) displayName() string {
@@ -175,6 +175,7 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	}
 	t.tree.live++
 	h.tasks[t.id] = t
+	t.job.counted(t, statePendingArgs)
 	if p := h.tasks[t.parent]; p != nil {
 		p.children = append(p.children, t.id)
 	}
@@ -708,8 +709,11 @@ func (h *Host) endLocked(t *task, s taskState, msg string) {
 	}
 	t.state = s
 	h.record(t, s, msg)
-	if _, ok := h.tasks[t.id]; ok && t.tree != nil {
-		t.tree.live--
+	if _, ok := h.tasks[t.id]; ok {
+		t.job.counted(t, s)
+		if t.tree != nil {
+			t.tree.live--
+		}
 	}
 	delete(h.tasks, t.id)
 }

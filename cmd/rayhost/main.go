@@ -2,79 +2,43 @@
 //
 //	rayhost run ./examples/retrieve          # build and run a driver on an embedded host
 //	rayhost start --listen 127.0.0.1:6380    # start a host
-//	rayhost run --address 127.0.0.1:6380 app.wasm
+//	rayhost run --address 127.0.0.1:6380 ./examples/pi
 //	rayhost submit --address 127.0.0.1:6380 app.wasm square 7
+//
+// The command line is built with cobra (docs/RATIONALE.md says why):
+// flags go anywhere on the line, every flag can also be set with an
+// environment variable RAYHOST_<FLAG>, and `rayhost completion` prints
+// shell completion scripts.
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
-
-	"github.com/rayhost/rayhost/internal/worker"
 )
 
-const usage = `rayhost: Ray's task model for Go functions compiled to WebAssembly.
-
-Usage:
-  rayhost start  [flags]                       start a host (a new cluster) and serve until interrupted
-  rayhost join   [flags] <gossip addr>...      start a host that joins a cluster
-  rayhost status --address A                   list the cluster's hosts: state, total and free resources
-  rayhost run    [flags] <module.wasm | ./pkg>  run a module's driver (embedded host without --address)
-  rayhost submit --address A <module> <function> [json args...]
-                                               submit one call and print its result as JSON
-  rayhost health --address A                   print a host's id, resources and workers
-  rayhost tasks  --address A [--state S]       list tasks and their states
-  rayhost actors --address A                   list actors: id, class, name, state, host, calls
-  rayhost timeline --address A > trace.json    task attempts as Chrome-trace JSON (Perfetto)
-  rayhost microbenchmark [flags]               Ray's microbenchmark metrics, with baselines (from the repo root)
-  rayhost worker                               (internal) a worker process, started by a host
-
-Run 'rayhost <command> -h' for a command's flags.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// execute runs the command line args and returns the process's exit code:
+// 0, 1 when the command failed, 2 for a usage mistake.
+func execute(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return 0
 	}
-	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "start":
-		err = cmdStart(args)
-	case "join":
-		err = cmdJoin(args)
-	case "status":
-		err = cmdStatus(args)
-	case "run":
-		err = cmdRun(args)
-	case "submit":
-		err = cmdSubmit(args)
-	case "health":
-		err = cmdHealth(args)
-	case "tasks":
-		err = cmdTasks(args)
-	case "actors":
-		err = cmdActors(args)
-	case "microbenchmark":
-		err = cmdMicrobenchmark(args)
-	case "timeline":
-		err = cmdTimeline(args)
-	case "worker":
-		err = worker.Main(args)
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "rayhost: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "rayhost: ") {
+		msg = "rayhost: " + msg
 	}
-	if err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "rayhost: ") {
-			msg = "rayhost: " + msg
-		}
-		fmt.Fprintln(os.Stderr, msg)
-		os.Exit(1)
+	fmt.Fprintln(stderr, msg)
+	if isUsageError(err) || strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return 2
 	}
+	return 1
 }

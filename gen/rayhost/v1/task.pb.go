@@ -1448,7 +1448,9 @@ func (*CancelResponse) Descriptor() ([]byte, []int) {
 type RunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Module digest or registered name; it must have a ray.Main.
-	Module        string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
+	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
+	// Send RunProgress events (about twice a second while counts change).
+	Progress      bool `protobuf:"varint,2,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1490,12 +1492,20 @@ func (x *RunRequest) GetModule() string {
 	return ""
 }
 
+func (x *RunRequest) GetProgress() bool {
+	if x != nil {
+		return x.Progress
+	}
+	return false
+}
+
 type RunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
 	//
 	//	*RunResponse_Log
 	//	*RunResponse_Result
+	//	*RunResponse_Progress
 	Event         isRunResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1556,6 +1566,15 @@ func (x *RunResponse) GetResult() *RunResult {
 	return nil
 }
 
+func (x *RunResponse) GetProgress() *RunProgress {
+	if x != nil {
+		if x, ok := x.Event.(*RunResponse_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
 type isRunResponse_Event interface {
 	isRunResponse_Event()
 }
@@ -1568,9 +1587,85 @@ type RunResponse_Result struct {
 	Result *RunResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
 }
 
+type RunResponse_Progress struct {
+	Progress *RunProgress `protobuf:"bytes,3,opt,name=progress,proto3,oneof"`
+}
+
 func (*RunResponse_Log) isRunResponse_Event() {}
 
 func (*RunResponse_Result) isRunResponse_Event() {}
+
+func (*RunResponse_Progress) isRunResponse_Event() {}
+
+// RunProgress counts the tasks a run's driver started (transitively),
+// owned by the host that runs the driver.
+type RunProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Submitted     uint64                 `protobuf:"varint,1,opt,name=submitted,proto3" json:"submitted,omitempty"`
+	Finished      uint64                 `protobuf:"varint,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	Failed        uint64                 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	Cancelled     uint64                 `protobuf:"varint,4,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunProgress) Reset() {
+	*x = RunProgress{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunProgress) ProtoMessage() {}
+
+func (x *RunProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunProgress.ProtoReflect.Descriptor instead.
+func (*RunProgress) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RunProgress) GetSubmitted() uint64 {
+	if x != nil {
+		return x.Submitted
+	}
+	return 0
+}
+
+func (x *RunProgress) GetFinished() uint64 {
+	if x != nil {
+		return x.Finished
+	}
+	return 0
+}
+
+func (x *RunProgress) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *RunProgress) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
 
 type LogLine struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1586,7 +1681,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	mi := &file_rayhost_v1_task_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1693,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[25]
+	mi := &file_rayhost_v1_task_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1706,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{25}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogLine) GetTaskId() string {
@@ -1660,7 +1755,7 @@ type RunResult struct {
 
 func (x *RunResult) Reset() {
 	*x = RunResult{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[26]
+	mi := &file_rayhost_v1_task_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1767,7 @@ func (x *RunResult) String() string {
 func (*RunResult) ProtoMessage() {}
 
 func (x *RunResult) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[26]
+	mi := &file_rayhost_v1_task_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1780,7 @@ func (x *RunResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResult.ProtoReflect.Descriptor instead.
 func (*RunResult) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{26}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunResult) GetError() string {
@@ -1710,7 +1805,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[27]
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1817,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[27]
+	mi := &file_rayhost_v1_task_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1830,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{27}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
 }
 
 type HealthResponse struct {
@@ -1751,7 +1846,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1858,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[28]
+	mi := &file_rayhost_v1_task_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1871,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{28}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HealthResponse) GetHostId() string {
@@ -1838,7 +1933,7 @@ type TaskError struct {
 
 func (x *TaskError) Reset() {
 	*x = TaskError{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1945,7 @@ func (x *TaskError) String() string {
 func (*TaskError) ProtoMessage() {}
 
 func (x *TaskError) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[29]
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1958,7 @@ func (x *TaskError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskError.ProtoReflect.Descriptor instead.
 func (*TaskError) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{29}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskError) GetKind() string {
@@ -1934,14 +2029,16 @@ type ListTasksRequest struct {
 	// Only tasks whose latest state is this one (pending_args,
 	// pending_resources, scheduled, running, finished, failed, cancelled);
 	// empty for all.
-	State         string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// Only the events of this task (its ID in hex); empty for all.
+	TaskId        string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2050,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,12 +2063,19 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksRequest) GetState() string {
 	if x != nil {
 		return x.State
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
 	}
 	return ""
 }
@@ -1987,7 +2091,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[31]
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2103,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[31]
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2116,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTasksResponse) GetEvents() []*TaskEvent {
@@ -2049,7 +2153,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2165,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2178,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2148,7 +2252,7 @@ type ListActorsRequest struct {
 
 func (x *ListActorsRequest) Reset() {
 	*x = ListActorsRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2264,7 @@ func (x *ListActorsRequest) String() string {
 func (*ListActorsRequest) ProtoMessage() {}
 
 func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2277,7 @@ func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsRequest.ProtoReflect.Descriptor instead.
 func (*ListActorsRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
 }
 
 type ListActorsResponse struct {
@@ -2185,7 +2289,7 @@ type ListActorsResponse struct {
 
 func (x *ListActorsResponse) Reset() {
 	*x = ListActorsResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	mi := &file_rayhost_v1_task_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2301,7 @@ func (x *ListActorsResponse) String() string {
 func (*ListActorsResponse) ProtoMessage() {}
 
 func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	mi := &file_rayhost_v1_task_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2314,7 @@ func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsResponse.ProtoReflect.Descriptor instead.
 func (*ListActorsResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListActorsResponse) GetActors() []*ActorInfo {
@@ -2240,7 +2344,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[35]
+	mi := &file_rayhost_v1_task_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2356,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[35]
+	mi := &file_rayhost_v1_task_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2369,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{35}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ActorInfo) GetActorId() string {
@@ -2346,7 +2450,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[36]
+	mi := &file_rayhost_v1_task_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2462,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[36]
+	mi := &file_rayhost_v1_task_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2475,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{36}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{37}
 }
 
 type ClusterStatusResponse struct {
@@ -2383,7 +2487,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[37]
+	mi := &file_rayhost_v1_task_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2499,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[37]
+	mi := &file_rayhost_v1_task_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2512,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{37}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClusterStatusResponse) GetMembers() []*Member {
@@ -2439,7 +2543,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[38]
+	mi := &file_rayhost_v1_task_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2555,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[38]
+	mi := &file_rayhost_v1_task_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2568,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{38}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Member) GetHostId() string {
@@ -2629,14 +2733,21 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\v2\x15.rayhost.v1.ObjectRefR\x03ref\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\x12\x1c\n" +
 	"\trecursive\x18\x03 \x01(\bR\trecursive\"\x10\n" +
-	"\x0eCancelResponse\"$\n" +
+	"\x0eCancelResponse\"@\n" +
 	"\n" +
 	"RunRequest\x12\x16\n" +
-	"\x06module\x18\x01 \x01(\tR\x06module\"p\n" +
+	"\x06module\x18\x01 \x01(\tR\x06module\x12\x1a\n" +
+	"\bprogress\x18\x02 \x01(\bR\bprogress\"\xa7\x01\n" +
 	"\vRunResponse\x12'\n" +
 	"\x03log\x18\x01 \x01(\v2\x13.rayhost.v1.LogLineH\x00R\x03log\x12/\n" +
-	"\x06result\x18\x02 \x01(\v2\x15.rayhost.v1.RunResultH\x00R\x06resultB\a\n" +
-	"\x05event\"~\n" +
+	"\x06result\x18\x02 \x01(\v2\x15.rayhost.v1.RunResultH\x00R\x06result\x125\n" +
+	"\bprogress\x18\x03 \x01(\v2\x17.rayhost.v1.RunProgressH\x00R\bprogressB\a\n" +
+	"\x05event\"}\n" +
+	"\vRunProgress\x12\x1c\n" +
+	"\tsubmitted\x18\x01 \x01(\x04R\tsubmitted\x12\x1a\n" +
+	"\bfinished\x18\x02 \x01(\x04R\bfinished\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\x04R\x06failed\x12\x1c\n" +
+	"\tcancelled\x18\x04 \x01(\x04R\tcancelled\"~\n" +
 	"\aLogLine\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -2663,9 +2774,10 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x14\n" +
 	"\x05stack\x18\a \x01(\tR\x05stack\x12+\n" +
 	"\x05cause\x18\b \x01(\v2\x15.rayhost.v1.TaskErrorR\x05cause\x12\x12\n" +
-	"\x04code\x18\t \x01(\tR\x04code\"(\n" +
+	"\x04code\x18\t \x01(\tR\x04code\"A\n" +
 	"\x10ListTasksRequest\x12\x14\n" +
-	"\x05state\x18\x01 \x01(\tR\x05state\"\\\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\"\\\n" +
 	"\x11ListTasksResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.rayhost.v1.TaskEventR\x06events\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x04R\adropped\"\x89\x02\n" +
@@ -2735,7 +2847,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -2762,29 +2874,30 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*CancelResponse)(nil),         // 22: rayhost.v1.CancelResponse
 	(*RunRequest)(nil),             // 23: rayhost.v1.RunRequest
 	(*RunResponse)(nil),            // 24: rayhost.v1.RunResponse
-	(*LogLine)(nil),                // 25: rayhost.v1.LogLine
-	(*RunResult)(nil),              // 26: rayhost.v1.RunResult
-	(*HealthRequest)(nil),          // 27: rayhost.v1.HealthRequest
-	(*HealthResponse)(nil),         // 28: rayhost.v1.HealthResponse
-	(*TaskError)(nil),              // 29: rayhost.v1.TaskError
-	(*ListTasksRequest)(nil),       // 30: rayhost.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 31: rayhost.v1.ListTasksResponse
-	(*TaskEvent)(nil),              // 32: rayhost.v1.TaskEvent
-	(*ListActorsRequest)(nil),      // 33: rayhost.v1.ListActorsRequest
-	(*ListActorsResponse)(nil),     // 34: rayhost.v1.ListActorsResponse
-	(*ActorInfo)(nil),              // 35: rayhost.v1.ActorInfo
-	(*ClusterStatusRequest)(nil),   // 36: rayhost.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),  // 37: rayhost.v1.ClusterStatusResponse
-	(*Member)(nil),                 // 38: rayhost.v1.Member
-	nil,                            // 39: rayhost.v1.Resources.CustomEntry
-	nil,                            // 40: rayhost.v1.TaskOptions.EnvEntry
+	(*RunProgress)(nil),            // 25: rayhost.v1.RunProgress
+	(*LogLine)(nil),                // 26: rayhost.v1.LogLine
+	(*RunResult)(nil),              // 27: rayhost.v1.RunResult
+	(*HealthRequest)(nil),          // 28: rayhost.v1.HealthRequest
+	(*HealthResponse)(nil),         // 29: rayhost.v1.HealthResponse
+	(*TaskError)(nil),              // 30: rayhost.v1.TaskError
+	(*ListTasksRequest)(nil),       // 31: rayhost.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 32: rayhost.v1.ListTasksResponse
+	(*TaskEvent)(nil),              // 33: rayhost.v1.TaskEvent
+	(*ListActorsRequest)(nil),      // 34: rayhost.v1.ListActorsRequest
+	(*ListActorsResponse)(nil),     // 35: rayhost.v1.ListActorsResponse
+	(*ActorInfo)(nil),              // 36: rayhost.v1.ActorInfo
+	(*ClusterStatusRequest)(nil),   // 37: rayhost.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),  // 38: rayhost.v1.ClusterStatusResponse
+	(*Member)(nil),                 // 39: rayhost.v1.Member
+	nil,                            // 40: rayhost.v1.Resources.CustomEntry
+	nil,                            // 41: rayhost.v1.TaskOptions.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	39, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	40, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	6,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	40, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	41, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
 	5,  // 5: rayhost.v1.TaskOptions.scheduling:type_name -> rayhost.v1.SchedulingStrategy
 	9,  // 6: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 7: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
@@ -2800,47 +2913,48 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 17: rayhost.v1.WaitResponse.ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
-	25, // 20: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
-	26, // 21: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
-	3,  // 22: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
-	3,  // 23: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
-	29, // 24: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
-	32, // 25: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
-	35, // 26: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
-	38, // 27: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
-	3,  // 28: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
-	3,  // 29: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
-	7,  // 30: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	10, // 31: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	10, // 32: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	12, // 33: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	14, // 34: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	17, // 35: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	19, // 36: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	21, // 37: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	23, // 38: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	27, // 39: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	30, // 40: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	33, // 41: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	36, // 42: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
-	8,  // 43: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	11, // 44: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	11, // 45: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	13, // 46: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	15, // 47: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	18, // 48: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	20, // 49: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	22, // 50: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	24, // 51: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	28, // 52: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	31, // 53: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	34, // 54: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	37, // 55: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
-	43, // [43:56] is the sub-list for method output_type
-	30, // [30:43] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	26, // 20: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
+	27, // 21: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
+	25, // 22: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
+	3,  // 23: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
+	3,  // 24: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
+	30, // 25: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
+	33, // 26: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
+	36, // 27: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
+	39, // 28: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
+	3,  // 29: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
+	3,  // 30: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
+	7,  // 31: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 32: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 33: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 34: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 35: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 36: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 37: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 38: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 39: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	28, // 40: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	31, // 41: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	34, // 42: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	37, // 43: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	8,  // 44: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 45: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 46: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 47: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 48: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 49: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 50: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 51: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 52: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	29, // 53: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	32, // 54: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	35, // 55: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	38, // 56: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	44, // [44:57] is the sub-list for method output_type
+	31, // [31:44] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -2862,6 +2976,7 @@ func file_rayhost_v1_task_proto_init() {
 	file_rayhost_v1_task_proto_msgTypes[24].OneofWrappers = []any{
 		(*RunResponse_Log)(nil),
 		(*RunResponse_Result)(nil),
+		(*RunResponse_Progress)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2869,7 +2984,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
