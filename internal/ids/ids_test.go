@@ -1,0 +1,46 @@
+package ids
+
+import "testing"
+
+func TestChildren(t *testing.T) {
+	p, other := NewTaskID(), NewTaskID()
+	c := NewChildren(p)
+	// In order, out of order within the window, then far ahead in steps.
+	for _, n := range []uint64{0, 1, 3, 2, 10, 4, 200, 400, 600} {
+		if got, ok := c.Claim(p.Child(n)); !ok || got != n {
+			t.Fatalf("Claim(child %d) = %d, %v", n, got, ok)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		id   TaskID
+	}{
+		{"used twice", p.Child(1)},
+		{"another task's child", other.Child(5)},
+		{"the parent itself", p},
+		{"a random ID", NewTaskID()},
+		{"beyond the window", p.Child(600 + ChildWindow + 1)},
+		{"a grandchild", p.Child(0).Child(0)},
+	} {
+		if _, ok := c.Claim(tc.id); ok {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+	// A new attempt derives the same IDs again.
+	if _, ok := NewChildren(p).Claim(p.Child(0)); !ok {
+		t.Error("a new attempt cannot submit its first child")
+	}
+}
+
+func TestChildrenManyInOrder(t *testing.T) {
+	p := NewTaskID()
+	c := NewChildren(p)
+	for n := range uint64(10_000) {
+		if _, ok := c.Claim(p.Child(n)); !ok {
+			t.Fatalf("child %d refused", n)
+		}
+	}
+	if len(c.pending) > 4*ChildWindow+ChildWindow {
+		t.Fatalf("%d IDs pending", len(c.pending))
+	}
+}
