@@ -508,11 +508,13 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	}
 	child.args = cloneArgs(req.Args)
 	err := h.prepare(child, req.Resources)
+	if err == nil {
+		// Capability attenuation: no more than the parent holds.
+		err = h.attenuate(parent, child.grants)
+	}
 	f := child.mod.funcs[child.function]
 	switch {
 	case err != nil:
-	case h.attenuate(parent, child.grants) != nil:
-		err = h.attenuate(parent, child.grants)
 	case (child.gen != nil) != f.Generator:
 		err = fmt.Errorf("%w: %s is called as a generator but is not one, or the reverse", ErrInvalidArgument, child.function)
 	case child.gen == nil && child.numReturns != f.NumReturns:
