@@ -487,13 +487,21 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	if parent.kids == nil || parent.kidsAttempt != parent.attempt || parent.kidsWorker != parent.worker {
 		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id), parent.attempt, parent.worker
 	}
-	_, own := parent.kids.Claim(req.Task)
-	if !own && parent.violation == "" {
+	// After one forged ID, nothing more from this task is accepted (and
+	// a miss, which searches ahead, is paid for once).
+	own := parent.violation == ""
+	if own {
+		_, own = parent.kids.Claim(req.Task)
+	}
+	first := !own && parent.violation == ""
+	if first {
 		parent.violation = fmt.Sprintf("%v: the guest submitted task %s, which is not a child ID of its own task (see guest-sdk/ABI.md, IDs); the submission was dropped", ErrForgedID, req.Task)
 	}
 	h.mu.Unlock()
+	if first {
+		h.log.Warn("refused a submission with a forged task ID; the task's further submissions are dropped", "task_id", parent.id, "forged", req.Task)
+	}
 	if !own {
-		h.log.Warn("refused a submission with a forged task ID", "task_id", parent.id, "forged", req.Task)
 		return
 	}
 	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: req.Kind, function: req.Function,

@@ -148,9 +148,14 @@ func ObjectIDFromBytes(b []byte) (ObjectID, error) {
 }
 
 // ChildWindow is how far out of order a task's submissions may arrive: a
-// child ID is accepted if its counter is within ChildWindow of the highest
-// accepted so far (either way) and was not used by this attempt.
-const ChildWindow = 256
+// child ID is accepted if its counter was not used by this attempt and is
+// at most ChildWindow below the highest accepted so far, or at most
+// ChildMaxGap above it (counters the guest used for submits its worker
+// refused never reach the host and leave gaps).
+const (
+	ChildWindow = 256
+	ChildMaxGap = 4096
+)
 
 // Children checks the child TaskIDs one attempt of a task submits: each must
 // be parent.Child(n) for a counter n not yet used, so a guest cannot claim
@@ -180,9 +185,22 @@ func (c *Children) derive(to uint64) {
 func (c *Children) Claim(id TaskID) (uint64, bool) {
 	n, ok := c.pending[id]
 	if !ok {
-		return 0, false
+		// Past the derived window: look further ahead, up to ChildMaxGap
+		// (one search per miss; a guest that misses is failed anyway).
+		for k := c.next; k < c.high+ChildMaxGap; k++ {
+			if c.parent.Child(k) == id {
+				c.next, n, ok = k+1, k, true
+				break
+			}
+		}
+		if !ok {
+			return 0, false
+		}
 	}
 	delete(c.pending, id)
+	if n+ChildWindow < c.high {
+		return 0, false // too far behind
+	}
 	if n+1 > c.high {
 		c.high = n + 1
 		c.derive(c.high + ChildWindow)

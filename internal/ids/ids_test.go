@@ -19,12 +19,20 @@ func TestChildren(t *testing.T) {
 		{"another task's child", other.Child(5)},
 		{"the parent itself", p},
 		{"a random ID", NewTaskID()},
-		{"beyond the window", p.Child(600 + ChildWindow + 1)},
+		{"beyond the gap", p.Child(600 + ChildMaxGap + 1)},
+		{"too far behind", p.Child(5)},
 		{"a grandchild", p.Child(0).Child(0)},
 	} {
 		if _, ok := c.Claim(tc.id); ok {
 			t.Errorf("%s: accepted", tc.name)
 		}
+	}
+	// A gap larger than the window (submits the worker refused) is fine.
+	if _, ok := c.Claim(p.Child(600 + ChildMaxGap - 1)); !ok {
+		t.Error("a child past a gap of ChildMaxGap was refused")
+	}
+	if _, ok := c.Claim(p.Child(601)); ok {
+		t.Error("a child far below the highest was accepted")
 	}
 	// A new attempt derives the same IDs again.
 	if _, ok := NewChildren(p).Claim(p.Child(0)); !ok {
