@@ -114,6 +114,9 @@ type task struct {
 	kidsAttempt uint32
 	kidsWorker  *workerProc
 	violation   string
+	// cancelRefused: a cancel from this task's guest was refused (noted
+	// once).
+	cancelRefused bool
 }
 
 // tree counts the unfinished tasks of one task tree (guarded by Host.mu).

@@ -593,12 +593,18 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 		return
 	}
 	if err := h.mayCancel(t, req.Ref); err != nil {
-		h.log.Warn("refused a cancel from a guest", "task_id", t.id, "err", err)
+		// Logged and noted once per task, so a flood of them cannot push
+		// other events out of the ring.
 		h.mu.Lock()
-		if !t.state.terminal() {
+		first := !t.cancelRefused && !t.state.terminal()
+		if first {
+			t.cancelRefused = true
 			h.record(t, t.state, "refused: "+err.Error())
 		}
 		h.mu.Unlock()
+		if first {
+			h.log.Warn("refused a cancel from a guest", "task_id", t.id, "err", err)
+		}
 		return
 	}
 	if owner := req.Ref.Owner; owner != "" && owner != h.addr && h.cluster != nil {
