@@ -570,13 +570,14 @@ func cloneArgs(args []abi.Arg) []abi.Arg {
 func (h *Host) guestPut(t *task, payload []byte) {
 	var req abi.PutRequest
 	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id || !req.ID.IsPut() {
-		h.log.Warn("refused put from a guest", "task_id", t.id, "object_id", req.ID, "err", err)
-		if err == nil {
-			h.mu.Lock()
-			if t.violation == "" {
-				t.violation = fmt.Sprintf("%v: the guest put object %s, which is not a Put ID of its own task (see guest-sdk/ABI.md, IDs); the put was dropped", ErrForgedID, req.ID)
-			}
-			h.mu.Unlock()
+		h.mu.Lock()
+		first := t.violation == ""
+		if first {
+			t.violation = fmt.Sprintf("%v: the guest put object %s, which is not a Put ID of its own task (see guest-sdk/ABI.md, IDs); the put was dropped", ErrForgedID, req.ID)
+		}
+		h.mu.Unlock()
+		if first { // logged once per task
+			h.log.Warn("refused a put from a guest", "task_id", t.id, "object_id", req.ID, "err", err)
 		}
 		return
 	}
