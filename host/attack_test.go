@@ -190,7 +190,8 @@ func TestAttackReadOnlyMount(t *testing.T) {
 // TestAttackGrants: issue 13 item 2. A task's children get no more than
 // it holds: no mount it was not granted, no read-write mount of what it
 // holds read-only, no environment variable (or value) it does not have;
-// a subdirectory of its mount, read-only, is fine. Over the API a task
+// a subdirectory of its mount, read-only, is fine; the same for an actor's
+// creation, and an actor's methods hold its grants. Over the API a task
 // gets only what the request asks for, never its function's registered
 // default grants.
 func TestAttackGrants(t *testing.T) {
@@ -237,6 +238,20 @@ func TestAttackGrants(t *testing.T) {
 	})
 	t.Run("a subdirectory of a read-only grant, read-only", func(t *testing.T) {
 		got, err := callWith(t, c, mod, "spawn_mount", ro, nil, filepath.Join(dir, "sub"), true, "/c/data.txt")
+		if err != nil || got != "data" {
+			t.Fatalf("= %q, %v", got, err)
+		}
+	})
+	t.Run("an actor created with a self-granted mount", func(t *testing.T) {
+		_, err := callWith(t, c, mod, "spawn_actor", nil, nil, dir, false, "/c/sub/data.txt")
+		if err == nil || !strings.Contains(err.Error(), "is dead: its creation was refused: host: permission denied: mount") {
+			t.Fatalf("error %v; want the actor dead because its creation was refused", err)
+		}
+		t.Logf("the caller sees: %s", firstLine(err.Error()))
+		attackerServes(t, c, mod)
+	})
+	t.Run("an actor method passes on its actor's grant", func(t *testing.T) {
+		got, err := callWith(t, c, mod, "actor_spawns", ro, nil, dir)
 		if err != nil || got != "data" {
 			t.Fatalf("= %q, %v", got, err)
 		}

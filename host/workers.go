@@ -544,6 +544,15 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		case errors.Is(err, ErrPermissionDenied):
 			kind = abi.ErrorPermissionDenied
 		}
+		if child.kind == abi.KindActorCreate {
+			// Its calls must say why the actor is not there.
+			h.mu.Lock()
+			if _, dup := h.actors[child.id]; !dup {
+				h.actors[child.id] = &actor{id: child.id, class: child.function, create: child, state: actorDead,
+					cause: "its creation was refused: " + err.Error()}
+			}
+			h.mu.Unlock()
+		}
 		h.submitFailed(child, h.taskError(child, kind, err.Error()))
 		return
 	}

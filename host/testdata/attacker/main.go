@@ -294,6 +294,35 @@ var _ = ray.Func2("spawn_env", func(ctx context.Context, name, value string) (st
 	return ray.Get(ctx, getenv.Options(ray.Env(map[string]string{name: value})).Remote(name))
 })
 
+// Reader is an actor whose creation asks for a mount.
+type Reader struct{}
+
+var readerClass = ray.Actor0("Reader", func(ctx context.Context) (*Reader, error) { return &Reader{}, nil })
+
+var readerRead = ray.Method1(readerClass, "read", func(r *Reader, ctx context.Context, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+})
+
+// readerSpawn submits read_file with its actor's own mount: a method holds
+// its actor's grants.
+var readerSpawn = ray.Method1(readerClass, "spawn", func(r *Reader, ctx context.Context, dir string) (string, error) {
+	return ray.Get(ctx, readFile.Options(ray.MountDir(dir, "/c", true)).Remote("/c/sub/data.txt"))
+})
+
+// spawnActor creates a Reader with a mount of dir at /c and reads path.
+var _ = ray.Func3("spawn_actor", func(ctx context.Context, dir string, readOnly bool, path string) (string, error) {
+	a := readerClass.Options(ray.MountDir(dir, "/c", readOnly)).Remote()
+	return ray.Get(ctx, readerRead.Remote(a, path))
+})
+
+// actorSpawns creates a Reader with a read-only mount of dir, whose method
+// submits a child with the same mount.
+var _ = ray.Func1("actor_spawns", func(ctx context.Context, dir string) (string, error) {
+	a := readerClass.Options(ray.MountDir(dir, "/c", true)).Remote()
+	return ray.Get(ctx, readerSpawn.Remote(a, dir))
+})
+
 // Function defaults are not grants over the API: a caller gets what it asks.
 var _ = ray.Func0("default_grant", func(ctx context.Context) (string, error) {
 	ents, err := os.ReadDir("/tmp")
