@@ -91,6 +91,8 @@ func taskCode(te *abi.TaskError) connect.Code {
 		return connect.CodeUnavailable
 	case abi.ErrorHost:
 		return connect.CodeInternal
+	case abi.ErrorPermissionDenied:
+		return connect.CodePermissionDenied
 	case abi.ErrorDependency:
 		if te.Cause != nil {
 			return taskCode(te.Cause)
@@ -269,7 +271,10 @@ func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, 
 			return nil, fmt.Errorf("%w: argument %d: empty (set json, raw or ref)", ErrInvalidArgument, i+1)
 		}
 	}
-	t.limits, t.grants = d.Limits, d.Grants
+	// Grants come from the request only (never from the function's
+	// registered defaults): a task submitted over the API gets what its
+	// caller asked for, within what the host allows (checkGrants).
+	t.limits = d.Limits
 	if n := o.GetMemoryLimitBytes(); n > 0 {
 		t.limits.MemoryPages = uint32(min((n+65535)/65536, 65537)) // 65537: refused by prepare
 	}
