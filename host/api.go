@@ -536,6 +536,15 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
 	// every slot.
 	t := &task{id: ids.NewTaskID(), job: j, mod: mod, kind: abi.KindMain, numReturns: 1}
+	for _, mnt := range req.Msg.GetMounts() {
+		t.grants.Mounts = append(t.grants.Mounts, abi.Mount{Host: mnt.GetHostPath(), Guest: mnt.GetGuestPath(), ReadOnly: mnt.GetReadOnly()})
+	}
+	for _, name := range slices.Sorted(maps.Keys(req.Msg.GetEnv())) {
+		t.grants.Env = append(t.grants.Env, abi.KV{Name: name, Value: req.Msg.GetEnv()[name]})
+	}
+	if t.grants, err = a.h.checkGrants(t.grants); err != nil {
+		return toConnect(err)
+	}
 	start := time.Now()
 	a.h.submit(ctx, t)
 	var tick <-chan time.Time

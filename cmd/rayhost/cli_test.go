@@ -431,3 +431,36 @@ func readAddr(t *testing.T, r io.Reader) string {
 	t.Fatal("rayhost start did not print its address")
 	return ""
 }
+
+// TestCLIGrants: a driver holds only what `rayhost run --mount --env`
+// grants it, and may pass that (or less) to its tasks.
+func TestCLIGrants(t *testing.T) {
+	allowed := t.TempDir()
+	if err := os.WriteFile(filepath.Join(allowed, "hello.txt"), []byte("hi from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := startProcess(t, "--num-cpus", "2", "--allow-dir", allowed)
+	wasm := filepath.Join(t.TempDir(), "attacker.wasm")
+	if err := os.WriteFile(wasm, testutil.Guest(t, "./host/testdata/attacker"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := rayhost(t, "", nil, "run", wasm, "--address", addr, "--mount", allowed+":/d:ro", "--env", "GRANTED_DIR="+allowed)
+	if code != 0 || !strings.Contains(out, "child read: hi from the host") {
+		t.Fatalf("a driver granted the directory: exit %d:\n%s", code, out)
+	}
+	// Without the grant its task is refused.
+	code, out = rayhost(t, "", nil, "run", wasm, "--address", addr, "--env", "GRANTED_DIR="+allowed)
+	if code != 1 || !strings.Contains(out, "permission_denied") {
+		t.Fatalf("a driver without the grant: exit %d:\n%s", code, out)
+	}
+	// Nor can the driver be granted what the host does not allow.
+	code, out = rayhost(t, "", nil, "run", wasm, "--address", addr, "--mount", "/etc:/d:ro", "--env", "GRANTED_DIR=/etc")
+	if code != 1 || !strings.Contains(out, "permission denied") {
+		t.Fatalf("a driver granted /etc: exit %d:\n%s", code, out)
+	}
+	for _, bad := range [][]string{{"--mount", "justone"}, {"--mount", "a:b:rx"}, {"--env", "NOEQUALS"}} {
+		if code, out := rayhost(t, "", nil, append([]string{"run", wasm, "--address", addr}, bad...)...); code != 2 {
+			t.Fatalf("run %q: exit %d, want 2:\n%s", bad, code, out)
+		}
+	}
+}

@@ -398,3 +398,18 @@ var _ = ray.Func1("cancel_other", func(ctx context.Context, victim string) (stri
 })
 
 func main() {}
+
+// The driver reads $GRANTED_DIR/hello.txt through a child task it grants
+// that directory to: it works only if the driver itself holds the grant
+// (rayhost run --mount, --env).
+func init() {
+	ray.Main(func(ctx context.Context) error {
+		dir := os.Getenv("GRANTED_DIR")
+		s, err := ray.Get(ctx, readFile.Options(ray.MountDir(dir, "/c", true)).Remote("/c/hello.txt"))
+		if err != nil {
+			return err
+		}
+		fmt.Println("child read:", s)
+		return nil
+	})
+}
