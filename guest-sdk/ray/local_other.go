@@ -47,7 +47,8 @@ const LocalOwner = "local"
 // (their Get, Wait, Next and Sleep calls return ErrTaskCancelled), as are
 // all tasks when ctx is done. Calls of RunLocal run one at a time. Outside
 // RunLocal, a native build has no host: the SDK's calls report
-// ErrNotInGuest.
+// ErrNotInGuest. RunLocal exists only in native builds (not in
+// GOOS=wasip1): call it from tests (_test.go files).
 func RunLocal(ctx context.Context, driver func(ctx context.Context) error) error {
 	registryMu.Lock()
 	if driver == nil {
