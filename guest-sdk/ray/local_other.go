@@ -63,6 +63,11 @@ func RunLocal(ctx context.Context, driver func(ctx context.Context) error) error
 		return fmt.Errorf("%w: RunLocal: no driver given and none registered with Main", ErrBadArgument)
 	}
 
+	if l := activeLocal(); l != nil {
+		if t := currentTask(); t != nil && t != l.stray {
+			return fmt.Errorf("%w: RunLocal called from a task of RunLocal", ErrBadArgument) // it would wait for itself
+		}
+	}
 	localRunMu.Lock()
 	defer localRunMu.Unlock()
 	l := newLocalHost(ctx)

@@ -453,6 +453,14 @@ func TestRunLocalResult(t *testing.T) {
 	if r := ltAdd.Remote(1, 2); !errors.Is(r.Err(), ErrNotInGuest) {
 		t.Errorf("Remote outside RunLocal = %v", r.Err())
 	}
+	var nested error
+	runLocal(t, func(ctx context.Context) error {
+		nested = RunLocal(ctx, func(ctx context.Context) error { return nil })
+		return nil
+	})
+	if !errors.Is(nested, ErrBadArgument) {
+		t.Errorf("RunLocal inside RunLocal = %v; want ErrBadArgument, not a deadlock", nested)
+	}
 }
 
 // Tasks still running when the driver returns are cancelled, and RunLocal
