@@ -228,6 +228,11 @@ func (l *localHost) await(cond func() bool, timeoutNs int64, cancel <-chan struc
 		timer = t.C
 	}
 	for {
+		select { // a cancelled task's requests fail, as on a host
+		case <-cancel:
+			return abi.ErrCodeCancelled
+		default:
+		}
 		l.mu.Lock()
 		ok, wake := cond(), l.wake
 		l.mu.Unlock()
@@ -879,7 +884,7 @@ func (l *localHost) yield(c *localTask, b []byte) abi.ErrCode {
 		return abi.ErrCodeBadRequest
 	}
 	l.mu.Lock()
-	if c.finished {
+	if c.finished || c.cancelled {
 		l.mu.Unlock()
 		return abi.ErrCodeCancelled
 	}

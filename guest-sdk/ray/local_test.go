@@ -65,6 +65,16 @@ var (
 	})
 	ltBP         = Gen0("lt.bp", func(ctx context.Context, yield func(int) error) error { return ltBPBody(ctx, yield) }, Backpressure(1))
 	ltBPProduced atomic.Int32
+	// ltForever yields until yield fails (it was cancelled).
+	ltForever = Gen0("lt.forever", func(ctx context.Context, yield func(int) error) error {
+		for i := 0; ; i++ {
+			if err := yield(i); err != nil {
+				ltForeverStopped <- err
+				return err
+			}
+		}
+	}, Backpressure(4))
+	ltForeverStopped = make(chan error, 1)
 
 	ltCounter = Actor1("lt.Counter", func(ctx context.Context, start int) (*ltCounterState, error) {
 		if start < 0 {
@@ -275,6 +285,30 @@ func TestLocalMode(t *testing.T) {
 				return fmt.Errorf("Wait on the end: %v %v", ready, err)
 			}
 			return nil
+		}},
+		{"cancelling a generator stops its yields", func(ctx context.Context) error {
+			g := ltForever.Remote()
+			if _, err := g.Next(ctx); err != nil {
+				return err
+			}
+			if err := Cancel(g.NextRef(), false, false); err != nil {
+				return err
+			}
+			if err := <-ltForeverStopped; !errors.Is(err, ErrTaskCancelled) {
+				return fmt.Errorf("yield after cancel: %v", err)
+			}
+			for ref, err := range g.All(ctx) {
+				if err == nil {
+					_, err = Get(ctx, ref)
+				}
+				if err != nil {
+					if !errors.Is(err, ErrTaskCancelled) {
+						return fmt.Errorf("stream after cancel: %v", err)
+					}
+					return nil
+				}
+			}
+			return errors.New("the stream of a cancelled generator ended without its cancellation")
 		}},
 		{"backpressure", func(ctx context.Context) error {
 			g := ltBP.Remote()
