@@ -33,7 +33,7 @@ const LocalOwner = "local"
 // (within MaxRetries) behave as on a host. What local mode does not do:
 // isolate tasks (they share the process's memory, filesystem and
 // environment), enforce resources, scheduling, Timeout, MemoryLimit,
-// MountDir or Env (they are checked, not applied), rerun an actor's call cut
+// MountDir or Env (they are accepted, not applied), rerun an actor's call cut
 // short by Kill (MaxTaskRetries), or stop a task that ignores its
 // cancellation (Cancel with force ends its objects at once; the goroutine
 // runs on, and its result is dropped).
@@ -42,13 +42,14 @@ const LocalOwner = "local"
 // they then act for local mode's own task rather than for that function's
 // task, so Cancel with recursive does not reach what they submit.
 //
-// RunLocal returns the driver's error once the driver has returned and
-// every task it started has ended; tasks still running then are cancelled
-// (their Get, Wait, Next and Sleep calls return ErrTaskCancelled), as are
-// all tasks when ctx is done. Calls of RunLocal run one at a time. Outside
-// RunLocal, a native build has no host: the SDK's calls report
-// ErrNotInGuest. RunLocal exists only in native builds (not in
-// GOOS=wasip1): call it from tests (_test.go files).
+// RunLocal returns the driver's error once the driver has returned and every
+// task it started has ended; tasks still running then are cancelled (their
+// Get, Wait, Next and Sleep calls return ErrTaskCancelled), as are all tasks
+// when ctx is done. Calls of RunLocal run one at a time (one made from a
+// task of RunLocal is refused: it would wait for itself). Outside RunLocal,
+// a native build has no host: the SDK's calls report ErrNotInGuest. RunLocal
+// exists only in native builds (not in GOOS=wasip1): call it from tests
+// (_test.go files).
 func RunLocal(ctx context.Context, driver func(ctx context.Context) error) error {
 	registryMu.Lock()
 	if driver == nil {
