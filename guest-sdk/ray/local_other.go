@@ -286,6 +286,13 @@ func (l *localHost) serve(op abi.Op, req []byte) ([]byte, abi.ErrCode) {
 		if r.Decode(req) != nil || !r.ID.IsPut() {
 			return nil, abi.ErrCodeBadRequest
 		}
+		owner := l.stray.id
+		if c != nil {
+			owner = c.req.Task
+		}
+		if r.ID.Task() != owner {
+			return nil, 0 // as a host does: a put under another task's ID is dropped
+		}
 		l.mu.Lock()
 		if _, dup := l.objects[r.ID]; !dup {
 			l.objects[r.ID] = r.Value

@@ -570,6 +570,16 @@ func TestLocalModeBadRequests(t *testing.T) {
 		if _, err := Get(ctx, ObjectRef[int]{id: unknownRef.ID}); err == nil {
 			return errors.New("Get of an unknown ref succeeded")
 		}
+		// A put under another task's ID is dropped: it cannot forge that
+		// task's objects.
+		other := ltAdd.Remote(1, 1)
+		forged := abi.PutRequest{ID: other.id.Task().Put(0), Value: jsonArg("666")}
+		if _, err := hostCall(abi.OpPut, forged.Encode(nil)); err != nil {
+			return fmt.Errorf("forged put: %v", err)
+		}
+		if _, err := Get(ctx, ObjectRef[int]{id: forged.ID}); err == nil {
+			return errors.New("a forged put was stored")
+		}
 		if v, err := Get(ctx, ltAdd.Remote(2, 3)); err != nil || v != 5 {
 			return fmt.Errorf("a normal task afterwards: %d, %v", v, err)
 		}
