@@ -22,10 +22,14 @@
 //
 // The registration is found when the receiver of Remote is the
 // registration call itself, a variable of the same package whose every
-// assignment is a registration (package-level or local), or such a value's
-// Options(…). Other receivers (a variable of another package, a function
-// parameter, a struct field) and arguments whose type is only known at run
-// time (an interface, a type parameter, args...) are not checked.
+// assignment is a registration (package-level or local), an exported
+// package-level variable of an imported package that is one (its
+// signature travels as an analysis fact), or such a value's Options(…).
+// Other receivers (a function parameter, a struct field, a function's
+// result) and arguments whose type is only known at run time (an
+// interface, a type parameter, args...) are not checked, and neither is
+// whether a concrete type implements an interface parameter of another
+// package.
 //
 // Use Analyzer in any go/analysis driver, or Run (what `rayhost vet` runs).
 package rayvet
@@ -57,6 +61,8 @@ var Analyzer = &analysis.Analyzer{
 	Doc:  "check the arguments of rayhost Remote calls against the remote function's parameter types",
 	URL:  "https://pkg.go.dev/" + "github.com/rayhost/rayhost/guest-sdk/rayvet",
 	Run:  run,
+
+	FactTypes: []analysis.Fact{new(remoteFact)},
 }
 
 // registrations maps each registering function of the SDK to the indices
@@ -85,8 +91,65 @@ var remoteTypes = map[string]int{
 type signature struct {
 	name     string // the registered name, if a constant
 	register string // Func2, Gen1…
-	params   []types.Type
+	params   []param
 	variadic bool
+}
+
+// param is a parameter's type: t for a registration in this package, or
+// only its description d for one imported through a remoteFact.
+type param struct {
+	t types.Type
+	d paramDesc
+}
+
+// paramDesc describes a parameter type well enough to apply the fit rule
+// to it from another package (facts cross address spaces as gob).
+type paramDesc struct {
+	Type       string // types.TypeString with package paths
+	Underlying string // the same for its underlying type
+	Display    string // with package names, for messages
+	Named      bool   // a defined (or predeclared) type
+	Number     bool
+	NilOK      bool
+	Unknown    bool // an interface or type parameter: the dynamic type decides
+}
+
+func describe(t types.Type) paramDesc {
+	return paramDesc{
+		Type: types.TypeString(t, nil), Underlying: types.TypeString(t.Underlying(), nil),
+		Display: types.TypeString(t, (*types.Package).Name),
+		Named:   isNamed(t), Number: isNumber(t), NilOK: fitsNil(t),
+		Unknown: types.IsInterface(t) || hasTypeParam(t),
+	}
+}
+
+func isNamed(t types.Type) bool {
+	switch t := types.Unalias(t).(type) {
+	case *types.Named:
+		return true
+	case *types.Basic:
+		return t.Info()&types.IsUntyped == 0
+	}
+	return false
+}
+
+// remoteFact is exported for each package-level variable that holds a
+// registered remote function, so that packages importing it check its
+// Remote calls too.
+type remoteFact struct {
+	Name, Register string
+	Variadic       bool
+	Params         []paramDesc
+}
+
+func (*remoteFact) AFact() {}
+
+func (f *remoteFact) String() string {
+	types := make([]string, len(f.Params))
+	for i, p := range f.Params {
+		types[i] = p.Display
+	}
+	return fmt.Sprintf("remote %s %q(%s)", f.Register, f.Name, strings.Join(types, ", "))
 }
 
 type pass struct {
@@ -110,7 +173,28 @@ func run(p *analysis.Pass) (any, error) {
 			return true
 		})
 	}
+	scope := p.Pkg.Scope()
+	for _, name := range scope.Names() {
+		v, ok := scope.Lookup(name).(*types.Var)
+		if !ok || !v.Exported() || p.Pkg.Name() == "main" {
+			continue // other packages cannot refer to it
+		}
+		if s := ps.signatureOfVar(v, 0); s != nil {
+			f := &remoteFact{Name: s.name, Register: s.register, Variadic: s.variadic}
+			for _, prm := range s.params {
+				f.Params = append(f.Params, prm.desc())
+			}
+			p.ExportObjectFact(v, f)
+		}
+	}
 	return nil, nil
+}
+
+func (prm param) desc() paramDesc {
+	if prm.t != nil {
+		return describe(prm.t)
+	}
+	return prm.d
 }
 
 func importsSDK(pkg *types.Package) bool {
@@ -234,7 +318,7 @@ func (p *pass) signatureOf(e ast.Expr, depth int) *signature {
 			if i >= inst.TypeArgs.Len() {
 				return nil
 			}
-			s.params = append(s.params, inst.TypeArgs.At(i))
+			s.params = append(s.params, param{t: inst.TypeArgs.At(i)})
 		}
 		nameArg := 0
 		if strings.HasPrefix(name, "Method") {
@@ -256,8 +340,19 @@ func (p *pass) signatureOf(e ast.Expr, depth int) *signature {
 
 func (p *pass) signatureOfVar(obj types.Object, depth int) *signature {
 	v, ok := obj.(*types.Var)
-	if !ok || v.Pkg() != p.Pkg || v.IsField() {
+	if !ok || v.IsField() {
 		return nil
+	}
+	if v.Pkg() != p.Pkg {
+		var f remoteFact
+		if !p.ImportObjectFact(v, &f) {
+			return nil
+		}
+		s := &signature{name: f.Name, register: f.Register, variadic: f.Variadic}
+		for _, d := range f.Params {
+			s.params = append(s.params, param{d: d})
+		}
+		return s
 	}
 	exprs := p.assigns[v]
 	var found *signature
@@ -278,8 +373,13 @@ func sameParams(a, b *signature) bool {
 	if a.variadic != b.variadic || len(a.params) != len(b.params) {
 		return false
 	}
-	for i := range a.params {
-		if !types.Identical(a.params[i], b.params[i]) {
+	for i, x := range a.params {
+		y := b.params[i]
+		if x.t != nil && y.t != nil {
+			if !types.Identical(x.t, y.t) {
+				return false
+			}
+		} else if x.desc().Type != y.desc().Type {
 			return false
 		}
 	}
@@ -353,17 +453,17 @@ func namedOf(t types.Type) *types.Named {
 
 // misfit says why argument a does not fit a parameter of type want, or ""
 // when it fits or its type is known only at run time.
-func (p *pass) misfit(a ast.Expr, want types.Type) string {
+func (p *pass) misfit(a ast.Expr, want param) string {
 	tv, ok := p.TypesInfo.Types[a]
 	if !ok || tv.Type == nil {
 		return ""
 	}
 	got := tv.Type
 	if tv.IsNil() {
-		if fitsNil(want) {
+		if p.fitsNil(want) {
 			return ""
 		}
-		return fmt.Sprintf("nil for a parameter of type %s", p.typeString(want))
+		return fmt.Sprintf("nil for a parameter of type %s", p.paramString(want))
 	}
 	if b, ok := got.(*types.Basic); ok && b.Info()&types.IsUntyped != 0 {
 		got = types.Default(got) // what the conversion to any makes of a constant
@@ -371,20 +471,49 @@ func (p *pass) misfit(a ast.Expr, want types.Type) string {
 	if n := namedOf(got); n != nil && n.Obj().Name() == "ObjectRef" && n.TypeArgs().Len() == 1 {
 		if _, sdk := sdkObject(n.Obj()); sdk && !isPointer(got) {
 			elem := n.TypeArgs().At(0)
-			if hasTypeParam(elem) || fits(elem, want) {
+			if hasTypeParam(elem) || p.fits(elem, want) {
 				return ""
 			}
-			return fmt.Sprintf("%s for a parameter of type %s", p.typeString(got), p.typeString(want))
+			return fmt.Sprintf("%s for a parameter of type %s", p.typeString(got), p.paramString(want))
 		}
 	}
 	if types.IsInterface(got) || hasTypeParam(got) {
 		return "" // the dynamic type decides
 	}
-	if fits(got, want) {
+	if p.fits(got, want) {
 		return ""
 	}
-	return fmt.Sprintf("%s for a parameter of type %s (want %s or ray.ObjectRef[%s])",
-		p.typeString(got), p.typeString(want), p.typeString(want), p.typeString(want))
+	w := p.paramString(want)
+	return fmt.Sprintf("%s for a parameter of type %s (want %s or ray.ObjectRef[%s])", p.typeString(got), w, w, w)
+}
+
+func (p *pass) paramString(w param) string {
+	if w.t != nil {
+		return p.typeString(w.t)
+	}
+	return w.d.Display
+}
+
+func (p *pass) fitsNil(w param) bool {
+	if w.t != nil {
+		return fitsNil(w.t)
+	}
+	return w.d.NilOK || w.d.Unknown
+}
+
+// fits applies the fit rule to a parameter of this package (types) or of
+// another (its description: the same rule, on type strings).
+func (p *pass) fits(got types.Type, w param) bool {
+	if w.t != nil {
+		return fits(got, w.t)
+	}
+	d := w.d
+	switch {
+	case d.Unknown, types.TypeString(got, nil) == d.Type, isNumber(got) && d.Number:
+		return true
+	}
+	// Assignable: identical underlying types, at most one of them named.
+	return types.TypeString(got.Underlying(), nil) == d.Underlying && !(isNamed(got) && d.Named)
 }
 
 func (p *pass) typeString(t types.Type) string {

@@ -23,6 +23,9 @@ func gopath(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
 	copyDir(t, "testdata/src/a", filepath.Join(root, "src", "a"))
+	copyDir(t, "testdata/src/b", filepath.Join(root, "src", "b"))
+	// lib is imported by its module path, which a GOPATH tree reproduces.
+	copyDir(t, "testdata/src/lib", filepath.Join(root, "src", "github.com/rayhost/rayhost/guest-sdk/rayvet/testdata/src/lib"))
 	for _, pkg := range []string{"guest-sdk/ray", "internal/abi", "internal/ids"} {
 		copyDir(t, filepath.Join("..", "..", pkg), filepath.Join(root, "src", "github.com/rayhost/rayhost", pkg))
 	}
@@ -54,12 +57,14 @@ func copyDir(t *testing.T, from, to string) {
 
 // TestAnalyzer: wrong types, wrong counts, ObjectRefs of the wrong type,
 // generators, actors and methods are reported where testdata/src/a says
-// ("// want"), and the correct calls are not.
+// ("// want"), and the correct calls are not. Package b calls functions
+// registered in package lib: their signatures travel as facts (encoded and
+// decoded, as between vet processes).
 func TestAnalyzer(t *testing.T) {
-	analysistest.Run(t, gopath(t), rayvet.Analyzer, "a")
+	analysistest.Run(t, gopath(t), rayvet.Analyzer, "a", "b", "github.com/rayhost/rayhost/guest-sdk/rayvet/testdata/src/lib")
 }
 
-// TestRun loads the same package as a guest (GOOS=wasip1) from this module
+// TestRun loads the same packages as guests (GOOS=wasip1) from this module
 // and prints one "file:line:col: message" line per finding.
 func TestRun(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
@@ -69,9 +74,13 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bytes.Count(src, []byte("// want `"))
+	srcB, err := os.ReadFile("testdata/src/b/b.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Count(src, []byte("// want `")) + bytes.Count(srcB, []byte("// want `"))
 	var out bytes.Buffer
-	n, err := rayvet.Run(context.Background(), ".", []string{"./testdata/src/a"}, &out)
+	n, err := rayvet.Run(context.Background(), ".", []string{"./testdata/src/a", "./testdata/src/b"}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +88,7 @@ func TestRun(t *testing.T) {
 	if n != want || len(lines) != want {
 		t.Fatalf("Run found %d (%d lines), want %d:\n%s", n, len(lines), want, out.String())
 	}
-	line := regexp.MustCompile(`^testdata/src/a/a\.go:\d+:\d+: Remote of "[^"]+" \(ray\.\w+\): .+$`)
+	line := regexp.MustCompile(`^testdata/src/(a/a|b/b)\.go:\d+:\d+: Remote of "[^"]+" \(ray\.\w+\): .+$`)
 	for _, l := range lines {
 		if !line.MatchString(l) {
 			t.Errorf("finding %q is not file:line:col: message", l)
