@@ -464,3 +464,25 @@ func TestCLIGrants(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIVet: a Remote argument of the wrong type is reported before run
+// time, by vet and by run (which vets first).
+func TestCLIVet(t *testing.T) {
+	const pkg = "./cmd/rayhost/testdata/badcall"
+	code, out := rayhost(t, "", nil, "vet", pkg)
+	if code != 1 || !regexp.MustCompile(`badcall/main.go:16:\d+: .*string.*int`).MatchString(out) {
+		t.Fatalf("rayhost vet %s: exit %d:\n%s", pkg, code, out)
+	}
+	code, out = rayhost(t, "", nil, "run", pkg)
+	if code != 1 || !strings.Contains(out, "1 call(s) of Remote") || strings.Contains(out, "building") {
+		t.Fatalf("rayhost run %s: exit %d:\n%s", pkg, code, out)
+	}
+	// Skipping vet, the mistake is found only when the task runs.
+	code, out = rayhost(t, "", nil, "run", "--vet=false", pkg)
+	if code != 1 || !strings.Contains(out, "bad argument: string for a parameter of type int") {
+		t.Fatalf("rayhost run --vet=false %s: exit %d:\n%s", pkg, code, out)
+	}
+	if code, out := rayhost(t, "", nil, "vet", "./examples/..."); code != 0 {
+		t.Fatalf("rayhost vet ./examples/...: exit %d:\n%s", code, out)
+	}
+}

@@ -26,6 +26,7 @@ func newRunCmd() *cobra.Command {
 	var hf *hostFlags
 	var progress string
 	var gf *grantFlags
+	var vetFirst bool
 	cmd := &cobra.Command{
 		Use:   "run [flags] <module.wasm | ./go/package>",
 		Short: "run a module's driver, on an embedded host or on --address",
@@ -54,6 +55,14 @@ A driver holds only the directories and environment variables given with --mount
 			mounts, env, err := gf.parse()
 			if err != nil {
 				return err
+			}
+			if vetFirst && !strings.HasSuffix(a[0], ".wasm") {
+				if err := checkPackagePath(a[0]); err != nil {
+					return err
+				}
+				if err := vet(ctx, a[:1], stderr); err != nil {
+					return err
+				}
 			}
 			wasm, err := loadModule(ctx, a[0], stderr)
 			if err != nil {
@@ -103,6 +112,7 @@ A driver holds only the directories and environment variables given with --mount
 	fs.Lookup("address").Usage = "host to run on: HOST, HOST:PORT or a URL (default: start an embedded host)"
 	fs.StringVar(&progress, "progress", "auto", "show task counts while the driver runs: auto (on a terminal, or a line every 5 s otherwise), always, or never")
 	gf = bindGrantFlags(fs)
+	fs.BoolVar(&vetFirst, "vet", true, "check the package's Remote calls (rayhost vet) before building it")
 	hf = bindHostFlags(fs, "", "warn", false)
 	fs.Lookup("data-dir").Usage = "embedded host: keep objects and modules here (default: a temporary directory)"
 	return annotateEnv(cmd)

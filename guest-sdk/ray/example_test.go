@@ -239,16 +239,17 @@ func ExampleRetryExceptions() {
 		_, err := ray.Get(ctx, busy.Remote())
 		fmt.Println(err)
 
-		attempt, err := ray.Get(ctx, busy.Options(ray.RetryExceptions("busy")).Remote())
-		fmt.Println("succeeded on attempt", attempt)
+		// ray.Attempt counts from 0, as Ray's attempt number does.
+		retries, err := ray.Get(ctx, busy.Options(ray.RetryExceptions("busy")).Remote())
+		fmt.Println("succeeded after", retries, "retries")
 		return err
 	})
 	if err != nil {
 		fmt.Println(err)
 	}
 	// Output:
-	// task busy on local (attempt 0) failed: application: server busy
-	// succeeded on attempt 2
+	// task busy on local (attempt 1) failed: application: server busy
+	// succeeded after 2 retries
 }
 
 var checkAge = ray.Func1("check_age", func(ctx context.Context, age int) (int, error) {

@@ -758,7 +758,7 @@ func (l *localHost) rebuild(t *localTask, te *abi.TaskError) *abi.TaskError {
 		out.Function = "main"
 	}
 	out.Host = LocalOwner
-	out.Attempt = t.attempt
+	out.Attempt = t.attempt + 1 // counted from 1 where people read it, as the host does
 	if out.Kind != abi.ErrorDependency {
 		out.Cause = nil
 	}

@@ -244,7 +244,7 @@ func TestLocalMode(t *testing.T) {
 			}
 			_, err = Get(ctx, ltFlaky.Options(RetryExceptions(), MaxRetries(1)).Remote())
 			var te *TaskError
-			if !errors.As(err, &te) || te.Attempt != 1 {
+			if !errors.As(err, &te) || te.Attempt != 2 {
 				return fmt.Errorf("out of retries: %v", err)
 			}
 			return nil
