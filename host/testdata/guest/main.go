@@ -347,10 +347,12 @@ var _ = ray.Func0("kill_pending", func(ctx context.Context) (bool, error) {
 })
 
 // cancelQueued cancels a call waiting behind a slow one: it is dropped,
-// the actor goes on, and the count shows the dropped call never ran.
+// the actor goes on, and the count shows the dropped call never ran. The
+// slow call is long enough (3 s) for the cancel to arrive while the other
+// still waits, on a loaded machine too.
 var _ = ray.Func0("cancel_queued_call", func(ctx context.Context) (int, error) {
 	c := counterClass.Remote()
-	slow := slowly.Remote(c, 500)
+	slow := slowly.Remote(c, 3000)
 	dropped := incr.Remote(c, 100)
 	if err := ray.Cancel(dropped, false, false); err != nil {
 		return 0, err
