@@ -35,6 +35,7 @@ fi
 cd "$(dirname "$0")/.." || exit 2
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/rayhost-stress.XXXXXX")
 hog_pids=()
+test_pid=
 
 stop_hogs() {
 	for p in "${hog_pids[@]}"; do
@@ -45,8 +46,15 @@ stop_hogs() {
 	done
 	hog_pids=()
 }
+interrupted() {
+	# go test runs in its own process group: stop it and its test binaries.
+	[ -n "$test_pid" ] && kill -TERM -- "-$test_pid" 2>/dev/null
+	stop_hogs
+	echo "stress: interrupted; logs in $logdir"
+	exit 130
+}
 trap stop_hogs EXIT
-trap 'stop_hogs; echo "stress: interrupted"; exit 130' INT TERM
+trap interrupted INT TERM
 
 for ((i = 0; i < hogs; i++)); do
 	# A pure busy loop: one core each, no I/O.
@@ -60,8 +68,11 @@ failed=0
 for ((r = 1; r <= runs; r++)); do
 	log="$logdir/run-$r.log"
 	start=$(date +%s)
-	go test -race -count=1 "${flags[@]}" "${pkgs[@]}" >"$log" 2>&1
+	setsid go test -race -count=1 "${flags[@]}" "${pkgs[@]}" >"$log" 2>&1 &
+	test_pid=$!
+	wait "$test_pid"
 	rc=$?
+	test_pid=
 	took=$(($(date +%s) - start))
 	if [ $rc -eq 0 ]; then
 		passed=$((passed + 1))
