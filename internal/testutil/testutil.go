@@ -151,7 +151,7 @@ func StartHost(t testing.TB, mutate func(*host.Config)) *host.Host {
 // Register registers the guest package pkg on c and returns its digest.
 func Register(t testing.TB, c *client.Client, pkg string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), HangGuard)
 	defer cancel()
 	mod, err := c.RegisterModule(ctx, Guest(t, pkg), "")
 	if err != nil {
