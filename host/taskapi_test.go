@@ -146,12 +146,12 @@ func TestCancelCases(t *testing.T) {
 		}, false},
 		{"task sleeping in the guest", func(t *testing.T) (client.ObjectRef, func()) {
 			ref, _ := c.Submit(ctx, mod, "sleep", tenMinutes)
-			waitRunning(t, c, 1)
+			runningWorker(t, c, ref)
 			return ref, func() {}
 		}, false},
 		{"CPU-looping task with force", func(t *testing.T) (client.ObjectRef, func()) {
 			ref, _ := c.Submit(ctx, mod, "spin", tenMinutes)
-			waitRunning(t, c, 1)
+			runningWorker(t, c, ref)
 			return ref, func() {}
 		}, true},
 		{"task blocked in Get, recursively", func(t *testing.T) (client.ObjectRef, func()) {
