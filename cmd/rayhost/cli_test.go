@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -484,5 +485,23 @@ func TestCLIVet(t *testing.T) {
 	}
 	if code, out := rayhost(t, "", nil, "vet", "./examples/..."); code != 0 {
 		t.Fatalf("rayhost vet ./examples/...: exit %d:\n%s", code, out)
+	}
+}
+
+// TestCLIJoinFlagsAfterAddress: `rayhost join ADDR --data-dir D --listen L`
+// joins ADDR with those flags (Go's flag package took them for seeds).
+func TestCLIJoinFlagsAfterAddress(t *testing.T) {
+	hosts := testutil.StartProcCluster(t, 2, testutil.ProcOptions{}) // the joiner: join SEED --id host-b --data-dir …
+	b := hosts[1]
+	members := testutil.WaitMembers(t, hosts[0].Client, 2)
+	ids := []string{members[0].HostID, members[1].HostID}
+	if !slices.Contains(ids, "host-b") {
+		t.Fatalf("members %v: the joiner's --id after its seed address was not used", ids)
+	}
+	if entries, err := os.ReadDir(b.DataDir); err != nil || len(entries) == 0 {
+		t.Fatalf("the joiner's --data-dir %s after its seed address is empty: %v", b.DataDir, err)
+	}
+	if !strings.HasPrefix(b.Addr, b.IP+":") {
+		t.Fatalf("the joiner listens on %s, not on its --listen %s:0", b.Addr, b.IP)
 	}
 }

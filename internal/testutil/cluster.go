@@ -129,7 +129,8 @@ func StartProcCluster(t testing.TB, n int, o ProcOptions) []*ProcHost {
 		if seed == "" {
 			args = append([]string{"start"}, args...)
 		} else {
-			args = append(append([]string{"join"}, args...), seed)
+			// The seed before the flags, as people type it.
+			args = append([]string{"join", seed}, args...)
 		}
 		p.args = append([]string{bin}, args...)
 		if o.Wrap != nil {
