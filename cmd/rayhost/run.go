@@ -202,6 +202,9 @@ func loadModule(ctx context.Context, arg string, w io.Writer) ([]byte, error) {
 // command takes for a standard-library path.
 func checkPackagePath(arg string) error {
 	if strings.HasPrefix(arg, ".") || filepath.IsAbs(arg) {
+		if dir, _ := strings.CutSuffix(arg, "/..."); !isDir(dir) {
+			return fmt.Errorf("no Go package %s: there is no such directory (name a package directory with ./, as in rayhost run ./path/to/pkg)", arg)
+		}
 		return nil
 	}
 	if fi, err := os.Stat(arg); err == nil && fi.IsDir() {
