@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/internal/testutil"
 )
 
 func TestActors(t *testing.T) {
@@ -68,7 +68,7 @@ func TestActorRestart(t *testing.T) {
 		}
 		for _, a := range actors {
 			if a.Name == "phoenix" && a.WorkerPID > 0 {
-				if err := syscall.Kill(a.WorkerPID, syscall.SIGKILL); err != nil {
+				if err := testutil.KillPID(a.WorkerPID); err != nil {
 					t.Fatal(err)
 				}
 				return

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -277,7 +276,7 @@ func TestWorkerKilled(t *testing.T) {
 	if victim == 0 {
 		t.Fatal("the task never started")
 	}
-	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+	if err := testutil.KillPID(victim); err != nil {
 		t.Fatal(err)
 	}
 	var out int

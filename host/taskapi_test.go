@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
 	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil"
 )
 
 // waitRunning waits until the host runs n tasks holding CPUs.
@@ -44,7 +44,7 @@ func TestRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitRunning(t, c, 1)
-		if err := syscall.Kill(busyWorker(t, before), syscall.SIGKILL); err != nil {
+		if err := testutil.KillPID(busyWorker(t, before)); err != nil {
 			t.Fatal(err)
 		}
 		var got int
