@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/rayhost/rayhost/client"
@@ -68,7 +67,7 @@ func TestActorRestart(t *testing.T) {
 		}
 		for _, a := range actors {
 			if a.Name == "phoenix" && a.WorkerPID > 0 {
-				if err := syscall.Kill(a.WorkerPID, syscall.SIGKILL); err != nil {
+				if err := testutil.KillPID(a.WorkerPID); err != nil {
 					t.Fatal(err)
 				}
 				return

@@ -71,6 +71,11 @@ func New(cfg Config) (*Host, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Launcher == nil {
+		if err := processWorkersSupported(); err != nil {
+			return nil, err
+		}
+	}
 	total, err := scheduler.Make(cfg.NumCPUs, cfg.NumGPUs, cfg.Resources)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -267,7 +266,7 @@ func TestWorkerKilled(t *testing.T) {
 	}
 	ref := refs[0]
 	// The worker that runs it is named by its running event.
-	if err := syscall.Kill(runningWorker(t, c, ref), syscall.SIGKILL); err != nil {
+	if err := testutil.KillPID(runningWorker(t, c, ref)); err != nil {
 		t.Fatal(err)
 	}
 	var out int

@@ -2,14 +2,13 @@ package host
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
+	"runtime"
 	"sync"
-	"syscall"
 
 	"github.com/rayhost/rayhost/internal/worker"
 )
@@ -38,44 +37,16 @@ type Process interface {
 }
 
 // ProcessLauncher starts `rayhost worker` processes, each with one end of a
-// Unix socket pair as file descriptor 3.
+// Unix socket pair as file descriptor 3. Worker processes need Unix sockets:
+// on Windows, Launch fails with ErrWorkersUnsupported (and so does New for a
+// host without its own Launcher).
 type ProcessLauncher struct {
 	Command []string // e.g. {"/usr/local/bin/rayhost", "worker"}
 	Logger  *slog.Logger
 }
 
-// Launch starts one worker process.
-func (l *ProcessLauncher) Launch(ctx context.Context, opts WorkerOptions) (Process, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("host: socketpair: %w", err)
-	}
-	hostEnd := os.NewFile(uintptr(fds[0]), "worker-socket")
-	childEnd := os.NewFile(uintptr(fds[1]), "host-socket")
-	defer childEnd.Close()
-	conn, err := net.FileConn(hostEnd)
-	hostEnd.Close()
-	if err != nil {
-		return nil, fmt.Errorf("host: worker socket: %w", err)
-	}
-	args := append(append([]string(nil), l.Command[1:]...), "--fd=3", "--cache="+opts.CacheDir)
-	cmd := exec.Command(l.Command[0], args...)
-	cmd.ExtraFiles = []*os.File{childEnd}
-	cmd.Stdout = io.Discard
-	cmd.Stderr = &logWriter{log: l.Logger}
-	// Workers die with the host even if the host is killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("host: starting worker %v: %w", l.Command, err)
-	}
-	p := &process{cmd: cmd, conn: conn, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
+// ErrWorkersUnsupported: this platform cannot run worker processes.
+var ErrWorkersUnsupported = errors.New("rayhost: worker processes are not supported on GOOS=" + runtime.GOOS)
 
 type process struct {
 	cmd  *exec.Cmd

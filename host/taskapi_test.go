@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +64,7 @@ func TestRetries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Kill(runningWorker(t, c, ref), syscall.SIGKILL); err != nil {
+		if err := testutil.KillPID(runningWorker(t, c, ref)); err != nil {
 			t.Fatal(err)
 		}
 		var got int

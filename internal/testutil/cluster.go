@@ -157,7 +157,7 @@ func (p *ProcHost) start() {
 		cmd = p.wrap(context.Background(), p.args[0], p.args[1:]...)
 	}
 	cmd.Env = append(os.Environ(), "RAYHOST_TOKEN=", "RAYHOST_ENCRYPT=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setProcessGroup(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ func (p *ProcHost) Kill() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	killProcessGroup(p.cmd)
 	<-p.done
 }
 

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ func Main(args []string) error {
 	cfg := DefaultConfig()
 	fs.StringVar(&cfg.CacheDir, "cache", "", "wazero compilation cache directory")
 	pages := fs.Uint("memory-limit-pages", 0, "guest memory limit in 64 KiB pages (0: 4 GiB)")
+	lifeline := fs.Int("lifeline-fd", -1, "file descriptor of a pipe the host holds open: exit when it closes (where the kernel cannot kill the worker with its host)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,5 +50,29 @@ func Main(args []string) error {
 			}
 		}
 	}
-	return Run(context.Background(), conn, cfg)
+	if *lifeline < 0 {
+		return Run(context.Background(), conn, cfg)
+	}
+	lf := os.NewFile(uintptr(*lifeline), "lifeline")
+	if lf == nil {
+		return fmt.Errorf("worker: lifeline fd %d is not open", *lifeline)
+	}
+	hostGone := make(chan struct{})
+	go func() {
+		// The host never writes: a read returns only when it has gone.
+		_, _ = lf.Read(make([]byte, 1))
+		close(hostGone)
+	}()
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), conn, cfg) }()
+	select {
+	case err := <-done:
+		return err
+	case <-hostGone:
+		// Returning ends the process, a guest in the middle of a task too.
+		return ErrHostGone
+	}
 }
+
+// ErrHostGone: the worker's host died (its lifeline closed).
+var ErrHostGone = errors.New("worker: host gone")
