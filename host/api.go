@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -19,11 +20,17 @@ import (
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
+	"github.com/rayhost/rayhost/store"
 )
 
 // api implements the TaskService. It is the one place where host errors
 // become Connect codes.
-type api struct{ h *Host }
+type api struct {
+	h *Host
+
+	driversOnce sync.Once
+	drivers     chan struct{} // a slot per running driver (Config.MaxDrivers)
+}
 
 func (h *Host) handlerOptions() []connect.HandlerOption {
 	opts := []connect.HandlerOption{
@@ -58,6 +65,10 @@ func codeOf(err error) connect.Code {
 		return connect.CodeUnavailable
 	case errors.Is(err, ErrPermissionDenied):
 		return connect.CodePermissionDenied
+	case errors.Is(err, ErrModuleExists):
+		return connect.CodeAlreadyExists
+	case errors.Is(err, store.ErrStoreFull), errors.Is(err, errLimit):
+		return connect.CodeResourceExhausted
 	}
 	return connect.CodeInternal
 }
@@ -143,7 +154,7 @@ func invalid(format string, args ...any) error {
 }
 
 func (a *api) RegisterModule(ctx context.Context, req *connect.Request[rayhostv1.RegisterModuleRequest]) (*connect.Response[rayhostv1.RegisterModuleResponse], error) {
-	mod, err := a.h.registerModule(ctx, req.Msg.GetWasm(), req.Msg.GetName())
+	mod, err := a.h.registerModule(ctx, req.Msg.GetWasm(), req.Msg.GetName(), req.Msg.GetReplace())
 	if err != nil {
 		return nil, toConnect(err)
 	}
@@ -527,6 +538,13 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	if !mod.desc.HasMain {
 		return invalid("module %s has no driver: register one with ray.Main", mod.digest[:12])
 	}
+	// A driver holds a worker but no CPU: past MaxDrivers it waits for a
+	// slot, so drivers never take the workers tasks need for their CPUs.
+	release, err := a.driverSlot(ctx)
+	if err != nil {
+		return toConnect(err)
+	}
+	defer release()
 	j := newJob()
 	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
 	// every slot.
@@ -640,4 +658,24 @@ func (a *api) ListActors(ctx context.Context, req *connect.Request[rayhostv1.Lis
 			State: x.State, Host: x.Host, Calls: uint64(x.Calls), Restarts: uint32(x.Restarts), Queued: uint32(x.Queued), WorkerPid: int32(x.WorkerPID)})
 	}
 	return connect.NewResponse(res), nil
+}
+
+// driverSlot waits until fewer than MaxDrivers drivers run here, and
+// returns the function that frees the slot taken.
+func (a *api) driverSlot(ctx context.Context) (release func(), err error) {
+	a.driversOnce.Do(func() { a.drivers = make(chan struct{}, a.h.cfg.MaxDrivers) })
+	select {
+	case a.drivers <- struct{}{}:
+		return func() { <-a.drivers }, nil
+	default:
+	}
+	a.h.log.Info("driver waits: MaxDrivers drivers are running", "max_drivers", a.h.cfg.MaxDrivers)
+	select {
+	case a.drivers <- struct{}{}:
+		return func() { <-a.drivers }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for one of the %d drivers (MaxDrivers, rayhost start --max-drivers) to finish: %w", a.h.cfg.MaxDrivers, ctx.Err())
+	case <-a.h.done:
+		return nil, ErrClosed
+	}
 }

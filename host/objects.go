@@ -59,8 +59,11 @@ type object struct {
 	val       abi.Value // Data is nil when the bytes live only in the store
 	inMemory  bool
 	persisted bool
-	task      ids.TaskID
-	waiters   []*waiter
+	// unpersistable: the write-behind failed (a full store); the value
+	// lives in memory only and is never evicted.
+	unpersistable bool
+	task          ids.TaskID
+	waiters       []*waiter
 	// holders are the hosts (API addresses) that hold the bytes of a value
 	// that is neither in memory nor in the local store.
 	holders []string
@@ -104,6 +107,12 @@ func (o *objects) persistLoop() {
 	for j := range o.persistCh {
 		if err := o.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
 			o.log.Error("persisting object", "object_id", j.id, "err", err)
+			o.mu.Lock()
+			if ob := o.m[j.id]; ob != nil {
+				ob.unpersistable = true // the only copy: kept in memory, not evicted
+			}
+			o.evictLocked()
+			o.mu.Unlock()
 			continue
 		}
 		o.mu.Lock()
@@ -121,11 +130,11 @@ func (o *objects) evictLocked() {
 	for o.memBytes > o.capBytes && o.fifoHead < len(o.fifo) {
 		id := o.fifo[o.fifoHead]
 		ob := o.m[id]
-		if ob != nil && ob.ready && ob.inMemory && !ob.persisted {
+		if ob != nil && ob.ready && ob.inMemory && !ob.persisted && !ob.unpersistable {
 			return // the write-behind is not done yet; try again after it
 		}
 		o.fifoHead++
-		if ob != nil && ob.ready && ob.inMemory {
+		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
 			o.memBytes -= int64(len(ob.val.Data))
 			delete(o.m, id)
 		}
@@ -166,6 +175,14 @@ func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error 
 	}
 	meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
 	large := len(v.Data) > o.inline
+	if !large && v.Codec != abi.CodecError {
+		// Written behind: refuse it now if the store could not take it,
+		// rather than hold it in memory for good. Failures are always
+		// taken (they are small, and a waiter must learn of them).
+		if err := o.st.CheckSpace(int64(len(v.Data))); err != nil {
+			return fmt.Errorf("storing object %s: %w", id, err)
+		}
+	}
 	if large {
 		// Large values are written before they are ready, so a reader never
 		// sees a partial object.
@@ -617,4 +634,13 @@ func (o *objects) get(ctx context.Context, refs []ids.ObjectID, timeout time.Dur
 		}
 	}
 	return vals, nil
+}
+
+// storeErrorKind is the kind of task error a failed store write becomes: a
+// full store is a limit (resource_exhausted), anything else a host fault.
+func storeErrorKind(err error) abi.ErrorKind {
+	if errors.Is(err, store.ErrStoreFull) {
+		return abi.ErrorLimit
+	}
+	return abi.ErrorHost
 }

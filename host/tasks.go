@@ -402,6 +402,9 @@ func (h *Host) timeoutOf(t *task) time.Duration {
 	if t.limits.TimeoutNs > 0 {
 		return time.Duration(t.limits.TimeoutNs)
 	}
+	if h.cfg.TaskTimeout == 0 && h.cfg.MaxTaskTimeout > 0 {
+		return h.cfg.MaxTaskTimeout // with a maximum, no task runs for ever
+	}
 	return h.cfg.TaskTimeout
 }
 
@@ -771,7 +774,7 @@ func (h *Host) sealFailure(t *task, te *abi.TaskError) {
 func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
 	if err := h.objs.seal(context.Background(), id, v); err != nil {
 		h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
-		_ = h.objs.seal(context.Background(), id, h.taskError(t, abi.ErrorHost, err.Error()).Encode())
+		_ = h.objs.seal(context.Background(), id, h.taskError(t, storeErrorKind(err), err.Error()).Encode())
 	}
 }
 

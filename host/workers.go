@@ -544,6 +544,9 @@ func (h *Host) guestPut(t *task, payload []byte) {
 	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
 	if err := h.objs.seal(context.Background(), req.ID, v); err != nil {
 		h.log.Error("storing a put", "task_id", t.id, "err", err)
+		// The guest holds the ref: a Get of it gets the failure (a full
+		// store is a limit error) instead of waiting for ever.
+		_ = h.objs.seal(context.Background(), req.ID, h.taskError(t, storeErrorKind(err), "ray.Put: "+err.Error()).Encode())
 	}
 }
 

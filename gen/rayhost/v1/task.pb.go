@@ -593,7 +593,10 @@ type RegisterModuleRequest struct {
 	// The module's bytes (a GOOS=wasip1 reactor built with guest-sdk/ray).
 	Wasm []byte `protobuf:"bytes,1,opt,name=wasm,proto3" json:"wasm,omitempty"`
 	// An optional name to submit by instead of the digest.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Re-point name if it already names another module. Without it, such a
+	// registration fails with already_exists.
+	Replace       bool `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +643,13 @@ func (x *RegisterModuleRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *RegisterModuleRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
 }
 
 type RegisterModuleResponse struct {
@@ -1919,8 +1929,9 @@ type TaskError struct {
 	TaskId   string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Function string `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
 	Host     string `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
-	Attempt  uint32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Message  string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// 1 for the first attempt, as everywhere attempts are shown.
+	Attempt uint32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	// The guest's stack, for a panic.
 	Stack string `protobuf:"bytes,7,opt,name=stack,proto3" json:"stack,omitempty"`
 	// Why an argument failed, for kind "dependency".
@@ -2135,13 +2146,14 @@ func (x *ListTasksResponse) GetDropped() uint64 {
 
 // TaskEvent is one state transition of one attempt of a task.
 type TaskEvent struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	TaskId       string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt      uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Function     string                 `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
-	State        string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	TimeUnixNano int64                  `protobuf:"varint,5,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	Host         string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// 1 for the first attempt.
+	Attempt      uint32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Function     string `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
+	State        string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	TimeUnixNano int64  `protobuf:"varint,5,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Host         string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
 	// The worker process that ran the attempt (running and after).
 	WorkerPid    int32  `protobuf:"varint,7,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
 	ParentTaskId string `protobuf:"bytes,8,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"`
@@ -2676,10 +2688,11 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\thost_path\x18\x01 \x01(\tR\bhostPath\x12\x1d\n" +
 	"\n" +
 	"guest_path\x18\x02 \x01(\tR\tguestPath\x12\x1b\n" +
-	"\tread_only\x18\x03 \x01(\bR\breadOnly\"?\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"Y\n" +
 	"\x15RegisterModuleRequest\x12\x12\n" +
 	"\x04wasm\x18\x01 \x01(\fR\x04wasm\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x83\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\"\x83\x01\n" +
 	"\x16RegisterModuleResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x126\n" +
 	"\tfunctions\x18\x02 \x03(\v2\x18.rayhost.v1.FunctionInfoR\tfunctions\x12\x19\n" +

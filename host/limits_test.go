@@ -1,0 +1,349 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil"
+)
+
+const limitsPkg = "./host/testdata/limits"
+
+// callErr submits call and returns the error of getting its value.
+func callErr(t *testing.T, c *client.Client, call client.Call) error {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	refs, err := c.SubmitCall(ctx, call)
+	if err != nil {
+		return err
+	}
+	_, err = c.GetValues(ctx, refs)
+	return err
+}
+
+func wantMessage(t *testing.T, what string, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s succeeded, want an error", what)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Fatalf("%s: %v\nwant it to say %q", what, err, p)
+		}
+	}
+	t.Logf("%s: %v", what, err)
+}
+
+// Issue 13 item 6: a guest that Puts past the store's quota, and an API Put
+// past it, fail with a clear "store full" limit error (resource_exhausted);
+// what is stored stays readable and a normal task afterwards succeeds.
+func TestStoreFullHost(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) { c.StoreQuota = 48 << 20 })
+	c := client.New(h.Addr())
+	mod := testutil.Register(t, c, limitsPkg)
+	none := int32(0)
+	ctx := ctxFor(t, 2*time.Minute)
+
+	kept, err := c.Put(ctx, make([]byte, 8<<20))
+	if err != nil {
+		t.Fatalf("an 8 MiB Put within the quota: %v", err)
+	}
+
+	err = callErr(t, c, client.Call{Module: mod, Function: "put_mib", Args: []any{64}, MaxRetries: &none})
+	wantMessage(t, "a guest Put of 64 MiB past a 48 MiB quota", err, "store: full")
+
+	_, err = c.Put(ctx, make([]byte, 64<<20))
+	wantMessage(t, "an API Put of 64 MiB past the quota", err, "store: full")
+	if !errors.Is(err, client.ErrTooLarge) { // resource_exhausted
+		t.Fatalf("API Put past the quota: %v, want resource_exhausted", err)
+	}
+
+	var got []byte
+	if err := c.Get(ctx, kept, &got); err != nil || len(got) != 8<<20 {
+		t.Fatalf("reading an object of a full store: %d bytes, %v", len(got), err)
+	}
+	var n int
+	mustCall(t, c, mod, "alloc_mib", &n, 1)
+	if n != 1 {
+		t.Fatalf("a normal task after the store filled returned %d", n)
+	}
+}
+
+// Issue 13 item 7: on a host started with maximums (here the figures of the
+// issue: 3 s, 256 MiB), a call asking for more — over the API or from a
+// guest — is refused with an error naming the flag that raises the cap;
+// calls within the caps run.
+func TestTaskCaps(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) {
+		c.TaskTimeout, c.MaxTaskTimeout = 3*time.Second, 3*time.Second
+		c.TaskMemoryLimit, c.MaxTaskMemoryLimit = 256<<20, 256<<20
+	})
+	c := client.New(h.Addr())
+	mod := testutil.Register(t, c, limitsPkg)
+	none := int32(0)
+
+	err := callErr(t, c, client.Call{Module: mod, Function: "alloc_mib", Args: []any{1}, MemoryLimitBytes: 3 << 30})
+	wantMessage(t, "an API call asking for 3 GiB", err, "above this host's maximum", "--max-task-memory-mib")
+	if !errors.Is(err, client.ErrTooLarge) {
+		t.Fatalf("%v: want resource_exhausted", err)
+	}
+	err = callErr(t, c, client.Call{Module: mod, Function: "alloc_mib", Args: []any{1}, Timeout: time.Hour})
+	wantMessage(t, "an API call asking for a 1 h timeout", err, "above this host's maximum", "--max-task-timeout")
+
+	// The issue's guest: a child with MemoryLimit(3GiB), Timeout(1h) that
+	// allocates 1,000 MiB.
+	err = callErr(t, c, client.Call{Module: mod, Function: "capped_child", Args: []any{3072, 3600, 1000}, MaxRetries: &none})
+	wantMessage(t, "a guest's child asking for 3 GiB and 1 h", err, "limit", "--max-task-memory-mib")
+	err = callErr(t, c, client.Call{Module: mod, Function: "capped_child", Args: []any{128, 3600, 1}, MaxRetries: &none})
+	wantMessage(t, "a guest's child asking for a 1 h timeout", err, "limit", "--max-task-timeout")
+	err = callErr(t, c, client.Call{Module: mod, Function: "capped_child", Args: []any{256, 3, 1000}, MaxRetries: &none})
+	wantMessage(t, "a child within the caps allocating 1,000 MiB of 256", err, "out of memory")
+
+	var n int
+	mustCall(t, c, mod, "capped_child", &n, 128, 2, 16)
+	if n != 16 {
+		t.Fatalf("a child within the caps returned %d", n)
+	}
+
+	cfg := testutil.HostConfig(t)
+	cfg.TaskMemoryLimit, cfg.MaxTaskMemoryLimit = 1<<30, 256<<20
+	if _, err := host.New(cfg); !errors.Is(err, host.ErrInvalidConfig) {
+		t.Fatalf("a default above its maximum: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// wasmModule builds a module of one type, n functions () -> () with the
+// same body, no exports.
+func wasmModule(n int, body []byte) []byte {
+	uleb := func(dst []byte, v int) []byte {
+		for {
+			b := byte(v & 0x7f)
+			v >>= 7
+			if v == 0 {
+				return append(dst, b)
+			}
+			dst = append(dst, b|0x80)
+		}
+	}
+	section := func(m []byte, id byte, content []byte) []byte {
+		return append(uleb(append(m, id), len(content)), content...)
+	}
+	m := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	m = section(m, 1, []byte{1, 0x60, 0, 0})
+	funcs := uleb(nil, n)
+	for range n {
+		funcs = append(funcs, 0)
+	}
+	m = section(m, 3, funcs)
+	code := uleb(nil, n)
+	for range n {
+		code = append(uleb(code, len(body)), body...)
+	}
+	return section(m, 10, code)
+}
+
+// nestedBlocks is a function body of depth nested blocks: wazero's compile
+// time grows super-linearly with it (issue 13: 240 KB compiled for 55 s).
+func nestedBlocks(depth int) []byte {
+	b := []byte{0} // no locals
+	for range depth {
+		b = append(b, 0x02, 0x40) // block (empty type)
+	}
+	for range depth {
+		b = append(b, 0x0b)
+	}
+	return append(b, 0x0b)
+}
+
+func moduleFiles(t *testing.T, dataDir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dataDir, "modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// Issue 13 items 7 and 9: a module over the function-count or body-size
+// cap is refused before compiling; one that compiles too slowly is cut off
+// by the deadline; a refused module leaves no file; a name is re-pointed
+// only with Replace; the number of modules is capped. A normal task runs
+// afterwards.
+func TestModuleCaps(t *testing.T) {
+	var dataDir string
+	h := testutil.StartHost(t, func(c *host.Config) {
+		dataDir = c.DataDir
+		c.MaxModuleFunctions = 1000
+		c.MaxFunctionBodyBytes = 64 << 10
+	})
+	c := client.New(h.Addr())
+	ctx := ctxFor(t, 2*time.Minute)
+	mod := testutil.Register(t, c, limitsPkg) // within the caps
+	before := moduleFiles(t, dataDir)
+
+	_, err := c.RegisterModule(ctx, wasmModule(1001, []byte{2, 0, 0x0b}), "")
+	wantMessage(t, "a module of 1,001 functions", err, "1001 functions, the limit is 1000")
+	_, err = c.RegisterModule(ctx, wasmModule(1, nestedBlocks(40_000)), "")
+	wantMessage(t, "a function body of 120 KB", err, "function body of", "the limit is 65536")
+
+	// Refused by the worker (another ABI version): no file left either.
+	_, err = c.RegisterModule(ctx, moduleWithABI(2), "")
+	wantMessage(t, "a module of ABI version 2", err, "ABI")
+	if after := moduleFiles(t, dataDir); len(after) != len(before) {
+		t.Fatalf("modules dir after refused uploads: %v, before: %v", after, before)
+	}
+
+	// Names: re-pointing needs Replace.
+	if _, err := c.RegisterModule(ctx, testutil.Guest(t, limitsPkg), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterModule(ctx, testutil.Guest(t, limitsPkg), "app"); err != nil {
+		t.Fatalf("registering the same module under its name again: %v", err)
+	}
+	other := testutil.Guest(t, guestPkg)
+	_, err = c.RegisterModule(ctx, other, "app")
+	wantMessage(t, "re-pointing a name without Replace", err, "register with replace")
+	if !errors.Is(err, client.ErrExists) {
+		t.Fatalf("%v: want already_exists", err)
+	}
+	var n int
+	mustCall(t, c, "app", "alloc_mib", &n, 1) // still the first module
+	if _, err := c.RegisterModule(ctx, other, "app", client.Replace()); err != nil {
+		t.Fatalf("re-pointing with Replace: %v", err)
+	}
+	var sum int
+	mustCall(t, c, "app", "add", &sum, 1, 2) // the guest package's add
+	mustCall(t, c, mod, "alloc_mib", &n, 1)
+}
+
+// A module within the size caps that compiles too slowly (300 KB of nested
+// blocks: about 10,000 nested blocks compile in 0.36 s here and the time
+// grows with the square of the depth, so 100,000 take tens of seconds) is
+// cut off by the compile deadline: its worker is killed, the module refused
+// and not kept; the host goes on running tasks.
+func TestCompileDeadline(t *testing.T) {
+	var dataDir string
+	h := testutil.StartHost(t, func(c *host.Config) {
+		dataDir = c.DataDir
+		c.CompileTimeout = 3 * time.Second
+	})
+	c := client.New(h.Addr())
+	ctx := ctxFor(t, 2*time.Minute)
+	// Registered first (in the shared compilation cache: quick to load).
+	mod := testutil.Register(t, c, limitsPkg)
+	before := moduleFiles(t, dataDir)
+	_, err := c.RegisterModule(ctx, wasmModule(1, nestedBlocks(100_000)), "")
+	wantMessage(t, "a module of deeply nested blocks", err, "longer than 3s", "--compile-timeout")
+	if !errors.Is(err, client.ErrInvalidArgument) {
+		t.Fatalf("%v: want invalid_argument", err)
+	}
+	if after := moduleFiles(t, dataDir); len(after) != len(before) {
+		t.Fatalf("modules dir after a refused upload: %v, before: %v", after, before)
+	}
+	var n int
+	mustCall(t, c, mod, "alloc_mib", &n, 1)
+}
+
+func TestMaxModules(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) { c.MaxModules = 1 })
+	c := client.New(h.Addr())
+	ctx := ctxFor(t, 2*time.Minute)
+	mod := testutil.Register(t, c, limitsPkg)
+	testutil.Register(t, c, limitsPkg) // the same module again
+	_, err := c.RegisterModule(ctx, testutil.Guest(t, guestPkg), "")
+	wantMessage(t, "a second distinct module with MaxModules 1", err, "--max-modules")
+	var n int
+	mustCall(t, c, mod, "alloc_mib", &n, 1)
+}
+
+// Issue 13 item 10: drivers past MaxDrivers wait for a slot instead of
+// taking the workers tasks need; a normal task runs while they wait, and a
+// waiting driver starts when a running one ends.
+func TestDriverCap(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) {
+		c.NumCPUs, c.Workers, c.MaxWorkers = 2, 2, 4 // MaxDrivers: 4 - 2 = 2
+	})
+	c := client.New(h.Addr())
+	mod := testutil.Register(t, c, limitsPkg)
+
+	const drivers, maxDrivers = 5, 2
+	var running, peak atomic.Int32
+	started := make(chan int, drivers)
+	cancels := make([]context.CancelFunc, drivers)
+	ended := make([]chan struct{}, drivers)
+	var wg sync.WaitGroup
+	for i := range drivers {
+		ctx, cancel := context.WithCancel(ctxFor(t, 3*time.Minute))
+		cancels[i], ended[i] = cancel, make(chan struct{})
+		wg.Go(func() {
+			defer close(ended[i])
+			var once sync.Once
+			didStart := false
+			err := c.Run(ctx, mod, func(l client.LogLine) {
+				if strings.Contains(string(l.Data), "driver started") {
+					once.Do(func() {
+						didStart = true
+						n := running.Add(1)
+						for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+						}
+						started <- i
+					})
+				}
+			})
+			if didStart {
+				running.Add(-1)
+			}
+			if ctx.Err() == nil {
+				t.Errorf("driver %d ended before it was cancelled: %v", i, err)
+			}
+		})
+	}
+	defer func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+		wg.Wait()
+	}()
+	first := <-started
+	<-started
+	// Five drivers asked; two run, three wait: the tasks still get workers.
+	none := int32(0)
+	ctx := ctxFor(t, 2*time.Minute)
+	var calls []client.Call
+	for range 4 {
+		calls = append(calls, client.Call{Module: mod, Function: "alloc_mib", Args: []any{1}, MaxRetries: &none})
+	}
+	refs, err := c.SubmitBatch(ctx, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		var n int
+		if err := c.Get(ctx, r[0], &n); err != nil || n != 1 {
+			t.Fatalf("a task while drivers wait: %d, %v", n, err)
+		}
+	}
+	if p := peak.Load(); p > maxDrivers {
+		t.Fatalf("%d drivers ran at once, MaxDrivers is %d", p, maxDrivers)
+	}
+	// Ending a driver lets a waiting one start; no more than two ever run.
+	cancels[first]()
+	<-ended[first]
+	<-started
+	if p := peak.Load(); p > maxDrivers {
+		t.Fatalf("%d drivers ran at once, MaxDrivers is %d", p, maxDrivers)
+	}
+}
