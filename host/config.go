@@ -89,8 +89,9 @@ type Config struct {
 	MaxTaskMemoryLimit int64
 	MaxTaskTimeout     time.Duration
 	// GuestMemoryBudget bounds the sum of the memory limits of the tasks
-	// running at once (drivers and actors included); a task whose limit does
-	// not fit waits. 0 is MaxWorkers × MaxTaskMemoryLimit (no budget).
+	// running here at once (drivers, and live actors, included); a task
+	// whose limit does not fit waits, in order, for running ones to end. It
+	// must be 0 (no budget) or at least MaxTaskMemoryLimit.
 	GuestMemoryBudget int64
 	// StoreQuota bounds the disk space of the object store (0: none);
 	// StoreReserve is the free space it leaves on its filesystem (0: 5% of
@@ -247,6 +248,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxTaskTimeout > 0 && c.TaskTimeout > c.MaxTaskTimeout {
 		return bad("TaskTimeout %v is above MaxTaskTimeout %v (--task-timeout > --max-task-timeout)", c.TaskTimeout, c.MaxTaskTimeout)
+	}
+	if c.GuestMemoryBudget > 0 && c.GuestMemoryBudget < c.MaxTaskMemoryLimit {
+		return bad("GuestMemoryBudget %d MiB is below MaxTaskMemoryLimit %d MiB: a task at the maximum could never run (--guest-memory-budget-mib < --max-task-memory-mib)", c.GuestMemoryBudget>>20, c.MaxTaskMemoryLimit>>20)
 	}
 	if c.MaxDrivers == 0 {
 		c.MaxDrivers = max(c.MaxWorkers-int(c.NumCPUs), 1)

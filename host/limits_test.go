@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,5 +347,111 @@ func TestDriverCap(t *testing.T) {
 	<-started
 	if p := peak.Load(); p > maxDrivers {
 		t.Fatalf("%d drivers ran at once, MaxDrivers is %d", p, maxDrivers)
+	}
+}
+
+// waitRunningN waits until exactly want tasks of function fn run (their
+// latest event), and returns the IDs of those running and waiting.
+// More than most running at any time fails the test.
+func waitRunningN(t *testing.T, c *client.Client, fn string, want, most int) (running, waiting []string) {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	for {
+		evs, _, err := c.ListTasks(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := map[string]string{}
+		for _, e := range evs {
+			if e.Function == fn {
+				last[e.TaskID] = e.State
+			}
+		}
+		running, waiting = nil, nil
+		for id, st := range last {
+			switch st {
+			case "running":
+				running = append(running, id)
+			case "scheduled", "pending_resources", "pending_args":
+				waiting = append(waiting, id)
+			}
+		}
+		if len(running) == want {
+			return running, waiting
+		}
+		if len(running) > most {
+			t.Fatalf("%d tasks of %s run, at most %d may", len(running), fn, most)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d tasks of %s run, want %d: %v", len(running), fn, want, ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling the host's state; a hang guard above
+		}
+	}
+}
+
+// Issue 13 item 7: a host-wide guest memory budget. With 512 MiB for
+// guests and 256 MiB per task, two tasks run and the third waits (though
+// CPUs and workers are free) until one ends; a child that can never fit
+// beside its blocked parent fails with a clear limit error instead of
+// hanging; a normal task runs afterwards.
+func TestGuestMemoryBudget(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) {
+		c.NumCPUs, c.Workers = 4, 4
+		c.TaskMemoryLimit, c.MaxTaskMemoryLimit, c.GuestMemoryBudget = 256<<20, 512<<20, 512<<20
+	})
+	c := client.New(h.Addr())
+	mod := testutil.Register(t, c, limitsPkg)
+	ctx := ctxFor(t, 2*time.Minute)
+	none := int32(0)
+	var refs []client.ObjectRef
+	for range 3 {
+		r, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "block", MaxRetries: &none})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, r[0])
+	}
+	running, waiting := waitRunningN(t, c, "block", 2, 2)
+	if len(waiting) != 1 {
+		t.Fatalf("%d tasks wait, want 1", len(waiting))
+	}
+	refOf := func(task string) client.ObjectRef {
+		for _, r := range refs {
+			if strings.HasPrefix(r.ID, task) {
+				return r
+			}
+		}
+		t.Fatalf("no ref of task %s", task)
+		return client.ObjectRef{}
+	}
+	// Ending a running one lets the waiting one run.
+	if err := c.Cancel(ctx, refOf(running[0]), true, false); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		now, _ := waitRunningN(t, c, "block", 2, 2)
+		if slices.Contains(now, waiting[0]) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling; the hang guard is waitRunningN's
+	}
+	for _, r := range refs {
+		if err := c.Cancel(ctx, r, true, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRunningN(t, c, "block", 0, 2)
+
+	// A parent (256 MiB) waits for a child of 512 MiB: it can never fit.
+	err := callErr(t, c, client.Call{Module: mod, Function: "capped_child", Args: []any{512, 60, 1}, MaxRetries: &none})
+	wantMessage(t, "a child that cannot fit beside its parent", err, "guest memory budget", "--guest-memory-budget-mib")
+	var n int
+	mustCall(t, c, mod, "alloc_mib", &n, 1)
+
+	cfg := testutil.HostConfig(t)
+	cfg.GuestMemoryBudget = 128 << 20
+	if _, err := host.New(cfg); !errors.Is(err, host.ErrInvalidConfig) {
+		t.Fatalf("a budget below MaxTaskMemoryLimit: %v, want ErrInvalidConfig", err)
 	}
 }

@@ -34,6 +34,9 @@ type workerProc struct {
 	actor     *actor // the actor this worker belongs to, if any
 	dead      bool
 	idleSince time.Time
+	// memHeld is the guest memory limit of what the worker runs (a task,
+	// or the actor it keeps), counted against GuestMemoryBudget.
+	memHeld int64
 }
 
 // idleWorkerTTL is how long a worker beyond the warm pool may stay idle.

@@ -33,7 +33,7 @@ type hostFlags struct {
 	allowDirs   []string
 	joinTimeout time.Duration
 	// Limits (docs/SECURITY.md, "Limits").
-	maxMemoryMiB              int64
+	maxMemoryMiB, budgetMiB  int64
 	storeQuota, storeReserve string
 	// Cluster flags (start and join).
 	serving         bool
@@ -80,6 +80,7 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 	// Limits as caps: a call asking for more than a maximum is refused.
 	fs.Int64Var(&f.maxMemoryMiB, "max-task-memory-mib", f.cfg.MaxTaskMemoryLimit>>20, "most guest memory a call may ask for, in MiB (at most 4096)")
 	fs.DurationVar(&f.cfg.MaxTaskTimeout, "max-task-timeout", 0, "longest timeout a call may ask for; tasks without one get it (0: no cap)")
+	fs.Int64Var(&f.budgetMiB, "guest-memory-budget-mib", 0, "most guest memory (sum of memory limits) of the tasks running at once, in MiB; more wait (0: no budget)")
 	fs.IntVar(&f.cfg.MaxTaskDepth, "max-task-depth", f.cfg.MaxTaskDepth, "how deep tasks may nest")
 	fs.IntVar(&f.cfg.MaxDrivers, "max-drivers", 0, "drivers (rayhost run) running at once; more wait (0: max-workers minus num-cpus)")
 	fs.IntVar(&f.cfg.MaxModules, "max-modules", 0, "distinct modules the host keeps; more are refused (0: no limit)")
@@ -128,6 +129,7 @@ func (f *hostFlags) config() (host.Config, error) {
 	cfg.MaxWorkers = max(cfg.MaxWorkers, cfg.Workers)
 	cfg.TaskMemoryLimit = f.memoryMiB << 20
 	cfg.MaxTaskMemoryLimit = f.maxMemoryMiB << 20
+	cfg.GuestMemoryBudget = f.budgetMiB << 20
 	var err error
 	if cfg.StoreQuota, err = parseBytes("store-quota", f.storeQuota); err != nil {
 		return cfg, err

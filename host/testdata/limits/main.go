@@ -33,6 +33,11 @@ var _ = ray.Func1("put_mib", func(ctx context.Context, n int) (int, error) {
 	return len(b), err
 })
 
+// block waits until it is cancelled.
+var _ = ray.Func0("block", func(ctx context.Context) (int, error) {
+	return 0, ray.Sleep(ctx, time.Hour)
+})
+
 // A driver that says it started, then waits until it is cancelled.
 func init() {
 	ray.Main(func(ctx context.Context) error {
