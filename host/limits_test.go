@@ -48,7 +48,13 @@ func wantMessage(t *testing.T, what string, err error, parts ...string) {
 // past it, fail with a clear "store full" limit error (resource_exhausted);
 // what is stored stays readable and a normal task afterwards succeeds.
 func TestStoreFullHost(t *testing.T) {
-	h := testutil.StartHost(t, func(c *host.Config) { c.StoreQuota = 48 << 20 })
+	cfg := testutil.HostConfig(t)
+	cfg.StoreQuota = 48 << 20
+	h, err := host.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
 	c := client.New(h.Addr())
 	mod := testutil.Register(t, c, limitsPkg)
 	none := int32(0)
@@ -60,7 +66,12 @@ func TestStoreFullHost(t *testing.T) {
 	}
 
 	err = callErr(t, c, client.Call{Module: mod, Function: "put_mib", Args: []any{64}, MaxRetries: &none})
-	wantMessage(t, "a guest Put of 64 MiB past a 48 MiB quota", err, "store: full")
+	wantMessage(t, "a guest Put of 64 MiB past a 48 MiB quota", err, "limit", "store: full")
+	err = callErr(t, c, client.Call{Module: mod, Function: "result_mib", Args: []any{64}, MaxRetries: &none})
+	wantMessage(t, "a result of 64 MiB past the quota", err, "limit", "store: full")
+	if !errors.Is(err, client.ErrTooLarge) { // resource_exhausted
+		t.Fatalf("a result past the quota: %v, want resource_exhausted", err)
+	}
 
 	_, err = c.Put(ctx, make([]byte, 64<<20))
 	wantMessage(t, "an API Put of 64 MiB past the quota", err, "store: full")
@@ -77,6 +88,41 @@ func TestStoreFullHost(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("a normal task after the store filled returned %d", n)
 	}
+
+	// Fill it to the brim with 1 MiB objects, then restart the host on it:
+	// it starts, serves what it kept, and refuses writes past the quota
+	// (Badger frees the unused tails of its preallocated files at close,
+	// so a few may fit again).
+	for {
+		if _, err := c.Put(ctx, make([]byte, 1<<20)); err != nil {
+			wantMessage(t, "filling the store", err, "store: full")
+			break
+		}
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := host.New(cfg)
+	if err != nil {
+		t.Fatalf("restarting a host whose store is at its quota: %v", err)
+	}
+	t.Cleanup(func() { _ = h2.Close() })
+	c = client.New(h2.Addr())
+	if err := c.Get(ctx, kept, &got); err != nil || len(got) != 8<<20 {
+		t.Fatalf("reading an object after the restart: %d bytes, %v", len(got), err)
+	}
+	for i := 0; ; i++ {
+		if _, err := c.Put(ctx, make([]byte, 1<<20)); err != nil {
+			wantMessage(t, "filling the store after the restart", err, "store: full")
+			t.Logf("%d more objects of 1 MiB fit after the restart", i)
+			break
+		}
+		if i > 48 {
+			t.Fatal("the restarted store took more than its quota")
+		}
+	}
+	mod = testutil.Register(t, c, limitsPkg)
+	mustCall(t, c, mod, "alloc_mib", &n, 1)
 }
 
 // Issue 13 item 7: on a host started with maximums (here the figures of the

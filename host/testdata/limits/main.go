@@ -33,6 +33,11 @@ var _ = ray.Func1("put_mib", func(ctx context.Context, n int) (int, error) {
 	return len(b), err
 })
 
+// result_mib returns n MiB as its result.
+var _ = ray.Func1("result_mib", func(ctx context.Context, n int) ([]byte, error) {
+	return make([]byte, n<<20), nil
+})
+
 // block waits until it is cancelled.
 var _ = ray.Func0("block", func(ctx context.Context) (int, error) {
 	return 0, ray.Sleep(ctx, time.Hour)
