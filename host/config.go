@@ -102,8 +102,9 @@ type Config struct {
 	// others wait for one to finish. 0 is MaxWorkers - NumCPUs (at least 1),
 	// so tasks always have a worker for each CPU.
 	MaxDrivers int
-	// MaxModules bounds the distinct modules the host keeps; registering
-	// another fails with resource_exhausted. 0 is no limit.
+	// MaxModules bounds the distinct modules the host keeps (DefaultConfig:
+	// 1000); registering another fails with resource_exhausted. 0 is no
+	// limit.
 	MaxModules int
 	// CompileTimeout bounds compiling one module in a worker (the worker is
 	// killed past it, and the module is refused). 0 is none.
@@ -156,6 +157,7 @@ func DefaultConfig(dataDir string) Config {
 		MaxTreeTasks:      1_000_000,
 
 		MaxTaskMemoryLimit:   4 << 30,
+		MaxModules:           1000,
 		CompileTimeout:       2 * time.Minute,
 		MaxModuleFunctions:   100_000,
 		MaxFunctionBodyBytes: 1 << 20,

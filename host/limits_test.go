@@ -89,6 +89,18 @@ func TestStoreFullHost(t *testing.T) {
 		t.Fatalf("a normal task after the store filled returned %d", n)
 	}
 
+	// Small values are kept in memory and written behind: past the quota
+	// they are refused too, before the host holds them (not kept in memory
+	// instead). The store is then full to the brim: reads work, and so do
+	// tasks whose results it need not store (a failure).
+	err = callErr(t, c, client.Call{Module: mod, Function: "put_many", Args: []any{100_000, 64}, MaxRetries: &none})
+	wantMessage(t, "100,000 guest Puts of 64 KiB past the quota", err, "limit", "store: full")
+	err = callErr(t, c, client.Call{Module: mod, Function: "alloc_mib", Args: []any{1}, MaxRetries: &none})
+	wantMessage(t, "a task whose result a full store cannot take", err, "limit", "store: full")
+	if err := c.Get(ctx, kept, &got); err != nil || len(got) != 8<<20 {
+		t.Fatalf("reading an object of a full store: %d bytes, %v", len(got), err)
+	}
+
 	// Fill it to the brim with 1 MiB objects, then restart the host on it:
 	// it starts, serves what it kept, and refuses writes past the quota
 	// (Badger frees the unused tails of its preallocated files at close,
@@ -121,8 +133,19 @@ func TestStoreFullHost(t *testing.T) {
 			t.Fatal("the restarted store took more than its quota")
 		}
 	}
-	mod = testutil.Register(t, c, limitsPkg)
-	mustCall(t, c, mod, "alloc_mib", &n, 1)
+	// To the last bytes: then registering a module, which needs no store
+	// space, still works.
+	for _, size := range []int{64 << 10, 4 << 10, 256, 16} {
+		for {
+			if _, err := c.Put(ctx, make([]byte, size)); err != nil {
+				wantMessage(t, "filling the last bytes", err, "store: full")
+				break
+			}
+		}
+	}
+	if _, err := c.RegisterModule(ctx, testutil.Guest(t, limitsPkg), ""); err != nil {
+		t.Fatalf("registering a module on a host whose store is full: %v", err)
+	}
 }
 
 // Issue 13 item 7: on a host started with maximums (here the figures of the

@@ -35,6 +35,11 @@ type modules struct {
 	byDigest map[string]*module
 	byName   map[string]string
 	loading  map[string]*sync.Mutex // one describe per digest at a time
+
+	// describing bounds the modules being described (compiled) at once:
+	// each takes a worker for up to CompileTimeout.
+	describeOnce sync.Once
+	describing   chan struct{}
 }
 
 func newModules(dir string) (*modules, error) {
@@ -331,6 +336,15 @@ func (h *Host) loadModule(ctx context.Context, digest string) (*module, error) {
 		return mod, nil
 	}
 
+	// At most max(2, NumCPUs) modules compile at once, so uploads of slow
+	// modules cannot take every worker.
+	h.mods.describeOnce.Do(func() { h.mods.describing = make(chan struct{}, max(2, int(h.cfg.NumCPUs))) })
+	select {
+	case h.mods.describing <- struct{}{}:
+		defer func() { <-h.mods.describing }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	mod = &module{digest: digest}
 	// Describing compiles the module: under CompileTimeout, past which the
 	// worker compiling it is killed.

@@ -829,6 +829,13 @@ func (h *Host) sealFailure(t *task, te *abi.TaskError) {
 }
 
 func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
+	if t.kind == abi.KindDescribe {
+		// Read once by the host: kept in memory, so a full store does not
+		// stop modules from registering.
+		if err := h.objs.sealTransient(id, v); err == nil {
+			return
+		}
+	}
 	if err := h.objs.seal(context.Background(), id, v); err != nil {
 		h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
 		_ = h.objs.seal(context.Background(), id, h.taskError(t, storeErrorKind(err), err.Error()).Encode())

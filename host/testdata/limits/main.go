@@ -33,6 +33,17 @@ var _ = ray.Func1("put_mib", func(ctx context.Context, n int) (int, error) {
 	return len(b), err
 })
 
+// put_many puts count objects of kib KiB, getting each back; it returns
+// how many it stored before the first error.
+var _ = ray.Func2("put_many", func(ctx context.Context, count, kib int) (int, error) {
+	for i := range count {
+		if _, err := ray.Get(ctx, ray.Put(make([]byte, kib<<10))); err != nil {
+			return i, err
+		}
+	}
+	return count, nil
+})
+
 // result_mib returns n MiB as its result.
 var _ = ray.Func1("result_mib", func(ctx context.Context, n int) ([]byte, error) {
 	return make([]byte, n<<20), nil
