@@ -10,7 +10,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -28,8 +27,7 @@ import (
 type api struct {
 	h *Host
 
-	driversOnce sync.Once
-	drivers     chan struct{} // a slot per running driver (Config.MaxDrivers)
+	drivers driverGate // Config.MaxDrivers, MaxDriversPerClient
 }
 
 func (h *Host) handlerOptions() []connect.HandlerOption {
@@ -540,7 +538,7 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	}
 	// A driver holds a worker but no CPU: past MaxDrivers it waits for a
 	// slot, so drivers never take the workers tasks need for their CPUs.
-	release, err := a.driverSlot(ctx)
+	release, err := a.drivers.acquire(ctx, a.h, clientOf(req.Peer().Addr))
 	if err != nil {
 		return toConnect(err)
 	}
@@ -658,24 +656,4 @@ func (a *api) ListActors(ctx context.Context, req *connect.Request[rayhostv1.Lis
 			State: x.State, Host: x.Host, Calls: uint64(x.Calls), Restarts: uint32(x.Restarts), Queued: uint32(x.Queued), WorkerPid: int32(x.WorkerPID)})
 	}
 	return connect.NewResponse(res), nil
-}
-
-// driverSlot waits until fewer than MaxDrivers drivers run here, and
-// returns the function that frees the slot taken.
-func (a *api) driverSlot(ctx context.Context) (release func(), err error) {
-	a.driversOnce.Do(func() { a.drivers = make(chan struct{}, a.h.cfg.MaxDrivers) })
-	select {
-	case a.drivers <- struct{}{}:
-		return func() { <-a.drivers }, nil
-	default:
-	}
-	a.h.log.Info("driver waits: MaxDrivers drivers are running", "max_drivers", a.h.cfg.MaxDrivers)
-	select {
-	case a.drivers <- struct{}{}:
-		return func() { <-a.drivers }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for one of the %d drivers (MaxDrivers, rayhost start --max-drivers) to finish: %w", a.h.cfg.MaxDrivers, ctx.Err())
-	case <-a.h.done:
-		return nil, ErrClosed
-	}
 }

@@ -102,6 +102,10 @@ type Config struct {
 	// others wait for one to finish. 0 is MaxWorkers - NumCPUs (at least 1),
 	// so tasks always have a worker for each CPU.
 	MaxDrivers int
+	// MaxDriversPerClient bounds the drivers of one client (an IP address:
+	// clients share the token) among them; 0 is half of MaxDrivers (at
+	// least 1), so one client cannot take every slot.
+	MaxDriversPerClient int
 	// MaxModules bounds the distinct modules the host keeps (DefaultConfig:
 	// 1000); registering another fails with resource_exhausted. 0 is no
 	// limit.
@@ -188,7 +192,7 @@ func (c *Config) validate() error {
 		return bad("MaxTaskMemoryLimit must be in 0..4 GiB, MaxTaskTimeout and GuestMemoryBudget >= 0")
 	case c.StoreQuota < 0 || c.StoreReserve < 0 || (c.StoreReserve > 0 && c.StoreReserve < store.MinReserve):
 		return bad("StoreQuota must be >= 0, StoreReserve 0 or >= %d bytes (what Badger's own writes need)", store.MinReserve)
-	case c.MaxDrivers < 0 || c.MaxModules < 0 || c.CompileTimeout < 0 || c.MaxModuleFunctions < 0 || c.MaxFunctionBodyBytes < 0:
+	case c.MaxDrivers < 0 || c.MaxDriversPerClient < 0 || c.MaxModules < 0 || c.CompileTimeout < 0 || c.MaxModuleFunctions < 0 || c.MaxFunctionBodyBytes < 0:
 		return bad("MaxDrivers, MaxModules, CompileTimeout, MaxModuleFunctions and MaxFunctionBodyBytes must be >= 0")
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return bad("TLSCertFile and TLSKeyFile go together")
@@ -256,6 +260,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxDrivers == 0 {
 		c.MaxDrivers = max(c.MaxWorkers-int(c.NumCPUs), 1)
+	}
+	if c.MaxDriversPerClient == 0 {
+		c.MaxDriversPerClient = max(c.MaxDrivers/2, 1)
 	}
 	c.Resources = maps.Clone(c.Resources)
 	c.DataDir = filepath.Clean(c.DataDir)

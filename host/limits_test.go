@@ -3,6 +3,8 @@ package host_test
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -346,6 +348,7 @@ func TestMaxModules(t *testing.T) {
 func TestDriverCap(t *testing.T) {
 	h := testutil.StartHost(t, func(c *host.Config) {
 		c.NumCPUs, c.Workers, c.MaxWorkers = 2, 2, 4 // MaxDrivers: 4 - 2 = 2
+		c.MaxDriversPerClient = 2                    // this test is one client
 	})
 	c := client.New(h.Addr())
 	mod := testutil.Register(t, c, limitsPkg)
@@ -523,4 +526,83 @@ func TestGuestMemoryBudget(t *testing.T) {
 	if _, err := host.New(cfg); !errors.Is(err, host.ErrInvalidConfig) {
 		t.Fatalf("a budget below MaxTaskMemoryLimit: %v, want ErrInvalidConfig", err)
 	}
+}
+
+// startDriver starts a driver of mod through c and returns a channel that
+// gets a value when it prints that it started, and its cancel function.
+func startDriver(t *testing.T, c *client.Client, mod string, wg *sync.WaitGroup) (started chan struct{}, cancel context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctxFor(t, 3*time.Minute))
+	started = make(chan struct{}, 1)
+	wg.Go(func() {
+		var once sync.Once
+		_ = c.Run(ctx, mod, func(l client.LogLine) {
+			if strings.Contains(string(l.Data), "driver started") {
+				once.Do(func() { started <- struct{}{} })
+			}
+		})
+	})
+	return started, cancel
+}
+
+// Issue 13 item 10, per client: one client (an IP address) holds at most
+// MaxDriversPerClient of the driver slots; another client's driver starts
+// while the first one's third driver waits.
+func TestDriverCapPerClient(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) {
+		c.NumCPUs, c.Workers, c.MaxWorkers = 2, 2, 5 // MaxDrivers: 3
+		c.MaxDriversPerClient = 2
+	})
+	a := client.New(h.Addr())
+	mod := testutil.Register(t, a, limitsPkg)
+	// Client b connects from another loopback address.
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	b := client.New(h.Addr(), client.WithHTTPClient(&http.Client{Transport: &http.Transport{DialContext: d.DialContext}}))
+
+	var wg sync.WaitGroup
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+		wg.Wait()
+	}()
+	var aStarted []chan struct{}
+	for range 3 {
+		s, cancel := startDriver(t, a, mod, &wg)
+		aStarted, cancels = append(aStarted, s), append(cancels, cancel)
+	}
+	// Two of a's drivers start (which two is up to the host).
+	ctx := ctxFor(t, 2*time.Minute)
+	got := 0
+	waitingA := -1
+	for got < 2 {
+		select {
+		case <-aStarted[0]:
+			aStarted[0] = nil
+		case <-aStarted[1]:
+			aStarted[1] = nil
+		case <-aStarted[2]:
+			aStarted[2] = nil
+		case <-ctx.Done():
+			t.Fatal("a's first two drivers did not start")
+		}
+		got++
+	}
+	for i, s := range aStarted {
+		if s != nil {
+			waitingA = i
+		}
+	}
+	// b's driver takes the third slot, ahead of a's third driver.
+	bStarted, cancel := startDriver(t, b, mod, &wg)
+	cancels = append(cancels, cancel)
+	select {
+	case <-bStarted:
+	case <-aStarted[waitingA]:
+		t.Fatal("a's third driver started: a client took more than MaxDriversPerClient slots")
+	case <-ctx.Done():
+		t.Fatal("b's driver did not start while a held its share")
+	}
+	var n int
+	mustCall(t, a, mod, "alloc_mib", &n, 1)
 }

@@ -83,6 +83,7 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 	fs.Int64Var(&f.budgetMiB, "guest-memory-budget-mib", 0, "most guest memory (sum of memory limits) of the tasks running at once, in MiB; more wait (0: no budget)")
 	fs.IntVar(&f.cfg.MaxTaskDepth, "max-task-depth", f.cfg.MaxTaskDepth, "how deep tasks may nest")
 	fs.IntVar(&f.cfg.MaxDrivers, "max-drivers", 0, "drivers (rayhost run) running at once; more wait (0: max-workers minus num-cpus)")
+	fs.IntVar(&f.cfg.MaxDriversPerClient, "max-drivers-per-client", 0, "drivers of one client (IP address) running at once (0: half of max-drivers)")
 	fs.IntVar(&f.cfg.MaxModules, "max-modules", f.cfg.MaxModules, "distinct modules the host keeps; more are refused (0: no limit)")
 	fs.DurationVar(&f.cfg.CompileTimeout, "compile-timeout", f.cfg.CompileTimeout, "longest a module may take to compile (0: no limit)")
 	fs.IntVar(&f.cfg.MaxModuleFunctions, "max-module-functions", f.cfg.MaxModuleFunctions, "most functions in a module, checked before compiling (0: no limit)")
