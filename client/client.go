@@ -516,7 +516,18 @@ type RunProgress struct {
 // RunOption configures Run.
 type RunOption func(*runOptions)
 
-type runOptions struct{ onProgress func(RunProgress) }
+type runOptions struct {
+	onProgress func(RunProgress)
+	mounts     []Mount
+	env        map[string]string
+}
+
+// WithGrants grants the driver directories and environment variables
+// (within the host's allowed directories); its tasks may be granted these
+// or less.
+func WithGrants(mounts []Mount, env map[string]string) RunOption {
+	return func(o *runOptions) { o.mounts, o.env = mounts, env }
+}
 
 // WithProgress calls fn with the driver's task counts as they change
 // (about twice a second at most).
@@ -531,7 +542,10 @@ func (c *Client) Run(ctx context.Context, module string, onLog func(LogLine), op
 	for _, opt := range opts {
 		opt(&o)
 	}
-	req := &rayhostv1.RunRequest{Module: module, Progress: o.onProgress != nil}
+	req := &rayhostv1.RunRequest{Module: module, Progress: o.onProgress != nil, Env: o.env}
+	for _, m := range o.mounts {
+		req.Mounts = append(req.Mounts, &rayhostv1.Mount{HostPath: m.HostPath, GuestPath: m.GuestPath, ReadOnly: m.ReadOnly})
+	}
 	stream, err := c.svc.Run(ctx, connect.NewRequest(req))
 	if err != nil {
 		return fromConnect(err)

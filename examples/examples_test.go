@@ -26,13 +26,15 @@ var examples = []struct {
 	gpus float64
 	want []string // regular expressions the output must match
 }{
-	{"./examples/basic", 2, 0, []string{`ray.Get\(my_function.Remote\(\)\) = 1`, `submitted 4 slow tasks in .* without waiting`}},
+	{"./examples/basic", 2, 0, []string{`ray.Get\(my_function.Remote\(\)\) = 1`, `submitted 4 slow tasks in \S+ without waiting`}},
 	{"./examples/resources", 4, 2, []string{`with 4 CPUs and 2 GPUs: 1`, `with 3 CPUs: 1`, `with 64 GPUs: .*infeasible`}},
 	{"./examples/objectref", 2, 0, []string{`ray.Get\(objRef1\) = 1, ray.Get\(objRef2\) = 2`}},
-	{"./examples/wait", 2, 0, []string{`ready: 1 \(the 0.2 s task\) after 0\.[0-9] s, remaining: 1`}},
+	// Timings the examples print are figures, not checked: a loaded machine
+	// may take any time.
+	{"./examples/wait", 2, 0, []string{`ready: 1 \(the 0.2 s task\) after [0-9.]+ s, remaining: 1`}},
 	{"./examples/multireturn", 2, 0, []string{`return_single: \[0 1 2\]`, `return_multiple: 0 1 2`}},
-	{"./examples/generator", 2, 0, []string{`(?s)0 \(after .*1 \(after .*2 \(after .*3 \(after .*4 \(after`}},
-	{"./examples/cancel", 2, 0, []string{`Object reference was cancelled`}},
+	{"./examples/generator", 2, 0, []string{`(?s)0 \(after [0-9.]+ s\).*1 \(after [0-9.]+ s\).*2 \(after [0-9.]+ s\).*3 \(after [0-9.]+ s\).*4 \(after [0-9.]+ s\)`}},
+	{"./examples/cancel", 2, 0, []string{`Object reference was cancelled \(in \S+\)\.`}},
 	{"./examples/quicksort", 1, 0, []string{`distributed sort of 1000000 ints`, `sorted correctly`}},
 	{"./examples/quicksort", 2, 0, []string{`distributed sort of 1000000 ints`, `sorted correctly`}},
 	{"./examples/pi", 2, 0, []string{`(?m)^Progress: 100%$`, `Estimated value of π is: 3\.1[345]`}},

@@ -77,7 +77,7 @@ func testCloseIsFailure(t *testing.T, c cluster) {
 		if ev.Member.Status != StatusFailed {
 			t.Errorf("%s: failed event has status %v", m.Local().Name, ev.Member.Status)
 		}
-		eventually(t, 3*time.Second, sees(m, with(gone, StatusFailed)))
+		eventually(t, waitFor, sees(m, with(gone, StatusFailed)))
 	}
 }
 
@@ -138,7 +138,7 @@ func testEncryption(t *testing.T, c cluster) {
 			cfg.EncryptKey = tt.ownKey
 			m := mustStart(t, c, cfg)
 
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 			defer cancel()
 			start := time.Now()
 			n, err := m.Join(ctx, []string{seed.Local().GossipAddr})
@@ -146,10 +146,10 @@ func testEncryption(t *testing.T, c cluster) {
 				t.Fatalf("Join: n = %d, err = %v, want %v", n, err, tt.wantErr)
 			}
 			if err != nil {
-				t.Logf("Join: %v", err)
+				t.Logf("Join: %v after %v", err, time.Since(start))
 				// Fail fast: no retrying until ctx ends.
-				if d := time.Since(start); d > 3*time.Second {
-					t.Errorf("Join took %v to report %v", d, err)
+				if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Join retried until its context ended: %v", err)
 				}
 				return
 			}
@@ -225,12 +225,24 @@ func testJoinUnreachable(t *testing.T, c cluster) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	n, err := m.Join(ctx, []string{"127.0.0.1:1"})
-	if !errors.Is(err, ErrJoin) || !errors.Is(err, context.DeadlineExceeded) || n != 0 {
-		t.Fatalf("Join: n = %d, err = %v, want ErrJoin wrapping the deadline", n, err)
+	type result struct {
+		n   int
+		err error
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Join took %v with a 500ms context", d)
+	done := make(chan result, 1)
+	go func() {
+		n, err := m.Join(ctx, []string{"127.0.0.1:1"})
+		done <- result{n, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(waitFor):
+		t.Fatalf("Join did not return %v after its 500ms context ended", waitFor)
+	}
+	t.Logf("Join returned after %v with a 500ms context", time.Since(start))
+	if n, err := r.n, r.err; !errors.Is(err, ErrJoin) || !errors.Is(err, context.DeadlineExceeded) || n != 0 {
+		t.Fatalf("Join: n = %d, err = %v, want ErrJoin wrapping the deadline", n, err)
 	}
 	if n, err := m.Join(ctx, nil); n != 0 || err != nil {
 		t.Errorf("Join(no seeds) = %d, %v; want 0, nil", n, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,6 +37,13 @@ func TestSerfSnapshotRejoin(t *testing.T) {
 		eventually(t, waitFor, sees(m, with(old, StatusFailed)))
 	}
 
+	// Hold the old port (gossip binds UDP and TCP on one port) so the
+	// kernel cannot hand it out again: the test is about a new address.
+	if hold, err := net.ListenPacket("udp", old.GossipAddr); err == nil {
+		defer hold.Close()
+	} else {
+		t.Logf("could not hold the old port: %v", err)
+	}
 	second := mustStart(t, c, cfg)
 	now := second.Local()
 	if now.GossipAddr == old.GossipAddr {

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/internal/testutil"
 )
 
 func TestActors(t *testing.T) {
@@ -57,7 +57,7 @@ func TestActors(t *testing.T) {
 // run again, state reset) while MaxRestarts allows, then it is dead.
 func TestActorRestart(t *testing.T) {
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 	var n int
 	mustCall(t, c, mod, "make_named", &n, "phoenix", 1)
 	killActorWorker := func() {
@@ -77,7 +77,7 @@ func TestActorRestart(t *testing.T) {
 		t.Fatalf("no live phoenix in %+v", actors)
 	}
 	killActorWorker()
-	eventually(t, 10*time.Second, func() bool {
+	eventually(t, testutil.HangGuard, func() bool {
 		actors, _ := c.ListActors(ctx)
 		for _, a := range actors {
 			if a.Name == "phoenix" && a.State == "alive" && a.Restarts == 1 {

@@ -100,6 +100,8 @@ func taskCode(te *abi.TaskError) connect.Code {
 		return connect.CodeUnavailable
 	case abi.ErrorHost:
 		return connect.CodeInternal
+	case abi.ErrorPermissionDenied:
+		return connect.CodePermissionDenied
 	case abi.ErrorDependency:
 		if te.Cause != nil {
 			return taskCode(te.Cause)
@@ -278,7 +280,10 @@ func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, 
 			return nil, fmt.Errorf("%w: argument %d: empty (set json, raw or ref)", ErrInvalidArgument, i+1)
 		}
 	}
-	t.limits, t.grants = d.Limits, d.Grants
+	// Grants come from the request only (never from the function's
+	// registered defaults): a task submitted over the API gets what its
+	// caller asked for, within what the host allows (checkGrants).
+	t.limits = d.Limits
 	if n := o.GetMemoryLimitBytes(); n > 0 {
 		t.limits.MemoryPages = uint32(min((n+65535)/65536, 65537)) // 65537: refused by prepare
 	}
@@ -547,6 +552,15 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
 	// every slot.
 	t := &task{id: ids.NewTaskID(), job: j, mod: mod, kind: abi.KindMain, numReturns: 1}
+	for _, mnt := range req.Msg.GetMounts() {
+		t.grants.Mounts = append(t.grants.Mounts, abi.Mount{Host: mnt.GetHostPath(), Guest: mnt.GetGuestPath(), ReadOnly: mnt.GetReadOnly()})
+	}
+	for _, name := range slices.Sorted(maps.Keys(req.Msg.GetEnv())) {
+		t.grants.Env = append(t.grants.Env, abi.KV{Name: name, Value: req.Msg.GetEnv()[name]})
+	}
+	if t.grants, err = a.h.checkGrants(t.grants); err != nil {
+		return toConnect(err)
+	}
 	start := time.Now()
 	a.h.submit(ctx, t)
 	var tick <-chan time.Time

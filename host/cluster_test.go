@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
@@ -43,7 +42,7 @@ func hostsOf(t *testing.T, c *client.Client) map[string][]string {
 
 func submitOn(t *testing.T, c *client.Client, call client.Call) client.ObjectRef {
 	t.Helper()
-	refs, err := c.SubmitCall(ctxFor(t, 30*time.Second), call)
+	refs, err := c.SubmitCall(ctxFor(t, testutil.HangGuard), call)
 	if err != nil {
 		t.Fatalf("submit %s: %v", call.Function, err)
 	}
@@ -68,7 +67,7 @@ func TestCluster(t *testing.T) {
 		for i := range calls {
 			calls[i] = client.Call{Module: mod, Function: "work", Args: []any{50}}
 		}
-		ctx := ctxFor(t, time.Minute)
+		ctx := ctxFor(t, testutil.HangGuard)
 		refs, err := cs[0].SubmitBatch(ctx, calls)
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +97,7 @@ func TestCluster(t *testing.T) {
 		sum := submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{made},
 			Scheduling: client.Scheduling{NodeID: hosts[2].ID()}})
 		var got []int64
-		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
+		if err := cs[0].Get(ctxFor(t, testutil.HangGuard), sum, &got); err != nil {
 			t.Fatal(err)
 		}
 		if want := byteSum(testutil.MadeBytes(n)); got[0] != want[0] || got[1] != want[1] {
@@ -114,14 +113,14 @@ func TestCluster(t *testing.T) {
 		// Any host's client gets any ref: host 2 borrows it from host 0,
 		// which says host 1 (or 2) holds it.
 		var buf bytes.Buffer
-		if _, err := cs[2].GetStream(ctxFor(t, 30*time.Second), made, &buf); err != nil {
+		if _, err := cs[2].GetStream(ctxFor(t, testutil.HangGuard), made, &buf); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(buf.Bytes(), testutil.MadeBytes(n)) {
 			t.Fatalf("GetStream through host 2: %d bytes, not what make_bytes made", buf.Len())
 		}
 		var small int
-		if err := cs[1].Get(ctxFor(t, 30*time.Second), submitOn(t, cs[0], client.Call{Module: mod, Function: "add", Args: []any{2, 3}}), &small); err != nil || small != 5 {
+		if err := cs[1].Get(ctxFor(t, testutil.HangGuard), submitOn(t, cs[0], client.Call{Module: mod, Function: "add", Args: []any{2, 3}}), &small); err != nil || small != 5 {
 			t.Fatalf("Get through host 1 = %d, %v", small, err)
 		}
 	})
@@ -135,7 +134,7 @@ func TestCluster(t *testing.T) {
 		sum := submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{made},
 			Scheduling: client.Scheduling{NodeID: hosts[0].ID()}})
 		var got []int64
-		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
+		if err := cs[0].Get(ctxFor(t, testutil.HangGuard), sum, &got); err != nil {
 			t.Fatal(err)
 		}
 		if want := byteSum(testutil.MadeBytes(n)); got[1] != want[1] {
@@ -174,12 +173,12 @@ func TestCluster(t *testing.T) {
 		}()
 		ref := client.ObjectRef{ID: strings.Repeat("ab", 16) + "00000001", Owner: ln.Addr().String()}
 		var v any
-		err = cs[1].Get(ctxFor(t, 20*time.Second), ref, &v)
+		err = cs[1].Get(ctxFor(t, testutil.HangGuard), ref, &v)
 		if !errors.Is(err, client.ErrOwnerDied) {
 			t.Fatalf("Get of a ref owned outside the cluster: %v, want ErrOwnerDied", err)
 		}
 		sum := submitOn(t, cs[1], client.Call{Module: mod, Function: "byte_sum", Args: []any{ref}})
-		if err := cs[1].Get(ctxFor(t, 20*time.Second), sum, &v); !errors.Is(err, client.ErrOwnerDied) {
+		if err := cs[1].Get(ctxFor(t, testutil.HangGuard), sum, &v); !errors.Is(err, client.ErrOwnerDied) {
 			t.Fatalf("a task with such an argument: %v, want ErrOwnerDied", err)
 		}
 		if n := dials.Load(); n != 0 {
@@ -188,14 +187,14 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("put_on_one_host_used_on_another", func(t *testing.T) {
-		ref, err := cs[1].Put(ctxFor(t, 10*time.Second), testutil.MadeBytes(1<<20))
+		ref, err := cs[1].Put(ctxFor(t, testutil.HangGuard), testutil.MadeBytes(1<<20))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sum := submitOn(t, cs[0], client.Call{Module: mod, Function: "byte_sum", Args: []any{ref},
 			Scheduling: client.Scheduling{NodeID: hosts[2].ID()}})
 		var got []int64
-		if err := cs[0].Get(ctxFor(t, 30*time.Second), sum, &got); err != nil {
+		if err := cs[0].Get(ctxFor(t, testutil.HangGuard), sum, &got); err != nil {
 			t.Fatal(err)
 		}
 		if want := byteSum(testutil.MadeBytes(1 << 20)); got[1] != want[1] {
@@ -215,7 +214,7 @@ func TestCluster(t *testing.T) {
 		// Soft affinity to a host that does not exist runs anyway.
 		soft := submitOn(t, cs[0], client.Call{Module: mod, Function: "work", Args: []any{1},
 			Scheduling: client.Scheduling{NodeID: "no-such-host", Soft: true}})
-		ctx := ctxFor(t, 30*time.Second)
+		ctx := ctxFor(t, testutil.HangGuard)
 		for _, r := range append(append(spread, disk), soft) {
 			var v int
 			if err := cs[0].Get(ctx, r, &v); err != nil {
@@ -289,7 +288,7 @@ func TestClusterFailures(t *testing.T) {
 		cs[i] = client.New(h.Addr())
 	}
 	mod := testutil.Register(t, cs[0], guestPkg)
-	ctx := ctxFor(t, 2*time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 	const n = 1 << 20
 
 	// Made on host 1 (soft: it may run elsewhere when rebuilt), then host 1
@@ -376,7 +375,7 @@ func TestClusterActors(t *testing.T) {
 	hosts := testutil.StartCluster(t, 3, nil)
 	c := client.New(hosts[0].Addr())
 	mod := testutil.Register(t, c, guestPkg)
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 	var last int
 	if err := c.Get(ctx, submitOn(t, c, client.Call{Module: mod, Function: "remote_counter", Args: []any{hosts[1].ID(), 200, 1}}), &last); err != nil || last != 200 {
 		t.Fatalf("remote_counter = %d, %v", last, err)

@@ -1,6 +1,9 @@
 package host
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the host. The Connect API maps each to one code (see
 // codeOf), and package client maps the codes back.
@@ -22,8 +25,13 @@ var (
 	// ErrTaskNotFound: the host knows no task with that ID.
 	ErrTaskNotFound = errors.New("host: task not found")
 	// ErrPermissionDenied: a call asked for a capability the host does not
-	// grant (a directory outside AllowedDirs).
+	// grant (a directory outside AllowedDirs), or a guest asked for one its
+	// task does not hold (a child's grants must be a subset of its
+	// parent's), or cancelled a task that is not its own.
 	ErrPermissionDenied = errors.New("host: permission denied")
+	// ErrForgedID: a guest submitted a task or put an object under an ID
+	// that is not derived from its own task. It wraps ErrPermissionDenied.
+	ErrForgedID = fmt.Errorf("%w: forged ID", ErrPermissionDenied)
 	// ErrClosed: the host is shutting down.
 	ErrClosed = errors.New("host: closed")
 	// ErrObjectLost: every copy of an object is gone with the hosts that

@@ -44,7 +44,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 // mustCall submits fn(args) and decodes its result into out.
 func mustCall(t *testing.T, c *client.Client, mod, fn string, out any, args ...any) {
 	t.Helper()
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	ref, err := c.Submit(ctx, mod, fn, args...)
 	if err != nil {
 		t.Fatalf("submit %s: %v", fn, err)
@@ -66,7 +66,7 @@ func stillServes(t *testing.T, c *client.Client, mod string) {
 
 func TestTasks(t *testing.T) {
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 
 	t.Run("value in, value out", func(t *testing.T) {
 		var got int
@@ -144,9 +144,10 @@ func TestTasks(t *testing.T) {
 		}
 	})
 	t.Run("wait keeps input order", func(t *testing.T) {
-		slow, _ := c.Submit(ctx, mod, "sleep", 2000)
+		slow, _ := c.Submit(ctx, mod, "sleep", tenMinutes)
+		defer func() { _ = c.Cancel(ctx, slow, true, true) }()
 		fast, _ := c.Submit(ctx, mod, "add", 1, 1)
-		ready, notReady, err := c.Wait(ctx, []client.ObjectRef{slow, fast}, 1, 10*time.Second)
+		ready, notReady, err := c.Wait(ctx, []client.ObjectRef{slow, fast}, 1, -1)
 		if err != nil || len(ready) != 1 || ready[0] != fast || len(notReady) != 1 || notReady[0] != slow {
 			t.Fatalf("Wait = %v, %v, %v", ready, notReady, err)
 		}
@@ -227,7 +228,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.do(ctxFor(t, 30*time.Second))
+			err := tt.do(ctxFor(t, testutil.HangGuard))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("error = %v, want %v", err, tt.want)
 			}
@@ -241,7 +242,7 @@ func TestBadInput(t *testing.T) {
 
 func TestPanicCarriesMessageAndStack(t *testing.T) {
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	ref, _ := c.Submit(ctx, mod, "panic", "boom")
 	var out int
 	err := c.Get(ctx, ref, &out)
@@ -258,26 +259,15 @@ func TestPanicCarriesMessageAndStack(t *testing.T) {
 // with a clear error; a new worker takes its place.
 func TestWorkerKilled(t *testing.T) {
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
-	ctx := ctxFor(t, time.Minute)
-	before := workerPIDs(t)
+	ctx := ctxFor(t, testutil.HangGuard)
 	none := int32(0)
-	refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "sleep", Args: []any{60000}, MaxRetries: &none})
+	refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "sleep", Args: []any{tenMinutes}, MaxRetries: &none})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ref := refs[0]
-	// Find the worker that runs it: the only busy rayhost worker is ours.
-	var victim int
-	for deadline := time.Now().Add(10 * time.Second); victim == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		h, _ := c.Health(ctx)
-		if h != nil && h.AvailableCPUs == 0 {
-			victim = busyWorker(t, before)
-		}
-	}
-	if victim == 0 {
-		t.Fatal("the task never started")
-	}
-	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+	// The worker that runs it is named by its running event.
+	if err := syscall.Kill(runningWorker(t, c, ref), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	var out int
@@ -288,44 +278,45 @@ func TestWorkerKilled(t *testing.T) {
 	stillServes(t, c, mod)
 }
 
-// TestHealthNotDelayedBySpinningGuest: a guest in a 5 s CPU loop runs in its
-// own process, so the host's RPCs (and GC) do not wait for it.
+// TestHealthNotDelayedBySpinningGuest: a guest in a CPU loop runs in its
+// own process, so the host's RPCs (and GC) do not wait for it: health
+// answers, again and again, while the guest still spins (it would spin ten
+// minutes). The latencies are logged, not bounded: a loaded machine may
+// be slow, but not stuck behind the guest.
 func TestHealthNotDelayedBySpinningGuest(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes 5 s")
-	}
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, time.Minute)
-	ref, err := c.Submit(ctx, mod, "spin", 5000)
+	ctx := ctxFor(t, 2*testutil.HangGuard)
+	ref, err := c.Submit(ctx, mod, "spin", tenMinutes)
 	if err != nil {
 		t.Fatal(err)
 	}
+	runningWorker(t, c, ref)
 	var worst time.Duration
-	done := make(chan error, 1)
-	go func() {
-		var n int
-		done <- c.Get(ctx, ref, &n)
-	}()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("worst health latency while a guest spun for 5 s: %v", worst)
-			if worst > 100*time.Millisecond {
-				t.Fatalf("health took %v while a guest spun", worst)
-			}
-			return
-		default:
-		}
+	for range 20 {
 		start := time.Now()
-		if _, err := c.Health(ctx); err != nil {
-			t.Fatal(err)
+		hctx, cancel := context.WithTimeout(ctx, testutil.HangGuard)
+		h, err := c.Health(hctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("health while a guest spins: %v", err)
+		}
+		if h.TotalCPUs-h.AvailableCPUs < 1 {
+			t.Fatalf("health shows no busy CPU while a guest spins: %+v", h)
 		}
 		worst = max(worst, time.Since(start))
-		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("worst health latency while a guest spun: %v", worst)
+	if _, notReady, err := c.Wait(ctx, []client.ObjectRef{ref}, 1, 0); err != nil || len(notReady) != 1 {
+		t.Fatalf("the spinning task ended before the health calls did: %v, %v", notReady, err)
+	}
+	if err := c.Cancel(ctx, ref, true, true); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := c.Get(ctx, ref, &n); !errors.Is(err, ray.ErrTaskCancelled) {
+		t.Fatalf("Get after a forced cancel = %v", err)
+	}
+	stillServes(t, c, mod)
 }
 
 func TestObjectsSurviveRestart(t *testing.T) {
@@ -337,7 +328,7 @@ func TestObjectsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := client.New(h1.Addr())
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	small, err := c.Put(ctx, map[string]int{"answer": 42})
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +358,7 @@ func TestObjectsSurviveRestart(t *testing.T) {
 
 func TestRunStreamsGuestOutput(t *testing.T) {
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	var out bytes.Buffer
 	err := c.Run(ctx, mod, func(l client.LogLine) {
 		fmt.Fprintf(&out, "%s:%s", l.Function, l.Data)
@@ -385,12 +376,12 @@ func TestRunStreamsGuestOutput(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
-	ref, err := c.Submit(ctx, mod, "sleep", 60000)
+	ctx := ctxFor(t, testutil.HangGuard)
+	ref, err := c.Submit(ctx, mod, "sleep", tenMinutes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let it start; cancel works either way
+	runningWorker(t, c, ref) // cancel a running task (TestCancelCases has the others)
 	start := time.Now()
 	if err := c.Cancel(ctx, ref, false, true); err != nil {
 		t.Fatal(err)
@@ -400,8 +391,6 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, ray.ErrTaskCancelled) {
 		t.Fatalf("Get after cancel = %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("cancel took %v", d)
-	}
+	t.Logf("cancelled in %v", time.Since(start))
 	stillServes(t, c, mod)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -420,34 +421,79 @@ func (h *Host) prepare(t *task, r abi.Resources) error {
 	if err := h.checkCaps(t.limits); err != nil {
 		return err
 	}
-	return h.checkGrants(t.grants)
+	t.grants, err = h.checkGrants(t.grants)
+	return err
 }
 
 // checkGrants allows only directories within the host's AllowedDirs, at
-// absolute guest paths, and well-formed environment variables.
-func (h *Host) checkGrants(g abi.Grants) error {
+// absolute guest paths, and well-formed environment variables. Each mount's
+// host path is replaced by its real path (symbolic links resolved), so the
+// worker opens exactly the directory that was checked.
+func (h *Host) checkGrants(g abi.Grants) (abi.Grants, error) {
+	out := abi.Grants{Env: slices.Clone(g.Env)}
 	for _, m := range g.Mounts {
 		if !filepath.IsAbs(m.Host) || !strings.HasPrefix(m.Guest, "/") {
-			return fmt.Errorf("%w: mount %q at %q: both paths must be absolute", ErrPermissionDenied, m.Host, m.Guest)
+			return g, fmt.Errorf("%w: mount %q at %q: both paths must be absolute", ErrPermissionDenied, m.Host, m.Guest)
 		}
 		real, err := filepath.EvalSymlinks(filepath.Clean(m.Host))
 		if err != nil {
-			return fmt.Errorf("%w: mount %q: %v", ErrPermissionDenied, m.Host, err)
+			return g, fmt.Errorf("%w: mount %q: %v", ErrPermissionDenied, m.Host, err)
 		}
 		allowed := false
 		for _, root := range h.cfg.AllowedDirs {
-			if real == root || strings.HasPrefix(real, root+string(filepath.Separator)) {
+			if within(real, root) {
 				allowed = true
 				break
 			}
 		}
 		if !allowed {
-			return fmt.Errorf("%w: mount %q: not within a directory the host allows (rayhost start --allow-dir)", ErrPermissionDenied, m.Host)
+			return g, fmt.Errorf("%w: mount %q: not within a directory the host allows (rayhost start --allow-dir)", ErrPermissionDenied, m.Host)
 		}
+		m.Host = real
+		out.Mounts = append(out.Mounts, m)
 	}
 	for _, kv := range g.Env {
 		if kv.Name == "" || strings.ContainsAny(kv.Name, "=\x00") || strings.ContainsRune(kv.Value, 0) {
-			return fmt.Errorf("%w: environment variable %q", ErrInvalidArgument, kv.Name)
+			return g, fmt.Errorf("%w: environment variable %q", ErrInvalidArgument, kv.Name)
+		}
+	}
+	return out, nil
+}
+
+// within reports whether path is dir or below it (both clean and absolute).
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, string(filepath.Separator))+string(filepath.Separator))
+}
+
+// attenuate checks that a task submitted by parent asks for no more than
+// parent holds (capability attenuation): each mount within one of the
+// parent's mounts (the same directory or below it), read-only if that one
+// is; each environment variable one the parent has, with the same value.
+// The grants were already checked and resolved by checkGrants.
+func (h *Host) attenuate(parent *task, g abi.Grants) error {
+	held := parent.grants
+	if parent.kind == abi.KindActorCall && parent.actor != nil && parent.actor.create != nil {
+		held = parent.actor.create.grants // a method runs in its actor's instance
+	}
+	for _, m := range g.Mounts {
+		ok := false
+		for _, pm := range held.Mounts {
+			if within(m.Host, pm.Host) && (m.ReadOnly || !pm.ReadOnly) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			mode := "read-write"
+			if m.ReadOnly {
+				mode = "read-only"
+			}
+			return fmt.Errorf("%w: mount %q (%s): the submitting task holds no grant that covers it; a child's grants must be a subset of its parent's", ErrPermissionDenied, m.Host, mode)
+		}
+	}
+	for _, kv := range g.Env {
+		if !slices.Contains(held.Env, kv) {
+			return fmt.Errorf("%w: environment variable %q: the submitting task does not hold it with that value; a child's grants must be a subset of its parent's", ErrPermissionDenied, kv.Name)
 		}
 	}
 	return nil

@@ -579,8 +579,8 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 		}
 		t.args[i] = abi.Arg{Value: v}
 	}
-	if err := h.checkGrants(t.grants); err != nil {
-		fail(abi.ErrorBadRequest, err.Error())
+	if t.grants, err = h.checkGrants(t.grants); err != nil {
+		fail(abi.ErrorPermissionDenied, err.Error())
 		return
 	}
 	t.cancelCh = make(chan struct{})

@@ -71,7 +71,7 @@ func TestHostileGuests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := ctxFor(t, 2*time.Minute)
+			ctx := ctxFor(t, testutil.HangGuard)
 			tt.call.Module = mod
 			refs, err := c.SubmitCall(ctx, tt.call)
 			if err != nil {
@@ -112,8 +112,8 @@ func TestHostileGuests(t *testing.T) {
 	t.Run("nesting without waiting stops at MaxTaskDepth", func(t *testing.T) {
 		var n int
 		mustCall(t, c, mod, "chain", &n, 100_000)
-		ctx := ctxFor(t, 30*time.Second)
-		eventually(t, 20*time.Second, func() bool {
+		ctx := ctxFor(t, testutil.HangGuard)
+		eventually(t, testutil.HangGuard, func() bool {
 			evs, _, _ := c.ListTasks(ctx, "failed")
 			for _, e := range evs {
 				if strings.Contains(e.Message, "tasks nest 51 deep, the limit is 50") {
@@ -146,7 +146,7 @@ func TestGrants(t *testing.T) {
 	h := testutil.StartHost(t, func(c *host.Config) { c.AllowedDirs = []string{allowed} })
 	c := client.New(h.Addr())
 	mod := testutil.Register(t, c, hostilePkg)
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 
 	refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "read_granted", Args: []any{"/data/data.txt"},
 		Mounts: []client.Mount{{HostPath: allowed, GuestPath: "/data", ReadOnly: true}}, Env: map[string]string{"GREETING": "world"}})
@@ -227,7 +227,7 @@ func TestMalformedRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.do(ctxFor(t, 30*time.Second))
+			err := tt.do(ctxFor(t, testutil.HangGuard))
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("error %v; want %v saying %q", err, tt.want, tt.msg)
 			}
@@ -274,7 +274,7 @@ func TestAuthentication(t *testing.T) {
 				opts = append(opts, client.WithToken(tt.token))
 			}
 			c := client.New(h.Addr(), opts...)
-			ctx := ctxFor(t, 30*time.Second)
+			ctx := ctxFor(t, testutil.HangGuard)
 			check := func(kind string, err error) {
 				t.Helper()
 				if tt.ok && err != nil {
@@ -304,7 +304,7 @@ func TestTLS(t *testing.T) {
 	}
 	c := client.New(h.Addr(), client.WithTLS(&tls.Config{RootCAs: pool}))
 	mod := testutil.Register(t, c, guestPkg)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	refs, err := c.SubmitBatch(ctx, []client.Call{{Module: mod, Function: "add", Args: []any{40, 2}}})
 	if err != nil {
 		t.Fatal(err)

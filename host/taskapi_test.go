@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -11,12 +12,33 @@ import (
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
 	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil"
 )
+
+// runningWorker waits for the running event of ref's task and returns the
+// pid of the worker process it names.
+func runningWorker(t *testing.T, c *client.Client, ref client.ObjectRef) int {
+	t.Helper()
+	pid := 0
+	eventually(t, testutil.HangGuard, func() bool {
+		evs, _, err := c.ListTasks(t.Context(), "running")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if strings.HasPrefix(ref.ID, e.TaskID) && e.WorkerPID != 0 {
+				pid = e.WorkerPID
+			}
+		}
+		return pid != 0
+	}, "the task never ran")
+	return pid
+}
 
 // waitRunning waits until the host runs n tasks holding CPUs.
 func waitRunning(t *testing.T, c *client.Client, busyCPUs float64) {
 	t.Helper()
-	ctx := ctxFor(t, 10*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	for {
 		h, err := c.Health(ctx)
 		if err != nil {
@@ -35,16 +57,15 @@ func waitRunning(t *testing.T, c *client.Client, busyCPUs float64) {
 
 func TestRetries(t *testing.T) {
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 
 	t.Run("worker death is retried", func(t *testing.T) {
-		before := workerPIDs(t)
-		ref, err := c.Submit(ctx, mod, "sleep", 1500)
+		// Its first attempt would run ten minutes: only the kill ends it.
+		ref, err := c.Submit(ctx, mod, "hang_once", 1500)
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitRunning(t, c, 1)
-		if err := syscall.Kill(busyWorker(t, before), syscall.SIGKILL); err != nil {
+		if err := syscall.Kill(runningWorker(t, c, ref), syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		var got int
@@ -57,7 +78,7 @@ func TestRetries(t *testing.T) {
 		}
 		var states []string
 		for _, e := range evs {
-			if e.Function == "sleep" {
+			if e.Function == "hang_once" {
 				states = append(states, e.State+"/"+string(rune('0'+e.Attempt-1)))
 			}
 		}
@@ -102,39 +123,40 @@ func TestRetries(t *testing.T) {
 }
 
 // TestCancelCases: every kind of cancel makes Get return ErrTaskCancelled
-// within 200 ms, and the host keeps serving.
+// (long before the task would have ended: each sleeps or spins for 10
+// minutes), and the host keeps serving. How long it took is logged.
 func TestCancelCases(t *testing.T) {
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, 2*testutil.HangGuard)
 	tests := []struct {
 		name  string
 		setup func(t *testing.T) (victim client.ObjectRef, cleanup func())
 		force bool
 	}{
 		{"queued task", func(t *testing.T) (client.ObjectRef, func()) {
-			blocker, _ := c.Submit(ctx, mod, "sleep", 30000)
+			blocker, _ := c.Submit(ctx, mod, "sleep", tenMinutes)
 			waitRunning(t, c, 1)
 			queued, _ := c.Submit(ctx, mod, "add", 1, 2)
 			return queued, func() { _ = c.Cancel(ctx, blocker, true, true) }
 		}, false},
 		{"task waiting on an unfinished argument", func(t *testing.T) (client.ObjectRef, func()) {
-			arg, _ := c.Submit(ctx, mod, "sleep", 30000)
+			arg, _ := c.Submit(ctx, mod, "sleep", tenMinutes)
 			waiting, _ := c.Submit(ctx, mod, "add", arg, 1)
 			return waiting, func() { _ = c.Cancel(ctx, arg, true, true) }
 		}, false},
 		{"task sleeping in the guest", func(t *testing.T) (client.ObjectRef, func()) {
-			ref, _ := c.Submit(ctx, mod, "sleep", 30000)
-			waitRunning(t, c, 1)
+			ref, _ := c.Submit(ctx, mod, "sleep", tenMinutes)
+			runningWorker(t, c, ref)
 			return ref, func() {}
 		}, false},
 		{"CPU-looping task with force", func(t *testing.T) (client.ObjectRef, func()) {
-			ref, _ := c.Submit(ctx, mod, "spin", 30000)
-			waitRunning(t, c, 1)
+			ref, _ := c.Submit(ctx, mod, "spin", tenMinutes)
+			runningWorker(t, c, ref)
 			return ref, func() {}
 		}, true},
 		{"task blocked in Get, recursively", func(t *testing.T) (client.ObjectRef, func()) {
-			ref, _ := c.Submit(ctx, mod, "parent_of_sleeper", 30000)
-			eventually(t, 10*time.Second, func() bool { // its child runs
+			ref, _ := c.Submit(ctx, mod, "parent_of_sleeper", tenMinutes)
+			eventually(t, testutil.HangGuard, func() bool { // its child runs
 				evs, _, _ := c.ListTasks(ctx, "running")
 				for _, e := range evs {
 					if e.Function == "sleeper" {
@@ -155,19 +177,17 @@ func TestCancelCases(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out int
-			err := c.Get(ctx, victim, &out)
-			took := time.Since(start)
+			get, cancel := context.WithTimeout(ctx, testutil.HangGuard)
+			defer cancel()
+			err := c.Get(get, victim, &out)
 			if !errors.Is(err, ray.ErrTaskCancelled) {
 				t.Fatalf("Get after cancel = %v", err)
 			}
-			t.Logf("cancelled in %v", took)
-			if took > 200*time.Millisecond {
-				t.Fatalf("cancel took %v, want ≤ 200ms", took)
-			}
+			t.Logf("cancelled in %v", time.Since(start))
 		})
 	}
 	t.Run("children cancelled too", func(t *testing.T) {
-		eventually(t, 5*time.Second, func() bool {
+		eventually(t, testutil.HangGuard, func() bool {
 			evs, _, err := c.ListTasks(ctx, "cancelled")
 			if err != nil {
 				t.Fatal(err)
@@ -214,7 +234,7 @@ func TestGenerators(t *testing.T) {
 			}
 			for k, lag := range lags {
 				if lag < 0 {
-					t.Fatalf("item %d was yielded %v before item %d was consumed: %v", k+2, time.Duration(-lag), k, lags)
+					t.Fatalf("item %d was made %v before item %d was asked for: %v", k+2, time.Duration(-lag), k, lags)
 				}
 			}
 		}},
@@ -230,7 +250,7 @@ func TestGenerators(t *testing.T) {
 
 func TestOptionsAndResources(t *testing.T) {
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.Resources = map[string]float64{"disk": 1} })
-	ctx := ctxFor(t, time.Minute)
+	ctx := ctxFor(t, testutil.HangGuard)
 
 	t.Run("multiple returns", func(t *testing.T) {
 		refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "three"})
@@ -244,13 +264,12 @@ func TestOptionsAndResources(t *testing.T) {
 			t.Fatalf("three = %v %q %v", a, b, cc)
 		}
 	})
-	t.Run("infeasible fails fast", func(t *testing.T) {
-		start := time.Now()
+	t.Run("infeasible fails, not queued forever", func(t *testing.T) {
 		ref, _ := c.Submit(ctx, mod, "uses_gpu", 1)
 		var out int
 		err := c.Get(ctx, ref, &out)
 		var te *ray.TaskError
-		if !errors.As(err, &te) || te.Kind != "infeasible" || time.Since(start) > 5*time.Second {
+		if !errors.As(err, &te) || te.Kind != "infeasible" {
 			t.Fatalf("Get = %v", err)
 		}
 	})
@@ -266,12 +285,18 @@ func TestOptionsAndResources(t *testing.T) {
 		}
 	})
 	t.Run("get of many returns the first error at once", func(t *testing.T) {
-		slow, _ := c.Submit(ctx, mod, "sleep", 20000)
+		// The slow task sleeps ten minutes, past the test's context: the
+		// error can only come from the failed one, while the slow one runs.
+		slow, _ := c.Submit(ctx, mod, "sleep", tenMinutes)
 		bad, _ := c.Submit(ctx, mod, "fail", "fast failure")
 		start := time.Now()
 		_, err := c.GetValues(ctx, []client.ObjectRef{slow, bad})
-		if !errors.Is(err, client.ErrTaskFailed) || time.Since(start) > 5*time.Second {
+		if !errors.Is(err, client.ErrTaskFailed) {
 			t.Fatalf("GetValues = %v after %v", err, time.Since(start))
+		}
+		t.Logf("GetValues failed after %v", time.Since(start))
+		if _, notReady, err := c.Wait(ctx, []client.ObjectRef{slow}, 1, 0); err != nil || len(notReady) != 1 {
+			t.Fatalf("the slow task is done already: %v, %v", notReady, err)
 		}
 		_ = c.Cancel(ctx, slow, true, true)
 	})
@@ -302,7 +327,7 @@ func TestOptionsAndResources(t *testing.T) {
 
 func TestTimeline(t *testing.T) {
 	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, testutil.HangGuard)
 	var refs []client.ObjectRef
 	for i := range 5 {
 		r, _ := c.Submit(ctx, mod, "add", i, i)
@@ -337,6 +362,10 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("%d complete events for 5 tasks:\n%s", complete, b)
 	}
 }
+
+// tenMinutes is how long the tasks a test cancels would run: far past any
+// hang guard, so an outcome can only come from the cancel.
+const tenMinutes = 600_000
 
 // eventually retries cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg string) {

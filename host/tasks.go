@@ -108,6 +108,16 @@ type task struct {
 	yields    int    // items yielded by this attempt, on the executing host
 	refusals  int    // attempts peers sent back before they started
 	fetched   bool   // an actor call's arguments were brought here first
+	// kids checks the child IDs the attempt kidsAttempt (on worker
+	// kidsWorker) submits; violation is the first rule the guest broke,
+	// which fails the task when it ends.
+	kids        *ids.Children
+	kidsAttempt uint32
+	kidsWorker  *workerProc
+	violation   string
+	// cancelRefused: a cancel from this task's guest was refused (noted
+	// once).
+	cancelRefused bool
 }
 
 // tree counts the unfinished tasks of one task tree (guarded by Host.mu).
@@ -911,6 +921,11 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 	}
 	if t.timedOut && !t.cancelled {
 		te = h.taskError(t, abi.ErrorTimeout, fmt.Sprintf("the task ran past its timeout of %v; its worker was stopped", h.timeoutOf(t)))
+	}
+	if t.violation != "" && !t.cancelled {
+		// The guest broke the ABI's rules (a forged ID): whatever it
+		// returned, it fails, and is not retried.
+		te = h.taskError(t, abi.ErrorPermissionDenied, t.violation)
 	}
 	if t.state.terminal() {
 		starts := h.dispatchLocked()

@@ -482,6 +482,31 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	if req.Kind == 0 {
 		req.Kind = abi.KindCall
 	}
+	// The child's ID must be derived from this parent (ids.Children): a
+	// guest cannot claim IDs in another task's space. A forged one is
+	// dropped (registering it, even as failed, would touch the other
+	// task's objects) and fails the submitting task.
+	h.mu.Lock()
+	if parent.kids == nil || parent.kidsAttempt != parent.attempt || parent.kidsWorker != parent.worker {
+		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id), parent.attempt, parent.worker
+	}
+	// After one forged ID, nothing more from this task is accepted (and
+	// a miss, which searches ahead, is paid for once).
+	own := parent.violation == ""
+	if own {
+		_, own = parent.kids.Claim(req.Task)
+	}
+	first := !own && parent.violation == ""
+	if first {
+		parent.violation = fmt.Sprintf("%v: the guest submitted task %s, which is not a child ID of its own task (see guest-sdk/ABI.md, IDs); the submission was dropped", ErrForgedID, req.Task)
+	}
+	h.mu.Unlock()
+	if first {
+		h.log.Warn("refused a submission with a forged task ID; the task's further submissions are dropped", "task_id", parent.id, "forged", req.Task)
+	}
+	if !own {
+		return
+	}
 	child := &task{id: req.Task, parent: parent.id, job: parent.job, mod: parent.mod, kind: req.Kind, function: req.Function,
 		numReturns: int(req.NumReturns), maxRetries: req.MaxRetries, retry: req.Retry, retryOn: req.RetryOn, events: !req.NoEvents,
 		limits: req.Limits, grants: req.Grants, depth: parent.depth + 1, tree: parent.tree,
@@ -494,6 +519,10 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	}
 	child.args = cloneArgs(req.Args)
 	err := h.prepare(child, req.Resources)
+	if err == nil {
+		// Capability attenuation: no more than the parent holds.
+		err = h.attenuate(parent, child.grants)
+	}
 	f := child.mod.funcs[child.function]
 	switch {
 	case err != nil:
@@ -512,8 +541,20 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		// Register it so its refs exist, then fail it: the guest holds them.
 		child.req = scheduler.Resources{}
 		kind := abi.ErrorBadRequest
-		if errors.Is(err, errLimit) {
+		switch {
+		case errors.Is(err, errLimit):
 			kind = abi.ErrorLimit
+		case errors.Is(err, ErrPermissionDenied):
+			kind = abi.ErrorPermissionDenied
+		}
+		if child.kind == abi.KindActorCreate {
+			// Its calls must say why the actor is not there.
+			h.mu.Lock()
+			if _, dup := h.actors[child.id]; !dup {
+				h.actors[child.id] = &actor{id: child.id, class: child.function, create: child, state: actorDead,
+					cause: "its creation was refused: " + err.Error()}
+			}
+			h.mu.Unlock()
 		}
 		h.submitFailed(child, h.taskError(child, kind, err.Error()))
 		return
@@ -540,8 +581,16 @@ func cloneArgs(args []abi.Arg) []abi.Arg {
 // objects under its own TaskID.
 func (h *Host) guestPut(t *task, payload []byte) {
 	var req abi.PutRequest
-	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id {
-		h.log.Warn("refused put from a guest", "task_id", t.id, "err", err)
+	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id || !req.ID.IsPut() {
+		h.mu.Lock()
+		first := t.violation == ""
+		if first {
+			t.violation = fmt.Sprintf("%v: the guest put object %s, which is not a Put ID of its own task (see guest-sdk/ABI.md, IDs); the put was dropped", ErrForgedID, req.ID)
+		}
+		h.mu.Unlock()
+		if first { // logged once per task
+			h.log.Warn("refused a put from a guest", "task_id", t.id, "object_id", req.ID, "err", err)
+		}
 		return
 	}
 	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
@@ -557,6 +606,21 @@ func (h *Host) guestPut(t *task, payload []byte) {
 func (h *Host) guestCancel(t *task, payload []byte) {
 	var req abi.CancelRequest
 	if err := req.Decode(payload); err != nil {
+		return
+	}
+	if err := h.mayCancel(t, req.Ref); err != nil {
+		// Logged and noted once per task, so a flood of them cannot push
+		// other events out of the ring.
+		h.mu.Lock()
+		first := !t.cancelRefused && !t.state.terminal()
+		if first {
+			t.cancelRefused = true
+			h.record(t, t.state, "refused: "+err.Error())
+		}
+		h.mu.Unlock()
+		if first {
+			h.log.Warn("refused a cancel from a guest", "task_id", t.id, "err", err)
+		}
 		return
 	}
 	if owner := req.Ref.Owner; owner != "" && owner != h.addr && h.cluster != nil {
@@ -578,6 +642,28 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 	if err := h.cancel(req.Ref.ID, req.Force, req.Recursive); err != nil {
 		h.log.Debug("cancel from a guest", "task_id", t.id, "err", err)
 	}
+}
+
+// mayCancel allows a guest to cancel a task of its own tree (itself, its
+// children and theirs, its siblings submitted by the same driver or API
+// call) or one whose ref it was passed as an argument; not another
+// client's task it learnt the ID of.
+func (h *Host) mayCancel(t *task, ref abi.Ref) error {
+	for _, a := range t.args {
+		if a.IsRef && a.Ref.ID.Task() == ref.ID.Task() {
+			return nil
+		}
+	}
+	if ref.Owner != "" && ref.Owner != h.addr && h.cluster != nil {
+		return fmt.Errorf("%w: cancel of task %s: it is owned by another host and not among the task's arguments", ErrPermissionDenied, ref.ID.Task())
+	}
+	h.mu.Lock()
+	target := h.tasks[ref.ID.Task()]
+	h.mu.Unlock()
+	if target == nil || target.tree == t.tree {
+		return nil // unknown (nothing to cancel) or in its own tree
+	}
+	return fmt.Errorf("%w: cancel of task %s: it is not in the task's own tree nor among its arguments", ErrPermissionDenied, ref.ID.Task())
 }
 
 // guestYield seals the next item of a generator. The reply (which lets the

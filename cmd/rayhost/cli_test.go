@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,8 +133,10 @@ func TestCLIVersionAndCompletion(t *testing.T) {
 	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "./cmd/rayhost")
 	build.Dir = testutil.RepoRoot()
 	build.Env = append(os.Environ(), "GOFLAGS=")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Logf("no VCS build here (%v): %s", err, b) // not a git checkout: nothing to check
+	if fi, err := os.Stat(filepath.Join(testutil.RepoRoot(), ".git")); err != nil || !fi.IsDir() {
+		t.Logf("not a plain git checkout (%v): the go command records no revision to check", err)
+	} else if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildvcs=true: %v\n%s", err, b)
 	} else {
 		out, err := exec.Command(bin, "version", "--json").Output()
 		if err := json.Unmarshal(out, &v); err != nil {
@@ -430,4 +433,77 @@ func readAddr(t *testing.T, r io.Reader) string {
 	}
 	t.Fatal("rayhost start did not print its address")
 	return ""
+}
+
+// TestCLIGrants: a driver holds only what `rayhost run --mount --env`
+// grants it, and may pass that (or less) to its tasks.
+func TestCLIGrants(t *testing.T) {
+	allowed := t.TempDir()
+	if err := os.WriteFile(filepath.Join(allowed, "hello.txt"), []byte("hi from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := startProcess(t, "--num-cpus", "2", "--allow-dir", allowed)
+	wasm := filepath.Join(t.TempDir(), "attacker.wasm")
+	if err := os.WriteFile(wasm, testutil.Guest(t, "./host/testdata/attacker"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := rayhost(t, "", nil, "run", wasm, "--address", addr, "--mount", allowed+":/d:ro", "--env", "GRANTED_DIR="+allowed)
+	if code != 0 || !strings.Contains(out, "child read: hi from the host") {
+		t.Fatalf("a driver granted the directory: exit %d:\n%s", code, out)
+	}
+	// Without the grant its task is refused.
+	code, out = rayhost(t, "", nil, "run", wasm, "--address", addr, "--env", "GRANTED_DIR="+allowed)
+	if code != 1 || !strings.Contains(out, "permission_denied") {
+		t.Fatalf("a driver without the grant: exit %d:\n%s", code, out)
+	}
+	// Nor can the driver be granted what the host does not allow.
+	code, out = rayhost(t, "", nil, "run", wasm, "--address", addr, "--mount", "/etc:/d:ro", "--env", "GRANTED_DIR=/etc")
+	if code != 1 || !strings.Contains(out, "permission denied") {
+		t.Fatalf("a driver granted /etc: exit %d:\n%s", code, out)
+	}
+	for _, bad := range [][]string{{"--mount", "justone"}, {"--mount", "a:b:rx"}, {"--env", "NOEQUALS"}} {
+		if code, out := rayhost(t, "", nil, append([]string{"run", wasm, "--address", addr}, bad...)...); code != 2 {
+			t.Fatalf("run %q: exit %d, want 2:\n%s", bad, code, out)
+		}
+	}
+}
+
+// TestCLIVet: a Remote argument of the wrong type is reported before run
+// time, by vet and by run (which vets first).
+func TestCLIVet(t *testing.T) {
+	const pkg = "./cmd/rayhost/testdata/badcall"
+	code, out := rayhost(t, "", nil, "vet", pkg)
+	if code != 1 || !regexp.MustCompile(`badcall/main.go:16:\d+: .*string.*int`).MatchString(out) {
+		t.Fatalf("rayhost vet %s: exit %d:\n%s", pkg, code, out)
+	}
+	code, out = rayhost(t, "", nil, "run", pkg)
+	if code != 1 || !strings.Contains(out, "1 call(s) of Remote") || strings.Contains(out, "building") {
+		t.Fatalf("rayhost run %s: exit %d:\n%s", pkg, code, out)
+	}
+	// Skipping vet, the mistake is found only when the task runs.
+	code, out = rayhost(t, "", nil, "run", "--vet=false", pkg)
+	if code != 1 || !strings.Contains(out, "bad argument: string for a parameter of type int") {
+		t.Fatalf("rayhost run --vet=false %s: exit %d:\n%s", pkg, code, out)
+	}
+	if code, out := rayhost(t, "", nil, "vet", "./examples/..."); code != 0 {
+		t.Fatalf("rayhost vet ./examples/...: exit %d:\n%s", code, out)
+	}
+}
+
+// TestCLIJoinFlagsAfterAddress: `rayhost join ADDR --data-dir D --listen L`
+// joins ADDR with those flags (Go's flag package took them for seeds).
+func TestCLIJoinFlagsAfterAddress(t *testing.T) {
+	hosts := testutil.StartProcCluster(t, 2, testutil.ProcOptions{}) // the joiner: join SEED --id host-b --data-dir …
+	b := hosts[1]
+	members := testutil.WaitMembers(t, hosts[0].Client, 2)
+	ids := []string{members[0].HostID, members[1].HostID}
+	if !slices.Contains(ids, "host-b") {
+		t.Fatalf("members %v: the joiner's --id after its seed address was not used", ids)
+	}
+	if entries, err := os.ReadDir(b.DataDir); err != nil || len(entries) == 0 {
+		t.Fatalf("the joiner's --data-dir %s after its seed address is empty: %v", b.DataDir, err)
+	}
+	if !strings.HasPrefix(b.Addr, b.IP+":") {
+		t.Fatalf("the joiner listens on %s, not on its --listen %s:0", b.Addr, b.IP)
+	}
 }

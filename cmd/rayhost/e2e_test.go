@@ -53,7 +53,7 @@ func startProcess(t *testing.T, args ...string) string {
 			if err != nil {
 				t.Errorf("rayhost start exited with %v after SIGTERM", err)
 			}
-		case <-time.After(15 * time.Second):
+		case <-time.After(testutil.HangGuard):
 			_ = cmd.Process.Kill()
 			t.Error("rayhost start did not exit after SIGTERM")
 		}

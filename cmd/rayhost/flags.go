@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -274,4 +275,45 @@ func (f *clientFlags) client() (*client.Client, string, error) {
 		opts = append(opts, client.WithTLS(&tls.Config{})) // the system's roots
 	}
 	return client.New(base, opts...), base, nil
+}
+
+// grantFlags binds --mount and --env: what a driver or a call is granted.
+type grantFlags struct {
+	mounts, env []string
+}
+
+func bindGrantFlags(fs *pflag.FlagSet) *grantFlags {
+	g := &grantFlags{}
+	fs.StringArrayVar(&g.mounts, "mount", nil, "grant a host directory: HOST_DIR:GUEST_DIR[:ro] (repeatable; within the host's --allow-dir)")
+	fs.StringArrayVar(&g.env, "env", nil, "grant an environment variable: NAME=VALUE (repeatable)")
+	return g
+}
+
+// parse returns the grants, or a usage error that shows the form.
+func (g *grantFlags) parse() ([]client.Mount, map[string]string, error) {
+	var mounts []client.Mount
+	for _, m := range g.mounts {
+		parts := strings.Split(m, ":")
+		ro := len(parts) == 3 && parts[2] == "ro"
+		if len(parts) == 3 && !ro && parts[2] != "rw" || len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, nil, usagef("--mount %q: want HOST_DIR:GUEST_DIR, HOST_DIR:GUEST_DIR:ro or HOST_DIR:GUEST_DIR:rw", m)
+		}
+		host, err := filepath.Abs(parts[0])
+		if err != nil {
+			return nil, nil, usagef("--mount %q: %v", m, err)
+		}
+		mounts = append(mounts, client.Mount{HostPath: host, GuestPath: parts[1], ReadOnly: ro})
+	}
+	var env map[string]string
+	for _, kv := range g.env {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, nil, usagef("--env %q: want NAME=VALUE", kv)
+		}
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[name] = value
+	}
+	return mounts, env, nil
 }

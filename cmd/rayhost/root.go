@@ -62,7 +62,7 @@ Every flag can also be set with an environment variable: --address is RAYHOST_AD
 	root.AddGroup(&cobra.Group{ID: "run", Title: "Running programs:"},
 		&cobra.Group{ID: "host", Title: "Hosts and clusters:"},
 		&cobra.Group{ID: "inspect", Title: "Inspecting a host:"})
-	for _, c := range []*cobra.Command{newRunCmd(), newSubmitCmd()} {
+	for _, c := range []*cobra.Command{newRunCmd(), newSubmitCmd(), newVetCmd()} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}

@@ -25,6 +25,8 @@ func newRunCmd() *cobra.Command {
 	var cf *clientFlags
 	var hf *hostFlags
 	var progress string
+	var gf *grantFlags
+	var vetFirst bool
 	cmd := &cobra.Command{
 		Use:   "run [flags] <module.wasm | ./go/package>",
 		Short: "run a module's driver, on an embedded host or on --address",
@@ -37,15 +39,31 @@ temporary, and the compilation cache is kept in your cache directory so the next
 same module starts warm. With --address it runs on that host and its cluster.
 
 While the driver runs, the count of tasks it submitted, finished and failed is shown on
-stderr: updated in place on a terminal, as a line every few seconds otherwise.`,
+stderr: updated in place on a terminal, as a line every few seconds otherwise.
+
+A driver holds only the directories and environment variables given with --mount and --env
+(within the host's --allow-dir), and its tasks may be granted those or less, never more.`,
 		Example: `  rayhost run ./examples/retrieve
   rayhost run --num-cpus 8 ./examples/pi
-  rayhost run --address 10.0.0.1:6380 app.wasm`,
+  rayhost run --address 10.0.0.1:6380 app.wasm
+  rayhost run --allow-dir /srv --mount /srv/data:/data:ro ./app   # the driver may grant /data to its tasks`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			stderr := cmd.ErrOrStderr()
+			mounts, env, err := gf.parse()
+			if err != nil {
+				return err
+			}
+			if vetFirst && !strings.HasSuffix(a[0], ".wasm") {
+				if err := checkPackagePath(a[0]); err != nil {
+					return err
+				}
+				if err := vet(ctx, a[:1], stderr); err != nil {
+					return err
+				}
+			}
 			wasm, err := loadModule(ctx, a[0], stderr)
 			if err != nil {
 				return err
@@ -70,7 +88,7 @@ stderr: updated in place on a terminal, as a line every few seconds otherwise.`,
 				return fmt.Errorf("%s has no driver: register one with ray.Main (func init() { ray.Main(run) }), or call one function with rayhost submit", a[0])
 			}
 			p := newPrefixer(cmd.OutOrStdout(), stderr)
-			var opts []client.RunOption
+			opts := []client.RunOption{client.WithGrants(mounts, env)}
 			meter := newMeter(stderr, progress)
 			if meter != nil {
 				opts = append(opts, client.WithProgress(meter.update))
@@ -93,6 +111,8 @@ stderr: updated in place on a terminal, as a line every few seconds otherwise.`,
 	cf = bindClientFlags(fs, "")
 	fs.Lookup("address").Usage = "host to run on: HOST, HOST:PORT or a URL (default: start an embedded host)"
 	fs.StringVar(&progress, "progress", "auto", "show task counts while the driver runs: auto (on a terminal, or a line every 5 s otherwise), always, or never")
+	gf = bindGrantFlags(fs)
+	fs.BoolVar(&vetFirst, "vet", true, "check the package's Remote calls (rayhost vet) before building it")
 	hf = bindHostFlags(fs, "", "warn", false)
 	fs.Lookup("data-dir").Usage = "embedded host: keep objects and modules here (default: a temporary directory)"
 	return annotateEnv(cmd)
@@ -182,6 +202,9 @@ func loadModule(ctx context.Context, arg string, w io.Writer) ([]byte, error) {
 // command takes for a standard-library path.
 func checkPackagePath(arg string) error {
 	if strings.HasPrefix(arg, ".") || filepath.IsAbs(arg) {
+		if dir, _ := strings.CutSuffix(arg, "/..."); !isDir(dir) {
+			return fmt.Errorf("no Go package %s: there is no such directory (name a package directory with ./, as in rayhost run ./path/to/pkg)", arg)
+		}
 		return nil
 	}
 	if fi, err := os.Stat(arg); err == nil && fi.IsDir() {

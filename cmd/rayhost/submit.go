@@ -19,6 +19,7 @@ import (
 func newSubmitCmd() *cobra.Command {
 	var cf *clientFlags
 	var timeout time.Duration
+	var gf *grantFlags
 	cmd := &cobra.Command{
 		Use:   "submit [flags] <module.wasm | ./go/package | name | digest> <function> [json args...]",
 		Short: "submit one call of a remote function and print its result as JSON",
@@ -45,6 +46,10 @@ the guest's stack for a panic, and exits 1.`,
 				}
 				callArgs = append(callArgs, json.RawMessage(s))
 			}
+			mounts, env, err := gf.parse()
+			if err != nil {
+				return err
+			}
 			c, base, err := cf.client()
 			if err != nil {
 				return err
@@ -62,14 +67,14 @@ the guest's stack for a panic, and exits 1.`,
 				module = mod.Digest
 			}
 			start := time.Now()
-			ref, err := c.Submit(ctx, module, a[1], callArgs...)
+			refs, err := c.SubmitCall(ctx, client.Call{Module: module, Function: a[1], Args: callArgs, Mounts: mounts, Env: env})
 			if err != nil {
 				if errors.Is(err, client.ErrNotFound) && isDir(module) {
 					return fmt.Errorf("%w\n(to build the package in directory %s, write ./%s)", err, module, module)
 				}
 				return explain(ctx, err, c, base, false)
 			}
-			vals, err := c.GetValues(ctx, []client.ObjectRef{ref})
+			vals, err := c.GetValues(ctx, refs[:1])
 			if err != nil {
 				var te *ray.TaskError
 				if errors.As(err, &te) {
@@ -91,6 +96,7 @@ the guest's stack for a panic, and exits 1.`,
 	fs := cmd.Flags()
 	cf = bindClientFlags(fs, "127.0.0.1:6380")
 	fs.DurationVar(&timeout, "timeout", 0, "how long to wait for the result (0: no limit)")
+	gf = bindGrantFlags(fs)
 	return annotateEnv(cmd)
 }
 

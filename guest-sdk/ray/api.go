@@ -97,7 +97,8 @@ func isNumber(t reflect.Type) bool {
 }
 
 // Put stores v in the object store and returns its ObjectRef. Pass the ref
-// to many tasks to share one copy of a large value (seed: the database).
+// to many tasks to share one copy of a large value. A value that does not
+// encode gives a ref whose Err (and Get) reports it.
 func Put[T any](v T) ObjectRef[T] {
 	t := currentTask()
 	if t == nil {
@@ -174,9 +175,12 @@ func GetAll[T any](ctx context.Context, refs []ObjectRef[T]) ([]T, error) {
 	return out, nil
 }
 
-// Wait returns once numReturns of refs are ready or timeout has passed
-// (timeout < 0: no limit; 0: just look). ready and notReady keep the input
-// order. numReturns must be in 1..len(refs) and refs must be distinct.
+// Wait returns once numReturns of refs are ready, or once timeout or ctx's
+// deadline has passed (timeout < 0: no limit; 0: just look), with what is
+// ready then: passing the timeout is not an error. A ref is ready when its
+// value exists, also when that value is a failure. ready and notReady keep
+// the input order. numReturns must be in 1..len(refs) and refs must be
+// distinct.
 func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeout time.Duration) (ready, notReady []ObjectRef[T], err error) {
 	if numReturns < 1 || numReturns > len(refs) {
 		return nil, nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, len(refs))

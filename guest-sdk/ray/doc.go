@@ -1,5 +1,10 @@
 // Package ray is the guest SDK of rayhost: Ray's task API for Go functions
 // compiled to WebAssembly (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared).
+// Runnable examples cover the concepts below: the Example functions of
+// example_test.go, which `go test` runs in local mode and `go doc -http`
+// (or pkg.go.dev) shows with each function.
+//
+// # A program
 //
 // Register remote functions at package level, register a driver with Main,
 // and build the package as a reactor:
@@ -31,14 +36,108 @@
 //
 //	func main() {} // a reactor never runs main; Go requires it
 //
-// Then `rayhost run ./path/to/package` builds and runs it on an embedded
-// host, or `--address` runs it on a cluster.
+// `rayhost run ./path/to/package` builds it and runs it on an embedded
+// host (with --address, on a cluster); `rayhost vet ./path/to/package`
+// checks its Remote calls (below). Each registered name must be unique in
+// the module; a module that registers a name twice, or Main twice, is
+// refused.
 //
-// Values travel as JSON, except []byte, which travels raw. An argument of
-// Remote is either a value of the parameter's type or an [ObjectRef] of that
-// type; the task receives the value. Get, GetAll and Wait block; a task
-// blocked in them gives its CPU back to the host, so tasks may submit and
-// wait for other tasks (nested parallelism) without deadlock.
+// # Remote functions
+//
+// A remote function is a Go function whose first parameter is a
+// context.Context and whose last result is an error. Register it with the
+// constructor for its shape; the numbers are the exact limits:
+//
+//	Func0, Func1, Func2, Func3       0 to 3 arguments, one result       *Function[R]
+//	FuncN                            any number of arguments of one type (Ray's *args)
+//	Func0x2, Func1x2                 0 or 1 argument, two results        *Function2[R0, R1]
+//	Func0x3, Func1x3                 0 or 1 argument, three results      *Function3[R0, R1, R2]
+//	Gen0, Gen1, Gen2                 generators, 0 to 2 arguments        *GeneratorFunction[T]
+//	Actor0, Actor1                   actor constructors, 0 or 1 argument *ActorClass[S]
+//	Method0, Method1, Method2        actor methods, 0 to 2 arguments     *ActorMethod[S, R]
+//
+// For more arguments, pass one struct. Remote submits a call and returns
+// at once with ObjectRefs (futures) for its results.
+//
+// # Arguments, values and ObjectRefs
+//
+// An argument of Remote is either a value of the parameter's type or an
+// [ObjectRef] of that type: for a ref, the task starts once the value
+// exists and receives the value, so results flow from task to task. Numbers
+// fit any numeric parameter (3 may be passed for an int64 or a float64).
+// Values travel as JSON, except []byte, which travels raw; an ObjectRef or
+// an [ActorHandle] inside a value travels as a reference. Because Remote
+// takes ...any (Go's generics cannot say "T or ObjectRef[T]" without
+// wrapping every argument), a wrong argument is not a compile error: Remote
+// then returns a ref whose Err (and Get) reports ErrBadArgument, and
+// `rayhost vet` (package guest-sdk/rayvet) reports it before run time.
+//
+// # Get, GetAll, Wait, Put
+//
+// [Get] waits for one value, [GetAll] for several (failing as soon as one
+// failed), and [Wait] for the first n of several, splitting them into ready
+// and not ready. All three honour ctx's deadline. A task blocked in them
+// gives its CPU back to the host, so tasks may submit tasks and wait for
+// them (nested tasks) without deadlock. [Put] stores a value once and
+// returns its ref: pass it to many tasks instead of copying the value into
+// each call.
+//
+// # Options, resources, retries
+//
+// An [Option] given at registration is a default of every call;
+// f.Options(…) returns a copy of f whose calls use more. Resources
+// ([NumCPUs], default 1; [NumGPUs]; custom amounts with [Resources]) decide
+// where and when a call runs. [Spread] and [NodeAffinity] place calls in a
+// cluster. [MaxRetries] (default 3) reruns a call whose worker died;
+// application errors and panics are rerun, within MaxRetries, only with
+// [RetryExceptions] (all, or those whose kind or [WithCode] code is
+// listed). [Timeout] and [MemoryLimit] bound each attempt; [MountDir] and
+// [Env] grant a directory or environment variables, which a guest
+// otherwise never has. [Backpressure] bounds a generator; [TaskEvents]
+// turns event recording off.
+//
+// # Errors
+//
+// A task that fails (its function returned an error or panicked, an
+// argument's task failed, it was cancelled, its worker died…) stores a
+// [*TaskError] in its objects; Get returns it, with Kind, Message, the
+// guest's Code and, for a panic, its Stack. errors.Is matches
+// [ErrTaskFailed] for every TaskError, and [ErrTaskCancelled],
+// [ErrWorkerDied], [ErrTaskTimeout], [ErrActorDied], [ErrObjectLost] and
+// [ErrOwnerDied] by kind. A function that returns an error wrapping
+// ErrTaskCancelled is recorded as cancelled.
+//
+// # Cancel
+//
+// [Cancel] stops the task that makes a ref: a queued task never runs; a
+// running one sees Get, Wait, Sleep and Next return ErrTaskCancelled and
+// can check [Cancelled] in a loop (force kills its worker; recursive also
+// cancels what it submitted). Use [Sleep], not time.Sleep, to wait in a
+// task: it ends early on cancellation.
+//
+// # Generators
+//
+// A generator (Gen0…Gen2) yields items; each becomes an object the caller
+// can use before the generator ends (Ray's streaming generators). Remote
+// returns an [ObjectRefGenerator]: range over All, or call Next.
+//
+// # Actors
+//
+// An actor is state built by a constructor (Actor0, Actor1) that lives on
+// one worker; its methods (Method0…Method2) run there one at a time, in the
+// order they were submitted. [ActorHandle] is a value: pass it to tasks or
+// other actors. [Name] makes an actor findable with [GetActor]; [Kill] ends
+// it, and [MaxRestarts] lets it start again with fresh state.
+//
+// # Local mode
+//
+// [RunLocal] runs a driver in the current process (a native build, not
+// Wasm), like Ray's local_mode: for unit tests of remote functions and for
+// examples. It serves the same requests a host serves a guest, so the SDK
+// runs the same code as in a guest, but there is no sandbox, no worker
+// process and no resource accounting: real runs use `rayhost run`.
+// Outside RunLocal, a native build has no host and the SDK's calls report
+// [ErrNotInGuest].
 //
 // The host–guest ABI is documented in guest-sdk/ABI.md.
 package ray

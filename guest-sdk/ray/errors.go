@@ -10,7 +10,9 @@ import (
 // Sentinel errors. Errors returned by this package wrap them; test with
 // errors.Is.
 var (
-	// ErrGetTimeout: a Get or Wait did not finish before its deadline.
+	// ErrGetTimeout: Get, GetAll or a generator's Next did not finish
+	// before ctx's deadline. (Wait is not an error at its timeout: it
+	// returns what is ready.)
 	ErrGetTimeout = errors.New("ray: get timed out")
 	// ErrTaskCancelled: the task was cancelled.
 	ErrTaskCancelled = errors.New("ray: task cancelled")
@@ -18,12 +20,13 @@ var (
 	ErrTaskFailed = errors.New("ray: task failed")
 	// ErrWorkerDied: the worker process running the task died.
 	ErrWorkerDied = errors.New("ray: worker died")
-	// ErrBadArgument: an argument has the wrong type or does not encode.
+	// ErrBadArgument: an argument has the wrong type or count, or does not
+	// encode.
 	ErrBadArgument = errors.New("ray: bad argument")
 	// ErrDecode: a value does not decode into the requested Go type.
 	ErrDecode = errors.New("ray: cannot decode value")
 	// ErrNotInGuest: the call needs a rayhost host; the program is not
-	// running as a rayhost guest.
+	// running as a rayhost guest, nor inside RunLocal.
 	ErrNotInGuest = errors.New("ray: not running inside rayhost")
 	// ErrHost: the host refused or failed a request.
 	ErrHost = errors.New("ray: host error")
@@ -63,14 +66,14 @@ func (e *codedError) ErrorCode() string { return e.code }
 // it: which function, where, which attempt, and the guest's own message (and
 // stack, for a panic).
 type TaskError struct {
-	Kind     string // application, panic, trap, worker_died, cancelled, dependency, infeasible…
-	TaskID   string
-	Function string
-	Host     string
-	Attempt  int
+	Kind     string // application, panic, trap, worker_died, cancelled, dependency, infeasible… (guest-sdk/ABI.md §9)
+	TaskID   string // hex
+	Function string // the registered name; "main" for the driver
+	Host     string // the ID of the host that ran it ("local" in RunLocal)
+	Attempt  int    // 0 for the first run
 	Message  string
-	Code     string
-	Stack    string
+	Code     string // the code given with WithCode
+	Stack    string // for a panic
 	// Cause is the failure of an argument, for Kind "dependency".
 	Cause *TaskError
 }

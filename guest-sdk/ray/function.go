@@ -114,8 +114,9 @@ func (f *Function[R]) Options(opts ...Option) *Function[R] {
 // Remote submits a call of f and returns at once with an ObjectRef for its
 // result. Each argument is either a value of the parameter's type or an
 // ObjectRef of that type; for a ref, the task runs once the value exists and
-// receives the value. A mistake in the arguments is reported by Get on the
-// returned ref (and by its Err method).
+// receives the value. A mistake in the arguments (ErrBadArgument) is
+// reported by Get on the returned ref and by its Err method; `rayhost vet`
+// (package guest-sdk/rayvet) reports it before run time.
 func (f *Function[R]) Remote(args ...any) ObjectRef[R] {
 	id, owner, err := submit(f.e, f.opts, args)
 	if err != nil {

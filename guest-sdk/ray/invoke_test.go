@@ -14,8 +14,9 @@ import (
 
 // What these tests can observe natively
 //
-// invoke sends its Result through hostCall, which in a native build always
-// fails with ErrNotInGuest (host_other.go). That decides the statuses:
+// invoke sends its Result through hostCall, which in a native build outside
+// RunLocal always fails with ErrNotInGuest (local_other.go). That decides
+// the statuses:
 //
 //   - sendError ignores hostCall's error and returns the status it was given,
 //     so every failure path returns its real status: StatusBadRequest for a

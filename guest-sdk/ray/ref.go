@@ -78,7 +78,8 @@ func (r *ObjectRef[T]) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Refs converts typed refs to the untyped form Wait and GetAny accept.
+// Refs returns refs as AnyRef values (what Cancel takes), for code that
+// handles refs of several element types together.
 func Refs[T any](refs []ObjectRef[T]) []AnyRef {
 	out := make([]AnyRef, len(refs))
 	for i, r := range refs {

@@ -40,26 +40,6 @@ func (t *taskState) nextPut() ids.ObjectID {
 
 type taskKey struct{}
 
-// current is the running invocation. The context passed to a remote function
-// carries it too, but Remote and Put take no context (they never block), so
-// they read it from here.
-var (
-	currentMu sync.Mutex
-	current   *taskState
-)
-
-func setCurrent(t *taskState) {
-	currentMu.Lock()
-	current = t
-	currentMu.Unlock()
-}
-
-func currentTask() *taskState {
-	currentMu.Lock()
-	defer currentMu.Unlock()
-	return current
-}
-
 // TaskID returns the hex ID of the task running ctx's function, or "" when
 // ctx does not belong to a task.
 func TaskID(ctx context.Context) string {

@@ -26,6 +26,10 @@ const (
 	ErrorActorDied   ErrorKind = "actor_died"    // the actor is dead (killed, or out of restarts)
 	ErrorObjectLost  ErrorKind = "object_lost"   // every copy is gone and it cannot be rebuilt
 	ErrorOwnerDied   ErrorKind = "owner_died"    // the host that owns the object is gone
+	// ErrorPermissionDenied: the task asked for a capability it may not
+	// have (a grant its parent does not hold), or its guest broke the ABI's
+	// rules (a child or object ID outside its own).
+	ErrorPermissionDenied ErrorKind = "permission_denied"
 )
 
 // TaskError is the value of the objects of a failed task.

@@ -10,7 +10,11 @@
 // never used, so the zero ObjectID is invalid.
 //
 // Child task IDs are derived from the parent's TaskID and a per-parent
-// counter, so a retried parent submits children under the same IDs.
+// counter, so a retried parent submits children under the same IDs (as in
+// Ray, where a child's ID comes from its parent's ID and a submission
+// counter). The guest computes them, so that it holds its refs without a
+// round trip; the host verifies each one with Children: a task can create
+// IDs only in its own space, never in another task's.
 package ids
 
 import (
@@ -141,4 +145,72 @@ func ObjectIDFromBytes(b []byte) (ObjectID, error) {
 	}
 	copy(o[:], b)
 	return o, nil
+}
+
+// ChildWindow is how far out of order a task's submissions may arrive: a
+// child ID is accepted if its counter was not used by this attempt and is
+// at most ChildWindow below the highest accepted so far, or at most
+// ChildMaxGap above it (counters the guest used for submits its worker
+// refused never reach the host and leave gaps).
+const (
+	ChildWindow = 256
+	ChildMaxGap = 4096
+)
+
+// Children checks the child TaskIDs one attempt of a task submits: each must
+// be parent.Child(n) for a counter n not yet used, so a guest cannot claim
+// IDs that belong to another task. It is not safe for concurrent use.
+type Children struct {
+	parent  TaskID
+	next    uint64            // counters below next have been derived
+	high    uint64            // 1 + the highest counter accepted (0: none)
+	pending map[TaskID]uint64 // derived, not yet used
+}
+
+// NewChildren starts checking the children of one attempt of parent.
+func NewChildren(parent TaskID) *Children {
+	c := &Children{parent: parent, pending: make(map[TaskID]uint64, ChildWindow)}
+	c.derive(ChildWindow)
+	return c
+}
+
+func (c *Children) derive(to uint64) {
+	for ; c.next < to; c.next++ {
+		c.pending[c.parent.Child(c.next)] = c.next
+	}
+}
+
+// Claim reports whether id is the parent's next child (or one within the
+// window) and, if so, uses it up and returns its counter.
+func (c *Children) Claim(id TaskID) (uint64, bool) {
+	n, ok := c.pending[id]
+	if !ok {
+		// Past the derived window: look further ahead, up to ChildMaxGap
+		// (one search per miss; a guest that misses is failed anyway).
+		for k := c.next; k < c.high+ChildMaxGap; k++ {
+			if c.parent.Child(k) == id {
+				c.next, n, ok = k+1, k, true
+				break
+			}
+		}
+		if !ok {
+			return 0, false
+		}
+	}
+	delete(c.pending, id)
+	if n+ChildWindow < c.high {
+		return 0, false // too far behind
+	}
+	if n+1 > c.high {
+		c.high = n + 1
+		c.derive(c.high + ChildWindow)
+	}
+	if len(c.pending) > 4*ChildWindow && c.high > 2*ChildWindow {
+		for k, v := range c.pending {
+			if v < c.high-2*ChildWindow {
+				delete(c.pending, k)
+			}
+		}
+	}
+	return n, true
 }

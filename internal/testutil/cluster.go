@@ -34,7 +34,7 @@ func StartCluster(t testing.TB, n int, mutate func(i int, cfg *host.Config)) []*
 		cc.Gossip.BindAddr = "127.0.0.1:0"
 		cc.Gossip.Timings = gossip.FastTimings()
 		cc.LoadInterval = 50 * time.Millisecond
-		cc.JoinTimeout = 10 * time.Second
+		cc.JoinTimeout = HangGuard
 		if seed != "" {
 			cc.Seeds = []string{seed}
 		}
@@ -58,11 +58,11 @@ func StartCluster(t testing.TB, n int, mutate func(i int, cfg *host.Config)) []*
 	return hosts
 }
 
-// WaitMembers waits (up to 20 s) until the host c talks to sees want alive
-// members, itself included.
+// WaitMembers waits (up to HangGuard) until the host c talks to sees want
+// alive members, itself included.
 func WaitMembers(t testing.TB, c *client.Client, want int) []client.Member {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(HangGuard)
 	for {
 		ms, err := c.Members(context.Background())
 		alive := 0
@@ -129,7 +129,8 @@ func StartProcCluster(t testing.TB, n int, o ProcOptions) []*ProcHost {
 		if seed == "" {
 			args = append([]string{"start"}, args...)
 		} else {
-			args = append(append([]string{"join"}, args...), seed)
+			// The seed before the flags, as people type it.
+			args = append([]string{"join", seed}, args...)
 		}
 		p.args = append([]string{bin}, args...)
 		if o.Wrap != nil {
@@ -195,7 +196,7 @@ func (p *ProcHost) start() {
 		p.Addr, p.GossipAddr = a[0], a[1]
 	case <-p.done:
 		t.Fatalf("host %s exited before it listened:\n%s", p.ID, p.Log())
-	case <-time.After(60 * time.Second):
+	case <-time.After(HangGuard):
 		t.Fatalf("host %s did not start:\n%s", p.ID, p.Log())
 	}
 	p.Client = client.New(p.Addr)
@@ -242,9 +243,9 @@ func (p *ProcHost) Stop() error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(HangGuard):
 		p.Kill()
-		return fmt.Errorf("host %s did not stop within 30 s", p.ID)
+		return fmt.Errorf("host %s did not stop within %v", p.ID, HangGuard)
 	}
 	return nil
 }

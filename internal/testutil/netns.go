@@ -301,7 +301,7 @@ func (n *Netns) Heal() error {
 // waitForwarding waits until the veth is up with carrier and the bridge
 // forwards through it.
 func (n *Netns) waitForwarding() error {
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(HangGuard)
 	for {
 		state, err := n.portState()
 		if err == nil && state == "UP/forwarding" {

@@ -19,9 +19,15 @@ import (
 // netnsHelperEnv set, TestNetnsHelper runs the echo server or client it
 // names instead of a test.
 const (
-	netnsHelperEnv = "RAYHOST_TESTUTIL_NETNS_HELPER" // "echo ADDR" or "client ADDR"
+	netnsHelperEnv = "RAYHOST_TESTUTIL_NETNS_HELPER" // "echo ADDR" or "client ADDR TIMEOUT"
 	echoPort       = "7007"
-	shortTimeout   = 500 * time.Millisecond
+	// cutTimeout is how long a check that must fail (across a cut) waits
+	// before it counts as failed: a loaded machine only makes it fail
+	// more surely.
+	cutTimeout = 500 * time.Millisecond
+	// okTimeout bounds a check that must succeed: a hang guard, generous
+	// so that a loaded machine is slow but does not fail.
+	okTimeout = 30 * time.Second
 )
 
 func TestNetnsHelper(t *testing.T) {
@@ -39,7 +45,13 @@ func TestNetnsHelper(t *testing.T) {
 		fmt.Println("ready")
 		serveEcho(l) // until killed
 	case "client":
-		if err := echoOnce(addr, "hello"); err != nil {
+		addr, ts, _ := strings.Cut(addr, " ")
+		timeout, err := time.ParseDuration(ts)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(2)
+		}
+		if err := echoOnce(addr, "hello", timeout); err != nil {
 			fmt.Println(err)
 			os.Exit(1)
 		}
@@ -65,14 +77,14 @@ func serveEcho(l net.Listener) {
 }
 
 // echoOnce connects to the echo server at addr and checks that it echoes
-// msg, all within shortTimeout.
-func echoOnce(addr, msg string) error {
-	c, err := net.DialTimeout("tcp", addr, shortTimeout)
+// msg, the dial and the round trip each within timeout.
+func echoOnce(addr, msg string, timeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return roundTrip(c, msg, shortTimeout)
+	return roundTrip(c, msg, timeout)
 }
 
 func roundTrip(c net.Conn, msg string, timeout time.Duration) error {
@@ -131,11 +143,11 @@ func startEcho(t *testing.T, n *Netns) string {
 }
 
 // clientIn runs an echo client inside n against addr and returns nil if
-// the echo came back.
-func clientIn(n *Netns, addr string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// the echo came back within timeout.
+func clientIn(n *Netns, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*timeout+HangGuard)
 	defer cancel()
-	out, err := helper(ctx, n, "client", addr).CombinedOutput()
+	out, err := helper(ctx, n, "client", addr+" "+timeout.String()).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
 	}
@@ -161,21 +173,21 @@ func TestNetnsPartition(t *testing.T) {
 
 	// Connected: the root namespace reaches A, B reaches A, A reaches the
 	// root namespace.
-	if err := echoOnce(addrA, "hello"); err != nil {
+	if err := echoOnce(addrA, "hello", okTimeout); err != nil {
 		t.Fatalf("root -> A: %v", err)
 	}
-	if err := clientIn(nb, addrA); err != nil {
+	if err := clientIn(nb, addrA, okTimeout); err != nil {
 		t.Fatalf("B -> A: %v", err)
 	}
-	if err := clientIn(a, addrRoot); err != nil {
+	if err := clientIn(a, addrRoot, okTimeout); err != nil {
 		t.Fatalf("A -> root: %v", err)
 	}
-	held, err := net.DialTimeout("tcp", addrA, shortTimeout)
+	held, err := net.DialTimeout("tcp", addrA, okTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	if err := roundTrip(held, "before", shortTimeout); err != nil {
+	if err := roundTrip(held, "before", okTimeout); err != nil {
 		t.Fatalf("established connection: %v", err)
 	}
 
@@ -185,27 +197,27 @@ func TestNetnsPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = roundTrip(held, "during", shortTimeout)
+	err = roundTrip(held, "during", cutTimeout)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("established connection after Cut: %v, want a timeout", err)
 	}
-	if err := echoOnce(addrA, "hello"); err == nil {
+	if err := echoOnce(addrA, "hello", cutTimeout); err == nil {
 		t.Fatal("root -> A works after Cut")
 	} else {
 		t.Logf("root -> A after Cut: %v", err)
 	}
-	if err := clientIn(nb, addrA); err == nil {
+	if err := clientIn(nb, addrA, cutTimeout); err == nil {
 		t.Fatal("B -> A works after Cut")
 	} else {
 		t.Logf("B -> A after Cut: %v", err)
 	}
-	if err := clientIn(a, addrRoot); err == nil {
+	if err := clientIn(a, addrRoot, cutTimeout); err == nil {
 		t.Fatal("A -> root works after Cut")
 	} else {
 		t.Logf("A -> root after Cut: %v", err)
 	}
 	// B is still connected to the rest.
-	if err := clientIn(nb, addrRoot); err != nil {
+	if err := clientIn(nb, addrRoot, okTimeout); err != nil {
 		t.Fatalf("B -> root after cutting A: %v", err)
 	}
 
@@ -216,23 +228,23 @@ func TestNetnsPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("healed after %v", time.Since(start).Round(time.Millisecond))
-	if err := held.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+	if err := held.SetDeadline(time.Now().Add(HangGuard)); err != nil {
 		t.Fatal(err)
 	}
 	if err := readEcho(held, "during"); err != nil {
 		t.Fatalf("established connection after Heal: %v", err)
 	}
 	t.Logf("established connection resumed %v after Cut", time.Since(start).Round(time.Millisecond))
-	if err := roundTrip(held, "after", shortTimeout); err != nil {
+	if err := roundTrip(held, "after", okTimeout); err != nil {
 		t.Fatalf("established connection after Heal: %v", err)
 	}
-	if err := echoOnce(addrA, "hello"); err != nil {
+	if err := echoOnce(addrA, "hello", okTimeout); err != nil {
 		t.Fatalf("root -> A after Heal: %v", err)
 	}
-	if err := clientIn(nb, addrA); err != nil {
+	if err := clientIn(nb, addrA, okTimeout); err != nil {
 		t.Fatalf("B -> A after Heal: %v", err)
 	}
-	if err := clientIn(a, addrRoot); err != nil {
+	if err := clientIn(a, addrRoot, okTimeout); err != nil {
 		t.Fatalf("A -> root after Heal: %v", err)
 	}
 }

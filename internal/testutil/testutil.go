@@ -102,6 +102,12 @@ func Guest(t testing.TB, pkg string) []byte {
 	return b
 }
 
+// HangGuard bounds a test's wait for something that must happen
+// eventually. It is generous on purpose: a loaded machine is slow, and a
+// test only asserts that the thing happens, never how fast; the guard
+// just stops a hang.
+const HangGuard = 2 * time.Minute
+
 // CacheDir is the wazero compilation cache all test hosts share, so a guest
 // is compiled once per machine rather than once per test.
 func CacheDir() string { return filepath.Join(os.TempDir(), "rayhost-test-wazero-cache") }
@@ -118,7 +124,7 @@ func HostConfig(t testing.TB) host.Config {
 	cfg.NumCPUs = 2
 	cfg.Workers = 2
 	cfg.ID = "test-" + strings.ReplaceAll(t.Name(), "/", "-")
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return cfg
 }
 
@@ -145,7 +151,7 @@ func StartHost(t testing.TB, mutate func(*host.Config)) *host.Host {
 // Register registers the guest package pkg on c and returns its digest.
 func Register(t testing.TB, c *client.Client, pkg string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), HangGuard)
 	defer cancel()
 	mod, err := c.RegisterModule(ctx, Guest(t, pkg), "")
 	if err != nil {
@@ -154,11 +160,33 @@ func Register(t testing.TB, c *client.Client, pkg string) string {
 	return mod.Digest
 }
 
-// testWriter sends log output to t.Log, so it shows only for failing tests.
-type testWriter struct{ t testing.TB }
+// testWriter sends log output to t.Log, so it shows only for failing
+// tests. It goes quiet once the test has ended (t.Log would panic then),
+// for a goroutine of the host that logs late on a slow machine.
+type testWriter struct {
+	t       testing.TB
+	mu      sync.Mutex
+	stopped bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+// newTestWriter returns a testWriter for t. Its cleanup is registered
+// before the caller's (such as a host's Close), so it runs after them.
+func newTestWriter(t testing.TB) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.stopped = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 

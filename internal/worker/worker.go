@@ -25,12 +25,14 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
+	"github.com/rayhost/rayhost/internal/sandboxfs"
 )
 
 // Config configures a worker.
@@ -99,6 +101,18 @@ type instance struct {
 	mailbox []byte
 	exec    *execution
 	private bool // made for a task with grants: never reused
+	mounts  []*sandboxfs.FS
+}
+
+// close ends the instance and releases its mounted directories.
+func (inst *instance) close(ctx context.Context) {
+	if inst.mod != nil {
+		_ = inst.mod.Close(ctx)
+	}
+	for _, m := range inst.mounts {
+		_ = m.Close()
+	}
+	inst.mounts = nil
 }
 
 type execution struct {
@@ -401,13 +415,17 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants, pri
 	// No filesystem, environment or arguments unless granted: a guest reaches
 	// the world only through the rayhost host functions.
 	if !grants.Empty() {
+		// Each mount is an os.Root: no path, `..` or symbolic link leads
+		// out of it, and the guest can make no links (see sandboxfs).
 		fs := wazero.NewFSConfig()
 		for _, mnt := range grants.Mounts {
-			if mnt.ReadOnly {
-				fs = fs.WithReadOnlyDirMount(mnt.Host, mnt.Guest)
-			} else {
-				fs = fs.WithDirMount(mnt.Host, mnt.Guest)
+			root, err := sandboxfs.New(mnt.Host, mnt.ReadOnly)
+			if err != nil {
+				inst.close(ctx)
+				return nil, fmt.Errorf("mounting %s at %s: %w", mnt.Host, mnt.Guest, err)
 			}
+			inst.mounts = append(inst.mounts, root)
+			fs = fs.(sysfs.FSConfig).WithSysFSMount(root, mnt.Guest)
 		}
 		mc = mc.WithFSConfig(fs)
 		for _, kv := range grants.Env {
@@ -420,16 +438,17 @@ func (w *Worker) instance(ctx context.Context, m *module, grants abi.Grants, pri
 	}
 	mod, err := m.rt.InstantiateModule(ictx, m.compiled, mc)
 	if err != nil {
+		inst.close(ctx)
 		return nil, fmt.Errorf("instantiating the module: %w", err)
 	}
 	inst.mod = mod
 	res, err := mod.ExportedFunction(abi.ExportVersion).Call(ctx)
 	if err != nil {
-		_ = mod.Close(ctx)
+		inst.close(ctx)
 		return nil, fmt.Errorf("calling %s: %w", abi.ExportVersion, err)
 	}
 	if v := int32(res[0]); v != abi.Version {
-		_ = mod.Close(ctx)
+		inst.close(ctx)
 		return nil, fmt.Errorf("the module speaks guest ABI v%d, this host speaks v%d", v, abi.Version)
 	}
 	inst.invoke = mod.ExportedFunction(abi.ExportInvoke)
@@ -443,7 +462,7 @@ func (w *Worker) keep(m *module, inst *instance, ex ipc.Exec, ok bool) {
 	case ex.Actor.IsZero():
 		w.release(m, inst)
 	case ex.ActorCreate && !ok:
-		_ = inst.mod.Close(context.Background())
+		inst.close(context.Background())
 	case ex.ActorCreate:
 		w.modMu.Lock()
 		w.actors[ex.Actor] = inst
@@ -461,7 +480,7 @@ func (w *Worker) release(m *module, inst *instance) {
 		m.idle = inst
 		return
 	}
-	_ = inst.mod.Close(context.Background())
+	inst.close(context.Background())
 }
 
 func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
@@ -516,7 +535,7 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	case err != nil:
 		// A trap leaves the guest's Go runtime in an unknown state: never
 		// reuse the instance (for an actor, the host restarts it).
-		_ = inst.mod.Close(ctx)
+		inst.close(ctx)
 		if actor {
 			w.modMu.Lock()
 			delete(w.actors, ex.Actor)

@@ -1460,7 +1460,11 @@ type RunRequest struct {
 	// Module digest or registered name; it must have a ray.Main.
 	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
 	// Send RunProgress events (about twice a second while counts change).
-	Progress      bool `protobuf:"varint,2,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress bool `protobuf:"varint,2,opt,name=progress,proto3" json:"progress,omitempty"`
+	// What the driver is granted, within the host's allowed directories; its
+	// tasks may be granted these or less (never more).
+	Mounts        []*Mount          `protobuf:"bytes,3,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	Env           map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1507,6 +1511,20 @@ func (x *RunRequest) GetProgress() bool {
 		return x.Progress
 	}
 	return false
+}
+
+func (x *RunRequest) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *RunRequest) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
 }
 
 type RunResponse struct {
@@ -2746,11 +2764,16 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\v2\x15.rayhost.v1.ObjectRefR\x03ref\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\x12\x1c\n" +
 	"\trecursive\x18\x03 \x01(\bR\trecursive\"\x10\n" +
-	"\x0eCancelResponse\"@\n" +
+	"\x0eCancelResponse\"\xd6\x01\n" +
 	"\n" +
 	"RunRequest\x12\x16\n" +
 	"\x06module\x18\x01 \x01(\tR\x06module\x12\x1a\n" +
-	"\bprogress\x18\x02 \x01(\bR\bprogress\"\xa7\x01\n" +
+	"\bprogress\x18\x02 \x01(\bR\bprogress\x12)\n" +
+	"\x06mounts\x18\x03 \x03(\v2\x11.rayhost.v1.MountR\x06mounts\x121\n" +
+	"\x03env\x18\x04 \x03(\v2\x1f.rayhost.v1.RunRequest.EnvEntryR\x03env\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x01\n" +
 	"\vRunResponse\x12'\n" +
 	"\x03log\x18\x01 \x01(\v2\x13.rayhost.v1.LogLineH\x00R\x03log\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x15.rayhost.v1.RunResultH\x00R\x06result\x125\n" +
@@ -2860,7 +2883,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -2904,6 +2927,7 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*Member)(nil),                 // 39: rayhost.v1.Member
 	nil,                            // 40: rayhost.v1.Resources.CustomEntry
 	nil,                            // 41: rayhost.v1.TaskOptions.EnvEntry
+	nil,                            // 42: rayhost.v1.RunRequest.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
@@ -2926,48 +2950,50 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 17: rayhost.v1.WaitResponse.ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
-	26, // 20: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
-	27, // 21: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
-	25, // 22: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
-	3,  // 23: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
-	3,  // 24: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
-	30, // 25: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
-	33, // 26: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
-	36, // 27: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
-	39, // 28: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
-	3,  // 29: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
-	3,  // 30: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
-	7,  // 31: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	10, // 32: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	10, // 33: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	12, // 34: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	14, // 35: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	17, // 36: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	19, // 37: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	21, // 38: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	23, // 39: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	28, // 40: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	31, // 41: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	34, // 42: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	37, // 43: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
-	8,  // 44: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	11, // 45: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	11, // 46: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	13, // 47: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	15, // 48: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	18, // 49: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	20, // 50: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	22, // 51: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	24, // 52: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	29, // 53: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	32, // 54: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	35, // 55: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	38, // 56: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
-	44, // [44:57] is the sub-list for method output_type
-	31, // [31:44] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	6,  // 20: rayhost.v1.RunRequest.mounts:type_name -> rayhost.v1.Mount
+	42, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
+	26, // 22: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
+	27, // 23: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
+	25, // 24: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
+	3,  // 25: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
+	3,  // 26: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
+	30, // 27: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
+	33, // 28: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
+	36, // 29: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
+	39, // 30: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
+	3,  // 31: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
+	3,  // 32: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
+	7,  // 33: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 34: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 35: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 36: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 37: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 38: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 39: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 40: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 41: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	28, // 42: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	31, // 43: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	34, // 44: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	37, // 45: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	8,  // 46: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 47: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 48: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 49: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 50: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 51: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 52: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 53: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 54: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	29, // 55: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	32, // 56: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	35, // 57: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	38, // 58: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	46, // [46:59] is the sub-list for method output_type
+	33, // [33:46] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -2997,7 +3023,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -101,6 +101,15 @@ var _ = ray.Func0("flaky", func(ctx context.Context) (int, error) {
 	return ray.Attempt(ctx), nil
 })
 
+// hang_once sleeps ten minutes on its first attempt (for a test to kill its
+// worker) and returns v at once on the others.
+var _ = ray.Func1("hang_once", func(ctx context.Context, v int) (int, error) {
+	if ray.Attempt(ctx) == 0 {
+		return 0, ray.Sleep(ctx, 10*time.Minute)
+	}
+	return v, nil
+})
+
 // ticks yields 0..n-1, one every ms milliseconds; each item is the time it
 // was yielded (Unix ns).
 var ticks = ray.Gen2("ticks", func(ctx context.Context, n, ms int, yield func(int64) error) error {
@@ -126,21 +135,31 @@ var brokenStream = ray.Gen0("broken_stream", func(ctx context.Context, yield fun
 	return errors.New("broken at item 2")
 })
 
-// streamsEarly reports whether the first item of a 5-item generator arrives
-// while the generator is still running (its second item does not exist yet).
+// firstThenWait yields 0 at once, then 1 after ms milliseconds.
+var firstThenWait = ray.Gen1("first_then_wait", func(ctx context.Context, ms int, yield func(int) error) error {
+	if err := yield(0); err != nil {
+		return err
+	}
+	if err := ray.Sleep(ctx, time.Duration(ms)*time.Millisecond); err != nil {
+		return err
+	}
+	return yield(1)
+})
+
+// streamsEarly reports whether the first item of a generator arrives while
+// the generator is still running (its second item, ten minutes away, does
+// not exist yet); then it cancels the generator.
 var _ = ray.Func0("streams_early", func(ctx context.Context) (bool, error) {
-	gen := ticks.Remote(5, 200)
+	gen := firstThenWait.Remote(600_000)
 	if _, err := gen.Next(ctx); err != nil {
 		return false, err
 	}
-	_, notReady, err := ray.Wait(ctx, []ray.ObjectRef[int64]{gen.NextRef()}, 1, 0)
+	_, notReady, err := ray.Wait(ctx, []ray.ObjectRef[int]{gen.NextRef()}, 1, 0)
 	if err != nil {
 		return false, err
 	}
-	for _, err := range gen.All(ctx) { // drain it
-		if err != nil {
-			return false, err
-		}
+	if err := ray.Cancel(gen.NextRef(), false, true); err != nil {
+		return false, err
 	}
 	return len(notReady) == 1, nil
 })
@@ -163,29 +182,35 @@ var _ = ray.Func0("collect_broken", func(ctx context.Context) ([]string, error) 
 })
 
 // backpressureLag consumes a generator bounded to 2 unconsumed items slowly
-// and returns, for each item k ≥ 2, how long after the consumer took item
-// k-2 the item was yielded (≥ 0 when backpressure holds).
+// and returns, for each item k ≥ 2, how long after the consumer asked for
+// item k-2 the item was made (≥ 0 when backpressure holds: the producer's
+// yield of item k-1 returns only once item k-2 was handed out, and the
+// item's time is taken after that). Times are from before the ask, so a
+// slow machine cannot make the lag negative.
 var _ = ray.Func0("backpressure_lag", func(ctx context.Context) ([]int64, error) {
 	gen := ticksBounded.Remote(6, 10)
-	var took []int64
+	var asked []int64
 	var lags []int64
-	for ref, err := range gen.All(ctx) {
+	for {
+		asked = append(asked, time.Now().UnixNano())
+		ref, err := gen.Next(ctx)
+		if errors.Is(err, ray.ErrEndOfStream) {
+			return lags, nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		took = append(took, time.Now().UnixNano())
 		at, err := ray.Get(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
-		if k := len(took) - 1; k >= 2 {
-			lags = append(lags, at-took[k-2])
+		if k := len(asked) - 1; k >= 2 {
+			lags = append(lags, at-asked[k-2])
 		}
 		if err := ray.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
-	return lags, nil
 })
 
 // nestedSleeper submits a long child and waits for it: for recursive cancel.
@@ -322,10 +347,12 @@ var _ = ray.Func0("kill_pending", func(ctx context.Context) (bool, error) {
 })
 
 // cancelQueued cancels a call waiting behind a slow one: it is dropped,
-// the actor goes on, and the count shows the dropped call never ran.
+// the actor goes on, and the count shows the dropped call never ran. The
+// slow call is long enough (3 s) for the cancel to arrive while the other
+// still waits, on a loaded machine too.
 var _ = ray.Func0("cancel_queued_call", func(ctx context.Context) (int, error) {
 	c := counterClass.Remote()
-	slow := slowly.Remote(c, 500)
+	slow := slowly.Remote(c, 3000)
 	dropped := incr.Remote(c, 100)
 	if err := ray.Cancel(dropped, false, false); err != nil {
 		return 0, err

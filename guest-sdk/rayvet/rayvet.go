@@ -1,0 +1,625 @@
+// Package rayvet checks the arguments of rayhost's Remote calls before run
+// time.
+//
+// Remote takes its arguments as ...any, because each one may be a value of
+// the parameter's type or an ObjectRef of that type (the task then gets
+// the value). Go's generics cannot say "T or ObjectRef[T]" without making
+// the caller wrap every argument, so the compiler does not catch a wrong
+// argument; the SDK reports it only when Remote runs. Analyzer catches it
+// at build time instead: for each Remote call on a function, generator,
+// actor class or actor method registered with the SDK (ray.Func0…Func3,
+// FuncN, Func0x2, Func1x2, Func0x3, Func1x3, Gen0…Gen2, Actor0, Actor1,
+// Method0…Method2), it finds the registration, reads the parameter types
+// from its type arguments, and reports
+//
+//   - a wrong number of arguments,
+//   - an argument whose type does not fit its parameter,
+//   - an ObjectRef[T] whose T does not fit its parameter.
+//
+// "Fits" is the SDK's run-time rule: assignable to the parameter's type,
+// or both numeric (numbers travel as JSON, so 3 fits an int64 or a float64
+// parameter); untyped nil fits pointers, slices, maps and interfaces.
+//
+// The registration is found when the receiver of Remote is the
+// registration call itself, a variable of the same package whose every
+// assignment is a registration (package-level or local), an exported
+// package-level variable of an imported package that is one (its
+// signature travels as an analysis fact), or such a value's Options(…).
+// Other receivers (a function parameter, a struct field, a function's
+// result) and arguments whose type is only known at run time (an
+// interface, a type parameter, args...) are not checked, and neither is
+// whether a concrete type implements an interface parameter of another
+// package.
+//
+// Use Analyzer in any go/analysis driver, or Run (what `rayhost vet` runs).
+package rayvet
+
+import (
+	"context"
+	"fmt"
+	"go/ast"
+	"go/constant"
+	"go/token"
+	"go/types"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/tools/go/analysis"
+	"golang.org/x/tools/go/analysis/checker"
+	"golang.org/x/tools/go/packages"
+)
+
+// SDKPath is the import path of the SDK whose calls Analyzer checks.
+const SDKPath = "github.com/rayhost/rayhost/guest-sdk/ray"
+
+// Analyzer reports Remote calls whose arguments do not fit the remote
+// function's parameters.
+var Analyzer = &analysis.Analyzer{
+	Name: "rayvet",
+	Doc:  "check the arguments of rayhost Remote calls against the remote function's parameter types",
+	URL:  "https://pkg.go.dev/" + "github.com/rayhost/rayhost/guest-sdk/rayvet",
+	Run:  run,
+
+	FactTypes: []analysis.Fact{new(remoteFact)},
+}
+
+// registrations maps each registering function of the SDK to the indices
+// of its type arguments that are the remote call's parameters; variadic
+// marks FuncN, whose one type argument is the type of every argument.
+var registrations = map[string]struct {
+	params   []int
+	variadic bool
+}{
+	"Func0": {}, "Func1": {params: []int{0}}, "Func2": {params: []int{0, 1}}, "Func3": {params: []int{0, 1, 2}},
+	"FuncN":   {params: []int{0}, variadic: true},
+	"Func0x2": {}, "Func1x2": {params: []int{0}}, "Func0x3": {}, "Func1x3": {params: []int{0}},
+	"Gen0": {}, "Gen1": {params: []int{0}}, "Gen2": {params: []int{0, 1}},
+	"Actor0": {}, "Actor1": {params: []int{1}}, // [S, A]
+	"Method0": {}, "Method1": {params: []int{1}}, "Method2": {params: []int{1, 2}}, // [S, A…, R]
+}
+
+// remoteTypes are the SDK types whose Remote method takes ...any, and how
+// many typed parameters come before the variadic ones.
+var remoteTypes = map[string]int{
+	"Function": 0, "Function2": 0, "Function3": 0, "GeneratorFunction": 0, "ActorClass": 0,
+	"ActorMethod": 1, // Remote(h ActorHandle[S], args ...any)
+}
+
+// signature is what a Remote call must match.
+type signature struct {
+	name     string // the registered name, if a constant
+	register string // Func2, Gen1…
+	params   []param
+	variadic bool
+}
+
+// param is a parameter's type: t for a registration in this package, or
+// only its description d for one imported through a remoteFact.
+type param struct {
+	t types.Type
+	d paramDesc
+}
+
+// paramDesc describes a parameter type well enough to apply the fit rule
+// to it from another package (facts cross address spaces as gob).
+type paramDesc struct {
+	Type       string // types.TypeString with package paths
+	Underlying string // the same for its underlying type
+	Display    string // with package names, for messages
+	Named      bool   // a defined (or predeclared) type
+	Number     bool
+	NilOK      bool
+	Unknown    bool // an interface or type parameter: the dynamic type decides
+}
+
+func describe(t types.Type) paramDesc {
+	return paramDesc{
+		Type: types.TypeString(t, nil), Underlying: types.TypeString(t.Underlying(), nil),
+		Display: types.TypeString(t, (*types.Package).Name),
+		Named:   isNamed(t), Number: isNumber(t), NilOK: fitsNil(t),
+		Unknown: types.IsInterface(t) || hasTypeParam(t),
+	}
+}
+
+func isNamed(t types.Type) bool {
+	switch t := types.Unalias(t).(type) {
+	case *types.Named:
+		return true
+	case *types.Basic:
+		return t.Info()&types.IsUntyped == 0
+	}
+	return false
+}
+
+// remoteFact is exported for each package-level variable that holds a
+// registered remote function, so that packages importing it check its
+// Remote calls too.
+type remoteFact struct {
+	Name, Register string
+	Variadic       bool
+	Params         []paramDesc
+}
+
+func (*remoteFact) AFact() {}
+
+func (f *remoteFact) String() string {
+	types := make([]string, len(f.Params))
+	for i, p := range f.Params {
+		types[i] = p.Display
+	}
+	return fmt.Sprintf("remote %s %q(%s)", f.Register, f.Name, strings.Join(types, ", "))
+}
+
+type pass struct {
+	*analysis.Pass
+	assigns map[*types.Var][]ast.Expr // nil entry: an assignment we cannot follow
+}
+
+func run(p *analysis.Pass) (any, error) {
+	if !importsSDK(p.Pkg) {
+		return nil, nil
+	}
+	ps := &pass{Pass: p, assigns: map[*types.Var][]ast.Expr{}}
+	for _, f := range p.Files {
+		ast.Inspect(f, ps.collect)
+	}
+	for _, f := range p.Files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok {
+				ps.checkCall(call)
+			}
+			return true
+		})
+	}
+	scope := p.Pkg.Scope()
+	for _, name := range scope.Names() {
+		v, ok := scope.Lookup(name).(*types.Var)
+		if !ok || !v.Exported() || p.Pkg.Name() == "main" {
+			continue // other packages cannot refer to it
+		}
+		if s := ps.signatureOfVar(v, 0); s != nil {
+			f := &remoteFact{Name: s.name, Register: s.register, Variadic: s.variadic}
+			for _, prm := range s.params {
+				f.Params = append(f.Params, prm.desc())
+			}
+			p.ExportObjectFact(v, f)
+		}
+	}
+	return nil, nil
+}
+
+func (prm param) desc() paramDesc {
+	if prm.t != nil {
+		return describe(prm.t)
+	}
+	return prm.d
+}
+
+func importsSDK(pkg *types.Package) bool {
+	if pkg.Path() == SDKPath {
+		return false // the SDK's own code forwards ...any on purpose
+	}
+	for _, imp := range pkg.Imports() {
+		if imp.Path() == SDKPath {
+			return true
+		}
+	}
+	return false
+}
+
+// collect records every assignment to a variable of the package.
+func (p *pass) collect(n ast.Node) bool {
+	add := func(lhs ast.Expr, rhs ast.Expr) {
+		id, ok := ast.Unparen(lhs).(*ast.Ident)
+		if !ok {
+			return
+		}
+		obj := p.TypesInfo.Defs[id]
+		if obj == nil {
+			obj = p.TypesInfo.Uses[id]
+		}
+		if v, ok := obj.(*types.Var); ok {
+			p.assigns[v] = append(p.assigns[v], rhs)
+		}
+	}
+	switch n := n.(type) {
+	case *ast.ValueSpec:
+		for i, name := range n.Names {
+			switch {
+			case len(n.Values) == len(n.Names):
+				add(name, n.Values[i])
+			case len(n.Values) > 0:
+				add(name, nil)
+			}
+		}
+	case *ast.AssignStmt:
+		for i, lhs := range n.Lhs {
+			if len(n.Lhs) == len(n.Rhs) && (n.Tok == token.ASSIGN || n.Tok == token.DEFINE) {
+				add(lhs, n.Rhs[i])
+			} else {
+				add(lhs, nil)
+			}
+		}
+	case *ast.UnaryExpr: // &v: it may be assigned through the pointer
+		if n.Op == token.AND {
+			add(n.X, nil)
+		}
+	case *ast.RangeStmt:
+		if n.Key != nil {
+			add(n.Key, nil)
+		}
+		if n.Value != nil {
+			add(n.Value, nil)
+		}
+	}
+	return true
+}
+
+// sdkObject reports whether obj is the SDK's object called name.
+func sdkObject(obj types.Object) (string, bool) {
+	if obj == nil || obj.Pkg() == nil || obj.Pkg().Path() != SDKPath {
+		return "", false
+	}
+	return obj.Name(), true
+}
+
+// calleeIdent returns the identifier naming the function of call.
+func calleeIdent(call *ast.CallExpr) *ast.Ident {
+	fun := ast.Unparen(call.Fun)
+	if ix, ok := fun.(*ast.IndexExpr); ok { // ray.Func1[int, int](…)
+		fun = ix.X
+	}
+	if ix, ok := fun.(*ast.IndexListExpr); ok {
+		fun = ix.X
+	}
+	switch f := fun.(type) {
+	case *ast.Ident:
+		return f
+	case *ast.SelectorExpr:
+		return f.Sel
+	}
+	return nil
+}
+
+// signatureOf finds the registration that made the value of e.
+func (p *pass) signatureOf(e ast.Expr, depth int) *signature {
+	if depth > 16 {
+		return nil
+	}
+	switch e := ast.Unparen(e).(type) {
+	case *ast.CallExpr:
+		id := calleeIdent(e)
+		if id == nil {
+			return nil
+		}
+		obj := p.TypesInfo.Uses[id]
+		name, ok := sdkObject(obj)
+		if !ok {
+			return nil
+		}
+		if fn, ok := obj.(*types.Func); ok && name == "Options" {
+			if sel, ok := ast.Unparen(e.Fun).(*ast.SelectorExpr); ok && fn.Signature().Recv() != nil {
+				return p.signatureOf(sel.X, depth+1)
+			}
+			return nil
+		}
+		reg, ok := registrations[name]
+		if !ok {
+			return nil
+		}
+		inst, ok := p.TypesInfo.Instances[id]
+		if !ok {
+			return nil
+		}
+		s := &signature{register: name, variadic: reg.variadic}
+		for _, i := range reg.params {
+			if i >= inst.TypeArgs.Len() {
+				return nil
+			}
+			s.params = append(s.params, param{t: inst.TypeArgs.At(i)})
+		}
+		nameArg := 0
+		if strings.HasPrefix(name, "Method") {
+			nameArg = 1
+		}
+		if len(e.Args) > nameArg {
+			if tv, ok := p.TypesInfo.Types[e.Args[nameArg]]; ok && tv.Value != nil && tv.Value.Kind() == constant.String {
+				s.name = constant.StringVal(tv.Value)
+			}
+		}
+		return s
+	case *ast.Ident:
+		return p.signatureOfVar(p.TypesInfo.Uses[e], depth)
+	case *ast.SelectorExpr:
+		return p.signatureOfVar(p.TypesInfo.Uses[e.Sel], depth)
+	}
+	return nil
+}
+
+func (p *pass) signatureOfVar(obj types.Object, depth int) *signature {
+	v, ok := obj.(*types.Var)
+	if !ok || v.IsField() {
+		return nil
+	}
+	if v.Pkg() != p.Pkg {
+		var f remoteFact
+		if !p.ImportObjectFact(v, &f) {
+			return nil
+		}
+		s := &signature{name: f.Name, register: f.Register, variadic: f.Variadic}
+		for _, d := range f.Params {
+			s.params = append(s.params, param{d: d})
+		}
+		return s
+	}
+	exprs := p.assigns[v]
+	var found *signature
+	for _, rhs := range exprs {
+		if rhs == nil {
+			return nil
+		}
+		s := p.signatureOf(rhs, depth+1)
+		if s == nil || (found != nil && !sameParams(found, s)) {
+			return nil
+		}
+		found = s
+	}
+	return found
+}
+
+func sameParams(a, b *signature) bool {
+	if a.variadic != b.variadic || len(a.params) != len(b.params) {
+		return false
+	}
+	for i, x := range a.params {
+		y := b.params[i]
+		if x.t != nil && y.t != nil {
+			if !types.Identical(x.t, y.t) {
+				return false
+			}
+		} else if x.desc().Type != y.desc().Type {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCall checks call if it is x.Remote(…) on an SDK type.
+func (p *pass) checkCall(call *ast.CallExpr) {
+	sel, ok := ast.Unparen(call.Fun).(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != "Remote" {
+		return
+	}
+	fn, ok := p.TypesInfo.Uses[sel.Sel].(*types.Func)
+	if !ok {
+		return
+	}
+	recv := fn.Signature().Recv()
+	if recv == nil {
+		return
+	}
+	named := namedOf(recv.Type())
+	if named == nil {
+		return
+	}
+	skip, ok := remoteTypes[named.Obj().Name()]
+	if _, sdk := sdkObject(named.Obj()); !ok || !sdk {
+		return
+	}
+	if call.Ellipsis.IsValid() {
+		return // args...: the count is known only at run time
+	}
+	s := p.signatureOf(sel.X, 0)
+	if s == nil {
+		return
+	}
+	what := s.register
+	if s.name != "" {
+		what = fmt.Sprintf("%q (ray.%s)", s.name, s.register)
+	}
+	args := call.Args[min(skip, len(call.Args)):]
+	if !s.variadic && len(args) != len(s.params) {
+		pos := call.Rparen
+		if len(args) > len(s.params) {
+			pos = args[len(s.params)].Pos()
+		}
+		p.Reportf(pos, "Remote of %s: %s for %s", what, plural(len(args), "argument"), plural(len(s.params), "parameter"))
+		return
+	}
+	for i, a := range args {
+		want := s.params[min(i, len(s.params)-1)]
+		if msg := p.misfit(a, want); msg != "" {
+			p.Reportf(a.Pos(), "Remote of %s: argument %d: %s", what, i+1, msg)
+		}
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func namedOf(t types.Type) *types.Named {
+	if ptr, ok := types.Unalias(t).(*types.Pointer); ok {
+		t = ptr.Elem()
+	}
+	n, _ := types.Unalias(t).(*types.Named)
+	return n
+}
+
+// misfit says why argument a does not fit a parameter of type want, or ""
+// when it fits or its type is known only at run time.
+func (p *pass) misfit(a ast.Expr, want param) string {
+	tv, ok := p.TypesInfo.Types[a]
+	if !ok || tv.Type == nil {
+		return ""
+	}
+	got := tv.Type
+	if tv.IsNil() {
+		if p.fitsNil(want) {
+			return ""
+		}
+		return fmt.Sprintf("nil for a parameter of type %s", p.paramString(want))
+	}
+	if b, ok := got.(*types.Basic); ok && b.Info()&types.IsUntyped != 0 {
+		got = types.Default(got) // what the conversion to any makes of a constant
+	}
+	if n := namedOf(got); n != nil && n.Obj().Name() == "ObjectRef" && n.TypeArgs().Len() == 1 {
+		if _, sdk := sdkObject(n.Obj()); sdk && !isPointer(got) {
+			elem := n.TypeArgs().At(0)
+			if hasTypeParam(elem) || p.fits(elem, want) {
+				return ""
+			}
+			return fmt.Sprintf("%s for a parameter of type %s", p.typeString(got), p.paramString(want))
+		}
+	}
+	if types.IsInterface(got) || hasTypeParam(got) {
+		return "" // the dynamic type decides
+	}
+	if p.fits(got, want) {
+		return ""
+	}
+	w := p.paramString(want)
+	return fmt.Sprintf("%s for a parameter of type %s (want %s or ray.ObjectRef[%s])", p.typeString(got), w, w, w)
+}
+
+func (p *pass) paramString(w param) string {
+	if w.t != nil {
+		return p.typeString(w.t)
+	}
+	return w.d.Display
+}
+
+func (p *pass) fitsNil(w param) bool {
+	if w.t != nil {
+		return fitsNil(w.t)
+	}
+	return w.d.NilOK || w.d.Unknown
+}
+
+// fits applies the fit rule to a parameter of this package (types) or of
+// another (its description: the same rule, on type strings).
+func (p *pass) fits(got types.Type, w param) bool {
+	if w.t != nil {
+		return fits(got, w.t)
+	}
+	d := w.d
+	switch {
+	case d.Unknown, types.TypeString(got, nil) == d.Type, isNumber(got) && d.Number:
+		return true
+	}
+	// Assignable: identical underlying types, at most one of them named.
+	return types.TypeString(got.Underlying(), nil) == d.Underlying && !(isNamed(got) && d.Named)
+}
+
+func (p *pass) typeString(t types.Type) string {
+	return types.TypeString(t, func(pkg *types.Package) string {
+		if pkg == p.Pkg {
+			return ""
+		}
+		return pkg.Name()
+	})
+}
+
+func isPointer(t types.Type) bool {
+	_, ok := types.Unalias(t).(*types.Pointer)
+	return ok
+}
+
+func hasTypeParam(t types.Type) bool {
+	_, ok := types.Unalias(t).(*types.TypeParam)
+	return ok
+}
+
+// fits mirrors the SDK's run-time rule (guest-sdk/ray/api.go): got fits
+// want if it is assignable to it, or if both are numbers.
+func fits(got, want types.Type) bool {
+	if hasTypeParam(want) {
+		return true
+	}
+	if types.AssignableTo(got, want) {
+		return true
+	}
+	return isNumber(got) && isNumber(want)
+}
+
+func fitsNil(want types.Type) bool {
+	switch types.Unalias(want).Underlying().(type) {
+	case *types.Pointer, *types.Slice, *types.Map, *types.Interface:
+		return true
+	}
+	return hasTypeParam(want)
+}
+
+// isNumber: the kinds the SDK's isNumber lists (not complex, not uintptr).
+func isNumber(t types.Type) bool {
+	b, ok := t.Underlying().(*types.Basic)
+	if !ok {
+		return false
+	}
+	switch b.Kind() {
+	case types.Int, types.Int8, types.Int16, types.Int32, types.Int64,
+		types.Uint, types.Uint8, types.Uint16, types.Uint32, types.Uint64,
+		types.Float32, types.Float64:
+		return true
+	}
+	return false
+}
+
+// Run loads the packages that patterns name, relative to dir, as guests
+// (GOOS=wasip1 GOARCH=wasm), runs Analyzer on them, and writes each
+// finding to w as "file:line:col: message", with file relative to dir when
+// it lies inside it. It returns the number of findings; err reports
+// packages that do not load or type-check.
+func Run(ctx context.Context, dir string, patterns []string, w io.Writer) (findings int, err error) {
+	if len(patterns) == 0 {
+		patterns = []string{"."}
+	}
+	cfg := &packages.Config{
+		Context: ctx,
+		Mode:    packages.LoadAllSyntax | packages.NeedModule,
+		Dir:     dir,
+		Env:     append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm"),
+	}
+	pkgs, err := packages.Load(cfg, patterns...)
+	if err != nil {
+		return 0, fmt.Errorf("rayvet: loading %s: %w", strings.Join(patterns, " "), err)
+	}
+	var loadErrs []string
+	packages.Visit(pkgs, nil, func(pkg *packages.Package) {
+		for _, e := range pkg.Errors {
+			loadErrs = append(loadErrs, e.Error())
+		}
+	})
+	if len(loadErrs) > 0 {
+		return 0, fmt.Errorf("rayvet: %s", strings.Join(loadErrs, "\n"))
+	}
+	if len(pkgs) == 0 {
+		return 0, fmt.Errorf("rayvet: no packages match %s", strings.Join(patterns, " "))
+	}
+	graph, err := checker.Analyze([]*analysis.Analyzer{Analyzer}, pkgs, nil)
+	if err != nil {
+		return 0, fmt.Errorf("rayvet: %w", err)
+	}
+	absDir, _ := filepath.Abs(dir)
+	for _, act := range graph.Roots {
+		if act.Err != nil {
+			return findings, fmt.Errorf("rayvet: %s: %w", act.Package.PkgPath, act.Err)
+		}
+		for _, d := range act.Diagnostics {
+			pos := act.Package.Fset.Position(d.Pos)
+			if rel, err := filepath.Rel(absDir, pos.Filename); err == nil && !strings.HasPrefix(rel, "..") {
+				pos.Filename = rel
+			}
+			if _, err := fmt.Fprintf(w, "%s:%d:%d: %s\n", pos.Filename, pos.Line, pos.Column, d.Message); err != nil {
+				return findings, err
+			}
+			findings++
+		}
+	}
+	return findings, nil
+}
