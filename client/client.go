@@ -46,6 +46,9 @@ var (
 	ErrUnauthenticated = errors.New("rayhost: unauthenticated")
 	ErrTooLarge        = errors.New("rayhost: message too large")
 	ErrHost            = errors.New("rayhost: host error")
+	// ErrExists: a module name names another module (register with
+	// Replace to re-point it).
+	ErrExists = errors.New("rayhost: already exists")
 )
 
 // Client talks to one host. It is safe for concurrent use.
@@ -199,8 +202,12 @@ type Function struct {
 }
 
 // RegisterModule uploads a Wasm module and names it (name may be "").
-func (c *Client) RegisterModule(ctx context.Context, wasm []byte, name string) (*Module, error) {
-	res, err := c.svc.RegisterModule(ctx, connect.NewRequest(&rayhostv1.RegisterModuleRequest{Wasm: wasm, Name: name}))
+func (c *Client) RegisterModule(ctx context.Context, wasm []byte, name string, opts ...RegisterOption) (*Module, error) {
+	var o registerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	res, err := c.svc.RegisterModule(ctx, connect.NewRequest(&rayhostv1.RegisterModuleRequest{Wasm: wasm, Name: name, Replace: o.replace}))
 	if err != nil {
 		return nil, fromConnect(err)
 	}
@@ -593,3 +600,12 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 		Custom: m.GetTotal().GetCustom(), AvailableCustom: m.GetAvailable().GetCustom(),
 	}, nil
 }
+
+// RegisterOption changes how RegisterModule registers a module.
+type RegisterOption func(*registerOptions)
+
+type registerOptions struct{ replace bool }
+
+// Replace lets RegisterModule re-point a name that already names another
+// module. Without it, that fails with ErrExists.
+func Replace() RegisterOption { return func(o *registerOptions) { o.replace = true } }

@@ -47,6 +47,8 @@ func fromConnect(err error) error {
 		sentinel = ErrTooLarge
 	case connect.CodePermissionDenied:
 		sentinel = ErrPermission
+	case connect.CodeAlreadyExists:
+		sentinel = ErrExists
 	default:
 		sentinel = ErrHost
 	}

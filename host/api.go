@@ -19,11 +19,16 @@ import (
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
+	"github.com/rayhost/rayhost/store"
 )
 
 // api implements the TaskService. It is the one place where host errors
 // become Connect codes.
-type api struct{ h *Host }
+type api struct {
+	h *Host
+
+	drivers driverGate // Config.MaxDrivers, MaxDriversPerClient
+}
 
 func (h *Host) handlerOptions() []connect.HandlerOption {
 	opts := []connect.HandlerOption{
@@ -58,6 +63,10 @@ func codeOf(err error) connect.Code {
 		return connect.CodeUnavailable
 	case errors.Is(err, ErrPermissionDenied):
 		return connect.CodePermissionDenied
+	case errors.Is(err, ErrModuleExists):
+		return connect.CodeAlreadyExists
+	case errors.Is(err, store.ErrStoreFull), errors.Is(err, errLimit):
+		return connect.CodeResourceExhausted
 	}
 	return connect.CodeInternal
 }
@@ -145,7 +154,7 @@ func invalid(format string, args ...any) error {
 }
 
 func (a *api) RegisterModule(ctx context.Context, req *connect.Request[rayhostv1.RegisterModuleRequest]) (*connect.Response[rayhostv1.RegisterModuleResponse], error) {
-	mod, err := a.h.registerModule(ctx, req.Msg.GetWasm(), req.Msg.GetName())
+	mod, err := a.h.registerModule(ctx, req.Msg.GetWasm(), req.Msg.GetName(), req.Msg.GetReplace())
 	if err != nil {
 		return nil, toConnect(err)
 	}
@@ -532,6 +541,13 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	if !mod.desc.HasMain {
 		return invalid("module %s has no driver: register one with ray.Main", mod.digest[:12])
 	}
+	// A driver holds a worker but no CPU: past MaxDrivers it waits for a
+	// slot, so drivers never take the workers tasks need for their CPUs.
+	release, err := a.drivers.acquire(ctx, a.h, clientOf(req.Peer().Addr))
+	if err != nil {
+		return toConnect(err)
+	}
+	defer release()
 	j := newJob()
 	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
 	// every slot.

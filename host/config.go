@@ -80,6 +80,43 @@ type Config struct {
 	// task or a driver, and everything it submits, transitively).
 	MaxTreeTasks int
 
+	// Caps and budgets (docs/SECURITY.md, "Limits"). A request above a
+	// Max* fails with an error naming the flag that raises it.
+	//
+	// MaxTaskMemoryLimit caps the memory limit a call may ask for (bytes,
+	// at most 4 GiB); MaxTaskTimeout the timeout (0: no cap; when set, a
+	// task without a timeout gets it).
+	MaxTaskMemoryLimit int64
+	MaxTaskTimeout     time.Duration
+	// GuestMemoryBudget bounds the sum of the memory limits of the tasks
+	// running here at once (drivers, and live actors, included); a task
+	// whose limit does not fit waits, in order, for running ones to end. It
+	// must be 0 (no budget) or at least MaxTaskMemoryLimit.
+	GuestMemoryBudget int64
+	// StoreQuota bounds the disk space of the object store (0: none);
+	// StoreReserve is the free space it leaves on its filesystem (0: 5% of
+	// it, at most 1 GiB, at least store.MinReserve). Past either, writes
+	// fail with resource_exhausted (store.ErrStoreFull); reads keep working.
+	StoreQuota, StoreReserve int64
+	// MaxDrivers bounds the drivers (Run) running at once on this host; the
+	// others wait for one to finish. 0 is MaxWorkers - NumCPUs (at least 1),
+	// so tasks always have a worker for each CPU.
+	MaxDrivers int
+	// MaxDriversPerClient bounds the drivers of one client (an IP address:
+	// clients share the token) among them; 0 is half of MaxDrivers (at
+	// least 1), so one client cannot take every slot.
+	MaxDriversPerClient int
+	// MaxModules bounds the distinct modules the host keeps (DefaultConfig:
+	// 1000); registering another fails with resource_exhausted. 0 is no
+	// limit.
+	MaxModules int
+	// CompileTimeout bounds compiling one module in a worker (the worker is
+	// killed past it, and the module is refused). 0 is none.
+	CompileTimeout time.Duration
+	// MaxModuleFunctions and MaxFunctionBodyBytes bound a module's function
+	// count and the size of one function body, checked before compiling.
+	MaxModuleFunctions, MaxFunctionBodyBytes int
+
 	// AllowedDirs are the host directories (and what is below them) that
 	// calls may mount into guests with ray.MountDir. Empty: none.
 	AllowedDirs []string
@@ -122,6 +159,12 @@ func DefaultConfig(dataDir string) Config {
 		MaxLogBytes:       16 << 20,
 		MaxTaskDepth:      1000,
 		MaxTreeTasks:      1_000_000,
+
+		MaxTaskMemoryLimit:   4 << 30,
+		MaxModules:           1000,
+		CompileTimeout:       2 * time.Minute,
+		MaxModuleFunctions:   100_000,
+		MaxFunctionBodyBytes: 1 << 20,
 	}
 }
 
@@ -145,6 +188,12 @@ func (c *Config) validate() error {
 		return bad("TaskMemoryLimit must be in 0..4 GiB and TaskTimeout >= 0")
 	case c.MaxArgBytes < 0 || c.MaxResultBytes < 0 || c.MaxLogBytes < 0 || c.MaxTaskDepth < 1 || c.MaxTreeTasks < 1:
 		return bad("size limits must be >= 0, MaxTaskDepth and MaxTreeTasks >= 1")
+	case c.MaxTaskMemoryLimit < 0 || c.MaxTaskMemoryLimit > 4<<30 || c.MaxTaskTimeout < 0 || c.GuestMemoryBudget < 0:
+		return bad("MaxTaskMemoryLimit must be in 0..4 GiB, MaxTaskTimeout and GuestMemoryBudget >= 0")
+	case c.StoreQuota < 0 || c.StoreReserve < 0 || (c.StoreReserve > 0 && c.StoreReserve < store.MinReserve):
+		return bad("StoreQuota must be >= 0, StoreReserve 0 or >= %d bytes (what Badger's own writes need)", store.MinReserve)
+	case c.MaxDrivers < 0 || c.MaxDriversPerClient < 0 || c.MaxModules < 0 || c.CompileTimeout < 0 || c.MaxModuleFunctions < 0 || c.MaxFunctionBodyBytes < 0:
+		return bad("MaxDrivers, MaxModules, CompileTimeout, MaxModuleFunctions and MaxFunctionBodyBytes must be >= 0")
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return bad("TLSCertFile and TLSKeyFile go together")
 	}
@@ -196,6 +245,24 @@ func (c *Config) validate() error {
 			cc.Gossip.SnapshotPath = filepath.Join(c.DataDir, "serf.snapshot")
 		}
 		c.Cluster = &cc
+	}
+	if c.MaxTaskMemoryLimit == 0 {
+		c.MaxTaskMemoryLimit = 4 << 30
+	}
+	if c.TaskMemoryLimit > c.MaxTaskMemoryLimit {
+		return bad("TaskMemoryLimit %d MiB is above MaxTaskMemoryLimit %d MiB (--task-memory-mib > --max-task-memory-mib)", c.TaskMemoryLimit>>20, c.MaxTaskMemoryLimit>>20)
+	}
+	if c.MaxTaskTimeout > 0 && c.TaskTimeout > c.MaxTaskTimeout {
+		return bad("TaskTimeout %v is above MaxTaskTimeout %v (--task-timeout > --max-task-timeout)", c.TaskTimeout, c.MaxTaskTimeout)
+	}
+	if c.GuestMemoryBudget > 0 && c.GuestMemoryBudget < c.MaxTaskMemoryLimit {
+		return bad("GuestMemoryBudget %d MiB is below MaxTaskMemoryLimit %d MiB: a task at the maximum could never run (--guest-memory-budget-mib < --max-task-memory-mib)", c.GuestMemoryBudget>>20, c.MaxTaskMemoryLimit>>20)
+	}
+	if c.MaxDrivers == 0 {
+		c.MaxDrivers = max(c.MaxWorkers-int(c.NumCPUs), 1)
+	}
+	if c.MaxDriversPerClient == 0 {
+		c.MaxDriversPerClient = max(c.MaxDrivers/2, 1)
 	}
 	c.Resources = maps.Clone(c.Resources)
 	c.DataDir = filepath.Clean(c.DataDir)

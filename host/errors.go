@@ -41,4 +41,7 @@ var (
 	// ErrOwnerDied: the host that owns an object left or failed, so nobody
 	// can say what it is any more. A Get fails with kind owner_died.
 	ErrOwnerDied = errors.New("host: owner died")
+	// ErrModuleExists: a module name already names another module, and the
+	// registration did not ask to replace it.
+	ErrModuleExists = errors.New("host: module name taken")
 )

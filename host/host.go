@@ -101,6 +101,7 @@ func New(cfg Config) (*Host, error) {
 	if h.st == nil {
 		bc := store.DefaultBadgerConfig(filepath.Join(cfg.DataDir, "objects"))
 		bc.Logger = h.log
+		bc.Quota, bc.Reserve = cfg.StoreQuota, cfg.StoreReserve
 		b, err := store.OpenBadger(bc)
 		if err != nil {
 			return nil, fmt.Errorf("host: object store: %w", err)

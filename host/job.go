@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,4 +153,67 @@ func (j *job) next(ctx context.Context, tick <-chan time.Time) (evs []*rayhostv1
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// driverGate admits drivers: at most MaxDrivers at once on the host, and at
+// most MaxDriversPerClient from one client (its IP address: the API token
+// is shared, so the address is what tells clients apart). The others wait,
+// in no particular order, until a driver ends or their caller gives up.
+type driverGate struct {
+	mu      sync.Mutex
+	running int
+	byPeer  map[string]int
+	wake    chan struct{} // closed and replaced when a driver ends
+}
+
+// acquire waits for a slot for a driver of client and returns the function
+// that frees it.
+func (g *driverGate) acquire(ctx context.Context, h *Host, client string) (release func(), err error) {
+	maxAll, maxPeer := h.cfg.MaxDrivers, h.cfg.MaxDriversPerClient
+	logged := false
+	for {
+		g.mu.Lock()
+		if g.byPeer == nil {
+			g.byPeer, g.wake = map[string]int{}, make(chan struct{})
+		}
+		if g.running < maxAll && g.byPeer[client] < maxPeer {
+			g.running++
+			g.byPeer[client]++
+			g.mu.Unlock()
+			var once sync.Once
+			return func() { once.Do(func() { g.release(client) }) }, nil
+		}
+		wake := g.wake
+		g.mu.Unlock()
+		if !logged {
+			logged = true
+			h.log.Info("a driver waits for a slot", "client", client, "max_drivers", maxAll, "max_drivers_per_client", maxPeer)
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a driver slot (at most %d drivers run at once, %d per client; rayhost start --max-drivers, --max-drivers-per-client): %w", maxAll, maxPeer, ctx.Err())
+		case <-h.done:
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (g *driverGate) release(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.byPeer[client]--; g.byPeer[client] <= 0 {
+		delete(g.byPeer, client)
+	}
+	close(g.wake)
+	g.wake = make(chan struct{})
+}
+
+// clientOf is the client part of a peer address: its IP.
+func clientOf(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -35,6 +36,11 @@ type modules struct {
 	byDigest map[string]*module
 	byName   map[string]string
 	loading  map[string]*sync.Mutex // one describe per digest at a time
+
+	// describing bounds the modules being described (compiled) at once:
+	// each takes a worker for up to CompileTimeout.
+	describeOnce sync.Once
+	describing   chan struct{}
 }
 
 func newModules(dir string) (*modules, error) {
@@ -66,8 +72,10 @@ var (
 
 var wasmMagic = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 
-// register stores wasm, checks it with a worker and names it.
-func (h *Host) registerModule(ctx context.Context, wasm []byte, name string) (*module, error) {
+// register stores wasm, checks it with a worker and names it. A name that
+// names another module is re-pointed only if replace. A module the worker
+// refuses leaves no file behind.
+func (h *Host) registerModule(ctx context.Context, wasm []byte, name string, replace bool) (*module, error) {
 	if !bytes.HasPrefix(wasm, wasmMagic) {
 		return nil, fmt.Errorf("%w: not a WebAssembly binary (no \\0asm version 1 header)", ErrInvalidModule)
 	}
@@ -77,10 +85,26 @@ func (h *Host) registerModule(ctx context.Context, wasm []byte, name string) (*m
 	if name != "" && !nameRE.MatchString(name) {
 		return nil, fmt.Errorf("%w: module name %q: use letters, digits, '.', '_' and '-'", ErrInvalidArgument, name)
 	}
+	if err := h.checkModuleShape(wasm); err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(wasm)
 	digest := hex.EncodeToString(sum[:])
+	if name != "" && !replace {
+		h.mods.mu.Lock()
+		old, taken := h.mods.byName[name]
+		h.mods.mu.Unlock()
+		if taken && old != digest {
+			return nil, fmt.Errorf("%w: %q names module %s; register with replace (client.Replace()) to re-point it", ErrModuleExists, name, old[:12])
+		}
+	}
+	if err := h.checkModuleCount(digest); err != nil {
+		return nil, err
+	}
 	path := h.mods.pathOf(digest)
+	created := false
 	if _, err := os.Stat(path); err != nil {
+		created = true
 		tmp, err := os.CreateTemp(h.mods.dir, ".upload-*")
 		if err != nil {
 			return nil, fmt.Errorf("host: storing module: %w", err)
@@ -98,14 +122,175 @@ func (h *Host) registerModule(ctx context.Context, wasm []byte, name string) (*m
 	}
 	mod, err := h.loadModule(ctx, digest)
 	if err != nil {
+		if created && errors.Is(err, ErrInvalidModule) {
+			h.mods.mu.Lock()
+			if h.mods.byDigest[digest] == nil {
+				_ = os.Remove(path) // refused: keep no file of it
+			}
+			h.mods.mu.Unlock()
+		}
 		return nil, err
 	}
 	if name != "" {
 		h.mods.mu.Lock()
+		old, taken := h.mods.byName[name]
+		if taken && old != digest && !replace {
+			h.mods.mu.Unlock() // named meanwhile by a concurrent registration
+			return nil, fmt.Errorf("%w: %q names module %s; register with replace (client.Replace()) to re-point it", ErrModuleExists, name, old[:12])
+		}
 		h.mods.byName[name] = digest
 		h.mods.mu.Unlock()
+		if taken && old != digest {
+			h.log.Info("module name re-pointed", "name", name, "from", old, "to", digest)
+		}
 	}
 	return mod, nil
+}
+
+// checkModuleCount refuses a new distinct module past MaxModules.
+func (h *Host) checkModuleCount(digest string) error {
+	if h.cfg.MaxModules == 0 {
+		return nil
+	}
+	h.mods.mu.Lock()
+	defer h.mods.mu.Unlock()
+	if h.mods.byDigest[digest] != nil || len(h.mods.byDigest) < h.cfg.MaxModules {
+		return nil
+	}
+	return fmt.Errorf("%w: the host keeps %d modules, its maximum (rayhost start --max-modules raises it)", errLimit, len(h.mods.byDigest))
+}
+
+// checkModuleShape reads a module's section headers and refuses, before
+// any compiling, one with more functions than MaxModuleFunctions or a
+// function body over MaxFunctionBodyBytes: compile time and memory grow
+// with both.
+func (h *Host) checkModuleShape(wasm []byte) error {
+	funcs, largest, err := wasmShape(wasm)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	if m := h.cfg.MaxModuleFunctions; m > 0 && funcs > m {
+		return fmt.Errorf("%w: %d functions, the limit is %d (rayhost start --max-module-functions)", ErrInvalidModule, funcs, m)
+	}
+	if m := h.cfg.MaxFunctionBodyBytes; m > 0 && largest > m {
+		return fmt.Errorf("%w: a function body of %d bytes, the limit is %d (rayhost start --max-function-body-bytes)", ErrInvalidModule, largest, m)
+	}
+	return nil
+}
+
+// wasmShape walks the sections of a Wasm binary (after the 8-byte header)
+// and returns the number of functions it defines and imports, and the size
+// of its largest function body.
+func wasmShape(wasm []byte) (funcs, largest int, err error) {
+	p := wasm[len(wasmMagic):]
+	uleb := func() (uint64, error) {
+		var v uint64
+		for shift := 0; shift < 35; shift += 7 {
+			if len(p) == 0 {
+				return 0, errors.New("truncated")
+			}
+			b := p[0]
+			p = p[1:]
+			v |= uint64(b&0x7f) << shift
+			if b&0x80 == 0 {
+				return v, nil
+			}
+		}
+		return 0, errors.New("bad LEB128 number")
+	}
+	for len(p) > 0 {
+		id := p[0]
+		p = p[1:]
+		size, err := uleb()
+		if err != nil || size > uint64(len(p)) {
+			return 0, 0, fmt.Errorf("section %d: size past the end of the module", id)
+		}
+		body, rest := p[:size], p[size:]
+		switch id {
+		case 3: // function section: the defined functions' types
+			p = body
+			n, err := uleb()
+			if err != nil {
+				return 0, 0, fmt.Errorf("function section: %v", err)
+			}
+			funcs += int(n)
+		case 2: // imports: count the imported functions too
+			p = body
+			n, err := uleb()
+			if err != nil {
+				return 0, 0, fmt.Errorf("import section: %v", err)
+			}
+			for range n {
+				for range 2 { // module and field names
+					l, err := uleb()
+					if err != nil || l > uint64(len(p)) {
+						return 0, 0, errors.New("import section: bad name")
+					}
+					p = p[l:]
+				}
+				if len(p) == 0 {
+					return 0, 0, errors.New("import section: truncated")
+				}
+				kind := p[0]
+				p = p[1:]
+				switch kind {
+				case 0: // func: type index
+					funcs++
+					_, err = uleb()
+				case 1: // table: reftype, limits
+					if len(p) == 0 {
+						return 0, 0, errors.New("import section: truncated")
+					}
+					p = p[1:]
+					err = skipLimits(&p, uleb)
+				case 2: // memory: limits
+					err = skipLimits(&p, uleb)
+				case 3: // global: valtype, mutability
+					if len(p) < 2 {
+						return 0, 0, errors.New("import section: truncated")
+					}
+					p = p[2:]
+				default:
+					return 0, 0, fmt.Errorf("import section: unknown kind %d", kind)
+				}
+				if err != nil {
+					return 0, 0, fmt.Errorf("import section: %v", err)
+				}
+			}
+		case 10: // code section: one body per defined function
+			p = body
+			n, err := uleb()
+			if err != nil {
+				return 0, 0, fmt.Errorf("code section: %v", err)
+			}
+			for range n {
+				l, err := uleb()
+				if err != nil || l > uint64(len(p)) {
+					return 0, 0, errors.New("code section: body past the end")
+				}
+				largest = max(largest, int(l))
+				p = p[l:]
+			}
+		}
+		p = rest
+	}
+	return funcs, largest, nil
+}
+
+func skipLimits(p *[]byte, uleb func() (uint64, error)) error {
+	if len(*p) == 0 {
+		return errors.New("truncated limits")
+	}
+	flags := (*p)[0]
+	*p = (*p)[1:]
+	if _, err := uleb(); err != nil {
+		return err
+	}
+	if flags&1 != 0 {
+		_, err := uleb()
+		return err
+	}
+	return nil
 }
 
 // lookupModule finds a module by digest or name. A digest whose file is on
@@ -152,8 +337,20 @@ func (h *Host) loadModule(ctx context.Context, digest string) (*module, error) {
 		return mod, nil
 	}
 
+	// At most max(2, NumCPUs) modules compile at once, so uploads of slow
+	// modules cannot take every worker.
+	h.mods.describeOnce.Do(func() { h.mods.describing = make(chan struct{}, max(2, int(h.cfg.NumCPUs))) })
+	select {
+	case h.mods.describing <- struct{}{}:
+		defer func() { <-h.mods.describing }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	mod = &module{digest: digest}
-	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}, maxRetries: 1}
+	// Describing compiles the module: under CompileTimeout, past which the
+	// worker compiling it is killed.
+	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}, maxRetries: 1,
+		limits: abi.Limits{TimeoutNs: int64(h.cfg.CompileTimeout)}}
 	h.submit(ctx, t)
 	vals, err := h.objs.get(ctx, t.returns(), -1, nil)
 	if err != nil {
@@ -161,6 +358,9 @@ func (h *Host) loadModule(ctx context.Context, digest string) (*module, error) {
 	}
 	if vals[0].Codec == abi.CodecError {
 		te := abi.DecodeTaskError(vals[0].Data)
+		if te.Kind == abi.ErrorTimeout && h.cfg.CompileTimeout > 0 {
+			return nil, fmt.Errorf("%w: compiling it took longer than %v, the limit (rayhost start --compile-timeout): %s", ErrInvalidModule, h.cfg.CompileTimeout, te.Message)
+		}
 		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, te.Message)
 	}
 	if err := json.Unmarshal(vals[0].Data, &mod.desc); err != nil {
@@ -217,6 +417,9 @@ func (h *Host) prepare(t *task, r abi.Resources) error {
 	t.req = req
 	if t.limits.MemoryPages > 65536 || t.limits.TimeoutNs < 0 {
 		return fmt.Errorf("%w: memory limit over 4 GiB or negative timeout", ErrInvalidArgument)
+	}
+	if err := h.checkCaps(t.limits); err != nil {
+		return err
 	}
 	t.grants, err = h.checkGrants(t.grants)
 	return err
@@ -292,6 +495,20 @@ func (h *Host) attenuate(parent *task, g abi.Grants) error {
 		if !slices.Contains(held.Env, kv) {
 			return fmt.Errorf("%w: environment variable %q: the submitting task does not hold it with that value; a child's grants must be a subset of its parent's", ErrPermissionDenied, kv.Name)
 		}
+	}
+	return nil
+}
+
+// checkCaps refuses limits above the host's maximums: a call's own memory
+// limit or timeout only chooses within them.
+func (h *Host) checkCaps(l abi.Limits) error {
+	if mem := int64(l.MemoryPages) << 16; mem > h.cfg.MaxTaskMemoryLimit {
+		return fmt.Errorf("%w: a memory limit of %d MiB is above this host's maximum of %d MiB (rayhost start --max-task-memory-mib raises it)",
+			errLimit, mem>>20, h.cfg.MaxTaskMemoryLimit>>20)
+	}
+	if maxT := h.cfg.MaxTaskTimeout; maxT > 0 && time.Duration(l.TimeoutNs) > maxT {
+		return fmt.Errorf("%w: a timeout of %v is above this host's maximum of %v (rayhost start --max-task-timeout raises it)",
+			errLimit, time.Duration(l.TimeoutNs), maxT)
 	}
 	return nil
 }

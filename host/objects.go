@@ -34,6 +34,8 @@ type objects struct {
 	fifo      []ids.ObjectID // ready in-memory objects, oldest first
 	fifoHead  int
 	memBytes  int64
+	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
+	pinned    int64 // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
 	wg        sync.WaitGroup
 
@@ -59,8 +61,11 @@ type object struct {
 	val       abi.Value // Data is nil when the bytes live only in the store
 	inMemory  bool
 	persisted bool
-	task      ids.TaskID
-	waiters   []*waiter
+	// unpersistable: the write-behind failed (a full store); the value
+	// lives in memory only and is never evicted.
+	unpersistable bool
+	task          ids.TaskID
+	waiters       []*waiter
 	// holders are the hosts (API addresses) that hold the bytes of a value
 	// that is neither in memory nor in the local store.
 	holders []string
@@ -102,8 +107,19 @@ func (o *objects) close() {
 func (o *objects) persistLoop() {
 	defer o.wg.Done()
 	for j := range o.persistCh {
-		if err := o.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
+		err := o.st.Put(context.Background(), j.id, j.meta, j.data)
+		o.mu.Lock()
+		o.queued -= int64(len(j.data))
+		o.mu.Unlock()
+		if err != nil {
 			o.log.Error("persisting object", "object_id", j.id, "err", err)
+			o.mu.Lock()
+			if ob := o.m[j.id]; ob != nil && !ob.unpersistable {
+				ob.unpersistable = true // the only copy: kept in memory, not evicted
+				o.pinned += int64(len(j.data))
+			}
+			o.evictLocked()
+			o.mu.Unlock()
 			continue
 		}
 		o.mu.Lock()
@@ -121,11 +137,11 @@ func (o *objects) evictLocked() {
 	for o.memBytes > o.capBytes && o.fifoHead < len(o.fifo) {
 		id := o.fifo[o.fifoHead]
 		ob := o.m[id]
-		if ob != nil && ob.ready && ob.inMemory && !ob.persisted {
+		if ob != nil && ob.ready && ob.inMemory && !ob.persisted && !ob.unpersistable {
 			return // the write-behind is not done yet; try again after it
 		}
 		o.fifoHead++
-		if ob != nil && ob.ready && ob.inMemory {
+		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
 			o.memBytes -= int64(len(ob.val.Data))
 			delete(o.m, id)
 		}
@@ -161,11 +177,41 @@ func (o *objects) known(ctx context.Context, id ids.ObjectID) bool {
 // again keeps the first value (objects are immutable; a retried task may
 // seal twice).
 func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error {
+	return o.sealOpt(ctx, id, v, false)
+}
+
+// sealTransient seals a small value that is kept in memory only, never
+// written to the store: a module's description, read once by the host,
+// which must not fail because the store is full.
+func (o *objects) sealTransient(id ids.ObjectID, v abi.Value) error {
+	if len(v.Data) > o.inline {
+		return o.seal(context.Background(), id, v)
+	}
+	return o.sealOpt(context.Background(), id, v, true)
+}
+
+func (o *objects) sealOpt(ctx context.Context, id ids.ObjectID, v abi.Value, transient bool) error {
 	if v.Codec == codecHeld {
 		return o.sealHeld(id, v)
 	}
 	meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
 	large := len(v.Data) > o.inline
+	memOnly := transient && !large
+	if !large && !memOnly {
+		// Written behind: refuse it now if the store could not take it
+		// (with what is queued), rather than hold it in memory for good.
+		// Failures are always taken, in memory only if need be: they are
+		// small, and a waiter must learn of them.
+		o.mu.Lock()
+		queued := o.queued
+		o.mu.Unlock()
+		if err := o.st.CheckSpace(queued + int64(len(v.Data))); err != nil {
+			if v.Codec != abi.CodecError {
+				return fmt.Errorf("storing object %s: %w", id, err)
+			}
+			memOnly = true
+		}
+	}
 	if large {
 		// Large values are written before they are ready, so a reader never
 		// sees a partial object.
@@ -201,8 +247,15 @@ func (o *objects) seal(ctx context.Context, id ids.ObjectID, v abi.Value) error 
 			live = append(live, w)
 		}
 	}
+	persist := !large && !memOnly
+	if persist {
+		o.queued += int64(len(v.Data))
+	} else if memOnly {
+		ob.unpersistable = true
+		o.pinned += int64(len(v.Data))
+	}
 	o.mu.Unlock()
-	if !large {
+	if persist {
 		o.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
 	}
 	for _, w := range live {
@@ -286,6 +339,7 @@ func (o *objects) refill(id ids.ObjectID, v abi.Value) {
 		ob.val, ob.inMemory, ob.holders = v, true, nil
 		o.memBytes += int64(len(v.Data))
 		o.fifo = append(o.fifo, id)
+		o.queued += int64(len(v.Data))
 		o.mu.Unlock()
 		meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: o.owner, Task: id.Task(), Created: time.Now()}
 		o.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
@@ -617,4 +671,13 @@ func (o *objects) get(ctx context.Context, refs []ids.ObjectID, timeout time.Dur
 		}
 	}
 	return vals, nil
+}
+
+// storeErrorKind is the kind of task error a failed store write becomes: a
+// full store is a limit (resource_exhausted), anything else a host fault.
+func storeErrorKind(err error) abi.ErrorKind {
+	if errors.Is(err, store.ErrStoreFull) {
+		return abi.ErrorLimit
+	}
+	return abi.ErrorHost
 }

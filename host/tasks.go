@@ -82,6 +82,7 @@ type task struct {
 	events     bool
 	gen        *generator // set for generator tasks
 	limits     abi.Limits
+	memStarved bool // failed: its memory could never fit GuestMemoryBudget
 	grants     abi.Grants
 	depth      int                 // 0 for a task a client submitted
 	actor      *actor              // for KindActorCreate and KindActorCall
@@ -346,12 +347,16 @@ func (h *Host) dispatchLocked() []assignment {
 	out := remote
 	for len(h.needWorker) > 0 && len(h.idle) > 0 {
 		t := h.needWorker[0]
+		if !h.memoryFitsLocked(t) {
+			break // waits, in order, until running tasks free guest memory
+		}
 		h.needWorker = h.needWorker[1:]
 		w := h.idle[len(h.idle)-1]
 		h.idle = h.idle[:len(h.idle)-1]
 		t.state = stateRunning
 		t.worker = w
 		w.task = t
+		w.memHeld = h.memoryLimitOf(t)
 		h.record(t, stateRunning, "")
 		if d := h.timeoutOf(t); d > 0 {
 			attempt := t.attempt
@@ -359,7 +364,11 @@ func (h *Host) dispatchLocked() []assignment {
 		}
 		out = append(out, assignment{t, w})
 	}
-	for missing := len(h.needWorker) - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
+	waiting := len(h.needWorker)
+	if waiting > 0 && !h.memoryFitsLocked(h.needWorker[0]) {
+		waiting = 0 // waiting for memory, not for a process
+	}
+	for missing := waiting - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
 		h.startWorkerLocked()
 	}
 	// Keep one spare worker warm, so the next task (or a driver, which holds
@@ -369,7 +378,49 @@ func (h *Host) dispatchLocked() []assignment {
 		h.startWorkerLocked()
 	}
 	h.detectStarvationLocked()
+	h.detectMemoryStarvationLocked()
 	return out
+}
+
+// memoryFitsLocked reports whether t's guest memory limit fits in what
+// GuestMemoryBudget leaves beside the tasks and actors running here.
+func (h *Host) memoryFitsLocked(t *task) bool {
+	if h.cfg.GuestMemoryBudget == 0 {
+		return true
+	}
+	return h.memoryHeldLocked()+h.memoryLimitOf(t) <= h.cfg.GuestMemoryBudget
+}
+
+func (h *Host) memoryHeldLocked() int64 {
+	var held int64
+	for w := range h.workers {
+		if !w.dead {
+			held += w.memHeld
+		}
+	}
+	return held
+}
+
+// detectMemoryStarvationLocked fails the task at the head of the queue
+// when its memory can never come: every task holding guest memory is
+// blocked waiting for other tasks (a parent waiting for a child that does
+// not fit beside it).
+func (h *Host) detectMemoryStarvationLocked() {
+	if len(h.needWorker) == 0 || len(h.idle) == 0 || h.memoryFitsLocked(h.needWorker[0]) {
+		return
+	}
+	for w := range h.workers {
+		if w.dead || w.memHeld == 0 {
+			continue
+		}
+		if t := w.task; t == nil || t.holding || t.state != stateRunning {
+			return // running (or an idle actor): its memory may come back
+		}
+	}
+	t := h.needWorker[0]
+	h.needWorker = h.needWorker[1:]
+	t.memStarved = true
+	h.starved = append(h.starved, t)
 }
 
 // detectStarvationLocked fails the tasks waiting for a worker when none can
@@ -411,6 +462,9 @@ func (h *Host) timeoutOf(t *task) time.Duration {
 	}
 	if t.limits.TimeoutNs > 0 {
 		return time.Duration(t.limits.TimeoutNs)
+	}
+	if h.cfg.TaskTimeout == 0 && h.cfg.MaxTaskTimeout > 0 {
+		return h.cfg.MaxTaskTimeout // with a maximum, no task runs for ever
 	}
 	return h.cfg.TaskTimeout
 }
@@ -492,6 +546,12 @@ func (h *Host) start(as []assignment) {
 	h.starved = nil
 	h.mu.Unlock()
 	for _, t := range starved {
+		if t.memStarved {
+			h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
+				"the task's memory limit of %d MiB does not fit in the guest memory budget of %d MiB beside tasks blocked waiting for other tasks (rayhost start --guest-memory-budget-mib)",
+				h.memoryLimitOf(t)>>20, h.cfg.GuestMemoryBudget>>20)))
+			continue
+		}
 		h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
 			"no worker process can run the task: all %d (MaxWorkers) run tasks blocked waiting for other tasks", h.cfg.MaxWorkers)))
 	}
@@ -779,9 +839,16 @@ func (h *Host) sealFailure(t *task, te *abi.TaskError) {
 }
 
 func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
+	if t.kind == abi.KindDescribe {
+		// Read once by the host: kept in memory, so a full store does not
+		// stop modules from registering.
+		if err := h.objs.sealTransient(id, v); err == nil {
+			return
+		}
+	}
 	if err := h.objs.seal(context.Background(), id, v); err != nil {
 		h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
-		_ = h.objs.seal(context.Background(), id, h.taskError(t, abi.ErrorHost, err.Error()).Encode())
+		_ = h.objs.seal(context.Background(), id, h.taskError(t, storeErrorKind(err), err.Error()).Encode())
 	}
 }
 
@@ -816,6 +883,9 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 	created := t.kind == abi.KindActorCreate && te == nil && !t.cancelled
 	if w.task == t {
 		w.task = nil
+		if w.actor == nil && !created {
+			w.memHeld = 0 // an actor's worker keeps its memory while it lives
+		}
 		if !w.dead && w.actor == nil && !created && w.remote == nil {
 			w.idleSince = time.Now()
 			h.idle = append(h.idle, w)

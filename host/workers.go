@@ -34,6 +34,9 @@ type workerProc struct {
 	actor     *actor // the actor this worker belongs to, if any
 	dead      bool
 	idleSince time.Time
+	// memHeld is the guest memory limit of what the worker runs (a task,
+	// or the actor it keeps), counted against GuestMemoryBudget.
+	memHeld int64
 }
 
 // idleWorkerTTL is how long a worker beyond the warm pool may stay idle.
@@ -593,6 +596,9 @@ func (h *Host) guestPut(t *task, payload []byte) {
 	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
 	if err := h.objs.seal(context.Background(), req.ID, v); err != nil {
 		h.log.Error("storing a put", "task_id", t.id, "err", err)
+		// The guest holds the ref: a Get of it gets the failure (a full
+		// store is a limit error) instead of waiting for ever.
+		_ = h.objs.seal(context.Background(), req.ID, h.taskError(t, storeErrorKind(err), "ray.Put: "+err.Error()).Encode())
 	}
 }
 

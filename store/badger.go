@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -84,6 +85,23 @@ type BadgerConfig struct {
 	Logger *slog.Logger
 	// SyncWrites makes every write fsync before it returns.
 	SyncWrites bool
+
+	// Quota bounds the space the store's files take on disk, in bytes; a
+	// write that would take it past the quota fails with ErrStoreFull. 0 is
+	// no quota. Deleted objects free their space once value-log GC and
+	// compactions have run. In-memory stores ignore it.
+	Quota int64
+	// Reserve is the free space, in bytes, writes leave on the filesystem
+	// of Dir: a write that would leave less fails with ErrStoreFull. It
+	// must be 0 (DefaultReserve of the filesystem's size: 5%, at most 1 GiB,
+	// at least MinReserve) or at least MinReserve, which covers the writes
+	// Badger makes on its own (see MinReserve), so a full disk is an error
+	// and never a SIGBUS, and a store that filled its disk opens again.
+	// In-memory stores ignore it.
+	Reserve int64
+	// FreeSpace probes the free space of Dir's filesystem; nil is
+	// FreeSpace (statfs). A seam for tests.
+	FreeSpace FreeSpaceFunc
 }
 
 // DefaultBadgerConfig returns the default configuration for a store in dir.
@@ -106,6 +124,10 @@ func (c BadgerConfig) validate() error {
 		return fmt.Errorf("%w: chunk size %d not in (0, %d]", ErrInvalidConfig, c.ChunkSize, MaxChunkSize)
 	case c.GCInterval == 0:
 		return fmt.Errorf("%w: gc interval is 0 (use a negative interval to disable gc)", ErrInvalidConfig)
+	case c.Quota < 0:
+		return fmt.Errorf("%w: quota %d is negative (0 is none)", ErrInvalidConfig, c.Quota)
+	case c.Reserve != 0 && c.Reserve < MinReserve:
+		return fmt.Errorf("%w: reserve %d is below the minimum of %d bytes that Badger's own writes need (0 is the default)", ErrInvalidConfig, c.Reserve, MinReserve)
 	}
 	return nil
 }
@@ -131,6 +153,7 @@ type Badger struct {
 	inlineMax int
 	firstGen  uint64 // generations below it were made by earlier runs
 	bufs      sync.Pool
+	space     *space // nil: no quota and no reserve (in memory)
 
 	// mu is held for reading by every operation touching db, and for
 	// writing by Close while it marks the store closed.
@@ -159,6 +182,11 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	chunk := cfg.ChunkSize
 	if cfg.InMemory {
 		chunk = min(chunk, MaxInMemoryChunkSize)
+	}
+
+	sp, err := newSpace(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
 
 	opts := badger.DefaultOptions(cfg.Dir).
@@ -196,6 +224,7 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 		chunkSize: chunk,
 		inlineMax: min(maxInline, chunk),
 		firstGen:  first,
+		space:     sp,
 		writers:   make(map[*badgerWriter]struct{}),
 		stop:      make(chan struct{}),
 		swept:     make(chan struct{}),
@@ -208,6 +237,9 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	}
 	return b, nil
 }
+
+// CheckSpace implements Store.
+func (b *Badger) CheckSpace(n int64) error { return b.space.check(n) }
 
 // ChunkSize returns the effective chunk size of new objects.
 func (b *Badger) ChunkSize() int { return b.chunkSize }
@@ -344,6 +376,10 @@ func readChunk(txn *badger.Txn, id ids.ObjectID, rec *record, i uint32, fn func(
 func wrap(op string, id ids.ObjectID, err error) error {
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrClosed) {
 		return err
+	}
+	if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, ErrStoreFull) {
+		// The disk filled up behind the store's back (another process).
+		return fmt.Errorf("store: %s %s: %w: %w", op, id, ErrStoreFull, err)
 	}
 	return fmt.Errorf("store: %s %s: %w", op, id, err)
 }
@@ -556,12 +592,20 @@ func (b *Badger) Put(ctx context.Context, id ids.ObjectID, meta Meta, data []byt
 	defer b.release()
 
 	if len(data) <= b.inlineMax {
+		if err := b.space.admit(int64(len(data))); err != nil {
+			return wrap("put", id, err)
+		}
+		defer b.space.done(int64(len(data)))
 		_, err := b.commitRecord(id, &record{meta: meta, inline: true, data: data})
 		return wrap("put", id, err)
 	}
 	if ok, err := b.exists(id); ok || err != nil {
 		return wrap("put", id, err)
 	}
+	if err := b.space.admit(int64(len(data))); err != nil {
+		return wrap("put", id, err)
+	}
+	defer b.space.done(int64(len(data)))
 	if int64(len(data)-1)/int64(b.chunkSize) >= math.MaxUint32 {
 		return fmt.Errorf("store: put %s: %d bytes is too many chunks of %d", id, len(data), b.chunkSize)
 	}
@@ -650,7 +694,10 @@ type sink struct {
 	wb      *badger.WriteBatch // nil between flushes
 	n       uint32             // chunks added
 	pending int                // bytes added since the last flush
-	pooled  []*[]byte          // buffers to recycle after the flush
+	// admitted counts the bytes a streaming writer had admitted by the
+	// store's space accounting and not yet written; released at flush.
+	admitted int64
+	pooled   []*[]byte // buffers to recycle after the flush
 }
 
 func (b *Badger) newSink(id ids.ObjectID) (*sink, error) {
@@ -692,11 +739,21 @@ func (s *sink) flush() error {
 	err := s.wb.Flush()
 	s.wb = nil
 	s.pending = 0
+	s.release()
 	for _, p := range s.pooled {
 		s.b.putBuf(p)
 	}
 	s.pooled = s.pooled[:0]
 	return err
+}
+
+// release hands the bytes admitted for the chunks back to the space
+// accounting, once they are written or dropped.
+func (s *sink) release() {
+	if s.admitted > 0 {
+		s.b.space.done(s.admitted)
+		s.admitted = 0
+	}
 }
 
 // discard cancels pending chunks and deletes those written.
@@ -706,6 +763,7 @@ func (s *sink) discard() error {
 		s.wb = nil
 	}
 	s.pooled = nil // Cancel does not promise Badger is done with them
+	s.release()
 	if s.n == 0 {
 		return nil
 	}
@@ -842,7 +900,11 @@ func (w *badgerWriter) addChunk() error {
 		w.s = s
 	}
 	buf := w.buf
+	if err := w.b.space.admit(int64(len(buf))); err != nil {
+		return err
+	}
 	w.buf = nil
+	w.s.admitted += int64(len(buf))
 	return w.s.add(buf, cap(buf) == w.b.chunkSize)
 }
 
@@ -874,6 +936,10 @@ func (w *badgerWriter) Commit(ctx context.Context) error {
 	if w.s == nil && len(w.buf) <= w.b.inlineMax {
 		data := w.buf
 		w.buf = nil
+		if err := w.b.space.admit(int64(len(data))); err != nil {
+			return wrap("commit", w.id, err)
+		}
+		defer w.b.space.done(int64(len(data)))
 		_, err := w.b.commitRecord(w.id, &record{meta: meta, inline: true, data: data})
 		return wrap("commit", w.id, err)
 	}

@@ -19,6 +19,14 @@
 // metadata so that a crash never exposes a partial object. Value-log
 // garbage is collected in the background.
 //
+// Space: a Badger store on disk may have a quota (BadgerConfig.Quota, the
+// space its files take) and keeps a free-space reserve on its filesystem
+// (BadgerConfig.Reserve, at least MinReserve). Every write is admitted
+// against both first; past either it fails with ErrStoreFull, while reads,
+// deletes and reopening keep working. The reserve covers the writes Badger
+// makes on its own into memory-mapped files, so a full disk is an error,
+// never a SIGBUS (see MinReserve). CheckSpace asks without writing.
+//
 // Usage:
 //
 //	s, err := store.OpenBadger(store.DefaultBadgerConfig("/var/lib/rayhost/objects"))

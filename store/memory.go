@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -16,6 +17,8 @@ type Memory struct {
 	mu     sync.RWMutex
 	closed bool
 	objs   map[ids.ObjectID]memObject
+	quota  int64 // 0: none
+	used   int64 // bytes of the values held
 }
 
 type memObject struct {
@@ -28,6 +31,29 @@ var _ Store = (*Memory)(nil)
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory {
 	return &Memory{objs: make(map[ids.ObjectID]memObject)}
+}
+
+// NewMemoryQuota returns an empty Memory store that holds at most quota
+// bytes of values (0 is no limit): a write past it fails with ErrStoreFull,
+// like a Badger store at its quota.
+func NewMemoryQuota(quota int64) *Memory {
+	m := NewMemory()
+	m.quota = max(quota, 0)
+	return m
+}
+
+// CheckSpace implements Store.
+func (m *Memory) CheckSpace(n int64) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.checkLocked(n)
+}
+
+func (m *Memory) checkLocked(n int64) error {
+	if m.quota > 0 && m.used+max(n, 0) > m.quota {
+		return fmt.Errorf("%w: the store holds %d bytes of its quota of %d, a write of %d does not fit", ErrStoreFull, m.used, m.quota, n)
+	}
+	return nil
 }
 
 // Len returns the number of objects stored.
@@ -61,7 +87,11 @@ func (m *Memory) insert(id ids.ObjectID, meta Meta, data []byte) error {
 		return ErrClosed
 	}
 	if _, ok := m.objs[id]; !ok {
+		if err := m.checkLocked(int64(len(data))); err != nil {
+			return fmt.Errorf("store: put %s: %w", id, err)
+		}
 		m.objs[id] = memObject{meta: meta, data: data}
+		m.used += int64(len(data))
 	}
 	return nil
 }
@@ -118,9 +148,11 @@ func (m *Memory) Delete(ctx context.Context, id ids.ObjectID) error {
 	if m.closed {
 		return ErrClosed
 	}
-	if _, ok := m.objs[id]; !ok {
+	o, ok := m.objs[id]
+	if !ok {
 		return notFound(id)
 	}
+	m.used -= int64(len(o.data))
 	delete(m.objs, id)
 	return nil
 }
@@ -173,6 +205,9 @@ func (w *memWriter) Write(p []byte) (int, error) {
 	}
 	if n := int64(len(w.buf)) + int64(len(p)); w.meta.Size >= 0 && n > w.meta.Size {
 		return 0, sizeMismatch(w.id, w.meta.Size, n)
+	}
+	if err := w.m.CheckSpace(int64(len(w.buf)) + int64(len(p))); err != nil {
+		return 0, fmt.Errorf("store: write %s: %w", w.id, err)
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil

@@ -103,6 +103,11 @@ type Store interface {
 	// Close releases the store. Writers not yet committed are aborted.
 	// Close is idempotent; later calls return nil.
 	Close() error
+	// CheckSpace returns an error wrapping ErrStoreFull if a write of n
+	// bytes would not be admitted now (see BadgerConfig.Quota and Reserve),
+	// without writing anything. Writes check for themselves; CheckSpace is
+	// for callers that keep a value in memory and write it later.
+	CheckSpace(n int64) error
 }
 
 // Writer streams the bytes of one object into a Store. A Writer is not safe

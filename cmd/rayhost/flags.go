@@ -33,6 +33,9 @@ type hostFlags struct {
 	memoryMiB   int64
 	allowDirs   []string
 	joinTimeout time.Duration
+	// Limits (docs/SECURITY.md, "Limits").
+	maxMemoryMiB, budgetMiB  int64
+	storeQuota, storeReserve string
 	// Cluster flags (start and join).
 	serving         bool
 	gossipAddr      string
@@ -75,7 +78,43 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 	fs.Int64Var(&f.memoryMiB, "task-memory-mib", f.cfg.TaskMemoryLimit>>20, "default guest memory limit in MiB")
 	fs.Int64Var(&f.cfg.MaxLogBytes, "max-log-bytes", f.cfg.MaxLogBytes, "most output one task may print")
 	fs.Int64Var(&f.cfg.MaxResultBytes, "max-result-bytes", f.cfg.MaxResultBytes, "largest result (or put) of one task")
+	// Limits as caps: a call asking for more than a maximum is refused.
+	fs.Int64Var(&f.maxMemoryMiB, "max-task-memory-mib", f.cfg.MaxTaskMemoryLimit>>20, "most guest memory a call may ask for, in MiB (at most 4096)")
+	fs.DurationVar(&f.cfg.MaxTaskTimeout, "max-task-timeout", 0, "longest timeout a call may ask for; tasks without one get it (0: no cap)")
+	fs.Int64Var(&f.budgetMiB, "guest-memory-budget-mib", 0, "most guest memory (sum of memory limits) of the tasks running at once, in MiB; more wait (0: no budget)")
+	fs.IntVar(&f.cfg.MaxTaskDepth, "max-task-depth", f.cfg.MaxTaskDepth, "how deep tasks may nest")
+	fs.IntVar(&f.cfg.MaxDrivers, "max-drivers", 0, "drivers (rayhost run) running at once; more wait (0: max-workers minus num-cpus)")
+	fs.IntVar(&f.cfg.MaxDriversPerClient, "max-drivers-per-client", 0, "drivers of one client (IP address) running at once (0: half of max-drivers)")
+	fs.IntVar(&f.cfg.MaxModules, "max-modules", f.cfg.MaxModules, "distinct modules the host keeps; more are refused (0: no limit)")
+	fs.DurationVar(&f.cfg.CompileTimeout, "compile-timeout", f.cfg.CompileTimeout, "longest a module may take to compile (0: no limit)")
+	fs.IntVar(&f.cfg.MaxModuleFunctions, "max-module-functions", f.cfg.MaxModuleFunctions, "most functions in a module, checked before compiling (0: no limit)")
+	fs.IntVar(&f.cfg.MaxFunctionBodyBytes, "max-function-body-bytes", f.cfg.MaxFunctionBodyBytes, "largest function body in a module, checked before compiling (0: no limit)")
+	fs.StringVar(&f.storeQuota, "store-quota", "0", `most disk space the object store may use, e.g. "20GiB" or bytes (0: no quota)`)
+	fs.StringVar(&f.storeReserve, "store-reserve", "0", `free space the object store leaves on its filesystem, e.g. "2GiB" (0: 5% of it, at most 1GiB, at least 128MiB)`)
 	return f
+}
+
+// parseBytes reads a size: a number of bytes, or a number with a unit (B,
+// KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
+func parseBytes(flag, s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := 1.0
+	for _, u := range units {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			mult, t = u.mult, strings.TrimSpace(t[:len(t)-len(u.suffix)])
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || v*mult > 1<<62 {
+		return 0, usagef("--%s %q: want a size such as 20GiB, 500MB or a number of bytes", flag, s)
+	}
+	return int64(v * mult), nil
 }
 
 // config finishes the Config once the flags are parsed.
@@ -91,6 +130,15 @@ func (f *hostFlags) config() (host.Config, error) {
 	}
 	cfg.MaxWorkers = max(cfg.MaxWorkers, cfg.Workers)
 	cfg.TaskMemoryLimit = f.memoryMiB << 20
+	cfg.MaxTaskMemoryLimit = f.maxMemoryMiB << 20
+	cfg.GuestMemoryBudget = f.budgetMiB << 20
+	var err error
+	if cfg.StoreQuota, err = parseBytes("store-quota", f.storeQuota); err != nil {
+		return cfg, err
+	}
+	if cfg.StoreReserve, err = parseBytes("store-reserve", f.storeReserve); err != nil {
+		return cfg, err
+	}
 	cfg.AllowedDirs = f.allowDirs
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(strings.ToUpper(f.logLevel))); err != nil {

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -88,6 +89,10 @@ type module struct {
 	compiled wazero.CompiledModule
 	err      error
 	idle     *instance // the instance kept for reuse
+	// users counts the callers between module and unuse (guarded by
+	// modMu); an evicted module's compiled code is closed by the last.
+	users   int
+	evicted bool
 }
 
 type instance struct {
@@ -282,17 +287,34 @@ func (w *Worker) module(ctx context.Context, path string, pages uint32) (*module
 	if m == nil {
 		m = &module{key: key, path: path}
 		w.modules[key] = m
-		w.order = append(w.order, key)
-		for len(w.order) > w.cfg.MaxModules {
-			old := w.order[0]
-			w.order = w.order[1:]
-			if om := w.modules[old]; om != nil && om.idle != nil {
-				_ = om.idle.mod.Close(ctx)
-			}
-			delete(w.modules, old)
-		}
+	} else if i := slices.Index(w.order, key); i >= 0 {
+		w.order = slices.Delete(w.order, i, i+1) // most recently used last
 	}
+	w.order = append(w.order, key)
+	// Least recently used first: a module no task used for a while leaves
+	// this worker, its compiled code too (it costs tens of MiB).
+	for len(w.order) > w.cfg.MaxModules {
+		old := w.order[0]
+		w.order = w.order[1:]
+		if om := w.modules[old]; om != nil {
+			if om.idle != nil {
+				_ = om.idle.mod.Close(ctx)
+				om.idle = nil
+			}
+			om.evicted = true
+			if om.users == 0 {
+				closeCompiled(ctx, om)
+			}
+		}
+		delete(w.modules, old)
+	}
+	m.users++
 	w.modMu.Unlock()
+	defer func() {
+		if m.err != nil {
+			w.unuse(m)
+		}
+	}()
 	m.once.Do(func() {
 		if m.rt, m.err = w.runtime(ctx, pages); m.err != nil {
 			return
@@ -321,6 +343,26 @@ func (w *Worker) module(ctx context.Context, path string, pages uint32) (*module
 	return m, m.err
 }
 
+// unuse ends a use of m that module began.
+func (w *Worker) unuse(m *module) {
+	w.modMu.Lock()
+	defer w.modMu.Unlock()
+	m.users--
+	if m.users == 0 && m.evicted {
+		closeCompiled(context.Background(), m)
+	}
+}
+
+// closeCompiled releases an evicted module's compiled code. Instances made
+// from it (an actor's) keep working: wazero allows Close with outstanding
+// instances.
+func closeCompiled(ctx context.Context, m *module) {
+	if m.compiled != nil {
+		_ = m.compiled.Close(ctx)
+		m.compiled = nil
+	}
+}
+
 // prewarm compiles the module at path and instantiates it, so that its first
 // task here pays neither (2–3 ms of instantiation, more when every worker
 // does it at once).
@@ -329,6 +371,7 @@ func (w *Worker) prewarm(ctx context.Context, path string, pages uint32) {
 	if err != nil {
 		return
 	}
+	defer w.unuse(m)
 	w.modMu.Lock()
 	warm := m.idle != nil
 	w.modMu.Unlock()
@@ -462,6 +505,7 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		w.send(ipc.TypeDone, done.Encode(nil))
 		return
 	}
+	defer w.unuse(m)
 	var inst *instance
 	switch {
 	case !ex.Actor.IsZero() && !ex.ActorCreate:

@@ -593,7 +593,10 @@ type RegisterModuleRequest struct {
 	// The module's bytes (a GOOS=wasip1 reactor built with guest-sdk/ray).
 	Wasm []byte `protobuf:"bytes,1,opt,name=wasm,proto3" json:"wasm,omitempty"`
 	// An optional name to submit by instead of the digest.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Re-point name if it already names another module. Without it, such a
+	// registration fails with already_exists.
+	Replace       bool `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +643,13 @@ func (x *RegisterModuleRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *RegisterModuleRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
 }
 
 type RegisterModuleResponse struct {
@@ -2696,10 +2706,11 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\thost_path\x18\x01 \x01(\tR\bhostPath\x12\x1d\n" +
 	"\n" +
 	"guest_path\x18\x02 \x01(\tR\tguestPath\x12\x1b\n" +
-	"\tread_only\x18\x03 \x01(\bR\breadOnly\"?\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"Y\n" +
 	"\x15RegisterModuleRequest\x12\x12\n" +
 	"\x04wasm\x18\x01 \x01(\fR\x04wasm\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x83\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\"\x83\x01\n" +
 	"\x16RegisterModuleResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x126\n" +
 	"\tfunctions\x18\x02 \x03(\v2\x18.rayhost.v1.FunctionInfoR\tfunctions\x12\x19\n" +

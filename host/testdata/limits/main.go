@@ -1,0 +1,65 @@
+// Command limits is a guest for host/limits_test.go: tasks that ask for
+// more than the host's maximums, fill its object store, and a driver that
+// holds a worker until it is cancelled.
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rayhost/rayhost/guest-sdk/ray"
+)
+
+// alloc_mib allocates n MiB, touches every page and returns n.
+var allocMiB = ray.Func1("alloc_mib", func(ctx context.Context, n int) (int, error) {
+	b := make([]byte, n<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return len(b) >> 20, nil
+})
+
+// capped_child submits alloc_mib(allocMiB) with a memory limit of memMiB
+// and a timeout of timeoutS seconds, and returns what it returned.
+var _ = ray.Func3("capped_child", func(ctx context.Context, memMiB, timeoutS, alloc int) (int, error) {
+	return ray.Get(ctx, allocMiB.Options(ray.MemoryLimit(int64(memMiB)<<20), ray.Timeout(time.Duration(timeoutS)*time.Second)).Remote(alloc))
+})
+
+// put_mib puts n MiB in one object and gets it back: the length, or the
+// error the host sealed into the object.
+var _ = ray.Func1("put_mib", func(ctx context.Context, n int) (int, error) {
+	b, err := ray.Get(ctx, ray.Put(make([]byte, n<<20)))
+	return len(b), err
+})
+
+// put_many puts count objects of kib KiB, getting each back; it returns
+// how many it stored before the first error.
+var _ = ray.Func2("put_many", func(ctx context.Context, count, kib int) (int, error) {
+	for i := range count {
+		if _, err := ray.Get(ctx, ray.Put(make([]byte, kib<<10))); err != nil {
+			return i, err
+		}
+	}
+	return count, nil
+})
+
+// result_mib returns n MiB as its result.
+var _ = ray.Func1("result_mib", func(ctx context.Context, n int) ([]byte, error) {
+	return make([]byte, n<<20), nil
+})
+
+// block waits until it is cancelled.
+var _ = ray.Func0("block", func(ctx context.Context) (int, error) {
+	return 0, ray.Sleep(ctx, time.Hour)
+})
+
+// A driver that says it started, then waits until it is cancelled.
+func init() {
+	ray.Main(func(ctx context.Context) error {
+		fmt.Println("driver started")
+		return ray.Sleep(ctx, time.Hour)
+	})
+}
+
+func main() {}
