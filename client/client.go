@@ -44,8 +44,13 @@ var (
 	ErrPermission      = errors.New("rayhost: permission denied")
 	ErrUnavailable     = errors.New("rayhost: host unavailable")
 	ErrUnauthenticated = errors.New("rayhost: unauthenticated")
-	ErrTooLarge        = errors.New("rayhost: message too large")
-	ErrHost            = errors.New("rayhost: host error")
+	// ErrResourceExhausted: a limit was hit (a message or value too large,
+	// the store full, a cap on tasks, drivers or modules); the message says
+	// which.
+	ErrResourceExhausted = errors.New("rayhost: resource exhausted")
+	// ErrTooLarge is ErrResourceExhausted, by its older name.
+	ErrTooLarge = ErrResourceExhausted
+	ErrHost     = errors.New("rayhost: host error")
 	// ErrExists: a module name names another module (register with
 	// Replace to re-point it).
 	ErrExists = errors.New("rayhost: already exists")

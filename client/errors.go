@@ -44,7 +44,7 @@ func fromConnect(err error) error {
 	case connect.CodeUnauthenticated:
 		sentinel = ErrUnauthenticated
 	case connect.CodeResourceExhausted:
-		sentinel = ErrTooLarge
+		sentinel = ErrResourceExhausted
 	case connect.CodePermissionDenied:
 		sentinel = ErrPermission
 	case connect.CodeAlreadyExists:
