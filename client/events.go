@@ -20,6 +20,8 @@ type TaskEvent struct {
 	Host                 string
 	WorkerPID            int
 	Message              string
+	// Grants describes what the task was granted; "" for nothing.
+	Grants string
 }
 
 // ListTasks returns a host's task events, oldest first; state (if not "")
@@ -44,7 +46,7 @@ func (c *Client) listTasks(ctx context.Context, req *rayhostv1.ListTasksRequest)
 		events = append(events, TaskEvent{
 			TaskID: e.GetTaskId(), ParentTaskID: e.GetParentTaskId(), Attempt: int(e.GetAttempt()),
 			Function: e.GetFunction(), State: e.GetState(), Time: time.Unix(0, e.GetTimeUnixNano()),
-			Host: e.GetHost(), WorkerPID: int(e.GetWorkerPid()), Message: e.GetMessage(),
+			Host: e.GetHost(), WorkerPID: int(e.GetWorkerPid()), Message: e.GetMessage(), Grants: e.GetGrants(),
 		})
 	}
 	return events, res.Msg.GetDropped(), nil

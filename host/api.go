@@ -654,7 +654,7 @@ func (a *api) ListTasks(ctx context.Context, req *connect.Request[rayhostv1.List
 			continue
 		}
 		pe := &rayhostv1.TaskEvent{TaskId: ev.Task.String(), Attempt: ev.Attempt + 1, Function: ev.Function, State: ev.State,
-			TimeUnixNano: ev.Time.UnixNano(), Host: ev.Host, WorkerPid: int32(ev.Worker), Message: ev.Message}
+			TimeUnixNano: ev.Time.UnixNano(), Host: ev.Host, WorkerPid: int32(ev.Worker), Message: ev.Message, Grants: ev.Grants}
 		if !ev.Parent.IsZero() {
 			pe.ParentTaskId = ev.Parent.String()
 		}

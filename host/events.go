@@ -18,6 +18,9 @@ type TaskEvent struct {
 	Worker   int    // the worker process's pid, once running
 	Host     string // the host that runs the attempt (from scheduled on)
 	Message  string // why it failed or is retried
+	// Grants describes what the task was granted, on every one of its
+	// events: flooding the ring cannot separate a task from its grants.
+	Grants string
 }
 
 // events keeps the most recent task events in a ring (Ray keeps 100k), so a
@@ -69,6 +72,12 @@ func (h *Host) record(t *task, s taskState, msg string) {
 	}
 	if t.worker != nil {
 		ev.Worker = t.worker.pid
+	}
+	if !t.grants.Empty() {
+		if t.grantsNote == "" {
+			t.grantsNote = grantsNote(t.grants)
+		}
+		ev.Grants = t.grantsNote
 	}
 	h.events.add(ev)
 }

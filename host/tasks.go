@@ -67,6 +67,8 @@ func (s taskState) String() string { return stateNames[s] }
 func (s taskState) terminal() bool { return s >= stateFinished && s <= stateCancelled }
 
 type task struct {
+	// grantsNote describes grants for events, made once (see record).
+	grantsNote string
 	id         ids.TaskID
 	parent     ids.TaskID
 	job        *job
@@ -191,7 +193,14 @@ func (h *Host) submit(ctx context.Context, t *task) {
 		p.children = append(p.children, t.id)
 	}
 	t.state = statePendingArgs
-	h.record(t, statePendingArgs, grantsNote(t.grants))
+	if !t.grants.Empty() {
+		t.grantsNote = grantsNote(t.grants)
+	}
+	h.record(t, statePendingArgs, t.grantsNote)
+	if t.grantsNote != "" {
+		// The audit trail outside the event ring.
+		h.log.Info("task granted", "task_id", t.id, "function", t.displayName(), "grants", t.grantsNote)
+	}
 	h.mu.Unlock()
 	h.awaitArgs(ctx, t)
 }

@@ -157,8 +157,8 @@ The ID may be shortened to any unique prefix, as 'rayhost tasks' prints it.`,
 		d := taskDetail{TaskID: id, Function: evs[0].Function, ParentTaskID: evs[0].ParentTaskID}
 		var cur *attemptRow
 		for _, e := range evs {
-			if e.State == "pending_args" && strings.HasPrefix(e.Message, "grants:") && d.Grants == "" {
-				d.Grants = strings.TrimSpace(strings.TrimPrefix(e.Message, "grants:"))
+			if e.Grants != "" {
+				d.Grants = strings.TrimSpace(strings.TrimPrefix(e.Grants, "grants:"))
 			}
 			if cur == nil || cur.Attempt != e.Attempt {
 				d.Attempts = append(d.Attempts, attemptRow{Attempt: e.Attempt, Submitted: e.Time})

@@ -2176,7 +2176,10 @@ type TaskEvent struct {
 	WorkerPid    int32  `protobuf:"varint,7,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
 	ParentTaskId string `protobuf:"bytes,8,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"`
 	// Why the task failed or is retried.
-	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// What the task was granted ("dir … at … (ro); env NAME;"), on each of
+	// its events; empty for none.
+	Grants        string `protobuf:"bytes,10,opt,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2270,6 +2273,13 @@ func (x *TaskEvent) GetParentTaskId() string {
 func (x *TaskEvent) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetGrants() string {
+	if x != nil {
+		return x.Grants
 	}
 	return ""
 }
@@ -2816,7 +2826,7 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\"\\\n" +
 	"\x11ListTasksResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.rayhost.v1.TaskEventR\x06events\x12\x18\n" +
-	"\adropped\x18\x02 \x01(\x04R\adropped\"\x89\x02\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\xa1\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1a\n" +
@@ -2827,7 +2837,9 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\n" +
 	"worker_pid\x18\a \x01(\x05R\tworkerPid\x12$\n" +
 	"\x0eparent_task_id\x18\b \x01(\tR\fparentTaskId\x12\x18\n" +
-	"\amessage\x18\t \x01(\tR\amessage\"\x13\n" +
+	"\amessage\x18\t \x01(\tR\amessage\x12\x16\n" +
+	"\x06grants\x18\n" +
+	" \x01(\tR\x06grants\"\x13\n" +
 	"\x11ListActorsRequest\"C\n" +
 	"\x12ListActorsResponse\x12-\n" +
 	"\x06actors\x18\x01 \x03(\v2\x15.rayhost.v1.ActorInfoR\x06actors\"\x81\x02\n" +
