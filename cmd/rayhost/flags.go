@@ -69,6 +69,7 @@ func bindHostFlags(fs *flag.FlagSet, dataDir, logLevel string, serving bool) *ho
 		fs.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "and this private key (PEM)")
 	}
 	fs.Var(&f.allowDirs, "allow-dir", "a host directory calls may mount into guests (repeatable)")
+	fs.BoolVar(&f.cfg.DisableWorkerConfinement, "no-worker-confinement", false, "start workers without their OS confinement (seccomp, Landlock, namespaces…), for debugging only")
 	fs.DurationVar(&f.cfg.TaskTimeout, "task-timeout", 0, "default wall-clock limit of a task attempt (0: none)")
 	fs.Int64Var(&f.memoryMiB, "task-memory-mib", f.cfg.TaskMemoryLimit>>20, "default guest memory limit in MiB")
 	fs.Int64Var(&f.cfg.MaxLogBytes, "max-log-bytes", f.cfg.MaxLogBytes, "most output one task may print")
