@@ -7,10 +7,24 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/host"
 )
+
+// newWorkers lists the worker processes started since before was taken
+// (those of the test's host: others may still be exiting).
+func newWorkers(t *testing.T, before map[int]bool) []int {
+	t.Helper()
+	var out []int
+	for pid := range workerPIDs(t) {
+		if !before[pid] {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
 
 func procStatus(t *testing.T, pid int) map[string]string {
 	t.Helper()
@@ -43,17 +57,18 @@ var allLayers = []string{"environment", "no_new_privs", "capabilities", "user_na
 // every layer; tasks still run.
 func TestWorkerConfinement(t *testing.T) {
 	t.Setenv("RAYHOST_TOKEN", "secret-token-the-worker-must-not-see")
+	before := workerPIDs(t)
 	_, c, mod := setup(t, nil)
 	var sum int
 	mustCall(t, c, mod, "add", &sum, 1, 2)
 	if sum != 3 {
 		t.Fatalf("add(1, 2) = %d", sum)
 	}
-	pids := workerPIDs(t)
+	pids := newWorkers(t, before)
 	if len(pids) == 0 {
 		t.Fatal("no worker process found")
 	}
-	for pid := range pids {
+	for _, pid := range pids {
 		st := procStatus(t, pid)
 		for k, want := range map[string]string{"NoNewPrivs": "1", "Seccomp": "2", "CapEff": "0000000000000000", "CapPrm": "0000000000000000"} {
 			if st[k] != want {
@@ -69,7 +84,7 @@ func TestWorkerConfinement(t *testing.T) {
 		}
 	}
 
-	health, err := c.Health(ctxFor(t, 30e9))
+	health, err := c.Health(ctxFor(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +117,11 @@ func TestWorkerConfinement(t *testing.T) {
 // the layers (health says so, with why), still with an empty environment,
 // and tasks run.
 func TestWorkerConfinementOff(t *testing.T) {
+	before := workerPIDs(t)
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.DisableWorkerConfinement = true })
 	var sum int
 	mustCall(t, c, mod, "add", &sum, 1, 2)
-	health, err := c.Health(ctxFor(t, 30e9))
+	health, err := c.Health(ctxFor(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +129,7 @@ func TestWorkerConfinementOff(t *testing.T) {
 	if l := layers["seccomp"]; l.Active || !strings.Contains(l.Detail, "turned off") {
 		t.Errorf("seccomp layer with confinement off: %+v", l)
 	}
-	for pid := range workerPIDs(t) {
+	for _, pid := range newWorkers(t, before) {
 		if st := procStatus(t, pid); st["Seccomp"] != "0" {
 			t.Errorf("worker %d: Seccomp = %q with confinement off", pid, st["Seccomp"])
 		}

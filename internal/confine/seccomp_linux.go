@@ -39,7 +39,7 @@ var allowed = []string{
 	"mkdirat", "mkdir", "unlinkat", "unlink", "rmdir", "renameat", "renameat2", "rename",
 	"linkat", "symlinkat", "ftruncate", "truncate", "fallocate", "fadvise64",
 	"fsync", "fdatasync", "utimensat", "fchmod", "fchmodat", "flock", "copy_file_range",
-	"getcwd",
+	"fchown", "fchownat", "lchown", "getcwd",
 }
 
 // killed are calls no worker makes and that are the usual ways out of a
