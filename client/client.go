@@ -589,6 +589,17 @@ type Health struct {
 	TotalCPUs, AvailableCPUs float64
 	TotalGPUs, AvailableGPUs float64
 	Custom, AvailableCustom  map[string]float64
+	// WorkerConfinement lists the OS confinement layers of the host's
+	// worker processes, in force or not, with why (docs/SECURITY.md,
+	// "Worker confinement").
+	WorkerConfinement []ConfinementLayer
+}
+
+// ConfinementLayer is one layer of a worker's OS confinement.
+type ConfinementLayer struct {
+	Name   string
+	Active bool
+	Detail string // what it does, or why it is not in force
 }
 
 // Health asks the host how it is.
@@ -598,11 +609,16 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 		return nil, fromConnect(err)
 	}
 	m := res.Msg
+	var layers []ConfinementLayer
+	for _, l := range m.GetWorkerConfinement() {
+		layers = append(layers, ConfinementLayer{Name: l.GetName(), Active: l.GetActive(), Detail: l.GetDetail()})
+	}
 	return &Health{
 		HostID: m.GetHostId(), Address: m.GetAddress(), Workers: int(m.GetWorkers()),
 		TotalCPUs: m.GetTotal().GetNumCpus(), AvailableCPUs: m.GetAvailable().GetNumCpus(),
 		TotalGPUs: m.GetTotal().GetNumGpus(), AvailableGPUs: m.GetAvailable().GetNumGpus(),
 		Custom: m.GetTotal().GetCustom(), AvailableCustom: m.GetAvailable().GetCustom(),
+		WorkerConfinement: layers,
 	}, nil
 }
 

@@ -620,6 +620,7 @@ func (a *api) Health(ctx context.Context, req *connect.Request[rayhostv1.HealthR
 	return connect.NewResponse(&rayhostv1.HealthResponse{
 		HostId: h.cfg.ID, Address: h.addr, Workers: uint32(workers),
 		Total: resourcesProto(total), Available: resourcesProto(avail),
+		WorkerConfinement: h.confinementProto(),
 	}), nil
 }
 

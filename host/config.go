@@ -51,6 +51,12 @@ type Config struct {
 	WorkerCommand []string
 	// Launcher starts workers; nil uses processes started with WorkerCommand.
 	Launcher Launcher
+	// DisableWorkerConfinement starts worker processes without their OS
+	// confinement (user and network namespaces, seccomp, Landlock,
+	// no_new_privs, rlimits; see docs/SECURITY.md "Worker confinement"),
+	// for debugging only, e.g. to strace a worker. Their environment stays
+	// empty.
+	DisableWorkerConfinement bool
 
 	// InlineObjectLimit: values up to this size are kept in memory as well as
 	// in the store, and travel inline (Ray's 100 KiB).

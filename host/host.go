@@ -32,6 +32,7 @@ type Host struct {
 	mods     *modules
 	events   *events
 	launcher Launcher
+	conf     confinementState
 	cacheDir string
 	addr     string
 	ln       net.Listener

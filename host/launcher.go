@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rayhost/rayhost/internal/worker"
 )
@@ -22,6 +23,12 @@ type Launcher interface {
 // WorkerOptions are what a host tells a new worker.
 type WorkerOptions struct {
 	CacheDir string // wazero compilation cache
+	// Confine asks for the worker's OS confinement (docs/SECURITY.md,
+	// "Worker confinement"), where the platform has it.
+	Confine bool
+	// ReadDirs and WriteDirs are what a confined worker may read (the
+	// modules) and read and write (the cache, the allowed directories).
+	ReadDirs, WriteDirs []string
 }
 
 // Process is a running worker.
@@ -43,6 +50,10 @@ type Process interface {
 type ProcessLauncher struct {
 	Command []string // e.g. {"/usr/local/bin/rayhost", "worker"}
 	Logger  *slog.Logger
+
+	// attempt is the first way of starting a worker (confineAttempts) to
+	// try: the ones before it failed on this machine.
+	attempt atomic.Int32
 }
 
 // ErrWorkersUnsupported: this platform cannot run worker processes.

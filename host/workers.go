@@ -114,7 +114,7 @@ func (h *Host) failWaitingIfNoWorkers(cause error) {
 func (h *Host) launchWorker() (*workerProc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := h.launcher.Launch(ctx, WorkerOptions{CacheDir: h.cacheDir})
+	p, err := h.launcher.Launch(ctx, h.workerOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -122,9 +122,12 @@ func (h *Host) launchWorker() (*workerProc, error) {
 	// The worker says Ready once its runtime is set up.
 	ready := make(chan error, 1)
 	go func() {
-		t, _, err := w.conn.Read(nil)
+		t, payload, err := w.conn.Read(nil)
 		if err == nil && t != ipc.TypeReady {
 			err = fmt.Errorf("host: worker sent frame %d before ready", t)
+		}
+		if err == nil {
+			h.noteConfinement(payload)
 		}
 		ready <- err
 	}()

@@ -74,6 +74,7 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 		fs.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "and this private key (PEM)")
 	}
 	fs.StringArrayVar(&f.allowDirs, "allow-dir", nil, "a host directory calls may mount into guests (repeatable)")
+	fs.BoolVar(&f.cfg.DisableWorkerConfinement, "no-worker-confinement", false, "start workers without their OS confinement (seccomp, Landlock, namespaces…), for debugging only")
 	fs.DurationVar(&f.cfg.TaskTimeout, "task-timeout", 0, "default wall-clock limit of a task attempt (0: none)")
 	fs.Int64Var(&f.memoryMiB, "task-memory-mib", f.cfg.TaskMemoryLimit>>20, "default guest memory limit in MiB")
 	fs.Int64Var(&f.cfg.MaxLogBytes, "max-log-bytes", f.cfg.MaxLogBytes, "most output one task may print")

@@ -11,7 +11,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
+
+	"github.com/rayhost/rayhost/internal/confine"
 )
 
 // Main is `rayhost worker`: it serves the host on the socket the host passed
@@ -22,6 +25,11 @@ func Main(args []string) error {
 	cfg := DefaultConfig()
 	fs.StringVar(&cfg.CacheDir, "cache", "", "wazero compilation cache directory")
 	pages := fs.Uint("memory-limit-pages", 0, "guest memory limit in 64 KiB pages (0: 4 GiB)")
+	confined := fs.Bool("confine", false, "confine the worker (seccomp, Landlock, no_new_privs, rlimits) before it loads a guest")
+	var readDirs, writeDirs dirList
+	fs.Var(&readDirs, "read-dir", "with --confine: a directory the worker may read (repeatable)")
+	fs.Var(&writeDirs, "write-dir", "with --confine: a directory the worker may read and write (repeatable)")
+	profileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of the worker into this directory")
 	lifeline := fs.Int("lifeline-fd", -1, "file descriptor of a pipe the host holds open: exit when it closes (where the kernel cannot kill the worker with its host)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -42,13 +50,21 @@ func Main(args []string) error {
 	// Ignore the terminal's ^C, which the host also receives.
 	signal.Ignore(syscall.SIGINT)
 	// For `rayhost microbenchmark --profile`: a CPU profile per worker.
-	if dir := os.Getenv("RAYHOST_CPUPROFILE_DIR"); dir != "" {
+	// The file is opened before the worker is confined.
+	if dir := *profileDir; dir != "" {
 		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.pprof", os.Getpid()))); err == nil {
 			defer f.Close() // deferred first, so it runs after the profile is written
 			if pprof.StartCPUProfile(f) == nil {
 				defer pprof.StopCPUProfile()
 			}
 		}
+	}
+	// Confined last, before Run loads any guest: the filters cannot be
+	// lifted, and the seccomp filter forbids what setting them up needs.
+	if *confined {
+		cfg.Confinement = confine.Apply(confine.Options{ReadDirs: readDirs, WriteDirs: writeDirs})
+	} else {
+		cfg.Confinement = confine.Off("turned off on the host (worker confinement disabled)")
 	}
 	if *lifeline < 0 {
 		return Run(context.Background(), conn, cfg)
@@ -73,6 +89,12 @@ func Main(args []string) error {
 		return ErrHostGone
 	}
 }
+
+// dirList is a repeatable flag.
+type dirList []string
+
+func (d *dirList) String() string     { return strings.Join(*d, ",") }
+func (d *dirList) Set(v string) error { *d = append(*d, v); return nil }
 
 // ErrHostGone: the worker's host died (its lifeline closed).
 var ErrHostGone = errors.New("worker: host gone")

@@ -13,6 +13,7 @@ package worker
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/confine"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/sandboxfs"
@@ -45,6 +47,9 @@ type Config struct {
 	// MaxModules is how many compiled modules the worker keeps.
 	MaxModules int
 	Logger     *slog.Logger
+	// Confinement is reported to the host with Ready (nil: nothing to
+	// report, an in-process worker).
+	Confinement []confine.Layer
 }
 
 // DefaultConfig returns the configuration `rayhost worker` starts with.
@@ -163,7 +168,13 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	if _, err := w.runtime(ctx, cfg.MemoryLimitPages); err != nil {
 		return err
 	}
-	if err := w.conn.Write(ipc.TypeReady, fmt.Appendf(nil, "%d", os.Getpid())); err != nil {
+	ready := fmt.Appendf(nil, "%d", os.Getpid())
+	if cfg.Confinement != nil {
+		// Ready is "pid" or "pid\n" and the layers as JSON.
+		layers, _ := json.Marshal(cfg.Confinement)
+		ready = append(append(ready, '\n'), layers...)
+	}
+	if err := w.conn.Write(ipc.TypeReady, ready); err != nil {
 		return err
 	}
 

@@ -1862,14 +1862,17 @@ func (*HealthRequest) Descriptor() ([]byte, []int) {
 }
 
 type HealthResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	HostId        string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Total         *Resources             `protobuf:"bytes,3,opt,name=total,proto3" json:"total,omitempty"`
-	Available     *Resources             `protobuf:"bytes,4,opt,name=available,proto3" json:"available,omitempty"`
-	Workers       uint32                 `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	HostId    string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Address   string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Total     *Resources             `protobuf:"bytes,3,opt,name=total,proto3" json:"total,omitempty"`
+	Available *Resources             `protobuf:"bytes,4,opt,name=available,proto3" json:"available,omitempty"`
+	Workers   uint32                 `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
+	// The OS confinement of this host's worker processes, as the last worker
+	// to start reported it: every layer, in force or not, with why.
+	WorkerConfinement []*ConfinementLayer `protobuf:"bytes,6,rep,name=worker_confinement,json=workerConfinement,proto3" json:"worker_confinement,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *HealthResponse) Reset() {
@@ -1937,6 +1940,77 @@ func (x *HealthResponse) GetWorkers() uint32 {
 	return 0
 }
 
+func (x *HealthResponse) GetWorkerConfinement() []*ConfinementLayer {
+	if x != nil {
+		return x.WorkerConfinement
+	}
+	return nil
+}
+
+// ConfinementLayer is one layer of a worker's OS confinement (seccomp,
+// landlock, no_new_privs, capabilities, user_namespace,
+// network_namespace, rlimits, environment).
+type ConfinementLayer struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Active bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// What the layer does, or why it is not in force.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfinementLayer) Reset() {
+	*x = ConfinementLayer{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfinementLayer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfinementLayer) ProtoMessage() {}
+
+func (x *ConfinementLayer) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfinementLayer.ProtoReflect.Descriptor instead.
+func (*ConfinementLayer) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ConfinementLayer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfinementLayer) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *ConfinementLayer) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // TaskError is attached as a detail to the Connect error of a Get whose
 // object belongs to a failed task.
 type TaskError struct {
@@ -1962,7 +2036,7 @@ type TaskError struct {
 
 func (x *TaskError) Reset() {
 	*x = TaskError{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2048,7 @@ func (x *TaskError) String() string {
 func (*TaskError) ProtoMessage() {}
 
 func (x *TaskError) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[30]
+	mi := &file_rayhost_v1_task_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2061,7 @@ func (x *TaskError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskError.ProtoReflect.Descriptor instead.
 func (*TaskError) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{30}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskError) GetKind() string {
@@ -2067,7 +2141,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[31]
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2153,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[31]
+	mi := &file_rayhost_v1_task_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2166,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{31}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTasksRequest) GetState() string {
@@ -2120,7 +2194,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2206,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[32]
+	mi := &file_rayhost_v1_task_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2219,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{32}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTasksResponse) GetEvents() []*TaskEvent {
@@ -2186,7 +2260,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2272,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[33]
+	mi := &file_rayhost_v1_task_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2285,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{33}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -2292,7 +2366,7 @@ type ListActorsRequest struct {
 
 func (x *ListActorsRequest) Reset() {
 	*x = ListActorsRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	mi := &file_rayhost_v1_task_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2378,7 @@ func (x *ListActorsRequest) String() string {
 func (*ListActorsRequest) ProtoMessage() {}
 
 func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[34]
+	mi := &file_rayhost_v1_task_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2391,7 @@ func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsRequest.ProtoReflect.Descriptor instead.
 func (*ListActorsRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{34}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{35}
 }
 
 type ListActorsResponse struct {
@@ -2329,7 +2403,7 @@ type ListActorsResponse struct {
 
 func (x *ListActorsResponse) Reset() {
 	*x = ListActorsResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[35]
+	mi := &file_rayhost_v1_task_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2415,7 @@ func (x *ListActorsResponse) String() string {
 func (*ListActorsResponse) ProtoMessage() {}
 
 func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[35]
+	mi := &file_rayhost_v1_task_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2428,7 @@ func (x *ListActorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsResponse.ProtoReflect.Descriptor instead.
 func (*ListActorsResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{35}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListActorsResponse) GetActors() []*ActorInfo {
@@ -2384,7 +2458,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[36]
+	mi := &file_rayhost_v1_task_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2470,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[36]
+	mi := &file_rayhost_v1_task_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2483,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{36}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ActorInfo) GetActorId() string {
@@ -2490,7 +2564,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[37]
+	mi := &file_rayhost_v1_task_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2576,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[37]
+	mi := &file_rayhost_v1_task_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2589,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{37}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{38}
 }
 
 type ClusterStatusResponse struct {
@@ -2527,7 +2601,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[38]
+	mi := &file_rayhost_v1_task_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2613,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[38]
+	mi := &file_rayhost_v1_task_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2626,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{38}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ClusterStatusResponse) GetMembers() []*Member {
@@ -2583,7 +2657,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[39]
+	mi := &file_rayhost_v1_task_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2669,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[39]
+	mi := &file_rayhost_v1_task_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2682,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{39}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Member) GetHostId() string {
@@ -2804,13 +2878,18 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x1f\n" +
 	"\vduration_ms\x18\x02 \x01(\x03R\n" +
 	"durationMs\"\x0f\n" +
-	"\rHealthRequest\"\xbf\x01\n" +
+	"\rHealthRequest\"\x8c\x02\n" +
 	"\x0eHealthResponse\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12+\n" +
 	"\x05total\x18\x03 \x01(\v2\x15.rayhost.v1.ResourcesR\x05total\x123\n" +
 	"\tavailable\x18\x04 \x01(\v2\x15.rayhost.v1.ResourcesR\tavailable\x12\x18\n" +
-	"\aworkers\x18\x05 \x01(\rR\aworkers\"\xf3\x01\n" +
+	"\aworkers\x18\x05 \x01(\rR\aworkers\x12K\n" +
+	"\x12worker_confinement\x18\x06 \x03(\v2\x1c.rayhost.v1.ConfinementLayerR\x11workerConfinement\"V\n" +
+	"\x10ConfinementLayer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xf3\x01\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1a\n" +
@@ -2895,7 +2974,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -2927,26 +3006,27 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*RunResult)(nil),              // 27: rayhost.v1.RunResult
 	(*HealthRequest)(nil),          // 28: rayhost.v1.HealthRequest
 	(*HealthResponse)(nil),         // 29: rayhost.v1.HealthResponse
-	(*TaskError)(nil),              // 30: rayhost.v1.TaskError
-	(*ListTasksRequest)(nil),       // 31: rayhost.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 32: rayhost.v1.ListTasksResponse
-	(*TaskEvent)(nil),              // 33: rayhost.v1.TaskEvent
-	(*ListActorsRequest)(nil),      // 34: rayhost.v1.ListActorsRequest
-	(*ListActorsResponse)(nil),     // 35: rayhost.v1.ListActorsResponse
-	(*ActorInfo)(nil),              // 36: rayhost.v1.ActorInfo
-	(*ClusterStatusRequest)(nil),   // 37: rayhost.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),  // 38: rayhost.v1.ClusterStatusResponse
-	(*Member)(nil),                 // 39: rayhost.v1.Member
-	nil,                            // 40: rayhost.v1.Resources.CustomEntry
-	nil,                            // 41: rayhost.v1.TaskOptions.EnvEntry
-	nil,                            // 42: rayhost.v1.RunRequest.EnvEntry
+	(*ConfinementLayer)(nil),       // 30: rayhost.v1.ConfinementLayer
+	(*TaskError)(nil),              // 31: rayhost.v1.TaskError
+	(*ListTasksRequest)(nil),       // 32: rayhost.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 33: rayhost.v1.ListTasksResponse
+	(*TaskEvent)(nil),              // 34: rayhost.v1.TaskEvent
+	(*ListActorsRequest)(nil),      // 35: rayhost.v1.ListActorsRequest
+	(*ListActorsResponse)(nil),     // 36: rayhost.v1.ListActorsResponse
+	(*ActorInfo)(nil),              // 37: rayhost.v1.ActorInfo
+	(*ClusterStatusRequest)(nil),   // 38: rayhost.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),  // 39: rayhost.v1.ClusterStatusResponse
+	(*Member)(nil),                 // 40: rayhost.v1.Member
+	nil,                            // 41: rayhost.v1.Resources.CustomEntry
+	nil,                            // 42: rayhost.v1.TaskOptions.EnvEntry
+	nil,                            // 43: rayhost.v1.RunRequest.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	40, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	41, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	6,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	41, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	42, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
 	5,  // 5: rayhost.v1.TaskOptions.scheduling:type_name -> rayhost.v1.SchedulingStrategy
 	9,  // 6: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 7: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
@@ -2963,49 +3043,50 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
 	6,  // 20: rayhost.v1.RunRequest.mounts:type_name -> rayhost.v1.Mount
-	42, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
+	43, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
 	26, // 22: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
 	27, // 23: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
 	25, // 24: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
 	3,  // 25: rayhost.v1.HealthResponse.total:type_name -> rayhost.v1.Resources
 	3,  // 26: rayhost.v1.HealthResponse.available:type_name -> rayhost.v1.Resources
-	30, // 27: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
-	33, // 28: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
-	36, // 29: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
-	39, // 30: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
-	3,  // 31: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
-	3,  // 32: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
-	7,  // 33: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	10, // 34: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	10, // 35: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	12, // 36: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	14, // 37: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	17, // 38: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	19, // 39: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	21, // 40: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	23, // 41: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	28, // 42: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	31, // 43: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	34, // 44: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	37, // 45: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
-	8,  // 46: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	11, // 47: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	11, // 48: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	13, // 49: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	15, // 50: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	18, // 51: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	20, // 52: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	22, // 53: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	24, // 54: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	29, // 55: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	32, // 56: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	35, // 57: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	38, // 58: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
-	46, // [46:59] is the sub-list for method output_type
-	33, // [33:46] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	30, // 27: rayhost.v1.HealthResponse.worker_confinement:type_name -> rayhost.v1.ConfinementLayer
+	31, // 28: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
+	34, // 29: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
+	37, // 30: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
+	40, // 31: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
+	3,  // 32: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
+	3,  // 33: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
+	7,  // 34: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 35: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 36: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 37: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 38: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 39: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 40: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 41: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 42: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	28, // 43: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	32, // 44: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	35, // 45: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	38, // 46: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	8,  // 47: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 48: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 49: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 50: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 51: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 52: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 53: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 54: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 55: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	29, // 56: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	33, // 57: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	36, // 58: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	39, // 59: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	47, // [47:60] is the sub-list for method output_type
+	34, // [34:47] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -3035,7 +3116,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
