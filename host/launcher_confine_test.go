@@ -4,6 +4,7 @@ package host_test
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,31 @@ import (
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/host"
 )
+
+// workerPIDs lists the processes that are children of this test process:
+// the workers of the hosts it runs.
+func workerPIDs(t *testing.T) map[int]bool {
+	t.Helper()
+	out := map[int]bool{}
+	entries, _ := os.ReadDir("/proc")
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command: state, ppid, ...
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 1 && f[1] == me {
+			out[pid] = true
+		}
+	}
+	return out
+}
 
 // newWorkers lists the worker processes started since before was taken
 // (those of the test's host: others may still be exiting).
