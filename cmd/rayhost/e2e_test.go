@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 // says it listens.
 func startProcess(t *testing.T, args ...string) string {
 	t.Helper()
-	args = append([]string{"start", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "warn"}, args...)
+	args = append([]string{"start", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "warn"}, args...)
 	cmd := exec.Command(testutil.RayhostBinary(t), args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -119,7 +119,7 @@ func measureMemory(ctx context.Context, cfg Config) ([]Metric, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command(cfg.WorkerCommand[0], "start", "--listen", "127.0.0.1:0", "--data-dir", dir, "--num-cpus", "2", "--workers", "2", "--log-level", "error")
+	cmd := exec.Command(cfg.WorkerCommand[0], "start", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--data-dir", dir, "--num-cpus", "2", "--workers", "2", "--log-level", "error")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
