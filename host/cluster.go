@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,6 +74,10 @@ type cluster struct {
 	httpc  *http.Client
 	opts   []connect.ClientOption
 	scheme string
+	// peerKey keys the credentials this host sends to members; keyed: the
+	// gossip is encrypted, so every member proved it holds the key.
+	peerKey []byte
+	keyed   bool
 	// savedPeers is what the cluster-peers file holds (watchMembers only).
 	savedPeers string
 }
@@ -98,9 +104,11 @@ func (h *Host) newCluster() (*cluster, error) {
 	// do not offer it.
 	c.opts = []connect.ClientOption{connect.WithReadMaxBytes(h.cfg.MaxMessageBytes), connect.WithSendMaxBytes(h.cfg.MaxMessageBytes),
 		connect.WithAcceptCompression("gzip", nil, nil)}
-	if h.cfg.Token != "" {
-		c.opts = append(c.opts, connect.WithInterceptors(client.TokenInterceptor(h.cfg.Token)))
-	}
+	// Members authenticate to each other with a credential derived from the
+	// cluster secret and bound to the address called (auth.go), never with
+	// the users' API token.
+	c.peerKey = peerKey(&h.cfg)
+	c.keyed = len(h.cfg.Cluster.Gossip.EncryptKey) > 0
 	return c, nil
 }
 
@@ -111,8 +119,9 @@ func (c *cluster) connectLocked(p *peer) {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	base := c.scheme + p.addr
-	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, c.opts...)
-	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, c.opts...)
+	opts := append(slices.Clip(c.opts), connect.WithInterceptors(peerInterceptor(peerCredential(c.peerKey, p.addr))))
+	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, opts...)
+	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, opts...)
 }
 
 // closeAll ends every call to a peer (the host is closing).
@@ -379,6 +388,13 @@ func (h *Host) memberChanged(m gossip.Member) {
 		h.log.Warn("a member advertises invalid resources", "member", m.Name, "err", err)
 		return
 	}
+	if !h.cluster.keyed && !loopbackAddr(m.APIAddr) {
+		// Gossip without a key proves nothing about who sent it (gossip.New
+		// allows that on loopback only): an address it names beyond this
+		// machine is not called.
+		h.log.Warn("ignoring a member that advertises an API address beyond loopback on a cluster without a gossip key", "member", m.Name, "address", m.APIAddr)
+		return
+	}
 	c := h.cluster
 	c.mu.Lock()
 	p := c.byName[m.Name]
@@ -438,6 +454,16 @@ func (h *Host) memberChanged(m gossip.Member) {
 	h.start(starts)
 }
 
+// loopbackAddr reports whether addr is host:port with a loopback IP.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 func customOf(res map[string]float64) map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range res {
@@ -492,7 +518,7 @@ func (h *Host) readLoad(p *peer) {
 			p.warned = true
 			h.cluster.mu.Unlock()
 			if warn {
-				h.log.Error("a member refuses this host's token: hosts of a cluster must share one (--token); it gets no work from here", "member", name, "address", addr)
+				h.log.Error("a member refuses this host's credential: hosts of a cluster must share the gossip key (--encrypt), or on loopback without one the token (--token); it gets no work from here", "member", name, "address", addr)
 			}
 		}
 		return
