@@ -283,7 +283,6 @@ func TestPreauthRegisterRate(t *testing.T) {
 	stillServes(t, c, mod)
 }
 
-
 // hangGuard bounds a wait for something that must happen: generous, it
 // only stops a hang and never asserts speed.
 const hangGuard = 2 * time.Minute
