@@ -39,6 +39,12 @@ var (
 // replay it to another host.
 const peerHeader = "Rayhost-Peer"
 
+// peerProofHeader carries a host's answer to a member's call: proof that
+// the host answering holds the cluster secret too (see peerProof). A host
+// uses a member (places work on it, pulls from it, sends it modules) only
+// once it has given this proof.
+const peerProofHeader = "Rayhost-Peer-Proof"
+
 // peerKey derives the key of peer credentials from the cluster secret: the
 // gossip key when there is one (every member proved it holds it by joining);
 // else, on a loopback cluster without a key, the API token, which hosts of
@@ -63,6 +69,13 @@ func peerKey(cfg *Config) []byte {
 func peerCredential(key []byte, addr string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("call to " + addr))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// peerProof is what the host whose API is at addr answers members with.
+func peerProof(key []byte, addr string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("answer from " + addr))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
@@ -101,6 +114,7 @@ type guard struct {
 	next        http.Handler
 	user        []byte // "Bearer <token>"; nil: no token needed
 	peer        []byte // the credential members send to this host
+	proof       string // this host's answer to members (peerProof)
 	register    *rateLimiter
 	bodyTimeout time.Duration
 	errors      *connect.ErrorWriter
@@ -108,7 +122,8 @@ type guard struct {
 }
 
 func newGuard(next http.Handler, cfg *Config, self string) *guard {
-	g := &guard{next: next, peer: []byte(peerCredential(peerKey(cfg), self)), bodyTimeout: cfg.BodyReadTimeout,
+	key := peerKey(cfg)
+	g := &guard{next: next, peer: []byte(peerCredential(key, self)), proof: peerProof(key, self), bodyTimeout: cfg.BodyReadTimeout,
 		register: newRateLimiter(cfg.RegisterRate, cfg.RegisterBurst), errors: connect.NewErrorWriter(), bodyRead: cfg.bodyRead}
 	if cfg.Token != "" {
 		g.user = []byte("Bearer " + cfg.Token)
@@ -149,6 +164,9 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !member && g.user != nil && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), g.user) != 1:
 		g.refuse(w, r, connect.CodeUnauthenticated, ErrUnauthenticated)
 		return
+	}
+	if member {
+		w.Header().Set(peerProofHeader, g.proof)
 	}
 	if proc == rayhostv1connect.TaskServiceRegisterModuleProcedure && !g.register.allow(clientIP(r)) {
 		g.refuse(w, r, connect.CodeResourceExhausted, fmt.Errorf("%w: RegisterModule from %s", ErrRateLimited, clientIP(r)))
