@@ -121,11 +121,18 @@ func (w *logWriter) allow(kind string) (bool, int) {
 
 // kindOf is what groups log lines for rate limiting: the message up to its
 // first colon (memberlist's "Failed to decode ping request: <detail>
-// from=<addr>"), at most 64 bytes.
+// from=<addr>"), without digits (a message type, an address), at most 64
+// bytes.
 func kindOf(msg string) string {
 	if i := strings.IndexByte(msg, ':'); i >= 0 {
 		msg = msg[:i]
 	}
+	msg = strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, msg)
 	if len(msg) > 64 {
 		msg = msg[:64]
 	}
