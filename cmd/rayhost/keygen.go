@@ -20,6 +20,10 @@ func newKeygenCmd() *cobra.Command {
 		Long: "Print a new random cluster key (32 bytes, base64). Give the same key to every host of the cluster:\n" +
 			"  rayhost start --encrypt KEY ...   and   rayhost join --encrypt KEY SEED ...\n" +
 			"or set RAYHOST_ENCRYPT=KEY. Hosts whose gossip is reachable from other machines need one.",
+		Example: `  rayhost keygen
+  KEY=$(rayhost keygen 2>/dev/null)
+  rayhost start --listen 10.0.0.1:6380 --encrypt "$KEY" --token "$TOKEN"
+  rayhost join 10.0.0.1:7946 --listen 10.0.0.2:6380 --encrypt "$KEY" --token "$TOKEN"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := gossip.GenerateKey()
 			fmt.Fprintln(cmd.OutOrStdout(), key)
