@@ -177,9 +177,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rc.SetReadDeadline(time.Now().Add(g.bodyTimeout)) == nil {
 			// Cleared once the body is read: the response may take long
 			// (a Get that waits, a Run that streams output).
-			b := &deadlineBody{ReadCloser: r.Body, clear: func() { _ = rc.SetReadDeadline(time.Time{}) }}
-			defer b.done()
-			r.Body = b
+			r.Body = &deadlineBody{ReadCloser: r.Body, clear: func() { _ = rc.SetReadDeadline(time.Time{}) }}
 		}
 	}
 	g.next.ServeHTTP(w, r)
@@ -220,7 +218,10 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// deadlineBody clears the body's read deadline once the body is read.
+// deadlineBody clears the body's read deadline once the body is read
+// (io.EOF), and only then: a body left unread keeps it, so that the
+// server's draining of it after the handler fails too instead of waiting
+// for a client that sends nothing.
 type deadlineBody struct {
 	io.ReadCloser
 	clear func()
@@ -229,15 +230,12 @@ type deadlineBody struct {
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
+	if err == io.EOF {
+		// Read whole. After any other error (the deadline passed) the
+		// deadline stays: reads that drain the body must fail too.
 		b.done()
 	}
 	return n, err
-}
-
-func (b *deadlineBody) Close() error {
-	b.done()
-	return b.ReadCloser.Close()
 }
 
 func (b *deadlineBody) done() { b.once.Do(b.clear) }

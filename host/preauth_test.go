@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -286,3 +287,69 @@ func TestPreauthRegisterRate(t *testing.T) {
 // hangGuard bounds a wait for something that must happen: generous, it
 // only stops a hang and never asserts speed.
 const hangGuard = 2 * time.Minute
+
+// TestPreauthSlowBody: a one-message body that stalls fails once
+// BodyReadTimeout passes, headers past MaxHeaderBytes are refused, and
+// calls that outlast the body timeout (a Get that waits, a stream) are not
+// cut.
+func TestPreauthSlowBody(t *testing.T) {
+	h := testutil.StartHost(t, func(cfg *host.Config) {
+		cfg.Token = "s3cret"
+		cfg.BodyReadTimeout = time.Second
+		cfg.MaxHeaderBytes = 8 << 10
+	})
+	c := client.New(h.Addr(), client.WithToken("s3cret"))
+	mod := testutil.Register(t, c, guestPkg)
+
+	t.Run("stalled body", func(t *testing.T) {
+		conn, err := net.Dial("tcp", h.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// 1000 bytes announced, 10 sent.
+		req := "POST " + rayhostv1connect.TaskServicePutProcedure + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\n" +
+			"Authorization: Bearer s3cret\r\nContent-Length: 1000\r\n\r\n0123456789"
+		if _, err := conn.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(hangGuard))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("waiting for the host to give up on the body: %v", err)
+		}
+		if strings.Contains(line, " 200 ") {
+			t.Fatalf("a stalled body got %q", line)
+		}
+		t.Logf("stalled body: %q", strings.TrimSpace(line))
+	})
+	t.Run("huge headers", func(t *testing.T) {
+		conn, err := net.Dial("tcp", h.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		req := "POST " + rayhostv1connect.TaskServiceHealthProcedure + " HTTP/1.1\r\nHost: x\r\nX-Junk: " + strings.Repeat("a", 64<<10) + "\r\n\r\n"
+		_, _ = conn.Write([]byte(req))
+		_ = conn.SetReadDeadline(time.Now().Add(hangGuard))
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		if !strings.Contains(line, " 431 ") {
+			t.Fatalf("64 KiB of headers past a limit of 8 KiB: %q, want 431", line)
+		}
+	})
+	t.Run("long calls are not cut", func(t *testing.T) {
+		ctx := ctxFor(t, hangGuard)
+		ref, err := c.Submit(ctx, mod, "sleep", 3000) // 3 s, past the 1 s body timeout
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		if err := c.Get(ctx, ref, &v); err != nil {
+			t.Fatalf("a Get that waits past the body timeout: %v", err)
+		}
+		if err := c.Run(ctx, mod, nil); err != nil && errors.Is(err, client.ErrUnavailable) {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+	stillServes(t, c, mod)
+}
