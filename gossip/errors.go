@@ -24,6 +24,11 @@ var (
 	// alive member with this member's name at another address. The existing
 	// member is not disturbed.
 	ErrDuplicateName = errors.New("gossip: node name already in use")
+	// ErrKeyRequired is returned by New for a member that gossips beyond
+	// this machine (a bind or advertise address that is not loopback)
+	// without EncryptKey: anyone who reached its port could join the
+	// cluster and publish an API address of its choosing.
+	ErrKeyRequired = errors.New("gossip: an encryption key is required beyond loopback")
 	// ErrClosed is returned by operations on a member that has left or been
 	// closed.
 	ErrClosed = errors.New("gossip: membership closed")

@@ -280,6 +280,9 @@ type Config struct {
 	Resources map[string]float64
 	// EncryptKey is the AES key gossip is encrypted with: nil for none, or
 	// 16, 24 or 32 bytes (see ParseKey). Every member needs the same key.
+	// The key both encrypts and authenticates gossip: only members holding
+	// it can join or publish tags. New requires one unless the member binds
+	// and advertises loopback addresses only (ErrKeyRequired).
 	EncryptKey []byte
 	// SnapshotPath is a file where Serf records the members it knows; ""
 	// for none. A member restarted after a crash with the same path rejoins

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -57,6 +58,9 @@ func New(cfg Config) (*Serf, error) {
 	c, err := cfg.check()
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.EncryptKey) == 0 && !(isLoopback(c.bind.ip) && (c.advertise.ip == "" || isLoopback(c.advertise.ip))) {
+		return nil, fmt.Errorf("%w: gossip at %s can be reached from other machines, and without a key anyone who reaches it joins the cluster: make a key with GenerateKey (`rayhost keygen`) and give the same one to every member (--encrypt)", ErrKeyRequired, cfg.BindAddr)
 	}
 	// serf.DefaultConfig panics when the host name is unreadable: fail
 	// here instead.
@@ -274,6 +278,13 @@ func oneLine(err error) error {
 		return err
 	}
 	return errors.New(strings.Join(msgs, "; "))
+}
+
+// isLoopback reports whether ip (an address parseEndpoint accepted) is a
+// loopback address.
+func isLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
 }
 
 // isEncryptionError tells whether a join failed because the two sides do

@@ -2,12 +2,15 @@ package host
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,9 +56,13 @@ type peer struct {
 	name, addr string
 	status     gossip.Status
 	gossipAddr string
-	warned     bool // about a refused token, once
+	warned     bool // about a refused credential or a missing proof, once
 	total      scheduler.Resources
 	avail      *scheduler.Resources // at the last load report
+	// proven: it answered a call with the proof that it holds the cluster
+	// secret (peerProof). Until then it is given no work, no module and
+	// no object, and no address it names is pulled from.
+	proven bool
 	// ctx ends when the peer leaves or fails: calls to it stop waiting.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -72,6 +79,10 @@ type cluster struct {
 	httpc  *http.Client
 	opts   []connect.ClientOption
 	scheme string
+	// peerKey keys the credentials this host sends to members; keyed: the
+	// gossip is encrypted, so every member proved it holds the key.
+	peerKey []byte
+	keyed   bool
 	// savedPeers is what the cluster-peers file holds (watchMembers only).
 	savedPeers string
 }
@@ -98,9 +109,11 @@ func (h *Host) newCluster() (*cluster, error) {
 	// do not offer it.
 	c.opts = []connect.ClientOption{connect.WithReadMaxBytes(h.cfg.MaxMessageBytes), connect.WithSendMaxBytes(h.cfg.MaxMessageBytes),
 		connect.WithAcceptCompression("gzip", nil, nil)}
-	if h.cfg.Token != "" {
-		c.opts = append(c.opts, connect.WithInterceptors(client.TokenInterceptor(h.cfg.Token)))
-	}
+	// Members authenticate to each other with a credential derived from the
+	// cluster secret and bound to the address called (auth.go), never with
+	// the users' API token.
+	c.peerKey = peerKey(&h.cfg)
+	c.keyed = len(h.cfg.Cluster.Gossip.EncryptKey) > 0
 	return c, nil
 }
 
@@ -111,8 +124,9 @@ func (c *cluster) connectLocked(p *peer) {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	base := c.scheme + p.addr
-	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, c.opts...)
-	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, c.opts...)
+	opts := append(slices.Clip(c.opts), connect.WithInterceptors(peerInterceptor(peerCredential(c.peerKey, p.addr))))
+	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, opts...)
+	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, opts...)
 }
 
 // closeAll ends every call to a peer (the host is closing).
@@ -158,6 +172,8 @@ func (h *Host) reach(addr string) (conn, error) {
 	switch {
 	case p == nil || p.name == "":
 		return conn{}, fmt.Errorf("%s: %w", addr, errNotMember)
+	case !p.proven:
+		return conn{}, fmt.Errorf("%s: %w (it has not proven it holds the cluster key)", addr, errNotMember)
 	case p.ctx == nil || p.ctx.Err() != nil:
 		return conn{}, fmt.Errorf("%s (%s) is %s", p.name, addr, p.status)
 	}
@@ -214,7 +230,7 @@ func (h *Host) hostAlive(addr string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.byAddr[addr]
-	return p != nil && p.name != "" && p.status == gossip.StatusAlive
+	return p != nil && p.name != "" && p.proven && p.status == gossip.StatusAlive
 }
 
 // peerDown reports whether the host at addr is known to have failed or
@@ -227,7 +243,7 @@ func (h *Host) peerDown(addr string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.byAddr[addr]
-	return p == nil || p.name == "" || p.status == gossip.StatusFailed || p.status == gossip.StatusLeft
+	return p == nil || p.name == "" || !p.proven || p.status == gossip.StatusFailed || p.status == gossip.StatusLeft
 }
 
 // nodeName is the host ID of the member at addr ("" if unknown).
@@ -240,7 +256,7 @@ func (h *Host) nodeName(addr string) string {
 	}
 	h.cluster.mu.Lock()
 	defer h.cluster.mu.Unlock()
-	if p := h.cluster.byAddr[addr]; p != nil {
+	if p := h.cluster.byAddr[addr]; p != nil && p.proven {
 		return p.name
 	}
 	return ""
@@ -250,7 +266,7 @@ func (h *Host) nodeName(addr string) string {
 func (h *Host) peerNamed(name string) *peer {
 	h.cluster.mu.Lock()
 	defer h.cluster.mu.Unlock()
-	if p := h.cluster.byName[name]; p != nil && p.status == gossip.StatusAlive {
+	if p := h.cluster.byName[name]; p != nil && p.proven && p.status == gossip.StatusAlive {
 		return p
 	}
 	return nil
@@ -379,6 +395,13 @@ func (h *Host) memberChanged(m gossip.Member) {
 		h.log.Warn("a member advertises invalid resources", "member", m.Name, "err", err)
 		return
 	}
+	if !h.cluster.keyed && !loopbackAddr(m.APIAddr) {
+		// Gossip without a key proves nothing about who sent it (gossip.New
+		// allows that on loopback only): an address it names beyond this
+		// machine is not called.
+		h.log.Warn("ignoring a member that advertises an API address beyond loopback on a cluster without a gossip key", "member", m.Name, "address", m.APIAddr)
+		return
+	}
 	c := h.cluster
 	c.mu.Lock()
 	p := c.byName[m.Name]
@@ -397,6 +420,7 @@ func (h *Host) memberChanged(m gossip.Member) {
 			p.cancel()
 		}
 		p.ctx = nil
+		p.proven = false // whoever is there now proves it again
 	}
 	// An address belongs to the member alive there: a gone member's
 	// events must not take it from a new host that reuses it.
@@ -405,10 +429,13 @@ func (h *Host) memberChanged(m gossip.Member) {
 	}
 	was := p.status
 	p.status, p.total, p.gossipAddr = m.Status, total, m.GossipAddr
+	probe := false
 	if alive && (was != gossip.StatusAlive || p.ctx == nil || p.ctx.Err() != nil) {
 		c.connectLocked(p)
 		p.avail = nil
+		p.proven, probe = false, true
 	}
+	proven := p.proven
 	if !alive && p.cancel != nil {
 		p.cancel() // calls to it (running tasks, pulls) end now
 	}
@@ -420,9 +447,12 @@ func (h *Host) memberChanged(m gossip.Member) {
 
 	h.mu.Lock()
 	var infeasible []*task
-	if alive {
+	switch {
+	case alive && proven:
 		h.sched.SetNode(m.Name, total, avail)
-	} else {
+	case alive:
+		// Placed on once it proves it holds the cluster key (readLoad).
+	default:
 		for _, it := range h.sched.RemoveNode(m.Name) {
 			infeasible = append(infeasible, it.Value)
 		}
@@ -436,6 +466,24 @@ func (h *Host) memberChanged(m gossip.Member) {
 		h.fail(t, h.taskError(t, abi.ErrorInfeasible, fmt.Sprintf("host %s, the only one that could run it, is gone", m.Name)))
 	}
 	h.start(starts)
+	if probe {
+		// Ask it for its proof now rather than at the next load report.
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.readLoad(p)
+		}()
+	}
+}
+
+// loopbackAddr reports whether addr is host:port with a loopback IP.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func customOf(res map[string]float64) map[string]float64 {
@@ -479,9 +527,12 @@ func (h *Host) readLoads() {
 
 func (h *Host) readLoad(p *peer) {
 	h.cluster.mu.Lock()
-	ctx, svc, name, addr := p.ctx, p.task, p.name, p.addr
+	pctx, svc, name, addr, total := p.ctx, p.task, p.name, p.addr, p.total
 	h.cluster.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	if pctx == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(pctx, time.Second)
 	defer cancel()
 	res, err := svc.Health(ctx, connect.NewRequest(&rayhostv1.HealthRequest{}))
 	if err != nil {
@@ -492,8 +543,21 @@ func (h *Host) readLoad(p *peer) {
 			p.warned = true
 			h.cluster.mu.Unlock()
 			if warn {
-				h.log.Error("a member refuses this host's token: hosts of a cluster must share one (--token); it gets no work from here", "member", name, "address", addr)
+				h.log.Error("a member refuses this host's credential: hosts of a cluster must share the gossip key (--encrypt), or on loopback without one the token (--token); it gets no work from here", "member", name, "address", addr)
 			}
+		}
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(res.Header().Get(peerProofHeader)), []byte(peerProof(h.cluster.peerKey, addr))) != 1 {
+		// It took a call but cannot prove it holds the cluster key: a
+		// stranger on the member list. It gets nothing from this host.
+		h.unreachable(name)
+		h.cluster.mu.Lock()
+		warn := !p.warned
+		p.warned = true
+		h.cluster.mu.Unlock()
+		if warn {
+			h.log.Error("a member answers without proof that it holds the cluster key: it gets no work, module or object from here", "member", name, "address", addr)
 		}
 		return
 	}
@@ -502,9 +566,18 @@ func (h *Host) readLoad(p *peer) {
 		return
 	}
 	h.cluster.mu.Lock()
+	if p.addr != addr || p.ctx != pctx {
+		h.cluster.mu.Unlock()
+		return // it moved or reconnected meanwhile: the next report counts
+	}
 	p.avail = &avail
+	first := !p.proven
+	p.proven = true
 	h.cluster.mu.Unlock()
 	h.mu.Lock()
+	if first {
+		h.sched.SetNode(name, total, avail)
+	}
 	h.sched.SetAvailable(name, avail)
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
@@ -552,8 +625,10 @@ func (h *Host) clusterStatus() []*rayhostv1.Member {
 	out := []*rayhostv1.Member{self}
 	h.cluster.mu.Lock()
 	avails := map[string]*scheduler.Resources{}
+	unproven := map[string]bool{}
 	for name, p := range h.cluster.byName {
 		avails[name] = p.avail
+		unproven[name] = !p.proven
 	}
 	h.cluster.mu.Unlock()
 	for _, m := range h.members.Members() {
@@ -562,6 +637,11 @@ func (h *Host) clusterStatus() []*rayhostv1.Member {
 		}
 		t, _ := scheduler.Make(m.Resources["CPU"], m.Resources["GPU"], customOf(m.Resources))
 		pm := &rayhostv1.Member{HostId: m.Name, Address: m.APIAddr, GossipAddress: m.GossipAddr, State: m.Status.String(), Total: resourcesProto(t)}
+		if m.Status == gossip.StatusAlive && unproven[m.Name] {
+			// Alive in gossip, but it has not proven it holds the cluster
+			// key (yet): it gets no work.
+			pm.State = "unverified"
+		}
 		if a := avails[m.Name]; a != nil && m.Status == gossip.StatusAlive {
 			pm.Available = resourcesProto(*a)
 		}

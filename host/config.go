@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rayhost/rayhost/store"
@@ -134,6 +136,32 @@ type Config struct {
 	// and HTTP/2) instead of HTTP/1.1 + h2c.
 	TLSCertFile, TLSKeyFile string
 
+	// Limits on the API's connections and calls, applied before a call is
+	// authenticated (a stranger can reach them). Zero takes the default in
+	// parentheses; negative is invalid.
+	//
+	// ReadHeaderTimeout bounds reading a request's headers (10 s): a client
+	// that sends them byte by byte is cut off. BodyReadTimeout bounds
+	// reading the body of a call whose client sends one message (every call
+	// but SubmitStream and Execute, whose bodies last as long as the call)
+	// (2 min). IdleTimeout closes a connection without calls for this long
+	// (2 min). MaxHeaderBytes bounds a request's headers (64 KiB).
+	ReadHeaderTimeout, BodyReadTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes                                  int
+	// MaxConnections caps the API's open connections (4096); one more is
+	// closed as soon as it is accepted. A client (and a peer) needs one.
+	MaxConnections int
+	// MaxConcurrentStreams bounds the calls in flight on one HTTP/2
+	// connection (1000); a client with more opens another connection.
+	MaxConcurrentStreams int
+	// RegisterRate and RegisterBurst limit RegisterModule per client IP
+	// address: RegisterRate calls per second on average (2), RegisterBurst
+	// at once (20). Calls past it fail with resource_exhausted.
+	RegisterRate  float64
+	RegisterBurst int
+	// bodyRead, when set (tests), counts bytes read from request bodies.
+	bodyRead *atomic.Int64
+
 	// Cluster, when set, makes the host a member of a cluster (gossip,
 	// placement across hosts, objects that move). Nil: a host on its own.
 	Cluster *ClusterConfig
@@ -171,6 +199,15 @@ func DefaultConfig(dataDir string) Config {
 		CompileTimeout:       2 * time.Minute,
 		MaxModuleFunctions:   100_000,
 		MaxFunctionBodyBytes: 1 << 20,
+
+		ReadHeaderTimeout:    defaultReadHeaderTimeout,
+		BodyReadTimeout:      defaultBodyReadTimeout,
+		IdleTimeout:          defaultIdleTimeout,
+		MaxHeaderBytes:       defaultMaxHeaderBytes,
+		MaxConnections:       defaultMaxConnections,
+		MaxConcurrentStreams: defaultMaxConcurrentStreams,
+		RegisterRate:         defaultRegisterRate,
+		RegisterBurst:        defaultRegisterBurst,
 	}
 }
 
@@ -202,6 +239,9 @@ func (c *Config) validate() error {
 		return bad("MaxDrivers, MaxModules, CompileTimeout, MaxModuleFunctions and MaxFunctionBodyBytes must be >= 0")
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return bad("TLSCertFile and TLSKeyFile go together")
+	}
+	if err := c.validateNetLimits(); err != nil {
+		return err
 	}
 	c.AllowedDirs = slices.Clone(c.AllowedDirs)
 	for i, d := range c.AllowedDirs {
@@ -274,6 +314,49 @@ func (c *Config) validate() error {
 	c.DataDir = filepath.Clean(c.DataDir)
 	if c.CacheDir == "" {
 		c.CacheDir = filepath.Join(c.DataDir, "cache")
+	}
+	return nil
+}
+
+// Defaults of the API's limits (see Config.ReadHeaderTimeout).
+const (
+	defaultReadHeaderTimeout    = 10 * time.Second
+	defaultBodyReadTimeout      = 2 * time.Minute
+	defaultIdleTimeout          = 2 * time.Minute
+	defaultMaxHeaderBytes       = 64 << 10
+	defaultMaxConnections       = 4096
+	defaultMaxConcurrentStreams = 1000
+	defaultRegisterRate         = 2
+	defaultRegisterBurst        = 20
+)
+
+// validateNetLimits fills in the API limits left zero and refuses
+// negative ones.
+func (c *Config) validateNetLimits() error {
+	if c.ReadHeaderTimeout < 0 || c.BodyReadTimeout < 0 || c.IdleTimeout < 0 || c.MaxHeaderBytes < 0 ||
+		c.MaxConnections < 0 || c.MaxConcurrentStreams < 0 || c.RegisterRate < 0 || c.RegisterBurst < 0 ||
+		math.IsNaN(c.RegisterRate) || math.IsInf(c.RegisterRate, 0) {
+		return fmt.Errorf("%w: the API's timeouts and limits must not be negative (0 takes the default)", ErrInvalidConfig)
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	def(&c.BodyReadTimeout, defaultBodyReadTimeout)
+	def(&c.IdleTimeout, defaultIdleTimeout)
+	defInt(&c.MaxHeaderBytes, defaultMaxHeaderBytes)
+	defInt(&c.MaxConnections, defaultMaxConnections)
+	defInt(&c.MaxConcurrentStreams, defaultMaxConcurrentStreams)
+	defInt(&c.RegisterBurst, defaultRegisterBurst)
+	if c.RegisterRate == 0 {
+		c.RegisterRate = defaultRegisterRate
 	}
 	return nil
 }

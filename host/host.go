@@ -114,6 +114,9 @@ func New(cfg Config) (*Host, error) {
 		h.closeStore()
 		return nil, fmt.Errorf("host: listen: %w", err)
 	}
+	h.ln = &capListener{Listener: h.ln, slots: make(chan struct{}, cfg.MaxConnections), onFull: func(n int64) {
+		h.log.Warn("the API has MaxConnections open: closing new ones (--max-connections)", "max", cfg.MaxConnections, "refused", n)
+	}}
 	h.addr = cfg.AdvertiseAddr
 	if h.addr == "" {
 		h.addr = h.ln.Addr().String()
@@ -152,8 +155,14 @@ func New(cfg Config) (*Host, error) {
 	h.serving, h.stopServing = context.WithCancel(context.Background())
 	// Pings find a peer or client that vanished without closing its
 	// connection, so the streams it had end.
-	h.srv = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second,
-		HTTP2:       &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
+	// Limits a stranger meets before a call is authenticated: header and
+	// body read deadlines, idle connections closed, a connection cap (the
+	// listener), and the guard, which checks credentials before any body
+	// is read.
+	h.srv = &http.Server{Handler: newGuard(mux, &h.cfg, h.addr), Protocols: protocols,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second,
+			MaxConcurrentStreams: cfg.MaxConcurrentStreams, MaxReadFrameSize: 1 << 20},
 		BaseContext: func(net.Listener) context.Context { return h.serving }}
 	if exposed(h.ln.Addr()) && cfg.Token == "" {
 		h.log.Warn("the API listens beyond loopback without a token: anyone who can reach it can run code here; set a token (--token or RAYHOST_TOKEN) and TLS", "address", h.ln.Addr().String())

@@ -212,7 +212,7 @@ func (h *Host) warmPeers(ctx context.Context, digest string) {
 	h.cluster.mu.Lock()
 	var apis []rayhostv1connect.PeerServiceClient
 	for _, p := range h.cluster.byName {
-		if p.status == gossip.StatusAlive {
+		if p.status == gossip.StatusAlive && p.proven {
 			apis = append(apis, p.api)
 		}
 	}

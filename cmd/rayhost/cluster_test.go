@@ -373,6 +373,8 @@ func TestClusterPartition(t *testing.T) {
 		nss = append(nss, br.Namespace(t, fmt.Sprintf("h%d", i)))
 	}
 	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{
+		// Gossip beyond loopback needs a key.
+		Args: []string{"--encrypt", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
 		IPs:  []string{nss[0].IP, nss[1].IP, nss[2].IP},
 		Wrap: func(i int) func(context.Context, string, ...string) *exec.Cmd { return nss[i].Command },
 	})

@@ -66,7 +66,7 @@ Every flag can also be set with an environment variable: --address is RAYHOST_AD
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newStartCmd(), newJoinCmd(), newStatusCmd(), newHealthCmd()} {
+	for _, c := range []*cobra.Command{newStartCmd(), newJoinCmd(), newStatusCmd(), newHealthCmd(), newKeygenCmd()} {
 		c.GroupID = "host"
 		root.AddCommand(c)
 	}
