@@ -275,8 +275,15 @@ func TestCLIAgainstHost(t *testing.T) {
 		}
 		var h client.Health
 		decodeOut(t, &h, "health", "--address", addr, "--json")
-		if h.HostID == "" || h.TotalCPUs != 2 {
+		if h.HostID == "" || h.TotalCPUs != 2 || len(h.WorkerConfinement) == 0 {
 			t.Fatalf("health --json: %+v", h)
+		}
+		// The table lists every confinement layer, in force or not.
+		code, out := rayhost(t, "", nil, "health", "--address", addr)
+		for _, l := range h.WorkerConfinement {
+			if code != 0 || !regexp.MustCompile(`(?m)^`+l.Name+` +(yes|NO) `).MatchString(out) {
+				t.Fatalf("health does not list layer %s:\n%s", l.Name, out)
+			}
 		}
 	})
 

@@ -144,8 +144,9 @@ func newHealthCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "health [flags]",
 		Short: "print a host's id, address, workers and resources",
-		Long: `Health asks one host how it is: its id and address, its worker processes, and its total
-and free resources. It exits 1 when no host answers, so it serves as a liveness check.`,
+		Long: `Health asks one host how it is: its id and address, its worker processes, its total
+and free resources, and the OS confinement layers its workers run under (each in force or not,
+and why). It exits 1 when no host answers, so it serves as a liveness check.`,
 		Example: `  rayhost health --address 127.0.0.1:6380
   rayhost health --json | jq .AvailableCPUs`,
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -170,6 +171,21 @@ and free resources. It exits 1 when no host answers, so it serves as a liveness 
 				free[k] = v
 			}
 			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", h.HostID, h.Address, h.Workers, formatResources(total), formatResources(free))
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if len(h.WorkerConfinement) == 0 {
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			w = newTable(cmd.OutOrStdout(), "WORKER CONFINEMENT\tIN FORCE\tDETAIL")
+			for _, l := range h.WorkerConfinement {
+				in := "yes"
+				if !l.Active {
+					in = "NO"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", l.Name, in, firstLine(l.Detail, 100))
+			}
 			return w.Flush()
 		},
 	}
