@@ -189,7 +189,8 @@ func (c *Client) ListActors(ctx context.Context) ([]Actor, error) {
 // Member is one host of a cluster.
 type Member struct {
 	HostID, Address, GossipAddress string
-	// State is alive, leaving, left or failed.
+	// State is alive, leaving, left or failed, or unverified: alive in
+	// gossip but not yet proven to hold the cluster secret (it gets no work).
 	State string
 	// Total and Available resources ("CPU", "GPU" and custom names);
 	// Available is nil until the answering host has a load report.
