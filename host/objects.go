@@ -51,7 +51,9 @@ type remoteObjects interface {
 	// object first. It fails with an error wrapping ErrObjectLost or
 	// ErrOwnerDied when the bytes are gone for good.
 	fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error
-	// resolve asks owner about id until it is ready, then seals it here.
+	// resolve starts asking owner about id in the background, until it is
+	// ready, then seals it here. It must not block, nor be called with the
+	// host's lock held.
 	resolve(id ids.ObjectID, owner string)
 }
 
@@ -402,7 +404,7 @@ func (o *objects) borrow(ctx context.Context, id ids.ObjectID, owner string) {
 	}
 	o.m[id] = &object{task: id.Task(), owner: owner}
 	o.mu.Unlock()
-	go o.remote.resolve(id, owner)
+	o.remote.resolve(id, owner) // in the background
 }
 
 // holding reports what this host knows of where id's bytes are: in memory

@@ -296,7 +296,11 @@ func (r hostObjects) fetch(ctx context.Context, id ids.ObjectID, holders []strin
 	return r.h.fetch(ctx, id, holders, owner)
 }
 
-func (r hostObjects) resolve(id ids.ObjectID, owner string) { r.h.resolve(id, owner) }
+// resolve runs in the background, tracked so Close waits for it before it
+// closes the object table (an untracked one raced Close's close of it).
+func (r hostObjects) resolve(id ids.ObjectID, owner string) {
+	r.h.goTracked(func() { r.h.resolve(id, owner) })
+}
 
 // fetch brings id's bytes here from a host that holds them. If none can
 // give them, the owner rebuilds the object: this host, by lineage, or the
