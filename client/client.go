@@ -415,10 +415,23 @@ func valueFrom(p *rayhostv1.Value) Value {
 // their values.
 func (c *Client) GetValues(ctx context.Context, refs []ObjectRef) ([]Value, error) {
 	req := &rayhostv1.GetRequest{Refs: refsProto(refs)}
-	if d, ok := ctx.Deadline(); ok {
-		req.TimeoutMs = max(time.Until(d).Milliseconds(), 1)
+	var res *connect.Response[rayhostv1.GetResponse]
+	var err error
+	// A Get only reads: a connection that broke under it (a reset, a
+	// connection the host dropped while starved) is retried, a few times.
+	for attempt := 0; ; attempt++ {
+		if d, ok := ctx.Deadline(); ok {
+			req.TimeoutMs = max(time.Until(d).Milliseconds(), 1)
+		}
+		res, err = c.svc.Get(ctx, connect.NewRequest(req))
+		if err == nil || attempt == 2 || !errors.Is(fromConnect(err), ErrUnavailable) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
-	res, err := c.svc.Get(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, fromConnect(err)
 	}

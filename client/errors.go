@@ -3,6 +3,9 @@ package client
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 
 	"connectrpc.com/connect"
 
@@ -39,6 +42,10 @@ func fromConnect(err error) error {
 		sentinel = ErrGetTimeout
 	case connect.CodeCanceled:
 		sentinel = ErrTaskCancelled
+		if brokenConnection(err) {
+			// Not a cancel anyone asked for: the connection broke.
+			sentinel = ErrUnavailable
+		}
 	case connect.CodeUnavailable:
 		sentinel = ErrUnavailable
 	case connect.CodeUnauthenticated:
@@ -75,4 +82,12 @@ func taskError(p *rayhostv1.TaskError) *ray.TaskError {
 	}
 	return &ray.TaskError{Kind: p.GetKind(), TaskID: p.GetTaskId(), Function: p.GetFunction(), Host: p.GetHost(),
 		Attempt: int(p.GetAttempt()), Message: p.GetMessage(), Code: p.GetCode(), Stack: p.GetStack(), Cause: taskError(p.GetCause())}
+}
+
+// brokenConnection reports whether err comes from the connection itself
+// (reset, closed under the call) rather than from the call.
+func brokenConnection(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -547,8 +547,23 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	if err != nil {
 		return toConnect(err)
 	}
-	defer release()
 	j := newJob()
+	submitted := false
+	defer func() {
+		if !submitted {
+			release()
+			return
+		}
+		// The slot is free once the driver has ended, not as soon as its
+		// caller left (a cancelled driver runs on until its worker stops).
+		a.h.goTracked(func() {
+			select {
+			case <-j.ended:
+			case <-a.h.done:
+			}
+			release()
+		})
+	}()
 	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
 	// every slot.
 	t := &task{id: ids.NewTaskID(), job: j, mod: mod, kind: abi.KindMain, numReturns: 1}
@@ -562,6 +577,7 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 		return toConnect(err)
 	}
 	start := time.Now()
+	submitted = true
 	a.h.submit(ctx, t)
 	var tick <-chan time.Time
 	var last *rayhostv1.RunProgress

@@ -21,6 +21,7 @@ type job struct {
 	bytes   int
 	dropped int
 	done    bool
+	ended   chan struct{} // closed once the driver has ended
 	notify  chan struct{}
 	// failures of the job's tasks, reported at the end unless someone got them
 	failures []failure
@@ -60,7 +61,7 @@ type failure struct {
 // is dropped (and counted) rather than blocking the tasks that print.
 const maxJobBacklog = 64 << 20
 
-func newJob() *job { return &job{notify: make(chan struct{}, 1)} }
+func newJob() *job { return &job{notify: make(chan struct{}, 1), ended: make(chan struct{})} }
 
 func (j *job) push(ev *rayhostv1.RunResponse, size int) {
 	j.mu.Lock()
@@ -131,6 +132,7 @@ func (j *job) finish(v abi.Value, h *Host) {
 		return
 	}
 	j.done = true
+	close(j.ended)
 	j.mu.Unlock()
 	j.push(&rayhostv1.RunResponse{Event: &rayhostv1.RunResponse_Result{Result: res}}, 0)
 }
