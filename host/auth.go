@@ -186,6 +186,15 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // refuse answers a call with err, in the call's protocol when it is one
 // Connect speaks, without reading its body.
 func (g *guard) refuse(w http.ResponseWriter, r *http.Request, code connect.Code, err error) {
+	// The body stays unread, and net/http drains it (up to 256 KiB)
+	// before answering, without a deadline: a stranger that announces a
+	// body and stalls would hold the connection (and a slot of the cap)
+	// unanswered for good. The drain gets the body read deadline.
+	d := g.bodyTimeout
+	if d <= 0 {
+		d = refusedDrainTimeout
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 	if g.errors.IsSupported(r) {
 		_ = g.errors.Write(w, r, connect.NewError(code, err))
 		return
@@ -196,6 +205,10 @@ func (g *guard) refuse(w http.ResponseWriter, r *http.Request, code connect.Code
 	}
 	http.Error(w, err.Error(), status)
 }
+
+// refusedDrainTimeout bounds the drain of a refused call's body when the
+// host has no body read deadline.
+const refusedDrainTimeout = 10 * time.Second
 
 // clientIP is the IP address a request came from.
 func clientIP(r *http.Request) string {

@@ -238,6 +238,10 @@ func normalizeAddress(addr string, tls bool) (string, error) {
 		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 			return "", usagef("--address %q: give only a scheme, host and port", addr)
 		}
+		if tls && u.Scheme == "http" {
+			// --tls-ca asks for TLS: never send the token in clear text.
+			return "", usagef("--address %q: --tls-ca is set but the address is http://; use https:// (or drop --tls-ca)", addr)
+		}
 		scheme, hostport = u.Scheme, u.Host
 	}
 	h, port, err := net.SplitHostPort(hostport)
