@@ -703,7 +703,7 @@ func (h *Host) relayCall(t *task, c ipc.Call) {
 	switch c.Op {
 	case abi.OpPut:
 		var req abi.PutRequest
-		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && h.keepHere(req.Value) {
+		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && req.ID.IsPut() && h.keepHere(req.Value) {
 			v, err := h.holdHere(req.ID, req.Value)
 			if err == nil {
 				e := abi.Encoder{}

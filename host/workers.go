@@ -242,7 +242,9 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			d := abi.NewDecoder(c.Payload)
 			id := d.ObjectID()
 			v := abi.Value{Codec: codecHeld, Data: append([]byte(nil), d.Bytes()...)}
-			if d.Done() == nil && id.Task() == t.id {
+			// Only the task's own put IDs, as guestPut requires: never one of
+			// its returns, which would seal its result early.
+			if d.Done() == nil && id.Task() == t.id && id.IsPut() {
 				if err := h.objs.seal(context.Background(), id, v); err != nil {
 					h.log.Warn("refused a held put", "task_id", t.id, "err", err)
 				}
