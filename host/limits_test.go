@@ -97,6 +97,18 @@ func TestStoreFullHost(t *testing.T) {
 	// tasks whose results it need not store (a failure).
 	err = callErr(t, c, client.Call{Module: mod, Function: "put_many", Args: []any{100_000, 64}, MaxRetries: &none})
 	wantMessage(t, "100,000 guest Puts of 64 KiB past the quota", err, "limit", "store: full")
+	// What is left after the last 64 KiB that fitted (how much depends on
+	// when the store last measured its files) is taken by one-byte puts,
+	// so that no result can fit.
+	for i := 0; ; i++ {
+		if _, err := c.Put(ctx, []byte{1}); err != nil {
+			wantMessage(t, "filling the last bytes", err, "store: full")
+			break
+		}
+		if i > 1_000_000 {
+			t.Fatal("a million one-byte puts fitted in a full store")
+		}
+	}
 	err = callErr(t, c, client.Call{Module: mod, Function: "alloc_mib", Args: []any{1}, MaxRetries: &none})
 	wantMessage(t, "a task whose result a full store cannot take", err, "limit", "store: full")
 	if err := c.Get(ctx, kept, &got); err != nil || len(got) != 8<<20 {
