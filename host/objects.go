@@ -417,6 +417,7 @@ func (o *objects) holding(ctx context.Context, id ids.ObjectID) (v abi.Value, in
 		o.mu.Unlock()
 		return v, true, true, nil, int64(len(v.Data)), nil
 	}
+	ready := ob != nil && ob.ready // read under the lock: a seal may come at any time
 	if ob != nil {
 		holders, size, v = slices.Clone(ob.holders), ob.size, abi.Value{Codec: ob.val.Codec}
 	}
@@ -428,7 +429,7 @@ func (o *objects) holding(ctx context.Context, id ids.ObjectID) (v abi.Value, in
 	if !errors.Is(err, store.ErrNotFound) {
 		return v, false, false, nil, 0, err
 	}
-	if ob == nil || !ob.ready {
+	if !ready {
 		return v, false, false, nil, 0, fmt.Errorf("%w: %s", ErrObjectNotFound, id)
 	}
 	return v, false, false, holders, size, nil
