@@ -6,9 +6,10 @@
 //	var item Item
 //	err = c.Get(ctx, ref, &item)
 //
-// Errors wrap the sentinels below; a failed task's error is a
-// *ray.TaskError, so errors.Is(err, ray.ErrTaskCancelled) works the same in
-// a driver inside the cluster and in a native client.
+// Errors wrap the sentinels below; a failed task's error is a *TaskError
+// (the guest SDK's *ray.TaskError: one type), so errors.Is(err,
+// ray.ErrTaskCancelled) works the same in a driver inside the cluster and
+// in a native client.
 package client
 
 import (
@@ -18,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -27,34 +27,43 @@ import (
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
-	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/internal/httpc"
+	"github.com/rayhost/rayhost/internal/kinds"
 )
 
-// Sentinel errors, one per Connect code the host uses.
+// Sentinel errors, one per Connect code the host uses. The task sentinels
+// (ErrGetTimeout, ErrTaskFailed, ErrTaskCancelled, ErrWorkerDied,
+// ErrTaskTimeout, ErrObjectLost, ErrOwnerDied) are the same values as the
+// guest SDK's (ray.ErrWorkerDied…), so errors.Is works with either.
 var (
-	ErrNotFound        = errors.New("rayhost: not found")
-	ErrInvalidArgument = errors.New("rayhost: invalid argument")
-	ErrGetTimeout      = ray.ErrGetTimeout
-	ErrTaskFailed      = ray.ErrTaskFailed
-	ErrTaskCancelled   = ray.ErrTaskCancelled
-	ErrWorkerDied      = ray.ErrWorkerDied
-	ErrTaskTimeout     = ray.ErrTaskTimeout
-	ErrObjectLost      = ray.ErrObjectLost
-	ErrOwnerDied       = ray.ErrOwnerDied
-	ErrPermission      = errors.New("rayhost: permission denied")
-	ErrUnavailable     = errors.New("rayhost: host unavailable")
-	ErrUnauthenticated = errors.New("rayhost: unauthenticated")
+	ErrNotFound        = kinds.ErrNotFound
+	ErrInvalidArgument = kinds.ErrInvalidArgument
+	ErrGetTimeout      = kinds.ErrGetTimeout
+	ErrTaskFailed      = kinds.ErrTaskFailed
+	ErrTaskCancelled   = kinds.ErrTaskCancelled
+	ErrWorkerDied      = kinds.ErrWorkerDied
+	ErrTaskTimeout     = kinds.ErrTaskTimeout
+	ErrObjectLost      = kinds.ErrObjectLost
+	ErrOwnerDied       = kinds.ErrOwnerDied
+	ErrPermission      = kinds.ErrPermission
+	ErrUnavailable     = kinds.ErrUnavailable
+	ErrUnauthenticated = kinds.ErrUnauthenticated
 	// ErrResourceExhausted: a limit was hit (a message or value too large,
 	// the store full, a cap on tasks, drivers or modules); the message says
 	// which.
-	ErrResourceExhausted = errors.New("rayhost: resource exhausted")
+	ErrResourceExhausted = kinds.ErrResourceExhausted
 	// ErrTooLarge is ErrResourceExhausted, by its older name.
 	ErrTooLarge = ErrResourceExhausted
-	ErrHost     = errors.New("rayhost: host error")
+	ErrHost     = kinds.ErrHost
 	// ErrExists: a module name names another module (register with
 	// Replace to re-point it).
-	ErrExists = errors.New("rayhost: already exists")
+	ErrExists = kinds.ErrExists
 )
+
+// TaskError is a failed task's error: the same type as the guest SDK's
+// ray.TaskError, so errors.As(err, new(*ray.TaskError)) works on what a
+// Client returns.
+type TaskError = kinds.TaskError
 
 // Client talks to one host. It is safe for concurrent use.
 type Client struct {
@@ -96,7 +105,7 @@ func New(addr string, opts ...Option) *Client {
 		opt.apply(&o)
 	}
 	if o.httpClient == nil {
-		o.httpClient = httpClient(o.tlsConfig)
+		o.httpClient = httpc.New(o.tlsConfig)
 	}
 	base := addr
 	if !strings.Contains(base, "://") {
@@ -111,7 +120,7 @@ func New(addr string, opts ...Option) *Client {
 	copts := []connect.ClientOption{connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes),
 		connect.WithAcceptCompression("gzip", nil, nil)}
 	if o.token != "" {
-		copts = append(copts, connect.WithInterceptors(tokenInterceptor("Bearer "+o.token)))
+		copts = append(copts, connect.WithInterceptors(httpc.Bearer(o.token)))
 	}
 	return &Client{base: base, svc: rayhostv1connect.NewTaskServiceClient(o.httpClient, base, copts...)}
 }
@@ -119,52 +128,10 @@ func New(addr string, opts ...Option) *Client {
 // NewHTTPClient returns the HTTP client the Go client uses: HTTP/2 over
 // TLS with cfg, or without TLS (h2c) when cfg is nil. Hosts use it to call
 // each other.
-func NewHTTPClient(cfg *tls.Config) *http.Client { return httpClient(cfg) }
+func NewHTTPClient(cfg *tls.Config) *http.Client { return httpc.New(cfg) }
 
 // TokenInterceptor adds "Authorization: Bearer <token>" to every call.
-func TokenInterceptor(token string) connect.Interceptor { return tokenInterceptor("Bearer " + token) }
-
-// httpClient speaks HTTP/2: over TLS with cfg, else without TLS (h2c), which
-// streaming calls need.
-func httpClient(cfg *tls.Config) *http.Client {
-	protocols := new(http.Protocols)
-	if cfg != nil {
-		protocols.SetHTTP2(true)
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
-	}
-	return &http.Client{Transport: &http.Transport{
-		Protocols:       protocols,
-		DialContext:     (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSClientConfig: cfg,
-		// A connection to a host that vanished (a partition) is noticed by
-		// pings instead of hanging calls until TCP gives up.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
-	}}
-}
-
-// tokenInterceptor adds the Authorization header to unary and streaming
-// calls.
-type tokenInterceptor string
-
-func (t tokenInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", string(t))
-		return next(ctx, req)
-	}
-}
-
-func (t tokenInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", string(t))
-		return conn
-	}
-}
-
-func (t tokenInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
+func TokenInterceptor(token string) connect.Interceptor { return httpc.Bearer(token) }
 
 // ObjectRef names an object and its owner.
 type ObjectRef struct {

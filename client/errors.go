@@ -10,11 +10,10 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
-	"github.com/rayhost/rayhost/guest-sdk/ray"
 )
 
 // fromConnect maps a Connect error back to this package's sentinels (or to
-// a *ray.TaskError when the host attached one). It is the mirror of the
+// a *TaskError when the host attached one). It is the mirror of the
 // host's one mapping at its edge.
 func fromConnect(err error) error {
 	if err == nil {
@@ -24,7 +23,7 @@ func fromConnect(err error) error {
 	if !errors.As(err, &ce) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	var te *ray.TaskError
+	var te *TaskError
 	for _, d := range ce.Details() {
 		if msg, derr := d.Value(); derr == nil {
 			if p, ok := msg.(*rayhostv1.TaskError); ok {
@@ -66,21 +65,21 @@ func fromConnect(err error) error {
 }
 
 // taskFailure is a failed task's error as a client sees it: the
-// *ray.TaskError, which also matches the sentinel of its Connect code
+// *TaskError, which also matches the sentinel of its Connect code
 // (ErrInvalidArgument for a call whose arguments did not decode…).
 type taskFailure struct {
-	te   *ray.TaskError
+	te   *TaskError
 	code error
 }
 
 func (f *taskFailure) Error() string   { return f.te.Error() }
 func (f *taskFailure) Unwrap() []error { return []error{f.te, f.code} }
 
-func taskError(p *rayhostv1.TaskError) *ray.TaskError {
+func taskError(p *rayhostv1.TaskError) *TaskError {
 	if p == nil {
 		return nil
 	}
-	return &ray.TaskError{Kind: p.GetKind(), TaskID: p.GetTaskId(), Function: p.GetFunction(), Host: p.GetHost(),
+	return &TaskError{Kind: p.GetKind(), TaskID: p.GetTaskId(), Function: p.GetFunction(), Host: p.GetHost(),
 		Attempt: int(p.GetAttempt()), Message: p.GetMessage(), Code: p.GetCode(), Stack: p.GetStack(), Cause: taskError(p.GetCause())}
 }
 

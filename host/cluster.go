@@ -20,11 +20,11 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/rayhost/rayhost/client"
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/httpc"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
@@ -103,7 +103,7 @@ func (h *Host) newCluster() (*cluster, error) {
 		tlsCfg = &tls.Config{RootCAs: pool}
 		c.scheme = "https://"
 	}
-	c.httpc = client.NewHTTPClient(tlsCfg)
+	c.httpc = httpc.New(tlsCfg)
 	// Hosts talk over a LAN and move objects that are often incompressible:
 	// gzip (Connect's default) made pulls CPU-bound at ~130 MB/s, so peers
 	// do not offer it.

@@ -81,7 +81,7 @@ func run(inv *abi.Invocation, fn func(context.Context) ([]abi.Value, error)) (st
 		// visible to errors.Is on the caller's side.
 		var inner *TaskError
 		if errors.As(err, &inner) {
-			te.Cause = inner.abi()
+			te.Cause = taskErrorABI(inner)
 		}
 		return sendError(abi.StatusError, te)
 	}
