@@ -658,7 +658,3 @@ func (h *Host) clusterStatus() []*rayhostv1.Member {
 	})
 	return out
 }
-
-func (a *api) ClusterStatus(ctx context.Context, req *connect.Request[rayhostv1.ClusterStatusRequest]) (*connect.Response[rayhostv1.ClusterStatusResponse], error) {
-	return connect.NewResponse(&rayhostv1.ClusterStatusResponse{Members: a.h.clusterStatus()}), nil
-}

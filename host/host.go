@@ -88,6 +88,10 @@ func New(cfg Config) (*Host, error) {
 		workers: map[*workerProc]struct{}{}, cacheDir: cfg.CacheDir, done: make(chan struct{}),
 	}
 	h.sched.SetLocalName(cfg.ID)
+	api, err := h.newEdge()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("host: data dir: %w", err)
 	}
@@ -142,7 +146,7 @@ func New(cfg Config) (*Host, error) {
 	h.mu.Unlock()
 
 	mux := http.NewServeMux()
-	mux.Handle(rayhostv1connect.NewTaskServiceHandler(&api{h: h}, h.handlerOptions()...))
+	mux.Handle(rayhostv1connect.NewTaskServiceHandler(api, h.handlerOptions()...))
 	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, h.handlerOptions()...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

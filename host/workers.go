@@ -878,9 +878,6 @@ func (h *Host) guestLog(w *workerProc, l *ipc.Log) {
 // error message.
 const stderrKept = 4 << 10
 
-// errLimit marks a submission refused by a limit.
-var errLimit = errors.New("limit exceeded")
-
 func (h *Host) memoryLimitOf(t *task) int64 {
 	if t.limits.MemoryPages > 0 {
 		return int64(t.limits.MemoryPages) << 16

@@ -1,0 +1,209 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/kinds"
+)
+
+func parseRef(r *rayhostv1.ObjectRef) (ids.ObjectID, error) {
+	if r == nil {
+		return ids.ObjectID{}, Invalid("missing ObjectRef")
+	}
+	id, err := ids.ParseObjectID(r.GetId())
+	if err != nil {
+		return id, Invalid("%v", err)
+	}
+	return id, nil
+}
+
+func parseRefs(refs []*rayhostv1.ObjectRef) ([]ids.ObjectID, error) {
+	out := make([]ids.ObjectID, len(refs))
+	for i, r := range refs {
+		id, err := parseRef(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = id
+	}
+	return out, nil
+}
+
+// borrow makes the refs other hosts own known here.
+func (e *Edge) borrow(ctx context.Context, refs []*rayhostv1.ObjectRef, parsed []ids.ObjectID) {
+	for i, r := range refs {
+		e.h.Borrow(ctx, abi.Ref{ID: parsed[i], Owner: r.GetOwner()})
+	}
+}
+
+func timeoutOf(ms int64) time.Duration {
+	if ms <= 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func valueProto(v abi.Value) *rayhostv1.Value {
+	if v.Codec == abi.CodecRaw {
+		return &rayhostv1.Value{Kind: &rayhostv1.Value_Raw{Raw: v.Data}}
+	}
+	return &rayhostv1.Value{Kind: &rayhostv1.Value_Json{Json: string(v.Data)}}
+}
+
+// tooLarge is the error of a Get whose values one message cannot carry.
+func tooLarge(size int64) error {
+	return ToConnect(kinds.Classed(kinds.ErrResourceExhausted,
+		fmt.Sprintf("the values are %d bytes, more than one message may carry: use GetStream", size)))
+}
+
+// Get returns the values of objects, waiting for them; a failed task's
+// object fails the call with its TaskError.
+func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetRequest]) (*connect.Response[rayhostv1.GetResponse], error) {
+	refs, err := parseRefs(req.Msg.GetRefs())
+	if err != nil {
+		return nil, err
+	}
+	e.borrow(ctx, req.Msg.GetRefs(), refs)
+	timeout := timeoutOf(req.Msg.GetTimeoutMs())
+	if _, err := e.h.WaitReady(ctx, refs, len(refs), true, timeout); err != nil {
+		return nil, ToConnect(err)
+	}
+	// Refuse values too large for one message before reading (or pulling)
+	// any of them.
+	var size int64
+	for _, id := range refs {
+		if n, ok := e.h.Size(ctx, id); ok {
+			size += n
+		}
+	}
+	limit := int64(e.cfg.MaxMessageBytes - (1 << 20))
+	if size > limit {
+		return nil, tooLarge(size)
+	}
+	vals, err := e.h.Get(ctx, refs, timeout)
+	if err != nil {
+		return nil, ToConnect(err)
+	}
+	res := &rayhostv1.GetResponse{Values: make([]*rayhostv1.Value, len(vals))}
+	size = 0
+	for i, v := range vals {
+		if v.Codec == abi.CodecError {
+			return nil, TaskFailure(v.Data)
+		}
+		size += int64(len(v.Data))
+		res.Values[i] = valueProto(v)
+	}
+	if size > limit {
+		return nil, tooLarge(size)
+	}
+	return connect.NewResponse(res), nil
+}
+
+// GetStream sends one object in chunks, however large.
+func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.GetStreamRequest], stream *connect.ServerStream[rayhostv1.GetStreamResponse]) error {
+	id, err := parseRef(req.Msg.GetRef())
+	if err != nil {
+		return err
+	}
+	e.borrow(ctx, []*rayhostv1.ObjectRef{req.Msg.GetRef()}, []ids.ObjectID{id})
+	if _, err := e.h.WaitReady(ctx, []ids.ObjectID{id}, 1, true, timeoutOf(req.Msg.GetTimeoutMs())); err != nil {
+		return ToConnect(err)
+	}
+	// Small values are in memory; the rest streams from the store chunk by
+	// chunk, never whole (pulled here first if other hosts hold it).
+	v, inMemory, err := e.h.Local(ctx, id)
+	if errors.Is(err, kinds.ErrObjectLost) || errors.Is(err, kinds.ErrOwnerDied) {
+		kind := abi.ErrorObjectLost
+		if errors.Is(err, kinds.ErrOwnerDied) {
+			kind = abi.ErrorOwnerDied
+		}
+		return TaskFailure((&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode().Data)
+	}
+	if err != nil {
+		return ToConnect(err)
+	}
+	e.h.Fetched(id)
+	if inMemory {
+		if v.Codec == abi.CodecError {
+			return TaskFailure(v.Data)
+		}
+		return stream.Send(&rayhostv1.GetStreamResponse{
+			Header: &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}, Chunk: v.Data})
+	}
+	return e.h.Stream(ctx, id, func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
+		return stream.Send(&rayhostv1.GetStreamResponse{Header: hdr, Chunk: chunk})
+	})
+}
+
+// Put stores a client's value as a new object this host owns.
+func (e *Edge) Put(ctx context.Context, req *connect.Request[rayhostv1.PutRequest]) (*connect.Response[rayhostv1.PutResponse], error) {
+	var v abi.Value
+	switch k := req.Msg.GetValue().GetKind().(type) {
+	case *rayhostv1.Value_Json:
+		if !json.Valid([]byte(k.Json)) {
+			return nil, Invalid("value: not valid JSON")
+		}
+		v = abi.Value{Codec: abi.CodecJSON, Data: []byte(k.Json)}
+	case *rayhostv1.Value_Raw:
+		v = abi.Value{Codec: abi.CodecRaw, Data: k.Raw}
+	default:
+		return nil, Invalid("value: empty (set json or raw)")
+	}
+	id := ids.NewTaskID().Put(0)
+	if err := e.h.Put(ctx, id, v); err != nil {
+		return nil, ToConnect(err)
+	}
+	return connect.NewResponse(&rayhostv1.PutResponse{Ref: e.ref(id)}), nil
+}
+
+// Wait returns which of refs are ready once num_returns of them are, or
+// at the timeout (not an error).
+func (e *Edge) Wait(ctx context.Context, req *connect.Request[rayhostv1.WaitRequest]) (*connect.Response[rayhostv1.WaitResponse], error) {
+	refs, err := parseRefs(req.Msg.GetRefs())
+	if err != nil {
+		return nil, err
+	}
+	e.borrow(ctx, req.Msg.GetRefs(), refs)
+	n := int(req.Msg.GetNumReturns())
+	if n == 0 {
+		n = 1
+	}
+	if len(refs) == 0 || n > len(refs) {
+		return nil, Invalid("num_returns %d not in 1..%d", n, len(refs))
+	}
+	seen := make(map[ids.ObjectID]bool, len(refs))
+	for _, id := range refs {
+		if seen[id] {
+			return nil, Invalid("ref %s given twice", id)
+		}
+		seen[id] = true
+	}
+	timeout := time.Duration(req.Msg.GetTimeoutMs()) * time.Millisecond
+	if req.Msg.GetTimeoutMs() < 0 {
+		timeout = -1
+	}
+	ready, err := e.h.WaitReady(ctx, refs, n, false, timeout)
+	if err != nil && !errors.Is(err, kinds.ErrGetTimeout) {
+		return nil, ToConnect(err)
+	}
+	res := &rayhostv1.WaitResponse{}
+	taken := 0
+	for i, id := range refs {
+		if ready[i] && taken < n {
+			taken++
+			res.Ready = append(res.Ready, e.ref(id))
+		} else {
+			res.NotReady = append(res.NotReady, e.ref(id))
+		}
+	}
+	return connect.NewResponse(res), nil
+}
