@@ -35,6 +35,8 @@ func CodeOf(err error) connect.Code {
 		return connect.CodePermissionDenied
 	case errors.Is(err, kinds.ErrExists):
 		return connect.CodeAlreadyExists
+	case errors.Is(err, kinds.ErrUnauthenticated):
+		return connect.CodeUnauthenticated
 	case errors.Is(err, store.ErrStoreFull), errors.Is(err, kinds.ErrResourceExhausted):
 		return connect.CodeResourceExhausted
 	}

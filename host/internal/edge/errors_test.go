@@ -31,6 +31,7 @@ func TestCodeOf(t *testing.T) {
 		{kinds.Classed(kinds.ErrUnavailable, "host: closed"), connect.CodeUnavailable},
 		{fmt.Errorf("%w: forged ID", kinds.Classed(kinds.ErrPermission, "host: permission denied")), connect.CodePermissionDenied},
 		{kinds.Classed(kinds.ErrExists, "host: module name taken"), connect.CodeAlreadyExists},
+		{kinds.Classed(kinds.ErrUnauthenticated, "guard: no credential"), connect.CodeUnauthenticated},
 		{fmt.Errorf("put: %w", store.ErrStoreFull), connect.CodeResourceExhausted},
 		{kinds.Classed(kinds.ErrResourceExhausted, "limit exceeded"), connect.CodeResourceExhausted},
 		// Lost and owner-died objects are task failures, not API classes:
