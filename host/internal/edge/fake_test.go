@@ -45,6 +45,7 @@ type fakeHost struct {
 	fetched   []ids.ObjectID
 	stopped   int
 	drivers   []*Job
+	started   chan struct{} // if set, told of each driver started
 	events    []TaskEvent
 }
 
@@ -143,7 +144,7 @@ func (f *fakeHost) Local(ctx context.Context, id ids.ObjectID) (abi.Value, bool,
 	if !ok {
 		return abi.Value{}, false, fmt.Errorf("%w: %s", errObjectNotFound, id)
 	}
-	return v, len(v.Data) < 16, nil
+	return v, len(v.Data) < 16 || v.Codec == abi.CodecError, nil
 }
 
 func (f *fakeHost) Fetched(id ids.ObjectID) {
@@ -206,7 +207,11 @@ func (f *fakeHost) RunDriver(ctx context.Context, mod Module, grants abi.Grants,
 	}
 	f.mu.Lock()
 	f.drivers = append(f.drivers, j)
+	started := f.started
 	f.mu.Unlock()
+	if started != nil {
+		started <- struct{}{}
+	}
 	stop := func() {
 		f.mu.Lock()
 		f.stopped++

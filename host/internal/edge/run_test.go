@@ -153,14 +153,19 @@ func TestRun(t *testing.T) {
 // driver has ended, and the driver waiting for it then runs.
 func TestRunCallerLeaves(t *testing.T) {
 	f := newFakeHost()
+	f.started = make(chan struct{}, 2)
 	waiting := make(chan string, 8)
 	c, _, _ := serve(t, f, func(cfg *Config) { cfg.Log = slog.New(waitLog{waiting}) })
 	ctx := ctxFor(t)
+	// The call returns once the server answers, and a waiting driver has
+	// nothing to say yet: call in the background.
 	first, cancel := context.WithCancel(ctx)
-	s, err := c.Run(first, connect.NewRequest(&rayhostv1.RunRequest{Module: "prog", Env: map[string]string{"A": "wait"}}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := run(first, c, &rayhostv1.RunRequest{Module: "prog", Env: map[string]string{"A": "wait"}})
+		firstDone <- err
+	}()
+	<-f.started
 	second := make(chan error, 1)
 	go func() {
 		_, err := run(ctx, c, &rayhostv1.RunRequest{Module: "prog", Env: map[string]string{"A": "1"}})
@@ -168,7 +173,8 @@ func TestRunCallerLeaves(t *testing.T) {
 	}()
 	<-waiting
 	cancel()
-	for s.Receive() {
+	if err := <-firstDone; codeOfCall(err) != connect.CodeCanceled {
+		t.Errorf("the driver whose caller left: %v", err)
 	}
 	if err := <-second; err != nil {
 		t.Errorf("the waiting driver: %v", err)
