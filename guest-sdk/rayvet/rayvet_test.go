@@ -26,7 +26,7 @@ func gopath(t *testing.T) string {
 	copyDir(t, "testdata/src/b", filepath.Join(root, "src", "b"))
 	// lib is imported by its module path, which a GOPATH tree reproduces.
 	copyDir(t, "testdata/src/lib", filepath.Join(root, "src", "github.com/rayhost/rayhost/guest-sdk/rayvet/testdata/src/lib"))
-	for _, pkg := range []string{"guest-sdk/ray", "internal/abi", "internal/ids"} {
+	for _, pkg := range []string{"guest-sdk/ray", "internal/abi", "internal/ids", "internal/kinds"} {
 		copyDir(t, filepath.Join("..", "..", pkg), filepath.Join(root, "src", "github.com/rayhost/rayhost", pkg))
 	}
 	return root
