@@ -158,9 +158,9 @@ func (a *api) RegisterModule(ctx context.Context, req *connect.Request[rayhostv1
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	a.h.warmPeers(ctx, mod.digest)
-	res := &rayhostv1.RegisterModuleResponse{Digest: mod.digest, HasMain: mod.desc.HasMain}
-	for _, f := range mod.desc.Functions {
+	a.h.warmPeers(ctx, mod.Digest)
+	res := &rayhostv1.RegisterModuleResponse{Digest: mod.Digest, HasMain: mod.Desc.HasMain}
+	for _, f := range mod.Desc.Functions {
 		res.Functions = append(res.Functions, &rayhostv1.FunctionInfo{Name: f.Name, NumArgs: uint32(max(f.NumArgs, 0)), NumReturns: uint32(f.NumReturns), Generator: f.Generator})
 	}
 	return connect.NewResponse(res), nil
@@ -232,9 +232,9 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 // fuzzed on its own.
 func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
-	f, ok := mod.funcs[t.function]
+	f, ok := mod.Funcs[t.function]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.digest[:12])
+		return nil, fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.Digest[:12])
 	}
 	t.numReturns = f.NumReturns
 	if n := int(m.GetOptions().GetNumReturns()); n != 0 && n != f.NumReturns {
@@ -538,8 +538,8 @@ func (a *api) Run(ctx context.Context, req *connect.Request[rayhostv1.RunRequest
 	if err != nil {
 		return toConnect(err)
 	}
-	if !mod.desc.HasMain {
-		return invalid("module %s has no driver: register one with ray.Main", mod.digest[:12])
+	if !mod.Desc.HasMain {
+		return invalid("module %s has no driver: register one with ray.Main", mod.Digest[:12])
 	}
 	// A driver holds a worker but no CPU: past MaxDrivers it waits for a
 	// slot, so drivers never take the workers tasks need for their CPUs.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -29,7 +30,8 @@ type Host struct {
 	st       store.Store
 	ownStore bool
 	objs     *objects
-	mods     *modules
+	mods     *modules.Registry
+	policy   *modules.Policy
 	events   *events
 	launcher Launcher
 	conf     confinementState
@@ -91,7 +93,7 @@ func New(cfg Config) (*Host, error) {
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("host: data dir: %w", err)
 	}
-	if h.mods, err = newModules(filepath.Join(cfg.DataDir, "modules")); err != nil {
+	if err := h.newModules(); err != nil {
 		return nil, err
 	}
 	h.launcher = cfg.Launcher
