@@ -16,6 +16,7 @@ import (
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/host/internal/guard"
+	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
@@ -35,7 +36,7 @@ type Host struct {
 	policy   *modules.Policy
 	events   *events
 	launcher Launcher
-	conf     confinementState
+	conf     launch.Confinement
 	cacheDir string
 	addr     string
 	ln       net.Listener
@@ -76,7 +77,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	if cfg.Launcher == nil {
-		if err := processWorkersSupported(); err != nil {
+		if err := launch.Supported(); err != nil {
 			return nil, err
 		}
 	}
