@@ -5,6 +5,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -103,3 +105,23 @@ func TestDeadlineBody(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("i/o timeout") }
+
+// TestRateLimiterHammer: concurrent calls on one key get exactly the burst.
+func TestRateLimiterHammer(t *testing.T) {
+	l := newRateLimiter(0, 50)
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if l.allow("k") {
+					allowed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != 50 {
+		t.Fatalf("%d calls allowed, the burst is 50", n)
+	}
+}

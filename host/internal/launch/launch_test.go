@@ -3,7 +3,9 @@ package launch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +108,22 @@ func TestProcessLauncherRefuses(t *testing.T) {
 	if err == nil || (launch.Supported() == nil && !strings.Contains(err.Error(), "/nonexistent/rayhost")) {
 		t.Fatalf("a missing binary: %v", err)
 	}
+}
+
+// TestConfinementHammer: notes and reads from many goroutines (-race).
+func TestConfinementHammer(t *testing.T) {
+	var c launch.Confinement
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 100 {
+				_, _, _ = c.Note([]byte(fmt.Sprintf("%d\n[{\"name\":\"l%d\",\"active\":false,\"detail\":\"x\"}]", i, i)))
+				if len(c.Layers()) != 1 {
+					t.Error("a report of one layer kept as another count")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

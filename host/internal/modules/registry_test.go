@@ -427,3 +427,32 @@ func TestNewRefusesConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestHammer: registrations of distinct modules under one name, lookups
+// and Warm from many goroutines (-race); every module ends up kept.
+func TestHammer(t *testing.T) {
+	r, _ := newRegistry(t, modules.Config{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 5 {
+				mod, err := r.Register(t.Context(), wasm(1, 1, string(rune('a'+i))+string(rune('a'+j))), "shared", true)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := r.Lookup(t.Context(), "shared"); err != nil {
+					t.Error(err)
+				}
+				if r.Known(mod.Digest) != mod {
+					t.Error("Known lost a module")
+				}
+				_ = r.Warm()
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(r.Warm()); n != 40 {
+		t.Fatalf("%d modules kept, want 40", n)
+	}
+}
