@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,12 +15,12 @@ import (
 // counted), while those in get answers; once one closes, a new one gets in.
 func TestCapListener(t *testing.T) {
 	const limit = 2
-	var refused atomic.Int64
+	refusals := make(chan int64, 10)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	capped := guard.CapListener(ln, limit, func(n int64) { refused.Store(n) })
+	capped := guard.CapListener(ln, limit, func(n int64) { refusals <- n })
 	t.Cleanup(func() { capped.Close() })
 	accepted := make(chan net.Conn, 10)
 	go func() {
@@ -58,8 +57,13 @@ func TestCapListener(t *testing.T) {
 	if _, err := over.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
 		t.Fatalf("a connection past the cap: %v, want it closed", err)
 	}
-	if refused.Load() != 1 {
-		t.Fatalf("onFull saw %d refused, want 1", refused.Load())
+	select {
+	case n := <-refusals:
+		if n != 1 {
+			t.Fatalf("onFull saw %d refused, want 1", n)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("onFull was not called")
 	}
 	select {
 	case <-accepted:
