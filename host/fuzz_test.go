@@ -35,6 +35,9 @@ func FuzzCallFromRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := &Host{cfg: cfg}
+	if err := h.newModules(); err != nil { // the registry and the call policy
+		f.Fatal(err)
+	}
 	mod := &module{Digest: strings.Repeat("ab", 32), Funcs: map[string]abi.FunctionInfo{
 		"add": {Name: "add", NumArgs: 2, NumReturns: 1, Defaults: abi.CallOptions{Resources: abi.Resources{CPUs: -1}, MaxRetries: 3}},
 		"gen": {Name: "gen", NumArgs: 0, Generator: true, Defaults: abi.CallOptions{Resources: abi.Resources{CPUs: -1}, Backpressure: 2}},
