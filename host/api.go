@@ -48,7 +48,7 @@ func formatTaskError(te *abi.TaskError) string { return edge.FormatTaskError(te)
 func (a api) Addr() string { return a.h.addr }
 
 func moduleOf(mod *module) edge.Module {
-	return edge.Module{Digest: mod.digest, HasMain: mod.desc.HasMain, Functions: mod.desc.Functions, Handle: mod}
+	return edge.Module{Digest: mod.Digest, HasMain: mod.Desc.HasMain, Functions: mod.Desc.Functions, Handle: mod}
 }
 
 func (a api) RegisterModule(ctx context.Context, wasm []byte, name string, replace bool) (edge.Module, error) {
@@ -56,7 +56,7 @@ func (a api) RegisterModule(ctx context.Context, wasm []byte, name string, repla
 	if err != nil {
 		return edge.Module{}, err
 	}
-	a.h.warmPeers(ctx, mod.digest)
+	a.h.warmPeers(ctx, mod.Digest)
 	return moduleOf(mod), nil
 }
 
@@ -191,9 +191,9 @@ func (a api) ClusterStatus() []*rayhostv1.Member { return a.h.clusterStatus() }
 // fuzzed on its own.
 func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
-	f, ok := mod.funcs[t.function]
+	f, ok := mod.Funcs[t.function]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.digest[:12])
+		return nil, fmt.Errorf("%w: %q in module %s", ErrFunctionNotFound, t.function, mod.Digest[:12])
 	}
 	t.numReturns = f.NumReturns
 	if n := int(m.GetOptions().GetNumReturns()); n != 0 && n != f.NumReturns {

@@ -35,7 +35,10 @@ func FuzzCallFromRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := &Host{cfg: cfg}
-	mod := &module{digest: strings.Repeat("ab", 32), funcs: map[string]abi.FunctionInfo{
+	if err := h.newModules(); err != nil { // the registry and the call policy
+		f.Fatal(err)
+	}
+	mod := &module{Digest: strings.Repeat("ab", 32), Funcs: map[string]abi.FunctionInfo{
 		"add": {Name: "add", NumArgs: 2, NumReturns: 1, Defaults: abi.CallOptions{Resources: abi.Resources{CPUs: -1}, MaxRetries: 3}},
 		"gen": {Name: "gen", NumArgs: 0, Generator: true, Defaults: abi.CallOptions{Resources: abi.Resources{CPUs: -1}, Backpressure: 2}},
 	}}
@@ -53,7 +56,7 @@ func FuzzCallFromRequest(f *testing.F) {
 			}
 			t.Fatalf("unexpected error %v for %s", err, data)
 		}
-		f := mod.funcs[task.function]
+		f := mod.Funcs[task.function]
 		switch {
 		case task.numReturns != f.NumReturns:
 			t.Fatalf("accepted %d returns for %s", task.numReturns, task.function)

@@ -15,6 +15,9 @@ import (
 
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/guard"
+	"github.com/rayhost/rayhost/host/internal/launch"
+	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -29,10 +32,11 @@ type Host struct {
 	st       store.Store
 	ownStore bool
 	objs     *objects
-	mods     *modules
+	mods     *modules.Registry
+	policy   *modules.Policy
 	events   *events
 	launcher Launcher
-	conf     confinementState
+	conf     launch.Confinement
 	cacheDir string
 	addr     string
 	ln       net.Listener
@@ -73,7 +77,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	if cfg.Launcher == nil {
-		if err := processWorkersSupported(); err != nil {
+		if err := launch.Supported(); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +99,7 @@ func New(cfg Config) (*Host, error) {
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("host: data dir: %w", err)
 	}
-	if h.mods, err = newModules(filepath.Join(cfg.DataDir, "modules")); err != nil {
+	if err := h.newModules(); err != nil {
 		return nil, err
 	}
 	h.launcher = cfg.Launcher
@@ -118,9 +122,9 @@ func New(cfg Config) (*Host, error) {
 		h.closeStore()
 		return nil, fmt.Errorf("host: listen: %w", err)
 	}
-	h.ln = &capListener{Listener: h.ln, slots: make(chan struct{}, cfg.MaxConnections), onFull: func(n int64) {
+	h.ln = guard.CapListener(h.ln, cfg.MaxConnections, func(n int64) {
 		h.log.Warn("the API has MaxConnections open: closing new ones (--max-connections)", "max", cfg.MaxConnections, "refused", n)
-	}}
+	})
 	h.addr = cfg.AdvertiseAddr
 	if h.addr == "" {
 		h.addr = h.ln.Addr().String()
@@ -132,6 +136,12 @@ func New(cfg Config) (*Host, error) {
 			// say which, so a wrong one is easy to spot.
 			h.log.Warn("listening on every interface: advertising a guessed address to the other hosts; set AdvertiseAddr (--advertise) if they cannot reach it", "advertise", h.addr)
 		}
+	}
+	front, err := newGuard(&h.cfg, h.addr)
+	if err != nil {
+		h.ln.Close()
+		h.closeStore()
+		return nil, err
 	}
 	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
 	h.events = newEvents(cfg.MaxTaskEvents)
@@ -163,12 +173,12 @@ func New(cfg Config) (*Host, error) {
 	// body read deadlines, idle connections closed, a connection cap (the
 	// listener), and the guard, which checks credentials before any body
 	// is read.
-	h.srv = &http.Server{Handler: newGuard(mux, &h.cfg, h.addr), Protocols: protocols,
+	h.srv = &http.Server{Handler: front.Wrap(mux), Protocols: protocols,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second,
 			MaxConcurrentStreams: cfg.MaxConcurrentStreams, MaxReadFrameSize: 1 << 20},
 		BaseContext: func(net.Listener) context.Context { return h.serving }}
-	if exposed(h.ln.Addr()) && cfg.Token == "" {
+	if guard.Exposed(h.ln.Addr()) && cfg.Token == "" {
 		h.log.Warn("the API listens beyond loopback without a token: anyone who can reach it can run code here; set a token (--token or RAYHOST_TOKEN) and TLS", "address", h.ln.Addr().String())
 	}
 	h.wg.Add(1)

@@ -17,6 +17,7 @@ import (
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/store"
@@ -163,10 +164,10 @@ func (p *peerAPI) AddLocation(ctx context.Context, req *connect.Request[rayhostv
 
 func (p *peerAPI) FetchModule(ctx context.Context, req *connect.Request[rayhostv1.FetchModuleRequest], stream *connect.ServerStream[rayhostv1.FetchModuleResponse]) error {
 	d := req.Msg.GetDigest()
-	if !digestRE.MatchString(d) {
+	if !modules.ValidDigest(d) {
 		return invalid("digest %q", d)
 	}
-	f, err := os.Open(p.h.mods.pathOf(d))
+	f, err := os.Open(p.h.mods.Path(d))
 	if err != nil {
 		return toConnect(fmt.Errorf("%w: %s", ErrModuleNotFound, d))
 	}
@@ -232,18 +233,15 @@ func (h *Host) warmPeers(ctx context.Context, digest string) {
 // host at from if this host lacks them. Tasks run for other hosts need only
 // the file: the owner checked the call against the module's functions.
 func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, error) {
-	if !digestRE.MatchString(digest) {
+	if !modules.ValidDigest(digest) {
 		return nil, fmt.Errorf("%w: digest %q", ErrInvalidModule, digest)
 	}
-	h.mods.mu.Lock()
-	mod := h.mods.byDigest[digest]
-	h.mods.mu.Unlock()
-	if mod != nil {
+	if mod := h.mods.Known(digest); mod != nil {
 		return mod, nil
 	}
-	path := h.mods.pathOf(digest)
+	path := h.mods.Path(digest)
 	if _, err := os.Stat(path); err == nil {
-		return &module{digest: digest}, nil
+		return &module{Digest: digest}, nil
 	}
 	pc, err := h.reach(from)
 	if err != nil {
@@ -256,7 +254,7 @@ func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, 
 		return nil, err
 	}
 	defer stream.Close()
-	tmp, err := os.CreateTemp(h.mods.dir, ".fetch-*")
+	tmp, err := os.CreateTemp(h.mods.Dir(), ".fetch-*")
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +282,7 @@ func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, 
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return nil, err
 	}
-	return &module{digest: digest}, nil
+	return &module{Digest: digest}, nil
 }
 
 // --- objects on other hosts (remoteObjects) ---

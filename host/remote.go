@@ -247,7 +247,7 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
 func (h *Host) execRemote(t *task, w *workerProc) error {
-	spec := &execSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
+	spec := &execSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.Digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
 	if a := t.actor; a != nil {

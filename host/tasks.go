@@ -530,7 +530,7 @@ func (h *Host) exec(t *task, w *workerProc) error {
 		}
 		inv.Args[i] = v
 	}
-	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.path(t.mod), Function: t.function, Invocation: inv.Encode(nil),
+	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.Path(t.mod.Digest), Function: t.function, Invocation: inv.Encode(nil),
 		MemoryPages: h.cfg.memoryPages(), MaxResultBytes: uint64(h.cfg.MaxResultBytes),
 		MaxArgBytes: uint64(h.cfg.MaxArgBytes), MaxLogBytes: uint64(h.cfg.MaxLogBytes), Grants: t.grants}
 	if t.limits.MemoryPages > 0 {

@@ -85,7 +85,7 @@ func (h *Host) startWorkerLocked() {
 		h.idle = append(h.idle, w)
 		starts := h.dispatchLocked()
 		h.mu.Unlock()
-		for _, m := range h.mods.warm() {
+		for _, m := range h.mods.Warm() {
 			w.load(m)
 		}
 		h.wg.Add(1)
@@ -531,7 +531,7 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		// Capability attenuation: no more than the parent holds.
 		err = h.attenuate(parent, child.grants)
 	}
-	f := child.mod.funcs[child.function]
+	f := child.mod.Funcs[child.function]
 	switch {
 	case err != nil:
 	case (child.gen != nil) != f.Generator:

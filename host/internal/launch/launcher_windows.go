@@ -1,4 +1,4 @@
-package host
+package launch
 
 import "context"
 
@@ -8,5 +8,6 @@ func (l *ProcessLauncher) Launch(ctx context.Context, opts WorkerOptions) (Proce
 	return nil, ErrWorkersUnsupported
 }
 
-// processWorkersSupported reports why New cannot start worker processes.
-func processWorkersSupported() error { return ErrWorkersUnsupported }
+// Supported reports why this platform cannot start worker processes:
+// ErrWorkersUnsupported.
+func Supported() error { return ErrWorkersUnsupported }

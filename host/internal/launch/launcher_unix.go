@@ -1,6 +1,6 @@
 //go:build unix
 
-package host
+package launch
 
 import (
 	"context"
@@ -22,6 +22,9 @@ type attempt struct {
 
 // Launch starts one worker process.
 func (l *ProcessLauncher) Launch(ctx context.Context, opts WorkerOptions) (Process, error) {
+	if len(l.Command) == 0 {
+		return nil, ErrNoCommand
+	}
 	attempts := confineAttempts(opts)
 	first := min(int(l.attempt.Load()), len(attempts)-1)
 	var errs []error
@@ -107,5 +110,6 @@ func closeChildEnds(cmd *exec.Cmd) {
 	}
 }
 
-// processWorkersSupported reports why New cannot start worker processes.
-func processWorkersSupported() error { return nil }
+// Supported reports why this platform cannot start worker processes (nil:
+// it can).
+func Supported() error { return nil }
