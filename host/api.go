@@ -212,7 +212,7 @@ func (a *api) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayho
 	}
 	for i, arg := range t.args {
 		a.h.borrowRef(ctx, arg.Ref)
-		if arg.IsRef && !a.h.objs.known(ctx, arg.Ref.ID) {
+		if arg.IsRef && !a.h.objs.Known(ctx, arg.Ref.ID) {
 			return nil, toConnect(fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID))
 		}
 	}
@@ -374,15 +374,15 @@ func (a *api) Get(ctx context.Context, req *connect.Request[rayhostv1.GetRequest
 	}
 	a.borrow(ctx, req.Msg.GetRefs(), refs)
 	timeout := timeoutOf(req.Msg.GetTimeoutMs())
-	if _, err := a.h.objs.waitReady(ctx, refs, len(refs), true, timeout, nil); err != nil {
+	if _, err := a.h.objs.WaitReady(ctx, refs, len(refs), true, timeout, nil); err != nil {
 		return nil, toConnect(err)
 	}
 	// Refuse values too large for one message before reading (or pulling)
 	// any of them.
 	var size int64
 	for _, id := range refs {
-		if _, _, _, _, n, err := a.h.objs.holding(ctx, id); err == nil {
-			size += n
+		if hd, err := a.h.objs.Holding(ctx, id); err == nil {
+			size += hd.Size
 		}
 	}
 	tooLarge := func(size int64) error {
@@ -393,7 +393,7 @@ func (a *api) Get(ctx context.Context, req *connect.Request[rayhostv1.GetRequest
 	if size > limit {
 		return nil, tooLarge(size)
 	}
-	vals, err := a.h.objs.get(ctx, refs, timeout, nil)
+	vals, err := a.h.objs.Get(ctx, refs, timeout, nil)
 	if err != nil {
 		return nil, toConnect(err)
 	}
@@ -421,12 +421,12 @@ func (a *api) GetStream(ctx context.Context, req *connect.Request[rayhostv1.GetS
 		return err
 	}
 	a.borrow(ctx, []*rayhostv1.ObjectRef{req.Msg.GetRef()}, []ids.ObjectID{id})
-	if _, err := a.h.objs.waitReady(ctx, []ids.ObjectID{id}, 1, true, timeoutOf(req.Msg.GetTimeoutMs()), nil); err != nil {
+	if _, err := a.h.objs.WaitReady(ctx, []ids.ObjectID{id}, 1, true, timeoutOf(req.Msg.GetTimeoutMs()), nil); err != nil {
 		return toConnect(err)
 	}
 	// Small values are in memory; the rest streams from the store chunk by
 	// chunk, never whole (pulled here first if other hosts hold it).
-	v, inMemory, err := a.h.objs.ensureLocal(ctx, id)
+	v, inMemory, err := a.h.objs.EnsureLocal(ctx, id)
 	if errors.Is(err, ErrObjectLost) || errors.Is(err, ErrOwnerDied) {
 		kind := abi.ErrorObjectLost
 		if errors.Is(err, ErrOwnerDied) {
@@ -437,7 +437,7 @@ func (a *api) GetStream(ctx context.Context, req *connect.Request[rayhostv1.GetS
 	if err != nil {
 		return toConnect(err)
 	}
-	a.h.objs.markFetched(id)
+	a.h.objs.MarkFetched(id)
 	if inMemory {
 		if v.Codec == abi.CodecError {
 			return taskFailure(v.Data)
@@ -464,7 +464,7 @@ func (a *api) Put(ctx context.Context, req *connect.Request[rayhostv1.PutRequest
 		return nil, invalid("value: empty (set json or raw)")
 	}
 	id := ids.NewTaskID().Put(0)
-	if err := a.h.objs.seal(ctx, id, v); err != nil {
+	if err := a.h.objs.Seal(ctx, id, v); err != nil {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&rayhostv1.PutResponse{Ref: a.ref(id)}), nil
@@ -494,7 +494,7 @@ func (a *api) Wait(ctx context.Context, req *connect.Request[rayhostv1.WaitReque
 	if req.Msg.GetTimeoutMs() < 0 {
 		timeout = -1
 	}
-	ready, err := a.h.objs.waitReady(ctx, refs, n, false, timeout, nil)
+	ready, err := a.h.objs.WaitReady(ctx, refs, n, false, timeout, nil)
 	if err != nil && !errors.Is(err, ErrGetTimeout) {
 		return nil, toConnect(err)
 	}

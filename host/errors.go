@@ -3,6 +3,8 @@ package host
 import (
 	"errors"
 	"fmt"
+
+	"github.com/rayhost/rayhost/host/internal/objdir"
 )
 
 // Sentinel errors of the host. The Connect API maps each to one code (see
@@ -13,7 +15,7 @@ var (
 	// ErrFunctionNotFound: the module has no remote function of that name.
 	ErrFunctionNotFound = errors.New("host: function not found")
 	// ErrObjectNotFound: the host knows no object with that ID.
-	ErrObjectNotFound = errors.New("host: object not found")
+	ErrObjectNotFound = objdir.ErrNotFound
 	// ErrInvalidModule: the bytes are not a Wasm module built with the guest
 	// SDK, or speak another ABI version.
 	ErrInvalidModule = errors.New("host: invalid module")
@@ -21,7 +23,7 @@ var (
 	// arguments, invalid options…).
 	ErrInvalidArgument = errors.New("host: invalid argument")
 	// ErrGetTimeout: objects were not ready before the timeout.
-	ErrGetTimeout = errors.New("host: get timed out")
+	ErrGetTimeout = objdir.ErrTimeout
 	// ErrTaskNotFound: the host knows no task with that ID.
 	ErrTaskNotFound = errors.New("host: task not found")
 	// ErrPermissionDenied: a call asked for a capability the host does not
@@ -37,10 +39,10 @@ var (
 	// ErrObjectLost: every copy of an object is gone with the hosts that
 	// held it, and it cannot be rebuilt (a Put object, or its task has no
 	// retries left). A Get of it fails with a TaskError of kind object_lost.
-	ErrObjectLost = errors.New("host: object lost")
+	ErrObjectLost = objdir.ErrLost
 	// ErrOwnerDied: the host that owns an object left or failed, so nobody
 	// can say what it is any more. A Get fails with kind owner_died.
-	ErrOwnerDied = errors.New("host: owner died")
+	ErrOwnerDied = objdir.ErrOwnerDied
 	// ErrModuleExists: a module name already names another module, and the
 	// registration did not ask to replace it.
 	ErrModuleExists = errors.New("host: module name taken")

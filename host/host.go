@@ -15,6 +15,7 @@ import (
 
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/objdir"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -28,7 +29,7 @@ type Host struct {
 	log      *slog.Logger
 	st       store.Store
 	ownStore bool
-	objs     *objects
+	objs     *objdir.Dir
 	mods     *modules
 	events   *events
 	launcher Launcher
@@ -129,7 +130,11 @@ func New(cfg Config) (*Host, error) {
 			h.log.Warn("listening on every interface: advertising a guessed address to the other hosts; set AdvertiseAddr (--advertise) if they cannot reach it", "advertise", h.addr)
 		}
 	}
-	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
+	if h.objs, err = h.newObjects(); err != nil {
+		h.ln.Close()
+		h.closeStore()
+		return nil, fmt.Errorf("host: %w", err)
+	}
 	h.events = newEvents(cfg.MaxTaskEvents)
 
 	// The warm pool plus one spare: a driver (which holds no CPU) or a task
@@ -183,7 +188,6 @@ func New(cfg Config) (*Host, error) {
 	h.wg.Add(1)
 	go h.housekeeping()
 	if cfg.Cluster != nil {
-		h.objs.remote = hostObjects{h}
 		if err := h.startCluster(); err != nil {
 			_ = h.Close()
 			return nil, err
@@ -272,7 +276,7 @@ func (h *Host) Close() error {
 			h.cluster.closeAll() // ends remote attempts and calls to peers
 		}
 		h.wg.Wait()
-		h.objs.close()
+		h.objs.Close()
 		h.closeErr = h.closeStore()
 	})
 	return h.closeErr

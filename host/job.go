@@ -108,7 +108,7 @@ func (j *job) reportUnfetched(h *Host) {
 	j.failures = nil
 	j.mu.Unlock()
 	for _, f := range fs {
-		if h.objs.fetched(f.obj) {
+		if h.objs.Fetched(f.obj) {
 			continue
 		}
 		line := []byte("rayhost: unhandled error in a task whose result was never fetched: " + f.msg + "\n")

@@ -352,7 +352,7 @@ func (h *Host) loadModule(ctx context.Context, digest string) (*module, error) {
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}, maxRetries: 1,
 		limits: abi.Limits{TimeoutNs: int64(h.cfg.CompileTimeout)}}
 	h.submit(ctx, t)
-	vals, err := h.objs.get(ctx, t.returns(), -1, nil)
+	vals, err := h.objs.Get(ctx, t.returns(), -1, nil)
 	if err != nil {
 		return nil, err
 	}
