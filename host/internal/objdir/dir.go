@@ -79,10 +79,11 @@ func (c *Config) validate() error {
 // safe for concurrent use; its lock is its own, and it never calls out
 // (waiters, Peers, Rebuild, the store) with it held.
 type Dir struct {
-	cfg  Config
-	st   store.Store
-	log  *slog.Logger
-	peer Peers // nil outside a cluster
+	cfg Config
+	st  store.Store
+	log *slog.Logger
+	// remote reaches objects on other hosts (its own lock).
+	remote *remote
 
 	mu        sync.Mutex
 	m         map[ids.ObjectID]*object
@@ -91,13 +92,9 @@ type Dir struct {
 	memBytes  int64
 	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
 	pinned    int64 // bytes of failures the full store refused, kept in memory only
-	closed    bool  // no new background resolves
 	persistCh chan persistJob
 	persisted sync.WaitGroup // the persist loop
-
-	stop     chan struct{} // closed by Close: background resolves end
-	bg       sync.WaitGroup
-	stopOnce sync.Once
+	closeOnce sync.Once
 }
 
 type object struct {
@@ -133,10 +130,10 @@ func New(cfg Config) (*Dir, error) {
 		return nil, err
 	}
 	d := &Dir{
-		cfg: cfg, st: cfg.Store, log: cfg.Logger, peer: cfg.Peers,
+		cfg: cfg, st: cfg.Store, log: cfg.Logger,
 		m: map[ids.ObjectID]*object{}, persistCh: make(chan persistJob, 4096),
-		stop: make(chan struct{}),
 	}
+	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
 	d.persisted.Add(1)
 	go d.persistLoop()
 	return d, nil
@@ -145,12 +142,8 @@ func New(cfg Config) (*Dir, error) {
 // Close ends background resolves, then waits until every sealed object is
 // in the store. No Seal may come after it.
 func (d *Dir) Close() {
-	d.stopOnce.Do(func() {
-		d.mu.Lock()
-		d.closed = true
-		d.mu.Unlock()
-		close(d.stop)
-		d.bg.Wait()
+	d.closeOnce.Do(func() {
+		d.remote.close()
 		close(d.persistCh)
 		d.persisted.Wait()
 	})
@@ -243,15 +236,16 @@ func (d *Dir) SealTransient(id ids.ObjectID, v abi.Value) error {
 	return d.seal(context.Background(), id, v, true)
 }
 
-func (d *Dir) meta(id ids.ObjectID, v abi.Value) store.Meta {
-	return store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: d.cfg.Self, Task: id.Task(), Created: time.Now()}
+// metaOf is the store metadata of v, made here (owner self) for id.
+func metaOf(self string, id ids.ObjectID, v abi.Value) store.Meta {
+	return store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: self, Task: id.Task(), Created: time.Now()}
 }
 
 func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient bool) error {
 	if v.Codec == CodecHeld {
 		return d.sealHeld(id, v)
 	}
-	meta := d.meta(id, v)
+	meta := metaOf(d.cfg.Self, id, v)
 	large := len(v.Data) > d.cfg.InlineLimit
 	memOnly := transient && !large
 	if !large && !memOnly {
@@ -394,7 +388,7 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.mu.Unlock()
 	case len(v.Data) > d.cfg.InlineLimit:
 		d.mu.Unlock()
-		if err := d.st.Put(context.Background(), id, d.meta(id, v), v.Data); err != nil {
+		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
 			d.log.Error("storing a refetched object", "object_id", id, "err", err)
 		}
 	default:
@@ -404,6 +398,6 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.fifo = append(d.fifo, id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()
-		d.persistCh <- persistJob{id: id, meta: d.meta(id, v), data: v.Data}
+		d.persistCh <- persistJob{id: id, meta: metaOf(d.cfg.Self, id, v), data: v.Data}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
@@ -68,23 +69,46 @@ const unknownGrace = 10 * time.Second
 // resolveWait is how long one Locate of a borrow waits at the owner.
 const resolveWait = 20 * time.Second
 
+// remote is the client side of the peer protocol: how a Dir reaches the
+// objects on other hosts, and the background work that takes (resolving
+// borrowed refs, telling owners of new copies). It has its own lock, never
+// held with the Dir's.
+type remote struct {
+	d     *Dir
+	peers Peers         // nil outside a cluster
+	stop  chan struct{} // closed by close: background work ends
+
+	mu     sync.Mutex
+	closed bool // no new background work
+	bg     sync.WaitGroup
+}
+
+// close ends the background work and waits for it.
+func (r *remote) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	close(r.stop)
+	r.bg.Wait()
+}
+
 // goBackground runs fn in the background with a context that ends when the
 // Dir closes (or Config.Done does). It does nothing once the Dir is closed.
-func (d *Dir) goBackground(fn func(ctx context.Context)) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+func (r *remote) goBackground(fn func(ctx context.Context)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
 		return
 	}
-	d.bg.Add(1) // under the lock: Close waits for it before it stops persisting
+	r.bg.Add(1) // under the lock: close waits for it before the Dir stops persisting
 	go func() {
-		defer d.bg.Done()
+		defer r.bg.Done()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
 			select {
-			case <-d.stop:
-			case <-d.cfg.Done:
+			case <-r.stop:
+			case <-r.d.cfg.Done:
 			case <-ctx.Done():
 			}
 			cancel()
@@ -94,11 +118,11 @@ func (d *Dir) goBackground(fn func(ctx context.Context)) {
 }
 
 // rebuild has a lost object this host owns made anew (Config.Rebuild).
-func (d *Dir) rebuild(id ids.ObjectID) error {
-	if d.cfg.Rebuild == nil {
+func (r *remote) rebuild(id ids.ObjectID) error {
+	if r.d.cfg.Rebuild == nil {
 		return fmt.Errorf("%w: %s: its only copies were on hosts that are gone", ErrLost, id)
 	}
-	return d.cfg.Rebuild(id)
+	return r.d.cfg.Rebuild(id)
 }
 
 // Fetch brings id's bytes here from one of holders. If none can give them,
@@ -107,15 +131,20 @@ func (d *Dir) rebuild(id ids.ObjectID) error {
 // failed. It fails with an error wrapping ErrLost or ErrOwnerDied when the
 // bytes are gone for good.
 func (d *Dir) Fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
-	failed, err := d.pullFromAny(ctx, id, holders, owner)
+	return d.remote.fetch(ctx, id, holders, owner)
+}
+
+func (r *remote) fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
+	d := r.d
+	failed, err := r.pullFromAny(ctx, id, holders, owner)
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
 	if owner == "" || owner == d.cfg.Self {
-		return d.rebuild(id)
+		return r.rebuild(id)
 	}
 	// Ask the owner where it is now; it rebuilds it if every copy is gone.
-	loc, err := d.locate(ctx, id, owner, failed, -1)
+	loc, err := r.locate(ctx, id, owner, failed, -1)
 	if err != nil {
 		return err
 	}
@@ -131,8 +160,9 @@ func (d *Dir) Fetch(ctx context.Context, id ids.ObjectID, holders []string, owne
 // the owner this host now holds it too. It returns the holders that have
 // no copy (they answered so, or are gone), which are forgotten; a holder
 // that failed otherwise (a slow link, say) is tried again another time.
-func (d *Dir) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) (failed []string, err error) {
-	if d.peer == nil {
+func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) (failed []string, err error) {
+	d := r.d
+	if r.peers == nil {
 		return nil, fmt.Errorf("%w: %s is held by other hosts and this one is in no cluster", ErrLost, id)
 	}
 	var last error
@@ -140,13 +170,13 @@ func (d *Dir) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string
 		if x == d.cfg.Self {
 			continue
 		}
-		if d.peer.Down(x) {
+		if r.peers.Down(x) {
 			failed = append(failed, x)
 			continue
 		}
-		if last = d.pull(ctx, id, x); last == nil {
+		if last = r.pull(ctx, id, x); last == nil {
 			if owner != "" && owner != d.cfg.Self {
-				d.goBackground(func(ctx context.Context) { d.tellOwner(ctx, id, owner) })
+				r.goBackground(func(ctx context.Context) { r.tellOwner(ctx, id, owner) })
 			}
 			return nil, nil
 		}
@@ -155,7 +185,7 @@ func (d *Dir) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string
 		}
 		// A holder that says it has no copy, or is gone, is forgotten; one
 		// that failed otherwise (a reset connection) may still have it.
-		if errors.Is(last, ErrNotFound) || d.peer.Down(x) {
+		if errors.Is(last, ErrNotFound) || r.peers.Down(x) {
 			failed = append(failed, x)
 		}
 	}
@@ -168,8 +198,8 @@ func (d *Dir) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string
 
 // pull copies id from the host at from into the local store, chunk by
 // chunk: a large object is never whole in this host's memory.
-func (d *Dir) pull(ctx context.Context, id ids.ObjectID, from string) error {
-	hdr, rc, err := d.peer.Pull(ctx, from, id)
+func (r *remote) pull(ctx context.Context, id ids.ObjectID, from string) error {
+	hdr, rc, err := r.peers.Pull(ctx, from, id)
 	if err != nil {
 		return err
 	}
@@ -177,7 +207,7 @@ func (d *Dir) pull(ctx context.Context, id ids.ObjectID, from string) error {
 	if !hdr.Codec.Valid() {
 		return fmt.Errorf("pulling %s from %s: bad header", id, from)
 	}
-	w, err := d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: from, Task: id.Task(), Created: time.Now()})
+	w, err := r.d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: from, Task: id.Task(), Created: time.Now()})
 	if err != nil {
 		return err
 	}
@@ -189,21 +219,21 @@ func (d *Dir) pull(ctx context.Context, id ids.ObjectID, from string) error {
 }
 
 // tellOwner records at the owner that this host holds a copy of id.
-func (d *Dir) tellOwner(ctx context.Context, id ids.ObjectID, owner string) {
+func (r *remote) tellOwner(ctx context.Context, id ids.ObjectID, owner string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := d.peer.AddLocation(ctx, owner, id, d.cfg.Self); err != nil {
-		d.log.Debug("telling an owner about a copy", "object_id", id, "owner", owner, "err", err)
+	if err := r.peers.AddLocation(ctx, owner, id, r.d.cfg.Self); err != nil {
+		r.d.log.Debug("telling an owner about a copy", "object_id", id, "owner", owner, "err", err)
 	}
 }
 
 // locate asks owner about id until it answers, waiting up to timeout (< 0:
 // no limit) for it to be ready. A gone owner gives ErrOwnerDied; one that
 // does not know id for UnknownGrace, ErrNotFound.
-func (d *Dir) locate(ctx context.Context, id ids.ObjectID, owner string, failed []string, timeout time.Duration) (Location, error) {
+func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, failed []string, timeout time.Duration) (Location, error) {
 	var unknownSince time.Time
 	for attempt := 0; ; attempt++ {
-		loc, err := d.peer.Locate(ctx, owner, id, failed, timeout)
+		loc, err := r.peers.Locate(ctx, owner, id, failed, timeout)
 		if err == nil {
 			return loc, nil
 		}
@@ -220,7 +250,7 @@ func (d *Dir) locate(ctx context.Context, id ids.ObjectID, owner string, failed 
 			if unknownSince.IsZero() {
 				unknownSince = time.Now()
 			}
-			if time.Since(unknownSince) > d.cfg.UnknownGrace {
+			if time.Since(unknownSince) > r.d.cfg.UnknownGrace {
 				return Location{}, fmt.Errorf("%w: %s (its owner %s does not know it)", ErrNotFound, id, owner)
 			}
 		}
@@ -245,9 +275,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // resolve learns from owner what a borrowed object is once it is ready,
 // and seals it here: its value if small, else where it is held, or the
 // failure (owner died, not found, a bad answer).
-func (d *Dir) resolve(ctx context.Context, id ids.ObjectID, owner string) {
+func (r *remote) resolve(ctx context.Context, id ids.ObjectID, owner string) {
+	d := r.d
 	for {
-		loc, err := d.locate(ctx, id, owner, nil, resolveWait)
+		loc, err := r.locate(ctx, id, owner, nil, resolveWait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

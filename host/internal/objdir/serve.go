@@ -51,7 +51,7 @@ func (d *Dir) Locate(ctx context.Context, id ids.ObjectID, failed []string, time
 			loc.Holders = append(loc.Holders, d.cfg.Self)
 		}
 		for _, x := range h.Holders {
-			if x != d.cfg.Self && d.peer != nil && d.peer.Alive(x) {
+			if x != d.cfg.Self && d.remote.peers != nil && d.remote.peers.Alive(x) {
 				loc.Holders = append(loc.Holders, x)
 			}
 		}
@@ -59,7 +59,7 @@ func (d *Dir) Locate(ctx context.Context, id ids.ObjectID, failed []string, time
 			return loc, nil
 		}
 		// Every copy is gone: rebuild it, then answer with the new one.
-		if err := d.rebuild(id); err != nil {
+		if err := d.remote.rebuild(id); err != nil {
 			te := &abi.TaskError{Kind: abi.ErrorObjectLost, TaskID: id.Task().String(), Host: d.cfg.ID, Message: err.Error()}
 			if errors.Is(err, ErrOwnerDied) {
 				te.Kind = abi.ErrorOwnerDied

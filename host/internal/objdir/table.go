@@ -70,7 +70,7 @@ func (d *Dir) Reset(id ids.ObjectID) {
 // cluster, or once the Dir is closed.
 func (d *Dir) Borrow(ctx context.Context, id ids.ObjectID, owner string) {
 	d.mu.Lock()
-	if d.m[id] != nil || d.peer == nil {
+	if d.m[id] != nil || d.remote.peers == nil {
 		d.mu.Unlock()
 		return
 	}
@@ -85,7 +85,7 @@ func (d *Dir) Borrow(ctx context.Context, id ids.ObjectID, owner string) {
 	}
 	d.m[id] = &object{task: id.Task(), owner: owner}
 	d.mu.Unlock()
-	d.goBackground(func(ctx context.Context) { d.resolve(ctx, id, owner) })
+	d.remote.goBackground(func(ctx context.Context) { d.remote.resolve(ctx, id, owner) })
 }
 
 // Holding reports what this host knows of where id's bytes are: in memory
@@ -141,7 +141,7 @@ func (d *Dir) EnsureLocal(ctx context.Context, id ids.ObjectID) (v abi.Value, in
 		if err != nil || h.InMemory || h.Local {
 			return h.Value, h.InMemory, err
 		}
-		if d.peer == nil || attempt >= 5 {
+		if d.remote.peers == nil || attempt >= 5 {
 			return h.Value, false, fmt.Errorf("%w: %s: no copy could be fetched", ErrLost, id)
 		}
 		if err := d.Fetch(ctx, id, h.Holders, owner); err != nil {
