@@ -157,7 +157,7 @@ func TestEvictionAndRefill(t *testing.T) {
 // once; a failure is kept in memory instead, and never evicted.
 func TestStoreFull(t *testing.T) {
 	st := store.NewMemoryQuota(10)
-	d := newDir(t, st, func(c *Config) { c.CacheBytes = 1 })
+	d := newDir(t, st, func(c *Config) { c.CacheBytes, c.InlineLimit = 1, 1024 }) // failures are small
 	task := ids.NewTaskID()
 	ok, refused, failure := task.Return(0), task.Return(1), task.Return(2)
 	if err := d.Seal(ctxFor(t), ok, rawValue(8, 'o')); err != nil {
