@@ -338,3 +338,37 @@ func TestLocateWaits(t *testing.T) {
 		t.Fatalf("Locate: %+v", loc)
 	}
 }
+
+// TestPullRefusesLyingPeer: a holder whose header does not match the bytes
+// it sends (more, fewer, or a codec that does not exist) stores nothing
+// here; the next holder is tried.
+func TestPullRefusesLyingPeer(t *testing.T) {
+	for name, lie := range map[string]Header{
+		"more bytes than said":  {Codec: abi.CodecRaw, Size: 10},
+		"fewer bytes than said": {Codec: abi.CodecRaw, Size: 400},
+		"no such codec":         {Codec: 77, Size: 40},
+		"a held codec":          {Codec: CodecHeld, Size: 40},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t)
+			liar, honest, reader := c.host("l:1", nil), c.host("h:1", nil), c.host("r:1", nil)
+			id := ids.NewTaskID().Return(0)
+			big := rawValue(40, 'T')
+			_ = liar.Seal(ctxFor(t), id, big)
+			c.mu.Lock()
+			c.lie["l:1"] = lie
+			c.mu.Unlock()
+			if err := reader.Fetch(ctxFor(t), id, []string{"l:1"}, ""); !errors.Is(err, ErrLost) {
+				t.Fatalf("a fetch from a lying holder only: %v", err)
+			}
+			if reader.Here(ctxFor(t), id) {
+				t.Fatal("a lying holder's bytes were stored")
+			}
+			_ = honest.Seal(ctxFor(t), id, big)
+			_ = reader.Seal(ctxFor(t), id, Held{Codec: abi.CodecRaw, Size: 40, Holders: []string{"l:1", "h:1"}}.Value())
+			if v := getOne(t, reader, id); !bytes.Equal(v.Data, big.Data) || v.Codec != abi.CodecRaw {
+				t.Fatalf("after a liar, the honest holder's copy: %s %d bytes", v.Codec, len(v.Data))
+			}
+		})
+	}
+}

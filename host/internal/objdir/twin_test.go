@@ -33,6 +33,8 @@ type cluster struct {
 	down map[string]bool
 	// breakAfter makes pulls from an address fail after that many bytes.
 	breakAfter map[string]int
+	// lie replaces the header of pulls from an address.
+	lie map[string]Header
 	// locate, if set, answers Locate calls in place of the owner.
 	locate func(owner string, id ids.ObjectID) (Location, bool, error)
 	// added receives every AddLocation call.
@@ -41,7 +43,7 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB) *cluster {
-	return &cluster{t: t, dirs: map[string]*Dir{}, down: map[string]bool{}, breakAfter: map[string]int{},
+	return &cluster{t: t, dirs: map[string]*Dir{}, down: map[string]bool{}, breakAfter: map[string]int{}, lie: map[string]Header{},
 		added: make(chan string, 64), pulls: map[string]int{}}
 }
 
@@ -121,6 +123,7 @@ func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Head
 	p.c.mu.Lock()
 	p.c.pulls[from]++
 	limit, breaks := p.c.breakAfter[from]
+	lie, lies := p.c.lie[from]
 	p.c.mu.Unlock()
 	var hdr *Header
 	var buf bytes.Buffer
@@ -136,6 +139,9 @@ func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Head
 	var r io.Reader = &buf
 	if breaks {
 		r = io.MultiReader(io.LimitReader(&buf, int64(limit)), errReader{errReset})
+	}
+	if lies {
+		hdr = &lie
 	}
 	return *hdr, io.NopCloser(r), nil
 }
