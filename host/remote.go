@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"sync"
 	"time"
 
@@ -246,7 +247,7 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
 func (h *Host) execRemote(t *task, w *workerProc) error {
-	spec := &execSpec{Task: t.id, Attempt: t.attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
+	spec := &execSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
 	if a := t.actor; a != nil {
@@ -358,10 +359,10 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 			// It never started there: place it again, without a retry.
 			t := h.runningTask(w, spec.Task)
 			h.mu.Lock()
-			again := t != nil && t.refusals < maxRefusals
+			again := t != nil && t.lc.Refusals < maxRefusals
 			h.mu.Unlock()
-			if again && h.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) {
-				h.enqueue(t)
+			if again {
+				h.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) // placed again
 				return
 			}
 			err = errors.New(refused)
@@ -554,7 +555,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 		refuse(fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
 		return
 	}
-	t := &task{id: spec.Task, attempt: spec.Attempt, kind: spec.Kind, function: spec.Function, mod: mod,
+	t := &task{id: spec.Task, lc: lifecycle.Task{Attempt: spec.Attempt}, kind: spec.Kind, function: spec.Function, mod: mod,
 		numReturns: int(spec.NumReturns), req: spec.Req, limits: spec.Limits, grants: spec.Grants, foreign: f, tree: &tree{}}
 	t.limits.TimeoutNs = 0 // the owner times the attempt
 	t.args = make([]abi.Arg, len(spec.Args))
@@ -599,12 +600,12 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 			fail(abi.ErrorActorDied, "the actor's worker on host "+h.cfg.ID+" is gone")
 			return
 		}
-		t.state, t.worker, w.task = stateRunning, w, t
+		t.lc.State, t.worker, w.task = stateRunning, w, t
 		h.mu.Unlock()
 		h.start([]assignment{{t, w}})
 		return
 	}
-	t.state = statePendingResources
+	t.lc.State = statePendingResources
 	if err := h.sched.Enqueue(t.id, t.req, scheduler.Placement{NodeID: h.cfg.ID}, t); err != nil {
 		f.current = nil
 		h.mu.Unlock()
@@ -664,38 +665,11 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 // foreignCancel stops a task run for another host.
 func (h *Host) foreignCancel(t *task, force bool) {
 	h.mu.Lock()
-	if t.state.terminal() {
-		h.mu.Unlock()
-		return
-	}
-	state, w := t.state, t.worker
-	if !t.cancelled {
-		t.cancelled = true
-		close(t.cancelCh)
-	}
-	if state != stateRunning {
-		h.endLocked(t, stateCancelled, "cancelled by its owner")
-		starts := h.dispatchLocked()
-		f := t.foreign
-		if f.current == t {
-			f.current = nil
-		}
-		bound := f.worker != nil
-		h.mu.Unlock()
-		d := ipc.Done{Task: t.id, Trap: "cancelled", Kind: abi.ErrorCancelled}
-		_ = f.send(ipc.TypeDone, d.Encode(nil))
-		if !bound {
-			f.finish()
-		}
-		h.start(starts)
-		return
-	}
+	later := h.stepLocked(t, lifecycle.Cancel{Force: force})
+	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	if force {
-		w.kill()
-	} else {
-		w.cancel(t)
-	}
+	run(later) // a queued task tells its owner it was cancelled
+	h.start(starts)
 }
 
 // relayCall sends a guest's call to the owner of its task. A large put or
@@ -759,7 +733,7 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 		case w.dead:
 		case w.foreign == f:
 			keep = true // an actor's call ended
-		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.cancelled:
+		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.lc.Cancelled:
 			w.foreign, f.worker, keep = f, w, true
 		default:
 			w.idleSince = time.Now()
@@ -769,9 +743,9 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 	if f.current == t {
 		f.current = nil
 	}
-	if !t.state.terminal() {
-		h.endLocked(t, stateFinished, "")
-	}
+	// The owner decides the outcome and seals it (below): here the attempt
+	// is simply over.
+	_ = h.stepLocked(t, lifecycle.Done{})
 	if keep && t.kind == abi.KindActorCreate && f.holdCPU {
 		h.sched.Acquire(t.req)
 		req := t.req
