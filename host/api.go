@@ -80,7 +80,7 @@ func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID
 	}
 	for i, arg := range t.args {
 		a.h.borrowRef(ctx, arg.Ref)
-		if arg.IsRef && !a.h.objs.known(ctx, arg.Ref.ID) {
+		if arg.IsRef && !a.h.objs.Known(ctx, arg.Ref.ID) {
 			return ids.TaskID{}, nil, fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID)
 		}
 	}
@@ -95,30 +95,30 @@ func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID
 func (a api) Borrow(ctx context.Context, r abi.Ref) { a.h.borrowRef(ctx, r) }
 
 func (a api) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration) ([]bool, error) {
-	return a.h.objs.waitReady(ctx, refs, need, failFast, timeout, nil)
+	return a.h.objs.WaitReady(ctx, refs, need, failFast, timeout, nil)
 }
 
 func (a api) Size(ctx context.Context, id ids.ObjectID) (int64, bool) {
-	_, _, _, _, n, err := a.h.objs.holding(ctx, id)
-	return n, err == nil
+	hd, err := a.h.objs.Holding(ctx, id)
+	return hd.Size, err == nil
 }
 
 func (a api) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration) ([]abi.Value, error) {
-	return a.h.objs.get(ctx, refs, timeout, nil)
+	return a.h.objs.Get(ctx, refs, timeout, nil)
 }
 
 func (a api) Local(ctx context.Context, id ids.ObjectID) (abi.Value, bool, error) {
-	return a.h.objs.ensureLocal(ctx, id)
+	return a.h.objs.EnsureLocal(ctx, id)
 }
 
-func (a api) Fetched(id ids.ObjectID) { a.h.objs.markFetched(id) }
+func (a api) Fetched(id ids.ObjectID) { a.h.objs.MarkFetched(id) }
 
 func (a api) Stream(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error {
 	return a.h.streamFromStore(ctx, id, send)
 }
 
 func (a api) Put(ctx context.Context, id ids.ObjectID, v abi.Value) error {
-	return a.h.objs.seal(ctx, id, v)
+	return a.h.objs.Seal(ctx, id, v)
 }
 
 func (a api) CancelAt(ctx context.Context, owner string, req *rayhostv1.CancelRequest) (bool, error) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/rayhost/rayhost/host/internal/edge"
 	"github.com/rayhost/rayhost/internal/kinds"
+	"github.com/rayhost/rayhost/host/internal/objdir"
 )
 
 // Sentinel errors of the host. Each belongs to an API class of
@@ -16,7 +17,7 @@ var (
 	// ErrFunctionNotFound: the module has no remote function of that name.
 	ErrFunctionNotFound = kinds.Classed(kinds.ErrNotFound, "host: function not found")
 	// ErrObjectNotFound: the host knows no object with that ID.
-	ErrObjectNotFound = kinds.Classed(kinds.ErrNotFound, "host: object not found")
+	ErrObjectNotFound = objdir.ErrNotFound
 	// ErrInvalidModule: the bytes are not a Wasm module built with the guest
 	// SDK, or speak another ABI version.
 	ErrInvalidModule = kinds.Classed(kinds.ErrInvalidArgument, "host: invalid module")
@@ -24,7 +25,7 @@ var (
 	// arguments, invalid options…).
 	ErrInvalidArgument = kinds.Classed(kinds.ErrInvalidArgument, "host: invalid argument")
 	// ErrGetTimeout: objects were not ready before the timeout.
-	ErrGetTimeout = kinds.Classed(kinds.ErrGetTimeout, "host: get timed out")
+	ErrGetTimeout = objdir.ErrTimeout
 	// ErrTaskNotFound: the host knows no task with that ID.
 	ErrTaskNotFound = kinds.Classed(kinds.ErrNotFound, "host: task not found")
 	// ErrPermissionDenied: a call asked for a capability the host does not
@@ -40,12 +41,10 @@ var (
 	// ErrObjectLost: every copy of an object is gone with the hosts that
 	// held it, and it cannot be rebuilt (a Put object, or its task has no
 	// retries left). A Get of it fails with a TaskError of kind object_lost.
-	// (Not an API class of its own: a call that fails with it is an
-	// internal error.)
-	ErrObjectLost = kinds.Classed(kinds.ErrObjectLost, "host: object lost")
+	ErrObjectLost = objdir.ErrLost
 	// ErrOwnerDied: the host that owns an object left or failed, so nobody
 	// can say what it is any more. A Get fails with kind owner_died.
-	ErrOwnerDied = kinds.Classed(kinds.ErrOwnerDied, "host: owner died")
+	ErrOwnerDied = objdir.ErrOwnerDied
 	// ErrModuleExists: a module name already names another module, and the
 	// registration did not ask to replace it.
 	ErrModuleExists = kinds.Classed(kinds.ErrExists, "host: module name taken")

@@ -18,6 +18,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/guard"
 	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/modules"
+	"github.com/rayhost/rayhost/host/internal/objdir"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -31,7 +32,7 @@ type Host struct {
 	log      *slog.Logger
 	st       store.Store
 	ownStore bool
-	objs     *objects
+	objs     *objdir.Dir
 	mods     *modules.Registry
 	policy   *modules.Policy
 	events   *events
@@ -143,7 +144,11 @@ func New(cfg Config) (*Host, error) {
 		h.closeStore()
 		return nil, err
 	}
-	h.objs = newObjects(h.st, cfg.InlineObjectLimit, cfg.MemoryCacheBytes, h.addr, h.log)
+	if h.objs, err = h.newObjects(); err != nil {
+		h.ln.Close()
+		h.closeStore()
+		return nil, fmt.Errorf("host: %w", err)
+	}
 	h.events = newEvents(cfg.MaxTaskEvents)
 
 	// The warm pool plus one spare: a driver (which holds no CPU) or a task
@@ -197,7 +202,6 @@ func New(cfg Config) (*Host, error) {
 	h.wg.Add(1)
 	go h.housekeeping()
 	if cfg.Cluster != nil {
-		h.objs.remote = hostObjects{h}
 		if err := h.startCluster(); err != nil {
 			_ = h.Close()
 			return nil, err
@@ -286,7 +290,7 @@ func (h *Host) Close() error {
 			h.cluster.closeAll() // ends remote attempts and calls to peers
 		}
 		h.wg.Wait()
-		h.objs.close()
+		h.objs.Close()
 		h.closeErr = h.closeStore()
 	})
 	return h.closeErr

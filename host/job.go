@@ -42,4 +42,4 @@ func (j *job) failed(t *task, te *abi.TaskError) {
 }
 
 // finish records the driver's outcome: v is zero on success or its error.
-func (j *job) finish(v abi.Value, h *Host) { j.j.Finish(v, h.objs.fetched, h.cfg.ID) }
+func (j *job) finish(v abi.Value, h *Host) { j.j.Finish(v, h.objs.Fetched, h.cfg.ID) }

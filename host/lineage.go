@@ -60,7 +60,7 @@ func (h *Host) reconstruct(id ids.ObjectID) error {
 	h.mu.Unlock()
 	h.log.Info("reconstructing a lost object", "object_id", id, "task_id", t.id, "attempt", attempt)
 	for _, r := range t.returns() {
-		h.objs.reset(r) // only those with no copy here
+		h.objs.Reset(r) // only those with no copy here
 	}
 	run(later) // waits for its arguments, rebuilding them too
 	return nil
@@ -69,14 +69,14 @@ func (h *Host) reconstruct(id ids.ObjectID) error {
 // lostHere reports whether a ready object this host owns has no copy left
 // on any live host.
 func (h *Host) lostHere(id ids.ObjectID) bool {
-	_, inMemory, local, holders, _, err := h.objs.holding(context.Background(), id)
-	if err != nil || inMemory || local {
+	hd, err := h.objs.Holding(context.Background(), id)
+	if err != nil || hd.InMemory || hd.Local {
 		return false
 	}
-	for _, x := range holders {
+	for _, x := range hd.Holders {
 		if !h.peerDown(x) {
 			return false
 		}
 	}
-	return len(holders) > 0 || h.objs.isHeld(id)
+	return len(hd.Holders) > 0 || h.objs.IsHeld(id)
 }

@@ -39,7 +39,7 @@ func (c hostCompiler) Describe(ctx context.Context, mod *module, timeout time.Du
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindDescribe, numReturns: 1, req: scheduler.Resources{}, maxRetries: 1,
 		limits: abi.Limits{TimeoutNs: int64(timeout)}}
 	h.submit(ctx, t)
-	vals, err := h.objs.get(ctx, t.returns(), -1, nil)
+	vals, err := h.objs.Get(ctx, t.returns(), -1, nil)
 	if err != nil {
 		return abi.Value{}, err
 	}

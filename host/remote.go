@@ -261,17 +261,18 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 			spec.Args[i] = a.Value
 			continue
 		}
-		v, inMemory, local, holders, size, err := h.objs.holding(context.Background(), a.Ref.ID)
+		hd, err := h.objs.Holding(context.Background(), a.Ref.ID)
+		holders := hd.Holders
 		switch {
 		case err != nil:
 			return fmt.Errorf("argument %d: %w", i+1, err)
-		case inMemory:
-			spec.Args[i] = v
+		case hd.InMemory:
+			spec.Args[i] = hd.Value
 			continue
-		case local:
+		case hd.Local:
 			holders = append([]string{h.addr}, holders...)
 		}
-		spec.Args[i] = heldAsValue(heldValue{Codec: v.Codec, Size: size, Holders: holders})
+		spec.Args[i] = heldAsValue(heldValue{Codec: hd.Value.Codec, Size: hd.Size, Holders: holders})
 		spec.ArgIDs[i] = a.Ref.ID
 	}
 	l := w.remote
@@ -641,15 +642,15 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 	if err != nil {
 		return abi.Value{}, err
 	}
-	if h.objs.here(ctx, id) {
-		return h.objs.value(ctx, id)
+	if h.objs.Here(ctx, id) {
+		return h.objs.Value(ctx, id)
 	}
 	// From a holder; if none gives it, the owner says where it is now (it
 	// rebuilds it if every copy is gone).
-	if err := h.fetch(ctx, id, hv.Holders, owner); err != nil {
+	if err := h.objs.Fetch(ctx, id, hv.Holders, owner); err != nil {
 		return abi.Value{}, err
 	}
-	v, err = h.objs.value(ctx, id)
+	v, err = h.objs.Value(ctx, id)
 	if err == nil && v.Codec == abi.CodecError {
 		// Its owner says it is gone (lost, or its owner died).
 		te := abi.DecodeTaskError(v.Data)
@@ -714,7 +715,7 @@ func (h *Host) keepHere(v abi.Value) bool {
 // the held value that tells the owner where it is.
 func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
 	data := append([]byte(nil), v.Data...)
-	if err := h.objs.seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
+	if err := h.objs.Seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
 		return abi.Value{}, err
 	}
 	return heldAsValue(heldValue{Codec: v.Codec, Size: int64(len(data)), Holders: []string{h.addr}}), nil

@@ -127,10 +127,10 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
-		h.objs.expect(t.id.Return(0), t.id)
+		h.objs.Expect(t.id.Return(0), t.id)
 	}
 	for _, id := range t.returns() {
-		h.objs.expect(id, t.id)
+		h.objs.Expect(id, t.id)
 	}
 	t.lc.Policy = t.policy()
 	h.mu.Lock()
@@ -198,7 +198,7 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 	run(later)
 	h.start(starts)
 	for _, id := range deps {
-		err := h.objs.onReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
+		err := h.objs.OnReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
 		if err != nil {
 			h.fail(t, h.taskError(t, abi.ErrorBadRequest, fmt.Sprintf("argument %s: %v", id, err)))
 			return
@@ -222,8 +222,8 @@ func (h *Host) submitFailed(t *task, te *abi.TaskError) {
 
 func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	if v.Codec == abi.CodecError {
-		h.objs.markFetched(id) // its failure is reported through t's
-		cause, err := h.objs.value(context.Background(), id)
+		h.objs.MarkFetched(id) // its failure is reported through t's
+		cause, err := h.objs.Value(context.Background(), id)
 		te := &abi.TaskError{Kind: abi.ErrorHost, Message: "unreadable failure"}
 		if err == nil {
 			te = abi.DecodeTaskError(cause.Data)
@@ -428,19 +428,19 @@ func (h *Host) placement(t *task) scheduler.Placement {
 		if !a.IsRef {
 			continue
 		}
-		_, inMemory, local, holders, size, err := h.objs.holding(context.Background(), a.Ref.ID)
-		if err != nil || inMemory || size <= int64(h.cfg.InlineObjectLimit) {
+		hd, err := h.objs.Holding(context.Background(), a.Ref.ID)
+		if err != nil || hd.InMemory || hd.Size <= int64(h.cfg.InlineObjectLimit) {
 			continue
 		}
 		if pl.Locality == nil {
 			pl.Locality = map[string]int64{}
 		}
-		if local {
-			pl.Locality[h.cfg.ID] += size
+		if hd.Local {
+			pl.Locality[h.cfg.ID] += hd.Size
 		}
-		for _, x := range holders {
+		for _, x := range hd.Holders {
 			if name := h.nodeName(x); name != "" {
-				pl.Locality[name] += size
+				pl.Locality[name] += hd.Size
 			}
 		}
 	}
@@ -524,7 +524,7 @@ func (h *Host) exec(t *task, w *workerProc) error {
 			inv.Args[i] = a.Value
 			continue
 		}
-		v, err := h.objs.value(context.Background(), a.Ref.ID)
+		v, err := h.objs.Value(context.Background(), a.Ref.ID)
 		if err != nil {
 			return fmt.Errorf("reading argument %d: %w", i+1, err)
 		}
@@ -579,7 +579,7 @@ func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
 func (h *Host) argsAway(t *task) []ids.ObjectID {
 	var away []ids.ObjectID
 	for _, a := range t.args {
-		if a.IsRef && !slices.Contains(away, a.Ref.ID) && !h.objs.here(context.Background(), a.Ref.ID) {
+		if a.IsRef && !slices.Contains(away, a.Ref.ID) && !h.objs.Here(context.Background(), a.Ref.ID) {
 			away = append(away, a.Ref.ID)
 		}
 	}
@@ -642,7 +642,7 @@ func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
 		}
 	}()
 	for _, id := range away {
-		if _, _, err := h.objs.ensureLocal(ctx, id); err != nil {
+		if _, _, err := h.objs.EnsureLocal(ctx, id); err != nil {
 			if ctx.Err() != nil {
 				select {
 				case <-t.cancelCh:
@@ -723,7 +723,7 @@ func (h *Host) sealFailure(t *task, te *abi.TaskError) {
 		i := t.gen.count
 		t.gen.count++
 		h.mu.Unlock()
-		h.objs.expect(t.id.Return(i+1), t.id)
+		h.objs.Expect(t.id.Return(i+1), t.id)
 		h.seal(t, t.id.Return(i), v)
 		h.endStream(t, i+1)
 	} else {
@@ -744,13 +744,13 @@ func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
 	if t.kind == abi.KindDescribe {
 		// Read once by the host: kept in memory, so a full store does not
 		// stop modules from registering.
-		if err := h.objs.sealTransient(id, v); err == nil {
+		if err := h.objs.SealTransient(id, v); err == nil {
 			return
 		}
 	}
-	if err := h.objs.seal(context.Background(), id, v); err != nil {
+	if err := h.objs.Seal(context.Background(), id, v); err != nil {
 		h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
-		_ = h.objs.seal(context.Background(), id, h.taskError(t, storeErrorKind(err), err.Error()).Encode())
+		_ = h.objs.Seal(context.Background(), id, h.taskError(t, storeErrorKind(err), err.Error()).Encode())
 	}
 }
 
@@ -839,7 +839,7 @@ func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
 	t := h.tasks[id.Task()]
 	h.mu.Unlock()
 	if t == nil {
-		if h.objs.known(context.Background(), id) {
+		if h.objs.Known(context.Background(), id) {
 			return nil // already done: nothing to cancel
 		}
 		return fmt.Errorf("%w: %s", ErrTaskNotFound, id.Task())

@@ -246,7 +246,7 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			// Only the task's own put IDs, as guestPut requires: never one of
 			// its returns, which would seal its result early.
 			if d.Done() == nil && id.Task() == t.id && id.IsPut() {
-				if err := h.objs.seal(context.Background(), id, v); err != nil {
+				if err := h.objs.Seal(context.Background(), id, v); err != nil {
 					h.log.Warn("refused a held put", "task_id", t.id, "err", err)
 				}
 			}
@@ -602,11 +602,11 @@ func (h *Host) guestPut(t *task, payload []byte) {
 		return
 	}
 	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
-	if err := h.objs.seal(context.Background(), req.ID, v); err != nil {
+	if err := h.objs.Seal(context.Background(), req.ID, v); err != nil {
 		h.log.Error("storing a put", "task_id", t.id, "err", err)
 		// The guest holds the ref: a Get of it gets the failure (a full
 		// store is a limit error) instead of waiting for ever.
-		_ = h.objs.seal(context.Background(), req.ID, h.taskError(t, storeErrorKind(err), "ray.Put: "+err.Error()).Encode())
+		_ = h.objs.Seal(context.Background(), req.ID, h.taskError(t, storeErrorKind(err), "ray.Put: "+err.Error()).Encode())
 	}
 }
 
@@ -694,7 +694,7 @@ func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err e
 	i := g.count
 	g.count++
 	h.mu.Unlock()
-	h.objs.expect(t.id.Return(i+1), t.id) // the next item, so consumers can wait for it
+	h.objs.Expect(t.id.Return(i+1), t.id) // the next item, so consumers can wait for it
 	h.seal(t, t.id.Return(i), v)
 	go func() {
 		for {
@@ -752,10 +752,10 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 	}
 	ctx := context.Background()
 	// Fast path: everything is there; no need to give the CPU back.
-	ready, err := h.objs.waitReady(ctx, refs, int(need), c.Op == abi.OpGet, 0, t.cancelCh)
+	ready, err := h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, 0, t.cancelCh)
 	if err == ErrGetTimeout && timeout != 0 {
 		h.block(t)
-		ready, err = h.objs.waitReady(ctx, refs, int(need), c.Op == abi.OpGet, timeout, t.cancelCh)
+		ready, err = h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, timeout, t.cancelCh)
 		h.unblock(t)
 	}
 	switch {
@@ -783,7 +783,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 		w.reply(c.Seq, 0, rep.Encode(nil))
 		return
 	}
-	vals, err := h.objs.get(ctx, refs, 0, t.cancelCh)
+	vals, err := h.objs.Get(ctx, refs, 0, t.cancelCh)
 	if err != nil {
 		h.replyErr(w, t, c, err)
 		return
@@ -796,8 +796,8 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 // the item as consumed, which may release the generator's backpressure.
 func (h *Host) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id ids.ObjectID) {
 	var rep abi.NextReply
-	if codec, err := h.objs.codec(context.Background(), id); err == nil && codec == abi.CodecError {
-		if v, err := h.objs.value(context.Background(), id); err == nil {
+	if codec, err := h.objs.Codec(context.Background(), id); err == nil && codec == abi.CodecError {
+		if v, err := h.objs.Value(context.Background(), id); err == nil {
 			rep.End = abi.DecodeTaskError(v.Data).Kind == abi.ErrorEndOfStream
 		}
 	}
@@ -836,7 +836,7 @@ func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
 // on: its owner is asked about it.
 func (h *Host) borrowRef(ctx context.Context, r abi.Ref) {
 	if r.Owner != "" && r.Owner != h.addr && h.cluster != nil {
-		h.objs.borrow(ctx, r.ID, r.Owner)
+		h.objs.Borrow(ctx, r.ID, r.Owner)
 	}
 }
 

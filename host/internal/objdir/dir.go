@@ -1,0 +1,403 @@
+package objdir
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// Config configures a Dir. Start from DefaultConfig.
+type Config struct {
+	// Store keeps the bytes of objects (required). The Dir does not close it.
+	Store store.Store
+	// InlineLimit: values of up to this many bytes are kept in memory (and
+	// written to the store behind the caller's back); larger ones go
+	// straight to the store.
+	InlineLimit int
+	// CacheBytes bounds the in-memory copies of small objects: past it, the
+	// oldest ones already in the store are dropped from memory.
+	CacheBytes int64
+	// Self is this host's API address: the owner recorded with the objects
+	// it stores, and the holder it never pulls from.
+	Self string
+	// ID is this host's name, in the errors it reports to peers.
+	ID string
+	// Peers reaches the other hosts of a cluster; nil outside one (then
+	// objects held elsewhere are lost, and Borrow does nothing).
+	Peers Peers
+	// Rebuild rebuilds an object this host owns whose every copy is gone
+	// (lineage reconstruction): it returns once the object is pending again
+	// (after Reset), or an error wrapping ErrLost or ErrOwnerDied. Nil: such
+	// objects are lost.
+	Rebuild func(id ids.ObjectID) error
+	// Done, when closed, ends the background work of borrows (the host is
+	// shutting down). Close ends it too. May be nil.
+	Done <-chan struct{}
+	// UnknownGrace is how long an owner may say it does not know an object
+	// before the object counts as not found (an ObjectRef can reach a host
+	// before its owner registered it). Default 10 s.
+	UnknownGrace time.Duration
+	// ChunkBytes is the size of the chunks Stream and Serve send.
+	ChunkBytes int
+	// Logger gets the directory's logs (nil: discarded).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config over st with the host's default limits.
+func DefaultConfig(st store.Store) Config {
+	return Config{Store: st, InlineLimit: 100 << 10, CacheBytes: 256 << 20, ChunkBytes: 1 << 20, UnknownGrace: unknownGrace}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: no Store", ErrInvalidConfig)
+	case c.InlineLimit < 0 || c.CacheBytes < 0 || c.ChunkBytes < 0 || c.UnknownGrace < 0:
+		return fmt.Errorf("%w: InlineLimit, CacheBytes, ChunkBytes and UnknownGrace must be >= 0", ErrInvalidConfig)
+	}
+	if c.UnknownGrace == 0 {
+		c.UnknownGrace = unknownGrace
+	}
+	if c.ChunkBytes == 0 {
+		c.ChunkBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Dir is a host's directory of the objects it owns or holds: which are
+// still being computed, which are ready, and where their bytes are. It is
+// safe for concurrent use; its lock is its own, and it never calls out
+// (waiters, Peers, Rebuild, the store) with it held.
+type Dir struct {
+	cfg Config
+	st  store.Store
+	log *slog.Logger
+	// remote reaches objects on other hosts (its own lock).
+	remote *remote
+
+	mu        sync.Mutex
+	m         map[ids.ObjectID]*object
+	fifo      []ids.ObjectID // ready in-memory objects, oldest first
+	fifoHead  int
+	memBytes  int64
+	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
+	pinned    int64 // bytes of failures the full store refused, kept in memory only
+	persistCh chan persistJob
+	persisted sync.WaitGroup // the persist loop
+	closeOnce sync.Once
+}
+
+type object struct {
+	ready     bool
+	fetched   bool      // someone got the value (for unhandled-error reports)
+	val       abi.Value // Data is nil when the bytes live only in the store
+	inMemory  bool
+	persisted bool
+	// unpersistable: the write-behind failed (a full store); the value
+	// lives in memory only and is never evicted.
+	unpersistable bool
+	task          ids.TaskID
+	waiters       []*waiter
+	// holders are the hosts (API addresses) that hold the bytes of a value
+	// that is neither in memory nor in the local store.
+	holders []string
+	size    int64
+	// owner is set for an object another host owns (borrowed): this host
+	// learnt of it through an ObjectRef and asks the owner about it.
+	owner string
+}
+
+type persistJob struct {
+	id   ids.ObjectID
+	meta store.Meta
+	data []byte
+}
+
+// New returns a Dir, and starts the loop that writes small values to the
+// store behind their seal. Close stops it.
+func New(cfg Config) (*Dir, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	d := &Dir{
+		cfg: cfg, st: cfg.Store, log: cfg.Logger,
+		m: map[ids.ObjectID]*object{}, persistCh: make(chan persistJob, 4096),
+	}
+	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
+	d.persisted.Add(1)
+	go d.persistLoop()
+	return d, nil
+}
+
+// Close ends background resolves, then waits until every sealed object is
+// in the store. No Seal may come after it.
+func (d *Dir) Close() {
+	d.closeOnce.Do(func() {
+		d.remote.close()
+		close(d.persistCh)
+		d.persisted.Wait()
+	})
+}
+
+func (d *Dir) persistLoop() {
+	defer d.persisted.Done()
+	for j := range d.persistCh {
+		err := d.st.Put(context.Background(), j.id, j.meta, j.data)
+		if err != nil {
+			d.log.Error("persisting object", "object_id", j.id, "err", err)
+		}
+		d.mu.Lock()
+		d.queued -= int64(len(j.data))
+		if err != nil {
+			if ob := d.m[j.id]; ob != nil && !ob.unpersistable {
+				ob.unpersistable = true // the only copy: kept in memory, not evicted
+				d.pinned += int64(len(j.data))
+			}
+		} else if ob := d.m[j.id]; ob != nil {
+			ob.persisted = true
+		}
+		d.evictLocked()
+		d.mu.Unlock()
+	}
+}
+
+// evictLocked drops the oldest persisted in-memory objects while the cache
+// is over its bound. Their bytes stay in the store.
+func (d *Dir) evictLocked() {
+	for d.memBytes > d.cfg.CacheBytes && d.fifoHead < len(d.fifo) {
+		id := d.fifo[d.fifoHead]
+		ob := d.m[id]
+		if ob != nil && ob.ready && ob.inMemory && !ob.persisted && !ob.unpersistable {
+			return // the write-behind is not done yet; try again after it
+		}
+		d.fifoHead++
+		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
+			d.memBytes -= int64(len(ob.val.Data))
+			delete(d.m, id)
+		}
+	}
+	if d.fifoHead > 1024 && d.fifoHead*2 > len(d.fifo) {
+		d.fifo = append(d.fifo[:0], d.fifo[d.fifoHead:]...)
+		d.fifoHead = 0
+	}
+}
+
+// Expect records that id will be made by task.
+func (d *Dir) Expect(id ids.ObjectID, task ids.TaskID) {
+	d.mu.Lock()
+	if d.m[id] == nil {
+		d.m[id] = &object{task: task}
+	}
+	d.mu.Unlock()
+}
+
+// Known reports whether id is pending or ready here (or in the store).
+func (d *Dir) Known(ctx context.Context, id ids.ObjectID) bool {
+	d.mu.Lock()
+	_, ok := d.m[id]
+	d.mu.Unlock()
+	if ok {
+		return true
+	}
+	_, err := d.st.Stat(ctx, id)
+	return err == nil
+}
+
+// Seal makes id ready with v and wakes its waiters. Sealing a ready object
+// again keeps the first value (objects are immutable; a retried task may
+// seal twice). A CodecHeld value records where the bytes are; for an
+// object ready that way already, it adds the holders.
+//
+// A small value that the store could not take (with what is queued) is
+// refused with the store's error, unless it is a failure (CodecError),
+// which is kept in memory only: a waiter must learn of it.
+func (d *Dir) Seal(ctx context.Context, id ids.ObjectID, v abi.Value) error {
+	return d.seal(ctx, id, v, false)
+}
+
+// SealTransient seals a small value that is kept in memory only, never
+// written to the store (a module's description, read once by the host,
+// which must not fail because the store is full). A large one is sealed
+// as by Seal.
+func (d *Dir) SealTransient(id ids.ObjectID, v abi.Value) error {
+	if len(v.Data) > d.cfg.InlineLimit {
+		return d.Seal(context.Background(), id, v)
+	}
+	return d.seal(context.Background(), id, v, true)
+}
+
+// metaOf is the store metadata of v, made here (owner self) for id.
+func metaOf(self string, id ids.ObjectID, v abi.Value) store.Meta {
+	return store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: self, Task: id.Task(), Created: time.Now()}
+}
+
+func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient bool) error {
+	if v.Codec == CodecHeld {
+		return d.sealHeld(id, v)
+	}
+	meta := metaOf(d.cfg.Self, id, v)
+	large := len(v.Data) > d.cfg.InlineLimit
+	memOnly := transient && !large
+	if !large && !memOnly {
+		// Written behind: refuse it now if the store could not take it
+		// (with what is queued), rather than hold it in memory for good.
+		// Failures are always taken, in memory only if need be: they are
+		// small, and a waiter must learn of them.
+		d.mu.Lock()
+		queued := d.queued
+		d.mu.Unlock()
+		if err := d.st.CheckSpace(queued + int64(len(v.Data))); err != nil {
+			if v.Codec != abi.CodecError {
+				return fmt.Errorf("storing object %s: %w", id, err)
+			}
+			memOnly = true
+		}
+	}
+	if large {
+		// Large values are written before they are ready, so a reader never
+		// sees a partial object.
+		if err := d.st.Put(ctx, id, meta, v.Data); err != nil {
+			return fmt.Errorf("storing object %s: %w", id, err)
+		}
+	}
+	d.mu.Lock()
+	ob := d.m[id]
+	if ob == nil {
+		ob = &object{task: id.Task()}
+		d.m[id] = ob
+	}
+	if ob.ready {
+		d.mu.Unlock()
+		return nil
+	}
+	ob.ready = true
+	ob.val = v
+	if large {
+		ob.val.Data = nil
+		ob.persisted = true
+	} else {
+		ob.inMemory = true
+		d.memBytes += int64(len(v.Data))
+		d.fifo = append(d.fifo, id)
+	}
+	live := liveWaiters(ob)
+	persist := !large && !memOnly
+	if persist {
+		d.queued += int64(len(v.Data))
+	} else if memOnly {
+		ob.unpersistable = true
+		d.pinned += int64(len(v.Data))
+	}
+	d.mu.Unlock()
+	if persist {
+		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
+	}
+	for _, w := range live {
+		w.fn(v)
+	}
+	return nil
+}
+
+// liveWaiters takes ob's waiters that were not cancelled. Called with the
+// lock held.
+func liveWaiters(ob *object) []*waiter {
+	waiters := ob.waiters
+	ob.waiters = nil
+	live := waiters[:0]
+	for _, w := range waiters {
+		if !w.dead {
+			live = append(live, w)
+		}
+	}
+	return live
+}
+
+// sealHeld makes id ready with a value whose bytes other hosts hold. A
+// ready object that is held elsewhere learns of the new holders.
+func (d *Dir) sealHeld(id ids.ObjectID, v abi.Value) error {
+	hv, err := DecodeHeld(v.Data)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	ob := d.m[id]
+	if ob == nil {
+		ob = &object{task: id.Task()}
+		d.m[id] = ob
+	}
+	if ob.ready {
+		if !ob.inMemory {
+			for _, x := range hv.Holders {
+				if !slices.Contains(ob.holders, x) {
+					ob.holders = append(ob.holders, x)
+				}
+			}
+		}
+		d.mu.Unlock()
+		return nil
+	}
+	ob.ready = true
+	ob.val = abi.Value{Codec: hv.Codec}
+	ob.size = hv.Size
+	ob.holders = slices.Clone(hv.Holders)
+	val := ob.val
+	waiters := ob.waiters
+	ob.waiters = nil
+	d.mu.Unlock()
+	for _, w := range waiters {
+		d.mu.Lock()
+		dead := w.dead
+		d.mu.Unlock()
+		if !dead {
+			w.fn(val)
+		}
+	}
+	return nil
+}
+
+// refill replaces what is known of an object's bytes after its owner was
+// asked again: new holders, or the value itself. An object that is pending
+// here (rebuilt) becomes ready, waking its waiters.
+func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
+	d.mu.Lock()
+	ob := d.m[id]
+	if ob == nil || !ob.ready {
+		d.mu.Unlock()
+		if err := d.Seal(context.Background(), id, v); err != nil {
+			d.log.Error("sealing a refetched object", "object_id", id, "err", err)
+		}
+		return
+	}
+	switch {
+	case v.Codec == CodecHeld:
+		if hv, err := DecodeHeld(v.Data); err == nil && !ob.inMemory {
+			ob.holders, ob.size = hv.Holders, hv.Size
+		}
+		d.mu.Unlock()
+	case ob.inMemory:
+		d.mu.Unlock()
+	case len(v.Data) > d.cfg.InlineLimit:
+		d.mu.Unlock()
+		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
+			d.log.Error("storing a refetched object", "object_id", id, "err", err)
+		}
+	default:
+		// Like a fresh small value: in memory, written behind, evictable.
+		ob.val, ob.inMemory, ob.holders = v, true, nil
+		d.memBytes += int64(len(v.Data))
+		d.fifo = append(d.fifo, id)
+		d.queued += int64(len(v.Data))
+		d.mu.Unlock()
+		d.persistCh <- persistJob{id: id, meta: metaOf(d.cfg.Self, id, v), data: v.Data}
+	}
+}

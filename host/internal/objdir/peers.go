@@ -1,0 +1,323 @@
+package objdir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// Peers is how a Dir reaches the other hosts of its cluster: the client
+// side of the peer protocol's object calls. The host implements it over
+// its connections to its peers; the other host answers with its own Dir's
+// Locate and Serve.
+type Peers interface {
+	// Locate asks the host at owner, once, about id: whether it is ready
+	// (waiting up to timeout for it; < 0: no limit, 0: answer at once),
+	// and its value or where it is held. failed names holders that had no
+	// copy, for the owner to forget. An owner that is gone or no member
+	// gives an error wrapping ErrUnreachable; one that does not know id,
+	// ErrNotFound. Other errors (a broken connection) are tried again.
+	Locate(ctx context.Context, owner string, id ids.ObjectID, failed []string, timeout time.Duration) (Location, error)
+	// Pull opens id's bytes on the host at from: the header, then a reader
+	// of exactly the bytes (its Read or WriteTo fails if the transfer
+	// breaks). A host that holds no copy gives an error wrapping
+	// ErrNotFound. The caller closes the reader.
+	Pull(ctx context.Context, from string, id ids.ObjectID) (Header, io.ReadCloser, error)
+	// AddLocation tells the host at owner that holder now has a copy of id.
+	AddLocation(ctx context.Context, owner string, id ids.ObjectID, holder string) error
+	// Down reports whether the host at addr is known to have failed or
+	// left, or is no member at all (never this host).
+	Down(addr string) bool
+	// Alive reports whether the host at addr is a member that is alive.
+	Alive(addr string) bool
+}
+
+// Location is an owner's answer to Locate.
+type Location struct {
+	// Ready: the object is ready; nothing else is set if not.
+	Ready bool
+	// Codec is the name of the value's codec (abi.Codec.String), as the
+	// peer protocol carries it.
+	Codec string
+	// Inline: Data is the value itself (a small value, or a failure).
+	Inline bool
+	Data   []byte
+	// Size is the value's size in bytes.
+	Size int64
+	// Holders are the hosts that hold the bytes of a value not inline.
+	Holders []string
+}
+
+// Header describes the bytes Pull and Serve send.
+type Header struct {
+	Codec abi.Codec
+	Size  int64
+}
+
+// unknownGrace is how long an owner may not know an object before it
+// counts as not found (Config.UnknownGrace overrides it in tests).
+const unknownGrace = 10 * time.Second
+
+// resolveWait is how long one Locate of a borrow waits at the owner.
+const resolveWait = 20 * time.Second
+
+// remote is the client side of the peer protocol: how a Dir reaches the
+// objects on other hosts, and the background work that takes (resolving
+// borrowed refs, telling owners of new copies). It has its own lock, never
+// held with the Dir's.
+type remote struct {
+	d     *Dir
+	peers Peers         // nil outside a cluster
+	stop  chan struct{} // closed by close: background work ends
+
+	mu     sync.Mutex
+	closed bool // no new background work
+	bg     sync.WaitGroup
+}
+
+// close ends the background work and waits for it.
+func (r *remote) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	close(r.stop)
+	r.bg.Wait()
+}
+
+// goBackground runs fn in the background with a context that ends when the
+// Dir closes (or Config.Done does). It does nothing once the Dir is closed.
+func (r *remote) goBackground(fn func(ctx context.Context)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.bg.Add(1) // under the lock: close waits for it before the Dir stops persisting
+	go func() {
+		defer r.bg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-r.stop:
+			case <-r.d.cfg.Done:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		fn(ctx)
+	}()
+}
+
+// rebuild has a lost object this host owns made anew (Config.Rebuild).
+func (r *remote) rebuild(id ids.ObjectID) error {
+	if r.d.cfg.Rebuild == nil {
+		return fmt.Errorf("%w: %s: its only copies were on hosts that are gone", ErrLost, id)
+	}
+	return r.d.cfg.Rebuild(id)
+}
+
+// Fetch brings id's bytes here from one of holders. If none can give them,
+// the owner rebuilds the object: this host (owner "" or Self), through
+// Config.Rebuild, or the owner elsewhere, asked again with the holders that
+// failed. It fails with an error wrapping ErrLost or ErrOwnerDied when the
+// bytes are gone for good.
+func (d *Dir) Fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
+	return d.remote.fetch(ctx, id, holders, owner)
+}
+
+func (r *remote) fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
+	d := r.d
+	failed, err := r.pullFromAny(ctx, id, holders, owner)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if owner == "" || owner == d.cfg.Self {
+		return r.rebuild(id)
+	}
+	// Ask the owner where it is now; it rebuilds it if every copy is gone.
+	loc, err := r.locate(ctx, id, owner, failed, -1)
+	if err != nil {
+		return err
+	}
+	v, err := valueOf(loc)
+	if err != nil {
+		return fmt.Errorf("%w: %s: its owner says: %v", ErrLost, id, err)
+	}
+	d.refill(id, v)
+	return nil
+}
+
+// pullFromAny pulls id from the first of holders that gives it, and tells
+// the owner this host now holds it too. It returns the holders that have
+// no copy (they answered so, or are gone), which are forgotten; a holder
+// that failed otherwise (a slow link, say) is tried again another time.
+func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) (failed []string, err error) {
+	d := r.d
+	if r.peers == nil {
+		return nil, fmt.Errorf("%w: %s is held by other hosts and this one is in no cluster", ErrLost, id)
+	}
+	var last error
+	for _, x := range holders {
+		if x == d.cfg.Self {
+			continue
+		}
+		if r.peers.Down(x) {
+			failed = append(failed, x)
+			continue
+		}
+		if last = r.pull(ctx, id, x); last == nil {
+			if owner != "" && owner != d.cfg.Self {
+				r.goBackground(func(ctx context.Context) { r.tellOwner(ctx, id, owner) })
+			}
+			return nil, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A holder that says it has no copy, or is gone, is forgotten; one
+		// that failed otherwise (a reset connection) may still have it.
+		if errors.Is(last, ErrNotFound) || r.peers.Down(x) {
+			failed = append(failed, x)
+		}
+	}
+	d.DropHolders(id, failed)
+	if last == nil {
+		last = errors.New("no host holding it is alive")
+	}
+	return failed, fmt.Errorf("%w: %s: %v", ErrLost, id, last)
+}
+
+// pull copies id from the host at from into the local store, chunk by
+// chunk: a large object is never whole in this host's memory.
+func (r *remote) pull(ctx context.Context, id ids.ObjectID, from string) error {
+	hdr, rc, err := r.peers.Pull(ctx, from, id)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if !hdr.Codec.Valid() {
+		return fmt.Errorf("pulling %s from %s: bad header", id, from)
+	}
+	w, err := r.d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: from, Task: id.Task(), Created: time.Now()})
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if _, err := io.Copy(w, rc); err != nil {
+		return err
+	}
+	return w.Commit(ctx)
+}
+
+// tellOwner records at the owner that this host holds a copy of id.
+func (r *remote) tellOwner(ctx context.Context, id ids.ObjectID, owner string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.peers.AddLocation(ctx, owner, id, r.d.cfg.Self); err != nil {
+		r.d.log.Debug("telling an owner about a copy", "object_id", id, "owner", owner, "err", err)
+	}
+}
+
+// locate asks owner about id until it answers, waiting up to timeout (< 0:
+// no limit) for it to be ready. A gone owner gives ErrOwnerDied; one that
+// does not know id for UnknownGrace, ErrNotFound.
+func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, failed []string, timeout time.Duration) (Location, error) {
+	var unknownSince time.Time
+	for attempt := 0; ; attempt++ {
+		loc, err := r.peers.Locate(ctx, owner, id, failed, timeout)
+		if err == nil {
+			return loc, nil
+		}
+		if ctx.Err() != nil {
+			return Location{}, ctx.Err()
+		}
+		if errors.Is(err, ErrUnreachable) {
+			return Location{}, fmt.Errorf("%w: %s owns %s: %v", ErrOwnerDied, owner, id, err)
+		}
+		if errors.Is(err, ErrNotFound) {
+			// A ref can reach here before its owner registered it (a
+			// guest's submit is relayed to the owner while the guest goes
+			// on): unknown counts as not yet known for a while.
+			if unknownSince.IsZero() {
+				unknownSince = time.Now()
+			}
+			if time.Since(unknownSince) > r.d.cfg.UnknownGrace {
+				return Location{}, fmt.Errorf("%w: %s (its owner %s does not know it)", ErrNotFound, id, owner)
+			}
+		}
+		if !sleepCtx(ctx, min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)) {
+			return Location{}, ctx.Err()
+		}
+	}
+}
+
+// sleepCtx waits d, or less if ctx ends first (then it reports false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// resolve learns from owner what a borrowed object is once it is ready,
+// and seals it here: its value if small, else where it is held, or the
+// failure (owner died, not found, a bad answer).
+func (r *remote) resolve(ctx context.Context, id ids.ObjectID, owner string) {
+	d := r.d
+	for {
+		loc, err := r.locate(ctx, id, owner, nil, resolveWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			kind := abi.ErrorOwnerDied
+			if errors.Is(err, ErrNotFound) {
+				kind = abi.ErrorBadRequest
+			}
+			_ = d.Seal(ctx, id, (&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode())
+			return
+		}
+		if !loc.Ready {
+			continue
+		}
+		v, err := valueOf(loc)
+		if err != nil {
+			d.log.Warn("an owner described an object badly", "object_id", id, "owner", owner, "err", err)
+			_ = d.Seal(ctx, id, (&abi.TaskError{Kind: abi.ErrorHost, TaskID: id.Task().String(), Message: err.Error()}).Encode())
+			return
+		}
+		if err := d.Seal(ctx, id, v); err != nil {
+			d.log.Error("sealing a borrowed object", "object_id", id, "err", err)
+		}
+		return
+	}
+}
+
+// valueOf turns an owner's answer into a value to seal: the bytes, or
+// (CodecHeld) where they are.
+func valueOf(loc Location) (abi.Value, error) {
+	codec, ok := CodecNamed(loc.Codec)
+	if !ok {
+		return abi.Value{}, fmt.Errorf("codec %q", loc.Codec)
+	}
+	if loc.Inline {
+		return abi.Value{Codec: codec, Data: loc.Data}, nil
+	}
+	if len(loc.Holders) == 0 || codec == abi.CodecError {
+		return abi.Value{}, errors.New("no holders")
+	}
+	return Held{Codec: codec, Size: loc.Size, Holders: slices.Clone(loc.Holders)}.Value(), nil
+}

@@ -1,0 +1,178 @@
+package objdir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// waiter is a callback registered by Watch; cancel stops it firing, so a
+// wait that returned early leaves nothing behind on the objects it skipped.
+type waiter struct {
+	fn   func(abi.Value)
+	dead bool // guarded by Dir.mu
+}
+
+// OnReady calls fn with id's value (its Data may be nil for large values)
+// once it is ready, at once if it is. It fails with ErrNotFound if id is
+// unknown. fn runs without the Dir's lock, on the goroutine that seals id.
+func (d *Dir) OnReady(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) error {
+	_, err := d.Watch(ctx, id, fn)
+	return err
+}
+
+// Watch is OnReady that returns a cancel for a callback still pending.
+func (d *Dir) Watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (cancel func(), err error) {
+	d.mu.Lock()
+	ob := d.m[id]
+	if ob != nil && !ob.ready {
+		w := &waiter{fn: fn}
+		if n := len(ob.waiters); n >= 64 && n&(n-1) == 0 {
+			// Drop cancelled waiters now and then, so an object many waits
+			// skipped does not keep them all.
+			live := ob.waiters[:0]
+			for _, x := range ob.waiters {
+				if !x.dead {
+					live = append(live, x)
+				}
+			}
+			ob.waiters = live
+		}
+		ob.waiters = append(ob.waiters, w)
+		d.mu.Unlock()
+		return func() { d.mu.Lock(); w.dead = true; d.mu.Unlock() }, nil
+	}
+	var val abi.Value
+	if ob != nil {
+		val = ob.val
+	}
+	d.mu.Unlock()
+	if ob != nil {
+		fn(val)
+		return func() {}, nil
+	}
+	meta, err := d.st.Stat(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		return nil, err
+	}
+	fn(abi.Value{Codec: abi.Codec(meta.Codec)})
+	return func() {}, nil
+}
+
+// WaitReady blocks until at least need of refs are ready (all, for a Get),
+// one of them failed (when failFast), the timeout passes (< 0: none; then
+// ErrTimeout), ctx ends or cancel closes (ErrCancelled). It returns which
+// refs are ready; on ErrTimeout too.
+func (d *Dir) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration, cancel <-chan struct{}) ([]bool, error) {
+	ready := make([]bool, len(refs))
+	var mu sync.Mutex
+	count, failed := 0, false
+	wake := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	var cancels []func()
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i, id := range refs {
+		cancel, err := d.Watch(ctx, id, func(v abi.Value) {
+			mu.Lock()
+			if !ready[i] {
+				ready[i] = true
+				count++
+			}
+			if v.Codec == abi.CodecError {
+				failed = true
+			}
+			done := count >= need || (failFast && failed)
+			mu.Unlock()
+			if done {
+				signal()
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		cancels = append(cancels, cancel)
+	}
+	var timer <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	snapshot := func() ([]bool, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]bool(nil), ready...), count >= need || (failFast && failed)
+	}
+	for {
+		if r, done := snapshot(); done {
+			return r, nil
+		}
+		select {
+		case <-wake:
+		case <-timer:
+			r, _ := snapshot()
+			return r, ErrTimeout
+		case <-cancel:
+			return nil, ErrCancelled
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Get waits for refs (see WaitReady) and returns their values, fetching
+// the bytes of those held elsewhere. When one has failed, it returns at
+// once and every slot not ready yet holds that failure. An object whose
+// bytes are gone (ErrLost, ErrOwnerDied) is a CodecError value of kind
+// object_lost or owner_died, not an error.
+func (d *Dir) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration, cancel <-chan struct{}) ([]abi.Value, error) {
+	ready, err := d.WaitReady(ctx, refs, len(refs), true, timeout, cancel)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]abi.Value, len(refs))
+	var firstErr *abi.Value
+	for i, id := range refs {
+		if !ready[i] {
+			continue
+		}
+		d.MarkFetched(id)
+		if vals[i], err = d.Value(ctx, id); err != nil {
+			kind := abi.ErrorObjectLost
+			switch {
+			case errors.Is(err, ErrOwnerDied):
+				kind = abi.ErrorOwnerDied
+			case !errors.Is(err, ErrLost):
+				return nil, err
+			}
+			vals[i] = (&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode()
+		}
+		if vals[i].Codec == abi.CodecError && firstErr == nil {
+			firstErr = &vals[i]
+		}
+	}
+	for i := range vals {
+		if !ready[i] {
+			vals[i] = *firstErr
+		}
+	}
+	return vals, nil
+}
