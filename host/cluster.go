@@ -24,6 +24,7 @@ import (
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
@@ -124,7 +125,7 @@ func (c *cluster) connectLocked(p *peer) {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	base := c.scheme + p.addr
-	opts := append(slices.Clip(c.opts), connect.WithInterceptors(peerInterceptor(peerCredential(c.peerKey, p.addr))))
+	opts := append(slices.Clip(c.opts), connect.WithInterceptors(peerInterceptor(peerCredential(c.peerKey, p.addr)), peerwire.ClientInterceptor()))
 	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, opts...)
 	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, opts...)
 }

@@ -13,8 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -142,8 +145,11 @@ func New(cfg Config) (*Host, error) {
 	h.mu.Unlock()
 
 	mux := http.NewServeMux()
-	mux.Handle(rayhostv1connect.NewTaskServiceHandler(&api{h: h}, h.handlerOptions()...))
-	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, h.handlerOptions()...))
+	// The peer protocol version: calls to the PeerService with another
+	// are refused; a peer's calls are answered with this host's.
+	peerVersion := connect.WithInterceptors(peerwire.ServerInterceptor())
+	mux.Handle(rayhostv1connect.NewTaskServiceHandler(&api{h: h}, append(h.handlerOptions(), peerVersion)...))
+	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, append(h.handlerOptions(), peerVersion)...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	tls := cfg.TLSCertFile != ""

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -25,185 +26,30 @@ import (
 // Values larger than the inline limit never travel to the owner: the
 // executor keeps them and the owner records it as their holder.
 //
-// Frames beyond internal/ipc's, on the Execute stream only:
-const (
-	frameExec       ipc.Type = 100 // owner → executor: execSpec
-	frameKill       ipc.Type = 101 // owner → executor: kill the worker (force cancel, timeout)
-	frameRemoteDone ipc.Type = 102 // executor → owner: the outcome, large values held
-	frameRefused    ipc.Type = 103 // executor → owner: the attempt did not start (why, as text)
-)
+// The frames of the Execute stream beyond the worker protocol's
+// (ipc.TypePeerExec, TypePeerKill, TypePeerOutcome, TypePeerRefused), the
+// host-internal ops (abi.OpPutHeld, OpYieldHeld) and codec (abi.CodecHeld)
+// are declared by their packages; their payloads are encoded by
+// host/internal/peerwire.
 
 // maxRefusals bounds how often one task is sent back unstarted (by peers
 // refusing it) before a refusal counts as a failed attempt.
 const maxRefusals = 3
 
-// Ops the executor relays in place of a guest's put or yield of a large
-// value, whose bytes it kept: the payload is the object ID (for a put) and
-// a held value.
+// Local names for the wire's held values, used by files other helpers are
+// moving (objects.go, lineage.go, peerapi.go, workers.go).
 const (
-	opPutHeld   abi.Op = 1000
-	opYieldHeld abi.Op = 1001
+	codecHeld   = abi.CodecHeld
+	opPutHeld   = abi.OpPutHeld
+	opYieldHeld = abi.OpYieldHeld
+	frameKill   = ipc.TypePeerKill
 )
 
-// codecHeld marks, inside the host only, a value whose bytes other hosts
-// hold; its Data is an encoded heldValue. objects.seal records the holders
-// instead of bytes. It never reaches a guest or a client.
-const codecHeld abi.Codec = 0x80
+type heldValue = peerwire.Held
 
-// heldValue describes a value by where it is rather than by its bytes.
-type heldValue struct {
-	Codec   abi.Codec
-	Size    int64
-	Holders []string
-}
+func decodeHeld(b []byte) (heldValue, error) { return peerwire.DecodeHeld(b) }
 
-func (v heldValue) encode(b []byte) []byte {
-	e := abi.Encoder{B: b}
-	e.Byte(byte(v.Codec))
-	e.Varint(v.Size)
-	e.Uvarint(uint64(len(v.Holders)))
-	for _, s := range v.Holders {
-		e.String(s)
-	}
-	return e.B
-}
-
-func decodeHeld(b []byte) (heldValue, error) {
-	d := abi.NewDecoder(b)
-	var v heldValue
-	v.Codec = abi.Codec(d.Byte())
-	v.Size = d.Varint()
-	n := d.Count(1)
-	for range n {
-		v.Holders = append(v.Holders, d.String())
-	}
-	if err := d.Done(); err != nil {
-		return v, err
-	}
-	if !v.Codec.Valid() || v.Codec == abi.CodecError {
-		return v, fmt.Errorf("held value: bad codec %d", v.Codec)
-	}
-	return v, nil
-}
-
-func heldAsValue(v heldValue) abi.Value { return abi.Value{Codec: codecHeld, Data: v.encode(nil)} }
-
-// encodeValues and decodeValues carry values that may be held (codecHeld),
-// which abi.Result refuses.
-func encodeValues(e *abi.Encoder, vals []abi.Value) {
-	e.Uvarint(uint64(len(vals)))
-	for _, v := range vals {
-		e.Byte(byte(v.Codec))
-		e.Bytes(v.Data)
-	}
-}
-
-func decodeValues(d *abi.Decoder) []abi.Value {
-	n := d.Count(1)
-	out := make([]abi.Value, 0, n)
-	for range n {
-		c := abi.Codec(d.Byte())
-		out = append(out, abi.Value{Codec: c, Data: append([]byte(nil), d.Bytes()...)})
-	}
-	return out
-}
-
-// execSpec is everything an executor needs to run one attempt of a task.
-type execSpec struct {
-	Task       ids.TaskID
-	Attempt    uint32
-	Kind       abi.Kind
-	Function   string
-	Module     string // digest; fetched from the owner if missing
-	Owner      string // the owner's API address (ObjectRefs the guest makes name it)
-	OwnerID    string
-	NumReturns uint32
-	Req        scheduler.Resources
-	Limits     abi.Limits
-	Grants     abi.Grants
-	// Args are inline values, or (codecHeld) where to pull them from.
-	Args []abi.Value
-	// ArgIDs name the held arguments (zero for inline ones).
-	ArgIDs []ids.ObjectID
-	// Actor is set for an actor's creation and its calls, which all travel
-	// on the creation's stream and run on the worker it bound; HoldCPU: the
-	// actor keeps its resources while it lives.
-	Actor   ids.TaskID
-	HoldCPU bool
-}
-
-func (s *execSpec) encode() []byte {
-	e := abi.Encoder{}
-	e.TaskID(s.Task)
-	e.Uvarint(uint64(s.Attempt))
-	e.Byte(byte(s.Kind))
-	e.String(s.Function)
-	e.String(s.Module)
-	e.String(s.Owner)
-	e.String(s.OwnerID)
-	e.Uvarint(uint64(s.NumReturns))
-	e.Varint(s.Req.CPU)
-	e.Varint(s.Req.GPU)
-	e.Uvarint(uint64(len(s.Req.Custom)))
-	for _, a := range s.Req.Custom {
-		e.String(a.Name)
-		e.Varint(a.Units)
-	}
-	e.Uvarint(uint64(s.Limits.MemoryPages))
-	e.Varint(s.Limits.TimeoutNs)
-	abi.EncodeGrants(&e, s.Grants)
-	encodeValues(&e, s.Args)
-	for _, id := range s.ArgIDs {
-		e.Bytes(id[:]) // zero for inline arguments (ObjectID refuses it)
-	}
-	e.TaskID(s.Actor)
-	if s.HoldCPU {
-		e.Byte(1)
-	} else {
-		e.Byte(0)
-	}
-	return e.B
-}
-
-func decodeExecSpec(b []byte) (*execSpec, error) {
-	d := abi.NewDecoder(b)
-	s := &execSpec{}
-	s.Task = d.TaskID()
-	s.Attempt = d.Uint32()
-	s.Kind = abi.Kind(d.Byte())
-	s.Function = d.String()
-	s.Module = d.String()
-	s.Owner = d.String()
-	s.OwnerID = d.String()
-	s.NumReturns = d.Uint32()
-	s.Req.CPU = d.Varint()
-	s.Req.GPU = d.Varint()
-	n := d.Count(2)
-	for range n {
-		s.Req.Custom = append(s.Req.Custom, scheduler.Amount{Name: d.String(), Units: d.Varint()})
-	}
-	s.Limits.MemoryPages = d.Uint32()
-	s.Limits.TimeoutNs = d.Varint()
-	s.Grants = abi.DecodeGrants(d)
-	s.Args = decodeValues(d)
-	s.ArgIDs = make([]ids.ObjectID, len(s.Args))
-	for i := range s.ArgIDs {
-		b := d.Bytes()
-		if len(b) != len(s.ArgIDs[i]) {
-			return nil, fmt.Errorf("exec: argument %d: bad object id", i+1)
-		}
-		copy(s.ArgIDs[i][:], b)
-	}
-	s.Actor = d.TaskID()
-	s.HoldCPU = d.Byte() == 1
-	if err := d.Done(); err != nil {
-		return nil, err
-	}
-	if s.NumReturns > abi.MaxIndex {
-		return nil, fmt.Errorf("exec: %d returns", s.NumReturns)
-	}
-	return s, nil
-}
+func heldAsValue(v heldValue) abi.Value { return v.Value() }
 
 // remoteLink is the owner's end of one task attempt running on a peer.
 type remoteLink struct {
@@ -246,7 +92,7 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
 func (h *Host) execRemote(t *task, w *workerProc) error {
-	spec := &execSpec{Task: t.id, Attempt: t.attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
+	spec := &peerwire.ExecSpec{Task: t.id, Attempt: t.attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
 	if a := t.actor; a != nil {
@@ -280,7 +126,7 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 	l.mu.Unlock()
 	if started {
 		// An actor's call: its worker there is bound to this stream.
-		if err := l.send(frameExec, spec.encode()); err != nil {
+		if err := l.send(ipc.TypePeerExec, spec.Encode()); err != nil {
 			return fmt.Errorf("%w: %v", errWorkerGone, err)
 		}
 		return nil
@@ -297,7 +143,7 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 // are handled as a local worker's would be. A stream that ends without an
 // outcome (the peer died, was cut off, or left) is a dead worker: the task
 // is retried if it may be.
-func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
+func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 	l := w.remote
 	defer l.cancel()
 	var err error
@@ -313,18 +159,18 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 		l.mu.Lock()
 		l.stream = stream
 		l.mu.Unlock()
-		if err = l.send(frameExec, spec.encode()); err == nil {
+		if err = l.send(ipc.TypePeerExec, spec.Encode()); err == nil {
 			for {
 				var res *rayhostv1.ExecuteResponse
 				if res, err = stream.Receive(); err != nil {
 					break
 				}
 				typ := ipc.Type(res.GetType())
-				if typ == frameRefused {
+				if typ == ipc.TypePeerRefused {
 					refused = string(res.GetPayload())
 					break
 				}
-				if typ == frameRemoteDone {
+				if typ == ipc.TypePeerOutcome {
 					if err = h.remoteDone(w, res.GetPayload()); err != nil {
 						break
 					}
@@ -382,18 +228,15 @@ func (h *Host) boundActor(w *workerProc) bool {
 
 // remoteDone finishes a remote attempt with its outcome.
 func (h *Host) remoteDone(w *workerProc, payload []byte) error {
-	d := abi.NewDecoder(payload)
-	task := d.TaskID()
-	status := abi.Status(d.Byte())
-	vals := decodeValues(d)
-	if err := d.Done(); err != nil {
+	o, err := peerwire.DecodeOutcome(payload)
+	if err != nil {
 		return err
 	}
-	t := h.runningTask(w, task)
+	t := h.runningTask(w, o.Task)
 	if t == nil {
 		return nil
 	}
-	te, vals := h.outcomeValues(t, status, vals)
+	te, vals := h.outcomeValues(t, o.Status, o.Values)
 	h.finishWorker(w, t, te, vals)
 	return nil
 }
@@ -443,10 +286,10 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 	if err != nil {
 		return err
 	}
-	if ipc.Type(first.GetType()) != frameExec {
+	if ipc.Type(first.GetType()) != ipc.TypePeerExec {
 		return invalid("the first frame must be an exec")
 	}
-	spec, err := decodeExecSpec(first.GetPayload())
+	spec, err := peerwire.DecodeExecSpec(first.GetPayload())
 	if err != nil {
 		return invalid("exec: %v", err)
 	}
@@ -456,7 +299,7 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 	// (a stream to a dead host may take long to break).
 	pc, err := h.awaitMember(ctx, spec.Owner)
 	if err != nil {
-		_ = f.send(frameRefused, []byte(fmt.Sprintf("host %s does not know the owner: %v", h.cfg.ID, err)))
+		_ = f.send(ipc.TypePeerRefused, []byte(fmt.Sprintf("host %s does not know the owner: %v", h.cfg.ID, err)))
 		return nil
 	}
 	ctx, cancel := mergeCancel(ctx, pc.ctx)
@@ -492,10 +335,10 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 				if t != nil && c.Decode(m.GetPayload()) == nil && c.Task == t.id {
 					h.foreignCancel(t, false)
 				}
-			case frameKill:
+			case ipc.TypePeerKill:
 				h.foreignGone(f)
-			case frameExec:
-				spec, err := decodeExecSpec(m.GetPayload())
+			case ipc.TypePeerExec:
+				spec, err := peerwire.DecodeExecSpec(m.GetPayload())
 				if err != nil || f.actor.IsZero() || spec.Actor != f.actor {
 					h.log.Warn("a bad exec on an actor's stream", "owner", f.ownerID, "err", err)
 					h.foreignGone(f)
@@ -519,17 +362,14 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 
 // startForeign runs one task of spec for f's owner: an actor's call on the
 // worker f bound, anything else through this host's scheduler.
-func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
+func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.ExecSpec) {
 	fail := func(kind abi.ErrorKind, msg string) {
 		if spec.Kind == abi.KindActorCall && kind != abi.ErrorActorDied {
 			// Only this call failed; the actor's instance is fine (a trap
 			// would make its owner drop it).
 			te := &abi.TaskError{Kind: kind, TaskID: spec.Task.String(), Function: spec.Function, Host: h.cfg.ID, Message: msg}
-			e := abi.Encoder{}
-			e.TaskID(spec.Task)
-			e.Byte(byte(abi.StatusError))
-			encodeValues(&e, []abi.Value{te.Encode()})
-			_ = f.send(frameRemoteDone, e.B)
+			o := peerwire.Outcome{Task: spec.Task, Status: abi.StatusError, Values: []abi.Value{te.Encode()}}
+			_ = f.send(ipc.TypePeerOutcome, o.Encode())
 			return
 		}
 		d := ipc.Done{Task: spec.Task, Trap: msg, Kind: kind}
@@ -545,7 +385,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
 			fail(abi.ErrorHost, msg)
 			return
 		}
-		_ = f.send(frameRefused, []byte(msg))
+		_ = f.send(ipc.TypePeerRefused, []byte(msg))
 		f.finish()
 	}
 	mod, err := h.ensureModule(ctx, spec.Module, spec.Owner)
@@ -706,10 +546,7 @@ func (h *Host) relayCall(t *task, c ipc.Call) {
 		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && req.ID.IsPut() && h.keepHere(req.Value) {
 			v, err := h.holdHere(req.ID, req.Value)
 			if err == nil {
-				e := abi.Encoder{}
-				e.Raw(req.ID[:])
-				e.Bytes(v.Data)
-				c.Op, c.Payload = opPutHeld, e.B
+				c.Op, c.Payload = abi.OpPutHeld, (&peerwire.PutHeld{ID: req.ID, Held: v.Data}).Encode()
 			}
 		}
 	case abi.OpYield:
@@ -719,7 +556,7 @@ func (h *Host) relayCall(t *task, c ipc.Call) {
 			t.yields++
 			h.mu.Unlock()
 			if hv, err := h.holdHere(id, v); err == nil {
-				c.Op, c.Payload = opYieldHeld, hv.Data
+				c.Op, c.Payload = abi.OpYieldHeld, hv.Data
 			}
 		} else if err == nil {
 			h.mu.Lock()
@@ -803,9 +640,6 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 			res.Values[i] = hv
 		}
 	}
-	e := abi.Encoder{}
-	e.TaskID(t.id)
-	e.Byte(byte(d.Status))
-	encodeValues(&e, res.Values)
-	_ = t.foreign.send(frameRemoteDone, e.B)
+	o := peerwire.Outcome{Task: t.id, Status: d.Status, Values: res.Values}
+	_ = t.foreign.send(ipc.TypePeerOutcome, o.Encode())
 }
