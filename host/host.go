@@ -17,6 +17,7 @@ import (
 
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/cluster"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
@@ -57,7 +58,7 @@ type Host struct {
 
 	// Set when the host is in a cluster (Config.Cluster).
 	members gossip.Membership
-	cluster *cluster
+	cluster *cluster.Cluster
 
 	done chan struct{} // closed by Close
 	// serving is the base context of API calls; Close cancels it so that
@@ -271,11 +272,12 @@ func (h *Host) Close() error {
 			stopping.Go(w.stop)
 		}
 		stopping.Wait()
-		if h.members != nil {
-			_ = h.members.Close()
-		}
 		if h.cluster != nil {
-			h.cluster.closeAll() // ends remote attempts and calls to peers
+			// Closes the membership and ends remote attempts and calls to
+			// peers.
+			_ = h.cluster.Close()
+		} else if h.members != nil {
+			_ = h.members.Close()
 		}
 		h.wg.Wait()
 		h.objs.close()

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -53,7 +54,9 @@ func heldAsValue(v heldValue) abi.Value { return v.Value() }
 
 // remoteLink is the owner's end of one task attempt running on a peer.
 type remoteLink struct {
-	p      *peer
+	// api calls the peer; nil if node was no member when the attempt was
+	// placed.
+	api    rayhostv1connect.PeerServiceClient
 	node   string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -74,13 +77,12 @@ func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
 
 // newRemoteWorker makes the owner-side stand-in for a worker on node.
 func (h *Host) newRemoteWorker(node string) *workerProc {
-	p := h.peerNamed(node)
+	pc, ok := h.cluster.Named(node)
 	w := &workerProc{h: h}
-	l := &remoteLink{p: p, node: node}
-	if p != nil {
-		h.cluster.mu.Lock()
-		l.ctx, l.cancel = context.WithCancel(p.ctx)
-		h.cluster.mu.Unlock()
+	l := &remoteLink{node: node}
+	if ok {
+		l.api = pc.API
+		l.ctx, l.cancel = context.WithCancel(pc.Ctx)
 	} else {
 		l.ctx, l.cancel = context.WithCancel(context.Background())
 		l.cancel() // the node is gone already: the attempt fails at once
@@ -149,13 +151,10 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 	var err error
 	done := false
 	refused := ""
-	if l.p == nil {
+	if l.api == nil {
 		err = fmt.Errorf("host %s is not in the cluster", l.node)
 	} else {
-		h.cluster.mu.Lock()
-		api := l.p.api
-		h.cluster.mu.Unlock()
-		stream := api.Execute(l.ctx)
+		stream := l.api.Execute(l.ctx)
 		l.mu.Lock()
 		l.stream = stream
 		l.mu.Unlock()
@@ -211,7 +210,7 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 			}
 			err = errors.New(refused)
 		}
-		if errors.Is(err, context.Canceled) && l.p != nil {
+		if errors.Is(err, context.Canceled) && l.api != nil {
 			err = fmt.Errorf("host %s left or failed", l.node)
 		}
 		h.workerDied(w, fmt.Errorf("on host %s: %v", l.node, err))
