@@ -125,9 +125,23 @@ func startServer(t *testing.T) string {
 	mux := http.NewServeMux()
 	mux.Handle(rayhostv1connect.NewPeerServiceHandler(peerServer{}, connect.WithInterceptors(ServerInterceptor())))
 	mux.Handle(rayhostv1connect.NewTaskServiceHandler(peerServer{}, connect.WithInterceptors(ServerInterceptor())))
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// h2c is a client that speaks HTTP/2 without TLS, as hosts do: the
+// Execute stream needs it.
+func h2c(t *testing.T) *http.Client {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
 }
 
 // setHeader is a client interceptor that sets a header (a peer of another
@@ -164,7 +178,7 @@ func (s setHeader) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 // call makes a unary and a streaming call with opts and returns their errors.
 func call(t *testing.T, url string, opts ...connect.ClientOption) (unary, stream error, answered string) {
 	t.Helper()
-	pc := rayhostv1connect.NewPeerServiceClient(http.DefaultClient, url, opts...)
+	pc := rayhostv1connect.NewPeerServiceClient(h2c(t), url, opts...)
 	res, unary := pc.AddLocation(t.Context(), connect.NewRequest(&rayhostv1.AddLocationRequest{}))
 	if unary == nil {
 		answered = res.Header().Get(VersionHeader)
@@ -225,7 +239,7 @@ func TestVersionMismatchRefused(t *testing.T) {
 // CheckVersion compares.
 func TestVersionOnTaskService(t *testing.T) {
 	url := startServer(t)
-	tc := rayhostv1connect.NewTaskServiceClient(http.DefaultClient, url, connect.WithInterceptors(ClientInterceptor(), setHeader{VersionHeader, "2"}))
+	tc := rayhostv1connect.NewTaskServiceClient(h2c(t), url, connect.WithInterceptors(ClientInterceptor(), setHeader{VersionHeader, "2"}))
 	res, err := tc.Health(t.Context(), connect.NewRequest(&rayhostv1.HealthRequest{}))
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +251,7 @@ func TestVersionOnTaskService(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A user's call (no version) gets no version header.
-	plain := rayhostv1connect.NewTaskServiceClient(http.DefaultClient, url)
+	plain := rayhostv1connect.NewTaskServiceClient(h2c(t), url)
 	if res, err := plain.Health(t.Context(), connect.NewRequest(&rayhostv1.HealthRequest{})); err != nil || res.Header().Get(VersionHeader) != "" {
 		t.Fatalf("%v, %v", res.Header(), err)
 	}
