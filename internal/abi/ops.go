@@ -45,24 +45,18 @@ type opSpec struct {
 // ops is the table of ops: the worker, the host and the peer relay all
 // classify ops by it. An array: the worker looks an op up on every call.
 var ops = [...]opSpec{
-	OpSubmit:    {name: "submit", route: RoutePipelined, limit: LimitArgs, check: checkOf[*SubmitRequest]()},
-	OpGet:       {name: "get", route: RouteRoundTrip, atRunner: true, check: checkOf[*GetRequest]()},
-	OpPut:       {name: "put", route: RoutePipelined, limit: LimitResult, check: checkOf[*PutRequest]()},
-	OpWait:      {name: "wait", route: RouteRoundTrip, atRunner: true, check: checkOf[*WaitRequest]()},
-	OpResult:    {name: "result", route: RouteWorker, limit: LimitResult, check: checkOf[*Result]()},
+	OpSubmit:    {name: "submit", route: RoutePipelined, limit: LimitArgs, check: checkSubmit},
+	OpGet:       {name: "get", route: RouteRoundTrip, atRunner: true, check: checkGet},
+	OpPut:       {name: "put", route: RoutePipelined, limit: LimitResult, check: checkPut},
+	OpWait:      {name: "wait", route: RouteRoundTrip, atRunner: true, check: checkWait},
+	OpResult:    {name: "result", route: RouteWorker, limit: LimitResult, check: checkResult},
 	OpCancelled: {name: "cancelled", route: RouteWorker, check: checkEmpty},
-	OpSleep:     {name: "sleep", route: RouteWorker, check: checkOf[*SleepRequest]()},
+	OpSleep:     {name: "sleep", route: RouteWorker, check: checkSleep},
 	OpYield:     {name: "yield", route: RouteRoundTrip, limit: LimitResult, check: checkValue},
-	OpNext:      {name: "next", route: RouteRoundTrip, check: checkOf[*NextRequest]()},
-	OpCancel:    {name: "cancel", route: RoutePipelined, check: checkOf[*CancelRequest]()},
-	OpGetActor:  {name: "get_actor", route: RouteRoundTrip, check: checkOf[*GetActorRequest]()},
-	OpKill:      {name: "kill", route: RoutePipelined, check: checkOf[*KillRequest]()},
-}
-
-// hostOps are the host-internal ops.
-var hostOps = map[Op]opSpec{
-	OpPutHeld:   {name: "put_held", route: RouteHostOnly},
-	OpYieldHeld: {name: "yield_held", route: RouteHostOnly},
+	OpNext:      {name: "next", route: RouteRoundTrip, check: checkNext},
+	OpCancel:    {name: "cancel", route: RoutePipelined, check: checkCancel},
+	OpGetActor:  {name: "get_actor", route: RouteRoundTrip, check: checkGetActor},
+	OpKill:      {name: "kill", route: RoutePipelined, check: checkKill},
 }
 
 // spec returns o's row of the table.
@@ -70,19 +64,27 @@ func spec(o Op) (opSpec, bool) {
 	if o < Op(len(ops)) && ops[o].name != "" {
 		return ops[o], true
 	}
-	s, ok := hostOps[o]
-	return s, ok
+	switch o { // the host-internal ops
+	case OpPutHeld:
+		return opSpec{name: "put_held", route: RouteHostOnly}, true
+	case OpYieldHeld:
+		return opSpec{name: "yield_held", route: RouteHostOnly}, true
+	}
+	return opSpec{}, false
 }
 
-// decoder is a request message.
-type decoder[T any] interface {
-	*T
-	Decode([]byte) error
-}
-
-func checkOf[P decoder[T], T any]() func([]byte) error {
-	return func(b []byte) error { return P(new(T)).Decode(b) }
-}
+// The checks are plain functions, so the table is static data: a guest,
+// which links package abi but never the table, does not link them.
+func checkSubmit(b []byte) error   { var m SubmitRequest; return m.Decode(b) }
+func checkGet(b []byte) error      { var m GetRequest; return m.Decode(b) }
+func checkPut(b []byte) error      { var m PutRequest; return m.Decode(b) }
+func checkWait(b []byte) error     { var m WaitRequest; return m.Decode(b) }
+func checkResult(b []byte) error   { var m Result; return m.Decode(b) }
+func checkSleep(b []byte) error    { var m SleepRequest; return m.Decode(b) }
+func checkNext(b []byte) error     { var m NextRequest; return m.Decode(b) }
+func checkCancel(b []byte) error   { var m CancelRequest; return m.Decode(b) }
+func checkGetActor(b []byte) error { var m GetActorRequest; return m.Decode(b) }
+func checkKill(b []byte) error     { var m KillRequest; return m.Decode(b) }
 
 func checkValue(b []byte) error { _, err := DecodeValue(b); return err }
 
