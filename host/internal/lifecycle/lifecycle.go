@@ -1,0 +1,567 @@
+// Package lifecycle is the deterministic core of a task's life on its
+// owning host: events in, actions out. It holds no goroutines, clocks, locks
+// or I/O; the owner (the shell around it) feeds it what happened — an
+// argument became ready, a worker was assigned, the attempt ended, a cancel
+// arrived — and carries out the actions it returns: queue the task for
+// resources, send the Exec, start the attempt's timer, seal the results,
+// kill the worker.
+//
+// A task's life:
+//
+//	            Submit
+//	              │
+//	              ▼
+//	      ┌──────────────┐  ArgFailed             ┌────────┐
+//	      │ pending_args │───────────────────────►│ failed │
+//	      └──────┬───────┘                        └────────┘
+//	             │ ArgReady (the last)                 ▲
+//	             ▼                                     │ Infeasible
+//	    ┌───────────────────┐──────────────────────────┘
+//	┌──►│ pending_resources │ queued for resources (an actor call: queued
+//	│   └────────┬──────────┘  on its actor, in scheduled)
+//	│            │ Reserved (here, or on a peer: straight to running)
+//	│            ▼
+//	│     ┌────────────┐
+//	│     │ scheduled  │ waiting for an idle worker process
+//	│     └─────┬──────┘
+//	│           │ WorkerAssigned (Unstarted: its arguments are on other
+//	│           │ hosts, or the peer refused it: back to pending_args, no retry)
+//	│           ▼
+//	│     ┌───────────┐ Block / Unblock: the CPU is released while the
+//	│     │  running  │ guest waits in Get, Wait or Next, and taken back
+//	│     └─────┬─────┘
+//	│ retry     │ Done / WorkerDied / HostFailed (Timeout kills the worker)
+//	└───────────┤ (a system failure, or an application error the retry
+//	            │  policy names, within MaxRetries; Attempt+1)
+//	            ▼
+//	  finished │ failed │ cancelled
+//
+// Cancel moves any state before a terminal one to cancelled: a queued task
+// never runs; a running one has its blocking calls ended (or, with Force,
+// its worker killed) and ends as cancelled whatever it returns. A cancelled
+// task is never retried. Rebuild runs a finished task again when every copy
+// of one of its results is lost (lineage reconstruction), as a new attempt
+// counted against MaxRetries.
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/rayhost/rayhost/internal/abi"
+)
+
+// State is where a task is in its life.
+type State uint8
+
+const (
+	PendingArgs State = iota
+	PendingResources
+	Scheduled
+	Running
+	Finished
+	Failed
+	Cancelled
+	// Retried is an event only: an attempt failed and another follows.
+	Retried
+)
+
+var stateNames = [...]string{"pending_args", "pending_resources", "scheduled", "running", "finished", "failed", "cancelled", "retried"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", s)
+}
+
+// Terminal reports whether s ends a task's life (until a Rebuild).
+func (s State) Terminal() bool { return s >= Finished && s <= Cancelled }
+
+// Errors Step returns. The shell treats them as "nothing happened": they
+// are events that arrived late (a timer of an attempt that already ended)
+// or that the state does not take.
+var (
+	// ErrStale: the event belongs to a state the task has left.
+	ErrStale = errors.New("lifecycle: stale event")
+	// ErrNoRetries: a Rebuild needs an attempt the policy does not allow.
+	ErrNoRetries = errors.New("lifecycle: no retries left")
+)
+
+// Policy is what the task's options say about retries.
+type Policy struct {
+	// Retriable: the task's kind may run again at all (a remote function
+	// call; not a driver, a describe or an actor task, whose retries are
+	// the actor's).
+	Retriable bool
+	// ActorCall: the task is a method call, queued on its actor rather than
+	// for resources.
+	ActorCall bool
+	// MaxRetries is how many attempts may follow the first; -1 is no limit.
+	MaxRetries int32
+	Retry      abi.RetryMode
+	RetryOn    []string
+}
+
+// Task is the lifecycle state of one task. The zero value (with a Policy)
+// is a task about to be submitted.
+type Task struct {
+	Policy Policy
+
+	State State
+	// Attempt counts from 0.
+	Attempt uint32
+	// DepsLeft is the number of ObjectRef arguments not yet ready.
+	DepsLeft int
+	// Holding: the task holds its resources (false while blocked in Get,
+	// Wait or Next, and before it is reserved).
+	Holding bool
+	// Node is the peer running the attempt ("" here).
+	Node string
+	// Cancelled: a cancel arrived; the task ends as cancelled.
+	Cancelled bool
+	// TimedOut: the attempt ran past its timeout and its worker was killed.
+	TimedOut bool
+	// Violation is the first ABI rule the attempt's guest broke: the task
+	// fails with permission_denied whatever it returns.
+	Violation string
+	// Refusals counts attempts peers sent back before they started.
+	Refusals int
+}
+
+// Event is something that happened to a task.
+type Event interface{ event() }
+
+type (
+	// Submit registers the task.
+	Submit struct{}
+	// Await: the shell counted Deps ObjectRef arguments to wait for (0:
+	// every argument is ready, or here again after FetchArgs or Requeue).
+	Await struct{ Deps int }
+	// ArgReady: one argument is ready.
+	ArgReady struct{}
+	// ArgFailed: an argument failed or is lost; Err is the task's failure.
+	ArgFailed struct{ Err *abi.TaskError }
+	// Infeasible: no host can ever give the task its resources.
+	Infeasible struct{ Why string }
+	// Reserved: the scheduler reserved the task's resources here (Node "")
+	// or on the peer Node.
+	Reserved struct{ Node string }
+	// WorkerAssigned: an idle worker takes the task (or, for an actor
+	// call, its actor's worker is free).
+	WorkerAssigned struct{}
+	// Unstarted: the attempt did not start — its arguments are on other
+	// hosts, or (Refused) the peer sent it back. It costs no retry.
+	Unstarted struct {
+		Refused bool
+		Why     string
+	}
+	// Block and Unblock bracket a guest's wait in Get, Wait or Next.
+	Block   struct{}
+	Unblock struct{}
+	// Done: the attempt ended, with Err nil for success.
+	Done struct{ Err *abi.TaskError }
+	// Timeout: attempt Attempt ran past its timeout.
+	Timeout struct{ Attempt uint32 }
+	// Violate: the guest broke an ABI rule (the first one is kept).
+	Violate struct{ Why string }
+	// Cancel: a caller cancelled the task.
+	Cancel struct{ Force, Recursive bool }
+	// Rebuild: every copy of one of a finished task's results is lost; run
+	// it again.
+	Rebuild struct{ Why string }
+	// ActorRetry: the actor of a running call died and restarts; the call
+	// runs again on the new instance.
+	ActorRetry struct{ Why string }
+	// Fail ends the task now with Err, whatever its state (the host could
+	// not run it, its peer is gone for good).
+	Fail struct{ Err *abi.TaskError }
+)
+
+func (Submit) event()         {}
+func (Await) event()          {}
+func (ActorRetry) event()     {}
+func (ArgReady) event()       {}
+func (ArgFailed) event()      {}
+func (Infeasible) event()     {}
+func (Reserved) event()       {}
+func (WorkerAssigned) event() {}
+func (Unstarted) event()      {}
+func (Block) event()          {}
+func (Unblock) event()        {}
+func (Done) event()           {}
+func (Timeout) event()        {}
+func (Violate) event()        {}
+func (Cancel) event()         {}
+func (Rebuild) event()        {}
+func (Fail) event()           {}
+
+// Action is something the shell must do. Actions come in the order they
+// are to be carried out.
+type Action interface{ action() }
+
+type (
+	// Record: the task entered State (an event for the task's history).
+	Record struct {
+		State State
+		Msg   string
+	}
+	// Enqueue: queue the task for resources.
+	Enqueue struct{}
+	// QueueOnActor: queue the call on its actor.
+	QueueOnActor struct{}
+	// Dequeue: take the task out of the resource queue or the wait for a
+	// worker (it was in state From).
+	Dequeue struct{ From State }
+	// Release: give back the resources the task holds (on Node).
+	Release struct{ Node string }
+	// ReleaseCPU and AcquireCPU: a blocked task's resources, here.
+	ReleaseCPU struct{}
+	AcquireCPU struct{}
+	// NeedWorker: the task waits for an idle worker.
+	NeedWorker struct{}
+	// Exec: send the attempt to its worker (or peer).
+	Exec struct{ Attempt uint32 }
+	// StartTimer: time attempt Attempt (if the task has a timeout).
+	StartTimer struct{ Attempt uint32 }
+	// StopTimer: the attempt ended.
+	StopTimer struct{}
+	// KillWorker: stop the worker running the attempt.
+	KillWorker struct{}
+	// CancelInWorker: end the running attempt's blocking calls.
+	CancelInWorker struct{}
+	// CloseCancel: close the channel that tells the task's waits it is
+	// cancelled.
+	CloseCancel struct{}
+	// CancelChildren: cancel the tasks this one submitted (Force as given).
+	CancelChildren struct{ Force bool }
+	// AwaitArgs: count the task's ObjectRef arguments (borrowing or
+	// rebuilding them) and feed Await.
+	AwaitArgs struct{}
+	// FetchArgs: bring the task's arguments here, then feed Await{0}.
+	FetchArgs struct{}
+	// Requeue: feed Await{0} (a new attempt's arguments are ready).
+	Requeue struct{}
+	// Retry: another attempt follows after Err (log it).
+	Retry struct{ Err *abi.TaskError }
+	// SealResults: the attempt succeeded; seal its values.
+	SealResults struct{}
+	// SealFailure: every return of the task gets Err. Err carries Kind,
+	// Message and Cause; the shell fills in the task's identity.
+	SealFailure struct{ Err *abi.TaskError }
+	// Forget: the task left the live task table (it is terminal).
+	Forget struct{}
+	// Revive: a Rebuild brings the finished task back into the table.
+	Revive struct{}
+)
+
+func (Record) action()         {}
+func (Enqueue) action()        {}
+func (QueueOnActor) action()   {}
+func (Dequeue) action()        {}
+func (Release) action()        {}
+func (ReleaseCPU) action()     {}
+func (AcquireCPU) action()     {}
+func (NeedWorker) action()     {}
+func (Exec) action()           {}
+func (StartTimer) action()     {}
+func (StopTimer) action()      {}
+func (KillWorker) action()     {}
+func (CancelInWorker) action() {}
+func (CloseCancel) action()    {}
+func (CancelChildren) action() {}
+func (AwaitArgs) action()      {}
+func (FetchArgs) action()      {}
+func (Requeue) action()        {}
+func (Retry) action()          {}
+func (SealResults) action()    {}
+func (SealFailure) action()    {}
+func (Forget) action()         {}
+func (Revive) action()         {}
+
+// Messages of the failures the machine makes itself.
+const (
+	MsgCancelledBeforeRun = "the task was cancelled before it ran"
+	MsgCancelled          = "the task was cancelled"
+)
+
+func failure(kind abi.ErrorKind, msg string) *abi.TaskError {
+	return &abi.TaskError{Kind: kind, Message: msg}
+}
+
+// Step feeds one event to t and returns the actions it calls for. An
+// event the state does not take returns ErrStale and changes nothing.
+func (t *Task) Step(ev Event) ([]Action, error) {
+	if t.State.Terminal() {
+		if r, ok := ev.(Rebuild); ok && t.State == Finished {
+			return t.rebuild(r)
+		}
+		return nil, fmt.Errorf("%w: %T in %s", ErrStale, ev, t.State)
+	}
+	switch ev := ev.(type) {
+	case Submit:
+		if t.State != PendingArgs || t.Attempt != 0 || t.DepsLeft != 0 {
+			return nil, t.stale(ev)
+		}
+		return []Action{Record{State: PendingArgs}, AwaitArgs{}}, nil
+	case Await:
+		if t.State != PendingArgs || t.DepsLeft != 0 || ev.Deps < 0 {
+			return nil, t.stale(ev)
+		}
+		if ev.Deps == 0 {
+			return t.argsReady(), nil
+		}
+		t.DepsLeft = ev.Deps
+		return nil, nil
+	case ActorRetry:
+		if t.State != Running || !t.Policy.ActorCall || t.Cancelled {
+			return nil, t.stale(ev)
+		}
+		t.Attempt++
+		t.State = Scheduled
+		return []Action{Record{State: Retried, Msg: ev.Why}, Retry{Err: failure(abi.ErrorActorDied, ev.Why)}, QueueOnActor{}}, nil
+	case ArgReady:
+		if t.State != PendingArgs || t.DepsLeft == 0 {
+			return nil, t.stale(ev)
+		}
+		t.DepsLeft--
+		if t.DepsLeft > 0 {
+			return nil, nil
+		}
+		return t.argsReady(), nil
+	case ArgFailed:
+		if t.State != PendingArgs {
+			return nil, t.stale(ev)
+		}
+		return t.end(Failed, ev.Err), nil
+	case Infeasible:
+		if t.State != PendingResources {
+			return nil, t.stale(ev)
+		}
+		return t.end(Failed, failure(abi.ErrorInfeasible, ev.Why)), nil
+	case Reserved:
+		return t.reserved(ev)
+	case WorkerAssigned:
+		if t.State != Scheduled {
+			return nil, t.stale(ev)
+		}
+		t.State = Running
+		if t.Policy.ActorCall {
+			return []Action{Record{State: Running}, Exec{Attempt: t.Attempt}}, nil
+		}
+		return []Action{Record{State: Running}, StartTimer{Attempt: t.Attempt}, Exec{Attempt: t.Attempt}}, nil
+	case Unstarted:
+		return t.unstarted(ev)
+	case Block:
+		if t.State != Running || !t.Holding || t.Node != "" || t.Policy.ActorCall {
+			return nil, t.stale(ev)
+		}
+		t.Holding = false
+		return []Action{ReleaseCPU{}}, nil
+	case Unblock:
+		if t.State != Running || t.Holding || t.Node != "" || t.Policy.ActorCall {
+			return nil, t.stale(ev)
+		}
+		t.Holding = true
+		return []Action{AcquireCPU{}}, nil
+	case Timeout:
+		if t.State != Running || ev.Attempt != t.Attempt || t.TimedOut {
+			return nil, t.stale(ev)
+		}
+		t.TimedOut = true
+		return []Action{KillWorker{}}, nil
+	case Violate:
+		if t.State != Running {
+			return nil, t.stale(ev)
+		}
+		if t.Violation == "" {
+			t.Violation = ev.Why
+		}
+		return nil, nil
+	case Done:
+		if t.State != Running {
+			return nil, t.stale(ev)
+		}
+		return t.done(ev.Err), nil
+	case Cancel:
+		return t.cancel(ev), nil
+	case Fail:
+		if t.Cancelled && ev.Err.Kind != abi.ErrorCancelled {
+			return t.end(Failed, failure(abi.ErrorCancelled, MsgCancelled)), nil
+		}
+		return t.end(Failed, ev.Err), nil
+	case Rebuild:
+		return nil, t.stale(ev)
+	}
+	return nil, fmt.Errorf("lifecycle: unknown event %T", ev)
+}
+
+func (t *Task) stale(ev Event) error {
+	return fmt.Errorf("%w: %T in %s", ErrStale, ev, t.State)
+}
+
+// argsReady: every argument is ready; queue the task.
+func (t *Task) argsReady() []Action {
+	if t.Policy.ActorCall {
+		t.State = Scheduled
+		return []Action{QueueOnActor{}, Record{State: Scheduled}}
+	}
+	t.State = PendingResources
+	return []Action{Enqueue{}, Record{State: PendingResources}}
+}
+
+func (t *Task) reserved(ev Reserved) ([]Action, error) {
+	if t.State != PendingResources {
+		return nil, t.stale(ev)
+	}
+	t.Holding = true
+	if ev.Node == "" {
+		t.State = Scheduled
+		return []Action{Record{State: Scheduled}, NeedWorker{}}, nil
+	}
+	// A peer runs it: no worker here to wait for.
+	t.Node, t.State = ev.Node, Running
+	return []Action{Record{State: Scheduled, Msg: "on host " + ev.Node}, Record{State: Running},
+		StartTimer{Attempt: t.Attempt}, Exec{Attempt: t.Attempt}}, nil
+}
+
+func (t *Task) unstarted(ev Unstarted) ([]Action, error) {
+	if t.State != Running {
+		return nil, t.stale(ev)
+	}
+	acts := append([]Action{StopTimer{}}, t.leave()...)
+	t.Node = ""
+	if ev.Refused {
+		t.Refusals++
+	}
+	t.State = PendingArgs
+	if t.Cancelled {
+		return append(acts, t.end(Failed, failure(abi.ErrorCancelled, MsgCancelled))...), nil
+	}
+	return append(acts, Record{State: PendingArgs, Msg: ev.Why}, FetchArgs{}), nil
+}
+
+// leave takes the task out of any queue and gives back what it holds.
+func (t *Task) leave() []Action {
+	var acts []Action
+	if t.Policy.ActorCall {
+		if t.State == Scheduled {
+			acts = append(acts, Dequeue{From: Scheduled})
+		}
+		return acts // actor calls hold no resources of their own
+	}
+	if t.State == PendingResources || t.State == Scheduled {
+		acts = append(acts, Dequeue{From: t.State})
+	}
+	if t.Holding {
+		acts = append(acts, Release{Node: t.Node})
+		t.Holding = false
+	}
+	return acts
+}
+
+// end moves the task to a terminal state: s, or cancelled for a failure
+// of a cancelled task.
+func (t *Task) end(s State, err *abi.TaskError) []Action {
+	var acts []Action
+	if t.State == Running {
+		acts = append(acts, StopTimer{})
+	}
+	acts = append(acts, t.leave()...)
+	if t.Cancelled && s == Failed {
+		s = Cancelled
+	}
+	t.State = s
+	msg := ""
+	if err != nil {
+		msg = err.Message
+	}
+	acts = append(acts, Record{State: s, Msg: msg}, Forget{})
+	if s == Finished {
+		return append(acts, SealResults{})
+	}
+	return append(acts, SealFailure{Err: err})
+}
+
+// done ends a running attempt.
+func (t *Task) done(err *abi.TaskError) []Action {
+	if t.TimedOut && !t.Cancelled {
+		err = failure(abi.ErrorTimeout, "the task ran past its timeout; its worker was stopped")
+	}
+	if t.Violation != "" && !t.Cancelled {
+		// Whatever it returned, a guest that broke the ABI's rules fails
+		// and is not retried.
+		err = failure(abi.ErrorPermissionDenied, t.Violation)
+	}
+	if t.Cancelled {
+		// Even a result that arrives is dropped: every Get sees the cancel.
+		err = failure(abi.ErrorCancelled, MsgCancelled)
+	}
+	if err == nil {
+		return t.end(Finished, nil)
+	}
+	if !t.retryable(err) {
+		return t.end(Failed, err)
+	}
+	acts := []Action{StopTimer{}}
+	acts = append(acts, t.leave()...)
+	acts = append(acts, Record{State: Retried, Msg: err.Message}, Retry{Err: err})
+	t.Attempt++
+	t.Node, t.TimedOut, t.Violation = "", false, ""
+	t.State = PendingArgs
+	return append(acts, Record{State: PendingArgs}, Requeue{})
+}
+
+// retryable reports whether a failed attempt runs again.
+func (t *Task) retryable(err *abi.TaskError) bool {
+	p := t.Policy
+	if t.Cancelled || !p.Retriable || (p.MaxRetries >= 0 && int64(t.Attempt) >= int64(p.MaxRetries)) {
+		return false
+	}
+	switch err.Kind {
+	case abi.ErrorWorkerDied:
+		return true // a system failure
+	case abi.ErrorApplication, abi.ErrorPanic, abi.ErrorTrap, abi.ErrorTimeout, abi.ErrorOutOfMemory:
+		switch p.Retry {
+		case abi.RetryAll:
+			return true
+		case abi.RetryListed:
+			return slices.Contains(p.RetryOn, string(err.Kind)) || (err.Code != "" && slices.Contains(p.RetryOn, err.Code))
+		}
+	}
+	return false
+}
+
+func (t *Task) cancel(ev Cancel) []Action {
+	if t.Cancelled {
+		return nil
+	}
+	t.Cancelled = true
+	acts := []Action{CloseCancel{}}
+	if ev.Recursive {
+		acts = append(acts, CancelChildren{Force: ev.Force})
+	}
+	switch {
+	case t.State != Running:
+		return append(acts, t.end(Failed, failure(abi.ErrorCancelled, MsgCancelledBeforeRun))...)
+	case ev.Force:
+		return append(acts, KillWorker{})
+	default:
+		return append(acts, CancelInWorker{})
+	}
+}
+
+func (t *Task) rebuild(ev Rebuild) ([]Action, error) {
+	p := t.Policy
+	if !p.Retriable {
+		return nil, fmt.Errorf("%w: the task cannot run again", ErrNoRetries)
+	}
+	if p.MaxRetries >= 0 && int64(t.Attempt) >= int64(p.MaxRetries) {
+		return nil, fmt.Errorf("%w (MaxRetries %d)", ErrNoRetries, p.MaxRetries)
+	}
+	t.Attempt++
+	t.State = PendingArgs
+	t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
+	return []Action{Record{State: Retried, Msg: ev.Why}, Revive{}, Record{State: PendingArgs}, AwaitArgs{}}, nil
+}
