@@ -85,6 +85,30 @@ func (r *recorder) await(t *testing.T, what string, match func(event) bool) even
 	}
 }
 
+// awaitCount waits until n events match.
+func (r *recorder) awaitCount(t *testing.T, what string, n int, match func(event) bool) {
+	t.Helper()
+	deadline := time.After(hangGuard)
+	for {
+		r.mu.Lock()
+		got := 0
+		for _, e := range r.events {
+			if match(e) {
+				got++
+			}
+		}
+		r.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-r.more:
+		case <-deadline:
+			t.Fatalf("no %s; events: %+v", what, r.events)
+		}
+	}
+}
+
 // peerServer is another host's API as far as the cluster calls it: Health
 // answers a load report with a proof and a peer protocol version.
 type peerServer struct {
@@ -358,13 +382,7 @@ func TestMemberFails(t *testing.T) {
 	if err := n.Heal("b"); err != nil {
 		t.Fatal(err)
 	}
-	firsts := 0
-	rec.await(t, "proof after the heal", func(e event) bool {
-		if e.kind == "loaded" && e.name == "b" && e.first {
-			firsts++
-		}
-		return firsts == 2
-	})
+	rec.awaitCount(t, "proof after the heal", 2, func(e event) bool { return e.kind == "loaded" && e.name == "b" && e.first })
 	if pc2, err := c.Reach(ps.addr); err != nil || pc2.Ctx.Err() != nil {
 		t.Fatalf("reach after the heal: %v", err)
 	}
