@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"slices"
 	"strings"
 
@@ -43,6 +44,7 @@ type actor struct {
 	name, namespace string
 	create          *task // the creation task, run again on restart
 	holdCPU         bool  // the actor asked for CPUs: keep them while alive
+	cpuHeld         bool  // it holds them now
 
 	// Guarded by Host.mu.
 	state          actorState
@@ -111,14 +113,13 @@ func (h *Host) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest)
 // actorCallReady queues a method call whose arguments are ready.
 func (h *Host) actorCallReady(t *task) {
 	h.mu.Lock()
-	if t.state != statePendingArgs {
-		h.mu.Unlock()
-		return
+	later := h.stepLocked(t, lifecycle.ActorReady{}) // waiting for its actor
+	var starts []assignment
+	if t.actor != nil {
+		starts = h.dispatchActorLocked(t.actor)
 	}
-	t.state = stateScheduled // waiting for its actor
-	h.record(t, stateScheduled, "")
-	starts := h.dispatchActorLocked(t.actor)
 	h.mu.Unlock()
+	run(later)
 	h.start(starts)
 }
 
@@ -130,14 +131,14 @@ func (h *Host) dispatchActorLocked(a *actor) []assignment {
 		return nil
 	}
 	t := a.queue[0]
-	if t.state != stateScheduled {
+	if t.lc.State != stateScheduled {
 		return nil
 	}
 	a.queue = a.queue[1:]
 	a.running = t
-	t.state, t.worker = stateRunning, a.worker
+	t.worker = a.worker
 	a.worker.task = t
-	h.record(t, stateRunning, "")
+	h.stepLocked(t, lifecycle.WorkerAssigned{}) // Record and Exec: the Exec is the assignment
 	return []assignment{{t, a.worker}}
 }
 
@@ -149,8 +150,8 @@ func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
 	if a.holdCPU {
 		// The creation task gave its CPUs back as it ended; an actor that
 		// asked for CPUs holds them while it lives (otherwise 0, as in Ray).
-		h.sched.AcquireOn(a.create.node, a.create.req)
-		a.create.holding = true
+		h.sched.AcquireOn(a.create.lc.Node, a.create.req)
+		a.cpuHeld = true
 	}
 	return h.dispatchActorLocked(a)
 }
@@ -166,9 +167,9 @@ func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
 		a.worker.actor = nil
 		a.worker = nil
 	}
-	if a.holdCPU && a.create.holding {
-		h.sched.ReleaseOn(a.create.node, a.create.req)
-		a.create.holding = false
+	if a.holdCPU && a.cpuHeld {
+		h.sched.ReleaseOn(a.create.lc.Node, a.create.req)
+		a.cpuHeld = false
 	}
 	doomed := a.queue
 	a.queue = nil
@@ -197,9 +198,9 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 		return
 	}
 	a.worker, w.actor, a.broken = nil, nil, false
-	if a.holdCPU && a.create.holding {
-		h.sched.ReleaseOn(a.create.node, a.create.req)
-		a.create.holding = false
+	if a.holdCPU && a.cpuHeld {
+		h.sched.ReleaseOn(a.create.lc.Node, a.create.req)
+		a.cpuHeld = false
 	}
 	t := a.running
 	a.running = nil
@@ -208,21 +209,19 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	}
 	restart := !a.killed && (a.maxRestarts < 0 || a.restarts < int(a.maxRestarts))
 	var requeued bool
-	if t != nil && restart && !t.cancelled && (a.maxTaskRetries < 0 || int(t.attempt) < int(a.maxTaskRetries)) {
-		h.record(t, stateRetried, cause)
-		t.attempt++
-		t.state, t.worker = stateScheduled, nil
-		a.queue = append([]*task{t}, a.queue...)
+	if t != nil && restart && !t.lc.Cancelled && (a.maxTaskRetries < 0 || int(t.lc.Attempt) < int(a.maxTaskRetries)) {
+		t.worker = nil
+		run(h.stepLocked(t, lifecycle.ActorRetry{Why: cause})) // back at the head of the queue; only a log is left
 		requeued = true
 	}
 	var doomed []*task
+	var restartCreate []func()
 	if restart {
 		a.restarts++
 		a.state, a.cause = actorRestarting, cause
 		c := a.create
-		c.attempt++
-		c.worker, c.stderr, c.timedOut, c.node = nil, nil, false, ""
-		c.state = statePendingArgs
+		c.worker, c.stderr = nil, nil
+		restartCreate = h.stepLocked(c, lifecycle.Restart{Why: cause})
 	} else {
 		if a.killed {
 			cause = "it was killed"
@@ -238,7 +237,7 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	h.start(starts)
 	if restart {
 		h.log.Info("restarting an actor", "actor_id", a.id, "restart", a.restarts, "cause", cause)
-		h.enqueue(a.create)
+		run(restartCreate) // queues the creation again
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -171,7 +172,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 		refuse(fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
 		return
 	}
-	t := &task{id: spec.Task, attempt: spec.Attempt, kind: spec.Kind, function: spec.Function, mod: mod,
+	t := &task{id: spec.Task, lc: lifecycle.Task{Attempt: spec.Attempt}, kind: spec.Kind, function: spec.Function, mod: mod,
 		numReturns: int(spec.NumReturns), req: spec.Req, limits: spec.Limits, grants: spec.Grants, foreign: f, tree: &tree{}}
 	t.limits.TimeoutNs = 0 // the owner times the attempt
 	t.args = make([]abi.Arg, len(spec.Args))
@@ -216,12 +217,12 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 			fail(abi.ErrorActorDied, "the actor's worker on host "+h.cfg.ID+" is gone")
 			return
 		}
-		t.state, t.worker, w.task = stateRunning, w, t
+		t.lc.State, t.worker, w.task = stateRunning, w, t
 		h.mu.Unlock()
 		h.start([]assignment{{t, w}})
 		return
 	}
-	t.state = statePendingResources
+	t.lc.State = statePendingResources
 	if err := h.sched.Enqueue(t.id, t.req, scheduler.Placement{NodeID: h.cfg.ID}, t); err != nil {
 		f.current = nil
 		h.mu.Unlock()
@@ -281,38 +282,11 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 // foreignCancel stops a task run for another host.
 func (h *Host) foreignCancel(t *task, force bool) {
 	h.mu.Lock()
-	if t.state.terminal() {
-		h.mu.Unlock()
-		return
-	}
-	state, w := t.state, t.worker
-	if !t.cancelled {
-		t.cancelled = true
-		close(t.cancelCh)
-	}
-	if state != stateRunning {
-		h.endLocked(t, stateCancelled, "cancelled by its owner")
-		starts := h.dispatchLocked()
-		f := t.foreign
-		if f.current == t {
-			f.current = nil
-		}
-		bound := f.worker != nil
-		h.mu.Unlock()
-		d := ipc.Done{Task: t.id, Trap: "cancelled", Kind: abi.ErrorCancelled}
-		_ = f.send(ipc.TypeDone, d.Encode(nil))
-		if !bound {
-			f.finish()
-		}
-		h.start(starts)
-		return
-	}
+	later := h.stepLocked(t, lifecycle.Cancel{Force: force})
+	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	if force {
-		w.kill()
-	} else {
-		w.cancel(t)
-	}
+	run(later) // a queued task tells its owner it was cancelled
+	h.start(starts)
 }
 
 // relayCall sends a guest's call to the owner of its task. A large put or
@@ -373,7 +347,7 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 		case w.dead:
 		case w.foreign == f:
 			keep = true // an actor's call ended
-		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.cancelled:
+		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.lc.Cancelled:
 			w.foreign, f.worker, keep = f, w, true
 		default:
 			w.idleSince = time.Now()
@@ -383,9 +357,9 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 	if f.current == t {
 		f.current = nil
 	}
-	if !t.state.terminal() {
-		h.endLocked(t, stateFinished, "")
-	}
+	// The owner decides the outcome and seals it (below): here the attempt
+	// is simply over.
+	_ = h.stepLocked(t, lifecycle.Done{})
 	if keep && t.kind == abi.KindActorCreate && f.holdCPU {
 		h.sched.Acquire(t.req)
 		req := t.req

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -49,26 +50,19 @@ func (h *Host) reconstruct(id ids.ObjectID) error {
 	case h.tasks[t.id] == t:
 		h.mu.Unlock()
 		return nil // being rebuilt already
-	case t.maxRetries >= 0 && int64(t.attempt) >= int64(t.maxRetries):
+	}
+	later := h.stepLocked(t, lifecycle.Rebuild{Why: "reconstructing lost object " + id.String()})
+	if later == nil {
 		h.mu.Unlock()
 		return fmt.Errorf("%w: %s: its only copies were on hosts that are gone, and its task has no retries left (MaxRetries %d)", ErrObjectLost, id, t.maxRetries)
 	}
-	h.record(t, stateRetried, "reconstructing lost object "+id.String())
-	t.attempt++
-	t.state = statePendingArgs
-	t.worker, t.node, t.stderr, t.timedOut, t.cancelled = nil, "", nil, false, false
-	t.cancelCh = make(chan struct{})
-	h.tasks[t.id] = t
-	if t.tree != nil {
-		t.tree.live++
-	}
+	attempt := t.lc.Attempt
 	h.mu.Unlock()
-	h.log.Info("reconstructing a lost object", "object_id", id, "task_id", t.id, "attempt", t.attempt)
+	h.log.Info("reconstructing a lost object", "object_id", id, "task_id", t.id, "attempt", attempt)
 	for _, r := range t.returns() {
 		h.objs.reset(r) // only those with no copy here
 	}
-	h.record(t, statePendingArgs, "")
-	h.awaitArgs(context.Background(), t)
+	run(later) // waits for its arguments, rebuilding them too
 	return nil
 }
 

@@ -92,7 +92,7 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
 func (h *Host) execRemote(t *task, w *workerProc) error {
-	spec := &peerwire.ExecSpec{Task: t.id, Attempt: t.attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
+	spec := &peerwire.ExecSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
 	if a := t.actor; a != nil {
@@ -200,10 +200,10 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 			// It never started there: place it again, without a retry.
 			t := h.runningTask(w, spec.Task)
 			h.mu.Lock()
-			again := t != nil && t.refusals < maxRefusals
+			again := t != nil && t.lc.Refusals < maxRefusals
 			h.mu.Unlock()
-			if again && h.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) {
-				h.enqueue(t)
+			if again {
+				h.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) // placed again
 				return
 			}
 			err = errors.New(refused)

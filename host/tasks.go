@@ -8,63 +8,29 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
-// A task's life on its owning host:
-//
-//	            submit
-//	              │
-//	              ▼
-//	      ┌──────────────┐  an argument failed   ┌────────┐
-//	      │ pending_args │──────────────────────►│ failed │
-//	      └──────┬───────┘                       └────────┘
-//	             │ every ObjectRef argument ready     ▲
-//	             ▼                                    │ infeasible
-//	    ┌───────────────────┐─────────────────────────┘
-//	┌──►│ pending_resources │ queued in the scheduler
-//	│   └────────┬──────────┘
-//	│            │ resources reserved
-//	│            ▼
-//	│     ┌────────────┐
-//	│     │ scheduled  │ waiting for an idle worker process
-//	│     └─────┬──────┘
-//	│           │ Exec sent (an argument held on another host, or a peer
-//	│           │ refusing it, sends it back to pending_args; no retry)
-//	│           ▼
-//	│     ┌───────────┐ Get/Wait/Next: CPU released, taken back after
-//	│     │  running  │◄──────────────┐
-//	│     └─────┬─────┘───────────────┘
-//	│ retry     │ Done / trap / worker died
-//	└───────────┤ (worker died, or an application error with
-//	            │  RetryExceptions, within MaxRetries; attempt+1)
-//	            ▼
-//	  finished │ failed
-//
-// cancel moves any state before finished/failed to cancelled: a queued task
-// never runs; a running one sees its blocking calls end (or, with force,
-// its worker killed). A cancelled task is never retried.
-type taskState uint8
+// A task's life is the state machine of host/internal/lifecycle (its
+// package doc draws the diagram); these names keep the host's code short.
+type taskState = lifecycle.State
 
 const (
-	statePendingArgs taskState = iota
-	statePendingResources
-	stateScheduled
-	stateRunning
-	stateFinished
-	stateFailed
-	stateCancelled
-	stateRetried // an event only: the attempt failed and another follows
+	statePendingArgs      = lifecycle.PendingArgs
+	statePendingResources = lifecycle.PendingResources
+	stateScheduled        = lifecycle.Scheduled
+	stateRunning          = lifecycle.Running
+	stateFinished         = lifecycle.Finished
+	stateFailed           = lifecycle.Failed
+	stateCancelled        = lifecycle.Cancelled
+	stateRetried          = lifecycle.Retried
 )
 
 var stateNames = [...]string{"pending_args", "pending_resources", "scheduled", "running", "finished", "failed", "cancelled", "retried"}
-
-func (s taskState) String() string { return stateNames[s] }
-
-func (s taskState) terminal() bool { return s >= stateFinished && s <= stateCancelled }
 
 type task struct {
 	// grantsNote describes grants for events, made once (see record).
@@ -95,28 +61,22 @@ type task struct {
 	foreign *foreign
 
 	// Guarded by Host.mu.
-	state     taskState
-	attempt   uint32
-	worker    *workerProc
-	depsLeft  int
-	holding   bool // holds req (false while blocked in Get/Wait)
-	cancelled bool
-	cancelCh  chan struct{}
-	children  []ids.TaskID
-	stderr    []byte      // the tail of the guest's stderr, for trap messages
-	timer     *time.Timer // ends an attempt that runs past its timeout
-	timedOut  bool
-	node      string // the peer running the attempt ("" here)
-	yields    int    // items yielded by this attempt, on the executing host
-	refusals  int    // attempts peers sent back before they started
-	fetched   bool   // an actor call's arguments were brought here first
+	// lc is the task's lifecycle state: state, attempt, arguments left,
+	// resources held, cancel, timeout and ABI violation.
+	lc       lifecycle.Task
+	worker   *workerProc
+	cancelCh chan struct{}
+	children []ids.TaskID
+	stderr   []byte      // the tail of the guest's stderr, for trap messages
+	timer    *time.Timer // ends an attempt that runs past its timeout
+	yields   int         // items yielded by this attempt, on the executing host
+	fetched  bool        // an actor call's arguments were brought here first
 	// kids checks the child IDs the attempt kidsAttempt (on worker
 	// kidsWorker) submits; violation is the first rule the guest broke,
 	// which fails the task when it ends.
 	kids        *ids.Children
 	kidsAttempt uint32
 	kidsWorker  *workerProc
-	violation   string
 	// cancelRefused: a cancel from this task's guest was refused (noted
 	// once).
 	cancelRefused bool
@@ -148,7 +108,7 @@ func (t *task) returns() []ids.ObjectID {
 
 // taskError builds the error value every return of t gets when it fails.
 func (h *Host) taskError(t *task, kind abi.ErrorKind, msg string) *abi.TaskError {
-	return &abi.TaskError{Kind: kind, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID, Attempt: t.attempt + 1, Message: msg}
+	return &abi.TaskError{Kind: kind, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID, Attempt: t.lc.Attempt + 1, Message: msg}
 }
 
 func (t *task) displayName() string {
@@ -172,6 +132,7 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	for _, id := range t.returns() {
 		h.objs.expect(id, t.id)
 	}
+	t.lc.Policy = t.policy()
 	h.mu.Lock()
 	if _, dup := h.tasks[t.id]; dup || h.closed {
 		h.mu.Unlock()
@@ -192,17 +153,22 @@ func (h *Host) submit(ctx context.Context, t *task) {
 	if p := h.tasks[t.parent]; p != nil {
 		p.children = append(p.children, t.id)
 	}
-	t.state = statePendingArgs
 	if !t.grants.Empty() {
 		t.grantsNote = grantsNote(t.grants)
 	}
-	h.record(t, statePendingArgs, t.grantsNote)
+	later := h.stepCtxLocked(ctx, t, lifecycle.Submit{Note: t.grantsNote})
 	if t.grantsNote != "" {
 		// The audit trail outside the event ring.
 		h.log.Info("task granted", "task_id", t.id, "function", t.displayName(), "grants", t.grantsNote)
 	}
 	h.mu.Unlock()
-	h.awaitArgs(ctx, t)
+	run(later)
+}
+
+// policy is what t's options say about its retries, for its lifecycle.
+func (t *task) policy() lifecycle.Policy {
+	return lifecycle.Policy{Retriable: t.kind == abi.KindCall, ActorCall: t.kind == abi.KindActorCall,
+		MaxRetries: t.maxRetries, Retry: t.retry, RetryOn: t.retryOn}
 }
 
 // awaitArgs waits for t's ObjectRef arguments and then queues t. Refs owned
@@ -226,12 +192,11 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 		}
 	}
 	h.mu.Lock()
-	t.depsLeft = len(deps)
+	later := h.stepLocked(t, lifecycle.Await{Deps: len(deps)})
+	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	if len(deps) == 0 {
-		h.enqueue(t)
-		return
-	}
+	run(later)
+	h.start(starts)
 	for _, id := range deps {
 		err := h.objs.onReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
 		if err != nil {
@@ -245,14 +210,14 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 // guest holds them) and hold the failure.
 func (h *Host) submitFailed(t *task, te *abi.TaskError) {
 	t.cancelCh = make(chan struct{})
+	t.lc.Policy = t.policy()
 	h.mu.Lock()
-	h.record(t, stateFailed, te.Message)
-	t.state = stateFailed
+	later := h.stepLocked(t, lifecycle.Fail{Err: te})
 	h.mu.Unlock()
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
 	}
-	h.sealFailure(t, te)
+	run(later)
 }
 
 func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
@@ -268,52 +233,42 @@ func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 		return
 	}
 	h.mu.Lock()
-	if t.state != statePendingArgs {
-		h.mu.Unlock()
-		return
-	}
-	t.depsLeft--
-	ready := t.depsLeft == 0
+	later := h.stepLocked(t, lifecycle.ArgReady{})
+	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	if ready {
-		h.enqueue(t)
-	}
+	run(later)
+	h.start(starts)
 }
 
 func (h *Host) enqueue(t *task) {
-	if t.kind == abi.KindActorCall {
-		// An actor here runs its calls in order, one at a time: fetch a
-		// call's arguments before it is next, not while the actor waits.
-		// Unless the actor is known to run on another host (which pulls
-		// them itself), bring them here now.
-		h.mu.Lock()
-		fetch := !t.fetched && t.actor != nil && (t.actor.worker == nil || t.actor.worker.remote == nil)
-		t.fetched = true
-		h.mu.Unlock()
-		if fetch {
-			if away := h.argsAway(t); len(away) > 0 {
-				h.goTracked(func() { h.fetchArgs(t, away) })
-				return
-			}
-		}
-		h.actorCallReady(t)
-		return
-	}
 	h.mu.Lock()
-	if t.state != statePendingArgs {
-		h.mu.Unlock()
-		return
-	}
-	t.state = statePendingResources
-	if err := h.sched.Enqueue(t.id, t.req, h.placement(t), t); err != nil {
-		h.mu.Unlock()
-		h.fail(t, h.taskError(t, abi.ErrorInfeasible, err.Error()))
-		return
-	}
-	h.record(t, statePendingResources, "")
+	later := h.stepLocked(t, lifecycle.Await{})
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
+	run(later)
 	h.start(starts)
+}
+
+// queueOnActor brings an actor call's arguments here (unless its actor
+// runs on another host, which pulls them itself) and queues it on its
+// actor: an actor here runs its calls in order, one at a time, so a call's
+// arguments are fetched before it is next, not while the actor waits.
+func (h *Host) queueOnActor(t *task) {
+	h.mu.Lock()
+	fetch := !t.fetched && t.actor != nil && (t.actor.worker == nil || t.actor.worker.remote == nil)
+	t.fetched = true
+	h.mu.Unlock()
+	if fetch {
+		if away := h.argsAway(t); len(away) > 0 {
+			h.goTracked(func() {
+				if h.fetchArgs(t, away) {
+					h.actorCallReady(t)
+				}
+			})
+			return
+		}
+	}
+	h.actorCallReady(t)
 }
 
 // assignment is a task paired with the worker that will run it.
@@ -333,25 +288,15 @@ func (h *Host) dispatchLocked() []assignment {
 			break
 		}
 		t := it.Value
-		t.holding = true
 		if it.Node != "" {
 			// Another host runs it: it needs no worker here.
 			w := h.newRemoteWorker(it.Node)
-			t.node, t.worker, w.task = it.Node, w, t
-			t.state = stateScheduled
-			h.record(t, stateScheduled, "on host "+it.Node)
-			t.state = stateRunning
-			h.record(t, stateRunning, "")
-			if d := h.timeoutOf(t); d > 0 {
-				attempt := t.attempt
-				t.timer = time.AfterFunc(d, func() { h.expire(t, attempt) })
-			}
+			t.worker, w.task = w, t
+			h.stepLocked(t, lifecycle.Reserved{Node: it.Node}) // Exec: the assignment
 			remote = append(remote, assignment{t, w})
 			continue
 		}
-		t.state = stateScheduled
-		h.record(t, stateScheduled, "")
-		h.needWorker = append(h.needWorker, t)
+		h.stepLocked(t, lifecycle.Reserved{}) // waits for a worker
 	}
 	out := remote
 	for len(h.needWorker) > 0 && len(h.idle) > 0 {
@@ -362,15 +307,10 @@ func (h *Host) dispatchLocked() []assignment {
 		h.needWorker = h.needWorker[1:]
 		w := h.idle[len(h.idle)-1]
 		h.idle = h.idle[:len(h.idle)-1]
-		t.state = stateRunning
 		t.worker = w
 		w.task = t
 		w.memHeld = h.memoryLimitOf(t)
-		h.record(t, stateRunning, "")
-		if d := h.timeoutOf(t); d > 0 {
-			attempt := t.attempt
-			t.timer = time.AfterFunc(d, func() { h.expire(t, attempt) })
-		}
+		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Exec: the assignment
 		out = append(out, assignment{t, w})
 	}
 	waiting := len(h.needWorker)
@@ -422,7 +362,7 @@ func (h *Host) detectMemoryStarvationLocked() {
 		if w.dead || w.memHeld == 0 {
 			continue
 		}
-		if t := w.task; t == nil || t.holding || t.state != stateRunning {
+		if t := w.task; t == nil || t.lc.Holding || t.lc.State != stateRunning {
 			return // running (or an idle actor): its memory may come back
 		}
 	}
@@ -444,7 +384,7 @@ func (h *Host) detectStarvationLocked() {
 		if (w.actor != nil || w.foreign != nil) && w.task == nil {
 			continue // an idle actor's worker runs nothing else
 		}
-		if t := w.task; t == nil || t.holding || t.state != stateRunning {
+		if t := w.task; t == nil || t.lc.Holding || t.lc.State != stateRunning {
 			return // this one will finish or is about to run
 		}
 	}
@@ -453,16 +393,14 @@ func (h *Host) detectStarvationLocked() {
 
 // expire ends an attempt that ran past its timeout by killing its worker
 // (a guest in a loop cannot be interrupted any other way).
-func (h *Host) expire(t *task, attempt uint32) {
+func (h *Host) expire(t *task, attempt uint32, limit time.Duration) {
 	h.mu.Lock()
-	if t.state != stateRunning || t.attempt != attempt || t.worker == nil {
-		h.mu.Unlock()
-		return
+	var later []func()
+	if t.worker != nil {
+		later = h.stepLocked(t, lifecycle.Timeout{Attempt: attempt, Limit: limit})
 	}
-	t.timedOut = true
-	w := t.worker
 	h.mu.Unlock()
-	w.kill()
+	run(later)
 }
 
 func (h *Host) timeoutOf(t *task) time.Duration {
@@ -536,9 +474,7 @@ func (h *Host) start(as []assignment) {
 		var away *argsAwayError
 		switch err := h.exec(a.t, a.w); {
 		case errors.As(err, &away):
-			if h.unstart(a.t, a.w, false, "fetching its arguments from other hosts") {
-				h.goTracked(func() { h.fetchArgs(a.t, away.ids) })
-			}
+			h.unstart(a.t, a.w, false, "fetching its arguments from other hosts") // then fetched and queued again
 		case errors.Is(err, errWorkerGone):
 			// The worker died under us: its death, seen by serveWorker,
 			// decides (a retry, an actor's restart, or a failure).
@@ -582,7 +518,7 @@ func (h *Host) exec(t *task, w *workerProc) error {
 			return &argsAwayError{ids: away}
 		}
 	}
-	inv := abi.Invocation{Kind: t.kind, Task: t.id, Attempt: t.attempt, Owner: owner, Function: t.function, Args: make([]abi.Value, len(t.args))}
+	inv := abi.Invocation{Kind: t.kind, Task: t.id, Attempt: t.lc.Attempt, Owner: owner, Function: t.function, Args: make([]abi.Value, len(t.args))}
 	for i, a := range t.args {
 		if !a.IsRef {
 			inv.Args[i] = a.Value
@@ -655,11 +591,11 @@ func (h *Host) argsAway(t *task) []ids.ObjectID {
 // resources are given back and the task waits in pending_args again. It
 // costs no retry. It reports false if the task moved on meanwhile, or was
 // cancelled (it then ends as cancelled).
-func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) bool {
+func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) {
 	h.mu.Lock()
-	if t.state != stateRunning || t.worker != w {
+	if t.lc.State != stateRunning || t.worker != w {
 		h.mu.Unlock()
-		return false
+		return
 	}
 	if w.task == t {
 		w.task = nil
@@ -668,28 +604,12 @@ func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) bool {
 			h.idle = append(h.idle, w)
 		}
 	}
-	if t.timer != nil {
-		t.timer.Stop()
-		t.timer = nil
-	}
-	h.leaveLocked(t)
-	t.worker, t.node = nil, ""
-	if refused {
-		t.refusals++
-	}
-	t.state = statePendingArgs
-	cancelled := t.cancelled
-	if !cancelled {
-		h.record(t, statePendingArgs, why)
-	}
+	t.worker = nil
+	later := h.stepLocked(t, lifecycle.Unstarted{Refused: refused, Why: why}) // FetchArgs, or the cancel's end
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	h.start(starts)
-	if cancelled {
-		h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled"))
-		return false
-	}
-	return true
+	run(later)
 }
 
 // goTracked runs fn in a goroutine Close waits for, unless the host is
@@ -709,7 +629,7 @@ func (h *Host) goTracked(fn func()) {
 
 // fetchArgs brings t's arguments here, then queues t again. The scheduler
 // may now place it anywhere, but here its arguments are local.
-func (h *Host) fetchArgs(t *task, away []ids.ObjectID) {
+func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := context.AfterFunc(h.serving, cancel)
@@ -729,20 +649,35 @@ func (h *Host) fetchArgs(t *task, away []ids.ObjectID) {
 					h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled"))
 				default: // the host is closing
 				}
-				return
+				return false
 			}
 			h.fail(t, h.argLost(t, id, err))
-			return
+			return false
 		}
 	}
-	h.enqueue(t)
+	return true
+}
+
+// refetch brings the arguments of a task sent back to pending_args here
+// (in the background), then queues it again.
+func (h *Host) refetch(t *task) {
+	away := h.argsAway(t)
+	if len(away) == 0 {
+		h.enqueue(t)
+		return
+	}
+	h.goTracked(func() {
+		if h.fetchArgs(t, away) {
+			h.enqueue(t)
+		}
+	})
 }
 
 // fail ends t (in any state before a terminal one) with te as the value of
 // each of its returns.
 func (h *Host) fail(t *task, te *abi.TaskError) {
 	h.mu.Lock()
-	if t.state.terminal() {
+	if t.lc.State.Terminal() {
 		h.mu.Unlock()
 		return
 	}
@@ -756,74 +691,32 @@ func (h *Host) fail(t *task, te *abi.TaskError) {
 			h.mu.Unlock()
 		}()
 	}
-	if f := t.foreign; f != nil {
-		// Run here for another host: its owner seals the failure.
-		h.endLocked(t, stateFailed, te.Message)
-		if f.current == t {
-			f.current = nil
-		}
-		bound := f.worker != nil
-		starts := h.dispatchLocked()
-		h.mu.Unlock()
-		d := ipc.Done{Task: t.id, Trap: te.Message, Kind: te.Kind}
-		_ = f.send(ipc.TypeDone, d.Encode(nil))
-		if !bound {
-			f.finish()
-		}
-		h.start(starts)
-		return
-	}
-	h.endLocked(t, stateFailed, te.Message)
+	later := h.stepLocked(t, lifecycle.Fail{Err: te})
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	h.sealFailure(t, te)
+	run(later)
 	h.start(starts)
-}
-
-// endLocked moves t to a terminal state and gives back what it holds.
-func (h *Host) endLocked(t *task, s taskState, msg string) {
-	h.leaveLocked(t)
-	if t.cancelled && s == stateFailed {
-		s = stateCancelled
-	}
-	t.state = s
-	h.record(t, s, msg)
-	if _, ok := h.tasks[t.id]; ok {
-		t.job.counted(t, s)
-		if t.tree != nil {
-			t.tree.live--
-		}
-	}
-	delete(h.tasks, t.id)
-}
-
-// leaveLocked takes t out of the scheduler's queue or the wait for a worker
-// and releases its resources.
-func (h *Host) leaveLocked(t *task) {
-	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
-		if i := slices.Index(a.queue, t); i >= 0 {
-			a.queue = slices.Delete(a.queue, i, i+1)
-		}
-		return // actor calls hold no resources of their own
-	}
-	switch t.state {
-	case statePendingResources:
-		h.sched.Remove(t.id)
-	case stateScheduled:
-		if i := slices.Index(h.needWorker, t); i >= 0 {
-			h.needWorker = slices.Delete(h.needWorker, i, i+1)
-		}
-	}
-	if t.holding {
-		h.sched.ReleaseOn(t.node, t.req)
-		t.holding = false
-	}
 }
 
 // sealFailure gives each of t's objects the failure te. A generator keeps
 // the items it delivered: the failure takes the next place in its stream,
 // and the stream ends after it.
 func (h *Host) sealFailure(t *task, te *abi.TaskError) {
+	if f := t.foreign; f != nil {
+		// Run here for another host: its owner seals the failure.
+		h.mu.Lock()
+		if f.current == t {
+			f.current = nil
+		}
+		bound := f.worker != nil
+		h.mu.Unlock()
+		d := ipc.Done{Task: t.id, Trap: te.Message, Kind: te.Kind}
+		_ = f.send(ipc.TypeDone, d.Encode(nil))
+		if !bound {
+			f.finish()
+		}
+		return
+	}
 	v := te.Encode()
 	if t.gen != nil {
 		h.mu.Lock()
@@ -866,30 +759,11 @@ func (h *Host) endStream(t *task, i int) {
 	h.seal(t, t.id.Return(i), (&abi.TaskError{Kind: abi.ErrorEndOfStream, TaskID: t.id.String(), Function: t.function, Message: "end of stream"}).Encode())
 }
 
-// retryable reports whether a failed attempt of t runs again.
-func (t *task) retryable(te *abi.TaskError) bool {
-	if t.cancelled || t.kind != abi.KindCall || (t.maxRetries >= 0 && int64(t.attempt) >= int64(t.maxRetries)) {
-		return false
-	}
-	switch te.Kind {
-	case abi.ErrorWorkerDied:
-		return true // a system failure
-	case abi.ErrorApplication, abi.ErrorPanic, abi.ErrorTrap, abi.ErrorTimeout, abi.ErrorOutOfMemory:
-		switch t.retry {
-		case abi.RetryAll:
-			return true
-		case abi.RetryListed:
-			return slices.Contains(t.retryOn, string(te.Kind)) || (te.Code != "" && slices.Contains(t.retryOn, te.Code))
-		}
-	}
-	return false
-}
-
 // finishWorker ends the attempt a worker ran, with either te (a failure) or
 // vals (its results), and puts the worker back to use.
 func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
 	h.mu.Lock()
-	created := t.kind == abi.KindActorCreate && te == nil && !t.cancelled
+	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.task == t {
 		w.task = nil
 		if w.actor == nil && !created {
@@ -909,7 +783,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 			a.calls++
 		case created && !w.dead:
 			defer func() { h.mu.Lock(); s := h.actorCreatedLocked(a, w); h.mu.Unlock(); h.start(s) }()
-		case t.kind == abi.KindActorCreate && (te != nil || t.cancelled):
+		case t.kind == abi.KindActorCreate && (te != nil || t.lc.Cancelled):
 			msg := "its creation was cancelled"
 			if te != nil {
 				msg = "its constructor failed: " + te.Message
@@ -924,82 +798,29 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 		h.failActorCalls(t.actor, doomed)
 		h.start(actorStarts)
 	}()
-	if t.timer != nil {
-		t.timer.Stop()
-		t.timer = nil
-	}
-	if t.timedOut && !t.cancelled {
-		te = h.taskError(t, abi.ErrorTimeout, fmt.Sprintf("the task ran past its timeout of %v; its worker was stopped", h.timeoutOf(t)))
-	}
-	if t.violation != "" && !t.cancelled {
-		// The guest broke the ABI's rules (a forged ID): whatever it
-		// returned, it fails, and is not retried.
-		te = h.taskError(t, abi.ErrorPermissionDenied, t.violation)
-	}
-	if t.state.terminal() {
+	if t.lc.State.Terminal() {
 		starts := h.dispatchLocked()
 		h.mu.Unlock()
 		h.start(starts)
 		return
 	}
-	if t.cancelled {
-		// Cancelled while running: even a result that arrives is dropped, so
-		// every Get sees the cancel, as the caller asked.
-		te = h.taskError(t, abi.ErrorCancelled, "the task was cancelled")
-	}
-	if te != nil && t.retryable(te) {
-		h.leaveLocked(t)
-		h.record(t, stateRetried, te.Message)
-		t.attempt++
-		t.worker, t.stderr, t.timedOut, t.node = nil, nil, false, ""
-		if t.gen != nil {
-			t.gen.seen = 0
-		}
-		t.state = statePendingArgs
-		starts := h.dispatchLocked()
-		h.mu.Unlock()
-		h.log.Info("retrying a task", "task_id", t.id, "attempt", t.attempt, "cause", te.Message)
-		h.start(starts)
-		h.enqueue(t)
-		return
-	}
-	if te != nil {
-		h.endLocked(t, stateFailed, te.Message)
-	} else {
-		h.endLocked(t, stateFinished, "")
-		h.keepLineageLocked(t, vals)
-	}
+	// A timeout, a violation or a cancel decide the outcome before te;
+	// a retry queues the task again.
+	later := h.stepLocked(t, lifecycle.Done{Err: te}, vals...)
 	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	switch {
-	case te != nil:
-		h.sealFailure(t, te)
-	case t.gen != nil:
-		h.mu.Lock()
-		n := t.gen.count
-		h.mu.Unlock()
-		h.endStream(t, n)
-	default:
-		for i, id := range t.returns() {
-			h.seal(t, id, vals[i])
-		}
-		if t.job != nil && t.kind == abi.KindMain {
-			t.job.finish(abi.Value{}, h)
-		}
-	}
 	h.start(starts)
+	run(later)
 }
 
 // block releases the CPU of a task that waits in Get, Wait or Next.
 func (h *Host) block(t *task) {
 	h.mu.Lock()
-	if t.state != stateRunning || !t.holding || t.node != "" {
-		h.mu.Unlock()
-		return
+	later := h.stepLocked(t, lifecycle.Block{})
+	var starts []assignment
+	if later != nil || !t.lc.Holding {
+		starts = h.dispatchLocked()
 	}
-	h.sched.Release(t.req)
-	t.holding = false
-	starts := h.dispatchLocked()
 	h.mu.Unlock()
 	h.start(starts)
 }
@@ -1007,10 +828,7 @@ func (h *Host) block(t *task) {
 // unblock takes the CPU back when the wait ends.
 func (h *Host) unblock(t *task) {
 	h.mu.Lock()
-	if t.state == stateRunning && !t.holding && t.node == "" {
-		h.sched.Acquire(t.req)
-		t.holding = true
-	}
+	h.stepLocked(t, lifecycle.Unblock{})
 	h.mu.Unlock()
 }
 
@@ -1032,31 +850,30 @@ func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
 
 func (h *Host) cancelTask(t *task, force, recursive bool) {
 	h.mu.Lock()
-	if t.cancelled || t.state.terminal() {
-		h.mu.Unlock()
-		return
-	}
-	t.cancelled = true
-	close(t.cancelCh)
-	state, w := t.state, t.worker
-	var children []*task
-	if recursive {
-		for _, c := range t.children {
-			if ct := h.tasks[c]; ct != nil {
-				children = append(children, ct)
-			}
-		}
-	}
+	later := h.stepLocked(t, lifecycle.Cancel{Force: force, Recursive: recursive})
+	starts := h.dispatchLocked()
 	h.mu.Unlock()
-	for _, c := range children {
-		h.cancelTask(c, force, true)
-	}
+	run(later)
+	h.start(starts)
+}
+
+// sealResults seals the values of t's successful attempt (a generator's
+// items are sealed as they come: its stream ends here).
+func (h *Host) sealResults(t *task, vals []abi.Value) {
 	switch {
-	case state != stateRunning:
-		h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled before it ran"))
-	case force:
-		w.kill()
+	case t.foreign != nil:
+		// Run here for another host: foreignDone sends the results.
+	case t.gen != nil:
+		h.mu.Lock()
+		n := t.gen.count
+		h.mu.Unlock()
+		h.endStream(t, n)
 	default:
-		w.cancel(t)
+		for i, id := range t.returns() {
+			h.seal(t, id, vals[i])
+		}
+		if t.job != nil && t.kind == abi.KindMain {
+			t.job.finish(abi.Value{}, h)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"time"
 
 	"connectrpc.com/connect"
@@ -444,8 +445,10 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 			h.sched.Release(*f.held)
 			f.held = nil
 		}
-		if t != nil && !t.state.terminal() {
-			h.endLocked(t, stateFailed, "worker died")
+		if t != nil {
+			// Its owner decides and seals the outcome: the stream's end
+			// tells it.
+			_ = h.stepLocked(t, lifecycle.Fail{Err: &abi.TaskError{Kind: abi.ErrorWorkerDied, Message: "worker died"}})
 		}
 		f.current = nil
 		starts := h.dispatchLocked()
@@ -493,18 +496,18 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 	// dropped (registering it, even as failed, would touch the other
 	// task's objects) and fails the submitting task.
 	h.mu.Lock()
-	if parent.kids == nil || parent.kidsAttempt != parent.attempt || parent.kidsWorker != parent.worker {
-		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id), parent.attempt, parent.worker
+	if parent.kids == nil || parent.kidsAttempt != parent.lc.Attempt || parent.kidsWorker != parent.worker {
+		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id), parent.lc.Attempt, parent.worker
 	}
 	// After one forged ID, nothing more from this task is accepted (and
 	// a miss, which searches ahead, is paid for once).
-	own := parent.violation == ""
+	own := parent.lc.Violation == ""
 	if own {
 		_, own = parent.kids.Claim(req.Task)
 	}
-	first := !own && parent.violation == ""
+	first := !own && parent.lc.Violation == ""
 	if first {
-		parent.violation = fmt.Sprintf("%v: the guest submitted task %s, which is not a child ID of its own task (see guest-sdk/ABI.md, IDs); the submission was dropped", ErrForgedID, req.Task)
+		h.stepLocked(parent, lifecycle.Violate{Why: fmt.Sprintf("%v: the guest submitted task %s, which is not a child ID of its own task (see guest-sdk/ABI.md, IDs); the submission was dropped", ErrForgedID, req.Task)})
 	}
 	h.mu.Unlock()
 	if first {
@@ -589,9 +592,9 @@ func (h *Host) guestPut(t *task, payload []byte) {
 	var req abi.PutRequest
 	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id || !req.ID.IsPut() {
 		h.mu.Lock()
-		first := t.violation == ""
+		first := t.lc.Violation == ""
 		if first {
-			t.violation = fmt.Sprintf("%v: the guest put object %s, which is not a Put ID of its own task (see guest-sdk/ABI.md, IDs); the put was dropped", ErrForgedID, req.ID)
+			h.stepLocked(t, lifecycle.Violate{Why: fmt.Sprintf("%v: the guest put object %s, which is not a Put ID of its own task (see guest-sdk/ABI.md, IDs); the put was dropped", ErrForgedID, req.ID)})
 		}
 		h.mu.Unlock()
 		if first { // logged once per task
@@ -618,10 +621,10 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 		// Logged and noted once per task, so a flood of them cannot push
 		// other events out of the ring.
 		h.mu.Lock()
-		first := !t.cancelRefused && !t.state.terminal()
+		first := !t.cancelRefused && !t.lc.State.Terminal()
 		if first {
 			t.cancelRefused = true
-			h.record(t, t.state, "refused: "+err.Error())
+			h.record(t, t.lc.State, "refused: "+err.Error())
 		}
 		h.mu.Unlock()
 		if first {

@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 )
@@ -121,21 +122,26 @@ type Task struct {
 	Node string
 	// Cancelled: a cancel arrived; the task ends as cancelled.
 	Cancelled bool
-	// TimedOut: the attempt ran past its timeout and its worker was killed.
-	TimedOut bool
+	// TimedOut: the attempt ran past its timeout (TimeoutLimit) and its
+	// worker was killed.
+	TimedOut     bool
+	TimeoutLimit time.Duration
 	// Violation is the first ABI rule the attempt's guest broke: the task
 	// fails with permission_denied whatever it returns.
 	Violation string
 	// Refusals counts attempts peers sent back before they started.
 	Refusals int
+
+	queued bool // an actor call's arguments are ready (QueueOnActor sent)
+	forced bool // a cancel asked for the worker to be killed
 }
 
 // Event is something that happened to a task.
 type Event interface{ event() }
 
 type (
-	// Submit registers the task.
-	Submit struct{}
+	// Submit registers the task; Note goes with its first event.
+	Submit struct{ Note string }
 	// Await: the shell counted Deps ObjectRef arguments to wait for (0:
 	// every argument is ready, or here again after FetchArgs or Requeue).
 	Await struct{ Deps int }
@@ -162,8 +168,11 @@ type (
 	Unblock struct{}
 	// Done: the attempt ended, with Err nil for success.
 	Done struct{ Err *abi.TaskError }
-	// Timeout: attempt Attempt ran past its timeout.
-	Timeout struct{ Attempt uint32 }
+	// Timeout: attempt Attempt ran past its timeout, Limit.
+	Timeout struct {
+		Attempt uint32
+		Limit   time.Duration
+	}
 	// Violate: the guest broke an ABI rule (the first one is kept).
 	Violate struct{ Why string }
 	// Cancel: a caller cancelled the task.
@@ -171,6 +180,13 @@ type (
 	// Rebuild: every copy of one of a finished task's results is lost; run
 	// it again.
 	Rebuild struct{ Why string }
+	// Restart: the actor this finished creation task made died and
+	// restarts; the creation runs again (the actor's restart policy
+	// decided, not the task's).
+	Restart struct{ Why string }
+	// ActorReady: an actor call's arguments are here; it waits for its
+	// actor.
+	ActorReady struct{}
 	// ActorRetry: the actor of a running call died and restarts; the call
 	// runs again on the new instance.
 	ActorRetry struct{ Why string }
@@ -182,6 +198,8 @@ type (
 func (Submit) event()         {}
 func (Await) event()          {}
 func (ActorRetry) event()     {}
+func (ActorReady) event()     {}
+func (Restart) event()        {}
 func (ArgReady) event()       {}
 func (ArgFailed) event()      {}
 func (Infeasible) event()     {}
@@ -202,15 +220,20 @@ func (Fail) event()           {}
 type Action interface{ action() }
 
 type (
-	// Record: the task entered State (an event for the task's history).
+	// Record: attempt Attempt of the task entered State (an event for the
+	// task's history).
 	Record struct {
-		State State
-		Msg   string
+		State   State
+		Msg     string
+		Attempt uint32
 	}
-	// Enqueue: queue the task for resources.
+	// Enqueue: queue the task for resources. If the scheduler finds them
+	// infeasible, feed Infeasible.
 	Enqueue struct{}
-	// QueueOnActor: queue the call on its actor.
-	QueueOnActor struct{}
+	// QueueOnActor: the call's arguments are ready: bring them here and
+	// feed ActorReady. With Front, the call is already scheduled again (a
+	// retried call): put it before the calls queued behind it.
+	QueueOnActor struct{ Front bool }
 	// Dequeue: take the task out of the resource queue or the wait for a
 	// worker (it was in state From).
 	Dequeue struct{ From State }
@@ -297,6 +320,13 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		if r, ok := ev.(Rebuild); ok && t.State == Finished {
 			return t.rebuild(r)
 		}
+		if r, ok := ev.(Restart); ok && t.State == Finished {
+			retried := t.rec(Retried, r.Why)
+			t.Attempt++
+			t.State = PendingArgs
+			t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
+			return []Action{retried, Requeue{}}, nil
+		}
 		return nil, fmt.Errorf("%w: %T in %s", ErrStale, ev, t.State)
 	}
 	switch ev := ev.(type) {
@@ -304,9 +334,15 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		if t.State != PendingArgs || t.Attempt != 0 || t.DepsLeft != 0 {
 			return nil, t.stale(ev)
 		}
-		return []Action{Record{State: PendingArgs}, AwaitArgs{}}, nil
+		return []Action{t.rec(PendingArgs, ev.Note), AwaitArgs{}}, nil
+	case ActorReady:
+		if t.State != PendingArgs || !t.queued {
+			return nil, t.stale(ev)
+		}
+		t.State, t.queued = Scheduled, false
+		return []Action{t.rec(Scheduled, "")}, nil
 	case Await:
-		if t.State != PendingArgs || t.DepsLeft != 0 || ev.Deps < 0 {
+		if t.State != PendingArgs || t.DepsLeft != 0 || ev.Deps < 0 || t.queued {
 			return nil, t.stale(ev)
 		}
 		if ev.Deps == 0 {
@@ -318,9 +354,10 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		if t.State != Running || !t.Policy.ActorCall || t.Cancelled {
 			return nil, t.stale(ev)
 		}
+		retried := t.rec(Retried, ev.Why)
 		t.Attempt++
 		t.State = Scheduled
-		return []Action{Record{State: Retried, Msg: ev.Why}, Retry{Err: failure(abi.ErrorActorDied, ev.Why)}, QueueOnActor{}}, nil
+		return []Action{retried, Retry{Err: failure(abi.ErrorActorDied, ev.Why)}, QueueOnActor{Front: true}}, nil
 	case ArgReady:
 		if t.State != PendingArgs || t.DepsLeft == 0 {
 			return nil, t.stale(ev)
@@ -348,9 +385,9 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		}
 		t.State = Running
 		if t.Policy.ActorCall {
-			return []Action{Record{State: Running}, Exec{Attempt: t.Attempt}}, nil
+			return []Action{t.rec(Running, ""), Exec{Attempt: t.Attempt}}, nil
 		}
-		return []Action{Record{State: Running}, StartTimer{Attempt: t.Attempt}, Exec{Attempt: t.Attempt}}, nil
+		return []Action{t.rec(Running, ""), StartTimer{Attempt: t.Attempt}, Exec{Attempt: t.Attempt}}, nil
 	case Unstarted:
 		return t.unstarted(ev)
 	case Block:
@@ -369,7 +406,7 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		if t.State != Running || ev.Attempt != t.Attempt || t.TimedOut {
 			return nil, t.stale(ev)
 		}
-		t.TimedOut = true
+		t.TimedOut, t.TimeoutLimit = true, ev.Limit
 		return []Action{KillWorker{}}, nil
 	case Violate:
 		if t.State != Running {
@@ -391,7 +428,7 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 			return t.end(Failed, failure(abi.ErrorCancelled, MsgCancelled)), nil
 		}
 		return t.end(Failed, ev.Err), nil
-	case Rebuild:
+	case Rebuild, Restart:
 		return nil, t.stale(ev)
 	}
 	return nil, fmt.Errorf("lifecycle: unknown event %T", ev)
@@ -404,11 +441,12 @@ func (t *Task) stale(ev Event) error {
 // argsReady: every argument is ready; queue the task.
 func (t *Task) argsReady() []Action {
 	if t.Policy.ActorCall {
-		t.State = Scheduled
-		return []Action{QueueOnActor{}, Record{State: Scheduled}}
+		// The shell brings the arguments here first, then feeds ActorReady.
+		t.queued = true
+		return []Action{QueueOnActor{}}
 	}
 	t.State = PendingResources
-	return []Action{Enqueue{}, Record{State: PendingResources}}
+	return []Action{t.rec(PendingResources, ""), Enqueue{}}
 }
 
 func (t *Task) reserved(ev Reserved) ([]Action, error) {
@@ -418,11 +456,11 @@ func (t *Task) reserved(ev Reserved) ([]Action, error) {
 	t.Holding = true
 	if ev.Node == "" {
 		t.State = Scheduled
-		return []Action{Record{State: Scheduled}, NeedWorker{}}, nil
+		return []Action{t.rec(Scheduled, ""), NeedWorker{}}, nil
 	}
 	// A peer runs it: no worker here to wait for.
 	t.Node, t.State = ev.Node, Running
-	return []Action{Record{State: Scheduled, Msg: "on host " + ev.Node}, Record{State: Running},
+	return []Action{t.rec(Scheduled, "on host "+ev.Node), t.rec(Running, ""),
 		StartTimer{Attempt: t.Attempt}, Exec{Attempt: t.Attempt}}, nil
 }
 
@@ -439,15 +477,19 @@ func (t *Task) unstarted(ev Unstarted) ([]Action, error) {
 	if t.Cancelled {
 		return append(acts, t.end(Failed, failure(abi.ErrorCancelled, MsgCancelled))...), nil
 	}
-	return append(acts, Record{State: PendingArgs, Msg: ev.Why}, FetchArgs{}), nil
+	if ev.Refused {
+		// Placed again as it is: the scheduler may pick another host.
+		return append(acts, t.rec(PendingArgs, ev.Why), Requeue{}), nil
+	}
+	return append(acts, t.rec(PendingArgs, ev.Why), FetchArgs{}), nil
 }
 
 // leave takes the task out of any queue and gives back what it holds.
 func (t *Task) leave() []Action {
 	var acts []Action
 	if t.Policy.ActorCall {
-		if t.State == Scheduled {
-			acts = append(acts, Dequeue{From: Scheduled})
+		if t.State != Running {
+			acts = append(acts, Dequeue{From: t.State}) // out of its actor's queue
 		}
 		return acts // actor calls hold no resources of their own
 	}
@@ -477,7 +519,7 @@ func (t *Task) end(s State, err *abi.TaskError) []Action {
 	if err != nil {
 		msg = err.Message
 	}
-	acts = append(acts, Record{State: s, Msg: msg}, Forget{})
+	acts = append(acts, t.rec(s, msg), Forget{})
 	if s == Finished {
 		return append(acts, SealResults{})
 	}
@@ -487,7 +529,7 @@ func (t *Task) end(s State, err *abi.TaskError) []Action {
 // done ends a running attempt.
 func (t *Task) done(err *abi.TaskError) []Action {
 	if t.TimedOut && !t.Cancelled {
-		err = failure(abi.ErrorTimeout, "the task ran past its timeout; its worker was stopped")
+		err = failure(abi.ErrorTimeout, fmt.Sprintf("the task ran past its timeout of %v; its worker was stopped", t.TimeoutLimit))
 	}
 	if t.Violation != "" && !t.Cancelled {
 		// Whatever it returned, a guest that broke the ABI's rules fails
@@ -506,11 +548,11 @@ func (t *Task) done(err *abi.TaskError) []Action {
 	}
 	acts := []Action{StopTimer{}}
 	acts = append(acts, t.leave()...)
-	acts = append(acts, Record{State: Retried, Msg: err.Message}, Retry{Err: err})
+	acts = append(acts, t.rec(Retried, err.Message), Retry{Err: err})
 	t.Attempt++
 	t.Node, t.TimedOut, t.Violation = "", false, ""
-	t.State = PendingArgs
-	return append(acts, Record{State: PendingArgs}, Requeue{})
+	t.State = PendingArgs // silently: the retried event says it
+	return append(acts, Requeue{})
 }
 
 // retryable reports whether a failed attempt runs again.
@@ -535,8 +577,14 @@ func (t *Task) retryable(err *abi.TaskError) bool {
 
 func (t *Task) cancel(ev Cancel) []Action {
 	if t.Cancelled {
+		if ev.Force && t.State == Running && !t.forced {
+			// A force after a cancel the guest did not heed.
+			t.forced = true
+			return []Action{KillWorker{}}
+		}
 		return nil
 	}
+	t.forced = ev.Force
 	t.Cancelled = true
 	acts := []Action{CloseCancel{}}
 	if ev.Recursive {
@@ -560,8 +608,12 @@ func (t *Task) rebuild(ev Rebuild) ([]Action, error) {
 	if p.MaxRetries >= 0 && int64(t.Attempt) >= int64(p.MaxRetries) {
 		return nil, fmt.Errorf("%w (MaxRetries %d)", ErrNoRetries, p.MaxRetries)
 	}
+	retried := t.rec(Retried, ev.Why)
 	t.Attempt++
 	t.State = PendingArgs
 	t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
-	return []Action{Record{State: Retried, Msg: ev.Why}, Revive{}, Record{State: PendingArgs}, AwaitArgs{}}, nil
+	return []Action{retried, Revive{}, t.rec(PendingArgs, ""), AwaitArgs{}}, nil
 }
+
+// rec is the Record of t entering s now.
+func (t *Task) rec(s State, msg string) Record { return Record{State: s, Msg: msg, Attempt: t.Attempt} }

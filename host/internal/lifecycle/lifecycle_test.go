@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 )
@@ -23,7 +24,7 @@ var (
 	hostErr    = &abi.TaskError{Kind: abi.ErrorHost, Message: "the host could not"}
 	cancelled  = failure(abi.ErrorCancelled, MsgCancelled)
 	cancelledQ = failure(abi.ErrorCancelled, MsgCancelledBeforeRun)
-	timedOut   = failure(abi.ErrorTimeout, "the task ran past its timeout; its worker was stopped")
+	timedOut   = failure(abi.ErrorTimeout, "the task ran past its timeout of 1s; its worker was stopped")
 )
 
 // Paths to each state of a fresh task, so a row names where it starts.
@@ -34,8 +35,8 @@ var (
 	toRunning     = []Event{Submit{}, Await{}, Reserved{}, WorkerAssigned{}}
 	toRunningPeer = []Event{Submit{}, Await{}, Reserved{Node: "b"}}
 	toFinished    = []Event{Submit{}, Await{}, Reserved{}, WorkerAssigned{}, Done{}}
-	toActorQueued = []Event{Submit{}, Await{}}
-	toActorRun    = []Event{Submit{}, Await{}, WorkerAssigned{}}
+	toActorQueued = []Event{Submit{}, Await{}, ActorReady{}}
+	toActorRun    = []Event{Submit{}, Await{}, ActorReady{}, WorkerAssigned{}}
 )
 
 func then(path []Event, evs ...Event) []Event {
@@ -60,7 +61,7 @@ func TestStep(t *testing.T) {
 		{name: "submit awaits its arguments", policy: call, events: []Event{Submit{}},
 			want: []Action{Record{State: PendingArgs}, AwaitArgs{}}, state: PendingArgs},
 		{name: "no arguments to wait for: queued", policy: call, events: toQueued,
-			want: []Action{Enqueue{}, Record{State: PendingResources}}, state: PendingResources},
+			want: []Action{Record{State: PendingResources}, Enqueue{}}, state: PendingResources},
 		{name: "an argument ready, another to come", policy: call, events: then(toPendingArgs, ArgReady{}),
 			want: nil, state: PendingArgs, check: func(t *testing.T, task *Task) {
 				if task.DepsLeft != 1 {
@@ -68,7 +69,7 @@ func TestStep(t *testing.T) {
 				}
 			}},
 		{name: "the last argument ready: queued", policy: call, events: then(toPendingArgs, ArgReady{}, ArgReady{}),
-			want: []Action{Enqueue{}, Record{State: PendingResources}}, state: PendingResources},
+			want: []Action{Record{State: PendingResources}, Enqueue{}}, state: PendingResources},
 		{name: "an extra ArgReady is stale", policy: call, events: then(toPendingArgs, ArgReady{}, ArgReady{}, ArgReady{}),
 			wantErr: ErrStale, state: PendingResources},
 		{name: "an argument failed", policy: call, events: then(toPendingArgs, ArgFailed{Err: argFailure}),
@@ -111,16 +112,16 @@ func TestStep(t *testing.T) {
 		{name: "arguments elsewhere: sent back to fetch them", policy: call, events: then(toRunning, Unstarted{Why: "fetching"}),
 			want: []Action{StopTimer{}, Release{}, Record{State: PendingArgs, Msg: "fetching"}, FetchArgs{}}, state: PendingArgs},
 		{name: "refused by the peer: back, counted, no retry", policy: call, events: then(toRunningPeer, Unstarted{Refused: true, Why: "refused"}),
-			want: []Action{StopTimer{}, Release{Node: "b"}, Record{State: PendingArgs, Msg: "refused"}, FetchArgs{}}, state: PendingArgs,
+			want: []Action{StopTimer{}, Release{Node: "b"}, Record{State: PendingArgs, Msg: "refused"}, Requeue{}}, state: PendingArgs,
 			check: func(t *testing.T, task *Task) {
 				if task.Refusals != 1 || task.Node != "" || task.Attempt != 0 {
 					t.Errorf("Refusals %d Node %q Attempt %d, want 1, \"\", 0", task.Refusals, task.Node, task.Attempt)
 				}
 			}},
 		{name: "sent back then queued again", policy: call, events: then(toRunning, Unstarted{}, Await{}),
-			want: []Action{Enqueue{}, Record{State: PendingResources}}, state: PendingResources},
+			want: []Action{Record{State: PendingResources}, Enqueue{}}, state: PendingResources},
 		{name: "cancelled while running, then sent back: cancelled", policy: call, events: then(toRunning, Cancel{}, Unstarted{}),
-			want: []Action{StopTimer{}, Release{}, Record{State: Cancelled, Msg: MsgCancelled}, Forget{}, SealFailure{Err: cancelled}},
+			want:  []Action{StopTimer{}, Release{}, Record{State: Cancelled, Msg: MsgCancelled}, Forget{}, SealFailure{Err: cancelled}},
 			state: Cancelled},
 
 		// running: blocked in Get/Wait/Next
@@ -143,23 +144,23 @@ func TestStep(t *testing.T) {
 		{name: "an application error is not retried by default", policy: call, events: then(toRunning, Done{Err: appErr}),
 			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: "boom"}, Forget{}, SealFailure{Err: appErr}}, state: Failed},
 		{name: "an application error with RetryExceptions: retried", policy: retryAll, events: then(toRunning, Done{Err: appErr}),
-			want: []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: "boom"}, Retry{Err: appErr}, Record{State: PendingArgs}, Requeue{}},
+			want:  []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: "boom"}, Retry{Err: appErr}, Requeue{}},
 			state: PendingArgs, attempt: 1},
 		{name: "retries spent: failed", policy: retryAll, events: then(toRunning, Done{Err: appErr}, Await{}, Reserved{}, WorkerAssigned{}, Done{Err: appErr}),
-			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: "boom"}, Forget{}, SealFailure{Err: appErr}}, state: Failed, attempt: 1},
+			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: "boom", Attempt: 1}, Forget{}, SealFailure{Err: appErr}}, state: Failed, attempt: 1},
 		{name: "a listed error code is retried", policy: retryE1, events: then(toRunning, Done{Err: appErrE1}),
-			want: []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: "e1"}, Retry{Err: appErrE1}, Record{State: PendingArgs}, Requeue{}},
+			want:  []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: "e1"}, Retry{Err: appErrE1}, Requeue{}},
 			state: PendingArgs, attempt: 1},
 		{name: "an unlisted error is not", policy: retryE1, events: then(toRunning, Done{Err: appErr}),
 			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: "boom"}, Forget{}, SealFailure{Err: appErr}}, state: Failed},
 		{name: "a worker death is retried", policy: call, events: then(toRunning, Done{Err: died}),
-			want: []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: died.Message}, Retry{Err: died}, Record{State: PendingArgs}, Requeue{}},
+			want:  []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: died.Message}, Retry{Err: died}, Requeue{}},
 			state: PendingArgs, attempt: 1},
 		{name: "a worker death with MaxRetries 0 fails", policy: noRetry, events: then(toRunning, Done{Err: died}),
 			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: died.Message}, Forget{}, SealFailure{Err: died}}, state: Failed},
 		{name: "unlimited retries keep retrying", policy: Policy{Retriable: true, MaxRetries: -1},
 			events: then(toRunning, Done{Err: died}, Await{}, Reserved{}, WorkerAssigned{}, Done{Err: died}, Await{}, Reserved{}, WorkerAssigned{}, Done{Err: died}),
-			want:   []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: died.Message}, Retry{Err: died}, Record{State: PendingArgs}, Requeue{}},
+			want:   []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: died.Message, Attempt: 2}, Retry{Err: died}, Requeue{}},
 			state:  PendingArgs, attempt: 3},
 		{name: "a driver is never retried", policy: driver, events: then(toRunning, Done{Err: died}),
 			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: died.Message}, Forget{}, SealFailure{Err: died}}, state: Failed},
@@ -168,7 +169,7 @@ func TestStep(t *testing.T) {
 		{name: "a peer's attempt that failed releases there", policy: noRetry, events: then(toRunningPeer, Done{Err: died}),
 			want: []Action{StopTimer{}, Release{Node: "b"}, Record{State: Failed, Msg: died.Message}, Forget{}, SealFailure{Err: died}}, state: Failed},
 		{name: "a retried peer attempt forgets the peer", policy: call, events: then(toRunningPeer, Done{Err: died}),
-			state: PendingArgs, attempt: 1, want: []Action{StopTimer{}, Release{Node: "b"}, Record{State: Retried, Msg: died.Message}, Retry{Err: died}, Record{State: PendingArgs}, Requeue{}},
+			state: PendingArgs, attempt: 1, want: []Action{StopTimer{}, Release{Node: "b"}, Record{State: Retried, Msg: died.Message}, Retry{Err: died}, Requeue{}},
 			check: func(t *testing.T, task *Task) {
 				if task.Node != "" {
 					t.Errorf("Node = %q after the retry", task.Node)
@@ -178,10 +179,10 @@ func TestStep(t *testing.T) {
 		// timeouts
 		{name: "a timeout kills the worker", policy: call, events: then(toRunning, Timeout{}),
 			want: []Action{KillWorker{}}, state: Running},
-		{name: "the killed attempt fails as a timeout, not a worker death", policy: noRetry, events: then(toRunning, Timeout{}, Done{Err: died}),
+		{name: "the killed attempt fails as a timeout, not a worker death", policy: noRetry, events: then(toRunning, Timeout{Limit: time.Second}, Done{Err: died}),
 			want: []Action{StopTimer{}, Release{}, Record{State: Failed, Msg: timedOut.Message}, Forget{}, SealFailure{Err: timedOut}}, state: Failed},
-		{name: "a timeout is retried when listed", policy: retryE1, events: then(toRunning, Timeout{}, Done{Err: died}),
-			want:  []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: timedOut.Message}, Retry{Err: timedOut}, Record{State: PendingArgs}, Requeue{}},
+		{name: "a timeout is retried when listed", policy: retryE1, events: then(toRunning, Timeout{Limit: time.Second}, Done{Err: died}),
+			want:  []Action{StopTimer{}, Release{}, Record{State: Retried, Msg: timedOut.Message}, Retry{Err: timedOut}, Requeue{}},
 			state: PendingArgs, attempt: 1, check: func(t *testing.T, task *Task) {
 				if task.TimedOut {
 					t.Error("the new attempt starts not timed out")
@@ -207,10 +208,10 @@ func TestStep(t *testing.T) {
 		{name: "cancel while waiting for arguments", policy: call, events: then(toPendingArgs, Cancel{}),
 			want: []Action{CloseCancel{}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}}, state: Cancelled},
 		{name: "cancel while queued for resources", policy: call, events: then(toQueued, Cancel{}),
-			want: []Action{CloseCancel{}, Dequeue{From: PendingResources}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
+			want:  []Action{CloseCancel{}, Dequeue{From: PendingResources}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
 			state: Cancelled},
 		{name: "cancel while waiting for a worker", policy: call, events: then(toScheduled, Cancel{}),
-			want: []Action{CloseCancel{}, Dequeue{From: Scheduled}, Release{}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
+			want:  []Action{CloseCancel{}, Dequeue{From: Scheduled}, Release{}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
 			state: Cancelled},
 		{name: "cancel while running ends its waits", policy: call, events: then(toRunning, Cancel{}),
 			want: []Action{CloseCancel{}, CancelInWorker{}}, state: Running},
@@ -222,7 +223,11 @@ func TestStep(t *testing.T) {
 			want: []Action{StopTimer{}, Release{}, Record{State: Cancelled, Msg: MsgCancelled}, Forget{}, SealFailure{Err: cancelled}}, state: Cancelled},
 		{name: "a force-cancelled task is not retried", policy: call, events: then(toRunning, Cancel{Force: true}, Done{Err: died}),
 			want: []Action{StopTimer{}, Release{}, Record{State: Cancelled, Msg: MsgCancelled}, Forget{}, SealFailure{Err: cancelled}}, state: Cancelled},
-		{name: "a second cancel does nothing", policy: call, events: then(toRunning, Cancel{}, Cancel{Force: true}),
+		{name: "a second cancel does nothing", policy: call, events: then(toRunning, Cancel{}, Cancel{}),
+			want: nil, state: Running},
+		{name: "a force after a cancel kills the worker", policy: call, events: then(toRunning, Cancel{}, Cancel{Force: true}),
+			want: []Action{KillWorker{}}, state: Running},
+		{name: "a second force does nothing", policy: call, events: then(toRunning, Cancel{Force: true}, Cancel{Force: true}),
 			want: nil, state: Running},
 		{name: "cancel after the end is stale", policy: call, events: then(toFinished, Cancel{}),
 			wantErr: ErrStale, state: Finished},
@@ -243,9 +248,9 @@ func TestStep(t *testing.T) {
 
 		// lineage: a finished task runs again when its results are lost
 		{name: "rebuild a finished task", policy: call, events: then(toFinished, Rebuild{Why: "lost x"}),
-			want: []Action{Record{State: Retried, Msg: "lost x"}, Revive{}, Record{State: PendingArgs}, AwaitArgs{}}, state: PendingArgs, attempt: 1},
+			want: []Action{Record{State: Retried, Msg: "lost x"}, Revive{}, Record{State: PendingArgs, Attempt: 1}, AwaitArgs{}}, state: PendingArgs, attempt: 1},
 		{name: "a rebuilt task runs to the end", policy: call, events: then(toFinished, Rebuild{}, Await{}, Reserved{Node: "c"}, Done{}),
-			want: []Action{StopTimer{}, Release{Node: "c"}, Record{State: Finished}, Forget{}, SealResults{}}, state: Finished, attempt: 1},
+			want: []Action{StopTimer{}, Release{Node: "c"}, Record{State: Finished, Attempt: 1}, Forget{}, SealResults{}}, state: Finished, attempt: 1},
 		{name: "rebuild with no retries left", policy: noRetry, events: then(toFinished, Rebuild{}),
 			wantErr: ErrNoRetries, state: Finished},
 		{name: "rebuild counts against MaxRetries", policy: retryAll, events: then(toFinished, Rebuild{}, Await{}, Reserved{}, WorkerAssigned{}, Done{}, Rebuild{}),
@@ -258,8 +263,16 @@ func TestStep(t *testing.T) {
 			wantErr: ErrNoRetries, state: Finished},
 
 		// actor calls: queued on their actor, no resources of their own
-		{name: "an actor call's arguments ready: queued on its actor", policy: actorCall, events: toActorQueued,
-			want: []Action{QueueOnActor{}, Record{State: Scheduled}}, state: Scheduled},
+		{name: "an actor call's arguments ready: brought here", policy: actorCall, events: []Event{Submit{}, Await{}},
+			want: []Action{QueueOnActor{}}, state: PendingArgs},
+		{name: "an actor call's arguments here: queued on its actor", policy: actorCall, events: toActorQueued,
+			want: []Action{Record{State: Scheduled}}, state: Scheduled},
+		{name: "an actor call is queued once", policy: actorCall, events: []Event{Submit{}, Await{}, Await{}},
+			wantErr: ErrStale, state: PendingArgs},
+		{name: "ActorReady before the arguments is stale", policy: actorCall, events: []Event{Submit{}, Await{Deps: 1}, ActorReady{}},
+			wantErr: ErrStale, state: PendingArgs},
+		{name: "a task's ActorReady is stale", policy: call, events: []Event{Submit{}, ActorReady{}},
+			wantErr: ErrStale, state: PendingArgs},
 		{name: "the actor runs the call", policy: actorCall, events: toActorRun,
 			want: []Action{Record{State: Running}, Exec{}}, state: Running},
 		{name: "an actor call does not block the actor's CPU", policy: actorCall, events: then(toActorRun, Block{}),
@@ -269,12 +282,21 @@ func TestStep(t *testing.T) {
 		{name: "an actor call's failure is not retried by the task", policy: actorCall, events: then(toActorRun, Done{Err: died}),
 			want: []Action{StopTimer{}, Record{State: Failed, Msg: died.Message}, Forget{}, SealFailure{Err: died}}, state: Failed},
 		{name: "the actor restarts: the call runs again", policy: actorCall, events: then(toActorRun, ActorRetry{Why: "restarting"}),
-			want:  []Action{Record{State: Retried, Msg: "restarting"}, Retry{Err: failure(abi.ErrorActorDied, "restarting")}, QueueOnActor{}},
+			want:  []Action{Record{State: Retried, Msg: "restarting"}, Retry{Err: failure(abi.ErrorActorDied, "restarting")}, QueueOnActor{Front: true}},
 			state: Scheduled, attempt: 1},
 		{name: "a cancelled actor call is not run again", policy: actorCall, events: then(toActorRun, Cancel{}, ActorRetry{}),
 			wantErr: ErrStale, state: Running},
+		{name: "cancel an actor call waiting for its arguments", policy: actorCall, events: []Event{Submit{}, Await{Deps: 1}, Cancel{}},
+			want:  []Action{CloseCancel{}, Dequeue{From: PendingArgs}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
+			state: Cancelled},
+		{name: "an actor's creation runs again when the actor restarts", policy: driver, events: then(toFinished, Restart{Why: "its worker died"}),
+			want: []Action{Record{State: Retried, Msg: "its worker died"}, Requeue{}}, state: PendingArgs, attempt: 1},
+		{name: "a live creation does not restart", policy: driver, events: then(toRunning, Restart{}),
+			wantErr: ErrStale, state: Running},
+		{name: "the submit note goes with the first event", policy: call, events: []Event{Submit{Note: "grants: env X;"}},
+			want: []Action{Record{State: PendingArgs, Msg: "grants: env X;"}, AwaitArgs{}}, state: PendingArgs},
 		{name: "cancel a queued actor call", policy: actorCall, events: then(toActorQueued, Cancel{}),
-			want: []Action{CloseCancel{}, Dequeue{From: Scheduled}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
+			want:  []Action{CloseCancel{}, Dequeue{From: Scheduled}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: cancelledQ}},
 			state: Cancelled},
 		{name: "a task's ActorRetry is stale", policy: call, events: then(toRunning, ActorRetry{}),
 			wantErr: ErrStale, state: Running},
@@ -325,7 +347,7 @@ func TestEveryEventInEveryState(t *testing.T) {
 	events := []Event{Submit{}, Await{}, Await{Deps: 1}, ArgReady{}, ArgFailed{Err: argFailure}, Infeasible{Why: "x"},
 		Reserved{}, Reserved{Node: "b"}, WorkerAssigned{}, Unstarted{}, Unstarted{Refused: true}, Block{}, Unblock{},
 		Done{}, Done{Err: appErr}, Done{Err: died}, Timeout{}, Timeout{Attempt: 7}, Violate{Why: "v"},
-		Cancel{}, Cancel{Force: true, Recursive: true}, Rebuild{}, Fail{Err: hostErr}, ActorRetry{}}
+		Cancel{}, Cancel{Force: true, Recursive: true}, Rebuild{}, Restart{}, Fail{Err: hostErr}, ActorRetry{}, ActorReady{}}
 	for _, policy := range []Policy{call, retryAll, noRetry, actorCall} {
 		for name, path := range paths {
 			for _, ev := range events {
@@ -346,7 +368,9 @@ func TestEveryEventInEveryState(t *testing.T) {
 						continue
 					}
 					if before.State.Terminal() {
-						if _, ok := ev.(Rebuild); !ok {
+						switch ev.(type) {
+						case Rebuild, Restart:
+						default:
 							t.Errorf("%s + %T: a terminal task took an event", name, ev)
 						}
 					}
