@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/rayhost/rayhost/host/internal/edge"
-	"github.com/rayhost/rayhost/internal/kinds"
 	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/internal/kinds"
 )
 
 // Sentinel errors of the host. Each belongs to an API class of

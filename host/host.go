@@ -13,12 +13,16 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/host/internal/cluster"
 	"github.com/rayhost/rayhost/host/internal/guard"
 	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -59,7 +63,7 @@ type Host struct {
 
 	// Set when the host is in a cluster (Config.Cluster).
 	members gossip.Membership
-	cluster *cluster
+	cluster *cluster.Cluster
 
 	done chan struct{} // closed by Close
 	// serving is the base context of API calls; Close cancels it so that
@@ -161,8 +165,11 @@ func New(cfg Config) (*Host, error) {
 	h.mu.Unlock()
 
 	mux := http.NewServeMux()
-	mux.Handle(rayhostv1connect.NewTaskServiceHandler(api, h.handlerOptions()...))
-	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, h.handlerOptions()...))
+	// The peer protocol version: calls to the PeerService with another
+	// are refused; a peer's calls are answered with this host's.
+	peerVersion := connect.WithInterceptors(peerwire.ServerInterceptor())
+	mux.Handle(rayhostv1connect.NewTaskServiceHandler(api, append(h.handlerOptions(), peerVersion)...))
+	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, append(h.handlerOptions(), peerVersion)...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	tls := cfg.TLSCertFile != ""
@@ -283,11 +290,12 @@ func (h *Host) Close() error {
 			stopping.Go(w.stop)
 		}
 		stopping.Wait()
-		if h.members != nil {
-			_ = h.members.Close()
-		}
 		if h.cluster != nil {
-			h.cluster.closeAll() // ends remote attempts and calls to peers
+			// Closes the membership and ends remote attempts and calls to
+			// peers.
+			_ = h.cluster.Close()
+		} else if h.members != nil {
+			_ = h.members.Close()
 		}
 		h.wg.Wait()
 		h.objs.Close()

@@ -14,8 +14,6 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
-	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
-	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/ids"
 )
@@ -115,18 +113,10 @@ func (h *Host) warmPeers(ctx context.Context, digest string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	h.cluster.mu.Lock()
-	var apis []rayhostv1connect.PeerServiceClient
-	for _, p := range h.cluster.byName {
-		if p.status == gossip.StatusAlive && p.proven {
-			apis = append(apis, p.api)
-		}
-	}
-	h.cluster.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, api := range apis {
+	for _, pc := range h.cluster.Alive() {
 		wg.Go(func() {
-			if _, err := api.WarmModule(ctx, connect.NewRequest(&rayhostv1.WarmModuleRequest{Digest: digest, From: h.addr})); err != nil {
+			if _, err := pc.API.WarmModule(ctx, connect.NewRequest(&rayhostv1.WarmModuleRequest{Digest: digest, From: h.addr})); err != nil {
 				h.log.Info("a peer did not warm a module", "digest", digest, "err", err)
 			}
 		})

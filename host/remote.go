@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"sync"
-	"time"
 
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
-	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
 // A task placed on another host runs there as if that host were one more
@@ -26,189 +25,36 @@ import (
 // Values larger than the inline limit never travel to the owner: the
 // executor keeps them and the owner records it as their holder.
 //
-// Frames beyond internal/ipc's, on the Execute stream only:
-const (
-	frameExec       ipc.Type = 100 // owner → executor: execSpec
-	frameKill       ipc.Type = 101 // owner → executor: kill the worker (force cancel, timeout)
-	frameRemoteDone ipc.Type = 102 // executor → owner: the outcome, large values held
-	frameRefused    ipc.Type = 103 // executor → owner: the attempt did not start (why, as text)
-)
+// The frames of the Execute stream beyond the worker protocol's
+// (ipc.TypePeerExec, TypePeerKill, TypePeerOutcome, TypePeerRefused), the
+// host-internal ops (abi.OpPutHeld, OpYieldHeld) and codec (abi.CodecHeld)
+// are declared by their packages; their payloads are encoded by
+// host/internal/peerwire.
 
 // maxRefusals bounds how often one task is sent back unstarted (by peers
 // refusing it) before a refusal counts as a failed attempt.
 const maxRefusals = 3
 
-// Ops the executor relays in place of a guest's put or yield of a large
-// value, whose bytes it kept: the payload is the object ID (for a put) and
-// a held value.
+// Local names for the wire's held values, used by files other helpers are
+// moving (objects.go, lineage.go, peerapi.go, workers.go).
 const (
-	opPutHeld   abi.Op = 1000
-	opYieldHeld abi.Op = 1001
+	codecHeld   = abi.CodecHeld
+	opPutHeld   = abi.OpPutHeld
+	opYieldHeld = abi.OpYieldHeld
+	frameKill   = ipc.TypePeerKill
 )
 
-// codecHeld marks, inside the host only, a value whose bytes other hosts
-// hold; its Data is an encoded heldValue. objects.seal records the holders
-// instead of bytes. It never reaches a guest or a client.
-const codecHeld abi.Codec = 0x80
+type heldValue = peerwire.Held
 
-// heldValue describes a value by where it is rather than by its bytes.
-type heldValue struct {
-	Codec   abi.Codec
-	Size    int64
-	Holders []string
-}
+func decodeHeld(b []byte) (heldValue, error) { return peerwire.DecodeHeld(b) }
 
-func (v heldValue) encode(b []byte) []byte {
-	e := abi.Encoder{B: b}
-	e.Byte(byte(v.Codec))
-	e.Varint(v.Size)
-	e.Uvarint(uint64(len(v.Holders)))
-	for _, s := range v.Holders {
-		e.String(s)
-	}
-	return e.B
-}
-
-func decodeHeld(b []byte) (heldValue, error) {
-	d := abi.NewDecoder(b)
-	var v heldValue
-	v.Codec = abi.Codec(d.Byte())
-	v.Size = d.Varint()
-	n := d.Count(1)
-	for range n {
-		v.Holders = append(v.Holders, d.String())
-	}
-	if err := d.Done(); err != nil {
-		return v, err
-	}
-	if !v.Codec.Valid() || v.Codec == abi.CodecError {
-		return v, fmt.Errorf("held value: bad codec %d", v.Codec)
-	}
-	return v, nil
-}
-
-func heldAsValue(v heldValue) abi.Value { return abi.Value{Codec: codecHeld, Data: v.encode(nil)} }
-
-// encodeValues and decodeValues carry values that may be held (codecHeld),
-// which abi.Result refuses.
-func encodeValues(e *abi.Encoder, vals []abi.Value) {
-	e.Uvarint(uint64(len(vals)))
-	for _, v := range vals {
-		e.Byte(byte(v.Codec))
-		e.Bytes(v.Data)
-	}
-}
-
-func decodeValues(d *abi.Decoder) []abi.Value {
-	n := d.Count(1)
-	out := make([]abi.Value, 0, n)
-	for range n {
-		c := abi.Codec(d.Byte())
-		out = append(out, abi.Value{Codec: c, Data: append([]byte(nil), d.Bytes()...)})
-	}
-	return out
-}
-
-// execSpec is everything an executor needs to run one attempt of a task.
-type execSpec struct {
-	Task       ids.TaskID
-	Attempt    uint32
-	Kind       abi.Kind
-	Function   string
-	Module     string // digest; fetched from the owner if missing
-	Owner      string // the owner's API address (ObjectRefs the guest makes name it)
-	OwnerID    string
-	NumReturns uint32
-	Req        scheduler.Resources
-	Limits     abi.Limits
-	Grants     abi.Grants
-	// Args are inline values, or (codecHeld) where to pull them from.
-	Args []abi.Value
-	// ArgIDs name the held arguments (zero for inline ones).
-	ArgIDs []ids.ObjectID
-	// Actor is set for an actor's creation and its calls, which all travel
-	// on the creation's stream and run on the worker it bound; HoldCPU: the
-	// actor keeps its resources while it lives.
-	Actor   ids.TaskID
-	HoldCPU bool
-}
-
-func (s *execSpec) encode() []byte {
-	e := abi.Encoder{}
-	e.TaskID(s.Task)
-	e.Uvarint(uint64(s.Attempt))
-	e.Byte(byte(s.Kind))
-	e.String(s.Function)
-	e.String(s.Module)
-	e.String(s.Owner)
-	e.String(s.OwnerID)
-	e.Uvarint(uint64(s.NumReturns))
-	e.Varint(s.Req.CPU)
-	e.Varint(s.Req.GPU)
-	e.Uvarint(uint64(len(s.Req.Custom)))
-	for _, a := range s.Req.Custom {
-		e.String(a.Name)
-		e.Varint(a.Units)
-	}
-	e.Uvarint(uint64(s.Limits.MemoryPages))
-	e.Varint(s.Limits.TimeoutNs)
-	abi.EncodeGrants(&e, s.Grants)
-	encodeValues(&e, s.Args)
-	for _, id := range s.ArgIDs {
-		e.Bytes(id[:]) // zero for inline arguments (ObjectID refuses it)
-	}
-	e.TaskID(s.Actor)
-	if s.HoldCPU {
-		e.Byte(1)
-	} else {
-		e.Byte(0)
-	}
-	return e.B
-}
-
-func decodeExecSpec(b []byte) (*execSpec, error) {
-	d := abi.NewDecoder(b)
-	s := &execSpec{}
-	s.Task = d.TaskID()
-	s.Attempt = d.Uint32()
-	s.Kind = abi.Kind(d.Byte())
-	s.Function = d.String()
-	s.Module = d.String()
-	s.Owner = d.String()
-	s.OwnerID = d.String()
-	s.NumReturns = d.Uint32()
-	s.Req.CPU = d.Varint()
-	s.Req.GPU = d.Varint()
-	n := d.Count(2)
-	for range n {
-		s.Req.Custom = append(s.Req.Custom, scheduler.Amount{Name: d.String(), Units: d.Varint()})
-	}
-	s.Limits.MemoryPages = d.Uint32()
-	s.Limits.TimeoutNs = d.Varint()
-	s.Grants = abi.DecodeGrants(d)
-	s.Args = decodeValues(d)
-	s.ArgIDs = make([]ids.ObjectID, len(s.Args))
-	for i := range s.ArgIDs {
-		b := d.Bytes()
-		if len(b) != len(s.ArgIDs[i]) {
-			return nil, fmt.Errorf("exec: argument %d: bad object id", i+1)
-		}
-		copy(s.ArgIDs[i][:], b)
-	}
-	s.Actor = d.TaskID()
-	s.HoldCPU = d.Byte() == 1
-	if err := d.Done(); err != nil {
-		return nil, err
-	}
-	if s.NumReturns > abi.MaxIndex {
-		return nil, fmt.Errorf("exec: %d returns", s.NumReturns)
-	}
-	return s, nil
-}
+func heldAsValue(v heldValue) abi.Value { return v.Value() }
 
 // remoteLink is the owner's end of one task attempt running on a peer.
 type remoteLink struct {
-	p      *peer
+	// api calls the peer; nil if node was no member when the attempt was
+	// placed.
+	api    rayhostv1connect.PeerServiceClient
 	node   string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -229,13 +75,12 @@ func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
 
 // newRemoteWorker makes the owner-side stand-in for a worker on node.
 func (h *Host) newRemoteWorker(node string) *workerProc {
-	p := h.peerNamed(node)
+	pc, ok := h.cluster.Named(node)
 	w := &workerProc{h: h}
-	l := &remoteLink{p: p, node: node}
-	if p != nil {
-		h.cluster.mu.Lock()
-		l.ctx, l.cancel = context.WithCancel(p.ctx)
-		h.cluster.mu.Unlock()
+	l := &remoteLink{node: node}
+	if ok {
+		l.api = pc.API
+		l.ctx, l.cancel = context.WithCancel(pc.Ctx)
 	} else {
 		l.ctx, l.cancel = context.WithCancel(context.Background())
 		l.cancel() // the node is gone already: the attempt fails at once
@@ -247,7 +92,7 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
 func (h *Host) execRemote(t *task, w *workerProc) error {
-	spec := &execSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.Digest,
+	spec := &peerwire.ExecSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.Digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
 	if a := t.actor; a != nil {
@@ -282,7 +127,7 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 	l.mu.Unlock()
 	if started {
 		// An actor's call: its worker there is bound to this stream.
-		if err := l.send(frameExec, spec.encode()); err != nil {
+		if err := l.send(ipc.TypePeerExec, spec.Encode()); err != nil {
 			return fmt.Errorf("%w: %v", errWorkerGone, err)
 		}
 		return nil
@@ -299,34 +144,31 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 // are handled as a local worker's would be. A stream that ends without an
 // outcome (the peer died, was cut off, or left) is a dead worker: the task
 // is retried if it may be.
-func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
+func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 	l := w.remote
 	defer l.cancel()
 	var err error
 	done := false
 	refused := ""
-	if l.p == nil {
+	if l.api == nil {
 		err = fmt.Errorf("host %s is not in the cluster", l.node)
 	} else {
-		h.cluster.mu.Lock()
-		api := l.p.api
-		h.cluster.mu.Unlock()
-		stream := api.Execute(l.ctx)
+		stream := l.api.Execute(l.ctx)
 		l.mu.Lock()
 		l.stream = stream
 		l.mu.Unlock()
-		if err = l.send(frameExec, spec.encode()); err == nil {
+		if err = l.send(ipc.TypePeerExec, spec.Encode()); err == nil {
 			for {
 				var res *rayhostv1.ExecuteResponse
 				if res, err = stream.Receive(); err != nil {
 					break
 				}
 				typ := ipc.Type(res.GetType())
-				if typ == frameRefused {
+				if typ == ipc.TypePeerRefused {
 					refused = string(res.GetPayload())
 					break
 				}
-				if typ == frameRemoteDone {
+				if typ == ipc.TypePeerOutcome {
 					if err = h.remoteDone(w, res.GetPayload()); err != nil {
 						break
 					}
@@ -367,7 +209,7 @@ func (h *Host) serveRemote(w *workerProc, spec *execSpec) {
 			}
 			err = errors.New(refused)
 		}
-		if errors.Is(err, context.Canceled) && l.p != nil {
+		if errors.Is(err, context.Canceled) && l.api != nil {
 			err = fmt.Errorf("host %s left or failed", l.node)
 		}
 		h.workerDied(w, fmt.Errorf("on host %s: %v", l.node, err))
@@ -384,403 +226,15 @@ func (h *Host) boundActor(w *workerProc) bool {
 
 // remoteDone finishes a remote attempt with its outcome.
 func (h *Host) remoteDone(w *workerProc, payload []byte) error {
-	d := abi.NewDecoder(payload)
-	task := d.TaskID()
-	status := abi.Status(d.Byte())
-	vals := decodeValues(d)
-	if err := d.Done(); err != nil {
+	o, err := peerwire.DecodeOutcome(payload)
+	if err != nil {
 		return err
 	}
-	t := h.runningTask(w, task)
+	t := h.runningTask(w, o.Task)
 	if t == nil {
 		return nil
 	}
-	te, vals := h.outcomeValues(t, status, vals)
+	te, vals := h.outcomeValues(t, o.Status, o.Values)
 	h.finishWorker(w, t, te, vals)
 	return nil
-}
-
-// --- the executor's side ---
-
-// foreign is the executor's end of a task it runs for another host.
-type foreign struct {
-	owner, ownerID string
-	mu             sync.Mutex
-	stream         *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
-	done           chan struct{}
-	once           sync.Once
-
-	// For an actor: its ID, and (guarded by Host.mu) the worker its
-	// creation bound, the call running on it, and the resources it holds.
-	actor   ids.TaskID
-	holdCPU bool
-	worker  *workerProc
-	current *task
-	held    *scheduler.Resources
-}
-
-func (f *foreign) send(typ ipc.Type, payload []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.stream == nil {
-		return errWorkerGone // the handler returned: the stream is no longer ours
-	}
-	return f.stream.Send(&rayhostv1.ExecuteResponse{Type: uint32(typ), Payload: payload})
-}
-
-// detach is called as the Execute handler returns: a worker that ends
-// later must not touch the stream.
-func (f *foreign) detach() {
-	f.mu.Lock()
-	f.stream = nil
-	f.mu.Unlock()
-}
-
-func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
-
-// execute serves PeerService.Execute: it runs one attempt of another host's
-// task here, or an actor: its creation, then its calls, on one worker.
-func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
-	first, err := stream.Receive()
-	if err != nil {
-		return err
-	}
-	if ipc.Type(first.GetType()) != frameExec {
-		return invalid("the first frame must be an exec")
-	}
-	spec, err := decodeExecSpec(first.GetPayload())
-	if err != nil {
-		return invalid("exec: %v", err)
-	}
-	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU}
-	defer f.detach()
-	// Work only for members, and stop when gossip says the owner is gone
-	// (a stream to a dead host may take long to break).
-	pc, err := h.awaitMember(ctx, spec.Owner)
-	if err != nil {
-		_ = f.send(frameRefused, []byte(fmt.Sprintf("host %s does not know the owner: %v", h.cfg.ID, err)))
-		return nil
-	}
-	ctx, cancel := mergeCancel(ctx, pc.ctx)
-	defer cancel()
-	h.startForeign(ctx, f, spec)
-
-	// Frames from the owner: replies to relayed calls, cancels, kills, and an
-	// actor's next calls. The stream ending early means the owner is gone:
-	// stop what runs for it.
-	go func() {
-		for {
-			m, err := stream.Receive()
-			if err != nil {
-				h.foreignGone(f)
-				return
-			}
-			h.mu.Lock()
-			t := f.current
-			var w *workerProc
-			if t != nil {
-				w = t.worker
-			}
-			h.mu.Unlock()
-			switch ipc.Type(m.GetType()) {
-			case ipc.TypeReply:
-				if w != nil && w.conn != nil {
-					_ = w.conn.Write(ipc.TypeReply, m.GetPayload())
-				}
-			case ipc.TypeCancel:
-				// Only the call it names: on an actor's stream the next call
-				// may already be running.
-				var c ipc.Cancel
-				if t != nil && c.Decode(m.GetPayload()) == nil && c.Task == t.id {
-					h.foreignCancel(t, false)
-				}
-			case frameKill:
-				h.foreignGone(f)
-			case frameExec:
-				spec, err := decodeExecSpec(m.GetPayload())
-				if err != nil || f.actor.IsZero() || spec.Actor != f.actor {
-					h.log.Warn("a bad exec on an actor's stream", "owner", f.ownerID, "err", err)
-					h.foreignGone(f)
-					return
-				}
-				go h.startForeign(ctx, f, spec)
-			}
-		}
-	}()
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		h.foreignGone(f)
-		select {
-		case <-f.done:
-		case <-time.After(2 * time.Second):
-		}
-	}
-	return nil
-}
-
-// startForeign runs one task of spec for f's owner: an actor's call on the
-// worker f bound, anything else through this host's scheduler.
-func (h *Host) startForeign(ctx context.Context, f *foreign, spec *execSpec) {
-	fail := func(kind abi.ErrorKind, msg string) {
-		if spec.Kind == abi.KindActorCall && kind != abi.ErrorActorDied {
-			// Only this call failed; the actor's instance is fine (a trap
-			// would make its owner drop it).
-			te := &abi.TaskError{Kind: kind, TaskID: spec.Task.String(), Function: spec.Function, Host: h.cfg.ID, Message: msg}
-			e := abi.Encoder{}
-			e.TaskID(spec.Task)
-			e.Byte(byte(abi.StatusError))
-			encodeValues(&e, []abi.Value{te.Encode()})
-			_ = f.send(frameRemoteDone, e.B)
-			return
-		}
-		d := ipc.Done{Task: spec.Task, Trap: msg, Kind: kind}
-		_ = f.send(ipc.TypeDone, d.Encode(nil))
-		if spec.Kind != abi.KindActorCall {
-			f.finish()
-		}
-	}
-	// refuse: this host cannot start it (the owner places it again); an
-	// actor's call, bound to its worker here, fails instead.
-	refuse := func(msg string) {
-		if spec.Kind == abi.KindActorCall {
-			fail(abi.ErrorHost, msg)
-			return
-		}
-		_ = f.send(frameRefused, []byte(msg))
-		f.finish()
-	}
-	mod, err := h.ensureModule(ctx, spec.Module, spec.Owner)
-	if err != nil {
-		refuse(fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
-		return
-	}
-	t := &task{id: spec.Task, lc: lifecycle.Task{Attempt: spec.Attempt}, kind: spec.Kind, function: spec.Function, mod: mod,
-		numReturns: int(spec.NumReturns), req: spec.Req, limits: spec.Limits, grants: spec.Grants, foreign: f, tree: &tree{}}
-	t.limits.TimeoutNs = 0 // the owner times the attempt
-	t.args = make([]abi.Arg, len(spec.Args))
-	for i, v := range spec.Args {
-		if v.Codec != codecHeld {
-			t.args[i] = abi.Arg{Value: v}
-			continue
-		}
-		if v, err = h.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
-			msg := fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err)
-			switch {
-			case errors.Is(err, ErrObjectLost) || errors.Is(err, ErrOwnerDied):
-				// Gone for good: placing it elsewhere would not help.
-				kind := abi.ErrorObjectLost
-				if errors.Is(err, ErrOwnerDied) {
-					kind = abi.ErrorOwnerDied
-				}
-				fail(kind, msg)
-			default:
-				refuse(msg)
-			}
-			return
-		}
-		t.args[i] = abi.Arg{Value: v}
-	}
-	if t.grants, err = h.checkGrants(t.grants); err != nil {
-		fail(abi.ErrorPermissionDenied, err.Error())
-		return
-	}
-	t.cancelCh = make(chan struct{})
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		refuse("host " + h.cfg.ID + " is shutting down")
-		return
-	}
-	f.current = t
-	if t.kind == abi.KindActorCall {
-		w := f.worker
-		if w == nil || w.dead || w.task != nil {
-			h.mu.Unlock()
-			fail(abi.ErrorActorDied, "the actor's worker on host "+h.cfg.ID+" is gone")
-			return
-		}
-		t.lc.State, t.worker, w.task = stateRunning, w, t
-		h.mu.Unlock()
-		h.start([]assignment{{t, w}})
-		return
-	}
-	t.lc.State = statePendingResources
-	if err := h.sched.Enqueue(t.id, t.req, scheduler.Placement{NodeID: h.cfg.ID}, t); err != nil {
-		f.current = nil
-		h.mu.Unlock()
-		refuse(fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
-		return
-	}
-	starts := h.dispatchLocked()
-	h.mu.Unlock()
-	h.start(starts)
-}
-
-// foreignGone stops everything running here for f's owner: the owner went
-// away or asked for a kill. An actor's worker is stopped (its owner
-// restarts it elsewhere if it may).
-func (h *Host) foreignGone(f *foreign) {
-	h.mu.Lock()
-	t, w := f.current, f.worker
-	h.mu.Unlock()
-	if w != nil {
-		w.kill() // its owner sees the stream end, and restarts it elsewhere
-		f.finish()
-		return
-	}
-	if t != nil {
-		h.foreignCancel(t, true)
-		return
-	}
-	f.finish()
-}
-
-// pullArg brings a held argument here and returns its bytes.
-func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner string) (abi.Value, error) {
-	hv, err := decodeHeld(v.Data)
-	if err != nil {
-		return abi.Value{}, err
-	}
-	if h.objs.Here(ctx, id) {
-		return h.objs.Value(ctx, id)
-	}
-	// From a holder; if none gives it, the owner says where it is now (it
-	// rebuilds it if every copy is gone).
-	if err := h.objs.Fetch(ctx, id, hv.Holders, owner); err != nil {
-		return abi.Value{}, err
-	}
-	v, err = h.objs.Value(ctx, id)
-	if err == nil && v.Codec == abi.CodecError {
-		// Its owner says it is gone (lost, or its owner died).
-		te := abi.DecodeTaskError(v.Data)
-		if te.Kind == abi.ErrorOwnerDied {
-			return abi.Value{}, fmt.Errorf("%w: %s", ErrOwnerDied, te.Message)
-		}
-		return abi.Value{}, fmt.Errorf("%w: %s", ErrObjectLost, te.Message)
-	}
-	return v, err
-}
-
-// foreignCancel stops a task run for another host.
-func (h *Host) foreignCancel(t *task, force bool) {
-	h.mu.Lock()
-	later := h.stepLocked(t, lifecycle.Cancel{Force: force})
-	starts := h.dispatchLocked()
-	h.mu.Unlock()
-	run(later) // a queued task tells its owner it was cancelled
-	h.start(starts)
-}
-
-// relayCall sends a guest's call to the owner of its task. A large put or
-// yield stays here: the owner is told this host holds it.
-func (h *Host) relayCall(t *task, c ipc.Call) {
-	switch c.Op {
-	case abi.OpPut:
-		var req abi.PutRequest
-		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && req.ID.IsPut() && h.keepHere(req.Value) {
-			v, err := h.holdHere(req.ID, req.Value)
-			if err == nil {
-				e := abi.Encoder{}
-				e.Raw(req.ID[:])
-				e.Bytes(v.Data)
-				c.Op, c.Payload = opPutHeld, e.B
-			}
-		}
-	case abi.OpYield:
-		if v, err := abi.DecodeValue(c.Payload); err == nil && h.keepHere(v) {
-			h.mu.Lock()
-			id := t.id.Return(t.yields)
-			t.yields++
-			h.mu.Unlock()
-			if hv, err := h.holdHere(id, v); err == nil {
-				c.Op, c.Payload = opYieldHeld, hv.Data
-			}
-		} else if err == nil {
-			h.mu.Lock()
-			t.yields++
-			h.mu.Unlock()
-		}
-	}
-	_ = t.foreign.send(ipc.TypeCall, c.Encode(nil))
-}
-
-// keepHere reports whether a value a guest made here stays here (its owner
-// records this host as the holder) rather than travel to the owner.
-func (h *Host) keepHere(v abi.Value) bool {
-	return v.Codec != abi.CodecError && len(v.Data) > h.cfg.InlineObjectLimit
-}
-
-// holdHere stores a value made here for another host's object and returns
-// the held value that tells the owner where it is.
-func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
-	data := append([]byte(nil), v.Data...)
-	if err := h.objs.Seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
-		return abi.Value{}, err
-	}
-	return heldAsValue(heldValue{Codec: v.Codec, Size: int64(len(data)), Holders: []string{h.addr}}), nil
-}
-
-// foreignDone ends a task run for another host: the worker goes back to
-// use and the outcome goes to the owner.
-func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
-	f := t.foreign
-	h.mu.Lock()
-	keep := false // the stream stays open: an actor lives on w
-	if w.task == t {
-		w.task = nil
-		switch {
-		case w.dead:
-		case w.foreign == f:
-			keep = true // an actor's call ended
-		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.lc.Cancelled:
-			w.foreign, f.worker, keep = f, w, true
-		default:
-			w.idleSince = time.Now()
-			h.idle = append(h.idle, w)
-		}
-	}
-	if f.current == t {
-		f.current = nil
-	}
-	// The owner decides the outcome and seals it (below): here the attempt
-	// is simply over.
-	_ = h.stepLocked(t, lifecycle.Done{})
-	if keep && t.kind == abi.KindActorCreate && f.holdCPU {
-		h.sched.Acquire(t.req)
-		req := t.req
-		f.held = &req
-	}
-	starts := h.dispatchLocked()
-	h.mu.Unlock()
-	defer h.start(starts)
-	if !keep {
-		defer f.finish()
-	}
-	if d.Trap != "" {
-		_ = t.foreign.send(ipc.TypeDone, d.Encode(nil))
-		return
-	}
-	var res abi.Result
-	if err := res.Decode(d.Result); err != nil {
-		bad := ipc.Done{Task: t.id, Trap: "undecodable result: " + err.Error(), Kind: abi.ErrorHost}
-		_ = t.foreign.send(ipc.TypeDone, bad.Encode(nil))
-		return
-	}
-	for i, v := range res.Values {
-		if d.Status == abi.StatusOK && h.keepHere(v) && i < t.numReturns {
-			hv, err := h.holdHere(t.id.Return(i), v)
-			if err != nil {
-				bad := ipc.Done{Task: t.id, Trap: "keeping a result: " + err.Error(), Kind: abi.ErrorHost}
-				_ = t.foreign.send(ipc.TypeDone, bad.Encode(nil))
-				return
-			}
-			res.Values[i] = hv
-		}
-	}
-	e := abi.Encoder{}
-	e.TaskID(t.id)
-	e.Byte(byte(d.Status))
-	encodeValues(&e, res.Values)
-	_ = t.foreign.send(frameRemoteDone, e.B)
 }

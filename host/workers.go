@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -231,7 +232,7 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			}
 			return nil
 		}
-		if t.foreign != nil && c.Op != abi.OpGet && c.Op != abi.OpWait {
+		if t.foreign != nil && !c.Op.AtRunner() {
 			// The owner answers everything but Get and Wait, which are
 			// served here, where the task needs the values.
 			c.Payload = append([]byte(nil), c.Payload...)
@@ -240,12 +241,12 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 		}
 		switch c.Op {
 		case opPutHeld:
-			d := abi.NewDecoder(c.Payload)
-			id := d.ObjectID()
-			v := abi.Value{Codec: codecHeld, Data: append([]byte(nil), d.Bytes()...)}
+			p, err := peerwire.DecodePutHeld(c.Payload)
+			id := p.ID
+			v := abi.Value{Codec: codecHeld, Data: append([]byte(nil), p.Held...)}
 			// Only the task's own put IDs, as guestPut requires: never one of
 			// its returns, which would seal its result early.
-			if d.Done() == nil && id.Task() == t.id && id.IsPut() {
+			if err == nil && id.Task() == t.id && id.IsPut() {
 				if err := h.objs.Seal(context.Background(), id, v); err != nil {
 					h.log.Warn("refused a held put", "task_id", t.id, "err", err)
 				}

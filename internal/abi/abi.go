@@ -34,6 +34,9 @@ const (
 // Op names a request the guest makes through ImportCall.
 type Op uint32
 
+// The ops a guest may call, and two the host uses among its hosts. What
+// each op carries, who answers it and how is in the table of ops.go (the
+// one place the worker and the host classify ops).
 const (
 	OpSubmit    Op = 1  // SubmitRequest; no reply
 	OpGet       Op = 2  // GetRequest; reply GetReply
@@ -47,37 +50,18 @@ const (
 	OpCancel    Op = 10 // CancelRequest; no reply
 	OpGetActor  Op = 11 // GetActorRequest; reply ActorInfo
 	OpKill      Op = 12 // KillRequest; no reply
-)
 
-func (o Op) String() string {
-	switch o {
-	case OpSubmit:
-		return "submit"
-	case OpGet:
-		return "get"
-	case OpPut:
-		return "put"
-	case OpWait:
-		return "wait"
-	case OpResult:
-		return "result"
-	case OpCancelled:
-		return "cancelled"
-	case OpSleep:
-		return "sleep"
-	case OpYield:
-		return "yield"
-	case OpNext:
-		return "next"
-	case OpCancel:
-		return "cancel"
-	case OpGetActor:
-		return "get_actor"
-	case OpKill:
-		return "kill"
-	}
-	return "op(?)"
-}
+	// OpPutHeld and OpYieldHeld are host-internal: never a guest's (a
+	// worker answers them with ErrCodeUnknownOp). A host running a task
+	// for another host relays them to the task's owner, on the peer
+	// Execute stream, in place of a guest's put or yield of a value too
+	// large to travel: it keeps the bytes, and the payload says where
+	// they are. OpPutHeld's payload is the object ID (raw) and the held
+	// value (a length-prefixed byte string); OpYieldHeld's is the held
+	// value. A held value is host/internal/peerwire.Held, encoded.
+	OpPutHeld   Op = 1000
+	OpYieldHeld Op = 1001
+)
 
 // ErrCode is a negative result of ImportCall.
 type ErrCode int64
@@ -143,6 +127,13 @@ const (
 	CodecJSON  Codec = 0 // JSON text
 	CodecRaw   Codec = 1 // a byte string, as is
 	CodecError Codec = 2 // a TaskError as JSON: the value of a failed task
+
+	// CodecHeld is host-internal: a value whose bytes other hosts hold;
+	// its Data is an encoded host/internal/peerwire.Held. The object
+	// table records the holders instead of bytes. It never reaches a
+	// guest, a client or the store, and Valid reports false for it, so no
+	// decoder of a guest's or a client's value accepts it.
+	CodecHeld Codec = 0x80
 )
 
 func (c Codec) String() string {
@@ -153,6 +144,8 @@ func (c Codec) String() string {
 		return "raw"
 	case CodecError:
 		return "error"
+	case CodecHeld:
+		return "held"
 	}
 	return "codec(?)"
 }

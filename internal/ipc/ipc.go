@@ -42,7 +42,46 @@ const (
 	TypeCall  Type = 11 // Call
 	TypeDone  Type = 12 // Done
 	TypeLog   Type = 13 // Log
+
+	// Frames of the peer Execute stream only, never on a worker's socket:
+	// a host running a task for another host (its owner) streams the
+	// frames above with it, plus these. Their payloads are encoded by
+	// host/internal/peerwire (docs/CLUSTER.md, "Peer protocol").
+	TypePeerExec    Type = 100 // owner → executor: peerwire.ExecSpec, one attempt (or an actor's next call)
+	TypePeerKill    Type = 101 // owner → executor: kill the worker (force cancel, timeout); no payload
+	TypePeerOutcome Type = 102 // executor → owner: peerwire.Outcome, large values held there
+	TypePeerRefused Type = 103 // executor → owner: the attempt did not start; why, as text
 )
+
+func (t Type) String() string {
+	switch t {
+	case TypeExec:
+		return "exec"
+	case TypeReply:
+		return "reply"
+	case TypeCancel:
+		return "cancel"
+	case TypeLoad:
+		return "load"
+	case TypeReady:
+		return "ready"
+	case TypeCall:
+		return "call"
+	case TypeDone:
+		return "done"
+	case TypeLog:
+		return "log"
+	case TypePeerExec:
+		return "peer_exec"
+	case TypePeerKill:
+		return "peer_kill"
+	case TypePeerOutcome:
+		return "peer_outcome"
+	case TypePeerRefused:
+		return "peer_refused"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
 
 // Conn reads and writes frames. Writes are safe for concurrent use; reads
 // must come from one goroutine.

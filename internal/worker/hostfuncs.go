@@ -67,31 +67,25 @@ func (w *Worker) hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 }
 
 // serve handles one guest request; req aliases guest memory and must be
-// copied before the guest runs again.
+// copied before the guest runs again. Which ops are served here, which are
+// forwarded and how is abi's op table (abi.Op.Route).
 func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 	e := inst.exec
 	inst.mailbox = nil
-	switch op {
-	case abi.OpResult:
-		var r abi.Result
-		if r.Decode(req) != nil {
-			return int64(abi.ErrCodeBadRequest)
-		}
-		if over(req, e.limits.MaxResultBytes) {
-			return int64(abi.ErrCodeTooLarge)
-		}
-		e.result = append(e.result[:0], req...)
-		e.gotResult = true
-		return 0
-	case abi.OpSubmit, abi.OpPut, abi.OpCancel, abi.OpKill:
-		// Checked here so that a malformed request fails the guest's call at
-		// once; then forwarded without waiting for the host.
-		if err := validate(op, req); err != nil {
-			return int64(abi.ErrCodeBadRequest)
-		}
-		if (op == abi.OpSubmit && over(req, e.limits.MaxArgBytes)) || (op == abi.OpPut && over(req, e.limits.MaxResultBytes)) {
-			return int64(abi.ErrCodeTooLarge)
-		}
+	route := op.Route()
+	if route != abi.RouteWorker && route != abi.RoutePipelined && route != abi.RouteRoundTrip {
+		return int64(abi.ErrCodeUnknownOp) // and host-internal ops
+	}
+	// Every request is checked here, so a malformed one fails the guest's
+	// call at once and never reaches the host.
+	if abi.CheckRequest(op, req) != nil {
+		return int64(abi.ErrCodeBadRequest)
+	}
+	if over(req, e.limit(op.Limit())) {
+		return int64(abi.ErrCodeTooLarge)
+	}
+	switch route {
+	case abi.RoutePipelined:
 		// Buffered: it goes out with the next frame that needs an answer
 		// (a blocking call, or the invocation's end), in order.
 		c := ipc.Call{Task: e.task, Op: op, Payload: req}
@@ -99,11 +93,22 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 			return int64(abi.ErrCodeHost)
 		}
 		return 0
+	case abi.RouteRoundTrip:
+		r := w.roundTrip(e, op, req)
+		if r.Code < 0 {
+			return r.Code
+		}
+		inst.mailbox = r.Payload
+		return int64(len(r.Payload))
+	}
+	switch op {
+	case abi.OpResult:
+		e.result = append(e.result[:0], req...)
+		e.gotResult = true
+		return 0
 	case abi.OpSleep:
 		var s abi.SleepRequest
-		if s.Decode(req) != nil {
-			return int64(abi.ErrCodeBadRequest)
-		}
+		_ = s.Decode(req) // checked above
 		t := time.NewTimer(time.Duration(s.Ns))
 		defer t.Stop()
 		select {
@@ -115,9 +120,6 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 			return int64(abi.ErrCodeHost)
 		}
 	case abi.OpCancelled:
-		if len(req) != 0 {
-			return int64(abi.ErrCodeBadRequest)
-		}
 		inst.mailbox = []byte{0}
 		select {
 		case <-e.cancelled:
@@ -125,58 +127,23 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 		default:
 		}
 		return 1
-	case abi.OpGet, abi.OpWait, abi.OpNext, abi.OpYield, abi.OpGetActor:
-		if err := validate(op, req); err != nil {
-			return int64(abi.ErrCodeBadRequest)
-		}
-		if op == abi.OpYield && over(req, e.limits.MaxResultBytes) {
-			return int64(abi.ErrCodeTooLarge)
-		}
-		r := w.roundTrip(e, op, req)
-		if r.Code < 0 {
-			return r.Code
-		}
-		inst.mailbox = r.Payload
-		return int64(len(r.Payload))
 	}
 	return int64(abi.ErrCodeUnknownOp)
 }
 
+// limit is the Exec limit of a kind (0: none).
+func (e *execution) limit(l abi.Limit) uint64 {
+	switch l {
+	case abi.LimitArgs:
+		return e.limits.MaxArgBytes
+	case abi.LimitResult:
+		return e.limits.MaxResultBytes
+	}
+	return 0
+}
+
 // over reports whether req is larger than a limit (0: none).
 func over(req []byte, limit uint64) bool { return limit > 0 && uint64(len(req)) > limit }
-
-func validate(op abi.Op, req []byte) error {
-	switch op {
-	case abi.OpSubmit:
-		var m abi.SubmitRequest
-		return m.Decode(req)
-	case abi.OpPut:
-		var m abi.PutRequest
-		return m.Decode(req)
-	case abi.OpGet:
-		var m abi.GetRequest
-		return m.Decode(req)
-	case abi.OpWait:
-		var m abi.WaitRequest
-		return m.Decode(req)
-	case abi.OpNext:
-		var m abi.NextRequest
-		return m.Decode(req)
-	case abi.OpCancel:
-		var m abi.CancelRequest
-		return m.Decode(req)
-	case abi.OpYield:
-		_, err := abi.DecodeValue(req)
-		return err
-	case abi.OpGetActor:
-		var m abi.GetActorRequest
-		return m.Decode(req)
-	case abi.OpKill:
-		var m abi.KillRequest
-		return m.Decode(req)
-	}
-	return nil
-}
 
 // roundTrip forwards a blocking request to the host and waits for the reply.
 // The host answers a cancelled task's pending calls with ErrCodeCancelled.
