@@ -1,0 +1,422 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
+	"github.com/rayhost/rayhost/internal/scheduler"
+)
+
+// Dispatch: tasks whose resources are reserved meet idle workers (or
+// peers), their Exec frames are sent, and attempts that could not start go
+// back to fetch their arguments. Guarded by Host.mu where named *Locked.
+
+// assignment is a task paired with the worker that will run it.
+type assignment struct {
+	t *task
+	w *workerProc
+}
+
+// dispatchLocked moves tasks whose resources are free to idle workers and
+// starts workers for the rest. The Exec frames are sent by start, after the
+// lock is released.
+func (h *Host) dispatchLocked() []assignment {
+	var remote []assignment
+	for {
+		it, ok := h.sched.Next()
+		if !ok {
+			break
+		}
+		t := it.Value
+		if it.Node != "" {
+			// Another host runs it: it needs no worker here.
+			w := h.newRemoteWorker(it.Node)
+			t.worker, w.task = w, t
+			h.stepLocked(t, lifecycle.Reserved{Node: it.Node}) // Exec: the assignment
+			remote = append(remote, assignment{t, w})
+			continue
+		}
+		h.stepLocked(t, lifecycle.Reserved{}) // waits for a worker
+	}
+	out := remote
+	for len(h.needWorker) > 0 && len(h.idle) > 0 {
+		t := h.needWorker[0]
+		if !h.memoryFitsLocked(t) {
+			break // waits, in order, until running tasks free guest memory
+		}
+		h.needWorker = h.needWorker[1:]
+		w := h.idle[len(h.idle)-1]
+		h.idle = h.idle[:len(h.idle)-1]
+		t.worker = w
+		w.task = t
+		w.memHeld = h.memoryLimitOf(t)
+		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Exec: the assignment
+		out = append(out, assignment{t, w})
+	}
+	waiting := len(h.needWorker)
+	if waiting > 0 && !h.memoryFitsLocked(h.needWorker[0]) {
+		waiting = 0 // waiting for memory, not for a process
+	}
+	for missing := waiting - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
+		h.startWorkerLocked()
+	}
+	// Keep one spare worker warm, so the next task (or a driver, which holds
+	// no CPU) does not wait for a process to start. The reaper stops spares
+	// that stay idle.
+	if len(h.idle) == 0 && h.starting == 0 && !h.closed && len(h.workers) < h.cfg.MaxWorkers {
+		h.startWorkerLocked()
+	}
+	h.detectStarvationLocked()
+	h.detectMemoryStarvationLocked()
+	return out
+}
+
+// memoryFitsLocked reports whether t's guest memory limit fits in what
+// GuestMemoryBudget leaves beside the tasks and actors running here.
+func (h *Host) memoryFitsLocked(t *task) bool {
+	if h.cfg.GuestMemoryBudget == 0 {
+		return true
+	}
+	return h.memoryHeldLocked()+h.memoryLimitOf(t) <= h.cfg.GuestMemoryBudget
+}
+
+func (h *Host) memoryHeldLocked() int64 {
+	var held int64
+	for w := range h.workers {
+		if !w.dead {
+			held += w.memHeld
+		}
+	}
+	return held
+}
+
+// detectMemoryStarvationLocked fails the task at the head of the queue
+// when its memory can never come: every task holding guest memory is
+// blocked waiting for other tasks (a parent waiting for a child that does
+// not fit beside it).
+func (h *Host) detectMemoryStarvationLocked() {
+	if len(h.needWorker) == 0 || len(h.idle) == 0 || h.memoryFitsLocked(h.needWorker[0]) {
+		return
+	}
+	for w := range h.workers {
+		if w.dead || w.memHeld == 0 {
+			continue
+		}
+		if t := w.task; t == nil || t.lc.Holding || t.lc.State != stateRunning {
+			return // running (or an idle actor): its memory may come back
+		}
+	}
+	t := h.needWorker[0]
+	h.needWorker = h.needWorker[1:]
+	t.memStarved = true
+	h.starved = append(h.starved, t)
+}
+
+// detectStarvationLocked fails the tasks waiting for a worker when none can
+// ever come: every worker process (at MaxWorkers) runs a task that is
+// blocked waiting for other tasks. Without it, a recursion that blocks at
+// every level (a nesting bomb) would hang the host's tasks for ever.
+func (h *Host) detectStarvationLocked() {
+	if len(h.needWorker) == 0 || len(h.idle) > 0 || h.starting > 0 || len(h.workers) < h.cfg.MaxWorkers {
+		return
+	}
+	for w := range h.workers {
+		if (w.actor != nil || w.foreign != nil) && w.task == nil {
+			continue // an idle actor's worker runs nothing else
+		}
+		if t := w.task; t == nil || t.lc.Holding || t.lc.State != stateRunning {
+			return // this one will finish or is about to run
+		}
+	}
+	h.starved = append(h.starved, h.needWorker...)
+}
+
+// expire ends an attempt that ran past its timeout by killing its worker
+// (a guest in a loop cannot be interrupted any other way).
+func (h *Host) expire(t *task, attempt uint32, limit time.Duration) {
+	h.mu.Lock()
+	var later []func()
+	if t.worker != nil {
+		later = h.stepLocked(t, lifecycle.Timeout{Attempt: attempt, Limit: limit})
+	}
+	h.mu.Unlock()
+	run(later)
+}
+
+func (h *Host) timeoutOf(t *task) time.Duration {
+	if t.foreign != nil {
+		return 0 // its owner times the attempt
+	}
+	if t.limits.TimeoutNs > 0 {
+		return time.Duration(t.limits.TimeoutNs)
+	}
+	if h.cfg.TaskTimeout == 0 && h.cfg.MaxTaskTimeout > 0 {
+		return h.cfg.MaxTaskTimeout // with a maximum, no task runs for ever
+	}
+	return h.cfg.TaskTimeout
+}
+
+// placement says where t may run: drivers and describes run here; calls
+// and actors where their strategy allows, preferring the hosts that hold
+// their largest arguments. An actor stays where it was created.
+func (h *Host) placement(t *task) scheduler.Placement {
+	if (t.kind != abi.KindCall && t.kind != abi.KindActorCreate) || t.foreign != nil || h.cluster == nil {
+		return scheduler.Placement{NodeID: h.cfg.ID}
+	}
+	pl := t.strategy
+	for _, a := range t.args {
+		if !a.IsRef {
+			continue
+		}
+		hd, err := h.objs.Holding(context.Background(), a.Ref.ID)
+		if err != nil || hd.InMemory || hd.Size <= int64(h.cfg.InlineObjectLimit) {
+			continue
+		}
+		if pl.Locality == nil {
+			pl.Locality = map[string]int64{}
+		}
+		if hd.Local {
+			pl.Locality[h.cfg.ID] += hd.Size
+		}
+		for _, x := range hd.Holders {
+			if name := h.nodeName(x); name != "" {
+				pl.Locality[name] += hd.Size
+			}
+		}
+	}
+	return pl
+}
+
+// grantsNote describes a task's grants for its events.
+func grantsNote(g abi.Grants) string {
+	if g.Empty() {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("grants:")
+	for _, m := range g.Mounts {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		fmt.Fprintf(&b, " dir %s at %s (%s);", m.Host, m.Guest, mode)
+	}
+	for _, kv := range g.Env {
+		fmt.Fprintf(&b, " env %s;", kv.Name)
+	}
+	return b.String()
+}
+
+// start sends each assignment's Exec to its worker, and fails the tasks
+// found starved.
+func (h *Host) start(as []assignment) {
+	for _, a := range as {
+		var away *argsAwayError
+		switch err := h.exec(a.t, a.w); {
+		case errors.As(err, &away):
+			h.unstart(a.t, a.w, false, "fetching its arguments from other hosts") // then fetched and queued again
+		case errors.Is(err, errWorkerGone):
+			// The worker died under us: its death, seen by serveWorker,
+			// decides (a retry, an actor's restart, or a failure).
+			a.w.kill()
+		case err != nil && a.t.foreign != nil:
+			// Run for another host: the outcome goes to the owner.
+			h.foreignDone(a.w, a.t, &ipc.Done{Task: a.t.id, Trap: err.Error(), Kind: abi.ErrorHost})
+		case err != nil:
+			h.finishWorker(a.w, a.t, h.taskError(a.t, abi.ErrorHost, err.Error()), nil)
+		}
+	}
+	h.mu.Lock()
+	starved := h.starved
+	h.starved = nil
+	h.mu.Unlock()
+	for _, t := range starved {
+		if t.memStarved {
+			h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
+				"the task's memory limit of %d MiB does not fit in the guest memory budget of %d MiB beside tasks blocked waiting for other tasks (rayhost start --guest-memory-budget-mib)",
+				h.memoryLimitOf(t)>>20, h.cfg.GuestMemoryBudget>>20)))
+			continue
+		}
+		h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
+			"no worker process can run the task: all %d (MaxWorkers) run tasks blocked waiting for other tasks", h.cfg.MaxWorkers)))
+	}
+}
+
+func (h *Host) exec(t *task, w *workerProc) error {
+	if w.remote != nil {
+		return h.execRemote(t, w)
+	}
+	owner := h.addr
+	if t.foreign != nil {
+		owner = t.foreign.owner
+	}
+	if t.kind != abi.KindActorCall {
+		// Reading an argument must not block here (start runs on paths
+		// that others wait for) nor hold a worker and resources while it
+		// travels: fetch first, then queue again.
+		if away := h.argsAway(t); len(away) > 0 {
+			return &argsAwayError{ids: away}
+		}
+	}
+	inv := abi.Invocation{Kind: t.kind, Task: t.id, Attempt: t.lc.Attempt, Owner: owner, Function: t.function, Args: make([]abi.Value, len(t.args))}
+	for i, a := range t.args {
+		if !a.IsRef {
+			inv.Args[i] = a.Value
+			continue
+		}
+		v, err := h.objs.Value(context.Background(), a.Ref.ID)
+		if err != nil {
+			return fmt.Errorf("reading argument %d: %w", i+1, err)
+		}
+		inv.Args[i] = v
+	}
+	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.Path(t.mod.Digest), Function: t.function, Invocation: inv.Encode(nil),
+		MemoryPages: h.cfg.memoryPages(), MaxResultBytes: uint64(h.cfg.MaxResultBytes),
+		MaxArgBytes: uint64(h.cfg.MaxArgBytes), MaxLogBytes: uint64(h.cfg.MaxLogBytes), Grants: t.grants}
+	if t.limits.MemoryPages > 0 {
+		ex.MemoryPages = t.limits.MemoryPages
+	}
+	if t.actor != nil {
+		// An actor's calls must reach the instance its creation made: same
+		// memory limit, and the worker keeps that instance by actor ID.
+		inv.Actor, ex.Actor, ex.ActorCreate = t.actor.id, t.actor.id, t.kind == abi.KindActorCreate
+		ex.Invocation = inv.Encode(nil)
+		if c := t.actor.create; c.limits.MemoryPages > 0 {
+			ex.MemoryPages = c.limits.MemoryPages
+		}
+	} else if f := t.foreign; f != nil && !f.actor.IsZero() {
+		inv.Actor, ex.Actor, ex.ActorCreate = f.actor, f.actor, t.kind == abi.KindActorCreate
+		ex.Invocation = inv.Encode(nil)
+	}
+	if err := w.exec(&ex); err != nil {
+		return fmt.Errorf("%w: %v", errWorkerGone, err)
+	}
+	return nil
+}
+
+// errWorkerGone: the worker could not be sent its task.
+var errWorkerGone = errors.New("worker gone")
+
+// argsAwayError: a task placed here has arguments whose bytes are on other
+// hosts only.
+type argsAwayError struct{ ids []ids.ObjectID }
+
+func (e *argsAwayError) Error() string {
+	return fmt.Sprintf("%d arguments are on other hosts", len(e.ids))
+}
+
+// argLost is the failure of a task whose argument id is gone for good.
+func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
+	kind := abi.ErrorObjectLost
+	if errors.Is(err, ErrOwnerDied) {
+		kind = abi.ErrorOwnerDied
+	}
+	return &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID,
+		Message: "an argument is lost", Cause: &abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}}
+}
+
+// argsAway lists t's ObjectRef arguments whose bytes are not on this host.
+func (h *Host) argsAway(t *task) []ids.ObjectID {
+	var away []ids.ObjectID
+	for _, a := range t.args {
+		if a.IsRef && !slices.Contains(away, a.Ref.ID) && !h.objs.Here(context.Background(), a.Ref.ID) {
+			away = append(away, a.Ref.ID)
+		}
+	}
+	return away
+}
+
+// unstart sends back a task whose attempt did not start (its arguments are
+// elsewhere, or the peer it was placed on refused it): the worker and the
+// resources are given back and the task waits in pending_args again. It
+// costs no retry. It reports false if the task moved on meanwhile, or was
+// cancelled (it then ends as cancelled).
+func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) {
+	h.mu.Lock()
+	if t.lc.State != stateRunning || t.worker != w {
+		h.mu.Unlock()
+		return
+	}
+	if w.task == t {
+		w.task = nil
+		if w.remote == nil && !w.dead && w.actor == nil && w.foreign == nil {
+			w.idleSince = time.Now()
+			h.idle = append(h.idle, w)
+		}
+	}
+	t.worker = nil
+	later := h.stepLocked(t, lifecycle.Unstarted{Refused: refused, Why: why}) // FetchArgs, or the cancel's end
+	starts := h.dispatchLocked()
+	h.mu.Unlock()
+	h.start(starts)
+	run(later)
+}
+
+// goTracked runs fn in a goroutine Close waits for, unless the host is
+// closing.
+func (h *Host) goTracked(fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+}
+
+// fetchArgs brings t's arguments here, then queues t again. The scheduler
+// may now place it anywhere, but here its arguments are local.
+func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(h.serving, cancel)
+	defer stop()
+	go func() {
+		select {
+		case <-t.cancelCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, id := range away {
+		if _, _, err := h.objs.EnsureLocal(ctx, id); err != nil {
+			if ctx.Err() != nil {
+				select {
+				case <-t.cancelCh:
+					h.fail(t, h.taskError(t, abi.ErrorCancelled, "the task was cancelled"))
+				default: // the host is closing
+				}
+				return false
+			}
+			h.fail(t, h.argLost(t, id, err))
+			return false
+		}
+	}
+	return true
+}
+
+// refetch brings the arguments of a task sent back to pending_args here
+// (in the background), then queues it again.
+func (h *Host) refetch(t *task) {
+	away := h.argsAway(t)
+	if len(away) == 0 {
+		h.enqueue(t)
+		return
+	}
+	h.goTracked(func() {
+		if h.fetchArgs(t, away) {
+			h.enqueue(t)
+		}
+	})
+}
