@@ -15,24 +15,22 @@ import (
 func (c *Cluster) watchMembers() {
 	m := c.cfg.Membership
 	for _, mem := range m.Members() {
-		c.memberChanged(mem)
+		c.memberChanged(mem, false)
 	}
 	for {
 		select {
 		case ev := <-m.Events():
-			c.memberChanged(ev.Member)
-			// At once: a host killed a moment after a peer came back on a
-			// new address must still find it when it restarts.
-			c.savePeers()
+			c.memberChanged(ev.Member, true)
 		case <-c.ctx.Done():
 			return
 		}
 	}
 }
 
-// memberChanged brings the peer table up to date with m and tells
-// Placement; a member that became alive is asked for its proof at once.
-func (c *Cluster) memberChanged(m gossip.Member) {
+// memberChanged brings the peer table up to date with m (and, with save,
+// the known-peers file) and tells Placement; a member that became alive is
+// asked for its proof at once.
+func (c *Cluster) memberChanged(m gossip.Member, save bool) {
 	if m.Name == c.cfg.ID {
 		return
 	}
@@ -89,6 +87,12 @@ func (c *Cluster) memberChanged(m gossip.Member) {
 		avail = *p.avail
 	}
 	c.mu.Unlock()
+	if save {
+		// At once, and before anyone hears of the member: a host killed a
+		// moment after a peer came back on a new address must still find
+		// it when it restarts.
+		c.savePeers()
+	}
 
 	c.cfg.Placement.MemberChanged(m.Name, alive, proven, total, avail)
 	if was != m.Status {
