@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -17,13 +17,13 @@ import (
 // stepLocked feeds ev to t; vals are the results of a successful Done. The
 // caller holds h.mu and runs the returned funcs after releasing it. An
 // event the task's state does not take does nothing.
-func (h *Host) stepLocked(t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
+func (h *Owner) stepLocked(t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
 	return h.stepCtxLocked(context.Background(), t, ev, vals...)
 }
 
 // stepCtxLocked is stepLocked with the context of the call that submitted
 // the task, for the waits on its arguments.
-func (h *Host) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
+func (h *Owner) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
 	acts, err := t.lc.Step(ev)
 	if err != nil {
 		return nil
@@ -31,7 +31,7 @@ func (h *Host) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, v
 	return h.applyLocked(ctx, t, acts, vals)
 }
 
-func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action, vals []abi.Value) (later []func()) {
+func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action, vals []abi.Value) (later []func()) {
 	for i := 0; i < len(acts); i++ {
 		switch a := acts[i].(type) {
 		case lifecycle.Record:
@@ -138,7 +138,7 @@ func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action
 }
 
 // dequeueLocked takes t out of the queue it waits in.
-func (h *Host) dequeueLocked(t *task, from taskState) {
+func (h *Owner) dequeueLocked(t *task, from taskState) {
 	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
 		if i := slices.Index(a.queue, t); i >= 0 {
 			a.queue = slices.Delete(a.queue, i, i+1)

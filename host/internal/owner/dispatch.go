@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -28,7 +28,7 @@ type assignment struct {
 // dispatchLocked moves tasks whose resources are free to idle workers and
 // starts workers for the rest. The Exec frames are sent by start, after the
 // lock is released.
-func (h *Host) dispatchLocked() []assignment {
+func (h *Owner) dispatchLocked() []assignment {
 	var remote []assignment
 	for {
 		it, ok := h.sched.Next()
@@ -81,14 +81,14 @@ func (h *Host) dispatchLocked() []assignment {
 
 // memoryFitsLocked reports whether t's guest memory limit fits in what
 // GuestMemoryBudget leaves beside the tasks and actors running here.
-func (h *Host) memoryFitsLocked(t *task) bool {
+func (h *Owner) memoryFitsLocked(t *task) bool {
 	if h.cfg.GuestMemoryBudget == 0 {
 		return true
 	}
 	return h.memoryHeldLocked()+h.memoryLimitOf(t) <= h.cfg.GuestMemoryBudget
 }
 
-func (h *Host) memoryHeldLocked() int64 {
+func (h *Owner) memoryHeldLocked() int64 {
 	var held int64
 	for w := range h.workers {
 		if !w.dead {
@@ -102,7 +102,7 @@ func (h *Host) memoryHeldLocked() int64 {
 // when its memory can never come: every task holding guest memory is
 // blocked waiting for other tasks (a parent waiting for a child that does
 // not fit beside it).
-func (h *Host) detectMemoryStarvationLocked() {
+func (h *Owner) detectMemoryStarvationLocked() {
 	if len(h.needWorker) == 0 || len(h.idle) == 0 || h.memoryFitsLocked(h.needWorker[0]) {
 		return
 	}
@@ -124,7 +124,7 @@ func (h *Host) detectMemoryStarvationLocked() {
 // ever come: every worker process (at MaxWorkers) runs a task that is
 // blocked waiting for other tasks. Without it, a recursion that blocks at
 // every level (a nesting bomb) would hang the host's tasks for ever.
-func (h *Host) detectStarvationLocked() {
+func (h *Owner) detectStarvationLocked() {
 	if len(h.needWorker) == 0 || len(h.idle) > 0 || h.starting > 0 || len(h.workers) < h.cfg.MaxWorkers {
 		return
 	}
@@ -141,7 +141,7 @@ func (h *Host) detectStarvationLocked() {
 
 // expire ends an attempt that ran past its timeout by killing its worker
 // (a guest in a loop cannot be interrupted any other way).
-func (h *Host) expire(t *task, attempt uint32, limit time.Duration) {
+func (h *Owner) expire(t *task, attempt uint32, limit time.Duration) {
 	h.mu.Lock()
 	var later []func()
 	if t.worker != nil {
@@ -151,7 +151,7 @@ func (h *Host) expire(t *task, attempt uint32, limit time.Duration) {
 	run(later)
 }
 
-func (h *Host) timeoutOf(t *task) time.Duration {
+func (h *Owner) timeoutOf(t *task) time.Duration {
 	if t.foreign != nil {
 		return 0 // its owner times the attempt
 	}
@@ -167,7 +167,7 @@ func (h *Host) timeoutOf(t *task) time.Duration {
 // placement says where t may run: drivers and describes run here; calls
 // and actors where their strategy allows, preferring the hosts that hold
 // their largest arguments. An actor stays where it was created.
-func (h *Host) placement(t *task) scheduler.Placement {
+func (h *Owner) placement(t *task) scheduler.Placement {
 	if (t.kind != abi.KindCall && t.kind != abi.KindActorCreate) || t.foreign != nil || h.cluster == nil {
 		return scheduler.Placement{NodeID: h.cfg.ID}
 	}
@@ -217,7 +217,7 @@ func grantsNote(g abi.Grants) string {
 
 // start sends each assignment's Exec to its worker, and fails the tasks
 // found starved.
-func (h *Host) start(as []assignment) {
+func (h *Owner) start(as []assignment) {
 	for _, a := range as {
 		var away *argsAwayError
 		switch err := h.exec(a.t, a.w); {
@@ -250,7 +250,7 @@ func (h *Host) start(as []assignment) {
 	}
 }
 
-func (h *Host) exec(t *task, w *workerProc) error {
+func (h *Owner) exec(t *task, w *workerProc) error {
 	if w.remote != nil {
 		return h.execRemote(t, w)
 	}
@@ -314,7 +314,7 @@ func (e *argsAwayError) Error() string {
 }
 
 // argLost is the failure of a task whose argument id is gone for good.
-func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
+func (h *Owner) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
 	kind := abi.ErrorObjectLost
 	if errors.Is(err, ErrOwnerDied) {
 		kind = abi.ErrorOwnerDied
@@ -324,7 +324,7 @@ func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
 }
 
 // argsAway lists t's ObjectRef arguments whose bytes are not on this host.
-func (h *Host) argsAway(t *task) []ids.ObjectID {
+func (h *Owner) argsAway(t *task) []ids.ObjectID {
 	var away []ids.ObjectID
 	for _, a := range t.args {
 		if a.IsRef && !slices.Contains(away, a.Ref.ID) && !h.objs.Here(context.Background(), a.Ref.ID) {
@@ -339,7 +339,7 @@ func (h *Host) argsAway(t *task) []ids.ObjectID {
 // resources are given back and the task waits in pending_args again. It
 // costs no retry. It reports false if the task moved on meanwhile, or was
 // cancelled (it then ends as cancelled).
-func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) {
+func (h *Owner) unstart(t *task, w *workerProc, refused bool, why string) {
 	h.mu.Lock()
 	if t.lc.State != stateRunning || t.worker != w {
 		h.mu.Unlock()
@@ -362,7 +362,7 @@ func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) {
 
 // goTracked runs fn in a goroutine Close waits for, unless the host is
 // closing.
-func (h *Host) goTracked(fn func()) {
+func (h *Owner) goTracked(fn func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -377,7 +377,7 @@ func (h *Host) goTracked(fn func()) {
 
 // fetchArgs brings t's arguments here, then queues t again. The scheduler
 // may now place it anywhere, but here its arguments are local.
-func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
+func (h *Owner) fetchArgs(t *task, away []ids.ObjectID) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := context.AfterFunc(h.serving, cancel)
@@ -408,7 +408,7 @@ func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
 
 // refetch brings the arguments of a task sent back to pending_args here
 // (in the background), then queues it again.
-func (h *Host) refetch(t *task) {
+func (h *Owner) refetch(t *task) {
 	away := h.argsAway(t)
 	if len(away) == 0 {
 		h.enqueue(t)

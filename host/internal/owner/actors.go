@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -64,7 +64,7 @@ func (a *actor) key() string { return a.namespace + "/" + a.name }
 
 // submitActor registers a task that creates or calls an actor; it reports
 // false when the task failed at once (its failure is sealed).
-func (h *Host) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest) bool {
+func (h *Owner) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest) bool {
 	switch t.kind {
 	case abi.KindActorCreate:
 		a := &actor{id: t.id, class: t.function, name: req.Name, namespace: req.Namespace, create: t,
@@ -111,7 +111,7 @@ func (h *Host) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest)
 }
 
 // actorCallReady queues a method call whose arguments are ready.
-func (h *Host) actorCallReady(t *task) {
+func (h *Owner) actorCallReady(t *task) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.ActorReady{}) // waiting for its actor
 	var starts []assignment
@@ -126,7 +126,7 @@ func (h *Host) actorCallReady(t *task) {
 // dispatchActorLocked starts the actor's next call if it can run now: the
 // actor is alive and idle, and the first call in its queue has its
 // arguments. Later calls wait behind it, keeping submission order.
-func (h *Host) dispatchActorLocked(a *actor) []assignment {
+func (h *Owner) dispatchActorLocked(a *actor) []assignment {
 	if a.state != actorAlive || a.broken || a.running != nil || len(a.queue) == 0 || a.worker == nil {
 		return nil
 	}
@@ -144,7 +144,7 @@ func (h *Host) dispatchActorLocked(a *actor) []assignment {
 
 // actorCreated is called when a creation task finished: the worker is the
 // actor's from now on.
-func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
+func (h *Owner) actorCreatedLocked(a *actor, w *workerProc) []assignment {
 	a.state, a.worker, a.cause = actorAlive, w, ""
 	w.actor = a
 	if a.holdCPU {
@@ -158,7 +158,7 @@ func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
 
 // actorFailedLocked ends an actor whose constructor failed or that cannot
 // restart: every queued call fails with actor_died.
-func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
+func (h *Owner) actorDeadLocked(a *actor, cause string) []*task {
 	a.state, a.cause = actorDead, cause
 	if a.name != "" && h.actorNames[a.key()] == a.id {
 		delete(h.actorNames, a.key())
@@ -176,7 +176,7 @@ func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
 	return doomed
 }
 
-func (h *Host) failActorCalls(a *actor, calls []*task) {
+func (h *Owner) failActorCalls(a *actor, calls []*task) {
 	for _, t := range calls {
 		h.fail(t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died: %s", a.id, a.class, a.cause)))
 	}
@@ -184,7 +184,7 @@ func (h *Host) failActorCalls(a *actor, calls []*task) {
 
 // actorWorkerDied handles the death of an actor's worker: the running call
 // fails (or waits to be retried), and the actor restarts if it may.
-func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
+func (h *Owner) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	cause := fmt.Sprintf("its worker process %d died", w.pid)
 	if w.remote != nil {
 		cause = fmt.Sprintf("its host %s failed, left, or lost its worker", w.remote.node)
@@ -242,7 +242,7 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 }
 
 // killActor ends an actor; with noRestart it stays dead.
-func (h *Host) killActor(id ids.TaskID, noRestart bool) error {
+func (h *Owner) killActor(id ids.TaskID, noRestart bool) error {
 	h.mu.Lock()
 	a := h.actors[id]
 	if a == nil {
@@ -270,7 +270,7 @@ func (h *Host) killActor(id ids.TaskID, noRestart bool) error {
 }
 
 // lookupActor finds a named actor.
-func (h *Host) lookupActor(name, namespace string) (*actor, error) {
+func (h *Owner) lookupActor(name, namespace string) (*actor, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, ok := h.actorNames[namespace+"/"+name]
@@ -288,7 +288,7 @@ type ActorInfo struct {
 	WorkerPID                         int
 }
 
-func (h *Host) listActors() []ActorInfo {
+func (h *Owner) listActors() []ActorInfo {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]ActorInfo, 0, len(h.actors))

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"errors"
@@ -28,13 +28,7 @@ func FuzzCallFromRequest(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	dir := f.TempDir()
-	cfg := DefaultConfig(dir)
-	cfg.AllowedDirs = []string{dir}
-	if err := cfg.validate(); err != nil {
-		f.Fatal(err)
-	}
-	h := &Host{cfg: cfg}
+	h := &Owner{cfg: testConfig(f.TempDir())}
 	if err := h.newModules(); err != nil { // the registry and the call policy
 		f.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -74,7 +74,7 @@ func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
 }
 
 // newRemoteWorker makes the owner-side stand-in for a worker on node.
-func (h *Host) newRemoteWorker(node string) *workerProc {
+func (h *Owner) newRemoteWorker(node string) *workerProc {
 	pc, ok := h.cluster.Named(node)
 	w := &workerProc{h: h}
 	l := &remoteLink{node: node}
@@ -91,7 +91,7 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
-func (h *Host) execRemote(t *task, w *workerProc) error {
+func (h *Owner) execRemote(t *task, w *workerProc) error {
 	spec := &peerwire.ExecSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.Digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
@@ -144,7 +144,7 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 // are handled as a local worker's would be. A stream that ends without an
 // outcome (the peer died, was cut off, or left) is a dead worker: the task
 // is retried if it may be.
-func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
+func (h *Owner) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 	l := w.remote
 	defer l.cancel()
 	var err error
@@ -218,14 +218,14 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 
 // boundActor reports whether w runs an actor: its stream stays open for
 // the actor's calls until the actor (or its host) ends.
-func (h *Host) boundActor(w *workerProc) bool {
+func (h *Owner) boundActor(w *workerProc) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return w.actor != nil && !w.dead
 }
 
 // remoteDone finishes a remote attempt with its outcome.
-func (h *Host) remoteDone(w *workerProc, payload []byte) error {
+func (h *Owner) remoteDone(w *workerProc, payload []byte) error {
 	o, err := peerwire.DecodeOutcome(payload)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -104,7 +104,7 @@ func (t *task) returns() []ids.ObjectID {
 }
 
 // taskError builds the error value every return of t gets when it fails.
-func (h *Host) taskError(t *task, kind abi.ErrorKind, msg string) *abi.TaskError {
+func (h *Owner) taskError(t *task, kind abi.ErrorKind, msg string) *abi.TaskError {
 	return &abi.TaskError{Kind: kind, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID, Attempt: t.lc.Attempt + 1, Message: msg}
 }
 
@@ -120,7 +120,7 @@ func (t *task) displayName() string {
 
 // submit registers t and starts resolving its arguments. Submitting a task
 // ID twice is a no-op: a retried parent submits its children again.
-func (h *Host) submit(ctx context.Context, t *task) {
+func (h *Owner) submit(ctx context.Context, t *task) {
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
@@ -171,7 +171,7 @@ func (t *task) policy() lifecycle.Policy {
 // awaitArgs waits for t's ObjectRef arguments and then queues t. Refs owned
 // by other hosts are borrowed (asked of their owners); refs whose every
 // copy is gone are rebuilt first.
-func (h *Host) awaitArgs(ctx context.Context, t *task) {
+func (h *Owner) awaitArgs(ctx context.Context, t *task) {
 	var deps []ids.ObjectID
 	seen := map[ids.ObjectID]bool{}
 	for _, a := range t.args {
@@ -205,7 +205,7 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 
 // submitFailed registers t as already failed with te: its refs exist (a
 // guest holds them) and hold the failure.
-func (h *Host) submitFailed(t *task, te *abi.TaskError) {
+func (h *Owner) submitFailed(t *task, te *abi.TaskError) {
 	t.cancelCh = make(chan struct{})
 	t.lc.Policy = t.policy()
 	h.mu.Lock()
@@ -217,7 +217,7 @@ func (h *Host) submitFailed(t *task, te *abi.TaskError) {
 	run(later)
 }
 
-func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
+func (h *Owner) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	if v.Codec == abi.CodecError {
 		h.objs.MarkFetched(id) // its failure is reported through t's
 		cause, err := h.objs.Value(context.Background(), id)
@@ -237,7 +237,7 @@ func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	h.start(starts)
 }
 
-func (h *Host) enqueue(t *task) {
+func (h *Owner) enqueue(t *task) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Await{})
 	starts := h.dispatchLocked()
@@ -250,7 +250,7 @@ func (h *Host) enqueue(t *task) {
 // runs on another host, which pulls them itself) and queues it on its
 // actor: an actor here runs its calls in order, one at a time, so a call's
 // arguments are fetched before it is next, not while the actor waits.
-func (h *Host) queueOnActor(t *task) {
+func (h *Owner) queueOnActor(t *task) {
 	h.mu.Lock()
 	fetch := !t.fetched && t.actor != nil && (t.actor.worker == nil || t.actor.worker.remote == nil)
 	t.fetched = true
@@ -270,7 +270,7 @@ func (h *Host) queueOnActor(t *task) {
 
 // fail ends t (in any state before a terminal one) with te as the value of
 // each of its returns.
-func (h *Host) fail(t *task, te *abi.TaskError) {
+func (h *Owner) fail(t *task, te *abi.TaskError) {
 	h.mu.Lock()
 	if t.lc.State.Terminal() {
 		h.mu.Unlock()
@@ -296,7 +296,7 @@ func (h *Host) fail(t *task, te *abi.TaskError) {
 // sealFailure gives each of t's objects the failure te. A generator keeps
 // the items it delivered: the failure takes the next place in its stream,
 // and the stream ends after it.
-func (h *Host) sealFailure(t *task, te *abi.TaskError) {
+func (h *Owner) sealFailure(t *task, te *abi.TaskError) {
 	if f := t.foreign; f != nil {
 		// Run here for another host: its owner seals the failure.
 		h.mu.Lock()
@@ -335,7 +335,7 @@ func (h *Host) sealFailure(t *task, te *abi.TaskError) {
 	}
 }
 
-func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
+func (h *Owner) seal(t *task, id ids.ObjectID, v abi.Value) {
 	if t.kind == abi.KindDescribe {
 		// Read once by the host: kept in memory, so a full store does not
 		// stop modules from registering.
@@ -350,13 +350,13 @@ func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
 }
 
 // endStream seals the end-of-stream marker at item i of a generator.
-func (h *Host) endStream(t *task, i int) {
+func (h *Owner) endStream(t *task, i int) {
 	h.seal(t, t.id.Return(i), (&abi.TaskError{Kind: abi.ErrorEndOfStream, TaskID: t.id.String(), Function: t.function, Message: "end of stream"}).Encode())
 }
 
 // finishWorker ends the attempt a worker ran, with either te (a failure) or
 // vals (its results), and puts the worker back to use.
-func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
+func (h *Owner) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.task == t {
@@ -409,7 +409,7 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 }
 
 // block releases the CPU of a task that waits in Get, Wait or Next.
-func (h *Host) block(t *task) {
+func (h *Owner) block(t *task) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Block{})
 	var starts []assignment
@@ -421,7 +421,7 @@ func (h *Host) block(t *task) {
 }
 
 // unblock takes the CPU back when the wait ends.
-func (h *Host) unblock(t *task) {
+func (h *Owner) unblock(t *task) {
 	h.mu.Lock()
 	h.stepLocked(t, lifecycle.Unblock{})
 	h.mu.Unlock()
@@ -429,7 +429,7 @@ func (h *Host) unblock(t *task) {
 
 // cancel cancels the task that makes id and, if recursive, the tasks it
 // submitted (theirs too).
-func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
+func (h *Owner) cancel(id ids.ObjectID, force, recursive bool) error {
 	h.mu.Lock()
 	t := h.tasks[id.Task()]
 	h.mu.Unlock()
@@ -443,7 +443,7 @@ func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
 	return nil
 }
 
-func (h *Host) cancelTask(t *task, force, recursive bool) {
+func (h *Owner) cancelTask(t *task, force, recursive bool) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Cancel{Force: force, Recursive: recursive})
 	starts := h.dispatchLocked()
@@ -454,7 +454,7 @@ func (h *Host) cancelTask(t *task, force, recursive bool) {
 
 // sealResults seals the values of t's successful attempt (a generator's
 // items are sealed as they come: its stream ends here).
-func (h *Host) sealResults(t *task, vals []abi.Value) {
+func (h *Owner) sealResults(t *task, vals []abi.Value) {
 	switch {
 	case t.foreign != nil:
 		// Run here for another host: foreignDone sends the results.

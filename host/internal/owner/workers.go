@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"time"
 
+	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -15,8 +16,8 @@ import (
 
 // workerProc is the host's side of one worker process.
 type workerProc struct {
-	h    *Host
-	proc Process
+	h    *Owner
+	proc launch.Process
 	conn *ipc.Conn
 	pid  int
 
@@ -42,7 +43,7 @@ const idleWorkerTTL = time.Minute
 // reapIdleWorkers stops workers beyond the warm pool (and its spare) that
 // have been idle for idleWorkerTTL: a burst of nested tasks must not leave
 // processes behind for ever.
-func (h *Host) reapIdleWorkers(now time.Time) {
+func (h *Owner) reapIdleWorkers(now time.Time) {
 	h.mu.Lock()
 	var stop []*workerProc
 	for len(h.idle) > h.cfg.Workers+1 && now.Sub(h.idle[0].idleSince) > idleWorkerTTL {
@@ -57,7 +58,7 @@ func (h *Host) reapIdleWorkers(now time.Time) {
 
 // startWorkerLocked starts a worker in the background; once it is ready it
 // joins the idle list and takes queued work.
-func (h *Host) startWorkerLocked() {
+func (h *Owner) startWorkerLocked() {
 	h.starting++
 	h.wg.Add(1)
 	go func() {
@@ -95,7 +96,7 @@ func (h *Host) startWorkerLocked() {
 
 // failWaitingIfNoWorkers fails tasks waiting for a worker when no worker
 // exists or is starting: otherwise they would wait for ever.
-func (h *Host) failWaitingIfNoWorkers(cause error) {
+func (h *Owner) failWaitingIfNoWorkers(cause error) {
 	h.mu.Lock()
 	if len(h.workers) > 0 || h.starting > 0 {
 		h.mu.Unlock()
@@ -108,7 +109,7 @@ func (h *Host) failWaitingIfNoWorkers(cause error) {
 	}
 }
 
-func (h *Host) launchWorker() (*workerProc, error) {
+func (h *Owner) launchWorker() (*workerProc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := h.launcher.Launch(ctx, h.workerOptions())
@@ -192,7 +193,7 @@ func (w *workerProc) reply(seq uint64, code int64, payload []byte) {
 }
 
 // serveWorker reads a worker's frames until it exits.
-func (h *Host) serveWorker(w *workerProc) {
+func (h *Owner) serveWorker(w *workerProc) {
 	var buf []byte
 	var err error
 	for {
@@ -213,7 +214,7 @@ func (h *Host) serveWorker(w *workerProc) {
 	h.workerDied(w, exitErr)
 }
 
-func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
+func (h *Owner) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 	switch typ {
 	case ipc.TypeCall:
 		var c ipc.Call
@@ -324,7 +325,7 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 }
 
 // runningTask returns the task w runs, if its ID is id.
-func (h *Host) runningTask(w *workerProc, id ids.TaskID) *task {
+func (h *Owner) runningTask(w *workerProc, id ids.TaskID) *task {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if t := w.task; t != nil && t.id == id {
@@ -334,7 +335,7 @@ func (h *Host) runningTask(w *workerProc, id ids.TaskID) *task {
 }
 
 // outcome turns a Done frame into a failure or the task's return values.
-func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
+func (h *Owner) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 	if d.Trap != "" {
 		kind := d.Kind
 		if kind == "" {
@@ -371,7 +372,7 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 
 // outcomeValues turns a task's status and values into a failure or its
 // return values.
-func (h *Host) outcomeValues(t *task, status abi.Status, values []abi.Value) (*abi.TaskError, []abi.Value) {
+func (h *Owner) outcomeValues(t *task, status abi.Status, values []abi.Value) (*abi.TaskError, []abi.Value) {
 	res := abi.Result{Values: values}
 	if status != abi.StatusOK {
 		if len(res.Values) != 1 || res.Values[0].Codec != abi.CodecError {
@@ -401,7 +402,7 @@ func (h *Host) outcomeValues(t *task, status abi.Status, values []abi.Value) (*a
 // workerDied cleans up after a worker exits: its task fails (or, if it was
 // cancelled with force, is cancelled), and a replacement starts if the host
 // is below its warm pool size.
-func (h *Host) workerDied(w *workerProc, exitErr error) {
+func (h *Owner) workerDied(w *workerProc, exitErr error) {
 	h.mu.Lock()
 	w.dead = true
 	delete(h.workers, w)
@@ -475,7 +476,7 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 	}
 }
 
-func (h *Host) memoryLimitOf(t *task) int64 {
+func (h *Owner) memoryLimitOf(t *task) int64 {
 	if t.limits.MemoryPages > 0 {
 		return int64(t.limits.MemoryPages) << 16
 	}

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -22,20 +22,14 @@ import (
 // TaskService's handlers live there, and call the host through these
 // methods. Errors go back as they are (the host's sentinels); the edge
 // maps them to Connect codes.
-type api struct{ h *Host }
+type api struct{ h *Owner }
 
 var _ edge.Host = api{}
 
-// newEdge returns the TaskService of h.
-func (h *Host) newEdge() (*edge.Edge, error) {
+// Edge returns the TaskService handlers of h.
+func (h *Owner) Edge() (*edge.Edge, error) {
 	return edge.New(api{h}, edge.Config{MaxMessageBytes: h.cfg.MaxMessageBytes, MaxDrivers: h.cfg.MaxDrivers,
 		MaxDriversPerClient: h.cfg.MaxDriversPerClient, Done: h.done, ErrClosed: ErrClosed, Log: h.log})
-}
-
-func (h *Host) handlerOptions() []connect.HandlerOption {
-	// Credentials are checked before this, by the guard in front of the
-	// handlers (auth.go), so that no body is read for a stranger.
-	return edge.HandlerOptions(h.cfg.MaxMessageBytes)
 }
 
 // getStreamChunk is the size of the chunks objects stream in.
@@ -189,7 +183,7 @@ func (a api) ClusterStatus() []*rayhostv1.Member { return a.h.clusterStatus() }
 // callFromRequest checks a client's call against its function and builds
 // the task. It reads no host state but the configuration, so it can be
 // fuzzed on its own.
-func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
+func (h *Owner) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
 	f, ok := mod.Funcs[t.function]
 	if !ok {

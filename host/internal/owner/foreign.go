@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -60,7 +60,7 @@ func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
 
 // execute serves PeerService.Execute: it runs one attempt of another host's
 // task here, or an actor: its creation, then its calls, on one worker.
-func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
+func (h *Owner) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
 	first, err := stream.Receive()
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 
 // startForeign runs one task of spec for f's owner: an actor's call on the
 // worker f bound, anything else through this host's scheduler.
-func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.ExecSpec) {
+func (h *Owner) startForeign(ctx context.Context, f *foreign, spec *peerwire.ExecSpec) {
 	fail := func(kind abi.ErrorKind, msg string) {
 		if spec.Kind == abi.KindActorCall && kind != abi.ErrorActorDied {
 			// Only this call failed; the actor's instance is fine (a trap
@@ -237,7 +237,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 // foreignGone stops everything running here for f's owner: the owner went
 // away or asked for a kill. An actor's worker is stopped (its owner
 // restarts it elsewhere if it may).
-func (h *Host) foreignGone(f *foreign) {
+func (h *Owner) foreignGone(f *foreign) {
 	h.mu.Lock()
 	t, w := f.current, f.worker
 	h.mu.Unlock()
@@ -254,7 +254,7 @@ func (h *Host) foreignGone(f *foreign) {
 }
 
 // pullArg brings a held argument here and returns its bytes.
-func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner string) (abi.Value, error) {
+func (h *Owner) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner string) (abi.Value, error) {
 	hv, err := decodeHeld(v.Data)
 	if err != nil {
 		return abi.Value{}, err
@@ -280,7 +280,7 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 }
 
 // foreignCancel stops a task run for another host.
-func (h *Host) foreignCancel(t *task, force bool) {
+func (h *Owner) foreignCancel(t *task, force bool) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Cancel{Force: force})
 	starts := h.dispatchLocked()
@@ -291,7 +291,7 @@ func (h *Host) foreignCancel(t *task, force bool) {
 
 // relayCall sends a guest's call to the owner of its task. A large put or
 // yield stays here: the owner is told this host holds it.
-func (h *Host) relayCall(t *task, c ipc.Call) {
+func (h *Owner) relayCall(t *task, c ipc.Call) {
 	switch c.Op {
 	case abi.OpPut:
 		var req abi.PutRequest
@@ -321,13 +321,13 @@ func (h *Host) relayCall(t *task, c ipc.Call) {
 
 // keepHere reports whether a value a guest made here stays here (its owner
 // records this host as the holder) rather than travel to the owner.
-func (h *Host) keepHere(v abi.Value) bool {
+func (h *Owner) keepHere(v abi.Value) bool {
 	return v.Codec != abi.CodecError && len(v.Data) > h.cfg.InlineObjectLimit
 }
 
 // holdHere stores a value made here for another host's object and returns
 // the held value that tells the owner where it is.
-func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
+func (h *Owner) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
 	data := append([]byte(nil), v.Data...)
 	if err := h.objs.Seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
 		return abi.Value{}, err
@@ -337,7 +337,7 @@ func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
 
 // foreignDone ends a task run for another host: the worker goes back to
 // use and the outcome goes to the owner.
-func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
+func (h *Owner) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 	f := t.foreign
 	h.mu.Lock()
 	keep := false // the stream stays open: an actor lives on w

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 
 // guestSubmit handles a task submitted by a running task. Errors fail the
 // child: the guest already holds its ObjectRefs.
-func (h *Host) guestSubmit(parent *task, payload []byte) {
+func (h *Owner) guestSubmit(parent *task, payload []byte) {
 	var req abi.SubmitRequest
 	if err := req.Decode(payload); err != nil {
 		h.log.Warn("malformed submit from a guest", "task_id", parent.id, "err", err)
@@ -128,7 +128,7 @@ func cloneArgs(args []abi.Arg) []abi.Arg {
 
 // guestPut stores an object put by a running task. A guest may only create
 // objects under its own TaskID.
-func (h *Host) guestPut(t *task, payload []byte) {
+func (h *Owner) guestPut(t *task, payload []byte) {
 	var req abi.PutRequest
 	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id || !req.ID.IsPut() {
 		h.mu.Lock()
@@ -152,7 +152,7 @@ func (h *Host) guestPut(t *task, payload []byte) {
 }
 
 // guestCancel serves ray.Cancel from a guest.
-func (h *Host) guestCancel(t *task, payload []byte) {
+func (h *Owner) guestCancel(t *task, payload []byte) {
 	var req abi.CancelRequest
 	if err := req.Decode(payload); err != nil {
 		return
@@ -197,7 +197,7 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 // children and theirs, its siblings submitted by the same driver or API
 // call) or one whose ref it was passed as an argument; not another
 // client's task it learnt the ID of.
-func (h *Host) mayCancel(t *task, ref abi.Ref) error {
+func (h *Owner) mayCancel(t *task, ref abi.Ref) error {
 	for _, a := range t.args {
 		if a.IsRef && a.Ref.ID.Task() == ref.ID.Task() {
 			return nil
@@ -217,7 +217,7 @@ func (h *Host) mayCancel(t *task, ref abi.Ref) error {
 
 // guestYield seals the next item of a generator. The reply (which lets the
 // guest go on) waits while backpressure holds the generator.
-func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err error) {
+func (h *Owner) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err error) {
 	if err != nil || t.gen == nil {
 		w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 		return
@@ -258,7 +258,7 @@ func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err e
 
 // guestWait serves a Get, Wait or Next from a guest. The task's CPU is
 // released while it blocks.
-func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
+func (h *Owner) guestWait(w *workerProc, t *task, c ipc.Call) {
 	var refs []ids.ObjectID
 	var timeoutNs int64
 	var need uint32
@@ -335,7 +335,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 
 // generatorNext answers a Next whose item (or end marker) exists, and counts
 // the item as consumed, which may release the generator's backpressure.
-func (h *Host) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id ids.ObjectID) {
+func (h *Owner) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id ids.ObjectID) {
 	var rep abi.NextReply
 	if codec, err := h.objs.Codec(context.Background(), id); err == nil && codec == abi.CodecError {
 		if v, err := h.objs.Value(context.Background(), id); err == nil {
@@ -358,7 +358,7 @@ func (h *Host) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id 
 
 // replyErr answers a Get for an object the host does not know with an error
 // value, so the guest sees which ref was wrong.
-func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
+func (h *Owner) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
 	if c.Op == abi.OpGet {
 		var req abi.GetRequest
 		_ = req.Decode(c.Payload)
@@ -375,13 +375,13 @@ func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
 
 // borrowRef makes a ref another host owns known here, so it can be waited
 // on: its owner is asked about it.
-func (h *Host) borrowRef(ctx context.Context, r abi.Ref) {
+func (h *Owner) borrowRef(ctx context.Context, r abi.Ref) {
 	if r.Owner != "" && r.Owner != h.addr && h.cluster != nil {
 		h.objs.Borrow(ctx, r.ID, r.Owner)
 	}
 }
 
-func (h *Host) borrowRefs(refs []abi.Ref) {
+func (h *Owner) borrowRefs(refs []abi.Ref) {
 	for _, r := range refs {
 		h.borrowRef(context.Background(), r)
 	}
@@ -397,7 +397,7 @@ func refIDs(refs []abi.Ref) []ids.ObjectID {
 
 // guestLog passes a guest's output to its job (the `rayhost run` that
 // started it) and keeps the tail of stderr for error messages.
-func (h *Host) guestLog(w *workerProc, l *ipc.Log) {
+func (h *Owner) guestLog(w *workerProc, l *ipc.Log) {
 	h.mu.Lock()
 	t := w.task
 	if t == nil || t.id != l.Task {

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -14,12 +14,16 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/ids"
 )
 
 // peerAPI implements the PeerService hosts call on each other.
-type peerAPI struct{ h *Host }
+type peerAPI struct{ h *Owner }
+
+// PeerService returns the handlers of the PeerService other hosts call.
+func (h *Owner) PeerService() rayhostv1connect.PeerServiceHandler { return &peerAPI{h} }
 
 func (p *peerAPI) Execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
 	return p.h.execute(ctx, stream)
@@ -107,7 +111,7 @@ func (p *peerAPI) WarmModule(ctx context.Context, req *connect.Request[rayhostv1
 // warmPeers has every alive peer fetch and compile a module registered
 // here, waiting up to a bound: a cluster where it is ready everywhere runs
 // its first tasks without a cold start on each host.
-func (h *Host) warmPeers(ctx context.Context, digest string) {
+func (h *Owner) warmPeers(ctx context.Context, digest string) {
 	if h.cluster == nil {
 		return
 	}
@@ -127,7 +131,7 @@ func (h *Host) warmPeers(ctx context.Context, digest string) {
 // ensureModule returns the module with digest, fetching its bytes from the
 // host at from if this host lacks them. Tasks run for other hosts need only
 // the file: the owner checked the call against the module's functions.
-func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, error) {
+func (h *Owner) ensureModule(ctx context.Context, digest, from string) (*module, error) {
 	if !modules.ValidDigest(digest) {
 		return nil, fmt.Errorf("%w: digest %q", ErrInvalidModule, digest)
 	}
