@@ -243,7 +243,7 @@ func (h *Host) Close() error {
 	h.closeOnce.Do(func() {
 		// Leave first: peers stop placing work here and see a host that
 		// left, not one that failed.
-		h.own.Leave()
+		h.leaveCluster()
 		h.own.Shutdown()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -260,4 +260,16 @@ func (h *Host) closeStore() error {
 		return h.st.Close()
 	}
 	return nil
+}
+
+// leaveCluster leaves gracefully (others see the host left, not failed).
+func (h *Host) leaveCluster() {
+	if h.cluster == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.cluster.Leave(ctx); err != nil {
+		h.log.Warn("leaving the cluster", "err", err)
+	}
 }

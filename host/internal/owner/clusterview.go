@@ -29,14 +29,16 @@ var errNotMember = cluster.ErrNotMember
 
 // reach returns how to call the member whose API is at addr, if it is
 // alive.
-func (h *Owner) reach(addr string) (conn, error) {
+func (pr *remoteRole) reach(addr string) (conn, error) {
+	h := pr.o
 	c, err := h.cluster.Reach(addr)
 	return connOf(c), err
 }
 
 // awaitMember is reach for an address a peer just named: an unknown one
 // gets a moment to appear in gossip.
-func (h *Owner) awaitMember(ctx context.Context, addr string) (conn, error) {
+func (pr *remoteRole) awaitMember(ctx context.Context, addr string) (conn, error) {
+	h := pr.o
 	c, err := h.cluster.AwaitMember(ctx, addr)
 	return connOf(c), err
 }
@@ -45,18 +47,25 @@ func (h *Owner) awaitMember(ctx context.Context, addr string) (conn, error) {
 func sleepCtx(ctx context.Context, d time.Duration) bool { return cluster.SleepCtx(ctx, d) }
 
 // isMember reports whether addr is this host or a member gossip lists.
-func (h *Owner) isMember(addr string) bool { return addr == h.addr || h.cluster.NodeName(addr) != "" }
+func (pr *remoteRole) isMember(addr string) bool {
+	h := pr.o
+	return addr == h.addr || h.cluster.NodeName(addr) != ""
+}
 
 // hostAlive reports whether the host at addr is this host or a member
 // that is alive.
-func (h *Owner) hostAlive(addr string) bool { return addr == h.addr || h.cluster.HostAlive(addr) }
+func (pr *remoteRole) hostAlive(addr string) bool {
+	h := pr.o
+	return addr == h.addr || h.cluster.HostAlive(addr)
+}
 
 // peerDown reports whether the host at addr is known to have failed or
 // left, or is no member at all.
-func (h *Owner) peerDown(addr string) bool { return h.cluster.PeerDown(addr) }
+func (pr *remoteRole) peerDown(addr string) bool { h := pr.o; return h.cluster.PeerDown(addr) }
 
 // nodeName is the host ID of the member at addr ("" if unknown).
-func (h *Owner) nodeName(addr string) string {
+func (pr *remoteRole) nodeName(addr string) string {
+	h := pr.o
 	if addr == h.addr {
 		return h.cfg.ID
 	}
@@ -81,12 +90,12 @@ func (p hostPlacement) MemberChanged(name string, alive, proven bool, total, ava
 			infeasible = append(infeasible, it.Value)
 		}
 	}
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	for _, t := range infeasible {
 		h.fail(t, h.taskError(t, abi.ErrorInfeasible, fmt.Sprintf("host %s, the only one that could run it, is gone", name)))
 	}
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // Loaded counts what a member reports free (between reports the
@@ -98,19 +107,20 @@ func (p hostPlacement) Loaded(name string, total, avail scheduler.Resources, fir
 		h.sched.SetNode(name, total, avail)
 	}
 	h.sched.SetAvailable(name, avail)
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // Unreachable takes a member that did not answer out of placement until
 // its next load report.
-func (p hostPlacement) Unreachable(name string) { p.h.unreachable(name) }
+func (p hostPlacement) Unreachable(name string) { p.h.rem.unreachable(name) }
 
 // unreachable takes a peer that did not answer out of placement until its
 // next load report: a host that just died must not take (and fail) the
 // retries of the tasks it was running before gossip declares it failed.
-func (h *Owner) unreachable(name string) {
+func (pr *remoteRole) unreachable(name string) {
+	h := pr.o
 	if name == "" {
 		return
 	}
@@ -119,20 +129,9 @@ func (h *Owner) unreachable(name string) {
 	h.mu.Unlock()
 }
 
-// leaveCluster leaves gracefully (others see the host left, not failed).
-func (h *Owner) leaveCluster() {
-	if h.cluster == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.cluster.Leave(ctx); err != nil {
-		h.log.Warn("leaving the cluster", "err", err)
-	}
-}
-
 // clusterStatus lists the cluster's hosts as this one sees them.
-func (h *Owner) clusterStatus() []*rayhostv1.Member {
+func (pr *remoteRole) clusterStatus() []*rayhostv1.Member {
+	h := pr.o
 	h.mu.Lock()
 	total, avail := h.sched.Total(), h.sched.Available()
 	h.mu.Unlock()

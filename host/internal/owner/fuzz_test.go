@@ -29,7 +29,8 @@ func FuzzCallFromRequest(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	h := &Owner{cfg: testConfig(f.TempDir())}
-	if err := h.newModules(); err != nil { // the registry and the call policy
+	h.roles()
+	if err := h.adm.newModules(); err != nil { // the registry and the call policy
 		f.Fatal(err)
 	}
 	mod := &module{Digest: strings.Repeat("ab", 32), Funcs: map[string]abi.FunctionInfo{
@@ -41,7 +42,7 @@ func FuzzCallFromRequest(f *testing.F) {
 		if protojson.Unmarshal(data, &m) != nil && proto.Unmarshal(data, &m) != nil {
 			return
 		}
-		task, err := h.callFromRequest(&m, mod)
+		task, err := h.adm.callFromRequest(&m, mod)
 		if err != nil {
 			for _, known := range []error{ErrFunctionNotFound, ErrInvalidArgument, ErrPermissionDenied, ids.ErrInvalidID} {
 				if errors.Is(err, known) {

@@ -11,7 +11,8 @@ import (
 // workerOptions: a worker reads the modules and writes the compilation
 // cache; tasks' mounts are granted per task, always within AllowedDirs, so
 // a confined worker may read and write those roots and nothing else.
-func (h *Owner) workerOptions() launch.WorkerOptions {
+func (wp *workerRole) workerOptions() launch.WorkerOptions {
+	h := wp.o
 	return launch.WorkerOptions{
 		CacheDir:  h.cacheDir,
 		Confine:   !h.cfg.DisableWorkerConfinement,
@@ -22,7 +23,8 @@ func (h *Owner) workerOptions() launch.WorkerOptions {
 
 // noteConfinement records the layers a worker reported with Ready and logs
 // a warning for missing ones when they change.
-func (h *Owner) noteConfinement(ready []byte) {
+func (wp *workerRole) noteConfinement(ready []byte) {
+	h := wp.o
 	missing, changed, err := h.conf.Note(ready)
 	if err != nil {
 		h.log.Warn("worker sent an unreadable confinement report", "err", err)
@@ -33,7 +35,8 @@ func (h *Owner) noteConfinement(ready []byte) {
 	}
 }
 
-func (h *Owner) confinementProto() []*rayhostv1.ConfinementLayer {
+func (wp *workerRole) confinementProto() []*rayhostv1.ConfinementLayer {
+	h := wp.o
 	layers := h.conf.Layers()
 	out := make([]*rayhostv1.ConfinementLayer, len(layers))
 	for i, l := range layers {

@@ -117,6 +117,16 @@ type Owner struct {
 	lineage    map[ids.TaskID]*task  // finished tasks whose results other hosts hold
 	closed     bool
 
+	// The roles (roles.go).
+	disp *dispatcher
+	wrk  *workerRole
+	gops *guestOps
+	acts *actorTable
+	fgn  *executor
+	rem  *remoteRole
+	adm  *admission
+	lin  *lineageRole
+
 	// Set by AttachCluster when the host is in a cluster.
 	cluster *cluster.Cluster
 
@@ -143,12 +153,13 @@ func New(cfg Config) (*Owner, error) {
 		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{}, lineage: map[ids.TaskID]*task{},
 		workers: map[*workerProc]struct{}{}, done: make(chan struct{}),
 	}
+	h.roles()
 	h.serving, h.stopServing = context.WithCancel(context.Background())
 	h.sched.SetLocalName(cfg.ID)
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("host: data dir: %w", err)
 	}
-	if err := h.newModules(); err != nil {
+	if err := h.adm.newModules(); err != nil {
 		return nil, err
 	}
 	if h.objs, err = h.newObjects(); err != nil {
@@ -161,7 +172,7 @@ func New(cfg Config) (*Owner, error) {
 	// a cold one.
 	h.mu.Lock()
 	for range min(cfg.Workers+1, cfg.MaxWorkers) {
-		h.startWorkerLocked()
+		h.wrk.startWorkerLocked()
 	}
 	h.mu.Unlock()
 	h.wg.Add(1)
@@ -179,10 +190,6 @@ func (h *Owner) AttachCluster(c *cluster.Cluster) { h.cluster = c }
 
 // Placement is what c tells the owner about members (cluster.Placement).
 func (h *Owner) Placement() cluster.Placement { return hostPlacement{h} }
-
-// Leave leaves the cluster gracefully (others see the host left, not
-// failed).
-func (h *Owner) Leave() { h.leaveCluster() }
 
 // Shutdown refuses new work and ends the API's long calls; Close follows.
 func (h *Owner) Shutdown() {
@@ -228,7 +235,7 @@ func (h *Owner) housekeeping() {
 	for {
 		select {
 		case now := <-tick.C:
-			h.reapIdleWorkers(now)
+			h.wrk.reapIdleWorkers(now)
 		case <-h.done:
 			return
 		}

@@ -37,7 +37,7 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 		case lifecycle.Record:
 			h.recordAttempt(t, a.State, a.Msg, a.Attempt)
 		case lifecycle.Enqueue:
-			if err := h.sched.Enqueue(t.id, t.req, h.placement(t), t); err != nil {
+			if err := h.sched.Enqueue(t.id, t.req, h.disp.placement(t), t); err != nil {
 				more, _ := t.lc.Step(lifecycle.Infeasible{Why: err.Error()})
 				acts = append(acts, more...)
 			}
@@ -52,9 +52,9 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 		case lifecycle.NeedWorker:
 			h.needWorker = append(h.needWorker, t)
 		case lifecycle.StartTimer:
-			if d := h.timeoutOf(t); d > 0 {
+			if d := h.disp.timeoutOf(t); d > 0 {
 				attempt := a.Attempt
-				t.timer = time.AfterFunc(d, func() { h.expire(t, attempt, d) })
+				t.timer = time.AfterFunc(d, func() { h.disp.expire(t, attempt, d) })
 			}
 		case lifecycle.StopTimer:
 			if t.timer != nil {
@@ -113,7 +113,7 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 		case lifecycle.AwaitArgs:
 			later = append(later, func() { h.awaitArgs(ctx, t) })
 		case lifecycle.FetchArgs:
-			later = append(later, func() { h.refetch(t) })
+			later = append(later, func() { h.disp.refetch(t) })
 		case lifecycle.Requeue:
 			later = append(later, func() { h.enqueue(t) })
 		case lifecycle.QueueOnActor:
@@ -122,9 +122,9 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 				t.actor.queue = append([]*task{t}, t.actor.queue...)
 				break
 			}
-			later = append(later, func() { h.queueOnActor(t) })
+			later = append(later, func() { h.acts.queueOnActor(t) })
 		case lifecycle.SealResults:
-			h.keepLineageLocked(t, vals)
+			h.lin.keepLineageLocked(t, vals)
 			later = append(later, func() { h.sealResults(t, vals) })
 		case lifecycle.SealFailure:
 			te := a.Err

@@ -178,11 +178,11 @@ func (h *Owner) awaitArgs(ctx context.Context, t *task) {
 		if a.IsRef && !seen[a.Ref.ID] {
 			seen[a.Ref.ID] = true
 			deps = append(deps, a.Ref.ID)
-			h.borrowRef(ctx, a.Ref)
-			if h.cluster != nil && h.lostHere(a.Ref.ID) {
-				if err := h.reconstruct(a.Ref.ID); err != nil {
+			h.gops.borrowRef(ctx, a.Ref)
+			if h.cluster != nil && h.lin.lostHere(a.Ref.ID) {
+				if err := h.lin.reconstruct(a.Ref.ID); err != nil {
 					// Gone for good: fail now, wherever the task would run.
-					h.fail(t, h.argLost(t, a.Ref.ID, err))
+					h.fail(t, h.disp.argLost(t, a.Ref.ID, err))
 					return
 				}
 			}
@@ -190,10 +190,10 @@ func (h *Owner) awaitArgs(ctx context.Context, t *task) {
 	}
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Await{Deps: len(deps)})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 	for _, id := range deps {
 		err := h.objs.OnReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
 		if err != nil {
@@ -231,41 +231,42 @@ func (h *Owner) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	}
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.ArgReady{})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 func (h *Owner) enqueue(t *task) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Await{})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // queueOnActor brings an actor call's arguments here (unless its actor
 // runs on another host, which pulls them itself) and queues it on its
 // actor: an actor here runs its calls in order, one at a time, so a call's
 // arguments are fetched before it is next, not while the actor waits.
-func (h *Owner) queueOnActor(t *task) {
+func (ac *actorTable) queueOnActor(t *task) {
+	h := ac.o
 	h.mu.Lock()
 	fetch := !t.fetched && t.actor != nil && (t.actor.worker == nil || t.actor.worker.remote == nil)
 	t.fetched = true
 	h.mu.Unlock()
 	if fetch {
-		if away := h.argsAway(t); len(away) > 0 {
-			h.goTracked(func() {
-				if h.fetchArgs(t, away) {
-					h.actorCallReady(t)
+		if away := h.disp.argsAway(t); len(away) > 0 {
+			h.disp.goTracked(func() {
+				if h.disp.fetchArgs(t, away) {
+					h.acts.actorCallReady(t)
 				}
 			})
 			return
 		}
 	}
-	h.actorCallReady(t)
+	h.acts.actorCallReady(t)
 }
 
 // fail ends t (in any state before a terminal one) with te as the value of
@@ -277,20 +278,20 @@ func (h *Owner) fail(t *task, te *abi.TaskError) {
 		return
 	}
 	var actorStarts []assignment
-	defer func() { h.start(actorStarts) }()
+	defer func() { h.disp.start(actorStarts) }()
 	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
 		// The calls queued behind it may run now.
 		defer func() {
 			h.mu.Lock()
-			actorStarts = h.dispatchActorLocked(a)
+			actorStarts = h.acts.dispatchActorLocked(a)
 			h.mu.Unlock()
 		}()
 	}
 	later := h.stepLocked(t, lifecycle.Fail{Err: te})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // sealFailure gives each of t's objects the failure te. A generator keeps
@@ -356,7 +357,8 @@ func (h *Owner) endStream(t *task, i int) {
 
 // finishWorker ends the attempt a worker ran, with either te (a failure) or
 // vals (its results), and puts the worker back to use.
-func (h *Owner) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
+func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
+	h := dp.o
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.task == t {
@@ -377,51 +379,53 @@ func (h *Owner) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []a
 			a.running = nil
 			a.calls++
 		case created && !w.dead:
-			defer func() { h.mu.Lock(); s := h.actorCreatedLocked(a, w); h.mu.Unlock(); h.start(s) }()
+			defer func() { h.mu.Lock(); s := h.acts.actorCreatedLocked(a, w); h.mu.Unlock(); h.disp.start(s) }()
 		case t.kind == abi.KindActorCreate && (te != nil || t.lc.Cancelled):
 			msg := "its creation was cancelled"
 			if te != nil {
 				msg = "its constructor failed: " + te.Message
 			}
-			doomed = h.actorDeadLocked(a, msg)
+			doomed = h.acts.actorDeadLocked(a, msg)
 		}
 		if t.kind == abi.KindActorCall {
-			actorStarts = h.dispatchActorLocked(a)
+			actorStarts = h.acts.dispatchActorLocked(a)
 		}
 	}
 	defer func() {
-		h.failActorCalls(t.actor, doomed)
-		h.start(actorStarts)
+		h.acts.failActorCalls(t.actor, doomed)
+		h.disp.start(actorStarts)
 	}()
 	if t.lc.State.Terminal() {
-		starts := h.dispatchLocked()
+		starts := h.disp.dispatchLocked()
 		h.mu.Unlock()
-		h.start(starts)
+		h.disp.start(starts)
 		return
 	}
 	// A timeout, a violation or a cancel decide the outcome before te;
 	// a retry queues the task again.
 	later := h.stepLocked(t, lifecycle.Done{Err: te}, vals...)
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 	run(later)
 }
 
 // block releases the CPU of a task that waits in Get, Wait or Next.
-func (h *Owner) block(t *task) {
+func (dp *dispatcher) block(t *task) {
+	h := dp.o
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Block{})
 	var starts []assignment
 	if later != nil || !t.lc.Holding {
-		starts = h.dispatchLocked()
+		starts = h.disp.dispatchLocked()
 	}
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // unblock takes the CPU back when the wait ends.
-func (h *Owner) unblock(t *task) {
+func (dp *dispatcher) unblock(t *task) {
+	h := dp.o
 	h.mu.Lock()
 	h.stepLocked(t, lifecycle.Unblock{})
 	h.mu.Unlock()
@@ -446,10 +450,10 @@ func (h *Owner) cancel(id ids.ObjectID, force, recursive bool) error {
 func (h *Owner) cancelTask(t *task, force, recursive bool) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Cancel{Force: force, Recursive: recursive})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // sealResults seals the values of t's successful attempt (a generator's
