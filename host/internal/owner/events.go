@@ -71,7 +71,7 @@ func (h *Owner) recordAttempt(t *task, s taskState, msg string, attempt uint32) 
 	if !t.events {
 		return
 	}
-	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: attempt, Function: t.displayName(), State: s.String(), Time: time.Now(), Message: msg, Host: h.cfg.ID}
+	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: attempt, Function: t.displayName(), State: s.String(), Time: h.clock.Now(), Message: msg, Host: h.cfg.ID}
 	if t.lc.Node != "" {
 		ev.Host = t.lc.Node
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
@@ -70,6 +71,9 @@ type Config struct {
 	Store    store.Store
 	Launcher launch.Launcher
 	Logger   *slog.Logger
+	// Clock times task attempts (Limits.Timeout) and task events; nil is
+	// the system clock.
+	Clock clock.Clock
 }
 
 // ErrInvalidConfig: New was given a Config it cannot run with.
@@ -103,6 +107,7 @@ type Owner struct {
 	conf     launch.Confinement
 	cacheDir string
 	addr     string
+	clock    clock.Clock
 
 	mu         sync.Mutex
 	sched      *scheduler.Scheduler[ids.TaskID, *task]
@@ -154,6 +159,9 @@ func New(cfg Config) (*Owner, error) {
 		workers: map[*workerProc]struct{}{}, done: make(chan struct{}),
 	}
 	h.roles()
+	if h.clock = cfg.Clock; h.clock == nil {
+		h.clock = clock.Real{}
+	}
 	h.serving, h.stopServing = context.WithCancel(context.Background())
 	h.sched.SetLocalName(cfg.ID)
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {

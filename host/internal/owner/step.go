@@ -3,7 +3,6 @@ package owner
 import (
 	"context"
 	"slices"
-	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/abi"
@@ -54,7 +53,7 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 		case lifecycle.StartTimer:
 			if d := h.disp.timeoutOf(t); d > 0 {
 				attempt := a.Attempt
-				t.timer = time.AfterFunc(d, func() { h.disp.expire(t, attempt, d) })
+				t.timer = h.clock.AfterFunc(d, func() { h.disp.expire(t, attempt, d) })
 			}
 		case lifecycle.StopTimer:
 			if t.timer != nil {

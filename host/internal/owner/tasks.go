@@ -7,6 +7,7 @@ import (
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/scheduler"
@@ -65,7 +66,7 @@ type task struct {
 	cancelCh chan struct{}
 	children []ids.TaskID
 	stderr   []byte      // the tail of the guest's stderr, for trap messages
-	timer    *time.Timer // ends an attempt that runs past its timeout
+	timer    clock.Timer // ends an attempt that runs past its timeout
 	yields   int         // items yielded by this attempt, on the executing host
 	fetched  bool        // an actor call's arguments were brought here first
 	// kids checks the child IDs the attempt kidsAttempt (on worker
