@@ -1,0 +1,95 @@
+package workerpool
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rayhost/rayhost/host/internal/launch"
+	"github.com/rayhost/rayhost/internal/clock"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
+)
+
+// stopGrace is how long Stop lets a worker exit after closing its socket
+// before it kills it.
+const stopGrace = time.Second
+
+// state is where a worker is in the pool (guarded by Pool.mu).
+type state uint8
+
+const (
+	stateHello    state = iota // its Ready is being handled (counts as starting)
+	stateBusy                  // in use (taken, or kept by the handler)
+	stateIdle                  // on the idle list
+	stateStopping              // reaped: killed, not exited yet
+	stateGone                  // exited, out of the pool's tables
+)
+
+// Worker is one worker process of a pool. Its methods are safe for
+// concurrent use; frames written concurrently go out whole, in some order.
+type Worker struct {
+	// Value is the handler's own state for the worker, set and read under
+	// the handler's lock (the pool never touches it). Set it in
+	// Handler.Ready before the worker is made idle, and it is there for
+	// every later Frame and for Exited.
+	Value any
+
+	proc  launch.Process
+	conn  *ipc.Conn
+	pid   int
+	clock clock.Clock
+
+	// Guarded by Pool.mu.
+	state     state
+	idleSince time.Time
+}
+
+// PID is the worker's process id (0 for an in-process worker).
+func (w *Worker) PID() int { return w.pid }
+
+// Exec sends a task to run; the error wraps ErrGone.
+func (w *Worker) Exec(m *ipc.Exec) error {
+	return w.Send(ipc.TypeExec, m.Encode(nil))
+}
+
+// Cancel asks the worker to cancel the task it runs, if it is task.
+func (w *Worker) Cancel(task ids.TaskID) {
+	m := ipc.Cancel{Task: task}
+	_ = w.Send(ipc.TypeCancel, m.Encode(nil))
+}
+
+// Load asks the worker to compile a module ahead of its first task, for a
+// memory limit of memoryPages.
+func (w *Worker) Load(path string, memoryPages uint32) {
+	m := ipc.Load{ModulePath: path, MemoryPages: memoryPages}
+	_ = w.Send(ipc.TypeLoad, m.Encode(nil))
+}
+
+// Reply answers the guest call seq.
+func (w *Worker) Reply(seq uint64, code int64, payload []byte) {
+	m := ipc.Reply{Seq: seq, Code: code, Payload: payload}
+	_ = w.Send(ipc.TypeReply, m.Encode(nil))
+}
+
+// Send writes one frame as it is (a frame relayed from another host); the
+// error wraps ErrGone.
+func (w *Worker) Send(typ ipc.Type, payload []byte) error {
+	if err := w.conn.Write(typ, payload); err != nil {
+		return fmt.Errorf("%w: %w", ErrGone, err)
+	}
+	return nil
+}
+
+// Kill ends the worker at once (a force cancel, a timeout, a worker
+// reaped). Handler.Exited follows once it has exited.
+func (w *Worker) Kill() { _ = w.proc.Kill() }
+
+// Stop ends the worker gracefully: closing its socket makes it exit; if it
+// has not within a second (a guest in a loop), it is killed. It returns
+// once the worker has exited.
+func (w *Worker) Stop() {
+	_ = w.conn.Close()
+	t := w.clock.AfterFunc(stopGrace, w.Kill)
+	defer t.Stop()
+	_ = w.proc.Wait()
+}
