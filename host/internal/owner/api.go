@@ -152,7 +152,7 @@ func (a api) Go(fn func()) { a.h.disp.goTracked(fn) }
 func (a api) Status() edge.Status {
 	h := a.h
 	h.mu.Lock()
-	total, avail, workers := h.sched.Total(), h.sched.Available(), len(h.workers)
+	total, avail, workers := h.sched.Total(), h.sched.Available(), h.pool.Stats().Live
 	h.mu.Unlock()
 	return edge.Status{ID: h.cfg.ID, Workers: workers, Total: total, Available: avail, WorkerConfinement: h.wrk.confinementProto()}
 }

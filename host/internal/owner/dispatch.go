@@ -48,14 +48,17 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 		h.stepLocked(t, lifecycle.Reserved{}) // waits for a worker
 	}
 	out := remote
-	for len(h.needWorker) > 0 && len(h.idle) > 0 {
+	for len(h.needWorker) > 0 {
 		t := h.needWorker[0]
 		if !h.disp.memoryFitsLocked(t) {
 			break // waits, in order, until running tasks free guest memory
 		}
+		pw, ok := h.pool.Take()
+		if !ok {
+			break
+		}
 		h.needWorker = h.needWorker[1:]
-		w := h.idle[len(h.idle)-1]
-		h.idle = h.idle[:len(h.idle)-1]
+		w := procOf(pw)
 		t.worker = w
 		w.task = t
 		w.memHeld = h.disp.memoryLimitOf(t)
@@ -66,14 +69,12 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 	if waiting > 0 && !h.disp.memoryFitsLocked(h.needWorker[0]) {
 		waiting = 0 // waiting for memory, not for a process
 	}
-	for missing := waiting - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
-		h.wrk.startWorkerLocked()
-	}
+	h.pool.Need(waiting)
 	// Keep one spare worker warm, so the next task (or a driver, which holds
-	// no CPU) does not wait for a process to start. The reaper stops spares
-	// that stay idle.
-	if len(h.idle) == 0 && h.starting == 0 && !h.closed && len(h.workers) < h.cfg.MaxWorkers {
-		h.wrk.startWorkerLocked()
+	// no CPU) does not wait for a process to start. The pool's reaper stops
+	// spares that stay idle.
+	if !h.closed {
+		h.pool.Spare()
 	}
 	h.disp.detectStarvationLocked()
 	h.disp.detectMemoryStarvationLocked()
@@ -93,8 +94,8 @@ func (dp *dispatcher) memoryFitsLocked(t *task) bool {
 func (dp *dispatcher) memoryHeldLocked() int64 {
 	h := dp.o
 	var held int64
-	for w := range h.workers {
-		if !w.dead {
+	for pw := range h.pool.Workers() {
+		if w := procOf(pw); w != nil && !w.dead {
 			held += w.memHeld
 		}
 	}
@@ -107,11 +108,12 @@ func (dp *dispatcher) memoryHeldLocked() int64 {
 // not fit beside it).
 func (dp *dispatcher) detectMemoryStarvationLocked() {
 	h := dp.o
-	if len(h.needWorker) == 0 || len(h.idle) == 0 || h.disp.memoryFitsLocked(h.needWorker[0]) {
+	if len(h.needWorker) == 0 || h.pool.Stats().Idle == 0 || h.disp.memoryFitsLocked(h.needWorker[0]) {
 		return
 	}
-	for w := range h.workers {
-		if w.dead || w.memHeld == 0 {
+	for pw := range h.pool.Workers() {
+		w := procOf(pw)
+		if w == nil || w.dead || w.memHeld == 0 {
 			continue
 		}
 		if t := w.task; t == nil || t.lc.Holding || t.lc.State != stateRunning {
@@ -130,10 +132,17 @@ func (dp *dispatcher) detectMemoryStarvationLocked() {
 // every level (a nesting bomb) would hang the host's tasks for ever.
 func (dp *dispatcher) detectStarvationLocked() {
 	h := dp.o
-	if len(h.needWorker) == 0 || len(h.idle) > 0 || h.starting > 0 || len(h.workers) < h.cfg.MaxWorkers {
+	if len(h.needWorker) == 0 {
 		return
 	}
-	for w := range h.workers {
+	if st := h.pool.Stats(); st.Idle > 0 || st.Starting > 0 || st.Live < h.cfg.MaxWorkers {
+		return
+	}
+	for pw := range h.pool.Workers() {
+		w := procOf(pw)
+		if w == nil {
+			return // its Ready is being handled: it is about to run
+		}
 		if (w.actor != nil || w.foreign != nil) && w.task == nil {
 			continue // an idle actor's worker runs nothing else
 		}
@@ -360,9 +369,8 @@ func (dp *dispatcher) unstart(t *task, w *workerProc, refused bool, why string) 
 	}
 	if w.task == t {
 		w.task = nil
-		if w.remote == nil && !w.dead && w.actor == nil && w.foreign == nil {
-			w.idleSince = time.Now()
-			h.idle = append(h.idle, w)
+		if w.actor == nil && w.foreign == nil {
+			w.idleLocked()
 		}
 	}
 	t.worker = nil

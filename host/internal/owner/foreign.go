@@ -105,8 +105,8 @@ func (fx *executor) execute(ctx context.Context, stream *connect.BidiStream[rayh
 			h.mu.Unlock()
 			switch ipc.Type(m.GetType()) {
 			case ipc.TypeReply:
-				if w != nil && w.conn != nil {
-					_ = w.conn.Write(ipc.TypeReply, m.GetPayload())
+				if w != nil && w.pw != nil {
+					_ = w.pw.Send(ipc.TypeReply, m.GetPayload())
 				}
 			case ipc.TypeCancel:
 				// Only the call it names: on an actor's stream the next call
@@ -359,8 +359,7 @@ func (fx *executor) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 		case t.kind == abi.KindActorCreate && d.Trap == "" && d.Status == abi.StatusOK && !t.lc.Cancelled:
 			w.foreign, f.worker, keep = f, w, true
 		default:
-			w.idleSince = time.Now()
-			h.idle = append(h.idle, w)
+			w.idleLocked()
 		}
 	}
 	if f.current == t {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/modules"
@@ -49,14 +50,8 @@ func (c hostCompiler) Describe(ctx context.Context, mod *module, timeout time.Du
 
 func (c hostCompiler) Warm(path string) {
 	h := c.h
-	h.mu.Lock()
-	ws := make([]*workerProc, 0, len(h.workers))
-	for w := range h.workers {
-		ws = append(ws, w)
-	}
-	h.mu.Unlock()
-	for _, w := range ws {
-		w.load(path)
+	for _, w := range slices.Collect(h.pool.Workers()) {
+		w.Load(path, h.cfg.memoryPages())
 	}
 }
 

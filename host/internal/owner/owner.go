@@ -9,12 +9,18 @@
 // listens, puts the guard in front of the handlers this package provides
 // (Edge, PeerService), and joins the cluster (AttachCluster).
 //
-// Locking: Owner.mu guards the task table, the dispatcher's queues, the
-// worker pool's tables, actors and lineage. The object directory
-// (host/internal/objdir), the module registry (host/internal/modules), the
-// cluster view (host/internal/cluster) and the task event log each have
-// their own lock, taken after Owner.mu when both are held; none calls back
-// into the owner with its lock held.
+// The worker processes are a host/internal/workerpool Pool: it starts,
+// keeps idle, reaps and replaces them; the owner is its Handler
+// (workerRole) and keeps what each worker runs (workerProc, the
+// pool worker's Value).
+//
+// Locking: Owner.mu guards the task table, the dispatcher's queues, what
+// the workers run, actors and lineage. The worker pool, the object
+// directory (host/internal/objdir), the module registry
+// (host/internal/modules), the cluster view (host/internal/cluster) and
+// the task event log each have their own lock, taken after Owner.mu when
+// both are held; none calls back into the owner with its lock held (the
+// pool's Handler calls take Owner.mu themselves).
 package owner
 
 import (
@@ -30,6 +36,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/host/internal/workerpool"
 	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
@@ -85,7 +92,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: ID and Addr are required", ErrInvalidConfig)
 	case c.Store == nil || c.Launcher == nil || c.Logger == nil:
 		return fmt.Errorf("%w: Store, Launcher and Logger are required", ErrInvalidConfig)
-	case c.Workers < 0 || c.MaxWorkers < 1:
+	case c.Workers < 0 || c.MaxWorkers < 1 || c.Workers > c.MaxWorkers:
 		return fmt.Errorf("%w: Workers %d, MaxWorkers %d", ErrInvalidConfig, c.Workers, c.MaxWorkers)
 	}
 	return nil
@@ -108,13 +115,12 @@ type Owner struct {
 	cacheDir string
 	addr     string
 	clock    clock.Clock
+	// pool is the worker processes; its lock comes after mu.
+	pool *workerpool.Pool
 
 	mu         sync.Mutex
 	sched      *scheduler.Scheduler[ids.TaskID, *task]
 	tasks      map[ids.TaskID]*task
-	workers    map[*workerProc]struct{}
-	idle       []*workerProc
-	starting   int
 	needWorker []*task
 	starved    []*task // waiting for a worker that cannot come; failed by start
 	actors     map[ids.TaskID]*actor
@@ -156,7 +162,7 @@ func New(cfg Config) (*Owner, error) {
 		cfg: cfg, log: cfg.Logger, st: cfg.Store, launcher: cfg.Launcher, addr: cfg.Addr, cacheDir: cfg.CacheDir,
 		sched: scheduler.New[ids.TaskID, *task](total), tasks: map[ids.TaskID]*task{},
 		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{}, lineage: map[ids.TaskID]*task{},
-		workers: map[*workerProc]struct{}{}, done: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	h.roles()
 	if h.clock = cfg.Clock; h.clock == nil {
@@ -174,17 +180,17 @@ func New(cfg Config) (*Owner, error) {
 		return nil, fmt.Errorf("host: %w", err)
 	}
 	h.events = newEvents(cfg.MaxTaskEvents)
+	if h.pool, err = h.wrk.newPool(); err != nil {
+		h.objs.Close()
+		return nil, err
+	}
 
 	// The warm pool plus one spare: a driver (which holds no CPU) or a task
 	// blocked in Get takes a process without making the next task wait for
-	// a cold one.
-	h.mu.Lock()
+	// a cold one. The pool's reaper stops the spares that stay idle.
 	for range min(cfg.Workers+1, cfg.MaxWorkers) {
-		h.wrk.startWorkerLocked()
+		_ = h.pool.Start()
 	}
-	h.mu.Unlock()
-	h.wg.Add(1)
-	go h.housekeeping()
 	return h, nil
 }
 
@@ -215,17 +221,9 @@ func (h *Owner) Shutdown() {
 // last, once every object is written.
 func (h *Owner) Close() {
 	h.Shutdown()
-	h.mu.Lock()
-	ws := make([]*workerProc, 0, len(h.workers))
-	for w := range h.workers {
-		ws = append(ws, w)
-	}
-	h.mu.Unlock()
-	var stopping sync.WaitGroup
-	for _, w := range ws {
-		stopping.Go(w.stop)
-	}
-	stopping.Wait()
+	// Without Owner.mu: the pool's Handler calls, which Close waits for,
+	// take it.
+	_ = h.pool.Close(context.Background())
 	if h.cluster != nil {
 		// Closes the membership and ends remote attempts and calls to
 		// peers.
@@ -233,19 +231,4 @@ func (h *Owner) Close() {
 	}
 	h.wg.Wait()
 	h.objs.Close()
-}
-
-// housekeeping runs periodic chores until Shutdown.
-func (h *Owner) housekeeping() {
-	defer h.wg.Done()
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case now := <-tick.C:
-			h.wrk.reapIdleWorkers(now)
-		case <-h.done:
-			return
-		}
-	}
 }

@@ -9,7 +9,7 @@ package owner
 //	             cancel, task events, the object directory's binding
 //	dispatcher   resources reserved → workers or peers; Exec; CPU released
 //	             while a task blocks; timeouts; arguments fetched first
-//	workerRole   worker processes: start, ready, frames in, death
+//	workerRole   the worker pool's Handler: ready, frames in, death (what ran)
 //	guestOps     the ops a running guest calls (guest-sdk/ABI.md)
 //	actorTable   actors: creation, their queues, restarts, names
 //	executor     tasks this host runs for other hosts (PeerService.Execute)

@@ -3,7 +3,6 @@ package owner
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/abi"
@@ -367,9 +366,8 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 		if w.actor == nil && !created {
 			w.memHeld = 0 // an actor's worker keeps its memory while it lives
 		}
-		if !w.dead && w.actor == nil && !created && w.remote == nil {
-			w.idleSince = time.Now()
-			h.idle = append(h.idle, w)
+		if w.actor == nil && !created {
+			w.idleLocked()
 		}
 	}
 	var actorStarts []assignment

@@ -4,104 +4,96 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"time"
 
-	"github.com/rayhost/rayhost/host/internal/launch"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
+	"github.com/rayhost/rayhost/host/internal/workerpool"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
 )
 
-// workerProc is the host's side of one worker process.
+// workerProc is the owner's side of one worker: a process of the worker
+// pool (host/internal/workerpool), or another host running one task for
+// this one. The pool keeps the processes (starting, idle, reaped, dead);
+// workerProc keeps what they run.
 type workerProc struct {
-	h    *Owner
-	proc launch.Process
-	conn *ipc.Conn
-	pid  int
+	h *Owner
+	// pw is the pool's worker (its Value is this workerProc); nil for a
+	// remote one.
+	pw  *workerpool.Worker
+	pid int
 
 	// remote is set when the "worker" is another host running one task for
-	// this one; proc and conn are then nil.
+	// this one; pw is then nil.
 	remote *remoteLink
 	// foreign is set on a worker bound to an actor another host owns.
 	foreign *foreign
 
-	// Guarded by Host.mu.
-	task      *task
-	actor     *actor // the actor this worker belongs to, if any
-	dead      bool
-	idleSince time.Time
+	// Guarded by Owner.mu.
+	task  *task
+	actor *actor // the actor this worker belongs to, if any
+	dead  bool
 	// memHeld is the guest memory limit of what the worker runs (a task,
 	// or the actor it keeps), counted against GuestMemoryBudget.
 	memHeld int64
 }
 
-// idleWorkerTTL is how long a worker beyond the warm pool may stay idle.
-const idleWorkerTTL = time.Minute
-
-// reapIdleWorkers stops workers beyond the warm pool (and its spare) that
-// have been idle for idleWorkerTTL: a burst of nested tasks must not leave
-// processes behind for ever.
-func (wp *workerRole) reapIdleWorkers(now time.Time) {
-	h := wp.o
-	h.mu.Lock()
-	var stop []*workerProc
-	for len(h.idle) > h.cfg.Workers+1 && now.Sub(h.idle[0].idleSince) > idleWorkerTTL {
-		stop = append(stop, h.idle[0])
-		h.idle = h.idle[1:]
-	}
-	h.mu.Unlock()
-	for _, w := range stop {
-		w.kill()
-	}
+// procOf is the owner's side of a pool worker. Ready sets it before the
+// pool reads the worker's frames or makes it idle, so it is safe to read
+// without Owner.mu.
+func procOf(w *workerpool.Worker) *workerProc {
+	wp, _ := w.Value.(*workerProc)
+	return wp
 }
 
-// startWorkerLocked starts a worker in the background; once it is ready it
-// joins the idle list and takes queued work.
-func (wp *workerRole) startWorkerLocked() {
+// The workerRole is the pool's Handler.
+var _ workerpool.Handler = (*workerRole)(nil)
+
+// newPool makes the worker pool (no worker starts yet).
+func (wp *workerRole) newPool() (*workerpool.Pool, error) {
 	h := wp.o
-	h.starting++
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		w, err := h.wrk.launchWorker()
-		h.mu.Lock()
-		h.starting--
-		if err != nil {
-			h.mu.Unlock()
-			h.log.Error("starting a worker", "err", err)
-			h.wrk.failWaitingIfNoWorkers(err)
-			return
-		}
-		if h.closed {
-			h.mu.Unlock()
-			w.kill()
-			return
-		}
-		h.workers[w] = struct{}{}
-		w.idleSince = time.Now()
-		h.idle = append(h.idle, w)
-		starts := h.disp.dispatchLocked()
+	cfg := workerpool.DefaultConfig(h.launcher, wp)
+	cfg.Options = wp.workerOptions
+	cfg.Warm, cfg.Max = h.cfg.Workers, h.cfg.MaxWorkers
+	cfg.Clock, cfg.Logger = h.clock, h.log
+	p, err := workerpool.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return p, nil
+}
+
+// Ready (workerpool.Handler): a new worker joins the idle list and takes
+// queued work.
+func (wp *workerRole) Ready(pw *workerpool.Worker, hello []byte) {
+	h := wp.o
+	wp.noteConfinement(hello)
+	w := &workerProc{h: h, pw: pw, pid: pw.PID()}
+	h.mu.Lock()
+	pw.Value = w
+	if h.closed {
+		// Not made idle: it runs nothing, and the pool's Close stops it.
+		// (Killed, it would be replaced while the pool is open.)
 		h.mu.Unlock()
-		for _, m := range h.mods.Warm() {
-			w.load(m)
-		}
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			h.wrk.serveWorker(w)
-		}()
-		h.disp.start(starts)
-	}()
+		return
+	}
+	h.pool.Idle(pw)
+	starts := h.disp.dispatchLocked()
+	h.mu.Unlock()
+	for _, m := range h.mods.Warm() {
+		w.load(m)
+	}
+	h.disp.start(starts)
 }
 
-// failWaitingIfNoWorkers fails tasks waiting for a worker when no worker
-// exists or is starting: otherwise they would wait for ever.
-func (wp *workerRole) failWaitingIfNoWorkers(cause error) {
+// StartFailed (workerpool.Handler): tasks waiting for a worker fail when
+// no worker exists or is starting: otherwise they would wait for ever.
+func (wp *workerRole) StartFailed(cause error) {
 	h := wp.o
 	h.mu.Lock()
-	if len(h.workers) > 0 || h.starting > 0 {
+	if st := h.pool.Stats(); st.Live > 0 || st.Starting > 0 {
 		h.mu.Unlock()
 		return
 	}
@@ -112,37 +104,26 @@ func (wp *workerRole) failWaitingIfNoWorkers(cause error) {
 	}
 }
 
-func (wp *workerRole) launchWorker() (*workerProc, error) {
-	h := wp.o
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := h.launcher.Launch(ctx, h.wrk.workerOptions())
-	if err != nil {
-		return nil, err
+// Frame (workerpool.Handler): a frame from a worker; an error is a
+// protocol error, and the pool kills the worker.
+func (wp *workerRole) Frame(pw *workerpool.Worker, typ ipc.Type, payload []byte) error {
+	return wp.o.gops.handleFrame(procOf(pw), typ, payload)
+}
+
+// Exited (workerpool.Handler): a worker's process has exited (the pool has
+// started its replacement if the warm pool needs one).
+func (wp *workerRole) Exited(pw *workerpool.Worker, err error) {
+	if w := procOf(pw); w != nil {
+		wp.workerDied(w, err)
 	}
-	w := &workerProc{h: h, proc: p, conn: ipc.NewConn(p.Conn()), pid: p.PID()}
-	// The worker says Ready once its runtime is set up.
-	ready := make(chan error, 1)
-	go func() {
-		t, payload, err := w.conn.Read(nil)
-		if err == nil && t != ipc.TypeReady {
-			err = fmt.Errorf("host: worker sent frame %d before ready", t)
-		}
-		if err == nil {
-			h.wrk.noteConfinement(payload)
-		}
-		ready <- err
-	}()
-	select {
-	case err = <-ready:
-	case <-ctx.Done():
-		err = ctx.Err()
+}
+
+// idleLocked puts a local worker that is done with its task back on the
+// pool's idle list, unless it died.
+func (w *workerProc) idleLocked() {
+	if w.pw != nil && !w.dead {
+		w.h.pool.Idle(w.pw)
 	}
-	if err != nil {
-		w.kill()
-		return nil, fmt.Errorf("host: worker did not start: %w", err)
-	}
-	return w, nil
 }
 
 func (w *workerProc) kill() {
@@ -153,70 +134,33 @@ func (w *workerProc) kill() {
 		time.AfterFunc(2*time.Second, l.cancel)
 		return
 	}
-	_ = w.proc.Kill()
-}
-
-// stop ends a worker gracefully: closing its socket makes it exit; if it
-// has not within a second (a guest in a loop), it is killed.
-func (w *workerProc) stop() {
-	_ = w.conn.Close()
-	done := make(chan struct{})
-	go func() { _ = w.proc.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-		w.kill()
-	}
+	w.pw.Kill()
 }
 
 func (w *workerProc) exec(m *ipc.Exec) error {
-	return w.conn.Write(ipc.TypeExec, m.Encode(nil))
+	return w.pw.Exec(m)
 }
 
 func (w *workerProc) cancel(t *task) {
-	m := ipc.Cancel{Task: t.id}
 	if w.remote != nil {
+		m := ipc.Cancel{Task: t.id}
 		_ = w.remote.send(ipc.TypeCancel, m.Encode(nil))
 		return
 	}
-	_ = w.conn.Write(ipc.TypeCancel, m.Encode(nil))
+	w.pw.Cancel(t.id)
 }
 
 func (w *workerProc) load(path string) {
-	m := ipc.Load{ModulePath: path, MemoryPages: w.h.cfg.memoryPages()}
-	_ = w.conn.Write(ipc.TypeLoad, m.Encode(nil))
+	w.pw.Load(path, w.h.cfg.memoryPages())
 }
 
 func (w *workerProc) reply(seq uint64, code int64, payload []byte) {
-	m := ipc.Reply{Seq: seq, Code: code, Payload: payload}
 	if w.remote != nil {
+		m := ipc.Reply{Seq: seq, Code: code, Payload: payload}
 		_ = w.remote.send(ipc.TypeReply, m.Encode(nil))
 		return
 	}
-	_ = w.conn.Write(ipc.TypeReply, m.Encode(nil))
-}
-
-// serveWorker reads a worker's frames until it exits.
-func (wp *workerRole) serveWorker(w *workerProc) {
-	h := wp.o
-	var buf []byte
-	var err error
-	for {
-		var typ ipc.Type
-		var payload []byte
-		typ, payload, err = w.conn.Read(buf)
-		if err != nil {
-			break
-		}
-		buf = payload[:0]
-		if err = h.gops.handleFrame(w, typ, payload); err != nil {
-			h.log.Error("worker protocol error", "pid", w.pid, "err", err)
-			w.kill()
-			break
-		}
-	}
-	exitErr := w.proc.Wait()
-	h.wrk.workerDied(w, exitErr)
+	w.pw.Reply(seq, code, payload)
 }
 
 func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
@@ -408,26 +352,17 @@ func (wp *workerRole) outcomeValues(t *task, status abi.Status, values []abi.Val
 	return nil, res.Values
 }
 
-// workerDied cleans up after a worker exits: its task fails (or, if it was
-// cancelled with force, is cancelled), and a replacement starts if the host
-// is below its warm pool size.
+// workerDied cleans up after a worker (a pool worker, or a remote attempt)
+// exits: its task fails (or, if it was cancelled with force, is
+// cancelled). The pool has started a replacement if the host is below its
+// warm pool size.
 func (wp *workerRole) workerDied(w *workerProc, exitErr error) {
 	h := wp.o
 	h.mu.Lock()
 	w.dead = true
-	delete(h.workers, w)
-	for i, x := range h.idle {
-		if x == w {
-			h.idle = append(h.idle[:i], h.idle[i+1:]...)
-			break
-		}
-	}
 	t := w.task
 	a := w.actor
 	closed := h.closed
-	if !closed && len(h.workers)+h.starting < h.cfg.Workers {
-		h.wrk.startWorkerLocked()
-	}
 	f := w.foreign
 	h.mu.Unlock()
 	if closed {
