@@ -28,7 +28,6 @@ func TestSentinelCodes(t *testing.T) {
 		{ErrForgedID, connect.CodePermissionDenied},
 		{ErrClosed, connect.CodeUnavailable},
 		{ErrModuleExists, connect.CodeAlreadyExists},
-		{errLimit, connect.CodeResourceExhausted},
 		// Task failures, not API classes: internal when a call fails with
 		// one (a Get turns them into a TaskError of their kind).
 		{ErrObjectLost, connect.CodeInternal},

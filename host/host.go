@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -16,63 +15,37 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
-	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/host/internal/cluster"
+	"github.com/rayhost/rayhost/host/internal/edge"
 	"github.com/rayhost/rayhost/host/internal/guard"
 	"github.com/rayhost/rayhost/host/internal/launch"
-	"github.com/rayhost/rayhost/host/internal/modules"
-	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/host/internal/owner"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
-	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
 	"github.com/rayhost/rayhost/store"
 )
 
 // Host runs tasks: it owns the tasks submitted to it and their objects,
 // schedules them on its resources, runs them in worker processes and serves
-// the Connect API.
+// the Connect API. It is the composition root of the packages under
+// host/internal (docs/ARCHITECTURE.md draws them): the owner runs the
+// tasks; the host opens the store, listens, puts the guard in front of the
+// handlers and joins the cluster.
 type Host struct {
 	cfg      Config
 	log      *slog.Logger
 	st       store.Store
 	ownStore bool
-	objs     *objdir.Dir
-	mods     *modules.Registry
-	policy   *modules.Policy
-	events   *events
-	launcher Launcher
-	conf     launch.Confinement
-	cacheDir string
+	own      *owner.Owner
 	addr     string
 	ln       net.Listener
 	srv      *http.Server
-	started  time.Time
-
-	mu         sync.Mutex
-	sched      *scheduler.Scheduler[ids.TaskID, *task]
-	tasks      map[ids.TaskID]*task
-	workers    map[*workerProc]struct{}
-	idle       []*workerProc
-	starting   int
-	needWorker []*task
-	starved    []*task // waiting for a worker that cannot come; failed by start
-	actors     map[ids.TaskID]*actor
-	actorNames map[string]ids.TaskID // namespace/name
-	lineage    map[ids.TaskID]*task  // finished tasks whose results other hosts hold
-	closed     bool
-
 	// Set when the host is in a cluster (Config.Cluster).
-	members gossip.Membership
 	cluster *cluster.Cluster
 
-	done chan struct{} // closed by Close
-	// serving is the base context of API calls; Close cancels it so that
-	// long calls (a peer's Execute stream, a Locate wait) end.
-	serving     context.Context
-	stopServing context.CancelFunc
-	wg          sync.WaitGroup
-	closeOnce   sync.Once
-	closeErr    error
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New starts a host: it opens the store, starts the warm workers and listens
@@ -86,30 +59,13 @@ func New(cfg Config) (*Host, error) {
 			return nil, err
 		}
 	}
-	total, err := scheduler.Make(cfg.NumCPUs, cfg.NumGPUs, cfg.Resources)
-	if err != nil {
+	if _, err := scheduler.Make(cfg.NumCPUs, cfg.NumGPUs, cfg.Resources); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	h := &Host{
-		cfg: cfg, log: cfg.Logger.With("host", cfg.ID), started: time.Now(),
-		sched: scheduler.New[ids.TaskID, *task](total), tasks: map[ids.TaskID]*task{},
-		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{}, lineage: map[ids.TaskID]*task{},
-		workers: map[*workerProc]struct{}{}, cacheDir: cfg.CacheDir, done: make(chan struct{}),
-	}
-	h.sched.SetLocalName(cfg.ID)
-	api, err := h.newEdge()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
-	}
-	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("host: data dir: %w", err)
-	}
-	if err := h.newModules(); err != nil {
-		return nil, err
-	}
-	h.launcher = cfg.Launcher
-	if h.launcher == nil {
-		h.launcher = &ProcessLauncher{Command: cfg.WorkerCommand, Logger: h.log}
+	h := &Host{cfg: cfg, log: cfg.Logger.With("host", cfg.ID)}
+	launcher := cfg.Launcher
+	if launcher == nil {
+		launcher = &ProcessLauncher{Command: cfg.WorkerCommand, Logger: h.log}
 	}
 	h.st = cfg.Store
 	if h.st == nil {
@@ -122,6 +78,7 @@ func New(cfg Config) (*Host, error) {
 		}
 		h.st, h.ownStore = b, true
 	}
+	var err error
 	h.ln, err = net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		h.closeStore()
@@ -148,28 +105,28 @@ func New(cfg Config) (*Host, error) {
 		h.closeStore()
 		return nil, err
 	}
-	if h.objs, err = h.newObjects(); err != nil {
+	h.own, err = owner.New(h.ownerConfig(launcher))
+	if err != nil {
 		h.ln.Close()
 		h.closeStore()
-		return nil, fmt.Errorf("host: %w", err)
+		return nil, err
 	}
-	h.events = newEvents(cfg.MaxTaskEvents)
-
-	// The warm pool plus one spare: a driver (which holds no CPU) or a task
-	// blocked in Get takes a process without making the next task wait for
-	// a cold one.
-	h.mu.Lock()
-	for range min(cfg.Workers+1, cfg.MaxWorkers) {
-		h.startWorkerLocked()
+	api, err := h.own.Edge()
+	if err != nil {
+		h.own.Close()
+		h.ln.Close()
+		h.closeStore()
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	h.mu.Unlock()
 
 	mux := http.NewServeMux()
 	// The peer protocol version: calls to the PeerService with another
-	// are refused; a peer's calls are answered with this host's.
-	peerVersion := connect.WithInterceptors(peerwire.ServerInterceptor())
-	mux.Handle(rayhostv1connect.NewTaskServiceHandler(api, append(h.handlerOptions(), peerVersion)...))
-	mux.Handle(rayhostv1connect.NewPeerServiceHandler(&peerAPI{h: h}, append(h.handlerOptions(), peerVersion)...))
+	// are refused; a peer's calls are answered with this host's. Credentials
+	// are checked before the handlers, by the guard, so that no body is
+	// read for a stranger.
+	opts := append(edge.HandlerOptions(cfg.MaxMessageBytes), connect.WithInterceptors(peerwire.ServerInterceptor()))
+	mux.Handle(rayhostv1connect.NewTaskServiceHandler(api, opts...))
+	mux.Handle(rayhostv1connect.NewPeerServiceHandler(h.own.PeerService(), opts...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	tls := cfg.TLSCertFile != ""
@@ -178,7 +135,6 @@ func New(cfg Config) (*Host, error) {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	h.serving, h.stopServing = context.WithCancel(context.Background())
 	// Pings find a peer or client that vanished without closing its
 	// connection, so the streams it had end.
 	// Limits a stranger meets before a call is authenticated: header and
@@ -189,7 +145,7 @@ func New(cfg Config) (*Host, error) {
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second,
 			MaxConcurrentStreams: cfg.MaxConcurrentStreams, MaxReadFrameSize: 1 << 20},
-		BaseContext: func(net.Listener) context.Context { return h.serving }}
+		BaseContext: func(net.Listener) context.Context { return h.own.Serving() }}
 	if guard.Exposed(h.ln.Addr()) && cfg.Token == "" {
 		h.log.Warn("the API listens beyond loopback without a token: anyone who can reach it can run code here; set a token (--token or RAYHOST_TOKEN) and TLS", "address", h.ln.Addr().String())
 	}
@@ -206,8 +162,6 @@ func New(cfg Config) (*Host, error) {
 			h.log.Error("serving the API", "err", err)
 		}
 	}()
-	h.wg.Add(1)
-	go h.housekeeping()
 	if cfg.Cluster != nil {
 		if err := h.startCluster(); err != nil {
 			_ = h.Close()
@@ -216,6 +170,23 @@ func New(cfg Config) (*Host, error) {
 	}
 	h.log.Info("host started", "address", h.addr, "cpus", cfg.NumCPUs, "workers", cfg.Workers)
 	return h, nil
+}
+
+// ownerConfig is what the owner takes of the host's configuration.
+func (h *Host) ownerConfig(l Launcher) owner.Config {
+	c := &h.cfg
+	return owner.Config{ID: c.ID, Addr: h.addr, DataDir: c.DataDir, CacheDir: c.CacheDir, Clustered: c.Cluster != nil,
+		NumCPUs: c.NumCPUs, NumGPUs: c.NumGPUs, Resources: c.Resources,
+		Workers: c.Workers, MaxWorkers: c.MaxWorkers, DisableWorkerConfinement: c.DisableWorkerConfinement,
+		InlineObjectLimit: c.InlineObjectLimit, MemoryCacheBytes: c.MemoryCacheBytes, MaxMessageBytes: c.MaxMessageBytes,
+		MaxModuleBytes: c.MaxModuleBytes, MaxTaskEvents: c.MaxTaskEvents,
+		TaskMemoryLimit: c.TaskMemoryLimit, MaxTaskMemoryLimit: c.MaxTaskMemoryLimit, GuestMemoryBudget: c.GuestMemoryBudget,
+		TaskTimeout: c.TaskTimeout, MaxTaskTimeout: c.MaxTaskTimeout,
+		MaxArgBytes: c.MaxArgBytes, MaxResultBytes: c.MaxResultBytes, MaxLogBytes: c.MaxLogBytes,
+		MaxTaskDepth: c.MaxTaskDepth, MaxTreeTasks: c.MaxTreeTasks, MaxDrivers: c.MaxDrivers, MaxDriversPerClient: c.MaxDriversPerClient,
+		MaxModules: c.MaxModules, MaxModuleFunctions: c.MaxModuleFunctions, MaxFunctionBodyBytes: c.MaxFunctionBodyBytes,
+		CompileTimeout: c.CompileTimeout, AllowedDirs: c.AllowedDirs,
+		Store: h.st, Launcher: l, Logger: h.log}
 }
 
 // outboundIP is the first private (else any non-loopback) IPv4 address of
@@ -257,10 +228,10 @@ func (h *Host) URL() string {
 
 // GossipAddr is the host's gossip address ("" outside a cluster).
 func (h *Host) GossipAddr() string {
-	if h.members == nil {
+	if h.cluster == nil {
 		return ""
 	}
-	return h.members.Local().GossipAddr
+	return h.cluster.Local().GossipAddr
 }
 
 // ID is the host's name.
@@ -273,50 +244,15 @@ func (h *Host) Close() error {
 		// Leave first: peers stop placing work here and see a host that
 		// left, not one that failed.
 		h.leaveCluster()
-		h.mu.Lock()
-		h.closed = true
-		close(h.done)
-		ws := make([]*workerProc, 0, len(h.workers))
-		for w := range h.workers {
-			ws = append(ws, w)
-		}
-		h.mu.Unlock()
-		h.stopServing()
+		h.own.Shutdown()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.srv.Shutdown(ctx)
-		var stopping sync.WaitGroup
-		for _, w := range ws {
-			stopping.Go(w.stop)
-		}
-		stopping.Wait()
-		if h.cluster != nil {
-			// Closes the membership and ends remote attempts and calls to
-			// peers.
-			_ = h.cluster.Close()
-		} else if h.members != nil {
-			_ = h.members.Close()
-		}
+		h.own.Close()
 		h.wg.Wait()
-		h.objs.Close()
 		h.closeErr = h.closeStore()
 	})
 	return h.closeErr
-}
-
-// housekeeping runs periodic chores until Close.
-func (h *Host) housekeeping() {
-	defer h.wg.Done()
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case now := <-tick.C:
-			h.reapIdleWorkers(now)
-		case <-h.done:
-			return
-		}
-	}
 }
 
 func (h *Host) closeStore() error {
@@ -324,4 +260,16 @@ func (h *Host) closeStore() error {
 		return h.st.Close()
 	}
 	return nil
+}
+
+// leaveCluster leaves gracefully (others see the host left, not failed).
+func (h *Host) leaveCluster() {
+	if h.cluster == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.cluster.Leave(ctx); err != nil {
+		h.log.Warn("leaving the cluster", "err", err)
+	}
 }

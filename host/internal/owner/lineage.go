@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -22,7 +22,8 @@ import (
 
 // keepLineageLocked remembers t if one of its results is held by another
 // host.
-func (h *Host) keepLineageLocked(t *task, vals []abi.Value) {
+func (ln *lineageRole) keepLineageLocked(t *task, vals []abi.Value) {
+	h := ln.o
 	if t.kind != abi.KindCall {
 		return
 	}
@@ -37,7 +38,8 @@ func (h *Host) keepLineageLocked(t *task, vals []abi.Value) {
 // reconstruct rebuilds id, whose every copy is gone, by running its task
 // again. It returns once the task is resubmitted (id is then pending), or an
 // error wrapping ErrObjectLost when it cannot be rebuilt.
-func (h *Host) reconstruct(id ids.ObjectID) error {
+func (ln *lineageRole) reconstruct(id ids.ObjectID) error {
+	h := ln.o
 	h.mu.Lock()
 	t := h.lineage[id.Task()]
 	switch {
@@ -68,13 +70,14 @@ func (h *Host) reconstruct(id ids.ObjectID) error {
 
 // lostHere reports whether a ready object this host owns has no copy left
 // on any live host.
-func (h *Host) lostHere(id ids.ObjectID) bool {
+func (ln *lineageRole) lostHere(id ids.ObjectID) bool {
+	h := ln.o
 	hd, err := h.objs.Holding(context.Background(), id)
 	if err != nil || hd.InMemory || hd.Local {
 		return false
 	}
 	for _, x := range hd.Holders {
-		if !h.peerDown(x) {
+		if !h.rem.peerDown(x) {
 			return false
 		}
 	}

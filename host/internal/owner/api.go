@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -22,20 +22,14 @@ import (
 // TaskService's handlers live there, and call the host through these
 // methods. Errors go back as they are (the host's sentinels); the edge
 // maps them to Connect codes.
-type api struct{ h *Host }
+type api struct{ h *Owner }
 
 var _ edge.Host = api{}
 
-// newEdge returns the TaskService of h.
-func (h *Host) newEdge() (*edge.Edge, error) {
+// Edge returns the TaskService handlers of h.
+func (h *Owner) Edge() (*edge.Edge, error) {
 	return edge.New(api{h}, edge.Config{MaxMessageBytes: h.cfg.MaxMessageBytes, MaxDrivers: h.cfg.MaxDrivers,
 		MaxDriversPerClient: h.cfg.MaxDriversPerClient, Done: h.done, ErrClosed: ErrClosed, Log: h.log})
-}
-
-func (h *Host) handlerOptions() []connect.HandlerOption {
-	// Credentials are checked before this, by the guard in front of the
-	// handlers (auth.go), so that no body is read for a stranger.
-	return edge.HandlerOptions(h.cfg.MaxMessageBytes)
 }
 
 // getStreamChunk is the size of the chunks objects stream in.
@@ -52,16 +46,16 @@ func moduleOf(mod *module) edge.Module {
 }
 
 func (a api) RegisterModule(ctx context.Context, wasm []byte, name string, replace bool) (edge.Module, error) {
-	mod, err := a.h.registerModule(ctx, wasm, name, replace)
+	mod, err := a.h.adm.registerModule(ctx, wasm, name, replace)
 	if err != nil {
 		return edge.Module{}, err
 	}
-	a.h.warmPeers(ctx, mod.Digest)
+	a.h.fgn.warmPeers(ctx, mod.Digest)
 	return moduleOf(mod), nil
 }
 
 func (a api) LookupModule(ctx context.Context, ref string) (edge.Module, error) {
-	mod, err := a.h.lookupModule(ctx, ref)
+	mod, err := a.h.adm.lookupModule(ctx, ref)
 	if err != nil {
 		return edge.Module{}, err
 	}
@@ -70,16 +64,16 @@ func (a api) LookupModule(ctx context.Context, ref string) (edge.Module, error) 
 
 // Submit validates and submits one call from a client.
 func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error) {
-	mod, err := a.h.lookupModule(ctx, m.GetModule())
+	mod, err := a.h.adm.lookupModule(ctx, m.GetModule())
 	if err != nil {
 		return ids.TaskID{}, nil, err
 	}
-	t, err := a.h.callFromRequest(m, mod)
+	t, err := a.h.adm.callFromRequest(m, mod)
 	if err != nil {
 		return ids.TaskID{}, nil, err
 	}
 	for i, arg := range t.args {
-		a.h.borrowRef(ctx, arg.Ref)
+		a.h.gops.borrowRef(ctx, arg.Ref)
 		if arg.IsRef && !a.h.objs.Known(ctx, arg.Ref.ID) {
 			return ids.TaskID{}, nil, fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID)
 		}
@@ -92,7 +86,7 @@ func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID
 	return t.id, refs, nil
 }
 
-func (a api) Borrow(ctx context.Context, r abi.Ref) { a.h.borrowRef(ctx, r) }
+func (a api) Borrow(ctx context.Context, r abi.Ref) { a.h.gops.borrowRef(ctx, r) }
 
 func (a api) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration) ([]bool, error) {
 	return a.h.objs.WaitReady(ctx, refs, need, failFast, timeout, nil)
@@ -125,7 +119,7 @@ func (a api) CancelAt(ctx context.Context, owner string, req *rayhostv1.CancelRe
 	if owner == "" || owner == a.h.addr || a.h.cluster == nil {
 		return false, nil
 	}
-	pc, err := a.h.reach(owner)
+	pc, err := a.h.rem.reach(owner)
 	if err != nil {
 		return true, fmt.Errorf("%w: %v", ErrOwnerDied, err)
 	}
@@ -146,21 +140,21 @@ func (a api) RunDriver(ctx context.Context, m edge.Module, grants abi.Grants, j 
 	// every slot.
 	t := &task{id: ids.NewTaskID(), job: &job{j}, mod: mod, kind: abi.KindMain, numReturns: 1}
 	var err error
-	if t.grants, err = a.h.checkGrants(grants); err != nil {
+	if t.grants, err = a.h.adm.checkGrants(grants); err != nil {
 		return nil, err
 	}
 	a.h.submit(ctx, t)
 	return func() { _ = a.h.cancel(t.id.Return(0), true, true) }, nil
 }
 
-func (a api) Go(fn func()) { a.h.goTracked(fn) }
+func (a api) Go(fn func()) { a.h.disp.goTracked(fn) }
 
 func (a api) Status() edge.Status {
 	h := a.h
 	h.mu.Lock()
 	total, avail, workers := h.sched.Total(), h.sched.Available(), len(h.workers)
 	h.mu.Unlock()
-	return edge.Status{ID: h.cfg.ID, Workers: workers, Total: total, Available: avail, WorkerConfinement: h.confinementProto()}
+	return edge.Status{ID: h.cfg.ID, Workers: workers, Total: total, Available: avail, WorkerConfinement: h.wrk.confinementProto()}
 }
 
 func (a api) TaskEvents() ([]edge.TaskEvent, uint64) {
@@ -177,19 +171,20 @@ func (a api) TaskStates() []string { return stateNames[:stateRetried] }
 
 func (a api) Actors() []edge.Actor {
 	var out []edge.Actor
-	for _, x := range a.h.listActors() {
+	for _, x := range a.h.acts.listActors() {
 		out = append(out, edge.Actor{ID: x.ID, Class: x.Class, Name: x.Name, Namespace: x.Namespace, State: x.State,
 			Host: x.Host, Calls: x.Calls, Restarts: x.Restarts, Queued: x.Queued, WorkerPID: x.WorkerPID})
 	}
 	return out
 }
 
-func (a api) ClusterStatus() []*rayhostv1.Member { return a.h.clusterStatus() }
+func (a api) ClusterStatus() []*rayhostv1.Member { return a.h.rem.clusterStatus() }
 
 // callFromRequest checks a client's call against its function and builds
 // the task. It reads no host state but the configuration, so it can be
 // fuzzed on its own.
-func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
+func (ad *admission) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, error) {
+	h := ad.o
 	t := &task{id: ids.NewTaskID(), mod: mod, kind: abi.KindCall, function: m.GetFunction()}
 	f, ok := mod.Funcs[t.function]
 	if !ok {
@@ -272,7 +267,7 @@ func (h *Host) callFromRequest(m *rayhostv1.SubmitRequest, mod *module) (*task, 
 			res.Custom = append(res.Custom, abi.Custom{Name: name, Amount: v})
 		}
 	}
-	if err := h.prepare(t, res); err != nil {
+	if err := h.adm.prepare(t, res); err != nil {
 		return nil, err
 	}
 	t.strategy = scheduler.Placement{Spread: d.Scheduling.Spread, NodeID: d.Scheduling.NodeID, Soft: d.Scheduling.Soft}

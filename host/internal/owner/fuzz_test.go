@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"errors"
@@ -28,14 +28,9 @@ func FuzzCallFromRequest(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	dir := f.TempDir()
-	cfg := DefaultConfig(dir)
-	cfg.AllowedDirs = []string{dir}
-	if err := cfg.validate(); err != nil {
-		f.Fatal(err)
-	}
-	h := &Host{cfg: cfg}
-	if err := h.newModules(); err != nil { // the registry and the call policy
+	h := &Owner{cfg: testConfig(f.TempDir())}
+	h.roles()
+	if err := h.adm.newModules(); err != nil { // the registry and the call policy
 		f.Fatal(err)
 	}
 	mod := &module{Digest: strings.Repeat("ab", 32), Funcs: map[string]abi.FunctionInfo{
@@ -47,7 +42,7 @@ func FuzzCallFromRequest(f *testing.F) {
 		if protojson.Unmarshal(data, &m) != nil && proto.Unmarshal(data, &m) != nil {
 			return
 		}
-		task, err := h.callFromRequest(&m, mod)
+		task, err := h.adm.callFromRequest(&m, mod)
 		if err != nil {
 			for _, known := range []error{ErrFunctionNotFound, ErrInvalidArgument, ErrPermissionDenied, ids.ErrInvalidID} {
 				if errors.Is(err, known) {

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/scheduler"
@@ -65,7 +66,7 @@ type task struct {
 	cancelCh chan struct{}
 	children []ids.TaskID
 	stderr   []byte      // the tail of the guest's stderr, for trap messages
-	timer    *time.Timer // ends an attempt that runs past its timeout
+	timer    clock.Timer // ends an attempt that runs past its timeout
 	yields   int         // items yielded by this attempt, on the executing host
 	fetched  bool        // an actor call's arguments were brought here first
 	// kids checks the child IDs the attempt kidsAttempt (on worker
@@ -104,7 +105,7 @@ func (t *task) returns() []ids.ObjectID {
 }
 
 // taskError builds the error value every return of t gets when it fails.
-func (h *Host) taskError(t *task, kind abi.ErrorKind, msg string) *abi.TaskError {
+func (h *Owner) taskError(t *task, kind abi.ErrorKind, msg string) *abi.TaskError {
 	return &abi.TaskError{Kind: kind, TaskID: t.id.String(), Function: t.displayName(), Host: h.cfg.ID, Attempt: t.lc.Attempt + 1, Message: msg}
 }
 
@@ -120,7 +121,7 @@ func (t *task) displayName() string {
 
 // submit registers t and starts resolving its arguments. Submitting a task
 // ID twice is a no-op: a retried parent submits its children again.
-func (h *Host) submit(ctx context.Context, t *task) {
+func (h *Owner) submit(ctx context.Context, t *task) {
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
@@ -171,18 +172,18 @@ func (t *task) policy() lifecycle.Policy {
 // awaitArgs waits for t's ObjectRef arguments and then queues t. Refs owned
 // by other hosts are borrowed (asked of their owners); refs whose every
 // copy is gone are rebuilt first.
-func (h *Host) awaitArgs(ctx context.Context, t *task) {
+func (h *Owner) awaitArgs(ctx context.Context, t *task) {
 	var deps []ids.ObjectID
 	seen := map[ids.ObjectID]bool{}
 	for _, a := range t.args {
 		if a.IsRef && !seen[a.Ref.ID] {
 			seen[a.Ref.ID] = true
 			deps = append(deps, a.Ref.ID)
-			h.borrowRef(ctx, a.Ref)
-			if h.cluster != nil && h.lostHere(a.Ref.ID) {
-				if err := h.reconstruct(a.Ref.ID); err != nil {
+			h.gops.borrowRef(ctx, a.Ref)
+			if h.cluster != nil && h.lin.lostHere(a.Ref.ID) {
+				if err := h.lin.reconstruct(a.Ref.ID); err != nil {
 					// Gone for good: fail now, wherever the task would run.
-					h.fail(t, h.argLost(t, a.Ref.ID, err))
+					h.fail(t, h.disp.argLost(t, a.Ref.ID, err))
 					return
 				}
 			}
@@ -190,10 +191,10 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 	}
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Await{Deps: len(deps)})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 	for _, id := range deps {
 		err := h.objs.OnReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
 		if err != nil {
@@ -205,7 +206,7 @@ func (h *Host) awaitArgs(ctx context.Context, t *task) {
 
 // submitFailed registers t as already failed with te: its refs exist (a
 // guest holds them) and hold the failure.
-func (h *Host) submitFailed(t *task, te *abi.TaskError) {
+func (h *Owner) submitFailed(t *task, te *abi.TaskError) {
 	t.cancelCh = make(chan struct{})
 	t.lc.Policy = t.policy()
 	h.mu.Lock()
@@ -217,7 +218,7 @@ func (h *Host) submitFailed(t *task, te *abi.TaskError) {
 	run(later)
 }
 
-func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
+func (h *Owner) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	if v.Codec == abi.CodecError {
 		h.objs.MarkFetched(id) // its failure is reported through t's
 		cause, err := h.objs.Value(context.Background(), id)
@@ -231,72 +232,73 @@ func (h *Host) depReady(t *task, id ids.ObjectID, v abi.Value) {
 	}
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.ArgReady{})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
-func (h *Host) enqueue(t *task) {
+func (h *Owner) enqueue(t *task) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Await{})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // queueOnActor brings an actor call's arguments here (unless its actor
 // runs on another host, which pulls them itself) and queues it on its
 // actor: an actor here runs its calls in order, one at a time, so a call's
 // arguments are fetched before it is next, not while the actor waits.
-func (h *Host) queueOnActor(t *task) {
+func (ac *actorTable) queueOnActor(t *task) {
+	h := ac.o
 	h.mu.Lock()
 	fetch := !t.fetched && t.actor != nil && (t.actor.worker == nil || t.actor.worker.remote == nil)
 	t.fetched = true
 	h.mu.Unlock()
 	if fetch {
-		if away := h.argsAway(t); len(away) > 0 {
-			h.goTracked(func() {
-				if h.fetchArgs(t, away) {
-					h.actorCallReady(t)
+		if away := h.disp.argsAway(t); len(away) > 0 {
+			h.disp.goTracked(func() {
+				if h.disp.fetchArgs(t, away) {
+					h.acts.actorCallReady(t)
 				}
 			})
 			return
 		}
 	}
-	h.actorCallReady(t)
+	h.acts.actorCallReady(t)
 }
 
 // fail ends t (in any state before a terminal one) with te as the value of
 // each of its returns.
-func (h *Host) fail(t *task, te *abi.TaskError) {
+func (h *Owner) fail(t *task, te *abi.TaskError) {
 	h.mu.Lock()
 	if t.lc.State.Terminal() {
 		h.mu.Unlock()
 		return
 	}
 	var actorStarts []assignment
-	defer func() { h.start(actorStarts) }()
+	defer func() { h.disp.start(actorStarts) }()
 	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
 		// The calls queued behind it may run now.
 		defer func() {
 			h.mu.Lock()
-			actorStarts = h.dispatchActorLocked(a)
+			actorStarts = h.acts.dispatchActorLocked(a)
 			h.mu.Unlock()
 		}()
 	}
 	later := h.stepLocked(t, lifecycle.Fail{Err: te})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // sealFailure gives each of t's objects the failure te. A generator keeps
 // the items it delivered: the failure takes the next place in its stream,
 // and the stream ends after it.
-func (h *Host) sealFailure(t *task, te *abi.TaskError) {
+func (h *Owner) sealFailure(t *task, te *abi.TaskError) {
 	if f := t.foreign; f != nil {
 		// Run here for another host: its owner seals the failure.
 		h.mu.Lock()
@@ -335,7 +337,7 @@ func (h *Host) sealFailure(t *task, te *abi.TaskError) {
 	}
 }
 
-func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
+func (h *Owner) seal(t *task, id ids.ObjectID, v abi.Value) {
 	if t.kind == abi.KindDescribe {
 		// Read once by the host: kept in memory, so a full store does not
 		// stop modules from registering.
@@ -350,13 +352,14 @@ func (h *Host) seal(t *task, id ids.ObjectID, v abi.Value) {
 }
 
 // endStream seals the end-of-stream marker at item i of a generator.
-func (h *Host) endStream(t *task, i int) {
+func (h *Owner) endStream(t *task, i int) {
 	h.seal(t, t.id.Return(i), (&abi.TaskError{Kind: abi.ErrorEndOfStream, TaskID: t.id.String(), Function: t.function, Message: "end of stream"}).Encode())
 }
 
 // finishWorker ends the attempt a worker ran, with either te (a failure) or
 // vals (its results), and puts the worker back to use.
-func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
+func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []abi.Value) {
+	h := dp.o
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.task == t {
@@ -377,51 +380,53 @@ func (h *Host) finishWorker(w *workerProc, t *task, te *abi.TaskError, vals []ab
 			a.running = nil
 			a.calls++
 		case created && !w.dead:
-			defer func() { h.mu.Lock(); s := h.actorCreatedLocked(a, w); h.mu.Unlock(); h.start(s) }()
+			defer func() { h.mu.Lock(); s := h.acts.actorCreatedLocked(a, w); h.mu.Unlock(); h.disp.start(s) }()
 		case t.kind == abi.KindActorCreate && (te != nil || t.lc.Cancelled):
 			msg := "its creation was cancelled"
 			if te != nil {
 				msg = "its constructor failed: " + te.Message
 			}
-			doomed = h.actorDeadLocked(a, msg)
+			doomed = h.acts.actorDeadLocked(a, msg)
 		}
 		if t.kind == abi.KindActorCall {
-			actorStarts = h.dispatchActorLocked(a)
+			actorStarts = h.acts.dispatchActorLocked(a)
 		}
 	}
 	defer func() {
-		h.failActorCalls(t.actor, doomed)
-		h.start(actorStarts)
+		h.acts.failActorCalls(t.actor, doomed)
+		h.disp.start(actorStarts)
 	}()
 	if t.lc.State.Terminal() {
-		starts := h.dispatchLocked()
+		starts := h.disp.dispatchLocked()
 		h.mu.Unlock()
-		h.start(starts)
+		h.disp.start(starts)
 		return
 	}
 	// A timeout, a violation or a cancel decide the outcome before te;
 	// a retry queues the task again.
 	later := h.stepLocked(t, lifecycle.Done{Err: te}, vals...)
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 	run(later)
 }
 
 // block releases the CPU of a task that waits in Get, Wait or Next.
-func (h *Host) block(t *task) {
+func (dp *dispatcher) block(t *task) {
+	h := dp.o
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Block{})
 	var starts []assignment
 	if later != nil || !t.lc.Holding {
-		starts = h.dispatchLocked()
+		starts = h.disp.dispatchLocked()
 	}
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // unblock takes the CPU back when the wait ends.
-func (h *Host) unblock(t *task) {
+func (dp *dispatcher) unblock(t *task) {
+	h := dp.o
 	h.mu.Lock()
 	h.stepLocked(t, lifecycle.Unblock{})
 	h.mu.Unlock()
@@ -429,7 +434,7 @@ func (h *Host) unblock(t *task) {
 
 // cancel cancels the task that makes id and, if recursive, the tasks it
 // submitted (theirs too).
-func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
+func (h *Owner) cancel(id ids.ObjectID, force, recursive bool) error {
 	h.mu.Lock()
 	t := h.tasks[id.Task()]
 	h.mu.Unlock()
@@ -443,18 +448,18 @@ func (h *Host) cancel(id ids.ObjectID, force, recursive bool) error {
 	return nil
 }
 
-func (h *Host) cancelTask(t *task, force, recursive bool) {
+func (h *Owner) cancelTask(t *task, force, recursive bool) {
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Cancel{Force: force, Recursive: recursive})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // sealResults seals the values of t's successful attempt (a generator's
 // items are sealed as they come: its stream ends here).
-func (h *Host) sealResults(t *task, vals []abi.Value) {
+func (h *Owner) sealResults(t *task, vals []abi.Value) {
 	switch {
 	case t.foreign != nil:
 		// Run here for another host: foreignDone sends the results.

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -60,7 +60,8 @@ func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
 
 // execute serves PeerService.Execute: it runs one attempt of another host's
 // task here, or an actor: its creation, then its calls, on one worker.
-func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
+func (fx *executor) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
+	h := fx.o
 	first, err := stream.Receive()
 	if err != nil {
 		return err
@@ -76,14 +77,14 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 	defer f.detach()
 	// Work only for members, and stop when gossip says the owner is gone
 	// (a stream to a dead host may take long to break).
-	pc, err := h.awaitMember(ctx, spec.Owner)
+	pc, err := h.rem.awaitMember(ctx, spec.Owner)
 	if err != nil {
 		_ = f.send(ipc.TypePeerRefused, []byte(fmt.Sprintf("host %s does not know the owner: %v", h.cfg.ID, err)))
 		return nil
 	}
 	ctx, cancel := mergeCancel(ctx, pc.ctx)
 	defer cancel()
-	h.startForeign(ctx, f, spec)
+	h.fgn.startForeign(ctx, f, spec)
 
 	// Frames from the owner: replies to relayed calls, cancels, kills, and an
 	// actor's next calls. The stream ending early means the owner is gone:
@@ -92,7 +93,7 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 		for {
 			m, err := stream.Receive()
 			if err != nil {
-				h.foreignGone(f)
+				h.fgn.foreignGone(f)
 				return
 			}
 			h.mu.Lock()
@@ -112,25 +113,25 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 				// may already be running.
 				var c ipc.Cancel
 				if t != nil && c.Decode(m.GetPayload()) == nil && c.Task == t.id {
-					h.foreignCancel(t, false)
+					h.fgn.foreignCancel(t, false)
 				}
 			case ipc.TypePeerKill:
-				h.foreignGone(f)
+				h.fgn.foreignGone(f)
 			case ipc.TypePeerExec:
 				spec, err := peerwire.DecodeExecSpec(m.GetPayload())
 				if err != nil || f.actor.IsZero() || spec.Actor != f.actor {
 					h.log.Warn("a bad exec on an actor's stream", "owner", f.ownerID, "err", err)
-					h.foreignGone(f)
+					h.fgn.foreignGone(f)
 					return
 				}
-				go h.startForeign(ctx, f, spec)
+				go h.fgn.startForeign(ctx, f, spec)
 			}
 		}
 	}()
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		h.foreignGone(f)
+		h.fgn.foreignGone(f)
 		select {
 		case <-f.done:
 		case <-time.After(2 * time.Second):
@@ -141,7 +142,8 @@ func (h *Host) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1
 
 // startForeign runs one task of spec for f's owner: an actor's call on the
 // worker f bound, anything else through this host's scheduler.
-func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.ExecSpec) {
+func (fx *executor) startForeign(ctx context.Context, f *foreign, spec *peerwire.ExecSpec) {
+	h := fx.o
 	fail := func(kind abi.ErrorKind, msg string) {
 		if spec.Kind == abi.KindActorCall && kind != abi.ErrorActorDied {
 			// Only this call failed; the actor's instance is fine (a trap
@@ -167,7 +169,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 		_ = f.send(ipc.TypePeerRefused, []byte(msg))
 		f.finish()
 	}
-	mod, err := h.ensureModule(ctx, spec.Module, spec.Owner)
+	mod, err := h.fgn.ensureModule(ctx, spec.Module, spec.Owner)
 	if err != nil {
 		refuse(fmt.Sprintf("host %s could not get the module: %v", h.cfg.ID, err))
 		return
@@ -181,7 +183,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 			t.args[i] = abi.Arg{Value: v}
 			continue
 		}
-		if v, err = h.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
+		if v, err = h.fgn.pullArg(ctx, spec.ArgIDs[i], v, spec.Owner); err != nil {
 			msg := fmt.Sprintf("host %s could not fetch argument %d: %v", h.cfg.ID, i+1, err)
 			switch {
 			case errors.Is(err, ErrObjectLost) || errors.Is(err, ErrOwnerDied):
@@ -198,7 +200,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 		}
 		t.args[i] = abi.Arg{Value: v}
 	}
-	if t.grants, err = h.checkGrants(t.grants); err != nil {
+	if t.grants, err = h.adm.checkGrants(t.grants); err != nil {
 		fail(abi.ErrorPermissionDenied, err.Error())
 		return
 	}
@@ -219,7 +221,7 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 		}
 		t.lc.State, t.worker, w.task = stateRunning, w, t
 		h.mu.Unlock()
-		h.start([]assignment{{t, w}})
+		h.disp.start([]assignment{{t, w}})
 		return
 	}
 	t.lc.State = statePendingResources
@@ -229,15 +231,16 @@ func (h *Host) startForeign(ctx context.Context, f *foreign, spec *peerwire.Exec
 		refuse(fmt.Sprintf("host %s cannot run it: %v", h.cfg.ID, err))
 		return
 	}
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // foreignGone stops everything running here for f's owner: the owner went
 // away or asked for a kill. An actor's worker is stopped (its owner
 // restarts it elsewhere if it may).
-func (h *Host) foreignGone(f *foreign) {
+func (fx *executor) foreignGone(f *foreign) {
+	h := fx.o
 	h.mu.Lock()
 	t, w := f.current, f.worker
 	h.mu.Unlock()
@@ -247,14 +250,15 @@ func (h *Host) foreignGone(f *foreign) {
 		return
 	}
 	if t != nil {
-		h.foreignCancel(t, true)
+		h.fgn.foreignCancel(t, true)
 		return
 	}
 	f.finish()
 }
 
 // pullArg brings a held argument here and returns its bytes.
-func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner string) (abi.Value, error) {
+func (fx *executor) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner string) (abi.Value, error) {
+	h := fx.o
 	hv, err := decodeHeld(v.Data)
 	if err != nil {
 		return abi.Value{}, err
@@ -280,34 +284,36 @@ func (h *Host) pullArg(ctx context.Context, id ids.ObjectID, v abi.Value, owner 
 }
 
 // foreignCancel stops a task run for another host.
-func (h *Host) foreignCancel(t *task, force bool) {
+func (fx *executor) foreignCancel(t *task, force bool) {
+	h := fx.o
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.Cancel{Force: force})
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later) // a queued task tells its owner it was cancelled
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // relayCall sends a guest's call to the owner of its task. A large put or
 // yield stays here: the owner is told this host holds it.
-func (h *Host) relayCall(t *task, c ipc.Call) {
+func (fx *executor) relayCall(t *task, c ipc.Call) {
+	h := fx.o
 	switch c.Op {
 	case abi.OpPut:
 		var req abi.PutRequest
-		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && req.ID.IsPut() && h.keepHere(req.Value) {
-			v, err := h.holdHere(req.ID, req.Value)
+		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && req.ID.IsPut() && h.fgn.keepHere(req.Value) {
+			v, err := h.fgn.holdHere(req.ID, req.Value)
 			if err == nil {
 				c.Op, c.Payload = abi.OpPutHeld, (&peerwire.PutHeld{ID: req.ID, Held: v.Data}).Encode()
 			}
 		}
 	case abi.OpYield:
-		if v, err := abi.DecodeValue(c.Payload); err == nil && h.keepHere(v) {
+		if v, err := abi.DecodeValue(c.Payload); err == nil && h.fgn.keepHere(v) {
 			h.mu.Lock()
 			id := t.id.Return(t.yields)
 			t.yields++
 			h.mu.Unlock()
-			if hv, err := h.holdHere(id, v); err == nil {
+			if hv, err := h.fgn.holdHere(id, v); err == nil {
 				c.Op, c.Payload = abi.OpYieldHeld, hv.Data
 			}
 		} else if err == nil {
@@ -321,13 +327,15 @@ func (h *Host) relayCall(t *task, c ipc.Call) {
 
 // keepHere reports whether a value a guest made here stays here (its owner
 // records this host as the holder) rather than travel to the owner.
-func (h *Host) keepHere(v abi.Value) bool {
+func (fx *executor) keepHere(v abi.Value) bool {
+	h := fx.o
 	return v.Codec != abi.CodecError && len(v.Data) > h.cfg.InlineObjectLimit
 }
 
 // holdHere stores a value made here for another host's object and returns
 // the held value that tells the owner where it is.
-func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
+func (fx *executor) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
+	h := fx.o
 	data := append([]byte(nil), v.Data...)
 	if err := h.objs.Seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
 		return abi.Value{}, err
@@ -337,7 +345,8 @@ func (h *Host) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
 
 // foreignDone ends a task run for another host: the worker goes back to
 // use and the outcome goes to the owner.
-func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
+func (fx *executor) foreignDone(w *workerProc, t *task, d *ipc.Done) {
+	h := fx.o
 	f := t.foreign
 	h.mu.Lock()
 	keep := false // the stream stays open: an actor lives on w
@@ -365,9 +374,9 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 		req := t.req
 		f.held = &req
 	}
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	defer h.start(starts)
+	defer h.disp.start(starts)
 	if !keep {
 		defer f.finish()
 	}
@@ -382,8 +391,8 @@ func (h *Host) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 		return
 	}
 	for i, v := range res.Values {
-		if d.Status == abi.StatusOK && h.keepHere(v) && i < t.numReturns {
-			hv, err := h.holdHere(t.id.Return(i), v)
+		if d.Status == abi.StatusOK && h.fgn.keepHere(v) && i < t.numReturns {
+			hv, err := h.fgn.holdHere(t.id.Return(i), v)
 			if err != nil {
 				bad := ipc.Done{Task: t.id, Trap: "keeping a result: " + err.Error(), Kind: abi.ErrorHost}
 				_ = t.foreign.send(ipc.TypeDone, bad.Encode(nil))

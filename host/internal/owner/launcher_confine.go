@@ -1,7 +1,9 @@
-package host
+package owner
 
 import (
 	"path/filepath"
+
+	"github.com/rayhost/rayhost/host/internal/launch"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 )
@@ -9,8 +11,9 @@ import (
 // workerOptions: a worker reads the modules and writes the compilation
 // cache; tasks' mounts are granted per task, always within AllowedDirs, so
 // a confined worker may read and write those roots and nothing else.
-func (h *Host) workerOptions() WorkerOptions {
-	return WorkerOptions{
+func (wp *workerRole) workerOptions() launch.WorkerOptions {
+	h := wp.o
+	return launch.WorkerOptions{
 		CacheDir:  h.cacheDir,
 		Confine:   !h.cfg.DisableWorkerConfinement,
 		ReadDirs:  []string{filepath.Join(h.cfg.DataDir, "modules")},
@@ -20,7 +23,8 @@ func (h *Host) workerOptions() WorkerOptions {
 
 // noteConfinement records the layers a worker reported with Ready and logs
 // a warning for missing ones when they change.
-func (h *Host) noteConfinement(ready []byte) {
+func (wp *workerRole) noteConfinement(ready []byte) {
+	h := wp.o
 	missing, changed, err := h.conf.Note(ready)
 	if err != nil {
 		h.log.Warn("worker sent an unreadable confinement report", "err", err)
@@ -31,7 +35,8 @@ func (h *Host) noteConfinement(ready []byte) {
 	}
 }
 
-func (h *Host) confinementProto() []*rayhostv1.ConfinementLayer {
+func (wp *workerRole) confinementProto() []*rayhostv1.ConfinementLayer {
+	h := wp.o
 	layers := h.conf.Layers()
 	out := make([]*rayhostv1.ConfinementLayer, len(layers))
 	for i, l := range layers {

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"time"
 
+	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -15,8 +16,8 @@ import (
 
 // workerProc is the host's side of one worker process.
 type workerProc struct {
-	h    *Host
-	proc Process
+	h    *Owner
+	proc launch.Process
 	conn *ipc.Conn
 	pid  int
 
@@ -42,7 +43,8 @@ const idleWorkerTTL = time.Minute
 // reapIdleWorkers stops workers beyond the warm pool (and its spare) that
 // have been idle for idleWorkerTTL: a burst of nested tasks must not leave
 // processes behind for ever.
-func (h *Host) reapIdleWorkers(now time.Time) {
+func (wp *workerRole) reapIdleWorkers(now time.Time) {
+	h := wp.o
 	h.mu.Lock()
 	var stop []*workerProc
 	for len(h.idle) > h.cfg.Workers+1 && now.Sub(h.idle[0].idleSince) > idleWorkerTTL {
@@ -57,18 +59,19 @@ func (h *Host) reapIdleWorkers(now time.Time) {
 
 // startWorkerLocked starts a worker in the background; once it is ready it
 // joins the idle list and takes queued work.
-func (h *Host) startWorkerLocked() {
+func (wp *workerRole) startWorkerLocked() {
+	h := wp.o
 	h.starting++
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		w, err := h.launchWorker()
+		w, err := h.wrk.launchWorker()
 		h.mu.Lock()
 		h.starting--
 		if err != nil {
 			h.mu.Unlock()
 			h.log.Error("starting a worker", "err", err)
-			h.failWaitingIfNoWorkers(err)
+			h.wrk.failWaitingIfNoWorkers(err)
 			return
 		}
 		if h.closed {
@@ -79,7 +82,7 @@ func (h *Host) startWorkerLocked() {
 		h.workers[w] = struct{}{}
 		w.idleSince = time.Now()
 		h.idle = append(h.idle, w)
-		starts := h.dispatchLocked()
+		starts := h.disp.dispatchLocked()
 		h.mu.Unlock()
 		for _, m := range h.mods.Warm() {
 			w.load(m)
@@ -87,15 +90,16 @@ func (h *Host) startWorkerLocked() {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			h.serveWorker(w)
+			h.wrk.serveWorker(w)
 		}()
-		h.start(starts)
+		h.disp.start(starts)
 	}()
 }
 
 // failWaitingIfNoWorkers fails tasks waiting for a worker when no worker
 // exists or is starting: otherwise they would wait for ever.
-func (h *Host) failWaitingIfNoWorkers(cause error) {
+func (wp *workerRole) failWaitingIfNoWorkers(cause error) {
+	h := wp.o
 	h.mu.Lock()
 	if len(h.workers) > 0 || h.starting > 0 {
 		h.mu.Unlock()
@@ -108,10 +112,11 @@ func (h *Host) failWaitingIfNoWorkers(cause error) {
 	}
 }
 
-func (h *Host) launchWorker() (*workerProc, error) {
+func (wp *workerRole) launchWorker() (*workerProc, error) {
+	h := wp.o
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := h.launcher.Launch(ctx, h.workerOptions())
+	p, err := h.launcher.Launch(ctx, h.wrk.workerOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +129,7 @@ func (h *Host) launchWorker() (*workerProc, error) {
 			err = fmt.Errorf("host: worker sent frame %d before ready", t)
 		}
 		if err == nil {
-			h.noteConfinement(payload)
+			h.wrk.noteConfinement(payload)
 		}
 		ready <- err
 	}()
@@ -192,7 +197,8 @@ func (w *workerProc) reply(seq uint64, code int64, payload []byte) {
 }
 
 // serveWorker reads a worker's frames until it exits.
-func (h *Host) serveWorker(w *workerProc) {
+func (wp *workerRole) serveWorker(w *workerProc) {
+	h := wp.o
 	var buf []byte
 	var err error
 	for {
@@ -203,24 +209,25 @@ func (h *Host) serveWorker(w *workerProc) {
 			break
 		}
 		buf = payload[:0]
-		if err = h.handleFrame(w, typ, payload); err != nil {
+		if err = h.gops.handleFrame(w, typ, payload); err != nil {
 			h.log.Error("worker protocol error", "pid", w.pid, "err", err)
 			w.kill()
 			break
 		}
 	}
 	exitErr := w.proc.Wait()
-	h.workerDied(w, exitErr)
+	h.wrk.workerDied(w, exitErr)
 }
 
-func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
+func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
+	h := gp.o
 	switch typ {
 	case ipc.TypeCall:
 		var c ipc.Call
 		if err := c.Decode(payload); err != nil {
 			return err
 		}
-		t := h.runningTask(w, c.Task)
+		t := h.wrk.runningTask(w, c.Task)
 		if t == nil {
 			if c.Seq != 0 {
 				w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
@@ -231,7 +238,7 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			// The owner answers everything but Get and Wait, which are
 			// served here, where the task needs the values.
 			c.Payload = append([]byte(nil), c.Payload...)
-			h.relayCall(t, c)
+			h.fgn.relayCall(t, c)
 			return nil
 		}
 		switch c.Op {
@@ -247,17 +254,17 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 				}
 			}
 		case opYieldHeld:
-			h.guestYield(w, t, c, abi.Value{Codec: codecHeld, Data: append([]byte(nil), c.Payload...)}, nil)
+			h.gops.guestYield(w, t, c, abi.Value{Codec: codecHeld, Data: append([]byte(nil), c.Payload...)}, nil)
 		case abi.OpSubmit:
-			h.guestSubmit(t, c.Payload)
+			h.gops.guestSubmit(t, c.Payload)
 		case abi.OpPut:
-			h.guestPut(t, c.Payload)
+			h.gops.guestPut(t, c.Payload)
 		case abi.OpCancel:
-			h.guestCancel(t, c.Payload)
+			h.gops.guestCancel(t, c.Payload)
 		case abi.OpKill:
 			var req abi.KillRequest
 			if req.Decode(c.Payload) == nil {
-				_ = h.killActor(req.Actor, req.NoRestart)
+				_ = h.acts.killActor(req.Actor, req.NoRestart)
 			}
 		case abi.OpGetActor:
 			var req abi.GetActorRequest
@@ -265,7 +272,7 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 				w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 				break
 			}
-			a, err := h.lookupActor(req.Name, req.Namespace)
+			a, err := h.acts.lookupActor(req.Name, req.Namespace)
 			if err != nil {
 				w.reply(c.Seq, int64(abi.ErrCodeNotFound), nil)
 				break
@@ -274,10 +281,10 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			w.reply(c.Seq, 0, info.Encode(nil))
 		case abi.OpYield:
 			v, err := abi.DecodeValue(c.Payload)
-			h.guestYield(w, t, c, v, err)
+			h.gops.guestYield(w, t, c, v, err)
 		case abi.OpGet, abi.OpWait, abi.OpNext:
 			c.Payload = append([]byte(nil), c.Payload...)
-			go h.guestWait(w, t, c)
+			go h.gops.guestWait(w, t, c)
 		default:
 			if c.Seq != 0 {
 				w.reply(c.Seq, int64(abi.ErrCodeUnknownOp), nil)
@@ -288,15 +295,15 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 		if err := d.Decode(payload); err != nil {
 			return err
 		}
-		t := h.runningTask(w, d.Task)
+		t := h.wrk.runningTask(w, d.Task)
 		if t == nil {
 			return nil
 		}
 		if t.foreign != nil {
-			h.foreignDone(w, t, &d)
+			h.fgn.foreignDone(w, t, &d)
 			return nil
 		}
-		te, vals := h.outcome(t, &d)
+		te, vals := h.wrk.outcome(t, &d)
 		if d.Trap != "" && t.kind == abi.KindActorCall {
 			// The worker dropped the actor's instance (a trap, running out of
 			// memory, an output flood): no more calls go to it, and stopping
@@ -306,17 +313,17 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 			h.mu.Unlock()
 			defer w.kill()
 		}
-		h.finishWorker(w, t, te, vals)
+		h.disp.finishWorker(w, t, te, vals)
 	case ipc.TypeLog:
 		var l ipc.Log
 		if err := l.Decode(payload); err != nil {
 			return err
 		}
-		if t := h.runningTask(w, l.Task); t != nil && t.foreign != nil {
+		if t := h.wrk.runningTask(w, l.Task); t != nil && t.foreign != nil {
 			_ = t.foreign.send(ipc.TypeLog, payload)
 			return nil
 		}
-		h.guestLog(w, &l)
+		h.gops.guestLog(w, &l)
 	default:
 		return fmt.Errorf("unknown frame type %d", typ)
 	}
@@ -324,7 +331,8 @@ func (h *Host) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 }
 
 // runningTask returns the task w runs, if its ID is id.
-func (h *Host) runningTask(w *workerProc, id ids.TaskID) *task {
+func (wp *workerRole) runningTask(w *workerProc, id ids.TaskID) *task {
+	h := wp.o
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if t := w.task; t != nil && t.id == id {
@@ -334,7 +342,8 @@ func (h *Host) runningTask(w *workerProc, id ids.TaskID) *task {
 }
 
 // outcome turns a Done frame into a failure or the task's return values.
-func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
+func (wp *workerRole) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
+	h := wp.o
 	if d.Trap != "" {
 		kind := d.Kind
 		if kind == "" {
@@ -349,7 +358,7 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 			case kind != abi.ErrorTrap:
 			case bytes.Contains(t.stderr, []byte("fatal error: out of memory")):
 				kind = abi.ErrorOutOfMemory
-				msg = fmt.Sprintf("the guest ran out of memory (limit %d MiB)\n%s", h.memoryLimitOf(t)>>20, msg)
+				msg = fmt.Sprintf("the guest ran out of memory (limit %d MiB)\n%s", h.disp.memoryLimitOf(t)>>20, msg)
 			case bytes.Contains(t.stderr, []byte("fatal error: stack overflow")):
 				msg = "the guest overflowed its stack\n" + msg
 			}
@@ -366,12 +375,13 @@ func (h *Host) outcome(t *task, d *ipc.Done) (*abi.TaskError, []abi.Value) {
 		// their bytes (they are persisted later, behind the caller's back).
 		res.Values[i].Data = append([]byte(nil), res.Values[i].Data...)
 	}
-	return h.outcomeValues(t, d.Status, res.Values)
+	return h.wrk.outcomeValues(t, d.Status, res.Values)
 }
 
 // outcomeValues turns a task's status and values into a failure or its
 // return values.
-func (h *Host) outcomeValues(t *task, status abi.Status, values []abi.Value) (*abi.TaskError, []abi.Value) {
+func (wp *workerRole) outcomeValues(t *task, status abi.Status, values []abi.Value) (*abi.TaskError, []abi.Value) {
+	h := wp.o
 	res := abi.Result{Values: values}
 	if status != abi.StatusOK {
 		if len(res.Values) != 1 || res.Values[0].Codec != abi.CodecError {
@@ -401,7 +411,8 @@ func (h *Host) outcomeValues(t *task, status abi.Status, values []abi.Value) (*a
 // workerDied cleans up after a worker exits: its task fails (or, if it was
 // cancelled with force, is cancelled), and a replacement starts if the host
 // is below its warm pool size.
-func (h *Host) workerDied(w *workerProc, exitErr error) {
+func (wp *workerRole) workerDied(w *workerProc, exitErr error) {
+	h := wp.o
 	h.mu.Lock()
 	w.dead = true
 	delete(h.workers, w)
@@ -415,7 +426,7 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 	a := w.actor
 	closed := h.closed
 	if !closed && len(h.workers)+h.starting < h.cfg.Workers {
-		h.startWorkerLocked()
+		h.wrk.startWorkerLocked()
 	}
 	f := w.foreign
 	h.mu.Unlock()
@@ -428,7 +439,7 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 		return
 	}
 	if a != nil {
-		h.actorWorkerDied(a, w, exitErr)
+		h.acts.actorWorkerDied(a, w, exitErr)
 		return
 	}
 	if f != nil {
@@ -446,9 +457,9 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 			_ = h.stepLocked(t, lifecycle.Fail{Err: &abi.TaskError{Kind: abi.ErrorWorkerDied, Message: "worker died"}})
 		}
 		f.current = nil
-		starts := h.dispatchLocked()
+		starts := h.disp.dispatchLocked()
 		h.mu.Unlock()
-		h.start(starts)
+		h.disp.start(starts)
 		f.finish()
 		return
 	}
@@ -457,12 +468,12 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 		if exitErr != nil {
 			msg += ": " + exitErr.Error()
 		}
-		h.foreignDone(w, t, &ipc.Done{Task: t.id, Trap: msg, Kind: abi.ErrorWorkerDied})
+		h.fgn.foreignDone(w, t, &ipc.Done{Task: t.id, Trap: msg, Kind: abi.ErrorWorkerDied})
 		return
 	}
 	if t != nil && w.remote != nil {
 		h.log.Warn("a remote attempt ended without an outcome", "task_id", t.id, "host", w.remote.node, "err", exitErr)
-		h.finishWorker(w, t, h.taskError(t, abi.ErrorWorkerDied, fmt.Sprintf("the task was running %v", exitErr)), nil)
+		h.disp.finishWorker(w, t, h.taskError(t, abi.ErrorWorkerDied, fmt.Sprintf("the task was running %v", exitErr)), nil)
 		return
 	}
 	if t != nil {
@@ -471,11 +482,12 @@ func (h *Host) workerDied(w *workerProc, exitErr error) {
 			msg += ": " + exitErr.Error()
 		}
 		h.log.Warn("worker died", "pid", w.pid, "task_id", t.id, "err", exitErr)
-		h.finishWorker(w, t, h.taskError(t, abi.ErrorWorkerDied, msg), nil)
+		h.disp.finishWorker(w, t, h.taskError(t, abi.ErrorWorkerDied, msg), nil)
 	}
 }
 
-func (h *Host) memoryLimitOf(t *task) int64 {
+func (dp *dispatcher) memoryLimitOf(t *task) int64 {
+	h := dp.o
 	if t.limits.MemoryPages > 0 {
 		return int64(t.limits.MemoryPages) << 16
 	}

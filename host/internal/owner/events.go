@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"sync"
@@ -62,16 +62,16 @@ func (e *events) list() ([]TaskEvent, uint64) {
 
 // record adds an event for t entering state s; the caller holds h.mu or
 // owns t.
-func (h *Host) record(t *task, s taskState, msg string) {
+func (h *Owner) record(t *task, s taskState, msg string) {
 	h.recordAttempt(t, s, msg, t.lc.Attempt)
 }
 
 // recordAttempt is record for attempt attempt of t.
-func (h *Host) recordAttempt(t *task, s taskState, msg string, attempt uint32) {
+func (h *Owner) recordAttempt(t *task, s taskState, msg string, attempt uint32) {
 	if !t.events {
 		return
 	}
-	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: attempt, Function: t.displayName(), State: s.String(), Time: time.Now(), Message: msg, Host: h.cfg.ID}
+	ev := TaskEvent{Task: t.id, Parent: t.parent, Attempt: attempt, Function: t.displayName(), State: s.String(), Time: h.clock.Now(), Message: msg, Host: h.cfg.ID}
 	if t.lc.Node != "" {
 		ev.Host = t.lc.Node
 	}

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -16,7 +16,8 @@ import (
 type module = modules.Module
 
 // newModules returns the host's module registry and call policy.
-func (h *Host) newModules() (err error) {
+func (ad *admission) newModules() (err error) {
+	h := ad.o
 	h.mods, err = modules.New(modules.Config{
 		Dir:            filepath.Join(h.cfg.DataDir, "modules"),
 		MaxModuleBytes: h.cfg.MaxModuleBytes, MaxModules: h.cfg.MaxModules,
@@ -32,7 +33,7 @@ func (h *Host) newModules() (err error) {
 }
 
 // hostCompiler describes modules with the host's workers.
-type hostCompiler struct{ h *Host }
+type hostCompiler struct{ h *Owner }
 
 func (c hostCompiler) Describe(ctx context.Context, mod *module, timeout time.Duration) (abi.Value, error) {
 	h := c.h
@@ -61,20 +62,23 @@ func (c hostCompiler) Warm(path string) {
 
 // registerModule stores wasm, checks it with a worker and names it (see
 // modules.Registry.Register).
-func (h *Host) registerModule(ctx context.Context, wasm []byte, name string, replace bool) (*module, error) {
+func (ad *admission) registerModule(ctx context.Context, wasm []byte, name string, replace bool) (*module, error) {
+	h := ad.o
 	mod, err := h.mods.Register(ctx, wasm, name, replace)
 	return mod, hostError(err)
 }
 
 // lookupModule finds a module by digest or name.
-func (h *Host) lookupModule(ctx context.Context, ref string) (*module, error) {
+func (ad *admission) lookupModule(ctx context.Context, ref string) (*module, error) {
+	h := ad.o
 	mod, err := h.mods.Lookup(ctx, ref)
 	return mod, hostError(err)
 }
 
 // prepare checks a call against its module and fills in t's resources and
 // resolved grants.
-func (h *Host) prepare(t *task, r abi.Resources) error {
+func (ad *admission) prepare(t *task, r abi.Resources) error {
+	h := ad.o
 	p, err := h.policy.Prepare(modules.Call{Module: t.mod, Function: t.function, NumArgs: len(t.args),
 		Resources: r, Limits: t.limits, Grants: t.grants})
 	if err != nil {
@@ -86,14 +90,15 @@ func (h *Host) prepare(t *task, r abi.Resources) error {
 
 // checkGrants checks grants against AllowedDirs and resolves their mounts
 // (see modules.Policy.CheckGrants).
-func (h *Host) checkGrants(g abi.Grants) (abi.Grants, error) {
+func (ad *admission) checkGrants(g abi.Grants) (abi.Grants, error) {
+	h := ad.o
 	out, err := h.policy.CheckGrants(g)
 	return out, hostError(err)
 }
 
 // attenuate checks that a task submitted by parent asks for no more than
 // parent holds; an actor's method holds its actor's grants.
-func (h *Host) attenuate(parent *task, g abi.Grants) error {
+func (ad *admission) attenuate(parent *task, g abi.Grants) error {
 	held := parent.grants
 	if parent.kind == abi.KindActorCall && parent.actor != nil && parent.actor.create != nil {
 		held = parent.actor.create.grants // a method runs in its actor's instance

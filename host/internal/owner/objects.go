@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -25,14 +25,14 @@ import (
 var errCancelled = objdir.ErrCancelled
 
 // newObjects makes the host's object directory. h.addr must be set.
-func (h *Host) newObjects() (*objdir.Dir, error) {
+func (h *Owner) newObjects() (*objdir.Dir, error) {
 	cfg := objdir.DefaultConfig(h.st)
 	cfg.InlineLimit, cfg.CacheBytes = h.cfg.InlineObjectLimit, h.cfg.MemoryCacheBytes
 	cfg.Self, cfg.ID, cfg.Logger = h.addr, h.cfg.ID, h.log
 	cfg.ChunkBytes = getStreamChunk
-	cfg.Rebuild = h.reconstruct
+	cfg.Rebuild = h.lin.reconstruct
 	cfg.Done = h.done
-	if h.cfg.Cluster != nil {
+	if h.cfg.Clustered {
 		cfg.Peers = hostPeers{h}
 	}
 	return objdir.New(cfg)
@@ -55,7 +55,7 @@ func mergeCancel(a, b context.Context) (context.Context, context.CancelFunc) {
 }
 
 // hostPeers is objdir.Peers over the host's connections to its peers.
-type hostPeers struct{ h *Host }
+type hostPeers struct{ h *Owner }
 
 // notFoundAt marks a peer's CodeNotFound answer as objdir.ErrNotFound.
 func notFoundAt(err error) error {
@@ -66,7 +66,7 @@ func notFoundAt(err error) error {
 }
 
 func (p hostPeers) Locate(ctx context.Context, owner string, id ids.ObjectID, failed []string, timeout time.Duration) (objdir.Location, error) {
-	pc, err := p.h.awaitMember(ctx, owner)
+	pc, err := p.h.rem.awaitMember(ctx, owner)
 	if err != nil {
 		if ctx.Err() != nil {
 			return objdir.Location{}, ctx.Err()
@@ -88,7 +88,7 @@ func (p hostPeers) Locate(ctx context.Context, owner string, id ids.ObjectID, fa
 }
 
 func (p hostPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (objdir.Header, io.ReadCloser, error) {
-	pc, err := p.h.reach(from)
+	pc, err := p.h.rem.reach(from)
 	if err != nil {
 		return objdir.Header{}, nil, err
 	}
@@ -118,7 +118,7 @@ func (p hostPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (objd
 }
 
 func (p hostPeers) AddLocation(ctx context.Context, owner string, id ids.ObjectID, holder string) error {
-	pc, err := p.h.reach(owner)
+	pc, err := p.h.rem.reach(owner)
 	if err != nil {
 		return err
 	}
@@ -128,8 +128,8 @@ func (p hostPeers) AddLocation(ctx context.Context, owner string, id ids.ObjectI
 	return err
 }
 
-func (p hostPeers) Down(addr string) bool  { return p.h.peerDown(addr) }
-func (p hostPeers) Alive(addr string) bool { return p.h.hostAlive(addr) }
+func (p hostPeers) Down(addr string) bool  { return p.h.rem.peerDown(addr) }
+func (p hostPeers) Alive(addr string) bool { return p.h.rem.hostAlive(addr) }
 
 // pullReader reads the chunks of a Pull stream; WriteTo writes them on
 // chunk by chunk.
@@ -217,7 +217,7 @@ func (s *protoSender) result(err error) error {
 
 // streamFromStore sends a stored object chunk by chunk (never whole), the
 // header with the first chunk.
-func (h *Host) streamFromStore(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error {
+func (h *Owner) streamFromStore(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error {
 	s := &protoSender{to: send}
 	return s.result(h.objs.Stream(ctx, id, s.send))
 }

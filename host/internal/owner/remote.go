@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -74,7 +74,8 @@ func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
 }
 
 // newRemoteWorker makes the owner-side stand-in for a worker on node.
-func (h *Host) newRemoteWorker(node string) *workerProc {
+func (pr *remoteRole) newRemoteWorker(node string) *workerProc {
+	h := pr.o
 	pc, ok := h.cluster.Named(node)
 	w := &workerProc{h: h}
 	l := &remoteLink{node: node}
@@ -91,7 +92,8 @@ func (h *Host) newRemoteWorker(node string) *workerProc {
 
 // execRemote sends t to the peer w stands for and serves the stream in the
 // background.
-func (h *Host) execRemote(t *task, w *workerProc) error {
+func (pr *remoteRole) execRemote(t *task, w *workerProc) error {
+	h := pr.o
 	spec := &peerwire.ExecSpec{Task: t.id, Attempt: t.lc.Attempt, Kind: t.kind, Function: t.function, Module: t.mod.Digest,
 		Owner: h.addr, OwnerID: h.cfg.ID, NumReturns: uint32(t.numReturns), Req: t.req, Limits: t.limits, Grants: t.grants,
 		Args: make([]abi.Value, len(t.args)), ArgIDs: make([]ids.ObjectID, len(t.args))}
@@ -135,7 +137,7 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		h.serveRemote(w, spec)
+		h.rem.serveRemote(w, spec)
 	}()
 	return nil
 }
@@ -144,7 +146,8 @@ func (h *Host) execRemote(t *task, w *workerProc) error {
 // are handled as a local worker's would be. A stream that ends without an
 // outcome (the peer died, was cut off, or left) is a dead worker: the task
 // is retried if it may be.
-func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
+func (pr *remoteRole) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
+	h := pr.o
 	l := w.remote
 	defer l.cancel()
 	var err error
@@ -169,19 +172,19 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 					break
 				}
 				if typ == ipc.TypePeerOutcome {
-					if err = h.remoteDone(w, res.GetPayload()); err != nil {
+					if err = h.rem.remoteDone(w, res.GetPayload()); err != nil {
 						break
 					}
-					if !h.boundActor(w) {
+					if !h.rem.boundActor(w) {
 						done = true
 						break
 					}
 					continue
 				}
-				if err = h.handleFrame(w, typ, res.GetPayload()); err != nil {
+				if err = h.gops.handleFrame(w, typ, res.GetPayload()); err != nil {
 					break
 				}
-				if typ == ipc.TypeDone && !h.boundActor(w) {
+				if typ == ipc.TypeDone && !h.rem.boundActor(w) {
 					done = true
 					break
 				}
@@ -196,15 +199,15 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 	if !done {
 		// Whatever broke the stream (or refused the task), place nothing
 		// more there until the host answers a load report again.
-		h.unreachable(l.node)
+		h.rem.unreachable(l.node)
 		if refused != "" {
 			// It never started there: place it again, without a retry.
-			t := h.runningTask(w, spec.Task)
+			t := h.wrk.runningTask(w, spec.Task)
 			h.mu.Lock()
 			again := t != nil && t.lc.Refusals < maxRefusals
 			h.mu.Unlock()
 			if again {
-				h.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) // placed again
+				h.disp.unstart(t, w, true, fmt.Sprintf("host %s refused it: %s", l.node, refused)) // placed again
 				return
 			}
 			err = errors.New(refused)
@@ -212,29 +215,31 @@ func (h *Host) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 		if errors.Is(err, context.Canceled) && l.api != nil {
 			err = fmt.Errorf("host %s left or failed", l.node)
 		}
-		h.workerDied(w, fmt.Errorf("on host %s: %v", l.node, err))
+		h.wrk.workerDied(w, fmt.Errorf("on host %s: %v", l.node, err))
 	}
 }
 
 // boundActor reports whether w runs an actor: its stream stays open for
 // the actor's calls until the actor (or its host) ends.
-func (h *Host) boundActor(w *workerProc) bool {
+func (pr *remoteRole) boundActor(w *workerProc) bool {
+	h := pr.o
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return w.actor != nil && !w.dead
 }
 
 // remoteDone finishes a remote attempt with its outcome.
-func (h *Host) remoteDone(w *workerProc, payload []byte) error {
+func (pr *remoteRole) remoteDone(w *workerProc, payload []byte) error {
+	h := pr.o
 	o, err := peerwire.DecodeOutcome(payload)
 	if err != nil {
 		return err
 	}
-	t := h.runningTask(w, o.Task)
+	t := h.wrk.runningTask(w, o.Task)
 	if t == nil {
 		return nil
 	}
-	te, vals := h.outcomeValues(t, o.Status, o.Values)
-	h.finishWorker(w, t, te, vals)
+	te, vals := h.wrk.outcomeValues(t, o.Status, o.Values)
+	h.disp.finishWorker(w, t, te, vals)
 	return nil
 }

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -22,7 +22,8 @@ import (
 
 // guestSubmit handles a task submitted by a running task. Errors fail the
 // child: the guest already holds its ObjectRefs.
-func (h *Host) guestSubmit(parent *task, payload []byte) {
+func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
+	h := gp.o
 	var req abi.SubmitRequest
 	if err := req.Decode(payload); err != nil {
 		h.log.Warn("malformed submit from a guest", "task_id", parent.id, "err", err)
@@ -67,10 +68,10 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		child.numReturns = max(child.numReturns, 1)
 	}
 	child.args = cloneArgs(req.Args)
-	err := h.prepare(child, req.Resources)
+	err := h.adm.prepare(child, req.Resources)
 	if err == nil {
 		// Capability attenuation: no more than the parent holds.
-		err = h.attenuate(parent, child.grants)
+		err = h.adm.attenuate(parent, child.grants)
 	}
 	f := child.mod.Funcs[child.function]
 	switch {
@@ -108,7 +109,7 @@ func (h *Host) guestSubmit(parent *task, payload []byte) {
 		h.submitFailed(child, h.taskError(child, kind, err.Error()))
 		return
 	}
-	if child.kind != abi.KindCall && !h.submitActor(context.Background(), child, &req) {
+	if child.kind != abi.KindCall && !h.acts.submitActor(context.Background(), child, &req) {
 		return
 	}
 	h.submit(context.Background(), child)
@@ -128,7 +129,8 @@ func cloneArgs(args []abi.Arg) []abi.Arg {
 
 // guestPut stores an object put by a running task. A guest may only create
 // objects under its own TaskID.
-func (h *Host) guestPut(t *task, payload []byte) {
+func (gp *guestOps) guestPut(t *task, payload []byte) {
+	h := gp.o
 	var req abi.PutRequest
 	if err := req.Decode(payload); err != nil || req.ID.Task() != t.id || !req.ID.IsPut() {
 		h.mu.Lock()
@@ -152,12 +154,13 @@ func (h *Host) guestPut(t *task, payload []byte) {
 }
 
 // guestCancel serves ray.Cancel from a guest.
-func (h *Host) guestCancel(t *task, payload []byte) {
+func (gp *guestOps) guestCancel(t *task, payload []byte) {
+	h := gp.o
 	var req abi.CancelRequest
 	if err := req.Decode(payload); err != nil {
 		return
 	}
-	if err := h.mayCancel(t, req.Ref); err != nil {
+	if err := h.gops.mayCancel(t, req.Ref); err != nil {
 		// Logged and noted once per task, so a flood of them cannot push
 		// other events out of the ring.
 		h.mu.Lock()
@@ -174,8 +177,8 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 	}
 	if owner := req.Ref.Owner; owner != "" && owner != h.addr && h.cluster != nil {
 		// Only the ref's owner knows its task: pass the cancel on.
-		h.goTracked(func() {
-			pc, err := h.reach(owner)
+		h.disp.goTracked(func() {
+			pc, err := h.rem.reach(owner)
 			if err == nil {
 				ctx, cancel := context.WithTimeout(pc.ctx, 10*time.Second)
 				defer cancel()
@@ -197,7 +200,8 @@ func (h *Host) guestCancel(t *task, payload []byte) {
 // children and theirs, its siblings submitted by the same driver or API
 // call) or one whose ref it was passed as an argument; not another
 // client's task it learnt the ID of.
-func (h *Host) mayCancel(t *task, ref abi.Ref) error {
+func (gp *guestOps) mayCancel(t *task, ref abi.Ref) error {
+	h := gp.o
 	for _, a := range t.args {
 		if a.IsRef && a.Ref.ID.Task() == ref.ID.Task() {
 			return nil
@@ -217,7 +221,8 @@ func (h *Host) mayCancel(t *task, ref abi.Ref) error {
 
 // guestYield seals the next item of a generator. The reply (which lets the
 // guest go on) waits while backpressure holds the generator.
-func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err error) {
+func (gp *guestOps) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err error) {
+	h := gp.o
 	if err != nil || t.gen == nil {
 		w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 		return
@@ -258,7 +263,8 @@ func (h *Host) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, err e
 
 // guestWait serves a Get, Wait or Next from a guest. The task's CPU is
 // released while it blocks.
-func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
+func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
+	h := gp.o
 	var refs []ids.ObjectID
 	var timeoutNs int64
 	var need uint32
@@ -277,7 +283,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 			return
 		}
 		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, uint32(len(req.Refs))
-		h.borrowRefs(req.Refs)
+		h.gops.borrowRefs(req.Refs)
 	default:
 		var req abi.WaitRequest
 		if err := req.Decode(c.Payload); err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
@@ -285,7 +291,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 			return
 		}
 		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, req.NumReturns
-		h.borrowRefs(req.Refs)
+		h.gops.borrowRefs(req.Refs)
 	}
 	timeout := time.Duration(timeoutNs)
 	if timeoutNs < 0 {
@@ -295,9 +301,9 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 	// Fast path: everything is there; no need to give the CPU back.
 	ready, err := h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, 0, t.cancelCh)
 	if err == ErrGetTimeout && timeout != 0 {
-		h.block(t)
+		h.disp.block(t)
 		ready, err = h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, timeout, t.cancelCh)
-		h.unblock(t)
+		h.disp.unblock(t)
 	}
 	switch {
 	case err == errCancelled:
@@ -307,11 +313,11 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 		w.reply(c.Seq, int64(abi.ErrCodeTimeout), nil)
 		return
 	case err != nil && err != ErrGetTimeout:
-		h.replyErr(w, t, c, err)
+		h.gops.replyErr(w, t, c, err)
 		return
 	}
 	if c.Op == abi.OpNext {
-		h.generatorNext(w, c, next, refs[0])
+		h.gops.generatorNext(w, c, next, refs[0])
 		return
 	}
 	if c.Op == abi.OpWait {
@@ -326,7 +332,7 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 	}
 	vals, err := h.objs.Get(ctx, refs, 0, t.cancelCh)
 	if err != nil {
-		h.replyErr(w, t, c, err)
+		h.gops.replyErr(w, t, c, err)
 		return
 	}
 	rep := abi.GetReply{Values: vals}
@@ -335,7 +341,8 @@ func (h *Host) guestWait(w *workerProc, t *task, c ipc.Call) {
 
 // generatorNext answers a Next whose item (or end marker) exists, and counts
 // the item as consumed, which may release the generator's backpressure.
-func (h *Host) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id ids.ObjectID) {
+func (gp *guestOps) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id ids.ObjectID) {
+	h := gp.o
 	var rep abi.NextReply
 	if codec, err := h.objs.Codec(context.Background(), id); err == nil && codec == abi.CodecError {
 		if v, err := h.objs.Value(context.Background(), id); err == nil {
@@ -358,7 +365,8 @@ func (h *Host) generatorNext(w *workerProc, c ipc.Call, req abi.NextRequest, id 
 
 // replyErr answers a Get for an object the host does not know with an error
 // value, so the guest sees which ref was wrong.
-func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
+func (gp *guestOps) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
+	h := gp.o
 	if c.Op == abi.OpGet {
 		var req abi.GetRequest
 		_ = req.Decode(c.Payload)
@@ -375,15 +383,17 @@ func (h *Host) replyErr(w *workerProc, t *task, c ipc.Call, err error) {
 
 // borrowRef makes a ref another host owns known here, so it can be waited
 // on: its owner is asked about it.
-func (h *Host) borrowRef(ctx context.Context, r abi.Ref) {
+func (gp *guestOps) borrowRef(ctx context.Context, r abi.Ref) {
+	h := gp.o
 	if r.Owner != "" && r.Owner != h.addr && h.cluster != nil {
 		h.objs.Borrow(ctx, r.ID, r.Owner)
 	}
 }
 
-func (h *Host) borrowRefs(refs []abi.Ref) {
+func (gp *guestOps) borrowRefs(refs []abi.Ref) {
+	h := gp.o
 	for _, r := range refs {
-		h.borrowRef(context.Background(), r)
+		h.gops.borrowRef(context.Background(), r)
 	}
 }
 
@@ -397,7 +407,8 @@ func refIDs(refs []abi.Ref) []ids.ObjectID {
 
 // guestLog passes a guest's output to its job (the `rayhost run` that
 // started it) and keeps the tail of stderr for error messages.
-func (h *Host) guestLog(w *workerProc, l *ipc.Log) {
+func (gp *guestOps) guestLog(w *workerProc, l *ipc.Log) {
+	h := gp.o
 	h.mu.Lock()
 	t := w.task
 	if t == nil || t.id != l.Task {

@@ -1,9 +1,8 @@
-package host
+package owner
 
 import (
 	"context"
 	"slices"
-	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/abi"
@@ -17,13 +16,13 @@ import (
 // stepLocked feeds ev to t; vals are the results of a successful Done. The
 // caller holds h.mu and runs the returned funcs after releasing it. An
 // event the task's state does not take does nothing.
-func (h *Host) stepLocked(t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
+func (h *Owner) stepLocked(t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
 	return h.stepCtxLocked(context.Background(), t, ev, vals...)
 }
 
 // stepCtxLocked is stepLocked with the context of the call that submitted
 // the task, for the waits on its arguments.
-func (h *Host) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
+func (h *Owner) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, vals ...abi.Value) (later []func()) {
 	acts, err := t.lc.Step(ev)
 	if err != nil {
 		return nil
@@ -31,13 +30,13 @@ func (h *Host) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, v
 	return h.applyLocked(ctx, t, acts, vals)
 }
 
-func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action, vals []abi.Value) (later []func()) {
+func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action, vals []abi.Value) (later []func()) {
 	for i := 0; i < len(acts); i++ {
 		switch a := acts[i].(type) {
 		case lifecycle.Record:
 			h.recordAttempt(t, a.State, a.Msg, a.Attempt)
 		case lifecycle.Enqueue:
-			if err := h.sched.Enqueue(t.id, t.req, h.placement(t), t); err != nil {
+			if err := h.sched.Enqueue(t.id, t.req, h.disp.placement(t), t); err != nil {
 				more, _ := t.lc.Step(lifecycle.Infeasible{Why: err.Error()})
 				acts = append(acts, more...)
 			}
@@ -52,9 +51,9 @@ func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action
 		case lifecycle.NeedWorker:
 			h.needWorker = append(h.needWorker, t)
 		case lifecycle.StartTimer:
-			if d := h.timeoutOf(t); d > 0 {
+			if d := h.disp.timeoutOf(t); d > 0 {
 				attempt := a.Attempt
-				t.timer = time.AfterFunc(d, func() { h.expire(t, attempt, d) })
+				t.timer = h.clock.AfterFunc(d, func() { h.disp.expire(t, attempt, d) })
 			}
 		case lifecycle.StopTimer:
 			if t.timer != nil {
@@ -113,7 +112,7 @@ func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action
 		case lifecycle.AwaitArgs:
 			later = append(later, func() { h.awaitArgs(ctx, t) })
 		case lifecycle.FetchArgs:
-			later = append(later, func() { h.refetch(t) })
+			later = append(later, func() { h.disp.refetch(t) })
 		case lifecycle.Requeue:
 			later = append(later, func() { h.enqueue(t) })
 		case lifecycle.QueueOnActor:
@@ -122,9 +121,9 @@ func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action
 				t.actor.queue = append([]*task{t}, t.actor.queue...)
 				break
 			}
-			later = append(later, func() { h.queueOnActor(t) })
+			later = append(later, func() { h.acts.queueOnActor(t) })
 		case lifecycle.SealResults:
-			h.keepLineageLocked(t, vals)
+			h.lin.keepLineageLocked(t, vals)
 			later = append(later, func() { h.sealResults(t, vals) })
 		case lifecycle.SealFailure:
 			te := a.Err
@@ -138,7 +137,7 @@ func (h *Host) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action
 }
 
 // dequeueLocked takes t out of the queue it waits in.
-func (h *Host) dequeueLocked(t *task, from taskState) {
+func (h *Owner) dequeueLocked(t *task, from taskState) {
 	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
 		if i := slices.Index(a.queue, t); i >= 0 {
 			a.queue = slices.Delete(a.queue, i, i+1)

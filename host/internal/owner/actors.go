@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -64,7 +64,8 @@ func (a *actor) key() string { return a.namespace + "/" + a.name }
 
 // submitActor registers a task that creates or calls an actor; it reports
 // false when the task failed at once (its failure is sealed).
-func (h *Host) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest) bool {
+func (ac *actorTable) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest) bool {
+	h := ac.o
 	switch t.kind {
 	case abi.KindActorCreate:
 		a := &actor{id: t.id, class: t.function, name: req.Name, namespace: req.Namespace, create: t,
@@ -111,22 +112,24 @@ func (h *Host) submitActor(ctx context.Context, t *task, req *abi.SubmitRequest)
 }
 
 // actorCallReady queues a method call whose arguments are ready.
-func (h *Host) actorCallReady(t *task) {
+func (ac *actorTable) actorCallReady(t *task) {
+	h := ac.o
 	h.mu.Lock()
 	later := h.stepLocked(t, lifecycle.ActorReady{}) // waiting for its actor
 	var starts []assignment
 	if t.actor != nil {
-		starts = h.dispatchActorLocked(t.actor)
+		starts = h.acts.dispatchActorLocked(t.actor)
 	}
 	h.mu.Unlock()
 	run(later)
-	h.start(starts)
+	h.disp.start(starts)
 }
 
 // dispatchActorLocked starts the actor's next call if it can run now: the
 // actor is alive and idle, and the first call in its queue has its
 // arguments. Later calls wait behind it, keeping submission order.
-func (h *Host) dispatchActorLocked(a *actor) []assignment {
+func (ac *actorTable) dispatchActorLocked(a *actor) []assignment {
+	h := ac.o
 	if a.state != actorAlive || a.broken || a.running != nil || len(a.queue) == 0 || a.worker == nil {
 		return nil
 	}
@@ -144,7 +147,8 @@ func (h *Host) dispatchActorLocked(a *actor) []assignment {
 
 // actorCreated is called when a creation task finished: the worker is the
 // actor's from now on.
-func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
+func (ac *actorTable) actorCreatedLocked(a *actor, w *workerProc) []assignment {
+	h := ac.o
 	a.state, a.worker, a.cause = actorAlive, w, ""
 	w.actor = a
 	if a.holdCPU {
@@ -153,12 +157,13 @@ func (h *Host) actorCreatedLocked(a *actor, w *workerProc) []assignment {
 		h.sched.AcquireOn(a.create.lc.Node, a.create.req)
 		a.cpuHeld = true
 	}
-	return h.dispatchActorLocked(a)
+	return h.acts.dispatchActorLocked(a)
 }
 
 // actorFailedLocked ends an actor whose constructor failed or that cannot
 // restart: every queued call fails with actor_died.
-func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
+func (ac *actorTable) actorDeadLocked(a *actor, cause string) []*task {
+	h := ac.o
 	a.state, a.cause = actorDead, cause
 	if a.name != "" && h.actorNames[a.key()] == a.id {
 		delete(h.actorNames, a.key())
@@ -176,7 +181,8 @@ func (h *Host) actorDeadLocked(a *actor, cause string) []*task {
 	return doomed
 }
 
-func (h *Host) failActorCalls(a *actor, calls []*task) {
+func (ac *actorTable) failActorCalls(a *actor, calls []*task) {
+	h := ac.o
 	for _, t := range calls {
 		h.fail(t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died: %s", a.id, a.class, a.cause)))
 	}
@@ -184,7 +190,8 @@ func (h *Host) failActorCalls(a *actor, calls []*task) {
 
 // actorWorkerDied handles the death of an actor's worker: the running call
 // fails (or waits to be retried), and the actor restarts if it may.
-func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
+func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
+	h := ac.o
 	cause := fmt.Sprintf("its worker process %d died", w.pid)
 	if w.remote != nil {
 		cause = fmt.Sprintf("its host %s failed, left, or lost its worker", w.remote.node)
@@ -226,15 +233,15 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 		if a.killed {
 			cause = "it was killed"
 		}
-		doomed = h.actorDeadLocked(a, cause)
+		doomed = h.acts.actorDeadLocked(a, cause)
 	}
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	if t != nil && !requeued {
-		h.finishWorker(w, t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died while running the call: %s", a.id, a.class, cause)), nil)
+		h.disp.finishWorker(w, t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died while running the call: %s", a.id, a.class, cause)), nil)
 	}
-	h.failActorCalls(a, doomed)
-	h.start(starts)
+	h.acts.failActorCalls(a, doomed)
+	h.disp.start(starts)
 	if restart {
 		h.log.Info("restarting an actor", "actor_id", a.id, "restart", a.restarts, "cause", cause)
 		run(restartCreate) // queues the creation again
@@ -242,7 +249,8 @@ func (h *Host) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 }
 
 // killActor ends an actor; with noRestart it stays dead.
-func (h *Host) killActor(id ids.TaskID, noRestart bool) error {
+func (ac *actorTable) killActor(id ids.TaskID, noRestart bool) error {
+	h := ac.o
 	h.mu.Lock()
 	a := h.actors[id]
 	if a == nil {
@@ -256,13 +264,13 @@ func (h *Host) killActor(id ids.TaskID, noRestart bool) error {
 	var doomed []*task
 	if w == nil && a.state != actorDead && noRestart {
 		// Not running yet (creating or restarting): end it where it stands.
-		doomed = h.actorDeadLocked(a, "it was killed")
+		doomed = h.acts.actorDeadLocked(a, "it was killed")
 	}
 	h.mu.Unlock()
 	if w != nil {
 		w.kill()
 	}
-	h.failActorCalls(a, doomed)
+	h.acts.failActorCalls(a, doomed)
 	if len(doomed) > 0 || (w == nil && noRestart) {
 		h.cancelTask(a.create, true, false)
 	}
@@ -270,7 +278,8 @@ func (h *Host) killActor(id ids.TaskID, noRestart bool) error {
 }
 
 // lookupActor finds a named actor.
-func (h *Host) lookupActor(name, namespace string) (*actor, error) {
+func (ac *actorTable) lookupActor(name, namespace string) (*actor, error) {
+	h := ac.o
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, ok := h.actorNames[namespace+"/"+name]
@@ -288,7 +297,8 @@ type ActorInfo struct {
 	WorkerPID                         int
 }
 
-func (h *Host) listActors() []ActorInfo {
+func (ac *actorTable) listActors() []ActorInfo {
+	h := ac.o
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]ActorInfo, 0, len(h.actors))

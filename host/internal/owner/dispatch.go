@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -28,7 +28,8 @@ type assignment struct {
 // dispatchLocked moves tasks whose resources are free to idle workers and
 // starts workers for the rest. The Exec frames are sent by start, after the
 // lock is released.
-func (h *Host) dispatchLocked() []assignment {
+func (dp *dispatcher) dispatchLocked() []assignment {
+	h := dp.o
 	var remote []assignment
 	for {
 		it, ok := h.sched.Next()
@@ -38,7 +39,7 @@ func (h *Host) dispatchLocked() []assignment {
 		t := it.Value
 		if it.Node != "" {
 			// Another host runs it: it needs no worker here.
-			w := h.newRemoteWorker(it.Node)
+			w := h.rem.newRemoteWorker(it.Node)
 			t.worker, w.task = w, t
 			h.stepLocked(t, lifecycle.Reserved{Node: it.Node}) // Exec: the assignment
 			remote = append(remote, assignment{t, w})
@@ -49,7 +50,7 @@ func (h *Host) dispatchLocked() []assignment {
 	out := remote
 	for len(h.needWorker) > 0 && len(h.idle) > 0 {
 		t := h.needWorker[0]
-		if !h.memoryFitsLocked(t) {
+		if !h.disp.memoryFitsLocked(t) {
 			break // waits, in order, until running tasks free guest memory
 		}
 		h.needWorker = h.needWorker[1:]
@@ -57,38 +58,40 @@ func (h *Host) dispatchLocked() []assignment {
 		h.idle = h.idle[:len(h.idle)-1]
 		t.worker = w
 		w.task = t
-		w.memHeld = h.memoryLimitOf(t)
+		w.memHeld = h.disp.memoryLimitOf(t)
 		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Exec: the assignment
 		out = append(out, assignment{t, w})
 	}
 	waiting := len(h.needWorker)
-	if waiting > 0 && !h.memoryFitsLocked(h.needWorker[0]) {
+	if waiting > 0 && !h.disp.memoryFitsLocked(h.needWorker[0]) {
 		waiting = 0 // waiting for memory, not for a process
 	}
 	for missing := waiting - h.starting; missing > 0 && len(h.workers)+h.starting < h.cfg.MaxWorkers; missing-- {
-		h.startWorkerLocked()
+		h.wrk.startWorkerLocked()
 	}
 	// Keep one spare worker warm, so the next task (or a driver, which holds
 	// no CPU) does not wait for a process to start. The reaper stops spares
 	// that stay idle.
 	if len(h.idle) == 0 && h.starting == 0 && !h.closed && len(h.workers) < h.cfg.MaxWorkers {
-		h.startWorkerLocked()
+		h.wrk.startWorkerLocked()
 	}
-	h.detectStarvationLocked()
-	h.detectMemoryStarvationLocked()
+	h.disp.detectStarvationLocked()
+	h.disp.detectMemoryStarvationLocked()
 	return out
 }
 
 // memoryFitsLocked reports whether t's guest memory limit fits in what
 // GuestMemoryBudget leaves beside the tasks and actors running here.
-func (h *Host) memoryFitsLocked(t *task) bool {
+func (dp *dispatcher) memoryFitsLocked(t *task) bool {
+	h := dp.o
 	if h.cfg.GuestMemoryBudget == 0 {
 		return true
 	}
-	return h.memoryHeldLocked()+h.memoryLimitOf(t) <= h.cfg.GuestMemoryBudget
+	return h.disp.memoryHeldLocked()+h.disp.memoryLimitOf(t) <= h.cfg.GuestMemoryBudget
 }
 
-func (h *Host) memoryHeldLocked() int64 {
+func (dp *dispatcher) memoryHeldLocked() int64 {
+	h := dp.o
 	var held int64
 	for w := range h.workers {
 		if !w.dead {
@@ -102,8 +105,9 @@ func (h *Host) memoryHeldLocked() int64 {
 // when its memory can never come: every task holding guest memory is
 // blocked waiting for other tasks (a parent waiting for a child that does
 // not fit beside it).
-func (h *Host) detectMemoryStarvationLocked() {
-	if len(h.needWorker) == 0 || len(h.idle) == 0 || h.memoryFitsLocked(h.needWorker[0]) {
+func (dp *dispatcher) detectMemoryStarvationLocked() {
+	h := dp.o
+	if len(h.needWorker) == 0 || len(h.idle) == 0 || h.disp.memoryFitsLocked(h.needWorker[0]) {
 		return
 	}
 	for w := range h.workers {
@@ -124,7 +128,8 @@ func (h *Host) detectMemoryStarvationLocked() {
 // ever come: every worker process (at MaxWorkers) runs a task that is
 // blocked waiting for other tasks. Without it, a recursion that blocks at
 // every level (a nesting bomb) would hang the host's tasks for ever.
-func (h *Host) detectStarvationLocked() {
+func (dp *dispatcher) detectStarvationLocked() {
+	h := dp.o
 	if len(h.needWorker) == 0 || len(h.idle) > 0 || h.starting > 0 || len(h.workers) < h.cfg.MaxWorkers {
 		return
 	}
@@ -141,7 +146,8 @@ func (h *Host) detectStarvationLocked() {
 
 // expire ends an attempt that ran past its timeout by killing its worker
 // (a guest in a loop cannot be interrupted any other way).
-func (h *Host) expire(t *task, attempt uint32, limit time.Duration) {
+func (dp *dispatcher) expire(t *task, attempt uint32, limit time.Duration) {
+	h := dp.o
 	h.mu.Lock()
 	var later []func()
 	if t.worker != nil {
@@ -151,7 +157,8 @@ func (h *Host) expire(t *task, attempt uint32, limit time.Duration) {
 	run(later)
 }
 
-func (h *Host) timeoutOf(t *task) time.Duration {
+func (dp *dispatcher) timeoutOf(t *task) time.Duration {
+	h := dp.o
 	if t.foreign != nil {
 		return 0 // its owner times the attempt
 	}
@@ -167,7 +174,8 @@ func (h *Host) timeoutOf(t *task) time.Duration {
 // placement says where t may run: drivers and describes run here; calls
 // and actors where their strategy allows, preferring the hosts that hold
 // their largest arguments. An actor stays where it was created.
-func (h *Host) placement(t *task) scheduler.Placement {
+func (dp *dispatcher) placement(t *task) scheduler.Placement {
+	h := dp.o
 	if (t.kind != abi.KindCall && t.kind != abi.KindActorCreate) || t.foreign != nil || h.cluster == nil {
 		return scheduler.Placement{NodeID: h.cfg.ID}
 	}
@@ -187,7 +195,7 @@ func (h *Host) placement(t *task) scheduler.Placement {
 			pl.Locality[h.cfg.ID] += hd.Size
 		}
 		for _, x := range hd.Holders {
-			if name := h.nodeName(x); name != "" {
+			if name := h.rem.nodeName(x); name != "" {
 				pl.Locality[name] += hd.Size
 			}
 		}
@@ -217,21 +225,22 @@ func grantsNote(g abi.Grants) string {
 
 // start sends each assignment's Exec to its worker, and fails the tasks
 // found starved.
-func (h *Host) start(as []assignment) {
+func (dp *dispatcher) start(as []assignment) {
+	h := dp.o
 	for _, a := range as {
 		var away *argsAwayError
-		switch err := h.exec(a.t, a.w); {
+		switch err := h.disp.exec(a.t, a.w); {
 		case errors.As(err, &away):
-			h.unstart(a.t, a.w, false, "fetching its arguments from other hosts") // then fetched and queued again
+			h.disp.unstart(a.t, a.w, false, "fetching its arguments from other hosts") // then fetched and queued again
 		case errors.Is(err, errWorkerGone):
 			// The worker died under us: its death, seen by serveWorker,
 			// decides (a retry, an actor's restart, or a failure).
 			a.w.kill()
 		case err != nil && a.t.foreign != nil:
 			// Run for another host: the outcome goes to the owner.
-			h.foreignDone(a.w, a.t, &ipc.Done{Task: a.t.id, Trap: err.Error(), Kind: abi.ErrorHost})
+			h.fgn.foreignDone(a.w, a.t, &ipc.Done{Task: a.t.id, Trap: err.Error(), Kind: abi.ErrorHost})
 		case err != nil:
-			h.finishWorker(a.w, a.t, h.taskError(a.t, abi.ErrorHost, err.Error()), nil)
+			h.disp.finishWorker(a.w, a.t, h.taskError(a.t, abi.ErrorHost, err.Error()), nil)
 		}
 	}
 	h.mu.Lock()
@@ -242,7 +251,7 @@ func (h *Host) start(as []assignment) {
 		if t.memStarved {
 			h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
 				"the task's memory limit of %d MiB does not fit in the guest memory budget of %d MiB beside tasks blocked waiting for other tasks (rayhost start --guest-memory-budget-mib)",
-				h.memoryLimitOf(t)>>20, h.cfg.GuestMemoryBudget>>20)))
+				h.disp.memoryLimitOf(t)>>20, h.cfg.GuestMemoryBudget>>20)))
 			continue
 		}
 		h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
@@ -250,9 +259,10 @@ func (h *Host) start(as []assignment) {
 	}
 }
 
-func (h *Host) exec(t *task, w *workerProc) error {
+func (dp *dispatcher) exec(t *task, w *workerProc) error {
+	h := dp.o
 	if w.remote != nil {
-		return h.execRemote(t, w)
+		return h.rem.execRemote(t, w)
 	}
 	owner := h.addr
 	if t.foreign != nil {
@@ -262,7 +272,7 @@ func (h *Host) exec(t *task, w *workerProc) error {
 		// Reading an argument must not block here (start runs on paths
 		// that others wait for) nor hold a worker and resources while it
 		// travels: fetch first, then queue again.
-		if away := h.argsAway(t); len(away) > 0 {
+		if away := h.disp.argsAway(t); len(away) > 0 {
 			return &argsAwayError{ids: away}
 		}
 	}
@@ -314,7 +324,8 @@ func (e *argsAwayError) Error() string {
 }
 
 // argLost is the failure of a task whose argument id is gone for good.
-func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
+func (dp *dispatcher) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
+	h := dp.o
 	kind := abi.ErrorObjectLost
 	if errors.Is(err, ErrOwnerDied) {
 		kind = abi.ErrorOwnerDied
@@ -324,7 +335,8 @@ func (h *Host) argLost(t *task, id ids.ObjectID, err error) *abi.TaskError {
 }
 
 // argsAway lists t's ObjectRef arguments whose bytes are not on this host.
-func (h *Host) argsAway(t *task) []ids.ObjectID {
+func (dp *dispatcher) argsAway(t *task) []ids.ObjectID {
+	h := dp.o
 	var away []ids.ObjectID
 	for _, a := range t.args {
 		if a.IsRef && !slices.Contains(away, a.Ref.ID) && !h.objs.Here(context.Background(), a.Ref.ID) {
@@ -339,7 +351,8 @@ func (h *Host) argsAway(t *task) []ids.ObjectID {
 // resources are given back and the task waits in pending_args again. It
 // costs no retry. It reports false if the task moved on meanwhile, or was
 // cancelled (it then ends as cancelled).
-func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) {
+func (dp *dispatcher) unstart(t *task, w *workerProc, refused bool, why string) {
+	h := dp.o
 	h.mu.Lock()
 	if t.lc.State != stateRunning || t.worker != w {
 		h.mu.Unlock()
@@ -354,15 +367,16 @@ func (h *Host) unstart(t *task, w *workerProc, refused bool, why string) {
 	}
 	t.worker = nil
 	later := h.stepLocked(t, lifecycle.Unstarted{Refused: refused, Why: why}) // FetchArgs, or the cancel's end
-	starts := h.dispatchLocked()
+	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	h.start(starts)
+	h.disp.start(starts)
 	run(later)
 }
 
 // goTracked runs fn in a goroutine Close waits for, unless the host is
 // closing.
-func (h *Host) goTracked(fn func()) {
+func (dp *dispatcher) goTracked(fn func()) {
+	h := dp.o
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -377,7 +391,8 @@ func (h *Host) goTracked(fn func()) {
 
 // fetchArgs brings t's arguments here, then queues t again. The scheduler
 // may now place it anywhere, but here its arguments are local.
-func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
+func (dp *dispatcher) fetchArgs(t *task, away []ids.ObjectID) bool {
+	h := dp.o
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := context.AfterFunc(h.serving, cancel)
@@ -399,7 +414,7 @@ func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
 				}
 				return false
 			}
-			h.fail(t, h.argLost(t, id, err))
+			h.fail(t, h.disp.argLost(t, id, err))
 			return false
 		}
 	}
@@ -408,14 +423,15 @@ func (h *Host) fetchArgs(t *task, away []ids.ObjectID) bool {
 
 // refetch brings the arguments of a task sent back to pending_args here
 // (in the background), then queues it again.
-func (h *Host) refetch(t *task) {
-	away := h.argsAway(t)
+func (dp *dispatcher) refetch(t *task) {
+	h := dp.o
+	away := h.disp.argsAway(t)
 	if len(away) == 0 {
 		h.enqueue(t)
 		return
 	}
-	h.goTracked(func() {
-		if h.fetchArgs(t, away) {
+	h.disp.goTracked(func() {
+		if h.disp.fetchArgs(t, away) {
 			h.enqueue(t)
 		}
 	})

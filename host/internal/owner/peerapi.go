@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"context"
@@ -14,15 +14,19 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/host/internal/modules"
 	"github.com/rayhost/rayhost/internal/ids"
 )
 
 // peerAPI implements the PeerService hosts call on each other.
-type peerAPI struct{ h *Host }
+type peerAPI struct{ h *Owner }
+
+// PeerService returns the handlers of the PeerService other hosts call.
+func (h *Owner) PeerService() rayhostv1connect.PeerServiceHandler { return &peerAPI{h} }
 
 func (p *peerAPI) Execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
-	return p.h.execute(ctx, stream)
+	return p.h.fgn.execute(ctx, stream)
 }
 
 func (p *peerAPI) Locate(ctx context.Context, req *connect.Request[rayhostv1.LocateRequest]) (*connect.Response[rayhostv1.LocateResponse], error) {
@@ -58,7 +62,7 @@ func (p *peerAPI) AddLocation(ctx context.Context, req *connect.Request[rayhostv
 		return nil, invalid("%v", err)
 	}
 	// Holders are handed to other hosts to pull from: only members.
-	if !p.h.isMember(req.Msg.GetHolder()) {
+	if !p.h.rem.isMember(req.Msg.GetHolder()) {
 		return nil, invalid("holder %q: %v", req.Msg.GetHolder(), errNotMember)
 	}
 	p.h.objs.AddHolder(id, req.Msg.GetHolder())
@@ -93,12 +97,12 @@ func (p *peerAPI) FetchModule(ctx context.Context, req *connect.Request[rayhostv
 }
 
 func (p *peerAPI) WarmModule(ctx context.Context, req *connect.Request[rayhostv1.WarmModuleRequest]) (*connect.Response[rayhostv1.WarmModuleResponse], error) {
-	if _, err := p.h.ensureModule(ctx, req.Msg.GetDigest(), req.Msg.GetFrom()); err != nil {
+	if _, err := p.h.fgn.ensureModule(ctx, req.Msg.GetDigest(), req.Msg.GetFrom()); err != nil {
 		return nil, toConnect(err)
 	}
 	// Describing it compiles it into the cache and loads it into every
 	// worker.
-	if _, err := p.h.lookupModule(ctx, req.Msg.GetDigest()); err != nil {
+	if _, err := p.h.adm.lookupModule(ctx, req.Msg.GetDigest()); err != nil {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&rayhostv1.WarmModuleResponse{}), nil
@@ -107,7 +111,8 @@ func (p *peerAPI) WarmModule(ctx context.Context, req *connect.Request[rayhostv1
 // warmPeers has every alive peer fetch and compile a module registered
 // here, waiting up to a bound: a cluster where it is ready everywhere runs
 // its first tasks without a cold start on each host.
-func (h *Host) warmPeers(ctx context.Context, digest string) {
+func (fx *executor) warmPeers(ctx context.Context, digest string) {
+	h := fx.o
 	if h.cluster == nil {
 		return
 	}
@@ -127,7 +132,8 @@ func (h *Host) warmPeers(ctx context.Context, digest string) {
 // ensureModule returns the module with digest, fetching its bytes from the
 // host at from if this host lacks them. Tasks run for other hosts need only
 // the file: the owner checked the call against the module's functions.
-func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, error) {
+func (fx *executor) ensureModule(ctx context.Context, digest, from string) (*module, error) {
+	h := fx.o
 	if !modules.ValidDigest(digest) {
 		return nil, fmt.Errorf("%w: digest %q", ErrInvalidModule, digest)
 	}
@@ -138,7 +144,7 @@ func (h *Host) ensureModule(ctx context.Context, digest, from string) (*module, 
 	if _, err := os.Stat(path); err == nil {
 		return &module{Digest: digest}, nil
 	}
-	pc, err := h.reach(from)
+	pc, err := h.rem.reach(from)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: fetching it from %v", ErrModuleNotFound, digest, err)
 	}

@@ -1,4 +1,4 @@
-package host
+package owner
 
 import (
 	"github.com/rayhost/rayhost/host/internal/edge"
@@ -42,4 +42,4 @@ func (j *job) failed(t *task, te *abi.TaskError) {
 }
 
 // finish records the driver's outcome: v is zero on success or its error.
-func (j *job) finish(v abi.Value, h *Host) { j.j.Finish(v, h.objs.Fetched, h.cfg.ID) }
+func (j *job) finish(v abi.Value, h *Owner) { j.j.Finish(v, h.objs.Fetched, h.cfg.ID) }

@@ -1,0 +1,35 @@
+package owner
+
+// The owner's roles. Each is a type of its own, so that what one role asks
+// of another is a call through a named field (h.disp.start, h.acts.killActor)
+// rather than one method set of a hundred; they share the owner's lock,
+// Owner.mu, because they all step the same task state machines.
+//
+//	Owner        the task table, the lifecycle shell (step.go), submit, seal,
+//	             cancel, task events, the object directory's binding
+//	dispatcher   resources reserved → workers or peers; Exec; CPU released
+//	             while a task blocks; timeouts; arguments fetched first
+//	workerRole   worker processes: start, ready, frames in, death
+//	guestOps     the ops a running guest calls (guest-sdk/ABI.md)
+//	actorTable   actors: creation, their queues, restarts, names
+//	executor     tasks this host runs for other hosts (PeerService.Execute)
+//	remoteRole   tasks this host runs on other hosts, and calling members
+//	admission    modules and the call policy: what may run, with what grants
+//	lineageRole  finished tasks kept to rebuild objects lost with a host
+
+type (
+	dispatcher  struct{ o *Owner }
+	workerRole  struct{ o *Owner }
+	guestOps    struct{ o *Owner }
+	actorTable  struct{ o *Owner }
+	executor    struct{ o *Owner }
+	remoteRole  struct{ o *Owner }
+	admission   struct{ o *Owner }
+	lineageRole struct{ o *Owner }
+)
+
+// roles makes h's roles.
+func (h *Owner) roles() {
+	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{h}, &actorTable{h}
+	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{h}, &admission{h}, &lineageRole{h}
+}
