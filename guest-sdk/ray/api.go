@@ -180,8 +180,12 @@ func GetAll[T any](ctx context.Context, refs []ObjectRef[T]) ([]T, error) {
 // ready then: passing the timeout is not an error. A ref is ready when its
 // value exists, also when that value is a failure. ready and notReady keep
 // the input order. numReturns must be in 1..len(refs) and refs must be
-// distinct.
+// distinct. Waiting on no refs returns two empty lists at once, as Ray's
+// ray.wait([]) does.
 func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeout time.Duration) (ready, notReady []ObjectRef[T], err error) {
+	if len(refs) == 0 {
+		return nil, nil, nil
+	}
 	if numReturns < 1 || numReturns > len(refs) {
 		return nil, nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, len(refs))
 	}

@@ -72,6 +72,10 @@ func TestLocalMode(t *testing.T) {
 			}
 			blocked := ltBlock.Remote()
 			<-ltBlockStarted
+			// Ray's ray.wait([]) returns ([], []).
+			if ready, notReady, err := Wait(ctx, []ObjectRef[int]{}, 1, -1); err != nil || len(ready)+len(notReady) != 0 {
+				return fmt.Errorf("Wait on no refs = %v %v %v", ready, notReady, err)
+			}
 			ready, notReady, err = Wait(ctx, []ObjectRef[int]{blocked, refs[0]}, 2, 10*time.Millisecond)
 			if err != nil || len(ready) != 1 || ready[0] != refs[0] || len(notReady) != 1 || notReady[0] != blocked {
 				return fmt.Errorf("Wait with one blocked = %v %v %v", ready, notReady, err)

@@ -286,7 +286,13 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		h.gops.borrowRefs(req.Refs)
 	default:
 		var req abi.WaitRequest
-		if err := req.Decode(c.Payload); err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
+		err := req.Decode(c.Payload)
+		if err == nil && len(req.Refs) == 0 {
+			// Ray's ray.wait([]) returns ([], []).
+			w.reply(c.Seq, 0, (&abi.WaitReply{}).Encode(nil))
+			return
+		}
+		if err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
 			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 			return
 		}
