@@ -23,10 +23,13 @@ func submitKind(e *entry, o options, args []any, kind abi.Kind, actor ids.TaskID
 	if e.variadic == nil && len(args) != len(e.argTypes) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: %d arguments for %d parameters", ErrBadArgument, len(args), len(e.argTypes))
 	}
+	if o.err != nil {
+		return ids.TaskID{}, "", fmt.Errorf("%s: %w", e.name, o.err)
+	}
 	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Generator: e.generator, Kind: kind, Actor: actor}
 	o.apply(&req)
 	if !validResources(req.Resources) {
-		return ids.TaskID{}, "", fmt.Errorf("%w: resources must be finite and not negative", ErrBadArgument)
+		return ids.TaskID{}, "", fmt.Errorf("%w: %s: %s", ErrBadArgument, e.name, errResources)
 	}
 	req.Args = make([]abi.Arg, len(args))
 	for i, a := range args {

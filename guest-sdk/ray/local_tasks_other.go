@@ -42,7 +42,7 @@ func check(req *abi.SubmitRequest, e *entry) string {
 	case !e.generator && max(req.NumReturns, 1) != uint32(e.numReturns):
 		return fmt.Sprintf("%s has %d results, not %d", e.name, e.numReturns, req.NumReturns)
 	case !validResources(req.Resources):
-		return "resources must be finite and not negative"
+		return errResources
 	}
 	return ""
 }

@@ -37,6 +37,14 @@ func TestLocalMode(t *testing.T) {
 			}
 			return nil
 		}},
+		{"invalid options fail the call", func(ctx context.Context) error {
+			for _, o := range []Option{MaxRetries(-5), NumGPUs(1e-7), NumCPUs(1e-7)} {
+				if _, err := Get(ctx, ltAdd.Options(o).Remote(1, 2)); !errors.Is(err, ErrBadArgument) {
+					return fmt.Errorf("Get = %v, want ErrBadArgument", err)
+				}
+			}
+			return nil
+		}},
 		{"multiple returns", func(ctx context.Context) error {
 			q, r := ltDivMod.Remote([2]int{17, 5})
 			qs, err := Get(ctx, q)

@@ -76,6 +76,8 @@ func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
 	f := child.mod.Funcs[child.function]
 	switch {
 	case err != nil:
+	case req.MaxRetries < -1 || req.MaxRestarts < -1 || req.MaxTaskRetries < -1:
+		err = fmt.Errorf("%w: retry and restart counts are -1 (no limit), 0 or more", ErrInvalidArgument)
 	case (child.gen != nil) != f.Generator:
 		err = fmt.Errorf("%w: %s is called as a generator but is not one, or the reverse", ErrInvalidArgument, child.function)
 	case child.gen == nil && child.numReturns != f.NumReturns:
