@@ -122,7 +122,7 @@ func (l *localHost) resolve(t *localTask) ([]abi.Value, *abi.TaskError) {
 		case !known:
 			return nil, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: fmt.Sprintf("argument %d: unknown object %s", i+1, a.Ref.ID)}
 		case v.Codec == abi.CodecError:
-			return nil, &abi.TaskError{Kind: abi.ErrorDependency, Message: "an argument failed", Cause: abi.DecodeTaskError(v.Data)}
+			return nil, &abi.TaskError{Kind: abi.ErrorDependency, Message: fmt.Sprintf("argument %d failed", i+1), Cause: abi.DecodeTaskError(v.Data)}
 		}
 		vals[i] = v
 	}
