@@ -38,7 +38,7 @@ func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
 	// task's objects) and fails the submitting task.
 	h.mu.Lock()
 	if parent.kids == nil || parent.kidsAttempt != parent.lc.Attempt || parent.kidsWorker != parent.worker {
-		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id), parent.lc.Attempt, parent.worker
+		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id, parent.lc.Attempt), parent.lc.Attempt, parent.worker
 	}
 	// After one forged ID, nothing more from this task is accepted (and
 	// a miss, which searches ahead, is paid for once).

@@ -120,7 +120,8 @@ func (t *task) displayName() string {
 }
 
 // submit registers t and starts resolving its arguments. Submitting a task
-// ID twice is a no-op: a retried parent submits its children again.
+// ID twice is a no-op: a guest built before ids.ChildOf submits its
+// children again, under the same IDs, when it is retried.
 func (h *Owner) submit(ctx context.Context, t *task) {
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
