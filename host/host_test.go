@@ -216,7 +216,7 @@ func TestBadInput(t *testing.T) {
 			ref, _ := c.Submit(ctx, mod, "exit", 3)
 			var out int
 			return c.Get(ctx, ref, &out)
-		}, client.ErrTaskFailed, "exited with code 3"},
+		}, client.ErrWorkerDied, "exited with code 3"}, // a crash in Ray's terms: retried, then worker_died
 		{"get timeout", func(ctx context.Context) error {
 			ref, _ := c.Submit(ctx, mod, "sleep", 3000)
 			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)

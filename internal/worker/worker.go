@@ -278,6 +278,12 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 			w.modMu.Unlock()
 		}
 		done.Kind, done.Trap = abi.ErrorTrap, trapMessage(err)
+		if exit := (*sys.ExitError)(nil); errors.As(err, &exit) {
+			// A guest that exits (os.Exit, even with 0) ends its process in
+			// Ray's terms: a system failure, retried within max_retries,
+			// worker_died once they are spent; an actor restarts.
+			done.Kind = abi.ErrorWorkerDied
+		}
 		if errors.Is(err, errOutputLimit) {
 			done.Kind, done.Trap = abi.ErrorLimit, fmt.Sprintf("the task wrote more than %d bytes of output", ex.MaxLogBytes)
 		}
