@@ -35,6 +35,9 @@ func TestActors(t *testing.T) {
 		{"a named actor is found by name", "make_named", []any{"lookup-me", 0}, "5"},
 		{"…from another task", "named_incr", []any{"lookup-me"}, "6"},
 		{"a second actor with the same name is refused", "duplicate_name", []any{"lookup-me"}, "already exists in namespace"},
+		{"kill fails pending calls with ErrActorDied", "kill_pending", nil, "true"},
+		{"cancel drops a queued call", "cancel_queued_call", nil, "1"},
+		{"a method that runs out of memory restarts the actor", "oom_restarts", nil, "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,7 +50,7 @@ func TestActors(t *testing.T) {
 	}
 	t.Run("the actors are listed", func(t *testing.T) {
 		named := 0
-		for _, a := range f.api.Actors() {
+		for _, a := range f.api.Actors() { // all Counters
 			if a.Class != "Counter" {
 				t.Fatalf("actor of class %q", a.Class)
 			}

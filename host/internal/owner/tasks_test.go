@@ -72,6 +72,13 @@ func TestTasks(t *testing.T) {
 			t.Fatalf("%d children of nested_sum finished, want 10", children)
 		}
 	})
+	t.Run("a guest's panic fails the task with its message and stack", func(t *testing.T) {
+		_, refs := f.submit(t, "panic", nil, "boom")
+		te := f.failure(t, refs[0])
+		if te.Kind != abi.ErrorPanic || te.Message != "boom" || te.Function != "panic" || te.Host != f.o.cfg.ID || te.Stack == "" {
+			t.Fatalf("failure %+v", te)
+		}
+	})
 	t.Run("a failed argument fails its dependents with the cause", func(t *testing.T) {
 		_, bad := f.submit(t, "fail", nil, "root cause")
 		_, dep := f.submit(t, "add", nil, ref{bad[0]}, 1)
