@@ -3,7 +3,6 @@ package owner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -59,7 +58,7 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 	cfg.CacheDir = build.CacheDir()
 	cfg.DisableWorkerConfinement = true
 	cfg.Store = store.NewMemory()
-	cfg.Launcher = killableLauncher{}
+	cfg.Launcher = launch.InProcessLauncher{}
 	clk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg.Clock = clk
 	cfg.Logger = slog.New(slog.NewTextHandler(newTestLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -230,50 +229,6 @@ func (f *fixture) killWorker(t testing.TB, id ids.TaskID) {
 		t.Fatalf("task %s runs on no worker", id)
 	}
 	w.kill()
-}
-
-// killableLauncher is launch.InProcessLauncher with a Kill that acts as a
-// process kill does: the worker is gone at once, and Wait returns. The
-// twin's own Kill closes the worker's connection only, and its Wait waits
-// for the worker goroutine, which cannot end while a guest sleeps or spins
-// (wazero cannot stop it): the goroutine is left to end with its guest.
-type killableLauncher struct{ launch.InProcessLauncher }
-
-// errKilled is the exit of a killed in-process worker.
-var errKilled = errors.New("killed")
-
-func (l killableLauncher) Launch(ctx context.Context, opts launch.WorkerOptions) (launch.Process, error) {
-	p, err := l.InProcessLauncher.Launch(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	k := &killable{Process: p, killed: make(chan struct{}), exited: make(chan struct{})}
-	go func() {
-		k.err = p.Wait()
-		close(k.exited)
-	}()
-	return k, nil
-}
-
-type killable struct {
-	launch.Process
-	once           sync.Once
-	killed, exited chan struct{}
-	err            error // set before exited is closed
-}
-
-func (k *killable) Kill() error {
-	k.once.Do(func() { close(k.killed) })
-	return k.Process.Kill()
-}
-
-func (k *killable) Wait() error {
-	select {
-	case <-k.exited:
-		return k.err
-	case <-k.killed:
-		return errKilled
-	}
 }
 
 // testLog sends log output to t.Log, so it shows only for failing tests,
