@@ -8,125 +8,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/rayhost/rayhost/internal/abi"
-	"github.com/rayhost/rayhost/internal/ids"
 )
-
-// Remote functions for the local-mode tests; names start with "lt." so they
-// do not meet other tests' registrations.
-var (
-	ltAdd    = Func2("lt.add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
-	ltConcat = Func2("lt.concat", func(ctx context.Context, a string, b []byte) (string, error) { return a + string(b), nil })
-	ltSum    = FuncN("lt.sum", func(ctx context.Context, xs ...float64) (float64, error) {
-		var s float64
-		for _, x := range xs {
-			s += x
-		}
-		return s, nil
-	})
-	ltFail = Func1("lt.fail", func(ctx context.Context, msg string) (int, error) {
-		return 0, WithCode("E42", errors.New(msg))
-	})
-	ltPanic  = Func0("lt.panic", func(ctx context.Context) (int, error) { panic("boom") })
-	ltDivMod = Func1x2("lt.divmod", func(ctx context.Context, ab [2]int) (int, int, error) { return ab[0] / ab[1], ab[0] % ab[1], nil })
-	ltTriple = Func0x3("lt.triple", func(ctx context.Context) (string, int, bool, error) { return "x", 7, true, nil })
-	// ltTree sums 1..n by submitting a child for n-1: nested tasks.
-	ltTree *Function[int]
-	// ltBlock waits until it is cancelled.
-	ltBlock = Func0("lt.block", func(ctx context.Context) (int, error) {
-		ltBlockStarted <- struct{}{}
-		err := Sleep(ctx, time.Hour)
-		return 0, err
-	})
-	ltBlockStarted = make(chan struct{}, 16)
-	ltFlakyRuns    atomic.Int32
-	ltFlaky        = Func0("lt.flaky", func(ctx context.Context) (int, error) {
-		ltFlakyRuns.Add(1)
-		if Attempt(ctx) < 2 {
-			return 0, WithCode("flaky", errors.New("not yet"))
-		}
-		return Attempt(ctx), nil
-	})
-	ltCount = Gen1("lt.count", func(ctx context.Context, n int, yield func(int) error) error {
-		for i := range n {
-			if err := yield(i); err != nil {
-				return err
-			}
-		}
-		if n == 3 {
-			return errors.New("three is too many")
-		}
-		return nil
-	})
-	ltBP         = Gen0("lt.bp", func(ctx context.Context, yield func(int) error) error { return ltBPBody(ctx, yield) }, Backpressure(1))
-	ltBPProduced atomic.Int32
-	// ltForever yields until yield fails (it was cancelled).
-	ltForever = Gen0("lt.forever", func(ctx context.Context, yield func(int) error) error {
-		for i := 0; ; i++ {
-			if err := yield(i); err != nil {
-				ltForeverStopped <- err
-				return err
-			}
-		}
-	}, Backpressure(4))
-	ltForeverStopped = make(chan error, 1)
-
-	ltCounter = Actor1("lt.Counter", func(ctx context.Context, start int) (*ltCounterState, error) {
-		if start < 0 {
-			return nil, errors.New("negative start")
-		}
-		return &ltCounterState{n: start}, nil
-	}, MaxRestarts(1))
-	ltIncr = Method1(ltCounter, "incr", func(c *ltCounterState, ctx context.Context, by int) (int, error) {
-		c.n += by
-		c.log = append(c.log, c.n)
-		return c.n, nil
-	})
-	ltLog  = Method0(ltCounter, "log", func(c *ltCounterState, ctx context.Context) ([]int, error) { return c.log, nil })
-	ltHang = Method0(ltCounter, "hang", func(c *ltCounterState, ctx context.Context) (int, error) {
-		ltBlockStarted <- struct{}{}
-		return 0, Sleep(ctx, time.Hour)
-	})
-)
-
-type ltCounterState struct {
-	n   int
-	log []int
-}
-
-func ltBPBody(ctx context.Context, yield func(int) error) error {
-	for i := range 5 {
-		ltBPProduced.Store(int32(i + 1))
-		if err := yield(i); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func init() {
-	ltTree = Func1("lt.tree", func(ctx context.Context, n int) (int, error) {
-		if n <= 1 {
-			return n, nil
-		}
-		rest, err := Get(ctx, ltTree.Remote(n-1))
-		return n + rest, err
-	})
-}
-
-func runLocal(t *testing.T, driver func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard only
-	defer cancel()
-	if err := RunLocal(ctx, driver); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestLocalMode(t *testing.T) {
 	cases := []struct {
@@ -150,6 +34,14 @@ func TestLocalMode(t *testing.T) {
 			got, err := Get(ctx, ltSum.Remote(1, int64(2), 0.5, Put(uint8(4))))
 			if err != nil || got != 7.5 {
 				return fmt.Errorf("sum = %v, %v", got, err)
+			}
+			return nil
+		}},
+		{"invalid options fail the call", func(ctx context.Context) error {
+			for _, o := range []Option{MaxRetries(-5), NumGPUs(1e-7), NumCPUs(1e-7)} {
+				if _, err := Get(ctx, ltAdd.Options(o).Remote(1, 2)); !errors.Is(err, ErrBadArgument) {
+					return fmt.Errorf("Get = %v, want ErrBadArgument", err)
+				}
 			}
 			return nil
 		}},
@@ -188,6 +80,10 @@ func TestLocalMode(t *testing.T) {
 			}
 			blocked := ltBlock.Remote()
 			<-ltBlockStarted
+			// Ray's ray.wait([]) returns ([], []).
+			if ready, notReady, err := Wait(ctx, []ObjectRef[int]{}, 1, -1); err != nil || len(ready)+len(notReady) != 0 {
+				return fmt.Errorf("Wait on no refs = %v %v %v", ready, notReady, err)
+			}
 			ready, notReady, err = Wait(ctx, []ObjectRef[int]{blocked, refs[0]}, 2, 10*time.Millisecond)
 			if err != nil || len(ready) != 1 || ready[0] != refs[0] || len(notReady) != 1 || notReady[0] != blocked {
 				return fmt.Errorf("Wait with one blocked = %v %v %v", ready, notReady, err)
@@ -212,7 +108,7 @@ func TestLocalMode(t *testing.T) {
 				return fmt.Errorf("application error = %#v", err)
 			}
 			_, err = Get(ctx, ltPanic.Remote())
-			if !errors.As(err, &te) || te.Kind != "panic" || te.Message != "boom" || !strings.Contains(te.Stack, "local_test.go") {
+			if !errors.As(err, &te) || te.Kind != "panic" || te.Message != "boom" || !strings.Contains(te.Stack, "local_fixtures_test.go") {
 				return fmt.Errorf("panic = %#v", err)
 			}
 			_, err = Get(ctx, ltAdd.Remote(ltFail.Remote("first"), 1))
@@ -458,157 +354,4 @@ func TestLocalMode(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runLocal(t, c.driver) })
 	}
-}
-
-// A driver's error comes back as it is; a panic as a *TaskError; a missing
-// driver is refused; outside RunLocal there is no host.
-func TestRunLocalResult(t *testing.T) {
-	ctx := context.Background()
-	mine := errors.New("mine")
-	if err := RunLocal(ctx, func(ctx context.Context) error { return fmt.Errorf("wrapped: %w", mine) }); !errors.Is(err, mine) {
-		t.Errorf("driver error = %v", err)
-	}
-	err := RunLocal(ctx, func(ctx context.Context) error { panic("driver boom") })
-	var te *TaskError
-	if !errors.As(err, &te) || te.Kind != "panic" || te.Message != "driver boom" || te.Function != "main" {
-		t.Errorf("driver panic = %#v", err)
-	}
-	registryMu.Lock()
-	old := mainFn
-	mainFn = nil
-	registryMu.Unlock()
-	err = RunLocal(ctx, nil)
-	registryMu.Lock()
-	mainFn = old
-	registryMu.Unlock()
-	if !errors.Is(err, ErrBadArgument) {
-		t.Errorf("no driver = %v", err)
-	}
-	if r := ltAdd.Remote(1, 2); !errors.Is(r.Err(), ErrNotInGuest) {
-		t.Errorf("Remote outside RunLocal = %v", r.Err())
-	}
-	var nested error
-	runLocal(t, func(ctx context.Context) error {
-		nested = RunLocal(ctx, func(ctx context.Context) error { return nil })
-		return nil
-	})
-	if !errors.Is(nested, ErrBadArgument) {
-		t.Errorf("RunLocal inside RunLocal = %v; want ErrBadArgument, not a deadlock", nested)
-	}
-}
-
-// Tasks still running when the driver returns are cancelled, and RunLocal
-// waits for them: nothing of a run outlives it.
-func TestRunLocalEndsItsTasks(t *testing.T) {
-	var ref ObjectRef[int]
-	runLocal(t, func(ctx context.Context) error {
-		ref = ltBlock.Remote()
-		<-ltBlockStarted
-		return nil
-	})
-	if _, err := Get(context.Background(), ref); !errors.Is(err, ErrNotInGuest) {
-		t.Errorf("Get after RunLocal = %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-ltBlockStarted; cancel() }()
-	err := RunLocal(ctx, func(ctx context.Context) error {
-		_, err := Get(ctx, ltBlock.Remote())
-		return err
-	})
-	if !errors.Is(err, ErrTaskCancelled) {
-		t.Errorf("cancelled ctx: %v", err)
-	}
-}
-
-// Requests a broken or hostile guest could send: each fails cleanly with
-// an error, and a normal task afterwards still runs.
-func TestLocalModeBadRequests(t *testing.T) {
-	runLocal(t, func(ctx context.Context) error {
-		me := currentTask()
-		unknownRef := abi.Ref{ID: ids.NewTaskID().Return(0)}
-		cases := []struct {
-			name string
-			op   abi.Op
-			req  []byte
-			want error
-		}{
-			{"garbage submit", abi.OpSubmit, []byte{1, 2, 3}, ErrHost},
-			{"unknown op", abi.Op(99), nil, ErrHost},
-			{"garbage get", abi.OpGet, []byte{0xff}, ErrHost},
-			{"put without the put bit", abi.OpPut, (&abi.PutRequest{ID: me.id.Return(0), Value: jsonArg("1")}).Encode(nil), ErrHost},
-			{"wait for more than given", abi.OpWait, (&abi.WaitRequest{NumReturns: 2, Refs: []abi.Ref{unknownRef}}).Encode(nil), ErrHost},
-			{"wait on an unknown ref", abi.OpWait, (&abi.WaitRequest{NumReturns: 1, Refs: []abi.Ref{unknownRef}}).Encode(nil), ErrHost},
-			{"yield outside a generator", abi.OpYield, abi.EncodeValue(nil, jsonArg("1")), ErrHost},
-			{"next of a non-generator", abi.OpNext, (&abi.NextRequest{Task: me.id}).Encode(nil), ErrHost},
-			{"cancelled with a body", abi.OpCancelled, []byte{1}, ErrHost},
-			{"unknown actor", abi.OpGetActor, (&abi.GetActorRequest{Name: "nobody"}).Encode(nil), ErrNotFound},
-		}
-		for _, c := range cases {
-			if _, err := hostCall(c.op, c.req); !errors.Is(err, c.want) {
-				return fmt.Errorf("%s: %v; want %v", c.name, err, c.want)
-			}
-		}
-		// Submits the host refuses fail the child, not the caller.
-		refused := []abi.SubmitRequest{
-			{Task: me.nextChild(), Function: "lt.nothing", NumReturns: 1},
-			{Task: me.nextChild(), Function: "lt.add", NumReturns: 1, Args: []abi.Arg{{Value: jsonArg("1")}}},
-			{Task: me.nextChild(), Function: "lt.add", NumReturns: 1, Generator: true, Args: []abi.Arg{{Value: jsonArg("1")}, {Value: jsonArg("1")}}},
-			{Task: me.nextChild(), Function: "lt.Counter.incr", NumReturns: 1, Args: []abi.Arg{{Value: jsonArg("1")}}},
-			{Task: me.nextChild(), Function: "lt.add", NumReturns: 1, Args: []abi.Arg{{IsRef: true, Ref: unknownRef}, {Value: jsonArg("1")}}},
-			{Task: me.nextChild(), Function: "lt.add", NumReturns: 1, Args: []abi.Arg{{Value: jsonArg(`"x"`)}, {Value: jsonArg("1")}}},
-		}
-		for i, req := range refused {
-			if _, err := hostCall(abi.OpSubmit, req.Encode(nil)); err != nil {
-				return fmt.Errorf("refused submit %d: %v", i, err)
-			}
-			_, err := Get(ctx, ObjectRef[int]{id: req.Task.Return(0), owner: LocalOwner})
-			var te *TaskError
-			if !errors.As(err, &te) || te.Kind != "bad_request" {
-				return fmt.Errorf("refused submit %d: %v; want a bad_request TaskError", i, err)
-			}
-		}
-		if _, err := Get(ctx, ObjectRef[int]{id: unknownRef.ID}); err == nil {
-			return errors.New("Get of an unknown ref succeeded")
-		}
-		// A put under another task's ID is dropped: it cannot forge that
-		// task's objects.
-		other := ltAdd.Remote(1, 1)
-		forged := abi.PutRequest{ID: other.id.Task().Put(0), Value: jsonArg("666")}
-		if _, err := hostCall(abi.OpPut, forged.Encode(nil)); err != nil {
-			return fmt.Errorf("forged put: %v", err)
-		}
-		if _, err := Get(ctx, ObjectRef[int]{id: forged.ID}); err == nil {
-			return errors.New("a forged put was stored")
-		}
-		if v, err := Get(ctx, ltAdd.Remote(2, 3)); err != nil || v != 5 {
-			return fmt.Errorf("a normal task afterwards: %d, %v", v, err)
-		}
-		return nil
-	})
-}
-
-// A function's own goroutines may submit and get: they act for local
-// mode's own task.
-func TestLocalModeGoroutines(t *testing.T) {
-	fanout := func(ctx context.Context) (int, error) {
-		var wg sync.WaitGroup
-		vals := make([]int, 8)
-		errs := make([]error, 8)
-		for i := range vals {
-			wg.Go(func() { vals[i], errs[i] = Get(ctx, ltAdd.Remote(i, i)) })
-		}
-		wg.Wait()
-		s := 0
-		for _, v := range vals {
-			s += v
-		}
-		return s, errors.Join(errs...)
-	}
-	runLocal(t, func(ctx context.Context) error {
-		s, err := fanout(ctx)
-		if err != nil || s != 56 {
-			return fmt.Errorf("fan-out = %d, %v", s, err)
-		}
-		return nil
-	})
 }

@@ -38,10 +38,16 @@ type Amount struct {
 	Units int64
 }
 
-// FromFloat converts a resource count (1.5 CPUs) to Units.
+// FromFloat converts a resource count (1.5 CPUs) to Units. An amount finer
+// than one Unit (0 < x < 0.0001) is refused rather than rounded to nothing:
+// a task asking for 1e-7 GPUs must not run on a host without one (Ray
+// refuses it the same way).
 func FromFloat(x float64) (int64, error) {
 	if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 || x > 1e12 {
 		return 0, fmt.Errorf("scheduler: invalid resource amount %v", x)
+	}
+	if x > 0 && x*Unit < 1 {
+		return 0, fmt.Errorf("scheduler: resource amount %v is finer than the precision of 0.0001", x)
 	}
 	return int64(math.Round(x * Unit)), nil
 }

@@ -132,6 +132,13 @@ type Task struct {
 	// Refusals counts attempts peers sent back before they started.
 	Refusals int
 
+	// depReady marks the arguments whose values exist; failDep is the
+	// first (by position) whose value is a failure, failErr the task's
+	// failure for it.
+	depReady []bool
+	failDep  int
+	failErr  *abi.TaskError
+
 	queued bool // an actor call's arguments are ready (QueueOnActor sent)
 	forced bool // a cancel asked for the worker to be killed
 }
@@ -158,6 +165,7 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 			t.Attempt++
 			t.State = PendingArgs
 			t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
+			t.depReady, t.failErr = nil, nil
 			return []Action{retried, Requeue{}}, nil
 		}
 		return nil, fmt.Errorf("%w: %T in %s", ErrStale, ev, t.State)
@@ -181,7 +189,7 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		if ev.Deps == 0 {
 			return t.argsReady(), nil
 		}
-		t.DepsLeft = ev.Deps
+		t.DepsLeft, t.depReady, t.failErr = ev.Deps, make([]bool, ev.Deps), nil
 		return nil, nil
 	case ActorRetry:
 		if t.State != Running || !t.Policy.ActorCall || t.Cancelled {
@@ -192,10 +200,20 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		t.State = Scheduled
 		return []Action{retried, Retry{Err: failure(abi.ErrorActorDied, ev.Why)}, QueueOnActor{Front: true}}, nil
 	case ArgReady:
-		if t.State != PendingArgs || t.DepsLeft == 0 {
+		if t.State != PendingArgs || t.DepsLeft == 0 || ev.Dep < 0 || ev.Dep >= len(t.depReady) || t.depReady[ev.Dep] {
 			return nil, t.stale(ev)
 		}
+		t.depReady[ev.Dep] = true
 		t.DepsLeft--
+		if ev.Err != nil && (t.failErr == nil || ev.Dep < t.failDep) {
+			t.failDep, t.failErr = ev.Dep, ev.Err
+		}
+		if t.failErr != nil {
+			if !slices.Contains(t.depReady[:t.failDep], false) {
+				return t.end(Failed, t.failErr), nil
+			}
+			return nil, nil // an earlier argument may fail too: it decides
+		}
 		if t.DepsLeft > 0 {
 			return nil, nil
 		}
@@ -445,6 +463,7 @@ func (t *Task) rebuild(ev Rebuild) ([]Action, error) {
 	t.Attempt++
 	t.State = PendingArgs
 	t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
+	t.depReady, t.failErr = nil, nil
 	return []Action{retried, Revive{}, t.rec(PendingArgs, ""), AwaitArgs{}}, nil
 }
 

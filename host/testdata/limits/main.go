@@ -1,4 +1,4 @@
-// Command limits is a guest for host/limits_test.go: tasks that ask for
+// Command limits is a guest for host/limits*_test.go: tasks that ask for
 // more than the host's maximums, fill its object store, and a driver that
 // holds a worker until it is cancelled.
 package main
