@@ -27,8 +27,14 @@ type (
 	}
 	// ArgFailed: an argument failed or is lost; Err is the task's failure.
 	ArgFailed struct{ Err *abi.TaskError }
-	// Infeasible: no host can ever give the task its resources.
-	Infeasible struct{ Why string }
+	// Infeasible: no host can give the task its resources now. With Wait
+	// (a host in a cluster, which hosts may join) the task stays pending
+	// and the event records why, as Ray keeps infeasible work pending;
+	// without, it fails.
+	Infeasible struct {
+		Why  string
+		Wait bool
+	}
 	// Reserved: the scheduler reserved the task's resources here (Node "")
 	// or on the peer Node.
 	Reserved struct{ Node string }

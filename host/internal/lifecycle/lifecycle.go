@@ -15,10 +15,11 @@
 //	      │ pending_args │───────────────────────►│ failed │
 //	      └──────┬───────┘                        └────────┘
 //	             │ ArgReady (the last)                 ▲
-//	             ▼                                     │ Infeasible
+//	             ▼                                     │ Infeasible (a lone host)
 //	    ┌───────────────────┐──────────────────────────┘
 //	┌──►│ pending_resources │ queued for resources (an actor call: queued
-//	│   └────────┬──────────┘  on its actor, in scheduled)
+//	│   └────────┬──────────┘  on its actor, in scheduled); Infeasible with
+//	│            │             Wait (a cluster): stays, recording why
 //	│            │ Reserved (here, or on a peer: straight to running)
 //	│            ▼
 //	│     ┌────────────┐
@@ -147,6 +148,9 @@ type Task struct {
 const (
 	MsgCancelledBeforeRun = "the task was cancelled before it ran"
 	MsgCancelled          = "the task was cancelled"
+	// MsgInfeasible starts the event of a task that waits for a host
+	// that fits (Infeasible with Wait).
+	MsgInfeasible = "infeasible, waiting for a host that fits to join: "
 )
 
 func failure(kind abi.ErrorKind, msg string) *abi.TaskError {
@@ -226,6 +230,9 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 	case Infeasible:
 		if t.State != PendingResources {
 			return nil, t.stale(ev)
+		}
+		if ev.Wait {
+			return []Action{t.rec(PendingResources, MsgInfeasible+ev.Why)}, nil
 		}
 		return t.end(Failed, failure(abi.ErrorInfeasible, ev.Why)), nil
 	case Reserved:

@@ -100,6 +100,10 @@ func TestStep(t *testing.T) {
 		{name: "infeasible", policy: call, events: then(toQueued, Infeasible{Why: "no host has 9 GPUs"}),
 			want: []Action{Dequeue{From: PendingResources}, Record{State: Failed, Msg: "no host has 9 GPUs"}, Forget{},
 				SealFailure{Err: failure(abi.ErrorInfeasible, "no host has 9 GPUs")}}, state: Failed},
+		{name: "infeasible in a cluster: waits, saying why", policy: call, events: then(toQueued, Infeasible{Why: "no host has 9 GPUs", Wait: true}),
+			want: []Action{Record{State: PendingResources, Msg: MsgInfeasible + "no host has 9 GPUs"}}, state: PendingResources},
+		{name: "infeasible, then a host that fits joined", policy: call, events: then(toQueued, Infeasible{Why: "x", Wait: true}, Reserved{}),
+			want: []Action{Record{State: Scheduled}, NeedWorker{}}, state: Scheduled},
 		{name: "reserved here: waits for a worker", policy: call, events: toScheduled,
 			want: []Action{Record{State: Scheduled}, NeedWorker{}}, state: Scheduled,
 			check: func(t *testing.T, task *Task) {
