@@ -81,6 +81,13 @@ type Config struct {
 	// Clock times task attempts (Limits.Timeout) and task events; nil is
 	// the system clock.
 	Clock clock.Clock
+	// WorkerClock times the worker pool: worker starts and stops, and
+	// reaping idle workers (host/internal/workerpool Config.Clock); nil is
+	// the system clock. It is not Clock: a test that drives attempt
+	// timeouts on a Fake clock must not drive (nor wait for) the pool's
+	// timers with them, and a Fake clock would never kill a worker that
+	// does not stop.
+	WorkerClock clock.Clock
 }
 
 // ErrInvalidConfig: New was given a Config it cannot run with.

@@ -57,7 +57,7 @@ func (wp *workerRole) newPool() (*workerpool.Pool, error) {
 	cfg := workerpool.DefaultConfig(h.launcher, wp)
 	cfg.Options = wp.workerOptions
 	cfg.Warm, cfg.Max = h.cfg.Workers, h.cfg.MaxWorkers
-	cfg.Clock, cfg.Logger = h.clock, h.log
+	cfg.Clock, cfg.Logger = h.cfg.WorkerClock, h.log // nil: the system clock
 	p, err := workerpool.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
