@@ -178,7 +178,9 @@ func (a api) Actors() []edge.Actor {
 	return out
 }
 
-func (a api) ClusterStatus() []*rayhostv1.Member { return a.h.rem.clusterStatus() }
+func (a api) ClusterStatus() ([]*rayhostv1.Member, []*rayhostv1.Demand) {
+	return a.h.rem.clusterStatus(), a.h.rem.infeasibleDemand()
+}
 
 // callFromRequest checks a client's call against its function and builds
 // the task. It reads no host state but the configuration, so it can be
