@@ -158,6 +158,7 @@ func (c *Client) Put(ctx context.Context, v any) (ObjectRef, error) {
 
 // Wait returns when numReturns of refs are ready or timeout passes
 // (timeout < 0: no limit; 0: just look). Both lists keep the input order.
+// No refs: two empty lists, as Ray's ray.wait([]).
 func (c *Client) Wait(ctx context.Context, refs []ObjectRef, numReturns int, timeout time.Duration) (ready, notReady []ObjectRef, err error) {
 	req := &rayhostv1.WaitRequest{Refs: refsProto(refs), NumReturns: uint32(numReturns), TimeoutMs: timeout.Milliseconds()}
 	if timeout < 0 {

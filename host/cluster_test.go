@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
@@ -262,19 +263,32 @@ func TestCluster(t *testing.T) {
 		if len(children) != 3 {
 			t.Errorf("children spread from a task ran on %v, want all 3 hosts", children)
 		}
-		// Hard affinity to a missing host, and a resource no host has, are
-		// infeasible.
-		for _, call := range []client.Call{
-			{Module: mod, Function: "work", Args: []any{1}, Scheduling: client.Scheduling{NodeID: "no-such-host"}},
-			{Module: mod, Function: "work", Args: []any{1}, Resources: map[string]float64{"tpu": 1}},
-		} {
-			ref := submitOn(t, cs[0], call)
-			var v int
-			err := cs[0].Get(ctx, ref, &v)
-			var te *ray.TaskError
-			if !errors.As(err, &te) || te.Kind != "infeasible" {
-				t.Errorf("%+v: err = %v, want an infeasible TaskError", call.Scheduling, err)
-			}
+		// Hard affinity to a missing host fails at once (Ray's
+		// TaskUnschedulableError).
+		ref := submitOn(t, cs[0], client.Call{Module: mod, Function: "work", Args: []any{1}, Scheduling: client.Scheduling{NodeID: "no-such-host"}})
+		var v int
+		err = cs[0].Get(ctx, ref, &v)
+		var te *ray.TaskError
+		if !errors.As(err, &te) || te.Kind != "infeasible" {
+			t.Errorf("hard affinity to a missing host: err = %v, want an infeasible TaskError", err)
+		}
+		// A resource no host has: in a cluster, which hosts may join, the
+		// task waits, as Ray's infeasible tasks do, and its events say why.
+		ref = submitOn(t, cs[0], client.Call{Module: mod, Function: "work", Args: []any{1}, Resources: map[string]float64{"tpu": 1}})
+		waitEvent(t, cs[0], ref, func(ev client.TaskEvent) bool {
+			return ev.State == "pending_resources" && strings.HasPrefix(ev.Message, "infeasible, waiting for a host that fits")
+		})
+		if ready, _, err := cs[0].Wait(ctx, []client.ObjectRef{ref}, 1, 0); err != nil || len(ready) != 0 {
+			t.Errorf("Wait on an infeasible task = %v, %v; want not ready", ready, err)
+		}
+		if st, err := cs[0].ClusterStatus(ctx); err != nil || len(st.Infeasible) != 1 || st.Infeasible[0].Tasks != 1 || st.Infeasible[0].Resources["tpu"] != 1 {
+			t.Errorf("infeasible demand = %+v, %v; want 1 task needing a tpu", st.Infeasible, err)
+		}
+		if err := cs[0].Cancel(ctx, ref, false, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := cs[0].Get(ctx, ref, &v); !errors.Is(err, client.ErrTaskCancelled) {
+			t.Errorf("Get of the cancelled infeasible task = %v, want ErrTaskCancelled", err)
 		}
 	})
 }
@@ -405,6 +419,29 @@ func TestClusterActors(t *testing.T) {
 	for _, x := range actors {
 		if x.Name == "remote-"+hosts[1].ID() && (x.Host == hosts[1].ID() || x.Restarts != 1) {
 			t.Fatalf("actor after restart = %+v", x)
+		}
+	}
+}
+
+// waitEvent waits (within the hang guard) until one of ref's task events
+// satisfies ok.
+func waitEvent(t *testing.T, c *client.Client, ref client.ObjectRef, ok func(client.TaskEvent) bool) {
+	t.Helper()
+	ctx := ctxFor(t, testutil.HangGuard)
+	for {
+		evs, err := c.TaskEvents(ctx, ref.ID[:32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ok(ev) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no such event for %s: %+v", ref.ID, evs)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -216,7 +217,7 @@ func TestBadInput(t *testing.T) {
 			ref, _ := c.Submit(ctx, mod, "exit", 3)
 			var out int
 			return c.Get(ctx, ref, &out)
-		}, client.ErrTaskFailed, "exited with code 3"},
+		}, client.ErrWorkerDied, "exited with code 3"}, // a crash in Ray's terms: retried, then worker_died
 		{"get timeout", func(ctx context.Context) error {
 			ref, _ := c.Submit(ctx, mod, "sleep", 3000)
 			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
@@ -236,21 +237,6 @@ func TestBadInput(t *testing.T) {
 			}
 			stillServes(t, c, mod)
 		})
-	}
-}
-
-func TestPanicCarriesMessageAndStack(t *testing.T) {
-	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, testutil.HangGuard)
-	ref, _ := c.Submit(ctx, mod, "panic", "boom")
-	var out int
-	err := c.Get(ctx, ref, &out)
-	var te *ray.TaskError
-	if !errors.As(err, &te) {
-		t.Fatalf("error %v is not a *ray.TaskError", err)
-	}
-	if te.Kind != "panic" || te.Message != "boom" || te.Function != "panic" || te.Host == "" || te.Stack == "" {
-		t.Fatalf("TaskError = %+v", te)
 	}
 }
 
@@ -371,25 +357,12 @@ func TestRunStreamsGuestOutput(t *testing.T) {
 			t.Errorf("output %q lacks %q", out.String(), want)
 		}
 	}
-}
-
-func TestCancel(t *testing.T) {
-	_, c, mod := setup(t, nil)
-	ctx := ctxFor(t, testutil.HangGuard)
-	ref, err := c.Submit(ctx, mod, "sleep", tenMinutes)
+	// The driver's own task is listed, as Ray lists a DRIVER_TASK.
+	evs, _, err := c.ListTasks(ctx, "finished")
 	if err != nil {
 		t.Fatal(err)
 	}
-	runningWorker(t, c, ref) // cancel a running task (TestCancelCases has the others)
-	start := time.Now()
-	if err := c.Cancel(ctx, ref, false, true); err != nil {
-		t.Fatal(err)
+	if !slices.ContainsFunc(evs, func(ev client.TaskEvent) bool { return ev.Function == "main" }) {
+		t.Errorf("the driver's task is not listed: %+v", evs)
 	}
-	var out int
-	err = c.Get(ctx, ref, &out)
-	if !errors.Is(err, ray.ErrTaskCancelled) {
-		t.Fatalf("Get after cancel = %v", err)
-	}
-	t.Logf("cancelled in %v", time.Since(start))
-	stillServes(t, c, mod)
 }

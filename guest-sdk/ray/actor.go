@@ -265,11 +265,11 @@ func Namespace(ns string) Option { return func(o *options) { o.namespace = ns } 
 // MaxRestarts sets how often an actor restarts (its constructor runs again)
 // after its worker dies: -1 without limit; the default is 0, as in Ray.
 func MaxRestarts(n int) Option {
-	return func(o *options) { o.maxRestarts = int32(min(max(n, -1), maxRetriesLimit)) }
+	return func(o *options) { o.maxRestarts = o.count("MaxRestarts", n) }
 }
 
 // MaxTaskRetries sets how often a method call cut short by the actor's
 // death runs again on the restarted actor: -1 without limit, default 0.
 func MaxTaskRetries(n int) Option {
-	return func(o *options) { o.maxTaskRetries = int32(min(max(n, -1), maxRetriesLimit)) }
+	return func(o *options) { o.maxTaskRetries = o.count("MaxTaskRetries", n) }
 }

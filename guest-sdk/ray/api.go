@@ -23,10 +23,13 @@ func submitKind(e *entry, o options, args []any, kind abi.Kind, actor ids.TaskID
 	if e.variadic == nil && len(args) != len(e.argTypes) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: %d arguments for %d parameters", ErrBadArgument, len(args), len(e.argTypes))
 	}
+	if o.err != nil {
+		return ids.TaskID{}, "", fmt.Errorf("%s: %w", e.name, o.err)
+	}
 	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Generator: e.generator, Kind: kind, Actor: actor}
 	o.apply(&req)
 	if !validResources(req.Resources) {
-		return ids.TaskID{}, "", fmt.Errorf("%w: resources must be finite and not negative", ErrBadArgument)
+		return ids.TaskID{}, "", fmt.Errorf("%w: %s: %s", ErrBadArgument, e.name, errResources)
 	}
 	req.Args = make([]abi.Arg, len(args))
 	for i, a := range args {
@@ -180,8 +183,12 @@ func GetAll[T any](ctx context.Context, refs []ObjectRef[T]) ([]T, error) {
 // ready then: passing the timeout is not an error. A ref is ready when its
 // value exists, also when that value is a failure. ready and notReady keep
 // the input order. numReturns must be in 1..len(refs) and refs must be
-// distinct.
+// distinct. Waiting on no refs returns two empty lists at once, as Ray's
+// ray.wait([]) does.
 func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeout time.Duration) (ready, notReady []ObjectRef[T], err error) {
+	if len(refs) == 0 {
+		return nil, nil, nil
+	}
 	if numReturns < 1 || numReturns > len(refs) {
 		return nil, nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, len(refs))
 	}

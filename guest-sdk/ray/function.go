@@ -36,8 +36,12 @@ func register(e *entry) {
 		registerErr = firstErr(registerErr, fmt.Errorf("ray: a remote function needs a name"))
 		return
 	}
+	if e.opts.err != nil {
+		registerErr = firstErr(registerErr, fmt.Errorf("ray: remote function %q: %w", e.name, e.opts.err))
+		return
+	}
 	if !validResources(e.opts.resources()) {
-		registerErr = firstErr(registerErr, fmt.Errorf("ray: remote function %q: resources must be finite and not negative", e.name))
+		registerErr = firstErr(registerErr, fmt.Errorf("ray: remote function %q: %s", e.name, errResources))
 		return
 	}
 	if _, dup := registry[e.name]; dup {

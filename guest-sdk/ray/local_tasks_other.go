@@ -42,7 +42,7 @@ func check(req *abi.SubmitRequest, e *entry) string {
 	case !e.generator && max(req.NumReturns, 1) != uint32(e.numReturns):
 		return fmt.Sprintf("%s has %d results, not %d", e.name, e.numReturns, req.NumReturns)
 	case !validResources(req.Resources):
-		return "resources must be finite and not negative"
+		return errResources
 	}
 	return ""
 }
@@ -122,7 +122,7 @@ func (l *localHost) resolve(t *localTask) ([]abi.Value, *abi.TaskError) {
 		case !known:
 			return nil, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: fmt.Sprintf("argument %d: unknown object %s", i+1, a.Ref.ID)}
 		case v.Codec == abi.CodecError:
-			return nil, &abi.TaskError{Kind: abi.ErrorDependency, Message: "an argument failed", Cause: abi.DecodeTaskError(v.Data)}
+			return nil, &abi.TaskError{Kind: abi.ErrorDependency, Message: fmt.Sprintf("argument %d failed", i+1), Cause: abi.DecodeTaskError(v.Data)}
 		}
 		vals[i] = v
 	}

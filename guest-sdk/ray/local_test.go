@@ -37,6 +37,14 @@ func TestLocalMode(t *testing.T) {
 			}
 			return nil
 		}},
+		{"invalid options fail the call", func(ctx context.Context) error {
+			for _, o := range []Option{MaxRetries(-5), NumGPUs(1e-7), NumCPUs(1e-7)} {
+				if _, err := Get(ctx, ltAdd.Options(o).Remote(1, 2)); !errors.Is(err, ErrBadArgument) {
+					return fmt.Errorf("Get = %v, want ErrBadArgument", err)
+				}
+			}
+			return nil
+		}},
 		{"multiple returns", func(ctx context.Context) error {
 			q, r := ltDivMod.Remote([2]int{17, 5})
 			qs, err := Get(ctx, q)
@@ -72,6 +80,10 @@ func TestLocalMode(t *testing.T) {
 			}
 			blocked := ltBlock.Remote()
 			<-ltBlockStarted
+			// Ray's ray.wait([]) returns ([], []).
+			if ready, notReady, err := Wait(ctx, []ObjectRef[int]{}, 1, -1); err != nil || len(ready)+len(notReady) != 0 {
+				return fmt.Errorf("Wait on no refs = %v %v %v", ready, notReady, err)
+			}
 			ready, notReady, err = Wait(ctx, []ObjectRef[int]{blocked, refs[0]}, 2, 10*time.Millisecond)
 			if err != nil || len(ready) != 1 || ready[0] != refs[0] || len(notReady) != 1 || notReady[0] != blocked {
 				return fmt.Errorf("Wait with one blocked = %v %v %v", ready, notReady, err)

@@ -1,6 +1,7 @@
 package ray
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -29,6 +30,24 @@ type options struct {
 	// actors
 	name, namespace             string
 	maxRestarts, maxTaskRetries int32
+	// err is the first invalid option (a negative retry count other than
+	// -1…): calls with it fail at Remote, as Ray's options raise.
+	err error
+}
+
+// invalid records the first invalid option.
+func (o *options) invalid(format string, args ...any) {
+	if o.err == nil {
+		o.err = fmt.Errorf("%w: "+format, append([]any{ErrBadArgument}, args...)...)
+	}
+}
+
+// count checks a retry or restart count: -1 (no limit), 0 or more.
+func (o *options) count(opt string, n int) int32 {
+	if n < -1 {
+		o.invalid("%s(%d): use -1 (no limit), 0 or more", opt, n)
+	}
+	return int32(min(max(n, -1), maxRetriesLimit))
 }
 
 func (o options) with(opts []Option) options {
@@ -108,9 +127,15 @@ func Resources(r map[string]float64) Option {
 	}
 }
 
+// errResources says what validResources checks.
+const errResources = "resources must be finite, not negative, and 0 or at least 0.0001 (the precision of resource amounts, as in Ray)"
+
+// validResources: amounts are finite, not negative (CPUs -1: the default),
+// and none is finer than the host's unit of 0.0001, which would round to 0
+// (Ray refuses them the same way).
 func validResources(r abi.Resources) bool {
-	ok := func(x float64) bool { return x >= 0 && !math.IsInf(x, 0) && !math.IsNaN(x) }
-	if !abi.ValidCPUs(r.CPUs) || !ok(r.GPUs) {
+	ok := func(x float64) bool { return x >= 0 && !math.IsInf(x, 0) && !math.IsNaN(x) && (x == 0 || x >= 1e-4) }
+	if !(r.CPUs == -1 || ok(r.CPUs)) || !ok(r.GPUs) {
 		return false
 	}
 	for _, c := range r.Custom {
@@ -129,7 +154,7 @@ const maxRetriesLimit = 1 << 30
 // worker process died): -1 without limit, 0 never. The default is 3, as in
 // Ray. Application errors are retried only with RetryExceptions.
 func MaxRetries(n int) Option {
-	return func(o *options) { o.maxRetries, o.hasRetries = int32(min(max(n, -1), maxRetriesLimit)), true }
+	return func(o *options) { o.maxRetries, o.hasRetries = o.count("MaxRetries", n), true }
 }
 
 // RetryExceptions makes application errors retryable too (within
@@ -155,7 +180,12 @@ func TaskEvents(on bool) Option {
 // Backpressure pauses a generator while n of its items wait unconsumed
 // (Ray's _generator_backpressure_num_objects). 0 means no bound.
 func Backpressure(n int) Option {
-	return func(o *options) { o.backpressure = uint32(max(n, 0)) }
+	return func(o *options) {
+		if n < 0 {
+			o.invalid("Backpressure(%d): use 0 (no bound) or more", n)
+		}
+		o.backpressure = uint32(max(n, 0))
+	}
 }
 
 // MemoryLimit caps the guest memory of a call in bytes (rounded up to 64 KiB
@@ -163,6 +193,9 @@ func Backpressure(n int) Option {
 // the host's default.
 func MemoryLimit(bytes int64) Option {
 	return func(o *options) {
+		if bytes < 0 {
+			o.invalid("MemoryLimit(%d): use 0 (the host's default) or more", bytes)
+		}
 		pages := (max(bytes, 0) + 65535) / 65536
 		o.limits.MemoryPages = uint32(min(pages, 65536))
 	}
@@ -172,7 +205,12 @@ func MemoryLimit(bytes int64) Option {
 // host stops the task (its worker process is replaced) and the task fails
 // with a timeout error. 0 uses the host's default.
 func Timeout(d time.Duration) Option {
-	return func(o *options) { o.limits.TimeoutNs = max(int64(d), 0) }
+	return func(o *options) {
+		if d < 0 {
+			o.invalid("Timeout(%v): use 0 (the host's default) or more", d)
+		}
+		o.limits.TimeoutNs = max(int64(d), 0)
+	}
 }
 
 // MountDir grants a call the host directory hostDir at guestPath, read-only

@@ -8,6 +8,7 @@ import (
 	"math"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 )
@@ -33,7 +34,6 @@ func TestOptionsApply(t *testing.T) {
 		}},
 		{"max retries 0", []Option{MaxRetries(0)}, func(r abi.SubmitRequest) bool { return r.MaxRetries == 0 }},
 		{"max retries unlimited", []Option{MaxRetries(-1)}, func(r abi.SubmitRequest) bool { return r.MaxRetries == -1 }},
-		{"max retries below -1 clamps", []Option{MaxRetries(-100)}, func(r abi.SubmitRequest) bool { return r.MaxRetries == -1 }},
 		{"retry all", []Option{RetryExceptions()}, func(r abi.SubmitRequest) bool {
 			return r.Retry == abi.RetryAll && r.RetryOn == nil
 		}},
@@ -46,7 +46,6 @@ func TestOptionsApply(t *testing.T) {
 		{"events off", []Option{TaskEvents(false)}, func(r abi.SubmitRequest) bool { return r.NoEvents }},
 		{"events back on", []Option{TaskEvents(false), TaskEvents(true)}, func(r abi.SubmitRequest) bool { return !r.NoEvents }},
 		{"backpressure", []Option{Backpressure(8)}, func(r abi.SubmitRequest) bool { return r.Backpressure == 8 }},
-		{"negative backpressure", []Option{Backpressure(-3)}, func(r abi.SubmitRequest) bool { return r.Backpressure == 0 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,6 +55,61 @@ func TestOptionsApply(t *testing.T) {
 			}
 			if !c.want(req) {
 				t.Fatalf("unexpected request %+v", req)
+			}
+		})
+	}
+}
+
+// Invalid options fail the call at Remote, with ErrBadArgument, as Ray's
+// options raise: negative counts other than -1, negative limits, and
+// resource amounts finer than 0.0001 (which would round to nothing: a
+// task asking for 1e-7 GPUs ran on a host without one).
+func TestInvalidOptions(t *testing.T) {
+	for name, opts := range map[string][]Option{
+		"MaxRetries(-5)":      {MaxRetries(-5)},
+		"MaxRestarts(-2)":     {MaxRestarts(-2)},
+		"MaxTaskRetries(-9)":  {MaxTaskRetries(-9)},
+		"Backpressure(-3)":    {Backpressure(-3)},
+		"MemoryLimit(-1)":     {MemoryLimit(-1)},
+		"Timeout(-1s)":        {Timeout(-time.Second)},
+		"NumCPUs(1e-7)":       {NumCPUs(1e-7)},
+		"NumGPUs(1e-7)":       {NumGPUs(1e-7)},
+		"NumCPUs(-2)":         {NumCPUs(-2)},
+		"custom 0.00001":      {Resources(map[string]float64{"disk": 0.00001})},
+		"first error kept":    {MaxRetries(-5), MaxRetries(2)},
+		"NaN GPUs":            {NumGPUs(math.NaN())},
+		"infinite custom":     {Resources(map[string]float64{"disk": math.Inf(1)})},
+		"negative fractional": {NumGPUs(-0.5)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := options{}.with(opts)
+			var req abi.SubmitRequest
+			o.apply(&req)
+			if o.err == nil && validResources(req.Resources) {
+				t.Fatalf("accepted: %+v", req)
+			}
+			if o.err != nil && !errors.Is(o.err, ErrBadArgument) {
+				t.Fatalf("error %v is not ErrBadArgument", o.err)
+			}
+		})
+	}
+	for name, opts := range map[string][]Option{
+		"MaxRetries(-1)":    {MaxRetries(-1)},
+		"MaxRestarts(-1)":   {MaxRestarts(-1)},
+		"NumCPUs(0)":        {NumCPUs(0)},
+		"NumCPUs(0.0001)":   {NumCPUs(0.0001)},
+		"NumGPUs(0.25)":     {NumGPUs(0.25)},
+		"custom 0":          {Resources(map[string]float64{"disk": 0})},
+		"Timeout(0)":        {Timeout(0)},
+		"Backpressure(0)":   {Backpressure(0)},
+		"MemoryLimit(64Ki)": {MemoryLimit(64 << 10)},
+	} {
+		t.Run("valid "+name, func(t *testing.T) {
+			o := options{}.with(opts)
+			var req abi.SubmitRequest
+			o.apply(&req)
+			if o.err != nil || !validResources(req.Resources) {
+				t.Fatalf("refused: %v %+v", o.err, req)
 			}
 		})
 	}

@@ -27,7 +27,7 @@ func (t *taskState) nextChild() ids.TaskID {
 	n := t.children
 	t.children++
 	t.mu.Unlock()
-	return t.id.Child(n)
+	return t.id.ChildOf(t.attempt, n)
 }
 
 func (t *taskState) nextPut() ids.ObjectID {

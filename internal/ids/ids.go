@@ -9,12 +9,12 @@
 // the index set (PutIndexFlag) and a per-task counter below it. Index 0 is
 // never used, so the zero ObjectID is invalid.
 //
-// Child task IDs are derived from the parent's TaskID and a per-parent
-// counter, so a retried parent submits children under the same IDs (as in
-// Ray, where a child's ID comes from its parent's ID and a submission
-// counter). The guest computes them, so that it holds its refs without a
-// round trip; the host verifies each one with Children: a task can create
-// IDs only in its own space, never in another task's.
+// Child task IDs are derived from the parent's TaskID, the parent's
+// attempt and a per-attempt counter (ChildOf), so a retried parent submits
+// new children and never reads the results of its previous attempt's. The
+// guest computes them, so that it holds its refs without a round trip; the
+// host verifies each one with Children: a task can create IDs only in its
+// own space, never in another task's.
 package ids
 
 import (
@@ -51,7 +51,24 @@ func NewTaskID() TaskID {
 	return t
 }
 
-// Child returns the TaskID of the n-th task submitted by t.
+// ChildOf returns the TaskID of the n-th task submitted by attempt a of t
+// (attempts count from 0). Attempt 0's children are Child(n).
+func (t TaskID) ChildOf(a uint32, n uint64) TaskID {
+	if a == 0 {
+		return t.Child(n)
+	}
+	var buf [TaskIDSize + 12]byte
+	copy(buf[:], t[:])
+	binary.BigEndian.PutUint64(buf[TaskIDSize:], n)
+	binary.BigEndian.PutUint32(buf[TaskIDSize+8:], a)
+	sum := sha256.Sum256(buf[:])
+	var c TaskID
+	copy(c[:], sum[:TaskIDSize])
+	return c
+}
+
+// Child returns the TaskID of the n-th task submitted by t's first attempt
+// (and, before ChildOf, by every attempt).
 func (t TaskID) Child(n uint64) TaskID {
 	var buf [TaskIDSize + 8]byte
 	copy(buf[:], t[:])
@@ -158,26 +175,39 @@ const (
 )
 
 // Children checks the child TaskIDs one attempt of a task submits: each must
-// be parent.Child(n) for a counter n not yet used, so a guest cannot claim
-// IDs that belong to another task. It is not safe for concurrent use.
+// be parent.ChildOf(attempt, n) for a counter n not yet used, so a guest
+// cannot claim IDs that belong to another task. On attempts after the first
+// it also takes parent.Child(n), the IDs guests built before ChildOf
+// derive on every attempt (their retries then resubmit the first attempt's
+// children, which the host already has). It is not safe for concurrent use.
 type Children struct {
 	parent  TaskID
+	attempt uint32
 	next    uint64            // counters below next have been derived
 	high    uint64            // 1 + the highest counter accepted (0: none)
 	pending map[TaskID]uint64 // derived, not yet used
 }
 
-// NewChildren starts checking the children of one attempt of parent.
-func NewChildren(parent TaskID) *Children {
-	c := &Children{parent: parent, pending: make(map[TaskID]uint64, ChildWindow)}
+// NewChildren starts checking the children of attempt a of parent.
+func NewChildren(parent TaskID, a uint32) *Children {
+	c := &Children{parent: parent, attempt: a, pending: make(map[TaskID]uint64, ChildWindow)}
 	c.derive(ChildWindow)
 	return c
 }
 
 func (c *Children) derive(to uint64) {
 	for ; c.next < to; c.next++ {
-		c.pending[c.parent.Child(c.next)] = c.next
+		c.pending[c.parent.ChildOf(c.attempt, c.next)] = c.next
+		if c.attempt > 0 {
+			c.pending[c.parent.Child(c.next)] = c.next
+		}
 	}
+}
+
+// is reports whether id is child k of the attempt (or, after the first
+// attempt, the legacy child k).
+func (c *Children) is(id TaskID, k uint64) bool {
+	return c.parent.ChildOf(c.attempt, k) == id || (c.attempt > 0 && c.parent.Child(k) == id)
 }
 
 // Claim reports whether id is the parent's next child (or one within the
@@ -188,7 +218,7 @@ func (c *Children) Claim(id TaskID) (uint64, bool) {
 		// Past the derived window: look further ahead, up to ChildMaxGap
 		// (one search per miss; a guest that misses is failed anyway).
 		for k := c.next; k < c.high+ChildMaxGap; k++ {
-			if c.parent.Child(k) == id {
+			if c.is(id, k) {
 				c.next, n, ok = k+1, k, true
 				break
 			}

@@ -4,7 +4,7 @@ import "testing"
 
 func TestChildren(t *testing.T) {
 	p, other := NewTaskID(), NewTaskID()
-	c := NewChildren(p)
+	c := NewChildren(p, 0)
 	// In order, out of order within the window, then far ahead in steps.
 	for _, n := range []uint64{0, 1, 3, 2, 10, 4, 200, 400, 600} {
 		if got, ok := c.Claim(p.Child(n)); !ok || got != n {
@@ -35,14 +35,14 @@ func TestChildren(t *testing.T) {
 		t.Error("a child far below the highest was accepted")
 	}
 	// A new attempt derives the same IDs again.
-	if _, ok := NewChildren(p).Claim(p.Child(0)); !ok {
+	if _, ok := NewChildren(p, 0).Claim(p.Child(0)); !ok {
 		t.Error("a new attempt cannot submit its first child")
 	}
 }
 
 func TestChildrenManyInOrder(t *testing.T) {
 	p := NewTaskID()
-	c := NewChildren(p)
+	c := NewChildren(p, 0)
 	for n := range uint64(10_000) {
 		if _, ok := c.Claim(p.Child(n)); !ok {
 			t.Fatalf("child %d refused", n)
@@ -50,5 +50,42 @@ func TestChildrenManyInOrder(t *testing.T) {
 	}
 	if len(c.pending) > 4*ChildWindow+ChildWindow {
 		t.Fatalf("%d IDs pending", len(c.pending))
+	}
+}
+
+// A retried attempt's children have IDs of their own, so it never reads the
+// results of the previous attempt's children; the first attempt keeps
+// Child(n), and later attempts also take the IDs guests built before
+// ChildOf derive.
+func TestChildrenPerAttempt(t *testing.T) {
+	p := NewTaskID()
+	if p.ChildOf(0, 3) != p.Child(3) {
+		t.Fatal("attempt 0's children are not Child(n)")
+	}
+	seen := map[TaskID]bool{}
+	for a := uint32(0); a < 4; a++ {
+		for n := uint64(0); n < 4; n++ {
+			id := p.ChildOf(a, n)
+			if seen[id] {
+				t.Fatalf("ChildOf(%d, %d) repeats an ID", a, n)
+			}
+			seen[id] = true
+		}
+	}
+	c := NewChildren(p, 2)
+	if _, ok := c.Claim(p.ChildOf(2, 0)); !ok {
+		t.Fatal("attempt 2 refused its own child")
+	}
+	if _, ok := c.Claim(p.Child(1)); !ok {
+		t.Fatal("attempt 2 refused a legacy child ID")
+	}
+	if _, ok := c.Claim(p.ChildOf(1, 2)); ok {
+		t.Fatal("attempt 2 took attempt 1's child ID")
+	}
+	if _, ok := NewChildren(p, 0).Claim(p.ChildOf(1, 0)); ok {
+		t.Fatal("attempt 0 took attempt 1's child ID")
+	}
+	if _, ok := NewChildren(p, 1).Claim(NewTaskID().ChildOf(1, 0)); ok {
+		t.Fatal("another task's child accepted")
 	}
 }

@@ -33,11 +33,25 @@ func TestRemoveNodeBookkeeping(t *testing.T) {
 	if out[0].Value != 100 || out[1].Value != 102 || !slices.Equal(out[0].Req.Custom, tpu.Custom) {
 		t.Fatalf("returned items lost their value or request: %+v", out)
 	}
-	if q := s.Queued(); q != 1 {
-		t.Fatalf("Queued = %d, want 1", q)
+	if q := s.Queued(); q != 3 {
+		t.Fatalf("Queued = %d, want 3: what no node fits waits for one that does", q)
 	}
-	if got := s.Nodes(); !slices.Equal(got, []string{"a"}) {
-		t.Fatalf("Nodes = %q, want [a]", got)
+	if inf := s.Infeasible(); len(inf) != 2 || inf[0].Key != "t1" || inf[1].Key != "t2" {
+		t.Fatalf("Infeasible = %+v, want t1, t2", inf)
+	}
+	// c1 runs; t1 and t2 wait until a node with a tpu joins.
+	if it, ok := s.Next(); !ok || it.Key != "c1" {
+		t.Fatalf("Next = %+v, %v; want c1", it, ok)
+	}
+	if it, ok := s.Next(); ok {
+		t.Fatalf("Next = %+v: nothing fits", it)
+	}
+	s.SetNode("c", res(t, 4, 0, map[string]float64{"tpu": 1}), res(t, 4, 0, map[string]float64{"tpu": 1}))
+	if it, ok := s.Next(); !ok || it.Key != "t1" || it.Node != "c" {
+		t.Fatalf("Next after a tpu node joined = %+v, %v; want t1 on c", it, ok)
+	}
+	if got := s.Nodes(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("Nodes = %q, want [a c]", got)
 	}
 	if out := s.RemoveNode("b"); out != nil {
 		t.Fatalf("second RemoveNode = %+v, want nil", out)

@@ -135,15 +135,19 @@ func run(t *testing.T, s *Scheduler[string, int], steps []step) {
 			if !slices.Equal(got, st.keys) {
 				t.Fatalf("step %d: RemoveNode(%q) = %q, want %q", i, st.node, got, st.keys)
 			}
-			if q := s.Queued(); q != queued-len(got) {
-				t.Fatalf("step %d: Queued = %d after RemoveNode, want %d", i, q, queued-len(got))
+			if q := s.Queued(); q != queued {
+				t.Fatalf("step %d: Queued = %d after RemoveNode, want %d (what no node fits stays queued)", i, q, queued)
 			}
 			if slices.Contains(s.Nodes(), st.node) {
 				t.Fatalf("step %d: %q still in Nodes after RemoveNode", i, st.node)
 			}
-			for _, k := range st.keys {
-				if s.Remove(k) {
-					t.Fatalf("step %d: %s still queued after RemoveNode returned it", i, k)
+			if i+1 < len(steps) && steps[i+1].do == "none" {
+				// What stays queued waits for a node that fits: take the
+				// tasks out, so the next steps see what is left.
+				for _, k := range st.keys {
+					if !s.Remove(k) {
+						t.Fatalf("step %d: %s was taken out of the queue by RemoveNode", i, k)
+					}
 				}
 			}
 		default:

@@ -38,10 +38,16 @@ type Amount struct {
 	Units int64
 }
 
-// FromFloat converts a resource count (1.5 CPUs) to Units.
+// FromFloat converts a resource count (1.5 CPUs) to Units. An amount finer
+// than one Unit (0 < x < 0.0001) is refused rather than rounded to nothing:
+// a task asking for 1e-7 GPUs must not run on a host without one (Ray
+// refuses it the same way).
 func FromFloat(x float64) (int64, error) {
 	if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 || x > 1e12 {
 		return 0, fmt.Errorf("scheduler: invalid resource amount %v", x)
+	}
+	if x > 0 && x*Unit < 1 {
+		return 0, fmt.Errorf("scheduler: resource amount %v is finer than the precision of 0.0001", x)
 	}
 	return int64(math.Round(x * Unit)), nil
 }
@@ -296,22 +302,26 @@ func (s *Scheduler[K, V]) Block(id string) {
 	}
 }
 
-// RemoveNode forgets a peer (it left or failed) and takes out of the queue,
-// and returns, the tasks that no node left can ever run.
+// RemoveNode forgets a peer (it left or failed) and returns the queued
+// tasks that no node left can run, oldest first. They stay queued (a node
+// that fits may join); Remove takes them out.
 func (s *Scheduler[K, V]) RemoveNode(id string) []Item[K, V] {
 	i := slices.IndexFunc(s.nodes, func(n *node) bool { return n.id == id && n != s.local })
 	if i < 0 {
 		return nil
 	}
 	s.nodes = slices.Delete(s.nodes, i, i+1)
+	return s.Infeasible()
+}
+
+// Infeasible lists the queued tasks that no node known now can run, oldest
+// first (Ray's "infeasible demand").
+func (s *Scheduler[K, V]) Infeasible() []Item[K, V] {
 	var out []Item[K, V]
 	for _, q := range s.queues {
 		for j := q.head; j < len(q.items); j++ {
 			if it := q.items[j]; it != nil && !s.Feasible(it.Req, it.Place) {
 				out = append(out, *it)
-				q.items[j] = nil
-				delete(s.index, it.Key)
-				s.queued--
 			}
 		}
 	}
@@ -354,15 +364,37 @@ func (s *Scheduler[K, V]) nodeByName(id string) *node {
 // SetLocalName names the local node, so that node affinity to it works.
 func (s *Scheduler[K, V]) SetLocalName(id string) { s.local.id = id }
 
-// Enqueue adds a task. It fails with ErrInfeasible when no node could ever
-// run it, so that the caller fails the task instead of letting it hang.
+// Enqueue adds a task. It fails with ErrInfeasible when no node known now
+// could run it, so that a host that is alone fails the task instead of
+// letting it hang; Park queues it anyway.
 func (s *Scheduler[K, V]) Enqueue(key K, req Resources, pl Placement, v V) error {
-	if !s.Feasible(req, pl) {
-		if pl.NodeID != "" && !pl.Soft {
-			return fmt.Errorf("%w: needs %v on host %q, which is not in the cluster or too small", ErrInfeasible, req, pl.NodeID)
-		}
-		return fmt.Errorf("%w: needs %v, no host has that much (this one has %v)", ErrInfeasible, req, s.local.total)
+	if err := s.Check(req, pl); err != nil {
+		return err
 	}
+	s.Park(key, req, pl, v)
+	return nil
+}
+
+// Hard reports whether pl pins a task to one node (node affinity, not
+// soft).
+func (p Placement) Hard() bool { return p.NodeID != "" && !p.Soft }
+
+// Check returns ErrInfeasible, saying why, when no node known now could
+// run req where pl allows.
+func (s *Scheduler[K, V]) Check(req Resources, pl Placement) error {
+	if s.Feasible(req, pl) {
+		return nil
+	}
+	if pl.NodeID != "" && !pl.Soft {
+		return fmt.Errorf("%w: needs %v on host %q, which is not in the cluster or too small", ErrInfeasible, req, pl.NodeID)
+	}
+	return fmt.Errorf("%w: needs %v, no host has that much (this one has %v)", ErrInfeasible, req, s.local.total)
+}
+
+// Park adds a task to the queue even if no node known now can run it: it
+// waits there until one that fits joins (SetNode), as a cluster's hosts
+// may (Ray keeps infeasible tasks pending the same way).
+func (s *Scheduler[K, V]) Park(key K, req Resources, pl Placement, v V) {
 	k := req.key() + pl.key()
 	q := s.queues[k]
 	if q == nil {
@@ -373,7 +405,6 @@ func (s *Scheduler[K, V]) Enqueue(key K, req Resources, pl Placement, v V) error
 	q.items = append(q.items, &Item[K, V]{Key: key, Req: req, Place: pl, Value: v, seq: s.seq})
 	s.index[key] = q
 	s.queued++
-	return nil
 }
 
 // Remove drops a queued task (a cancel); it reports whether it was queued.

@@ -114,9 +114,22 @@ func TestInfeasible(t *testing.T) {
 }
 
 func TestMakeRejectsBadAmounts(t *testing.T) {
-	for _, x := range []float64{-1, 1e300} {
+	// Finer than one Unit would round to nothing: 1e-7 GPUs must not be a
+	// task that needs no GPU (Ray refuses precision beyond 0.0001 too).
+	for _, x := range []float64{-1, 1e300, 1e-7, 0.00009} {
 		if _, err := Make(x, 0, nil); err == nil {
 			t.Errorf("Make(%v) succeeded", x)
+		}
+		if _, err := Make(0, x, nil); err == nil {
+			t.Errorf("Make(0, %v) succeeded", x)
+		}
+		if _, err := Make(0, 0, map[string]float64{"disk": x}); err == nil {
+			t.Errorf("custom %v accepted", x)
+		}
+	}
+	for _, x := range []float64{0, 0.0001, 0.5, 3} {
+		if _, err := Make(x, x, map[string]float64{"disk": x}); err != nil {
+			t.Errorf("Make(%v): %v", x, err)
 		}
 	}
 	if _, err := Make(1, 0, map[string]float64{"CPU": 1}); err == nil {

@@ -1,116 +1,45 @@
-// Package testutil starts real rayhost hosts for tests: it builds the
-// rayhost binary (for worker processes) and Go guests once per test process,
-// shares one wazero compilation cache between all tests, and cleans up with
-// t.Cleanup.
+// Package testutil starts real rayhost hosts for tests, with the rayhost
+// binary (for worker processes) and Go guests built once per test process
+// and one wazero compilation cache shared between all tests (package
+// build, re-exported here), and cleans up with t.Cleanup.
 package testutil
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/testutil/build"
 )
 
-var (
-	buildMu  sync.Mutex
-	built    = map[string]string{} // package -> output path
-	buildDir string
-)
+// The build half lives in package build (which imports nothing of
+// rayhost, for internal tests); these are its names here.
 
 // RepoRoot is the module's root directory.
-func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-func outDir() (string, error) {
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "rayhost-test-build-")
-		if err != nil {
-			return "", err
-		}
-		buildDir = d
-	}
-	return buildDir, nil
-}
-
-func goBuild(pkg string, wasm bool) (string, error) {
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	key := fmt.Sprintf("%s/%v", pkg, wasm)
-	if p, ok := built[key]; ok {
-		return p, nil
-	}
-	dir, err := outDir()
-	if err != nil {
-		return "", err
-	}
-	name := strings.NewReplacer("/", "_", ".", "_").Replace(pkg)
-	out := filepath.Join(dir, name)
-	args := []string{"build", "-o", out}
-	env := os.Environ()
-	if wasm {
-		out += ".wasm"
-		args = []string{"build", "-buildmode=c-shared", "-o", out}
-		env = append(env, "GOOS=wasip1", "GOARCH=wasm")
-	}
-	cmd := exec.Command("go", append(args, pkg)...)
-	cmd.Dir = RepoRoot()
-	cmd.Env = env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, stderr.String())
-	}
-	built[key] = out
-	return out, nil
-}
+func RepoRoot() string { return build.RepoRoot() }
 
 // RayhostBinary builds ./cmd/rayhost once and returns its path.
-func RayhostBinary(t testing.TB) string {
-	t.Helper()
-	p, err := goBuild("./cmd/rayhost", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func RayhostBinary(t testing.TB) string { t.Helper(); return build.RayhostBinary(t) }
 
 // Guest builds the Go package pkg (relative to the repo root, e.g.
 // "./examples/retrieve") as a wasip1 reactor once and returns its bytes.
-func Guest(t testing.TB, pkg string) []byte {
-	t.Helper()
-	p, err := goBuild(pkg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func Guest(t testing.TB, pkg string) []byte { t.Helper(); return build.Guest(t, pkg) }
+
+// Prebuild builds the rayhost binary and guest packages up front, for a
+// TestMain (build.Prebuild).
+func Prebuild(pkgs ...string) error { return build.Prebuild(pkgs...) }
 
 // HangGuard bounds a test's wait for something that must happen
-// eventually. It is generous on purpose: a loaded machine is slow, and a
-// test only asserts that the thing happens, never how fast; the guard
-// just stops a hang.
-const HangGuard = 2 * time.Minute
+// eventually (build.HangGuard).
+const HangGuard = build.HangGuard
 
-// CacheDir is the wazero compilation cache all test hosts share, so a guest
-// is compiled once per machine rather than once per test.
-func CacheDir() string { return filepath.Join(os.TempDir(), "rayhost-test-wazero-cache") }
+// CacheDir is the wazero compilation cache all test hosts share
+// (build.CacheDir).
+func CacheDir() string { return build.CacheDir() }
 
 // HostConfig returns a config for a test host: a fresh data dir, a free
 // port on loopback, worker processes from the rayhost binary, the shared
@@ -188,16 +117,4 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
-}
-
-// Prebuild builds the rayhost binary and guest packages up front, for a
-// TestMain: packages starting with "./cmd/" are built natively, the others
-// as wasip1 reactors.
-func Prebuild(pkgs ...string) error {
-	for _, p := range pkgs {
-		if _, err := goBuild(p, !strings.HasPrefix(p, "./cmd/")); err != nil {
-			return err
-		}
-	}
-	return nil
 }

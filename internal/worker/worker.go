@@ -76,6 +76,9 @@ type Worker struct {
 	early map[ids.TaskID]bool
 
 	closed chan struct{}
+	// prewarms are the prewarm goroutines: Run waits for them before it
+	// closes the runtimes they compile in.
+	prewarms sync.WaitGroup
 }
 
 type execution struct {
@@ -120,6 +123,9 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 			rt.Close(context.Background())
 		}
 	}()
+	// A module compiling in a prewarm goroutine must not see its runtime
+	// closed under it (wazero panics): the runtimes close once none runs.
+	defer w.prewarms.Wait()
 	if _, err := w.runtime(ctx, cfg.MemoryLimitPages); err != nil {
 		return err
 	}
@@ -148,6 +154,10 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 			return err
 		case <-ctx.Done():
 			close(w.closed)
+			// The read loop ends (and starts no more prewarms) once the
+			// connection is closed.
+			w.conn.Close()
+			<-readErr
 			return ctx.Err()
 		}
 	}
@@ -210,7 +220,11 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			if err := l.Decode(payload); err != nil {
 				return fmt.Errorf("worker: load: %w", err)
 			}
-			go w.prewarm(ctx, l.ModulePath, l.MemoryPages)
+			w.prewarms.Add(1)
+			go func() {
+				defer w.prewarms.Done()
+				w.prewarm(ctx, l.ModulePath, l.MemoryPages)
+			}()
 		default:
 			return fmt.Errorf("worker: unknown frame type %d", t)
 		}
@@ -278,6 +292,12 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 			w.modMu.Unlock()
 		}
 		done.Kind, done.Trap = abi.ErrorTrap, trapMessage(err)
+		if exit := (*sys.ExitError)(nil); errors.As(err, &exit) {
+			// A guest that exits (os.Exit, even with 0) ends its process in
+			// Ray's terms: a system failure, retried within max_retries,
+			// worker_died once they are spent; an actor restarts.
+			done.Kind = abi.ErrorWorkerDied
+		}
 		if errors.Is(err, errOutputLimit) {
 			done.Kind, done.Trap = abi.ErrorLimit, fmt.Sprintf("the task wrote more than %d bytes of output", ex.MaxLogBytes)
 		}

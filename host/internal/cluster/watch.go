@@ -14,23 +14,26 @@ import (
 // watchMembers applies membership changes until Close.
 func (c *Cluster) watchMembers() {
 	m := c.cfg.Membership
+	// Members already there are saved too: one that joined before this
+	// goroutine ran is seen here first, and its join event changes
+	// nothing (TestPeersFileRejoin read the file before it was written).
 	for _, mem := range m.Members() {
-		c.memberChanged(mem, false)
+		c.memberChanged(mem)
 	}
 	for {
 		select {
 		case ev := <-m.Events():
-			c.memberChanged(ev.Member, true)
+			c.memberChanged(ev.Member)
 		case <-c.ctx.Done():
 			return
 		}
 	}
 }
 
-// memberChanged brings the peer table up to date with m (and, with save,
-// the known-peers file) and tells Placement; a member that became alive is
+// memberChanged brings the peer table and the known-peers file up to date
+// with m and tells Placement; a member that became alive is
 // asked for its proof at once.
-func (c *Cluster) memberChanged(m gossip.Member, save bool) {
+func (c *Cluster) memberChanged(m gossip.Member) {
 	if m.Name == c.cfg.ID {
 		return
 	}
@@ -87,12 +90,10 @@ func (c *Cluster) memberChanged(m gossip.Member, save bool) {
 		avail = *p.avail
 	}
 	c.mu.Unlock()
-	if save {
-		// At once, and before anyone hears of the member: a host killed a
-		// moment after a peer came back on a new address must still find
-		// it when it restarts.
-		c.savePeers()
-	}
+	// At once, and before anyone hears of the member: a host killed a
+	// moment after a peer came back on a new address must still find it
+	// when it restarts.
+	c.savePeers()
 
 	c.cfg.Placement.MemberChanged(m.Name, alive, proven, total, avail)
 	if was != m.Status {

@@ -177,7 +177,11 @@ func (e *Edge) Wait(ctx context.Context, req *connect.Request[rayhostv1.WaitRequ
 	if n == 0 {
 		n = 1
 	}
-	if len(refs) == 0 || n > len(refs) {
+	if len(refs) == 0 {
+		// Ray's ray.wait([]) returns ([], []).
+		return connect.NewResponse(&rayhostv1.WaitResponse{}), nil
+	}
+	if n > len(refs) {
 		return nil, Invalid("num_returns %d not in 1..%d", n, len(refs))
 	}
 	seen := make(map[ids.ObjectID]bool, len(refs))

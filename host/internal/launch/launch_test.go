@@ -127,3 +127,19 @@ func TestConfinementHammer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Killing an in-process worker ends it for the caller at once, as a
+// process kill would: Wait returns ErrKilled.
+func TestInProcessKill(t *testing.T) {
+	p, err := launch.InProcessLauncher{}.Launch(context.Background(), launch.WorkerOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Kill() // twice is fine
+	if err := p.Wait(); !errors.Is(err, launch.ErrKilled) {
+		t.Fatalf("Wait after Kill = %v, want ErrKilled", err)
+	}
+}

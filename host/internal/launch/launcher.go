@@ -95,15 +95,21 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 // InProcessLauncher runs workers as goroutines of this process. Guests then
-// share the host's garbage collector, so use it for unit tests only.
+// share the host's garbage collector, so use it for unit tests only. Kill
+// acts as a process kill does for the caller: the worker's connection
+// closes and Wait returns ErrKilled at once; the goroutine itself ends when
+// its guest returns (wazero cannot stop a guest that sleeps or spins).
 type InProcessLauncher struct{}
+
+// ErrKilled is what Wait returns for an in-process worker that was killed.
+var ErrKilled = errors.New("launch: in-process worker killed")
 
 // Launch starts an in-process worker.
 func (InProcessLauncher) Launch(ctx context.Context, opts WorkerOptions) (Process, error) {
 	hostEnd, workerEnd := net.Pipe()
 	cfg := worker.DefaultConfig()
 	cfg.CacheDir = opts.CacheDir
-	p := &goroutineProcess{conn: hostEnd, done: make(chan struct{})}
+	p := &goroutineProcess{conn: hostEnd, done: make(chan struct{}), killed: make(chan struct{})}
 	go func() {
 		p.err = worker.Run(context.Background(), workerEnd, cfg)
 		close(p.done)
@@ -114,14 +120,26 @@ func (InProcessLauncher) Launch(ctx context.Context, opts WorkerOptions) (Proces
 type goroutineProcess struct {
 	conn     net.Conn
 	done     chan struct{}
-	err      error
+	killed   chan struct{}
+	err      error // set before done is closed
 	killOnce sync.Once
 }
 
 func (p *goroutineProcess) Conn() io.ReadWriteCloser { return p.conn }
 func (p *goroutineProcess) PID() int                 { return 0 }
-func (p *goroutineProcess) Wait() error              { <-p.done; return p.err }
+func (p *goroutineProcess) Wait() error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-p.killed:
+		return ErrKilled
+	}
+}
+
 func (p *goroutineProcess) Kill() error {
-	p.killOnce.Do(func() { p.conn.Close() })
+	p.killOnce.Do(func() {
+		close(p.killed)
+		p.conn.Close()
+	})
 	return nil
 }

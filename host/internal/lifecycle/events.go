@@ -15,12 +15,26 @@ type (
 	// Await: the shell counted Deps ObjectRef arguments to wait for (0:
 	// every argument is ready, or here again after FetchArgs or Requeue).
 	Await struct{ Deps int }
-	// ArgReady: one argument is ready.
-	ArgReady struct{}
+	// ArgReady: the value of ObjectRef argument Dep exists (Dep counts the
+	// distinct ObjectRef arguments from 0, in argument order, as Await
+	// counted them). Err is set when that value is a failure: the task
+	// then fails with the failure of its first failed argument, by
+	// position, as in Ray — once every argument before it is ready, so
+	// which one is reported does not depend on which finished first.
+	ArgReady struct {
+		Dep int
+		Err *abi.TaskError
+	}
 	// ArgFailed: an argument failed or is lost; Err is the task's failure.
 	ArgFailed struct{ Err *abi.TaskError }
-	// Infeasible: no host can ever give the task its resources.
-	Infeasible struct{ Why string }
+	// Infeasible: no host can give the task its resources now. With Wait
+	// (a host in a cluster, which hosts may join) the task stays pending
+	// and the event records why, as Ray keeps infeasible work pending;
+	// without, it fails.
+	Infeasible struct {
+		Why  string
+		Wait bool
+	}
 	// Reserved: the scheduler reserved the task's resources here (Node "")
 	// or on the peer Node.
 	Reserved struct{ Node string }

@@ -15,10 +15,11 @@
 //	      │ pending_args │───────────────────────►│ failed │
 //	      └──────┬───────┘                        └────────┘
 //	             │ ArgReady (the last)                 ▲
-//	             ▼                                     │ Infeasible
+//	             ▼                                     │ Infeasible (a lone host)
 //	    ┌───────────────────┐──────────────────────────┘
 //	┌──►│ pending_resources │ queued for resources (an actor call: queued
-//	│   └────────┬──────────┘  on its actor, in scheduled)
+//	│   └────────┬──────────┘  on its actor, in scheduled); Infeasible with
+//	│            │             Wait (a cluster): stays, recording why
 //	│            │ Reserved (here, or on a peer: straight to running)
 //	│            ▼
 //	│     ┌────────────┐
@@ -132,6 +133,13 @@ type Task struct {
 	// Refusals counts attempts peers sent back before they started.
 	Refusals int
 
+	// depReady marks the arguments whose values exist; failDep is the
+	// first (by position) whose value is a failure, failErr the task's
+	// failure for it.
+	depReady []bool
+	failDep  int
+	failErr  *abi.TaskError
+
 	queued bool // an actor call's arguments are ready (QueueOnActor sent)
 	forced bool // a cancel asked for the worker to be killed
 }
@@ -140,6 +148,9 @@ type Task struct {
 const (
 	MsgCancelledBeforeRun = "the task was cancelled before it ran"
 	MsgCancelled          = "the task was cancelled"
+	// MsgInfeasible starts the event of a task that waits for a host
+	// that fits (Infeasible with Wait).
+	MsgInfeasible = "infeasible, waiting for a host that fits to join: "
 )
 
 func failure(kind abi.ErrorKind, msg string) *abi.TaskError {
@@ -158,6 +169,7 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 			t.Attempt++
 			t.State = PendingArgs
 			t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
+			t.depReady, t.failErr = nil, nil
 			return []Action{retried, Requeue{}}, nil
 		}
 		return nil, fmt.Errorf("%w: %T in %s", ErrStale, ev, t.State)
@@ -181,7 +193,7 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		if ev.Deps == 0 {
 			return t.argsReady(), nil
 		}
-		t.DepsLeft = ev.Deps
+		t.DepsLeft, t.depReady, t.failErr = ev.Deps, make([]bool, ev.Deps), nil
 		return nil, nil
 	case ActorRetry:
 		if t.State != Running || !t.Policy.ActorCall || t.Cancelled {
@@ -192,10 +204,20 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 		t.State = Scheduled
 		return []Action{retried, Retry{Err: failure(abi.ErrorActorDied, ev.Why)}, QueueOnActor{Front: true}}, nil
 	case ArgReady:
-		if t.State != PendingArgs || t.DepsLeft == 0 {
+		if t.State != PendingArgs || t.DepsLeft == 0 || ev.Dep < 0 || ev.Dep >= len(t.depReady) || t.depReady[ev.Dep] {
 			return nil, t.stale(ev)
 		}
+		t.depReady[ev.Dep] = true
 		t.DepsLeft--
+		if ev.Err != nil && (t.failErr == nil || ev.Dep < t.failDep) {
+			t.failDep, t.failErr = ev.Dep, ev.Err
+		}
+		if t.failErr != nil {
+			if !slices.Contains(t.depReady[:t.failDep], false) {
+				return t.end(Failed, t.failErr), nil
+			}
+			return nil, nil // an earlier argument may fail too: it decides
+		}
 		if t.DepsLeft > 0 {
 			return nil, nil
 		}
@@ -208,6 +230,9 @@ func (t *Task) Step(ev Event) ([]Action, error) {
 	case Infeasible:
 		if t.State != PendingResources {
 			return nil, t.stale(ev)
+		}
+		if ev.Wait {
+			return []Action{t.rec(PendingResources, MsgInfeasible+ev.Why)}, nil
 		}
 		return t.end(Failed, failure(abi.ErrorInfeasible, ev.Why)), nil
 	case Reserved:
@@ -445,6 +470,7 @@ func (t *Task) rebuild(ev Rebuild) ([]Action, error) {
 	t.Attempt++
 	t.State = PendingArgs
 	t.Node, t.TimedOut, t.Violation, t.Cancelled, t.Holding, t.DepsLeft = "", false, "", false, false, 0
+	t.depReady, t.failErr = nil, nil
 	return []Action{retried, Revive{}, t.rec(PendingArgs, ""), AwaitArgs{}}, nil
 }
 

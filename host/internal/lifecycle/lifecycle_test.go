@@ -17,14 +17,15 @@ var (
 	driver    = Policy{MaxRetries: 3} // not retriable: a driver, a describe, an actor creation
 	actorCall = Policy{ActorCall: true}
 
-	appErr     = &abi.TaskError{Kind: abi.ErrorApplication, Message: "boom"}
-	appErrE1   = &abi.TaskError{Kind: abi.ErrorApplication, Code: "E1", Message: "e1"}
-	died       = &abi.TaskError{Kind: abi.ErrorWorkerDied, Message: "the worker died"}
-	argFailure = &abi.TaskError{Kind: abi.ErrorDependency, Message: "an argument failed"}
-	hostErr    = &abi.TaskError{Kind: abi.ErrorHost, Message: "the host could not"}
-	cancelled  = failure(abi.ErrorCancelled, MsgCancelled)
-	cancelledQ = failure(abi.ErrorCancelled, MsgCancelledBeforeRun)
-	timedOut   = failure(abi.ErrorTimeout, "the task ran past its timeout of 1s; its worker was stopped")
+	appErr      = &abi.TaskError{Kind: abi.ErrorApplication, Message: "boom"}
+	appErrE1    = &abi.TaskError{Kind: abi.ErrorApplication, Code: "E1", Message: "e1"}
+	died        = &abi.TaskError{Kind: abi.ErrorWorkerDied, Message: "the worker died"}
+	argFailure  = &abi.TaskError{Kind: abi.ErrorDependency, Message: "an argument failed"}
+	argFailure2 = &abi.TaskError{Kind: abi.ErrorDependency, Message: "the second argument failed"}
+	hostErr     = &abi.TaskError{Kind: abi.ErrorHost, Message: "the host could not"}
+	cancelled   = failure(abi.ErrorCancelled, MsgCancelled)
+	cancelledQ  = failure(abi.ErrorCancelled, MsgCancelledBeforeRun)
+	timedOut    = failure(abi.ErrorTimeout, "the task ran past its timeout of 1s; its worker was stopped")
 )
 
 // Paths to each state of a fresh task, so a row names where it starts.
@@ -68,10 +69,24 @@ func TestStep(t *testing.T) {
 					t.Errorf("DepsLeft = %d, want 1", task.DepsLeft)
 				}
 			}},
-		{name: "the last argument ready: queued", policy: call, events: then(toPendingArgs, ArgReady{}, ArgReady{}),
+		{name: "the last argument ready: queued", policy: call, events: then(toPendingArgs, ArgReady{Dep: 1}, ArgReady{Dep: 0}),
 			want: []Action{Record{State: PendingResources}, Enqueue{}}, state: PendingResources},
-		{name: "an extra ArgReady is stale", policy: call, events: then(toPendingArgs, ArgReady{}, ArgReady{}, ArgReady{}),
+		{name: "an argument ready twice is stale", policy: call, events: then(toPendingArgs, ArgReady{}, ArgReady{}),
+			wantErr: ErrStale, state: PendingArgs},
+		{name: "an argument out of range is stale", policy: call, events: then(toPendingArgs, ArgReady{Dep: 2}),
+			wantErr: ErrStale, state: PendingArgs},
+		{name: "an extra ArgReady is stale", policy: call, events: then(toPendingArgs, ArgReady{Dep: 0}, ArgReady{Dep: 1}, ArgReady{}),
 			wantErr: ErrStale, state: PendingResources},
+		// Several failed arguments: the first by position is reported,
+		// whichever finished first (Ray's order).
+		{name: "the first argument failed", policy: call, events: then(toPendingArgs, ArgReady{Dep: 0, Err: argFailure}),
+			want: []Action{Record{State: Failed, Msg: argFailure.Message}, Forget{}, SealFailure{Err: argFailure}}, state: Failed},
+		{name: "a later argument failed: the earlier ones decide", policy: call, events: then(toPendingArgs, ArgReady{Dep: 1, Err: argFailure2}),
+			want: nil, state: PendingArgs},
+		{name: "a later argument failed, the earlier one is fine", policy: call, events: then(toPendingArgs, ArgReady{Dep: 1, Err: argFailure2}, ArgReady{Dep: 0}),
+			want: []Action{Record{State: Failed, Msg: argFailure2.Message}, Forget{}, SealFailure{Err: argFailure2}}, state: Failed},
+		{name: "both failed, the later first: the first is reported", policy: call, events: then(toPendingArgs, ArgReady{Dep: 1, Err: argFailure2}, ArgReady{Dep: 0, Err: argFailure}),
+			want: []Action{Record{State: Failed, Msg: argFailure.Message}, Forget{}, SealFailure{Err: argFailure}}, state: Failed},
 		{name: "an argument failed", policy: call, events: then(toPendingArgs, ArgFailed{Err: argFailure}),
 			want: []Action{Record{State: Failed, Msg: argFailure.Message}, Forget{}, SealFailure{Err: argFailure}}, state: Failed},
 		{name: "an argument failed after the task was queued is stale", policy: call, events: then(toQueued, ArgFailed{Err: argFailure}),
@@ -85,6 +100,10 @@ func TestStep(t *testing.T) {
 		{name: "infeasible", policy: call, events: then(toQueued, Infeasible{Why: "no host has 9 GPUs"}),
 			want: []Action{Dequeue{From: PendingResources}, Record{State: Failed, Msg: "no host has 9 GPUs"}, Forget{},
 				SealFailure{Err: failure(abi.ErrorInfeasible, "no host has 9 GPUs")}}, state: Failed},
+		{name: "infeasible in a cluster: waits, saying why", policy: call, events: then(toQueued, Infeasible{Why: "no host has 9 GPUs", Wait: true}),
+			want: []Action{Record{State: PendingResources, Msg: MsgInfeasible + "no host has 9 GPUs"}}, state: PendingResources},
+		{name: "infeasible, then a host that fits joined", policy: call, events: then(toQueued, Infeasible{Why: "x", Wait: true}, Reserved{}),
+			want: []Action{Record{State: Scheduled}, NeedWorker{}}, state: Scheduled},
 		{name: "reserved here: waits for a worker", policy: call, events: toScheduled,
 			want: []Action{Record{State: Scheduled}, NeedWorker{}}, state: Scheduled,
 			check: func(t *testing.T, task *Task) {

@@ -8,7 +8,7 @@ import (
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/host/internal/cluster"
-	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
@@ -79,22 +79,30 @@ type hostPlacement struct{ h *Owner }
 func (p hostPlacement) MemberChanged(name string, alive, proven bool, total, avail scheduler.Resources) {
 	h := p.h
 	h.mu.Lock()
-	var infeasible []*task
+	var later []func()
 	switch {
 	case alive && proven:
 		h.sched.SetNode(name, total, avail)
 	case alive:
 		// Placed on once it proves it holds the cluster key (Loaded).
 	default:
+		// What only that host could run waits for one that fits (Ray keeps
+		// infeasible work pending), and says why.
+		why := fmt.Sprintf("host %s, the only one that could run it, is gone", name)
 		for _, it := range h.sched.RemoveNode(name) {
-			infeasible = append(infeasible, it.Value)
+			t := it.Value
+			if it.Place.Hard() {
+				// Pinned to the host that is gone: it fails, as in Ray.
+				later = append(later, h.stepLocked(t, lifecycle.Infeasible{Why: why})...)
+				continue
+			}
+			later = append(later, h.stepLocked(t, lifecycle.Infeasible{Why: why, Wait: true})...)
+			later = append(later, func() { h.disp.warnInfeasible(t, why) })
 		}
 	}
 	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	for _, t := range infeasible {
-		h.fail(t, h.taskError(t, abi.ErrorInfeasible, fmt.Sprintf("host %s, the only one that could run it, is gone", name)))
-	}
+	run(later)
 	h.disp.start(starts)
 }
 
@@ -130,6 +138,28 @@ func (pr *remoteRole) unreachable(name string) {
 }
 
 // clusterStatus lists the cluster's hosts as this one sees them.
+// infeasibleDemand counts the queued tasks no member can run now, by
+// resource shape, oldest shape first.
+func (pr *remoteRole) infeasibleDemand() []*rayhostv1.Demand {
+	h := pr.o
+	h.mu.Lock()
+	items := h.sched.Infeasible()
+	h.mu.Unlock()
+	var out []*rayhostv1.Demand
+	byShape := map[string]*rayhostv1.Demand{}
+	for _, it := range items {
+		k := it.Req.String()
+		d := byShape[k]
+		if d == nil {
+			d = &rayhostv1.Demand{Resources: resourcesProto(it.Req)}
+			byShape[k] = d
+			out = append(out, d)
+		}
+		d.Tasks++
+	}
+	return out
+}
+
 func (pr *remoteRole) clusterStatus() []*rayhostv1.Member {
 	h := pr.o
 	h.mu.Lock()

@@ -203,6 +203,16 @@ func (dp *dispatcher) placement(t *task) scheduler.Placement {
 	return pl
 }
 
+// warnInfeasible tells the operator and the task's driver that t waits for
+// a host that fits, as Ray warns of infeasible resource requests.
+func (dp *dispatcher) warnInfeasible(t *task, why string) {
+	h := dp.o
+	h.log.Warn("a task waits for a host that can run it", "task_id", t.id, "function", t.displayName(), "why", why)
+	if t.job != nil {
+		t.job.log(t, h.cfg.ID, 2, []byte(fmt.Sprintf("rayhost: task %s (%s) is infeasible: %s; it waits until a host that fits joins the cluster\n", t.id, t.displayName(), why)))
+	}
+}
+
 // grantsNote describes a task's grants for its events.
 func grantsNote(g abi.Grants) string {
 	if g.Empty() {

@@ -31,6 +31,7 @@ type events struct {
 	next    int
 	full    bool
 	dropped uint64
+	added   chan struct{} // closed by the next add (next)
 }
 
 func newEvents(n int) *events { return &events{ring: make([]TaskEvent, max(n, 1))} }
@@ -45,7 +46,22 @@ func (e *events) add(ev TaskEvent) {
 	if e.next == len(e.ring) {
 		e.next, e.full = 0, true
 	}
+	if e.added != nil {
+		close(e.added)
+		e.added = nil
+	}
 	e.mu.Unlock()
+}
+
+// nextAdded returns a channel closed when the next event is added: a test
+// waits on it for a transition instead of sleeping.
+func (e *events) nextAdded() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.added == nil {
+		e.added = make(chan struct{})
+	}
+	return e.added
 }
 
 // list returns the events oldest first, and how many were dropped.

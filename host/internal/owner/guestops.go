@@ -38,7 +38,7 @@ func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
 	// task's objects) and fails the submitting task.
 	h.mu.Lock()
 	if parent.kids == nil || parent.kidsAttempt != parent.lc.Attempt || parent.kidsWorker != parent.worker {
-		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id), parent.lc.Attempt, parent.worker
+		parent.kids, parent.kidsAttempt, parent.kidsWorker = ids.NewChildren(parent.id, parent.lc.Attempt), parent.lc.Attempt, parent.worker
 	}
 	// After one forged ID, nothing more from this task is accepted (and
 	// a miss, which searches ahead, is paid for once).
@@ -76,6 +76,8 @@ func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
 	f := child.mod.Funcs[child.function]
 	switch {
 	case err != nil:
+	case req.MaxRetries < -1 || req.MaxRestarts < -1 || req.MaxTaskRetries < -1:
+		err = fmt.Errorf("%w: retry and restart counts are -1 (no limit), 0 or more", ErrInvalidArgument)
 	case (child.gen != nil) != f.Generator:
 		err = fmt.Errorf("%w: %s is called as a generator but is not one, or the reverse", ErrInvalidArgument, child.function)
 	case child.gen == nil && child.numReturns != f.NumReturns:
@@ -286,7 +288,13 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		h.gops.borrowRefs(req.Refs)
 	default:
 		var req abi.WaitRequest
-		if err := req.Decode(c.Payload); err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
+		err := req.Decode(c.Payload)
+		if err == nil && len(req.Refs) == 0 {
+			// Ray's ray.wait([]) returns ([], []).
+			w.reply(c.Seq, 0, (&abi.WaitReply{}).Encode(nil))
+			return
+		}
+		if err != nil || req.NumReturns < 1 || int(req.NumReturns) > len(req.Refs) {
 			w.reply(c.Seq, int64(abi.ErrCodeBadRequest), nil)
 			return
 		}

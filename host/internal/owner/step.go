@@ -36,9 +36,23 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 		case lifecycle.Record:
 			h.recordAttempt(t, a.State, a.Msg, a.Attempt)
 		case lifecycle.Enqueue:
-			if err := h.sched.Enqueue(t.id, t.req, h.disp.placement(t), t); err != nil {
+			pl := h.disp.placement(t)
+			err := h.sched.Check(t.req, pl)
+			if err != nil && (!h.cfg.Clustered || pl.Hard()) {
+				// A lone host: no host that fits can ever come. Hard
+				// affinity to a host that is not there fails at once, as
+				// Ray's TaskUnschedulableError.
 				more, _ := t.lc.Step(lifecycle.Infeasible{Why: err.Error()})
 				acts = append(acts, more...)
+				break
+			}
+			// In a cluster, a host that fits may join: the task waits, as
+			// Ray's infeasible tasks do, and says why.
+			h.sched.Park(t.id, t.req, pl, t)
+			if err != nil {
+				more, _ := t.lc.Step(lifecycle.Infeasible{Why: err.Error(), Wait: true})
+				acts = append(acts, more...)
+				later = append(later, func() { h.disp.warnInfeasible(t, err.Error()) })
 			}
 		case lifecycle.Dequeue:
 			h.dequeueLocked(t, a.From)

@@ -120,7 +120,8 @@ func (t *task) displayName() string {
 }
 
 // submit registers t and starts resolving its arguments. Submitting a task
-// ID twice is a no-op: a retried parent submits its children again.
+// ID twice is a no-op: a guest built before ids.ChildOf submits its
+// children again, under the same IDs, when it is retried.
 func (h *Owner) submit(ctx context.Context, t *task) {
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
@@ -195,8 +196,8 @@ func (h *Owner) awaitArgs(ctx context.Context, t *task) {
 	h.mu.Unlock()
 	run(later)
 	h.disp.start(starts)
-	for _, id := range deps {
-		err := h.objs.OnReady(ctx, id, func(v abi.Value) { h.depReady(t, id, v) })
+	for i, id := range deps {
+		err := h.objs.OnReady(ctx, id, func(v abi.Value) { h.depReady(t, i, id, v) })
 		if err != nil {
 			h.fail(t, h.taskError(t, abi.ErrorBadRequest, fmt.Sprintf("argument %s: %v", id, err)))
 			return
@@ -218,7 +219,8 @@ func (h *Owner) submitFailed(t *task, te *abi.TaskError) {
 	run(later)
 }
 
-func (h *Owner) depReady(t *task, id ids.ObjectID, v abi.Value) {
+func (h *Owner) depReady(t *task, dep int, id ids.ObjectID, v abi.Value) {
+	var failed *abi.TaskError
 	if v.Codec == abi.CodecError {
 		h.objs.MarkFetched(id) // its failure is reported through t's
 		cause, err := h.objs.Value(context.Background(), id)
@@ -226,16 +228,36 @@ func (h *Owner) depReady(t *task, id ids.ObjectID, v abi.Value) {
 		if err == nil {
 			te = abi.DecodeTaskError(cause.Data)
 		}
-		h.fail(t, &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(),
-			Host: h.cfg.ID, Message: "an argument failed", Cause: te})
-		return
+		failed = &abi.TaskError{Kind: abi.ErrorDependency, TaskID: t.id.String(), Function: t.displayName(),
+			Host: h.cfg.ID, Message: fmt.Sprintf("argument %d failed", argPosition(t, id)), Cause: te}
 	}
 	h.mu.Lock()
-	later := h.stepLocked(t, lifecycle.ArgReady{})
+	// The first failed argument by position fails the task, once the ones
+	// before it are ready (lifecycle.ArgReady).
+	later := h.stepLocked(t, lifecycle.ArgReady{Dep: dep, Err: failed})
+	ended := t.lc.State.Terminal()
 	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	run(later)
 	h.disp.start(starts)
+	if a := t.actor; ended && a != nil && t.kind == abi.KindActorCall {
+		// The calls queued behind it may run now.
+		h.mu.Lock()
+		starts = h.acts.dispatchActorLocked(a)
+		h.mu.Unlock()
+		h.disp.start(starts)
+	}
+}
+
+// argPosition is the position (from 1) of the first argument of t that is
+// the ref id.
+func argPosition(t *task, id ids.ObjectID) int {
+	for i, a := range t.args {
+		if a.IsRef && a.Ref.ID == id {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func (h *Owner) enqueue(t *task) {
