@@ -74,7 +74,6 @@ func allEnded(t *testing.T, e *env, parent string) func() (bool, string) {
 // tasks shows it with TYPE DRIVER_TASK, as the parent of the tasks it
 // submitted (their PARENT_TASK_ID).
 func TestItem10DriverTaskIsListed(t *testing.T) {
-	knownFailure(t, 10, "the driver's own task is not in the task list")
 	e := sharedHost(t, "events", nil)
 	ctx := guarded(t)
 	if err := e.c.Run(ctx, e.mod, nil); err != nil {

@@ -19,7 +19,6 @@ func optionsHost(t *testing.T) *env { return sharedHost(t, "options", nil) }
 // "cannot be negative", and "The precision of the fractional quantity of
 // resource … cannot go beyond 0.0001".
 func TestItem07OptionsAreValidated(t *testing.T) {
-	knownFailure(t, 7, "MaxRetries(-5) silently becomes -1; NumCPUs(1e-7) and NumGPUs(1e-7) are accepted (a GPU task ran on a 0-GPU host)")
 	e := optionsHost(t)
 	ctx := guarded(t)
 	t.Run("guest SDK", func(t *testing.T) {
@@ -83,7 +82,6 @@ func TestItem07OptionsAreValidated(t *testing.T) {
 // "Make sure it is possible to call wait with an empty list." —
 // ray.wait([]) returns ([], []).
 func TestItem08WaitOnEmptyList(t *testing.T) {
-	knownFailure(t, 8, "Wait on an empty list returns an error")
 	e := optionsHost(t)
 	ctx := guarded(t)
 	t.Run("guest SDK", func(t *testing.T) {
@@ -110,7 +108,6 @@ func TestItem08WaitOnEmptyList(t *testing.T) {
 // first argument that holds an error), so with several failed arguments
 // the first one's failure is reported, every time.
 func TestItem09FirstFailedArgumentIsReported(t *testing.T) {
-	knownFailure(t, 9, "with several failed arguments, the failure reported is the one seen first, not the first argument's")
 	e := optionsHost(t)
 	ctx := guarded(t)
 	const runs = 20

@@ -21,7 +21,6 @@ func retriesHost(t *testing.T) *env { return sharedHost(t, "retries", nil) }
 // catches ray.exceptions.WorkerCrashedError (ErrWorkerDied) once retries
 // are spent.
 func TestItem01TaskExitIsAWorkerCrash(t *testing.T) {
-	knownFailure(t, 1, "a task that calls os.Exit fails with a trap and is not retried")
 	e := retriesHost(t)
 	for _, code := range []int{0, 3} {
 		t.Run(fmt.Sprintf("exit code %d", code), func(t *testing.T) {
@@ -76,7 +75,7 @@ func attemptsRun(t *testing.T, e *env, ref client.ObjectRef) int {
 // execute with at-most-once semantics (max_task_retries=0)". Its example
 // crashes the actor with os._exit(0) in a method.
 func TestItem01ActorExitIsAnActorDeath(t *testing.T) {
-	knownFailure(t, 1, "an actor method that calls os.Exit fails with a trap; the actor neither dies nor restarts")
+	knownFailure(t, 1, "the call whose method exits fails with ErrWorkerDied, not ErrActorDied (the actor does restart)")
 	e := retriesHost(t)
 	got := e.probe(t, guarded(t), "probe_actor_exit")
 	expectSteps(t, got, [][2]string{
@@ -97,7 +96,6 @@ func TestItem01ActorExitIsAnActorDeath(t *testing.T) {
 // what they return is what this attempt's calls computed — a retry never
 // observes its previous attempt's results.
 func TestItem02RetryNeverReadsStaleChildren(t *testing.T) {
-	knownFailure(t, 2, "on attempt 2 a task's child calls get attempt 1's ObjectIDs and Get returns attempt 1's values")
 	e := retriesHost(t)
 	var got int
 	e.mustCall(t, guarded(t), "retry_parent", &got)
