@@ -15,7 +15,6 @@ import (
 // do not fail for want of them: 1,000 chains f → get(g) → get(h) on one
 // CPU all finish, and the CPUs are all free afterwards.
 func TestItem03NestedChainsOnOneCPU(t *testing.T) {
-	knownFailure(t, 3, "nested chains on 1 CPU fail with \"limit: no worker process can run the task: all 32 (MaxWorkers) run tasks blocked waiting for other tasks\"")
 	for _, c := range []struct {
 		name string
 		fn   string
