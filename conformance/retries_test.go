@@ -75,7 +75,6 @@ func attemptsRun(t *testing.T, e *env, ref client.ObjectRef) int {
 // execute with at-most-once semantics (max_task_retries=0)". Its example
 // crashes the actor with os._exit(0) in a method.
 func TestItem01ActorExitIsAnActorDeath(t *testing.T) {
-	knownFailure(t, 1, "the call whose method exits fails with ErrWorkerDied, not ErrActorDied (the actor does restart)")
 	e := retriesHost(t)
 	got := e.probe(t, guarded(t), "probe_actor_exit")
 	expectSteps(t, got, [][2]string{
@@ -111,7 +110,6 @@ func TestItem02RetryNeverReadsStaleChildren(t *testing.T) {
 // times." and "retry_exceptions == False (default): No retries for user
 // exceptions."
 func TestItem05ActorMethodRetryOptions(t *testing.T) {
-	knownFailure(t, 5, "MaxRetries and RetryExceptions on an actor method are accepted and ignored")
 	e := retriesHost(t)
 	got := e.probe(t, guarded(t), "probe_actor_method_retry")
 	expectSteps(t, got, [][2]string{
