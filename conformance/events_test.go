@@ -25,7 +25,6 @@ func TestItem10ChildrenOfAFailedParentEnd(t *testing.T) {
 // children and grandchildren (which sleep for ten minutes here) are
 // killed, and their events end in a terminal state.
 func TestItem10ChildrenOfACrashedParentEnd(t *testing.T) {
-	knownFailure(t, 10, "when a parent's worker dies, its children and grandchildren stay running in the task list")
 	e := ownHost(t, nil) // its tasks may be left running: a host of its own
 	parent := failParent(t, e, "exit", 600_000)
 	eventually(t, "the crashed parent's descendants all ended", allEnded(t, e, parent))

@@ -386,6 +386,29 @@ func (t *Task) end(s State, err *abi.TaskError) []Action {
 
 // done ends a running attempt.
 func (t *Task) done(err *abi.TaskError) []Action {
+	acts := t.outcome(err)
+	if err != nil && !t.Cancelled && crashed(err.Kind) {
+		// The attempt's guest is gone with what it was waiting for: the
+		// children it submitted are killed, as Ray kills the tasks of an
+		// owner that died (a retry submits its own).
+		acts = append(acts, CancelChildren{Force: true})
+	}
+	return acts
+}
+
+// crashed reports whether a failure of this kind ended the attempt's guest
+// (its worker died or was killed, or its instance was dropped), not one
+// the guest returned.
+func crashed(k abi.ErrorKind) bool {
+	switch k {
+	case abi.ErrorWorkerDied, abi.ErrorTimeout, abi.ErrorTrap, abi.ErrorOutOfMemory:
+		return true
+	}
+	return false
+}
+
+// outcome is what Done does: finish, fail, or retry.
+func (t *Task) outcome(err *abi.TaskError) []Action {
 	if t.TimedOut && !t.Cancelled {
 		err = failure(abi.ErrorTimeout, fmt.Sprintf("the task ran past its timeout of %v; its worker was stopped", t.TimeoutLimit))
 	}
