@@ -201,14 +201,38 @@ type Member struct {
 
 // Members lists the cluster's hosts as the host c talks to sees them.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	s, err := c.ClusterStatus(ctx)
+	return s.Members, err
+}
+
+// Demand is a number of waiting tasks that need the same resources.
+type Demand struct {
+	Resources map[string]float64
+	Tasks     int
+}
+
+// ClusterStatus is the cluster as one host sees it.
+type ClusterStatus struct {
+	Members []Member
+	// Infeasible is the demand no member can run now: tasks the host owns
+	// that wait for a host that fits to join, by resource shape.
+	Infeasible []Demand
+}
+
+// ClusterStatus asks the host c talks to for its members and the tasks it
+// owns that no member can run now.
+func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 	res, err := c.svc.ClusterStatus(ctx, connect.NewRequest(&rayhostv1.ClusterStatusRequest{}))
 	if err != nil {
-		return nil, fromConnect(err)
+		return ClusterStatus{}, fromConnect(err)
 	}
-	var out []Member
+	var out ClusterStatus
 	for _, m := range res.Msg.GetMembers() {
-		out = append(out, Member{HostID: m.GetHostId(), Address: m.GetAddress(), GossipAddress: m.GetGossipAddress(),
+		out.Members = append(out.Members, Member{HostID: m.GetHostId(), Address: m.GetAddress(), GossipAddress: m.GetGossipAddress(),
 			State: m.GetState(), Total: resourceMap(m.GetTotal()), Available: resourceMap(m.GetAvailable()), Self: m.GetSelf()})
+	}
+	for _, d := range res.Msg.GetInfeasible() {
+		out.Infeasible = append(out.Infeasible, Demand{Resources: resourceMap(d.GetResources()), Tasks: int(d.GetTasks())})
 	}
 	return out, nil
 }

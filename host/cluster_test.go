@@ -281,6 +281,9 @@ func TestCluster(t *testing.T) {
 		if ready, _, err := cs[0].Wait(ctx, []client.ObjectRef{ref}, 1, 0); err != nil || len(ready) != 0 {
 			t.Errorf("Wait on an infeasible task = %v, %v; want not ready", ready, err)
 		}
+		if st, err := cs[0].ClusterStatus(ctx); err != nil || len(st.Infeasible) != 1 || st.Infeasible[0].Tasks != 1 || st.Infeasible[0].Resources["tpu"] != 1 {
+			t.Errorf("infeasible demand = %+v, %v; want 1 task needing a tpu", st.Infeasible, err)
+		}
 		if err := cs[0].Cancel(ctx, ref, false, false); err != nil {
 			t.Fatal(err)
 		}

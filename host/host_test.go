@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -355,5 +356,13 @@ func TestRunStreamsGuestOutput(t *testing.T) {
 		if !bytes.Contains(out.Bytes(), []byte(want)) {
 			t.Errorf("output %q lacks %q", out.String(), want)
 		}
+	}
+	// The driver's own task is listed, as Ray lists a DRIVER_TASK.
+	evs, _, err := c.ListTasks(ctx, "finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(ev client.TaskEvent) bool { return ev.Function == "main" }) {
+		t.Errorf("the driver's task is not listed: %+v", evs)
 	}
 }

@@ -327,14 +327,17 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status [flags]",
 		Short: "list the cluster's hosts: address, state, total and free resources",
 		Long: `Status asks one host for the cluster as it sees it: every member with its API and gossip
-addresses, its state (alive, suspect, failed, left) and its total and free resources.`,
+addresses, its state (alive, suspect, failed, left) and its total and free resources, then the
+infeasible demand: tasks that host owns that no member can run now, which wait for a host that
+fits to join (--json lists the members only).`,
 		Example: `  rayhost status --address 10.0.0.1:6380
   rayhost status --json`,
 	}, func(ctx context.Context, cmd *cobra.Command, a []string, c *client.Client, asJSON bool) error {
-		members, err := c.Members(ctx)
+		st, err := c.ClusterStatus(ctx)
 		if err != nil {
 			return err
 		}
+		members := st.Members
 		if asJSON {
 			if members == nil {
 				members = []client.Member{}
@@ -353,7 +356,17 @@ addresses, its state (alive, suspect, failed, left) and its total and free resou
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", id, m.Address, dash(m.GossipAddress), m.State, formatResources(m.Total), free)
 		}
-		return w.Flush()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if len(st.Infeasible) > 0 {
+			out := cmd.OutOrStdout()
+			fmt.Fprintln(out, "\ninfeasible demand (waiting for a host that fits to join; see rayhost tasks --state pending_resources):")
+			for _, d := range st.Infeasible {
+				fmt.Fprintf(out, "  %d task(s) need %s\n", d.Tasks, formatResources(d.Resources))
+			}
+		}
+		return nil
 	})
 }
 

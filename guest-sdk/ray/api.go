@@ -28,6 +28,12 @@ func submitKind(e *entry, o options, args []any, kind abi.Kind, actor ids.TaskID
 	}
 	req := abi.SubmitRequest{Function: e.name, NumReturns: uint32(e.numReturns), Generator: e.generator, Kind: kind, Actor: actor}
 	o.apply(&req)
+	if kind == abi.KindActorCall && !o.hasRetries {
+		// A method call's application errors are retried only as its
+		// options say (Ray's max_task_retries defaults to 0); the actor's
+		// death is MaxTaskRetries' business.
+		req.MaxRetries = 0
+	}
 	if !validResources(req.Resources) {
 		return ids.TaskID{}, "", fmt.Errorf("%w: %s: %s", ErrBadArgument, e.name, errResources)
 	}

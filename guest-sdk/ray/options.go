@@ -152,7 +152,10 @@ const maxRetriesLimit = 1 << 30
 
 // MaxRetries sets how often a call is retried after a system failure (its
 // worker process died): -1 without limit, 0 never. The default is 3, as in
-// Ray. Application errors are retried only with RetryExceptions.
+// Ray. Application errors are retried only with RetryExceptions. On an
+// actor method call it bounds the retries of application errors
+// RetryExceptions names (default 0, as Ray's max_task_retries); a call cut
+// short by the actor's death is retried within the actor's MaxTaskRetries.
 func MaxRetries(n int) Option {
 	return func(o *options) { o.maxRetries, o.hasRetries = o.count("MaxRetries", n), true }
 }

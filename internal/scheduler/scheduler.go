@@ -167,9 +167,19 @@ type Placement struct {
 	// Locality is how many bytes of the task's arguments each node holds;
 	// the default policy prefers the node with the most.
 	Locality map[string]int64
+	// Depth is how deep in its task tree the task is (0: submitted by a
+	// client). Among the tasks that fit, the deepest goes first, then the
+	// earliest submitted: a task blocked waiting for its children gives
+	// its CPU to them rather than to another root, so a thousand nested
+	// chains on one CPU need as many worker processes as one chain is deep.
+	Depth int
 }
 
 func (p Placement) key() string {
+	return fmt.Sprintf("%s|d%d", p.where(), p.Depth)
+}
+
+func (p Placement) where() string {
 	switch {
 	case p.NodeID != "" && !p.Soft:
 		return "|node=" + p.NodeID
@@ -477,9 +487,9 @@ func (s *Scheduler[K, V]) place(req Resources, pl Placement) *node {
 	return best
 }
 
-// Next returns the earliest-submitted queued task that fits somewhere, with
-// the node it goes to, and reserves its resources there; ok is false when
-// none fits.
+// Next returns the deepest, then earliest-submitted, queued task that fits
+// somewhere (Placement.Depth), with the node it goes to, and reserves its
+// resources there; ok is false when none fits.
 func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 	var best *queue[K, V]
 	var bestItem *Item[K, V]
@@ -490,7 +500,7 @@ func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 			delete(s.queues, key) // keep only shapes in use
 			continue
 		}
-		if bestItem != nil && h.seq > bestItem.seq {
+		if bestItem != nil && (h.Place.Depth < bestItem.Place.Depth || h.Place.Depth == bestItem.Place.Depth && h.seq > bestItem.seq) {
 			continue
 		}
 		if n := s.place(h.Req, h.Place); n != nil {

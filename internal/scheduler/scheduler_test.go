@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -148,5 +149,36 @@ func BenchmarkEnqueueNext(b *testing.B) {
 		it, _ := s.Next()
 		s.Release(it.Req)
 		i++
+	}
+}
+
+// Among the tasks that fit, the deepest goes first, then the earliest: a
+// parent blocked in Get gives its CPU to its child, not to the next root.
+func TestDeepestFirst(t *testing.T) {
+	one, _ := Make(1, 0, nil)
+	half, _ := Make(0.5, 0, nil)
+	total, _ := Make(1, 0, nil)
+	s := New[string, int](total)
+	for _, e := range []struct {
+		key   string
+		req   Resources
+		depth int
+	}{{"root1", one, 0}, {"root2", one, 0}, {"child1", one, 1}, {"grandchild1", half, 2}, {"child2", half, 1}} {
+		if err := s.Enqueue(e.key, e.req, Placement{Depth: e.depth}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []string
+	for {
+		it, ok := s.Next()
+		if !ok {
+			break
+		}
+		order = append(order, it.Key)
+		s.Release(it.Req)
+	}
+	want := []string{"grandchild1", "child1", "child2", "root1", "root2"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("order %v, want %v", order, want)
 	}
 }

@@ -2593,8 +2593,12 @@ func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type ClusterStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// Infeasible demand: tasks the answering host owns that no host of the
+	// cluster can run now, by resource shape. They wait for a host that fits
+	// to join (as in Ray).
+	Infeasible    []*Demand `protobuf:"bytes,2,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2636,6 +2640,66 @@ func (x *ClusterStatusResponse) GetMembers() []*Member {
 	return nil
 }
 
+func (x *ClusterStatusResponse) GetInfeasible() []*Demand {
+	if x != nil {
+		return x.Infeasible
+	}
+	return nil
+}
+
+// Demand is a number of waiting tasks that need the same resources.
+type Demand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     *Resources             `protobuf:"bytes,1,opt,name=resources,proto3" json:"resources,omitempty"`
+	Tasks         uint32                 `protobuf:"varint,2,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Demand) Reset() {
+	*x = Demand{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Demand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Demand) ProtoMessage() {}
+
+func (x *Demand) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Demand.ProtoReflect.Descriptor instead.
+func (*Demand) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *Demand) GetResources() *Resources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *Demand) GetTasks() uint32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
 // Member is one host of the cluster.
 type Member struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -2657,7 +2721,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_rayhost_v1_task_proto_msgTypes[40]
+	mi := &file_rayhost_v1_task_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2733,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_task_proto_msgTypes[40]
+	mi := &file_rayhost_v1_task_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2746,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{40}
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Member) GetHostId() string {
@@ -2935,9 +2999,15 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\n" +
 	"worker_pid\x18\n" +
 	" \x01(\x05R\tworkerPid\"\x16\n" +
-	"\x14ClusterStatusRequest\"E\n" +
+	"\x14ClusterStatusRequest\"y\n" +
 	"\x15ClusterStatusResponse\x12,\n" +
-	"\amembers\x18\x01 \x03(\v2\x12.rayhost.v1.MemberR\amembers\"\xee\x01\n" +
+	"\amembers\x18\x01 \x03(\v2\x12.rayhost.v1.MemberR\amembers\x122\n" +
+	"\n" +
+	"infeasible\x18\x02 \x03(\v2\x12.rayhost.v1.DemandR\n" +
+	"infeasible\"S\n" +
+	"\x06Demand\x123\n" +
+	"\tresources\x18\x01 \x01(\v2\x15.rayhost.v1.ResourcesR\tresources\x12\x14\n" +
+	"\x05tasks\x18\x02 \x01(\rR\x05tasks\"\xee\x01\n" +
 	"\x06Member\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
@@ -2974,7 +3044,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -3016,17 +3086,18 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ActorInfo)(nil),              // 37: rayhost.v1.ActorInfo
 	(*ClusterStatusRequest)(nil),   // 38: rayhost.v1.ClusterStatusRequest
 	(*ClusterStatusResponse)(nil),  // 39: rayhost.v1.ClusterStatusResponse
-	(*Member)(nil),                 // 40: rayhost.v1.Member
-	nil,                            // 41: rayhost.v1.Resources.CustomEntry
-	nil,                            // 42: rayhost.v1.TaskOptions.EnvEntry
-	nil,                            // 43: rayhost.v1.RunRequest.EnvEntry
+	(*Demand)(nil),                 // 40: rayhost.v1.Demand
+	(*Member)(nil),                 // 41: rayhost.v1.Member
+	nil,                            // 42: rayhost.v1.Resources.CustomEntry
+	nil,                            // 43: rayhost.v1.TaskOptions.EnvEntry
+	nil,                            // 44: rayhost.v1.RunRequest.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	41, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	42, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	6,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	42, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	43, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
 	5,  // 5: rayhost.v1.TaskOptions.scheduling:type_name -> rayhost.v1.SchedulingStrategy
 	9,  // 6: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 7: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
@@ -3043,7 +3114,7 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
 	6,  // 20: rayhost.v1.RunRequest.mounts:type_name -> rayhost.v1.Mount
-	43, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
+	44, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
 	26, // 22: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
 	27, // 23: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
 	25, // 24: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
@@ -3053,40 +3124,42 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	31, // 28: rayhost.v1.TaskError.cause:type_name -> rayhost.v1.TaskError
 	34, // 29: rayhost.v1.ListTasksResponse.events:type_name -> rayhost.v1.TaskEvent
 	37, // 30: rayhost.v1.ListActorsResponse.actors:type_name -> rayhost.v1.ActorInfo
-	40, // 31: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
-	3,  // 32: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
-	3,  // 33: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
-	7,  // 34: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	10, // 35: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	10, // 36: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	12, // 37: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	14, // 38: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	17, // 39: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	19, // 40: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	21, // 41: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	23, // 42: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	28, // 43: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	32, // 44: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	35, // 45: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	38, // 46: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
-	8,  // 47: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	11, // 48: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	11, // 49: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	13, // 50: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	15, // 51: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	18, // 52: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	20, // 53: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	22, // 54: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	24, // 55: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	29, // 56: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	33, // 57: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	36, // 58: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	39, // 59: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
-	47, // [47:60] is the sub-list for method output_type
-	34, // [34:47] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	41, // 31: rayhost.v1.ClusterStatusResponse.members:type_name -> rayhost.v1.Member
+	40, // 32: rayhost.v1.ClusterStatusResponse.infeasible:type_name -> rayhost.v1.Demand
+	3,  // 33: rayhost.v1.Demand.resources:type_name -> rayhost.v1.Resources
+	3,  // 34: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
+	3,  // 35: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
+	7,  // 36: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 37: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 38: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 39: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 40: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 41: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 42: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 43: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 44: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	28, // 45: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	32, // 46: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	35, // 47: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	38, // 48: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	8,  // 49: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 50: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 51: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 52: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 53: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 54: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 55: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 56: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 57: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	29, // 58: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	33, // 59: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	36, // 60: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	39, // 61: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	49, // [49:62] is the sub-list for method output_type
+	36, // [36:49] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -3116,7 +3189,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -72,8 +72,10 @@ type Host interface {
 	TaskStates() []string
 	// Actors lists the actors this host owns.
 	Actors() []Actor
-	// ClusterStatus lists the members of the host's cluster, itself first.
-	ClusterStatus() []*rayhostv1.Member
+	// ClusterStatus lists the members of the host's cluster, itself first,
+	// and the infeasible demand: the tasks it owns that no member can run
+	// now, by resource shape.
+	ClusterStatus() ([]*rayhostv1.Member, []*rayhostv1.Demand)
 }
 
 // Module is a registered module, as the edge sees it.

@@ -251,8 +251,9 @@ func (f *fakeHost) Actors() []Actor {
 	return []Actor{{ID: "a1", Class: "Counter", Name: "c", State: "alive", Calls: 3, WorkerPID: 42}}
 }
 
-func (f *fakeHost) ClusterStatus() []*rayhostv1.Member {
-	return []*rayhostv1.Member{{HostId: "h", Address: f.addr, State: "alive", Self: true}}
+func (f *fakeHost) ClusterStatus() ([]*rayhostv1.Member, []*rayhostv1.Demand) {
+	return []*rayhostv1.Member{{HostId: "h", Address: f.addr, State: "alive", Self: true}},
+		[]*rayhostv1.Demand{{Resources: &rayhostv1.Resources{Custom: map[string]float64{"tpu": 1}}, Tasks: 2}}
 }
 
 // serve starts the edge of f over HTTP/2 (TLS, which bidirectional

@@ -304,6 +304,9 @@ func TestStatusCalls(t *testing.T) {
 	if err != nil || len(members.Msg.GetMembers()) != 1 || !members.Msg.GetMembers()[0].GetSelf() {
 		t.Errorf("members %v, %v", members, err)
 	}
+	if d := members.Msg.GetInfeasible(); len(d) != 1 || d[0].GetTasks() != 2 || d[0].GetResources().GetCustom()["tpu"] != 1 {
+		t.Errorf("infeasible demand %v", d)
+	}
 }
 
 func TestRegisterModule(t *testing.T) {

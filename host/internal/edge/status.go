@@ -89,5 +89,6 @@ func (e *Edge) ListActors(ctx context.Context, req *connect.Request[rayhostv1.Li
 
 // ClusterStatus lists the members of the host's cluster.
 func (e *Edge) ClusterStatus(ctx context.Context, req *connect.Request[rayhostv1.ClusterStatusRequest]) (*connect.Response[rayhostv1.ClusterStatusResponse], error) {
-	return connect.NewResponse(&rayhostv1.ClusterStatusResponse{Members: e.h.ClusterStatus()}), nil
+	members, infeasible := e.h.ClusterStatus()
+	return connect.NewResponse(&rayhostv1.ClusterStatusResponse{Members: members, Infeasible: infeasible}), nil
 }

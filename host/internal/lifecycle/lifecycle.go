@@ -386,6 +386,29 @@ func (t *Task) end(s State, err *abi.TaskError) []Action {
 
 // done ends a running attempt.
 func (t *Task) done(err *abi.TaskError) []Action {
+	acts := t.outcome(err)
+	if err != nil && !t.Cancelled && crashed(err.Kind) {
+		// The attempt's guest is gone with what it was waiting for: the
+		// children it submitted are killed, as Ray kills the tasks of an
+		// owner that died (a retry submits its own).
+		acts = append(acts, CancelChildren{Force: true})
+	}
+	return acts
+}
+
+// crashed reports whether a failure of this kind ended the attempt's guest
+// (its worker died or was killed, or its instance was dropped), not one
+// the guest returned.
+func crashed(k abi.ErrorKind) bool {
+	switch k {
+	case abi.ErrorWorkerDied, abi.ErrorTimeout, abi.ErrorTrap, abi.ErrorOutOfMemory:
+		return true
+	}
+	return false
+}
+
+// outcome is what Done does: finish, fail, or retry.
+func (t *Task) outcome(err *abi.TaskError) []Action {
 	if t.TimedOut && !t.Cancelled {
 		err = failure(abi.ErrorTimeout, fmt.Sprintf("the task ran past its timeout of %v; its worker was stopped", t.TimeoutLimit))
 	}
@@ -404,6 +427,15 @@ func (t *Task) done(err *abi.TaskError) []Action {
 	if !t.retryable(err) {
 		return t.end(Failed, err)
 	}
+	if t.Policy.ActorCall {
+		// An application error the call's options retry (Ray's
+		// retry_exceptions with max_task_retries): it runs again on the
+		// same actor, before the calls queued behind it.
+		retried := t.rec(Retried, err.Message) // the attempt that failed
+		t.Attempt++
+		t.State = Scheduled
+		return []Action{StopTimer{}, retried, Retry{Err: err}, QueueOnActor{Front: true}}
+	}
 	acts := []Action{StopTimer{}}
 	acts = append(acts, t.leave()...)
 	acts = append(acts, t.rec(Retried, err.Message), Retry{Err: err})
@@ -416,12 +448,14 @@ func (t *Task) done(err *abi.TaskError) []Action {
 // retryable reports whether a failed attempt runs again.
 func (t *Task) retryable(err *abi.TaskError) bool {
 	p := t.Policy
-	if t.Cancelled || !p.Retriable || (p.MaxRetries >= 0 && int64(t.Attempt) >= int64(p.MaxRetries)) {
+	if t.Cancelled || !(p.Retriable || p.ActorCall) || (p.MaxRetries >= 0 && int64(t.Attempt) >= int64(p.MaxRetries)) {
 		return false
 	}
 	switch err.Kind {
 	case abi.ErrorWorkerDied:
-		return true // a system failure
+		// A system failure; an actor call's is its actor's death, which
+		// ActorRetry handles (within the actor's max_task_retries).
+		return !p.ActorCall
 	case abi.ErrorApplication, abi.ErrorPanic, abi.ErrorTrap, abi.ErrorTimeout, abi.ErrorOutOfMemory:
 		switch p.Retry {
 		case abi.RetryAll:

@@ -138,7 +138,8 @@ func (a api) RunDriver(ctx context.Context, m edge.Module, grants abi.Grants, j 
 	}
 	// The driver holds no CPU while it runs, like a Ray driver: its tasks get
 	// every slot.
-	t := &task{id: ids.NewTaskID(), job: &job{j}, mod: mod, kind: abi.KindMain, numReturns: 1}
+	// Its events are recorded, as Ray lists a driver's task (DRIVER_TASK).
+	t := &task{id: ids.NewTaskID(), job: &job{j}, mod: mod, kind: abi.KindMain, numReturns: 1, events: true}
 	var err error
 	if t.grants, err = a.h.adm.checkGrants(grants); err != nil {
 		return nil, err
@@ -178,7 +179,9 @@ func (a api) Actors() []edge.Actor {
 	return out
 }
 
-func (a api) ClusterStatus() []*rayhostv1.Member { return a.h.rem.clusterStatus() }
+func (a api) ClusterStatus() ([]*rayhostv1.Member, []*rayhostv1.Demand) {
+	return a.h.rem.clusterStatus(), a.h.rem.infeasibleDemand()
+}
 
 // callFromRequest checks a client's call against its function and builds
 // the task. It reads no host state but the configuration, so it can be

@@ -138,6 +138,28 @@ func (pr *remoteRole) unreachable(name string) {
 }
 
 // clusterStatus lists the cluster's hosts as this one sees them.
+// infeasibleDemand counts the queued tasks no member can run now, by
+// resource shape, oldest shape first.
+func (pr *remoteRole) infeasibleDemand() []*rayhostv1.Demand {
+	h := pr.o
+	h.mu.Lock()
+	items := h.sched.Infeasible()
+	h.mu.Unlock()
+	var out []*rayhostv1.Demand
+	byShape := map[string]*rayhostv1.Demand{}
+	for _, it := range items {
+		k := it.Req.String()
+		d := byShape[k]
+		if d == nil {
+			d = &rayhostv1.Demand{Resources: resourcesProto(it.Req)}
+			byShape[k] = d
+			out = append(out, d)
+		}
+		d.Tasks++
+	}
+	return out
+}
+
 func (pr *remoteRole) clusterStatus() []*rayhostv1.Member {
 	h := pr.o
 	h.mu.Lock()

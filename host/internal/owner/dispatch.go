@@ -186,9 +186,10 @@ func (dp *dispatcher) timeoutOf(t *task) time.Duration {
 func (dp *dispatcher) placement(t *task) scheduler.Placement {
 	h := dp.o
 	if (t.kind != abi.KindCall && t.kind != abi.KindActorCreate) || t.foreign != nil || h.cluster == nil {
-		return scheduler.Placement{NodeID: h.cfg.ID}
+		return scheduler.Placement{NodeID: h.cfg.ID, Depth: t.depth}
 	}
 	pl := t.strategy
+	pl.Depth = t.depth
 	for _, a := range t.args {
 		if !a.IsRef {
 			continue

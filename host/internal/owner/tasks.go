@@ -408,23 +408,21 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 			}
 			doomed = h.acts.actorDeadLocked(a, msg)
 		}
-		if t.kind == abi.KindActorCall {
-			actorStarts = h.acts.dispatchActorLocked(a)
-		}
 	}
 	defer func() {
 		h.acts.failActorCalls(t.actor, doomed)
 		h.disp.start(actorStarts)
 	}()
-	if t.lc.State.Terminal() {
-		starts := h.disp.dispatchLocked()
-		h.mu.Unlock()
-		h.disp.start(starts)
-		return
+	var later []func()
+	if !t.lc.State.Terminal() {
+		// A timeout, a violation or a cancel decide the outcome before te;
+		// a retry queues the task again (an actor call at the head of its
+		// actor's queue, so it runs before the calls behind it).
+		later = h.stepLocked(t, lifecycle.Done{Err: te}, vals...)
 	}
-	// A timeout, a violation or a cancel decide the outcome before te;
-	// a retry queues the task again.
-	later := h.stepLocked(t, lifecycle.Done{Err: te}, vals...)
+	if a := t.actor; a != nil && t.kind == abi.KindActorCall {
+		actorStarts = h.acts.dispatchActorLocked(a)
+	}
 	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
 	h.disp.start(starts)

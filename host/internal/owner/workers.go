@@ -255,6 +255,13 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			h.mu.Lock()
 			t.actor.broken = true
 			h.mu.Unlock()
+			if d.Kind == abi.ErrorWorkerDied {
+				// The guest exited: the actor died running the call, whose
+				// fate its death decides (retried within the actor's
+				// MaxTaskRetries on the restarted actor, else ErrActorDied).
+				w.kill()
+				return nil
+			}
 			defer w.kill()
 		}
 		h.disp.finishWorker(w, t, te, vals)
