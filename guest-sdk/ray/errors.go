@@ -73,7 +73,7 @@ func (e *codedError) ErrorCode() string { return e.code }
 //	TaskID   string // hex
 //	Function string // the registered name; "main" for the driver
 //	Host     string // the ID of the host that ran it ("local" in RunLocal)
-//	Attempt  int    // 0 for the first run
+//	Attempt  int    // 1 for the first run, as task events show it
 //	Message  string
 //	Code     string // the code given with WithCode
 //	Stack    string // for a panic

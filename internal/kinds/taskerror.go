@@ -15,7 +15,7 @@ type TaskError struct {
 	TaskID   string // hex
 	Function string // the registered name; "main" for the driver
 	Host     string // the ID of the host that ran it ("local" in RunLocal)
-	Attempt  int    // 0 for the first run
+	Attempt  int    // 1 for the first run, as events and rayhost tasks show it (0: not known)
 	Message  string
 	Code     string // the code given with ray.WithCode
 	Stack    string // for a panic
