@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
 	"github.com/rayhost/rayhost/host"
+	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/testutil"
 )
 
@@ -314,6 +316,37 @@ func TestAttackForgedTaskIDs(t *testing.T) {
 	var sum int
 	if err := c.Get(ctx, victim[0], &sum); err != nil || sum != 20 {
 		t.Fatalf("victim(5) = %d, %v; want 20", sum, err)
+	}
+	attackerServes(t, c, mod)
+}
+
+// TestAttackBadOptions: a guest that bypasses the SDK submits a child with a
+// retry count below -1 or 1e-7 GPUs (which would round to none, and ran
+// on a host without a GPU): the worker refuses the submit, or the host
+// fails the child with bad_request, and the host keeps serving.
+func TestAttackBadOptions(t *testing.T) {
+	c, mod, _ := attackHost(t)
+	ctx := ctxFor(t, 2*time.Minute)
+	for _, which := range []string{"retries", "gpus"} {
+		refs, err := c.SubmitCall(ctx, client.Call{Module: mod, Function: "bad_options", Args: []any{which}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var childID string
+		if err := c.Get(ctx, refs[0], &childID); err != nil {
+			t.Fatalf("%s: %v", which, err)
+		}
+		if childID == fmt.Sprintf("refused:%d", abi.ErrCodeBadRequest) {
+			t.Logf("%s: the worker refused the submit (bad_request)", which)
+			continue
+		}
+		var v int
+		err = c.Get(ctx, client.ObjectRef{ID: childID, Owner: refs[0].Owner}, &v)
+		var te *ray.TaskError
+		if !errors.As(err, &te) || te.Kind != "bad_request" {
+			t.Fatalf("%s: the child got %d, %v (kind %q); want bad_request", which, v, err, kindOf(te))
+		}
+		t.Logf("%s: %s", which, firstLine(err.Error()))
 	}
 	attackerServes(t, c, mod)
 }

@@ -383,6 +383,30 @@ var _ = ray.Func2("forge", func(ctx context.Context, victim string, n int) (stri
 	return "forged", nil
 })
 
+// badOptions submits a child under a valid ID of its own, with options the
+// SDK refuses before they leave the guest: a retry count below -1
+// ("retries") or 1e-7 GPUs, finer than the host's unit ("gpus"). It
+// returns the child's result ID, for the test to Get.
+var _ = ray.Func1("bad_options", func(ctx context.Context, which string) (string, error) {
+	me, err := ids.ParseTaskID(ray.TaskID(ctx))
+	if err != nil {
+		return "", err
+	}
+	child := me.ChildOf(uint32(ray.Attempt(ctx)), 0)
+	req := abi.SubmitRequest{Task: child, Function: "million", NumReturns: 1, Resources: abi.Resources{CPUs: -1}, MaxRetries: 3}
+	switch which {
+	case "retries":
+		req.MaxRetries = -5
+	case "gpus":
+		req.Resources.GPUs = 1e-7
+	}
+	b := req.Encode(nil)
+	if c := rawCall(uint32(abi.OpSubmit), unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b))); c < 0 {
+		return fmt.Sprintf("refused:%d", c), nil // the worker's checks caught it
+	}
+	return child.Return(0).String(), nil
+})
+
 // cancelOther force-cancels the task victim (not its own) by its first
 // return's ID.
 var _ = ray.Func1("cancel_other", func(ctx context.Context, victim string) (string, error) {
