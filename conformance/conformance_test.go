@@ -11,7 +11,6 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"github.com/rayhost/rayhost/host"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/testutil"
+	"github.com/rayhost/rayhost/internal/testutil/build"
 )
 
 const guestPkg = "./conformance/guest"
@@ -78,7 +78,7 @@ type shared struct {
 	once sync.Once
 	env  *env
 	dir  string
-	logs *logBuffer
+	logs *build.LogBuffer
 	err  error
 }
 
@@ -95,7 +95,7 @@ func sharedHost(t *testing.T, name string, mutate func(*host.Config)) *env {
 	sharedMu.Lock()
 	s := sharedBy[name]
 	if s == nil {
-		s = &shared{logs: &logBuffer{}}
+		s = &shared{logs: &build.LogBuffer{}}
 		sharedBy[name] = s
 	}
 	sharedMu.Unlock()
@@ -156,24 +156,6 @@ func closeShared() {
 			_ = os.RemoveAll(s.dir)
 		}
 	}
-}
-
-// logBuffer keeps a host's log for a failing test to show.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // guarded is the test's context, bounded by the hang guard (and a minute

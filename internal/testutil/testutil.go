@@ -8,7 +8,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rayhost/rayhost/client"
@@ -53,7 +52,7 @@ func HostConfig(t testing.TB) host.Config {
 	cfg.NumCPUs = 2
 	cfg.Workers = 2
 	cfg.ID = "test-" + strings.ReplaceAll(t.Name(), "/", "-")
-	cfg.Logger = slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = slog.New(slog.NewTextHandler(build.TestLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return cfg
 }
 
@@ -87,34 +86,4 @@ func Register(t testing.TB, c *client.Client, pkg string) string {
 		t.Fatalf("registering %s: %v", pkg, err)
 	}
 	return mod.Digest
-}
-
-// testWriter sends log output to t.Log, so it shows only for failing
-// tests. It goes quiet once the test has ended (t.Log would panic then),
-// for a goroutine of the host that logs late on a slow machine.
-type testWriter struct {
-	t       testing.TB
-	mu      sync.Mutex
-	stopped bool
-}
-
-// newTestWriter returns a testWriter for t. Its cleanup is registered
-// before the caller's (such as a host's Close), so it runs after them.
-func newTestWriter(t testing.TB) *testWriter {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.stopped = true
-		w.mu.Unlock()
-	})
-	return w
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.stopped {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -4,7 +4,6 @@ package launch_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,11 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/rayhost/rayhost/host/internal/launch"
+	"github.com/rayhost/rayhost/internal/testutil/build"
 )
 
 // The tests start this test binary as the "worker" (a real process, not a
@@ -101,24 +100,6 @@ func readReport(t *testing.T, p launch.Process) report {
 	return r
 }
 
-// logBuffer is a slog handler's output, safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestProcessLauncher: a worker process gets the socket as fd 3 and no
 // other socket of the host (not the host's end of the socket pair, not a
 // listener the host has open); an empty environment (the host's token is
@@ -131,7 +112,7 @@ func TestProcessLauncher(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var logs logBuffer
+	var logs build.LogBuffer
 	l := helperLauncher(t, slog.New(slog.NewTextHandler(&logs, nil)), "say-hello")
 	cache := t.TempDir()
 	p, err := l.Launch(ctxFor(t), launch.WorkerOptions{CacheDir: cache})

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,7 +60,7 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 	cfg.Launcher = launch.InProcessLauncher{}
 	clk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg.Clock = clk
-	cfg.Logger = slog.New(slog.NewTextHandler(newTestLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = slog.New(slog.NewTextHandler(build.TestLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -229,33 +228,4 @@ func (f *fixture) killWorker(t testing.TB, id ids.TaskID) {
 		t.Fatalf("task %s runs on no worker", id)
 	}
 	w.kill()
-}
-
-// testLog sends log output to t.Log, so it shows only for failing tests,
-// and goes quiet once the test has ended (t.Log would panic then).
-type testLog struct {
-	t       testing.TB
-	mu      sync.Mutex
-	stopped bool
-}
-
-// newTestLog returns a testLog for t; its cleanup is registered before the
-// caller's (the owner's Close), so it runs after them.
-func newTestLog(t testing.TB) *testLog {
-	w := &testLog{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.stopped = true
-		w.mu.Unlock()
-	})
-	return w
-}
-
-func (w *testLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.stopped {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }
