@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -131,7 +132,14 @@ func TestConfinementHammer(t *testing.T) {
 // Killing an in-process worker ends it for the caller at once, as a
 // process kill would: Wait returns ErrKilled.
 func TestInProcessKill(t *testing.T) {
-	p, err := launch.InProcessLauncher{}.Launch(context.Background(), launch.WorkerOptions{CacheDir: t.TempDir()})
+	// The worker's goroutine outlives Kill and may still write its cache:
+	// not a t.TempDir, whose cleanup would race it.
+	cache, err := os.MkdirTemp("", "rayhost-inprocess-kill-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(cache) })
+	p, err := launch.InProcessLauncher{}.Launch(context.Background(), launch.WorkerOptions{CacheDir: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
