@@ -430,6 +430,11 @@ func (wp *workerRole) workerDied(w *workerProc, exitErr error) {
 
 func (dp *dispatcher) memoryLimitOf(t *task) int64 {
 	h := dp.o
+	if a := t.actor; a != nil && a.create != nil && a.create.limits.MemoryPages > 0 {
+		// A method runs in its actor's instance, made with the creation's
+		// limit (exec sends the same).
+		return int64(a.create.limits.MemoryPages) << 16
+	}
 	if t.limits.MemoryPages > 0 {
 		return int64(t.limits.MemoryPages) << 16
 	}
