@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
+	"github.com/rayhost/rayhost/internal/httpc"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
@@ -177,29 +177,10 @@ func New(cfg Config) (*Cluster, error) {
 		c.scheme = "https://"
 	}
 	if c.httpc == nil {
-		c.httpc = newHTTPClient(cfg.TLS)
+		c.httpc = httpc.New(cfg.TLS)
 	}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	return c, nil
-}
-
-// newHTTPClient speaks HTTP/2: over TLS with cfg, else without TLS (h2c),
-// which streaming calls need.
-func newHTTPClient(cfg *tls.Config) *http.Client {
-	protocols := new(http.Protocols)
-	if cfg != nil {
-		protocols.SetHTTP2(true)
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
-	}
-	return &http.Client{Transport: &http.Transport{
-		Protocols:       protocols,
-		DialContext:     (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSClientConfig: cfg,
-		// A connection to a host that vanished (a partition) is noticed by
-		// pings instead of hanging calls until TCP gives up.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
-	}}
 }
 
 // Start follows membership until ctx ends or Close: it applies the
