@@ -40,6 +40,7 @@ var (
 	ErrTaskTimeout     = kinds.ErrTaskTimeout
 	ErrObjectLost      = kinds.ErrObjectLost
 	ErrOwnerDied       = kinds.ErrOwnerDied
+	ErrObjectFreed     = kinds.ErrObjectFreed
 	ErrPermission      = kinds.ErrPermission
 	ErrUnavailable     = kinds.ErrUnavailable
 	ErrUnauthenticated = kinds.ErrUnauthenticated

@@ -49,6 +49,10 @@ var (
 	// ErrOwnerDied: the host that owns the object (the one its task or Put
 	// was submitted to) is gone. Ray's OwnerDiedError.
 	ErrOwnerDied = kinds.ErrOwnerDied
+	// ErrObjectFreed: the object was freed because no reference to it was
+	// left (its refs were all released); the ref read after that was stale
+	// or forged. Ray's ObjectFreedError.
+	ErrObjectFreed = kinds.ErrObjectFreed
 )
 
 // WithCode attaches an application error code to err. The caller's

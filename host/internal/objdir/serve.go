@@ -92,7 +92,7 @@ func (d *Dir) Serve(ctx context.Context, id ids.ObjectID, send func(hdr *Header,
 // one empty chunk). An object not in the store is ErrNotFound. Errors from
 // send are returned as they are.
 func (d *Dir) Stream(ctx context.Context, id ids.ObjectID, send func(hdr *Header, chunk []byte) error) error {
-	meta, rc, err := d.st.Open(ctx, id)
+	meta, rc, err := d.open(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			err = fmt.Errorf("%w: %s", ErrNotFound, id)
