@@ -144,6 +144,7 @@ type Owner struct {
 	rem  *remoteRole
 	adm  *admission
 	lin  *lineageRole
+	refs *refsRole
 
 	// Set by AttachCluster when the host is in a cluster.
 	cluster *cluster.Cluster

@@ -193,9 +193,11 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			// Only the task's own put IDs, as guestPut requires: never one of
 			// its returns, which would seal its result early.
 			if err == nil && id.Task() == t.id && id.IsPut() {
+				h.refs.created(h.currentHolder(t), id)
 				if err := h.objs.Seal(context.Background(), id, v); err != nil {
 					h.log.Warn("refused a held put", "task_id", t.id, "err", err)
 				}
+				h.refs.sealed(id, v)
 			}
 		case opYieldHeld:
 			h.gops.guestYield(w, t, c, abi.Value{Codec: codecHeld, Data: append([]byte(nil), c.Payload...)}, nil)

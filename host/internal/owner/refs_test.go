@@ -1,0 +1,97 @@
+package owner
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/host/internal/refcount"
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/testutil/build"
+	"github.com/rayhost/rayhost/store"
+)
+
+// waitUntil polls cond until it holds (the frees run behind the results
+// they follow), failing the test at the hang guard.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(build.HangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited in vain for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestRefsFreeWhatAnAttemptHeld: the results of the children a task
+// submitted, held by its attempt, are freed — from memory and the store —
+// once it ends; reading one then says it was freed. The task's own result,
+// handed to the client, stays.
+func TestRefsFreeWhatAnAttemptHeld(t *testing.T) {
+	var st *store.Memory
+	f := newFixture(t, func(c *Config) { st = store.NewMemory(); c.Store = st })
+	const n = 20
+	parent, refs := f.submit(t, "nested_sum", nil, n)
+	var sum int
+	f.result(t, refs[0], &sum)
+	if sum != n*(n-1) {
+		t.Fatalf("nested_sum(%d) = %d", n, sum)
+	}
+	child := parent.ChildOf(0, 3).Return(0)
+	waitUntil(t, "the children's results to be freed", func() bool { return !f.o.objs.Known(hangCtx(t), child) })
+	if te := f.failure(t, child); te.Kind != abi.ErrorObjectFreed {
+		t.Fatalf("a freed child's result reads as %s: %s", te.Kind, te.Message)
+	}
+	if s := f.o.refs.stats(); s.Objects != 1 || s.Freed < n {
+		t.Fatalf("counter after the task: %+v, want only its own result, %d freed", s, n)
+	}
+	waitUntil(t, "the store to hold only the task's result", func() bool { return st.Len() == 1 })
+	var again int
+	f.result(t, refs[0], &again) // the client's ref still reads
+}
+
+// TestRefsKeepWhatAResultContains: a task that returns the ref of an
+// object it put keeps that object alive after the task ended (its result
+// contains it); freeing is by reachability, not by who made it.
+func TestRefsKeepWhatAResultContains(t *testing.T) {
+	f := newFixture(t, nil)
+	task, refs := f.submit(t, "put_bytes", nil, 16)
+	var r struct {
+		ObjectID string `json:"object_id"`
+	}
+	f.result(t, refs[0], &r)
+	put, err := ids.ParseObjectID(r.ObjectID)
+	if err != nil || put != task.Put(0) {
+		t.Fatalf("put_bytes returned %q (%v), want its put %s", r.ObjectID, err, task.Put(0))
+	}
+	attempt := refcount.Holder("task:" + task.String() + "/0")
+	waitUntil(t, "the attempt's refs to be released", func() bool {
+		f.o.refs.mu.Lock()
+		defer f.o.refs.mu.Unlock()
+		return f.o.refs.c.Holds(attempt, put) == 0
+	})
+	if v := f.value(t, put); v.Codec != abi.CodecRaw || len(v.Data) != 16 {
+		t.Fatalf("the contained put reads %v %q", v.Codec, v.Data)
+	}
+	if s := f.o.refs.stats(); s.Objects != 2 {
+		t.Fatalf("counter: %+v, want the result and the put it contains", s)
+	}
+}
+
+// TestRefsArgumentsLiveWhileTheirTaskRuns: an object passed by reference
+// stays while the task that takes it waits and runs, though its maker's
+// attempt has ended.
+func TestRefsArgumentsLiveWhileTheirTaskRuns(t *testing.T) {
+	f := newFixture(t, nil)
+	_, in := f.submit(t, "add", nil, 20, 22)
+	_, out := f.submit(t, "add", nil, ref{in[0]}, 0)
+	var got int
+	f.result(t, out[0], &got)
+	if got != 42 {
+		t.Fatalf("add(ref, 0) = %d", got)
+	}
+	if !f.o.objs.Known(hangCtx(t), in[0]) {
+		t.Fatal("the argument, still held by the client, was freed")
+	}
+}
