@@ -349,6 +349,9 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		h.gops.replyErr(w, t, c, err)
 		return
 	}
+	if t.foreign == nil {
+		h.refs.delivered(h.currentHolder(t), vals)
+	}
 	rep := abi.GetReply{Values: vals}
 	w.reply(c.Seq, 0, rep.Encode(nil))
 }

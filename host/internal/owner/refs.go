@@ -72,6 +72,30 @@ func (r *refsRole) submitted(t *task) {
 	r.mu.Unlock()
 }
 
+// delivered records that holder got the refs inside vals (the arguments
+// or Get results a guest reads): it holds each occurrence until it
+// releases it or ends. Refs of objects other hosts own start a borrow
+// here; an own object no longer counted is skipped.
+func (r *refsRole) delivered(holder refcount.Holder, vals []abi.Value) {
+	var nested []abi.Ref
+	for _, v := range vals {
+		nested = append(nested, abi.NestedRefs(v)...)
+	}
+	if len(nested) == 0 {
+		return
+	}
+	self := r.o.addr
+	r.mu.Lock()
+	for _, x := range nested {
+		owner := x.Owner
+		if owner == self {
+			owner = ""
+		}
+		r.c.Add(holder, x.ID, owner, 1)
+	}
+	r.mu.Unlock()
+}
+
 // created counts an object h made (a Put).
 func (r *refsRole) created(h refcount.Holder, id ids.ObjectID) {
 	r.mu.Lock()
