@@ -129,6 +129,24 @@ type Config struct {
 	// calls may mount into guests with ray.MountDir. Empty: none.
 	AllowedDirs []string
 
+	// Client sessions (docs/ARCHITECTURE.md, "Object lifetime"): the refs
+	// an API call makes are held by the caller's session until it releases
+	// them or the session ends. Zero takes the default in parentheses;
+	// negative is invalid.
+	//
+	// SessionTTL: a session with no call in flight that is not seen (no
+	// call, no KeepAlive) for this long ends, and its refs are released
+	// (5 min). The Go client keeps its session alive while it is open.
+	SessionTTL time.Duration
+	// AnonymousRefTTL: a ref made by a call without a session (curl) is
+	// released this long after it was made (10 min).
+	AnonymousRefTTL time.Duration
+	// MaxSessions bounds the sessions of the host (10,000);
+	// MaxSessionsPerClient those of one client (an IP address: clients
+	// share the token) (a tenth of MaxSessions, at least 1). A call that
+	// would make one more fails with resource_exhausted.
+	MaxSessions, MaxSessionsPerClient int
+
 	// Token, when set, is required on every API call as
 	// "Authorization: Bearer <token>".
 	Token string
@@ -208,6 +226,10 @@ func DefaultConfig(dataDir string) Config {
 		MaxConcurrentStreams: defaultMaxConcurrentStreams,
 		RegisterRate:         defaultRegisterRate,
 		RegisterBurst:        defaultRegisterBurst,
+
+		SessionTTL:      defaultSessionTTL,
+		AnonymousRefTTL: defaultAnonymousRefTTL,
+		MaxSessions:     defaultMaxSessions,
 	}
 }
 
@@ -241,6 +263,9 @@ func (c *Config) validate() error {
 		return bad("TLSCertFile and TLSKeyFile go together")
 	}
 	if err := c.validateNetLimits(); err != nil {
+		return err
+	}
+	if err := c.validateSessions(); err != nil {
 		return err
 	}
 	c.AllowedDirs = slices.Clone(c.AllowedDirs)
@@ -357,6 +382,37 @@ func (c *Config) validateNetLimits() error {
 	defInt(&c.RegisterBurst, defaultRegisterBurst)
 	if c.RegisterRate == 0 {
 		c.RegisterRate = defaultRegisterRate
+	}
+	return nil
+}
+
+// Defaults of client sessions (see Config.SessionTTL).
+const (
+	defaultSessionTTL      = 5 * time.Minute
+	defaultAnonymousRefTTL = 10 * time.Minute
+	defaultMaxSessions     = 10_000
+)
+
+// validateSessions fills in the session settings left zero and refuses
+// negative ones.
+func (c *Config) validateSessions() error {
+	switch {
+	case c.SessionTTL < 0 || c.AnonymousRefTTL < 0 || c.MaxSessions < 0 || c.MaxSessionsPerClient < 0:
+		return fmt.Errorf("%w: SessionTTL, AnonymousRefTTL, MaxSessions and MaxSessionsPerClient must not be negative (0 takes the default)", ErrInvalidConfig)
+	case c.MaxSessions > 0 && c.MaxSessionsPerClient > c.MaxSessions:
+		return fmt.Errorf("%w: MaxSessionsPerClient %d is above MaxSessions %d (--max-sessions-per-client > --max-sessions)", ErrInvalidConfig, c.MaxSessionsPerClient, c.MaxSessions)
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = defaultSessionTTL
+	}
+	if c.AnonymousRefTTL == 0 {
+		c.AnonymousRefTTL = defaultAnonymousRefTTL
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = max(defaultMaxSessions, c.MaxSessionsPerClient)
+	}
+	if c.MaxSessionsPerClient == 0 {
+		c.MaxSessionsPerClient = max(c.MaxSessions/10, 1)
 	}
 	return nil
 }

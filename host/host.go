@@ -125,7 +125,7 @@ func New(cfg Config) (*Host, error) {
 	// are checked before the handlers, by the guard, so that no body is
 	// read for a stranger.
 	opts := append(edge.HandlerOptions(cfg.MaxMessageBytes), connect.WithInterceptors(peerwire.ServerInterceptor()))
-	mux.Handle(rayhostv1connect.NewTaskServiceHandler(api, opts...))
+	mux.Handle(api.Handler(opts...))
 	mux.Handle(rayhostv1connect.NewPeerServiceHandler(h.own.PeerService(), opts...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -186,6 +186,7 @@ func (h *Host) ownerConfig(l Launcher) owner.Config {
 		MaxTaskDepth: c.MaxTaskDepth, MaxTreeTasks: c.MaxTreeTasks, MaxDrivers: c.MaxDrivers, MaxDriversPerClient: c.MaxDriversPerClient,
 		MaxModules: c.MaxModules, MaxModuleFunctions: c.MaxModuleFunctions, MaxFunctionBodyBytes: c.MaxFunctionBodyBytes,
 		CompileTimeout: c.CompileTimeout, AllowedDirs: c.AllowedDirs,
+		SessionTTL: c.SessionTTL, AnonymousRefTTL: c.AnonymousRefTTL, MaxSessions: c.MaxSessions, MaxSessionsPerClient: c.MaxSessionsPerClient,
 		Store: h.st, Launcher: l, Logger: h.log}
 }
 

@@ -81,6 +81,11 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 		fs.IntVar(&f.cfg.MaxConcurrentStreams, "max-concurrent-streams", f.cfg.MaxConcurrentStreams, "most calls in flight on one HTTP/2 connection")
 		fs.Float64Var(&f.cfg.RegisterRate, "register-rate", f.cfg.RegisterRate, "module registrations per second per client IP, on average")
 		fs.IntVar(&f.cfg.RegisterBurst, "register-burst", f.cfg.RegisterBurst, "module registrations per client IP at once")
+		// Client sessions: how long what API clients make is kept.
+		fs.DurationVar(&f.cfg.SessionTTL, "session-ttl", f.cfg.SessionTTL, "end a client session not seen for this long, releasing its objects")
+		fs.DurationVar(&f.cfg.AnonymousRefTTL, "anonymous-ref-ttl", f.cfg.AnonymousRefTTL, "release an object a call without a session made (curl) this long after")
+		fs.IntVar(&f.cfg.MaxSessions, "max-sessions", f.cfg.MaxSessions, "most client sessions at once; more are refused")
+		fs.IntVar(&f.cfg.MaxSessionsPerClient, "max-sessions-per-client", 0, "most sessions of one client (IP address) at once (0: a tenth of max-sessions)")
 	}
 	fs.StringArrayVar(&f.allowDirs, "allow-dir", nil, "a host directory calls may mount into guests (repeatable)")
 	fs.BoolVar(&f.cfg.DisableWorkerConfinement, "no-worker-confinement", false, "start workers without their OS confinement (seccomp, Landlock, namespaces…), for debugging only")

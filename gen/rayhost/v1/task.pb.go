@@ -2798,6 +2798,250 @@ func (x *Member) GetSelf() bool {
 	return false
 }
 
+type ReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Refs          []*ObjectRef           `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReleaseRequest) GetRefs() []*ObjectRef {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+type ReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseResponse) Reset() {
+	*x = ReleaseResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseResponse) ProtoMessage() {}
+
+func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{43}
+}
+
+type KeepAliveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAliveRequest) Reset() {
+	*x = KeepAliveRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAliveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAliveRequest) ProtoMessage() {}
+
+func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
+func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{44}
+}
+
+type KeepAliveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A session not seen for this long (no call in flight, none begun or
+	// ended) ends, and its refs are released.
+	TtlMs         int64 `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAliveResponse) Reset() {
+	*x = KeepAliveResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAliveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAliveResponse) ProtoMessage() {}
+
+func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
+func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *KeepAliveResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type EndSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionRequest) Reset() {
+	*x = EndSessionRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionRequest) ProtoMessage() {}
+
+func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
+func (*EndSessionRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{46}
+}
+
+type EndSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the host knows no such session of the caller: it ended or
+	// expired already, or no call was made in it.
+	Ended         bool `protobuf:"varint,1,opt,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionResponse) Reset() {
+	*x = EndSessionResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionResponse) ProtoMessage() {}
+
+func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
+func (*EndSessionResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *EndSessionResponse) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
 var File_rayhost_v1_task_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_task_proto_rawDesc = "" +
@@ -3015,7 +3259,16 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12+\n" +
 	"\x05total\x18\x05 \x01(\v2\x15.rayhost.v1.ResourcesR\x05total\x123\n" +
 	"\tavailable\x18\x06 \x01(\v2\x15.rayhost.v1.ResourcesR\tavailable\x12\x12\n" +
-	"\x04self\x18\a \x01(\bR\x04self2\xac\a\n" +
+	"\x04self\x18\a \x01(\bR\x04self\";\n" +
+	"\x0eReleaseRequest\x12)\n" +
+	"\x04refs\x18\x01 \x03(\v2\x15.rayhost.v1.ObjectRefR\x04refs\"\x11\n" +
+	"\x0fReleaseResponse\"\x12\n" +
+	"\x10KeepAliveRequest\"*\n" +
+	"\x11KeepAliveResponse\x12\x15\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\"\x13\n" +
+	"\x11EndSessionRequest\"*\n" +
+	"\x12EndSessionResponse\x12\x14\n" +
+	"\x05ended\x18\x01 \x01(\bR\x05ended2\x8d\t\n" +
 	"\vTaskService\x12Y\n" +
 	"\x0eRegisterModule\x12!.rayhost.v1.RegisterModuleRequest\x1a\".rayhost.v1.RegisterModuleResponse\"\x00\x12A\n" +
 	"\x06Submit\x12\x19.rayhost.v1.SubmitRequest\x1a\x1a.rayhost.v1.SubmitResponse\"\x00\x12K\n" +
@@ -3030,7 +3283,11 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\tListTasks\x12\x1c.rayhost.v1.ListTasksRequest\x1a\x1d.rayhost.v1.ListTasksResponse\"\x00\x12M\n" +
 	"\n" +
 	"ListActors\x12\x1d.rayhost.v1.ListActorsRequest\x1a\x1e.rayhost.v1.ListActorsResponse\"\x00\x12V\n" +
-	"\rClusterStatus\x12 .rayhost.v1.ClusterStatusRequest\x1a!.rayhost.v1.ClusterStatusResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"\rClusterStatus\x12 .rayhost.v1.ClusterStatusRequest\x1a!.rayhost.v1.ClusterStatusResponse\"\x00\x12D\n" +
+	"\aRelease\x12\x1a.rayhost.v1.ReleaseRequest\x1a\x1b.rayhost.v1.ReleaseResponse\"\x00\x12J\n" +
+	"\tKeepAlive\x12\x1c.rayhost.v1.KeepAliveRequest\x1a\x1d.rayhost.v1.KeepAliveResponse\"\x00\x12M\n" +
+	"\n" +
+	"EndSession\x12\x1d.rayhost.v1.EndSessionRequest\x1a\x1e.rayhost.v1.EndSessionResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_task_proto_rawDescOnce sync.Once
@@ -3044,7 +3301,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -3088,16 +3345,22 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ClusterStatusResponse)(nil),  // 39: rayhost.v1.ClusterStatusResponse
 	(*Demand)(nil),                 // 40: rayhost.v1.Demand
 	(*Member)(nil),                 // 41: rayhost.v1.Member
-	nil,                            // 42: rayhost.v1.Resources.CustomEntry
-	nil,                            // 43: rayhost.v1.TaskOptions.EnvEntry
-	nil,                            // 44: rayhost.v1.RunRequest.EnvEntry
+	(*ReleaseRequest)(nil),         // 42: rayhost.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),        // 43: rayhost.v1.ReleaseResponse
+	(*KeepAliveRequest)(nil),       // 44: rayhost.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),      // 45: rayhost.v1.KeepAliveResponse
+	(*EndSessionRequest)(nil),      // 46: rayhost.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 47: rayhost.v1.EndSessionResponse
+	nil,                            // 48: rayhost.v1.Resources.CustomEntry
+	nil,                            // 49: rayhost.v1.TaskOptions.EnvEntry
+	nil,                            // 50: rayhost.v1.RunRequest.EnvEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	42, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	48, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	6,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	43, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	49, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
 	5,  // 5: rayhost.v1.TaskOptions.scheduling:type_name -> rayhost.v1.SchedulingStrategy
 	9,  // 6: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 7: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
@@ -3114,7 +3377,7 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
 	6,  // 20: rayhost.v1.RunRequest.mounts:type_name -> rayhost.v1.Mount
-	44, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
+	50, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
 	26, // 22: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
 	27, // 23: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
 	25, // 24: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
@@ -3129,37 +3392,44 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	3,  // 33: rayhost.v1.Demand.resources:type_name -> rayhost.v1.Resources
 	3,  // 34: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
 	3,  // 35: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
-	7,  // 36: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	10, // 37: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	10, // 38: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	12, // 39: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	14, // 40: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	17, // 41: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	19, // 42: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	21, // 43: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	23, // 44: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	28, // 45: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	32, // 46: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	35, // 47: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	38, // 48: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
-	8,  // 49: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	11, // 50: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	11, // 51: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	13, // 52: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	15, // 53: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	18, // 54: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	20, // 55: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	22, // 56: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	24, // 57: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	29, // 58: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	33, // 59: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	36, // 60: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	39, // 61: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
-	49, // [49:62] is the sub-list for method output_type
-	36, // [36:49] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	0,  // 36: rayhost.v1.ReleaseRequest.refs:type_name -> rayhost.v1.ObjectRef
+	7,  // 37: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 38: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 39: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 40: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 41: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 42: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 43: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 44: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 45: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	28, // 46: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	32, // 47: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	35, // 48: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	38, // 49: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	42, // 50: rayhost.v1.TaskService.Release:input_type -> rayhost.v1.ReleaseRequest
+	44, // 51: rayhost.v1.TaskService.KeepAlive:input_type -> rayhost.v1.KeepAliveRequest
+	46, // 52: rayhost.v1.TaskService.EndSession:input_type -> rayhost.v1.EndSessionRequest
+	8,  // 53: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 54: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 55: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 56: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 57: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 58: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 59: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 60: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 61: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	29, // 62: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	33, // 63: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	36, // 64: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	39, // 65: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	43, // 66: rayhost.v1.TaskService.Release:output_type -> rayhost.v1.ReleaseResponse
+	45, // 67: rayhost.v1.TaskService.KeepAlive:output_type -> rayhost.v1.KeepAliveResponse
+	47, // 68: rayhost.v1.TaskService.EndSession:output_type -> rayhost.v1.EndSessionResponse
+	53, // [53:69] is the sub-list for method output_type
+	37, // [37:53] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -3189,7 +3459,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -27,10 +29,21 @@ type Host interface {
 	RegisterModule(ctx context.Context, wasm []byte, name string, replace bool) (Module, error)
 	// LookupModule finds a module by digest or name.
 	LookupModule(ctx context.Context, ref string) (Module, error)
+	// BeginCall starts a call of c (BeginCall's Caller has its Holder
+	// set). In a session, the call refreshes it, making it if it is new
+	// (an error of kinds.ErrResourceExhausted's class past the host's
+	// caps), and keeps it alive until end is called.
+	BeginCall(c Caller) (_ Caller, end func(), err error)
+	// Release lets go of one of c's holds on each of refs; what c does not
+	// hold is skipped.
+	Release(c Caller, refs []ids.ObjectID)
+	// EndSession ends c's session, releasing everything it holds; false if
+	// c has no such session.
+	EndSession(c Caller) bool
 	// Submit checks a client's call against its function and submits it:
 	// the task's ID and the refs the client gets (its returns, or a
-	// generator's first item).
-	Submit(ctx context.Context, req *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error)
+	// generator's first item), held by c.
+	Submit(ctx context.Context, c Caller, req *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error)
 	// Borrow makes a ref another host owns known here.
 	Borrow(ctx context.Context, ref abi.Ref)
 	// WaitReady waits until need of refs are ready (failFast: a failed one
@@ -41,6 +54,9 @@ type Host interface {
 	Size(ctx context.Context, id ids.ObjectID) (int64, bool)
 	// Get returns the values of ready objects.
 	Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration) ([]abi.Value, error)
+	// Read notes that c read vals: c holds the refs inside them, as refs
+	// it made.
+	Read(c Caller, vals []abi.Value)
 	// Local makes a ready object local (pulling it from a peer) and returns
 	// it if it is small enough to be in memory; the others Stream reads.
 	// Its error matches kinds.ErrObjectLost or kinds.ErrOwnerDied when the
@@ -50,8 +66,8 @@ type Host interface {
 	Fetched(id ids.ObjectID)
 	// Stream sends a local object from the store, chunk by chunk.
 	Stream(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error
-	// Put stores a client's value under id.
-	Put(ctx context.Context, id ids.ObjectID, v abi.Value) error
+	// Put stores a client's value under id, held by c.
+	Put(ctx context.Context, c Caller, id ids.ObjectID, v abi.Value) error
 	// CancelAt passes a cancel on to the host at owner, which owns the
 	// task; forwarded is false when owner is this host (or there is no
 	// cluster), and the cancel is this host's.
@@ -128,7 +144,10 @@ type Config struct {
 	// waiting for a slot then gets.
 	Done      <-chan struct{}
 	ErrClosed error
-	Log       *slog.Logger
+	// SessionTTL is how long the host keeps a session unseen, for
+	// KeepAlive's answer.
+	SessionTTL time.Duration
+	Log        *slog.Logger
 }
 
 // ErrConfig: the edge's Config is invalid.
@@ -154,11 +173,20 @@ func New(h Host, cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("%w: MaxDrivers %d, MaxDriversPerClient %d: want 1 or more", ErrConfig, cfg.MaxDrivers, cfg.MaxDriversPerClient)
 	case cfg.Done == nil || cfg.ErrClosed == nil:
 		return nil, fmt.Errorf("%w: Done and ErrClosed are required", ErrConfig)
+	case cfg.SessionTTL <= 0:
+		return nil, fmt.Errorf("%w: SessionTTL %v: want > 0", ErrConfig, cfg.SessionTTL)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Edge{h: h, cfg: cfg}, nil
+}
+
+// Handler returns the path and handler of e's TaskService with opts, and
+// e's own interceptor (sessions.go), which every call passes first.
+func (e *Edge) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
+	opts = append(slices.Clone(opts), connect.WithInterceptors(callerInterceptor{e}))
+	return rayhostv1connect.NewTaskServiceHandler(e, opts...)
 }
 
 // compressMinBytes: messages below this travel uncompressed.

@@ -34,7 +34,7 @@ func codeOfCall(err error) connect.Code {
 
 func TestNewChecksItsConfig(t *testing.T) {
 	done := make(chan struct{})
-	good := Config{MaxMessageBytes: 1 << 20, MaxDrivers: 1, MaxDriversPerClient: 1, Done: done, ErrClosed: errClosed}
+	good := Config{MaxMessageBytes: 1 << 20, MaxDrivers: 1, MaxDriversPerClient: 1, Done: done, ErrClosed: errClosed, SessionTTL: time.Minute}
 	if _, err := New(newFakeHost(), good); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +43,7 @@ func TestNewChecksItsConfig(t *testing.T) {
 		"no drivers":     func(c *Config) { c.MaxDrivers = 0 },
 		"no done":        func(c *Config) { c.Done = nil },
 		"no ErrClosed":   func(c *Config) { c.ErrClosed = nil },
+		"no session TTL": func(c *Config) { c.SessionTTL = 0 },
 	} {
 		cfg := good
 		mutate(&cfg)

@@ -47,10 +47,14 @@ type fakeHost struct {
 	drivers   []*Job
 	started   chan struct{} // if set, told of each driver started
 	events    []TaskEvent
+	// sessions (sessions_test.go)
+	fakeSessions
+	srv      *httptest.Server      // serve's
+	inMemory map[ids.ObjectID]bool // Local says these are in memory, whatever their size
 }
 
 func newFakeHost() *fakeHost {
-	return &fakeHost{addr: "fake:1", objs: map[ids.ObjectID]abi.Value{}, lost: map[ids.ObjectID]bool{}, mods: map[string]Module{
+	return &fakeHost{addr: "fake:1", objs: map[ids.ObjectID]abi.Value{}, lost: map[ids.ObjectID]bool{}, fakeSessions: newFakeSessions(), mods: map[string]Module{
 		"lib":  {Digest: "aa11aa11aa11aa11", Functions: []abi.FunctionInfo{{Name: "add", NumArgs: 2, NumReturns: 1}, {Name: "gen", NumArgs: -1, Generator: true}}},
 		"prog": {Digest: "bb22bb22bb22bb22", HasMain: true},
 	}}
@@ -79,13 +83,14 @@ func (f *fakeHost) LookupModule(ctx context.Context, ref string) (Module, error)
 	return m, nil
 }
 
-func (f *fakeHost) Submit(ctx context.Context, req *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error) {
+func (f *fakeHost) Submit(ctx context.Context, c Caller, req *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error) {
 	if _, err := f.LookupModule(ctx, req.GetModule()); err != nil {
 		return ids.TaskID{}, nil, err
 	}
 	id := ids.NewTaskID()
 	f.mu.Lock()
 	f.objs[id.Return(0)] = abi.Value{Codec: abi.CodecJSON, Data: []byte("5")}
+	f.holders[id.Return(0)] = c.Holder
 	f.mu.Unlock()
 	return id, []ids.ObjectID{id.Return(0)}, nil
 }
@@ -144,7 +149,7 @@ func (f *fakeHost) Local(ctx context.Context, id ids.ObjectID) (abi.Value, bool,
 	if !ok {
 		return abi.Value{}, false, fmt.Errorf("%w: %s", errObjectNotFound, id)
 	}
-	return v, len(v.Data) < 16 || v.Codec == abi.CodecError, nil
+	return v, len(v.Data) < 16 || v.Codec == abi.CodecError || f.inMemory[id], nil
 }
 
 func (f *fakeHost) Fetched(id ids.ObjectID) {
@@ -169,10 +174,11 @@ func (f *fakeHost) Stream(ctx context.Context, id ids.ObjectID, send func(*rayho
 	return nil
 }
 
-func (f *fakeHost) Put(ctx context.Context, id ids.ObjectID, v abi.Value) error {
+func (f *fakeHost) Put(ctx context.Context, c Caller, id ids.ObjectID, v abi.Value) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.objs[id] = v
+	f.holders[id] = c.Holder
 	return nil
 }
 
@@ -261,7 +267,7 @@ func (f *fakeHost) ClusterStatus() ([]*rayhostv1.Member, []*rayhostv1.Demand) {
 func serve(t *testing.T, f *fakeHost, mutate func(*Config)) (rayhostv1connect.TaskServiceClient, *Edge, chan struct{}) {
 	t.Helper()
 	done := make(chan struct{})
-	cfg := Config{MaxMessageBytes: 2 << 20, MaxDrivers: 2, MaxDriversPerClient: 1, Done: done, ErrClosed: errClosed}
+	cfg := Config{MaxMessageBytes: 2 << 20, MaxDrivers: 2, MaxDriversPerClient: 1, Done: done, ErrClosed: errClosed, SessionTTL: time.Minute}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -270,11 +276,12 @@ func serve(t *testing.T, f *fakeHost, mutate func(*Config)) (rayhostv1connect.Ta
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(rayhostv1connect.NewTaskServiceHandler(e, HandlerOptions(cfg.MaxMessageBytes)...))
-	srv := httptest.NewUnstartedServer(mux)
+	mux.Handle(e.Handler(HandlerOptions(cfg.MaxMessageBytes)...))
+	srv := httptest.NewUnstartedServer(principals(mux))
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
+	f.srv = srv
 	// srv.Client trusts the server's certificate and speaks HTTP/2.
 	return rayhostv1connect.NewTaskServiceClient(srv.Client(), srv.URL, connect.WithSendMaxBytes(8<<20), connect.WithReadMaxBytes(8<<20)), e, done
 }

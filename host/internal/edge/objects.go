@@ -105,6 +105,7 @@ func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetReques
 	if size > limit {
 		return nil, tooLarge(size)
 	}
+	e.h.Read(callerOf(ctx), vals)
 	return connect.NewResponse(res), nil
 }
 
@@ -136,6 +137,7 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 		if v.Codec == abi.CodecError {
 			return TaskFailure(v.Data)
 		}
+		e.h.Read(callerOf(ctx), []abi.Value{v})
 		return stream.Send(&rayhostv1.GetStreamResponse{
 			Header: &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}, Chunk: v.Data})
 	}
@@ -159,7 +161,7 @@ func (e *Edge) Put(ctx context.Context, req *connect.Request[rayhostv1.PutReques
 		return nil, Invalid("value: empty (set json or raw)")
 	}
 	id := ids.NewTaskID().Put(0)
-	if err := e.h.Put(ctx, id, v); err != nil {
+	if err := e.h.Put(ctx, callerOf(ctx), id, v); err != nil {
 		return nil, ToConnect(err)
 	}
 	return connect.NewResponse(&rayhostv1.PutResponse{Ref: e.ref(id)}), nil

@@ -30,7 +30,7 @@ func (e *Edge) ref(id ids.ObjectID) *rayhostv1.ObjectRef {
 
 // submitOne submits one call from a client.
 func (e *Edge) submitOne(ctx context.Context, m *rayhostv1.SubmitRequest) (*rayhostv1.SubmitResponse, error) {
-	task, refs, err := e.h.Submit(ctx, m)
+	task, refs, err := e.h.Submit(ctx, callerOf(ctx), m)
 	if err != nil {
 		return nil, ToConnect(err)
 	}

@@ -11,6 +11,10 @@
 // [PeerCredential]); the host that answers proves it holds the secret too
 // with a header of its own ([PeerProof]).
 //
+// Every call it lets through carries its principal on its context
+// ([PrincipalOf]): "member@<ip>" or "client@<ip>". The API's client
+// sessions belong to a principal.
+//
 //	g, err := guard.New(guard.Config{Token: token, PeerKey: guard.PeerKey(gossipKey, token), Self: addr})
 //	srv := &http.Server{Handler: g.Wrap(mux)}
 //	ln = guard.CapListener(ln, 4096, nil)

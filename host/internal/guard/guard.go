@@ -108,6 +108,8 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	if member {
 		w.Header().Set(PeerProofHeader, g.proof)
 	}
+	// Who calls, for the handlers: sessions belong to a principal.
+	r = r.WithContext(WithPrincipal(r.Context(), Principal(r, member)))
 	if proc == rayhostv1connect.TaskServiceRegisterModuleProcedure && !g.register.allow(ClientIP(r)) {
 		g.refuse(w, r, connect.CodeResourceExhausted, fmt.Errorf("%w: RegisterModule from %s", ErrRateLimited, ClientIP(r)))
 		return

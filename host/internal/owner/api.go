@@ -29,7 +29,7 @@ var _ edge.Host = api{}
 // Edge returns the TaskService handlers of h.
 func (h *Owner) Edge() (*edge.Edge, error) {
 	return edge.New(api{h}, edge.Config{MaxMessageBytes: h.cfg.MaxMessageBytes, MaxDrivers: h.cfg.MaxDrivers,
-		MaxDriversPerClient: h.cfg.MaxDriversPerClient, Done: h.done, ErrClosed: ErrClosed, Log: h.log})
+		MaxDriversPerClient: h.cfg.MaxDriversPerClient, Done: h.done, ErrClosed: ErrClosed, SessionTTL: h.cfg.SessionTTL, Log: h.log})
 }
 
 // getStreamChunk is the size of the chunks objects stream in.
@@ -62,8 +62,18 @@ func (a api) LookupModule(ctx context.Context, ref string) (edge.Module, error) 
 	return moduleOf(mod), nil
 }
 
-// Submit validates and submits one call from a client.
-func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error) {
+// BeginCall starts a call of c (sessions.go).
+func (a api) BeginCall(c edge.Caller) (edge.Caller, func(), error) { return a.h.sess.begin(c) }
+
+// Release lets go of c's holds on refs.
+func (a api) Release(c edge.Caller, refs []ids.ObjectID) { a.h.sess.release(c, refs) }
+
+// EndSession ends c's session.
+func (a api) EndSession(c edge.Caller) bool { return a.h.sess.end(c) }
+
+// Submit validates and submits one call from a client: its returns are
+// held by c (its session, or anonymously).
+func (a api) Submit(ctx context.Context, c edge.Caller, m *rayhostv1.SubmitRequest) (ids.TaskID, []ids.ObjectID, error) {
 	mod, err := a.h.adm.lookupModule(ctx, m.GetModule())
 	if err != nil {
 		return ids.TaskID{}, nil, err
@@ -78,11 +88,12 @@ func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID
 			return ids.TaskID{}, nil, fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID)
 		}
 	}
-	t.holder = apiHolder
+	t.holder = a.h.sess.holder(c)
 	a.h.submit(ctx, t)
 	refs := t.returns()
+	a.h.sess.heldAnonymously(c, refs)
 	if t.gen != nil {
-		refs = append(refs, t.id.Return(0)) // the first item
+		refs = append(refs, t.id.Return(0)) // the first item (its items are not counted yet)
 	}
 	return t.id, refs, nil
 }
@@ -102,6 +113,9 @@ func (a api) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration
 	return a.h.objs.Get(ctx, refs, timeout, nil)
 }
 
+// Read notes that c read vals (sessions.go).
+func (a api) Read(c edge.Caller, vals []abi.Value) { a.h.sess.read(c, vals) }
+
 func (a api) Local(ctx context.Context, id ids.ObjectID) (abi.Value, bool, error) {
 	return a.h.objs.EnsureLocal(ctx, id)
 }
@@ -112,12 +126,16 @@ func (a api) Stream(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.O
 	return a.h.streamFromStore(ctx, id, send)
 }
 
-func (a api) Put(ctx context.Context, id ids.ObjectID, v abi.Value) error {
-	a.h.refs.created(apiHolder, id)
+// Put stores a client's value under id, held by c.
+func (a api) Put(ctx context.Context, c edge.Caller, id ids.ObjectID, v abi.Value) error {
+	holder := a.h.sess.holder(c)
+	a.h.refs.created(holder, id)
 	if err := a.h.objs.Seal(ctx, id, v); err != nil {
+		a.h.refs.release(holder, []ids.ObjectID{id}, nil) // the client never gets it
 		return err
 	}
 	a.h.refs.sealed(id, v)
+	a.h.sess.heldAnonymously(c, []ids.ObjectID{id})
 	return nil
 }
 

@@ -17,5 +17,8 @@ func testConfig(dir string) Config {
 		MaxArgBytes: 64 << 20, MaxResultBytes: 256 << 20, MaxLogBytes: 16 << 20,
 		MaxTaskDepth: 1000, MaxTreeTasks: 1_000_000,
 		MaxModules: 1000, CompileTimeout: 2 * time.Minute, MaxModuleFunctions: 100_000, MaxFunctionBodyBytes: 1 << 20,
+		// Tests advance the Fake clock by hours to fire attempt timeouts:
+		// the refs they read stay held unless a test says otherwise.
+		SessionTTL: 1000 * time.Hour, AnonymousRefTTL: 1000 * time.Hour, MaxSessions: 100, MaxSessionsPerClient: 10,
 		Logger: slog.New(slog.DiscardHandler)}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/host/internal/edge"
 	"github.com/rayhost/rayhost/host/internal/launch"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/clock"
@@ -45,7 +46,10 @@ type fixture struct {
 	o   *Owner
 	api api
 	clk *clock.Fake
-	mod string // the test guest's digest
+	// sclk times sessions (Config.SessionClock): advancing it fires no
+	// attempt timeout, and clk's timers are only the attempts'.
+	sclk *clock.Fake
+	mod  string // the test guest's digest
 }
 
 // newFixture starts an Owner on testConfig (changed by mutate, may be nil)
@@ -60,6 +64,8 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 	cfg.Launcher = launch.InProcessLauncher{}
 	clk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg.Clock = clk
+	sclk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	cfg.SessionClock = sclk
 	cfg.Logger = slog.New(slog.NewTextHandler(build.TestLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if mutate != nil {
 		mutate(&cfg)
@@ -69,7 +75,7 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(o.Close)
-	f := &fixture{o: o, api: api{o}, clk: clk}
+	f := &fixture{o: o, api: api{o}, clk: clk, sclk: sclk}
 	mod, err := f.api.RegisterModule(hangCtx(t), build.Guest(t, guestPkg), "", false)
 	if err != nil {
 		t.Fatalf("registering the test guest: %v", err)
@@ -104,7 +110,7 @@ func (f *fixture) submit(t testing.TB, fn string, opts *rayhostv1.TaskOptions, a
 		}
 		req.Args = append(req.Args, &rayhostv1.Arg{Kind: &rayhostv1.Arg_Json{Json: string(b)}})
 	}
-	id, refs, err := f.api.Submit(hangCtx(t), req)
+	id, refs, err := f.api.Submit(hangCtx(t), edge.Caller{}, req)
 	if err != nil {
 		t.Fatalf("submit %s: %v", fn, err)
 	}

@@ -74,6 +74,10 @@ type Config struct {
 	MaxModules, MaxModuleFunctions, MaxFunctionBodyBytes   int
 	CompileTimeout                                         time.Duration
 	AllowedDirs                                            []string
+	// The API's client sessions (sessions.go): how long one lives unseen,
+	// how long a ref made without one is held, how many there may be.
+	SessionTTL, AnonymousRefTTL       time.Duration
+	MaxSessions, MaxSessionsPerClient int
 
 	Store    store.Store
 	Launcher launch.Launcher
@@ -88,6 +92,11 @@ type Config struct {
 	// timers with them, and a Fake clock would never kill a worker that
 	// does not stop.
 	WorkerClock clock.Clock
+	// SessionClock times the API's client sessions and anonymous holds
+	// (sessions.go); nil is Clock. It is not Clock in the owner's tests:
+	// those that drive attempt timeouts count and wait for the timers
+	// armed on it.
+	SessionClock clock.Clock
 }
 
 // ErrInvalidConfig: New was given a Config it cannot run with.
@@ -101,6 +110,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: Store, Launcher and Logger are required", ErrInvalidConfig)
 	case c.Workers < 0 || c.MaxWorkers < 1 || c.Workers > c.MaxWorkers:
 		return fmt.Errorf("%w: Workers %d, MaxWorkers %d", ErrInvalidConfig, c.Workers, c.MaxWorkers)
+	case c.SessionTTL <= 0 || c.AnonymousRefTTL <= 0 || c.MaxSessions < 1 || c.MaxSessionsPerClient < 1:
+		return fmt.Errorf("%w: SessionTTL %v and AnonymousRefTTL %v must be > 0, MaxSessions %d and MaxSessionsPerClient %d >= 1",
+			ErrInvalidConfig, c.SessionTTL, c.AnonymousRefTTL, c.MaxSessions, c.MaxSessionsPerClient)
 	}
 	return nil
 }
@@ -145,6 +157,7 @@ type Owner struct {
 	adm  *admission
 	lin  *lineageRole
 	refs *refsRole
+	sess *sessionRole
 
 	// Set by AttachCluster when the host is in a cluster.
 	cluster *cluster.Cluster
@@ -172,9 +185,11 @@ func New(cfg Config) (*Owner, error) {
 		actors: map[ids.TaskID]*actor{}, actorNames: map[string]ids.TaskID{}, lineage: map[ids.TaskID]*task{},
 		done: make(chan struct{}),
 	}
-	h.roles()
 	if h.clock = cfg.Clock; h.clock == nil {
 		h.clock = clock.Real{}
+	}
+	if err := h.roles(); err != nil {
+		return nil, err
 	}
 	h.serving, h.stopServing = context.WithCancel(context.Background())
 	h.sched.SetLocalName(cfg.ID)
@@ -221,6 +236,7 @@ func (h *Owner) Shutdown() {
 		close(h.done)
 	}
 	h.mu.Unlock()
+	h.sess.close()
 	h.stopServing()
 }
 

@@ -21,7 +21,8 @@ import (
 // attempt ends or the guest releases them; the refs a task's result
 // contains are held by that result; a task holds its by-reference
 // arguments, and the refs inside its inline ones, until it has ended.
-// Refs handed to API clients are held by apiHolder and kept.
+// Refs handed to API clients are held by their session, or anonymously
+// for a while (sessions.go).
 //
 // Its lock is its own, taken after Owner.mu when both are held; the
 // actions run with neither.
@@ -31,10 +32,9 @@ type refsRole struct {
 	c  *refcount.Counter
 }
 
-// apiHolder holds the refs handed to API clients and drivers: they are
-// kept (a client has no way yet to release them).
-const apiHolder refcount.Holder = "api"
-
+// arguments, and the refs inside its inline ones, until it has ended.
+// Refs handed to API clients are held by their session, or anonymously
+// for a while (sessions.go).
 // attemptHolder is who holds the refs attempt a of t makes: the attempt,
 // or t's actor.
 func attemptHolder(t *task, attempt uint32) refcount.Holder {
@@ -224,4 +224,31 @@ func (ac *actorTable) dropRefs(a *actor) {
 		defer h.wg.Done()
 		h.refs.dropHolder(actorHolder(id))
 	}()
+}
+
+// held is delivered for a holder that lets go of what it holds itself (an
+// API caller, sessions.go): it returns the refs it now holds, once per
+// occurrence.
+func (r *refsRole) held(holder refcount.Holder, vals []abi.Value) []ids.ObjectID {
+	var nested []abi.Ref
+	for _, v := range vals {
+		nested = append(nested, abi.NestedRefs(v)...)
+	}
+	if len(nested) == 0 {
+		return nil
+	}
+	var out []ids.ObjectID
+	self := r.o.addr
+	r.mu.Lock()
+	for _, x := range nested {
+		owner := x.Owner
+		if owner == self {
+			owner = ""
+		}
+		if r.c.Add(holder, x.ID, owner, 1) {
+			out = append(out, x.ID)
+		}
+	}
+	r.mu.Unlock()
+	return out
 }

@@ -19,6 +19,7 @@ import "github.com/rayhost/rayhost/host/internal/refcount"
 //	admission    modules and the call policy: what may run, with what grants
 //	lineageRole  finished tasks kept to rebuild objects lost with a host
 //	refsRole     the reference counter's shell (refs.go; its own lock)
+//	sessionRole  the API's client sessions (sessions.go; its own lock)
 
 type (
 	dispatcher  struct{ o *Owner }
@@ -32,8 +33,11 @@ type (
 )
 
 // roles makes h's roles.
-func (h *Owner) roles() {
+func (h *Owner) roles() error {
 	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{h}, &actorTable{h}
 	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{h}, &admission{h}, &lineageRole{h}
 	h.refs = &refsRole{o: h, c: refcount.New()}
+	var err error
+	h.sess, err = newSessionRole(h)
+	return err
 }

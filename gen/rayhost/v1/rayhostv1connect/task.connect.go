@@ -62,6 +62,12 @@ const (
 	// TaskServiceClusterStatusProcedure is the fully-qualified name of the TaskService's ClusterStatus
 	// RPC.
 	TaskServiceClusterStatusProcedure = "/rayhost.v1.TaskService/ClusterStatus"
+	// TaskServiceReleaseProcedure is the fully-qualified name of the TaskService's Release RPC.
+	TaskServiceReleaseProcedure = "/rayhost.v1.TaskService/Release"
+	// TaskServiceKeepAliveProcedure is the fully-qualified name of the TaskService's KeepAlive RPC.
+	TaskServiceKeepAliveProcedure = "/rayhost.v1.TaskService/KeepAlive"
+	// TaskServiceEndSessionProcedure is the fully-qualified name of the TaskService's EndSession RPC.
+	TaskServiceEndSessionProcedure = "/rayhost.v1.TaskService/EndSession"
 )
 
 // TaskServiceClient is a client for the rayhost.v1.TaskService service.
@@ -96,6 +102,20 @@ type TaskServiceClient interface {
 	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
 	// ClusterStatus lists the hosts of the cluster as this host sees them.
 	ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error)
+	// Release lets go of refs the caller holds: in a session, the refs its
+	// calls made; without one, those held for the caller anonymously. Each
+	// ref listed lets go of one hold. Releasing a ref the caller does not
+	// hold (released already, never its own, another caller's) does nothing
+	// and is not an error. An object nothing else holds is freed.
+	Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error)
+	// KeepAlive keeps the caller's session alive (it needs the
+	// Rayhost-Session header) and tells how long it lives unseen. Any call in
+	// the session does the same.
+	KeepAlive(context.Context, *connect.Request[v1.KeepAliveRequest]) (*connect.Response[v1.KeepAliveResponse], error)
+	// EndSession ends the caller's session (it needs the Rayhost-Session
+	// header): every ref it holds is released. The ID may be used again; it
+	// then names a new, empty session.
+	EndSession(context.Context, *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the rayhost.v1.TaskService service. By default, it
@@ -187,6 +207,24 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("ClusterStatus")),
 			connect.WithClientOptions(opts...),
 		),
+		release: connect.NewClient[v1.ReleaseRequest, v1.ReleaseResponse](
+			httpClient,
+			baseURL+TaskServiceReleaseProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("Release")),
+			connect.WithClientOptions(opts...),
+		),
+		keepAlive: connect.NewClient[v1.KeepAliveRequest, v1.KeepAliveResponse](
+			httpClient,
+			baseURL+TaskServiceKeepAliveProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("KeepAlive")),
+			connect.WithClientOptions(opts...),
+		),
+		endSession: connect.NewClient[v1.EndSessionRequest, v1.EndSessionResponse](
+			httpClient,
+			baseURL+TaskServiceEndSessionProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("EndSession")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -205,6 +243,9 @@ type taskServiceClient struct {
 	listTasks      *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
 	listActors     *connect.Client[v1.ListActorsRequest, v1.ListActorsResponse]
 	clusterStatus  *connect.Client[v1.ClusterStatusRequest, v1.ClusterStatusResponse]
+	release        *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
+	keepAlive      *connect.Client[v1.KeepAliveRequest, v1.KeepAliveResponse]
+	endSession     *connect.Client[v1.EndSessionRequest, v1.EndSessionResponse]
 }
 
 // RegisterModule calls rayhost.v1.TaskService.RegisterModule.
@@ -272,6 +313,21 @@ func (c *taskServiceClient) ClusterStatus(ctx context.Context, req *connect.Requ
 	return c.clusterStatus.CallUnary(ctx, req)
 }
 
+// Release calls rayhost.v1.TaskService.Release.
+func (c *taskServiceClient) Release(ctx context.Context, req *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error) {
+	return c.release.CallUnary(ctx, req)
+}
+
+// KeepAlive calls rayhost.v1.TaskService.KeepAlive.
+func (c *taskServiceClient) KeepAlive(ctx context.Context, req *connect.Request[v1.KeepAliveRequest]) (*connect.Response[v1.KeepAliveResponse], error) {
+	return c.keepAlive.CallUnary(ctx, req)
+}
+
+// EndSession calls rayhost.v1.TaskService.EndSession.
+func (c *taskServiceClient) EndSession(ctx context.Context, req *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error) {
+	return c.endSession.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the rayhost.v1.TaskService service.
 type TaskServiceHandler interface {
 	// RegisterModule stores a Wasm module (content-addressed by sha256),
@@ -304,6 +360,20 @@ type TaskServiceHandler interface {
 	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
 	// ClusterStatus lists the hosts of the cluster as this host sees them.
 	ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error)
+	// Release lets go of refs the caller holds: in a session, the refs its
+	// calls made; without one, those held for the caller anonymously. Each
+	// ref listed lets go of one hold. Releasing a ref the caller does not
+	// hold (released already, never its own, another caller's) does nothing
+	// and is not an error. An object nothing else holds is freed.
+	Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error)
+	// KeepAlive keeps the caller's session alive (it needs the
+	// Rayhost-Session header) and tells how long it lives unseen. Any call in
+	// the session does the same.
+	KeepAlive(context.Context, *connect.Request[v1.KeepAliveRequest]) (*connect.Response[v1.KeepAliveResponse], error)
+	// EndSession ends the caller's session (it needs the Rayhost-Session
+	// header): every ref it holds is released. The ID may be used again; it
+	// then names a new, empty session.
+	EndSession(context.Context, *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -391,6 +461,24 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("ClusterStatus")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceReleaseHandler := connect.NewUnaryHandler(
+		TaskServiceReleaseProcedure,
+		svc.Release,
+		connect.WithSchema(taskServiceMethods.ByName("Release")),
+		connect.WithHandlerOptions(opts...),
+	)
+	taskServiceKeepAliveHandler := connect.NewUnaryHandler(
+		TaskServiceKeepAliveProcedure,
+		svc.KeepAlive,
+		connect.WithSchema(taskServiceMethods.ByName("KeepAlive")),
+		connect.WithHandlerOptions(opts...),
+	)
+	taskServiceEndSessionHandler := connect.NewUnaryHandler(
+		TaskServiceEndSessionProcedure,
+		svc.EndSession,
+		connect.WithSchema(taskServiceMethods.ByName("EndSession")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceRegisterModuleProcedure:
@@ -419,6 +507,12 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceListActorsHandler.ServeHTTP(w, r)
 		case TaskServiceClusterStatusProcedure:
 			taskServiceClusterStatusHandler.ServeHTTP(w, r)
+		case TaskServiceReleaseProcedure:
+			taskServiceReleaseHandler.ServeHTTP(w, r)
+		case TaskServiceKeepAliveProcedure:
+			taskServiceKeepAliveHandler.ServeHTTP(w, r)
+		case TaskServiceEndSessionProcedure:
+			taskServiceEndSessionHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -478,4 +572,16 @@ func (UnimplementedTaskServiceHandler) ListActors(context.Context, *connect.Requ
 
 func (UnimplementedTaskServiceHandler) ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ClusterStatus is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.Release is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) KeepAlive(context.Context, *connect.Request[v1.KeepAliveRequest]) (*connect.Response[v1.KeepAliveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.KeepAlive is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) EndSession(context.Context, *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.EndSession is not implemented"))
 }
