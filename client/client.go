@@ -1,6 +1,7 @@
 // Package client is the Go client of a rayhost host's Connect API.
 //
 //	c := client.New("127.0.0.1:6380")
+//	defer c.Close() // ends the Client's session: the host frees what it still holds
 //	mod, err := c.RegisterModule(ctx, wasm, "retrieve")
 //	ref, err := c.Submit(ctx, "retrieve", "retrieve_task", 3)
 //	var item Item
@@ -16,6 +17,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"runtime"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -62,9 +64,21 @@ var (
 type TaskError = kinds.TaskError
 
 // Client talks to one host. It is safe for concurrent use.
+//
+// A Client has a session on its host (proto/rayhost/v1/task.proto,
+// "Sessions and object lifetime"): a random ID sent with every call, kept
+// alive in the background while the Client is open and ended by Close.
+// The objects the Client makes (Submit's and Put's refs) are held by the
+// session while the Client holds their ObjectRefs: when the last copy of
+// one is unreachable, or Release is called, the Client lets the host know
+// (in batches, shortly after), and the host frees the object once nothing
+// else holds it. Close releases everything at once; a Client dropped
+// without Close stops keeping its session alive, and the host ends it
+// after its session TTL.
 type Client struct {
 	svc  rayhostv1connect.TaskServiceClient
 	base string
+	sess *session
 }
 
 // Option configures a Client.
@@ -113,13 +127,28 @@ func New(addr string, opts ...Option) *Client {
 	// No gzip: objects are often incompressible, and compressing a large
 	// value costs the host CPU its tasks need (reading 64 MiB through a
 	// host ran at 130 MB/s with it).
+	sess := newSession()
 	copts := []connect.ClientOption{connect.WithReadMaxBytes(o.maxBytes), connect.WithSendMaxBytes(o.maxBytes),
-		connect.WithAcceptCompression("gzip", nil, nil)}
+		connect.WithAcceptCompression("gzip", nil, nil), connect.WithInterceptors(sess)}
 	if o.token != "" {
 		copts = append(copts, connect.WithInterceptors(httpc.Bearer(o.token)))
 	}
-	return &Client{base: base, svc: rayhostv1connect.NewTaskServiceClient(o.httpClient, base, copts...)}
+	sess.svc = rayhostv1connect.NewTaskServiceClient(o.httpClient, base, copts...)
+	go sess.run()
+	c := &Client{base: base, svc: sess.svc, sess: sess}
+	// A Client dropped without Close: stop its goroutine (the session ends
+	// on the host after its TTL).
+	runtime.AddCleanup(c, (*session).shutdown, sess)
+	return c
 }
+
+// Close ends the Client's session: the host releases every ref the Client
+// made and did not release, and frees what nothing else holds (results
+// other tasks still take as arguments, say, stay until those tasks end).
+// It waits at most 5 s for the host; a session it could not end ends by
+// itself after the host's session TTL. Calls after Close fail with
+// ErrClosed; Close again does nothing.
+func (c *Client) Close() error { return c.sess.close() }
 
 // NewHTTPClient returns the HTTP client the Go client uses: HTTP/2 over
 // TLS with cfg, or without TLS (h2c) when cfg is nil. Hosts use it to call

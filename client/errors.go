@@ -16,8 +16,8 @@ import (
 // a *TaskError when the host attached one). It is the mirror of the
 // host's one mapping at its edge.
 func fromConnect(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, ErrClosed) {
+		return err
 	}
 	var ce *connect.Error
 	if !errors.As(err, &ce) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"time"
 
 	"connectrpc.com/connect"
@@ -145,6 +146,7 @@ func (c *Client) Submit(ctx context.Context, module, function string, args ...an
 
 // SubmitCall submits one call with options and returns its refs.
 func (c *Client) SubmitCall(ctx context.Context, call Call) ([]ObjectRef, error) {
+	defer runtime.KeepAlive(call.Args) // the refs among them, until the task holds them
 	req, err := call.proto()
 	if err != nil {
 		return nil, err
@@ -155,7 +157,7 @@ func (c *Client) SubmitCall(ctx context.Context, call Call) ([]ObjectRef, error)
 	}
 	out := make([]ObjectRef, len(res.Msg.GetRefs()))
 	for i, r := range res.Msg.GetRefs() {
-		out[i] = refFrom(r)
+		out[i] = c.made(r)
 	}
 	return out, nil
 }
@@ -163,6 +165,7 @@ func (c *Client) SubmitCall(ctx context.Context, call Call) ([]ObjectRef, error)
 // SubmitBatch submits many calls over one stream, without a round trip per
 // call, and returns each call's refs in order.
 func (c *Client) SubmitBatch(ctx context.Context, calls []Call) ([][]ObjectRef, error) {
+	defer runtime.KeepAlive(calls)
 	stream := c.svc.SubmitStream(ctx)
 	errc := make(chan error, 1)
 	go func() {
@@ -192,7 +195,7 @@ func (c *Client) SubmitBatch(ctx context.Context, calls []Call) ([][]ObjectRef, 
 		}
 		refs := make([]ObjectRef, len(res.GetRefs()))
 		for i, r := range res.GetRefs() {
-			refs[i] = refFrom(r)
+			refs[i] = c.made(r)
 		}
 		out = append(out, refs)
 	}

@@ -1,6 +1,10 @@
 package host
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/rayhost/rayhost/host/internal/owner"
+)
 
 // CountBodyBytes makes a host started with cfg count the bytes it reads
 // from request bodies into n.
@@ -12,3 +16,10 @@ func PeerCredential(cfg *Config, addr string) string { return peerCredential(pee
 
 // PeerHeader is the header a member's credential travels in.
 const PeerHeader = peerHeader
+
+// RefCounts is what h's reference counter and client sessions count:
+// objects counted, live sessions, anonymous holds pending.
+func RefCounts(h *Host) (objects, sessions, anonymous int) {
+	rs, ss := owner.RefStats(h.own)
+	return rs.Objects, ss.Sessions, ss.Anonymous
+}

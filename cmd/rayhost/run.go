@@ -80,6 +80,7 @@ A driver holds only the directories and environment variables given with --mount
 			if err != nil {
 				return err
 			}
+			defer c.Close()
 			mod, err := register(ctx, c, base, wasm, a[0])
 			if err != nil {
 				return err

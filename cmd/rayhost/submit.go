@@ -54,6 +54,7 @@ the guest's stack for a panic, and exits 1.`,
 			if err != nil {
 				return err
 			}
+			defer c.Close()
 			module := a[0]
 			if isModuleSource(module) {
 				wasm, err := loadModule(ctx, module, cmd.ErrOrStderr())
@@ -154,6 +155,7 @@ and why). It exits 1 when no host answers, so it serves as a liveness check.`,
 			if err != nil {
 				return err
 			}
+			defer c.Close()
 			h, err := c.Health(cmd.Context())
 			if err != nil {
 				return explain(cmd.Context(), err, c, base, false)

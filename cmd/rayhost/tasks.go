@@ -34,6 +34,7 @@ func clientCmd(c *cobra.Command, run func(ctx context.Context, cmd *cobra.Comman
 		if err != nil {
 			return err
 		}
+		defer cl.Close()
 		return explain(cmd.Context(), run(cmd.Context(), cmd, a, cl, asJSON), cl, base, false)
 	}
 	cf = bindClientFlags(c.Flags(), "127.0.0.1:6380")
