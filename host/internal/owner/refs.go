@@ -204,6 +204,21 @@ func (r *refsRole) snapshot() []refcount.Refs {
 	return r.c.Snapshot()
 }
 
+// guestRelease serves a guest's release (ABI op release): the calling
+// attempt (or actor) gives back refs it held. Counts beyond what it holds
+// are ignored: nobody releases another holder's refs.
+func (gp *guestOps) guestRelease(t *task, payload []byte) {
+	var req abi.ReleaseRequest
+	if req.Decode(payload) != nil {
+		return
+	}
+	counts := make([]int32, len(req.Counts))
+	for i, c := range req.Counts {
+		counts[i] = int32(min(c, 1<<30))
+	}
+	gp.o.refs.release(gp.o.currentHolder(t), req.IDs, counts)
+}
+
 // currentHolder is who holds what t's running attempt makes.
 func (h *Owner) currentHolder(t *task) refcount.Holder {
 	h.mu.Lock()

@@ -95,3 +95,27 @@ func TestRefsArgumentsLiveWhileTheirTaskRuns(t *testing.T) {
 		t.Fatal("the argument, still held by the client, was freed")
 	}
 }
+
+// TestRefsGuestReleases: a running guest gives refs back — ray.Release at
+// once, dropped refs through the garbage collector — and the host frees
+// them before the task ends.
+func TestRefsGuestReleases(t *testing.T) {
+	f := newFixture(t, nil)
+	var freed int
+	f.call(t, "release_refs", &freed, 300)
+	if freed == 0 {
+		t.Fatal("none of 300 dropped refs was freed while their task ran")
+	}
+	t.Logf("%d of 300 dropped refs were freed while the task ran", freed)
+}
+
+// TestRefsActorKeepsWhatItsStateHolds: refs an actor received and kept in
+// its state stay alive after the tasks that made them ended.
+func TestRefsActorKeepsWhatItsStateHolds(t *testing.T) {
+	f := newFixture(t, nil)
+	var sum int
+	f.call(t, "actor_keeps_refs", &sum)
+	if sum != 7 {
+		t.Fatalf("the actor's stashed refs sum to %d, want 7", sum)
+	}
+}
