@@ -36,7 +36,7 @@ func (r ObjectRef[T]) String() string { return "ObjectRef(" + r.id.String() + ")
 
 func (r ObjectRef[T]) abiRef() abi.Ref        { return abi.Ref{ID: r.id, Owner: r.owner} }
 func (r ObjectRef[T]) refErr() error          { return r.err }
-func (r ObjectRef[T]) refHandle() *handle      { return r.h }
+func (r ObjectRef[T]) refHandle() *handle     { return r.h }
 func (r ObjectRef[T]) elemType() reflect.Type { return reflect.TypeFor[T]() }
 
 // AnyRef is implemented by every ObjectRef[T].
