@@ -22,8 +22,9 @@ type Config struct {
 	// written to the store behind the caller's back); larger ones go
 	// straight to the store.
 	InlineLimit int
-	// CacheBytes bounds the in-memory copies of small objects: past it, the
-	// oldest ones already in the store are dropped from memory.
+	// CacheBytes bounds the in-memory copies of small objects, each
+	// counted with its record (objectOverhead): past it, the oldest ones
+	// already in the store are dropped from memory.
 	CacheBytes int64
 	// Self is this host's API address: the owner recorded with the objects
 	// it stores, and the holder it never pulls from.
@@ -202,7 +203,7 @@ func (d *Dir) evictLocked() {
 		}
 		d.fifoHead++
 		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
-			d.memBytes -= int64(len(ob.val.Data))
+			d.memBytes -= memCost(ob.val.Data)
 			delete(d.m, id)
 		}
 	}
@@ -324,7 +325,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.persisted = true
 	} else {
 		ob.inMemory = true
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 	}
 	live := liveWaiters(ob)
@@ -434,7 +435,7 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 	default:
 		// Like a fresh small value: in memory, written behind, evictable.
 		ob.val, ob.inMemory, ob.holders = v, true, nil
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()

@@ -75,7 +75,7 @@ func (d *Dir) open(ctx context.Context, id ids.ObjectID) (store.Meta, io.ReadClo
 // dropLocked forgets a ready object. Its waiters were woken by its seal.
 func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
 	if ob.inMemory {
-		d.memBytes -= int64(len(ob.val.Data))
+		d.memBytes -= memCost(ob.val.Data)
 		if ob.unpersistable {
 			d.pinned -= int64(len(ob.val.Data))
 		}
@@ -156,10 +156,19 @@ func (t *tombstones) has(id ids.ObjectID) bool {
 	return in(t.cur) || in(t.prev)
 }
 
+// objectOverhead is what the directory spends on an object in memory
+// beside its bytes (its record, its map entry, its place in the eviction
+// queue), counted against Config.CacheBytes: a million tiny values cost
+// what they really do, not a few megabytes.
+const objectOverhead = 256
+
+// memCost is what an in-memory value counts against the cache bound.
+func memCost(data []byte) int64 { return int64(len(data)) + objectOverhead }
+
 // Stats is what the directory holds.
 type Stats struct {
 	Objects  int    // objects in the table (pending, in memory, or known held)
-	MemBytes int64  // bytes of values in memory
+	MemBytes int64  // bytes of values in memory, with their records (objectOverhead each)
 	Freed    uint64 // objects freed so far
 }
 
