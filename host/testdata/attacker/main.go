@@ -437,3 +437,30 @@ func init() {
 		return nil
 	})
 }
+
+// release_other tries to free objects it does not hold: it releases the
+// victim object (by its hex ID) with the largest count, sends a malformed
+// release and one far over the argument limit, and drops a value whose
+// nested refs claim owners that do not exist. It returns the codes the
+// worker gave each raw call.
+var _ = ray.Func1("release_other", func(ctx context.Context, victim string) ([]int64, error) {
+	id, err := ids.ParseObjectID(victim)
+	if err != nil {
+		return nil, err
+	}
+	var codes []int64
+	send := func(b []byte) {
+		codes = append(codes, rawCall(uint32(abi.OpRelease), unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b))))
+	}
+	send((&abi.ReleaseRequest{IDs: []ids.ObjectID{id, id}, Counts: []uint32{1 << 31, 1 << 31}}).Encode(nil))
+	send([]byte{0xff, 0x01})
+	big := abi.ReleaseRequest{}
+	for i := range 200_000 {
+		big.IDs = append(big.IDs, ids.TaskID{byte(i), byte(i >> 8), byte(i >> 16)}.Return(0))
+		big.Counts = append(big.Counts, 1)
+	}
+	send(big.Encode(nil))
+	// Let the host see the pipelined releases before the test reads.
+	_ = ray.Sleep(ctx, time.Millisecond)
+	return codes, nil
+})
