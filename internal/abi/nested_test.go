@@ -34,3 +34,24 @@ func TestNestedRefs(t *testing.T) {
 		})
 	}
 }
+
+func TestReleaseRequest(t *testing.T) {
+	in := ReleaseRequest{IDs: []ids.ObjectID{ids.TaskID{1}.Return(0), ids.TaskID{2}.Put(3)}, Counts: []uint32{1, 7}}
+	var out ReleaseRequest
+	if err := out.Decode(in.Encode(nil)); err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+	for name, b := range map[string][]byte{
+		"a zero count":   (&ReleaseRequest{IDs: in.IDs[:1], Counts: []uint32{0}}).Encode(nil),
+		"a short ID":     {1, 1, 2, 3},
+		"a huge count":   {0xff, 0xff, 0xff, 0xff, 0x0f},
+		"trailing bytes": append(in.Encode(nil), 0),
+	} {
+		if err := new(ReleaseRequest).Decode(b); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	if err := CheckRequest(OpRelease, in.Encode(nil)); err != nil {
+		t.Fatalf("CheckRequest: %v", err)
+	}
+}

@@ -22,8 +22,9 @@ type Config struct {
 	// written to the store behind the caller's back); larger ones go
 	// straight to the store.
 	InlineLimit int
-	// CacheBytes bounds the in-memory copies of small objects: past it, the
-	// oldest ones already in the store are dropped from memory.
+	// CacheBytes bounds the in-memory copies of small objects, each
+	// counted with its record (objectOverhead): past it, the oldest ones
+	// already in the store are dropped from memory.
 	CacheBytes int64
 	// Self is this host's API address: the owner recorded with the objects
 	// it stores, and the holder it never pulls from.
@@ -95,11 +96,13 @@ type Dir struct {
 	pinned    int64 // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
 	freed     tombstones // objects freed lately
-	// deleting counts the store deletes queued per freed object.
-	deleting  map[ids.ObjectID]int
-	frees     uint64         // objects freed so far
-	persisted sync.WaitGroup // the persist loop
-	closeOnce sync.Once
+	// deleting counts the store deletes queued per freed object;
+	// deletedCond is signalled (with mu) when one is done.
+	deleting    map[ids.ObjectID]int
+	deletedCond *sync.Cond
+	frees       uint64         // objects freed so far
+	persisted   sync.WaitGroup // the persist loop
+	closeOnce   sync.Once
 }
 
 type object struct {
@@ -142,6 +145,7 @@ func New(cfg Config) (*Dir, error) {
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
 		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
 	}
+	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
 	d.persisted.Add(1)
 	go d.persistLoop()
@@ -169,6 +173,7 @@ func (d *Dir) persistLoop() {
 			if d.deleting[j.id]--; d.deleting[j.id] <= 0 {
 				delete(d.deleting, j.id)
 			}
+			d.deletedCond.Broadcast()
 			d.mu.Unlock()
 			continue
 		}
@@ -202,7 +207,7 @@ func (d *Dir) evictLocked() {
 		}
 		d.fifoHead++
 		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
-			d.memBytes -= int64(len(ob.val.Data))
+			d.memBytes -= memCost(ob.val.Data)
 			delete(d.m, id)
 		}
 	}
@@ -285,7 +290,9 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	}
 	if large {
 		// Large values are written before they are ready, so a reader never
-		// sees a partial object.
+		// sees a partial object; after any delete of the same ID queued by
+		// a Free (a retried task puts under its first attempt's IDs).
+		d.waitDeleted(id)
 		if err := d.st.Put(ctx, id, meta, v.Data); err != nil {
 			return fmt.Errorf("storing object %s: %w", id, err)
 		}
@@ -324,7 +331,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.persisted = true
 	} else {
 		ob.inMemory = true
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 	}
 	live := liveWaiters(ob)
@@ -428,13 +435,14 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.mu.Unlock()
 	case len(v.Data) > d.cfg.InlineLimit:
 		d.mu.Unlock()
+		d.waitDeleted(id)
 		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
 			d.log.Error("storing a refetched object", "object_id", id, "err", err)
 		}
 	default:
 		// Like a fresh small value: in memory, written behind, evictable.
 		ob.val, ob.inMemory, ob.holders = v, true, nil
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()

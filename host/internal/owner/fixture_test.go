@@ -91,6 +91,13 @@ func hangCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// testCaller is who submits and puts in the owner's tests: a client
+// without a session, whose refs testConfig's AnonymousRefTTL keeps for
+// the test; testHolder holds them.
+var testCaller = edge.Caller{Principal: "client@test"}
+
+const testHolder = "anon:client@test"
+
 // ref is an ObjectRef argument: submit sends it as a ref, not a value.
 type ref struct{ id ids.ObjectID }
 
@@ -110,7 +117,7 @@ func (f *fixture) submit(t testing.TB, fn string, opts *rayhostv1.TaskOptions, a
 		}
 		req.Args = append(req.Args, &rayhostv1.Arg{Kind: &rayhostv1.Arg_Json{Json: string(b)}})
 	}
-	id, refs, err := f.api.Submit(hangCtx(t), edge.Caller{}, req)
+	id, refs, err := f.api.Submit(hangCtx(t), testCaller, req)
 	if err != nil {
 		t.Fatalf("submit %s: %v", fn, err)
 	}

@@ -32,9 +32,6 @@ type refsRole struct {
 	c  *refcount.Counter
 }
 
-// arguments, and the refs inside its inline ones, until it has ended.
-// Refs handed to API clients are held by their session, or anonymously
-// for a while (sessions.go).
 // attemptHolder is who holds the refs attempt a of t makes: the attempt,
 // or t's actor.
 func attemptHolder(t *task, attempt uint32) refcount.Holder {
@@ -202,6 +199,21 @@ func (r *refsRole) snapshot() []refcount.Refs {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.c.Snapshot()
+}
+
+// guestRelease serves a guest's release (ABI op release): the calling
+// attempt (or actor) gives back refs it held. Counts beyond what it holds
+// are ignored: nobody releases another holder's refs.
+func (gp *guestOps) guestRelease(t *task, payload []byte) {
+	var req abi.ReleaseRequest
+	if req.Decode(payload) != nil {
+		return
+	}
+	counts := make([]int32, len(req.Counts))
+	for i, c := range req.Counts {
+		counts[i] = int32(min(c, 1<<30))
+	}
+	gp.o.refs.release(gp.o.currentHolder(t), req.IDs, counts)
 }
 
 // currentHolder is who holds what t's running attempt makes.

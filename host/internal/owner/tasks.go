@@ -58,7 +58,8 @@ type task struct {
 	// owner): the link back to the owner.
 	foreign *foreign
 	// holder holds the task's returns (refs.go): the submitting attempt,
-	// its actor, or apiHolder; "" for a task whose refs are not counted.
+	// its actor, or the API caller's session or anonymous holder
+	// (sessions.go); "" for a task whose refs are not counted.
 	holder refcount.Holder
 
 	// Guarded by Host.mu.

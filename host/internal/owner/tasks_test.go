@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
-	"github.com/rayhost/rayhost/host/internal/edge"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 )
@@ -31,7 +30,7 @@ func TestTasks(t *testing.T) {
 	})
 	t.Run("a put object as an argument", func(t *testing.T) {
 		put := ids.NewTaskID().Put(0) // as the edge makes a client's put
-		if err := f.api.Put(hangCtx(t), edge.Caller{}, put, abi.Value{Codec: abi.CodecJSON, Data: []byte("100")}); err != nil {
+		if err := f.api.Put(hangCtx(t), testCaller, put, abi.Value{Codec: abi.CodecJSON, Data: []byte("100")}); err != nil {
 			t.Fatal(err)
 		}
 		var got int

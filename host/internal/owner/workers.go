@@ -178,6 +178,11 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			}
 			return nil
 		}
+		if t.foreign != nil && c.Op == abi.OpRelease {
+			// The refs inside the values this host gave the guest were
+			// not counted by the owner: its holds end with the attempt.
+			return nil
+		}
 		if t.foreign != nil && !c.Op.AtRunner() {
 			// The owner answers everything but Get and Wait, which are
 			// served here, where the task needs the values.
@@ -207,6 +212,10 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			h.gops.guestPut(t, c.Payload)
 		case abi.OpCancel:
 			h.gops.guestCancel(t, c.Payload)
+		case abi.OpRelease:
+			if w.remote == nil { // see above: a remote attempt's holds end with it
+				h.gops.guestRelease(t, c.Payload)
+			}
 		case abi.OpKill:
 			var req abi.KillRequest
 			if req.Decode(c.Payload) == nil {

@@ -68,6 +68,8 @@ const (
 	TaskServiceKeepAliveProcedure = "/rayhost.v1.TaskService/KeepAlive"
 	// TaskServiceEndSessionProcedure is the fully-qualified name of the TaskService's EndSession RPC.
 	TaskServiceEndSessionProcedure = "/rayhost.v1.TaskService/EndSession"
+	// TaskServiceMemoryProcedure is the fully-qualified name of the TaskService's Memory RPC.
+	TaskServiceMemoryProcedure = "/rayhost.v1.TaskService/Memory"
 )
 
 // TaskServiceClient is a client for the rayhost.v1.TaskService service.
@@ -116,6 +118,11 @@ type TaskServiceClient interface {
 	// header): every ref it holds is released. The ID may be used again; it
 	// then names a new, empty session.
 	EndSession(context.Context, *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error)
+	// Memory lists the objects this host counts references to, largest
+	// first, each with why it is still alive, and totals over all of them
+	// (`rayhost memory`, as Ray's `ray memory`). It answers for this host
+	// only: ask every member for the cluster's.
+	Memory(context.Context, *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the rayhost.v1.TaskService service. By default, it
@@ -225,6 +232,12 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("EndSession")),
 			connect.WithClientOptions(opts...),
 		),
+		memory: connect.NewClient[v1.MemoryRequest, v1.MemoryResponse](
+			httpClient,
+			baseURL+TaskServiceMemoryProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("Memory")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -246,6 +259,7 @@ type taskServiceClient struct {
 	release        *connect.Client[v1.ReleaseRequest, v1.ReleaseResponse]
 	keepAlive      *connect.Client[v1.KeepAliveRequest, v1.KeepAliveResponse]
 	endSession     *connect.Client[v1.EndSessionRequest, v1.EndSessionResponse]
+	memory         *connect.Client[v1.MemoryRequest, v1.MemoryResponse]
 }
 
 // RegisterModule calls rayhost.v1.TaskService.RegisterModule.
@@ -328,6 +342,11 @@ func (c *taskServiceClient) EndSession(ctx context.Context, req *connect.Request
 	return c.endSession.CallUnary(ctx, req)
 }
 
+// Memory calls rayhost.v1.TaskService.Memory.
+func (c *taskServiceClient) Memory(ctx context.Context, req *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error) {
+	return c.memory.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the rayhost.v1.TaskService service.
 type TaskServiceHandler interface {
 	// RegisterModule stores a Wasm module (content-addressed by sha256),
@@ -374,6 +393,11 @@ type TaskServiceHandler interface {
 	// header): every ref it holds is released. The ID may be used again; it
 	// then names a new, empty session.
 	EndSession(context.Context, *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error)
+	// Memory lists the objects this host counts references to, largest
+	// first, each with why it is still alive, and totals over all of them
+	// (`rayhost memory`, as Ray's `ray memory`). It answers for this host
+	// only: ask every member for the cluster's.
+	Memory(context.Context, *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -479,6 +503,12 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("EndSession")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceMemoryHandler := connect.NewUnaryHandler(
+		TaskServiceMemoryProcedure,
+		svc.Memory,
+		connect.WithSchema(taskServiceMethods.ByName("Memory")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceRegisterModuleProcedure:
@@ -513,6 +543,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceKeepAliveHandler.ServeHTTP(w, r)
 		case TaskServiceEndSessionProcedure:
 			taskServiceEndSessionHandler.ServeHTTP(w, r)
+		case TaskServiceMemoryProcedure:
+			taskServiceMemoryHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -584,4 +616,8 @@ func (UnimplementedTaskServiceHandler) KeepAlive(context.Context, *connect.Reque
 
 func (UnimplementedTaskServiceHandler) EndSession(context.Context, *connect.Request[v1.EndSessionRequest]) (*connect.Response[v1.EndSessionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.EndSession is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) Memory(context.Context, *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.Memory is not implemented"))
 }
