@@ -138,7 +138,7 @@ func New(addr string, opts ...Option) *Client {
 	c := &Client{base: base, svc: sess.svc, sess: sess}
 	// A Client dropped without Close: stop its goroutine (the session ends
 	// on the host after its TTL).
-	runtime.AddCleanup(c, (*session).shutdown, sess)
+	runtime.AddCleanup(c, (*session).stopLoop, sess)
 	return c
 }
 

@@ -288,16 +288,22 @@ func (s *session) requeue(ids []string) {
 	}
 }
 
-// shutdown stops the goroutine and drops what waits.
-func (s *session) shutdown() {
+// stopLoop tells the goroutine to stop and drops what waits, without waiting
+// (a Client's cleanup must not block).
+func (s *session) stopLoop() {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.stopped, s.pending = true, nil
 		s.mu.Unlock()
 		s.cancel()
 		close(s.stop)
-		<-s.done
 	})
+}
+
+// shutdown stops the goroutine and waits for it.
+func (s *session) shutdown() {
+	s.stopLoop()
+	<-s.done
 }
 
 // close ends the session: the host releases everything it holds.
