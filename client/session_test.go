@@ -358,3 +358,45 @@ func TestADroppedClientStops(t *testing.T) {
 		}
 	}
 }
+
+// TestRefsHammer: goroutines make refs, release some, copy and drop the
+// others, at once: every ref is released exactly once.
+func TestRefsHammer(t *testing.T) {
+	f, c := newFake(t, 60_000)
+	const workers, each = 8, 100
+	var mu sync.Mutex
+	var made []string
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var mine []string
+			for i := range each {
+				r, err := c.Put(t.Context(), i)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mine = append(mine, r.ID)
+				switch i % 3 {
+				case 0:
+					r.Release()
+				case 1:
+					cp := r
+					go cp.Release()
+					r.Release()
+				}
+			}
+			mu.Lock()
+			made = append(made, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	f.waitFor(t, "every ref to be released", func() bool { return len(f.released()) >= workers*each }, gc)
+	got := f.released()
+	slices.Sort(got)
+	slices.Sort(made)
+	if !slices.Equal(got, made) {
+		t.Fatalf("released %d refs for %d made, or others", len(got), len(made))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -83,7 +84,7 @@ func TestMemory(t *testing.T) {
 	}
 
 	e, err := New(failingMemory{newFakeHost(), errClosed}, Config{MaxMessageBytes: 2 << 20, MaxDrivers: 1, MaxDriversPerClient: 1,
-		Done: make(chan struct{}), ErrClosed: errClosed})
+		Done: make(chan struct{}), ErrClosed: errClosed, SessionTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

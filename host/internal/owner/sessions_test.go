@@ -3,6 +3,7 @@ package owner
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -320,4 +321,60 @@ func TestReadRefsAreHeld(t *testing.T) {
 		}
 		f.freed(t, inner, "a nested ref read, once its reader let go")
 	}
+}
+
+// TestSessionsHammer: many sessions at once put, release, read and end
+// while the clock moves and sessions expire under them; at the end every
+// object is freed and no session is left.
+func TestSessionsHammer(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.SessionTTL, c.AnonymousRefTTL = testSessionTTL, testAnonymousTTL
+		c.MaxSessions, c.MaxSessionsPerClient = 1000, 1000
+	})
+	const workers, rounds = 8, 40
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				c := edge.Caller{Principal: "client@10.0.0." + strconv.Itoa(w), Session: sessions.ID{14: byte(w), 15: byte(r)}}
+				if r%4 == 3 {
+					c.Session = sessions.ID{} // anonymous
+				}
+				// No t.Fatal off the test's goroutine: errors are reported.
+				c, end, err := f.api.BeginCall(c)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				a, b := ids.NewTaskID().Put(0), ids.NewTaskID().Put(0)
+				for _, id := range []ids.ObjectID{a, b} {
+					if err := f.api.Put(hangCtx(t), c, id, abi.Value{Codec: abi.CodecJSON, Data: []byte(`{"object_id":"` + a.String() + `"}`)}); err != nil {
+						t.Error(err)
+					}
+				}
+				if vals, err := f.api.Get(hangCtx(t), []ids.ObjectID{b}, time.Minute); err == nil {
+					f.api.Read(c, vals)
+				}
+				f.api.Release(c, []ids.ObjectID{a})
+				end()
+				if r%2 == 0 {
+					f.api.EndSession(c)
+				}
+			}
+		})
+	}
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		for range 50 {
+			f.sclk.Advance(testSessionTTL / 10)
+		}
+	}()
+	wg.Wait()
+	<-moved
+	f.sclk.Advance(testAnonymousTTL + testSessionTTL)
+	waitUntil(t, "every object to be freed", func() bool {
+		rs, ss := RefStats(f.o)
+		return rs.Objects == 0 && ss.Sessions == 0 && ss.Anonymous == 0
+	})
 }
