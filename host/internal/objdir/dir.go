@@ -95,6 +95,9 @@ type Dir struct {
 	persistCh chan persistJob
 	persisted sync.WaitGroup // the persist loop
 	closeOnce sync.Once
+	// restarted: the store served this host before (restart.go); set in
+	// New, read-only after.
+	restarted bool
 }
 
 type object struct {
@@ -115,6 +118,10 @@ type object struct {
 	// owner is set for an object another host owns (borrowed): this host
 	// learnt of it through an ObjectRef and asks the owner about it.
 	owner string
+	// provisional: a borrowed object ready with a failure that says where
+	// it is, not what it is (its owner could not be reached, or said it is
+	// lost): in memory only, never stored, and asked again (provisional.go).
+	provisional bool
 }
 
 type persistJob struct {
@@ -134,6 +141,7 @@ func New(cfg Config) (*Dir, error) {
 		m: map[ids.ObjectID]*object{}, persistCh: make(chan persistJob, 4096),
 	}
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
+	d.restarted = d.startLife()
 	d.persisted.Add(1)
 	go d.persistLoop()
 	return d, nil
@@ -210,7 +218,7 @@ func (d *Dir) Known(ctx context.Context, id ids.ObjectID) bool {
 		return true
 	}
 	_, err := d.st.Stat(ctx, id)
-	return err == nil
+	return err == nil || d.recallHeld(ctx, id)
 }
 
 // Seal makes id ready with v and wakes its waiters. Sealing a ready object
@@ -353,7 +361,11 @@ func (d *Dir) sealHeld(id ids.ObjectID, v abi.Value) error {
 	val := ob.val
 	waiters := ob.waiters
 	ob.waiters = nil
+	own := ob.owner == ""
 	d.mu.Unlock()
+	if own {
+		d.keepHeld(id, v)
+	}
 	for _, w := range waiters {
 		d.mu.Lock()
 		dead := w.dead

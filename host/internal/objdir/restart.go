@@ -1,0 +1,121 @@
+package objdir
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// What a host knows of its own objects after it restarted on its store.
+//
+// Values (small ones written behind, large ones before they are ready) are
+// in the store, and come back with it. Two things more are kept there, so
+// that the answers about the host's objects do not change with a restart:
+//
+//   - a life mark: a store that holds it served this host before. An
+//     object the host owns and has no record of (not in the table, not in
+//     the store) was then made by its earlier life and died with it (a
+//     task that had not finished, a value whose write-behind did not
+//     happen): it is owner_died, not not_found. IDs carry nothing of the
+//     life that made them (a child's is a hash of its parent's), so a
+//     restarted host cannot tell such an object from one it never heard
+//     of; both are owner_died.
+//   - the record of each value of its own that is held by other hosts
+//     (where the bytes are), so it is still answered after a restart:
+//     fetched from its holders, or object_lost while they are down.
+//
+// Both live under keys derived from a tag and the object's ID by SHA-256,
+// with index 0: no object has that index, and neither the API nor the ABI
+// accepts an ID with it, so no caller can name them.
+
+// derivedKey is the store key of tag's record about id.
+func derivedKey(tag string, id ids.ObjectID) ids.ObjectID {
+	sum := sha256.Sum256(append([]byte(tag), id[:]...))
+	var k ids.ObjectID
+	copy(k[:ids.TaskIDSize], sum[:]) // index 0
+	return k
+}
+
+// lifeKey marks a store that served a host.
+var lifeKey = derivedKey("rayhost objdir: life", ids.ObjectID{})
+
+// heldKey is the key of the record of where id's bytes are.
+func heldKey(id ids.ObjectID) ids.ObjectID { return derivedKey("rayhost objdir: held", id) }
+
+// startLife reports whether the store served a host before, and marks it
+// as having served one.
+func (d *Dir) startLife() bool {
+	ctx := context.Background()
+	if _, err := d.st.Stat(ctx, lifeKey); err == nil {
+		return true
+	}
+	mark := []byte(`"objdir life mark"`)
+	meta := store.Meta{Size: int64(len(mark)), Codec: store.CodecJSON, Owner: d.cfg.Self, Created: time.Now()}
+	if err := d.st.Put(ctx, lifeKey, meta, mark); err != nil {
+		d.log.Warn("marking the store as used (a restart will answer not_found, not owner_died, for objects it lost)", "err", err)
+	}
+	return false
+}
+
+// notReady is the error of Holding for id when it is not ready here:
+// pending (known), or unknown, which a restarted host answers as owner_died
+// (it wraps ErrNotFound too).
+func (d *Dir) notReady(id ids.ObjectID, known bool) error {
+	if known || !d.restarted {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return fmt.Errorf("%w: %w: %s: this host, its owner, restarted and has no record of it (its task had not finished, or it was never made)",
+		ErrOwnerDied, ErrNotFound, id)
+}
+
+// diedWithOwner is the failure a restarted host answers for an object of
+// its own it has no record of, or false if it did not restart.
+func (d *Dir) diedWithOwner(id ids.ObjectID) (abi.Value, bool) {
+	if !d.restarted {
+		return abi.Value{}, false
+	}
+	te := &abi.TaskError{Kind: abi.ErrorOwnerDied, TaskID: id.Task().String(), Host: d.cfg.ID, Message: d.notReady(id, false).Error()}
+	return te.Encode(), true
+}
+
+// keepHeld records in the store where the bytes of id, a value of this
+// host's own sealed as held (v is its CodecHeld value), are. A record with
+// other holders (the object was rebuilt elsewhere) is replaced.
+func (d *Dir) keepHeld(id ids.ObjectID, v abi.Value) {
+	ctx := context.Background()
+	key := heldKey(id)
+	if _, old, err := d.st.Get(ctx, key); err == nil {
+		if bytes.Equal(old, v.Data) {
+			return
+		}
+		_ = d.st.Delete(ctx, key)
+	}
+	meta := store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(CodecHeld), Owner: d.cfg.Self, Task: id.Task(), Created: time.Now()}
+	if err := d.st.Put(ctx, key, meta, v.Data); err != nil {
+		d.log.Warn("recording where an object is held (a restart will not know it)", "object_id", id, "err", err)
+	}
+}
+
+// recallHeld makes id ready as held if the store records where its bytes
+// are (keepHeld, before a restart), and reports whether it did.
+func (d *Dir) recallHeld(ctx context.Context, id ids.ObjectID) bool {
+	meta, data, err := d.st.Get(ctx, heldKey(id))
+	if err != nil || abi.Codec(meta.Codec) != CodecHeld {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			d.log.Warn("reading where an object is held", "object_id", id, "err", err)
+		}
+		return false
+	}
+	if err := d.sealHeld(id, abi.Value{Codec: CodecHeld, Data: data}); err != nil {
+		d.log.Warn("a bad record of where an object is held", "object_id", id, "err", err)
+		return false
+	}
+	return true
+}
