@@ -41,6 +41,7 @@ var (
 	ErrTaskTimeout     = kinds.ErrTaskTimeout
 	ErrObjectLost      = kinds.ErrObjectLost
 	ErrOwnerDied       = kinds.ErrOwnerDied
+	ErrObjectFreed     = kinds.ErrObjectFreed
 	ErrPermission      = kinds.ErrPermission
 	ErrUnavailable     = kinds.ErrUnavailable
 	// ErrHostShuttingDown: the host the call waited on (a Get, a Wait, a

@@ -50,6 +50,10 @@ var (
 	// ErrOwnerDied: the host that owns the object (the one its task or Put
 	// was submitted to) is gone. Ray's OwnerDiedError.
 	ErrOwnerDied = kinds.ErrOwnerDied
+	// ErrObjectFreed: the object was freed because no reference to it was
+	// left (its refs were all released); the ref read after that was stale
+	// or forged. Ray's ObjectFreedError.
+	ErrObjectFreed = kinds.ErrObjectFreed
 	// ErrHostShuttingDown: the host a call waited on is shutting down (not
 	// a cancel). A guest does not meet it today (its worker stops with its
 	// host); it is here, the same value as package client's, so code shared

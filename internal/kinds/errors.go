@@ -25,6 +25,10 @@ var (
 	// ErrOwnerDied: the host that owns the object is gone. Ray's
 	// OwnerDiedError.
 	ErrOwnerDied = errors.New("ray: owner died")
+	// ErrObjectFreed: the object was freed because no reference to it was
+	// left; the ref read after that was released, stale or forged. Ray's
+	// ObjectFreedError.
+	ErrObjectFreed = errors.New("ray: object freed")
 )
 
 // API classes: one per Connect code the host answers with. Package client

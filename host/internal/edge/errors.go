@@ -101,6 +101,8 @@ func TaskCode(te *abi.TaskError) connect.Code {
 		return connect.CodeDataLoss
 	case abi.ErrorOwnerDied:
 		return connect.CodeUnavailable
+	case abi.ErrorObjectFreed:
+		return connect.CodeNotFound
 	case abi.ErrorHost:
 		return connect.CodeInternal
 	case abi.ErrorPermissionDenied:

@@ -2,6 +2,7 @@ package objdir
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -93,6 +94,10 @@ type Dir struct {
 	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
 	pinned    int64 // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
+	freed     tombstones // objects freed lately
+	// deleting counts the store deletes queued per freed object.
+	deleting  map[ids.ObjectID]int
+	frees     uint64         // objects freed so far
 	persisted sync.WaitGroup // the persist loop
 	closeOnce sync.Once
 	// restarted: the store served this host before (restart.go); set in
@@ -118,6 +123,9 @@ type object struct {
 	// owner is set for an object another host owns (borrowed): this host
 	// learnt of it through an ObjectRef and asks the owner about it.
 	owner string
+	// freed: nothing references this pending object any more; its value
+	// is dropped when it is sealed.
+	freed bool
 	// provisional: a borrowed object ready with a failure that says where
 	// it is, not what it is (its owner could not be reached, or said it is
 	// lost): in memory only, never stored, and asked again (provisional.go).
@@ -128,6 +136,7 @@ type persistJob struct {
 	id   ids.ObjectID
 	meta store.Meta
 	data []byte
+	del  bool // delete the object (freed) instead
 }
 
 // New returns a Dir, and starts the loop that writes small values to the
@@ -138,7 +147,7 @@ func New(cfg Config) (*Dir, error) {
 	}
 	d := &Dir{
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
-		m: map[ids.ObjectID]*object{}, persistCh: make(chan persistJob, 4096),
+		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
 	}
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
 	d.restarted = d.startLife()
@@ -160,6 +169,17 @@ func (d *Dir) Close() {
 func (d *Dir) persistLoop() {
 	defer d.persisted.Done()
 	for j := range d.persistCh {
+		if j.del {
+			if err := d.st.Delete(context.Background(), j.id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				d.log.Error("deleting a freed object", "object_id", j.id, "err", err)
+			}
+			d.mu.Lock()
+			if d.deleting[j.id]--; d.deleting[j.id] <= 0 {
+				delete(d.deleting, j.id)
+			}
+			d.mu.Unlock()
+			continue
+		}
 		err := d.st.Put(context.Background(), j.id, j.meta, j.data)
 		if err != nil {
 			d.log.Error("persisting object", "object_id", j.id, "err", err)
@@ -217,7 +237,7 @@ func (d *Dir) Known(ctx context.Context, id ids.ObjectID) bool {
 	if ok {
 		return true
 	}
-	_, err := d.st.Stat(ctx, id)
+	_, err := d.stat(ctx, id)
 	return err == nil || d.recallHeld(ctx, id)
 }
 
@@ -288,6 +308,23 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		d.mu.Unlock()
 		return nil
 	}
+	if ob.freed {
+		// Nobody references it any more: wake who waits, keep nothing.
+		ob.ready = true
+		live := liveWaiters(ob)
+		delete(d.m, id)
+		if large {
+			d.deleting[id]++
+		}
+		d.mu.Unlock()
+		if large {
+			d.persistCh <- persistJob{id: id, del: true}
+		}
+		for _, w := range live {
+			w.fn(v)
+		}
+		return nil
+	}
 	ob.ready = true
 	ob.val = v
 	if large {
@@ -355,13 +392,16 @@ func (d *Dir) sealHeld(id ids.ObjectID, v abi.Value) error {
 		return nil
 	}
 	ob.ready = true
+	if ob.freed {
+		delete(d.m, id)
+	}
 	ob.val = abi.Value{Codec: hv.Codec}
 	ob.size = hv.Size
 	ob.holders = slices.Clone(hv.Holders)
 	val := ob.val
 	waiters := ob.waiters
 	ob.waiters = nil
-	own := ob.owner == ""
+	own := ob.owner == "" && !ob.freed
 	d.mu.Unlock()
 	if own {
 		d.keepHeld(id, v)

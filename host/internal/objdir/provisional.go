@@ -32,8 +32,9 @@ func provisional(v abi.Value) bool {
 }
 
 // sealProvisional makes a pending borrowed object ready with the failure
-// v, provisionally: in memory only, out of the cache's accounting (it is
-// never evicted, and reask drops it), and it wakes the waiters.
+// v, provisionally: in memory only (counted in memBytes, never evicted:
+// reask or Free drops it), and it wakes the waiters. A freed object keeps
+// nothing.
 func (d *Dir) sealProvisional(id ids.ObjectID, v abi.Value) {
 	d.mu.Lock()
 	ob := d.m[id]
@@ -42,6 +43,10 @@ func (d *Dir) sealProvisional(id ids.ObjectID, v abi.Value) {
 		return
 	}
 	ob.ready, ob.val, ob.inMemory, ob.provisional = true, v, true, true
+	d.memBytes += int64(len(v.Data))
+	if ob.freed {
+		d.dropLocked(id, ob)
+	}
 	live := liveWaiters(ob)
 	d.mu.Unlock()
 	for _, w := range live {
@@ -68,6 +73,7 @@ func (d *Dir) reask(id ids.ObjectID) {
 		d.mu.Unlock()
 		return // asked again already
 	}
+	d.memBytes -= int64(len(ob.val.Data))
 	ob.ready, ob.val, ob.inMemory, ob.provisional = false, abi.Value{}, false, false
 	d.mu.Unlock()
 	d.log.Debug("asking an owner again about an object it could not give", "object_id", id, "owner", owner)

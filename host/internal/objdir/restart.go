@@ -65,24 +65,48 @@ func (d *Dir) startLife() bool {
 }
 
 // notReady is the error of Holding for id when it is not ready here:
-// pending (known), or unknown, which a restarted host answers as owner_died
-// (it wraps ErrNotFound too).
+// pending (known), freed, or unknown, which a restarted host answers as
+// owner_died (diedHere).
 func (d *Dir) notReady(id ids.ObjectID, known bool) error {
-	if known || !d.restarted {
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	if !known {
+		if err := d.diedHere(id); err != nil {
+			return err
+		}
+	}
+	return d.notFound(id)
+}
+
+// diedHere is the error for id, unknown here (in the table and the
+// store), if this host restarted: an object of its own it has no record
+// of, which died with its earlier life. It wraps ErrOwnerDied and
+// ErrNotFound. Nil if the host did not restart, or freed id lately.
+func (d *Dir) diedHere(id ids.ObjectID) error {
+	if !d.restarted || errors.Is(d.notFound(id), ErrFreed) {
+		return nil
 	}
 	return fmt.Errorf("%w: %w: %s: this host, its owner, restarted and has no record of it (its task had not finished, or it was never made)",
 		ErrOwnerDied, ErrNotFound, id)
 }
 
 // diedWithOwner is the failure a restarted host answers for an object of
-// its own it has no record of, or false if it did not restart.
+// its own it has no record of (diedHere), or false.
 func (d *Dir) diedWithOwner(id ids.ObjectID) (abi.Value, bool) {
-	if !d.restarted {
+	err := d.diedHere(id)
+	if err == nil {
 		return abi.Value{}, false
 	}
-	te := &abi.TaskError{Kind: abi.ErrorOwnerDied, TaskID: id.Task().String(), Host: d.cfg.ID, Message: d.notReady(id, false).Error()}
+	te := &abi.TaskError{Kind: abi.ErrorOwnerDied, TaskID: id.Task().String(), Host: d.cfg.ID, Message: err.Error()}
 	return te.Encode(), true
+}
+
+// heldRecordLocked is the key of the record of where ob's bytes are, if
+// it has one (a value of this host's own, ready and held elsewhere), for
+// Free to delete it with the object. Called with the lock held.
+func heldRecordLocked(id ids.ObjectID, ob *object) (ids.ObjectID, bool) {
+	if ob == nil || !ob.ready || ob.inMemory || ob.persisted || ob.owner != "" {
+		return ids.ObjectID{}, false
+	}
+	return heldKey(id), true
 }
 
 // keepHeld records in the store where the bytes of id, a value of this
@@ -91,7 +115,7 @@ func (d *Dir) diedWithOwner(id ids.ObjectID) (abi.Value, bool) {
 func (d *Dir) keepHeld(id ids.ObjectID, v abi.Value) {
 	ctx := context.Background()
 	key := heldKey(id)
-	if _, old, err := d.st.Get(ctx, key); err == nil {
+	if _, old, err := d.get(ctx, key); err == nil {
 		if bytes.Equal(old, v.Data) {
 			return
 		}
@@ -106,7 +130,7 @@ func (d *Dir) keepHeld(id ids.ObjectID, v abi.Value) {
 // recallHeld makes id ready as held if the store records where its bytes
 // are (keepHeld, before a restart), and reports whether it did.
 func (d *Dir) recallHeld(ctx context.Context, id ids.ObjectID) bool {
-	meta, data, err := d.st.Get(ctx, heldKey(id))
+	meta, data, err := d.get(ctx, heldKey(id))
 	if err != nil || abi.Codec(meta.Codec) != CodecHeld {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			d.log.Warn("reading where an object is held", "object_id", id, "err", err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
 )
 
 // TestRestartedOwner: an owner restarted on its store answers for its
@@ -52,4 +53,21 @@ func TestRestartedOwner(t *testing.T) {
 	borrower = c.restart("b:1", borrower)
 	borrower.Borrow(ctxFor(t), unfinished, "a:1")
 	wantError(t, getOne(t, borrower, unfinished), abi.ErrorOwnerDied)
+}
+
+// TestFreeDropsHeldRecord: freeing a held value of this host's own
+// deletes the record of where it is, so a restart does not bring it back.
+func TestFreeDropsHeldRecord(t *testing.T) {
+	st := store.NewMemory()
+	d := newDir(t, st, nil)
+	id := ids.NewTaskID().Return(0)
+	_ = d.Seal(ctxFor(t), id, Held{Codec: abi.CodecRaw, Size: 40, Holders: []string{"h:1"}}.Value())
+	if _, err := st.Stat(ctxFor(t), heldKey(id)); err != nil {
+		t.Fatalf("no record of where the value is: %v", err)
+	}
+	d.Free([]ids.ObjectID{id})
+	d.Close() // the deletes run behind
+	if _, err := st.Stat(ctxFor(t), heldKey(id)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the record outlived Free: %v", err)
+	}
 }

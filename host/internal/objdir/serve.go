@@ -29,7 +29,10 @@ func (d *Dir) Locate(ctx context.Context, id ids.ObjectID, failed []string, time
 		d.DropHolders(id, failed)
 	}
 	if !d.Known(ctx, id) {
-		return Location{}, d.notReady(id, false) // owner_died too after a restart
+		if err := d.diedHere(id); err != nil {
+			return Location{}, err // owner_died too: this host restarted
+		}
+		return Location{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	for {
 		_, err := d.WaitReady(ctx, []ids.ObjectID{id}, 1, false, timeout, nil)
@@ -93,7 +96,7 @@ func (d *Dir) Serve(ctx context.Context, id ids.ObjectID, send func(hdr *Header,
 // one empty chunk). An object not in the store is ErrNotFound. Errors from
 // send are returned as they are.
 func (d *Dir) Stream(ctx context.Context, id ids.ObjectID, send func(hdr *Header, chunk []byte) error) error {
-	meta, rc, err := d.st.Open(ctx, id)
+	meta, rc, err := d.open(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			err = fmt.Errorf("%w: %s", ErrNotFound, id)

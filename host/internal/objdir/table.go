@@ -80,7 +80,7 @@ func (d *Dir) Borrow(ctx context.Context, id ids.ObjectID, owner string) {
 		return
 	}
 	d.mu.Unlock()
-	if _, err := d.st.Stat(ctx, id); err == nil {
+	if _, err := d.stat(ctx, id); err == nil {
 		return
 	}
 	d.mu.Lock()
@@ -110,7 +110,7 @@ func (d *Dir) Holding(ctx context.Context, id ids.ObjectID) (Holding, error) {
 		h = Holding{Holders: slices.Clone(ob.holders), Size: ob.size, Value: abi.Value{Codec: ob.val.Codec}}
 	}
 	d.mu.Unlock()
-	meta, err := d.st.Stat(ctx, id)
+	meta, err := d.stat(ctx, id)
 	if err == nil {
 		return Holding{Value: abi.Value{Codec: abi.Codec(meta.Codec)}, Local: true, Holders: h.Holders, Size: meta.Size}, nil
 	}
@@ -169,10 +169,10 @@ func (d *Dir) Value(ctx context.Context, id ids.ObjectID) (abi.Value, error) {
 	if err != nil || inMemory {
 		return v, err
 	}
-	meta, data, err := d.st.Get(ctx, id)
+	meta, data, err := d.get(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return abi.Value{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+			return abi.Value{}, d.notFound(id)
 		}
 		return abi.Value{}, err
 	}
@@ -210,9 +210,9 @@ func (d *Dir) Codec(ctx context.Context, id ids.ObjectID) (abi.Codec, error) {
 	if ready {
 		return c, nil
 	}
-	meta, err := d.st.Stat(ctx, id)
+	meta, err := d.stat(ctx, id)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return 0, d.notFound(id)
 	}
 	return abi.Codec(meta.Codec), nil
 }

@@ -3,7 +3,6 @@ package objdir
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -58,10 +57,16 @@ func (d *Dir) Watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (c
 		fn(val)
 		return func() {}, nil
 	}
-	meta, err := d.st.Stat(ctx, id)
+	meta, err := d.stat(ctx, id)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
+		}
+		err = d.notFound(id)
+		if errors.Is(err, ErrFreed) {
+			// Ready for good, as a failure: a Get says why.
+			fn(freedValue(id, err))
+			return func() {}, nil
 		}
 		if d.recallHeld(ctx, id) {
 			return d.Watch(ctx, id, fn) // ready as held now
@@ -70,7 +75,7 @@ func (d *Dir) Watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (c
 			fn(v) // this host restarted and lost it: its owner died
 			return func() {}, nil
 		}
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return nil, err
 	}
 	fn(abi.Value{Codec: abi.Codec(meta.Codec)})
 	return func() {}, nil
@@ -169,6 +174,8 @@ func (d *Dir) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duratio
 			switch {
 			case errors.Is(err, ErrOwnerDied):
 				kind = abi.ErrorOwnerDied
+			case errors.Is(err, ErrFreed):
+				kind = abi.ErrorObjectFreed
 			case !errors.Is(err, ErrLost):
 				return nil, err
 			}
