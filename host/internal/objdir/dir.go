@@ -22,8 +22,9 @@ type Config struct {
 	// written to the store behind the caller's back); larger ones go
 	// straight to the store.
 	InlineLimit int
-	// CacheBytes bounds the in-memory copies of small objects: past it, the
-	// oldest ones already in the store are dropped from memory.
+	// CacheBytes bounds the in-memory copies of small objects, each
+	// counted with its record (objectOverhead): past it, the oldest ones
+	// already in the store are dropped from memory.
 	CacheBytes int64
 	// Self is this host's API address: the owner recorded with the objects
 	// it stores, and the holder it never pulls from.
@@ -38,6 +39,10 @@ type Config struct {
 	// (after Reset), or an error wrapping ErrLost or ErrOwnerDied. Nil: such
 	// objects are lost.
 	Rebuild func(id ids.ObjectID) error
+	// Restarted: the store served this host before (it restarted on its
+	// data dir). An object of its own it has no record of then died with
+	// its earlier life: owner_died, not not_found (restart.go).
+	Restarted bool
 	// Done, when closed, ends the background work of borrows (the host is
 	// shutting down). Close ends it too. May be nil.
 	Done <-chan struct{}
@@ -95,13 +100,15 @@ type Dir struct {
 	pinned    int64 // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
 	freed     tombstones // objects freed lately
-	// deleting counts the store deletes queued per freed object.
-	deleting  map[ids.ObjectID]int
-	frees     uint64         // objects freed so far
-	persisted sync.WaitGroup // the persist loop
-	closeOnce sync.Once
-	// restarted: the store served this host before (restart.go); set in
-	// New, read-only after.
+	// deleting counts the store deletes queued per freed object;
+	// deletedCond is signalled (with mu) when one is done.
+	deleting    map[ids.ObjectID]int
+	deletedCond *sync.Cond
+	frees       uint64         // objects freed so far
+	persisted   sync.WaitGroup // the persist loop
+	closeOnce   sync.Once
+	// restarted is Config.Restarted: the store served this host before
+	// (restart.go).
 	restarted bool
 }
 
@@ -149,8 +156,9 @@ func New(cfg Config) (*Dir, error) {
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
 		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
 	}
+	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
-	d.restarted = d.startLife()
+	d.restarted = cfg.Restarted
 	d.persisted.Add(1)
 	go d.persistLoop()
 	return d, nil
@@ -177,6 +185,7 @@ func (d *Dir) persistLoop() {
 			if d.deleting[j.id]--; d.deleting[j.id] <= 0 {
 				delete(d.deleting, j.id)
 			}
+			d.deletedCond.Broadcast()
 			d.mu.Unlock()
 			continue
 		}
@@ -210,7 +219,7 @@ func (d *Dir) evictLocked() {
 		}
 		d.fifoHead++
 		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
-			d.memBytes -= int64(len(ob.val.Data))
+			d.memBytes -= memCost(ob.val.Data)
 			delete(d.m, id)
 		}
 	}
@@ -293,7 +302,9 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	}
 	if large {
 		// Large values are written before they are ready, so a reader never
-		// sees a partial object.
+		// sees a partial object; after any delete of the same ID queued by
+		// a Free (a retried task puts under its first attempt's IDs).
+		d.waitDeleted(id)
 		if err := d.st.Put(ctx, id, meta, v.Data); err != nil {
 			return fmt.Errorf("storing object %s: %w", id, err)
 		}
@@ -332,7 +343,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.persisted = true
 	} else {
 		ob.inMemory = true
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 	}
 	live := liveWaiters(ob)
@@ -440,13 +451,14 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.mu.Unlock()
 	case len(v.Data) > d.cfg.InlineLimit:
 		d.mu.Unlock()
+		d.waitDeleted(id)
 		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
 			d.log.Error("storing a refetched object", "object_id", id, "err", err)
 		}
 	default:
 		// Like a fresh small value: in memory, written behind, evictable.
 		ob.val, ob.inMemory, ob.holders = v, true, nil
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()

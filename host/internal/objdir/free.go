@@ -83,7 +83,7 @@ func (d *Dir) open(ctx context.Context, id ids.ObjectID) (store.Meta, io.ReadClo
 // dropLocked forgets a ready object. Its waiters were woken by its seal.
 func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
 	if ob.inMemory {
-		d.memBytes -= int64(len(ob.val.Data))
+		d.memBytes -= memCost(ob.val.Data)
 		if ob.unpersistable {
 			d.pinned -= int64(len(ob.val.Data))
 		}
@@ -94,6 +94,16 @@ func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
 // freedErr is the error for a read of id, freed here, that found nothing.
 func freedErr(id ids.ObjectID) error {
 	return fmt.Errorf("%w: %s: no reference to it was left (it was released, or the ref is stale)", ErrFreed, id)
+}
+
+// waitDeleted waits until no delete of id is queued: a write of the same
+// ID must not be undone by a delete that runs after it.
+func (d *Dir) waitDeleted(id ids.ObjectID) {
+	d.mu.Lock()
+	for d.deleting[id] > 0 {
+		d.deletedCond.Wait()
+	}
+	d.mu.Unlock()
 }
 
 // freedValue is the value a wait or a Get sees for a freed object.
@@ -164,10 +174,19 @@ func (t *tombstones) has(id ids.ObjectID) bool {
 	return in(t.cur) || in(t.prev)
 }
 
+// objectOverhead is what the directory spends on an object in memory
+// beside its bytes (its record, its map entry, its place in the eviction
+// queue), counted against Config.CacheBytes: a million tiny values cost
+// what they really do, not a few megabytes.
+const objectOverhead = 256
+
+// memCost is what an in-memory value counts against the cache bound.
+func memCost(data []byte) int64 { return int64(len(data)) + objectOverhead }
+
 // Stats is what the directory holds.
 type Stats struct {
 	Objects  int    // objects in the table (pending, in memory, or known held)
-	MemBytes int64  // bytes of values in memory
+	MemBytes int64  // bytes of values in memory, with their records (objectOverhead each)
 	Freed    uint64 // objects freed so far
 }
 

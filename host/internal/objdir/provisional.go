@@ -43,7 +43,7 @@ func (d *Dir) sealProvisional(id ids.ObjectID, v abi.Value) {
 		return
 	}
 	ob.ready, ob.val, ob.inMemory, ob.provisional = true, v, true, true
-	d.memBytes += int64(len(v.Data))
+	d.memBytes += memCost(v.Data)
 	if ob.freed {
 		d.dropLocked(id, ob)
 	}
@@ -73,7 +73,7 @@ func (d *Dir) reask(id ids.ObjectID) {
 		d.mu.Unlock()
 		return // asked again already
 	}
-	d.memBytes -= int64(len(ob.val.Data))
+	d.memBytes -= memCost(ob.val.Data)
 	ob.ready, ob.val, ob.inMemory, ob.provisional = false, abi.Value{}, false, false
 	d.mu.Unlock()
 	d.log.Debug("asking an owner again about an object it could not give", "object_id", id, "owner", owner)

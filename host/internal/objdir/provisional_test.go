@@ -21,7 +21,7 @@ func (c *cluster) setUp(addr string) {
 func (c *cluster) restart(addr string, d *Dir) *Dir {
 	c.t.Helper()
 	d.Close()
-	return c.host(addr, func(cfg *Config) { cfg.Store = d.st })
+	return c.host(addr, func(cfg *Config) { cfg.Store, cfg.Restarted = d.st, true })
 }
 
 // TestOwnerBackAskedAgain: a borrower whose owner is down answers

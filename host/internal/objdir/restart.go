@@ -16,52 +16,31 @@ import (
 // What a host knows of its own objects after it restarted on its store.
 //
 // Values (small ones written behind, large ones before they are ready) are
-// in the store, and come back with it. Two things more are kept there, so
-// that the answers about the host's objects do not change with a restart:
+// in the store, and come back with it. So that the answers about the
+// host's objects do not change with a restart:
 //
-//   - a life mark: a store that holds it served this host before. An
-//     object the host owns and has no record of (not in the table, not in
-//     the store) was then made by its earlier life and died with it (a
-//     task that had not finished, a value whose write-behind did not
-//     happen): it is owner_died, not not_found. IDs carry nothing of the
-//     life that made them (a child's is a hash of its parent's), so a
-//     restarted host cannot tell such an object from one it never heard
-//     of; both are owner_died.
-//   - the record of each value of its own that is held by other hosts
-//     (where the bytes are), so it is still answered after a restart:
-//     fetched from its holders, or object_lost while they are down.
-//
-// Both live under keys derived from a tag and the object's ID by SHA-256,
-// with index 0: no object has that index, and neither the API nor the ABI
-// accepts an ID with it, so no caller can name them.
+//   - Config.Restarted says the store served this host before (the host
+//     found its data dir's store there). An object the host owns and has
+//     no record of (not in the table, not in the store, not freed lately)
+//     was then made by its earlier life and died with it (a task that had
+//     not finished, a value whose write-behind did not happen): it is
+//     owner_died, not not_found. IDs carry nothing of the life that made
+//     them (a child's is a hash of its parent's), so a restarted host
+//     cannot tell such an object from one it never heard of; both are
+//     owner_died.
+//   - the store records where each value of its own held by other hosts
+//     is, so it is still answered after a restart: fetched from its
+//     holders, or object_lost while they are down. The record lives under
+//     a key derived from the object's ID by SHA-256, with index 0: no
+//     object has that index, and neither the API nor the ABI accepts an ID
+//     with it, so no caller can name it. Free deletes it with the object.
 
-// derivedKey is the store key of tag's record about id.
-func derivedKey(tag string, id ids.ObjectID) ids.ObjectID {
-	sum := sha256.Sum256(append([]byte(tag), id[:]...))
+// heldKey is the key of the record of where id's bytes are.
+func heldKey(id ids.ObjectID) ids.ObjectID {
+	sum := sha256.Sum256(append([]byte("rayhost objdir: held"), id[:]...))
 	var k ids.ObjectID
 	copy(k[:ids.TaskIDSize], sum[:]) // index 0
 	return k
-}
-
-// lifeKey marks a store that served a host.
-var lifeKey = derivedKey("rayhost objdir: life", ids.ObjectID{})
-
-// heldKey is the key of the record of where id's bytes are.
-func heldKey(id ids.ObjectID) ids.ObjectID { return derivedKey("rayhost objdir: held", id) }
-
-// startLife reports whether the store served a host before, and marks it
-// as having served one.
-func (d *Dir) startLife() bool {
-	ctx := context.Background()
-	if _, err := d.st.Stat(ctx, lifeKey); err == nil {
-		return true
-	}
-	mark := []byte(`"objdir life mark"`)
-	meta := store.Meta{Size: int64(len(mark)), Codec: store.CodecJSON, Owner: d.cfg.Self, Created: time.Now()}
-	if err := d.st.Put(ctx, lifeKey, meta, mark); err != nil {
-		d.log.Warn("marking the store as used (a restart will answer not_found, not owner_died, for objects it lost)", "err", err)
-	}
-	return false
 }
 
 // notReady is the error of Holding for id when it is not ready here:

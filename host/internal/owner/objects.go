@@ -33,6 +33,7 @@ func (h *Owner) newObjects() (*objdir.Dir, error) {
 	cfg.ChunkBytes = getStreamChunk
 	cfg.Rebuild = h.lin.reconstruct
 	cfg.Done = h.done
+	cfg.Restarted = h.cfg.Restarted
 	if h.cfg.Clustered {
 		cfg.Peers = hostPeers{h}
 	}

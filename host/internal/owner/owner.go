@@ -75,9 +75,13 @@ type Config struct {
 	CompileTimeout                                         time.Duration
 	AllowedDirs                                            []string
 
-	Store    store.Store
-	Launcher launch.Launcher
-	Logger   *slog.Logger
+	Store store.Store
+	// Restarted: Store served this host before it started (its data dir
+	// was there); objects of its own it has no record of died with its
+	// earlier life (objdir.Config.Restarted).
+	Restarted bool
+	Launcher  launch.Launcher
+	Logger    *slog.Logger
 	// Clock times task attempts (Limits.Timeout) and task events; nil is
 	// the system clock.
 	Clock clock.Clock
@@ -144,6 +148,7 @@ type Owner struct {
 	rem  *remoteRole
 	adm  *admission
 	lin  *lineageRole
+	refs *refsRole
 
 	// Set by AttachCluster when the host is in a cluster.
 	cluster *cluster.Cluster

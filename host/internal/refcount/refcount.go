@@ -89,10 +89,13 @@ type entry struct {
 	borrowers []string       // hosts that borrow it (owned objects only)
 	contains  []ids.ObjectID // the refs its own value contains (Seal)
 	sealed    bool
+	// pinned: an object the Counter does not count contains it, so it is
+	// never freed.
+	pinned bool
 }
 
 func (e *entry) referenced() bool {
-	return e.local > 0 || e.submitted > 0 || e.lineage > 0 || len(e.in) > 0 || len(e.borrowers) > 0
+	return e.local > 0 || e.submitted > 0 || e.lineage > 0 || len(e.in) > 0 || len(e.borrowers) > 0 || e.pinned
 }
 
 // taskRec is a task submitted here, for as long as it (or its lineage)
@@ -278,10 +281,20 @@ func (c *Counter) Rebuilding(task ids.TaskID) {
 // Sealed records that id's value is ready and contains the refs contains
 // (nested refs, counted once each): they stay alive as long as id does.
 // An object nobody references by the time it is sealed is freed at once.
-// Contained refs unknown here are skipped.
+// Contained refs unknown here are skipped. The refs inside an object the
+// Counter does not count are pinned: nobody can say when that object
+// goes, so they stay.
 func (c *Counter) Sealed(id ids.ObjectID, contains []ids.ObjectID) []Action {
 	e := c.objs[id]
-	if e == nil || e.sealed {
+	if e == nil {
+		for _, x := range contains {
+			if xe := c.objs[x]; xe != nil {
+				xe.pinned = true
+			}
+		}
+		return nil
+	}
+	if e.sealed {
 		return nil
 	}
 	e.sealed = true

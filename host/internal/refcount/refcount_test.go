@@ -105,6 +105,7 @@ func TestCounter(t *testing.T) {
 		{"nesting is followed to the bottom", []step{submit(driver, t1), submit(driver, t2), submit(driver, t3), sealed(r1), sealed(r2, r1), sealed(r3, r2, r2), release(driver, r1, 1), release(driver, r2, 1), release(driver, r3, 1)},
 			[]Action{free(r3), free(r2), free(r1)}, nil, []ids.ObjectID{r1, r2, r3}},
 		{"a value that contains itself or unknown refs is freed normally", []step{create(driver, p1), sealed(p1, p1, p2), release(driver, p1, 1)}, []Action{free(p1)}, nil, []ids.ObjectID{p1}},
+		{"refs inside an uncounted object are never freed", []step{create(driver, p1), sealed(r3, p1), release(driver, p1, 1)}, nil, []ids.ObjectID{p1}, nil},
 		{"a sealed object nobody holds is freed at seal", []step{submit(driver, t1), drop(driver), sealed(r1)}, nil, nil, []ids.ObjectID{r1}},
 
 		// Other hosts that borrow an object this host owns.

@@ -21,6 +21,8 @@ type Refs struct {
 	// Borrowers are the hosts that borrow it.
 	Borrowers []string
 	Sealed    bool
+	// Pinned: an uncounted object contains it; it is never freed.
+	Pinned bool
 }
 
 // Stats counts what the Counter tracks.
@@ -50,7 +52,7 @@ func (c *Counter) Snapshot() []Refs {
 		e := c.objs[id]
 		by[id] = &Refs{
 			ID: id, Owner: e.owner, Submitted: e.submitted, Lineage: e.lineage,
-			In: slices.Clone(e.in), Borrowers: slices.Clone(e.borrowers), Sealed: e.sealed,
+			In: slices.Clone(e.in), Borrowers: slices.Clone(e.borrowers), Sealed: e.sealed, Pinned: e.pinned,
 		}
 	}
 	for h, m := range c.holders {
