@@ -169,7 +169,7 @@ func (m *ActorMethod[S, R]) Remote(h ActorHandle[S], args ...any) ObjectRef[R] {
 	if err != nil {
 		return ObjectRef[R]{err: fmt.Errorf("%s.Remote: %w", m.e.name, err)}
 	}
-	return ObjectRef[R]{id: id.Return(0), owner: owner}
+	return ObjectRef[R]{id: id.Return(0), owner: owner, h: track(id.Return(0), 1)}
 }
 
 func registerMethod[S, R any](class *ActorClass[S], name string, argTypes []reflect.Type, call func(s *S, ctx context.Context, args []abi.Value) (R, error)) *ActorMethod[S, R] {

@@ -121,7 +121,7 @@ func Put[T any](v T) ObjectRef[T] {
 	if _, err := hostCall(abi.OpPut, req.Encode(nil)); err != nil {
 		return ObjectRef[T]{err: fmt.Errorf("ray.Put: %w", err)}
 	}
-	return ObjectRef[T]{id: req.ID, owner: t.owner}
+	return ObjectRef[T]{id: req.ID, owner: t.owner, h: track(req.ID, 1)}
 }
 
 // timeoutFrom turns ctx's deadline into the host's timeout: -1 for none.

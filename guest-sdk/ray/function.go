@@ -126,7 +126,7 @@ func (f *Function[R]) Remote(args ...any) ObjectRef[R] {
 	if err != nil {
 		return ObjectRef[R]{err: fmt.Errorf("%s.Remote: %w", f.e.name, err)}
 	}
-	return ObjectRef[R]{id: id.Return(0), owner: owner}
+	return ObjectRef[R]{id: id.Return(0), owner: owner, h: track(id.Return(0), 1)}
 }
 
 func newFunction[R any](name string, argTypes []reflect.Type, call func(context.Context, []abi.Value) (R, error), opts []Option) *Function[R] {

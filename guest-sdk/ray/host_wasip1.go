@@ -23,6 +23,9 @@ func rayhostRecv(ptr unsafe.Pointer, n uint32) uint32
 var callMu sync.Mutex
 
 func hostCall(op abi.Op, req []byte) ([]byte, error) {
+	if op != abi.OpRelease {
+		flushReleases(false)
+	}
 	callMu.Lock()
 	defer callMu.Unlock()
 	n := rayhostCall(uint32(op), unsafe.Pointer(unsafe.SliceData(req)), uint32(len(req)))

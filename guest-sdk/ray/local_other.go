@@ -352,6 +352,9 @@ func (l *localHost) serve(op abi.Op, req []byte) ([]byte, abi.ErrCode) {
 		}
 		info := abi.ActorInfo{Actor: a.create.req.Task, Owner: LocalOwner, Class: a.create.req.Function}
 		return info.Encode(nil), 0
+	case abi.OpRelease:
+		// Local mode counts nothing (release_other.go).
+		return nil, 0
 	case abi.OpKill:
 		var r abi.KillRequest
 		if r.Decode(req) != nil {

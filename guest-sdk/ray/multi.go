@@ -48,7 +48,7 @@ func (f *Function2[R0, R1]) Remote(args ...any) (ObjectRef[R0], ObjectRef[R1]) {
 		err = fmt.Errorf("%s.Remote: %w", f.e.name, err)
 		return ObjectRef[R0]{err: err}, ObjectRef[R1]{err: err}
 	}
-	return ObjectRef[R0]{id: id.Return(0), owner: owner}, ObjectRef[R1]{id: id.Return(1), owner: owner}
+	return ObjectRef[R0]{id: id.Return(0), owner: owner, h: track(id.Return(0), 1)}, ObjectRef[R1]{id: id.Return(1), owner: owner, h: track(id.Return(1), 1)}
 }
 
 // Remote submits a call and returns one ObjectRef per result.
@@ -58,8 +58,8 @@ func (f *Function3[R0, R1, R2]) Remote(args ...any) (ObjectRef[R0], ObjectRef[R1
 		err = fmt.Errorf("%s.Remote: %w", f.e.name, err)
 		return ObjectRef[R0]{err: err}, ObjectRef[R1]{err: err}, ObjectRef[R2]{err: err}
 	}
-	return ObjectRef[R0]{id: id.Return(0), owner: owner}, ObjectRef[R1]{id: id.Return(1), owner: owner},
-		ObjectRef[R2]{id: id.Return(2), owner: owner}
+	return ObjectRef[R0]{id: id.Return(0), owner: owner, h: track(id.Return(0), 1)}, ObjectRef[R1]{id: id.Return(1), owner: owner, h: track(id.Return(1), 1)},
+		ObjectRef[R2]{id: id.Return(2), owner: owner, h: track(id.Return(2), 1)}
 }
 
 // encodeAll encodes a call's results, one value each.

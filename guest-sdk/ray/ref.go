@@ -17,6 +17,9 @@ type ObjectRef[T any] struct {
 	id    ids.ObjectID
 	owner string
 	err   error // set when the submission itself failed
+	// h is shared by the copies of this ref: once none is reachable, its
+	// reference is given back to the host (release.go).
+	h *handle
 }
 
 // ID is the hex form of the object's ID.
@@ -33,6 +36,7 @@ func (r ObjectRef[T]) String() string { return "ObjectRef(" + r.id.String() + ")
 
 func (r ObjectRef[T]) abiRef() abi.Ref        { return abi.Ref{ID: r.id, Owner: r.owner} }
 func (r ObjectRef[T]) refErr() error          { return r.err }
+func (r ObjectRef[T]) refHandle() *handle     { return r.h }
 func (r ObjectRef[T]) elemType() reflect.Type { return reflect.TypeFor[T]() }
 
 // AnyRef is implemented by every ObjectRef[T].
@@ -41,6 +45,7 @@ type AnyRef interface {
 	abiRef() abi.Ref
 	refErr() error
 	elemType() reflect.Type
+	refHandle() *handle
 }
 
 type refJSON struct {
@@ -74,7 +79,7 @@ func (r *ObjectRef[T]) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDecode, err)
 	}
-	*r = ObjectRef[T]{id: id, owner: j.Owner}
+	*r = ObjectRef[T]{id: id, owner: j.Owner, h: track(id, 1)}
 	return nil
 }
 

@@ -50,6 +50,7 @@ const (
 	OpCancel    Op = 10 // CancelRequest; no reply
 	OpGetActor  Op = 11 // GetActorRequest; reply ActorInfo
 	OpKill      Op = 12 // KillRequest; no reply
+	OpRelease   Op = 13 // ReleaseRequest; no reply
 
 	// OpPutHeld and OpYieldHeld are host-internal: never a guest's (a
 	// worker answers them with ErrCodeUnknownOp). A host running a task

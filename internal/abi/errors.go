@@ -26,6 +26,9 @@ const (
 	ErrorActorDied   ErrorKind = "actor_died"    // the actor is dead (killed, or out of restarts)
 	ErrorObjectLost  ErrorKind = "object_lost"   // every copy is gone and it cannot be rebuilt
 	ErrorOwnerDied   ErrorKind = "owner_died"    // the host that owns the object is gone
+	// ErrorObjectFreed: the object was freed (nothing referenced it any
+	// more); the ref that read it was stale or forged.
+	ErrorObjectFreed ErrorKind = "object_freed"
 	// ErrorPermissionDenied: the task asked for a capability it may not
 	// have (a grant its parent does not hold), or its guest broke the ABI's
 	// rules (a child or object ID outside its own).

@@ -57,6 +57,7 @@ var ops = [...]opSpec{
 	OpCancel:    {name: "cancel", route: RoutePipelined, check: checkCancel},
 	OpGetActor:  {name: "get_actor", route: RouteRoundTrip, check: checkGetActor},
 	OpKill:      {name: "kill", route: RoutePipelined, check: checkKill},
+	OpRelease:   {name: "release", route: RoutePipelined, limit: LimitArgs, check: checkRelease},
 }
 
 // spec returns o's row of the table.
@@ -85,6 +86,7 @@ func checkNext(b []byte) error     { var m NextRequest; return m.Decode(b) }
 func checkCancel(b []byte) error   { var m CancelRequest; return m.Decode(b) }
 func checkGetActor(b []byte) error { var m GetActorRequest; return m.Decode(b) }
 func checkKill(b []byte) error     { var m KillRequest; return m.Decode(b) }
+func checkRelease(b []byte) error  { var m ReleaseRequest; return m.Decode(b) }
 
 func checkValue(b []byte) error { _, err := DecodeValue(b); return err }
 

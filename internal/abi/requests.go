@@ -285,3 +285,37 @@ func (v *KillRequest) Decode(b []byte) error {
 	v.NoRestart = flag == 1
 	return d.Done()
 }
+
+// ReleaseRequest gives back references the guest held (§5, release): for
+// each object, how many of the references the host counted for the
+// calling task (the returns of what it submitted, its puts, the refs
+// inside the values it was given) it no longer holds.
+type ReleaseRequest struct {
+	IDs    []ids.ObjectID
+	Counts []uint32 // one per ID, each at least 1
+}
+
+func (v *ReleaseRequest) Encode(b []byte) []byte {
+	e := Encoder{B: b}
+	e.Uvarint(uint64(len(v.IDs)))
+	for i, id := range v.IDs {
+		e.Raw(id[:])
+		e.Uvarint(uint64(v.Counts[i]))
+	}
+	return e.B
+}
+
+func (v *ReleaseRequest) Decode(b []byte) error {
+	d := NewDecoder(b)
+	n := d.Count(ids.ObjectIDSize + 1)
+	v.IDs, v.Counts = make([]ids.ObjectID, 0, n), make([]uint32, 0, n)
+	for range n {
+		id := d.ObjectID()
+		c := d.Uvarint()
+		if d.Err() == nil && (c == 0 || c > 1<<31) {
+			d.fail("count")
+		}
+		v.IDs, v.Counts = append(v.IDs, id), append(v.Counts, uint32(c))
+	}
+	return d.Done()
+}

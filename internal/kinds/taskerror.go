@@ -53,6 +53,8 @@ func (e *TaskError) Is(target error) bool {
 		return e.Kind == string(abi.ErrorObjectLost) || (e.Cause != nil && e.Cause.Is(target))
 	case ErrOwnerDied:
 		return e.Kind == string(abi.ErrorOwnerDied) || (e.Cause != nil && e.Cause.Is(target))
+	case ErrObjectFreed:
+		return e.Kind == string(abi.ErrorObjectFreed) || (e.Cause != nil && e.Cause.Is(target))
 	}
 	return false
 }

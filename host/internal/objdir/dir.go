@@ -2,6 +2,7 @@ package objdir
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -21,8 +22,9 @@ type Config struct {
 	// written to the store behind the caller's back); larger ones go
 	// straight to the store.
 	InlineLimit int
-	// CacheBytes bounds the in-memory copies of small objects: past it, the
-	// oldest ones already in the store are dropped from memory.
+	// CacheBytes bounds the in-memory copies of small objects, each
+	// counted with its record (objectOverhead): past it, the oldest ones
+	// already in the store are dropped from memory.
 	CacheBytes int64
 	// Self is this host's API address: the owner recorded with the objects
 	// it stores, and the holder it never pulls from.
@@ -37,6 +39,10 @@ type Config struct {
 	// (after Reset), or an error wrapping ErrLost or ErrOwnerDied. Nil: such
 	// objects are lost.
 	Rebuild func(id ids.ObjectID) error
+	// Restarted: the store served this host before (it restarted on its
+	// data dir). An object of its own it has no record of then died with
+	// its earlier life: owner_died, not not_found (restart.go).
+	Restarted bool
 	// Done, when closed, ends the background work of borrows (the host is
 	// shutting down). Close ends it too. May be nil.
 	Done <-chan struct{}
@@ -93,8 +99,17 @@ type Dir struct {
 	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
 	pinned    int64 // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
-	persisted sync.WaitGroup // the persist loop
-	closeOnce sync.Once
+	freed     tombstones // objects freed lately
+	// deleting counts the store deletes queued per freed object;
+	// deletedCond is signalled (with mu) when one is done.
+	deleting    map[ids.ObjectID]int
+	deletedCond *sync.Cond
+	frees       uint64         // objects freed so far
+	persisted   sync.WaitGroup // the persist loop
+	closeOnce   sync.Once
+	// restarted is Config.Restarted: the store served this host before
+	// (restart.go).
+	restarted bool
 }
 
 type object struct {
@@ -115,12 +130,20 @@ type object struct {
 	// owner is set for an object another host owns (borrowed): this host
 	// learnt of it through an ObjectRef and asks the owner about it.
 	owner string
+	// freed: nothing references this pending object any more; its value
+	// is dropped when it is sealed.
+	freed bool
+	// provisional: a borrowed object ready with a failure that says where
+	// it is, not what it is (its owner could not be reached, or said it is
+	// lost): in memory only, never stored, and asked again (provisional.go).
+	provisional bool
 }
 
 type persistJob struct {
 	id   ids.ObjectID
 	meta store.Meta
 	data []byte
+	del  bool // delete the object (freed) instead
 }
 
 // New returns a Dir, and starts the loop that writes small values to the
@@ -131,9 +154,11 @@ func New(cfg Config) (*Dir, error) {
 	}
 	d := &Dir{
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
-		m: map[ids.ObjectID]*object{}, persistCh: make(chan persistJob, 4096),
+		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
 	}
+	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
+	d.restarted = cfg.Restarted
 	d.persisted.Add(1)
 	go d.persistLoop()
 	return d, nil
@@ -152,6 +177,18 @@ func (d *Dir) Close() {
 func (d *Dir) persistLoop() {
 	defer d.persisted.Done()
 	for j := range d.persistCh {
+		if j.del {
+			if err := d.st.Delete(context.Background(), j.id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				d.log.Error("deleting a freed object", "object_id", j.id, "err", err)
+			}
+			d.mu.Lock()
+			if d.deleting[j.id]--; d.deleting[j.id] <= 0 {
+				delete(d.deleting, j.id)
+			}
+			d.deletedCond.Broadcast()
+			d.mu.Unlock()
+			continue
+		}
 		err := d.st.Put(context.Background(), j.id, j.meta, j.data)
 		if err != nil {
 			d.log.Error("persisting object", "object_id", j.id, "err", err)
@@ -182,7 +219,7 @@ func (d *Dir) evictLocked() {
 		}
 		d.fifoHead++
 		if ob != nil && ob.ready && ob.inMemory && !ob.unpersistable {
-			d.memBytes -= int64(len(ob.val.Data))
+			d.memBytes -= memCost(ob.val.Data)
 			delete(d.m, id)
 		}
 	}
@@ -209,8 +246,8 @@ func (d *Dir) Known(ctx context.Context, id ids.ObjectID) bool {
 	if ok {
 		return true
 	}
-	_, err := d.st.Stat(ctx, id)
-	return err == nil
+	_, err := d.stat(ctx, id)
+	return err == nil || d.recallHeld(ctx, id)
 }
 
 // Seal makes id ready with v and wakes its waiters. Sealing a ready object
@@ -265,7 +302,9 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	}
 	if large {
 		// Large values are written before they are ready, so a reader never
-		// sees a partial object.
+		// sees a partial object; after any delete of the same ID queued by
+		// a Free (a retried task puts under its first attempt's IDs).
+		d.waitDeleted(id)
 		if err := d.st.Put(ctx, id, meta, v.Data); err != nil {
 			return fmt.Errorf("storing object %s: %w", id, err)
 		}
@@ -280,6 +319,23 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		d.mu.Unlock()
 		return nil
 	}
+	if ob.freed {
+		// Nobody references it any more: wake who waits, keep nothing.
+		ob.ready = true
+		live := liveWaiters(ob)
+		delete(d.m, id)
+		if large {
+			d.deleting[id]++
+		}
+		d.mu.Unlock()
+		if large {
+			d.persistCh <- persistJob{id: id, del: true}
+		}
+		for _, w := range live {
+			w.fn(v)
+		}
+		return nil
+	}
 	ob.ready = true
 	ob.val = v
 	if large {
@@ -287,7 +343,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.persisted = true
 	} else {
 		ob.inMemory = true
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 	}
 	live := liveWaiters(ob)
@@ -347,13 +403,20 @@ func (d *Dir) sealHeld(id ids.ObjectID, v abi.Value) error {
 		return nil
 	}
 	ob.ready = true
+	if ob.freed {
+		delete(d.m, id)
+	}
 	ob.val = abi.Value{Codec: hv.Codec}
 	ob.size = hv.Size
 	ob.holders = slices.Clone(hv.Holders)
 	val := ob.val
 	waiters := ob.waiters
 	ob.waiters = nil
+	own := ob.owner == "" && !ob.freed
 	d.mu.Unlock()
+	if own {
+		d.keepHeld(id, v)
+	}
 	for _, w := range waiters {
 		d.mu.Lock()
 		dead := w.dead
@@ -388,13 +451,14 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.mu.Unlock()
 	case len(v.Data) > d.cfg.InlineLimit:
 		d.mu.Unlock()
+		d.waitDeleted(id)
 		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
 			d.log.Error("storing a refetched object", "object_id", id, "err", err)
 		}
 	default:
 		// Like a fresh small value: in memory, written behind, evictable.
 		ob.val, ob.inMemory, ob.holders = v, true, nil
-		d.memBytes += int64(len(v.Data))
+		d.memBytes += memCost(v.Data)
 		d.fifo = append(d.fifo, id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()

@@ -16,6 +16,9 @@ var (
 	// ErrLost: every copy of an object is gone with the hosts that held it,
 	// and it cannot be rebuilt.
 	ErrLost = kinds.Classed(kinds.ErrObjectLost, "host: object lost")
+	// ErrFreed: the object was freed (nothing referenced it any more);
+	// whoever reads it holds a released, stale or forged ref.
+	ErrFreed = kinds.Classed(kinds.ErrNotFound, "host: object freed")
 	// ErrOwnerDied: the host that owns an object left or failed, so nobody
 	// can say what it is any more.
 	ErrOwnerDied = kinds.Classed(kinds.ErrOwnerDied, "host: owner died")

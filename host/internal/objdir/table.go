@@ -66,16 +66,21 @@ func (d *Dir) Reset(id ids.ObjectID) {
 // Borrow registers id, owned by the host at owner, so that waits on it
 // work here: the owner is asked about it in the background until it is
 // ready, and the answer (its value, where it is held, or why it failed) is
-// sealed here. It does nothing for an object known here, outside a
-// cluster, or once the Dir is closed.
+// sealed here. It does nothing for an object known here (but ask again
+// about a provisional failure whose cause may have passed: see reask),
+// outside a cluster, or once the Dir is closed.
 func (d *Dir) Borrow(ctx context.Context, id ids.ObjectID, owner string) {
 	d.mu.Lock()
-	if d.m[id] != nil || d.remote.peers == nil {
+	known := d.m[id] != nil
+	if known || d.remote.peers == nil {
 		d.mu.Unlock()
+		if known {
+			d.reask(id) // a provisional failure whose cause has passed
+		}
 		return
 	}
 	d.mu.Unlock()
-	if _, err := d.st.Stat(ctx, id); err == nil {
+	if _, err := d.stat(ctx, id); err == nil {
 		return
 	}
 	d.mu.Lock()
@@ -105,7 +110,7 @@ func (d *Dir) Holding(ctx context.Context, id ids.ObjectID) (Holding, error) {
 		h = Holding{Holders: slices.Clone(ob.holders), Size: ob.size, Value: abi.Value{Codec: ob.val.Codec}}
 	}
 	d.mu.Unlock()
-	meta, err := d.st.Stat(ctx, id)
+	meta, err := d.stat(ctx, id)
 	if err == nil {
 		return Holding{Value: abi.Value{Codec: abi.Codec(meta.Codec)}, Local: true, Holders: h.Holders, Size: meta.Size}, nil
 	}
@@ -113,7 +118,7 @@ func (d *Dir) Holding(ctx context.Context, id ids.ObjectID) (Holding, error) {
 		return Holding{Value: h.Value}, err
 	}
 	if !ready {
-		return Holding{Value: h.Value}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return Holding{Value: h.Value}, d.notReady(id, ob != nil)
 	}
 	return h, nil
 }
@@ -164,10 +169,10 @@ func (d *Dir) Value(ctx context.Context, id ids.ObjectID) (abi.Value, error) {
 	if err != nil || inMemory {
 		return v, err
 	}
-	meta, data, err := d.st.Get(ctx, id)
+	meta, data, err := d.get(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return abi.Value{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+			return abi.Value{}, d.notFound(id)
 		}
 		return abi.Value{}, err
 	}
@@ -205,9 +210,9 @@ func (d *Dir) Codec(ctx context.Context, id ids.ObjectID) (abi.Codec, error) {
 	if ready {
 		return c, nil
 	}
-	meta, err := d.st.Stat(ctx, id)
+	meta, err := d.stat(ctx, id)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return 0, d.notFound(id)
 	}
 	return abi.Codec(meta.Codec), nil
 }

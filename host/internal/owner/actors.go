@@ -3,9 +3,10 @@ package owner
 import (
 	"context"
 	"fmt"
-	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"slices"
 	"strings"
+
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -165,6 +166,7 @@ func (ac *actorTable) actorCreatedLocked(a *actor, w *workerProc) []assignment {
 func (ac *actorTable) actorDeadLocked(a *actor, cause string) []*task {
 	h := ac.o
 	a.state, a.cause = actorDead, cause
+	ac.dropRefs(a)
 	if a.name != "" && h.actorNames[a.key()] == a.id {
 		delete(h.actorNames, a.key())
 	}
@@ -226,6 +228,7 @@ func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	if restart {
 		a.restarts++
 		a.state, a.cause = actorRestarting, cause
+		ac.dropRefs(a) // the new instance starts with no state
 		c := a.create
 		c.worker, c.stderr = nil, nil
 		restartCreate = h.stepLocked(c, lifecycle.Restart{Why: cause})

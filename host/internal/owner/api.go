@@ -78,6 +78,7 @@ func (a api) Submit(ctx context.Context, m *rayhostv1.SubmitRequest) (ids.TaskID
 			return ids.TaskID{}, nil, fmt.Errorf("argument %d: %w: %s", i+1, ErrObjectNotFound, arg.Ref.ID)
 		}
 	}
+	t.holder = apiHolder
 	a.h.submit(ctx, t)
 	refs := t.returns()
 	if t.gen != nil {
@@ -112,7 +113,12 @@ func (a api) Stream(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.O
 }
 
 func (a api) Put(ctx context.Context, id ids.ObjectID, v abi.Value) error {
-	return a.h.objs.Seal(ctx, id, v)
+	a.h.refs.created(apiHolder, id)
+	if err := a.h.objs.Seal(ctx, id, v); err != nil {
+		return err
+	}
+	a.h.refs.sealed(id, v)
+	return nil
 }
 
 func (a api) CancelAt(ctx context.Context, owner string, req *rayhostv1.CancelRequest) (bool, error) {

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"time"
+
+	"github.com/rayhost/rayhost/host/internal/lifecycle"
 
 	"connectrpc.com/connect"
 
@@ -47,6 +48,7 @@ func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
 		_, own = parent.kids.Claim(req.Task)
 	}
 	first := !own && parent.lc.Violation == ""
+	holder := attemptHolder(parent, parent.lc.Attempt)
 	if first {
 		h.stepLocked(parent, lifecycle.Violate{Why: fmt.Sprintf("%v: the guest submitted task %s, which is not a child ID of its own task (see guest-sdk/ABI.md, IDs); the submission was dropped", ErrForgedID, req.Task)})
 	}
@@ -68,6 +70,7 @@ func (gp *guestOps) guestSubmit(parent *task, payload []byte) {
 		child.numReturns = max(child.numReturns, 1)
 	}
 	child.args = cloneArgs(req.Args)
+	child.holder = holder
 	err := h.adm.prepare(child, req.Resources)
 	if err == nil {
 		// Capability attenuation: no more than the parent holds.
@@ -147,12 +150,15 @@ func (gp *guestOps) guestPut(t *task, payload []byte) {
 		return
 	}
 	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
+	h.refs.created(h.currentHolder(t), req.ID)
 	if err := h.objs.Seal(context.Background(), req.ID, v); err != nil {
 		h.log.Error("storing a put", "task_id", t.id, "err", err)
 		// The guest holds the ref: a Get of it gets the failure (a full
 		// store is a limit error) instead of waiting for ever.
-		_ = h.objs.Seal(context.Background(), req.ID, h.taskError(t, storeErrorKind(err), "ray.Put: "+err.Error()).Encode())
+		v = h.taskError(t, storeErrorKind(err), "ray.Put: "+err.Error()).Encode()
+		_ = h.objs.Seal(context.Background(), req.ID, v)
 	}
+	h.refs.sealed(req.ID, v)
 }
 
 // guestCancel serves ray.Cancel from a guest.
@@ -342,6 +348,9 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 	if err != nil {
 		h.gops.replyErr(w, t, c, err)
 		return
+	}
+	if t.foreign == nil {
+		h.refs.delivered(h.currentHolder(t), vals)
 	}
 	rep := abi.GetReply{Values: vals}
 	w.reply(c.Seq, 0, rep.Encode(nil))

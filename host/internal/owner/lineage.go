@@ -3,6 +3,7 @@ package owner
 import (
 	"context"
 	"fmt"
+
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 
 	"github.com/rayhost/rayhost/internal/abi"

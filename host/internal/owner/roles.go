@@ -1,5 +1,7 @@
 package owner
 
+import "github.com/rayhost/rayhost/host/internal/refcount"
+
 // The owner's roles. Each is a type of its own, so that what one role asks
 // of another is a call through a named field (h.disp.start, h.acts.killActor)
 // rather than one method set of a hundred; they share the owner's lock,
@@ -16,6 +18,7 @@ package owner
 //	remoteRole   tasks this host runs on other hosts, and calling members
 //	admission    modules and the call policy: what may run, with what grants
 //	lineageRole  finished tasks kept to rebuild objects lost with a host
+//	refsRole     the reference counter's shell (refs.go; its own lock)
 
 type (
 	dispatcher  struct{ o *Owner }
@@ -32,4 +35,5 @@ type (
 func (h *Owner) roles() {
 	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{h}, &actorTable{h}
 	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{h}, &admission{h}, &lineageRole{h}
+	h.refs = &refsRole{o: h, c: refcount.New()}
 }

@@ -31,6 +31,19 @@ func (h *Owner) stepCtxLocked(ctx context.Context, t *task, ev lifecycle.Event, 
 }
 
 func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Action, vals []abi.Value) (later []func()) {
+	forgot, retried := false, false
+	defer func() {
+		// After the seals above: the refs the results contain are counted
+		// before the attempt's own are released (refs.go).
+		switch {
+		case forgot:
+			attempt, keep := t.lc.Attempt, h.lineage[t.id] == t
+			later = append(later, func() { h.refs.ended(t, attempt, true, keep) })
+		case retried:
+			attempt := t.lc.Attempt - 1
+			later = append(later, func() { h.refs.ended(t, attempt, false, false) })
+		}
+	}()
 	for i := 0; i < len(acts); i++ {
 		switch a := acts[i].(type) {
 		case lifecycle.Record:
@@ -77,6 +90,7 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 		case lifecycle.CloseCancel:
 			close(t.cancelCh)
 		case lifecycle.Forget:
+			forgot = true
 			if _, ok := h.tasks[t.id]; ok {
 				t.job.counted(t, t.lc.State)
 				if t.tree != nil {
@@ -85,6 +99,7 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 				delete(h.tasks, t.id)
 			}
 		case lifecycle.Revive:
+			h.refs.rebuilding(t)
 			t.worker, t.stderr = nil, nil
 			t.cancelCh = make(chan struct{})
 			h.tasks[t.id] = t
@@ -92,6 +107,7 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 				t.tree.live++
 			}
 		case lifecycle.Retry:
+			retried = true
 			t.worker, t.stderr = nil, nil
 			if t.gen != nil {
 				t.gen.seen = 0

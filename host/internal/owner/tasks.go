@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
+	"github.com/rayhost/rayhost/host/internal/refcount"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -56,6 +57,9 @@ type task struct {
 	// foreign is set on the host that runs the task for another (its
 	// owner): the link back to the owner.
 	foreign *foreign
+	// holder holds the task's returns (refs.go): the submitting attempt,
+	// its actor, or apiHolder; "" for a task whose refs are not counted.
+	holder refcount.Holder
 
 	// Guarded by Host.mu.
 	// lc is the task's lifecycle state: state, attempt, arguments left,
@@ -122,6 +126,7 @@ func (t *task) displayName() string {
 // ID twice is a no-op: a guest built before ids.ChildOf submits its
 // children again, under the same IDs, when it is retried.
 func (h *Owner) submit(ctx context.Context, t *task) {
+	h.refs.submitted(t)
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
@@ -207,6 +212,7 @@ func (h *Owner) awaitArgs(ctx context.Context, t *task) {
 // submitFailed registers t as already failed with te: its refs exist (a
 // guest holds them) and hold the failure.
 func (h *Owner) submitFailed(t *task, te *abi.TaskError) {
+	h.refs.submitted(t)
 	t.cancelCh = make(chan struct{})
 	t.lc.Policy = t.policy()
 	h.mu.Lock()
@@ -368,8 +374,10 @@ func (h *Owner) seal(t *task, id ids.ObjectID, v abi.Value) {
 	}
 	if err := h.objs.Seal(context.Background(), id, v); err != nil {
 		h.log.Error("sealing a result", "task_id", t.id, "object_id", id, "err", err)
-		_ = h.objs.Seal(context.Background(), id, h.taskError(t, storeErrorKind(err), err.Error()).Encode())
+		v = h.taskError(t, storeErrorKind(err), err.Error()).Encode()
+		_ = h.objs.Seal(context.Background(), id, v)
 	}
+	h.refs.sealed(id, v)
 }
 
 // endStream seals the end-of-stream marker at item i of a generator.

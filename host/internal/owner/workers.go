@@ -178,6 +178,11 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			}
 			return nil
 		}
+		if t.foreign != nil && c.Op == abi.OpRelease {
+			// The refs inside the values this host gave the guest were
+			// not counted by the owner: its holds end with the attempt.
+			return nil
+		}
 		if t.foreign != nil && !c.Op.AtRunner() {
 			// The owner answers everything but Get and Wait, which are
 			// served here, where the task needs the values.
@@ -193,9 +198,11 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			// Only the task's own put IDs, as guestPut requires: never one of
 			// its returns, which would seal its result early.
 			if err == nil && id.Task() == t.id && id.IsPut() {
+				h.refs.created(h.currentHolder(t), id)
 				if err := h.objs.Seal(context.Background(), id, v); err != nil {
 					h.log.Warn("refused a held put", "task_id", t.id, "err", err)
 				}
+				h.refs.sealed(id, v)
 			}
 		case opYieldHeld:
 			h.gops.guestYield(w, t, c, abi.Value{Codec: codecHeld, Data: append([]byte(nil), c.Payload...)}, nil)
@@ -205,6 +212,10 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			h.gops.guestPut(t, c.Payload)
 		case abi.OpCancel:
 			h.gops.guestCancel(t, c.Payload)
+		case abi.OpRelease:
+			if w.remote == nil { // see above: a remote attempt's holds end with it
+				h.gops.guestRelease(t, c.Payload)
+			}
 		case abi.OpKill:
 			var req abi.KillRequest
 			if req.Decode(c.Payload) == nil {

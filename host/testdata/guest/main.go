@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/rayhost/rayhost/guest-sdk/ray"
@@ -247,8 +249,9 @@ var _ = ray.Func0("get_times_out", func(ctx context.Context) (bool, error) {
 
 // Counter is the test actor.
 type Counter struct {
-	N   int
-	Log []int
+	N     int
+	Log   []int
+	Stash []ray.ObjectRef[int] // refs kept across calls
 }
 
 var counterClass = ray.Actor0("Counter", func(ctx context.Context) (*Counter, error) { return &Counter{}, nil })
@@ -514,4 +517,75 @@ var _ = ray.Func3("remote_counter", func(ctx context.Context, node string, n, re
 		return 0, err
 	}
 	return last, nil
+})
+
+// release_refs gives refs back while it runs: one explicitly (ray.Release),
+// n by dropping them (the garbage collector's cleanups). It returns how
+// many of the dropped ones read as freed before it ended.
+var _ = ray.Func1("release_refs", func(ctx context.Context, n int) (int, error) {
+	r := ray.Put(42)
+	ray.Release(r)
+	if _, err := ray.Get(ctx, r); !errors.Is(err, ray.ErrObjectFreed) {
+		return 0, fmt.Errorf("an explicitly released put reads: %v", err)
+	}
+	dropped := make([]string, n)
+	for i := range dropped {
+		dropped[i] = ray.Put(i).ID()
+	}
+	for range 3 {
+		runtime.GC()
+		runtime.Gosched()
+	}
+	kept := ray.Put(-1)
+	if v, err := ray.Get(ctx, kept); err != nil || v != -1 { // sends the queued releases first
+		return 0, fmt.Errorf("a held put reads %v, %v", v, err)
+	}
+	freed := 0
+	for _, id := range dropped {
+		var old ray.ObjectRef[int]
+		if err := json.Unmarshal([]byte(`{"object_id":"`+id+`"}`), &old); err != nil {
+			return 0, err
+		}
+		if _, err := ray.Get(ctx, old); errors.Is(err, ray.ErrObjectFreed) {
+			freed++
+		}
+	}
+	return freed, nil
+})
+
+// stash keeps refs in the actor's state; stashed reads them back.
+var stash = ray.Method1(counterClass, "stash", func(c *Counter, ctx context.Context, refs []ray.ObjectRef[int]) (int, error) {
+	c.Stash = append(c.Stash, refs...)
+	return len(c.Stash), nil
+})
+
+var stashed = ray.Method0(counterClass, "stashed", func(c *Counter, ctx context.Context) (int, error) {
+	vals, err := ray.GetAll(ctx, c.Stash)
+	if err != nil {
+		return 0, err
+	}
+	sum := 0
+	for _, v := range vals {
+		sum += v
+	}
+	return sum, nil
+})
+
+// stash_put puts v and hands the ref to the actor, which keeps it; the put's
+// maker (this task) then ends.
+var stashPut = ray.Func2("stash_put", func(ctx context.Context, c ray.ActorHandle[Counter], v int) (int, error) {
+	return ray.Get(ctx, stash.Remote(c, []ray.ObjectRef[int]{ray.Put(v)}))
+})
+
+// actor_keeps_refs: refs an actor keeps in its state outlive the tasks
+// that made them.
+var _ = ray.Func0("actor_keeps_refs", func(ctx context.Context) (int, error) {
+	c := counterClass.Remote()
+	for _, v := range []int{3, 4} {
+		if _, err := ray.Get(ctx, stashPut.Remote(c, v)); err != nil {
+			return 0, err
+		}
+	}
+	runtime.GC()
+	return ray.Get(ctx, stashed.Remote(c))
 })
