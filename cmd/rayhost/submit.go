@@ -32,7 +32,7 @@ the guest's stack for a panic, and exits 1.`,
   rayhost submit --address 10.0.0.1:6380 guest.wasm greet '"Ray"'
   rayhost submit guest add 2 3                            # a module registered as "guest"`,
 		Args: args(cobra.MinimumNArgs(2)),
-		RunE: func(cmd *cobra.Command, a []string) error {
+		RunE: func(cmd *cobra.Command, a []string) (err error) {
 			ctx := cmd.Context()
 			if timeout > 0 {
 				var cancel context.CancelFunc
@@ -54,7 +54,14 @@ the guest's stack for a panic, and exits 1.`,
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer func() {
+				// A failed call's error stays readable for `rayhost task` (which
+				// the message points to) until the session expires on the host
+				// (--session-ttl); a call that worked lets go of its result now.
+				if err == nil {
+					_ = c.Close()
+				}
+			}()
 			module := a[0]
 			if isModuleSource(module) {
 				wasm, err := loadModule(ctx, module, cmd.ErrOrStderr())
