@@ -31,7 +31,7 @@ type SoakConfig struct {
 	// Idle is how long to wait after the driver ended before a last
 	// sample (the store reclaims at least once a minute).
 	Idle time.Duration
-	Out      io.Writer
+	Out  io.Writer
 	// Exe is the rayhost executable that runs the host (default: this one).
 	Exe string
 }

@@ -92,9 +92,9 @@ type Dir struct {
 	fifo      []ids.ObjectID // ready in-memory objects, oldest first
 	fifoHead  int
 	memBytes  int64
-	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
+	queued    int64         // bytes in persistCh: admitted by CheckSpace, not yet stored
 	behind    chan struct{} // closed (and replaced) as the persist loop ends a job
-	pinned    int64 // bytes of failures the full store refused, kept in memory only
+	pinned    int64         // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
 	freed     tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object.
