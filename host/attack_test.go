@@ -332,16 +332,19 @@ func TestAttackBadOptions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var childID string
-		if err := c.Get(ctx, refs[0], &childID); err != nil {
+		var answer struct {
+			Refused string
+			Child   client.ObjectRef
+		}
+		if err := c.Get(ctx, refs[0], &answer); err != nil {
 			t.Fatalf("%s: %v", which, err)
 		}
-		if childID == fmt.Sprintf("refused:%d", abi.ErrCodeBadRequest) {
+		if answer.Refused == fmt.Sprintf("refused:%d", abi.ErrCodeBadRequest) {
 			t.Logf("%s: the worker refused the submit (bad_request)", which)
 			continue
 		}
 		var v int
-		err = c.Get(ctx, client.ObjectRef{ID: childID, Owner: refs[0].Owner}, &v)
+		err = c.Get(ctx, client.ObjectRef{ID: answer.Child.ID, Owner: refs[0].Owner}, &v)
 		var te *ray.TaskError
 		if !errors.As(err, &te) || te.Kind != "bad_request" {
 			t.Fatalf("%s: the child got %d, %v (kind %q); want bad_request", which, v, err, kindOf(te))

@@ -266,8 +266,12 @@ func normalizeAddress(addr string, tls bool) (string, error) {
 }
 
 // client returns a client of the host the flags name.
-func (f *clientFlags) client() (*client.Client, string, error) {
-	base, err := normalizeAddress(f.address, f.tlsCA != "")
+func (f *clientFlags) client() (*client.Client, string, error) { return f.clientOf(f.address) }
+
+// clientOf returns a client of the host at address, with the flags'
+// token and TLS settings.
+func (f *clientFlags) clientOf(address string) (*client.Client, string, error) {
+	base, err := normalizeAddress(address, f.tlsCA != "")
 	if err != nil {
 		return nil, "", err
 	}

@@ -70,7 +70,7 @@ Every flag can also be set with an environment variable: --address is RAYHOST_AD
 		c.GroupID = "host"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newTasksCmd(), newTaskCmd(), newActorsCmd(), newTimelineCmd()} {
+	for _, c := range []*cobra.Command{newTasksCmd(), newTaskCmd(), newActorsCmd(), newMemoryCmd(), newTimelineCmd()} {
 		c.GroupID = "inspect"
 		root.AddCommand(c)
 	}

@@ -57,7 +57,7 @@ var ops = [...]opSpec{
 	OpCancel:    {name: "cancel", route: RoutePipelined, check: checkCancel},
 	OpGetActor:  {name: "get_actor", route: RouteRoundTrip, check: checkGetActor},
 	OpKill:      {name: "kill", route: RoutePipelined, check: checkKill},
-	OpRelease:   {name: "release", route: RoutePipelined, check: checkRelease},
+	OpRelease:   {name: "release", route: RoutePipelined, limit: LimitArgs, check: checkRelease},
 }
 
 // spec returns o's row of the table.

@@ -2798,6 +2798,393 @@ func (x *Member) GetSelf() bool {
 	return false
 }
 
+type MemoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most objects to list, largest first (0: 1000; at most 100000). The
+	// summary counts every object.
+	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryRequest) Reset() {
+	*x = MemoryRequest{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryRequest) ProtoMessage() {}
+
+func (x *MemoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryRequest.ProtoReflect.Descriptor instead.
+func (*MemoryRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *MemoryRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type MemoryResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	HostId  string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// The largest objects first (pending ones last), at most limit.
+	Objects       []*MemoryObject `protobuf:"bytes,3,rep,name=objects,proto3" json:"objects,omitempty"`
+	Summary       *MemorySummary  `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryResponse) Reset() {
+	*x = MemoryResponse{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryResponse) ProtoMessage() {}
+
+func (x *MemoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryResponse.ProtoReflect.Descriptor instead.
+func (*MemoryResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *MemoryResponse) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *MemoryResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *MemoryResponse) GetObjects() []*MemoryObject {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *MemoryResponse) GetSummary() *MemorySummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+// MemoryObject is one object the host counts references to.
+type MemoryObject struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId string                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// The address of its owner; empty for an object the answering host owns.
+	Owner string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Its value's size in bytes (0 while pending).
+	SizeBytes int64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// pending (not made yet, or not known here yet), ready, or missing
+	// (counted, but its bytes are not to be found now).
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// Where its bytes are: memory (and the store behind), store (the local
+	// store only), hosts (other hosts only, listed in holders); empty when
+	// not ready.
+	Location string   `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
+	Holders  []string `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`
+	// Why it is alive: every reference it has.
+	References    []*ObjectReference `protobuf:"bytes,7,rep,name=references,proto3" json:"references,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryObject) Reset() {
+	*x = MemoryObject{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryObject) ProtoMessage() {}
+
+func (x *MemoryObject) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryObject.ProtoReflect.Descriptor instead.
+func (*MemoryObject) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *MemoryObject) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
+func (x *MemoryObject) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *MemoryObject) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *MemoryObject) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *MemoryObject) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *MemoryObject) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *MemoryObject) GetReferences() []*ObjectReference {
+	if x != nil {
+		return x.References
+	}
+	return nil
+}
+
+// ObjectReference is one reason an object is alive.
+type ObjectReference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// local_ref: a holder has the ref (by: api, task:ID/ATTEMPT, actor:ID,
+	// session:ID); task_arg: an unfinished task takes it as an argument (by:
+	// the task); lineage: a finished task kept to rebuild its results takes
+	// it (by: the task); in_object: another object's value contains it (by:
+	// that object); borrowed: another host borrows it (by: that host);
+	// pinned: an object the host does not count contains it, so it is kept.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	By   string `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	// How many references (several for a holder that got the ref more than
+	// once).
+	Count         int32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectReference) Reset() {
+	*x = ObjectReference{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectReference) ProtoMessage() {}
+
+func (x *ObjectReference) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectReference.ProtoReflect.Descriptor instead.
+func (*ObjectReference) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ObjectReference) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ObjectReference) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *ObjectReference) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// MemorySummary counts every object the host counts references to, listed
+// or not.
+type MemorySummary struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Objects uint64                 `protobuf:"varint,1,opt,name=objects,proto3" json:"objects,omitempty"`
+	// Of them, owned by other hosts (borrowed here).
+	Borrowed uint64 `protobuf:"varint,2,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	// The sum of their sizes.
+	Bytes int64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// What the host's object directory holds in memory (values and their
+	// records), counted objects or not.
+	MemoryBytes int64 `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// Objects freed since the host started.
+	Freed uint64 `protobuf:"varint,5,opt,name=freed,proto3" json:"freed,omitempty"`
+	// Objects per reference kind (an object with several kinds counts once
+	// under each).
+	ByKind map[string]uint64 `protobuf:"bytes,6,rep,name=by_kind,json=byKind,proto3" json:"by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Objects listed in the response.
+	Listed        uint64 `protobuf:"varint,7,opt,name=listed,proto3" json:"listed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemorySummary) Reset() {
+	*x = MemorySummary{}
+	mi := &file_rayhost_v1_task_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemorySummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemorySummary) ProtoMessage() {}
+
+func (x *MemorySummary) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_task_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemorySummary.ProtoReflect.Descriptor instead.
+func (*MemorySummary) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_task_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *MemorySummary) GetObjects() uint64 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
+func (x *MemorySummary) GetBorrowed() uint64 {
+	if x != nil {
+		return x.Borrowed
+	}
+	return 0
+}
+
+func (x *MemorySummary) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *MemorySummary) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *MemorySummary) GetFreed() uint64 {
+	if x != nil {
+		return x.Freed
+	}
+	return 0
+}
+
+func (x *MemorySummary) GetByKind() map[string]uint64 {
+	if x != nil {
+		return x.ByKind
+	}
+	return nil
+}
+
+func (x *MemorySummary) GetListed() uint64 {
+	if x != nil {
+		return x.Listed
+	}
+	return 0
+}
+
 var File_rayhost_v1_task_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_task_proto_rawDesc = "" +
@@ -3015,7 +3402,40 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12+\n" +
 	"\x05total\x18\x05 \x01(\v2\x15.rayhost.v1.ResourcesR\x05total\x123\n" +
 	"\tavailable\x18\x06 \x01(\v2\x15.rayhost.v1.ResourcesR\tavailable\x12\x12\n" +
-	"\x04self\x18\a \x01(\bR\x04self2\xac\a\n" +
+	"\x04self\x18\a \x01(\bR\x04self\"%\n" +
+	"\rMemoryRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"\xac\x01\n" +
+	"\x0eMemoryResponse\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x122\n" +
+	"\aobjects\x18\x03 \x03(\v2\x18.rayhost.v1.MemoryObjectR\aobjects\x123\n" +
+	"\asummary\x18\x04 \x01(\v2\x19.rayhost.v1.MemorySummaryR\asummary\"\xe9\x01\n" +
+	"\fMemoryObject\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\tR\bobjectId\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x1a\n" +
+	"\blocation\x18\x05 \x01(\tR\blocation\x12\x18\n" +
+	"\aholders\x18\x06 \x03(\tR\aholders\x12;\n" +
+	"\n" +
+	"references\x18\a \x03(\v2\x1b.rayhost.v1.ObjectReferenceR\n" +
+	"references\"K\n" +
+	"\x0fObjectReference\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\"\xa7\x02\n" +
+	"\rMemorySummary\x12\x18\n" +
+	"\aobjects\x18\x01 \x01(\x04R\aobjects\x12\x1a\n" +
+	"\bborrowed\x18\x02 \x01(\x04R\bborrowed\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x03R\x05bytes\x12!\n" +
+	"\fmemory_bytes\x18\x04 \x01(\x03R\vmemoryBytes\x12\x14\n" +
+	"\x05freed\x18\x05 \x01(\x04R\x05freed\x12>\n" +
+	"\aby_kind\x18\x06 \x03(\v2%.rayhost.v1.MemorySummary.ByKindEntryR\x06byKind\x12\x16\n" +
+	"\x06listed\x18\a \x01(\x04R\x06listed\x1a9\n" +
+	"\vByKindEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xef\a\n" +
 	"\vTaskService\x12Y\n" +
 	"\x0eRegisterModule\x12!.rayhost.v1.RegisterModuleRequest\x1a\".rayhost.v1.RegisterModuleResponse\"\x00\x12A\n" +
 	"\x06Submit\x12\x19.rayhost.v1.SubmitRequest\x1a\x1a.rayhost.v1.SubmitResponse\"\x00\x12K\n" +
@@ -3030,7 +3450,8 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\tListTasks\x12\x1c.rayhost.v1.ListTasksRequest\x1a\x1d.rayhost.v1.ListTasksResponse\"\x00\x12M\n" +
 	"\n" +
 	"ListActors\x12\x1d.rayhost.v1.ListActorsRequest\x1a\x1e.rayhost.v1.ListActorsResponse\"\x00\x12V\n" +
-	"\rClusterStatus\x12 .rayhost.v1.ClusterStatusRequest\x1a!.rayhost.v1.ClusterStatusResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"\rClusterStatus\x12 .rayhost.v1.ClusterStatusRequest\x1a!.rayhost.v1.ClusterStatusResponse\"\x00\x12A\n" +
+	"\x06Memory\x12\x19.rayhost.v1.MemoryRequest\x1a\x1a.rayhost.v1.MemoryResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_task_proto_rawDescOnce sync.Once
@@ -3044,7 +3465,7 @@ func file_rayhost_v1_task_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_task_proto_rawDescData
 }
 
-var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_rayhost_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 0: rayhost.v1.ObjectRef
 	(*Value)(nil),                  // 1: rayhost.v1.Value
@@ -3088,16 +3509,22 @@ var file_rayhost_v1_task_proto_goTypes = []any{
 	(*ClusterStatusResponse)(nil),  // 39: rayhost.v1.ClusterStatusResponse
 	(*Demand)(nil),                 // 40: rayhost.v1.Demand
 	(*Member)(nil),                 // 41: rayhost.v1.Member
-	nil,                            // 42: rayhost.v1.Resources.CustomEntry
-	nil,                            // 43: rayhost.v1.TaskOptions.EnvEntry
-	nil,                            // 44: rayhost.v1.RunRequest.EnvEntry
+	(*MemoryRequest)(nil),          // 42: rayhost.v1.MemoryRequest
+	(*MemoryResponse)(nil),         // 43: rayhost.v1.MemoryResponse
+	(*MemoryObject)(nil),           // 44: rayhost.v1.MemoryObject
+	(*ObjectReference)(nil),        // 45: rayhost.v1.ObjectReference
+	(*MemorySummary)(nil),          // 46: rayhost.v1.MemorySummary
+	nil,                            // 47: rayhost.v1.Resources.CustomEntry
+	nil,                            // 48: rayhost.v1.TaskOptions.EnvEntry
+	nil,                            // 49: rayhost.v1.RunRequest.EnvEntry
+	nil,                            // 50: rayhost.v1.MemorySummary.ByKindEntry
 }
 var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 0: rayhost.v1.Arg.ref:type_name -> rayhost.v1.ObjectRef
-	42, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
+	47, // 1: rayhost.v1.Resources.custom:type_name -> rayhost.v1.Resources.CustomEntry
 	3,  // 2: rayhost.v1.TaskOptions.resources:type_name -> rayhost.v1.Resources
 	6,  // 3: rayhost.v1.TaskOptions.mounts:type_name -> rayhost.v1.Mount
-	43, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
+	48, // 4: rayhost.v1.TaskOptions.env:type_name -> rayhost.v1.TaskOptions.EnvEntry
 	5,  // 5: rayhost.v1.TaskOptions.scheduling:type_name -> rayhost.v1.SchedulingStrategy
 	9,  // 6: rayhost.v1.RegisterModuleResponse.functions:type_name -> rayhost.v1.FunctionInfo
 	2,  // 7: rayhost.v1.SubmitRequest.args:type_name -> rayhost.v1.Arg
@@ -3114,7 +3541,7 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	0,  // 18: rayhost.v1.WaitResponse.not_ready:type_name -> rayhost.v1.ObjectRef
 	0,  // 19: rayhost.v1.CancelRequest.ref:type_name -> rayhost.v1.ObjectRef
 	6,  // 20: rayhost.v1.RunRequest.mounts:type_name -> rayhost.v1.Mount
-	44, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
+	49, // 21: rayhost.v1.RunRequest.env:type_name -> rayhost.v1.RunRequest.EnvEntry
 	26, // 22: rayhost.v1.RunResponse.log:type_name -> rayhost.v1.LogLine
 	27, // 23: rayhost.v1.RunResponse.result:type_name -> rayhost.v1.RunResult
 	25, // 24: rayhost.v1.RunResponse.progress:type_name -> rayhost.v1.RunProgress
@@ -3129,37 +3556,43 @@ var file_rayhost_v1_task_proto_depIdxs = []int32{
 	3,  // 33: rayhost.v1.Demand.resources:type_name -> rayhost.v1.Resources
 	3,  // 34: rayhost.v1.Member.total:type_name -> rayhost.v1.Resources
 	3,  // 35: rayhost.v1.Member.available:type_name -> rayhost.v1.Resources
-	7,  // 36: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
-	10, // 37: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
-	10, // 38: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
-	12, // 39: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
-	14, // 40: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
-	17, // 41: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
-	19, // 42: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
-	21, // 43: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
-	23, // 44: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
-	28, // 45: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
-	32, // 46: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
-	35, // 47: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
-	38, // 48: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
-	8,  // 49: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
-	11, // 50: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
-	11, // 51: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
-	13, // 52: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
-	15, // 53: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
-	18, // 54: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
-	20, // 55: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
-	22, // 56: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
-	24, // 57: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
-	29, // 58: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
-	33, // 59: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
-	36, // 60: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
-	39, // 61: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
-	49, // [49:62] is the sub-list for method output_type
-	36, // [36:49] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	44, // 36: rayhost.v1.MemoryResponse.objects:type_name -> rayhost.v1.MemoryObject
+	46, // 37: rayhost.v1.MemoryResponse.summary:type_name -> rayhost.v1.MemorySummary
+	45, // 38: rayhost.v1.MemoryObject.references:type_name -> rayhost.v1.ObjectReference
+	50, // 39: rayhost.v1.MemorySummary.by_kind:type_name -> rayhost.v1.MemorySummary.ByKindEntry
+	7,  // 40: rayhost.v1.TaskService.RegisterModule:input_type -> rayhost.v1.RegisterModuleRequest
+	10, // 41: rayhost.v1.TaskService.Submit:input_type -> rayhost.v1.SubmitRequest
+	10, // 42: rayhost.v1.TaskService.SubmitStream:input_type -> rayhost.v1.SubmitRequest
+	12, // 43: rayhost.v1.TaskService.Get:input_type -> rayhost.v1.GetRequest
+	14, // 44: rayhost.v1.TaskService.GetStream:input_type -> rayhost.v1.GetStreamRequest
+	17, // 45: rayhost.v1.TaskService.Put:input_type -> rayhost.v1.PutRequest
+	19, // 46: rayhost.v1.TaskService.Wait:input_type -> rayhost.v1.WaitRequest
+	21, // 47: rayhost.v1.TaskService.Cancel:input_type -> rayhost.v1.CancelRequest
+	23, // 48: rayhost.v1.TaskService.Run:input_type -> rayhost.v1.RunRequest
+	28, // 49: rayhost.v1.TaskService.Health:input_type -> rayhost.v1.HealthRequest
+	32, // 50: rayhost.v1.TaskService.ListTasks:input_type -> rayhost.v1.ListTasksRequest
+	35, // 51: rayhost.v1.TaskService.ListActors:input_type -> rayhost.v1.ListActorsRequest
+	38, // 52: rayhost.v1.TaskService.ClusterStatus:input_type -> rayhost.v1.ClusterStatusRequest
+	42, // 53: rayhost.v1.TaskService.Memory:input_type -> rayhost.v1.MemoryRequest
+	8,  // 54: rayhost.v1.TaskService.RegisterModule:output_type -> rayhost.v1.RegisterModuleResponse
+	11, // 55: rayhost.v1.TaskService.Submit:output_type -> rayhost.v1.SubmitResponse
+	11, // 56: rayhost.v1.TaskService.SubmitStream:output_type -> rayhost.v1.SubmitResponse
+	13, // 57: rayhost.v1.TaskService.Get:output_type -> rayhost.v1.GetResponse
+	15, // 58: rayhost.v1.TaskService.GetStream:output_type -> rayhost.v1.GetStreamResponse
+	18, // 59: rayhost.v1.TaskService.Put:output_type -> rayhost.v1.PutResponse
+	20, // 60: rayhost.v1.TaskService.Wait:output_type -> rayhost.v1.WaitResponse
+	22, // 61: rayhost.v1.TaskService.Cancel:output_type -> rayhost.v1.CancelResponse
+	24, // 62: rayhost.v1.TaskService.Run:output_type -> rayhost.v1.RunResponse
+	29, // 63: rayhost.v1.TaskService.Health:output_type -> rayhost.v1.HealthResponse
+	33, // 64: rayhost.v1.TaskService.ListTasks:output_type -> rayhost.v1.ListTasksResponse
+	36, // 65: rayhost.v1.TaskService.ListActors:output_type -> rayhost.v1.ListActorsResponse
+	39, // 66: rayhost.v1.TaskService.ClusterStatus:output_type -> rayhost.v1.ClusterStatusResponse
+	43, // 67: rayhost.v1.TaskService.Memory:output_type -> rayhost.v1.MemoryResponse
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_task_proto_init() }
@@ -3189,7 +3622,7 @@ func file_rayhost_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_task_proto_rawDesc), len(file_rayhost_v1_task_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -76,6 +76,10 @@ type Host interface {
 	// and the infeasible demand: the tasks it owns that no member can run
 	// now, by resource shape.
 	ClusterStatus() ([]*rayhostv1.Member, []*rayhostv1.Demand)
+	// Memory lists up to limit of the objects the host counts references
+	// to, largest first, each with why it is alive, and totals over all
+	// of them. It fails only if ctx ends.
+	Memory(ctx context.Context, limit int) (*rayhostv1.MemoryResponse, error)
 }
 
 // Module is a registered module, as the edge sees it.

@@ -97,11 +97,13 @@ type Dir struct {
 	pinned    int64         // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
 	freed     tombstones // objects freed lately
-	// deleting counts the store deletes queued per freed object.
-	deleting  map[ids.ObjectID]int
-	frees     uint64         // objects freed so far
-	persisted sync.WaitGroup // the persist loop
-	closeOnce sync.Once
+	// deleting counts the store deletes queued per freed object;
+	// deletedCond is signalled (with mu) when one is done.
+	deleting    map[ids.ObjectID]int
+	deletedCond *sync.Cond
+	frees       uint64         // objects freed so far
+	persisted   sync.WaitGroup // the persist loop
+	closeOnce   sync.Once
 }
 
 type object struct {
@@ -148,6 +150,7 @@ func New(cfg Config) (*Dir, error) {
 		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
 		behind: make(chan struct{}),
 	}
+	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
 	d.persisted.Add(1)
 	go d.persistLoop()
@@ -179,6 +182,7 @@ func (d *Dir) persistLoop() {
 			if d.deleting[j.id]--; d.deleting[j.id] <= 0 {
 				delete(d.deleting, j.id)
 			}
+			d.deletedCond.Broadcast()
 			d.stepBehindLocked()
 			d.mu.Unlock()
 			continue
@@ -294,7 +298,9 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	}
 	if large {
 		// Large values are written before they are ready, so a reader never
-		// sees a partial object.
+		// sees a partial object; after any delete of the same ID queued by
+		// a Free (a retried task puts under its first attempt's IDs).
+		d.waitDeleted(id)
 		if err := d.st.Put(ctx, id, meta, v.Data); err != nil {
 			return fmt.Errorf("storing object %s: %w", id, err)
 		}
@@ -437,6 +443,7 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.mu.Unlock()
 	case len(v.Data) > d.cfg.InlineLimit:
 		d.mu.Unlock()
+		d.waitDeleted(id)
 		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
 			d.log.Error("storing a refetched object", "object_id", id, "err", err)
 		}

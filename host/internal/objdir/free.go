@@ -88,6 +88,16 @@ func freedErr(id ids.ObjectID) error {
 	return fmt.Errorf("%w: %s: no reference to it was left (it was released, or the ref is stale)", ErrFreed, id)
 }
 
+// waitDeleted waits until no delete of id is queued: a write of the same
+// ID must not be undone by a delete that runs after it.
+func (d *Dir) waitDeleted(id ids.ObjectID) {
+	d.mu.Lock()
+	for d.deleting[id] > 0 {
+		d.deletedCond.Wait()
+	}
+	d.mu.Unlock()
+}
+
 // freedValue is the value a wait or a Get sees for a freed object.
 func freedValue(id ids.ObjectID, err error) abi.Value {
 	return (&abi.TaskError{Kind: abi.ErrorObjectFreed, TaskID: id.Task().String(), Message: err.Error()}).Encode()

@@ -118,3 +118,33 @@ func TestCacheCountsRecords(t *testing.T) {
 		t.Fatalf("store holds %d, want all 1000", st.Len())
 	}
 }
+
+// TestFreeThenPutAgain: an ID freed and then sealed again (a retried task
+// puts under its first attempt's IDs) keeps the new value: the queued
+// delete of the old one never undoes it.
+func TestFreeThenPutAgain(t *testing.T) {
+	st := store.NewMemory()
+	d := newDir(t, st, func(c *Config) { c.InlineLimit = 16 })
+	ctx := ctxFor(t)
+	for i := range 50 {
+		large, small := ids.TaskID{byte(i), 1}.Put(0), ids.TaskID{byte(i), 2}.Put(0)
+		for _, id := range []ids.ObjectID{large, small} {
+			if err := d.Seal(ctx, id, rawValue(map[bool]int{true: 100, false: 4}[id == large], 'a')); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.Free([]ids.ObjectID{large, small})
+		for _, id := range []ids.ObjectID{large, small} {
+			if err := d.Seal(ctx, id, rawValue(map[bool]int{true: 100, false: 4}[id == large], 'b')); err != nil {
+				t.Fatal(err)
+			}
+			if v := getOne(t, d, id); v.Codec != abi.CodecRaw || v.Data[0] != 'b' {
+				t.Fatalf("round %d: %s reads %v %q, want the new value", i, id, v.Codec, v.Data)
+			}
+		}
+	}
+	d.Close()
+	if n := st.Len(); n != 100 {
+		t.Fatalf("the store holds %d objects, want the 100 sealed again", n)
+	}
+}

@@ -119,3 +119,41 @@ func TestRefsActorKeepsWhatItsStateHolds(t *testing.T) {
 		t.Fatalf("the actor's stashed refs sum to %d, want 7", sum)
 	}
 }
+
+// TestAttackReleaseOthersRefs: a hostile guest that releases an object it
+// does not hold (with the largest count), sends malformed and oversized
+// releases, frees nothing: the victim still reads, and the host serves.
+func TestAttackReleaseOthersRefs(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.MaxArgBytes = 1 << 20 }) // the oversized release is 4 MiB
+	attacker, err := f.api.RegisterModule(hangCtx(t), build.Guest(t, "./host/testdata/attacker"), "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := ids.NewTaskID().Put(0)
+	if err := f.api.Put(hangCtx(t), victim, abi.Value{Codec: abi.CodecJSON, Data: []byte("7")}); err != nil {
+		t.Fatal(err)
+	}
+	_, refs := f.submitTo(t, attacker.Digest, "release_other", victim.String())
+	var codes []int64
+	f.result(t, refs[0], &codes)
+	if len(codes) != 3 || codes[0] != 0 || codes[1] != int64(abi.ErrCodeBadRequest) || codes[2] != int64(abi.ErrCodeTooLarge) {
+		t.Fatalf("release codes %v, want [0 (pipelined) bad_request too_large]", codes)
+	}
+	if v := f.value(t, victim); string(v.Data) != "7" {
+		t.Fatalf("the victim reads %v %q after the attack", v.Codec, v.Data)
+	}
+	var sum int
+	f.call(t, "add", &sum, 1, 2)
+	if sum != 3 {
+		t.Fatal("the host does not serve after the attack")
+	}
+}
+
+// submitTo is submit to another module than the test guest.
+func (f *fixture) submitTo(t testing.TB, mod, fn string, args ...any) (ids.TaskID, []ids.ObjectID) {
+	t.Helper()
+	saved := f.mod
+	f.mod = mod
+	defer func() { f.mod = saved }()
+	return f.submit(t, fn, nil, args...)
+}

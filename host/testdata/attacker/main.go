@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -387,10 +388,19 @@ var _ = ray.Func2("forge", func(ctx context.Context, victim string, n int) (stri
 // SDK refuses before they leave the guest: a retry count below -1
 // ("retries") or 1e-7 GPUs, finer than the host's unit ("gpus"). It
 // returns the child's result ID, for the test to Get.
-var _ = ray.Func1("bad_options", func(ctx context.Context, which string) (string, error) {
+// badOptionsAnswer is what bad_options returns: why the worker refused
+// the submit, or the child's ref. A ref, not its ID as a string: the
+// result then holds the child's object, which would otherwise be freed
+// with this task's attempt.
+type badOptionsAnswer struct {
+	Refused string              `json:"refused,omitempty"`
+	Child   *ray.ObjectRef[int] `json:"child,omitempty"`
+}
+
+var _ = ray.Func1("bad_options", func(ctx context.Context, which string) (badOptionsAnswer, error) {
 	me, err := ids.ParseTaskID(ray.TaskID(ctx))
 	if err != nil {
-		return "", err
+		return badOptionsAnswer{}, err
 	}
 	child := me.ChildOf(uint32(ray.Attempt(ctx)), 0)
 	req := abi.SubmitRequest{Task: child, Function: "million", NumReturns: 1, Resources: abi.Resources{CPUs: -1}, MaxRetries: 3}
@@ -402,9 +412,13 @@ var _ = ray.Func1("bad_options", func(ctx context.Context, which string) (string
 	}
 	b := req.Encode(nil)
 	if c := rawCall(uint32(abi.OpSubmit), unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b))); c < 0 {
-		return fmt.Sprintf("refused:%d", c), nil // the worker's checks caught it
+		return badOptionsAnswer{Refused: fmt.Sprintf("refused:%d", c)}, nil // the worker's checks caught it
 	}
-	return child.Return(0).String(), nil
+	var ref ray.ObjectRef[int]
+	if err := json.Unmarshal([]byte(`{"object_id":"`+child.Return(0).String()+`"}`), &ref); err != nil {
+		return badOptionsAnswer{}, err
+	}
+	return badOptionsAnswer{Child: &ref}, nil
 })
 
 // cancelOther force-cancels the task victim (not its own) by its first
@@ -437,3 +451,30 @@ func init() {
 		return nil
 	})
 }
+
+// release_other tries to free objects it does not hold: it releases the
+// victim object (by its hex ID) with the largest count, sends a malformed
+// release and one far over the argument limit, and drops a value whose
+// nested refs claim owners that do not exist. It returns the codes the
+// worker gave each raw call.
+var _ = ray.Func1("release_other", func(ctx context.Context, victim string) ([]int64, error) {
+	id, err := ids.ParseObjectID(victim)
+	if err != nil {
+		return nil, err
+	}
+	var codes []int64
+	send := func(b []byte) {
+		codes = append(codes, rawCall(uint32(abi.OpRelease), unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b))))
+	}
+	send((&abi.ReleaseRequest{IDs: []ids.ObjectID{id, id}, Counts: []uint32{1 << 31, 1 << 31}}).Encode(nil))
+	send([]byte{0xff, 0x01})
+	big := abi.ReleaseRequest{}
+	for i := range 200_000 {
+		big.IDs = append(big.IDs, ids.TaskID{byte(i), byte(i >> 8), byte(i >> 16)}.Return(0))
+		big.Counts = append(big.Counts, 1)
+	}
+	send(big.Encode(nil))
+	// The queued releases reach the host before this task's Done (ABI §5:
+	// pipelined frames go out, in order, with the next frame sent).
+	return codes, nil
+})

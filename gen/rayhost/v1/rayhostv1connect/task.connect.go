@@ -62,6 +62,8 @@ const (
 	// TaskServiceClusterStatusProcedure is the fully-qualified name of the TaskService's ClusterStatus
 	// RPC.
 	TaskServiceClusterStatusProcedure = "/rayhost.v1.TaskService/ClusterStatus"
+	// TaskServiceMemoryProcedure is the fully-qualified name of the TaskService's Memory RPC.
+	TaskServiceMemoryProcedure = "/rayhost.v1.TaskService/Memory"
 )
 
 // TaskServiceClient is a client for the rayhost.v1.TaskService service.
@@ -96,6 +98,11 @@ type TaskServiceClient interface {
 	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
 	// ClusterStatus lists the hosts of the cluster as this host sees them.
 	ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error)
+	// Memory lists the objects this host counts references to, largest
+	// first, each with why it is still alive, and totals over all of them
+	// (`rayhost memory`, as Ray's `ray memory`). It answers for this host
+	// only: ask every member for the cluster's.
+	Memory(context.Context, *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the rayhost.v1.TaskService service. By default, it
@@ -187,6 +194,12 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("ClusterStatus")),
 			connect.WithClientOptions(opts...),
 		),
+		memory: connect.NewClient[v1.MemoryRequest, v1.MemoryResponse](
+			httpClient,
+			baseURL+TaskServiceMemoryProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("Memory")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -205,6 +218,7 @@ type taskServiceClient struct {
 	listTasks      *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
 	listActors     *connect.Client[v1.ListActorsRequest, v1.ListActorsResponse]
 	clusterStatus  *connect.Client[v1.ClusterStatusRequest, v1.ClusterStatusResponse]
+	memory         *connect.Client[v1.MemoryRequest, v1.MemoryResponse]
 }
 
 // RegisterModule calls rayhost.v1.TaskService.RegisterModule.
@@ -272,6 +286,11 @@ func (c *taskServiceClient) ClusterStatus(ctx context.Context, req *connect.Requ
 	return c.clusterStatus.CallUnary(ctx, req)
 }
 
+// Memory calls rayhost.v1.TaskService.Memory.
+func (c *taskServiceClient) Memory(ctx context.Context, req *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error) {
+	return c.memory.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the rayhost.v1.TaskService service.
 type TaskServiceHandler interface {
 	// RegisterModule stores a Wasm module (content-addressed by sha256),
@@ -304,6 +323,11 @@ type TaskServiceHandler interface {
 	ListActors(context.Context, *connect.Request[v1.ListActorsRequest]) (*connect.Response[v1.ListActorsResponse], error)
 	// ClusterStatus lists the hosts of the cluster as this host sees them.
 	ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error)
+	// Memory lists the objects this host counts references to, largest
+	// first, each with why it is still alive, and totals over all of them
+	// (`rayhost memory`, as Ray's `ray memory`). It answers for this host
+	// only: ask every member for the cluster's.
+	Memory(context.Context, *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -391,6 +415,12 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("ClusterStatus")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceMemoryHandler := connect.NewUnaryHandler(
+		TaskServiceMemoryProcedure,
+		svc.Memory,
+		connect.WithSchema(taskServiceMethods.ByName("Memory")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceRegisterModuleProcedure:
@@ -419,6 +449,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceListActorsHandler.ServeHTTP(w, r)
 		case TaskServiceClusterStatusProcedure:
 			taskServiceClusterStatusHandler.ServeHTTP(w, r)
+		case TaskServiceMemoryProcedure:
+			taskServiceMemoryHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -478,4 +510,8 @@ func (UnimplementedTaskServiceHandler) ListActors(context.Context, *connect.Requ
 
 func (UnimplementedTaskServiceHandler) ClusterStatus(context.Context, *connect.Request[v1.ClusterStatusRequest]) (*connect.Response[v1.ClusterStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.ClusterStatus is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) Memory(context.Context, *connect.Request[v1.MemoryRequest]) (*connect.Response[v1.MemoryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.TaskService.Memory is not implemented"))
 }
