@@ -53,7 +53,9 @@ type SoakSample struct {
 	HostRSS    float64 // MiB
 	WorkersRSS float64 // MiB, all worker processes
 	DataDir    float64 // MiB on disk, the whole data directory
-	Objects    float64 // MiB on disk, the object store
+	Store      float64 // MiB on disk, the object store
+	Objects    int     // objects the host counts references to (rayhost memory)
+	Freed      uint64  // objects it has freed
 }
 
 var progressLine = regexp.MustCompile(`soak progress (\d+)%: (\d+) tasks, (\d+) puts`)
@@ -89,7 +91,7 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 	}
 	fmt.Fprintf(out, "rayhost microbenchmark --soak: %d tasks with 1 KiB results, %d puts of %d KiB, dropping refs as it goes; a host process with %d CPU slots, store quota %s\n\n",
 		cfg.Tasks, cfg.Puts, cfg.PutKiB, cfg.CPUs, cfg.Quota)
-	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %14s %14s %12s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "workers RSS", "data dir", "objects")
+	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "workers RSS", "data dir", "store", "objects", "freed")
 
 	start := time.Now()
 	sample := func(label string, pct, tasks, puts int) SoakSample {
@@ -97,9 +99,12 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		for _, pid := range children(cmd.Process.Pid) {
 			s.WorkersRSS += rss(pid)
 		}
-		s.DataDir, s.Objects = diskMiB(dir), diskMiB(filepath.Join(dir, "objects"))
-		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %10.1f MiB %10.1f MiB %8.1f MiB\n",
-			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.WorkersRSS, s.DataDir, s.Objects)
+		s.DataDir, s.Store = diskMiB(dir), diskMiB(filepath.Join(dir, "objects"))
+		if m, err := c.Memory(ctx, 1); err == nil {
+			s.Objects, s.Freed = m.Summary.Objects, m.Summary.Freed
+		}
+		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
+			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
 		return s
 	}
 	samples := []SoakSample{sample("start", -1, 0, 0)}
