@@ -189,7 +189,7 @@ func (b *Badger) Reclaim(ctx context.Context) (ReclaimStats, error) {
 // and tries again: backpressure, then ErrStoreFull.
 func (b *Badger) admit(ctx context.Context, n int64) error {
 	err := b.space.admit(n)
-	if !b.mayReclaim(err) {
+	if !b.rc.mayHelp(err) {
 		return err
 	}
 	if _, werr := b.rc.wait(ctx, b.stop, true); werr != nil {
@@ -202,7 +202,7 @@ func (b *Badger) admit(ctx context.Context, n int64) error {
 // if one may make room.
 func (b *Badger) CheckSpace(n int64) error {
 	err := b.space.check(n)
-	if !b.mayReclaim(err) {
+	if !b.rc.mayHelp(err) {
 		return err
 	}
 	if _, werr := b.rc.wait(context.Background(), b.stop, true); werr != nil {
@@ -211,8 +211,10 @@ func (b *Badger) CheckSpace(n int64) error {
 	return b.space.check(n)
 }
 
-func (b *Badger) mayReclaim(err error) bool {
-	return err != nil && errors.Is(err, ErrStoreFull) && !b.inMemory && b.rc.pending()
+// mayHelp reports whether a round may make room for a write refused with
+// err. (An in-memory store refuses nothing.)
+func (rc *reclaimer) mayHelp(err error) bool {
+	return errors.Is(err, ErrStoreFull) && rc.pending()
 }
 
 // background sweeps orphaned chunks, then runs reclaim rounds until Close:
