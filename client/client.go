@@ -28,8 +28,9 @@ import (
 
 // Sentinel errors, one per Connect code the host uses. The task sentinels
 // (ErrGetTimeout, ErrTaskFailed, ErrTaskCancelled, ErrWorkerDied,
-// ErrTaskTimeout, ErrObjectLost, ErrOwnerDied) are the same values as the
-// guest SDK's (ray.ErrWorkerDied…), so errors.Is works with either.
+// ErrTaskTimeout, ErrObjectLost, ErrOwnerDied) and ErrHostShuttingDown are
+// the same values as the guest SDK's (ray.ErrWorkerDied…), so errors.Is
+// works with either.
 var (
 	ErrNotFound        = kinds.ErrNotFound
 	ErrInvalidArgument = kinds.ErrInvalidArgument
@@ -43,7 +44,12 @@ var (
 	ErrObjectFreed     = kinds.ErrObjectFreed
 	ErrPermission      = kinds.ErrPermission
 	ErrUnavailable     = kinds.ErrUnavailable
-	ErrUnauthenticated = kinds.ErrUnauthenticated
+	// ErrHostShuttingDown: the host the call waited on (a Get, a Wait, a
+	// Run) is shutting down; nobody cancelled anything, and another host,
+	// or this one once it is back, may answer. It matches ErrUnavailable
+	// too, never ErrTaskCancelled.
+	ErrHostShuttingDown = kinds.ErrHostShuttingDown
+	ErrUnauthenticated  = kinds.ErrUnauthenticated
 	// ErrResourceExhausted: a limit was hit (a message or value too large,
 	// the store full, a cap on tasks, drivers or modules); the message says
 	// which.

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/internal/kinds"
 )
 
 // fromConnect maps a Connect error back to this package's sentinels (or to
@@ -60,6 +61,11 @@ func fromConnect(err error) error {
 	}
 	if te != nil {
 		return &taskFailure{te: te, code: sentinel}
+	}
+	if kind := kinds.Named(ce.Meta().Get(kinds.Header)); kind != nil {
+		// A kind the code does not say: a host shutting down (an
+		// unavailable host that cancelled nothing), an object lost.
+		return fmt.Errorf("%w: %w: %s", kind, sentinel, ce.Message())
 	}
 	return fmt.Errorf("%w: %s", sentinel, ce.Message())
 }

@@ -10,6 +10,7 @@ import (
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
+	"github.com/rayhost/rayhost/internal/kinds"
 )
 
 // The task sentinels are the guest SDK's values, so errors.Is works with
@@ -18,7 +19,7 @@ func TestSentinelsAreTheGuestSDKs(t *testing.T) {
 	for _, c := range []struct{ client, guest error }{
 		{ErrGetTimeout, ray.ErrGetTimeout}, {ErrTaskFailed, ray.ErrTaskFailed}, {ErrTaskCancelled, ray.ErrTaskCancelled},
 		{ErrWorkerDied, ray.ErrWorkerDied}, {ErrTaskTimeout, ray.ErrTaskTimeout}, {ErrObjectLost, ray.ErrObjectLost},
-		{ErrOwnerDied, ray.ErrOwnerDied},
+		{ErrOwnerDied, ray.ErrOwnerDied}, {ErrHostShuttingDown, ray.ErrHostShuttingDown},
 	} {
 		if c.client != c.guest {
 			t.Errorf("client's %v is not ray's", c.client)
@@ -55,6 +56,27 @@ func TestFromConnectCodes(t *testing.T) {
 	broken := connect.NewError(connect.CodeCanceled, fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: errors.New("reset")}))
 	if err := fromConnect(broken); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTaskCancelled) {
 		t.Errorf("a broken connection: %v", err)
+	}
+}
+
+// A kind the code does not say travels in kinds.Header: a host shutting
+// down is unavailable, and no cancel.
+func TestFromConnectKindHeader(t *testing.T) {
+	ce := connect.NewError(connect.CodeUnavailable, errors.New("host: shutting down"))
+	ce.Meta().Set(kinds.Header, "host_shutting_down")
+	err := fromConnect(ce)
+	if !errors.Is(err, ErrHostShuttingDown) || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTaskCancelled) {
+		t.Errorf("a host shutting down: %v", err)
+	}
+	ce = connect.NewError(connect.CodeInternal, errors.New("host: owner died"))
+	ce.Meta().Set(kinds.Header, "owner_died")
+	if err := fromConnect(ce); !errors.Is(err, ErrOwnerDied) || !errors.Is(err, ErrHost) {
+		t.Errorf("an owner that died: %v", err)
+	}
+	ce = connect.NewError(connect.CodeUnavailable, errors.New("host: unreachable"))
+	ce.Meta().Set(kinds.Header, "no such kind")
+	if err := fromConnect(ce); errors.Is(err, ErrHostShuttingDown) || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("an unknown kind: %v", err)
 	}
 }
 

@@ -81,13 +81,17 @@ func (c *Client) GetValues(ctx context.Context, refs []ObjectRef) ([]Value, erro
 	var res *connect.Response[rayhostv1.GetResponse]
 	var err error
 	// A Get only reads: a connection that broke under it (a reset, a
-	// connection the host dropped while starved) is retried, a few times.
+	// connection the host dropped while starved) is retried, a few times;
+	// a host that said it is shutting down is not asked again.
 	for attempt := 0; ; attempt++ {
 		if d, ok := ctx.Deadline(); ok {
 			req.TimeoutMs = max(time.Until(d).Milliseconds(), 1)
 		}
 		res, err = c.svc.Get(ctx, connect.NewRequest(req))
-		if err == nil || attempt == 2 || !errors.Is(fromConnect(err), ErrUnavailable) || ctx.Err() != nil {
+		if err == nil || attempt == 2 || ctx.Err() != nil {
+			break
+		}
+		if e := fromConnect(err); !errors.Is(e, ErrUnavailable) || errors.Is(e, ErrHostShuttingDown) {
 			break
 		}
 		select {

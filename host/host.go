@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -36,10 +37,13 @@ type Host struct {
 	log      *slog.Logger
 	st       store.Store
 	ownStore bool
-	own      *owner.Owner
-	addr     string
-	ln       net.Listener
-	srv      *http.Server
+	// restarted: the data dir's store was there when the host started (it
+	// served this host before).
+	restarted bool
+	own       *owner.Owner
+	addr      string
+	ln        net.Listener
+	srv       *http.Server
 	// Set when the host is in a cluster (Config.Cluster).
 	cluster *cluster.Cluster
 
@@ -70,6 +74,8 @@ func New(cfg Config) (*Host, error) {
 	h.st = cfg.Store
 	if h.st == nil {
 		bc := store.DefaultBadgerConfig(filepath.Join(cfg.DataDir, "objects"))
+		_, err := os.Stat(bc.Dir)
+		h.restarted = err == nil
 		bc.Logger = h.log
 		bc.Quota, bc.Reserve = cfg.StoreQuota, cfg.StoreReserve
 		b, err := store.OpenBadger(bc)
@@ -186,7 +192,7 @@ func (h *Host) ownerConfig(l Launcher) owner.Config {
 		MaxTaskDepth: c.MaxTaskDepth, MaxTreeTasks: c.MaxTreeTasks, MaxDrivers: c.MaxDrivers, MaxDriversPerClient: c.MaxDriversPerClient,
 		MaxModules: c.MaxModules, MaxModuleFunctions: c.MaxModuleFunctions, MaxFunctionBodyBytes: c.MaxFunctionBodyBytes,
 		CompileTimeout: c.CompileTimeout, AllowedDirs: c.AllowedDirs,
-		Store: h.st, Launcher: l, Logger: h.log}
+		Store: h.st, Restarted: h.restarted, Launcher: l, Logger: h.log}
 }
 
 // outboundIP is the first private (else any non-loopback) IPv4 address of

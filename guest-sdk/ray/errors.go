@@ -10,7 +10,8 @@ import (
 // Sentinel errors. Errors returned by this package wrap them; test with
 // errors.Is. The task sentinels (ErrGetTimeout, ErrTaskCancelled,
 // ErrTaskFailed, ErrWorkerDied, ErrActorDied, ErrTaskTimeout, ErrObjectLost,
-// ErrOwnerDied) are the same values as package client's.
+// ErrOwnerDied, ErrHostShuttingDown) are the same values as package
+// client's.
 var (
 	// ErrGetTimeout: Get, GetAll or a generator's Next did not finish
 	// before ctx's deadline. (Wait is not an error at its timeout: it
@@ -53,6 +54,11 @@ var (
 	// left (its refs were all released); the ref read after that was stale
 	// or forged. Ray's ObjectFreedError.
 	ErrObjectFreed = kinds.ErrObjectFreed
+	// ErrHostShuttingDown: the host a call waited on is shutting down (not
+	// a cancel). A guest does not meet it today (its worker stops with its
+	// host); it is here, the same value as package client's, so code shared
+	// by drivers and native clients can name it.
+	ErrHostShuttingDown = kinds.ErrHostShuttingDown
 )
 
 // WithCode attaches an application error code to err. The caller's

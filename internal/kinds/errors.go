@@ -47,10 +47,52 @@ var (
 	ErrHost              = errors.New("rayhost: host error")
 	// ErrExists: a name is taken.
 	ErrExists = errors.New("rayhost: already exists")
+	// ErrHostShuttingDown: the host is shutting down, so a call that was
+	// waiting there (a Get, a Wait, a driver) ended without an answer. It is
+	// no cancel: nobody cancelled anything, and asking another host (or this
+	// one once it is back) may work. It matches ErrUnavailable too.
+	ErrHostShuttingDown = Classed(ErrUnavailable, "rayhost: host shutting down")
 )
 
+// Header is the response header (Connect error metadata) in which the host
+// names the kind of an error whose Connect code alone does not say it (a
+// host shutting down is one kind of unavailable): its value is Name's.
+// Package client maps it back with Named.
+const Header = "Rayhost-Error-Kind"
+
+// kindNames are the kinds Header carries.
+var kindNames = []struct {
+	err  error
+	name string
+}{
+	{ErrHostShuttingDown, "host_shutting_down"},
+	{ErrOwnerDied, "owner_died"},
+	{ErrObjectLost, "object_lost"},
+}
+
+// Name is the name Header gives err's kind, "" if it has none.
+func Name(err error) string {
+	for _, k := range kindNames {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	return ""
+}
+
+// Named is the sentinel of the kind name (Name's), nil if there is none.
+func Named(name string) error {
+	for _, k := range kindNames {
+		if k.name == name {
+			return k.err
+		}
+	}
+	return nil
+}
+
 // Classed returns a sentinel error whose message is msg and which matches
-// class with errors.Is (and nothing else but itself). A package declares
+// class with errors.Is (and what class matches, and nothing else but
+// itself). A package declares
 // its sentinels with it, so that the API edge maps them to class's code
 // without knowing them:
 //
@@ -63,4 +105,4 @@ type classed struct {
 }
 
 func (e *classed) Error() string        { return e.msg }
-func (e *classed) Is(target error) bool { return target == e.class }
+func (e *classed) Is(target error) bool { return target == e.class || errors.Is(e.class, target) }

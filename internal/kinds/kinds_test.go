@@ -69,3 +69,19 @@ func TestClassed(t *testing.T) {
 		t.Errorf("%v", b)
 	}
 }
+
+func TestKindNames(t *testing.T) {
+	closed := Classed(ErrHostShuttingDown, "host: shutting down")
+	if !errors.Is(closed, ErrUnavailable) || errors.Is(closed, ErrNotFound) {
+		t.Errorf("a class of a class: %v", closed)
+	}
+	for _, err := range []error{ErrHostShuttingDown, ErrOwnerDied, ErrObjectLost} {
+		wrapped := fmt.Errorf("x: %w", err)
+		if Named(Name(wrapped)) != err {
+			t.Errorf("%v: named %q, back %v", err, Name(wrapped), Named(Name(wrapped)))
+		}
+	}
+	if Name(ErrUnavailable) != "" || Named("") != nil || Named("cancelled") != nil {
+		t.Error("only the kinds Header carries have names")
+	}
+}

@@ -257,6 +257,23 @@ func (p *ProcHost) Restart() {
 	p.start()
 }
 
+// RestartInPlace is Restart on the API and gossip addresses the host had,
+// as a host with fixed --listen and --gossip ports comes back: ObjectRefs
+// that name it as their owner reach it again, and hosts that joined
+// through it still find it. Later restarts keep those addresses.
+func (p *ProcHost) RestartInPlace() {
+	p.t.Helper()
+	for i := range p.args[:len(p.args)-1] {
+		switch p.args[i] {
+		case "--listen":
+			p.args[i+1] = p.Addr
+		case "--gossip":
+			p.args[i+1] = p.GossipAddr
+		}
+	}
+	p.start()
+}
+
 // MadeBytes is what the test guest's make_bytes(n) returns.
 func MadeBytes(n int) []byte {
 	b := make([]byte, n)

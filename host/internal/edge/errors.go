@@ -27,6 +27,10 @@ func CodeOf(err error) connect.Code {
 		return connect.CodeInvalidArgument
 	case errors.Is(err, kinds.ErrGetTimeout), errors.Is(err, context.DeadlineExceeded):
 		return connect.CodeDeadlineExceeded
+	case errors.Is(err, kinds.ErrHostShuttingDown):
+		// Before a cancel: a call ended by the host's shutdown was
+		// cancelled by no one.
+		return connect.CodeUnavailable
 	case errors.Is(err, context.Canceled):
 		return connect.CodeCanceled
 	case errors.Is(err, kinds.ErrUnavailable):
@@ -43,14 +47,33 @@ func CodeOf(err error) connect.Code {
 	return connect.CodeInternal
 }
 
-// ToConnect returns err as a Connect error with its code (CodeOf); a
-// Connect error (a peer's answer, passed on) is returned as it is.
+// ToConnect returns err as a Connect error with its code (CodeOf), and
+// the kind its code does not say (a host shutting down, an object lost or
+// whose owner died) in the kinds.Header metadata; a Connect error (a
+// peer's answer, passed on) is returned as it is.
 func ToConnect(err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		return err
 	}
-	return connect.NewError(CodeOf(err), err)
+	ce = connect.NewError(CodeOf(err), err)
+	if k := kinds.Name(err); k != "" {
+		ce.Meta().Set(kinds.Header, k)
+	}
+	return ce
+}
+
+// failed is ToConnect for the error of a call that waits (Get, Wait):
+// when its ctx ended, the cause it was cancelled with (the host shutting
+// down: kinds.ErrHostShuttingDown) in place of a bare context.Canceled,
+// which reads as a cancel nobody asked for.
+func failed(ctx context.Context, err error) error {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+	}
+	return ToConnect(err)
 }
 
 // Invalid returns an invalid-argument Connect error with the formatted

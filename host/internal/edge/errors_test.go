@@ -51,6 +51,30 @@ func TestCodeOf(t *testing.T) {
 	}
 }
 
+// A call the host's shutdown ends is unavailable, says so in kinds.Header,
+// and is no cancel, though its context was cancelled.
+func TestShutdownIsNoCancel(t *testing.T) {
+	closed := kinds.Classed(kinds.ErrHostShuttingDown, "host: shutting down")
+	ctx, stop := context.WithCancelCause(context.Background())
+	stop(closed)
+	for name, err := range map[string]error{
+		"the cause":          ToConnect(closed),
+		"a cancelled wait":   failed(ctx, fmt.Errorf("reading: %w", context.Canceled)),
+		"the cause, wrapped": failed(ctx, fmt.Errorf("waiting: %w", closed)),
+	} {
+		ce := new(connect.Error)
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(kinds.Header) != "host_shutting_down" {
+			t.Errorf("%s: %v (meta %v), want unavailable, host_shutting_down", name, err, ce.Meta())
+		}
+	}
+	// A cancel by the caller stays one.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := failed(ctx, context.Canceled); connect.CodeOf(err) != connect.CodeCanceled {
+		t.Errorf("a caller's cancel: %v", err)
+	}
+}
+
 func TestClassedKeepsItsMessage(t *testing.T) {
 	err := kinds.Classed(kinds.ErrNotFound, "host: task not found")
 	if err.Error() != "host: task not found" {

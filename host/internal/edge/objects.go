@@ -75,7 +75,7 @@ func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetReques
 	e.borrow(ctx, req.Msg.GetRefs(), refs)
 	timeout := timeoutOf(req.Msg.GetTimeoutMs())
 	if _, err := e.h.WaitReady(ctx, refs, len(refs), true, timeout); err != nil {
-		return nil, ToConnect(err)
+		return nil, failed(ctx, err)
 	}
 	// Refuse values too large for one message before reading (or pulling)
 	// any of them.
@@ -91,7 +91,7 @@ func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetReques
 	}
 	vals, err := e.h.Get(ctx, refs, timeout)
 	if err != nil {
-		return nil, ToConnect(err)
+		return nil, failed(ctx, err)
 	}
 	res := &rayhostv1.GetResponse{Values: make([]*rayhostv1.Value, len(vals))}
 	size = 0
@@ -116,7 +116,7 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	}
 	e.borrow(ctx, []*rayhostv1.ObjectRef{req.Msg.GetRef()}, []ids.ObjectID{id})
 	if _, err := e.h.WaitReady(ctx, []ids.ObjectID{id}, 1, true, timeoutOf(req.Msg.GetTimeoutMs())); err != nil {
-		return ToConnect(err)
+		return failed(ctx, err)
 	}
 	// Small values are in memory; the rest streams from the store chunk by
 	// chunk, never whole (pulled here first if other hosts hold it).
@@ -129,7 +129,7 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 		return TaskFailure((&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode().Data)
 	}
 	if err != nil {
-		return ToConnect(err)
+		return failed(ctx, err)
 	}
 	e.h.Fetched(id)
 	if inMemory {
@@ -197,7 +197,7 @@ func (e *Edge) Wait(ctx context.Context, req *connect.Request[rayhostv1.WaitRequ
 	}
 	ready, err := e.h.WaitReady(ctx, refs, n, false, timeout)
 	if err != nil && !errors.Is(err, kinds.ErrGetTimeout) {
-		return nil, ToConnect(err)
+		return nil, failed(ctx, err)
 	}
 	res := &rayhostv1.WaitResponse{}
 	taken := 0

@@ -39,6 +39,10 @@ type Config struct {
 	// (after Reset), or an error wrapping ErrLost or ErrOwnerDied. Nil: such
 	// objects are lost.
 	Rebuild func(id ids.ObjectID) error
+	// Restarted: the store served this host before (it restarted on its
+	// data dir). An object of its own it has no record of then died with
+	// its earlier life: owner_died, not not_found (restart.go).
+	Restarted bool
 	// Done, when closed, ends the background work of borrows (the host is
 	// shutting down). Close ends it too. May be nil.
 	Done <-chan struct{}
@@ -104,6 +108,9 @@ type Dir struct {
 	frees       uint64         // objects freed so far
 	persisted   sync.WaitGroup // the persist loop
 	closeOnce   sync.Once
+	// restarted is Config.Restarted: the store served this host before
+	// (restart.go).
+	restarted bool
 }
 
 type object struct {
@@ -127,6 +134,10 @@ type object struct {
 	// freed: nothing references this pending object any more; its value
 	// is dropped when it is sealed.
 	freed bool
+	// provisional: a borrowed object ready with a failure that says where
+	// it is, not what it is (its owner could not be reached, or said it is
+	// lost): in memory only, never stored, and asked again (provisional.go).
+	provisional bool
 }
 
 type persistJob struct {
@@ -152,6 +163,7 @@ func New(cfg Config) (*Dir, error) {
 	}
 	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
+	d.restarted = cfg.Restarted
 	d.persisted.Add(1)
 	go d.persistLoop()
 	return d, nil
@@ -246,7 +258,7 @@ func (d *Dir) Known(ctx context.Context, id ids.ObjectID) bool {
 		return true
 	}
 	_, err := d.stat(ctx, id)
-	return err == nil
+	return err == nil || d.recallHeld(ctx, id)
 }
 
 // Seal makes id ready with v and wakes its waiters. Sealing a ready object
@@ -408,7 +420,11 @@ func (d *Dir) sealHeld(id ids.ObjectID, v abi.Value) error {
 	val := ob.val
 	waiters := ob.waiters
 	ob.waiters = nil
+	own := ob.owner == "" && !ob.freed
 	d.mu.Unlock()
+	if own {
+		d.keepHeld(id, v)
+	}
 	for _, w := range waiters {
 		d.mu.Lock()
 		dead := w.dead

@@ -21,6 +21,12 @@
 // [Dir.Locate] and [Dir.Serve]. The Dir knows nothing of the host, its
 // tasks or the cluster: lineage reconstruction is Config.Rebuild.
 //
+// A failure that says where an object is rather than what it is (its
+// owner cannot be reached, every copy is on hosts that are down) is never
+// kept past the event that ends it: a borrower seals it provisionally and
+// asks again (provisional.go), an owner works it out on every read. A
+// restarted host still answers for its own objects (restart.go).
+//
 // The Dir has its own lock and never calls out (waiters, Peers, Rebuild,
 // the store) while holding it.
 //

@@ -22,10 +22,15 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 		return
 	}
 	d.mu.Lock()
+	var records []ids.ObjectID // where held values of this host's own are (restart.go)
 	for _, id := range objs {
 		d.freed.add(id)
 		d.deleting[id]++
 		ob := d.m[id]
+		if key, ok := heldRecordLocked(id, ob); ok {
+			d.deleting[key]++
+			records = append(records, key)
+		}
 		if ob == nil {
 			continue
 		}
@@ -39,6 +44,9 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 	d.mu.Unlock()
 	for _, id := range objs {
 		d.persistCh <- persistJob{id: id, del: true}
+	}
+	for _, key := range records {
+		d.persistCh <- persistJob{id: key, del: true}
 	}
 }
 

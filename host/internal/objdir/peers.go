@@ -24,7 +24,8 @@ type Peers interface {
 	// and its value or where it is held. failed names holders that had no
 	// copy, for the owner to forget. An owner that is gone or no member
 	// gives an error wrapping ErrUnreachable; one that does not know id,
-	// ErrNotFound. Other errors (a broken connection) are tried again.
+	// ErrNotFound (and ErrOwnerDied too if it restarted since: see
+	// restart.go). Other errors (a broken connection) are tried again.
 	Locate(ctx context.Context, owner string, id ids.ObjectID, failed []string, timeout time.Duration) (Location, error)
 	// Pull opens id's bytes on the host at from: the header, then a reader
 	// of exactly the bytes (its Read or WriteTo fails if the transfer
@@ -152,14 +153,25 @@ func (r *remote) fetch(ctx context.Context, id ids.ObjectID, holders []string, o
 	if err != nil {
 		return fmt.Errorf("%w: %s: its owner says: %v", ErrLost, id, err)
 	}
+	if v.Codec == abi.CodecError {
+		// Lost, or its owner died: an answer about now, not the value
+		// (refilled, it would stay after the copies come back).
+		te := abi.DecodeTaskError(v.Data)
+		kind := ErrLost
+		if te.Kind == abi.ErrorOwnerDied {
+			kind = ErrOwnerDied
+		}
+		return &ownerAnswer{te: te, kind: kind}
+	}
 	d.refill(id, v)
 	return nil
 }
 
 // pullFromAny pulls id from the first of holders that gives it, and tells
 // the owner this host now holds it too. It returns the holders that have
-// no copy (they answered so, or are gone), which are forgotten; a holder
-// that failed otherwise (a slow link, say) is tried again another time.
+// no copy (they answered so), which are forgotten; a holder that is down,
+// or failed otherwise (a slow link, say), is kept and tried again another
+// time: a host that comes back on its data dir still has its copies.
 func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) (failed []string, err error) {
 	d := r.d
 	if r.peers == nil {
@@ -171,7 +183,6 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 			continue
 		}
 		if r.peers.Down(x) {
-			failed = append(failed, x)
 			continue
 		}
 		if last = r.pull(ctx, id, x); last == nil {
@@ -183,9 +194,9 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		// A holder that says it has no copy, or is gone, is forgotten; one
-		// that failed otherwise (a reset connection) may still have it.
-		if errors.Is(last, ErrNotFound) || r.peers.Down(x) {
+		// A holder that says it has no copy is forgotten; one that failed
+		// otherwise (a reset connection, a crash) may still have it.
+		if errors.Is(last, ErrNotFound) {
 			failed = append(failed, x)
 		}
 	}
@@ -228,8 +239,10 @@ func (r *remote) tellOwner(ctx context.Context, id ids.ObjectID, owner string) {
 }
 
 // locate asks owner about id until it answers, waiting up to timeout (< 0:
-// no limit) for it to be ready. A gone owner gives ErrOwnerDied; one that
-// does not know id for UnknownGrace, ErrNotFound.
+// no limit) for it to be ready. A gone owner gives ErrOwnerDied (wrapping
+// ErrUnreachable: it may come back); one that does not know id for
+// UnknownGrace, ErrNotFound, or ErrOwnerDied if it restarted since it
+// could have made id.
 func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, failed []string, timeout time.Duration) (Location, error) {
 	var unknownSince time.Time
 	for attempt := 0; ; attempt++ {
@@ -241,7 +254,7 @@ func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, fail
 			return Location{}, ctx.Err()
 		}
 		if errors.Is(err, ErrUnreachable) {
-			return Location{}, fmt.Errorf("%w: %s owns %s: %v", ErrOwnerDied, owner, id, err)
+			return Location{}, fmt.Errorf("%w: %s owns %s: %w", ErrOwnerDied, owner, id, err)
 		}
 		if errors.Is(err, ErrNotFound) {
 			// A ref can reach here before its owner registered it (a
@@ -251,6 +264,9 @@ func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, fail
 				unknownSince = time.Now()
 			}
 			if time.Since(unknownSince) > r.d.cfg.UnknownGrace {
+				if errors.Is(err, ErrOwnerDied) {
+					return Location{}, fmt.Errorf("%w: %s: its owner %s restarted and has no record of it", ErrOwnerDied, id, owner)
+				}
 				return Location{}, fmt.Errorf("%w: %s (its owner %s does not know it)", ErrNotFound, id, owner)
 			}
 		}
@@ -274,7 +290,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // resolve learns from owner what a borrowed object is once it is ready,
 // and seals it here: its value if small, else where it is held, or the
-// failure (owner died, not found, a bad answer).
+// failure (owner died, not found, a bad answer). An owner that cannot be
+// reached, or that says the object is lost, is sealed provisionally
+// (provisional.go).
 func (r *remote) resolve(ctx context.Context, id ids.ObjectID, owner string) {
 	d := r.d
 	for {
@@ -283,11 +301,17 @@ func (r *remote) resolve(ctx context.Context, id ids.ObjectID, owner string) {
 			if ctx.Err() != nil {
 				return
 			}
-			kind := abi.ErrorOwnerDied
-			if errors.Is(err, ErrNotFound) {
-				kind = abi.ErrorBadRequest
+			te := &abi.TaskError{Kind: abi.ErrorOwnerDied, TaskID: id.Task().String(), Message: err.Error()}
+			switch {
+			case errors.Is(err, ErrUnreachable):
+				d.sealProvisional(id, te.Encode())
+				return
+			case errors.Is(err, ErrOwnerDied):
+				// It restarted and has no record of it: for good.
+			case errors.Is(err, ErrNotFound):
+				te.Kind = abi.ErrorBadRequest
 			}
-			_ = d.Seal(ctx, id, (&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode())
+			_ = d.Seal(ctx, id, te.Encode())
 			return
 		}
 		if !loc.Ready {
@@ -297,6 +321,10 @@ func (r *remote) resolve(ctx context.Context, id ids.ObjectID, owner string) {
 		if err != nil {
 			d.log.Warn("an owner described an object badly", "object_id", id, "owner", owner, "err", err)
 			_ = d.Seal(ctx, id, (&abi.TaskError{Kind: abi.ErrorHost, TaskID: id.Task().String(), Message: err.Error()}).Encode())
+			return
+		}
+		if provisional(v) {
+			d.sealProvisional(id, v)
 			return
 		}
 		if err := d.Seal(ctx, id, v); err != nil {
@@ -321,3 +349,16 @@ func valueOf(loc Location) (abi.Value, error) {
 	}
 	return Held{Codec: codec, Size: loc.Size, Holders: slices.Clone(loc.Holders)}.Value(), nil
 }
+
+// ownerAnswer is an owner's answer that an object is lost or that its owner
+// died, kept whole (which host said it) for Get; it wraps ErrLost or
+// ErrOwnerDied.
+type ownerAnswer struct {
+	te   *abi.TaskError
+	kind error
+}
+
+func (e *ownerAnswer) Error() string {
+	return fmt.Sprintf("%v: its owner says: %s", e.kind, e.te.Message)
+}
+func (e *ownerAnswer) Unwrap() error { return e.kind }

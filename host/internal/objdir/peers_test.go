@@ -173,8 +173,8 @@ func TestOutsideACluster(t *testing.T) {
 
 // TestPullFromHolders: a fetch takes the first holder that gives the
 // bytes. A holder that fails mid-transfer leaves nothing behind and is
-// kept (it may still have it); one that has no copy, or is down, is
-// forgotten.
+// kept (it may still have it), and so is one that is down (it may come
+// back with it); one that has no copy is forgotten.
 func TestPullFromHolders(t *testing.T) {
 	c := newCluster(t)
 	x, y, z, reader := c.host("x:1", nil), c.host("y:1", nil), c.host("z:1", nil), c.host("r:1", nil)
@@ -209,8 +209,8 @@ func TestPullFromHolders(t *testing.T) {
 		t.Fatal("a broken pull left the object here")
 	}
 	h, _ := reader.Holding(ctxFor(t), id2)
-	if !slices.Equal(h.Holders, []string{"x:1"}) {
-		t.Fatalf("holders after a failed fetch: %v, want x kept and z, w dropped", h.Holders)
+	if !slices.Equal(h.Holders, []string{"x:1", "w:1"}) {
+		t.Fatalf("holders after a failed fetch: %v, want x and w kept and z dropped", h.Holders)
 	}
 	c.mu.Lock()
 	delete(c.breakAfter, "x:1")
@@ -221,25 +221,27 @@ func TestPullFromHolders(t *testing.T) {
 }
 
 // TestFetchAsksOwner: when no holder gives the bytes, the owner is asked
-// again (told which holders failed) and names a copy that exists.
+// again (told which holders have no copy) and names a copy that exists.
+// It forgets the holders with no copy, not those that are down.
 func TestFetchAsksOwner(t *testing.T) {
 	c := newCluster(t)
 	owner, holder, reader := c.host("a:1", nil), c.host("h:1", nil), c.host("r:1", nil)
+	c.host("empty:1", nil)
 	id := ids.NewTaskID().Return(0)
 	big := rawValue(30, 'O')
 	_ = holder.Seal(ctxFor(t), id, big)
-	_ = owner.Seal(ctxFor(t), id, Held{Codec: abi.CodecRaw, Size: 30, Holders: []string{"gone:1", "h:1"}}.Value())
-	// The reader knows only a holder that is gone.
+	_ = owner.Seal(ctxFor(t), id, Held{Codec: abi.CodecRaw, Size: 30, Holders: []string{"gone:1", "empty:1", "h:1"}}.Value())
+	// The reader knows only a holder that is gone and one with no copy.
 	c.setDown("gone:1")
-	if err := reader.Fetch(ctxFor(t), id, []string{"gone:1"}, "a:1"); err != nil {
+	if err := reader.Fetch(ctxFor(t), id, []string{"gone:1", "empty:1"}, "a:1"); err != nil {
 		t.Fatal(err)
 	}
 	if v := getOne(t, reader, id); !bytes.Equal(v.Data, big.Data) {
 		t.Fatalf("%d bytes", len(v.Data))
 	}
 	h, _ := owner.Holding(ctxFor(t), id)
-	if slices.Contains(h.Holders, "gone:1") {
-		t.Fatalf("the owner still names the failed holder: %v", h.Holders)
+	if !slices.Equal(h.Holders, []string{"gone:1", "h:1"}) {
+		t.Fatalf("the owner names %v, want the one that is down and the copies", h.Holders)
 	}
 }
 

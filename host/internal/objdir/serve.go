@@ -22,12 +22,16 @@ import (
 // every copy is gone, it has the object rebuilt (Config.Rebuild) and waits
 // again; if it cannot be, the answer is an inline failure of kind
 // object_lost or owner_died. Not ready in time is a Location that is not
-// Ready; an object unknown here is ErrNotFound.
+// Ready; an object unknown here is ErrNotFound (wrapping ErrOwnerDied too
+// if this host restarted: restart.go).
 func (d *Dir) Locate(ctx context.Context, id ids.ObjectID, failed []string, timeout time.Duration) (Location, error) {
 	if len(failed) > 0 {
 		d.DropHolders(id, failed)
 	}
 	if !d.Known(ctx, id) {
+		if err := d.diedHere(id); err != nil {
+			return Location{}, err // owner_died too: this host restarted
+		}
 		return Location{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	for {

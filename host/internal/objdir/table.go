@@ -66,12 +66,17 @@ func (d *Dir) Reset(id ids.ObjectID) {
 // Borrow registers id, owned by the host at owner, so that waits on it
 // work here: the owner is asked about it in the background until it is
 // ready, and the answer (its value, where it is held, or why it failed) is
-// sealed here. It does nothing for an object known here, outside a
-// cluster, or once the Dir is closed.
+// sealed here. It does nothing for an object known here (but ask again
+// about a provisional failure whose cause may have passed: see reask),
+// outside a cluster, or once the Dir is closed.
 func (d *Dir) Borrow(ctx context.Context, id ids.ObjectID, owner string) {
 	d.mu.Lock()
-	if d.m[id] != nil || d.remote.peers == nil {
+	known := d.m[id] != nil
+	if known || d.remote.peers == nil {
 		d.mu.Unlock()
+		if known {
+			d.reask(id) // a provisional failure whose cause has passed
+		}
 		return
 	}
 	d.mu.Unlock()
@@ -113,7 +118,7 @@ func (d *Dir) Holding(ctx context.Context, id ids.ObjectID) (Holding, error) {
 		return Holding{Value: h.Value}, err
 	}
 	if !ready {
-		return Holding{Value: h.Value}, d.notFound(id)
+		return Holding{Value: h.Value}, d.notReady(id, ob != nil)
 	}
 	return h, nil
 }

@@ -20,7 +20,8 @@ type waiter struct {
 
 // OnReady calls fn with id's value (its Data may be nil for large values)
 // once it is ready, at once if it is. It fails with ErrNotFound if id is
-// unknown. fn runs without the Dir's lock, on the goroutine that seals id.
+// unknown (on a restarted host, fn gets owner_died: restart.go). fn runs
+// without the Dir's lock, on the goroutine that seals id.
 func (d *Dir) OnReady(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) error {
 	_, err := d.Watch(ctx, id, fn)
 	return err
@@ -58,14 +59,21 @@ func (d *Dir) Watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (c
 	}
 	meta, err := d.stat(ctx, id)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = d.notFound(id)
-			if errors.Is(err, ErrFreed) {
-				// Ready for good, as a failure: a Get says why.
-				fn(freedValue(id, err))
-				return func() {}, nil
-			}
+		if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
+		}
+		err = d.notFound(id)
+		if errors.Is(err, ErrFreed) {
+			// Ready for good, as a failure: a Get says why.
+			fn(freedValue(id, err))
+			return func() {}, nil
+		}
+		if d.recallHeld(ctx, id) {
+			return d.Watch(ctx, id, fn) // ready as held now
+		}
+		if v, ok := d.diedWithOwner(id); ok {
+			fn(v) // this host restarted and lost it: its owner died
+			return func() {}, nil
 		}
 		return nil, err
 	}
@@ -75,8 +83,8 @@ func (d *Dir) Watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (c
 
 // WaitReady blocks until at least need of refs are ready (all, for a Get),
 // one of them failed (when failFast), the timeout passes (< 0: none; then
-// ErrTimeout), ctx ends or cancel closes (ErrCancelled). It returns which
-// refs are ready; on ErrTimeout too.
+// ErrTimeout), ctx ends (its cause: context.Cause) or cancel closes
+// (ErrCancelled). It returns which refs are ready; on ErrTimeout too.
 func (d *Dir) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration, cancel <-chan struct{}) ([]bool, error) {
 	ready := make([]bool, len(refs))
 	var mu sync.Mutex
@@ -138,7 +146,8 @@ func (d *Dir) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, fail
 		case <-cancel:
 			return nil, ErrCancelled
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			// Why it ended: a host shutting down is no cancel.
+			return nil, context.Cause(ctx)
 		}
 	}
 }
@@ -170,7 +179,11 @@ func (d *Dir) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duratio
 			case !errors.Is(err, ErrLost):
 				return nil, err
 			}
-			vals[i] = (&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode()
+			te := &abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}
+			if oa := (*ownerAnswer)(nil); errors.As(err, &oa) {
+				te = oa.te // as its owner said it
+			}
+			vals[i] = te.Encode()
 		}
 		if vals[i].Codec == abi.CodecError && firstErr == nil {
 			firstErr = &vals[i]

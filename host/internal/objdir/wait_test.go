@@ -147,6 +147,15 @@ func TestWaitEnds(t *testing.T) {
 	if r := receive(t, ch); !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("a wait whose context ended: %v", r.err)
 	}
+	// A context ended with a cause (the host shutting down) says so.
+	shutdown := errors.New("shutting down")
+	cctx, stopWhy := context.WithCancelCause(ctxFor(t))
+	ch = waitInBackground(d, cctx, refs, 2, true, -1, nil)
+	awaitWaiters(t, d, pending, 1)
+	stopWhy(shutdown)
+	if r := receive(t, ch); r.err != shutdown {
+		t.Fatalf("a wait whose context ended with a cause: %v", r.err)
+	}
 
 	if _, err := d.Get(ctxFor(t), refs, 0, nil); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Get past its timeout: %v", err)

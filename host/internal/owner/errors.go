@@ -36,8 +36,10 @@ var (
 	// ErrForgedID: a guest submitted a task or put an object under an ID
 	// that is not derived from its own task. It wraps ErrPermissionDenied.
 	ErrForgedID = fmt.Errorf("%w: forged ID", ErrPermissionDenied)
-	// ErrClosed: the host is shutting down.
-	ErrClosed = kinds.Classed(kinds.ErrUnavailable, "host: closed")
+	// ErrClosed: the host is shutting down. It is kinds.ErrHostShuttingDown's
+	// (and so kinds.ErrUnavailable's), never a cancel: the calls the
+	// shutdown ends (a Get, a Wait, a driver) end with it.
+	ErrClosed = kinds.Classed(kinds.ErrHostShuttingDown, "host: shutting down")
 	// ErrObjectLost: every copy of an object is gone with the hosts that
 	// held it, and it cannot be rebuilt (a Put object, or its task has no
 	// retries left). A Get of it fails with a TaskError of kind object_lost.

@@ -13,6 +13,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/objdir"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/kinds"
 	"github.com/rayhost/rayhost/store"
 )
 
@@ -32,6 +33,7 @@ func (h *Owner) newObjects() (*objdir.Dir, error) {
 	cfg.ChunkBytes = getStreamChunk
 	cfg.Rebuild = h.lin.reconstruct
 	cfg.Done = h.done
+	cfg.Restarted = h.cfg.Restarted
 	if h.cfg.Clustered {
 		cfg.Peers = hostPeers{h}
 	}
@@ -57,12 +59,18 @@ func mergeCancel(a, b context.Context) (context.Context, context.CancelFunc) {
 // hostPeers is objdir.Peers over the host's connections to its peers.
 type hostPeers struct{ h *Owner }
 
-// notFoundAt marks a peer's CodeNotFound answer as objdir.ErrNotFound.
+// notFoundAt marks a peer's CodeNotFound answer as objdir.ErrNotFound,
+// and as objdir.ErrOwnerDied too when the peer names that kind (it owns
+// the object, and restarted since it could have made it).
 func notFoundAt(err error) error {
-	if connect.CodeOf(err) == connect.CodeNotFound {
-		return fmt.Errorf("%w: %w", objdir.ErrNotFound, err)
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		return err
 	}
-	return err
+	var ce *connect.Error
+	if errors.As(err, &ce) && kinds.Named(ce.Meta().Get(kinds.Header)) == kinds.ErrOwnerDied {
+		return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
+	}
+	return fmt.Errorf("%w: %w", objdir.ErrNotFound, err)
 }
 
 func (p hostPeers) Locate(ctx context.Context, owner string, id ids.ObjectID, failed []string, timeout time.Duration) (objdir.Location, error) {

@@ -75,9 +75,13 @@ type Config struct {
 	CompileTimeout                                         time.Duration
 	AllowedDirs                                            []string
 
-	Store    store.Store
-	Launcher launch.Launcher
-	Logger   *slog.Logger
+	Store store.Store
+	// Restarted: Store served this host before it started (its data dir
+	// was there); objects of its own it has no record of died with its
+	// earlier life (objdir.Config.Restarted).
+	Restarted bool
+	Launcher  launch.Launcher
+	Logger    *slog.Logger
 	// Clock times task attempts (Limits.Timeout) and task events; nil is
 	// the system clock.
 	Clock clock.Clock
@@ -150,10 +154,11 @@ type Owner struct {
 	cluster *cluster.Cluster
 
 	done chan struct{} // closed by Shutdown
-	// serving is the base context of API calls; Shutdown cancels it so
-	// that long calls (a peer's Execute stream, a Locate wait) end.
+	// serving is the base context of API calls; Shutdown cancels it (its
+	// cause ErrClosed) so that long calls (a peer's Execute stream, a
+	// Locate wait, a client's Get) end, and say why.
 	serving     context.Context
-	stopServing context.CancelFunc
+	stopServing context.CancelCauseFunc
 	wg          sync.WaitGroup
 }
 
@@ -176,7 +181,7 @@ func New(cfg Config) (*Owner, error) {
 	if h.clock = cfg.Clock; h.clock == nil {
 		h.clock = clock.Real{}
 	}
-	h.serving, h.stopServing = context.WithCancel(context.Background())
+	h.serving, h.stopServing = context.WithCancelCause(context.Background())
 	h.sched.SetLocalName(cfg.ID)
 	if err := os.MkdirAll(h.cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("host: data dir: %w", err)
@@ -203,7 +208,7 @@ func New(cfg Config) (*Owner, error) {
 }
 
 // Serving is the base context of the host's API calls: it ends with
-// Shutdown.
+// Shutdown, its cause ErrClosed.
 func (h *Owner) Serving() context.Context { return h.serving }
 
 // AttachCluster makes the owner place tasks on the members c knows and
@@ -221,7 +226,7 @@ func (h *Owner) Shutdown() {
 		close(h.done)
 	}
 	h.mu.Unlock()
-	h.stopServing()
+	h.stopServing(ErrClosed)
 }
 
 // Close stops the workers (running tasks fail), closes the cluster view
