@@ -60,19 +60,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// alone are the examples that run one at a time: those that compute
-// (two at once would only share the CPUs), and wait, whose output names
-// which of its two tasks, 0.2 s and 2 s long, finished first.
-var alone = map[string]bool{"./examples/antipatterns": true, "./examples/quicksort": true, "./examples/pi": true, "./examples/wait": true}
-
-// TestExamples runs each example on a host of its own; those that mostly
-// wait on their tasks' sleeps and on worker processes, two at a time.
 func TestExamples(t *testing.T) {
 	for _, e := range examples {
 		t.Run(fmt.Sprintf("%s/cpus=%v", e.pkg, e.cpus), func(t *testing.T) {
-			if !alone[e.pkg] {
-				t.Parallel()
-			}
 			h := testutil.StartHost(t, func(c *host.Config) {
 				c.NumCPUs, c.NumGPUs, c.Workers = e.cpus, e.gpus, int(e.cpus)
 			})

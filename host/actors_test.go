@@ -14,7 +14,6 @@ import (
 // TestActorRestart: SIGKILL of an actor's worker restarts it (constructor
 // run again, state reset) while MaxRestarts allows, then it is dead.
 func TestActorRestart(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	ctx := ctxFor(t, testutil.HangGuard)
 	var n int

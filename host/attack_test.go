@@ -72,7 +72,6 @@ func callWith(t *testing.T, c *client.Client, mod, fn string, mounts []client.Mo
 // nothing outside the mount is read or written. What a mount is for still
 // works.
 func TestAttackMountEscape(t *testing.T) {
-	t.Parallel()
 	c, mod, allowed := attackHost(t)
 	dir := filepath.Join(allowed, "mount")
 	outside := filepath.Join(allowed, "outside")
@@ -149,7 +148,6 @@ func TestAttackMountEscape(t *testing.T) {
 // directory is unchanged. (WASI preview 1 has no chmod; sandboxfs's
 // TestReadOnly shows Chmod is refused too.)
 func TestAttackReadOnlyMount(t *testing.T) {
-	t.Parallel()
 	c, mod, allowed := attackHost(t)
 	dir := filepath.Join(allowed, "ro")
 	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
@@ -199,7 +197,6 @@ func TestAttackReadOnlyMount(t *testing.T) {
 // gets only what the request asks for, never its function's registered
 // default grants.
 func TestAttackGrants(t *testing.T) {
-	t.Parallel()
 	c, mod, allowed := attackHost(t)
 	dir := filepath.Join(allowed, "granted")
 	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
@@ -290,7 +287,6 @@ func TestAttackGrants(t *testing.T) {
 // permission_denied, and the victim computes its own answer (20, not
 // 5,000,000).
 func TestAttackForgedTaskIDs(t *testing.T) {
-	t.Parallel()
 	c, mod, allowed := attackHost(t)
 	gate := filepath.Join(allowed, "gate")
 	if err := os.MkdirAll(gate, 0o755); err != nil {
@@ -329,7 +325,6 @@ func TestAttackForgedTaskIDs(t *testing.T) {
 // on a host without a GPU): the worker refuses the submit, or the host
 // fails the child with bad_request, and the host keeps serving.
 func TestAttackBadOptions(t *testing.T) {
-	t.Parallel()
 	c, mod, _ := attackHost(t)
 	ctx := ctxFor(t, 2*time.Minute)
 	for _, which := range []string{"retries", "gpus"} {
@@ -363,7 +358,6 @@ func TestAttackBadOptions(t *testing.T) {
 // another client's task by its ID: the host refuses (an event on the
 // attacker's task says why) and the victim finishes.
 func TestAttackCancelOthers(t *testing.T) {
-	t.Parallel()
 	c, mod, allowed := attackHost(t)
 	gate := filepath.Join(allowed, "gate")
 	if err := os.MkdirAll(gate, 0o755); err != nil {

@@ -58,7 +58,6 @@ func (g *gossipLines) count() int {
 // TestGossipNoise: a burst of garbage UDP at the gossip port writes a
 // bounded number of log lines, and the host goes on serving.
 func TestGossipNoise(t *testing.T) {
-	t.Parallel()
 	lines := &gossipLines{first: make(chan struct{})}
 	hosts := testutil.StartCluster(t, 1, func(_ int, cfg *host.Config) {
 		cfg.Logger = slog.New(lines)

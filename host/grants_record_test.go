@@ -13,7 +13,6 @@ import (
 // task's early events out of the ring, but every event of the task carries
 // its grants, so what is left of it still says what it was granted.
 func TestGrantsOutliveTheRing(t *testing.T) {
-	t.Parallel()
 	allowed := t.TempDir()
 	const ring = 16
 	h := testutil.StartHost(t, func(c *host.Config) { c.AllowedDirs = []string{allowed}; c.MaxTaskEvents = ring })

@@ -18,18 +18,6 @@ import (
 
 const guestPkg = "./host/testdata/guest"
 
-// The tests that start hosts of their own call t.Parallel: they wait on
-// worker processes, gossip and the network far more than they compute,
-// and share nothing but the compilation cache. These run alone: those
-// that look at this process's children (launcher_confine_test.go); those
-// whose hosts have deadlines of a few seconds that a busier machine could
-// miss (the compile, task, header and body timeouts of
-// TestCompileDeadline, TestTaskCaps, TestPreauthSlowloris,
-// TestPreauthSlowBody, TestReviewUnauthStalledBody); and the in-process
-// clusters (cluster_test.go, clustertrust_test.go, peerversion_test.go),
-// whose fast gossip timings take a member that this process is too busy
-// to answer for a failed one.
-
 func TestMain(m *testing.M) {
 	// Build the worker binary and the test guest once, before any test.
 	if err := testutil.Prebuild("./cmd/rayhost", guestPkg, hostilePkg); err != nil {
@@ -77,7 +65,6 @@ func stillServes(t *testing.T, c *client.Client, mod string) {
 }
 
 func TestTasks(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	ctx := ctxFor(t, testutil.HangGuard)
 
@@ -173,7 +160,6 @@ func TestTasks(t *testing.T) {
 // TestBadInput: each bad input gets a clear error, and the host then runs a
 // normal task.
 func TestBadInput(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	tests := []struct {
 		name    string
@@ -257,7 +243,6 @@ func TestBadInput(t *testing.T) {
 // TestWorkerKilled: a worker killed with SIGKILL mid-task fails that task
 // with a clear error; a new worker takes its place.
 func TestWorkerKilled(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
 	ctx := ctxFor(t, testutil.HangGuard)
 	none := int32(0)
@@ -284,7 +269,6 @@ func TestWorkerKilled(t *testing.T) {
 // minutes). The latencies are logged, not bounded: a loaded machine may
 // be slow, but not stuck behind the guest.
 func TestHealthNotDelayedBySpinningGuest(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	ctx := ctxFor(t, 2*testutil.HangGuard)
 	ref, err := c.Submit(ctx, mod, "spin", tenMinutes)
@@ -321,7 +305,6 @@ func TestHealthNotDelayedBySpinningGuest(t *testing.T) {
 }
 
 func TestObjectsSurviveRestart(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	cfg := testutil.HostConfig(t)
 	cfg.DataDir = dir
@@ -359,7 +342,6 @@ func TestObjectsSurviveRestart(t *testing.T) {
 }
 
 func TestRunStreamsGuestOutput(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	ctx := ctxFor(t, testutil.HangGuard)
 	var out bytes.Buffer

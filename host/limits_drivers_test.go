@@ -22,7 +22,6 @@ import (
 // taking the workers tasks need; a normal task runs while they wait, and a
 // waiting driver starts when a running one ends.
 func TestDriverCap(t *testing.T) {
-	t.Parallel()
 	h := testutil.StartHost(t, func(c *host.Config) {
 		c.NumCPUs, c.Workers, c.MaxWorkers = 2, 2, 4 // MaxDrivers: 4 - 2 = 2
 		c.MaxDriversPerClient = 2                    // this test is one client
@@ -119,7 +118,6 @@ func startDriver(t *testing.T, c *client.Client, mod string, wg *sync.WaitGroup)
 // MaxDriversPerClient of the driver slots; another client's driver starts
 // while the first one's third driver waits.
 func TestDriverCapPerClient(t *testing.T) {
-	t.Parallel()
 	h := testutil.StartHost(t, func(c *host.Config) {
 		c.NumCPUs, c.Workers, c.MaxWorkers = 2, 2, 5 // MaxDrivers: 3
 		c.MaxDriversPerClient = 2

@@ -77,7 +77,6 @@ func moduleFiles(t *testing.T, dataDir string) []string {
 // only with Replace; the number of modules is capped. A normal task runs
 // afterwards.
 func TestModuleCaps(t *testing.T) {
-	t.Parallel()
 	var dataDir string
 	h := testutil.StartHost(t, func(c *host.Config) {
 		dataDir = c.DataDir
@@ -154,7 +153,6 @@ func TestCompileDeadline(t *testing.T) {
 }
 
 func TestMaxModules(t *testing.T) {
-	t.Parallel()
 	h := testutil.StartHost(t, func(c *host.Config) { c.MaxModules = 1 })
 	c := client.New(h.Addr())
 	ctx := ctxFor(t, 2*time.Minute)

@@ -55,7 +55,6 @@ func waitRunning(t *testing.T, c *client.Client, busyCPUs float64) {
 }
 
 func TestRetries(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
 	ctx := ctxFor(t, testutil.HangGuard)
 
@@ -126,7 +125,6 @@ func TestRetries(t *testing.T) {
 // (long before the task would have ended: each sleeps or spins for 10
 // minutes), and the host keeps serving. How long it took is logged.
 func TestCancelCases(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.NumCPUs, cfg.Workers = 1, 1 })
 	ctx := ctxFor(t, 2*testutil.HangGuard)
 	tests := []struct {
@@ -205,7 +203,6 @@ func TestCancelCases(t *testing.T) {
 }
 
 func TestGenerators(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	tests := []struct {
 		name, fn string
@@ -251,7 +248,6 @@ func TestGenerators(t *testing.T) {
 }
 
 func TestOptionsAndResources(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, func(cfg *host.Config) { cfg.Resources = map[string]float64{"disk": 1} })
 	ctx := ctxFor(t, testutil.HangGuard)
 
@@ -329,7 +325,6 @@ func TestOptionsAndResources(t *testing.T) {
 }
 
 func TestTimeline(t *testing.T) {
-	t.Parallel()
 	_, c, mod := setup(t, nil)
 	ctx := ctxFor(t, testutil.HangGuard)
 	var refs []client.ObjectRef

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,16 +34,6 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // returns its exit code and combined output.
 func rayhost(t *testing.T, dir string, env []string, args ...string) (int, string) {
 	t.Helper()
-	code, out, err := rayhostErr(t, dir, env, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code, out
-}
-
-// rayhostErr is rayhost for any goroutine: it returns an error where the
-// binary could not run.
-func rayhostErr(t *testing.T, dir string, env []string, args ...string) (int, string, error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute) // a hang guard
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testutil.RayhostBinary(t), args...)
@@ -58,11 +46,12 @@ func rayhostErr(t *testing.T, dir string, env []string, args ...string) (int, st
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return 0, string(out), nil
+		return 0, string(out)
 	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out), nil
+		return ee.ExitCode(), string(out)
 	}
-	return 0, "", fmt.Errorf("rayhost %v: %v\n%s", args, err, out)
+	t.Fatalf("rayhost %v: %v\n%s", args, err, out)
+	return 0, ""
 }
 
 func TestCLIHelp(t *testing.T) {
@@ -208,7 +197,6 @@ func TestNormalizeAddress(t *testing.T) {
 // TestCLIAgainstHost runs the commands that talk to a host against a real
 // `rayhost start` process.
 func TestCLIAgainstHost(t *testing.T) {
-	t.Parallel()
 	addr := startProcess(t, "--num-cpus", "2")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -233,23 +221,14 @@ func TestCLIAgainstHost(t *testing.T) {
 				t.Fatalf("rayhost %q exited %d:\n%s", args, code, out)
 			}
 		}
-		// The two drivers at once: each mostly sleeps (the example's tasks
-		// wait a tenth of a second per item).
-		var wg sync.WaitGroup
 		for _, args := range [][]string{
 			{"run", "--address", addr, wasm},
 			{"run", wasm, "--address", addr, "--progress", "never"},
 		} {
-			wg.Go(func() {
-				code, out, err := rayhostErr(t, "", nil, args...)
-				if err != nil || code != 0 || !strings.Contains(out, "wait total: runtime") {
-					t.Errorf("rayhost %q exited %d (%v):\n%s", args, code, err, out)
-				}
-			})
-		}
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
+			code, out := rayhost(t, "", nil, args...)
+			if code != 0 || !strings.Contains(out, "wait total: runtime") {
+				t.Fatalf("rayhost %q exited %d:\n%s", args, code, out)
+			}
 		}
 		for _, args := range [][]string{
 			{"tasks", "--address", addr, "--state", "finished"},
@@ -400,7 +379,6 @@ func decodeOut(t *testing.T, v any, args ...string) {
 // TestCLIHostWentAway kills the host under a running driver: the user reads
 // what happened, not a protocol error.
 func TestCLIHostWentAway(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	cmd := exec.Command(testutil.RayhostBinary(t), "start", "--listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "error",
 		"--gossip", "127.0.0.1:0")
@@ -467,7 +445,6 @@ func readAddr(t *testing.T, r io.Reader) string {
 // TestCLIGrants: a driver holds only what `rayhost run --mount --env`
 // grants it, and may pass that (or less) to its tasks.
 func TestCLIGrants(t *testing.T) {
-	t.Parallel()
 	allowed := t.TempDir()
 	if err := os.WriteFile(filepath.Join(allowed, "hello.txt"), []byte("hi from the host"), 0o644); err != nil {
 		t.Fatal(err)
@@ -501,7 +478,6 @@ func TestCLIGrants(t *testing.T) {
 // TestCLIVet: a Remote argument of the wrong type is reported before run
 // time, by vet and by run (which vets first).
 func TestCLIVet(t *testing.T) {
-	t.Parallel()
 	const pkg = "./cmd/rayhost/testdata/badcall"
 	code, out := rayhost(t, "", nil, "vet", pkg)
 	if code != 1 || !regexp.MustCompile(`badcall/main.go:16:\d+: .*string.*int`).MatchString(out) {
@@ -524,7 +500,6 @@ func TestCLIVet(t *testing.T) {
 // TestCLIJoinFlagsAfterAddress: `rayhost join ADDR --data-dir D --listen L`
 // joins ADDR with those flags (Go's flag package took them for seeds).
 func TestCLIJoinFlagsAfterAddress(t *testing.T) {
-	t.Parallel()
 	hosts := testutil.StartProcCluster(t, 2, testutil.ProcOptions{}) // the joiner: join SEED --id host-b --data-dir …
 	b := hosts[1]
 	members := testutil.WaitMembers(t, hosts[0].Client, 2)

@@ -103,7 +103,6 @@ func peakDuring(pids []int, fn func()) []int64 {
 }
 
 func TestClusterProcesses(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a cluster of processes")
 	}
@@ -273,7 +272,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // about 50 ms run on three: every Get returns the right value, and the
 // tasks that were on the dead host show a retry.
 func TestClusterHostKilled(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a cluster of processes")
 	}
@@ -366,7 +364,6 @@ func TestClusterHostKilled(t *testing.T) {
 // declare it failed and redo its work, and once the partition heals it
 // rejoins on its own.
 func TestClusterPartition(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a cluster of processes")
 	}
@@ -471,7 +468,6 @@ func waitState(t *testing.T, c *client.Client, id, state string) {
 // each comes back on its data dir — a joined one and the one that started
 // the cluster, which has no seed to join.
 func TestClusterMembership(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a cluster of processes")
 	}

@@ -86,7 +86,6 @@ func postJSON(t *testing.T, addr, method, body string, out any) int {
 }
 
 func TestEndToEnd(t *testing.T) {
-	t.Parallel()
 	addr := startProcess(t, "--num-cpus", "2")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

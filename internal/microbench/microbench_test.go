@@ -12,9 +12,6 @@ import (
 
 // TestRunSmoke runs every metric very briefly: the command must keep
 // working (its figures come from `rayhost microbenchmark`, not from here).
-// No warm-up (its loop runs no operation) and runs of 1 ms: each metric
-// does its operation once, which for most is a batch of 1,000 tasks, slow
-// enough under the race detector.
 func TestRunSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several hosts")
@@ -22,7 +19,7 @@ func TestRunSmoke(t *testing.T) {
 	var out bytes.Buffer
 	cfg := DefaultConfig()
 	cfg.GuestPkg = filepath.Join(testutil.RepoRoot(), "bench", "guest")
-	cfg.Warmup, cfg.Runs, cfg.Duration = 0, 1, time.Millisecond
+	cfg.Warmup, cfg.Runs, cfg.Duration = 10*time.Millisecond, 1, 100*time.Millisecond
 	cfg.Out = &out
 	cfg.WorkerCommand = []string{testutil.RayhostBinary(t), "worker"}
 	ms, err := Run(t.Context(), cfg)

@@ -17,8 +17,6 @@ package build
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,8 +29,9 @@ import (
 )
 
 var (
-	buildMu sync.Mutex
-	built   = map[string]string{} // package and target -> output path
+	buildMu  sync.Mutex
+	built    = map[string]string{} // package and target -> output path
+	buildDir string
 )
 
 // RepoRoot is the module's root directory.
@@ -41,19 +40,15 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
-// outDir is where this checkout's builds go: one directory per checkout
-// and GOFLAGS, kept between test processes, so that each test package of
-// a run (and the next run) finds the binary and the guests already there.
-// go build relinks an output only when its inputs changed (it compares
-// the build ID in the file), and the packages of one `go test ./...` build
-// the same outputs one at a time (lockFile), so the rayhost binary is
-// linked once per run instead of once per package. A checkout of its own:
-// another worktree's binary must never replace this one's while its
-// workers start from it.
 func outDir() (string, error) {
-	sum := sha256.Sum256([]byte(RepoRoot() + "\x00" + os.Getenv("GOFLAGS")))
-	d := filepath.Join(os.TempDir(), "rayhost-test-build", hex.EncodeToString(sum[:8]))
-	return d, os.MkdirAll(d, 0o755)
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "rayhost-test-build-")
+		if err != nil {
+			return "", err
+		}
+		buildDir = d
+	}
+	return buildDir, nil
 }
 
 // goBuild builds pkg (relative to the repo root) natively, or as a wasip1
@@ -78,11 +73,6 @@ func goBuild(pkg string, wasm bool) (string, error) {
 		args = []string{"build", "-buildmode=c-shared", "-o", out}
 		env = append(env, "GOOS=wasip1", "GOARCH=wasm")
 	}
-	unlock, err := lockFile(out + ".lock")
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
 	cmd := exec.Command("go", append(args, pkg)...)
 	cmd.Dir = RepoRoot()
 	cmd.Env = env
