@@ -31,7 +31,6 @@ type held struct {
 // shrink to near their size at the start, and a second driver holds as
 // much as the first.
 func TestStoreFullDriverExits(t *testing.T) {
-	t.Parallel()
 	const quota = 64 << 20
 	cfg := testutil.HostConfig(t)
 	cfg.StoreQuota = quota
@@ -133,7 +132,6 @@ func diskUsage(t *testing.T, dir string) int64 {
 // Values are 64 KiB here because the SDK sends releases in batches of
 // 256 refs: 256 dropped refs of 1 MiB would be four times this quota.)
 func TestLongLivedDriverFitsQuota(t *testing.T) {
-	t.Parallel()
 	const quota = 64 << 20
 	h := testutil.StartHost(t, func(c *host.Config) { c.StoreQuota = quota })
 	c := client.New(h.Addr())

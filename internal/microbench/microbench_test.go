@@ -47,7 +47,6 @@ func TestRunSmoke(t *testing.T) {
 // TestSoakSmoke runs a very short soak: `rayhost microbenchmark --soak`
 // must keep working (its figures are in docs/BENCHMARKS.md).
 func TestSoakSmoke(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a host process")
 	}
