@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -86,22 +87,15 @@ func TestStoreFullHost(t *testing.T) {
 
 	// Small values are kept in memory and written behind: past the quota
 	// they are refused too, before the host holds them (not kept in memory
-	// instead). The store is then full to the brim: reads work, and so do
-	// tasks whose results it need not store (a failure).
+	// instead).
 	err = callErr(t, c, client.Call{Module: mod, Function: "put_many", Args: []any{100_000, 64}, MaxRetries: &none})
 	wantMessage(t, "100,000 guest Puts of 64 KiB past the quota", err, "limit", "store: full")
-	// What is left after the last 64 KiB that fitted (how much depends on
-	// when the store last measured its files) is taken by one-byte puts,
-	// so that no result can fit.
-	for i := 0; ; i++ {
-		if _, err := c.Put(ctx, []byte{1}); err != nil {
-			wantMessage(t, "filling the last bytes", err, "store: full")
-			break
-		}
-		if i > 1_000_000 {
-			t.Fatal("a million one-byte puts fitted in a full store")
-		}
-	}
+	// The guest's puts were freed as its task ended (nobody holds them
+	// now), and their space comes back: API puts, whose refs the API keeps,
+	// fill the store to the last bytes, so that no result can fit. The
+	// store is then full to the brim: reads work, and so do tasks whose
+	// results it need not store (a failure).
+	fillStore(t, c, 48<<20, 1<<20, 64<<10, 4<<10, 256, 16, 1)
 	err = callErr(t, c, client.Call{Module: mod, Function: "alloc_mib", Args: []any{1}, MaxRetries: &none})
 	wantMessage(t, "a task whose result a full store cannot take", err, "limit", "store: full")
 	if err := c.Get(ctx, kept, &got); err != nil || len(got) != 8<<20 {
@@ -142,16 +136,27 @@ func TestStoreFullHost(t *testing.T) {
 	}
 	// To the last bytes: then registering a module, which needs no store
 	// space, still works.
-	for _, size := range []int{64 << 10, 4 << 10, 256, 16} {
-		for {
-			if _, err := c.Put(ctx, make([]byte, size)); err != nil {
-				wantMessage(t, "filling the last bytes", err, "store: full")
-				break
-			}
-		}
-	}
+	fillStore(t, c, 48<<20, 64<<10, 4<<10, 256, 16)
 	if _, err := c.RegisterModule(ctx, testutil.Guest(t, limitsPkg), ""); err != nil {
 		t.Fatalf("registering a module on a host whose store is full: %v", err)
+	}
+}
+
+// fillStore puts values of each size in turn through the API until the
+// store of a quota of quota bytes is full.
+func fillStore(t *testing.T, c *client.Client, quota int, sizes ...int) {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	for _, size := range sizes {
+		for i := 0; ; i++ {
+			if _, err := c.Put(ctx, make([]byte, size)); err != nil {
+				wantMessage(t, fmt.Sprintf("filling the store with values of %d bytes", size), err, "store: full")
+				break
+			}
+			if i > quota/size+1000 {
+				t.Fatalf("%d puts of %d bytes fitted in a quota of %d", i, size, quota)
+			}
+		}
 	}
 }
 

@@ -24,29 +24,42 @@ const (
 	// (64 KiB) bytes or more, so OpenBadger lowers a larger ChunkSize to
 	// this in in-memory mode.
 	MaxInMemoryChunkSize = valueThreshold - 4<<10
-	// DefaultGCInterval is how often DefaultBadgerConfig runs value-log GC.
+	// DefaultGCInterval is how often DefaultBadgerConfig runs a reclaim
+	// round (see Badger.Reclaim) at the latest.
 	DefaultGCInterval = time.Minute
+	// DefaultReclaimAfter is how many bytes of deleted objects start a
+	// reclaim round before the interval is up (unless a quota asks for
+	// less: see BadgerConfig.ReclaimAfter).
+	DefaultReclaimAfter = 64 << 20
 
 	// Tuned Badger options: about 6 MiB of Go heap per open store, against
 	// about 85 MiB with Badger's defaults.
-	memTableSize     = 4 << 20
-	valueThreshold   = 64 << 10 // must be <= 15% of memTableSize
-	blockCacheSize   = 8 << 20
-	indexCacheSize   = 4 << 20
-	baseTableSize    = 1 << 20
-	valueLogFileSize = 64 << 20
+	memTableSize   = 4 << 20
+	valueThreshold = 64 << 10 // must be <= 15% of memTableSize
+	blockCacheSize = 8 << 20
+	indexCacheSize = 4 << 20
+	baseTableSize  = 1 << 20
+	// maxValueLogFileSize is the size of a value-log file. With a quota
+	// they are smaller (a sixteenth of it, at least 1 MiB): the file being
+	// written is never collected, so its garbage stays until it is full.
+	maxValueLogFileSize = 64 << 20
+	minValueLogFileSize = 1 << 20
 
 	// maxInline is the largest value stored inside its metadata record
 	// rather than in chunks (if the chunk size is not smaller).
 	maxInline = 16 << 10
-	// flushBytes is how many chunk bytes a write lets pile up in a
-	// WriteBatch before flushing it. WriteBatch only limits the estimated
-	// LSM size of a batch, and a value-log value counts as a pointer, so
-	// without this a large object would be held in memory whole.
+	// flushBytes is how many chunk bytes a write gathers before writing
+	// them in one WriteBatch (at most a value-log file's size: a batch
+	// goes into one file). WriteBatch only limits the estimated LSM size of
+	// a batch, and a value-log value counts as a pointer, so without this a
+	// large object would be held in memory whole.
 	flushBytes = 8 << 20
 	// gcDiscardRatio is the fraction of a value-log file that must be
 	// garbage for GC to rewrite it.
 	gcDiscardRatio = 0.5
+	// gcFullDiscardRatio is the ratio of a round a write that found the
+	// store full waits for: rewriting files mostly live is worth it then.
+	gcFullDiscardRatio = 0.2
 	// genBandwidth is how many generations a Badger sequence lease holds.
 	genBandwidth = 4096
 	// maxConflictRetries bounds the retries of a metadata transaction.
@@ -73,10 +86,20 @@ type BadgerConfig struct {
 	// be in (0, MaxChunkSize]. In in-memory mode a ChunkSize above
 	// MaxInMemoryChunkSize is lowered to it (see Badger.ChunkSize).
 	ChunkSize int
-	// GCInterval is how often value-log GC runs in the background. A
-	// negative interval disables it; zero is invalid. In-memory stores have
-	// no value log and ignore it.
+	// GCInterval is how often a reclaim round (Badger.Reclaim) runs in the
+	// background at the latest: deleted objects give their space back
+	// within about this long. A negative interval disables the timer (rounds
+	// still run after ReclaimAfter bytes are deleted, and when a write
+	// finds the store full); zero is invalid. In-memory stores ignore it.
 	GCInterval time.Duration
+	// ReclaimAfter is how many bytes of deleted objects start a reclaim
+	// round at once. 0 is DefaultReclaimAfter, or an eighth of Quota if
+	// that is less (at least 1 MiB); negative is invalid.
+	ReclaimAfter int64
+	// OnReclaim, if set, is called after every reclaim round with what it
+	// did, from the store's background goroutine (it must not block long).
+	// Tests synchronise on it.
+	OnReclaim func(ReclaimStats)
 	// Logger receives Badger's warnings and errors, and at debug level its
 	// info and debug messages. Nil means slog.Default().
 	Logger *slog.Logger
@@ -85,8 +108,10 @@ type BadgerConfig struct {
 
 	// Quota bounds the space the store's files take on disk, in bytes; a
 	// write that would take it past the quota fails with ErrStoreFull. 0 is
-	// no quota. Deleted objects free their space once value-log GC and
-	// compactions have run. In-memory stores ignore it.
+	// no quota. Deleted objects free their space once a reclaim round has
+	// run (see Badger.Reclaim); a write that finds the store full while
+	// deleted objects wait for one waits for it first. In-memory stores
+	// ignore it.
 	Quota int64
 	// Reserve is the free space, in bytes, writes leave on the filesystem
 	// of Dir: a write that would leave less fails with ErrStoreFull. It
@@ -121,6 +146,8 @@ func (c BadgerConfig) validate() error {
 		return fmt.Errorf("%w: chunk size %d not in (0, %d]", ErrInvalidConfig, c.ChunkSize, MaxChunkSize)
 	case c.GCInterval == 0:
 		return fmt.Errorf("%w: gc interval is 0 (use a negative interval to disable gc)", ErrInvalidConfig)
+	case c.ReclaimAfter < 0:
+		return fmt.Errorf("%w: reclaim-after %d is negative (0 is the default)", ErrInvalidConfig, c.ReclaimAfter)
 	case c.Quota < 0:
 		return fmt.Errorf("%w: quota %d is negative (0 is none)", ErrInvalidConfig, c.Quota)
 	case c.Reserve != 0 && c.Reserve < MinReserve:
@@ -144,6 +171,8 @@ func (c BadgerConfig) validate() error {
 // chunk; an Open reader holds one chunk.
 type Badger struct {
 	db        *badger.DB
+	dir       string
+	inMemory  bool
 	seq       *badger.Sequence
 	log       *slog.Logger
 	chunkSize int
@@ -151,11 +180,18 @@ type Badger struct {
 	firstGen  uint64 // generations below it were made by earlier runs
 	bufs      sync.Pool
 	space     *space // nil: no quota and no reserve (in memory)
+	flushAt   int    // chunk bytes a sink gathers before writing them
 
 	// mu is held for reading by every operation touching db, and for
 	// writing by Close while it marks the store closed.
 	mu     sync.RWMutex
 	closed bool
+	// wl is held for reading around every write to db, and for writing by
+	// a reclaim round while it flushes the memtables: Badger refuses writes
+	// (ErrBlockedWrites) meanwhile. Taken after mu.
+	wl sync.RWMutex
+
+	rc reclaimer
 
 	wmu     sync.Mutex
 	writers map[*badgerWriter]struct{} // uncommitted writers
@@ -199,7 +235,7 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 		WithNumLevelZeroTablesStall(4).
 		WithNumCompactors(2).
 		WithBaseTableSize(baseTableSize).
-		WithValueLogFileSize(valueLogFileSize)
+		WithValueLogFileSize(vlogFileSize(cfg.Quota))
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger %q: %w", cfg.Dir, err)
@@ -216,16 +252,20 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 
 	b := &Badger{
 		db:        db,
+		dir:       cfg.Dir,
+		inMemory:  cfg.InMemory,
 		seq:       seq,
 		log:       logger,
 		chunkSize: chunk,
 		inlineMax: min(maxInline, chunk),
 		firstGen:  first,
 		space:     sp,
+		flushAt:   int(min(flushBytes, vlogFileSize(cfg.Quota))),
 		writers:   make(map[*badgerWriter]struct{}),
 		stop:      make(chan struct{}),
 		swept:     make(chan struct{}),
 	}
+	b.rc.init(cfg)
 	if cfg.InMemory {
 		close(b.swept)
 	} else {
@@ -235,8 +275,13 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	return b, nil
 }
 
-// CheckSpace implements Store.
-func (b *Badger) CheckSpace(n int64) error { return b.space.check(n) }
+// vlogFileSize is the size of the value-log files of a store with quota.
+func vlogFileSize(quota int64) int64 {
+	if quota <= 0 {
+		return maxValueLogFileSize
+	}
+	return min(maxValueLogFileSize, max(minValueLogFileSize, quota/16))
+}
 
 // ChunkSize returns the effective chunk size of new objects.
 func (b *Badger) ChunkSize() int { return b.chunkSize }

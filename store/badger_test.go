@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -332,23 +331,6 @@ func TestBadgerCloseAbortsWriters(t *testing.T) {
 	if n := countChunks(t, b); n != 0 {
 		t.Errorf("%d chunk keys left by an aborted writer", n)
 	}
-}
-
-func TestBadgerGC(t *testing.T) {
-	cfg := DefaultBadgerConfig(t.TempDir())
-	cfg.GCInterval = 5 * time.Millisecond
-	b := openBadger(t, cfg)
-	ctx := t.Context()
-	for i := range 40 {
-		id := newID()
-		mustPut(t, b, id, Meta{Size: -1}, content(uint64(i), 2<<20))
-		if err := b.Delete(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(30 * time.Millisecond)
-	n := b.runGC()
-	t.Logf("value-log files rewritten by an explicit gc: %d", n)
 }
 
 // TestBadgerCloseConcurrent closes the store while goroutines use it: every

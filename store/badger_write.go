@@ -21,6 +21,8 @@ import (
 func (b *Badger) commitRecord(id ids.ObjectID, rec *record) (stored bool, err error) {
 	key := metaKey(id)
 	val := appendRecord(nil, rec)
+	b.wl.RLock()
+	defer b.wl.RUnlock()
 	for attempt := 0; ; attempt++ {
 		err = b.db.Update(func(txn *badger.Txn) error {
 			_, err := txn.Get(key)
@@ -59,7 +61,7 @@ func (b *Badger) Put(ctx context.Context, id ids.ObjectID, meta Meta, data []byt
 	defer b.release()
 
 	if len(data) <= b.inlineMax {
-		if err := b.space.admit(int64(len(data))); err != nil {
+		if err := b.admit(ctx, int64(len(data))); err != nil {
 			return wrap("put", id, err)
 		}
 		defer b.space.done(int64(len(data)))
@@ -69,7 +71,7 @@ func (b *Badger) Put(ctx context.Context, id ids.ObjectID, meta Meta, data []byt
 	if ok, err := b.exists(id); ok || err != nil {
 		return wrap("put", id, err)
 	}
-	if err := b.space.admit(int64(len(data))); err != nil {
+	if err := b.admit(ctx, int64(len(data))); err != nil {
 		return wrap("put", id, err)
 	}
 	defer b.space.done(int64(len(data)))
@@ -118,6 +120,7 @@ func (b *Badger) Delete(ctx context.Context, id ids.ObjectID) error {
 	key := metaKey(id)
 	var rec record
 	var err error
+	b.wl.RLock()
 	for attempt := 0; ; attempt++ {
 		err = b.db.Update(func(txn *badger.Txn) error {
 			var err error
@@ -130,6 +133,7 @@ func (b *Badger) Delete(ctx context.Context, id ids.ObjectID) error {
 			break
 		}
 	}
+	b.wl.RUnlock()
 	if err != nil {
 		return wrap("delete", id, err)
 	}
@@ -138,11 +142,14 @@ func (b *Badger) Delete(ctx context.Context, id ids.ObjectID) error {
 			return wrap("delete", id, fmt.Errorf("chunks (left for the next sweep): %w", err))
 		}
 	}
+	b.rc.noteDeleted(rec.meta.Size + recordOverhead)
 	return nil
 }
 
 // deleteChunks deletes chunks [0, n) of generation gen of id.
 func (b *Badger) deleteChunks(id ids.ObjectID, gen uint64, n uint32) error {
+	b.wl.RLock()
+	defer b.wl.RUnlock()
 	wb := b.db.NewWriteBatch()
 	for i := range n {
 		if err := wb.Delete(chunkKey(id, gen, i)); err != nil {
@@ -153,14 +160,15 @@ func (b *Badger) deleteChunks(id ids.ObjectID, gen uint64, n uint32) error {
 	return wb.Flush()
 }
 
-// sink writes the chunks of one object generation through WriteBatches.
+// sink writes the chunks of one object generation: it gathers them and
+// writes them in WriteBatches of about Badger.flushAt bytes.
 type sink struct {
 	b       *Badger
 	id      ids.ObjectID
 	gen     uint64
-	wb      *badger.WriteBatch // nil between flushes
-	n       uint32             // chunks added
-	pending int                // bytes added since the last flush
+	n       uint32   // chunks added
+	pending [][]byte // chunks added since the last flush, from chunk n-len(pending)
+	bytes   int      // their bytes
 	// admitted counts the bytes a streaming writer had admitted by the
 	// store's space accounting and not yet written; released at flush.
 	admitted int64
@@ -168,7 +176,9 @@ type sink struct {
 }
 
 func (b *Badger) newSink(id ids.ObjectID) (*sink, error) {
-	gen, err := b.seq.Next()
+	b.wl.RLock()
+	gen, err := b.seq.Next() // may write: the sequence's next lease
+	b.wl.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("generation: %w", err)
 	}
@@ -181,37 +191,48 @@ func (s *sink) add(val []byte, pooled bool) error {
 	if s.n == math.MaxUint32 {
 		return errors.New("too many chunks")
 	}
-	if s.wb == nil {
-		s.wb = s.b.db.NewWriteBatch()
-	}
-	if err := s.wb.Set(chunkKey(s.id, s.gen, s.n), val); err != nil {
-		return err
-	}
 	s.n++
+	s.pending = append(s.pending, val)
 	if pooled {
 		s.pooled = append(s.pooled, &val)
 	}
-	s.pending += len(val)
-	if s.pending >= flushBytes {
+	s.bytes += len(val)
+	if s.bytes >= s.b.flushAt {
 		return s.flush()
 	}
 	return nil
 }
 
-// flush waits until the chunks added are written.
+// flush writes the chunks added since the last flush and waits until they
+// are written.
 func (s *sink) flush() error {
-	if s.wb == nil {
+	if len(s.pending) == 0 {
 		return nil
 	}
-	err := s.wb.Flush()
-	s.wb = nil
-	s.pending = 0
+	err := s.write()
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	s.bytes = 0
 	s.release()
 	for _, p := range s.pooled {
 		s.b.putBuf(p)
 	}
 	s.pooled = s.pooled[:0]
 	return err
+}
+
+func (s *sink) write() error {
+	s.b.wl.RLock()
+	defer s.b.wl.RUnlock()
+	wb := s.b.db.NewWriteBatch()
+	first := s.n - uint32(len(s.pending))
+	for i, val := range s.pending {
+		if err := wb.Set(chunkKey(s.id, s.gen, first+uint32(i)), val); err != nil {
+			wb.Cancel()
+			return err
+		}
+	}
+	return wb.Flush()
 }
 
 // release hands the bytes admitted for the chunks back to the space
@@ -223,13 +244,10 @@ func (s *sink) release() {
 	}
 }
 
-// discard cancels pending chunks and deletes those written.
+// discard drops pending chunks and deletes those written.
 func (s *sink) discard() error {
-	if s.wb != nil {
-		s.wb.Cancel() // waits for the batches already committing
-		s.wb = nil
-	}
-	s.pooled = nil // Cancel does not promise Badger is done with them
+	clear(s.pending)
+	s.pending, s.pooled, s.bytes = nil, nil, 0
 	s.release()
 	if s.n == 0 {
 		return nil

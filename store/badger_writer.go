@@ -127,7 +127,7 @@ func (w *badgerWriter) addChunk() error {
 		w.s = s
 	}
 	buf := w.buf
-	if err := w.b.space.admit(int64(len(buf))); err != nil {
+	if err := w.b.admit(context.Background(), int64(len(buf))); err != nil {
 		return err
 	}
 	w.buf = nil
@@ -163,7 +163,7 @@ func (w *badgerWriter) Commit(ctx context.Context) error {
 	if w.s == nil && len(w.buf) <= w.b.inlineMax {
 		data := w.buf
 		w.buf = nil
-		if err := w.b.space.admit(int64(len(data))); err != nil {
+		if err := w.b.admit(ctx, int64(len(data))); err != nil {
 			return wrap("commit", w.id, err)
 		}
 		defer w.b.space.done(int64(len(data)))

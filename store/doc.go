@@ -16,16 +16,24 @@
 //
 // Badger stores objects of up to 16 KiB inside their metadata record and
 // splits larger ones into chunks (1 MiB by default), written before the
-// metadata so that a crash never exposes a partial object. Value-log
-// garbage is collected in the background.
+// metadata so that a crash never exposes a partial object.
+//
+// Deleted objects give their space back on disk through reclaim rounds
+// (Badger.Reclaim, ReclaimStats): Badger alone keeps a deleted large
+// object's bytes until its memtable fills with keys, which may be never.
+// A round flushes the memtables, compacts the tree when deletes warrant
+// it, and collects value-log files; rounds run every GCInterval, after
+// ReclaimAfter bytes are deleted, and when a write finds the store full
+// while deleted objects wait (the write waits for the round).
 //
 // Space: a Badger store on disk may have a quota (BadgerConfig.Quota, the
 // space its files take) and keeps a free-space reserve on its filesystem
 // (BadgerConfig.Reserve, at least MinReserve). Every write is admitted
-// against both first; past either it fails with ErrStoreFull, while reads,
-// deletes and reopening keep working. The reserve covers the writes Badger
-// makes on its own into memory-mapped files, so a full disk is an error,
-// never a SIGBUS (see MinReserve). CheckSpace asks without writing.
+// against both first (after a reclaim round, if one may make room); past
+// either it fails with ErrStoreFull, while reads, deletes and reopening
+// keep working. The reserve covers the writes Badger makes on its own into
+// memory-mapped files, so a full disk is an error, never a SIGBUS (see
+// MinReserve). CheckSpace asks without writing.
 //
 // Usage:
 //

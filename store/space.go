@@ -154,6 +154,16 @@ func (s *space) done(n int64) {
 	s.mu.Unlock()
 }
 
+// remeasure walks the directory now (after a reclaim round).
+func (s *space) remeasure() {
+	if s == nil || s.quota == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.remeasureLocked()
+	s.mu.Unlock()
+}
+
 func (s *space) remeasureLocked() {
 	if s.walk == nil {
 		return

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,35 +120,11 @@ func measureMemory(ctx context.Context, cfg Config) ([]Metric, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command(cfg.WorkerCommand[0], "start", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--data-dir", dir, "--num-cpus", "2", "--workers", "2", "--log-level", "error")
-	stdout, err := cmd.StdoutPipe()
+	cmd, _, err := startHostProcess(ctx, cfg.WorkerCommand[0], dir, 2)
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	addr := ""
-	lines := bufio.NewScanner(stdout)
-	re := regexp.MustCompile(`listening on http://(\S+)`)
-	for addr == "" && lines.Scan() {
-		if m := re.FindStringSubmatch(lines.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	c := client.New(addr)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		h, err := c.Health(ctx)
-		if err == nil && h.Workers >= 3 { // two warm workers and the spare
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the host's workers did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	time.Sleep(time.Second) // idle
 	hostRSS := rss(cmd.Process.Pid)
 	var workers []float64
@@ -159,6 +136,51 @@ func measureMemory(ctx context.Context, cfg Config) ([]Metric, error) {
 		{Name: "idle host (RSS)", Where: "memory", Mean: hostRSS, Unit: "MiB"},
 		{Name: fmt.Sprintf("idle worker (RSS, %d workers)", len(workers)), Where: "memory", Mean: mean, Std: std, Unit: "MiB"},
 	}, nil
+}
+
+// startHostProcess starts `rayhost start` on dir with cpus CPU slots and
+// workers (and extra flags), and returns once its workers are ready.
+func startHostProcess(ctx context.Context, exe, dir string, cpus int, extra ...string) (*exec.Cmd, *client.Client, error) {
+	n := strconv.Itoa(cpus)
+	args := append([]string{"start", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--data-dir", dir,
+		"--num-cpus", n, "--workers", n, "--log-level", "error"}, extra...)
+	cmd := exec.Command(exe, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*exec.Cmd, *client.Client, error) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, nil, err
+	}
+	addr := ""
+	lines := bufio.NewScanner(stdout)
+	re := regexp.MustCompile(`listening on http://(\S+)`)
+	for addr == "" && lines.Scan() {
+		if m := re.FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		return fail(fmt.Errorf("the host did not say where it listens"))
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	c := client.New(addr)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, err := c.Health(ctx)
+		if err == nil && h.Workers >= cpus+1 { // the warm workers and the spare
+			return cmd, c, nil
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("the host's workers did not start"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func rss(pid int) float64 {

@@ -43,3 +43,31 @@ func TestRunSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestSoakSmoke runs a very short soak: `rayhost microbenchmark --soak`
+// must keep working (its figures are in docs/BENCHMARKS.md).
+func TestSoakSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a host process")
+	}
+	var out bytes.Buffer
+	cfg := DefaultSoakConfig()
+	cfg.GuestPkg = filepath.Join(testutil.RepoRoot(), "bench", "soak")
+	cfg.Tasks, cfg.Puts, cfg.PutKiB, cfg.Idle = 200, 4, 64, 0
+	cfg.Out = &out
+	cfg.Exe = testutil.RayhostBinary(t)
+	samples, err := RunSoak(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	// start, ten progress lines, the end.
+	if len(samples) != 12 || samples[10].Tasks != 200 || samples[10].Puts != 4 {
+		t.Fatalf("%d samples, the last progress at %+v", len(samples), samples[len(samples)-2])
+	}
+	for _, s := range samples {
+		if s.HostRSS <= 0 || s.DataDir <= 0 {
+			t.Fatalf("sample %q measured nothing: %+v", s.Label, s)
+		}
+	}
+}

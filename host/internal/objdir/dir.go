@@ -96,8 +96,9 @@ type Dir struct {
 	fifo      []ids.ObjectID // ready in-memory objects, oldest first
 	fifoHead  int
 	memBytes  int64
-	queued    int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
-	pinned    int64 // bytes of failures the full store refused, kept in memory only
+	queued    int64         // bytes in persistCh: admitted by CheckSpace, not yet stored
+	behind    chan struct{} // closed (and replaced) as the persist loop ends a job
+	pinned    int64         // bytes of failures the full store refused, kept in memory only
 	persistCh chan persistJob
 	freed     tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
@@ -144,6 +145,9 @@ type persistJob struct {
 	meta store.Meta
 	data []byte
 	del  bool // delete the object (freed) instead
+	// barrier, if set, is closed when the loop reaches the job: every job
+	// queued before it is done.
+	barrier chan struct{}
 }
 
 // New returns a Dir, and starts the loop that writes small values to the
@@ -155,6 +159,7 @@ func New(cfg Config) (*Dir, error) {
 	d := &Dir{
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
 		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
+		behind: make(chan struct{}),
 	}
 	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
@@ -177,6 +182,10 @@ func (d *Dir) Close() {
 func (d *Dir) persistLoop() {
 	defer d.persisted.Done()
 	for j := range d.persistCh {
+		if j.barrier != nil {
+			close(j.barrier)
+			continue
+		}
 		if j.del {
 			if err := d.st.Delete(context.Background(), j.id); err != nil && !errors.Is(err, store.ErrNotFound) {
 				d.log.Error("deleting a freed object", "object_id", j.id, "err", err)
@@ -186,6 +195,7 @@ func (d *Dir) persistLoop() {
 				delete(d.deleting, j.id)
 			}
 			d.deletedCond.Broadcast()
+			d.stepBehindLocked()
 			d.mu.Unlock()
 			continue
 		}
@@ -204,6 +214,7 @@ func (d *Dir) persistLoop() {
 			ob.persisted = true
 		}
 		d.evictLocked()
+		d.stepBehindLocked()
 		d.mu.Unlock()
 	}
 }
@@ -290,10 +301,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		// (with what is queued), rather than hold it in memory for good.
 		// Failures are always taken, in memory only if need be: they are
 		// small, and a waiter must learn of them.
-		d.mu.Lock()
-		queued := d.queued
-		d.mu.Unlock()
-		if err := d.st.CheckSpace(queued + int64(len(v.Data))); err != nil {
+		if err := d.admitBehind(ctx, int64(len(v.Data))); err != nil {
 			if v.Codec != abi.CodecError {
 				return fmt.Errorf("storing object %s: %w", id, err)
 			}

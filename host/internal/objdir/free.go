@@ -188,11 +188,12 @@ type Stats struct {
 	Objects  int    // objects in the table (pending, in memory, or known held)
 	MemBytes int64  // bytes of values in memory, with their records (objectOverhead each)
 	Freed    uint64 // objects freed so far
+	Deleting int    // freed objects whose store delete has not run yet
 }
 
 // Stats returns the directory's counts.
 func (d *Dir) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Stats{Objects: len(d.m), MemBytes: d.memBytes, Freed: d.frees}
+	return Stats{Objects: len(d.m), MemBytes: d.memBytes, Freed: d.frees, Deleting: len(d.deleting)}
 }

@@ -34,7 +34,7 @@ const guestPkg = "./host/testdata/guest"
 const tenMinutes = 600_000
 
 func TestMain(m *testing.M) {
-	if err := build.Prebuild(guestPkg); err != nil {
+	if err := build.Prebuild(guestPkg, soakPkg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

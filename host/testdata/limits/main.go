@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,6 +43,47 @@ var _ = ray.Func2("put_many", func(ctx context.Context, count, kib int) (int, er
 		}
 	}
 	return count, nil
+})
+
+// Held is what hold_until_full did.
+type Held struct {
+	Held    int    `json:"held"`     // values stored and held
+	Err     string `json:"err"`      // the error of the Put that did not fit
+	Kind    string `json:"kind"`     // its kind
+	ReadOK  bool   `json:"read_ok"`  // every held value read back afterwards
+	TaskErr string `json:"task_err"` // a task run afterwards: its error, or ""
+}
+
+// hold_until_full puts values of n MiB, holding every ref, until a Put
+// fails (at most max); it then reads every held value back and runs a
+// small task, and returns. Its refs are released when it ends.
+var _ = ray.Func2("hold_until_full", func(ctx context.Context, n, max int) (Held, error) {
+	var h Held
+	var held []ray.ObjectRef[[]byte]
+	val := make([]byte, n<<20)
+	for len(held) < max {
+		r := ray.Put(val)
+		if _, err := ray.Get(ctx, r); err != nil {
+			h.Err = err.Error()
+			var te *ray.TaskError
+			if errors.As(err, &te) {
+				h.Kind = te.Kind
+			}
+			break
+		}
+		held = append(held, r)
+	}
+	h.Held = len(held)
+	h.ReadOK = true
+	for _, r := range held {
+		if b, err := ray.Get(ctx, r); err != nil || len(b) != len(val) {
+			h.ReadOK = false
+		}
+	}
+	if _, err := ray.Get(ctx, allocMiB.Remote(0)); err != nil {
+		h.TaskErr = err.Error()
+	}
+	return h, nil
 })
 
 // result_mib returns n MiB as its result.

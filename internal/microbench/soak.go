@@ -1,0 +1,185 @@
+package microbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rayhost/rayhost/client"
+)
+
+// SoakConfig is `rayhost microbenchmark --soak`: issue 16's soak, a driver
+// (bench/soak) that runs Tasks tasks with 1 KiB results and Puts puts of
+// PutKiB KiB, dropping every ref as it goes, on a host process of its own
+// whose RSS and data directory are printed at every tenth of the run.
+type SoakConfig struct {
+	GuestPkg string // the soak driver package (bench/soak)
+	Tasks    int
+	Puts     int
+	PutKiB   int
+	CPUs     int
+	Quota    string // the host's --store-quota ("0": none)
+	// Idle is how long to wait after the driver ended before a last
+	// sample (the store reclaims at least once a minute).
+	Idle time.Duration
+	Out  io.Writer
+	// Exe is the rayhost executable that runs the host (default: this one).
+	Exe string
+}
+
+// DefaultSoakConfig is the issue's figures: a million tasks and 10,000
+// puts of 1 MiB.
+func DefaultSoakConfig() SoakConfig {
+	return SoakConfig{GuestPkg: "./bench/soak", Tasks: 1_000_000, Puts: 10_000, PutKiB: 1 << 10, CPUs: 2, Quota: "0",
+		Idle: 70 * time.Second, Out: os.Stdout}
+}
+
+// SoakSample is the host at one point of the run.
+type SoakSample struct {
+	Label      string
+	Percent    int // of the tasks done; -1 before the driver started
+	Tasks      int
+	Puts       int
+	Elapsed    time.Duration
+	HostRSS    float64 // MiB
+	WorkersRSS float64 // MiB, all worker processes
+	DataDir    float64 // MiB on disk, the whole data directory
+	Store      float64 // MiB on disk, the object store
+	Objects    int     // objects the host counts references to (rayhost memory)
+	Freed      uint64  // objects it has freed
+}
+
+var progressLine = regexp.MustCompile(`soak progress (\d+)%: (\d+) tasks, (\d+) puts`)
+
+// RunSoak runs the soak and prints a line per sample, then how the end
+// compares with the first tenth.
+func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Exe = exe
+	}
+	out := cfg.Out
+	dir, err := os.MkdirTemp("", "rayhost-soak-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	wasm, err := buildGuest(cfg.GuestPkg)
+	if err != nil {
+		return nil, err
+	}
+	cmd, c, err := startHostProcess(ctx, cfg.Exe, dir, cfg.CPUs, "--store-quota", cfg.Quota)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	mod, err := c.RegisterModule(ctx, wasm, "soak")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "rayhost microbenchmark --soak: %d tasks with 1 KiB results, %d puts of %d KiB, dropping refs as it goes; a host process with %d CPU slots, store quota %s\n\n",
+		cfg.Tasks, cfg.Puts, cfg.PutKiB, cfg.CPUs, cfg.Quota)
+	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "workers RSS", "data dir", "store", "objects", "freed")
+
+	start := time.Now()
+	sample := func(label string, pct, tasks, puts int) SoakSample {
+		s := SoakSample{Label: label, Percent: pct, Tasks: tasks, Puts: puts, Elapsed: time.Since(start), HostRSS: rss(cmd.Process.Pid)}
+		for _, pid := range children(cmd.Process.Pid) {
+			s.WorkersRSS += rss(pid)
+		}
+		s.DataDir, s.Store = diskMiB(dir), diskMiB(filepath.Join(dir, "objects"))
+		if m, err := c.Memory(ctx, 1); err == nil {
+			s.Objects, s.Freed = m.Summary.Objects, m.Summary.Freed
+		}
+		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
+			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
+		return s
+	}
+	samples := []SoakSample{sample("start", -1, 0, 0)}
+	var log strings.Builder
+	env := map[string]string{"SOAK_TASKS": strconv.Itoa(cfg.Tasks), "SOAK_PUTS": strconv.Itoa(cfg.Puts), "SOAK_PUT_KIB": strconv.Itoa(cfg.PutKiB)}
+	err = c.Run(ctx, mod.Digest, func(l client.LogLine) {
+		for _, line := range strings.Split(string(l.Data), "\n") {
+			if m := progressLine.FindStringSubmatch(line); m != nil {
+				pct, _ := strconv.Atoi(m[1])
+				tasks, _ := strconv.Atoi(m[2])
+				puts, _ := strconv.Atoi(m[3])
+				samples = append(samples, sample(m[1]+"%", pct, tasks, puts))
+			} else if line != "" && log.Len() < 64<<10 {
+				log.WriteString(line + "\n")
+			}
+		}
+	}, client.WithGrants(nil, env))
+	if err != nil {
+		return samples, fmt.Errorf("the soak driver: %w\n%s", err, log.String())
+	}
+	if len(samples) < 3 {
+		return samples, errors.New("the soak driver printed no progress")
+	}
+	first, last := samples[1], samples[len(samples)-1]
+	// Idle, once the driver's end released what it held: the host's store
+	// runs a reclaim round every minute at the latest.
+	samples = append(samples, sample("ended", 100, last.Tasks, last.Puts))
+	if cfg.Idle > 0 {
+		select {
+		case <-time.After(cfg.Idle):
+		case <-ctx.Done():
+			return samples, ctx.Err()
+		}
+		samples = append(samples, sample("idle", 100, last.Tasks, last.Puts))
+	}
+	fmt.Fprint(out, "\n"+indent(log.String()))
+	fmt.Fprintf(out, "\n  end of the run against its first tenth: host RSS %+.1f%% (%.1f → %.1f MiB), data dir %+.1f%% (%.1f → %.1f MiB), %.0f tasks/s\n",
+		change(first.HostRSS, last.HostRSS), first.HostRSS, last.HostRSS,
+		change(first.DataDir, last.DataDir), first.DataDir, last.DataDir,
+		float64(last.Tasks)/last.Elapsed.Seconds())
+	return samples, nil
+}
+
+func change(from, to float64) float64 {
+	if from == 0 {
+		return 0
+	}
+	return (to - from) / from * 100
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+// diskMiB is the space the files under dir take on disk (allocated blocks:
+// Badger's files are sparse), in MiB.
+func diskMiB(dir string) float64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil // removed meanwhile, or unreadable: not counted
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += info.Size()
+		}
+		return nil
+	})
+	return float64(n) / (1 << 20)
+}
