@@ -71,7 +71,7 @@ func TestSoakReleasesAsItGoes(t *testing.T) {
 			b, _ := json.Marshal(a)
 			req.Args = append(req.Args, &rayhostv1.Arg{Kind: &rayhostv1.Arg_Json{Json: string(b)}})
 		}
-		_, refs, err := f.api.Submit(hangCtx(t), req)
+		_, refs, err := f.api.Submit(hangCtx(t), testCaller, req)
 		if err != nil {
 			t.Fatalf("submit %s: %v", fn, err)
 		}
