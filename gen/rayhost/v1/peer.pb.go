@@ -133,7 +133,10 @@ type LocateRequest struct {
 	// Hosts the caller failed to pull from: the owner forgets them.
 	FailedHolders []string `protobuf:"bytes,2,rep,name=failed_holders,json=failedHolders,proto3" json:"failed_holders,omitempty"`
 	// How long to wait for the object to be ready (0: not at all, -1: no limit).
-	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// The API address of the host asking, which may keep a copy of the
+	// value: the owner tells it when the object is freed.
+	From          string `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -187,6 +190,13 @@ func (x *LocateRequest) GetTimeoutMs() int64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *LocateRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
 }
 
 type LocateResponse struct {
@@ -638,6 +648,223 @@ func (*WarmModuleResponse) Descriptor() ([]byte, []int) {
 	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
+type BorrowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The API address of the borrowing host (a member).
+	Borrower string `protobuf:"bytes,1,opt,name=borrower,proto3" json:"borrower,omitempty"`
+	// Objects this host owns that the borrower now borrows.
+	Add []string `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	// Objects the borrower no longer borrows.
+	Release       []string `protobuf:"bytes,3,rep,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowRequest) Reset() {
+	*x = BorrowRequest{}
+	mi := &file_rayhost_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowRequest) ProtoMessage() {}
+
+func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
+func (*BorrowRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BorrowRequest) GetBorrower() string {
+	if x != nil {
+		return x.Borrower
+	}
+	return ""
+}
+
+func (x *BorrowRequest) GetAdd() []string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *BorrowRequest) GetRelease() []string {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+type BorrowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Of add: objects already freed (the borrower's holders read them as
+	// object_freed).
+	Freed []string `protobuf:"bytes,1,rep,name=freed,proto3" json:"freed,omitempty"`
+	// Of add: objects the owner does not know (yet: a ref may reach a host
+	// before its owner registered it); the borrower asks again later.
+	Unknown       []string `protobuf:"bytes,2,rep,name=unknown,proto3" json:"unknown,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowResponse) Reset() {
+	*x = BorrowResponse{}
+	mi := &file_rayhost_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowResponse) ProtoMessage() {}
+
+func (x *BorrowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowResponse.ProtoReflect.Descriptor instead.
+func (*BorrowResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BorrowResponse) GetFreed() []string {
+	if x != nil {
+		return x.Freed
+	}
+	return nil
+}
+
+func (x *BorrowResponse) GetUnknown() []string {
+	if x != nil {
+		return x.Unknown
+	}
+	return nil
+}
+
+type FreeCopiesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The API address of the owner that freed the objects.
+	Owner         string   `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreeCopiesRequest) Reset() {
+	*x = FreeCopiesRequest{}
+	mi := &file_rayhost_v1_peer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreeCopiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreeCopiesRequest) ProtoMessage() {}
+
+func (x *FreeCopiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_peer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreeCopiesRequest.ProtoReflect.Descriptor instead.
+func (*FreeCopiesRequest) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FreeCopiesRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *FreeCopiesRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type FreeCopiesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many copies the host deleted.
+	Deleted       int32 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreeCopiesResponse) Reset() {
+	*x = FreeCopiesResponse{}
+	mi := &file_rayhost_v1_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreeCopiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreeCopiesResponse) ProtoMessage() {}
+
+func (x *FreeCopiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rayhost_v1_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreeCopiesResponse.ProtoReflect.Descriptor instead.
+func (*FreeCopiesResponse) Descriptor() ([]byte, []int) {
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FreeCopiesResponse) GetDeleted() int32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 var File_rayhost_v1_peer_proto protoreflect.FileDescriptor
 
 const file_rayhost_v1_peer_proto_rawDesc = "" +
@@ -649,12 +876,13 @@ const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"?\n" +
 	"\x0fExecuteResponse\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\rR\x04type\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"e\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"y\n" +
 	"\rLocateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0efailed_holders\x18\x02 \x03(\tR\rfailedHolders\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"\x96\x01\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\"\x96\x01\n" +
 	"\x0eLocateResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x14\n" +
 	"\x05codec\x18\x02 \x01(\tR\x05codec\x12\x12\n" +
@@ -678,7 +906,19 @@ const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\x11WarmModuleRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\"\x14\n" +
-	"\x12WarmModuleResponse2\xce\x03\n" +
+	"\x12WarmModuleResponse\"W\n" +
+	"\rBorrowRequest\x12\x1a\n" +
+	"\bborrower\x18\x01 \x01(\tR\bborrower\x12\x10\n" +
+	"\x03add\x18\x02 \x03(\tR\x03add\x12\x18\n" +
+	"\arelease\x18\x03 \x03(\tR\arelease\"@\n" +
+	"\x0eBorrowResponse\x12\x14\n" +
+	"\x05freed\x18\x01 \x03(\tR\x05freed\x12\x18\n" +
+	"\aunknown\x18\x02 \x03(\tR\aunknown\";\n" +
+	"\x11FreeCopiesRequest\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\".\n" +
+	"\x12FreeCopiesResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x05R\adeleted2\xe0\x04\n" +
 	"\vPeerService\x12H\n" +
 	"\aExecute\x12\x1a.rayhost.v1.ExecuteRequest\x1a\x1b.rayhost.v1.ExecuteResponse\"\x00(\x010\x01\x12A\n" +
 	"\x06Locate\x12\x19.rayhost.v1.LocateRequest\x1a\x1a.rayhost.v1.LocateResponse\"\x00\x12=\n" +
@@ -686,7 +926,10 @@ const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\vAddLocation\x12\x1e.rayhost.v1.AddLocationRequest\x1a\x1f.rayhost.v1.AddLocationResponse\"\x00\x12R\n" +
 	"\vFetchModule\x12\x1e.rayhost.v1.FetchModuleRequest\x1a\x1f.rayhost.v1.FetchModuleResponse\"\x000\x01\x12M\n" +
 	"\n" +
-	"WarmModule\x12\x1d.rayhost.v1.WarmModuleRequest\x1a\x1e.rayhost.v1.WarmModuleResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
+	"WarmModule\x12\x1d.rayhost.v1.WarmModuleRequest\x1a\x1e.rayhost.v1.WarmModuleResponse\"\x00\x12A\n" +
+	"\x06Borrow\x12\x19.rayhost.v1.BorrowRequest\x1a\x1a.rayhost.v1.BorrowResponse\"\x00\x12M\n" +
+	"\n" +
+	"FreeCopies\x12\x1d.rayhost.v1.FreeCopiesRequest\x1a\x1e.rayhost.v1.FreeCopiesResponse\"\x00B5Z3github.com/rayhost/rayhost/gen/rayhost/v1;rayhostv1b\x06proto3"
 
 var (
 	file_rayhost_v1_peer_proto_rawDescOnce sync.Once
@@ -700,7 +943,7 @@ func file_rayhost_v1_peer_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_peer_proto_rawDescData
 }
 
-var file_rayhost_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_rayhost_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_rayhost_v1_peer_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),      // 0: rayhost.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),     // 1: rayhost.v1.ExecuteResponse
@@ -714,24 +957,32 @@ var file_rayhost_v1_peer_proto_goTypes = []any{
 	(*FetchModuleResponse)(nil), // 9: rayhost.v1.FetchModuleResponse
 	(*WarmModuleRequest)(nil),   // 10: rayhost.v1.WarmModuleRequest
 	(*WarmModuleResponse)(nil),  // 11: rayhost.v1.WarmModuleResponse
-	(*ObjectHeader)(nil),        // 12: rayhost.v1.ObjectHeader
+	(*BorrowRequest)(nil),       // 12: rayhost.v1.BorrowRequest
+	(*BorrowResponse)(nil),      // 13: rayhost.v1.BorrowResponse
+	(*FreeCopiesRequest)(nil),   // 14: rayhost.v1.FreeCopiesRequest
+	(*FreeCopiesResponse)(nil),  // 15: rayhost.v1.FreeCopiesResponse
+	(*ObjectHeader)(nil),        // 16: rayhost.v1.ObjectHeader
 }
 var file_rayhost_v1_peer_proto_depIdxs = []int32{
-	12, // 0: rayhost.v1.PullResponse.header:type_name -> rayhost.v1.ObjectHeader
+	16, // 0: rayhost.v1.PullResponse.header:type_name -> rayhost.v1.ObjectHeader
 	0,  // 1: rayhost.v1.PeerService.Execute:input_type -> rayhost.v1.ExecuteRequest
 	2,  // 2: rayhost.v1.PeerService.Locate:input_type -> rayhost.v1.LocateRequest
 	4,  // 3: rayhost.v1.PeerService.Pull:input_type -> rayhost.v1.PullRequest
 	6,  // 4: rayhost.v1.PeerService.AddLocation:input_type -> rayhost.v1.AddLocationRequest
 	8,  // 5: rayhost.v1.PeerService.FetchModule:input_type -> rayhost.v1.FetchModuleRequest
 	10, // 6: rayhost.v1.PeerService.WarmModule:input_type -> rayhost.v1.WarmModuleRequest
-	1,  // 7: rayhost.v1.PeerService.Execute:output_type -> rayhost.v1.ExecuteResponse
-	3,  // 8: rayhost.v1.PeerService.Locate:output_type -> rayhost.v1.LocateResponse
-	5,  // 9: rayhost.v1.PeerService.Pull:output_type -> rayhost.v1.PullResponse
-	7,  // 10: rayhost.v1.PeerService.AddLocation:output_type -> rayhost.v1.AddLocationResponse
-	9,  // 11: rayhost.v1.PeerService.FetchModule:output_type -> rayhost.v1.FetchModuleResponse
-	11, // 12: rayhost.v1.PeerService.WarmModule:output_type -> rayhost.v1.WarmModuleResponse
-	7,  // [7:13] is the sub-list for method output_type
-	1,  // [1:7] is the sub-list for method input_type
+	12, // 7: rayhost.v1.PeerService.Borrow:input_type -> rayhost.v1.BorrowRequest
+	14, // 8: rayhost.v1.PeerService.FreeCopies:input_type -> rayhost.v1.FreeCopiesRequest
+	1,  // 9: rayhost.v1.PeerService.Execute:output_type -> rayhost.v1.ExecuteResponse
+	3,  // 10: rayhost.v1.PeerService.Locate:output_type -> rayhost.v1.LocateResponse
+	5,  // 11: rayhost.v1.PeerService.Pull:output_type -> rayhost.v1.PullResponse
+	7,  // 12: rayhost.v1.PeerService.AddLocation:output_type -> rayhost.v1.AddLocationResponse
+	9,  // 13: rayhost.v1.PeerService.FetchModule:output_type -> rayhost.v1.FetchModuleResponse
+	11, // 14: rayhost.v1.PeerService.WarmModule:output_type -> rayhost.v1.WarmModuleResponse
+	13, // 15: rayhost.v1.PeerService.Borrow:output_type -> rayhost.v1.BorrowResponse
+	15, // 16: rayhost.v1.PeerService.FreeCopies:output_type -> rayhost.v1.FreeCopiesResponse
+	9,  // [9:17] is the sub-list for method output_type
+	1,  // [1:9] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -749,7 +1000,7 @@ func file_rayhost_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_peer_proto_rawDesc), len(file_rayhost_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -111,6 +111,13 @@ type Dir struct {
 	// restarted is Config.Restarted: the store served this host before
 	// (restart.go).
 	restarted bool
+	// copies: hosts that may keep a copy of an object of this host's,
+	// told when it is freed; toFree: the FreeCopies to send, by host;
+	// freeing: a sender runs (copies.go). dropped counts copies deleted.
+	copies  map[ids.ObjectID][]string
+	toFree  map[string][]ids.ObjectID
+	freeing bool
+	dropped uint64
 }
 
 type object struct {
@@ -159,6 +166,7 @@ func New(cfg Config) (*Dir, error) {
 	d := &Dir{
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
 		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
+		copies: map[ids.ObjectID][]string{}, toFree: map[string][]ids.ObjectID{},
 		behind: make(chan struct{}),
 	}
 	d.deletedCond = sync.NewCond(&d.mu)
@@ -284,16 +292,28 @@ func (d *Dir) SealTransient(id ids.ObjectID, v abi.Value) error {
 	return d.seal(context.Background(), id, v, true)
 }
 
-// metaOf is the store metadata of v, made here (owner self) for id.
-func metaOf(self string, id ids.ObjectID, v abi.Value) store.Meta {
-	return store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: self, Task: id.Task(), Created: time.Now()}
+// metaOf is the store metadata of v, owned by owner, for id.
+func metaOf(owner string, id ids.ObjectID, v abi.Value) store.Meta {
+	return store.Meta{Size: int64(len(v.Data)), Codec: store.Codec(v.Codec), Owner: owner, Task: id.Task(), Created: time.Now()}
+}
+
+// metaFor is the store metadata of v for id: its owner is the one the
+// table records (a copy of another host's object), else this host.
+func (d *Dir) metaFor(id ids.ObjectID, v abi.Value) store.Meta {
+	d.mu.Lock()
+	owner := d.ownerOfLocked(id)
+	d.mu.Unlock()
+	if owner == "" {
+		owner = d.cfg.Self
+	}
+	return metaOf(owner, id, v)
 }
 
 func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient bool) error {
 	if v.Codec == CodecHeld {
 		return d.sealHeld(id, v)
 	}
-	meta := metaOf(d.cfg.Self, id, v)
+	meta := d.metaFor(id, v)
 	large := len(v.Data) > d.cfg.InlineLimit
 	memOnly := transient && !large
 	if !large && !memOnly {
@@ -460,7 +480,7 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 	case len(v.Data) > d.cfg.InlineLimit:
 		d.mu.Unlock()
 		d.waitDeleted(id)
-		if err := d.st.Put(context.Background(), id, metaOf(d.cfg.Self, id, v), v.Data); err != nil {
+		if err := d.st.Put(context.Background(), id, d.metaFor(id, v), v.Data); err != nil {
 			d.log.Error("storing a refetched object", "object_id", id, "err", err)
 		}
 	default:
@@ -470,6 +490,6 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.fifo = append(d.fifo, id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()
-		d.persistCh <- persistJob{id: id, meta: metaOf(d.cfg.Self, id, v), data: v.Data}
+		d.persistCh <- persistJob{id: id, meta: d.metaFor(id, v), data: v.Data}
 	}
 }

@@ -27,6 +27,7 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 		d.freed.add(id)
 		d.deleting[id]++
 		ob := d.m[id]
+		d.queueFreeLocked(id, ob)
 		if key, ok := heldRecordLocked(id, ob); ok {
 			d.deleting[key]++
 			records = append(records, key)
@@ -48,6 +49,7 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 	for _, key := range records {
 		d.persistCh <- persistJob{id: key, del: true}
 	}
+	d.sendFrees()
 }
 
 // The store's reads, except for objects being deleted (freed): their
@@ -189,11 +191,12 @@ type Stats struct {
 	MemBytes int64  // bytes of values in memory, with their records (objectOverhead each)
 	Freed    uint64 // objects freed so far
 	Deleting int    // freed objects whose store delete has not run yet
+	Dropped  uint64 // copies of other hosts' objects deleted so far
 }
 
 // Stats returns the directory's counts.
 func (d *Dir) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Stats{Objects: len(d.m), MemBytes: d.memBytes, Freed: d.frees, Deleting: len(d.deleting)}
+	return Stats{Objects: len(d.m), MemBytes: d.memBytes, Freed: d.frees, Deleting: len(d.deleting), Dropped: d.dropped}
 }

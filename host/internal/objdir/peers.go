@@ -34,6 +34,9 @@ type Peers interface {
 	Pull(ctx context.Context, from string, id ids.ObjectID) (Header, io.ReadCloser, error)
 	// AddLocation tells the host at owner that holder now has a copy of id.
 	AddLocation(ctx context.Context, owner string, id ids.ObjectID, holder string) error
+	// FreeCopies tells the host at addr that this host, their owner, freed
+	// objs: it deletes its copies (Dir.OwnerFreed).
+	FreeCopies(ctx context.Context, addr string, objs []ids.ObjectID) error
 	// Down reports whether the host at addr is known to have failed or
 	// left, or is no member at all (never this host).
 	Down(addr string) bool
@@ -185,7 +188,7 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 		if r.peers.Down(x) {
 			continue
 		}
-		if last = r.pull(ctx, id, x); last == nil {
+		if last = r.pull(ctx, id, x, owner); last == nil {
 			if owner != "" && owner != d.cfg.Self {
 				r.goBackground(func(ctx context.Context) { r.tellOwner(ctx, id, owner) })
 			}
@@ -207,18 +210,22 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 	return failed, fmt.Errorf("%w: %s: %v", ErrLost, id, last)
 }
 
-// pull copies id from the host at from into the local store, chunk by
-// chunk: a large object is never whole in this host's memory.
-func (r *remote) pull(ctx context.Context, id ids.ObjectID, from string) error {
+// pull copies id, owned by owner ("": this host), from the host at from
+// into the local store, chunk by chunk: a large object is never whole in
+// this host's memory. The copy is recorded as owner's (copies.go).
+func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string) error {
 	hdr, rc, err := r.peers.Pull(ctx, from, id)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	if owner == "" {
+		owner = r.d.cfg.Self
+	}
 	if !hdr.Codec.Valid() {
 		return fmt.Errorf("pulling %s from %s: bad header", id, from)
 	}
-	w, err := r.d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: from, Task: id.Task(), Created: time.Now()})
+	w, err := r.d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: owner, Task: id.Task(), Created: time.Now()})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,10 @@ type cluster struct {
 	// added receives every AddLocation call.
 	added chan string
 	pulls map[string]int // pulls per address
+	// inUse, if set, says what the receiving host still counts.
+	inUse func(ids.ObjectID) bool
+	// freeCalls counts FreeCopies calls.
+	freeCalls atomic.Int64
 }
 
 func newCluster(t testing.TB) *cluster {
@@ -112,7 +117,11 @@ func (p twinPeers) Locate(ctx context.Context, owner string, id ids.ObjectID, fa
 	if err != nil {
 		return Location{}, err
 	}
-	return d.Locate(ctx, id, failed, timeout)
+	loc, err := d.Locate(ctx, id, failed, timeout)
+	if err == nil && loc.Ready {
+		d.AddCopy(id, p.self)
+	}
+	return loc, err
 }
 
 func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Header, io.ReadCloser, error) {
@@ -152,7 +161,18 @@ func (p twinPeers) AddLocation(ctx context.Context, owner string, id ids.ObjectI
 		return err
 	}
 	d.AddHolder(id, holder)
+	d.AddCopy(id, holder)
 	p.c.added <- owner + "<-" + holder
+	return nil
+}
+
+func (p twinPeers) FreeCopies(ctx context.Context, addr string, objs []ids.ObjectID) error {
+	d, err := p.c.reach(addr)
+	if err != nil {
+		return err
+	}
+	d.OwnerFreed(ctx, p.self, objs, p.c.inUse)
+	p.c.freeCalls.Add(1)
 	return nil
 }
 

@@ -88,6 +88,7 @@ func (p hostPlacement) MemberChanged(name string, alive, proven bool, total, ava
 	default:
 		// What only that host could run waits for one that fits (Ray keeps
 		// infeasible work pending), and says why.
+		later = append(later, func() { h.brw.hostGone(name) }) // its borrows die with it
 		why := fmt.Sprintf("host %s, the only one that could run it, is gone", name)
 		for _, it := range h.sched.RemoveNode(name) {
 			t := it.Value

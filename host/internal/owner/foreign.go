@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
+	"github.com/rayhost/rayhost/host/internal/refcount"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -37,6 +39,9 @@ type foreign struct {
 	worker  *workerProc
 	current *task
 	held    *scheduler.Resources
+	// holder holds the refs the tasks run here for the owner read (their
+	// arguments, their Gets): borrows of this host's until it ends.
+	holder refcount.Holder
 }
 
 func (f *foreign) send(typ ipc.Type, payload []byte) error {
@@ -73,7 +78,11 @@ func (fx *executor) execute(ctx context.Context, stream *connect.BidiStream[rayh
 	if err != nil {
 		return invalid("exec: %v", err)
 	}
-	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU}
+	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU,
+		holder: foreignHolder(spec)}
+	// What it read is held until it has ended, after its outcome went
+	// (foreignDone flushed their borrows first).
+	defer h.refs.dropHolder(f.holder)
 	defer f.detach()
 	// Work only for members, and stop when gossip says the owner is gone
 	// (a stream to a dead host may take long to break).
@@ -302,7 +311,7 @@ func (fx *executor) relayCall(t *task, c ipc.Call) {
 	case abi.OpPut:
 		var req abi.PutRequest
 		if err := req.Decode(c.Payload); err == nil && req.ID.Task() == t.id && req.ID.IsPut() && h.fgn.keepHere(req.Value) {
-			v, err := h.fgn.holdHere(req.ID, req.Value)
+			v, err := h.fgn.holdHere(t.foreign.owner, req.ID, req.Value)
 			if err == nil {
 				c.Op, c.Payload = abi.OpPutHeld, (&peerwire.PutHeld{ID: req.ID, Held: v.Data}).Encode()
 			}
@@ -313,7 +322,7 @@ func (fx *executor) relayCall(t *task, c ipc.Call) {
 			id := t.id.Return(t.yields)
 			t.yields++
 			h.mu.Unlock()
-			if hv, err := h.fgn.holdHere(id, v); err == nil {
+			if hv, err := h.fgn.holdHere(t.foreign.owner, id, v); err == nil {
 				c.Op, c.Payload = abi.OpYieldHeld, hv.Data
 			}
 		} else if err == nil {
@@ -332,12 +341,13 @@ func (fx *executor) keepHere(v abi.Value) bool {
 	return v.Codec != abi.CodecError && len(v.Data) > h.cfg.InlineObjectLimit
 }
 
-// holdHere stores a value made here for another host's object and returns
-// the held value that tells the owner where it is.
-func (fx *executor) holdHere(id ids.ObjectID, v abi.Value) (abi.Value, error) {
+// holdHere stores a value made here for an object owner owns and returns
+// the held value that tells the owner where it is. The copy is recorded as
+// owner's: it goes when owner frees the object.
+func (fx *executor) holdHere(owner string, id ids.ObjectID, v abi.Value) (abi.Value, error) {
 	h := fx.o
 	data := append([]byte(nil), v.Data...)
-	if err := h.objs.Seal(context.Background(), id, abi.Value{Codec: v.Codec, Data: data}); err != nil {
+	if err := h.objs.SealFor(context.Background(), id, owner, abi.Value{Codec: v.Codec, Data: data}); err != nil {
 		return abi.Value{}, err
 	}
 	return heldAsValue(heldValue{Codec: v.Codec, Size: int64(len(data)), Holders: []string{h.addr}}), nil
@@ -379,6 +389,11 @@ func (fx *executor) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 	if !keep {
 		defer f.finish()
 	}
+	// The owner keeps this attempt's arguments until it learns the attempt
+	// ended: the borrows of what it read reach the owner first.
+	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
+	h.brw.flush(ctx, f.owner)
+	cancel()
 	if d.Trap != "" {
 		_ = t.foreign.send(ipc.TypeDone, d.Encode(nil))
 		return
@@ -391,7 +406,7 @@ func (fx *executor) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 	}
 	for i, v := range res.Values {
 		if d.Status == abi.StatusOK && h.fgn.keepHere(v) && i < t.numReturns {
-			hv, err := h.fgn.holdHere(t.id.Return(i), v)
+			hv, err := h.fgn.holdHere(f.owner, t.id.Return(i), v)
 			if err != nil {
 				bad := ipc.Done{Task: t.id, Trap: "keeping a result: " + err.Error(), Kind: abi.ErrorHost}
 				_ = t.foreign.send(ipc.TypeDone, bad.Encode(nil))
@@ -403,3 +418,17 @@ func (fx *executor) foreignDone(w *workerProc, t *task, d *ipc.Done) {
 	o := peerwire.Outcome{Task: t.id, Status: d.Status, Values: res.Values}
 	_ = t.foreign.send(ipc.TypePeerOutcome, o.Encode())
 }
+
+// foreignHolder is who holds, on the executing host, the refs a task run
+// for another host reads: its attempt, or its actor (for its whole life
+// here).
+func foreignHolder(spec *peerwire.ExecSpec) refcount.Holder {
+	if !spec.Actor.IsZero() {
+		return refcount.Holder("actor:" + spec.Actor.String() + "@" + spec.Owner)
+	}
+	return refcount.Holder("task:" + spec.Task.String() + "/" + strconv.FormatUint(uint64(spec.Attempt), 10) + "@" + spec.Owner)
+}
+
+// flushWait bounds how long an outcome waits for its borrows to reach the
+// owner (an owner that does not answer gets the outcome anyway).
+const flushWait = 10 * time.Second

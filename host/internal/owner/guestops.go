@@ -349,9 +349,7 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		h.gops.replyErr(w, t, c, err)
 		return
 	}
-	if t.foreign == nil {
-		h.refs.delivered(h.currentHolder(t), vals)
-	}
+	h.refs.delivered(h.readerOf(t), vals)
 	rep := abi.GetReply{Values: vals}
 	w.reply(c.Seq, 0, rep.Encode(nil))
 }

@@ -87,7 +87,7 @@ func (p hostPeers) Locate(ctx context.Context, owner string, id ids.ObjectID, fa
 	if timeout >= 0 {
 		ms = timeout.Milliseconds()
 	}
-	res, err := pc.api.Locate(ctx, connect.NewRequest(&rayhostv1.LocateRequest{Id: id.String(), FailedHolders: failed, TimeoutMs: ms}))
+	res, err := pc.api.Locate(ctx, connect.NewRequest(&rayhostv1.LocateRequest{Id: id.String(), FailedHolders: failed, TimeoutMs: ms, From: p.h.addr}))
 	if err != nil {
 		return objdir.Location{}, notFoundAt(err)
 	}

@@ -162,6 +162,7 @@ type Owner struct {
 	lin  *lineageRole
 	refs *refsRole
 	sess *sessionRole
+	brw  *borrowRole
 
 	// Set by AttachCluster when the host is in a cluster.
 	cluster *cluster.Cluster

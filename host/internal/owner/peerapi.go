@@ -42,6 +42,9 @@ func (p *peerAPI) Locate(ctx context.Context, req *connect.Request[rayhostv1.Loc
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	if loc.Ready && p.h.rem.isMember(req.Msg.GetFrom()) {
+		p.h.objs.AddCopy(id, req.Msg.GetFrom()) // it may keep the value: told when it is freed
+	}
 	return connect.NewResponse(&rayhostv1.LocateResponse{Ready: loc.Ready, Codec: loc.Codec, Inline: loc.Inline, Data: loc.Data, Size: loc.Size, Holders: loc.Holders}), nil
 }
 
@@ -66,6 +69,7 @@ func (p *peerAPI) AddLocation(ctx context.Context, req *connect.Request[rayhostv
 		return nil, invalid("holder %q: %v", req.Msg.GetHolder(), errNotMember)
 	}
 	p.h.objs.AddHolder(id, req.Msg.GetHolder())
+	p.h.objs.AddCopy(id, req.Msg.GetHolder())
 	return connect.NewResponse(&rayhostv1.AddLocationResponse{}), nil
 }
 

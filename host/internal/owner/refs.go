@@ -1,6 +1,8 @@
 package owner
 
 import (
+	"context"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -82,15 +84,37 @@ func (r *refsRole) delivered(holder refcount.Holder, vals []abi.Value) {
 		return
 	}
 	self := r.o.addr
+	var borrows []string
 	r.mu.Lock()
 	for _, x := range nested {
 		owner := x.Owner
 		if owner == self {
 			owner = ""
 		}
+		if owner != "" && !r.c.Counted(x.ID) {
+			r.o.brw.registered(owner, x.ID)
+			borrows = appendOwner(borrows, owner)
+		}
 		r.c.Add(holder, x.ID, owner, 1)
 	}
 	r.mu.Unlock()
+	r.borrowed(borrows)
+}
+
+// borrowed sends the registrations of new borrows (objects of other hosts
+// this host counts from now on, queued with the lock held) to owners
+// (borrow.go).
+func (r *refsRole) borrowed(owners []string) {
+	if len(owners) > 0 {
+		r.o.brw.kick(owners)
+	}
+}
+
+func appendOwner(owners []string, owner string) []string {
+	if slices.Contains(owners, owner) {
+		return owners
+	}
+	return append(owners, owner)
 }
 
 // created counts an object h made (a Put).
@@ -159,22 +183,35 @@ func (r *refsRole) release(h refcount.Holder, objs []ids.ObjectID, n []int32) {
 	r.carryOut(acts)
 }
 
-// carryOut does what the counter said: frees objects and forgets lineage.
-// Borrows of other hosts' objects are not counted yet, so there are no
-// releases to send.
+// carryOut does what the counter said: frees objects, forgets lineage,
+// and ends borrows of other hosts' objects: their owners are told
+// (borrow.go) and the copies here go.
 func (r *refsRole) carryOut(acts []refcount.Action) {
 	if len(acts) == 0 {
 		return
 	}
-	var free []ids.ObjectID
+	var free, dropped []ids.ObjectID
 	var forget []ids.TaskID
+	var unborrow map[string][]ids.ObjectID
 	for _, a := range acts {
 		switch a.Kind {
 		case refcount.Free:
 			free = append(free, a.ID)
 		case refcount.ForgetLineage:
 			forget = append(forget, a.Task)
+		case refcount.ReleaseBorrow:
+			if unborrow == nil {
+				unborrow = map[string][]ids.ObjectID{}
+			}
+			unborrow[a.Owner] = append(unborrow[a.Owner], a.ID)
+			dropped = append(dropped, a.ID)
 		}
+	}
+	for owner, objs := range unborrow {
+		r.o.brw.released(owner, objs)
+	}
+	if len(dropped) > 0 {
+		r.o.objs.DropCopy(context.Background(), dropped)
 	}
 	if len(forget) > 0 {
 		h := r.o
@@ -250,6 +287,7 @@ func (r *refsRole) held(holder refcount.Holder, vals []abi.Value) []ids.ObjectID
 		return nil
 	}
 	var out []ids.ObjectID
+	var borrows []string
 	self := r.o.addr
 	r.mu.Lock()
 	for _, x := range nested {
@@ -257,10 +295,15 @@ func (r *refsRole) held(holder refcount.Holder, vals []abi.Value) []ids.ObjectID
 		if owner == self {
 			owner = ""
 		}
+		if owner != "" && !r.c.Counted(x.ID) {
+			r.o.brw.registered(owner, x.ID)
+			borrows = appendOwner(borrows, owner)
+		}
 		if r.c.Add(holder, x.ID, owner, 1) {
 			out = append(out, x.ID)
 		}
 	}
 	r.mu.Unlock()
+	r.borrowed(borrows)
 	return out
 }

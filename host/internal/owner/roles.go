@@ -20,6 +20,7 @@ import "github.com/rayhost/rayhost/host/internal/refcount"
 //	lineageRole  finished tasks kept to rebuild objects lost with a host
 //	refsRole     the reference counter's shell (refs.go; its own lock)
 //	sessionRole  the API's client sessions (sessions.go; its own lock)
+//	borrowRole   borrows between hosts (borrow.go; its own lock)
 
 type (
 	dispatcher  struct{ o *Owner }
@@ -37,6 +38,7 @@ func (h *Owner) roles() error {
 	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{h}, &actorTable{h}
 	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{h}, &admission{h}, &lineageRole{h}
 	h.refs = &refsRole{o: h, c: refcount.New()}
+	h.brw = newBorrowRole(h)
 	var err error
 	h.sess, err = newSessionRole(h)
 	return err

@@ -202,7 +202,7 @@ func TestVersionMatchingPeerWorks(t *testing.T) {
 	if unary != nil || stream != nil {
 		t.Fatalf("unary %v, stream %v", unary, stream)
 	}
-	if answered != "1" {
+	if answered != "2" {
 		t.Fatalf("answered version %q", answered)
 	}
 }
@@ -213,8 +213,8 @@ func TestVersionMatchingPeerWorks(t *testing.T) {
 func TestVersionMismatchRefused(t *testing.T) {
 	url := startServer(t)
 	for name, c := range map[string]struct{ header, want string }{
-		"another version": {"2", "this host speaks version 1, the caller speaks 2"},
-		"none":            {"", "this host speaks version 1, the caller speaks none"},
+		"another version": {"1", "this host speaks version 2, the caller speaks 1"},
+		"none":            {"", "this host speaks version 2, the caller speaks none"},
 		"garbage":         {"one", `the caller speaks "one"`},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -225,7 +225,7 @@ func TestVersionMismatchRefused(t *testing.T) {
 					t.Fatalf("%s: %v, want FailedPrecondition with %q", what, err, c.want)
 				}
 				var ce *connect.Error
-				if errors.As(err, &ce) && ce.Meta().Get(VersionHeader) != "1" {
+				if errors.As(err, &ce) && ce.Meta().Get(VersionHeader) != "2" {
 					t.Fatalf("%s: the refusal does not say this host's version: %v", what, ce.Meta())
 				}
 			}

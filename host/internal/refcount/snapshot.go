@@ -76,3 +76,6 @@ func (c *Counter) Holds(h Holder, id ids.ObjectID) int32 { return c.holders[h][i
 
 // Counted reports whether id is counted here (alive, or not yet freed).
 func (c *Counter) Counted(id ids.ObjectID) bool { return c.objs[id] != nil }
+
+// Borrowed reports how many objects of this host the host named borrows.
+func (c *Counter) Borrowed(host string) int { return len(c.borrowed[host]) }

@@ -45,6 +45,10 @@ const (
 	PeerServiceFetchModuleProcedure = "/rayhost.v1.PeerService/FetchModule"
 	// PeerServiceWarmModuleProcedure is the fully-qualified name of the PeerService's WarmModule RPC.
 	PeerServiceWarmModuleProcedure = "/rayhost.v1.PeerService/WarmModule"
+	// PeerServiceBorrowProcedure is the fully-qualified name of the PeerService's Borrow RPC.
+	PeerServiceBorrowProcedure = "/rayhost.v1.PeerService/Borrow"
+	// PeerServiceFreeCopiesProcedure is the fully-qualified name of the PeerService's FreeCopies RPC.
+	PeerServiceFreeCopiesProcedure = "/rayhost.v1.PeerService/FreeCopies"
 )
 
 // PeerServiceClient is a client for the rayhost.v1.PeerService service.
@@ -67,6 +71,15 @@ type PeerServiceClient interface {
 	// WarmModule asks a host to fetch a module from the caller and compile it
 	// in its workers now, so the first task placed there does not wait.
 	WarmModule(context.Context, *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error)
+	// Borrow tells the owner of objects that the calling host borrows some
+	// (a ref it holds reached it) and no longer borrows others: the owner
+	// keeps an object while any host borrows it (docs/ARCHITECTURE.md,
+	// "Object lifetime"). Batched; adds are done before releases.
+	Borrow(context.Context, *connect.Request[v1.BorrowRequest]) (*connect.Response[v1.BorrowResponse], error)
+	// FreeCopies tells a host that the owner freed objects whose bytes it
+	// may hold (a held value, a pulled or located copy): it deletes them,
+	// unless something running there still counts them. Batched.
+	FreeCopies(context.Context, *connect.Request[v1.FreeCopiesRequest]) (*connect.Response[v1.FreeCopiesResponse], error)
 }
 
 // NewPeerServiceClient constructs a client for the rayhost.v1.PeerService service. By default, it
@@ -116,6 +129,18 @@ func NewPeerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(peerServiceMethods.ByName("WarmModule")),
 			connect.WithClientOptions(opts...),
 		),
+		borrow: connect.NewClient[v1.BorrowRequest, v1.BorrowResponse](
+			httpClient,
+			baseURL+PeerServiceBorrowProcedure,
+			connect.WithSchema(peerServiceMethods.ByName("Borrow")),
+			connect.WithClientOptions(opts...),
+		),
+		freeCopies: connect.NewClient[v1.FreeCopiesRequest, v1.FreeCopiesResponse](
+			httpClient,
+			baseURL+PeerServiceFreeCopiesProcedure,
+			connect.WithSchema(peerServiceMethods.ByName("FreeCopies")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -127,6 +152,8 @@ type peerServiceClient struct {
 	addLocation *connect.Client[v1.AddLocationRequest, v1.AddLocationResponse]
 	fetchModule *connect.Client[v1.FetchModuleRequest, v1.FetchModuleResponse]
 	warmModule  *connect.Client[v1.WarmModuleRequest, v1.WarmModuleResponse]
+	borrow      *connect.Client[v1.BorrowRequest, v1.BorrowResponse]
+	freeCopies  *connect.Client[v1.FreeCopiesRequest, v1.FreeCopiesResponse]
 }
 
 // Execute calls rayhost.v1.PeerService.Execute.
@@ -159,6 +186,16 @@ func (c *peerServiceClient) WarmModule(ctx context.Context, req *connect.Request
 	return c.warmModule.CallUnary(ctx, req)
 }
 
+// Borrow calls rayhost.v1.PeerService.Borrow.
+func (c *peerServiceClient) Borrow(ctx context.Context, req *connect.Request[v1.BorrowRequest]) (*connect.Response[v1.BorrowResponse], error) {
+	return c.borrow.CallUnary(ctx, req)
+}
+
+// FreeCopies calls rayhost.v1.PeerService.FreeCopies.
+func (c *peerServiceClient) FreeCopies(ctx context.Context, req *connect.Request[v1.FreeCopiesRequest]) (*connect.Response[v1.FreeCopiesResponse], error) {
+	return c.freeCopies.CallUnary(ctx, req)
+}
+
 // PeerServiceHandler is an implementation of the rayhost.v1.PeerService service.
 type PeerServiceHandler interface {
 	// Execute runs one task on this host for the host that owns it. The
@@ -179,6 +216,15 @@ type PeerServiceHandler interface {
 	// WarmModule asks a host to fetch a module from the caller and compile it
 	// in its workers now, so the first task placed there does not wait.
 	WarmModule(context.Context, *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error)
+	// Borrow tells the owner of objects that the calling host borrows some
+	// (a ref it holds reached it) and no longer borrows others: the owner
+	// keeps an object while any host borrows it (docs/ARCHITECTURE.md,
+	// "Object lifetime"). Batched; adds are done before releases.
+	Borrow(context.Context, *connect.Request[v1.BorrowRequest]) (*connect.Response[v1.BorrowResponse], error)
+	// FreeCopies tells a host that the owner freed objects whose bytes it
+	// may hold (a held value, a pulled or located copy): it deletes them,
+	// unless something running there still counts them. Batched.
+	FreeCopies(context.Context, *connect.Request[v1.FreeCopiesRequest]) (*connect.Response[v1.FreeCopiesResponse], error)
 }
 
 // NewPeerServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -224,6 +270,18 @@ func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(peerServiceMethods.ByName("WarmModule")),
 		connect.WithHandlerOptions(opts...),
 	)
+	peerServiceBorrowHandler := connect.NewUnaryHandler(
+		PeerServiceBorrowProcedure,
+		svc.Borrow,
+		connect.WithSchema(peerServiceMethods.ByName("Borrow")),
+		connect.WithHandlerOptions(opts...),
+	)
+	peerServiceFreeCopiesHandler := connect.NewUnaryHandler(
+		PeerServiceFreeCopiesProcedure,
+		svc.FreeCopies,
+		connect.WithSchema(peerServiceMethods.ByName("FreeCopies")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rayhost.v1.PeerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PeerServiceExecuteProcedure:
@@ -238,6 +296,10 @@ func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption
 			peerServiceFetchModuleHandler.ServeHTTP(w, r)
 		case PeerServiceWarmModuleProcedure:
 			peerServiceWarmModuleHandler.ServeHTTP(w, r)
+		case PeerServiceBorrowProcedure:
+			peerServiceBorrowHandler.ServeHTTP(w, r)
+		case PeerServiceFreeCopiesProcedure:
+			peerServiceFreeCopiesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -269,4 +331,12 @@ func (UnimplementedPeerServiceHandler) FetchModule(context.Context, *connect.Req
 
 func (UnimplementedPeerServiceHandler) WarmModule(context.Context, *connect.Request[v1.WarmModuleRequest]) (*connect.Response[v1.WarmModuleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.WarmModule is not implemented"))
+}
+
+func (UnimplementedPeerServiceHandler) Borrow(context.Context, *connect.Request[v1.BorrowRequest]) (*connect.Response[v1.BorrowResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.Borrow is not implemented"))
+}
+
+func (UnimplementedPeerServiceHandler) FreeCopies(context.Context, *connect.Request[v1.FreeCopiesRequest]) (*connect.Response[v1.FreeCopiesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.FreeCopies is not implemented"))
 }
