@@ -44,6 +44,12 @@ type borrowRole struct {
 	o *Owner
 	// limit is the most objects one host may borrow from this one.
 	limit int
+	// enabled: the host is in a cluster (else there are no borrows).
+	enabled bool
+	// member names the member whose API is at addr ("" if none, or this
+	// host); call sends one Borrow to an owner. Tests replace them.
+	member func(addr string) string
+	call   func(owner string, add, release []ids.ObjectID) (freed, unknown []ids.ObjectID, err error)
 
 	mu  sync.Mutex
 	out map[string]*borrowQueue // by owner address
@@ -72,7 +78,15 @@ const (
 )
 
 func newBorrowRole(h *Owner) *borrowRole {
-	return &borrowRole{o: h, limit: maxBorrowsPerHost, out: map[string]*borrowQueue{}}
+	b := &borrowRole{o: h, limit: maxBorrowsPerHost, enabled: h.cfg.Clustered, out: map[string]*borrowQueue{}}
+	b.member = func(addr string) string {
+		if addr == h.addr {
+			return ""
+		}
+		return h.rem.nodeName(addr)
+	}
+	b.call = b.callPeer
+	return b
 }
 
 func (b *borrowRole) queue(owner string) *borrowQueue {
@@ -88,7 +102,7 @@ func (b *borrowRole) queue(owner string) *borrowQueue {
 // owns. The refs role calls it with its lock held, so that a release
 // the counter says later is queued after it; kick sends it.
 func (b *borrowRole) registered(owner string, id ids.ObjectID) {
-	if b.o.cluster == nil {
+	if !b.enabled {
 		return
 	}
 	b.mu.Lock()
@@ -114,7 +128,7 @@ func (b *borrowRole) kick(owners []string) {
 
 // released queues the release of borrows of objects owner owns.
 func (b *borrowRole) released(owner string, objs []ids.ObjectID) {
-	if len(objs) == 0 || b.o.cluster == nil {
+	if len(objs) == 0 || !b.enabled {
 		return
 	}
 	b.mu.Lock()
@@ -217,7 +231,7 @@ func (b *borrowRole) send(owner string, q *borrowQueue) {
 		b.mu.Unlock()
 		freed, unknown, err := b.call(owner, add, release)
 		if err != nil {
-			if h.rem.peerDown(owner) || fails >= 5 {
+			if fails >= 5 || (h.cluster != nil && h.rem.peerDown(owner)) {
 				// The owner is gone (its borrows die with it) or does not
 				// take them: the refs here stay readable while copies exist.
 				h.log.Debug("borrows not told to their owner", "owner", owner, "objects", len(add)+len(release), "err", err)
@@ -299,8 +313,8 @@ func takeSome(m map[ids.ObjectID]struct{}, n int) []ids.ObjectID {
 
 func compareIDs(a, b ids.ObjectID) int { return slices.Compare(a[:], b[:]) }
 
-// call sends one Borrow to owner.
-func (b *borrowRole) call(owner string, add, release []ids.ObjectID) (freed, unknown []ids.ObjectID, err error) {
+// callPeer sends one Borrow to owner.
+func (b *borrowRole) callPeer(owner string, add, release []ids.ObjectID) (freed, unknown []ids.ObjectID, err error) {
 	h := b.o
 	pc, err := h.rem.reach(owner)
 	if err != nil {
@@ -349,8 +363,8 @@ var errBorrowLimit = errors.New("owner: too many borrows from one host")
 // it does not know.
 func (b *borrowRole) serve(addr string, add, release []ids.ObjectID) (freed, unknown []ids.ObjectID, err error) {
 	h := b.o
-	name := h.rem.nodeName(addr)
-	if name == "" || addr == h.addr {
+	name := b.member(addr)
+	if name == "" {
 		return nil, nil, fmt.Errorf("%w: borrower %q: %v", ErrInvalidArgument, addr, errNotMember)
 	}
 	if len(add)+len(release) > maxBorrowBatch {
