@@ -49,7 +49,7 @@ func (d *Dir) SealFor(ctx context.Context, id ids.ObjectID, owner string, v abi.
 		d.m[id] = ob
 	}
 	if owner != d.cfg.Self && !ob.ready {
-		ob.owner = owner
+		ob.owner, ob.keptFor = owner, true
 	}
 	d.mu.Unlock()
 	return d.Seal(ctx, id, v)
@@ -185,11 +185,27 @@ func (d *Dir) OwnerFreed(ctx context.Context, owner string, objs []ids.ObjectID,
 
 // DropCopy deletes this host's copies of objs, objects of other hosts it
 // no longer borrows (nothing here counts them any more). Objects of its
-// own are skipped. The owner still has them: a later read asks it again.
+// own are skipped, and so are values it keeps for their owner (SealFor:
+// its bytes may be the only ones), including a large value in the store
+// that the table does not know (kept before a restart, maybe). The owner
+// still has the objects: a later read asks it again.
 func (d *Dir) DropCopy(ctx context.Context, objs []ids.ObjectID) {
 	var drop []ids.ObjectID
 	for _, id := range objs {
-		if o := d.recordedOwner(ctx, id); o != "" && o != d.cfg.Self {
+		d.mu.Lock()
+		ob := d.m[id]
+		known, kept := ob != nil, ob != nil && ob.keptFor
+		d.mu.Unlock()
+		if kept {
+			continue
+		}
+		if known {
+			if o := d.recordedOwner(ctx, id); o != "" && o != d.cfg.Self {
+				drop = append(drop, id)
+			}
+			continue
+		}
+		if meta, err := d.stat(ctx, id); err == nil && meta.Owner != d.cfg.Self && meta.Size <= int64(d.cfg.InlineLimit) {
 			drop = append(drop, id)
 		}
 	}

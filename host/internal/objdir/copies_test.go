@@ -139,10 +139,17 @@ func TestDropCopy(t *testing.T) {
 	_ = borrower.Seal(ctx, own, big)
 	borrower.Borrow(ctx, id, "a:1")
 	_ = getOne(t, borrower, id)
-	borrower.DropCopy(ctx, []ids.ObjectID{id, own})
+	kept := ids.NewTaskID().Return(0) // a value b keeps for a: maybe its only bytes
+	if err := borrower.SealFor(ctx, kept, "a:1", big); err != nil {
+		t.Fatal(err)
+	}
+	borrower.DropCopy(ctx, []ids.ObjectID{id, own, kept})
 	eventually(t, "the copy to be deleted", func() bool { return !stored(sb, id) })
 	if !stored(sb, own) {
 		t.Fatal("DropCopy deleted an object of the host's own")
+	}
+	if !stored(sb, kept) {
+		t.Fatal("DropCopy deleted a value the host keeps for its owner")
 	}
 	if borrower.Freed(id) {
 		t.Fatal("a dropped copy reads as freed: its owner still has it")

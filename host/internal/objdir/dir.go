@@ -145,6 +145,9 @@ type object struct {
 	// it is, not what it is (its owner could not be reached, or said it is
 	// lost): in memory only, never stored, and asked again (provisional.go).
 	provisional bool
+	// keptFor: this host keeps the value for its owner (SealFor): its
+	// bytes may be the only ones, so only the owner's free deletes them.
+	keptFor bool
 }
 
 type persistJob struct {
