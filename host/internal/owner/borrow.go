@@ -53,13 +53,14 @@ type borrowRole struct {
 
 	mu  sync.Mutex
 	out map[string]*borrowQueue // by owner address
+	// tries counts, per borrow not released, the times its owner said it
+	// does not know the object.
+	tries map[ids.ObjectID]int
 }
 
 // borrowQueue is what is still to tell one owner.
 type borrowQueue struct {
 	add, release map[ids.ObjectID]struct{}
-	// tries counts the times the owner said it does not know an object.
-	tries map[ids.ObjectID]int
 	// done is closed when the running sender ends (nil: none runs).
 	done chan struct{}
 }
@@ -78,7 +79,7 @@ const (
 )
 
 func newBorrowRole(h *Owner) *borrowRole {
-	b := &borrowRole{o: h, limit: maxBorrowsPerHost, enabled: h.cfg.Clustered, out: map[string]*borrowQueue{}}
+	b := &borrowRole{o: h, limit: maxBorrowsPerHost, enabled: h.cfg.Clustered, out: map[string]*borrowQueue{}, tries: map[ids.ObjectID]int{}}
 	b.member = func(addr string) string {
 		if addr == h.addr {
 			return ""
@@ -92,7 +93,7 @@ func newBorrowRole(h *Owner) *borrowRole {
 func (b *borrowRole) queue(owner string) *borrowQueue {
 	q := b.out[owner]
 	if q == nil {
-		q = &borrowQueue{add: map[ids.ObjectID]struct{}{}, release: map[ids.ObjectID]struct{}{}, tries: map[ids.ObjectID]int{}}
+		q = &borrowQueue{add: map[ids.ObjectID]struct{}{}, release: map[ids.ObjectID]struct{}{}}
 		b.out[owner] = q
 	}
 	return q
@@ -134,7 +135,7 @@ func (b *borrowRole) released(owner string, objs []ids.ObjectID) {
 	b.mu.Lock()
 	q := b.queue(owner)
 	for _, id := range objs {
-		delete(q.tries, id)
+		delete(b.tries, id)
 		if _, ok := q.add[id]; ok {
 			delete(q.add, id) // never sent: nothing to release
 			continue
@@ -222,7 +223,7 @@ func (b *borrowRole) send(owner string, q *borrowQueue) {
 		if len(add)+len(release) == 0 {
 			close(q.done)
 			q.done = nil
-			if len(q.add)+len(q.release)+len(q.tries) == 0 {
+			if len(q.add)+len(q.release) == 0 {
 				delete(b.out, owner)
 			}
 			b.mu.Unlock()
@@ -257,26 +258,35 @@ func (b *borrowRole) send(owner string, q *borrowQueue) {
 		if len(freed) > 0 {
 			b.ownerFreed(freed)
 		}
-		b.retryUnknown(owner, q, add, unknown)
+		b.retryUnknown(owner, add, unknown)
 	}
 }
 
 // retryUnknown queues the borrows owner did not know again, after a pause,
-// up to unknownTries times each.
-func (b *borrowRole) retryUnknown(owner string, q *borrowQueue, sent, unknown []ids.ObjectID) {
+// up to unknownTries times each (unless released meanwhile).
+func (b *borrowRole) retryUnknown(owner string, sent, unknown []ids.ObjectID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, id := range sent {
 		if !slices.Contains(unknown, id) {
-			delete(q.tries, id)
+			delete(b.tries, id)
 		}
 	}
 	var again []ids.ObjectID
+	q := b.out[owner]
 	for _, id := range unknown {
-		if q.tries[id]++; q.tries[id] < unknownTries {
+		if q != nil {
+			if _, ok := q.release[id]; ok {
+				// Released while the owner was asked: it holds no borrow.
+				delete(q.release, id)
+				delete(b.tries, id)
+				continue
+			}
+		}
+		if b.tries[id]++; b.tries[id] < unknownTries {
 			again = append(again, id)
 		} else {
-			delete(q.tries, id)
+			delete(b.tries, id)
 		}
 	}
 	if len(again) == 0 {
@@ -284,13 +294,11 @@ func (b *borrowRole) retryUnknown(owner string, q *borrowQueue, sent, unknown []
 	}
 	time.AfterFunc(borrowRetry, func() {
 		b.mu.Lock()
+		q := b.queue(owner)
 		for _, id := range again {
-			if _, ok := q.tries[id]; ok { // not released meanwhile
+			if _, ok := b.tries[id]; ok { // not released meanwhile
 				q.add[id] = struct{}{}
 			}
-		}
-		if b.out[owner] != q {
-			b.out[owner] = q
 		}
 		start := b.startLocked(q)
 		b.mu.Unlock()

@@ -212,3 +212,57 @@ func (r *refsRole) borrowsOf(host string) int {
 	defer r.mu.Unlock()
 	return r.c.Borrowed(host)
 }
+
+// TestBorrowQueueHammer: many goroutines register and release borrows
+// while senders run and others flush: the owner sees, per object, a
+// registration before any release, and as many releases as
+// registrations in the end.
+func TestBorrowQueueHammer(t *testing.T) {
+	bf := newBorrowFixture(t)
+	b := bf.o.brw
+	var mu sync.Mutex
+	seen := map[ids.ObjectID]int{} // registrations minus releases, as sent
+	bad := 0
+	b.call = func(owner string, add, release []ids.ObjectID) (freed, unknown []ids.ObjectID, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range add {
+			seen[id]++
+		}
+		for _, id := range release {
+			if seen[id]--; seen[id] < 0 {
+				bad++
+			}
+		}
+		return nil, nil, nil
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			task := ids.NewTaskID()
+			for i := range 500 {
+				id := task.Put(uint32(i % 50))
+				b.registered("b:1", id)
+				if i%3 == 0 {
+					b.kick([]string{"b:1"})
+				}
+				if i%7 == g {
+					b.flush(hangCtx(t), "b:1")
+				}
+				b.released("b:1", []ids.ObjectID{id})
+			}
+		})
+	}
+	wg.Wait()
+	b.flush(hangCtx(t), "b:1")
+	mu.Lock()
+	defer mu.Unlock()
+	if bad > 0 {
+		t.Fatalf("%d releases reached the owner before their registration", bad)
+	}
+	for id, n := range seen {
+		if n != 0 {
+			t.Fatalf("%s: %d borrows left at the owner", id, n)
+		}
+	}
+}
