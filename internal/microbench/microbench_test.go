@@ -2,6 +2,7 @@ package microbench
 
 import (
 	"bytes"
+	"errors"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,5 +87,16 @@ func TestSoak(t *testing.T) {
 	}
 	if end := samples[12]; end.Freed < uint64(cfg.Tasks+cfg.Puts) {
 		t.Fatalf("the host freed %d objects; the driver made at least %d", end.Freed, cfg.Tasks+cfg.Puts)
+	}
+}
+
+// TestOnlyUnknownMetric: --only with a name Run does not have fails at
+// once, naming the metrics it has, before any host starts.
+func TestOnlyUnknownMetric(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Only = []string{"single_client_wait_1k_refs", "single_client_teleport"}
+	_, err := Run(t.Context(), cfg)
+	if !errors.Is(err, ErrUnknownMetric) || !strings.Contains(err.Error(), "single_client_wait_1k_refs") {
+		t.Fatalf("Run = %v; want ErrUnknownMetric naming the metrics", err)
 	}
 }
