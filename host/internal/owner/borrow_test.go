@@ -10,6 +10,7 @@ import (
 	"github.com/rayhost/rayhost/host/internal/refcount"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
 // borrowFixture is a fixture whose borrow role knows one member, host
@@ -83,7 +84,8 @@ func TestBorrowKeepsObject(t *testing.T) {
 			if end == "release" {
 				_, _, _ = b.serve("b:1", nil, []ids.ObjectID{id})
 			} else {
-				b.hostGone("hb")
+				// Gossip says the member left or failed.
+				hostPlacement{bf.o}.MemberChanged("hb", false, false, scheduler.Resources{}, scheduler.Resources{})
 			}
 			waitUntil(t, "the object to be freed", func() bool { return !bf.o.objs.Known(hangCtx(t), id) })
 			// A borrow that comes after the free is answered "freed".
