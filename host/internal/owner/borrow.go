@@ -445,6 +445,9 @@ func (p *peerAPI) FreeCopies(ctx context.Context, req *connect.Request[rayhostv1
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
+	if len(objs) > maxBorrowBatch {
+		return nil, invalid("%d objects in one call, at most %d", len(objs), maxBorrowBatch)
+	}
 	owner := req.Msg.GetOwner()
 	if owner == h.addr || !h.rem.isMember(owner) {
 		return nil, invalid("owner %q: %v", owner, errNotMember)
