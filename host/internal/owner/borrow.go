@@ -248,7 +248,11 @@ func (b *borrowRole) send(owner string, q *borrowQueue) {
 				}
 			}
 			for _, id := range release {
-				q.release[id] = struct{}{}
+				if _, ok := q.add[id]; ok {
+					delete(q.add, id) // borrowed again: the owner's borrow stands
+				} else {
+					q.release[id] = struct{}{}
+				}
 			}
 			b.mu.Unlock()
 			sleepCtx(context.Background(), borrowRetry)

@@ -24,7 +24,10 @@ import (
 // contains are held by that result; a task holds its by-reference
 // arguments, and the refs inside its inline ones, until it has ended.
 // Refs handed to API clients are held by their session, or anonymously
-// for a while (sessions.go).
+// for a while (sessions.go). Refs of objects other hosts own are borrows:
+// the first count here registers this host with the owner, the last
+// release tells it (borrow.go); what tasks run here for other hosts read
+// is held by their foreign holder (foreign.go).
 //
 // Its lock is its own, taken after Owner.mu when both are held; the
 // actions run with neither.
