@@ -141,3 +141,5 @@
 //
 // The host–guest ABI is documented in guest-sdk/ABI.md.
 package ray
+
+//go:generate go run ./internal/shapegen

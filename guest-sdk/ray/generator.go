@@ -112,50 +112,18 @@ func (g *ObjectRefGenerator[T]) All(ctx context.Context) iter.Seq2[ObjectRef[T],
 func registerGenerator[T any](name string, argTypes []reflect.Type, run func(ctx context.Context, args []abi.Value, yield func(T) error) error, opts []Option) *GeneratorFunction[T] {
 	e := &entry{name: name, argTypes: argTypes, numReturns: 0, generator: true, opts: options{}.with(opts)}
 	e.call = func(ctx context.Context, args []abi.Value) ([]abi.Value, error) {
-		err := run(ctx, args, func(v T) error {
-			val, err := encodeValue(v)
-			if err != nil {
-				return err
-			}
-			_, err = hostCall(abi.OpYield, abi.EncodeValue(nil, val))
-			return err
-		})
-		return nil, err
+		return nil, run(ctx, args, yieldItem[T])
 	}
 	register(e)
 	return &GeneratorFunction[T]{e: e, opts: e.opts}
 }
 
-// Gen0 registers a generator with no arguments. yield returns an error when
-// the generator should stop (it was cancelled).
-func Gen0[T any](name string, fn func(ctx context.Context, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
-	return registerGenerator(name, nil, func(ctx context.Context, _ []abi.Value, yield func(T) error) error {
-		return fn(ctx, yield)
-	}, opts)
-}
-
-// Gen1 registers a generator with one argument.
-func Gen1[A, T any](name string, fn func(ctx context.Context, a A, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
-	return registerGenerator(name, []reflect.Type{reflect.TypeFor[A]()}, func(ctx context.Context, args []abi.Value, yield func(T) error) error {
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return err
-		}
-		return fn(ctx, a, yield)
-	}, opts)
-}
-
-// Gen2 registers a generator with two arguments.
-func Gen2[A, B, T any](name string, fn func(ctx context.Context, a A, b B, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
-	return registerGenerator(name, []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[B]()}, func(ctx context.Context, args []abi.Value, yield func(T) error) error {
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return err
-		}
-		b, err := arg[B](args, 1)
-		if err != nil {
-			return err
-		}
-		return fn(ctx, a, b, yield)
-	}, opts)
+// yieldItem sends v as the running generator's next item.
+func yieldItem[T any](v T) error {
+	val, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	_, err = hostCall(abi.OpYield, abi.EncodeValue(nil, val))
+	return err
 }
