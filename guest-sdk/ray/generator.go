@@ -62,6 +62,34 @@ type ObjectRefGenerator[T any] struct {
 	err   error
 }
 
+// The generator is an AnyRef too, as in Ray, where ray.wait and
+// ray.cancel take an ObjectRefGenerator: WaitAny finds it ready once its
+// next item exists or its stream has ended, and Cancel cancels its task.
+// It cannot be an argument of Remote (ErrBadArgument).
+
+// ID is the hex ID of the generator's task (32 digits; an ObjectRef's ID
+// has 40).
+func (g *ObjectRefGenerator[T]) ID() string { return g.task.String() }
+
+// Err reports whether starting the generator failed. Next, Get on its
+// refs and Completed report the same error.
+func (g *ObjectRefGenerator[T]) Err() error { return g.err }
+
+func (g *ObjectRefGenerator[T]) abiRef() abi.Ref        { return g.NextRef().abiRef() }
+func (g *ObjectRefGenerator[T]) refErr() error          { return g.err }
+func (g *ObjectRefGenerator[T]) refHandle() *handle     { return nil }
+func (g *ObjectRefGenerator[T]) elemType() reflect.Type { return nil } // not an argument
+
+// Completed is an ObjectRef that is ready once the generator task has
+// ended, Ray's ObjectRefGenerator.completed(): Get on it returns no error
+// when the generator returned nil, and the generator's failure otherwise
+// (ErrTaskCancelled once it was cancelled). Pass it to Wait or WaitAny to
+// learn whether the generator still runs. It is ready after the stream's
+// last item and its end: once it is, Next never waits.
+func (g *ObjectRefGenerator[T]) Completed() ObjectRef[struct{}] {
+	return ObjectRef[struct{}]{id: g.task.Completion(), owner: g.owner, err: g.err}
+}
+
 // NextRef is the ObjectRef of the next item, without waiting for it. Pass
 // it to Wait: it is ready once the item exists, or once the stream has
 // ended (then Next reports ErrEndOfStream).
