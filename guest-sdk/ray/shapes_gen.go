@@ -182,7 +182,8 @@ func args8[A, B, C, D, E, F, G, H any](args []abi.Value) (a A, b B, c C, d D, e 
 }
 
 // Func0 registers fn as the remote function name, with no arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func0(…)),
+// so that every instance of the module knows it.
 func Func0[R any](name string, fn func(context.Context) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, nil, func(ctx context.Context, _ []abi.Value) (R, error) {
 		return fn(ctx)
@@ -190,7 +191,8 @@ func Func0[R any](name string, fn func(context.Context) (R, error), opts ...Opti
 }
 
 // Func1 registers fn as the remote function name, with one argument and
-// one result.
+// one result. Register at package level (var f = ray.Func1(…)),
+// so that every instance of the module knows it.
 func Func1[A, R any](name string, fn func(context.Context, A) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types1[A](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, err := args1[A](args)
@@ -203,7 +205,8 @@ func Func1[A, R any](name string, fn func(context.Context, A) (R, error), opts .
 }
 
 // Func2 registers fn as the remote function name, with 2 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func2(…)),
+// so that every instance of the module knows it.
 func Func2[A, B, R any](name string, fn func(context.Context, A, B) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types2[A, B](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, err := args2[A, B](args)
@@ -216,7 +219,8 @@ func Func2[A, B, R any](name string, fn func(context.Context, A, B) (R, error), 
 }
 
 // Func3 registers fn as the remote function name, with 3 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func3(…)),
+// so that every instance of the module knows it.
 func Func3[A, B, C, R any](name string, fn func(context.Context, A, B, C) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types3[A, B, C](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, c, err := args3[A, B, C](args)
@@ -229,7 +233,8 @@ func Func3[A, B, C, R any](name string, fn func(context.Context, A, B, C) (R, er
 }
 
 // Func4 registers fn as the remote function name, with 4 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func4(…)),
+// so that every instance of the module knows it.
 func Func4[A, B, C, D, R any](name string, fn func(context.Context, A, B, C, D) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types4[A, B, C, D](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, c, d, err := args4[A, B, C, D](args)
@@ -242,7 +247,8 @@ func Func4[A, B, C, D, R any](name string, fn func(context.Context, A, B, C, D) 
 }
 
 // Func5 registers fn as the remote function name, with 5 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func5(…)),
+// so that every instance of the module knows it.
 func Func5[A, B, C, D, E, R any](name string, fn func(context.Context, A, B, C, D, E) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types5[A, B, C, D, E](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, c, d, e, err := args5[A, B, C, D, E](args)
@@ -255,7 +261,8 @@ func Func5[A, B, C, D, E, R any](name string, fn func(context.Context, A, B, C, 
 }
 
 // Func6 registers fn as the remote function name, with 6 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func6(…)),
+// so that every instance of the module knows it.
 func Func6[A, B, C, D, E, F, R any](name string, fn func(context.Context, A, B, C, D, E, F) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types6[A, B, C, D, E, F](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, c, d, e, f, err := args6[A, B, C, D, E, F](args)
@@ -268,7 +275,8 @@ func Func6[A, B, C, D, E, F, R any](name string, fn func(context.Context, A, B, 
 }
 
 // Func7 registers fn as the remote function name, with 7 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func7(…)),
+// so that every instance of the module knows it.
 func Func7[A, B, C, D, E, F, G, R any](name string, fn func(context.Context, A, B, C, D, E, F, G) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types7[A, B, C, D, E, F, G](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, c, d, e, f, g, err := args7[A, B, C, D, E, F, G](args)
@@ -281,7 +289,8 @@ func Func7[A, B, C, D, E, F, G, R any](name string, fn func(context.Context, A, 
 }
 
 // Func8 registers fn as the remote function name, with 8 arguments and
-// one result.
+// one result. Register at package level (var f = ray.Func8(…)),
+// so that every instance of the module knows it.
 func Func8[A, B, C, D, E, F, G, H, R any](name string, fn func(context.Context, A, B, C, D, E, F, G, H) (R, error), opts ...Option) *Function[R] {
 	return newFunction(name, types8[A, B, C, D, E, F, G, H](), func(ctx context.Context, args []abi.Value) (R, error) {
 		a, b, c, d, e, f, g, h, err := args8[A, B, C, D, E, F, G, H](args)
@@ -294,7 +303,8 @@ func Func8[A, B, C, D, E, F, G, H, R any](name string, fn func(context.Context, 
 }
 
 // Func0x2 registers fn as the remote function name, with no arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func0x2(…)),
+// so that every instance of the module knows it.
 func Func0x2[R0, R1 any](name string, fn func(context.Context) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, nil, 2, opts, func(ctx context.Context, _ []abi.Value) ([]any, error) {
 		r0, r1, err := fn(ctx)
@@ -304,7 +314,8 @@ func Func0x2[R0, R1 any](name string, fn func(context.Context) (R0, R1, error), 
 }
 
 // Func1x2 registers fn as the remote function name, with one argument and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func1x2(…)),
+// so that every instance of the module knows it.
 func Func1x2[A, R0, R1 any](name string, fn func(context.Context, A) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types1[A](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, err := args1[A](args)
@@ -318,7 +329,8 @@ func Func1x2[A, R0, R1 any](name string, fn func(context.Context, A) (R0, R1, er
 }
 
 // Func2x2 registers fn as the remote function name, with 2 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func2x2(…)),
+// so that every instance of the module knows it.
 func Func2x2[A, B, R0, R1 any](name string, fn func(context.Context, A, B) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types2[A, B](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, err := args2[A, B](args)
@@ -332,7 +344,8 @@ func Func2x2[A, B, R0, R1 any](name string, fn func(context.Context, A, B) (R0, 
 }
 
 // Func3x2 registers fn as the remote function name, with 3 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func3x2(…)),
+// so that every instance of the module knows it.
 func Func3x2[A, B, C, R0, R1 any](name string, fn func(context.Context, A, B, C) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types3[A, B, C](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, err := args3[A, B, C](args)
@@ -346,7 +359,8 @@ func Func3x2[A, B, C, R0, R1 any](name string, fn func(context.Context, A, B, C)
 }
 
 // Func4x2 registers fn as the remote function name, with 4 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func4x2(…)),
+// so that every instance of the module knows it.
 func Func4x2[A, B, C, D, R0, R1 any](name string, fn func(context.Context, A, B, C, D) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types4[A, B, C, D](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, err := args4[A, B, C, D](args)
@@ -360,7 +374,8 @@ func Func4x2[A, B, C, D, R0, R1 any](name string, fn func(context.Context, A, B,
 }
 
 // Func5x2 registers fn as the remote function name, with 5 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func5x2(…)),
+// so that every instance of the module knows it.
 func Func5x2[A, B, C, D, E, R0, R1 any](name string, fn func(context.Context, A, B, C, D, E) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types5[A, B, C, D, E](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, err := args5[A, B, C, D, E](args)
@@ -374,7 +389,8 @@ func Func5x2[A, B, C, D, E, R0, R1 any](name string, fn func(context.Context, A,
 }
 
 // Func6x2 registers fn as the remote function name, with 6 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func6x2(…)),
+// so that every instance of the module knows it.
 func Func6x2[A, B, C, D, E, F, R0, R1 any](name string, fn func(context.Context, A, B, C, D, E, F) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types6[A, B, C, D, E, F](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, err := args6[A, B, C, D, E, F](args)
@@ -388,7 +404,8 @@ func Func6x2[A, B, C, D, E, F, R0, R1 any](name string, fn func(context.Context,
 }
 
 // Func7x2 registers fn as the remote function name, with 7 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func7x2(…)),
+// so that every instance of the module knows it.
 func Func7x2[A, B, C, D, E, F, G, R0, R1 any](name string, fn func(context.Context, A, B, C, D, E, F, G) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types7[A, B, C, D, E, F, G](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, err := args7[A, B, C, D, E, F, G](args)
@@ -402,7 +419,8 @@ func Func7x2[A, B, C, D, E, F, G, R0, R1 any](name string, fn func(context.Conte
 }
 
 // Func8x2 registers fn as the remote function name, with 8 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2). Register at package level (var f = ray.Func8x2(…)),
+// so that every instance of the module knows it.
 func Func8x2[A, B, C, D, E, F, G, H, R0, R1 any](name string, fn func(context.Context, A, B, C, D, E, F, G, H) (R0, R1, error), opts ...Option) *Function2[R0, R1] {
 	e := registerMulti(name, types8[A, B, C, D, E, F, G, H](), 2, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, h, err := args8[A, B, C, D, E, F, G, H](args)
@@ -416,7 +434,8 @@ func Func8x2[A, B, C, D, E, F, G, H, R0, R1 any](name string, fn func(context.Co
 }
 
 // Func0x3 registers fn as the remote function name, with no arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func0x3(…)),
+// so that every instance of the module knows it.
 func Func0x3[R0, R1, R2 any](name string, fn func(context.Context) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, nil, 3, opts, func(ctx context.Context, _ []abi.Value) ([]any, error) {
 		r0, r1, r2, err := fn(ctx)
@@ -426,7 +445,8 @@ func Func0x3[R0, R1, R2 any](name string, fn func(context.Context) (R0, R1, R2, 
 }
 
 // Func1x3 registers fn as the remote function name, with one argument and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func1x3(…)),
+// so that every instance of the module knows it.
 func Func1x3[A, R0, R1, R2 any](name string, fn func(context.Context, A) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types1[A](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, err := args1[A](args)
@@ -440,7 +460,8 @@ func Func1x3[A, R0, R1, R2 any](name string, fn func(context.Context, A) (R0, R1
 }
 
 // Func2x3 registers fn as the remote function name, with 2 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func2x3(…)),
+// so that every instance of the module knows it.
 func Func2x3[A, B, R0, R1, R2 any](name string, fn func(context.Context, A, B) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types2[A, B](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, err := args2[A, B](args)
@@ -454,7 +475,8 @@ func Func2x3[A, B, R0, R1, R2 any](name string, fn func(context.Context, A, B) (
 }
 
 // Func3x3 registers fn as the remote function name, with 3 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func3x3(…)),
+// so that every instance of the module knows it.
 func Func3x3[A, B, C, R0, R1, R2 any](name string, fn func(context.Context, A, B, C) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types3[A, B, C](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, err := args3[A, B, C](args)
@@ -468,7 +490,8 @@ func Func3x3[A, B, C, R0, R1, R2 any](name string, fn func(context.Context, A, B
 }
 
 // Func4x3 registers fn as the remote function name, with 4 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func4x3(…)),
+// so that every instance of the module knows it.
 func Func4x3[A, B, C, D, R0, R1, R2 any](name string, fn func(context.Context, A, B, C, D) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types4[A, B, C, D](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, err := args4[A, B, C, D](args)
@@ -482,7 +505,8 @@ func Func4x3[A, B, C, D, R0, R1, R2 any](name string, fn func(context.Context, A
 }
 
 // Func5x3 registers fn as the remote function name, with 5 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func5x3(…)),
+// so that every instance of the module knows it.
 func Func5x3[A, B, C, D, E, R0, R1, R2 any](name string, fn func(context.Context, A, B, C, D, E) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types5[A, B, C, D, E](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, err := args5[A, B, C, D, E](args)
@@ -496,7 +520,8 @@ func Func5x3[A, B, C, D, E, R0, R1, R2 any](name string, fn func(context.Context
 }
 
 // Func6x3 registers fn as the remote function name, with 6 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func6x3(…)),
+// so that every instance of the module knows it.
 func Func6x3[A, B, C, D, E, F, R0, R1, R2 any](name string, fn func(context.Context, A, B, C, D, E, F) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types6[A, B, C, D, E, F](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, err := args6[A, B, C, D, E, F](args)
@@ -510,7 +535,8 @@ func Func6x3[A, B, C, D, E, F, R0, R1, R2 any](name string, fn func(context.Cont
 }
 
 // Func7x3 registers fn as the remote function name, with 7 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func7x3(…)),
+// so that every instance of the module knows it.
 func Func7x3[A, B, C, D, E, F, G, R0, R1, R2 any](name string, fn func(context.Context, A, B, C, D, E, F, G) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types7[A, B, C, D, E, F, G](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, err := args7[A, B, C, D, E, F, G](args)
@@ -524,7 +550,8 @@ func Func7x3[A, B, C, D, E, F, G, R0, R1, R2 any](name string, fn func(context.C
 }
 
 // Func8x3 registers fn as the remote function name, with 8 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3). Register at package level (var f = ray.Func8x3(…)),
+// so that every instance of the module knows it.
 func Func8x3[A, B, C, D, E, F, G, H, R0, R1, R2 any](name string, fn func(context.Context, A, B, C, D, E, F, G, H) (R0, R1, R2, error), opts ...Option) *Function3[R0, R1, R2] {
 	e := registerMulti(name, types8[A, B, C, D, E, F, G, H](), 3, opts, func(ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, h, err := args8[A, B, C, D, E, F, G, H](args)
@@ -849,7 +876,7 @@ func Method8[S, A, B, C, D, E, F, G, H, R any](class *ActorClass[S], name string
 }
 
 // Method0x2 registers a method of class's actors with no arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method0x2[S, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, nil, 2, func(s *S, ctx context.Context, _ []abi.Value) ([]any, error) {
 		r0, r1, err := fn(s, ctx)
@@ -859,7 +886,7 @@ func Method0x2[S, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, c
 }
 
 // Method1x2 registers a method of class's actors with one argument and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method1x2[S, A, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types1[A](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, err := args1[A](args)
@@ -873,7 +900,7 @@ func Method1x2[S, A, R0, R1 any](class *ActorClass[S], name string, fn func(s *S
 }
 
 // Method2x2 registers a method of class's actors with 2 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method2x2[S, A, B, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types2[A, B](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, err := args2[A, B](args)
@@ -887,7 +914,7 @@ func Method2x2[S, A, B, R0, R1 any](class *ActorClass[S], name string, fn func(s
 }
 
 // Method3x2 registers a method of class's actors with 3 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method3x2[S, A, B, C, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types3[A, B, C](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, err := args3[A, B, C](args)
@@ -901,7 +928,7 @@ func Method3x2[S, A, B, C, R0, R1 any](class *ActorClass[S], name string, fn fun
 }
 
 // Method4x2 registers a method of class's actors with 4 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method4x2[S, A, B, C, D, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types4[A, B, C, D](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, err := args4[A, B, C, D](args)
@@ -915,7 +942,7 @@ func Method4x2[S, A, B, C, D, R0, R1 any](class *ActorClass[S], name string, fn 
 }
 
 // Method5x2 registers a method of class's actors with 5 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method5x2[S, A, B, C, D, E, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types5[A, B, C, D, E](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, err := args5[A, B, C, D, E](args)
@@ -929,7 +956,7 @@ func Method5x2[S, A, B, C, D, E, R0, R1 any](class *ActorClass[S], name string, 
 }
 
 // Method6x2 registers a method of class's actors with 6 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method6x2[S, A, B, C, D, E, F, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E, f F) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types6[A, B, C, D, E, F](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, err := args6[A, B, C, D, E, F](args)
@@ -943,7 +970,7 @@ func Method6x2[S, A, B, C, D, E, F, R0, R1 any](class *ActorClass[S], name strin
 }
 
 // Method7x2 registers a method of class's actors with 7 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method7x2[S, A, B, C, D, E, F, G, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E, f F, g G) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types7[A, B, C, D, E, F, G](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, err := args7[A, B, C, D, E, F, G](args)
@@ -957,7 +984,7 @@ func Method7x2[S, A, B, C, D, E, F, G, R0, R1 any](class *ActorClass[S], name st
 }
 
 // Method8x2 registers a method of class's actors with 8 arguments and
-// 2 results (Ray's num_returns=2).
+// two results (Ray's num_returns=2).
 func Method8x2[S, A, B, C, D, E, F, G, H, R0, R1 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E, f F, g G, h H) (R0, R1, error)) *ActorMethod2[S, R0, R1] {
 	e := registerMethodMulti(class, name, types8[A, B, C, D, E, F, G, H](), 2, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, h, err := args8[A, B, C, D, E, F, G, H](args)
@@ -971,7 +998,7 @@ func Method8x2[S, A, B, C, D, E, F, G, H, R0, R1 any](class *ActorClass[S], name
 }
 
 // Method0x3 registers a method of class's actors with no arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method0x3[S, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, nil, 3, func(s *S, ctx context.Context, _ []abi.Value) ([]any, error) {
 		r0, r1, r2, err := fn(s, ctx)
@@ -981,7 +1008,7 @@ func Method0x3[S, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *
 }
 
 // Method1x3 registers a method of class's actors with one argument and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method1x3[S, A, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types1[A](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, err := args1[A](args)
@@ -995,7 +1022,7 @@ func Method1x3[S, A, R0, R1, R2 any](class *ActorClass[S], name string, fn func(
 }
 
 // Method2x3 registers a method of class's actors with 2 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method2x3[S, A, B, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types2[A, B](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, err := args2[A, B](args)
@@ -1009,7 +1036,7 @@ func Method2x3[S, A, B, R0, R1, R2 any](class *ActorClass[S], name string, fn fu
 }
 
 // Method3x3 registers a method of class's actors with 3 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method3x3[S, A, B, C, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types3[A, B, C](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, err := args3[A, B, C](args)
@@ -1023,7 +1050,7 @@ func Method3x3[S, A, B, C, R0, R1, R2 any](class *ActorClass[S], name string, fn
 }
 
 // Method4x3 registers a method of class's actors with 4 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method4x3[S, A, B, C, D, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types4[A, B, C, D](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, err := args4[A, B, C, D](args)
@@ -1037,7 +1064,7 @@ func Method4x3[S, A, B, C, D, R0, R1, R2 any](class *ActorClass[S], name string,
 }
 
 // Method5x3 registers a method of class's actors with 5 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method5x3[S, A, B, C, D, E, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types5[A, B, C, D, E](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, err := args5[A, B, C, D, E](args)
@@ -1051,7 +1078,7 @@ func Method5x3[S, A, B, C, D, E, R0, R1, R2 any](class *ActorClass[S], name stri
 }
 
 // Method6x3 registers a method of class's actors with 6 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method6x3[S, A, B, C, D, E, F, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E, f F) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types6[A, B, C, D, E, F](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, err := args6[A, B, C, D, E, F](args)
@@ -1065,7 +1092,7 @@ func Method6x3[S, A, B, C, D, E, F, R0, R1, R2 any](class *ActorClass[S], name s
 }
 
 // Method7x3 registers a method of class's actors with 7 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method7x3[S, A, B, C, D, E, F, G, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E, f F, g G) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types7[A, B, C, D, E, F, G](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, err := args7[A, B, C, D, E, F, G](args)
@@ -1079,7 +1106,7 @@ func Method7x3[S, A, B, C, D, E, F, G, R0, R1, R2 any](class *ActorClass[S], nam
 }
 
 // Method8x3 registers a method of class's actors with 8 arguments and
-// 3 results (Ray's num_returns=3).
+// three results (Ray's num_returns=3).
 func Method8x3[S, A, B, C, D, E, F, G, H, R0, R1, R2 any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B, c C, d D, e E, f F, g G, h H) (R0, R1, R2, error)) *ActorMethod3[S, R0, R1, R2] {
 	e := registerMethodMulti(class, name, types8[A, B, C, D, E, F, G, H](), 3, func(s *S, ctx context.Context, args []abi.Value) ([]any, error) {
 		a, b, c, d, e, f, g, h, err := args8[A, B, C, D, E, F, G, H](args)

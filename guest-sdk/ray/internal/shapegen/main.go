@@ -112,7 +112,7 @@ func (s shape) ResultWords() string {
 	if s.Returns == 1 {
 		return "one result"
 	}
-	return fmt.Sprintf("%d results (Ray's num_returns=%d)", s.Returns, s.Returns)
+	return fmt.Sprintf("%s results (Ray's num_returns=%d)", [...]string{2: "two", 3: "three"}[s.Returns], s.Returns)
 }
 
 // Multi is the type of a function or method with s's results.
@@ -210,7 +210,8 @@ func args{{.N}}[{{.TArgs}} any](args []abi.Value) ({{.Named}}, err error) {
 {{end}}
 {{- range .Funcs}}
 // Func{{.N}}{{.Suffix}} registers fn as the remote function name, with {{.Words}} and
-// {{.ResultWords}}.
+// {{.ResultWords}}. Register at package level (var f = ray.Func{{.N}}{{.Suffix}}(…)),
+// so that every instance of the module knows it.
 func Func{{.N}}{{.Suffix}}[{{.TParams}} any](name string, fn func(context.Context{{range .Args}}, {{.}}{{end}}) ({{.TResults}}, error), opts ...Option) *Function{{.Multi}}[{{.TResults}}] {
 {{- if eq .Returns 1}}
 	return newFunction(name, {{.Types}}, func(ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value) (R, error) {
