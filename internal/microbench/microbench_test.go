@@ -2,6 +2,7 @@ package microbench
 
 import (
 	"bytes"
+	"errors"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,5 +109,16 @@ func TestGCTrace(t *testing.T) {
 	}
 	if g.Live() != 42 || g.gcs != 2 {
 		t.Fatalf("live %v after %d collections, want 42 after 2", g.Live(), g.gcs)
+	}
+}
+
+// TestOnlyUnknownMetric: --only with a name Run does not have fails at
+// once, naming the metrics it has, before any host starts.
+func TestOnlyUnknownMetric(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Only = []string{"single_client_wait_1k_refs", "single_client_teleport"}
+	_, err := Run(t.Context(), cfg)
+	if !errors.Is(err, ErrUnknownMetric) || !strings.Contains(err.Error(), "single_client_wait_1k_refs") {
+		t.Fatalf("Run = %v; want ErrUnknownMetric naming the metrics", err)
 	}
 }
