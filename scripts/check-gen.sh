@@ -6,12 +6,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/gen.sh
 
-status="$(git status --porcelain --untracked-files=all -- gen/)"
+status="$(git status --porcelain --untracked-files=all -- gen/ guest-sdk/ray/shapes_gen.go)"
 if [[ -n "${status}" ]]; then
-  echo "check-gen: generated code in gen/ is out of date with proto/." >&2
+  echo "check-gen: generated code in gen/ or guest-sdk/ray is out of date with proto/ or its template." >&2
   echo "check-gen: run scripts/gen.sh and commit the result. Changed files:" >&2
   echo "${status}" >&2
-  git --no-pager diff --stat -- gen/ >&2 || true
+  git --no-pager diff --stat -- gen/ guest-sdk/ray/shapes_gen.go >&2 || true
   exit 1
 fi
 echo "check-gen: gen/ is up to date."

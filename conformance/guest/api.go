@@ -1,17 +1,12 @@
-//go:build conformance_api
-
 package main
 
-// The API issue 15 asks for, as a guest would use it. This file does not
-// compile until the SDK has it: it is built only with the tag
-// conformance_api (see ../README.md), and package conformance's tests of
-// the same tag run it.
+// The API issue 15 asks for, as a guest would use it; package
+// conformance's api_test.go runs it (see ../README.md).
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/rayhost/rayhost/guest-sdk/ray"

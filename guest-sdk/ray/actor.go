@@ -131,22 +131,6 @@ func registerActor[S any](name string, argTypes []reflect.Type, ctor func(contex
 	return &ActorClass[S]{e: e, opts: e.opts}
 }
 
-// Actor0 registers an actor type whose constructor takes no arguments.
-func Actor0[S any](name string, ctor func(ctx context.Context) (*S, error), opts ...Option) *ActorClass[S] {
-	return registerActor(name, nil, func(ctx context.Context, _ []abi.Value) (*S, error) { return ctor(ctx) }, opts)
-}
-
-// Actor1 registers an actor type whose constructor takes one argument.
-func Actor1[S, A any](name string, ctor func(ctx context.Context, a A) (*S, error), opts ...Option) *ActorClass[S] {
-	return registerActor(name, []reflect.Type{reflect.TypeFor[A]()}, func(ctx context.Context, args []abi.Value) (*S, error) {
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return nil, err
-		}
-		return ctor(ctx, a)
-	}, opts)
-}
-
 // ActorMethod is a method of actors of type S returning R.
 type ActorMethod[S, R any] struct {
 	e    *entry
@@ -172,16 +156,25 @@ func (m *ActorMethod[S, R]) Remote(h ActorHandle[S], args ...any) ObjectRef[R] {
 	return ObjectRef[R]{id: id.Return(0), owner: owner, h: track(id.Return(0), 1)}
 }
 
+// stateOf is the state of the actor whose method runs in ctx.
+func stateOf[S any](ctx context.Context, class *ActorClass[S]) (*S, error) {
+	t := ctx.Value(taskKey{}).(*taskState)
+	actorsMu.Lock()
+	st, ok := actors[t.actor]
+	actorsMu.Unlock()
+	s, typed := st.(*S)
+	if !ok || !typed {
+		return nil, fmt.Errorf("%w: actor %s is not of type %s here", ErrHost, t.actor, class.e.name)
+	}
+	return s, nil
+}
+
 func registerMethod[S, R any](class *ActorClass[S], name string, argTypes []reflect.Type, call func(s *S, ctx context.Context, args []abi.Value) (R, error)) *ActorMethod[S, R] {
 	e := &entry{name: class.e.name + "." + name, argTypes: argTypes, numReturns: 1, actor: "method"}
 	e.call = func(ctx context.Context, args []abi.Value) ([]abi.Value, error) {
-		t := ctx.Value(taskKey{}).(*taskState)
-		actorsMu.Lock()
-		st, ok := actors[t.actor]
-		actorsMu.Unlock()
-		s, typed := st.(*S)
-		if !ok || !typed {
-			return nil, fmt.Errorf("%w: actor %s is not of type %s here", ErrHost, t.actor, class.e.name)
+		s, err := stateOf(ctx, class)
+		if err != nil {
+			return nil, err
 		}
 		r, err := call(s, ctx, args)
 		if err != nil {
@@ -195,39 +188,6 @@ func registerMethod[S, R any](class *ActorClass[S], name string, argTypes []refl
 	}
 	register(e)
 	return &ActorMethod[S, R]{e: e}
-}
-
-// Method0 registers a method with no arguments on actors of class.
-func Method0[S, R any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context) (R, error)) *ActorMethod[S, R] {
-	return registerMethod(class, name, nil, func(s *S, ctx context.Context, _ []abi.Value) (R, error) { return fn(s, ctx) })
-}
-
-// Method1 registers a method with one argument.
-func Method1[S, A, R any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A) (R, error)) *ActorMethod[S, R] {
-	return registerMethod(class, name, []reflect.Type{reflect.TypeFor[A]()}, func(s *S, ctx context.Context, args []abi.Value) (R, error) {
-		var zero R
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return zero, err
-		}
-		return fn(s, ctx, a)
-	})
-}
-
-// Method2 registers a method with two arguments.
-func Method2[S, A, B, R any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context, a A, b B) (R, error)) *ActorMethod[S, R] {
-	return registerMethod(class, name, []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[B]()}, func(s *S, ctx context.Context, args []abi.Value) (R, error) {
-		var zero R
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return zero, err
-		}
-		b, err := arg[B](args, 1)
-		if err != nil {
-			return zero, err
-		}
-		return fn(s, ctx, a, b)
-	})
 }
 
 // GetActor finds the actor created with ray.Name(name) (in namespace ns,

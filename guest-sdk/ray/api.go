@@ -63,6 +63,9 @@ func encodeArg(a any, want reflect.Type) (abi.Arg, error) {
 		if err := r.refErr(); err != nil {
 			return abi.Arg{}, err
 		}
+		if r.elemType() == nil {
+			return abi.Arg{}, fmt.Errorf("%w: an ObjectRefGenerator cannot be an argument (pass its items' refs)", ErrBadArgument)
+		}
 		if got := r.elemType(); !fits(got, want) {
 			return abi.Arg{}, fmt.Errorf("%w: ObjectRef[%v] for a parameter of type %v", ErrBadArgument, got, want)
 		}
@@ -192,43 +195,9 @@ func GetAll[T any](ctx context.Context, refs []ObjectRef[T]) ([]T, error) {
 // distinct. Waiting on no refs returns two empty lists at once, as Ray's
 // ray.wait([]) does.
 func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeout time.Duration) (ready, notReady []ObjectRef[T], err error) {
-	if len(refs) == 0 {
-		return nil, nil, nil
-	}
-	if numReturns < 1 || numReturns > len(refs) {
-		return nil, nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, len(refs))
-	}
-	req := abi.WaitRequest{TimeoutNs: -1, NumReturns: uint32(numReturns), Refs: make([]abi.Ref, len(refs))}
-	if timeout >= 0 {
-		req.TimeoutNs = int64(timeout)
-	}
-	if d := timeoutFrom(ctx); d >= 0 && (req.TimeoutNs < 0 || d < req.TimeoutNs) {
-		req.TimeoutNs = d
-	}
-	seen := make(map[ids.ObjectID]bool, len(refs))
-	for i, r := range refs {
-		if r.err != nil {
-			return nil, nil, r.err
-		}
-		if seen[r.id] {
-			return nil, nil, fmt.Errorf("%w: ref %s given twice", ErrBadArgument, r.id)
-		}
-		seen[r.id] = true
-		req.Refs[i] = r.abiRef()
-	}
-	b, err := hostCall(abi.OpWait, req.Encode(nil))
+	isReady, err := waitRefs(ctx, Refs(refs), numReturns, timeout)
 	if err != nil {
 		return nil, nil, err
-	}
-	var rep abi.WaitReply
-	if err := rep.Decode(b); err != nil {
-		return nil, nil, fmt.Errorf("%w: malformed wait reply", ErrHost)
-	}
-	isReady := make([]bool, len(refs))
-	for _, i := range rep.Ready {
-		if int(i) < len(refs) {
-			isReady[i] = true
-		}
 	}
 	for i, r := range refs {
 		if isReady[i] {
@@ -281,7 +250,8 @@ func codeError(c abi.ErrCode) error {
 	return fmt.Errorf("%w: %s", ErrHost, c)
 }
 
-// Cancel cancels the task that makes ref. A queued task never runs; a
+// Cancel cancels the task that makes ref (an ObjectRef, or an
+// ObjectRefGenerator: its generator task). A queued task never runs; a
 // running one sees its Get, Wait and Sleep calls return ErrTaskCancelled
 // (with force, its worker process is killed); recursive also cancels the
 // tasks it submitted. Get on ref then returns an error for which

@@ -48,16 +48,21 @@
 // context.Context and whose last result is an error. Register it with the
 // constructor for its shape; the numbers are the exact limits:
 //
-//	Func0, Func1, Func2, Func3       0 to 3 arguments, one result       *Function[R]
+//	Func0 … Func8                    0 to 8 arguments, one result         *Function[R]
 //	FuncN                            any number of arguments of one type (Ray's *args)
-//	Func0x2, Func1x2                 0 or 1 argument, two results        *Function2[R0, R1]
-//	Func0x3, Func1x3                 0 or 1 argument, three results      *Function3[R0, R1, R2]
-//	Gen0, Gen1, Gen2                 generators, 0 to 2 arguments        *GeneratorFunction[T]
-//	Actor0, Actor1                   actor constructors, 0 or 1 argument *ActorClass[S]
-//	Method0, Method1, Method2        actor methods, 0 to 2 arguments     *ActorMethod[S, R]
+//	Func0x2 … Func8x2                0 to 8 arguments, two results        *Function2[R0, R1]
+//	Func0x3 … Func8x3                0 to 8 arguments, three results      *Function3[R0, R1, R2]
+//	Gen0 … Gen8                      generators, 0 to 8 arguments         *GeneratorFunction[T]
+//	Actor0 … Actor8                  actor constructors, 0 to 8 arguments *ActorClass[S]
+//	Method0 … Method8                actor methods, 0 to 8 arguments      *ActorMethod[S, R]
+//	Method0x2 … Method8x3            actor methods with 2 or 3 results    *ActorMethod2, *ActorMethod3
+//	GenMethod0 … GenMethod8          generator methods of actors          *ActorGeneratorMethod[S, T]
 //
-// For more arguments, pass one struct. Remote submits a call and returns
-// at once with ObjectRefs (futures) for its results.
+// The digit is the number of arguments, "x2" and "x3" the number of
+// results (Ray's num_returns). For more, pass one struct (or use FuncN).
+// The constructors are generated from one template (shapes_gen.go).
+// Remote submits a call and returns at once with ObjectRefs (futures) for
+// its results.
 //
 // # Arguments, values and ObjectRefs
 //
@@ -72,11 +77,13 @@
 // then returns a ref whose Err (and Get) reports ErrBadArgument, and
 // `rayhost vet` (package guest-sdk/rayvet) reports it before run time.
 //
-// # Get, GetAll, Wait, Put
+// # Get, GetAll, Wait, WaitAny, Put
 //
 // [Get] waits for one value, [GetAll] for several (failing as soon as one
 // failed), and [Wait] for the first n of several, splitting them into ready
-// and not ready. All three honour ctx's deadline. A task blocked in them
+// and not ready. [WaitAny] is Wait over refs of different types and
+// generators ([AnyRef], the untyped view of a ref). All honour ctx's
+// deadline. A task blocked in them
 // gives its CPU back to the host, so tasks may submit tasks and wait for
 // them (nested tasks) without deadlock. [Put] stores a value once and
 // returns its ref: pass it to many tasks instead of copying the value into
@@ -91,7 +98,7 @@
 // cluster. [MaxRetries] (default 3) reruns a call whose worker died;
 // application errors and panics are rerun, within MaxRetries, only with
 // [RetryExceptions] (all, or those whose kind or [WithCode] code is
-// listed). [Timeout] and [MemoryLimit] bound each attempt; [MountDir] and
+// listed; [NoRetryExceptions] turns it off again). [Timeout] and [MemoryLimit] bound each attempt; [MountDir] and
 // [Env] grant a directory or environment variables, which a guest
 // otherwise never has. [Backpressure] bounds a generator; [TaskEvents]
 // turns event recording off.
@@ -117,15 +124,19 @@
 //
 // # Generators
 //
-// A generator (Gen0…Gen2) yields items; each becomes an object the caller
-// can use before the generator ends (Ray's streaming generators). Remote
-// returns an [ObjectRefGenerator]: range over All, or call Next.
+// A generator (Gen0…Gen8, or an actor's GenMethod0…GenMethod8) yields
+// items; each becomes an object the caller can use before the generator
+// ends (Ray's streaming generators). Remote returns an
+// [ObjectRefGenerator]: range over All, or call Next. Its Completed ref is
+// ready once the generator has ended; WaitAny and Cancel take the
+// generator itself.
 //
 // # Actors
 //
-// An actor is state built by a constructor (Actor0, Actor1) that lives on
-// one worker; its methods (Method0…Method2) run there one at a time, in the
-// order they were submitted. [ActorHandle] is a value: pass it to tasks or
+// An actor is state built by a constructor (Actor0…Actor8) that lives on
+// one worker; its methods (Method0…Method8, with several results
+// Method0x2…Method8x3, generators GenMethod0…GenMethod8) run there one at a
+// time, in the order they were submitted. [ActorHandle] is a value: pass it to tasks or
 // other actors. [Name] makes an actor findable with [GetActor]; [Kill] ends
 // it, and [MaxRestarts] lets it start again with fresh state.
 //
@@ -141,3 +152,5 @@
 //
 // The host–guest ABI is documented in guest-sdk/ABI.md.
 package ray
+
+//go:generate go run ./internal/shapegen

@@ -162,67 +162,6 @@ func arg[T any](args []abi.Value, i int) (T, error) {
 	return v, nil
 }
 
-// Func0 registers fn as the remote function name, with no arguments.
-// Register at package level, so that every instance of the module knows it:
-//
-//	var answer = ray.Func0("answer", func(ctx context.Context) (int, error) { return 42, nil })
-func Func0[R any](name string, fn func(context.Context) (R, error), opts ...Option) *Function[R] {
-	return newFunction(name, nil, func(ctx context.Context, _ []abi.Value) (R, error) {
-		return fn(ctx)
-	}, opts)
-}
-
-// Func1 registers fn as the remote function name, with one argument.
-func Func1[A, R any](name string, fn func(context.Context, A) (R, error), opts ...Option) *Function[R] {
-	types := []reflect.Type{reflect.TypeFor[A]()}
-	return newFunction(name, types, func(ctx context.Context, args []abi.Value) (R, error) {
-		var zero R
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return zero, err
-		}
-		return fn(ctx, a)
-	}, opts)
-}
-
-// Func2 registers fn as the remote function name, with two arguments.
-func Func2[A, B, R any](name string, fn func(context.Context, A, B) (R, error), opts ...Option) *Function[R] {
-	types := []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[B]()}
-	return newFunction(name, types, func(ctx context.Context, args []abi.Value) (R, error) {
-		var zero R
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return zero, err
-		}
-		b, err := arg[B](args, 1)
-		if err != nil {
-			return zero, err
-		}
-		return fn(ctx, a, b)
-	}, opts)
-}
-
-// Func3 registers fn as the remote function name, with three arguments.
-func Func3[A, B, C, R any](name string, fn func(context.Context, A, B, C) (R, error), opts ...Option) *Function[R] {
-	types := []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[B](), reflect.TypeFor[C]()}
-	return newFunction(name, types, func(ctx context.Context, args []abi.Value) (R, error) {
-		var zero R
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return zero, err
-		}
-		b, err := arg[B](args, 1)
-		if err != nil {
-			return zero, err
-		}
-		c, err := arg[C](args, 2)
-		if err != nil {
-			return zero, err
-		}
-		return fn(ctx, a, b, c)
-	}, opts)
-}
-
 // FuncN registers fn as the remote function name, taking any number of
 // arguments of one type (Ray's *args).
 func FuncN[A, R any](name string, fn func(context.Context, ...A) (R, error), opts ...Option) *Function[R] {

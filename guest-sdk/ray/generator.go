@@ -62,6 +62,34 @@ type ObjectRefGenerator[T any] struct {
 	err   error
 }
 
+// The generator is an AnyRef too, as in Ray, where ray.wait and
+// ray.cancel take an ObjectRefGenerator: WaitAny finds it ready once its
+// next item exists or its stream has ended, and Cancel cancels its task.
+// It cannot be an argument of Remote (ErrBadArgument).
+
+// ID is the hex ID of the generator's task (32 digits; an ObjectRef's ID
+// has 40).
+func (g *ObjectRefGenerator[T]) ID() string { return g.task.String() }
+
+// Err reports whether starting the generator failed. Next, Get on its
+// refs and Completed report the same error.
+func (g *ObjectRefGenerator[T]) Err() error { return g.err }
+
+func (g *ObjectRefGenerator[T]) abiRef() abi.Ref        { return g.NextRef().abiRef() }
+func (g *ObjectRefGenerator[T]) refErr() error          { return g.err }
+func (g *ObjectRefGenerator[T]) refHandle() *handle     { return nil }
+func (g *ObjectRefGenerator[T]) elemType() reflect.Type { return nil } // not an argument
+
+// Completed is an ObjectRef that is ready once the generator task has
+// ended, Ray's ObjectRefGenerator.completed(): Get on it returns no error
+// when the generator returned nil, and the generator's failure otherwise
+// (ErrTaskCancelled once it was cancelled). Pass it to Wait or WaitAny to
+// learn whether the generator still runs. It is ready after the stream's
+// last item and its end: once it is, Next never waits.
+func (g *ObjectRefGenerator[T]) Completed() ObjectRef[struct{}] {
+	return ObjectRef[struct{}]{id: g.task.Completion(), owner: g.owner, err: g.err}
+}
+
 // NextRef is the ObjectRef of the next item, without waiting for it. Pass
 // it to Wait: it is ready once the item exists, or once the stream has
 // ended (then Next reports ErrEndOfStream).
@@ -112,50 +140,18 @@ func (g *ObjectRefGenerator[T]) All(ctx context.Context) iter.Seq2[ObjectRef[T],
 func registerGenerator[T any](name string, argTypes []reflect.Type, run func(ctx context.Context, args []abi.Value, yield func(T) error) error, opts []Option) *GeneratorFunction[T] {
 	e := &entry{name: name, argTypes: argTypes, numReturns: 0, generator: true, opts: options{}.with(opts)}
 	e.call = func(ctx context.Context, args []abi.Value) ([]abi.Value, error) {
-		err := run(ctx, args, func(v T) error {
-			val, err := encodeValue(v)
-			if err != nil {
-				return err
-			}
-			_, err = hostCall(abi.OpYield, abi.EncodeValue(nil, val))
-			return err
-		})
-		return nil, err
+		return nil, run(ctx, args, yieldItem[T])
 	}
 	register(e)
 	return &GeneratorFunction[T]{e: e, opts: e.opts}
 }
 
-// Gen0 registers a generator with no arguments. yield returns an error when
-// the generator should stop (it was cancelled).
-func Gen0[T any](name string, fn func(ctx context.Context, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
-	return registerGenerator(name, nil, func(ctx context.Context, _ []abi.Value, yield func(T) error) error {
-		return fn(ctx, yield)
-	}, opts)
-}
-
-// Gen1 registers a generator with one argument.
-func Gen1[A, T any](name string, fn func(ctx context.Context, a A, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
-	return registerGenerator(name, []reflect.Type{reflect.TypeFor[A]()}, func(ctx context.Context, args []abi.Value, yield func(T) error) error {
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return err
-		}
-		return fn(ctx, a, yield)
-	}, opts)
-}
-
-// Gen2 registers a generator with two arguments.
-func Gen2[A, B, T any](name string, fn func(ctx context.Context, a A, b B, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
-	return registerGenerator(name, []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[B]()}, func(ctx context.Context, args []abi.Value, yield func(T) error) error {
-		a, err := arg[A](args, 0)
-		if err != nil {
-			return err
-		}
-		b, err := arg[B](args, 1)
-		if err != nil {
-			return err
-		}
-		return fn(ctx, a, b, yield)
-	}, opts)
+// yieldItem sends v as the running generator's next item.
+func yieldItem[T any](v T) error {
+	val, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	_, err = hostCall(abi.OpYield, abi.EncodeValue(nil, val))
+	return err
 }

@@ -27,6 +27,10 @@ func (l *localHost) valueLocked(id ids.ObjectID) (v abi.Value, ready, known bool
 		return abi.Value{}, false, i < max(int(t.req.NumReturns), 1)
 	}
 	switch {
+	case id.IsCompletion() && t.finished && t.failure != nil:
+		return *t.failure, true, true
+	case id.IsCompletion() && t.finished:
+		return abi.Value{Codec: abi.CodecJSON, Data: []byte("null")}, true, true
 	case !t.finished || i < t.items:
 		return abi.Value{}, false, true
 	case i == t.items && t.failure != nil:

@@ -174,6 +174,15 @@ func RetryExceptions(kinds ...string) Option {
 	}
 }
 
+// NoRetryExceptions turns RetryExceptions off again: application errors
+// and panics are not retried (Ray's retry_exceptions=False, its default),
+// for a function registered with RetryExceptions, say:
+//
+//	flaky.Options(ray.NoRetryExceptions()).Remote()
+func NoRetryExceptions() Option {
+	return func(o *options) { o.retry, o.retryOn = abi.RetryNone, nil }
+}
+
 // TaskEvents turns the recording of a call's state transitions on (the
 // default) or off.
 func TaskEvents(on bool) Option {

@@ -39,7 +39,8 @@ func (r ObjectRef[T]) refErr() error          { return r.err }
 func (r ObjectRef[T]) refHandle() *handle     { return r.h }
 func (r ObjectRef[T]) elemType() reflect.Type { return reflect.TypeFor[T]() }
 
-// AnyRef is implemented by every ObjectRef[T].
+// AnyRef is an untyped view of a ref: every ObjectRef[T] and every
+// *ObjectRefGenerator[T] is one. WaitAny, Cancel and Release take it.
 type AnyRef interface {
 	ID() string
 	abiRef() abi.Ref
@@ -83,7 +84,7 @@ func (r *ObjectRef[T]) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Refs returns refs as AnyRef values (what Cancel takes), for code that
+// Refs returns refs as AnyRef values (what WaitAny and Cancel take), for code that
 // handles refs of several element types together.
 func Refs[T any](refs []ObjectRef[T]) []AnyRef {
 	out := make([]AnyRef, len(refs))

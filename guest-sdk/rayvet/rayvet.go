@@ -7,9 +7,9 @@
 // the caller wrap every argument, so the compiler does not catch a wrong
 // argument; the SDK reports it only when Remote runs. Analyzer catches it
 // at build time instead: for each Remote call on a function, generator,
-// actor class or actor method registered with the SDK (ray.Func0…Func3,
-// FuncN, Func0x2, Func1x2, Func0x3, Func1x3, Gen0…Gen2, Actor0, Actor1,
-// Method0…Method2), it finds the registration, reads the parameter types
+// actor class or actor method registered with the SDK (ray.Func0…Func8,
+// FuncN, Func0x2…Func8x3, Gen0…Gen8, Actor0…Actor8, Method0…Method8x3,
+// GenMethod0…GenMethod8), it finds the registration, reads the parameter types
 // from its type arguments, and reports
 //
 //   - a wrong number of arguments,
@@ -65,26 +65,57 @@ var Analyzer = &analysis.Analyzer{
 	FactTypes: []analysis.Fact{new(remoteFact)},
 }
 
-// registrations maps each registering function of the SDK to the indices
-// of its type arguments that are the remote call's parameters; variadic
-// marks FuncN, whose one type argument is the type of every argument.
-var registrations = map[string]struct {
-	params   []int
-	variadic bool
-}{
-	"Func0": {}, "Func1": {params: []int{0}}, "Func2": {params: []int{0, 1}}, "Func3": {params: []int{0, 1, 2}},
-	"FuncN":   {params: []int{0}, variadic: true},
-	"Func0x2": {}, "Func1x2": {params: []int{0}}, "Func0x3": {}, "Func1x3": {params: []int{0}},
-	"Gen0": {}, "Gen1": {params: []int{0}}, "Gen2": {params: []int{0, 1}},
-	"Actor0": {}, "Actor1": {params: []int{1}}, // [S, A]
-	"Method0": {}, "Method1": {params: []int{1}}, "Method2": {params: []int{1, 2}}, // [S, A…, R]
+// registration returns, for a registering function of the SDK, the
+// indices of its type arguments that are the remote call's parameters;
+// variadic marks FuncN, whose one type argument is the type of every
+// argument. The SDK's constructors are named by shape (shapes_gen.go):
+// Func<n>, Func<n>x<r> and Gen<n> take their n arguments' types first;
+// Actor<n>, Method<n>, Method<n>x<r> and GenMethod<n> the actor's state
+// type S first, then theirs.
+func registration(name string) (params []int, variadic, ok bool) {
+	if name == "FuncN" {
+		return []int{0}, true, true
+	}
+	first := 0
+	var rest string
+	switch {
+	case strings.HasPrefix(name, "GenMethod"):
+		rest, first = strings.TrimPrefix(name, "GenMethod"), 1
+	case strings.HasPrefix(name, "Method"):
+		rest, first = strings.TrimPrefix(name, "Method"), 1
+	case strings.HasPrefix(name, "Actor"):
+		rest, first = strings.TrimPrefix(name, "Actor"), 1
+	case strings.HasPrefix(name, "Func"):
+		rest = strings.TrimPrefix(name, "Func")
+	case strings.HasPrefix(name, "Gen"):
+		rest = strings.TrimPrefix(name, "Gen")
+	default:
+		return nil, false, false
+	}
+	if len(rest) == 0 || rest[0] < '0' || rest[0] > '9' {
+		return nil, false, false
+	}
+	n := int(rest[0] - '0')
+	switch suffix := rest[1:]; suffix {
+	case "":
+	case "x2", "x3":
+		if strings.HasPrefix(name, "Gen") || strings.HasPrefix(name, "Actor") {
+			return nil, false, false
+		}
+	default:
+		return nil, false, false
+	}
+	for i := range n {
+		params = append(params, first+i)
+	}
+	return params, false, true
 }
 
 // remoteTypes are the SDK types whose Remote method takes ...any, and how
 // many typed parameters come before the variadic ones.
 var remoteTypes = map[string]int{
 	"Function": 0, "Function2": 0, "Function3": 0, "GeneratorFunction": 0, "ActorClass": 0,
-	"ActorMethod": 1, // Remote(h ActorHandle[S], args ...any)
+	"ActorMethod": 1, "ActorMethod2": 1, "ActorMethod3": 1, "ActorGeneratorMethod": 1, // Remote(h ActorHandle[S], args ...any)
 }
 
 // signature is what a Remote call must match.
@@ -260,7 +291,7 @@ func (p *pass) signatureOf(e ast.Expr, depth int) *signature {
 			}
 			return nil
 		}
-		reg, ok := registrations[name]
+		params, variadic, ok := registration(name)
 		if !ok {
 			return nil
 		}
@@ -268,15 +299,15 @@ func (p *pass) signatureOf(e ast.Expr, depth int) *signature {
 		if !ok {
 			return nil
 		}
-		s := &signature{register: name, variadic: reg.variadic}
-		for _, i := range reg.params {
+		s := &signature{register: name, variadic: variadic}
+		for _, i := range params {
 			if i >= inst.TypeArgs.Len() {
 				return nil
 			}
 			s.params = append(s.params, param{t: inst.TypeArgs.At(i)})
 		}
 		nameArg := 0
-		if strings.HasPrefix(name, "Method") {
+		if strings.HasPrefix(name, "Method") || strings.HasPrefix(name, "GenMethod") {
 			nameArg = 1
 		}
 		if len(e.Args) > nameArg {

@@ -6,8 +6,9 @@
 //	ObjectID = TaskID (16 bytes) || index (uint32, big endian)
 //
 // Return i of a task has index i+1; objects made by Put have the high bit of
-// the index set (PutIndexFlag) and a per-task counter below it. Index 0 is
-// never used, so the zero ObjectID is invalid.
+// the index set (PutIndexFlag) and a per-task counter below it. A generator
+// task's completion object (Completion) has the highest index below the put
+// range. Index 0 is never used, so the zero ObjectID is invalid.
 //
 // Child task IDs are derived from the parent's TaskID, the parent's
 // attempt and a per-attempt counter (ChildOf), so a retried parent submits
@@ -33,6 +34,9 @@ const (
 	ObjectIDSize = TaskIDSize + 4
 	// PutIndexFlag marks the index of an object made by Put.
 	PutIndexFlag = uint32(1) << 31
+	// CompletionIndex is the index of a generator task's completion
+	// object: above every return or item index, below the put range.
+	CompletionIndex = PutIndexFlag - 1
 )
 
 // ErrInvalidID is returned when bytes or text do not form an ID.
@@ -88,6 +92,16 @@ func (t TaskID) Return(i int) ObjectID {
 func (t TaskID) Put(n uint32) ObjectID {
 	return t.object(PutIndexFlag | n)
 }
+
+// Completion is the ObjectID of a generator task's completion object: its
+// value exists once the generator has ended (null, or the generator's
+// failure), as Ray's ObjectRefGenerator.completed().
+func (t TaskID) Completion() ObjectID {
+	return t.object(CompletionIndex)
+}
+
+// IsCompletion reports whether o is a generator task's completion object.
+func (o ObjectID) IsCompletion() bool { return o.Index() == CompletionIndex }
 
 func (t TaskID) object(index uint32) ObjectID {
 	var o ObjectID

@@ -89,3 +89,16 @@ func TestChildrenPerAttempt(t *testing.T) {
 		t.Fatal("another task's child accepted")
 	}
 }
+
+// A generator's completion object is its task's, neither a put nor any
+// return or item index a host accepts.
+func TestCompletion(t *testing.T) {
+	task := NewTaskID()
+	c := task.Completion()
+	if c.Task() != task || c.IsPut() || !c.IsCompletion() || task.Return(0).IsCompletion() {
+		t.Fatalf("completion %s: task %s, put %v", c, c.Task(), c.IsPut())
+	}
+	if c.ReturnIndex() < 1<<30 {
+		t.Fatalf("completion index %d is within the return indices", c.ReturnIndex())
+	}
+}

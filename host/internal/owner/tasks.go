@@ -148,6 +148,7 @@ func (h *Owner) submit(ctx context.Context, t *task) {
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
 		h.objs.Expect(t.id.Return(0), t.id)
+		h.objs.Expect(t.id.Completion(), t.id) // Ray's ObjectRefGenerator.completed()
 	}
 	for _, id := range t.returns() {
 		h.objs.Expect(id, t.id)
@@ -341,7 +342,7 @@ func (h *Owner) fail(t *task, te *abi.TaskError) {
 
 // sealFailure gives each of t's objects the failure te. A generator keeps
 // the items it delivered: the failure takes the next place in its stream,
-// and the stream ends after it.
+// the stream ends after it, and its completion object holds it too.
 func (h *Owner) sealFailure(t *task, te *abi.TaskError) {
 	if f := t.foreign; f != nil {
 		// Run here for another host: its owner seals the failure.
@@ -367,6 +368,7 @@ func (h *Owner) sealFailure(t *task, te *abi.TaskError) {
 		h.objs.Expect(t.id.Return(i+1), t.id)
 		h.seal(t, t.id.Return(i), v)
 		h.endStream(t, i+1)
+		h.seal(t, t.id.Completion(), v)
 	} else {
 		for _, id := range t.returns() {
 			h.seal(t, id, v)
@@ -501,7 +503,8 @@ func (h *Owner) cancelTask(t *task, force, recursive bool) {
 }
 
 // sealResults seals the values of t's successful attempt (a generator's
-// items are sealed as they come: its stream ends here).
+// items are sealed as they come: its stream ends here, and its completion
+// object holds null).
 func (h *Owner) sealResults(t *task, vals []abi.Value) {
 	switch {
 	case t.foreign != nil:
@@ -511,6 +514,7 @@ func (h *Owner) sealResults(t *task, vals []abi.Value) {
 		n := t.gen.count
 		h.mu.Unlock()
 		h.endStream(t, n)
+		h.seal(t, t.id.Completion(), abi.Value{Codec: abi.CodecJSON, Data: []byte("null")})
 	default:
 		for i, id := range t.returns() {
 			h.seal(t, id, vals[i])

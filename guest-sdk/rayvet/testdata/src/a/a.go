@@ -33,6 +33,11 @@ var (
 	incr    = ray.Method1(counter, "incr", func(s *state, ctx context.Context, by int) (int, error) { return 0, nil })
 	rename  = ray.Method2(counter, "rename", func(s *state, ctx context.Context, name string, p point) (int, error) { return 0, nil })
 	reset   = ray.Method0(counter, "reset", func(s *state, ctx context.Context) (int, error) { return 0, nil })
+	five    = ray.Func5("five", func(ctx context.Context, a, b, c, d int, e string) (int, error) { return 0, nil })
+	halves  = ray.Func4x2("halves", func(ctx context.Context, a, b, c, d int) (int, int, error) { return 0, 0, nil })
+	move3   = ray.Method3(counter, "move3", func(s *state, ctx context.Context, x, y int, l label) (int, error) { return 0, nil })
+	both    = ray.Method1x2(counter, "both", func(s *state, ctx context.Context, by int) (int, int, error) { return 0, 0, nil })
+	upTo    = ray.GenMethod1(counter, "up_to", func(s *state, ctx context.Context, n int, yield func(int) error) error { return nil })
 
 	// late is registered in init: every assignment is a registration.
 	late *ray.Function[int]
@@ -74,6 +79,11 @@ func correct(ctx context.Context) {
 	incr.Remote(h, 1)
 	rename.Remote(h, "x", point{})
 	reset.Remote(h)
+	five.Remote(1, 2, 3, 4, "e")
+	halves.Remote(1, 2, 3, ray.Put(4))
+	move3.Remote(h, 1, 2, label("x"))
+	both.Remote(h, 1)
+	upTo.Remote(h, 3)
 	late.Remote("abc")
 	var v any = "dynamic"
 	add.Remote(v, 1) // known only at run time
@@ -104,6 +114,11 @@ func wrong(ctx context.Context) {
 	incr.Remote(h)                                 // want `0 arguments for 1 parameter`
 	rename.Remote(h, "x", ray.Put(1))              // want `argument 2: ray.ObjectRef\[int\] for a parameter of type point`
 	reset.Remote(h, 1)                             // want `1 argument for 0 parameters`
+	five.Remote(1, 2, 3, 4, 5)                     // want `Remote of "five" \(ray.Func5\): argument 5: int for a parameter of type string`
+	halves.Remote(1, 2, 3)                         // want `Remote of "halves" \(ray.Func4x2\): 3 arguments for 4 parameters`
+	move3.Remote(h, 1, 2, "x")                     // want `Remote of "move3" \(ray.Method3\): argument 3: string for a parameter of type label`
+	both.Remote(h, "1")                            // want `Remote of "both" \(ray.Method1x2\): argument 1: string`
+	upTo.Remote(h)                                 // want `Remote of "up_to" \(ray.GenMethod1\): 0 arguments for 1 parameter`
 	late.Remote(1)                                 // want `Remote of "late" \(ray.Func1\): argument 1: int`
 	local := ray.Func1("local2", func(ctx context.Context, b bool) (bool, error) { return b, nil })
 	local.Remote(1) // want `argument 1: int for a parameter of type bool`

@@ -1,0 +1,316 @@
+// Command shapegen writes the SDK's registration constructors, one per
+// shape of remote function (guest-sdk/ray/shapes_gen.go): Func0…Func8 and
+// their several-result forms Func0x2…Func8x3, generators Gen0…Gen8, actor
+// classes Actor0…Actor8, and actor methods Method0…Method8,
+// Method0x2…Method8x3 and GenMethod0…GenMethod8. They differ only in
+// their number of arguments and results, which Go's generics cannot
+// abstract over, so they are written from one template:
+//
+//	go generate ./guest-sdk/ray
+//
+// A test of this package fails when the file in the tree is not what the
+// template writes.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"go/format"
+	"os"
+	"strings"
+	"text/template"
+)
+
+// MaxArgs is the most arguments a generated constructor takes.
+const MaxArgs = 8
+
+// out is the generated file, relative to guest-sdk/ray (go generate's
+// working directory).
+const out = "shapes_gen.go"
+
+func main() {
+	src, err := generate()
+	if err == nil {
+		err = os.WriteFile(out, src, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shapegen:", err)
+		os.Exit(1)
+	}
+}
+
+// shape is one constructor's arity.
+type shape struct {
+	N       int      // arguments
+	Args    []string // their type parameters: A, B, …
+	Vars    []string // their variables: a, b, …
+	Returns int      // results (1 to 3), 0 for a generator
+}
+
+// TArgs is the argument type parameters joined: "A, B".
+func (s shape) TArgs() string { return strings.Join(s.Args, ", ") }
+
+// VArgs is the argument variables joined: "a, b".
+func (s shape) VArgs() string { return strings.Join(s.Vars, ", ") }
+
+// Params is the parameter list of fn after ctx: ", a A, b B".
+func (s shape) Params() string {
+	var b strings.Builder
+	for i := range s.Args {
+		fmt.Fprintf(&b, ", %s %s", s.Vars[i], s.Args[i])
+	}
+	return b.String()
+}
+
+// Types is the expression of the arguments' reflect types.
+func (s shape) Types() string {
+	if s.N == 0 {
+		return "nil"
+	}
+	return fmt.Sprintf("types%d[%s]()", s.N, s.TArgs())
+}
+
+// Suffix names the results: "", "x2" or "x3".
+func (s shape) Suffix() string {
+	if s.Returns > 1 {
+		return fmt.Sprintf("x%d", s.Returns)
+	}
+	return ""
+}
+
+// Results is R, or R0, R1….
+func (s shape) Results() []string {
+	if s.Returns == 1 {
+		return []string{"R"}
+	}
+	var rs []string
+	for i := range s.Returns {
+		rs = append(rs, fmt.Sprintf("R%d", i))
+	}
+	return rs
+}
+
+// TResults is the result type parameters joined.
+func (s shape) TResults() string { return strings.Join(s.Results(), ", ") }
+
+// VResults is the result variables joined: "r0, r1".
+func (s shape) VResults() string { return strings.ToLower(strings.Join(s.Results(), ", ")) }
+
+// Words says how many arguments, in words.
+func (s shape) Words() string {
+	switch s.N {
+	case 0:
+		return "no arguments"
+	case 1:
+		return "one argument"
+	}
+	return fmt.Sprintf("%d arguments", s.N)
+}
+
+// ResultWords says how many results.
+func (s shape) ResultWords() string {
+	if s.Returns == 1 {
+		return "one result"
+	}
+	return fmt.Sprintf("%s results (Ray's num_returns=%d)", [...]string{2: "two", 3: "three"}[s.Returns], s.Returns)
+}
+
+// Multi is the type of a function or method with s's results.
+func (s shape) Multi() string {
+	if s.Returns == 1 {
+		return ""
+	}
+	return fmt.Sprint(s.Returns)
+}
+
+func shapes(returns []int) []shape {
+	var ss []shape
+	for _, r := range returns {
+		for n := range MaxArgs + 1 {
+			s := shape{N: n, Returns: r}
+			for i := range n {
+				s.Args = append(s.Args, string(rune('A'+i)))
+				s.Vars = append(s.Vars, string(rune('a'+i)))
+			}
+			ss = append(ss, s)
+		}
+	}
+	return ss
+}
+
+// pair is one argument: its variable, type parameter and index.
+type pair struct {
+	V, T string
+	I    int
+}
+
+// Pairs lists the arguments.
+func (s shape) Pairs() []pair {
+	ps := make([]pair, s.N)
+	for i := range ps {
+		ps[i] = pair{s.Vars[i], s.Args[i], i}
+	}
+	return ps
+}
+
+// Named is the decoder's named results: "a A, b B".
+func (s shape) Named() string { return strings.TrimPrefix(s.Params(), ", ") }
+
+// TParams is the type parameter list of a function's constructor.
+func (s shape) TParams() string {
+	ps := append(append([]string(nil), s.Args...), s.Results()...)
+	if s.Returns == 0 {
+		ps = append(append([]string(nil), s.Args...), "T")
+	}
+	return strings.Join(ps, ", ")
+}
+
+func generate() ([]byte, error) {
+	var buf bytes.Buffer
+	t, err := template.New("shapes").Parse(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	data := struct {
+		Decoders, Funcs, Gens, Classes, Methods, GenMethods []shape
+	}{shapes([]int{1})[1:], shapes([]int{1, 2, 3}), shapes([]int{0}), shapes([]int{0}), shapes([]int{1, 2, 3}), shapes([]int{0})}
+	if err := t.Execute(&buf, data); err != nil {
+		return nil, err
+	}
+	src, err := format.Source(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("formatting: %w\n%s", err, buf.Bytes())
+	}
+	return src, nil
+}
+
+const tmpl = `// Code generated by shapegen (guest-sdk/ray/internal/shapegen); DO NOT EDIT.
+
+package ray
+
+import (
+	"context"
+	"reflect"
+
+	"github.com/rayhost/rayhost/internal/abi"
+)
+{{range .Decoders}}
+func types{{.N}}[{{.TArgs}} any]() []reflect.Type {
+	return []reflect.Type{ {{- range $i, $a := .Args}}{{if $i}}, {{end}}reflect.TypeFor[{{$a}}](){{end -}} }
+}
+
+func args{{.N}}[{{.TArgs}} any](args []abi.Value) ({{.Named}}, err error) {
+{{- range .Pairs}}
+	if {{.V}}, err = arg[{{.T}}](args, {{.I}}); err != nil {
+		return
+	}
+{{- end}}
+	return
+}
+{{end}}
+{{- range .Funcs}}
+// Func{{.N}}{{.Suffix}} registers fn as the remote function name, with {{.Words}} and
+// {{.ResultWords}}. Register at package level (var f = ray.Func{{.N}}{{.Suffix}}(…)),
+// so that every instance of the module knows it.
+func Func{{.N}}{{.Suffix}}[{{.TParams}} any](name string, fn func(context.Context{{range .Args}}, {{.}}{{end}}) ({{.TResults}}, error), opts ...Option) *Function{{.Multi}}[{{.TResults}}] {
+{{- if eq .Returns 1}}
+	return newFunction(name, {{.Types}}, func(ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value) (R, error) {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			var zero R
+			return zero, err
+		}
+{{- end}}
+		return fn(ctx{{range .Vars}}, {{.}}{{end}})
+	}, opts)
+{{- else}}
+	e := registerMulti(name, {{.Types}}, {{.Returns}}, opts, func(ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value) ([]any, error) {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			return nil, err
+		}
+{{- end}}
+		{{.VResults}}, err := fn(ctx{{range .Vars}}, {{.}}{{end}})
+		return []any{ {{- .VResults -}} }, err
+	})
+	return &Function{{.Multi}}[{{.TResults}}]{e: e, opts: e.opts}
+{{- end}}
+}
+{{end}}
+{{- range .Gens}}
+// Gen{{.N}} registers fn as the generator name, with {{.Words}}. yield
+// returns an error when the generator should stop (it was cancelled).
+func Gen{{.N}}[{{.TParams}} any](name string, fn func(ctx context.Context{{.Params}}, yield func(T) error) error, opts ...Option) *GeneratorFunction[T] {
+	return registerGenerator(name, {{.Types}}, func(ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value, yield func(T) error) error {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			return err
+		}
+{{- end}}
+		return fn(ctx{{range .Vars}}, {{.}}{{end}}, yield)
+	}, opts)
+}
+{{end}}
+{{- range .Classes}}
+// Actor{{.N}} registers an actor class whose constructor takes {{.Words}}.
+func Actor{{.N}}[S{{range .Args}}, {{.}}{{end}} any](name string, ctor func(ctx context.Context{{.Params}}) (*S, error), opts ...Option) *ActorClass[S] {
+	return registerActor(name, {{.Types}}, func(ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value) (*S, error) {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			return nil, err
+		}
+{{- end}}
+		return ctor(ctx{{range .Vars}}, {{.}}{{end}})
+	}, opts)
+}
+{{end}}
+{{- range .Methods}}
+// Method{{.N}}{{.Suffix}} registers a method of class's actors with {{.Words}} and
+// {{.ResultWords}}.
+func Method{{.N}}{{.Suffix}}[S, {{.TParams}} any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context{{.Params}}) ({{.TResults}}, error)) *ActorMethod{{.Multi}}[S, {{.TResults}}] {
+{{- if eq .Returns 1}}
+	return registerMethod(class, name, {{.Types}}, func(s *S, ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value) (R, error) {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			var zero R
+			return zero, err
+		}
+{{- end}}
+		return fn(s, ctx{{range .Vars}}, {{.}}{{end}})
+	})
+{{- else}}
+	e := registerMethodMulti(class, name, {{.Types}}, {{.Returns}}, func(s *S, ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value) ([]any, error) {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			return nil, err
+		}
+{{- end}}
+		{{.VResults}}, err := fn(s, ctx{{range .Vars}}, {{.}}{{end}})
+		return []any{ {{- .VResults -}} }, err
+	})
+	return &ActorMethod{{.Multi}}[S, {{.TResults}}]{e: e}
+{{- end}}
+}
+{{end}}
+{{- range .GenMethods}}
+// GenMethod{{.N}} registers a generator method of class's actors with
+// {{.Words}}: each item it yields is an object the caller can use before
+// the method ends. yield returns an error when the method should stop.
+func GenMethod{{.N}}[S, {{.TParams}} any](class *ActorClass[S], name string, fn func(s *S, ctx context.Context{{.Params}}, yield func(T) error) error) *ActorGeneratorMethod[S, T] {
+	return registerGenMethod(class, name, {{.Types}}, func(s *S, ctx context.Context, {{if .N}}args{{else}}_{{end}} []abi.Value, yield func(T) error) error {
+{{- if .N}}
+		{{.VArgs}}, err := args{{.N}}[{{.TArgs}}](args)
+		if err != nil {
+			return err
+		}
+{{- end}}
+		return fn(s, ctx{{range .Vars}}, {{.}}{{end}}, yield)
+	})
+}
+{{end}}`
