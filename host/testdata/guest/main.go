@@ -224,17 +224,6 @@ var _ = ray.Func1("parent_of_sleeper", func(ctx context.Context, ms int) (int, e
 	return ray.Get(ctx, sleeper.Remote(ms))
 })
 
-// sleeper_after runs n children one at a time, then waits on a sleeper:
-// a long-lived parent, for what it keeps of the children that ended.
-var _ = ray.Func2("sleeper_after", func(ctx context.Context, n, ms int) (int, error) {
-	for i := range n {
-		if _, err := ray.Get(ctx, add.Remote(i, i)); err != nil {
-			return 0, err
-		}
-	}
-	return ray.Get(ctx, sleeper.Remote(ms))
-})
-
 var _ = ray.Func0x3("three", func(ctx context.Context) (int, string, []int, error) {
 	return 1, "two", []int{3}, nil
 })
