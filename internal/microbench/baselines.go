@@ -120,7 +120,7 @@ func measureMemory(ctx context.Context, cfg Config) ([]Metric, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cmd, _, err := startHostProcess(ctx, cfg.WorkerCommand[0], dir, 2)
+	cmd, _, err := startHostProcess(ctx, cfg.WorkerCommand[0], dir, 2, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -140,11 +140,16 @@ func measureMemory(ctx context.Context, cfg Config) ([]Metric, error) {
 
 // startHostProcess starts `rayhost start` on dir with cpus CPU slots and
 // workers (and extra flags), and returns once its workers are ready.
-func startHostProcess(ctx context.Context, exe, dir string, cpus int, extra ...string) (*exec.Cmd, *client.Client, error) {
+// prepare, if set, may change the command before it starts (its
+// environment, its stderr).
+func startHostProcess(ctx context.Context, exe, dir string, cpus int, prepare func(*exec.Cmd), extra ...string) (*exec.Cmd, *client.Client, error) {
 	n := strconv.Itoa(cpus)
 	args := append([]string{"start", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--data-dir", dir,
 		"--num-cpus", n, "--workers", n, "--log-level", "error"}, extra...)
 	cmd := exec.Command(exe, args...)
+	if prepare != nil {
+		prepare(cmd)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, nil, err

@@ -80,13 +80,35 @@ func TestSoak(t *testing.T) {
 	if len(samples) != 13 || samples[10].Tasks != cfg.Tasks || samples[10].Puts != cfg.Puts {
 		t.Fatalf("%d samples, the last progress at %+v", len(samples), samples[min(10, len(samples)-1)])
 	}
-	for _, s := range samples {
-		if s.HostRSS <= 0 || s.HostAnon <= 0 || s.DataDir <= 0 {
+	for i, s := range samples {
+		if s.HostRSS <= 0 || s.HostAnon <= 0 || s.DataDir <= 0 || (i > 0 && s.HostHeap <= 0) {
 			t.Fatalf("sample %q measured nothing: %+v", s.Label, s)
 		}
 	}
 	if end := samples[12]; end.Freed < uint64(cfg.Tasks+cfg.Puts) {
 		t.Fatalf("the host freed %d objects; the driver made at least %d", end.Freed, cfg.Tasks+cfg.Puts)
+	}
+}
+
+// TestGCTrace: the live heap is the last collection's third figure; other
+// lines, and lines split across writes, are taken as they come.
+func TestGCTrace(t *testing.T) {
+	g := newGCTrace()
+	if g.Live() != -1 {
+		t.Fatalf("live %v before any collection, want -1", g.Live())
+	}
+	for _, w := range []string{
+		"some log line\n",
+		"gc 1 @0.012s 2%: 0.010+1.1+0.004 ms clock, 0.021+0.3/0.8/0+0.009 ms cpu, 3->4->1 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\n",
+		"gc 2 @0.5s 1%: 0.01+2+0.01 ms clock, 0.02+0/1/0+0.02 ms cpu, 80->90->4",
+		"2 MB, 84 MB goal, 0 MB stacks, 0 MB globals, 2 P (forced)\nscvg: nothing\n",
+	} {
+		if _, err := g.Write([]byte(w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.Live() != 42 || g.gcs != 2 {
+		t.Fatalf("live %v after %d collections, want 42 after 2", g.Live(), g.gcs)
 	}
 }
 

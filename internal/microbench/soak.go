@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -49,13 +50,17 @@ func DefaultSoakConfig() SoakConfig {
 
 // SoakSample is the host at one point of the run.
 type SoakSample struct {
-	Label      string
-	Percent    int // of the tasks done; -1 before the driver started
-	Tasks      int
-	Puts       int
-	Elapsed    time.Duration
-	HostRSS    float64 // MiB
-	HostAnon   float64 // MiB of HostRSS that is the host's own memory, not mapped files
+	Label    string
+	Percent  int // of the tasks done; -1 before the driver started
+	Tasks    int
+	Puts     int
+	Elapsed  time.Duration
+	HostRSS  float64 // MiB
+	HostAnon float64 // MiB of HostRSS that is the host's own memory, not mapped files
+	// HostHeap is the host's live Go heap at its last collection (MiB,
+	// whole: GODEBUG=gctrace=1), -1 before one: what its bookkeeping
+	// takes, apart from garbage not yet collected.
+	HostHeap   float64
 	WorkersRSS float64 // MiB, all worker processes
 	DataDir    float64 // MiB on disk, the whole data directory
 	Store      float64 // MiB on disk, the object store
@@ -85,7 +90,13 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd, c, err := startHostProcess(ctx, cfg.Exe, dir, cfg.CPUs, "--store-quota", cfg.Quota)
+	gc := newGCTrace()
+	traceGC := func(cmd *exec.Cmd) {
+		// The host's own; its workers start with an empty environment.
+		cmd.Env = append(os.Environ(), "GODEBUG="+strings.TrimPrefix(os.Getenv("GODEBUG")+",gctrace=1", ","))
+		cmd.Stderr = gc
+	}
+	cmd, c, err := startHostProcess(ctx, cfg.Exe, dir, cfg.CPUs, traceGC, "--store-quota", cfg.Quota)
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +107,12 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 	}
 	fmt.Fprintf(out, "rayhost microbenchmark --soak: %d tasks with 1 KiB results, %d puts of %d KiB, dropping refs as it goes; a host process with %d CPU slots, store quota %s\n\n",
 		cfg.Tasks, cfg.Puts, cfg.PutKiB, cfg.CPUs, cfg.Quota)
-	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %12s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "(anon)", "workers RSS", "data dir", "store", "objects", "freed")
+	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %12s %10s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "(anon)", "(Go heap)", "workers RSS", "data dir", "store", "objects", "freed")
 
 	start := time.Now()
 	sample := func(label string, pct, tasks, puts int) SoakSample {
 		s := SoakSample{Label: label, Percent: pct, Tasks: tasks, Puts: puts, Elapsed: time.Since(start),
-			HostRSS: rss(cmd.Process.Pid), HostAnon: rssAnon(cmd.Process.Pid)}
+			HostRSS: rss(cmd.Process.Pid), HostAnon: rssAnon(cmd.Process.Pid), HostHeap: gc.Live()}
 		for _, pid := range children(cmd.Process.Pid) {
 			s.WorkersRSS += rss(pid)
 		}
@@ -109,8 +120,8 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		if m, err := c.Memory(ctx, 1); err == nil {
 			s.Objects, s.Freed = m.Summary.Objects, m.Summary.Freed
 		}
-		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %8.1f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
-			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.HostAnon, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
+		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %8.1f MiB %6.0f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
+			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.HostAnon, s.HostHeap, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
 		return s
 	}
 	samples := []SoakSample{sample("start", -1, 0, 0)}
@@ -155,9 +166,9 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		samples = append(samples, sample("idle", 100, last.Tasks, last.Puts))
 	}
 	fmt.Fprint(out, "\n"+indent(log.String()))
-	fmt.Fprintf(out, "\n  end of the run against its first tenth: host RSS %+.1f%% (%.1f → %.1f MiB; anonymous %.1f → %.1f MiB, %+.1f%%), data dir %+.1f%% (%.1f → %.1f MiB), %.0f tasks/s\n",
+	fmt.Fprintf(out, "\n  end of the run against its first tenth: host RSS %+.1f%% (%.1f → %.1f MiB; anonymous %.1f → %.1f MiB, %+.1f%%; Go live heap %.0f → %.0f MiB), data dir %+.1f%% (%.1f → %.1f MiB), %.0f tasks/s\n",
 		change(first.HostRSS, last.HostRSS), first.HostRSS, last.HostRSS,
-		first.HostAnon, last.HostAnon, change(first.HostAnon, last.HostAnon),
+		first.HostAnon, last.HostAnon, change(first.HostAnon, last.HostAnon), first.HostHeap, last.HostHeap,
 		change(first.DataDir, last.DataDir), first.DataDir, last.DataDir,
 		float64(last.Tasks)/last.Elapsed.Seconds())
 	return samples, nil

@@ -251,6 +251,25 @@ func (d *Dir) evictLocked() {
 	}
 }
 
+// queueLocked puts id, just made an in-memory object, at the back of the
+// eviction queue. When the queue is full it first drops the IDs of the
+// objects no longer in memory: objects freed leave the table, not the
+// queue, and a cache that frees keep under its bound never evicts, so the
+// queue would otherwise keep an ID for every object ever sealed.
+func (d *Dir) queueLocked(id ids.ObjectID) {
+	if len(d.fifo) == cap(d.fifo) && len(d.fifo) > 0 {
+		kept := d.fifo[:0]
+		for _, x := range d.fifo[d.fifoHead:] {
+			if ob := d.m[x]; ob != nil && ob.inMemory {
+				kept = append(kept, x)
+			}
+		}
+		// At least as many pushes as IDs kept before the next scan.
+		d.fifo, d.fifoHead = slices.Grow(kept, len(kept)), 0
+	}
+	d.fifo = append(d.fifo, id)
+}
+
 // Expect records that id will be made by task.
 func (d *Dir) Expect(id ids.ObjectID, task ids.TaskID) {
 	d.mu.Lock()
@@ -375,7 +394,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	} else {
 		ob.inMemory = true
 		d.memBytes += memCost(v.Data)
-		d.fifo = append(d.fifo, id)
+		d.queueLocked(id)
 	}
 	live := liveWaiters(ob)
 	persist := !large && !memOnly
@@ -490,7 +509,7 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		// Like a fresh small value: in memory, written behind, evictable.
 		ob.val, ob.inMemory, ob.holders = v, true, nil
 		d.memBytes += memCost(v.Data)
-		d.fifo = append(d.fifo, id)
+		d.queueLocked(id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()
 		d.persistCh <- persistJob{id: id, meta: d.metaFor(id, v), data: v.Data}

@@ -1,6 +1,7 @@
 package objdir
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/rayhost/rayhost/internal/abi"
@@ -146,5 +147,53 @@ func TestFreeThenPutAgain(t *testing.T) {
 	d.Close()
 	if n := st.Len(); n != 100 {
 		t.Fatalf("the store holds %d objects, want the 100 sealed again", n)
+	}
+}
+
+// TestEvictionQueueBounded: objects freed while the cache is under its
+// bound (nothing is evicted) leave the eviction queue too: after many
+// small objects sealed and freed it holds about the objects in memory,
+// every one of them, and eviction still takes the oldest first.
+func TestEvictionQueueBounded(t *testing.T) {
+	const live, n = 50, 10_000
+	d := newDir(t, store.NewMemory(), nil)
+	ctx := ctxFor(t)
+	var inMemory []ids.ObjectID
+	for i := range n {
+		id := ids.TaskID{byte(i), byte(i >> 8), 11}.Return(0)
+		if err := d.Seal(ctx, id, jsonValue("1")); err != nil {
+			t.Fatal(err)
+		}
+		inMemory = append(inMemory, id)
+		if len(inMemory) > live { // the oldest is released
+			d.Free(inMemory[:1])
+			inMemory = inMemory[1:]
+		}
+		d.mu.Lock()
+		queued := len(d.fifo) - d.fifoHead
+		d.mu.Unlock()
+		if queued > 4*live+4 {
+			t.Fatalf("after %d objects sealed, %d in memory, the eviction queue holds %d", i+1, len(inMemory), queued)
+		}
+	}
+	d.mu.Lock()
+	queue := d.fifo[d.fifoHead:]
+	for _, id := range inMemory {
+		if !slices.Contains(queue, id) {
+			d.mu.Unlock()
+			t.Fatalf("%s, in memory, is not in the eviction queue", id)
+		}
+	}
+	d.mu.Unlock()
+	d.Close() // the writes behind are done: all of them may be evicted
+	d.mu.Lock()
+	// Past the bound now: the oldest in memory go first.
+	d.cfg.CacheBytes = memCost([]byte("1")) * (live / 2)
+	d.evictLocked()
+	_, oldest := d.m[inMemory[0]]
+	_, newest := d.m[inMemory[live-1]]
+	d.mu.Unlock()
+	if oldest || !newest {
+		t.Fatalf("evicting half: oldest kept %v, newest kept %v", oldest, newest)
 	}
 }

@@ -106,6 +106,12 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 			if t.tree != nil {
 				t.tree.live++
 			}
+			// A recursive cancel of its parent, still running, reaches the
+			// rebuild too (the parent dropped it from its children when it
+			// ended).
+			if p := h.tasks[t.parent]; p != nil && !slices.Contains(p.children, t.id) {
+				p.addChild(t.id, h.tasks)
+			}
 		case lifecycle.Retry:
 			retried = true
 			t.worker, t.stderr = nil, nil

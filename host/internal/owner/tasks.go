@@ -3,6 +3,7 @@ package owner
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/refcount"
@@ -84,6 +85,21 @@ type task struct {
 	cancelRefused bool
 }
 
+// addChild adds id to t's children (for a recursive cancel). When the
+// list is full it first drops the children that have ended (not in live,
+// the task table), so that a long-lived parent — a driver looping over
+// tasks — keeps a list as long as its live children, not one entry for
+// every task it ever submitted. The caller holds Host.mu.
+func (t *task) addChild(id ids.TaskID, live map[ids.TaskID]*task) {
+	if len(t.children) == cap(t.children) && len(t.children) > 0 {
+		t.children = slices.DeleteFunc(t.children, func(c ids.TaskID) bool { return live[c] == nil })
+		// At least as many appends as live children before the next scan:
+		// amortised O(1) however many of them are live.
+		t.children = slices.Grow(t.children, len(t.children))
+	}
+	t.children = append(t.children, id)
+}
+
 // tree counts the unfinished tasks of one task tree (guarded by Host.mu).
 type tree struct{ live int }
 
@@ -156,7 +172,7 @@ func (h *Owner) submit(ctx context.Context, t *task) {
 	h.tasks[t.id] = t
 	t.job.counted(t, statePendingArgs)
 	if p := h.tasks[t.parent]; p != nil {
-		p.children = append(p.children, t.id)
+		p.addChild(t.id, h.tasks)
 	}
 	if !t.grants.Empty() {
 		t.grantsNote = grantsNote(t.grants)

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -184,6 +185,62 @@ func TestRetries(t *testing.T) {
 			}
 			if n := strings.Count(f.transitions(id), "retried/"); n != int(tt.attempt)-1 {
 				t.Fatalf("%d retried events, want %d: %s", n, tt.attempt-1, f.transitions(id))
+			}
+		})
+	}
+}
+
+// TestChildrenBounded: a parent that runs many children one after the
+// other (a driver's loop) keeps only its live children for a recursive
+// cancel, not an entry for every task it ever submitted; the cancel still
+// reaches the one that runs.
+func TestChildrenBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	const n = 500
+	parent, refs := f.submit(t, "sleeper_after", nil, n, tenMinutes)
+	child := f.waitEvent(t, "the sleeper runs", func(ev TaskEvent) bool {
+		return ev.Parent == parent && ev.Function == "sleeper" && ev.State == "running"
+	})
+	f.o.mu.Lock()
+	p := f.o.tasks[parent]
+	kept, hasSleeper := len(p.children), slices.Contains(p.children, child.Task)
+	f.o.mu.Unlock()
+	// The sleeper, and the ended children not dropped yet: fewer than
+	// twice the most that were live at once (2), whatever n.
+	if kept > 4 || !hasSleeper {
+		t.Fatalf("after %d children the parent lists %d (the running one listed: %v)", n+1, kept, hasSleeper)
+	}
+	if err := f.api.Cancel(refs[0], false, true); err != nil {
+		t.Fatal(err)
+	}
+	f.waitState(t, child.Task, stateCancelled)
+}
+
+// TestAddChild: the list's bound is its live children, and it keeps every
+// one of them, whatever the order children end in.
+func TestAddChild(t *testing.T) {
+	for _, live := range []int{0, 1, 10, 300} {
+		t.Run(fmt.Sprint(live, " live"), func(t *testing.T) {
+			p := &task{id: ids.NewTaskID()}
+			tasks := map[ids.TaskID]*task{}
+			var running []ids.TaskID
+			for k := range 10_000 {
+				id := p.id.ChildOf(0, uint64(k))
+				tasks[id] = &task{id: id}
+				p.addChild(id, tasks)
+				running = append(running, id)
+				if len(running) > live { // the oldest live child ends
+					delete(tasks, running[0])
+					running = running[1:]
+				}
+				if len(p.children) > 4*live+4 {
+					t.Fatalf("after %d children with %d live the parent lists %d", k+1, live, len(p.children))
+				}
+			}
+			for _, id := range running {
+				if !slices.Contains(p.children, id) {
+					t.Fatalf("a live child is not listed")
+				}
 			}
 		})
 	}
