@@ -68,6 +68,7 @@ var kindNames = []struct {
 	{ErrHostShuttingDown, "host_shutting_down"},
 	{ErrOwnerDied, "owner_died"},
 	{ErrObjectLost, "object_lost"},
+	{ErrObjectFreed, "object_freed"},
 }
 
 // Name is the name Header gives err's kind, "" if it has none.

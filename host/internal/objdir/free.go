@@ -8,6 +8,7 @@ import (
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/kinds"
 	"github.com/rayhost/rayhost/store"
 )
 
@@ -95,7 +96,7 @@ func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
 
 // freedErr is the error for a read of id, freed here, that found nothing.
 func freedErr(id ids.ObjectID) error {
-	return fmt.Errorf("%w: %s: no reference to it was left (it was released, or the ref is stale)", ErrFreed, id)
+	return fmt.Errorf("%w (%w): %s: no reference to it was left (it was released, or the ref is stale)", ErrFreed, kinds.ErrObjectFreed, id)
 }
 
 // waitDeleted waits until no delete of id is queued: a write of the same

@@ -263,7 +263,7 @@ func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, fail
 		if errors.Is(err, ErrUnreachable) {
 			return Location{}, fmt.Errorf("%w: %s owns %s: %w", ErrOwnerDied, owner, id, err)
 		}
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrFreed) {
 			// A ref can reach here before its owner registered it (a
 			// guest's submit is relayed to the owner while the guest goes
 			// on): unknown counts as not yet known for a while.
@@ -271,6 +271,12 @@ func (r *remote) locate(ctx context.Context, id ids.ObjectID, owner string, fail
 				unknownSince = time.Now()
 			}
 			if time.Since(unknownSince) > r.d.cfg.UnknownGrace {
+				if errors.Is(err, ErrFreed) {
+					// Asked again through the grace all the same: the
+					// owner's record of frees is a Bloom filter, whose
+					// false positive must not fail an object on its way.
+					return Location{}, fmt.Errorf("%w: its owner %s freed it", err, owner)
+				}
 				if errors.Is(err, ErrOwnerDied) {
 					return Location{}, fmt.Errorf("%w: %s: its owner %s restarted and has no record of it", ErrOwnerDied, id, owner)
 				}
@@ -315,6 +321,8 @@ func (r *remote) resolve(ctx context.Context, id ids.ObjectID, owner string) {
 				return
 			case errors.Is(err, ErrOwnerDied):
 				// It restarted and has no record of it: for good.
+			case errors.Is(err, ErrFreed):
+				te.Kind = abi.ErrorObjectFreed
 			case errors.Is(err, ErrNotFound):
 				te.Kind = abi.ErrorBadRequest
 			}

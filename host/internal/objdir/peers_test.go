@@ -84,6 +84,15 @@ func TestBorrowFailures(t *testing.T) {
 	te := wantError(t, getOne(t, borrower, unknown), abi.ErrorBadRequest)
 	t.Logf("unknown to its owner: %s", te.Message)
 
+	freed := ids.NewTaskID().Return(0) // freed by its owner before the borrower asks
+	if err := owner.Seal(ctxFor(t), freed, jsonValue("1")); err != nil {
+		t.Fatal(err)
+	}
+	owner.Free([]ids.ObjectID{freed})
+	borrower.Borrow(ctxFor(t), freed, "a:1")
+	te = wantError(t, getOne(t, borrower, freed), abi.ErrorObjectFreed)
+	t.Logf("freed by its owner: %s", te.Message)
+
 	bad := ids.NewTaskID().Return(0)
 	c.mu.Lock()
 	c.locate = func(_ string, id ids.ObjectID) (Location, bool, error) {

@@ -32,7 +32,7 @@ func (d *Dir) Locate(ctx context.Context, id ids.ObjectID, failed []string, time
 		if err := d.diedHere(id); err != nil {
 			return Location{}, err // owner_died too: this host restarted
 		}
-		return Location{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return Location{}, d.notFound(id) // or freed: the reader says which
 	}
 	for {
 		_, err := d.WaitReady(ctx, []ids.ObjectID{id}, 1, false, timeout, nil)

@@ -67,8 +67,13 @@ func notFoundAt(err error) error {
 		return err
 	}
 	var ce *connect.Error
-	if errors.As(err, &ce) && kinds.Named(ce.Meta().Get(kinds.Header)) == kinds.ErrOwnerDied {
-		return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
+	if errors.As(err, &ce) {
+		switch kinds.Named(ce.Meta().Get(kinds.Header)) {
+		case kinds.ErrOwnerDied:
+			return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
+		case kinds.ErrObjectFreed:
+			return fmt.Errorf("%w: %w", objdir.ErrFreed, err)
+		}
 	}
 	return fmt.Errorf("%w: %w", objdir.ErrNotFound, err)
 }
