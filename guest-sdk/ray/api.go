@@ -195,9 +195,12 @@ func GetAll[T any](ctx context.Context, refs []ObjectRef[T]) ([]T, error) {
 // distinct. Waiting on no refs returns two empty lists at once, as Ray's
 // ray.wait([]) does.
 func Wait[T any](ctx context.Context, refs []ObjectRef[T], numReturns int, timeout time.Duration) (ready, notReady []ObjectRef[T], err error) {
-	isReady, err := waitRefs(ctx, Refs(refs), numReturns, timeout)
+	isReady, err := waitRefs(ctx, typedRefs[T](refs), numReturns, timeout)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(refs) > 0 { // waitRefs checked numReturns is in 1..len(refs)
+		ready, notReady = make([]ObjectRef[T], 0, numReturns), make([]ObjectRef[T], 0, len(refs)-numReturns)
 	}
 	for i, r := range refs {
 		if isReady[i] {

@@ -1,6 +1,10 @@
 package ray
 
-import "github.com/rayhost/rayhost/internal/ids"
+import (
+	"sync/atomic"
+
+	"github.com/rayhost/rayhost/internal/ids"
+)
 
 // Refs are counted (guest-sdk/ABI.md §5, release). The host counts the
 // references a running task holds: the returns of what it submits, what
@@ -19,7 +23,16 @@ import "github.com/rayhost/rayhost/internal/ids"
 
 // handle is shared by the copies of the ObjectRefs of one object made in
 // one invocation (nil natively, where nothing is counted).
-type handle struct{ c *refCount }
+type handle struct {
+	c *refCount
+	// ready: a Wait found the object ready. An object stays ready (its
+	// value, or its failure, exists while a ref holds it), so a later
+	// Wait need not ask the host about it again (waitany.go).
+	ready atomic.Bool
+	// waitCall is the last Wait call that looked at the handle: a second
+	// look in the same call is a ref given twice.
+	waitCall atomic.Uint64
+}
 
 // refCount is what a handle's cleanup releases; the cleanup must not
 // reach the handle itself.

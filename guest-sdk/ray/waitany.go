@@ -3,6 +3,7 @@ package ray
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
@@ -25,7 +26,7 @@ import (
 // As for Wait, numReturns must be in 1..len(refs), refs must be distinct,
 // and no refs give two empty lists at once.
 func WaitAny(ctx context.Context, refs []AnyRef, numReturns int, timeout time.Duration) (ready, notReady []AnyRef, err error) {
-	isReady, err := waitRefs(ctx, refs, numReturns, timeout)
+	isReady, err := waitRefs(ctx, anyRefs(refs), numReturns, timeout)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -39,49 +40,141 @@ func WaitAny(ctx context.Context, refs []AnyRef, numReturns int, timeout time.Du
 	return ready, notReady, nil
 }
 
-// waitRefs is Wait and WaitAny: which of refs are ready.
-func waitRefs(ctx context.Context, refs []AnyRef, numReturns int, timeout time.Duration) ([]bool, error) {
-	if len(refs) == 0 {
+// waitCalls numbers the calls of waitRefs (handle.waitCall).
+var waitCalls atomic.Uint64
+
+// waitRefs is Wait and WaitAny: which of refs are ready, at most
+// numReturns of them (the first in input order).
+//
+// A loop of Wait(refs, 1) over many refs (Ray's way to handle results as
+// they come) would send every ref to the host at every call. Readiness
+// does not go back, so the SDK remembers it on each ref's handle: a Wait
+// that finds enough refs known ready answers without a host call, and
+// otherwise first asks the host which refs are ready now (timeout 0, all
+// of them), and blocks (a second call, numReturns) only if too few are.
+func waitRefs(ctx context.Context, refs refSource, numReturns int, timeout time.Duration) ([]bool, error) {
+	count := refs.count()
+	if count == 0 {
 		return nil, nil
 	}
-	if numReturns < 1 || numReturns > len(refs) {
-		return nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, len(refs))
+	if numReturns < 1 || numReturns > count {
+		return nil, fmt.Errorf("%w: numReturns %d not in 1..%d", ErrBadArgument, numReturns, count)
 	}
-	req := abi.WaitRequest{TimeoutNs: -1, NumReturns: uint32(numReturns), Refs: make([]abi.Ref, len(refs))}
+	call := waitCalls.Add(1)
+	handles := make([]*handle, count)
+	var seen map[ids.ObjectID]bool // refs without a handle
+	known := 0
+	for i := range count {
+		h, ref, err := refs.at(i)
+		if err != nil {
+			return nil, err
+		}
+		if h != nil {
+			// The copies of one object's refs share a handle.
+			if h.waitCall.Swap(call) == call {
+				return nil, fmt.Errorf("%w: ref %s given twice", ErrBadArgument, ref.ID)
+			}
+			handles[i] = h
+			if h.ready.Load() {
+				known++
+			}
+			continue
+		}
+		id := ref.ID
+		if seen == nil {
+			seen = map[ids.ObjectID]bool{}
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("%w: ref %s given twice", ErrBadArgument, id)
+		}
+		seen[id] = true
+	}
+	if known < numReturns {
+		// Which are ready now, all of them: no waiting.
+		if err := askReady(ctx, refs, handles, count, 0); err != nil {
+			return nil, err
+		}
+		known = 0
+		for _, h := range handles {
+			if h != nil && h.ready.Load() {
+				known++
+			}
+		}
+	}
+	if known < numReturns && timeout != 0 {
+		if err := askReady(ctx, refs, handles, numReturns, timeout); err != nil {
+			return nil, err
+		}
+	}
+	isReady := make([]bool, count)
+	n := 0
+	for i, h := range handles {
+		if n < numReturns && h != nil && h.ready.Load() {
+			isReady[i] = true
+			n++
+		}
+	}
+	return isReady, nil
+}
+
+// askReady asks the host to wait (up to timeout) until need of refs are
+// ready, and marks the handles of those it says are. Refs without a
+// handle are looked up every time: their handles slot is nil, so a
+// handle is made for the answer only.
+func askReady(ctx context.Context, refs refSource, handles []*handle, need int, timeout time.Duration) error {
+	req := abi.WaitRequest{TimeoutNs: -1, NumReturns: uint32(need), Refs: make([]abi.Ref, refs.count())}
 	if timeout >= 0 {
 		req.TimeoutNs = int64(timeout)
 	}
 	if d := timeoutFrom(ctx); d >= 0 && (req.TimeoutNs < 0 || d < req.TimeoutNs) {
 		req.TimeoutNs = d
 	}
-	seen := make(map[ids.ObjectID]bool, len(refs))
-	for i, r := range refs {
-		if r == nil {
-			return nil, fmt.Errorf("%w: ref %d is nil", ErrBadArgument, i+1)
-		}
-		if err := r.refErr(); err != nil {
-			return nil, err
-		}
-		ref := r.abiRef()
-		if seen[ref.ID] {
-			return nil, fmt.Errorf("%w: ref %s given twice", ErrBadArgument, ref.ID)
-		}
-		seen[ref.ID] = true
-		req.Refs[i] = ref
+	for i := range req.Refs {
+		_, req.Refs[i], _ = refs.at(i)
 	}
 	b, err := hostCall(abi.OpWait, req.Encode(nil))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var rep abi.WaitReply
 	if err := rep.Decode(b); err != nil {
-		return nil, fmt.Errorf("%w: malformed wait reply", ErrHost)
+		return fmt.Errorf("%w: malformed wait reply", ErrHost)
 	}
-	isReady := make([]bool, len(refs))
 	for _, i := range rep.Ready {
-		if int(i) < len(refs) {
-			isReady[i] = true
+		if int(i) < len(handles) {
+			if handles[i] == nil {
+				handles[i] = &handle{} // this call's answer only
+			}
+			handles[i].ready.Store(true)
 		}
 	}
-	return isReady, nil
+	return nil
+}
+
+// refSource is the refs of a Wait, typed or not, without boxing each
+// typed ref into an AnyRef (an allocation per ref per call).
+type refSource interface {
+	count() int
+	// at is the i-th ref's handle (nil if it has none), its wire form,
+	// and the error a ref that failed to be made carries.
+	at(i int) (*handle, abi.Ref, error)
+}
+
+type typedRefs[T any] []ObjectRef[T]
+
+func (s typedRefs[T]) count() int { return len(s) }
+func (s typedRefs[T]) at(i int) (*handle, abi.Ref, error) {
+	r := &s[i]
+	return r.h, abi.Ref{ID: r.id, Owner: r.owner}, r.err
+}
+
+type anyRefs []AnyRef
+
+func (s anyRefs) count() int { return len(s) }
+func (s anyRefs) at(i int) (*handle, abi.Ref, error) {
+	r := s[i]
+	if r == nil {
+		return nil, abi.Ref{}, fmt.Errorf("%w: ref %d is nil", ErrBadArgument, i+1)
+	}
+	return r.refHandle(), r.abiRef(), r.refErr()
 }
