@@ -311,7 +311,9 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 	if t.foreign == nil {
 		// The guest may keep the refs inside its arguments (an actor, in
 		// its state): its holder holds them too.
-		h.refs.delivered(attemptHolder(t, t.lc.Attempt), inv.Args)
+		holder := attemptHolder(t, t.lc.Attempt)
+		h.refs.delivered(holder, inv.Args)
+		h.acts.deliveredArgs(t, holder, inv.Args)
 	}
 	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.Path(t.mod.Digest), Function: t.function, Invocation: inv.Encode(nil),
 		MemoryPages: h.cfg.memoryPages(), MaxResultBytes: uint64(h.cfg.MaxResultBytes),

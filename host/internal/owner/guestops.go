@@ -159,6 +159,7 @@ func (gp *guestOps) guestPut(t *task, payload []byte) {
 		_ = h.objs.Seal(context.Background(), req.ID, v)
 	}
 	h.refs.sealed(req.ID, v)
+	h.acts.sealedHandles(h.currentHolder(t), req.ID, v)
 }
 
 // guestCancel serves ray.Cancel from a guest.
@@ -350,7 +351,9 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		return
 	}
 	if t.foreign == nil {
-		h.refs.delivered(h.currentHolder(t), vals)
+		holder := h.currentHolder(t)
+		h.refs.delivered(holder, vals)
+		h.acts.deliveredValues(holder, refs, vals)
 	}
 	rep := abi.GetReply{Values: vals}
 	w.reply(c.Seq, 0, rep.Encode(nil))
