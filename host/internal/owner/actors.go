@@ -56,10 +56,10 @@ type actor struct {
 	maxRestarts    int32
 	maxTaskRetries int32
 	calls          int
-	killed         bool // no restart wanted
+	killed         bool   // no restart wanted
 	killCause      string // why it was killed, when not by a kill op
 	detached       bool   // no fate-sharing with its owner (actorlife.go)
-	broken         bool // its instance is gone; waiting for its worker to die
+	broken         bool   // its instance is gone; waiting for its worker to die
 	cause          string
 }
 
