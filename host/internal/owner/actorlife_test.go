@@ -92,6 +92,14 @@ func TestActorLifetime(t *testing.T) {
 		}
 	})
 
+	t.Run("max_concurrency is refused, not ignored", func(t *testing.T) {
+		var msg string
+		f.call(t, "lt_concurrent", &msg)
+		if !strings.Contains(msg, "max_concurrency is not supported") {
+			t.Fatalf("creating an actor with MaxConcurrency(4): %q", msg)
+		}
+	})
+
 	t.Run("a task given the handle keeps the actor alive after its creator ended", func(t *testing.T) {
 		actor, later := f.passOn(t, 300)
 		var n int

@@ -79,6 +79,15 @@ func (ac *actorTable) submitActor(ctx context.Context, t *task, req *abi.SubmitR
 			h.mu.Unlock()
 			return true // a retried parent creates it again
 		}
+		if req.MaxConcurrency > 1 {
+			// Not implemented (guest-sdk/ABI.md, "Concurrent actors"):
+			// running the calls one at a time would deadlock a barrier.
+			a.state, a.cause = actorDead, "its creation was refused: "+errNoConcurrency.Error()
+			h.actors[a.id] = a
+			h.mu.Unlock()
+			h.submitFailed(t, h.taskError(t, abi.ErrorBadRequest, errNoConcurrency.Error()))
+			return false
+		}
 		if a.detached {
 			if err := ac.checkDetachedLocked(); err != nil {
 				a.state, a.cause = actorDead, "its creation was refused: "+err.Error()

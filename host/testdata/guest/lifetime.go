@@ -142,3 +142,12 @@ var _ = ray.Func1("lt_kill_named", func(ctx context.Context, name string) (bool,
 	}
 	return true, ray.Kill(c, true)
 })
+
+// lt_concurrent creates a Counter with MaxConcurrency(4) and returns the
+// error its Ready gets ("" if none).
+var _ = ray.Func0("lt_concurrent", func(ctx context.Context) (string, error) {
+	if err := counterClass.Options(ray.MaxConcurrency(4)).Remote().Ready(ctx); err != nil {
+		return err.Error(), nil
+	}
+	return "", nil
+})
