@@ -25,12 +25,15 @@ import "github.com/rayhost/rayhost/internal/abi"
 // classes; a function's calls ignore it.
 func Detached() Option { return func(o *options) { o.detached = true } }
 
-// MaxConcurrency lets up to n calls of one actor run at once (Ray's
-// max_concurrency, "threaded actors"): each call runs in a goroutine of the
-// actor's instance, so a call blocked in Get, Wait or on a channel does not
-// hold up the others. The methods must then guard the actor's state
-// themselves (a sync.Mutex). n must be 1 (the default: one call at a time,
-// in submission order) to 1024. Calls still start in submission order.
+// MaxConcurrency asks for up to n calls of one actor at once (Ray's
+// max_concurrency, "threaded actors"), so that a call blocked in Get, Wait
+// or on a channel does not hold up the others. n must be 1 (the default:
+// one call at a time, in submission order) to 1024.
+//
+// Not supported yet: hosts (and RunLocal) refuse an actor created with n >
+// 1, whose Ready then fails with a bad_request error, rather than run its
+// calls one at a time and deadlock a barrier. The design is in
+// guest-sdk/ABI.md §5, "Concurrent actors".
 func MaxConcurrency(n int) Option {
 	return func(o *options) {
 		if n < 1 || n > abi.MaxConcurrency {
