@@ -12,8 +12,12 @@ import "github.com/rayhost/rayhost/internal/abi"
 // method call keeps its actor alive until it has run, so a task may return
 // the ref of a call on an actor it created.
 //
-// Only handles the host gave out count: an ActorHandle built from an actor's
-// ID by other means keeps nothing alive and cannot Kill the actor.
+// The copies of a handle share one count, given back (batched, with the
+// next host call) once none of them is reachable, as for an ObjectRef; so a
+// driver that makes actors in a loop and drops their handles does not keep
+// them all. Only handles the host gave out count: an ActorHandle built from
+// an actor's ID by other means keeps nothing alive and cannot Kill the
+// actor.
 //
 //	// Lives until killed (or the cluster ends), found later by name:
 //	c := counterClass.Options(ray.Name("registry"), ray.Detached()).Remote()

@@ -92,6 +92,14 @@ func TestActorLifetime(t *testing.T) {
 		}
 	})
 
+	t.Run("handles a running task drops are given back: their actors die", func(t *testing.T) {
+		var dead int
+		f.call(t, "lt_drop_handles", &dead, 3)
+		if dead != 3 {
+			t.Fatalf("%d of 3 actors whose handles were dropped died while their creator ran", dead)
+		}
+	})
+
 	t.Run("max_concurrency is refused, not ignored", func(t *testing.T) {
 		var msg string
 		f.call(t, "lt_concurrent", &msg)

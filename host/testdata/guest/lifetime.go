@@ -7,7 +7,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/rayhost/rayhost/guest-sdk/ray"
@@ -150,4 +152,39 @@ var _ = ray.Func0("lt_concurrent", func(ctx context.Context) (string, error) {
 		return err.Error(), nil
 	}
 	return "", nil
+})
+
+// lt_drop_handles creates n Counters and drops their handles while it
+// runs on: the SDK gives their counts back, and the host kills them. It
+// returns how many it then sees dead (calls through their IDs fail with
+// ErrActorDied), polling each for a while.
+var _ = ray.Func1("lt_drop_handles", func(ctx context.Context, n int) (int, error) {
+	made := make([]string, n)
+	for i := range made {
+		c := counterClass.Remote()
+		if err := c.Ready(ctx); err != nil {
+			return 0, err
+		}
+		made[i] = c.ID()
+	}
+	for range 3 {
+		runtime.GC()
+		runtime.Gosched()
+	}
+	ray.Release(ray.Put(0)) // sends the queued releases now
+	dead := 0
+	for _, id := range made {
+		c, err := forge(id) // counts for nothing, but calls still reach it
+		if err != nil {
+			return 0, err
+		}
+		for range 600 {
+			if _, err := ray.Get(ctx, incr.Remote(c, 1)); errors.Is(err, ray.ErrActorDied) {
+				dead++
+				break
+			}
+			_ = ray.Sleep(ctx, 50*time.Millisecond)
+		}
+	}
+	return dead, nil
 })
