@@ -70,6 +70,15 @@ func (ac *actorTable) counted(t *task) {
 	if t.holder == "" || t.foreign != nil {
 		return
 	}
+	var handles []abi.Ref
+	for _, a := range t.args {
+		if !a.IsRef { // a ref argument's object counts its contents
+			handles = append(handles, abi.NestedActors(a.Value)...)
+		}
+	}
+	if t.kind == abi.KindCall && len(handles) == 0 {
+		return // the common case takes no lock
+	}
 	r := ac.o.refs
 	self := ac.o.addr
 	r.mu.Lock()
@@ -82,19 +91,29 @@ func (ac *actorTable) counted(t *task) {
 			r.c.AddArg(t.id, x)
 		}
 	}
-	for _, a := range t.args {
-		if a.IsRef {
-			continue // the argument object counts its contents
-		}
-		for _, x := range abi.NestedActors(a.Value) {
-			if own(x, self) && r.c.Holds(t.holder, x.ID) > 0 {
-				r.c.AddArg(t.id, x.ID)
-			}
+	for _, x := range handles {
+		if own(x, self) && r.c.Holds(t.holder, x.ID) > 0 {
+			r.c.AddArg(t.id, x.ID)
 		}
 	}
 }
 
 func own(x abi.Ref, self string) bool { return x.Owner == "" || x.Owner == self }
+
+// nestedActors returns the handles inside each of the first n of vals, or
+// nil if there are none (the common case allocates nothing).
+func nestedActors(vals []abi.Value, n int) [][]abi.Ref {
+	var out [][]abi.Ref
+	for i, v := range vals[:min(n, len(vals))] {
+		if hs := abi.NestedActors(v); len(hs) > 0 {
+			if out == nil {
+				out = make([][]abi.Ref, min(n, len(vals)))
+			}
+			out[i] = hs
+		}
+	}
+	return out
+}
 
 // deliveredArgs counts, for the attempt of t about to run, the handles
 // inside its arguments that t's submission counted (inline arguments) or
@@ -103,12 +122,16 @@ func (ac *actorTable) deliveredArgs(t *task, holder refcount.Holder, vals []abi.
 	if t.foreign != nil {
 		return
 	}
+	handles := nestedActors(vals, len(vals))
+	if handles == nil {
+		return
+	}
 	r := ac.o.refs
 	self := ac.o.addr
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, v := range vals {
-		for _, x := range abi.NestedActors(v) {
+	for i, hs := range handles {
+		for _, x := range hs {
 			if !own(x, self) {
 				continue
 			}
@@ -126,15 +149,16 @@ func (ac *actorTable) deliveredArgs(t *task, holder refcount.Holder, vals []abi.
 // deliveredValues counts, for holder that read vals (the values of refs),
 // the handles each object was counted as containing.
 func (ac *actorTable) deliveredValues(holder refcount.Holder, refs []ids.ObjectID, vals []abi.Value) {
+	handles := nestedActors(vals, len(refs))
+	if handles == nil {
+		return
+	}
 	r := ac.o.refs
 	self := ac.o.addr
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, v := range vals {
-		if i >= len(refs) {
-			break
-		}
-		for _, x := range abi.NestedActors(v) {
+	for i, hs := range handles {
+		for _, x := range hs {
 			if own(x, self) && r.c.Contains(refs[i], x.ID) {
 				r.c.Add(holder, x.ID, "", 1)
 			}
