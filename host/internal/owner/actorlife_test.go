@@ -1,7 +1,6 @@
 package owner
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -174,11 +173,22 @@ func TestActorLifetimeAttacks(t *testing.T) {
 		// task it gave the handle to runs. The attacker stores forged
 		// handles in a value that outlives both.
 		actor, later := f.passOn(t, 2000)
-		var boxes json.RawMessage
-		f.call(t, "lt_forge_keep", &boxes, actor) // runs while lt_later sleeps
+		var forged struct {
+			Blocked struct {
+				ObjectID string `json:"object_id"`
+			} `json:"blocked"`
+		}
+		f.call(t, "lt_forge_keep", &forged, actor) // runs while lt_later sleeps
+		blocked, err := ids.ParseObjectID(forged.Blocked.ObjectID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var n int
 		f.result(t, later, &n)
-		f.waitActorState(t, actor, "dead")
+		f.waitActorState(t, actor, "dead") // while the blocked task still runs
+		if err := f.api.Cancel(blocked, true, true); err != nil {
+			t.Fatal(err)
+		}
 		f.o.refs.mu.Lock()
 		held := f.o.refs.c.Counted(abi.ActorRef(mustTaskID(t, actor)))
 		f.o.refs.mu.Unlock()

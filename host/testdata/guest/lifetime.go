@@ -89,19 +89,32 @@ var _ = ray.Func1("lt_forge_kill", func(ctx context.Context, id string) (bool, e
 	return true, err
 })
 
+// Forged is what lt_forge_keep returns: a put value holding forged
+// handles, and a task blocked with one as its argument.
+type Forged struct {
+	Box     ray.ObjectRef[[]ray.ActorHandle[Counter]] `json:"box"`
+	Blocked ray.ObjectRef[int]                        `json:"blocked"`
+}
+
+// ltBlock holds its argument until it is cancelled.
+var ltBlock = ray.Func1("lt_block", func(ctx context.Context, c ray.ActorHandle[Counter]) (int, error) {
+	_ = ray.Sleep(ctx, time.Hour)
+	return 0, ctx.Err()
+})
+
 // lt_forge_keep tries to keep the actor id alive through forged handles:
-// in a value it puts and returns, in a task's argument, and by the
-// value's reader. It returns a ref to the put value (which lives on).
-var _ = ray.Func1("lt_forge_keep", func(ctx context.Context, id string) ([]ray.ObjectRef[[]ray.ActorHandle[Counter]], error) {
+// in a value it puts (and reads back), and as the argument of a task that
+// blocks. It returns both, so they outlive it.
+var _ = ray.Func1("lt_forge_keep", func(ctx context.Context, id string) (Forged, error) {
 	c, err := forge(id)
 	if err != nil {
-		return nil, err
+		return Forged{}, err
 	}
 	box := ray.Put([]ray.ActorHandle[Counter]{c, c})
 	if _, err := ray.Get(ctx, box); err != nil {
-		return nil, err
+		return Forged{}, err
 	}
-	return []ray.ObjectRef[[]ray.ActorHandle[Counter]]{box}, nil
+	return Forged{Box: box, Blocked: ltBlock.Remote(c)}, nil
 })
 
 // lt_handle_flood holds n copies of a new actor's handle — in a value it
