@@ -166,22 +166,39 @@ func (ac *actorTable) deliveredValues(holder refcount.Holder, refs []ids.ObjectI
 	}
 }
 
-// sealedHandles counts the handles inside id's value (just sealed) that
-// its producer holds: they stay alive as long as id.
-func (ac *actorTable) sealedHandles(producer refcount.Holder, id ids.ObjectID, v abi.Value) {
+// sealedHandles counts the handles inside id's value (just sealed by t's
+// running attempt) that the attempt holds: they stay alive as long as id.
+func (ac *actorTable) sealedHandles(t *task, id ids.ObjectID, v abi.Value) {
 	hs := abi.NestedActors(v)
 	if len(hs) == 0 {
 		return
 	}
+	producer := ac.o.currentHolder(t)
 	r := ac.o.refs
 	self := ac.o.addr
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range hs {
-		if own(x, self) && r.c.Holds(producer, x.ID) > 0 {
+		if own(x, self) && hasHandleLocked(r.c, t, producer, x.ID) {
 			r.c.Contain(id, x.ID)
 		}
 	}
+}
+
+// hasHandleLocked reports whether t's running attempt (holder) has a
+// counted handle whose ref is x: it holds one, or one of t's arguments
+// counted one (an attempt running on another host gets its arguments
+// there, uncounted here). The caller holds refsRole.mu.
+func hasHandleLocked(c *refcount.Counter, t *task, holder refcount.Holder, x ids.ObjectID) bool {
+	if c.Holds(holder, x) > 0 || c.HasArg(t.id, x) {
+		return true
+	}
+	for _, a := range t.args {
+		if a.IsRef && c.Contains(a.Ref.ID, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // gotActor counts the handle get_actor gave holder (a named actor is
@@ -194,7 +211,8 @@ func (ac *actorTable) gotActor(holder refcount.Holder, a *actor) {
 }
 
 // mayKill reports whether t (its running attempt, or its actor) may kill
-// actor: it holds a counted handle to it, or it is that actor.
+// actor: it has a counted handle to it (hasHandleLocked), or it is that
+// actor.
 func (ac *actorTable) mayKill(t *task, actor ids.TaskID) bool {
 	if t.actor != nil && t.actor.id == actor {
 		return true
@@ -203,7 +221,7 @@ func (ac *actorTable) mayKill(t *task, actor ids.TaskID) bool {
 	r := ac.o.refs
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.c.Holds(holder, abi.ActorRef(actor)) > 0
+	return hasHandleLocked(r.c, t, holder, abi.ActorRef(actor))
 }
 
 // handlesGone kills, for good, the actors whose refs the counter freed:

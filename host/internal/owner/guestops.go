@@ -159,7 +159,7 @@ func (gp *guestOps) guestPut(t *task, payload []byte) {
 		_ = h.objs.Seal(context.Background(), req.ID, v)
 	}
 	h.refs.sealed(req.ID, v)
-	h.acts.sealedHandles(h.currentHolder(t), req.ID, v)
+	h.acts.sealedHandles(t, req.ID, v)
 }
 
 // guestCancel serves ray.Cancel from a guest.

@@ -380,7 +380,7 @@ func (h *Owner) seal(t *task, id ids.ObjectID, v abi.Value) {
 		_ = h.objs.Seal(context.Background(), id, v)
 	}
 	h.refs.sealed(id, v)
-	h.acts.sealedHandles(h.currentHolder(t), id, v)
+	h.acts.sealedHandles(t, id, v)
 }
 
 // endStream seals the end-of-stream marker at item i of a generator.
