@@ -79,6 +79,18 @@ func (ac *actorTable) counted(t *task) {
 	if t.kind == abi.KindCall && len(handles) == 0 {
 		return // the common case takes no lock
 	}
+	var parent *task // whose attempt submits t (it may run on another host)
+	if len(handles) > 0 || t.kind == abi.KindActorCall {
+		ac.o.mu.Lock()
+		parent = ac.o.tasks[t.parent]
+		ac.o.mu.Unlock()
+	}
+	has := func(c *refcount.Counter, x ids.ObjectID) bool {
+		if c.Holds(t.holder, x) > 0 {
+			return true
+		}
+		return parent != nil && hasHandleLocked(c, parent, t.holder, x)
+	}
 	r := ac.o.refs
 	self := ac.o.addr
 	r.mu.Lock()
@@ -87,12 +99,12 @@ func (ac *actorTable) counted(t *task) {
 		r.c.Add(detachedHolder(t.id), abi.ActorRef(t.id), "", 1)
 	}
 	if t.kind == abi.KindActorCall && t.actor != nil {
-		if x := abi.ActorRef(t.actor.id); r.c.Holds(t.holder, x) > 0 {
+		if x := abi.ActorRef(t.actor.id); has(r.c, x) {
 			r.c.AddArg(t.id, x)
 		}
 	}
 	for _, x := range handles {
-		if own(x, self) && r.c.Holds(t.holder, x.ID) > 0 {
+		if own(x, self) && has(r.c, x.ID) {
 			r.c.AddArg(t.id, x.ID)
 		}
 	}
