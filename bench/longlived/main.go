@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -65,9 +64,6 @@ func init() {
 			if len(got) != len(val) || got[0] != byte(i)+1 {
 				return fmt.Errorf("iteration %d: the task returned %d bytes starting %d", i, len(got), got[0])
 			}
-			// Let the runtime's cleanup goroutine run, so the refs dropped
-			// are released: see bench/soak.
-			runtime.Gosched()
 			if time.Since(last) >= 30*time.Second {
 				last = time.Now()
 				el := time.Since(start)

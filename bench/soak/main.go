@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -60,10 +59,6 @@ func run(ctx context.Context, tasks, puts, putKiB int, every func(tenth int, c C
 			return c, fmt.Errorf("task %d returned %d bytes starting %d", i, len(b), b[0])
 		}
 		c.Tasks++
-		// Let the runtime's cleanup goroutine run: a guest that never
-		// yields (a loop of host calls) never runs the cleanups that
-		// release its dropped refs (guest-sdk/ray/release_wasip1.go).
-		runtime.Gosched()
 		if putEvery > 0 && i%putEvery == 0 && c.Puts < puts {
 			val[0] = byte(c.Puts)
 			got, err := ray.Get(ctx, ray.Put(val))

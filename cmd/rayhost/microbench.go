@@ -46,6 +46,7 @@ own; the host's RSS, its workers' and its data directory are printed at every te
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each timed run")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "warm-up before the timed runs")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of the host and its workers here")
+	fs.StringSliceVar(&cfg.Only, "only", nil, "run only these in-cluster metrics (comma-separated names, e.g. single_client_wait_1k_refs)")
 	fs.BoolVar(&soakMode, "soak", false, "run the soak (issue 16) instead of the metrics")
 	fs.StringVar(&soak.GuestPkg, "soak-guest", soak.GuestPkg, "the soak driver package")
 	fs.IntVar(&soak.Tasks, "soak-tasks", soak.Tasks, "tasks the soak runs")

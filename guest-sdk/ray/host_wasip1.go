@@ -4,6 +4,7 @@ package ray
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -24,6 +25,12 @@ var callMu sync.Mutex
 
 func hostCall(op abi.Op, req []byte) ([]byte, error) {
 	if op != abi.OpRelease {
+		// A host call is a yield point, as a system call is natively:
+		// wasip1 has one thread and no preemption, so a guest looping over
+		// host calls would otherwise never run the runtime's own
+		// goroutines — the cleanups that release dropped refs, and the
+		// garbage collector's workers.
+		runtime.Gosched()
 		flushReleases(false)
 	}
 	callMu.Lock()

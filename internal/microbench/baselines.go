@@ -183,13 +183,22 @@ func startHostProcess(ctx context.Context, exe, dir string, cpus int, extra ...s
 	}
 }
 
-func rss(pid int) float64 {
+func rss(pid int) float64 { return procStatus(pid, "VmRSS:") }
+
+// rssAnon is the part of a process's RSS that is its own memory (heap,
+// stacks), not pages of files it maps: Badger maps its value log, so the
+// host's RSS follows the store's files while its anonymous memory is what
+// bookkeeping would leak into.
+func rssAnon(pid int) float64 { return procStatus(pid, "RssAnon:") }
+
+// procStatus is a kB field of /proc/pid/status, in MiB (0 if unreadable).
+func procStatus(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}

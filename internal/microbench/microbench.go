@@ -7,6 +7,7 @@ package microbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +39,10 @@ type Config struct {
 	ProfileDir string
 	// WorkerCommand starts workers (default: this executable + "worker").
 	WorkerCommand []string
+	// Only, when set, names the in-cluster metrics to run (e.g.
+	// "single_client_wait_1k_refs"); the Connect client's metrics, the
+	// baselines, start-up, memory and scaling are then skipped.
+	Only []string
 }
 
 // DefaultConfig is Ray's method on this machine's CPUs.
@@ -44,6 +50,16 @@ func DefaultConfig() Config {
 	return Config{GuestPkg: "./bench/guest", Warmup: time.Second, Runs: 4, Duration: 2 * time.Second,
 		CPUs: runtime.NumCPU(), Out: os.Stdout}
 }
+
+// inClusterMetrics are measured by a driver task on the host.
+var inClusterMetrics = []string{
+	"single_client_tasks_sync", "single_client_tasks_async", "1_1_actor_calls_sync", "1_1_actor_calls_async",
+	"single_client_get_calls", "single_client_put_calls", "single_client_put_gigabytes",
+	"single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
+}
+
+// ErrUnknownMetric: Config.Only names a metric Run does not have.
+var ErrUnknownMetric = errors.New("microbench: unknown metric")
 
 // Metric is one measured figure.
 type Metric struct {
@@ -69,6 +85,12 @@ var goals = map[string]float64{
 
 // Run runs every metric and writes the table to cfg.Out.
 func Run(ctx context.Context, cfg Config) ([]Metric, error) {
+	for _, name := range cfg.Only {
+		if !slices.Contains(inClusterMetrics, name) && name != "multi_client_tasks_async" {
+			return nil, fmt.Errorf("%w: %q is not an in-cluster metric (%s, multi_client_tasks_async)",
+				ErrUnknownMetric, name, strings.Join(inClusterMetrics, ", "))
+		}
+	}
 	if len(cfg.WorkerCommand) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
@@ -117,10 +139,21 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	})
 	defer closeMain()
 
-	inCluster := []string{
-		"single_client_tasks_sync", "single_client_tasks_async", "1_1_actor_calls_sync", "1_1_actor_calls_async",
-		"single_client_get_calls", "single_client_put_calls", "single_client_put_gigabytes",
-		"single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
+	inCluster := inClusterMetrics
+	if len(cfg.Only) > 0 {
+		for _, name := range cfg.Only {
+			fn := "metric"
+			if name == "multi_client_tasks_async" {
+				fn = "multi_client"
+			}
+			m, err := timeTask(ctx, cfg, c, mod, fn, name)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			ms = append(ms, m)
+			report(out, m)
+		}
+		return ms, nil
 	}
 	for _, name := range inCluster {
 		m, err := timeTask(ctx, cfg, c, mod, "metric", name)

@@ -31,7 +31,11 @@ type SoakConfig struct {
 	// Idle is how long to wait after the driver ended before a last
 	// sample (the store reclaims at least once a minute).
 	Idle time.Duration
-	Out  io.Writer
+	// Settled, if set, ends the idle wait early: the host is sampled every
+	// second after the driver ended until Settled returns true (or Idle
+	// has passed; RunSoak then fails with ErrNotSettled).
+	Settled func(start, now SoakSample) bool
+	Out     io.Writer
 	// Exe is the rayhost executable that runs the host (default: this one).
 	Exe string
 }
@@ -51,6 +55,7 @@ type SoakSample struct {
 	Puts       int
 	Elapsed    time.Duration
 	HostRSS    float64 // MiB
+	HostAnon   float64 // MiB of HostRSS that is the host's own memory, not mapped files
 	WorkersRSS float64 // MiB, all worker processes
 	DataDir    float64 // MiB on disk, the whole data directory
 	Store      float64 // MiB on disk, the object store
@@ -91,11 +96,12 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 	}
 	fmt.Fprintf(out, "rayhost microbenchmark --soak: %d tasks with 1 KiB results, %d puts of %d KiB, dropping refs as it goes; a host process with %d CPU slots, store quota %s\n\n",
 		cfg.Tasks, cfg.Puts, cfg.PutKiB, cfg.CPUs, cfg.Quota)
-	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "workers RSS", "data dir", "store", "objects", "freed")
+	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %12s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "(anon)", "workers RSS", "data dir", "store", "objects", "freed")
 
 	start := time.Now()
 	sample := func(label string, pct, tasks, puts int) SoakSample {
-		s := SoakSample{Label: label, Percent: pct, Tasks: tasks, Puts: puts, Elapsed: time.Since(start), HostRSS: rss(cmd.Process.Pid)}
+		s := SoakSample{Label: label, Percent: pct, Tasks: tasks, Puts: puts, Elapsed: time.Since(start),
+			HostRSS: rss(cmd.Process.Pid), HostAnon: rssAnon(cmd.Process.Pid)}
 		for _, pid := range children(cmd.Process.Pid) {
 			s.WorkersRSS += rss(pid)
 		}
@@ -103,8 +109,8 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		if m, err := c.Memory(ctx, 1); err == nil {
 			s.Objects, s.Freed = m.Summary.Objects, m.Summary.Freed
 		}
-		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
-			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
+		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %8.1f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
+			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.HostAnon, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
 		return s
 	}
 	samples := []SoakSample{sample("start", -1, 0, 0)}
@@ -132,7 +138,15 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 	// Idle, once the driver's end released what it held: the host's store
 	// runs a reclaim round every minute at the latest.
 	samples = append(samples, sample("ended", 100, last.Tasks, last.Puts))
-	if cfg.Idle > 0 {
+	if cfg.Settled != nil {
+		settled, err := settle(ctx, cfg, func() SoakSample { return sample("settling", 100, last.Tasks, last.Puts) }, samples[0])
+		if settled.Label != "" {
+			samples = append(samples, settled)
+		}
+		if err != nil {
+			return samples, err
+		}
+	} else if cfg.Idle > 0 {
 		select {
 		case <-time.After(cfg.Idle):
 		case <-ctx.Done():
@@ -141,11 +155,40 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		samples = append(samples, sample("idle", 100, last.Tasks, last.Puts))
 	}
 	fmt.Fprint(out, "\n"+indent(log.String()))
-	fmt.Fprintf(out, "\n  end of the run against its first tenth: host RSS %+.1f%% (%.1f → %.1f MiB), data dir %+.1f%% (%.1f → %.1f MiB), %.0f tasks/s\n",
+	fmt.Fprintf(out, "\n  end of the run against its first tenth: host RSS %+.1f%% (%.1f → %.1f MiB; anonymous %.1f → %.1f MiB, %+.1f%%), data dir %+.1f%% (%.1f → %.1f MiB), %.0f tasks/s\n",
 		change(first.HostRSS, last.HostRSS), first.HostRSS, last.HostRSS,
+		first.HostAnon, last.HostAnon, change(first.HostAnon, last.HostAnon),
 		change(first.DataDir, last.DataDir), first.DataDir, last.DataDir,
 		float64(last.Tasks)/last.Elapsed.Seconds())
 	return samples, nil
+}
+
+// ErrNotSettled: the host did not give back what the soak made within
+// SoakConfig.Idle after the driver ended.
+var ErrNotSettled = errors.New("microbench: the host did not settle after the soak")
+
+// settle samples the host every second until cfg.Settled says it is back
+// (a last sample, labelled "settled"), or cfg.Idle has passed.
+func settle(ctx context.Context, cfg SoakConfig, sample func() SoakSample, start SoakSample) (SoakSample, error) {
+	deadline := time.Now().Add(cfg.Idle)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		s := sample()
+		if cfg.Settled(start, s) {
+			s.Label = "settled"
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("%w: after %v: %d objects held, store %.1f MiB (%.1f MiB at the start)",
+				ErrNotSettled, cfg.Idle, s.Objects, s.Store, start.Store)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return SoakSample{}, ctx.Err()
+		}
+	}
 }
 
 func change(from, to float64) float64 {

@@ -86,6 +86,9 @@ func (d *Dir) Watch(ctx context.Context, id ids.ObjectID, fn func(abi.Value)) (c
 // ErrTimeout), ctx ends (its cause: context.Cause) or cancel closes
 // (ErrCancelled). It returns which refs are ready; on ErrTimeout too.
 func (d *Dir) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration, cancel <-chan struct{}) ([]bool, error) {
+	if r, ok := d.readyNow(refs, need, failFast); ok {
+		return r, nil
+	}
 	ready := make([]bool, len(refs))
 	var mu sync.Mutex
 	count, failed := 0, false
@@ -150,6 +153,28 @@ func (d *Dir) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, fail
 			return nil, context.Cause(ctx)
 		}
 	}
+}
+
+// readyNow is WaitReady's fast path, under one hold of the lock and with
+// nothing registered: which refs the directory has ready, and whether that
+// is enough. A Wait over many refs is called again and again as they
+// become ready (a loop of Wait(refs, 1) over 1,000 refs), and most calls
+// find enough ready at once; watching every ref of each costs an
+// allocation and a lock round per ref. Refs it does not know (not in
+// memory) are left to the watching path, which looks in the store.
+func (d *Dir) readyNow(refs []ids.ObjectID, need int, failFast bool) ([]bool, bool) {
+	ready := make([]bool, len(refs))
+	count, failed := 0, false
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, id := range refs {
+		if ob := d.m[id]; ob != nil && ob.ready {
+			ready[i] = true
+			count++
+			failed = failed || ob.val.Codec == abi.CodecError
+		}
+	}
+	return ready, count >= need || (failFast && failed)
 }
 
 // Get waits for refs (see WaitReady) and returns their values, fetching

@@ -221,3 +221,29 @@ func TestOnReady(t *testing.T) {
 		t.Fatalf("a large value's callback got %s with %d bytes", v.Codec, len(v.Data))
 	}
 }
+
+// TestWaitSatisfiedLeavesNoWaiters: a Wait that finds enough refs ready
+// registers nothing on the others (a loop of Wait(refs, 1) over many
+// refs would otherwise leave a cancelled waiter per call on each).
+func TestWaitSatisfiedLeavesNoWaiters(t *testing.T) {
+	d := newDir(t, nil, nil)
+	task := ids.NewTaskID()
+	done, pending := task.Return(0), task.Return(1)
+	d.Expect(done, task)
+	d.Expect(pending, task)
+	if err := d.Seal(ctxFor(t), done, rawValue(8, 'd')); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		ready, err := d.WaitReady(ctxFor(t), []ids.ObjectID{pending, done}, 1, false, -1, nil)
+		if err != nil || !slices.Equal(ready, []bool{false, true}) {
+			t.Fatalf("WaitReady = %v, %v; want [false true]", ready, err)
+		}
+	}
+	d.mu.Lock()
+	n := len(d.m[pending].waiters)
+	d.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("the pending ref has %d waiters (dead or alive) after waits that it did not end", n)
+	}
+}
