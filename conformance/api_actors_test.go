@@ -1,24 +1,37 @@
-//go:build conformance_api
-
 // The actor API issue 15 asks for (max_concurrency, actor lifetime),
-// specified as tests, like api_test.go. See README.md.
+// specified as tests, like api_test.go; unlike it, in the default build.
+// See README.md.
 
 package conformance
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
 )
 
+// actorsHost is the shared host of the actor API tests.
+func actorsHost(t *testing.T) *env { return sharedHost(t, "api_actors", nil) }
+
+// knownAPIGap skips a test of API rayhost does not have yet, unless
+// RAYHOST_CONFORMANCE_ALL is set. Remove the call once the API is there.
+func knownAPIGap(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("RAYHOST_CONFORMANCE_ALL") == "" {
+		t.Skipf("issue 15, missing API: %s", what)
+	}
+}
+
 // Ray's actors guide, "Threaded Actors": "you can use the max_concurrency
 // Actor options"; Ray's own tests use a SignalActor whose wait() blocks
 // callers until send() — which needs calls that run at once.
 func TestAPIMaxConcurrencyBarrier(t *testing.T) {
-	e := apiHost(t)
+	knownAPIGap(t, "max_concurrency: the host runs one call of an actor at a time (design in guest-sdk/ABI.md)")
+	e := actorsHost(t)
 	expectSteps(t, e.probe(t, guarded(t), "api_probe_barrier"), [][2]string{
 		{"waiters done before send", "0"},
 		{"send", "true"},
@@ -32,7 +45,7 @@ func TestAPIMaxConcurrencyBarrier(t *testing.T) {
 // cleaned up when the Ray cluster is destroyed" (lifetime="detached",
 // ray.Detached()).
 func TestAPIActorLifetime(t *testing.T) {
-	e := apiHost(t)
+	e := actorsHost(t)
 	ctx := guarded(t)
 	stamp := time.Now().UnixNano()
 	owned, detached := fmt.Sprintf("owned-%d", stamp), fmt.Sprintf("detached-%d", stamp)

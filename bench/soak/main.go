@@ -105,9 +105,10 @@ var phase = ray.Method1(soaker, "phase", func(s *Soaker, ctx context.Context, p 
 	return s.total, err
 })
 
-// soak_start creates the Soaker named name.
+// soak_start creates the Soaker named name (detached: soak_phase and
+// soak_stop find it after this task has ended).
 var _ = ray.Func1("soak_start", func(ctx context.Context, name string) (bool, error) {
-	return true, soaker.Options(ray.Name(name)).Remote().Ready(ctx)
+	return true, soaker.Options(ray.Name(name), ray.Detached()).Remote().Ready(ctx)
 })
 
 // soak_phase runs a phase on the Soaker named name.

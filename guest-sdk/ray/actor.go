@@ -35,11 +35,14 @@ type ActorClass[S any] struct {
 	opts options
 }
 
-// ActorHandle names a live actor of type S.
+// ActorHandle names a live actor of type S. Its copies share one count of
+// the host's (lifetime.go): once none is reachable, the count is given back
+// like an ObjectRef's.
 type ActorHandle[S any] struct {
 	id    ids.TaskID
 	owner string
 	err   error
+	h     *handle
 }
 
 // ID is the actor's hex ID.
@@ -78,7 +81,7 @@ func (h *ActorHandle[S]) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDecode, err)
 	}
-	*h = ActorHandle[S]{id: id, owner: j.Owner}
+	*h = ActorHandle[S]{id: id, owner: j.Owner, h: track(abi.ActorRef(id), 1)}
 	return nil
 }
 
@@ -96,7 +99,7 @@ func (c *ActorClass[S]) Remote(args ...any) ActorHandle[S] {
 	if err != nil {
 		return ActorHandle[S]{err: fmt.Errorf("%s.Remote: %w", c.e.name, err)}
 	}
-	return ActorHandle[S]{id: id, owner: owner}
+	return ActorHandle[S]{id: id, owner: owner, h: track(abi.ActorRef(id), 1)}
 }
 
 // Ready waits until the actor's constructor has run; it returns its error.
@@ -202,7 +205,7 @@ func GetActor[S any](ctx context.Context, name, ns string) (ActorHandle[S], erro
 	if err := info.Decode(b); err != nil {
 		return ActorHandle[S]{}, fmt.Errorf("%w: malformed actor info", ErrHost)
 	}
-	return ActorHandle[S]{id: info.Actor, owner: info.Owner}, nil
+	return ActorHandle[S]{id: info.Actor, owner: info.Owner, h: track(abi.ActorRef(info.Actor), 1)}, nil
 }
 
 // Kill ends the actor h names: its pending calls fail with ErrActorDied.

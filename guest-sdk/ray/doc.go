@@ -138,7 +138,10 @@
 // Method0x2…Method8x3, generators GenMethod0…GenMethod8) run there one at a
 // time, in the order they were submitted. [ActorHandle] is a value: pass it to tasks or
 // other actors. [Name] makes an actor findable with [GetActor]; [Kill] ends
-// it, and [MaxRestarts] lets it start again with fresh state.
+// it, and [MaxRestarts] lets it start again with fresh state. An actor dies
+// once the task or actor that created it has ended and no handle to it is
+// held anywhere (Ray's fate-sharing); [Detached] keeps it until it is
+// killed.
 //
 // # Local mode
 //

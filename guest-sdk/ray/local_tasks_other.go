@@ -74,6 +74,10 @@ func (l *localHost) submit(parent *localTask, b []byte) abi.ErrCode {
 	switch req.Kind {
 	case abi.KindActorCreate:
 		key := [2]string{req.Name, req.Namespace}
+		if req.MaxConcurrency > 1 { // as a host does (lifetime.go)
+			l.finishLocked(t, nil, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: "max_concurrency is not supported yet (calls of an actor run one at a time)"})
+			return 0
+		}
 		if req.Name != "" && l.names[key] != nil {
 			l.finishLocked(t, nil, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: fmt.Sprintf("actor name %q is taken", req.Name)})
 			return 0

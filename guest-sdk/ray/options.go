@@ -30,6 +30,8 @@ type options struct {
 	// actors
 	name, namespace             string
 	maxRestarts, maxTaskRetries int32
+	detached                    bool   // lifetime.go
+	maxConcurrency              uint32 // lifetime.go
 	// err is the first invalid option (a negative retry count other than
 	// -1…): calls with it fail at Remote, as Ray's options raise.
 	err error
@@ -79,6 +81,9 @@ func (o options) apply(req *abi.SubmitRequest) {
 	req.NoEvents, req.Backpressure = c.NoEvents, c.Backpressure
 	req.Limits, req.Grants, req.Scheduling = c.Limits, c.Grants, c.Scheduling
 	req.Name, req.Namespace, req.MaxRestarts, req.MaxTaskRetries = o.name, o.namespace, o.maxRestarts, o.maxTaskRetries
+	if req.Kind == abi.KindActorCreate {
+		req.Detached, req.MaxConcurrency = o.detached, o.maxConcurrency
+	}
 }
 
 func (o options) resources() abi.Resources {

@@ -267,11 +267,11 @@ func TestMalformed(t *testing.T) {
 		})},
 		{"SubmitRequest retry mode 3", newSub, (&SubmitRequest{Function: "f", Retry: 3}).Encode(nil)},
 		{"SubmitRequest retry mode 255", newSub, (&SubmitRequest{Function: "f", Retry: 255, RetryOn: []string{"x"}}).Encode(nil)},
-		{"SubmitRequest flags 4", newSub, submitRetries(func(e *Encoder) {
+		{"SubmitRequest flags 8", newSub, submitRetries(func(e *Encoder) {
 			e.Varint(0)
 			e.Byte(0)
 			e.Uvarint(0)
-			e.Byte(4)
+			e.Byte(8)
 			e.Uvarint(0)
 		})},
 		{"SubmitRequest flags 255", newSub, submitRetries(func(e *Encoder) {

@@ -45,6 +45,12 @@ type SubmitRequest struct {
 	// Scheduling places the task in a cluster. It travels last and may be
 	// missing (guests built before it existed): then it is the default.
 	Scheduling Scheduling
+	// For KindActorCreate: Detached opts the actor out of fate-sharing
+	// with its owner (flags bit 2); MaxConcurrency > 1 lets that many of
+	// its calls run at once (travels after Scheduling, only when > 1).
+	// Both were added within v1 (ABI.md §5, "Actor lifetime").
+	Detached       bool
+	MaxConcurrency uint32
 }
 
 // Scheduling is a scheduling strategy: Spread over the least loaded hosts,
@@ -188,6 +194,9 @@ func (v *SubmitRequest) Encode(b []byte) []byte {
 	if v.NoEvents {
 		flags |= 2
 	}
+	if v.Detached {
+		flags |= 4
+	}
 	e.Byte(flags)
 	e.Uvarint(uint64(v.Backpressure))
 	e.Uvarint(uint64(v.Limits.MemoryPages))
@@ -209,8 +218,11 @@ func (v *SubmitRequest) Encode(b []byte) []byte {
 			e.Value(a.Value)
 		}
 	}
-	if v.Scheduling != (Scheduling{}) {
+	if v.Scheduling != (Scheduling{}) || v.MaxConcurrency > 1 {
 		v.Scheduling.encode(&e)
+	}
+	if v.MaxConcurrency > 1 {
+		e.Uvarint(uint64(v.MaxConcurrency))
 	}
 	return e.B
 }
@@ -248,10 +260,10 @@ func (v *SubmitRequest) Decode(b []byte) error {
 		v.RetryOn = append(v.RetryOn, d.String())
 	}
 	flags := d.Byte()
-	if d.Err() == nil && flags > 3 {
+	if d.Err() == nil && flags > 7 {
 		d.fail("flags")
 	}
-	v.Generator, v.NoEvents = flags&1 != 0, flags&2 != 0
+	v.Generator, v.NoEvents, v.Detached = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	v.Backpressure = d.Uint32()
 	v.Limits.MemoryPages = d.Uint32()
 	v.Limits.TimeoutNs = d.Varint()
@@ -285,6 +297,13 @@ func (v *SubmitRequest) Decode(b []byte) error {
 	v.Scheduling = Scheduling{}
 	if d.Err() == nil && d.Len() > 0 {
 		v.Scheduling.decode(d)
+	}
+	v.MaxConcurrency = 0
+	if d.Err() == nil && d.Len() > 0 {
+		v.MaxConcurrency = d.Uint32()
+		if d.Err() == nil && (v.MaxConcurrency < 2 || v.MaxConcurrency > MaxConcurrency) {
+			d.fail("max concurrency")
+		}
 	}
 	return d.Done()
 }

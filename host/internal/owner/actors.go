@@ -56,8 +56,10 @@ type actor struct {
 	maxRestarts    int32
 	maxTaskRetries int32
 	calls          int
-	killed         bool // no restart wanted
-	broken         bool // its instance is gone; waiting for its worker to die
+	killed         bool   // no restart wanted
+	killCause      string // why it was killed, when not by a kill op
+	detached       bool   // no fate-sharing with its owner (actorlife.go)
+	broken         bool   // its instance is gone; waiting for its worker to die
 	cause          string
 }
 
@@ -70,11 +72,30 @@ func (ac *actorTable) submitActor(ctx context.Context, t *task, req *abi.SubmitR
 	switch t.kind {
 	case abi.KindActorCreate:
 		a := &actor{id: t.id, class: t.function, name: req.Name, namespace: req.Namespace, create: t,
-			maxRestarts: req.MaxRestarts, maxTaskRetries: req.MaxTaskRetries, holdCPU: req.Resources.CPUs != -1}
+			maxRestarts: req.MaxRestarts, maxTaskRetries: req.MaxTaskRetries, holdCPU: req.Resources.CPUs != -1,
+			detached: req.Detached}
 		h.mu.Lock()
 		if _, dup := h.actors[a.id]; dup {
 			h.mu.Unlock()
 			return true // a retried parent creates it again
+		}
+		if req.MaxConcurrency > 1 {
+			// Not implemented (guest-sdk/ABI.md, "Concurrent actors"):
+			// running the calls one at a time would deadlock a barrier.
+			a.state, a.cause = actorDead, "its creation was refused: "+errNoConcurrency.Error()
+			h.actors[a.id] = a
+			h.mu.Unlock()
+			h.submitFailed(t, h.taskError(t, abi.ErrorBadRequest, errNoConcurrency.Error()))
+			return false
+		}
+		if a.detached {
+			if err := ac.checkDetachedLocked(); err != nil {
+				a.state, a.cause = actorDead, "its creation was refused: "+err.Error()
+				h.actors[a.id] = a
+				h.mu.Unlock()
+				h.submitFailed(t, h.taskError(t, abi.ErrorLimit, err.Error()))
+				return false
+			}
 		}
 		if a.name != "" {
 			if other, taken := h.actorNames[a.key()]; taken {
@@ -167,6 +188,7 @@ func (ac *actorTable) actorDeadLocked(a *actor, cause string) []*task {
 	h := ac.o
 	a.state, a.cause = actorDead, cause
 	ac.dropRefs(a)
+	ac.undetachLocked(a)
 	if a.name != "" && h.actorNames[a.key()] == a.id {
 		delete(h.actorNames, a.key())
 	}
@@ -235,6 +257,9 @@ func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	} else {
 		if a.killed {
 			cause = "it was killed"
+			if a.killCause != "" {
+				cause = a.killCause
+			}
 		}
 		doomed = h.acts.actorDeadLocked(a, cause)
 	}
@@ -267,7 +292,11 @@ func (ac *actorTable) killActor(id ids.TaskID, noRestart bool) error {
 	var doomed []*task
 	if w == nil && a.state != actorDead && noRestart {
 		// Not running yet (creating or restarting): end it where it stands.
-		doomed = h.acts.actorDeadLocked(a, "it was killed")
+		cause := "it was killed"
+		if a.killCause != "" {
+			cause = a.killCause
+		}
+		doomed = h.acts.actorDeadLocked(a, cause)
 	}
 	h.mu.Unlock()
 	if w != nil {

@@ -310,12 +310,16 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 	}
 	// The guest may keep the refs inside its arguments (an actor, in its
 	// state): its holder holds them too (for another host's task, this
-	// host borrows them until it ends).
+	// host borrows them until it ends). Actor handles are counted for
+	// this host's own tasks.
 	reader := attemptHolder(t, t.lc.Attempt)
 	if t.foreign != nil {
 		reader = t.foreign.holder
 	}
 	h.refs.delivered(reader, inv.Args)
+	if t.foreign == nil {
+		h.acts.deliveredArgs(t, reader, inv.Args)
+	}
 	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.Path(t.mod.Digest), Function: t.function, Invocation: inv.Encode(nil),
 		MemoryPages: h.cfg.memoryPages(), MaxResultBytes: uint64(h.cfg.MaxResultBytes),
 		MaxArgBytes: uint64(h.cfg.MaxArgBytes), MaxLogBytes: uint64(h.cfg.MaxLogBytes), Grants: t.grants}

@@ -159,6 +159,7 @@ func (gp *guestOps) guestPut(t *task, payload []byte) {
 		_ = h.objs.Seal(context.Background(), req.ID, v)
 	}
 	h.refs.sealed(req.ID, v)
+	h.acts.sealedHandles(t, req.ID, v)
 }
 
 // guestCancel serves ray.Cancel from a guest.
@@ -349,7 +350,11 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		h.gops.replyErr(w, t, c, err)
 		return
 	}
-	h.refs.delivered(h.readerOf(t), vals)
+	holder := h.readerOf(t)
+	h.refs.delivered(holder, vals)
+	if t.foreign == nil {
+		h.acts.deliveredValues(holder, refs, vals)
+	}
 	rep := abi.GetReply{Values: vals}
 	w.reply(c.Seq, 0, rep.Encode(nil))
 }

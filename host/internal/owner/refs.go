@@ -225,6 +225,7 @@ func (r *refsRole) carryOut(acts []refcount.Action) {
 		h.mu.Unlock()
 	}
 	r.o.objs.Free(free)
+	r.o.acts.handlesGone(free) // actors nobody references (actorlife.go)
 }
 
 // stats returns the counter's counts.

@@ -144,6 +144,7 @@ func (t *task) displayName() string {
 // children again, under the same IDs, when it is retried.
 func (h *Owner) submit(ctx context.Context, t *task) {
 	h.refs.submitted(t)
+	h.acts.counted(t)
 	t.cancelCh = make(chan struct{})
 	if t.gen != nil {
 		t.gen.wake = make(chan struct{}, 1)
@@ -397,6 +398,7 @@ func (h *Owner) seal(t *task, id ids.ObjectID, v abi.Value) {
 		_ = h.objs.Seal(context.Background(), id, v)
 	}
 	h.refs.sealed(id, v)
+	h.acts.sealedHandles(t, id, v)
 }
 
 // endStream seals the end-of-stream marker at item i of a generator.

@@ -218,7 +218,9 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			}
 		case abi.OpKill:
 			var req abi.KillRequest
-			if req.Decode(c.Payload) == nil {
+			// Only through a counted handle (actorlife.go): an actor ID
+			// alone, a forged handle, kills nothing.
+			if req.Decode(c.Payload) == nil && h.acts.mayKill(t, req.Actor) {
 				_ = h.acts.killActor(req.Actor, req.NoRestart)
 			}
 		case abi.OpGetActor:
@@ -232,6 +234,7 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 				w.reply(c.Seq, int64(abi.ErrCodeNotFound), nil)
 				break
 			}
+			h.acts.gotActor(h.currentHolder(t), a)
 			info := abi.ActorInfo{Actor: a.id, Owner: h.addr, Class: a.class}
 			w.reply(c.Seq, 0, info.Encode(nil))
 		case abi.OpYield:

@@ -299,8 +299,9 @@ var _ = ray.Func0("actor_via_task", func(ctx context.Context) (int, error) {
 })
 
 // makeNamed creates a named counter (restartable once) and counts to 5.
+// It is detached: later tasks find it by name after this one has ended.
 var _ = ray.Func2("make_named", func(ctx context.Context, name string, restarts int) (int, error) {
-	c := counterClass.Options(ray.Name(name), ray.MaxRestarts(restarts)).Remote()
+	c := counterClass.Options(ray.Name(name), ray.MaxRestarts(restarts), ray.Detached()).Remote()
 	return ray.Get(ctx, incr.Remote(c, 5))
 })
 
@@ -501,9 +502,11 @@ var _ = ray.Func1("pinned_child", func(ctx context.Context, node string) (int, e
 
 // remote_counter creates a Counter on the host named node (restartable
 // `restarts` times), calls it n times and returns the last count; then it
-// makes a named handle available as "remote-<node>".
+// makes a named handle available as "remote-<node>" (detached: it
+// outlives this task).
 var _ = ray.Func3("remote_counter", func(ctx context.Context, node string, n, restarts int) (int, error) {
-	c := counterClass.Options(ray.NodeAffinity(node, true), ray.MaxRestarts(restarts), ray.MaxTaskRetries(1), ray.Name("remote-"+node)).Remote()
+	c := counterClass.Options(ray.NodeAffinity(node, true), ray.MaxRestarts(restarts), ray.MaxTaskRetries(1), ray.Name("remote-"+node),
+		ray.Detached()).Remote()
 	last := 0
 	for range n {
 		v, err := ray.Get(ctx, incr.Remote(c, 1))
