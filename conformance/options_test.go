@@ -101,6 +101,24 @@ func TestItem08WaitOnEmptyList(t *testing.T) {
 	})
 }
 
+// Ray's ray.wait: "Returns: A list of object refs that are ready and a
+// list of the remaining object refs", at most num_returns ready, and
+// "duplicate object refs are not allowed"; its loop of wait(refs,
+// num_returns=1) handles results as they come. The SDK remembers
+// readiness between calls (issue 17), which must change none of it.
+func TestWaitLoopAndEdges(t *testing.T) {
+	e := optionsHost(t)
+	expectSteps(t, e.probe(t, guarded(t), "probe_wait_loop"), [][2]string{
+		{"Wait(refs, 1) in a loop over 40 refs", "40 calls, 40 values, 0 wrong answers"},
+		{"Wait(40 ready refs, 3)", "ready 3, not ready 37"},
+		{"the ready ones are the first three", "true"},
+		{"Wait([r, a copy of r], 1)", "ErrBadArgument"},
+		{"then Wait([r6, r7], 1)", "true"},
+		{"Wait([pending, ready], 2, timeout 0)", "ready 1, not ready 1"},
+		{"Wait([pending, ready], 1, timeout 0) gives the ready one", "true"},
+	})
+}
+
 // Item 9. Ray's task fault tolerance guide: the wrapped exception "will be
 // thrown to any worker that tries to get the result, either by calling
 // ray.get or if the worker is executing another task that depends on the

@@ -3,6 +3,7 @@ package host_test
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -147,17 +148,21 @@ func TestStoreFullHost(t *testing.T) {
 func fillStore(t *testing.T, c *client.Client, quota int, sizes ...int) {
 	t.Helper()
 	ctx := ctxFor(t, 2*time.Minute)
+	var held []client.ObjectRef // a ref the client drops is released, and its object freed
 	for _, size := range sizes {
 		for i := 0; ; i++ {
-			if _, err := c.Put(ctx, make([]byte, size)); err != nil {
+			r, err := c.Put(ctx, make([]byte, size))
+			if err != nil {
 				wantMessage(t, fmt.Sprintf("filling the store with values of %d bytes", size), err, "store: full")
 				break
 			}
+			held = append(held, r)
 			if i > quota/size+1000 {
 				t.Fatalf("%d puts of %d bytes fitted in a quota of %d", i, size, quota)
 			}
 		}
 	}
+	t.Cleanup(func() { runtime.KeepAlive(held) })
 }
 
 // Issue 13 item 7: on a host started with maximums (here the figures of the

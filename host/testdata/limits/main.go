@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/rayhost/rayhost/guest-sdk/ray"
@@ -34,14 +35,19 @@ var _ = ray.Func1("put_mib", func(ctx context.Context, n int) (int, error) {
 	return len(b), err
 })
 
-// put_many puts count objects of kib KiB, getting each back; it returns
-// how many it stored before the first error.
+// put_many puts count objects of kib KiB, getting each back and holding
+// every ref (a ref dropped is released, and its object freed: the store
+// would never fill); it returns how many it stored before the first error.
 var _ = ray.Func2("put_many", func(ctx context.Context, count, kib int) (int, error) {
+	held := make([]ray.ObjectRef[[]byte], 0, min(count, 1<<16))
 	for i := range count {
-		if _, err := ray.Get(ctx, ray.Put(make([]byte, kib<<10))); err != nil {
+		r := ray.Put(make([]byte, kib<<10))
+		if _, err := ray.Get(ctx, r); err != nil {
 			return i, err
 		}
+		held = append(held, r)
 	}
+	runtime.KeepAlive(held)
 	return count, nil
 })
 
