@@ -1,18 +1,16 @@
 package host_test
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/rayhost/rayhost/client"
 	"github.com/rayhost/rayhost/host"
 	"github.com/rayhost/rayhost/internal/testutil"
+	"github.com/rayhost/rayhost/store"
 )
 
 // held is what the limits guest's hold_until_full reports.
@@ -97,28 +95,7 @@ func TestStoreFullDriverExits(t *testing.T) {
 // blocks: Badger's files are sparse), as the store's quota counts it.
 func diskUsage(t *testing.T, dir string) int64 {
 	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // removed by a compaction meanwhile
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += info.Size()
-		}
-		return nil
-	})
+	n, err := store.DirUsage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

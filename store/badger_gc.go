@@ -256,7 +256,7 @@ func (b *Badger) reclaimRound() {
 	st := ReclaimStats{Round: rc.started, Full: rc.full.Swap(false)}
 	rc.mu.Unlock()
 	st.Deleted = rc.deleted.Swap(0)
-	st.Before, _ = dirUsage(b.dir)
+	st.Before, _ = DirUsage(b.dir)
 	if st.Deleted > 0 {
 		rc.sinceFlatten += st.Deleted
 		if st.Err = b.flushMemtables(); st.Err == nil {
@@ -276,7 +276,7 @@ func (b *Badger) reclaimRound() {
 	}
 	st.Rewritten = b.runGC(ratio)
 	b.space.remeasure()
-	st.After, _ = dirUsage(b.dir)
+	st.After, _ = DirUsage(b.dir)
 	st.Took = time.Since(start)
 	if st.Err != nil {
 		b.log.Warn("store: reclaim round", "err", st.Err)

@@ -155,11 +155,11 @@ func TestBadgerReserveConcurrent(t *testing.T) {
 		if base.Load() == 0 {
 			return 100 << 30, 1 << 40, nil
 		}
-		used, err := dirUsage(dir)
+		used, err := DirUsage(dir)
 		return uint64(base.Load() - used), 1 << 40, err
 	}
 	b := openBadger(t, cfg)
-	used, err := dirUsage(dir)
+	used, err := DirUsage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 func usage(t *testing.T, dir string) int64 {
 	t.Helper()
-	n, err := dirUsage(dir)
+	n, err := DirUsage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

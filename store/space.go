@@ -175,8 +175,11 @@ func (s *space) remeasureLocked() {
 	s.measured, s.since, s.at = used, 0, time.Now()
 }
 
-// dirUsage is the space the files under dir take on disk.
-func dirUsage(dir string) (int64, error) {
+// DirUsage is the space the files under dir take on disk, as a store's
+// quota counts it: allocated blocks where the system reports them (Badger's
+// files are sparse), else apparent sizes. Files removed during the walk (a
+// compaction) are skipped.
+func DirUsage(dir string) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -208,7 +211,7 @@ func newSpace(cfg BadgerConfig, log *slog.Logger) (*space, error) {
 	if cfg.InMemory {
 		return nil, nil
 	}
-	s := &space{dir: cfg.Dir, quota: cfg.Quota, probe: cfg.FreeSpace, walk: dirUsage}
+	s := &space{dir: cfg.Dir, quota: cfg.Quota, probe: cfg.FreeSpace, walk: DirUsage}
 	if s.probe == nil {
 		s.probe = FreeSpace
 	}

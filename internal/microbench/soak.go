@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/store"
 )
 
 // SoakConfig is `rayhost microbenchmark --soak`: issue 16's soak, a driver
@@ -217,23 +216,8 @@ func indent(s string) string {
 }
 
 // diskMiB is the space the files under dir take on disk (allocated blocks:
-// Badger's files are sparse), in MiB.
+// Badger's files are sparse), in MiB; 0 if it cannot be walked.
 func diskMiB(dir string) float64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil // removed meanwhile, or unreadable: not counted
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += info.Size()
-		}
-		return nil
-	})
+	n, _ := store.DirUsage(dir)
 	return float64(n) / (1 << 20)
 }

@@ -2,11 +2,8 @@ package owner
 
 import (
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
@@ -78,7 +75,7 @@ func TestSoakReleasesAsItGoes(t *testing.T) {
 		f.result(t, refs[0], out)
 	}
 	sample := func() soakSample {
-		du, err := dirSize(dir)
+		du, err := store.DirUsage(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,35 +139,4 @@ func TestSoakReleasesAsItGoes(t *testing.T) {
 		t.Fatalf("after the soak the store takes %.1f MiB, %.1f at the start (tolerance %.1f)",
 			float64(end.disk)/(1<<20), float64(base.disk)/(1<<20), float64(tolerance)/(1<<20))
 	}
-}
-
-// dirSize is the space the files under dir take on disk (allocated
-// blocks: Badger's files are sparse), as the store's quota measures it.
-func dirSize(dir string) (int64, error) {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed by a compaction meanwhile
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		info, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		} else {
-			n += info.Size()
-		}
-		return nil
-	})
-	return n, err
 }
