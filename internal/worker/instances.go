@@ -44,7 +44,7 @@ type instance struct {
 	mailbox []byte
 	exec    *execution
 	conc    *conc // a concurrent actor's (concurrent.go); nil otherwise
-	private bool // made for a task with grants: never reused
+	private bool  // made for a task with grants: never reused
 	mounts  []*sandboxfs.FS
 }
 

@@ -125,7 +125,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
 		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
 		running: map[ids.TaskID]*execution{},
-		closed: make(chan struct{}),
+		closed:  make(chan struct{}),
 	}
 	defer w.conn.Close()
 	defer func() {

@@ -32,7 +32,7 @@ type workerProc struct {
 	foreign *foreign
 
 	// Guarded by Owner.mu.
-	task  *task
+	task *task
 	// calls are the running calls of a concurrent actor (task is then
 	// nil): its worker runs several at once.
 	calls map[ids.TaskID]*task
