@@ -92,11 +92,20 @@ func (c *concCall) run(fn func(context.Context) ([]abi.Value, error)) {
 	defer setCurrentCall(nil)
 	defer close(c.fin)
 	defer c.cancel()
-	if fn == nil {
-		c.status = abi.StatusBadRequest
-		return
-	}
+	defer c.forget()
 	c.status = runAs(c.ctx, c.t, fn)
+}
+
+// fail ends a call that cannot run, on the calling goroutine (its own).
+func (c *concCall) fail(status abi.Status, te *abi.TaskError) {
+	setCurrentCall(c.t)
+	defer setCurrentCall(nil)
+	defer close(c.fin)
+	defer c.forget()
+	c.status = sendError(c.t, status, te)
+}
+
+func (c *concCall) forget() {
 	pump.Lock()
 	delete(pump.calls, c.t.id)
 	pump.Unlock()
@@ -263,24 +272,13 @@ func handleEvent(b []byte) bool {
 		var inv abi.Invocation
 		if err := inv.Decode(ev.Data); err != nil {
 			inv.Task = ev.Task
-			c := newConcCall(&inv)
-			go func() {
-				setCurrentCall(c.t)
-				defer setCurrentCall(nil)
-				defer close(c.fin)
-				c.status = sendError(c.t, abi.StatusBadRequest, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: err.Error()})
-			}()
+			go newConcCall(&inv).fail(abi.StatusBadRequest, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: err.Error()})
 			return true
 		}
 		c := newConcCall(&inv)
 		fn, te := callOf(&inv)
 		if te != nil {
-			go func() {
-				setCurrentCall(c.t)
-				defer setCurrentCall(nil)
-				defer close(c.fin)
-				c.status = sendError(c.t, abi.StatusBadRequest, te)
-			}()
+			go c.fail(abi.StatusBadRequest, te)
 			return true
 		}
 		go c.run(fn)

@@ -256,7 +256,6 @@ func (e *execution) cancel() { e.cancelOne.Do(func() { close(e.cancelled) }) }
 func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{})}
 	w.curMu.Lock()
-
 	w.current = e
 	if w.early[ex.Task] {
 		delete(w.early, ex.Task)
