@@ -30,7 +30,6 @@ func knownAPIGap(t *testing.T, what string) {
 // Actor options"; Ray's own tests use a SignalActor whose wait() blocks
 // callers until send() — which needs calls that run at once.
 func TestAPIMaxConcurrencyBarrier(t *testing.T) {
-	knownAPIGap(t, "max_concurrency: the host runs one call of an actor at a time (design in guest-sdk/ABI.md)")
 	e := actorsHost(t)
 	expectSteps(t, e.probe(t, guarded(t), "api_probe_barrier"), [][2]string{
 		{"waiters done before send", "0"},

@@ -33,20 +33,42 @@ func hostCall(op abi.Op, req []byte) ([]byte, error) {
 		runtime.Gosched()
 		flushReleases(false)
 	}
-	callMu.Lock()
-	defer callMu.Unlock()
-	n := rayhostCall(uint32(op), unsafe.Pointer(unsafe.SliceData(req)), uint32(len(req)))
+	if c := concCallOf(currentTask()); c != nil && op != abi.OpResult {
+		// A call of a concurrent actor's instance (concurrent_wasip1.go).
+		if b, err, ok := c.do(op, req); ok {
+			return b, err
+		}
+	}
+	return directCall(op, req)
+}
+
+// directCall makes one host call and receives its reply.
+func directCall(op abi.Op, req []byte) ([]byte, error) {
+	n, buf := rawCall(op, req)
 	if n < 0 {
 		return nil, codeError(abi.ErrCode(n))
+	}
+	if int64(len(buf)) != n {
+		return nil, fmt.Errorf("%w: received %d of %d reply bytes", ErrHost, len(buf), n)
 	}
 	if n == 0 {
 		return nil, nil
 	}
-	buf := make([]byte, n)
-	if got := rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n)); int64(got) != n {
-		return nil, fmt.Errorf("%w: received %d of %d reply bytes", ErrHost, got, n)
-	}
 	return buf, nil
+}
+
+// rawCall makes one host call: its result, and the reply it announced
+// (copied short if recv copied less).
+func rawCall(op abi.Op, req []byte) (int64, []byte) {
+	callMu.Lock()
+	defer callMu.Unlock()
+	n := rayhostCall(uint32(op), unsafe.Pointer(unsafe.SliceData(req)), uint32(len(req)))
+	if n <= 0 {
+		return n, nil
+	}
+	buf := make([]byte, n)
+	got := rayhostRecv(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n))
+	return n, buf[:got]
 }
 
 //go:wasmexport rayhost_abi_version

@@ -34,10 +34,13 @@ func Detached() Option { return func(o *options) { o.detached = true } }
 // or on a channel does not hold up the others. n must be 1 (the default:
 // one call at a time, in submission order) to 1024.
 //
-// Not supported yet: hosts (and RunLocal) refuse an actor created with n >
-// 1, whose Ready then fails with a bad_request error, rather than run its
-// calls one at a time and deadlock a barrier. The design is in
-// guest-sdk/ABI.md §5, "Concurrent actors".
+// With n > 1, calls start in submission order but may end in any order;
+// each runs on a goroutine of the actor's one instance, sharing its state
+// (guard it as for any goroutines), and its context ends when the call is
+// cancelled. A goroutine a method starts itself acts for the first call
+// the instance was entered with (as Remote and Put in local mode's own
+// goroutines). An actor that lives on another host than its owner runs
+// its calls one at a time (guest-sdk/ABI.md §5, "Concurrent actors").
 func MaxConcurrency(n int) Option {
 	return func(o *options) {
 		if n < 1 || n > abi.MaxConcurrency {

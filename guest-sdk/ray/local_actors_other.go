@@ -12,7 +12,8 @@ import (
 type localActor struct {
 	create    *localTask
 	calls     []*localTask // queued, in submission order
-	running   *localTask
+	running   map[*localTask]bool
+	max       int // calls that may run at once (max_concurrency)
 	alive     bool
 	dead      bool
 	restart   bool
@@ -22,8 +23,9 @@ type localActor struct {
 	ctorInput []abi.Value
 }
 
-// runActor creates the actor, then runs its calls one at a time in the
-// order they were submitted, until it dies or local mode ends.
+// runActor creates the actor, then runs its calls in the order they were
+// submitted, up to max at once (one at a time unless max_concurrency),
+// until it dies or local mode ends.
 func (l *localHost) runActor(a *localActor) {
 	defer l.wg.Done()
 	args, te := l.resolve(a.create)
@@ -46,15 +48,20 @@ func (l *localHost) runActor(a *localActor) {
 				return true
 			}
 			if a.restart {
+				// A restart waits for the calls that run to return (they
+				// were failed and cancelled by the kill).
+				if len(a.running) > 0 {
+					return false
+				}
 				a.restart, restart = false, true
 				return true
 			}
 			for len(a.calls) > 0 && a.calls[0].finished { // cancelled while queued
 				a.calls = a.calls[1:]
 			}
-			if len(a.calls) > 0 {
+			if len(a.calls) > 0 && len(a.running) < a.max {
 				call, a.calls = a.calls[0], a.calls[1:]
-				a.running = call
+				a.running[call] = true
 				return true
 			}
 			return false
@@ -75,16 +82,30 @@ func (l *localHost) runActor(a *localActor) {
 			restarts++
 			continue
 		}
-		args, te := l.resolve(call)
-		var vals []abi.Value
-		if te == nil {
-			vals, te = l.attempt(call, 0, args)
+		if a.max == 1 {
+			l.runCall(a, call)
+			continue
 		}
-		l.finish(call, vals, te)
-		l.mu.Lock()
-		a.running = nil
-		l.mu.Unlock()
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.runCall(a, call)
+		}()
 	}
+}
+
+// runCall runs one call of actor a.
+func (l *localHost) runCall(a *localActor, call *localTask) {
+	args, te := l.resolve(call)
+	var vals []abi.Value
+	if te == nil {
+		vals, te = l.attempt(call, 0, args)
+	}
+	l.finish(call, vals, te)
+	l.mu.Lock()
+	delete(a.running, call)
+	l.broadcast()
+	l.mu.Unlock()
 }
 
 // construct runs the actor's constructor; the first run also ends the
@@ -115,9 +136,9 @@ func (l *localHost) dieLocked(a *localActor, msg string) {
 		l.finishLocked(c, nil, died)
 	}
 	a.calls = nil
-	if a.running != nil {
-		l.finishLocked(a.running, nil, died)
-		signalCancel(a.running)
+	for r := range a.running {
+		l.finishLocked(r, nil, died)
+		signalCancel(r)
 	}
 	l.broadcast()
 }
@@ -138,9 +159,11 @@ func (l *localHost) killLocked(a *localActor, noRestart bool) {
 	if a.restarts > 0 {
 		a.restarts--
 	}
-	if r := a.running; r != nil && !r.finished {
-		l.finishLocked(r, nil, &abi.TaskError{Kind: abi.ErrorActorDied, Message: "the actor was killed while running the call"})
-		signalCancel(r)
+	for r := range a.running {
+		if !r.finished {
+			l.finishLocked(r, nil, &abi.TaskError{Kind: abi.ErrorActorDied, Message: "the actor was killed while running the call"})
+			signalCancel(r)
+		}
 	}
 	a.restart = true
 	l.broadcast()

@@ -74,15 +74,12 @@ func (l *localHost) submit(parent *localTask, b []byte) abi.ErrCode {
 	switch req.Kind {
 	case abi.KindActorCreate:
 		key := [2]string{req.Name, req.Namespace}
-		if req.MaxConcurrency > 1 { // as a host does (lifetime.go)
-			l.finishLocked(t, nil, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: "max_concurrency is not supported yet (calls of an actor run one at a time)"})
-			return 0
-		}
 		if req.Name != "" && l.names[key] != nil {
 			l.finishLocked(t, nil, &abi.TaskError{Kind: abi.ErrorBadRequest, Message: fmt.Sprintf("actor name %q is taken", req.Name)})
 			return 0
 		}
-		a := &localActor{create: t, restarts: req.MaxRestarts, name: key, hasName: req.Name != ""}
+		a := &localActor{create: t, restarts: req.MaxRestarts, name: key, hasName: req.Name != "",
+			running: map[*localTask]bool{}, max: max(1, int(req.MaxConcurrency))}
 		if a.hasName {
 			l.names[key] = a
 		}

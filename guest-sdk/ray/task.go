@@ -16,6 +16,8 @@ type taskState struct {
 	attempt uint32
 	fn      string
 	actor   ids.TaskID // the actor this invocation creates or calls
+	// call is set for a call of a concurrent actor's instance.
+	call resultEnder
 
 	mu       sync.Mutex
 	children uint64

@@ -71,7 +71,7 @@ const (
 	ErrCodeBadRequest ErrCode = -1 // the request did not decode or is invalid
 	ErrCodeTimeout    ErrCode = -2 // the call's timeout passed
 	ErrCodeCancelled  ErrCode = -3 // the calling task was cancelled
-	ErrCodeUnknownOp  ErrCode = -4 // the host does not know the op
+	ErrCodeUnknownOp  ErrCode = -4 // the host does not know the op (or, 14–16, the instance is not a concurrent actor's)
 	ErrCodeHost       ErrCode = -5 // the host failed (see the worker's log)
 	ErrCodeTooLarge   ErrCode = -6 // a size limit was exceeded (a result larger than the task may return)
 	ErrCodeNotFound   ErrCode = -7 // the named thing (an actor) does not exist

@@ -7,7 +7,8 @@ const (
 	// RouteUnknown: no guest may call the op; the worker answers
 	// ErrCodeUnknownOp.
 	RouteUnknown Route = iota
-	// RouteWorker: the worker answers it itself (result, cancelled, sleep).
+	// RouteWorker: the worker answers it itself (result, cancelled, sleep,
+	// and the concurrent actors' start, poll and done).
 	RouteWorker
 	// RoutePipelined: the worker checks it and forwards it to the host
 	// without waiting; the guest gets 0 at once (submit, put, cancel, kill).
@@ -58,6 +59,9 @@ var ops = [...]opSpec{
 	OpGetActor:  {name: "get_actor", route: RouteRoundTrip, check: checkGetActor},
 	OpKill:      {name: "kill", route: RoutePipelined, check: checkKill},
 	OpRelease:   {name: "release", route: RoutePipelined, limit: LimitArgs, check: checkRelease},
+	OpStart:     {name: "start", route: RouteWorker, check: checkStart},
+	OpPoll:      {name: "poll", route: RouteWorker, check: checkPoll},
+	OpDone:      {name: "done", route: RouteWorker, limit: LimitResult, check: checkDone},
 }
 
 // spec returns o's row of the table.

@@ -181,6 +181,10 @@ type Exec struct {
 	// instance for it) and its method calls (which run on that instance).
 	Actor       ids.TaskID
 	ActorCreate bool
+	// MaxConcurrency > 1 on a creation makes the actor's instance serve up
+	// to that many calls at once (guest-sdk/ABI.md §5, "Concurrent
+	// actors"); 0 or 1: one at a time.
+	MaxConcurrency uint32
 }
 
 func (m *Exec) Encode(b []byte) []byte {
@@ -199,6 +203,7 @@ func (m *Exec) Encode(b []byte) []byte {
 	} else {
 		e.Byte(0)
 	}
+	e.Uvarint(uint64(m.MaxConcurrency))
 	e.Bytes(m.Invocation)
 	return e.B
 }
@@ -215,6 +220,7 @@ func (m *Exec) Decode(b []byte) error {
 	m.Grants = abi.DecodeGrants(d)
 	m.Actor = d.TaskID()
 	m.ActorCreate = d.Byte() == 1
+	m.MaxConcurrency = d.Uint32()
 	m.Invocation = d.Bytes()
 	return d.Done()
 }

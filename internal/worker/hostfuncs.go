@@ -70,10 +70,25 @@ func (w *Worker) hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 // copied before the guest runs again. Which ops are served here, which are
 // forwarded and how is abi's op table (abi.Op.Route).
 func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
-	e := inst.exec
+	inst.mailbox = nil
+	if op >= abi.OpStart && op <= abi.OpDone {
+		if inst.conc == nil {
+			return int64(abi.ErrCodeUnknownOp) // not a concurrent actor's instance
+		}
+		if abi.CheckRequest(op, req) != nil {
+			return int64(abi.ErrCodeBadRequest)
+		}
+		return w.serveConcurrent(inst, op, req)
+	}
+	return w.serveAs(inst, inst.exec, op, req)
+}
+
+// serveAs serves op for execution e (the invocation's, or one call of a
+// concurrent actor's instance).
+func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) int64 {
 	inst.mailbox = nil
 	route := op.Route()
-	if route != abi.RouteWorker && route != abi.RoutePipelined && route != abi.RouteRoundTrip {
+	if route != abi.RouteWorker && route != abi.RoutePipelined && route != abi.RouteRoundTrip || op >= abi.OpStart {
 		return int64(abi.ErrCodeUnknownOp) // and host-internal ops
 	}
 	// Every request is checked here, so a malformed one fails the guest's
@@ -148,6 +163,16 @@ func over(req []byte, limit uint64) bool { return limit > 0 && uint64(len(req)) 
 // roundTrip forwards a blocking request to the host and waits for the reply.
 // The host answers a cancelled task's pending calls with ErrCodeCancelled.
 func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
+	ch, seq, code := w.sendRoundTrip(e, op, req)
+	if code < 0 {
+		return ipc.Reply{Code: code}
+	}
+	return w.awaitReply(ch, seq)
+}
+
+// sendRoundTrip sends a blocking request to the host; awaitReply waits for
+// its reply.
+func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan ipc.Reply, uint64, int64) {
 	ch := make(chan ipc.Reply, 1)
 	w.seqMu.Lock()
 	w.seq++
@@ -159,8 +184,12 @@ func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
 		w.seqMu.Lock()
 		delete(w.pending, seq)
 		w.seqMu.Unlock()
-		return ipc.Reply{Code: int64(abi.ErrCodeHost)}
+		return nil, 0, int64(abi.ErrCodeHost)
 	}
+	return ch, seq, 0
+}
+
+func (w *Worker) awaitReply(ch chan ipc.Reply, seq uint64) ipc.Reply {
 	select {
 	case r := <-ch:
 		return r

@@ -43,7 +43,8 @@ type instance struct {
 	invoke  api.Function
 	mailbox []byte
 	exec    *execution
-	private bool // made for a task with grants: never reused
+	conc    *conc // a concurrent actor's (concurrent.go); nil otherwise
+	private bool  // made for a task with grants: never reused
 	mounts  []*sandboxfs.FS
 }
 
@@ -272,6 +273,9 @@ func (w *Worker) keep(m *module, inst *instance, ex ipc.Exec, ok bool) {
 	case ex.ActorCreate && !ok:
 		inst.close(context.Background())
 	case ex.ActorCreate:
+		if ex.MaxConcurrency > 1 {
+			inst.conc = newConc() // its calls may run at once (concurrent.go)
+		}
 		w.modMu.Lock()
 		w.actors[ex.Actor] = inst
 		w.modMu.Unlock()

@@ -71,6 +71,9 @@ type Worker struct {
 
 	curMu   sync.Mutex
 	current *execution
+	// running holds the calls of concurrent actors handed to their
+	// instance (concurrent.go), for cancels.
+	running map[ids.TaskID]*execution
 	// early holds cancels that arrived before their Exec started running
 	// (both frames can be read before the run loop takes the Exec).
 	early map[ids.TaskID]bool
@@ -89,6 +92,12 @@ type execution struct {
 	result    []byte
 	gotResult bool
 	logged    uint64
+
+	// For a call of a concurrent actor (concurrent.go): its instance,
+	// whether the guest was given it, and whether it ended (op done).
+	inst  *instance
+	given bool
+	ended bool
 }
 
 // errOutputLimit aborts a guest that prints more than it may: the guest
@@ -115,7 +124,8 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	w := &Worker{
 		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
 		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
-		closed: make(chan struct{}),
+		running: map[ids.TaskID]*execution{},
+		closed:  make(chan struct{}),
 	}
 	defer w.conn.Close()
 	defer func() {
@@ -182,6 +192,9 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			}
 			ex.Invocation = append([]byte(nil), ex.Invocation...)
 			ex.ModulePath = string([]byte(ex.ModulePath))
+			if w.deliver(ex) {
+				continue // to the serve loop of its actor's instance
+			}
 			select {
 			case execs <- ex:
 			case <-ctx.Done():
@@ -206,7 +219,11 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 				return fmt.Errorf("worker: cancel: %w", err)
 			}
 			w.curMu.Lock()
-			if e := w.current; e != nil && e.task == c.Task {
+			call := w.running[c.Task]
+			if call != nil {
+				// cancelCall below, without curMu (it takes the
+				// instance's lock, which is taken before curMu).
+			} else if e := w.current; e != nil && e.task == c.Task {
 				e.cancel()
 			} else {
 				if len(w.early) > 1024 { // cancels for tasks that never came
@@ -215,6 +232,9 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 				w.early[c.Task] = true
 			}
 			w.curMu.Unlock()
+			if call != nil {
+				call.cancelCall()
+			}
 		case ipc.TypeLoad:
 			var l ipc.Load
 			if err := l.Decode(payload); err != nil {
@@ -251,6 +271,7 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	done := ipc.Done{Task: ex.Task}
 	m, err := w.module(ctx, ex.ModulePath, ex.MemoryPages)
 	if err != nil {
+		w.unserve(ex) // the read loop handed it over as a serve loop's first call
 		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
 		w.send(ipc.TypeDone, done.Encode(nil))
 		return
@@ -275,12 +296,27 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 			return
 		}
 	}
+	c := inst.conc
+	if c != nil {
+		// A concurrent actor's call: the invoke may serve others too.
+		e.inst, e.given = inst, true
+		w.curMu.Lock()
+		w.current = nil
+		w.running[e.task] = e
+		w.curMu.Unlock()
+		defer w.unregister(e)
+		c.mu.Lock()
+		c.serving, c.calls[e.task] = true, e
+		c.mu.Unlock()
+	}
 	inst.exec = e
 	inst.mailbox = ex.Invocation
 	res, err := inst.invoke.Call(withInstance(ctx, inst), uint64(len(ex.Invocation)))
 	inst.exec = nil
 	inst.mailbox = nil
 	actor := !ex.Actor.IsZero()
+	var rerun []ipc.Exec
+	defer func() { w.runAll(ctx, rerun) }()
 	switch {
 	case err != nil:
 		// A trap leaves the guest's Go runtime in an unknown state: never
@@ -301,6 +337,10 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		if errors.Is(err, errOutputLimit) {
 			done.Kind, done.Trap = abi.ErrorLimit, fmt.Sprintf("the task wrote more than %d bytes of output", ex.MaxLogBytes)
 		}
+	case c != nil && e.ended:
+		// Its Done went with op done.
+		rerun = w.endServing(inst, e, nil)
+		return
 	case !e.gotResult:
 		w.keep(m, inst, ex, false)
 		done.Kind, done.Trap = abi.ErrorHost, "the guest returned without a result"
@@ -308,6 +348,16 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		done.Status = abi.Status(int32(res[0]))
 		done.Result = e.result
 		w.keep(m, inst, ex, done.Status == abi.StatusOK)
+	}
+	if c != nil {
+		var fail *ipc.Done
+		if err != nil {
+			fail = &done
+		}
+		rerun = w.endServing(inst, e, fail)
+		if e.ended {
+			return // its Done went with op done
+		}
 	}
 	w.send(ipc.TypeDone, done.Encode(nil))
 }

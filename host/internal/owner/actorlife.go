@@ -39,9 +39,6 @@ func detachedHolder(id ids.TaskID) refcount.Holder {
 	return refcount.Holder("detached:" + id.String())
 }
 
-// errNoConcurrency refuses an actor creation with max_concurrency above 1.
-var errNoConcurrency = fmt.Errorf("%w: max_concurrency is not supported by this host yet (calls of an actor run one at a time)", ErrInvalidArgument)
-
 // killedByLifetime is the cause of death of an actor nobody references.
 const killedByLifetime = "its owner ended and no handle to it is left (not detached)"
 

@@ -99,11 +99,19 @@ func TestActorLifetime(t *testing.T) {
 		}
 	})
 
-	t.Run("max_concurrency is refused, not ignored", func(t *testing.T) {
-		var msg string
-		f.call(t, "lt_concurrent", &msg)
-		if !strings.Contains(msg, "max_concurrency is not supported") {
-			t.Fatalf("creating an actor with MaxConcurrency(4): %q", msg)
+	t.Run("max_concurrency runs calls at once: a barrier opens", func(t *testing.T) {
+		var got string
+		f.call(t, "lt_concurrent", &got)
+		if got != "0 [true true true]" {
+			t.Fatalf("a gate on an actor with MaxConcurrency(4): %q, want 0 ready before it opened, then [true true true]", got)
+		}
+	})
+
+	t.Run("killing a concurrent actor fails every call it runs", func(t *testing.T) {
+		var died int
+		f.call(t, "lt_concurrent_kill", &died)
+		if died != 3 {
+			t.Fatalf("%d of 3 running calls failed with ErrActorDied", died)
 		}
 	})
 

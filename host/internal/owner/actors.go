@@ -25,7 +25,9 @@ import (
 // runs nothing else. The CPU is then given back (Ray's rule: 1 CPU to place
 // an actor, 0 while it lives) unless the actor asked for CPUs explicitly.
 // Method calls wait in one queue per actor in the order they were
-// submitted, and run one at a time.
+// submitted, and start in that order: one at a time, or up to
+// max_concurrency at once on the actor's one worker and instance (the
+// guest multiplexes them, guest-sdk/ABI.md §5, "Concurrent actors").
 type actorState uint8
 
 const (
@@ -51,7 +53,8 @@ type actor struct {
 	state          actorState
 	worker         *workerProc
 	queue          []*task // method calls in submission order
-	running        *task
+	running        []*task // the calls its worker runs, in start order
+	maxConc        int     // calls that may run at once (max_concurrency; 1 by default)
 	restarts       int
 	maxRestarts    int32
 	maxTaskRetries int32
@@ -73,20 +76,11 @@ func (ac *actorTable) submitActor(ctx context.Context, t *task, req *abi.SubmitR
 	case abi.KindActorCreate:
 		a := &actor{id: t.id, class: t.function, name: req.Name, namespace: req.Namespace, create: t,
 			maxRestarts: req.MaxRestarts, maxTaskRetries: req.MaxTaskRetries, holdCPU: req.Resources.CPUs != -1,
-			detached: req.Detached}
+			detached: req.Detached, maxConc: max(1, int(req.MaxConcurrency))}
 		h.mu.Lock()
 		if _, dup := h.actors[a.id]; dup {
 			h.mu.Unlock()
 			return true // a retried parent creates it again
-		}
-		if req.MaxConcurrency > 1 {
-			// Not implemented (guest-sdk/ABI.md, "Concurrent actors"):
-			// running the calls one at a time would deadlock a barrier.
-			a.state, a.cause = actorDead, "its creation was refused: "+errNoConcurrency.Error()
-			h.actors[a.id] = a
-			h.mu.Unlock()
-			h.submitFailed(t, h.taskError(t, abi.ErrorBadRequest, errNoConcurrency.Error()))
-			return false
 		}
 		if a.detached {
 			if err := ac.checkDetachedLocked(); err != nil {
@@ -147,24 +141,51 @@ func (ac *actorTable) actorCallReady(t *task) {
 	h.disp.start(starts)
 }
 
-// dispatchActorLocked starts the actor's next call if it can run now: the
-// actor is alive and idle, and the first call in its queue has its
-// arguments. Later calls wait behind it, keeping submission order.
+// dispatchActorLocked starts the actor's next calls that can run now: the
+// actor is alive and runs fewer calls than it may, and the first call in
+// its queue has its arguments. Later calls wait behind it, keeping
+// submission order.
 func (ac *actorTable) dispatchActorLocked(a *actor) []assignment {
 	h := ac.o
-	if a.state != actorAlive || a.broken || a.running != nil || len(a.queue) == 0 || a.worker == nil {
-		return nil
+	var out []assignment
+	for a.state == actorAlive && !a.broken && len(a.running) < a.concurrency() && len(a.queue) > 0 && a.worker != nil {
+		t := a.queue[0]
+		if t.lc.State != stateScheduled {
+			break
+		}
+		a.queue = a.queue[1:]
+		a.running = append(a.running, t)
+		t.worker = a.worker
+		if a.concurrency() > 1 {
+			a.worker.setCallLocked(t)
+		} else {
+			a.worker.task = t
+		}
+		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Record and Exec: the Exec is the assignment
+		out = append(out, assignment{t, a.worker})
 	}
-	t := a.queue[0]
-	if t.lc.State != stateScheduled {
-		return nil
+	return out
+}
+
+// concurrency is how many calls of a may run at once now: its
+// max_concurrency on a worker of this host; one on another host's (the
+// peer protocol runs one call of an actor at a time).
+func (a *actor) concurrency() int {
+	if a.worker != nil && a.worker.remote != nil {
+		return 1
 	}
-	a.queue = a.queue[1:]
-	a.running = t
-	t.worker = a.worker
-	a.worker.task = t
-	h.stepLocked(t, lifecycle.WorkerAssigned{}) // Record and Exec: the Exec is the assignment
-	return []assignment{{t, a.worker}}
+	return a.maxConc
+}
+
+// endCallLocked removes a call from the calls a runs; false if it was not
+// running.
+func (a *actor) endCallLocked(t *task) bool {
+	i := slices.Index(a.running, t)
+	if i < 0 {
+		return false
+	}
+	a.running = slices.Delete(a.running, i, i+1)
+	return true
 }
 
 // actorCreated is called when a creation task finished: the worker is the
@@ -233,18 +254,24 @@ func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 		h.sched.ReleaseOn(a.create.lc.Node, a.create.req)
 		a.cpuHeld = false
 	}
-	t := a.running
+	calls := a.running
 	a.running = nil
-	if t != nil {
-		w.task = nil
-	}
+	w.task = nil
+	clear(w.calls)
 	restart := !a.killed && (a.maxRestarts < 0 || a.restarts < int(a.maxRestarts))
-	var requeued bool
-	if t != nil && restart && !t.lc.Cancelled && (a.maxTaskRetries < 0 || int(t.lc.Attempt) < int(a.maxTaskRetries)) {
-		t.worker = nil
-		run(h.stepLocked(t, lifecycle.ActorRetry{Why: cause})) // back at the head of the queue; only a log is left
-		requeued = true
+	// Every call it ran fails or is retried; retried calls go back to the
+	// head of the queue in the order they started.
+	var lost []*task
+	for i := len(calls) - 1; i >= 0; i-- {
+		t := calls[i]
+		if restart && !t.lc.Cancelled && (a.maxTaskRetries < 0 || int(t.lc.Attempt) < int(a.maxTaskRetries)) {
+			t.worker = nil
+			run(h.stepLocked(t, lifecycle.ActorRetry{Why: cause})) // back at the head of the queue; only a log is left
+			continue
+		}
+		lost = append(lost, t)
 	}
+	slices.Reverse(lost)
 	var doomed []*task
 	var restartCreate []func()
 	if restart {
@@ -265,7 +292,7 @@ func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	}
 	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	if t != nil && !requeued {
+	for _, t := range lost {
 		h.disp.finishWorker(w, t, h.taskError(t, abi.ErrorActorDied, fmt.Sprintf("actor %s (%s) died while running the call: %s", a.id, a.class, cause)), nil)
 	}
 	h.acts.failActorCalls(a, doomed)

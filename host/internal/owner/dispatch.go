@@ -331,6 +331,9 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 		// memory limit, and the worker keeps that instance by actor ID.
 		inv.Actor, ex.Actor, ex.ActorCreate = t.actor.id, t.actor.id, t.kind == abi.KindActorCreate
 		ex.Invocation = inv.Encode(nil)
+		if ex.ActorCreate && t.actor.maxConc > 1 {
+			ex.MaxConcurrency = uint32(t.actor.maxConc)
+		}
 		if c := t.actor.create; c.limits.MemoryPages > 0 {
 			ex.MemoryPages = c.limits.MemoryPages
 		}
@@ -390,8 +393,7 @@ func (dp *dispatcher) unstart(t *task, w *workerProc, refused bool, why string) 
 		h.mu.Unlock()
 		return
 	}
-	if w.task == t {
-		w.task = nil
+	if w.endTaskLocked(t) {
 		if w.actor == nil && w.foreign == nil {
 			w.idleLocked()
 		}

@@ -430,8 +430,8 @@ func refIDs(refs []abi.Ref) []ids.ObjectID {
 func (gp *guestOps) guestLog(w *workerProc, l *ipc.Log) {
 	h := gp.o
 	h.mu.Lock()
-	t := w.task
-	if t == nil || t.id != l.Task {
+	t := w.taskLocked(l.Task)
+	if t == nil {
 		h.mu.Unlock()
 		return
 	}

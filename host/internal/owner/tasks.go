@@ -412,8 +412,7 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 	h := dp.o
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
-	if w.task == t {
-		w.task = nil
+	if w.endTaskLocked(t) {
 		if w.actor == nil && !created {
 			w.memHeld = 0 // an actor's worker keeps its memory while it lives
 		}
@@ -425,8 +424,7 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 	var doomed []*task
 	if a := t.actor; a != nil {
 		switch {
-		case t.kind == abi.KindActorCall && a.running == t:
-			a.running = nil
+		case t.kind == abi.KindActorCall && a.endCallLocked(t):
 			a.calls++
 		case created && !w.dead:
 			defer func() { h.mu.Lock(); s := h.acts.actorCreatedLocked(a, w); h.mu.Unlock(); h.disp.start(s) }()

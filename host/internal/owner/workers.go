@@ -32,7 +32,10 @@ type workerProc struct {
 	foreign *foreign
 
 	// Guarded by Owner.mu.
-	task  *task
+	task *task
+	// calls are the running calls of a concurrent actor (task is then
+	// nil): its worker runs several at once.
+	calls map[ids.TaskID]*task
 	actor *actor // the actor this worker belongs to, if any
 	dead  bool
 	// memHeld is the guest memory limit of what the worker runs (a task,
@@ -300,10 +303,35 @@ func (wp *workerRole) runningTask(w *workerProc, id ids.TaskID) *task {
 	h := wp.o
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return w.taskLocked(id)
+}
+
+// taskLocked returns the task w runs whose ID is id.
+func (w *workerProc) taskLocked(id ids.TaskID) *task {
 	if t := w.task; t != nil && t.id == id {
 		return t
 	}
-	return nil
+	return w.calls[id]
+}
+
+// setCallLocked adds a running call of a concurrent actor.
+func (w *workerProc) setCallLocked(t *task) {
+	if w.calls == nil {
+		w.calls = map[ids.TaskID]*task{}
+	}
+	w.calls[t.id] = t
+}
+
+// endTaskLocked reports whether w ran t, and forgets it.
+func (w *workerProc) endTaskLocked(t *task) bool {
+	if w.task == t {
+		w.task = nil
+		return true
+	}
+	if w.calls[t.id] == t {
+		delete(w.calls, t.id)
+	}
+	return false
 }
 
 // outcome turns a Done frame into a failure or the task's return values.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/rayhost/rayhost/guest-sdk/ray"
@@ -158,13 +159,83 @@ var _ = ray.Func1("lt_kill_named", func(ctx context.Context, name string) (bool,
 	return true, ray.Kill(c, true)
 })
 
-// lt_concurrent creates a Counter with MaxConcurrency(4) and returns the
-// error its Ready gets ("" if none).
+// lt_concurrent runs a barrier on an actor with MaxConcurrency(4) (its
+// calls run at once, concurrent.go): three calls wait on a gate that a
+// fourth opens. It returns "ready before open, values after open", or the
+// error.
 var _ = ray.Func0("lt_concurrent", func(ctx context.Context) (string, error) {
-	if err := counterClass.Options(ray.MaxConcurrency(4)).Remote().Ready(ctx); err != nil {
-		return err.Error(), nil
+	g := gateClass.Remote()
+	defer func() { _ = ray.Kill(g, true) }()
+	ws := []ray.ObjectRef[bool]{gateWait.Remote(g), gateWait.Remote(g), gateWait.Remote(g)}
+	ready, _, err := ray.Wait(ctx, ws, 1, 100*time.Millisecond)
+	if err != nil {
+		return "", err
 	}
-	return "", nil
+	if _, err := ray.Get(ctx, gateOpen.Remote(g)); err != nil {
+		return "", err
+	}
+	vs, err := ray.GetAll(ctx, ws)
+	return fmt.Sprintf("%d %v", len(ready), vs), err
+})
+
+// lt_concurrent_kill kills a concurrent actor while three calls wait on
+// its gate, and returns how many of them failed with ErrActorDied.
+var _ = ray.Func0("lt_concurrent_kill", func(ctx context.Context) (int, error) {
+	g := gateClass.Remote()
+	ws := []ray.ObjectRef[bool]{gateWait.Remote(g), gateWait.Remote(g), gateWait.Remote(g)}
+	// The gate's state says the calls run: a call that counts waiters.
+	for {
+		n, err := ray.Get(ctx, gateWaiting.Remote(g))
+		if err != nil {
+			return 0, err
+		}
+		if n == len(ws) {
+			break
+		}
+		if err := ray.Sleep(ctx, time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+	if err := ray.Kill(g, true); err != nil {
+		return 0, err
+	}
+	died := 0
+	for _, w := range ws {
+		if _, err := ray.Get(ctx, w); errors.Is(err, ray.ErrActorDied) {
+			died++
+		}
+	}
+	return died, nil
+})
+
+// Gate is a one-shot barrier; waiting counts the calls blocked on it.
+type Gate struct {
+	ch      chan struct{}
+	waiting atomic.Int32
+}
+
+var gateClass = ray.Actor0("Gate", func(ctx context.Context) (*Gate, error) {
+	return &Gate{ch: make(chan struct{})}, nil
+}, ray.MaxConcurrency(4))
+
+var gateWait = ray.Method0(gateClass, "wait", func(g *Gate, ctx context.Context) (bool, error) {
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	select {
+	case <-g.ch:
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+})
+
+var gateOpen = ray.Method0(gateClass, "open", func(g *Gate, ctx context.Context) (bool, error) {
+	close(g.ch)
+	return true, nil
+})
+
+var gateWaiting = ray.Method0(gateClass, "waiting", func(g *Gate, ctx context.Context) (int, error) {
+	return int(g.waiting.Load()), nil
 })
 
 // lt_drop_handles creates n Counters and drops their handles while it
