@@ -14,7 +14,6 @@
 package worker
 
 import (
-	"context"
 	"slices"
 	"sync"
 	"time"
@@ -29,21 +28,44 @@ type conc struct {
 	mu sync.Mutex
 	// serving: an invoke runs (or is about to run) on the instance, so a
 	// new call goes to events. Set by the read loop when it hands the run
-	// loop a call, cleared when poll answers idle or the invoke ends.
+	// loop a call, cleared when the invoke ends with nothing left to run.
 	serving bool
-	calls   map[ids.TaskID]*execution // handed to the instance, not done
-	events  []abi.PollEvent
-	wake    chan struct{} // cap 1: an event was added
-	tags    map[uint32]bool
-	idled   bool // poll answered idle during this invoke
+	// idled: poll answered idle during this invoke, which is now returning;
+	// calls that arrive meanwhile wait in queue for the next invoke, in
+	// order (an event pushed now would never be polled, and a call sent to
+	// the run loop could be overtaken by the calls after it).
+	idled  bool
+	queue  []ipc.Exec
+	calls  map[ids.TaskID]*execution // handed to the instance, not done
+	events []event
+	wake   chan struct{} // cap 1: an event was added
+	// tags are the blocking ops started and not yet polled, each with its
+	// start: a completion counts only for the start that made it, so a tag
+	// reused after an op was dropped never receives a stale outcome.
+	tags map[uint32]*started
+	// served is how many calls the running invoke was given (its first
+	// included): the output budget of the invoke is that many calls'.
+	served int
+}
+
+// event is a poll event waiting to be polled; a completion's start.
+type event struct {
+	abi.PollEvent
+	st *started
+}
+
+// started is one blocking op in flight, for call e.
+type started struct {
+	tag uint32
+	e   *execution
 }
 
 func newConc() *conc {
-	return &conc{calls: map[ids.TaskID]*execution{}, wake: make(chan struct{}, 1), tags: map[uint32]bool{}}
+	return &conc{calls: map[ids.TaskID]*execution{}, wake: make(chan struct{}, 1), tags: map[uint32]*started{}}
 }
 
 // pushLocked adds an event and wakes a poll.
-func (c *conc) pushLocked(ev abi.PollEvent) {
+func (c *conc) pushLocked(ev event) {
 	c.events = append(c.events, ev)
 	select {
 	case c.wake <- struct{}{}:
@@ -51,9 +73,38 @@ func (c *conc) pushLocked(ev abi.PollEvent) {
 	}
 }
 
+// offerLocked hands call e to the running (or next) invoke as an event;
+// a call already cancelled is followed by its cancel.
+func (c *conc) offerLocked(e *execution) {
+	c.calls[e.task] = e
+	c.pushLocked(event{PollEvent: abi.PollEvent{Kind: abi.EventInvoke, Task: e.task, Data: e.limits.Invocation}})
+	if e.isCancelled() {
+		c.pushLocked(event{PollEvent: abi.PollEvent{Kind: abi.EventCancel, Task: e.task}})
+	}
+}
+
+// endCallLocked forgets call e: it is out of the instance's calls, its
+// started ops no longer count or complete, and what waits for them on its
+// behalf ends (e.end, once the lock is released).
+func (c *conc) endCallLocked(e *execution) {
+	if c.calls[e.task] == e {
+		delete(c.calls, e.task)
+	}
+	for tag, st := range c.tags {
+		if st.e == e {
+			delete(c.tags, tag)
+		}
+	}
+	e.inflight = 0
+	c.events = slices.DeleteFunc(c.events, func(ev event) bool {
+		return ev.st != nil && ev.st.e == e || ev.Kind == abi.EventCancel && ev.Task == e.task
+	})
+}
+
 // deliver hands an actor call to its instance's serve loop if one runs,
-// and reports whether it did. Otherwise the call goes to the run loop and
-// starts an invoke (the instance is then serving).
+// and reports whether it did (or queued it for the next). Otherwise the
+// call goes to the run loop and starts an invoke (the instance is then
+// serving).
 func (w *Worker) deliver(ex ipc.Exec) bool {
 	if ex.Actor.IsZero() || ex.ActorCreate {
 		return false
@@ -67,35 +118,55 @@ func (w *Worker) deliver(ex ipc.Exec) bool {
 	c := inst.conc
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.serving {
+	switch {
+	case !c.serving:
 		c.serving = true
 		return false
+	case c.idled:
+		c.queue = append(c.queue, ex)
+		return true
 	}
-	e := w.newExecution(ex, inst)
-	c.calls[ex.Task] = e
-	c.pushLocked(abi.PollEvent{Kind: abi.EventInvoke, Task: ex.Task, Data: ex.Invocation})
+	c.offerLocked(w.newExecution(ex, inst))
 	return true
 }
 
 // unserve undoes deliver's hand-over of ex to the run loop when ex cannot
-// start an invoke.
-func (w *Worker) unserve(ex ipc.Exec) {
+// start an invoke (fail says why): the calls offered to the invoke that
+// never ran fail the same way.
+func (w *Worker) unserve(ex ipc.Exec, fail ipc.Done) {
 	if ex.Actor.IsZero() || ex.ActorCreate {
 		return
 	}
 	w.modMu.Lock()
 	inst := w.actors[ex.Actor]
 	w.modMu.Unlock()
-	if c := inst.concOf(); c != nil {
-		c.mu.Lock()
-		c.serving = false
-		c.mu.Unlock()
+	c := inst.concOf()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	var lost []ids.TaskID
+	for task, e := range c.calls {
+		c.endCallLocked(e)
+		w.unregister(e)
+		e.end()
+		lost = append(lost, task)
+	}
+	for _, q := range c.queue {
+		lost = append(lost, q.Task)
+	}
+	c.queue, c.events, c.serving, c.idled = nil, nil, false, false
+	c.mu.Unlock()
+	for _, task := range lost {
+		d := fail
+		d.Task = task
+		w.send(ipc.TypeDone, d.Encode(nil))
 	}
 }
 
 // newExecution registers a call's execution where cancels find it.
 func (w *Worker) newExecution(ex ipc.Exec, inst *instance) *execution {
-	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{}), inst: inst}
+	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{}), ended: make(chan struct{}), inst: inst}
 	w.curMu.Lock()
 	w.running[ex.Task] = e
 	if w.early[ex.Task] {
@@ -121,7 +192,7 @@ func (e *execution) cancelCall() {
 	if c := e.inst.concOf(); c != nil {
 		c.mu.Lock()
 		if c.calls[e.task] == e {
-			c.pushLocked(abi.PollEvent{Kind: abi.EventCancel, Task: e.task})
+			c.pushLocked(event{PollEvent: abi.PollEvent{Kind: abi.EventCancel, Task: e.task}})
 		}
 		c.mu.Unlock()
 	}
@@ -173,10 +244,10 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 		return w.serveAs(inst, e, s.Op, s.Payload)
 	}
 	switch {
-	case c.tags[s.Tag]:
+	case c.tags[s.Tag] != nil:
 		c.mu.Unlock()
 		return int64(abi.ErrCodeBadRequest)
-	case len(c.tags) >= abi.MaxStarted*max(1, len(c.calls)):
+	case e.inflight >= abi.MaxStarted:
 		c.mu.Unlock()
 		return int64(abi.ErrCodeTooLarge)
 	}
@@ -188,12 +259,14 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 		c.mu.Unlock()
 		return int64(abi.ErrCodeTooLarge)
 	}
-	c.tags[s.Tag] = true
+	st := &started{tag: s.Tag, e: e}
+	c.tags[s.Tag] = st
+	e.inflight++
 	c.mu.Unlock()
 	complete := func(code int64, data []byte) {
 		c.mu.Lock()
-		if c.tags[s.Tag] {
-			c.pushLocked(abi.PollEvent{Kind: abi.EventCompletion, Tag: s.Tag, Code: code, Data: data})
+		if c.tags[st.tag] == st {
+			c.pushLocked(event{PollEvent: abi.PollEvent{Kind: abi.EventCompletion, Tag: st.tag, Code: code, Data: data}, st: st})
 		}
 		c.mu.Unlock()
 	}
@@ -210,6 +283,7 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 				complete(int64(abi.ErrCodeCancelled), nil)
 			case <-w.closed:
 				complete(int64(abi.ErrCodeHost), nil)
+			case <-e.ended: // nobody waits for it any more
 			}
 		}()
 		return 0
@@ -220,7 +294,7 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 		return 0
 	}
 	go func() {
-		r := w.awaitReply(ch, seq)
+		r := w.awaitReplyFor(e, ch, seq)
 		if r.Code < 0 {
 			complete(r.Code, nil)
 			return
@@ -228,6 +302,21 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 		complete(int64(len(r.Payload)), r.Payload)
 	}()
 	return 0
+}
+
+// awaitReplyFor waits for the reply to seq, sent for call e, until e ends.
+func (w *Worker) awaitReplyFor(e *execution, ch chan ipc.Reply, seq uint64) ipc.Reply {
+	select {
+	case r := <-ch:
+		return r
+	case <-w.closed:
+		return ipc.Reply{Code: int64(abi.ErrCodeHost)}
+	case <-e.ended:
+		w.seqMu.Lock()
+		delete(w.pending, seq) // a reply that comes now is dropped
+		w.seqMu.Unlock()
+		return ipc.Reply{Code: int64(abi.ErrCodeCancelled)}
+	}
 }
 
 // poll serves op poll: the next event, or idle once no call runs (the
@@ -266,24 +355,29 @@ func (w *Worker) poll(inst *instance, req []byte) int64 {
 }
 
 // nextLocked takes the next event; with none and no call left it answers
-// idle and stops serving (a later call starts a new invoke).
+// idle (the invoke must return; later calls wait for the next).
 func (c *conc) nextLocked() (abi.PollEvent, bool) {
+	if c.idled {
+		return abi.PollEvent{Kind: abi.EventIdle}, true
+	}
 	if len(c.events) > 0 {
 		ev := c.events[0]
 		c.events = slices.Delete(c.events, 0, 1)
 		switch ev.Kind {
 		case abi.EventCompletion:
 			delete(c.tags, ev.Tag)
+			ev.st.e.inflight--
 		case abi.EventInvoke:
 			if e := c.calls[ev.Task]; e != nil {
 				e.given = true
+				c.served++
 			}
 		}
-		return ev, true
+		return ev.PollEvent, true
 	}
 	if len(c.calls) == 0 {
-		c.serving, c.idled = false, true
-		clear(c.tags) // completions of ops no call waits for
+		c.idled = true
+		clear(c.tags) // none left: every call ended
 		return abi.PollEvent{Kind: abi.EventIdle}, true
 	}
 	return abi.PollEvent{}, false
@@ -304,9 +398,10 @@ func (w *Worker) doneCall(inst *instance, req []byte) int64 {
 		c.mu.Unlock()
 		return int64(abi.ErrCodeTooLarge)
 	}
-	delete(c.calls, d.Task)
+	c.endCallLocked(e)
+	e.done = true
 	c.mu.Unlock()
-	e.ended = true
+	e.end()
 	w.unregister(e)
 	done := ipc.Done{Task: d.Task, Status: d.Status, Result: append([]byte(nil), d.Result...)}
 	w.send(ipc.TypeDone, done.Encode(nil))
@@ -314,61 +409,83 @@ func (w *Worker) doneCall(inst *instance, req []byte) int64 {
 }
 
 // endServing runs after an invoke on a concurrent instance returned (or
-// trapped, fail set): calls the guest was given and did not end fail, and
-// calls it was never given run in invokes of their own, in order (a guest
-// that does not serve them: an older SDK). It reports the calls to run.
-func (w *Worker) endServing(inst *instance, first *execution, fail *ipc.Done) []ipc.Exec {
+// trapped, fail set): calls the guest was given and did not end fail;
+// calls it was never given, and calls that came after it answered idle,
+// run next, in order: the first in a new invoke (returned), the others
+// offered to it (a guest that does not serve them, an older SDK, runs
+// them one invoke each). With fail set, those fail too.
+func (w *Worker) endServing(inst *instance, first *execution, fail *ipc.Done) *ipc.Exec {
 	c := inst.conc
 	c.mu.Lock()
 	var left []*execution
 	var rerun []ipc.Exec
+	var lost []ids.TaskID
 	for _, ev := range c.events {
 		if ev.Kind != abi.EventInvoke {
 			continue
 		}
-		if e := c.calls[ev.Task]; e != nil && !e.given {
-			delete(c.calls, ev.Task)
-			w.unregister(e)
-			if fail != nil {
-				left = append(left, e)
-			} else {
-				rerun = append(rerun, e.limits)
+		e := c.calls[ev.Task]
+		if e == nil || e.given {
+			continue
+		}
+		c.endCallLocked(e)
+		w.unregister(e)
+		e.end()
+		switch {
+		case fail != nil:
+			lost = append(lost, e.task)
+		default:
+			if e.isCancelled() {
+				w.curMu.Lock()
+				w.early[e.task] = true // its next execution starts cancelled
+				w.curMu.Unlock()
 			}
+			rerun = append(rerun, e.limits)
 		}
 	}
-	c.events = nil
-	clear(c.tags)
-	for task, e := range c.calls {
+	for _, q := range c.queue {
+		if fail != nil {
+			lost = append(lost, q.Task)
+		} else {
+			rerun = append(rerun, q)
+		}
+	}
+	c.queue = nil
+	for _, e := range c.calls {
+		c.endCallLocked(e)
 		if e != first {
 			left = append(left, e)
 		}
-		delete(c.calls, task)
 	}
-	switch {
-	case c.idled:
-		// serving was cleared by poll; the read loop may have set it for
-		// the next call since.
-	case len(rerun) > 0:
-		// Still serving: the run loop runs them next.
-	default:
+	c.endCallLocked(first)
+	c.events, c.idled, c.served = nil, false, 0
+	clear(c.tags)
+	var next *ipc.Exec
+	if len(rerun) > 0 {
+		// Still serving: the run loop starts the next invoke with the
+		// first; the others (and calls that come meanwhile) are its events.
+		next = &rerun[0]
+		for _, ex := range rerun[1:] {
+			c.offerLocked(w.newExecution(ex, inst))
+		}
+		c.serving = true
+	} else {
 		c.serving = false
 	}
-	c.idled = false
 	c.mu.Unlock()
+	first.end()
 	for _, e := range left {
 		w.unregister(e)
+		e.end()
 		d := ipc.Done{Task: e.task, Kind: abi.ErrorHost, Trap: "the guest returned without a result"}
 		if fail != nil {
 			d.Kind, d.Trap = fail.Kind, fail.Trap
 		}
 		w.send(ipc.TypeDone, d.Encode(nil))
 	}
-	return rerun
-}
-
-// runAll runs calls handed to the run loop after a serve loop ended.
-func (w *Worker) runAll(ctx context.Context, exs []ipc.Exec) {
-	for _, ex := range exs {
-		w.execute(ctx, ex)
+	for _, task := range lost {
+		d := ipc.Done{Task: task, Kind: fail.Kind, Trap: fail.Trap}
+		w.send(ipc.TypeDone, d.Encode(nil))
 	}
+	return next
 }

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"net"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -22,7 +24,7 @@ func concHarness(t *testing.T) (*Worker, *instance, *execution, *ipc.Conn) {
 	w.actors[actor] = inst
 	first := w.newExecution(ipc.Exec{Task: ids.NewTaskID(), Actor: actor, MaxResultBytes: 1 << 10}, inst)
 	first.given = true
-	inst.conc.serving, inst.conc.calls[first.task] = true, first
+	inst.conc.serving, inst.conc.calls[first.task], inst.conc.served = true, first, 1
 	inst.exec = first
 	return w, inst, first, ipc.NewConn(b)
 }
@@ -166,7 +168,244 @@ func TestConcurrentServeLoop(t *testing.T) {
 	if ev := pollEvent(t, w, inst, -1); ev.Kind != abi.EventIdle {
 		t.Fatalf("no call left: %+v, want idle", ev)
 	}
-	if w.deliver(ipc.Exec{Task: ids.NewTaskID(), Actor: actor}) {
-		t.Fatal("a call after idle went to the ended serve loop")
+	// Until the invoke that answered idle returns, a new call waits for
+	// the next invoke; after it, a call starts one.
+	late := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	if !w.deliver(late) {
+		t.Fatal("a call after idle went to the run loop while the invoke still ran")
 	}
+	if ev := pollEvent(t, w, inst, 0); ev.Kind != abi.EventIdle {
+		t.Fatalf("a call after idle reached the ending serve loop: %+v", ev)
+	}
+	if next := w.endServing(inst, first, nil); next == nil || next.Task != late.Task {
+		t.Fatalf("the invoke ended; next %+v, want the call that came after idle", next)
+	}
+}
+
+// drainHost reads the worker's frames from the host end, so the worker's
+// writes never block, and passes them on.
+func drainHost(t *testing.T, host *ipc.Conn) <-chan ipc.Type {
+	t.Helper()
+	out := make(chan ipc.Type, 1024)
+	go func() {
+		defer close(out)
+		for {
+			typ, _, err := host.Read(nil)
+			if err != nil {
+				return
+			}
+			out <- typ
+		}
+	}()
+	return out
+}
+
+// TestConcurrentCallsAfterIdleKeepOrder: calls that arrive after poll
+// answered idle, and before the invoke returned, run in arrival order and
+// are not overtaken by calls that come later: the first starts the next
+// invoke, the others are that invoke's first events, ahead of any later
+// call (an attack on the order once starved a call for good).
+func TestConcurrentCallsAfterIdleKeepOrder(t *testing.T) {
+	w, inst, first, host := concHarness(t)
+	drainHost(t, host)
+	actor := first.limits.Actor
+	for a := range w.actors {
+		actor = a
+	}
+	if got := w.serve(inst, abi.OpDone, doneReq(first.task)); got != 0 {
+		t.Fatalf("done: %d", got)
+	}
+	if ev := pollEvent(t, w, inst, -1); ev.Kind != abi.EventIdle {
+		t.Fatalf("polled %+v, want idle", ev)
+	}
+	x := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	y := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	for _, ex := range []ipc.Exec{x, y} {
+		if !w.deliver(ex) {
+			t.Fatal("a call after idle went to the run loop")
+		}
+	}
+	next := w.endServing(inst, first, nil)
+	if next == nil || next.Task != x.Task {
+		t.Fatalf("next %+v, want x", next)
+	}
+	z := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	if !w.deliver(z) {
+		t.Fatal("a call while x's invoke is about to start went to the run loop")
+	}
+	// x's invoke starts (as execute does) and polls: y, then z.
+	ex := w.newExecution(*next, inst)
+	ex.given = true
+	inst.conc.mu.Lock()
+	inst.conc.calls[ex.task], inst.conc.served = ex, 1
+	inst.conc.mu.Unlock()
+	for _, want := range []ids.TaskID{y.Task, z.Task} {
+		if ev := pollEvent(t, w, inst, -1); ev.Kind != abi.EventInvoke || ev.Task != want {
+			t.Fatalf("polled %+v, want the invoke of %s", ev, want)
+		}
+	}
+}
+
+// TestConcurrentCancelSurvivesRerun: a call cancelled before the guest
+// polled it, whose invoke then returned without taking it, still runs
+// cancelled, whether it starts the next invoke or is offered to it.
+func TestConcurrentCancelSurvivesRerun(t *testing.T) {
+	w, inst, first, host := concHarness(t)
+	drainHost(t, host)
+	var actor ids.TaskID
+	for a := range w.actors {
+		actor = a
+	}
+	a := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	b := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	for _, ex := range []ipc.Exec{a, b} {
+		if !w.deliver(ex) {
+			t.Fatal("not delivered")
+		}
+	}
+	for _, task := range []ids.TaskID{a.Task, b.Task} {
+		w.curMu.Lock()
+		e := w.running[task]
+		w.curMu.Unlock()
+		e.cancelCall()
+	}
+	// The guest returns from its invoke without polling (an older SDK).
+	next := w.endServing(inst, first, nil)
+	if next == nil || next.Task != a.Task {
+		t.Fatalf("next %+v, want a", next)
+	}
+	w.curMu.Lock()
+	early := w.early[a.Task]
+	w.curMu.Unlock()
+	if !early {
+		t.Fatal("a was cancelled, but its next execution would not start cancelled")
+	}
+	if ev := pollEvent(t, w, inst, 0); ev.Kind != abi.EventInvoke || ev.Task != b.Task {
+		t.Fatalf("polled %+v, want b's invoke", ev)
+	}
+	if ev := pollEvent(t, w, inst, 0); ev.Kind != abi.EventCancel || ev.Task != b.Task {
+		t.Fatalf("polled %+v, want b's cancel", ev)
+	}
+}
+
+// TestConcurrentEndedCallLeavesNothing: ops a call started and never saw
+// complete (sleeps of years, a get with no timeout) end with the call: no
+// goroutine, pending reply or tag of it stays in the worker, so a guest
+// that does this on every call cannot grow the worker.
+func TestConcurrentEndedCallLeavesNothing(t *testing.T) {
+	w, inst, first, host := concHarness(t)
+	drainHost(t, host)
+	before := runtime.NumGoroutine()
+	sleep := (&abi.SleepRequest{Ns: 1 << 62}).Encode(nil)
+	get := (&abi.GetRequest{Refs: []abi.Ref{{ID: ids.NewTaskID().Return(1)}}, TimeoutNs: -1}).Encode(nil)
+	for tag := range uint32(abi.MaxStarted) {
+		op, payload := abi.OpSleep, sleep
+		if tag%2 == 1 {
+			op, payload = abi.OpGet, get
+		}
+		if got := w.serve(inst, abi.OpStart, (&abi.StartRequest{Task: first.task, Tag: tag, Op: op, Payload: payload}).Encode(nil)); got != 0 {
+			t.Fatalf("start %d: %d", tag, got)
+		}
+	}
+	if got := w.serve(inst, abi.OpDone, doneReq(first.task)); got != 0 {
+		t.Fatalf("done: %d", got)
+	}
+	deadline := time.Now().Add(time.Minute) // a hang guard only
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before the ops started", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.seqMu.Lock()
+	pending := len(w.pending)
+	w.seqMu.Unlock()
+	inst.conc.mu.Lock()
+	tags, events := len(inst.conc.tags), len(inst.conc.events)
+	inst.conc.mu.Unlock()
+	if pending != 0 || tags != 0 || events != 0 {
+		t.Fatalf("after the call ended: %d pending replies, %d tags, %d events", pending, tags, events)
+	}
+}
+
+// TestConcurrentStaleTag: a tag reused by another call, after the call
+// that used it ended with the op in flight, gets only its own outcome.
+func TestConcurrentStaleTag(t *testing.T) {
+	w, inst, first, host := concHarness(t)
+	drainHost(t, host)
+	var actor ids.TaskID
+	for a := range w.actors {
+		actor = a
+	}
+	second := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	w.deliver(second)
+	if ev := pollEvent(t, w, inst, -1); ev.Kind != abi.EventInvoke {
+		t.Fatalf("polled %+v", ev)
+	}
+	long := (&abi.SleepRequest{Ns: 1 << 62}).Encode(nil)
+	short := (&abi.SleepRequest{Ns: 1}).Encode(nil)
+	if got := w.serve(inst, abi.OpStart, (&abi.StartRequest{Task: first.task, Tag: 7, Op: abi.OpSleep, Payload: long}).Encode(nil)); got != 0 {
+		t.Fatalf("start: %d", got)
+	}
+	first.cancelCall() // its sleep completes Cancelled, unpolled
+	if got := w.serve(inst, abi.OpDone, doneReq(first.task)); got != 0 {
+		t.Fatalf("done: %d", got)
+	}
+	if got := w.serve(inst, abi.OpStart, (&abi.StartRequest{Task: second.Task, Tag: 7, Op: abi.OpSleep, Payload: short}).Encode(nil)); got != 0 {
+		t.Fatalf("start of a tag the ended call used: %d", got)
+	}
+	ev := pollEvent(t, w, inst, -1)
+	if ev.Kind != abi.EventCompletion || ev.Tag != 7 || ev.Code != 0 {
+		t.Fatalf("polled %+v, want tag 7's own completion (code 0)", ev)
+	}
+	if ev := pollEvent(t, w, inst, 0); ev.Kind != abi.EventTimeout {
+		t.Fatalf("then %+v, want nothing more", ev)
+	}
+}
+
+// TestConcurrentOutput: output after the invoke's first call ended is
+// tagged with a call still running, not dropped; the budget is per call
+// the invoke was given.
+func TestConcurrentOutput(t *testing.T) {
+	w, inst, first, host := concHarness(t)
+	first.limits.MaxLogBytes = 10
+	var actor ids.TaskID
+	for a := range w.actors {
+		actor = a
+	}
+	second := ipc.Exec{Task: ids.NewTaskID(), Actor: actor}
+	w.deliver(second)
+	pollEvent(t, w, inst, -1)
+	logs := make(chan ipc.Log, 8)
+	go func() {
+		for {
+			typ, payload, err := host.Read(nil)
+			if err != nil {
+				close(logs)
+				return
+			}
+			var l ipc.Log
+			if typ == ipc.TypeLog && l.Decode(payload) == nil {
+				l.Data = append([]byte(nil), l.Data...)
+				logs <- l
+			}
+		}
+	}()
+	if got := w.serve(inst, abi.OpDone, doneReq(first.task)); got != 0 {
+		t.Fatalf("done: %d", got)
+	}
+	lw := &logWriter{w: w, inst: inst, stream: 1}
+	if _, err := lw.Write([]byte("0123456789abcdef")); err != nil { // 16 bytes: within 2 calls' 20
+		t.Fatal(err)
+	}
+	if l := <-logs; l.Task != second.Task {
+		t.Fatalf("output tagged %s, want the running call %s", l.Task, second.Task)
+	}
+	defer func() {
+		if r := recover(); r != errOutputLimit {
+			t.Fatalf("past the budget: %v, want errOutputLimit", r)
+		}
+	}()
+	_, _ = lw.Write([]byte("0123456789"))
+	t.Fatal("output past the invoke's budget was taken")
 }

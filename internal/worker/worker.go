@@ -94,10 +94,32 @@ type execution struct {
 	logged    uint64
 
 	// For a call of a concurrent actor (concurrent.go): its instance,
-	// whether the guest was given it, and whether it ended (op done).
-	inst  *instance
-	given bool
-	ended bool
+	// whether the guest was given it, whether it ended with op done, its
+	// blocking ops in flight (under the instance's lock), and ended, closed
+	// once the call is over in this worker, which ends what still waits
+	// on its behalf.
+	inst     *instance
+	given    bool
+	done     bool
+	inflight int
+	ended    chan struct{}
+	endOnce  sync.Once
+}
+
+// end marks a concurrent actor's call over in this worker.
+func (e *execution) end() {
+	if e.ended != nil {
+		e.endOnce.Do(func() { close(e.ended) })
+	}
+}
+
+func (e *execution) isCancelled() bool {
+	select {
+	case <-e.cancelled:
+		return true
+	default:
+		return false
+	}
 }
 
 // errOutputLimit aborts a guest that prints more than it may: the guest
@@ -155,7 +177,10 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	for {
 		select {
 		case ex := <-execs:
-			w.execute(ctx, ex)
+			// A concurrent actor's invoke may leave calls to run next.
+			for next := &ex; next != nil; {
+				next = w.execute(ctx, *next)
+			}
 		case err := <-readErr:
 			close(w.closed)
 			if errors.Is(err, io.EOF) {
@@ -253,7 +278,9 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 
 func (e *execution) cancel() { e.cancelOne.Do(func() { close(e.cancelled) }) }
 
-func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
+// execute runs one Exec. For a concurrent actor's call it returns the call
+// to run next, if the invoke left any (endServing).
+func (w *Worker) execute(ctx context.Context, ex ipc.Exec) (next *ipc.Exec) {
 	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{})}
 	w.curMu.Lock()
 	w.current = e
@@ -271,10 +298,10 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	done := ipc.Done{Task: ex.Task}
 	m, err := w.module(ctx, ex.ModulePath, ex.MemoryPages)
 	if err != nil {
-		w.unserve(ex) // the read loop handed it over as a serve loop's first call
 		done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
+		w.unserve(ex, done) // the read loop handed it over as a serve loop's first call
 		w.send(ipc.TypeDone, done.Encode(nil))
-		return
+		return nil
 	}
 	defer w.unuse(m)
 	var inst *instance
@@ -286,27 +313,27 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		if inst == nil {
 			done.Kind, done.Trap = abi.ErrorHost, fmt.Sprintf("actor %s does not live in this worker", ex.Actor)
 			w.send(ipc.TypeDone, done.Encode(nil))
-			return
+			return nil
 		}
 	default:
 		// An actor's instance is its own for its lifetime.
 		if inst, err = w.instance(ctx, m, ex.Grants, ex.ActorCreate); err != nil {
 			done.Kind, done.Trap = abi.ErrorBadRequest, err.Error()
 			w.send(ipc.TypeDone, done.Encode(nil))
-			return
+			return nil
 		}
 	}
 	c := inst.conc
 	if c != nil {
 		// A concurrent actor's call: the invoke may serve others too.
-		e.inst, e.given = inst, true
+		e.inst, e.given, e.ended = inst, true, make(chan struct{})
 		w.curMu.Lock()
 		w.current = nil
 		w.running[e.task] = e
 		w.curMu.Unlock()
 		defer w.unregister(e)
 		c.mu.Lock()
-		c.serving, c.calls[e.task] = true, e
+		c.serving, c.calls[e.task], c.served = true, e, 1
 		c.mu.Unlock()
 	}
 	inst.exec = e
@@ -315,8 +342,6 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 	inst.exec = nil
 	inst.mailbox = nil
 	actor := !ex.Actor.IsZero()
-	var rerun []ipc.Exec
-	defer func() { w.runAll(ctx, rerun) }()
 	switch {
 	case err != nil:
 		// A trap leaves the guest's Go runtime in an unknown state: never
@@ -337,10 +362,9 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		if errors.Is(err, errOutputLimit) {
 			done.Kind, done.Trap = abi.ErrorLimit, fmt.Sprintf("the task wrote more than %d bytes of output", ex.MaxLogBytes)
 		}
-	case c != nil && e.ended:
+	case c != nil && e.done:
 		// Its Done went with op done.
-		rerun = w.endServing(inst, e, nil)
-		return
+		return w.endServing(inst, e, nil)
 	case !e.gotResult:
 		w.keep(m, inst, ex, false)
 		done.Kind, done.Trap = abi.ErrorHost, "the guest returned without a result"
@@ -354,12 +378,13 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) {
 		if err != nil {
 			fail = &done
 		}
-		rerun = w.endServing(inst, e, fail)
-		if e.ended {
-			return // its Done went with op done
+		next = w.endServing(inst, e, fail)
+		if e.done {
+			return next // its Done went with op done
 		}
 	}
 	w.send(ipc.TypeDone, done.Encode(nil))
+	return next
 }
 
 func trapMessage(err error) string {
@@ -384,12 +409,31 @@ type logWriter struct {
 	stream uint8
 }
 
+// On a concurrent actor's instance the output of all the calls an invoke
+// serves is one stream: it is charged to the invoke, whose budget is
+// MaxLogBytes for each call it was given, and tagged with the invoke's
+// first call while that runs, then with another running call (output
+// cannot be told apart by call: the guest writes it with WASI's fd_write).
 func (l *logWriter) Write(p []byte) (int, error) {
 	var task ids.TaskID
 	if e := l.inst.exec; e != nil {
 		task = e.task
+		limit := e.limits.MaxLogBytes
+		if c := l.inst.conc; c != nil {
+			c.mu.Lock()
+			if e.done {
+				for _, other := range c.calls {
+					if other.given {
+						task = other.task
+						break
+					}
+				}
+			}
+			limit *= uint64(max(1, c.served))
+			c.mu.Unlock()
+		}
 		e.logged += uint64(len(p))
-		if max := e.limits.MaxLogBytes; max > 0 && e.logged > max {
+		if limit > 0 && e.logged > limit {
 			panic(errOutputLimit)
 		}
 	}

@@ -257,7 +257,9 @@ func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 	calls := a.running
 	a.running = nil
 	w.task = nil
-	clear(w.calls)
+	for _, t := range w.calls {
+		w.endCallLocked(t)
+	}
 	restart := !a.killed && (a.maxRestarts < 0 || a.restarts < int(a.maxRestarts))
 	// Every call it ran fails or is retried; retried calls go back to the
 	// head of the queue in the order they started.

@@ -270,6 +270,29 @@ func (gp *guestOps) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, 
 	}()
 }
 
+// waitStop is what ends a blocked op of t early: its cancel, or, for a
+// concurrent actor's call (which may end with ops it started still
+// waiting), the end of the call. done releases it.
+func (gp *guestOps) waitStop(t *task) (stop <-chan struct{}, done func()) {
+	h := gp.o
+	h.mu.Lock()
+	cancelCh, end := t.cancelCh, t.callEnd
+	h.mu.Unlock()
+	if end == nil {
+		return cancelCh, func() {}
+	}
+	either, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(either)
+		select {
+		case <-cancelCh:
+		case <-end:
+		case <-quit:
+		}
+	}()
+	return either, func() { close(quit) }
+}
+
 // guestWait serves a Get, Wait or Next from a guest. The task's CPU is
 // released while it blocks.
 func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
@@ -316,9 +339,11 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 	// Fast path: everything is there; no need to give the CPU back.
 	ready, err := h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, 0, t.cancelCh)
 	if err == ErrGetTimeout && timeout != 0 {
+		stop, done := gp.waitStop(t)
 		h.disp.block(t)
-		ready, err = h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, timeout, t.cancelCh)
+		ready, err = h.objs.WaitReady(ctx, refs, int(need), c.Op == abi.OpGet, timeout, stop)
 		h.disp.unblock(t)
+		done()
 	}
 	switch {
 	case err == errCancelled:

@@ -69,6 +69,10 @@ type task struct {
 	lc       lifecycle.Task
 	worker   *workerProc
 	cancelCh chan struct{}
+	// callEnd, for a running call of a concurrent actor, is closed when the
+	// call ends on its worker (workerProc.endCallLocked): the ops the call
+	// started and never saw complete stop waiting then.
+	callEnd  chan struct{}
 	children []ids.TaskID
 	stderr   []byte      // the tail of the guest's stderr, for trap messages
 	timer    clock.Timer // ends an attempt that runs past its timeout

@@ -320,6 +320,18 @@ func (w *workerProc) setCallLocked(t *task) {
 		w.calls = map[ids.TaskID]*task{}
 	}
 	w.calls[t.id] = t
+	t.callEnd = make(chan struct{})
+}
+
+// endCallLocked forgets t, a running call of a concurrent actor on w.
+func (w *workerProc) endCallLocked(t *task) {
+	if w.calls[t.id] == t {
+		delete(w.calls, t.id)
+		if t.callEnd != nil {
+			close(t.callEnd)
+			t.callEnd = nil
+		}
+	}
 }
 
 // endTaskLocked reports whether w ran t, and forgets it.
@@ -328,9 +340,7 @@ func (w *workerProc) endTaskLocked(t *task) bool {
 		w.task = nil
 		return true
 	}
-	if w.calls[t.id] == t {
-		delete(w.calls, t.id)
-	}
+	w.endCallLocked(t)
 	return false
 }
 
