@@ -164,6 +164,26 @@ func (w *Worker) unserve(ex ipc.Exec, fail ipc.Done) {
 	}
 }
 
+// serveFirst registers e, the call an invoke starts with, as the first
+// call the instance serves.
+func (w *Worker) serveFirst(inst *instance, e *execution) {
+	e.inst, e.given, e.ended = inst, true, make(chan struct{})
+	w.curMu.Lock()
+	w.current = nil
+	w.running[e.task] = e
+	w.curMu.Unlock()
+	c := inst.conc
+	c.mu.Lock()
+	c.serving, c.calls[e.task], c.served = true, e, 1
+	if e.isCancelled() {
+		// Cancelled before it was registered here (an early cancel, one
+		// that found it as w.current, a rerun cancelled call): the guest
+		// hears of it as of any other call.
+		c.pushLocked(event{PollEvent: abi.PollEvent{Kind: abi.EventCancel, Task: e.task}})
+	}
+	c.mu.Unlock()
+}
+
 // newExecution registers a call's execution where cancels find it.
 func (w *Worker) newExecution(ex ipc.Exec, inst *instance) *execution {
 	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{}), ended: make(chan struct{}), inst: inst}

@@ -78,7 +78,10 @@ type Worker struct {
 	// (both frames can be read before the run loop takes the Exec).
 	early map[ids.TaskID]bool
 
-	closed chan struct{}
+	// closed is closed (shut) once the host's connection is gone or Run
+	// ends: whatever waits on the host gives up.
+	closed    chan struct{}
+	closeOnce sync.Once
 	// prewarms are the prewarm goroutines: Run waits for them before it
 	// closes the runtimes they compile in.
 	prewarms sync.WaitGroup
@@ -173,7 +176,11 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 
 	execs := make(chan ipc.Exec, 1)
 	readErr := make(chan error, 1)
-	go func() { readErr <- w.readLoop(ctx, execs) }()
+	go func() {
+		err := w.readLoop(ctx, execs)
+		w.shut() // now, not after the invoke running ends: it may wait on the host
+		readErr <- err
+	}()
 	for {
 		select {
 		case ex := <-execs:
@@ -182,13 +189,13 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 				next = w.execute(ctx, *next)
 			}
 		case err := <-readErr:
-			close(w.closed)
+			w.shut()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		case <-ctx.Done():
-			close(w.closed)
+			w.shut()
 			// The read loop ends (and starts no more prewarms) once the
 			// connection is closed.
 			w.conn.Close()
@@ -276,6 +283,8 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 	}
 }
 
+func (w *Worker) shut() { w.closeOnce.Do(func() { close(w.closed) }) }
+
 func (e *execution) cancel() { e.cancelOne.Do(func() { close(e.cancelled) }) }
 
 // execute runs one Exec. For a concurrent actor's call it returns the call
@@ -326,15 +335,8 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) (next *ipc.Exec) {
 	c := inst.conc
 	if c != nil {
 		// A concurrent actor's call: the invoke may serve others too.
-		e.inst, e.given, e.ended = inst, true, make(chan struct{})
-		w.curMu.Lock()
-		w.current = nil
-		w.running[e.task] = e
-		w.curMu.Unlock()
+		w.serveFirst(inst, e)
 		defer w.unregister(e)
-		c.mu.Lock()
-		c.serving, c.calls[e.task], c.served = true, e, 1
-		c.mu.Unlock()
 	}
 	inst.exec = e
 	inst.mailbox = ex.Invocation

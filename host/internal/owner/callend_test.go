@@ -36,9 +36,14 @@ func TestCallEndStopsItsWaits(t *testing.T) {
 			}
 			end.do(w, call)
 			waitFor(t, stop, "the blocked op to stop with its call")
-			if len(w.calls) != 0 || call.callEnd != nil {
-				t.Fatalf("after the end: %d calls, callEnd %v", len(w.calls), call.callEnd)
+			if len(w.calls) != 0 {
+				t.Fatalf("after the end: %d calls", len(w.calls))
 			}
+			// An op whose goroutine reaches its wait only after the call
+			// ended (the Done frame was handled first) stops at once too.
+			late, lateDone := gp.waitStop(call)
+			defer lateDone()
+			waitFor(t, late, "an op that began after its call ended to stop")
 		})
 	}
 	// A task that is not a concurrent call is stopped by its cancel alone.

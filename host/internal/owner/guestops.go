@@ -252,6 +252,8 @@ func (gp *guestOps) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, 
 	h.objs.Expect(t.id.Return(i+1), t.id) // the next item, so consumers can wait for it
 	h.seal(t, t.id.Return(i), v)
 	go func() {
+		stop, done := gp.waitStop(t)
+		defer done()
 		for {
 			h.mu.Lock()
 			held := g.backpressure > 0 && g.count-g.consumed >= g.backpressure
@@ -262,7 +264,7 @@ func (gp *guestOps) guestYield(w *workerProc, t *task, c ipc.Call, v abi.Value, 
 			}
 			select {
 			case <-g.wake:
-			case <-t.cancelCh:
+			case <-stop:
 				w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
 				return
 			}

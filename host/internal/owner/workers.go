@@ -328,8 +328,9 @@ func (w *workerProc) endCallLocked(t *task) {
 	if w.calls[t.id] == t {
 		delete(w.calls, t.id)
 		if t.callEnd != nil {
+			// Kept closed (a new dispatch makes a new one): an op of the
+			// call whose goroutine starts only now stops at once.
 			close(t.callEnd)
-			t.callEnd = nil
 		}
 	}
 }
