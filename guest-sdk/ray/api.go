@@ -121,7 +121,7 @@ func Put[T any](v T) ObjectRef[T] {
 		return ObjectRef[T]{err: fmt.Errorf("ray.Put: %w", err)}
 	}
 	req := abi.PutRequest{ID: t.nextPut(), Value: val}
-	if _, err := hostCall(abi.OpPut, req.Encode(nil)); err != nil {
+	if err := putValue(req); err != nil {
 		return ObjectRef[T]{err: fmt.Errorf("ray.Put: %w", err)}
 	}
 	return ObjectRef[T]{id: req.ID, owner: t.owner, h: track(req.ID, 1)}
@@ -250,8 +250,15 @@ func codeError(c abi.ErrCode) error {
 	case abi.ErrCodeNotFound:
 		return ErrNotFound
 	}
-	return fmt.Errorf("%w: %s", ErrHost, c)
+	return opError{c}
 }
+
+// opError is a host call's failure without an error of its own: ErrHost,
+// with the code.
+type opError struct{ code abi.ErrCode }
+
+func (e opError) Error() string { return fmt.Sprintf("%v: %s", ErrHost, e.code) }
+func (e opError) Unwrap() error { return ErrHost }
 
 // Cancel cancels the task that makes ref (an ObjectRef, or an
 // ObjectRefGenerator: its generator task). A queued task never runs; a

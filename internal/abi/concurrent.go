@@ -47,7 +47,7 @@ func (v *StartRequest) Decode(b []byte) error {
 	v.Tag = d.Uint32()
 	v.Op = Op(d.Uint32())
 	v.Payload = d.Bytes()
-	if d.Err() == nil && (v.Op < OpSubmit || v.Op > OpRelease || v.Op == OpResult) {
+	if d.Err() == nil && (v.Op < OpSubmit || v.Op > OpRelease || v.Op == OpResult) && v.Op != OpPutData {
 		d.fail("op")
 	}
 	return d.Done()

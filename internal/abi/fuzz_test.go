@@ -90,6 +90,11 @@ func FuzzPutRequestDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip[PutRequest](t, data) })
 }
 
+func FuzzPutDataRequestDecode(f *testing.F) {
+	addSeeds[PutDataRequest](f)
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip[PutDataRequest](t, data) })
+}
+
 // Targets for the messages added with generators and cancellation; their
 // seeds are the round-trip cases.
 

@@ -290,7 +290,7 @@ func TestStringsAndValidity(t *testing.T) {
 		{OpWait.String(), "wait"}, {OpResult.String(), "result"}, {OpCancelled.String(), "cancelled"},
 		{OpSleep.String(), "sleep"}, {OpYield.String(), "yield"}, {OpNext.String(), "next"}, {OpCancel.String(), "cancel"},
 		{OpGetActor.String(), "get_actor"}, {OpKill.String(), "kill"},
-		{Op(0).String(), "op(?)"}, {Op(17).String(), "op(?)"}, {OpStart.String(), "start"}, {OpPoll.String(), "poll"}, {OpDone.String(), "done"}, {Op(99).String(), "op(?)"},
+		{Op(0).String(), "op(?)"}, {Op(18).String(), "op(?)"}, {OpPutData.String(), "put_data"}, {OpStart.String(), "start"}, {OpPoll.String(), "poll"}, {OpDone.String(), "done"}, {Op(99).String(), "op(?)"},
 		{ErrCodeBadRequest.String(), "bad request"}, {ErrCodeTimeout.String(), "timeout"},
 		{ErrCodeCancelled.String(), "cancelled"}, {ErrCodeUnknownOp.String(), "unknown op"},
 		{ErrCodeHost.String(), "host error"}, {ErrCodeTooLarge.String(), "too large"},

@@ -62,6 +62,9 @@ var ops = [...]opSpec{
 	OpStart:     {name: "start", route: RouteWorker, check: checkStart},
 	OpPoll:      {name: "poll", route: RouteWorker, check: checkPoll},
 	OpDone:      {name: "done", route: RouteWorker, limit: LimitResult, check: checkDone},
+	// The worker reads the bytes where they are, holds them to
+	// LimitResult itself, and forwards an OpPut.
+	OpPutData: {name: "put_data", route: RouteWorker, check: checkPutData},
 }
 
 // spec returns o's row of the table.
@@ -91,6 +94,7 @@ func checkCancel(b []byte) error   { var m CancelRequest; return m.Decode(b) }
 func checkGetActor(b []byte) error { var m GetActorRequest; return m.Decode(b) }
 func checkKill(b []byte) error     { var m KillRequest; return m.Decode(b) }
 func checkRelease(b []byte) error  { var m ReleaseRequest; return m.Decode(b) }
+func checkPutData(b []byte) error  { var m PutDataRequest; return m.Decode(b) }
 
 func checkValue(b []byte) error { _, err := DecodeValue(b); return err }
 

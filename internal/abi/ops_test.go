@@ -5,16 +5,16 @@ import (
 	"testing"
 )
 
-// TestOpTable: every guest op 1–12 has a route and a name; the
+// TestOpTable: every guest op 1–17 has a route and a name; the
 // host-internal ops and unknown ops are no guest's, and CheckRequest
 // refuses them whatever the payload.
 func TestOpTable(t *testing.T) {
-	for op := OpSubmit; op <= OpDone; op++ {
+	for op := OpSubmit; op <= OpPutData; op++ {
 		if !op.FromGuest() || op.String() == "op(?)" {
 			t.Fatalf("op %d: from guest %v, name %q", op, op.FromGuest(), op.String())
 		}
 	}
-	for _, op := range []Op{0, 17, 99, OpPutHeld, OpYieldHeld, 1 << 31} {
+	for _, op := range []Op{0, 18, 99, OpPutHeld, OpYieldHeld, 1 << 31} {
 		if op.FromGuest() {
 			t.Fatalf("op %d (%s) is a guest's", op, op)
 		}
@@ -27,7 +27,7 @@ func TestOpTable(t *testing.T) {
 	}
 	routes := map[Op]Route{OpSubmit: RoutePipelined, OpPut: RoutePipelined, OpCancel: RoutePipelined, OpKill: RoutePipelined, OpRelease: RoutePipelined,
 		OpGet: RouteRoundTrip, OpWait: RouteRoundTrip, OpYield: RouteRoundTrip, OpNext: RouteRoundTrip, OpGetActor: RouteRoundTrip,
-		OpResult: RouteWorker, OpCancelled: RouteWorker, OpSleep: RouteWorker, OpStart: RouteWorker, OpPoll: RouteWorker, OpDone: RouteWorker}
+		OpResult: RouteWorker, OpCancelled: RouteWorker, OpSleep: RouteWorker, OpStart: RouteWorker, OpPoll: RouteWorker, OpDone: RouteWorker, OpPutData: RouteWorker}
 	for op, r := range routes {
 		if op.Route() != r {
 			t.Fatalf("%s routes %d, want %d", op, op.Route(), r)
@@ -57,7 +57,7 @@ func TestCheckRequest(t *testing.T) {
 			t.Fatalf("%s: %v", op, err)
 		}
 	}
-	for op := OpSubmit; op <= OpDone; op++ {
+	for op := OpSubmit; op <= OpPutData; op++ {
 		if err := CheckRequest(op, []byte{0xff, 0xff, 0xff}); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("%s accepted garbage: %v", op, err)
 		}

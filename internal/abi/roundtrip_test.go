@@ -255,6 +255,8 @@ func roundTripCases() []roundTripCase {
 		{"PutRequest/json", &PutRequest{ID: testPut9, Value: Value{Codec: CodecJSON, Data: []byte(`"s"`)}}, newPut},
 		{"PutRequest/empty value", &PutRequest{ID: testTask.Put(math.MaxInt32), Value: Value{Codec: CodecRaw}}, newPut},
 		{"PutRequest/error value", &PutRequest{ID: testPut0, Value: errVal}, newPut},
+		{"PutDataRequest", &PutDataRequest{ID: testPut9, Codec: CodecRaw, Ptr: 1 << 20, Len: math.MaxUint32}, func() message { return new(PutDataRequest) }},
+		{"PutDataRequest/empty", &PutDataRequest{ID: testPut0, Codec: CodecJSON}, func() message { return new(PutDataRequest) }},
 
 		// WaitRequest
 		{"WaitRequest/no refs", &WaitRequest{TimeoutNs: -1, NumReturns: 0}, newWait},

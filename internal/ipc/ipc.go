@@ -133,17 +133,41 @@ func (c *Conn) Write(t Type, payload []byte) error { return c.write(t, payload, 
 // tasks costs one write to the socket, not a thousand, in the same order.
 func (c *Conn) Buffer(t Type, payload []byte) error { return c.write(t, payload, false) }
 
+// WriteCall sends a Call frame whose payload is m.Payload followed by tail,
+// and flushes it: as Write(TypeCall, m.Encode(nil)) with tail appended to
+// the payload, but neither the payload (without a tail) nor the tail (a
+// large put) is copied into a new buffer first.
+func (c *Conn) WriteCall(m *Call, tail []byte) error { return c.writeCall(m, tail, true) }
+
+// BufferCall queues a Call frame as Buffer does, with tail as in
+// WriteCall. Neither m.Payload nor tail is referenced once it returns.
+func (c *Conn) BufferCall(m *Call, tail []byte) error { return c.writeCall(m, tail, false) }
+
+func (c *Conn) writeCall(m *Call, tail []byte, flush bool) error {
+	if tail == nil { // m.Payload is written from where it is
+		return c.write2(TypeCall, (&Call{Seq: m.Seq, Task: m.Task, Op: m.Op}).Encode(nil), m.Payload, flush)
+	}
+	return c.write2(TypeCall, m.Encode(nil), tail, flush) // a small head and a large tail
+}
+
 func (c *Conn) write(t Type, payload []byte, flush bool) error {
-	if len(payload) > MaxFrame {
-		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(payload))
+	return c.write2(t, payload, nil, flush)
+}
+
+// write2 sends one frame whose payload is head then body.
+func (c *Conn) write2(t Type, head, body []byte, flush bool) error {
+	n := len(head) + len(body)
+	if n > MaxFrame {
+		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
 	var hdr [5]byte
-	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(hdr[:4], uint32(n))
 	hdr[4] = byte(t)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.w.Write(hdr[:])
-	if _, err := c.w.Write(payload); err != nil {
+	c.w.Write(head)
+	if _, err := c.w.Write(body); err != nil {
 		return err
 	}
 	if !flush {

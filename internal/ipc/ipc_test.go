@@ -53,6 +53,43 @@ func TestFramesRoundTrip(t *testing.T) {
 	}
 }
 
+// TestCallFramesInParts: a Call written with its payload in place (a put
+// larger than the write buffer, buffered or flushed) reads back as the
+// frame Encode makes, in order with the frames around it.
+func TestCallFramesInParts(t *testing.T) {
+	a, b := socketPair(t)
+	big := make([]byte, 1<<20+13)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	calls := []Call{
+		{Seq: 0, Task: ids.NewTaskID(), Op: abi.OpPut, Payload: big},
+		{Seq: 9, Task: ids.NewTaskID(), Op: abi.OpGet, Payload: []byte("small")},
+		{Seq: 0, Task: ids.NewTaskID(), Op: abi.OpPut, Payload: nil},
+		{Seq: 0, Task: ids.NewTaskID(), Op: abi.OpPut, Payload: big[:1<<17]},
+	}
+	go func() {
+		_ = a.BufferCall(&Call{Task: calls[0].Task, Op: calls[0].Op}, calls[0].Payload) // all of it as the tail
+		_ = a.WriteCall(&calls[1], nil)
+		_ = a.BufferCall(&Call{Task: calls[2].Task, Op: calls[2].Op, Payload: calls[2].Payload}, nil)
+		head := Call{Task: calls[3].Task, Op: calls[3].Op, Payload: calls[3].Payload[:5]}
+		_ = a.WriteCall(&head, calls[3].Payload[5:]) // a head in the payload, the rest as the tail
+		_ = a.Write(TypeLog, (&Log{Stream: 1, Data: []byte("end")}).Encode(nil))
+	}()
+	for i, want := range calls {
+		typ, payload, err := b.Read(nil)
+		if err != nil || typ != TypeCall {
+			t.Fatalf("frame %d: %v %v", i, typ, err)
+		}
+		if string(payload) != string(want.Encode(nil)) {
+			t.Fatalf("frame %d differs from the encoded call (%d bytes, want %d)", i, len(payload), len(want.Encode(nil)))
+		}
+	}
+	if typ, _, err := b.Read(nil); err != nil || typ != TypeLog {
+		t.Fatalf("last frame: %v %v", typ, err)
+	}
+}
+
 // BenchmarkCallReply is the host-function round trip as the worker sees
 // it: a Call frame to the host over a Unix socket and its Reply back.
 func BenchmarkCallReply(b *testing.B) {

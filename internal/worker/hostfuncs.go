@@ -88,7 +88,7 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) int64 {
 	inst.mailbox = nil
 	route := op.Route()
-	if route != abi.RouteWorker && route != abi.RoutePipelined && route != abi.RouteRoundTrip || op >= abi.OpStart {
+	if route != abi.RouteWorker && route != abi.RoutePipelined && route != abi.RouteRoundTrip || op >= abi.OpStart && op <= abi.OpDone {
 		return int64(abi.ErrCodeUnknownOp) // and host-internal ops
 	}
 	// Every request is checked here, so a malformed one fails the guest's
@@ -104,7 +104,7 @@ func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) in
 		// Buffered: it goes out with the next frame that needs an answer
 		// (a blocking call, or the invocation's end), in order.
 		c := ipc.Call{Task: e.task, Op: op, Payload: req}
-		if err := w.conn.Buffer(ipc.TypeCall, c.Encode(nil)); err != nil {
+		if err := w.conn.BufferCall(&c, nil); err != nil {
 			return int64(abi.ErrCodeHost)
 		}
 		return 0
@@ -134,6 +134,8 @@ func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) in
 		case <-w.closed:
 			return int64(abi.ErrCodeHost)
 		}
+	case abi.OpPutData:
+		return w.putData(inst, e, req)
 	case abi.OpCancelled:
 		inst.mailbox = []byte{0}
 		select {
@@ -144,6 +146,27 @@ func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) in
 		return 1
 	}
 	return int64(abi.ErrCodeUnknownOp)
+}
+
+// putData serves op put_data: the put's bytes are read where they are in
+// the guest's memory and go to the host as an ordinary put, buffered as a
+// put is, never copied into a request first.
+func (w *Worker) putData(inst *instance, e *execution, req []byte) int64 {
+	var p abi.PutDataRequest
+	_ = p.Decode(req) // checked above
+	data, ok := inst.mod.Memory().Read(p.Ptr, p.Len)
+	if !ok {
+		return int64(abi.ErrCodeBadRequest) // not inside the guest's memory
+	}
+	head := p.PutHead(nil)
+	if max := e.limit(abi.LimitResult); max > 0 && uint64(len(head))+uint64(len(data)) > max {
+		return int64(abi.ErrCodeTooLarge) // as the same put by op put
+	}
+	c := ipc.Call{Task: e.task, Op: abi.OpPut, Payload: head}
+	if err := w.conn.BufferCall(&c, data); err != nil {
+		return int64(abi.ErrCodeHost)
+	}
+	return 0
 }
 
 // limit is the Exec limit of a kind (0: none).
@@ -180,7 +203,7 @@ func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan ipc.Re
 	w.pending[seq] = ch
 	w.seqMu.Unlock()
 	c := ipc.Call{Seq: seq, Task: e.task, Op: op, Payload: req}
-	if err := w.conn.Write(ipc.TypeCall, c.Encode(nil)); err != nil {
+	if err := w.conn.WriteCall(&c, nil); err != nil {
 		w.seqMu.Lock()
 		delete(w.pending, seq)
 		w.seqMu.Unlock()

@@ -25,7 +25,7 @@ func serveHarness(t *testing.T, limits ipc.Exec) (*Worker, *instance, *ipc.Conn)
 func TestServeRefusesHostOps(t *testing.T) {
 	w, inst, _ := serveHarness(t, ipc.Exec{})
 	put := (&abi.PutRequest{ID: inst.exec.task.Put(1), Value: abi.Value{Codec: abi.CodecRaw, Data: []byte("x")}}).Encode(nil)
-	for _, op := range []abi.Op{abi.OpPutHeld, abi.OpYieldHeld, 0, 17, 999} {
+	for _, op := range []abi.Op{abi.OpPutHeld, abi.OpYieldHeld, 0, 18, 999} {
 		if got := w.serve(inst, op, put); got != int64(abi.ErrCodeUnknownOp) {
 			t.Fatalf("op %d: %d, want UnknownOp", op, got)
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
+	"github.com/rayhost/rayhost/host/internal/workerpool"
 
 	"connectrpc.com/connect"
 
@@ -149,7 +151,10 @@ func (gp *guestOps) guestPut(t *task, payload []byte) {
 		}
 		return
 	}
-	v := abi.Value{Codec: req.Value.Codec, Data: append([]byte(nil), req.Value.Data...)}
+	v := abi.Value{Codec: req.Value.Codec, Data: req.Value.Data}
+	if len(payload) <= workerpool.KeepFrameBytes {
+		v.Data = slices.Clone(v.Data) // in the pool's read buffer: copied
+	} // else the frame's own memory: kept as it is
 	h.refs.created(h.currentHolder(t), req.ID)
 	if err := h.objs.Seal(context.Background(), req.ID, v); err != nil {
 		h.log.Error("storing a put", "task_id", t.id, "err", err)

@@ -405,6 +405,9 @@ func (p *Pool) serve(w *Worker) {
 			break
 		}
 		buf = payload[:0]
+		if cap(payload) > KeepFrameBytes {
+			buf = nil // the handler may keep it; and no 100 MiB buffer per worker
+		}
 		if err := p.cfg.Handler.Frame(w, typ, payload); err != nil {
 			p.log.Error("worker protocol error", "pid", w.pid, "err", err)
 			w.Kill()
