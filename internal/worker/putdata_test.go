@@ -79,7 +79,7 @@ func TestPutData(t *testing.T) {
 // memoryModule is a module with one exported memory of 4 pages.
 func memoryModule() []byte {
 	m := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
-	m = append(m, 5, 3, 1, 0, 4)                                  // memory section: one memory, min 4 pages
+	m = append(m, 5, 3, 1, 0, 4)                                   // memory section: one memory, min 4 pages
 	m = append(m, 7, 10, 1, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0) // export "memory"
 	return m
 }

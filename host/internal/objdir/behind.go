@@ -1,14 +1,21 @@
 package objdir
 
-import "context"
+import (
+	"context"
 
-// maxQueued bounds the bytes of small values written behind their seal
-// and not in the store yet: a seal past it waits for the write-behind, so
-// a producer faster than the store is slowed to its pace (backpressure)
-// instead of filling memory.
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// maxQueued bounds the bytes of values written behind their seal and not
+// in the store yet: a seal past it waits for the write-behind, so a
+// producer faster than the store is slowed to its pace (backpressure)
+// instead of filling memory. A larger value is taken when nothing is
+// queued: one such value at a time is on its way to the store while the
+// next is made.
 const maxQueued = 32 << 20
 
-// admitBehind admits a small value of n bytes to the write-behind: it
+// admitBehind admits a value of n bytes to the write-behind: it
 // waits while the queue is past maxQueued, then asks the store whether it
 // could take the value with what is queued. If not, what is queued may be
 // followed by the deletes of objects freed since: it waits for the
@@ -62,4 +69,50 @@ func (d *Dir) catchUp(ctx context.Context) error {
 func (d *Dir) stepBehindLocked() {
 	close(d.behind)
 	d.behind = make(chan struct{})
+}
+
+// pendingWrite is a large value's bytes on their way to the store.
+type pendingWrite struct {
+	meta store.Meta
+	data []byte
+}
+
+// persistLarge writes a large value behind its seal, unless its object
+// was freed (or sealed again) meanwhile: then nothing reaches the disk.
+// Once stored its bytes leave memory; reads go to the store. A failed
+// write keeps them in memory, the only copy (as for a small value).
+func (d *Dir) persistLarge(j persistJob) {
+	d.mu.Lock()
+	live := d.m[j.id] == j.large && j.large.writing != nil
+	d.mu.Unlock()
+	var err error
+	if live {
+		if err = d.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
+			d.log.Error("persisting object", "object_id", j.id, "err", err)
+		}
+	}
+	d.mu.Lock()
+	d.queued -= int64(len(j.data))
+	switch ob := j.large; {
+	case !live:
+	case err != nil:
+		if !ob.unpersistable {
+			ob.unpersistable = true
+			d.pinned += int64(len(j.data))
+		}
+	default:
+		ob.writing = nil
+	}
+	d.stepBehindLocked()
+	d.mu.Unlock()
+}
+
+// writingOf returns the bytes of id while they are being written behind.
+func (d *Dir) writingOf(id ids.ObjectID) (*pendingWrite, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ob := d.m[id]; ob != nil && ob.ready && ob.writing != nil {
+		return ob.writing, true
+	}
+	return nil, false
 }

@@ -148,13 +148,21 @@ type object struct {
 	// keptFor: this host keeps the value for its owner (SealFor): its
 	// bytes may be the only ones, so only the owner's free deletes them.
 	keptFor bool
+	// writing: a large value's bytes, on their way to the store behind
+	// its seal (behind.go); reads take them from here until they are
+	// there. nil once stored (or freed).
+	writing *pendingWrite
 }
 
 type persistJob struct {
 	id   ids.ObjectID
 	meta store.Meta
 	data []byte
-	del  bool // delete the object (freed) instead
+	// large: the job of a large value, written only if ob is still the
+	// object of id (not freed, not sealed again since) — a large object
+	// freed before its turn never touches the disk.
+	large *object
+	del   bool // delete the object (freed) instead
 	// barrier, if set, is closed when the loop reaches the job: every job
 	// queued before it is done.
 	barrier chan struct{}
@@ -208,6 +216,10 @@ func (d *Dir) persistLoop() {
 			d.deletedCond.Broadcast()
 			d.stepBehindLocked()
 			d.mu.Unlock()
+			continue
+		}
+		if j.large != nil {
+			d.persistLarge(j)
 			continue
 		}
 		err := d.st.Put(context.Background(), j.id, j.meta, j.data)
@@ -338,26 +350,24 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	meta := d.metaFor(id, v)
 	large := len(v.Data) > d.cfg.InlineLimit
 	memOnly := transient && !large
-	if !large && !memOnly {
+	if !memOnly {
 		// Written behind: refuse it now if the store could not take it
 		// (with what is queued), rather than hold it in memory for good.
 		// Failures are always taken, in memory only if need be: they are
-		// small, and a waiter must learn of them.
+		// small, and a waiter must learn of them. A large value waits
+		// here while the queue is full (backpressure, behind.go).
 		if err := d.admitBehind(ctx, int64(len(v.Data))); err != nil {
-			if v.Codec != abi.CodecError {
+			if v.Codec != abi.CodecError || large {
 				return fmt.Errorf("storing object %s: %w", id, err)
 			}
 			memOnly = true
 		}
 	}
 	if large {
-		// Large values are written before they are ready, so a reader never
-		// sees a partial object; after any delete of the same ID queued by
-		// a Free (a retried task puts under its first attempt's IDs).
+		// After any delete of the same ID queued by a Free (a retried task
+		// puts under its first attempt's IDs): reads of it must not take
+		// the delete for theirs.
 		d.waitDeleted(id)
-		if err := d.st.Put(ctx, id, meta, v.Data); err != nil {
-			return fmt.Errorf("storing object %s: %w", id, err)
-		}
 	}
 	d.mu.Lock()
 	ob := d.m[id]
@@ -374,13 +384,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.ready = true
 		live := liveWaiters(ob)
 		delete(d.m, id)
-		if large {
-			d.deleting[id]++
-		}
 		d.mu.Unlock()
-		if large {
-			d.persistCh <- persistJob{id: id, del: true}
-		}
 		for _, w := range live {
 			w.fn(v)
 		}
@@ -389,8 +393,12 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	ob.ready = true
 	ob.val = v
 	if large {
+		// Ready now; its bytes reach the store behind (behind.go), read
+		// from memory until then.
 		ob.val.Data = nil
 		ob.persisted = true
+		ob.writing = &pendingWrite{meta: meta, data: v.Data}
+		d.queued += int64(len(v.Data))
 	} else {
 		ob.inMemory = true
 		d.memBytes += memCost(v.Data)
@@ -405,7 +413,10 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		d.pinned += int64(len(v.Data))
 	}
 	d.mu.Unlock()
-	if persist {
+	switch {
+	case large:
+		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data, large: ob}
+	case persist:
 		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
 	}
 	for _, w := range live {

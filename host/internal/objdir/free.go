@@ -1,6 +1,7 @@
 package objdir
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -66,12 +67,18 @@ func (d *Dir) stat(ctx context.Context, id ids.ObjectID) (store.Meta, error) {
 	if d.deleted(id) {
 		return store.Meta{}, fmt.Errorf("%w: %s", store.ErrNotFound, id)
 	}
+	if w, ok := d.writingOf(id); ok {
+		return w.meta, nil
+	}
 	return d.st.Stat(ctx, id)
 }
 
 func (d *Dir) get(ctx context.Context, id ids.ObjectID) (store.Meta, []byte, error) {
 	if d.deleted(id) {
 		return store.Meta{}, nil, fmt.Errorf("%w: %s", store.ErrNotFound, id)
+	}
+	if w, ok := d.writingOf(id); ok {
+		return w.meta, w.data, nil
 	}
 	return d.st.Get(ctx, id)
 }
@@ -80,11 +87,18 @@ func (d *Dir) open(ctx context.Context, id ids.ObjectID) (store.Meta, io.ReadClo
 	if d.deleted(id) {
 		return store.Meta{}, nil, fmt.Errorf("%w: %s", store.ErrNotFound, id)
 	}
+	if w, ok := d.writingOf(id); ok {
+		return w.meta, io.NopCloser(bytes.NewReader(w.data)), nil
+	}
 	return d.st.Open(ctx, id)
 }
 
 // dropLocked forgets a ready object. Its waiters were woken by its seal.
 func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
+	if w := ob.writing; w != nil && ob.unpersistable {
+		d.pinned -= int64(len(w.data))
+	}
+	ob.writing = nil // its write, if still queued, is skipped
 	if ob.inMemory {
 		d.memBytes -= memCost(ob.val.Data)
 		if ob.unpersistable {

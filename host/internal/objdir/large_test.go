@@ -1,0 +1,138 @@
+package objdir
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// countingStore is a gatedStore that counts the Puts that reached it.
+type countingStore struct {
+	*gatedStore
+	puts atomic.Int32
+}
+
+func (c *countingStore) Put(ctx context.Context, id ids.ObjectID, meta store.Meta, data []byte) error {
+	err := c.gatedStore.Put(ctx, id, meta, data)
+	if err == nil {
+		c.puts.Add(1)
+	}
+	return err
+}
+
+// TestLargeWrittenBehind: a large value is ready at its seal, before the
+// store has it (the store's writes are held back here); until then every
+// read — Get, Stream, a peer's Locate and Serve — has its bytes from
+// memory, whole and in order; once stored they are read from the store.
+// Nothing goes inline to a peer: it pulls the value in chunks.
+func TestLargeWrittenBehind(t *testing.T) {
+	st := &countingStore{gatedStore: newGatedStore(1 << 30)}
+	d := newDir(t, st, func(c *Config) { c.InlineLimit, c.ChunkBytes = 1024, 1000 })
+	ctx := ctxFor(t)
+	id := ids.NewTaskID().Return(0)
+	v := rawValue(4500, 0)
+	for i := range v.Data {
+		v.Data[i] = byte(i)
+	}
+	if err := d.Seal(ctx, id, v); err != nil { // returns with the store's gate shut
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if got := getOne(t, d, id); !bytes.Equal(got.Data, v.Data) {
+			t.Fatalf("%s: Get returned %d other bytes", when, len(got.Data))
+		}
+		var streamed []byte
+		chunks := 0
+		if err := d.Stream(ctx, id, func(_ *Header, c []byte) error {
+			streamed, chunks = append(streamed, c...), chunks+1
+			return nil
+		}); err != nil || !bytes.Equal(streamed, v.Data) || chunks != 5 {
+			t.Fatalf("%s: streamed %d bytes in %d chunks (%v), want 4500 in 5", when, len(streamed), chunks, err)
+		}
+		loc, err := d.Locate(ctx, id, nil, 0)
+		if err != nil || !loc.Ready || loc.Inline || len(loc.Holders) != 1 || loc.Size != 4500 {
+			t.Fatalf("%s: Locate %+v %v, want this host as the holder, not inline", when, loc, err)
+		}
+	}
+	check("before the store has it")
+	if n := st.puts.Load(); n != 0 {
+		t.Fatalf("%d puts reached the store through a shut gate", n)
+	}
+	close(st.gate)
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, id); err != nil {
+		t.Fatalf("not in the store after the write-behind: %v", err)
+	}
+	if _, pending := d.writingOf(id); pending {
+		t.Fatal("its bytes are still held in memory after they were stored")
+	}
+	check("once stored")
+}
+
+// TestLargeFreedBeforeWritten: a large object freed before its turn in the
+// write-behind never reaches the disk, and reads of it say it was freed.
+func TestLargeFreedBeforeWritten(t *testing.T) {
+	st := &countingStore{gatedStore: newGatedStore(1 << 30)}
+	d := newDir(t, st, func(c *Config) { c.InlineLimit = 1024 })
+	ctx := ctxFor(t)
+	id := ids.NewTaskID().Return(0)
+	if err := d.Seal(ctx, id, rawValue(4096, 'x')); err != nil {
+		t.Fatal(err)
+	}
+	d.Free([]ids.ObjectID{id})
+	close(st.gate)
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.puts.Load(); n != 0 {
+		t.Fatalf("a large object freed before it was written was written (%d puts)", n)
+	}
+	if _, err := d.Value(ctx, id); !errors.Is(err, ErrFreed) {
+		t.Fatalf("a read of it: %v, want ErrFreed", err)
+	}
+}
+
+// TestLargeBackpressure: while one large value waits for the store, the
+// next large seal waits for it (one at a time on its way to the store),
+// and both are stored once the store takes writes again.
+func TestLargeBackpressure(t *testing.T) {
+	st := &countingStore{gatedStore: newGatedStore(1 << 30)}
+	d := newDir(t, st, func(c *Config) { c.InlineLimit = 1024 })
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	big := rawValue(maxQueued+1, 'b')
+	if err := d.Seal(ctx, task.Return(0), big); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- d.Seal(ctx, task.Return(1), rawValue(4096, 's')) }()
+	// The second seal cannot be taken before the first is written: a
+	// cancelled context ends its wait with the context's error.
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := d.Seal(short, task.Return(2), rawValue(4096, 't')); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a large seal with the queue full and its context done: %v, want context.Canceled", err)
+	}
+	close(st.gate)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.puts.Load(); n != 2 {
+		t.Fatalf("%d puts reached the store, want 2", n)
+	}
+	if got := getOne(t, d, task.Return(0)); len(got.Data) != len(big.Data) || got.Codec != abi.CodecRaw {
+		t.Fatalf("the first value read back as %d bytes", len(got.Data))
+	}
+}
