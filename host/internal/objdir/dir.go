@@ -19,8 +19,9 @@ type Config struct {
 	// Store keeps the bytes of objects (required). The Dir does not close it.
 	Store store.Store
 	// InlineLimit: values of up to this many bytes are kept in memory (and
-	// written to the store behind the caller's back); larger ones go
-	// straight to the store.
+	// written to the store behind the caller's back); larger ones are
+	// written behind too, one at a time, and leave memory once stored
+	// (and go to peers in chunks, never inline).
 	InlineLimit int
 	// CacheBytes bounds the in-memory copies of small objects, each
 	// counted with its record (objectOverhead): past it, the oldest ones

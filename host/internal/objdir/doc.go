@@ -8,7 +8,9 @@
 // or a dependent task never touches the disk, and writes them to the store
 // behind the caller's back; once persisted they are dropped from memory,
 // oldest first, when the cache is over Config.CacheBytes, and read from the
-// store again. Larger values go straight to the store. Values whose bytes
+// store again. Larger values are written to the store behind their seal too,
+// one at a time, read from memory until they are there and then only from
+// the store; one freed before its turn is never written. Values whose bytes
 // stay on another host are sealed as a [Held] value (codec [CodecHeld]):
 // the Dir records the holders and fetches the bytes on first use.
 //
