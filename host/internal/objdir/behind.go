@@ -7,23 +7,23 @@ import (
 	"github.com/rayhost/rayhost/store"
 )
 
-// maxQueued bounds the bytes of values written behind their seal and not
-// in the store yet: a seal past it waits for the write-behind, so a
-// producer faster than the store is slowed to its pace (backpressure)
-// instead of filling memory. A larger value is taken when nothing is
-// queued: one such value at a time is on its way to the store while the
-// next is made.
+// maxQueued bounds the bytes of small values written behind their seal
+// and not in the store yet: a seal past it waits for the write-behind, so
+// a producer faster than the store is slowed to its pace (backpressure)
+// instead of filling memory. Large values have a queue of their own, one
+// value long: one is on its way to the store while the next is made, and
+// small seals never wait behind a large write.
 const maxQueued = 32 << 20
 
-// admitBehind admits a value of n bytes to the write-behind: it
-// waits while the queue is past maxQueued, then asks the store whether it
-// could take the value with what is queued. If not, what is queued may be
-// followed by the deletes of objects freed since: it waits for the
-// write-behind to catch up and asks again, so a store full only of
+// admitBehind admits a value of n bytes (large: past InlineLimit) to the
+// write-behind: it waits while its queue is full, then asks the store
+// whether it could take the value with everything queued. If not, what is
+// queued may be followed by the deletes of objects freed since: it waits
+// for the write-behind to catch up and asks again, so a store full only of
 // objects on their way out is not called full.
-func (d *Dir) admitBehind(ctx context.Context, n int64) error {
+func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 	d.mu.Lock()
-	for d.queued > 0 && d.queued+n > maxQueued {
+	for large && d.queuedLarge > 0 || !large && d.queued > 0 && d.queued+n > maxQueued {
 		ch := d.behind
 		d.mu.Unlock()
 		select {
@@ -33,7 +33,7 @@ func (d *Dir) admitBehind(ctx context.Context, n int64) error {
 		}
 		d.mu.Lock()
 	}
-	queued := d.queued
+	queued := d.queued + d.queuedLarge
 	d.mu.Unlock()
 	err := d.st.CheckSpace(queued + n)
 	if err == nil || queued == 0 {
@@ -43,7 +43,7 @@ func (d *Dir) admitBehind(ctx context.Context, n int64) error {
 		return err
 	}
 	d.mu.Lock()
-	queued = d.queued
+	queued = d.queued + d.queuedLarge
 	d.mu.Unlock()
 	return d.st.CheckSpace(queued + n)
 }
@@ -92,7 +92,7 @@ func (d *Dir) persistLarge(j persistJob) {
 		}
 	}
 	d.mu.Lock()
-	d.queued -= int64(len(j.data))
+	d.queuedLarge -= int64(len(j.data))
 	switch ob := j.large; {
 	case !live:
 	case err != nil:

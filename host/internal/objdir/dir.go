@@ -92,16 +92,18 @@ type Dir struct {
 	// remote reaches objects on other hosts (its own lock).
 	remote *remote
 
-	mu        sync.Mutex
-	m         map[ids.ObjectID]*object
-	fifo      []ids.ObjectID // ready in-memory objects, oldest first
-	fifoHead  int
-	memBytes  int64
-	queued    int64         // bytes in persistCh: admitted by CheckSpace, not yet stored
-	behind    chan struct{} // closed (and replaced) as the persist loop ends a job
-	pinned    int64         // bytes of failures the full store refused, kept in memory only
-	persistCh chan persistJob
-	freed     tombstones // objects freed lately
+	mu       sync.Mutex
+	m        map[ids.ObjectID]*object
+	fifo     []ids.ObjectID // ready in-memory objects, oldest first
+	fifoHead int
+	memBytes int64
+	queued   int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
+	// queuedLarge: the same, of large values (one at a time, behind.go)
+	queuedLarge int64
+	behind      chan struct{} // closed (and replaced) as the persist loop ends a job
+	pinned      int64         // bytes of failures the full store refused, kept in memory only
+	persistCh   chan persistJob
+	freed       tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
 	// deletedCond is signalled (with mu) when one is done.
 	deleting    map[ids.ObjectID]int
@@ -357,7 +359,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		// Failures are always taken, in memory only if need be: they are
 		// small, and a waiter must learn of them. A large value waits
 		// here while the queue is full (backpressure, behind.go).
-		if err := d.admitBehind(ctx, int64(len(v.Data))); err != nil {
+		if err := d.admitBehind(ctx, int64(len(v.Data)), large); err != nil {
 			if v.Codec != abi.CodecError || large {
 				return fmt.Errorf("storing object %s: %w", id, err)
 			}
@@ -399,7 +401,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.val.Data = nil
 		ob.persisted = true
 		ob.writing = &pendingWrite{meta: meta, data: v.Data}
-		d.queued += int64(len(v.Data))
+		d.queuedLarge += int64(len(v.Data))
 	} else {
 		ob.inMemory = true
 		d.memBytes += memCost(v.Data)

@@ -84,7 +84,13 @@ func TestLargeFreedBeforeWritten(t *testing.T) {
 	st := &countingStore{gatedStore: newGatedStore(1 << 30)}
 	d := newDir(t, st, func(c *Config) { c.InlineLimit = 1024 })
 	ctx := ctxFor(t)
-	id := ids.NewTaskID().Return(0)
+	task := ids.NewTaskID()
+	// A small value ahead of it in the write-behind holds the queue (the
+	// store's writes wait for the gate), so the free comes first.
+	if err := d.Seal(ctx, task.Return(1), jsonValue(`"ahead"`)); err != nil {
+		t.Fatal(err)
+	}
+	id := task.Return(0)
 	if err := d.Seal(ctx, id, rawValue(4096, 'x')); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +99,8 @@ func TestLargeFreedBeforeWritten(t *testing.T) {
 	if err := d.catchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := st.puts.Load(); n != 0 {
-		t.Fatalf("a large object freed before it was written was written (%d puts)", n)
+	if n := st.puts.Load(); n != 1 {
+		t.Fatalf("%d puts reached the store, want 1 (the small value): the large one freed before its turn was written", n)
 	}
 	if _, err := d.Value(ctx, id); !errors.Is(err, ErrFreed) {
 		t.Fatalf("a read of it: %v, want ErrFreed", err)
@@ -102,8 +108,8 @@ func TestLargeFreedBeforeWritten(t *testing.T) {
 }
 
 // TestLargeBackpressure: while one large value waits for the store, the
-// next large seal waits for it (one at a time on its way to the store),
-// and both are stored once the store takes writes again.
+// next large seal waits for it (one at a time on its way to the store) and
+// a small one does not; all are stored once the store takes writes again.
 func TestLargeBackpressure(t *testing.T) {
 	st := &countingStore{gatedStore: newGatedStore(1 << 30)}
 	d := newDir(t, st, func(c *Config) { c.InlineLimit = 1024 })
@@ -122,6 +128,14 @@ func TestLargeBackpressure(t *testing.T) {
 	if err := d.Seal(short, task.Return(2), rawValue(4096, 't')); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a large seal with the queue full and its context done: %v, want context.Canceled", err)
 	}
+	// A small value does not wait behind the large ones: taken at once,
+	// even with its context done.
+	if err := d.Seal(short, task.Return(3), jsonValue(`"small"`)); err != nil {
+		t.Fatalf("a small seal while a large write is held up: %v", err)
+	}
+	if got := getOne(t, d, task.Return(3)); string(got.Data) != `"small"` {
+		t.Fatalf("the small value read back as %q", got.Data)
+	}
 	close(st.gate)
 	if err := <-second; err != nil {
 		t.Fatal(err)
@@ -129,8 +143,8 @@ func TestLargeBackpressure(t *testing.T) {
 	if err := d.catchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := st.puts.Load(); n != 2 {
-		t.Fatalf("%d puts reached the store, want 2", n)
+	if n := st.puts.Load(); n != 3 {
+		t.Fatalf("%d puts reached the store, want 3", n)
 	}
 	if got := getOne(t, d, task.Return(0)); len(got.Data) != len(big.Data) || got.Codec != abi.CodecRaw {
 		t.Fatalf("the first value read back as %d bytes", len(got.Data))
