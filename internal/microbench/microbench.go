@@ -80,7 +80,7 @@ var rayFigures = map[string]float64{
 var goals = map[string]float64{
 	"single_client_tasks_sync": 10000, "single_client_tasks_async": 50000, "1_1_actor_calls_sync": 10000,
 	"1_1_actor_calls_async": 50000, "single_client_get_calls": 100000, "single_client_put_calls": 50000,
-	"single_client_put_gigabytes": 2,
+	"single_client_put_gigabytes": 2, "single_client_wait_1k_refs": 10, "multi_client_tasks_async": 50000,
 }
 
 // Run runs every metric and writes the table to cfg.Out.
