@@ -3,6 +3,7 @@ package worker
 import (
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -295,7 +296,6 @@ func TestConcurrentCancelSurvivesRerun(t *testing.T) {
 func TestConcurrentEndedCallLeavesNothing(t *testing.T) {
 	w, inst, first, host := concHarness(t)
 	drainHost(t, host)
-	before := runtime.NumGoroutine()
 	sleep := (&abi.SleepRequest{Ns: 1 << 62}).Encode(nil)
 	get := (&abi.GetRequest{Refs: []abi.Ref{{ID: ids.NewTaskID().Return(1)}}, TimeoutNs: -1}).Encode(nil)
 	for tag := range uint32(abi.MaxStarted) {
@@ -310,12 +310,14 @@ func TestConcurrentEndedCallLeavesNothing(t *testing.T) {
 	if got := w.serve(inst, abi.OpDone, doneReq(first.task)); got != 0 {
 		t.Fatalf("done: %d", got)
 	}
-	deadline := time.Now().Add(time.Minute) // a hang guard only
-	for runtime.NumGoroutine() > before {
+	// The ops' goroutines end with the call: wait until none is left (an
+	// event, not a time), the hang guard failing the test otherwise.
+	deadline := time.Now().Add(time.Minute)
+	for n := startedOps(); n > 0; n = startedOps() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines, %d before the ops started", runtime.NumGoroutine(), before)
+			t.Fatalf("%d goroutines of the ended call's ops are still there", n)
 		}
-		time.Sleep(time.Millisecond)
+		runtime.Gosched()
 	}
 	w.seqMu.Lock()
 	pending := len(w.pending)
@@ -408,4 +410,12 @@ func TestConcurrentOutput(t *testing.T) {
 	}()
 	_, _ = lw.Write([]byte("0123456789"))
 	t.Fatal("output past the invoke's budget was taken")
+}
+
+// startedOps counts the goroutines that wait on an op a call started
+// (Worker.start's sleeps and replies).
+func startedOps() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "worker.(*Worker).start.func")
 }
