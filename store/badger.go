@@ -24,6 +24,9 @@ const (
 	// (64 KiB) bytes or more, so OpenBadger lowers a larger ChunkSize to
 	// this in in-memory mode.
 	MaxInMemoryChunkSize = valueThreshold - 4<<10
+	// DefaultFileThreshold is the size from which a value is a file of
+	// its own (BadgerConfig.FileThreshold).
+	DefaultFileThreshold = 256 << 10
 	// DefaultGCInterval is how often DefaultBadgerConfig runs a reclaim
 	// round (see Badger.Reclaim) at the latest.
 	DefaultGCInterval = time.Minute
@@ -105,6 +108,12 @@ type BadgerConfig struct {
 	Logger *slog.Logger
 	// SyncWrites makes every write fsync before it returns.
 	SyncWrites bool
+	// FileThreshold is the size from which a value is a file of its own
+	// (under Dir/blobs) rather than chunks in Badger's value log: its
+	// space is back as soon as it is deleted, with no reclaim round. 0 is
+	// DefaultFileThreshold; negative keeps every value in Badger. In-memory
+	// stores ignore it.
+	FileThreshold int64
 
 	// Quota bounds the space the store's files take on disk, in bytes; a
 	// write that would take it past the quota fails with ErrStoreFull. 0 is
@@ -170,17 +179,19 @@ func (c BadgerConfig) validate() error {
 // a large Put holds at most about 8 MiB of chunks not yet written plus one
 // chunk; an Open reader holds one chunk.
 type Badger struct {
-	db        *badger.DB
-	dir       string
-	inMemory  bool
-	seq       *badger.Sequence
-	log       *slog.Logger
-	chunkSize int
-	inlineMax int
-	firstGen  uint64 // generations below it were made by earlier runs
-	bufs      sync.Pool
-	space     *space // nil: no quota and no reserve (in memory)
-	flushAt   int    // chunk bytes a sink gathers before writing them
+	db         *badger.DB
+	dir        string
+	inMemory   bool
+	seq        *badger.Sequence
+	log        *slog.Logger
+	chunkSize  int
+	inlineMax  int
+	firstGen   uint64 // generations below it were made by earlier runs
+	bufs       sync.Pool
+	space      *space // nil: no quota and no reserve (in memory)
+	flushAt    int    // chunk bytes a sink gathers before writing them
+	syncWrites bool   // sync a value's file before its record is written
+	fileMin    int64  // values of at least this many bytes are files; 0: none
 
 	// mu is held for reading by every operation touching db, and for
 	// writing by Close while it marks the store closed.
@@ -251,19 +262,21 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	}
 
 	b := &Badger{
-		db:        db,
-		dir:       cfg.Dir,
-		inMemory:  cfg.InMemory,
-		seq:       seq,
-		log:       logger,
-		chunkSize: chunk,
-		inlineMax: min(maxInline, chunk),
-		firstGen:  first,
-		space:     sp,
-		flushAt:   int(min(flushBytes, vlogFileSize(cfg.Quota))),
-		writers:   make(map[*badgerWriter]struct{}),
-		stop:      make(chan struct{}),
-		swept:     make(chan struct{}),
+		db:         db,
+		dir:        cfg.Dir,
+		inMemory:   cfg.InMemory,
+		seq:        seq,
+		log:        logger,
+		chunkSize:  chunk,
+		inlineMax:  min(maxInline, chunk),
+		firstGen:   first,
+		space:      sp,
+		flushAt:    int(min(flushBytes, vlogFileSize(cfg.Quota))),
+		syncWrites: cfg.SyncWrites,
+		fileMin:    fileMin(cfg),
+		writers:    make(map[*badgerWriter]struct{}),
+		stop:       make(chan struct{}),
+		swept:      make(chan struct{}),
 	}
 	b.rc.init(cfg)
 	if cfg.InMemory {
@@ -274,6 +287,20 @@ func OpenBadger(cfg BadgerConfig) (*Badger, error) {
 	}
 	return b, nil
 }
+
+// fileMin is the FileThreshold of cfg in effect (0: no files).
+func fileMin(cfg BadgerConfig) int64 {
+	switch {
+	case cfg.InMemory || cfg.FileThreshold < 0:
+		return 0
+	case cfg.FileThreshold == 0:
+		return DefaultFileThreshold
+	}
+	return cfg.FileThreshold
+}
+
+// asFile reports whether a value of n bytes is a file of its own.
+func (b *Badger) asFile(n int64) bool { return b.fileMin > 0 && n >= b.fileMin }
 
 // vlogFileSize is the size of the value-log files of a store with quota.
 func vlogFileSize(quota int64) int64 {

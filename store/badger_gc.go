@@ -217,12 +217,11 @@ func (rc *reclaimer) mayHelp(err error) bool {
 	return errors.Is(err, ErrStoreFull) && rc.pending()
 }
 
-// background sweeps orphaned chunks, then runs reclaim rounds until Close:
-// every interval (if positive), and when asked.
+// background sweeps orphaned chunks and value files, then runs reclaim
+// rounds until Close: every interval (if positive), and when asked.
 func (b *Badger) background(interval time.Duration) {
 	defer b.wg.Done()
 	n, bytes, err := b.sweep()
-	close(b.swept)
 	switch {
 	case err != nil && !errors.Is(err, errStopped):
 		b.log.Warn("store: sweeping orphaned chunks", "err", err, "deleted", n)
@@ -230,6 +229,13 @@ func (b *Badger) background(interval time.Duration) {
 		b.log.Info("store: deleted orphaned chunks", "chunks", n)
 		b.rc.noteDeleted(bytes)
 	}
+	switch n, bytes, err := b.sweepFiles(); {
+	case err != nil && !errors.Is(err, errStopped):
+		b.log.Warn("store: removing orphaned value files", "err", err, "removed", n)
+	case n > 0:
+		b.log.Info("store: removed orphaned value files", "files", n, "bytes", bytes)
+	}
+	close(b.swept)
 	var tick <-chan time.Time
 	if interval > 0 {
 		t := time.NewTicker(interval)

@@ -76,7 +76,7 @@ func (b *Badger) Get(ctx context.Context, id ids.ObjectID) (Meta, []byte, error)
 	err := b.db.View(func(txn *badger.Txn) error {
 		var err error
 		rec, err = getRecord(txn, id, true)
-		if err != nil || rec.inline {
+		if err != nil || rec.inline || rec.file {
 			return err
 		}
 		data := make([]byte, rec.meta.Size)
@@ -92,6 +92,9 @@ func (b *Badger) Get(ctx context.Context, id ids.ObjectID) (Meta, []byte, error)
 		rec.data = data
 		return nil
 	})
+	if err == nil && rec.file {
+		rec.data, err = b.readFile(id, &rec)
+	}
 	if err != nil {
 		return Meta{}, nil, wrap("get", id, err)
 	}
@@ -137,6 +140,13 @@ func (b *Badger) Open(ctx context.Context, id ids.ObjectID) (Meta, io.ReadCloser
 	})
 	if err != nil {
 		return Meta{}, nil, wrap("open", id, err)
+	}
+	if rec.file {
+		f, err := b.openFile(id, &rec)
+		if err != nil {
+			return Meta{}, nil, wrap("open", id, err)
+		}
+		return rec.meta, &fileReader{b: b, id: id, f: f, want: rec.meta.Size, sum: rec.sum}, nil
 	}
 	r := &badgerReader{b: b, id: id, rec: rec}
 	if rec.inline {

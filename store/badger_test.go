@@ -147,7 +147,7 @@ func TestBadgerInMemoryThreshold(t *testing.T) {
 
 func TestBadgerReopen(t *testing.T) {
 	dir := t.TempDir()
-	cfg := DefaultBadgerConfig(dir)
+	cfg := chunkedConfig(dir)
 	cfg.ChunkSize = 256 << 10
 	type object struct {
 		id   ids.ObjectID
@@ -207,7 +207,7 @@ func TestBadgerReopen(t *testing.T) {
 
 func TestBadgerSweep(t *testing.T) {
 	dir := t.TempDir()
-	cfg := DefaultBadgerConfig(dir)
+	cfg := chunkedConfig(dir)
 	cfg.ChunkSize = 64 << 10
 
 	b, err := OpenBadger(cfg)
@@ -260,7 +260,7 @@ func TestBadgerSweep(t *testing.T) {
 }
 
 func TestBadgerCorruptChunk(t *testing.T) {
-	b := openBadger(t, DefaultBadgerConfig(t.TempDir()))
+	b := openBadger(t, chunkedConfig(t.TempDir()))
 	id := newID()
 	mustPut(t, b, id, Meta{Size: -1}, content(1, 3<<20))
 	rec, err := getRecordView(b.db, id)
@@ -288,7 +288,7 @@ func TestBadgerCorruptChunk(t *testing.T) {
 }
 
 func TestBadgerDeleteWhileReading(t *testing.T) {
-	b := openBadger(t, DefaultBadgerConfig(t.TempDir()))
+	b := openBadger(t, chunkedConfig(t.TempDir()))
 	id := newID()
 	mustPut(t, b, id, Meta{Size: -1}, content(1, 3<<20))
 	_, r, err := b.Open(t.Context(), id)
@@ -312,7 +312,7 @@ func TestBadgerDeleteWhileReading(t *testing.T) {
 
 func TestBadgerCloseAbortsWriters(t *testing.T) {
 	dir := t.TempDir()
-	cfg := DefaultBadgerConfig(dir)
+	cfg := chunkedConfig(dir)
 	b, err := OpenBadger(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -78,7 +78,7 @@ func (b *Badger) Put(ctx context.Context, id ids.ObjectID, meta Meta, data []byt
 	if int64(len(data)-1)/int64(b.chunkSize) >= math.MaxUint32 {
 		return fmt.Errorf("store: put %s: %d bytes is too many chunks of %d", id, len(data), b.chunkSize)
 	}
-	s, err := b.newSink(id)
+	s, err := b.newSink(id, b.asFile(int64(len(data))))
 	if err != nil {
 		return wrap("put", id, err)
 	}
@@ -98,10 +98,16 @@ func (b *Badger) Put(ctx context.Context, id ids.ObjectID, meta Meta, data []byt
 // commitChunks flushes the chunks of s and stores the record pointing at
 // them. If id has a record already, the chunks are deleted.
 func (b *Badger) commitChunks(id ids.ObjectID, meta Meta, s *sink) error {
-	if err := s.flush(); err != nil {
+	rec := &record{meta: meta, gen: s.gen, chunkSize: int64(b.chunkSize)}
+	if s.file != nil {
+		if err := s.file.finish(b.syncWrites); err != nil {
+			return errors.Join(err, s.discard())
+		}
+		rec = &record{meta: meta, file: true, gen: s.gen, sum: s.file.sum}
+	} else if err := s.flush(); err != nil {
 		return errors.Join(err, s.discard())
 	}
-	stored, err := b.commitRecord(id, &record{meta: meta, gen: s.gen, chunkSize: int64(b.chunkSize)})
+	stored, err := b.commitRecord(id, rec)
 	if !stored {
 		return errors.Join(err, s.discard())
 	}
@@ -137,6 +143,14 @@ func (b *Badger) Delete(ctx context.Context, id ids.ObjectID) error {
 	if err != nil {
 		return wrap("delete", id, err)
 	}
+	if rec.file {
+		// Its space is back now: no reclaim round needed.
+		b.rc.noteDeleted(recordOverhead)
+		if err := b.removeFile(id, &rec); err != nil {
+			return wrap("delete", id, fmt.Errorf("its file (left for the next sweep): %w", err))
+		}
+		return nil
+	}
 	if n := rec.chunks(); n > 0 {
 		if err := b.deleteChunks(id, rec.gen, n); err != nil {
 			return wrap("delete", id, fmt.Errorf("chunks (left for the next sweep): %w", err))
@@ -161,7 +175,8 @@ func (b *Badger) deleteChunks(id ids.ObjectID, gen uint64, n uint32) error {
 }
 
 // sink writes the chunks of one object generation: it gathers them and
-// writes them in WriteBatches of about Badger.flushAt bytes.
+// writes them in WriteBatches of about Badger.flushAt bytes; or, if file is
+// set, writes each into the object's file as it comes.
 type sink struct {
 	b       *Badger
 	id      ids.ObjectID
@@ -173,21 +188,38 @@ type sink struct {
 	// store's space accounting and not yet written; released at flush.
 	admitted int64
 	pooled   []*[]byte // buffers to recycle after the flush
+	file     *fileSink // the object is a file (asFile)
 }
 
-func (b *Badger) newSink(id ids.ObjectID) (*sink, error) {
+// newSink starts a generation of id, as a file if asFile.
+func (b *Badger) newSink(id ids.ObjectID, asFile bool) (*sink, error) {
 	b.wl.RLock()
 	gen, err := b.seq.Next() // may write: the sequence's next lease
 	b.wl.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("generation: %w", err)
 	}
-	return &sink{b: b, id: id, gen: gen}, nil
+	s := &sink{b: b, id: id, gen: gen}
+	if asFile {
+		if s.file, err = b.createFile(id, gen); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // add queues val as the next chunk. val must not change until the next
 // flush; if pooled, it came from getBuf and is recycled after the flush.
 func (s *sink) add(val []byte, pooled bool) error {
+	if s.file != nil {
+		s.n++
+		err := s.file.write(val)
+		s.release()
+		if pooled {
+			s.b.putBuf(&val)
+		}
+		return err
+	}
 	if s.n == math.MaxUint32 {
 		return errors.New("too many chunks")
 	}
@@ -249,6 +281,11 @@ func (s *sink) discard() error {
 	clear(s.pending)
 	s.pending, s.pooled, s.bytes = nil, nil, 0
 	s.release()
+	if s.file != nil {
+		err := s.file.remove()
+		s.file, s.n = nil, 0
+		return err
+	}
 	if s.n == 0 {
 		return nil
 	}

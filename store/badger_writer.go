@@ -120,7 +120,7 @@ func (w *badgerWriter) grow(need int) {
 // addChunk hands the buffer to the sink as the next chunk.
 func (w *badgerWriter) addChunk() error {
 	if w.s == nil {
-		s, err := w.b.newSink(w.id)
+		s, err := w.b.newSink(w.id, w.b.asFile(max(w.meta.Size, w.written)))
 		if err != nil {
 			return err
 		}

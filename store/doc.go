@@ -14,13 +14,20 @@
 //   - Missing objects give ErrNotFound, and operations on a closed store
 //     ErrClosed.
 //
-// Badger stores objects of up to 16 KiB inside their metadata record and
-// splits larger ones into chunks (1 MiB by default), written before the
-// metadata so that a crash never exposes a partial object.
+// Badger stores objects of up to 16 KiB inside their metadata record,
+// objects of at least BadgerConfig.FileThreshold (256 KiB by default) as
+// files of their own under Dir/blobs, and those between in chunks (1 MiB
+// by default) in Badger. Chunks and files are written before the metadata,
+// so that a crash never exposes a partial object; files and chunks no
+// record points at are removed when the store opens. A file's record
+// holds its CRC-32C: a damaged, short or long file reads as ErrCorrupt. A
+// file is removed by Delete, so its space is back at once; a reader
+// opened before the Delete reads the value it opened to its end.
 //
-// Deleted objects give their space back on disk through reclaim rounds
-// (Badger.Reclaim, ReclaimStats): Badger alone keeps a deleted large
-// object's bytes until its memtable fills with keys, which may be never.
+// Deleted objects kept in Badger give their space back on disk through
+// reclaim rounds (Badger.Reclaim, ReclaimStats): Badger alone keeps a
+// deleted object's bytes until its memtable fills with keys, which may be
+// never.
 // A round flushes the memtables, compacts the tree when deletes warrant
 // it, and collects value-log files; rounds run every GCInterval, after
 // ReclaimAfter bytes are deleted, and when a write finds the store full

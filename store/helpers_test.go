@@ -2,8 +2,12 @@ package store
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -38,6 +42,27 @@ func openBadger(t testing.TB, cfg BadgerConfig) *Badger {
 		}
 	})
 	return b
+}
+
+// chunkedConfig is DefaultBadgerConfig(dir) keeping every value in Badger
+// (no files): for the tests of chunks and the value log.
+func chunkedConfig(dir string) BadgerConfig {
+	cfg := DefaultBadgerConfig(dir)
+	cfg.FileThreshold = -1
+	return cfg
+}
+
+// countFiles returns the number of value files of b.
+func countFiles(t testing.TB, b *Badger) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(b.dir, fileDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
 
 func memBadgerConfig() BadgerConfig {

@@ -13,15 +13,19 @@ import (
 // Encoding of the value of a metadata key (version 1):
 //
 //	version   byte = 1
-//	flags     byte   bit 0: the value is inline (follows the header)
+//	flags     byte   bit 0: the value is inline (follows the header);
+//	                 bit 1: the value is a file of its own (blobs/)
 //	codec     byte
 //	task      [16]byte
 //	size      uvarint
 //	created   varint seconds since the Unix epoch, uvarint nanoseconds
 //	owner     uvarint length, bytes
-//	if not inline:
+//	if in chunks (neither flag):
 //	  gen       uvarint   generation of the chunk keys
 //	  chunkSize uvarint   bytes per chunk (the last chunk may be shorter)
+//	if a file:
+//	  gen       uvarint   generation in the file's name
+//	  crc       [4]byte   CRC-32C (Castagnoli) of the value, big-endian
 //	if inline:
 //	  data      the remaining bytes (exactly size of them)
 //
@@ -31,7 +35,8 @@ const (
 	metaVersion1 = 1
 
 	flagInline = 1 << 0
-	knownFlags = flagInline
+	flagFile   = 1 << 1
+	knownFlags = flagInline | flagFile
 
 	// maxSize bounds a decoded size, so arithmetic on it cannot overflow.
 	maxSize = math.MaxInt64 / 4
@@ -41,14 +46,16 @@ const (
 type record struct {
 	meta      Meta
 	inline    bool
-	gen       uint64
+	file      bool   // the value is a file of its own (blobPath)
+	gen       uint64 // of the chunk keys, or in the file's name
 	chunkSize int64
+	sum       uint32 // of a file: CRC-32C of the value
 	data      []byte // inline value; aliases the encoded bytes
 }
 
 // chunks returns the number of chunks of a non-inline record.
 func (r *record) chunks() uint32 {
-	if r.inline || r.meta.Size == 0 {
+	if r.inline || r.file || r.meta.Size == 0 {
 		return 0
 	}
 	return uint32((r.meta.Size + r.chunkSize - 1) / r.chunkSize)
@@ -66,6 +73,9 @@ func appendRecord(dst []byte, r *record) []byte {
 	if r.inline {
 		flags |= flagInline
 	}
+	if r.file {
+		flags |= flagFile
+	}
 	dst = append(dst, metaVersion1, flags, byte(r.meta.Codec))
 	dst = append(dst, r.meta.Task[:]...)
 	dst = binary.AppendUvarint(dst, uint64(r.meta.Size))
@@ -77,6 +87,9 @@ func appendRecord(dst []byte, r *record) []byte {
 		return append(dst, r.data...)
 	}
 	dst = binary.AppendUvarint(dst, r.gen)
+	if r.file {
+		return binary.BigEndian.AppendUint32(dst, r.sum)
+	}
 	return binary.AppendUvarint(dst, uint64(r.chunkSize))
 }
 
@@ -94,6 +107,10 @@ func decodeRecord(b []byte) (record, error) {
 		return r, fmt.Errorf("%w: metadata flags %#x", ErrCorrupt, flags)
 	}
 	r.inline = flags&flagInline != 0
+	r.file = flags&flagFile != 0
+	if r.inline && r.file {
+		return r, fmt.Errorf("%w: metadata flags %#x: inline and a file", ErrCorrupt, flags)
+	}
 	r.meta.Codec = Codec(d.byte())
 	copy(r.meta.Task[:], d.bytes(ids.TaskIDSize))
 	size := d.uvarint()
@@ -121,6 +138,17 @@ func decodeRecord(b []byte) (record, error) {
 		return r, nil
 	}
 	r.gen = d.uvarint()
+	if r.file {
+		sum := d.bytes(4)
+		switch {
+		case d.err != nil:
+			return r, fmt.Errorf("%w: metadata: %v", ErrCorrupt, d.err)
+		case len(d.b) != 0:
+			return r, fmt.Errorf("%w: metadata: %d trailing bytes", ErrCorrupt, len(d.b))
+		}
+		r.sum = binary.BigEndian.Uint32(sum)
+		return r, nil
+	}
 	chunk := d.uvarint()
 	switch {
 	case d.err != nil:

@@ -18,6 +18,8 @@ func sampleRecords() map[string]record {
 		"inline-empty": {meta: Meta{Size: 0, Created: time.Unix(0, 0).UTC()}, inline: true, data: []byte{}},
 		"chunked": {meta: Meta{Size: 5<<20 + 1, Codec: CodecRaw, Owner: "h", Created: created},
 			gen: 1 << 40, chunkSize: 1 << 20},
+		"file": {meta: Meta{Size: 100 << 20, Codec: CodecRaw, Owner: "h", Created: created},
+			file: true, gen: 1<<40 + 7, sum: 0xdeadbeef},
 		"old-time": {meta: Meta{Size: 100_000, Created: time.Date(1900, 1, 1, 0, 0, 0, 1, time.UTC)},
 			gen: 0, chunkSize: 60 << 10},
 	}
@@ -37,6 +39,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			gm, wm := got.meta, rec.meta
 			gm.Created, wm.Created = time.Time{}, time.Time{}
 			if gm != wm || got.inline != rec.inline || got.gen != rec.gen || got.chunkSize != rec.chunkSize ||
+				got.file != rec.file || got.sum != rec.sum ||
 				!bytes.Equal(got.data, rec.data) {
 				t.Errorf("decoded %+v, want %+v", got, rec)
 			}
@@ -125,7 +128,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
-		if again.meta.Size != rec.meta.Size || again.gen != rec.gen || !bytes.Equal(again.data, rec.data) {
+		if again.meta.Size != rec.meta.Size || again.gen != rec.gen || again.file != rec.file || again.sum != rec.sum ||
+			!bytes.Equal(again.data, rec.data) {
 			t.Fatalf("re-decode differs: %+v vs %+v", again, rec)
 		}
 		if !rec.inline && rec.chunks() > 0 {

@@ -77,7 +77,7 @@ func TestBadgerReclaim(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := DefaultBadgerConfig(dir)
+			cfg := chunkedConfig(dir)
 			cfg.GCInterval = -1 // rounds only after deletes and when asked
 			cfg.Quota = 128 << 20
 			cfg.ReclaimAfter = 8 << 20
@@ -127,7 +127,7 @@ func TestBadgerReclaim(t *testing.T) {
 // Objects that stay are kept by rounds: a round collects only what was
 // deleted.
 func TestBadgerReclaimKeepsLive(t *testing.T) {
-	cfg := DefaultBadgerConfig(t.TempDir())
+	cfg := chunkedConfig(t.TempDir())
 	cfg.GCInterval = -1
 	cfg.Quota = 64 << 20 // small value-log files: rounds rewrite live chunks
 	b, _ := openWithRounds(t, cfg)
@@ -161,7 +161,7 @@ func TestBadgerReclaimKeepsLive(t *testing.T) {
 // with nothing to reclaim it fails with ErrStoreFull at once. After the
 // objects that filled it are deleted, about as many fit again.
 func TestBadgerFullWaitsForReclaim(t *testing.T) {
-	cfg := DefaultBadgerConfig(t.TempDir())
+	cfg := chunkedConfig(t.TempDir())
 	cfg.GCInterval = -1
 	cfg.ReclaimAfter = 1 << 40 // no round on its own: only the full store asks
 	cfg.Quota = 32 << 20

@@ -26,6 +26,7 @@ func impls() []impl {
 			return m
 		}},
 		{"badger-disk", func(t testing.TB) Store { return openBadger(t, DefaultBadgerConfig(t.TempDir())) }},
+		{"badger-chunks", func(t testing.TB) Store { return openBadger(t, chunkedConfig(t.TempDir())) }},
 		{"badger-mem", func(t testing.TB) Store { return openBadger(t, memBadgerConfig()) }},
 	}
 }
@@ -343,10 +344,16 @@ func testDelete(t *testing.T, s Store) {
 		mustOpenRead(t, s, id, again, 10_000)
 	}
 	if b, ok := s.(*Badger); ok {
-		// Only the chunks of live objects remain.
-		want := (3<<20 + 6 + b.ChunkSize() - 1) / b.ChunkSize()
+		// Only the chunks (or the file) of live objects remain.
+		want, files := (3<<20+6+b.ChunkSize()-1)/b.ChunkSize(), 0
+		if b.asFile(3<<20 + 6) {
+			want, files = 0, 1
+		}
 		if n := countChunks(t, b); n != want {
 			t.Errorf("%d chunk keys, want %d", n, want)
+		}
+		if n := countFiles(t, b); n != files {
+			t.Errorf("%d value files, want %d", n, files)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rayhost/rayhost/client"
@@ -65,6 +66,65 @@ type SoakSample struct {
 	Store      float64 // MiB on disk, the object store
 	Objects    int     // objects the host counts references to (rayhost memory)
 	Freed      uint64  // objects it has freed
+	// Span is the range of the host's RSS, anonymous RSS and data
+	// directory over the stretch of the run this sample ends (sampled
+	// every second): the store is a sawtooth (value-log files filled, then
+	// reclaimed), so one sample lands anywhere between its floor and top,
+	// while a leak raises both.
+	Span SoakSpan
+}
+
+// SoakSpan is the lowest and highest of each figure over a stretch of the
+// run (MiB; zero when the stretch had no sample).
+type SoakSpan struct {
+	Samples             int
+	RSSLow, RSSHigh     float64
+	AnonLow, AnonHigh   float64
+	DataLow, DataHigh   float64
+	StoreLow, StoreHigh float64
+}
+
+func (sp *SoakSpan) add(rss, anon, data, store float64) {
+	if sp.Samples == 0 {
+		*sp = SoakSpan{RSSLow: rss, RSSHigh: rss, AnonLow: anon, AnonHigh: anon, DataLow: data, DataHigh: data, StoreLow: store, StoreHigh: store}
+	}
+	sp.Samples++
+	sp.RSSLow, sp.RSSHigh = min(sp.RSSLow, rss), max(sp.RSSHigh, rss)
+	sp.AnonLow, sp.AnonHigh = min(sp.AnonLow, anon), max(sp.AnonHigh, anon)
+	sp.DataLow, sp.DataHigh = min(sp.DataLow, data), max(sp.DataHigh, data)
+	sp.StoreLow, sp.StoreHigh = min(sp.StoreLow, store), max(sp.StoreHigh, store)
+}
+
+// spanSampler samples the host every second into the current span.
+type spanSampler struct {
+	mu   sync.Mutex
+	span SoakSpan
+}
+
+func (ss *spanSampler) run(ctx context.Context, pid int, dir string) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		rss, anon := rss(pid), rssAnon(pid)
+		data, st := diskMiB(dir), diskMiB(filepath.Join(dir, "objects"))
+		ss.mu.Lock()
+		ss.span.add(rss, anon, data, st)
+		ss.mu.Unlock()
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// take returns the span so far and starts the next one.
+func (ss *spanSampler) take() SoakSpan {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sp := ss.span
+	ss.span = SoakSpan{}
+	return sp
 }
 
 var progressLine = regexp.MustCompile(`soak progress (\d+)%: (\d+) tasks, (\d+) puts`)
@@ -106,9 +166,13 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 	}
 	fmt.Fprintf(out, "rayhost microbenchmark --soak: %d tasks with 1 KiB results, %d puts of %d KiB, dropping refs as it goes; a host process with %d CPU slots, store quota %s\n\n",
 		cfg.Tasks, cfg.Puts, cfg.PutKiB, cfg.CPUs, cfg.Quota)
-	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %12s %10s %14s %14s %12s %9s %10s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "(anon)", "(Go heap)", "workers RSS", "data dir", "store", "objects", "freed")
+	fmt.Fprintf(out, "  %8s %10s %8s %9s %12s %12s %10s %14s %14s %12s %9s %10s   %s\n", "progress", "tasks", "puts", "elapsed", "host RSS", "(anon)", "(Go heap)", "workers RSS", "data dir", "store", "objects", "freed", "since the last line, low–high: RSS | anon | data dir (MiB)")
 
 	start := time.Now()
+	spans := &spanSampler{}
+	spanCtx, stopSpans := context.WithCancel(ctx)
+	defer stopSpans()
+	go spans.run(spanCtx, cmd.Process.Pid, dir)
 	sample := func(label string, pct, tasks, puts int) SoakSample {
 		s := SoakSample{Label: label, Percent: pct, Tasks: tasks, Puts: puts, Elapsed: time.Since(start),
 			HostRSS: rss(cmd.Process.Pid), HostAnon: rssAnon(cmd.Process.Pid), HostHeap: gc.Live()}
@@ -119,8 +183,11 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		if m, err := c.Memory(ctx, 1); err == nil {
 			s.Objects, s.Freed = m.Summary.Objects, m.Summary.Freed
 		}
-		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %8.1f MiB %6.0f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d\n",
-			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.HostAnon, s.HostHeap, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed)
+		s.Span = spans.take()
+		s.Span.add(s.HostRSS, s.HostAnon, s.DataDir, s.Store)
+		fmt.Fprintf(out, "  %8s %10d %8d %8.0fs %8.1f MiB %8.1f MiB %6.0f MiB %10.1f MiB %10.1f MiB %8.1f MiB %9d %10d   %s\n",
+			label, s.Tasks, s.Puts, s.Elapsed.Seconds(), s.HostRSS, s.HostAnon, s.HostHeap, s.WorkersRSS, s.DataDir, s.Store, s.Objects, s.Freed,
+			fmt.Sprintf("%.0f–%.0f | %.0f–%.0f | %.0f–%.0f", s.Span.RSSLow, s.Span.RSSHigh, s.Span.AnonLow, s.Span.AnonHigh, s.Span.DataLow, s.Span.DataHigh))
 		return s
 	}
 	samples := []SoakSample{sample("start", -1, 0, 0)}
@@ -170,6 +237,10 @@ func RunSoak(ctx context.Context, cfg SoakConfig) ([]SoakSample, error) {
 		first.HostAnon, last.HostAnon, change(first.HostAnon, last.HostAnon), first.HostHeap, last.HostHeap,
 		change(first.DataDir, last.DataDir), first.DataDir, last.DataDir,
 		float64(last.Tasks)/last.Elapsed.Seconds())
+	f, l := first.Span, last.Span
+	fmt.Fprintf(out, "  the last tenth's range against the first's (every second; the tops are the sawtooth's): host RSS top %+.1f%% (%.1f → %.1f MiB), anonymous top %+.1f%% (%.1f → %.1f MiB), data dir top %+.1f%% (%.1f → %.1f MiB), data dir floor %.1f → %.1f MiB\n",
+		change(f.RSSHigh, l.RSSHigh), f.RSSHigh, l.RSSHigh, change(f.AnonHigh, l.AnonHigh), f.AnonHigh, l.AnonHigh,
+		change(f.DataHigh, l.DataHigh), f.DataHigh, l.DataHigh, f.DataLow, l.DataLow)
 	return samples, nil
 }
 
