@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rayhost/rayhost/examples/pi/sample"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
 )
 
@@ -149,6 +150,28 @@ var _ = ray.Func2("multi_client", func(ctx context.Context, clients, ms int) (Re
 		total.Seconds = max(total.Seconds, r.Seconds)
 	}
 	return total, nil
+})
+
+// piInside times examples/pi's sampling kernel in the guest, n samples
+// from seed: Ops are samples (`rayhost microbenchmark` compares it with
+// the same code run natively).
+var _ = ray.Func2("pi_inside", func(ctx context.Context, seed, n int) (Result, error) {
+	start := time.Now()
+	inside := sample.New(uint64(seed)).Inside(n)
+	took := time.Since(start).Seconds()
+	if inside <= 0 || inside > n {
+		return Result{}, fmt.Errorf("%d of %d samples inside", inside, n)
+	}
+	return Result{Ops: float64(n), Seconds: took}, nil
+})
+
+// makeBytes returns n bytes: the object pulled between hosts.
+var _ = ray.Func1("make_bytes", func(ctx context.Context, n int) ([]byte, error) {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b, nil
 })
 
 func main() {}

@@ -8,10 +8,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"time"
 
+	"github.com/rayhost/rayhost/examples/pi/sample"
 	"github.com/rayhost/rayhost/guest-sdk/ray"
 )
 
@@ -45,17 +44,19 @@ var getProgress = ray.Method0(progressActor, "get_progress", func(a *ProgressAct
 })
 
 // samplingTask receives the actor's handle as an argument, like the guide's.
+// The sampling loop is sample.Inside: the guide's (two rng.Float64, a
+// math.Hypot) with the same numbers, written so that it runs at native
+// speed under Wasm (see package sample).
 var samplingTask = ray.Func3("sampling_task", func(ctx context.Context, numSamples, taskID int, progress ray.ActorHandle[ProgressActor]) (int, error) {
-	rng := rand.New(rand.NewPCG(uint64(taskID), 42))
+	rng := sample.New(uint64(taskID))
 	numInside := 0
-	for i := range numSamples {
-		x, y := rng.Float64()*2-1, rng.Float64()*2-1
-		if math.Hypot(x, y) <= 1 {
-			numInside++
-		}
+	for done := 0; done < numSamples; {
 		// Report progress every 1 million samples.
-		if (i+1)%1_000_000 == 0 {
-			reportProgress.Remote(progress, taskID, i+1)
+		n := min(1_000_000, numSamples-done)
+		numInside += rng.Inside(n)
+		done += n
+		if done%1_000_000 == 0 {
+			reportProgress.Remote(progress, taskID, done)
 		}
 	}
 	// Report the final progress.

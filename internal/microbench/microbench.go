@@ -28,26 +28,28 @@ import (
 
 // Config says what to run.
 type Config struct {
-	GuestPkg string // the benchmark guest package, built for wasip1
-	Warmup   time.Duration
-	Runs     int
-	Duration time.Duration
-	CPUs     int
-	Out      io.Writer
+	GuestPkg     string // the benchmark guest package, built for wasip1
+	QuicksortPkg string // examples/quicksort
+	Warmup       time.Duration
+	Runs         int
+	Duration     time.Duration
+	CPUs         int
+	Out          io.Writer
 	// ProfileDir, when set, receives CPU profiles of this process (host and
 	// client) and of every worker, for the in-cluster metrics.
 	ProfileDir string
 	// WorkerCommand starts workers (default: this executable + "worker").
 	WorkerCommand []string
 	// Only, when set, names the in-cluster metrics to run (e.g.
-	// "single_client_wait_1k_refs"); the Connect client's metrics, the
-	// baselines, start-up, memory and scaling are then skipped.
+	// "single_client_wait_1k_refs"), or "pi", "quicksort", "cluster"; the
+	// Connect client's metrics, the baselines, start-up, memory and scaling
+	// are then skipped.
 	Only []string
 }
 
 // DefaultConfig is Ray's method on this machine's CPUs.
 func DefaultConfig() Config {
-	return Config{GuestPkg: "./bench/guest", Warmup: time.Second, Runs: 4, Duration: 2 * time.Second,
+	return Config{GuestPkg: "./bench/guest", QuicksortPkg: "./examples/quicksort", Warmup: time.Second, Runs: 4, Duration: 2 * time.Second,
 		CPUs: runtime.NumCPU(), Out: os.Stdout}
 }
 
@@ -57,6 +59,9 @@ var inClusterMetrics = []string{
 	"single_client_get_calls", "single_client_put_calls", "single_client_put_gigabytes",
 	"single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
 }
+
+// otherMetrics are the names Config.Only accepts beside inClusterMetrics.
+var otherMetrics = []string{"multi_client_tasks_async", "pi", "quicksort", "cluster"}
 
 // ErrUnknownMetric: Config.Only names a metric Run does not have.
 var ErrUnknownMetric = errors.New("microbench: unknown metric")
@@ -86,9 +91,9 @@ var goals = map[string]float64{
 // Run runs every metric and writes the table to cfg.Out.
 func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	for _, name := range cfg.Only {
-		if !slices.Contains(inClusterMetrics, name) && name != "multi_client_tasks_async" {
-			return nil, fmt.Errorf("%w: %q is not an in-cluster metric (%s, multi_client_tasks_async)",
-				ErrUnknownMetric, name, strings.Join(inClusterMetrics, ", "))
+		if !slices.Contains(inClusterMetrics, name) && !slices.Contains(otherMetrics, name) {
+			return nil, fmt.Errorf("%w: %q is not an in-cluster metric (%s, %s)",
+				ErrUnknownMetric, name, strings.Join(inClusterMetrics, ", "), strings.Join(otherMetrics, ", "))
 		}
 	}
 	if len(cfg.WorkerCommand) == 0 {
@@ -142,16 +147,35 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	inCluster := inClusterMetrics
 	if len(cfg.Only) > 0 {
 		for _, name := range cfg.Only {
-			fn := "metric"
-			if name == "multi_client_tasks_async" {
-				fn = "multi_client"
+			var got []Metric
+			var err error
+			switch name {
+			case "pi":
+				var m Metric
+				m, err = measurePi(ctx, cfg, c, mod)
+				got = []Metric{m}
+			case "quicksort":
+				var m Metric
+				m, err = measureQuicksort(ctx, cfg)
+				got = []Metric{m}
+			case "cluster":
+				got, err = measureCluster(ctx, cfg)
+			default:
+				fn := "metric"
+				if name == "multi_client_tasks_async" {
+					fn = "multi_client"
+				}
+				var m Metric
+				m, err = timeTask(ctx, cfg, c, mod, fn, name)
+				got = []Metric{m}
 			}
-			m, err := timeTask(ctx, cfg, c, mod, fn, name)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			ms = append(ms, m)
-			report(out, m)
+			for _, m := range got {
+				ms = append(ms, m)
+				report(out, m)
+			}
 		}
 		return ms, nil
 	}
@@ -174,7 +198,30 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 		ms = append(ms, m)
 		report(out, m)
 	}
+	pi, err := measurePi(ctx, cfg, c, mod)
+	if err != nil {
+		return nil, fmt.Errorf("π: %w", err)
+	}
 	closeMain() // the profiles cover the metrics above
+
+	fmt.Fprintln(out, "\nguest compute (examples/pi's kernel; examples/quicksort):")
+	qs, err := measureQuicksort(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("quicksort: %w", err)
+	}
+	for _, m := range []Metric{pi, qs} {
+		ms = append(ms, m)
+		report(out, m)
+	}
+	fmt.Fprintln(out, "\nacross two hosts on this machine (they share its cores):")
+	cl, err := measureCluster(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range cl {
+		ms = append(ms, m)
+		report(out, m)
+	}
 
 	fmt.Fprintln(out, "\nbaselines (the same trivial work):")
 	native := nativeBaseline(cfg)

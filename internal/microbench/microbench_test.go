@@ -21,6 +21,7 @@ func TestRunSmoke(t *testing.T) {
 	var out bytes.Buffer
 	cfg := DefaultConfig()
 	cfg.GuestPkg = filepath.Join(testutil.RepoRoot(), "bench", "guest")
+	cfg.QuicksortPkg = filepath.Join(testutil.RepoRoot(), "examples", "quicksort")
 	cfg.Warmup, cfg.Runs, cfg.Duration = 10*time.Millisecond, 1, 100*time.Millisecond
 	cfg.Out = &out
 	cfg.WorkerCommand = []string{testutil.RayhostBinary(t), "worker"}
@@ -32,7 +33,8 @@ func TestRunSmoke(t *testing.T) {
 	want := []string{"single_client_tasks_sync", "single_client_tasks_async", "multi_client_tasks_async",
 		"1_1_actor_calls_sync", "1_1_actor_calls_async", "single_client_get_calls", "single_client_put_calls",
 		"single_client_put_gigabytes", "single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
-		"bare wazero export call", "native Go: goroutine per call", "idle worker", "cold cache", "warm cache", "2 slots"}
+		"bare wazero export call", "native Go: goroutine per call", "idle worker", "cold cache", "warm cache", "2 slots",
+		"monte_carlo_pi", "quicksort", "tasks_on_peer_host", "pull_between_hosts"}
 	for _, w := range want {
 		found := false
 		for _, m := range ms {

@@ -1,16 +1,16 @@
 // Command native is examples/pi's computation as plain Go, for comparing
 // the guest's speed with native code: the same 10 × 10,000,000 samples with
-// the same generator, on goroutines.
+// the same code (package sample), on goroutines.
 //
 //	go run ./examples/pi/native
 package main
 
 import (
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/rayhost/rayhost/examples/pi/sample"
 )
 
 func main() {
@@ -22,13 +22,7 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(t), 42))
-			for range samples {
-				x, y := rng.Float64()*2-1, rng.Float64()*2-1
-				if math.Hypot(x, y) <= 1 {
-					inside[t]++
-				}
-			}
+			inside[t] = sample.New(uint64(t)).Inside(samples)
 		}()
 	}
 	wg.Wait()
