@@ -174,4 +174,19 @@ var _ = ray.Func1("make_bytes", func(ctx context.Context, n int) ([]byte, error)
 	return b, nil
 })
 
+// putLarge makes n bytes in guest memory, puts them and waits until the
+// object is ready: `rayhost microbenchmark` reads the peak memory of the
+// worker and the host meanwhile (the copies of a large put).
+var _ = ray.Func1("put_large", func(ctx context.Context, n int) (int, error) {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 4096 {
+		b[i] = byte(i >> 12)
+	}
+	ref := ray.Put(b)
+	if _, _, err := ray.Wait(ctx, []ray.ObjectRef[[]byte]{ref}, 1, -1); err != nil {
+		return 0, err
+	}
+	return n, nil
+})
+
 func main() {}

@@ -230,6 +230,73 @@ func measureCluster(ctx context.Context, cfg Config) ([]Metric, error) {
 	return []Metric{tasks, pull}, nil
 }
 
+// copiesBytes is the large put whose copies are counted: the largest
+// round figure under the default MaxResultBytes (256 MiB).
+const copiesBytes = 200 << 20
+
+// measureCopies puts copiesBytes from a guest on a `rayhost start`
+// process and reads the peak RSS (VmHWM, reset just before through
+// /proc/pid/clear_refs) of the host and of the worker above their RSS
+// before the put, as multiples of the object: the guest's own value is
+// 1× of the worker's, and every further copy in user space adds 1×.
+func measureCopies(ctx context.Context, cfg Config) ([]Metric, error) {
+	dir, err := os.MkdirTemp("", "rayhost-bench-copies-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cmd, c, err := startHostProcess(ctx, cfg.WorkerCommand[0], dir, 1, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if guestWasm == nil {
+		if guestWasm, err = buildGuest(cfg.GuestPkg); err != nil {
+			return nil, err
+		}
+	}
+	m, err := c.RegisterModule(ctx, guestWasm, "bench")
+	if err != nil {
+		return nil, err
+	}
+	put := func(n int) error {
+		ref, err := c.Submit(ctx, m.Digest, "put_large", n)
+		if err != nil {
+			return err
+		}
+		var got int
+		if err := c.Get(ctx, ref, &got); err != nil {
+			return err
+		}
+		_ = c.Release(ctx, ref)
+		return nil
+	}
+	if err := put(1 << 20); err != nil { // a worker has the module
+		return nil, err
+	}
+	pids := append([]int{cmd.Process.Pid}, children(cmd.Process.Pid)...)
+	before := map[int]float64{}
+	for _, pid := range pids {
+		before[pid] = rss(pid)
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+			return nil, fmt.Errorf("resetting the peak RSS: %w", err)
+		}
+	}
+	if err := put(copiesBytes); err != nil {
+		return nil, err
+	}
+	obj := float64(copiesBytes) / (1 << 20)
+	hostPeak := (procStatus(pids[0], "VmHWM:") - before[pids[0]]) / obj
+	workerPeak := 0.0
+	for _, pid := range pids[1:] {
+		workerPeak = max(workerPeak, (procStatus(pid, "VmHWM:")-before[pid])/obj)
+	}
+	return []Metric{
+		{Name: "200 MiB put: host peak RSS ÷ object", Where: "copies", Mean: hostPeak, Unit: "×", Goal: 1.5, Lower: true},
+		{Name: "200 MiB put: worker peak RSS ÷ object", Where: "copies", Mean: workerPeak, Unit: "×"},
+	}, nil
+}
+
 type countingWriter struct{ n int64 }
 
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }

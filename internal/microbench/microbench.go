@@ -41,7 +41,8 @@ type Config struct {
 	// WorkerCommand starts workers (default: this executable + "worker").
 	WorkerCommand []string
 	// Only, when set, names the in-cluster metrics to run (e.g.
-	// "single_client_wait_1k_refs"), or "pi", "quicksort", "cluster"; the
+	// "single_client_wait_1k_refs"), or "pi", "quicksort", "cluster",
+	// "copies"; the
 	// Connect client's metrics, the baselines, start-up, memory and scaling
 	// are then skipped.
 	Only []string
@@ -61,7 +62,7 @@ var inClusterMetrics = []string{
 }
 
 // otherMetrics are the names Config.Only accepts beside inClusterMetrics.
-var otherMetrics = []string{"multi_client_tasks_async", "pi", "quicksort", "cluster"}
+var otherMetrics = []string{"multi_client_tasks_async", "pi", "quicksort", "cluster", "copies"}
 
 // ErrUnknownMetric: Config.Only names a metric Run does not have.
 var ErrUnknownMetric = errors.New("microbench: unknown metric")
@@ -160,6 +161,8 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 				got = []Metric{m}
 			case "cluster":
 				got, err = measureCluster(ctx, cfg)
+			case "copies":
+				got, err = measureCopies(ctx, cfg)
 			default:
 				fn := "metric"
 				if name == "multi_client_tasks_async" {
@@ -210,6 +213,15 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 		return nil, fmt.Errorf("quicksort: %w", err)
 	}
 	for _, m := range []Metric{pi, qs} {
+		ms = append(ms, m)
+		report(out, m)
+	}
+	fmt.Fprintln(out, "\nthe copies of a large put (peak RSS above the RSS before it):")
+	cp, err := measureCopies(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("copies: %w", err)
+	}
+	for _, m := range cp {
 		ms = append(ms, m)
 		report(out, m)
 	}
@@ -277,6 +289,9 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 
 func report(out io.Writer, m Metric) {
 	line := fmt.Sprintf("  %-46s %-15s %12.1f ± %-9.1f %-6s", m.Name, m.Where, m.Mean, m.Std, m.Unit)
+	if m.Mean < 10 {
+		line = fmt.Sprintf("  %-46s %-15s %12.2f ± %-9.2f %-6s", m.Name, m.Where, m.Mean, m.Std, m.Unit)
+	}
 	if m.Ray > 0 {
 		line += fmt.Sprintf("  Ray 2.22: %g", m.Ray)
 	}
