@@ -141,6 +141,51 @@ func TestBadgerReserve(t *testing.T) {
 	mustPut(t, b, newID(), Meta{Size: -1}, content(3, 3<<20))
 }
 
+// Small writes far from the reserve share a probe of the free space (a
+// statfs each was a tenth of a host's CPU); large writes, and small ones
+// once the last probe is near the reserve, probe every time.
+func TestBadgerReserveProbes(t *testing.T) {
+	var free, probes atomic.Int64
+	free.Store(100 << 30)
+	cfg := DefaultBadgerConfig(t.TempDir())
+	cfg.Reserve = 1 << 30
+	cfg.FreeSpace = func(string) (uint64, uint64, error) {
+		probes.Add(1)
+		return uint64(free.Load()), 1 << 40, nil
+	}
+	b := openBadger(t, cfg)
+	probes.Store(0)
+	for i := range 200 {
+		mustPut(t, b, newID(), Meta{Size: -1}, content(uint64(i), 100))
+	}
+	if n := probes.Load(); n > 100 {
+		t.Errorf("200 small puts far from the reserve probed %d times", n)
+	}
+	probes.Store(0)
+	for i := range 5 {
+		mustPut(t, b, newID(), Meta{Size: -1}, content(uint64(i), probeSmall))
+	}
+	if n := probes.Load(); n < 5 {
+		t.Errorf("5 puts of %d bytes probed %d times, want each", probeSmall, n)
+	}
+	// Near the reserve (as a probe finds: a cached one serves for at most
+	// probeEvery), every write probes.
+	free.Store(1<<30 + probeMargin)
+	if err := b.CheckSpace(probeSmall); err != nil {
+		t.Fatal(err)
+	}
+	probes.Store(0)
+	for i := range 5 {
+		mustPut(t, b, newID(), Meta{Size: -1}, content(uint64(i), 100))
+	}
+	if n := probes.Load(); n < 5 {
+		t.Errorf("5 small puts near the reserve probed %d times, want each", n)
+	}
+	free.Store(1 << 30)
+	err := b.Put(t.Context(), newID(), Meta{Size: -1}, []byte("x"))
+	wantErr(t, "small Put at the reserve", err, ErrStoreFull)
+}
+
 // Concurrent writers cannot all take the last bytes above the reserve:
 // admitted bytes not yet written count against the free space.
 func TestBadgerReserveConcurrent(t *testing.T) {

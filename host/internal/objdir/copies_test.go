@@ -92,6 +92,9 @@ func TestAttackForgedFreeCopies(t *testing.T) {
 	borrower.Borrow(ctx, theirs, "a:1")
 	_ = getOne(t, borrower, theirs)
 	awaitAdded(t, c, "a:1<-b:1")
+	if err := borrower.catchUp(ctx); err != nil { // both written behind
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name, from string

@@ -165,7 +165,12 @@ type persistJob struct {
 	// object of id (not freed, not sealed again since) — a large object
 	// freed before its turn never touches the disk.
 	large *object
-	del   bool // delete the object (freed) instead
+	// ob, for a small value, is the object it was sealed as: written only
+	// if it still is id's object — a small object freed before its turn
+	// (most are, in a loop of puts or tasks whose refs are dropped) costs
+	// no write and no delete's tombstone.
+	ob  *object
+	del bool // delete the object (freed) instead
 	// barrier, if set, is closed when the loop reaches the job: every job
 	// queued before it is done.
 	barrier chan struct{}
@@ -225,13 +230,20 @@ func (d *Dir) persistLoop() {
 			d.persistLarge(j)
 			continue
 		}
-		err := d.st.Put(context.Background(), j.id, j.meta, j.data)
-		if err != nil {
-			d.log.Error("persisting object", "object_id", j.id, "err", err)
+		d.mu.Lock()
+		live := j.ob == nil || d.m[j.id] == j.ob
+		d.mu.Unlock()
+		var err error
+		if live {
+			if err = d.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
+				d.log.Error("persisting object", "object_id", j.id, "err", err)
+			}
 		}
 		d.mu.Lock()
 		d.queued -= int64(len(j.data))
-		if err != nil {
+		if !live {
+			// Freed (or sealed again) before its turn: nothing to write.
+		} else if err != nil {
 			if ob := d.m[j.id]; ob != nil && !ob.unpersistable {
 				ob.unpersistable = true // the only copy: kept in memory, not evicted
 				d.pinned += int64(len(j.data))
@@ -420,7 +432,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	case large:
 		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data, large: ob}
 	case persist:
-		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data}
+		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data, ob: ob}
 	}
 	for _, w := range live {
 		w.fn(v)
@@ -526,6 +538,6 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.queueLocked(id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()
-		d.persistCh <- persistJob{id: id, meta: d.metaFor(id, v), data: v.Data}
+		d.persistCh <- persistJob{id: id, meta: d.metaFor(id, v), data: v.Data, ob: ob}
 	}
 }

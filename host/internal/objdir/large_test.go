@@ -107,6 +107,43 @@ func TestLargeFreedBeforeWritten(t *testing.T) {
 	}
 }
 
+// TestSmallFreedBeforeWritten: a small value freed before the write-behind
+// reaches it is never written either (a loop of puts or tasks whose refs
+// are dropped writes nothing), and reads as freed.
+func TestSmallFreedBeforeWritten(t *testing.T) {
+	st := &countingStore{gatedStore: newGatedStore(1 << 30)}
+	d := newDir(t, st, func(c *Config) { c.InlineLimit = 1024 })
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	// The first value holds the queue at the gate.
+	if err := d.Seal(ctx, task.Return(1), jsonValue(`"ahead"`)); err != nil {
+		t.Fatal(err)
+	}
+	freed, kept := task.Return(0), task.Return(2)
+	for _, id := range []ids.ObjectID{freed, kept} {
+		if err := d.Seal(ctx, id, jsonValue(`"small"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Free([]ids.ObjectID{freed})
+	close(st.gate)
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.puts.Load(); n != 2 {
+		t.Fatalf("%d puts reached the store, want 2: the value freed before its turn was written", n)
+	}
+	if _, err := st.Stat(ctx, freed); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the freed value in the store: %v", err)
+	}
+	if _, err := st.Stat(ctx, kept); err != nil {
+		t.Fatalf("the kept value in the store: %v", err)
+	}
+	if _, err := d.Value(ctx, freed); !errors.Is(err, ErrFreed) {
+		t.Fatalf("a read of the freed one: %v, want ErrFreed", err)
+	}
+}
+
 // TestLargeBackpressure: while one large value waits for the store, the
 // next large seal waits for it (one at a time on its way to the store) and
 // a small one does not; all are stored once the store takes writes again.
