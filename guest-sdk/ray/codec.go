@@ -7,9 +7,11 @@ import (
 	"github.com/rayhost/rayhost/internal/abi"
 )
 
-// The value codec: []byte travels raw (codec "raw"), everything else as JSON
-// (codec "json"), so curl clients can pass arguments and read results. A
-// failed task's objects hold a TaskError (codec "error").
+// The value codec: []byte travels raw (codec "raw"), a non-nil []int,
+// []int64 or []int32 as 8-byte integers (codec "ints": the host gives
+// clients, and guests of modules that predate it, their JSON), everything
+// else as JSON (codec "json"), so curl clients can pass arguments and read
+// results. A failed task's objects hold a TaskError (codec "error").
 
 func encodeValue[T any](v T) (abi.Value, error) {
 	if b, ok := any(&v).(*[]byte); ok { // through a pointer: no allocation
@@ -17,6 +19,9 @@ func encodeValue[T any](v T) (abi.Value, error) {
 	}
 	if b, ok := any(v).([]byte); ok { // T is an interface holding bytes
 		return abi.Value{Codec: abi.CodecRaw, Data: b}, nil
+	}
+	if data, ok := encodeInts(&v); ok {
+		return abi.Value{Codec: abi.CodecInts, Data: data}, nil
 	}
 	if data, ok := fastEncode(&v); ok {
 		return abi.Value{Codec: abi.CodecJSON, Data: data}, nil
@@ -46,6 +51,19 @@ func decodeValue[T any](v abi.Value) (T, error) {
 			return out, nil
 		}
 		return out, fmt.Errorf("%w: raw bytes into %T", ErrDecode, out)
+	case abi.CodecInts:
+		if ok, err := decodeInts(v.Data, &out); ok {
+			return out, err
+		}
+		// Into another type (an any, a []float64…): as its JSON.
+		js, err := v.ToJSON()
+		if err != nil {
+			return out, fmt.Errorf("%w: %v", ErrDecode, err)
+		}
+		if err := json.Unmarshal(js.Data, &out); err != nil {
+			return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
+		}
+		return out, nil
 	case abi.CodecJSON:
 		if fastDecode(v.Data, &out) {
 			return out, nil
@@ -56,4 +74,43 @@ func decodeValue[T any](v abi.Value) (T, error) {
 		return out, nil
 	}
 	return out, fmt.Errorf("%w: unknown codec %d", ErrDecode, v.Codec)
+}
+
+// encodeInts returns the "ints" bytes of a non-nil integer slice (a nil
+// one stays JSON null, so it decodes as nil).
+func encodeInts(v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case *[]int:
+		if *x != nil {
+			return abi.AppendInts(make([]byte, 0, 8*len(*x)), *x), true
+		}
+	case *[]int64:
+		if *x != nil {
+			return abi.AppendInts(make([]byte, 0, 8*len(*x)), *x), true
+		}
+	case *[]int32:
+		if *x != nil {
+			return abi.AppendInts(make([]byte, 0, 8*len(*x)), *x), true
+		}
+	}
+	return nil, false
+}
+
+// decodeInts decodes "ints" bytes into out if it is an integer slice.
+func decodeInts(data []byte, out any) (bool, error) {
+	var err error
+	switch p := out.(type) {
+	case *[]int:
+		*p, err = abi.DecodeInts[int](data, minInt, maxInt)
+	case *[]int64:
+		*p, err = abi.DecodeInts[int64](data, minI64, maxI64)
+	case *[]int32:
+		*p, err = abi.DecodeInts[int32](data, minI32, maxI32)
+	default:
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	return true, nil
 }

@@ -74,6 +74,40 @@ func TestCodecRawBytes(t *testing.T) {
 	})
 }
 
+// Integer slices travel as codec "ints" and come back equal; a nil one
+// stays JSON null (and nil); ints decode into other shapes through their
+// JSON, and a number out of the target's range is ErrDecode.
+func TestCodecInts(t *testing.T) {
+	in := []int{0, -1, math.MaxInt64, math.MinInt64, 42}
+	enc, got := roundTrip(t, in)
+	if enc.Codec != abi.CodecInts || len(enc.Data) != 8*len(in) || !reflect.DeepEqual(got, in) {
+		t.Fatalf("[]int: %v, %d bytes -> %v", enc.Codec, len(enc.Data), got)
+	}
+	if enc, got := roundTrip(t, []int32{1, -2}); enc.Codec != abi.CodecInts || !reflect.DeepEqual(got, []int32{1, -2}) {
+		t.Fatalf("[]int32: %v -> %v", enc.Codec, got)
+	}
+	if enc, got := roundTrip(t, []int64(nil)); enc.Codec != abi.CodecJSON || got != nil {
+		t.Fatalf("nil []int64: %v %q -> %v", enc.Codec, enc.Data, got)
+	}
+	if enc, got := roundTrip(t, []int{}); enc.Codec != abi.CodecInts || got == nil || len(got) != 0 {
+		t.Fatalf("empty []int: %v -> %#v", enc.Codec, got)
+	}
+	v, _ := encodeValue([]int{1, 2, 3})
+	if fs, err := decodeValue[[]float64](v); err != nil || !reflect.DeepEqual(fs, []float64{1, 2, 3}) {
+		t.Fatalf("ints into []float64: %v, %v", fs, err)
+	}
+	if a, err := decodeValue[any](v); err != nil || !reflect.DeepEqual(a, []any{1.0, 2.0, 3.0}) {
+		t.Fatalf("ints into any: %#v, %v", a, err)
+	}
+	big, _ := encodeValue([]int64{1 << 40})
+	if _, err := decodeValue[[]int32](big); !errors.Is(err, ErrDecode) {
+		t.Fatalf("an int64 beyond int32 into []int32: %v, want ErrDecode", err)
+	}
+	if _, err := decodeValue[[]int](abi.Value{Codec: abi.CodecInts, Data: make([]byte, 5)}); !errors.Is(err, ErrDecode) {
+		t.Fatalf("5 bytes of ints: %v, want ErrDecode", err)
+	}
+}
+
 func TestCodecJSON(t *testing.T) {
 	t.Run("int", func(t *testing.T) {
 		enc, got := roundTrip(t, -42)

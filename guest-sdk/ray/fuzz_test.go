@@ -31,6 +31,9 @@ func FuzzDecodeValue(f *testing.F) {
 		{byte(abi.CodecError), `{"kind":"cancelled","message":"m","cause":{"kind":"panic"}}`},
 		{byte(abi.CodecError), `garbage`},
 		{3, "x"},
+		{byte(abi.CodecInts), "\x01\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"},
+		{byte(abi.CodecInts), "\x00\x00\x00\x00\x00\x00\x00\x80"},
+		{4, "x"},
 	} {
 		f.Add(s.codec, []byte(s.data))
 	}
@@ -40,6 +43,8 @@ func FuzzDecodeValue(f *testing.F) {
 		fuzzDecode[string](t, v)
 		fuzzDecode[[]byte](t, v)
 		fuzzDecode[[]int](t, v)
+		fuzzDecode[[]int32](t, v)
+		fuzzDecode[[]float64](t, v)
 		fuzzDecode[point](t, v)
 		fuzzDecode[job](t, v)
 		fuzzDecode[ObjectRef[int]](t, v)

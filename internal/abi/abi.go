@@ -128,6 +128,12 @@ const (
 	CodecJSON  Codec = 0 // JSON text
 	CodecRaw   Codec = 1 // a byte string, as is
 	CodecError Codec = 2 // a TaskError as JSON: the value of a failed task
+	// CodecInts is a list of signed integers, 8 bytes each, little-endian
+	// (a Go []int, []int64 or []int32): the same value as the JSON array
+	// of those numbers, without the text. A guest receives it only if its
+	// Description lists "ints" (Description.Speaks); clients get it as
+	// JSON (Value.ToJSON).
+	CodecInts Codec = 3
 
 	// CodecHeld is host-internal: a value whose bytes other hosts hold;
 	// its Data is an encoded host/internal/peerwire.Held. The object
@@ -145,6 +151,8 @@ func (c Codec) String() string {
 		return "raw"
 	case CodecError:
 		return "error"
+	case CodecInts:
+		return "ints"
 	case CodecHeld:
 		return "held"
 	}
@@ -152,4 +160,4 @@ func (c Codec) String() string {
 }
 
 // Valid reports whether c is a known codec.
-func (c Codec) Valid() bool { return c <= CodecError }
+func (c Codec) Valid() bool { return c <= CodecInts }

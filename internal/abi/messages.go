@@ -114,6 +114,23 @@ type Description struct {
 	// Error reports a registration mistake (a duplicate name…) that makes the
 	// module unusable.
 	Error string `json:"error,omitempty"`
+	// Codecs names the codecs beyond json, raw and error that the module's
+	// guests decode ("ints"); the host gives its guests every other value
+	// as JSON. Added within v1: a module that predates it lists none.
+	Codecs []string `json:"codecs,omitempty"`
+}
+
+// Speaks reports whether the module's guests decode values of codec c.
+func (d *Description) Speaks(c Codec) bool {
+	if c <= CodecError {
+		return true
+	}
+	for _, name := range d.Codecs {
+		if name == c.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // FunctionInfo describes one registered remote function.

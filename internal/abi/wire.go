@@ -163,7 +163,11 @@ func (d *Decoder) Value() Value {
 	if d.err == nil && !c.Valid() {
 		d.fail("codec")
 	}
-	return Value{Codec: c, Data: d.Bytes()}
+	data := d.Bytes()
+	if d.err == nil && c == CodecInts && len(data)%8 != 0 {
+		d.fail("ints value")
+	}
+	return Value{Codec: c, Data: data}
 }
 
 func (d *Decoder) Ref() Ref { return Ref{ID: d.ObjectID(), Owner: d.String()} }

@@ -1106,9 +1106,11 @@ func (x *GetStreamResponse) GetChunk() []byte {
 
 type ObjectHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "json" or "raw".
-	Codec         string `protobuf:"bytes,1,opt,name=codec,proto3" json:"codec,omitempty"`
-	Size          int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// "json" or "raw" (between hosts also "error" and "ints").
+	Codec string `protobuf:"bytes,1,opt,name=codec,proto3" json:"codec,omitempty"`
+	// The value's bytes; -1 when not known before the end (an "ints" value
+	// converted to JSON as it streams to a client).
+	Size          int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

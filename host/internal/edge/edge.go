@@ -50,7 +50,8 @@ type Host interface {
 	// ends the wait), or timeout (negative: none) passes, with
 	// kinds.ErrGetTimeout's class.
 	WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failFast bool, timeout time.Duration) ([]bool, error)
-	// Size is the size of an object this host holds, if it does.
+	// Size is the size of an object this host holds, if it does, as a
+	// client gets it (an "ints" value: the most its JSON may take).
 	Size(ctx context.Context, id ids.ObjectID) (int64, bool)
 	// Get returns the values of ready objects.
 	Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration) ([]abi.Value, error)

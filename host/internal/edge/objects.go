@@ -52,7 +52,12 @@ func timeoutOf(ms int64) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
+// valueProto is v as clients get it: raw bytes, or JSON (an "ints" value
+// converted).
 func valueProto(v abi.Value) *rayhostv1.Value {
+	if js, err := v.ToJSON(); err == nil {
+		v = js
+	}
 	if v.Codec == abi.CodecRaw {
 		return &rayhostv1.Value{Kind: &rayhostv1.Value_Raw{Raw: v.Data}}
 	}
@@ -99,8 +104,8 @@ func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetReques
 		if v.Codec == abi.CodecError {
 			return nil, TaskFailure(v.Data)
 		}
-		size += int64(len(v.Data))
 		res.Values[i] = valueProto(v)
+		size += int64(len(res.Values[i].GetJson()) + len(res.Values[i].GetRaw()))
 	}
 	if size > limit {
 		return nil, tooLarge(size)
@@ -138,12 +143,32 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 			return TaskFailure(v.Data)
 		}
 		e.h.Read(callerOf(ctx), []abi.Value{v})
+		if js, err := v.ToJSON(); err == nil {
+			v = js
+		}
 		return stream.Send(&rayhostv1.GetStreamResponse{
 			Header: &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}, Chunk: v.Data})
 	}
-	return e.h.Stream(ctx, id, func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
+	// An "ints" value streams as its JSON, converted chunk by chunk (its
+	// size is not known before the end: the header says -1).
+	var ints *abi.IntsJSONWriter
+	send := func(chunk []byte) error { return stream.Send(&rayhostv1.GetStreamResponse{Chunk: chunk}) }
+	err = e.h.Stream(ctx, id, func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
+		if hdr != nil && hdr.GetCodec() == abi.CodecInts.String() {
+			ints = abi.NewIntsJSONWriter(send)
+			if err := stream.Send(&rayhostv1.GetStreamResponse{Header: &rayhostv1.ObjectHeader{Codec: abi.CodecJSON.String(), Size: -1}}); err != nil {
+				return err
+			}
+		}
+		if ints != nil {
+			return ints.Write(chunk)
+		}
 		return stream.Send(&rayhostv1.GetStreamResponse{Header: hdr, Chunk: chunk})
 	})
+	if err == nil && ints != nil {
+		err = ints.Close()
+	}
+	return err
 }
 
 // Put stores a client's value as a new object this host owns.

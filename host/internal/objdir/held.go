@@ -19,7 +19,7 @@ func DecodeHeld(b []byte) (Held, error) { return peerwire.DecodeHeld(b) }
 
 // CodecNamed is the codec whose String is s.
 func CodecNamed(s string) (abi.Codec, bool) {
-	for c := abi.CodecJSON; c <= abi.CodecError; c++ {
+	for c := abi.CodecJSON; c.Valid(); c++ {
 		if c.String() == s {
 			return c, true
 		}

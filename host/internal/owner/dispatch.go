@@ -320,6 +320,7 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 	if t.foreign == nil {
 		h.acts.deliveredArgs(t, reader, inv.Args)
 	}
+	inv.Args = forGuests(t.mod, inv.Args)
 	ex := ipc.Exec{Task: t.id, ModulePath: h.mods.Path(t.mod.Digest), Function: t.function, Invocation: inv.Encode(nil),
 		MemoryPages: h.cfg.memoryPages(), MaxResultBytes: uint64(h.cfg.MaxResultBytes),
 		MaxArgBytes: uint64(h.cfg.MaxArgBytes), MaxLogBytes: uint64(h.cfg.MaxLogBytes), Grants: t.grants}

@@ -387,7 +387,7 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 	if t.foreign == nil {
 		h.acts.deliveredValues(holder, refs, vals)
 	}
-	rep := abi.GetReply{Values: vals}
+	rep := abi.GetReply{Values: forGuests(t.mod, vals)}
 	w.reply(c.Seq, 0, rep.Encode(nil))
 }
 

@@ -16,6 +16,30 @@ import (
 // module is a registered Wasm module (see package modules).
 type module = modules.Module
 
+// forGuests returns vals as the guests of mod read them: a value in a
+// codec the module does not speak (one built before the codec was) is
+// converted to JSON, in a copy of vals.
+func forGuests(mod *module, vals []abi.Value) []abi.Value {
+	var out []abi.Value
+	for i, v := range vals {
+		if mod != nil && mod.Desc.Speaks(v.Codec) {
+			continue
+		}
+		js, err := v.ToJSON()
+		if err != nil || js.Codec == v.Codec {
+			continue // malformed values were refused where they came in
+		}
+		if out == nil {
+			out = append([]abi.Value(nil), vals...)
+		}
+		out[i] = js
+	}
+	if out == nil {
+		return vals
+	}
+	return out
+}
+
 // newModules returns the host's module registry and call policy.
 func (ad *admission) newModules() (err error) {
 	h := ad.o

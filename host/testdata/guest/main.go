@@ -592,3 +592,34 @@ var _ = ray.Func0("actor_keeps_refs", func(ctx context.Context) (int, error) {
 	runtime.GC()
 	return ray.Get(ctx, stashed.Remote(c))
 })
+
+// ints_make returns n integers (codec "ints"), some negative and large.
+var _ = ray.Func1("ints_make", func(ctx context.Context, n int) ([]int, error) {
+	xs := make([]int, n)
+	for i := range xs {
+		xs[i] = (i - n/2) * 1_000_003
+	}
+	if n > 0 {
+		xs[0] = -1 << 63
+	}
+	return xs, nil
+})
+
+// ints_sum decodes its argument as []int (from codec "ints" or JSON).
+var _ = ray.Func1("ints_sum", func(ctx context.Context, xs []int) (int, error) {
+	sum := 0
+	for _, x := range xs[1:] {
+		sum += x
+	}
+	return sum + len(xs), nil
+})
+
+// ints_len_any decodes its argument as an any: the ints arrive as JSON
+// numbers.
+var _ = ray.Func1("ints_len_any", func(ctx context.Context, v any) (int, error) {
+	xs, ok := v.([]any)
+	if !ok {
+		return 0, fmt.Errorf("decoded as %T", v)
+	}
+	return len(xs), nil
+})
