@@ -62,7 +62,10 @@ func (b *Badger) createFile(id ids.ObjectID, gen uint64) (*fileSink, error) {
 	path := b.filePath(id, gen)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil && b.syncWrites {
+			err = syncDir(b.dir) // the new directory's entry
+		}
+		if err == nil {
 			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		}
 	}
@@ -81,7 +84,8 @@ func (s *fileSink) write(p []byte) error {
 	return nil
 }
 
-// finish closes the file, syncing it first if sync.
+// finish closes the file, syncing it (and its directory entry) first if
+// sync: with SyncWrites, its record is written only once both are durable.
 func (s *fileSink) finish(sync bool) error {
 	var err error
 	if sync {
@@ -89,6 +93,9 @@ func (s *fileSink) finish(sync bool) error {
 	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && sync {
+		err = syncDir(filepath.Dir(s.path))
 	}
 	if err != nil {
 		return fmt.Errorf("closing the value's file: %w", err)
@@ -263,4 +270,17 @@ func (b *Badger) sweepFiles() (int, int64, error) {
 		bytes += size
 	}
 	return removed, bytes, nil
+}
+
+// syncDir makes the entries of directory dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -186,6 +186,45 @@ func TestBadgerReserveProbes(t *testing.T) {
 	wantErr(t, "small Put at the reserve", err, ErrStoreFull)
 }
 
+// A shared probe counts the bytes in flight when it was made: once they
+// land, small writes it serves cannot go into the reserve (a large write
+// half written at the probe, then done, must not make its bytes look free
+// again). Found by an attack review.
+func TestBadgerReserveProbeAfterInflight(t *testing.T) {
+	const reserve = 1 << 30
+	var free, probes atomic.Int64
+	free.Store(reserve + 512<<20 + 10<<20)
+	cfg := DefaultBadgerConfig(t.TempDir())
+	cfg.Reserve = reserve
+	cfg.GCInterval = -1
+	cfg.FreeSpace = func(string) (uint64, uint64, error) {
+		probes.Add(1)
+		return uint64(free.Load()), 1 << 40, nil
+	}
+	s := openBadger(t, cfg).space
+	const large = 512 << 20
+	if err := s.admit(large); err != nil {
+		t.Fatal(err)
+	}
+	free.Add(-large / 2) // half written when a small write probes
+	if err := s.admit(100); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("a small write while the large one is in flight: %v, want ErrStoreFull", err)
+	}
+	free.Add(-large / 2) // all written: 10 MiB above the reserve
+	s.done(large)
+	for range 600 { // 30 MiB of small writes
+		const n = 50 << 10
+		if err := s.admit(n); err != nil {
+			break
+		}
+		free.Add(-n)
+		s.done(n)
+	}
+	if f := free.Load(); f < reserve {
+		t.Fatalf("small writes went %d bytes into the reserve (%d probes)", reserve-f, probes.Load())
+	}
+}
+
 // Concurrent writers cannot all take the last bytes above the reserve:
 // admitted bytes not yet written count against the free space.
 func TestBadgerReserveConcurrent(t *testing.T) {

@@ -95,9 +95,9 @@ type space struct {
 	at       time.Time
 	inflight int64 // bytes admitted and not yet written
 
-	probedAt   time.Time // of the last probe of the free space
-	probedFree int64     // what it found
-	sinceProbe int64     // bytes admitted since
+	probedAt    time.Time // of the last probe of the free space
+	probedAvail int64     // what it found, less the bytes in flight then
+	sinceProbe  int64     // bytes admitted since
 }
 
 // admit reserves n bytes for a write, or fails with ErrStoreFull. The
@@ -144,8 +144,10 @@ func (s *space) checkLocked(n int64, fresh bool) error {
 		}
 	}
 	if s.reserve > 0 {
+		// The bytes in flight at the probe are subtracted then, once: when
+		// they land, the filesystem's free space falls, not the probe's.
 		if n < probeSmall && time.Since(s.probedAt) < probeEvery &&
-			s.probedFree-s.inflight-s.sinceProbe-n >= s.reserve+probeMargin {
+			s.probedAvail-s.sinceProbe-n >= s.reserve+probeMargin {
 			s.sinceProbe += n
 			return nil // far from the reserve by the last probe
 		}
@@ -153,8 +155,9 @@ func (s *space) checkLocked(n int64, fresh bool) error {
 		if err != nil {
 			return nil // no probe here: no reserve (OpenBadger warned)
 		}
-		s.probedAt, s.probedFree, s.sinceProbe = time.Now(), int64(min(free, 1<<62)), 0
-		if avail := s.probedFree - s.inflight; avail-n < s.reserve {
+		avail := int64(min(free, 1<<62)) - s.inflight
+		s.probedAt, s.probedAvail, s.sinceProbe = time.Now(), avail, 0
+		if avail-n < s.reserve {
 			return fmt.Errorf("%w: %d bytes free on the filesystem of %s (less %d being written), a write of %d would leave less than the reserve of %d", ErrStoreFull, free, s.dir, s.inflight, n, s.reserve)
 		}
 		s.sinceProbe = n

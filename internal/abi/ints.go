@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -52,7 +53,13 @@ func AppendIntsJSON(dst, data []byte) ([]byte, error) {
 
 // MaxIntsJSON is the most bytes the JSON of n bytes of CodecInts takes
 // (20 characters a number, a comma, the brackets).
-func MaxIntsJSON(n int64) int64 { return 2 + n/8*21 }
+// A size too large (or negative: a peer's lie) to bound is math.MaxInt64.
+func MaxIntsJSON(n int64) int64 {
+	if n < 0 || n > (math.MaxInt64-2)/21*8 {
+		return math.MaxInt64
+	}
+	return 2 + n/8*21
+}
 
 // ToJSON returns v as a CodecJSON value if it is a CodecInts one, else v:
 // what a client, and a guest whose module does not speak the codec, get.

@@ -40,6 +40,21 @@ func TestIntsRoundTrip(t *testing.T) {
 	}
 }
 
+// MaxIntsJSON bounds the JSON of any ints value, and never wraps: a size a
+// peer lies about is as large as can be (found by an attack review).
+func TestMaxIntsJSON(t *testing.T) {
+	worst := AppendInts(nil, []int64{math.MinInt64, math.MinInt64})
+	js, _ := AppendIntsJSON(nil, worst)
+	if int64(len(js)) > MaxIntsJSON(int64(len(worst))) {
+		t.Fatalf("the JSON of %d bytes takes %d, more than the bound %d", len(worst), len(js), MaxIntsJSON(int64(len(worst))))
+	}
+	for _, n := range []int64{1 << 62, math.MaxInt64, -8} {
+		if got := MaxIntsJSON(n); got != math.MaxInt64 {
+			t.Errorf("MaxIntsJSON(%d) = %d, want MaxInt64", n, got)
+		}
+	}
+}
+
 // A module that does not list the codec gets JSON; one that does, the
 // bytes; json, raw and error are for every module.
 func TestDescriptionForGuest(t *testing.T) {

@@ -42,6 +42,10 @@ type Decoder struct {
 // NewDecoder returns a Decoder over b.
 func NewDecoder(b []byte) *Decoder { return &Decoder{b: b} }
 
+// Fail makes the decoding fail with ErrMalformed (bad what), for checks a
+// message's decoder makes beyond the fields' own.
+func (d *Decoder) Fail(what string) { d.fail(what) }
+
 func (d *Decoder) fail(what string) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: bad %s", ErrMalformed, what)

@@ -85,14 +85,14 @@ func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetReques
 	// Refuse values too large for one message before reading (or pulling)
 	// any of them.
 	var size int64
+	limit := int64(e.cfg.MaxMessageBytes - (1 << 20))
 	for _, id := range refs {
 		if n, ok := e.h.Size(ctx, id); ok {
+			if n < 0 || n > limit-size { // also a size a peer lied about
+				return nil, tooLarge(max(n, size))
+			}
 			size += n
 		}
-	}
-	limit := int64(e.cfg.MaxMessageBytes - (1 << 20))
-	if size > limit {
-		return nil, tooLarge(size)
 	}
 	vals, err := e.h.Get(ctx, refs, timeout)
 	if err != nil {

@@ -14,16 +14,20 @@ import (
 // reports the first time it refuses space.
 type gatedStore struct {
 	*store.Memory
-	gate chan struct{}
-	full chan struct{}
-	once sync.Once
+	gate    chan struct{}
+	full    chan struct{}
+	once    sync.Once
+	entered chan struct{} // closed when the first Put is at the gate
+	in      sync.Once
 }
 
 func newGatedStore(quota int64) *gatedStore {
-	return &gatedStore{Memory: store.NewMemoryQuota(quota), gate: make(chan struct{}), full: make(chan struct{})}
+	return &gatedStore{Memory: store.NewMemoryQuota(quota), gate: make(chan struct{}), full: make(chan struct{}),
+		entered: make(chan struct{})}
 }
 
 func (g *gatedStore) Put(ctx context.Context, id ids.ObjectID, meta store.Meta, data []byte) error {
+	g.in.Do(func() { close(g.entered) })
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -51,9 +55,9 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 }
 
 // TestSealWaitsForFreedBehind: a small value that would not fit with what
-// is queued behind, when what is queued is on its way out (freed: its
-// delete follows), is taken once the write-behind has caught up — not
-// refused as if the store were full.
+// is queued behind, when what is queued is on its way out (freed while
+// being written: its delete follows), is taken once the write-behind has
+// caught up — not refused as if the store were full.
 func TestSealWaitsForFreedBehind(t *testing.T) {
 	st := newGatedStore(12)
 	d := newDir(t, st, func(c *Config) { c.InlineLimit = 1024 })
@@ -62,6 +66,9 @@ func TestSealWaitsForFreedBehind(t *testing.T) {
 	if err := d.Seal(ctxFor(t), gone, rawValue(8, 'g')); err != nil {
 		t.Fatal(err)
 	}
+	// Freed while its write is under way (a value freed before its turn
+	// is not written at all: TestSmallFreedBeforeWritten).
+	waitClosed(t, st.entered, "the write-behind to take the value")
 	d.Free([]ids.ObjectID{gone})
 	sealed := make(chan error, 1)
 	go func() { sealed <- d.Seal(ctxFor(t), kept, rawValue(8, 'k')) }()

@@ -187,3 +187,21 @@ func TestLargeBackpressure(t *testing.T) {
 		t.Fatalf("the first value read back as %d bytes", len(got.Data))
 	}
 }
+
+// An owner's answer naming an ints value that is not whole integers is
+// refused (found by an attack review): inline, or held elsewhere with
+// such a size.
+func TestValueOfMalformedInts(t *testing.T) {
+	for _, loc := range []Location{
+		{Ready: true, Codec: "ints", Inline: true, Data: make([]byte, 9)},
+		{Ready: true, Codec: "ints", Size: 12, Holders: []string{"h:1"}},
+		{Ready: true, Codec: "ints", Size: -8, Holders: []string{"h:1"}},
+	} {
+		if v, err := valueOf(loc); err == nil {
+			t.Errorf("%+v gave %v", loc, v)
+		}
+	}
+	if _, err := valueOf(Location{Ready: true, Codec: "ints", Inline: true, Data: make([]byte, 16)}); err != nil {
+		t.Errorf("16 bytes of ints: %v", err)
+	}
+}

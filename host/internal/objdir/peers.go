@@ -222,7 +222,7 @@ func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string) 
 	if owner == "" {
 		owner = r.d.cfg.Self
 	}
-	if !hdr.Codec.Valid() {
+	if !hdr.Codec.Valid() || (hdr.Codec == abi.CodecInts && (hdr.Size < 0 || hdr.Size%8 != 0)) {
 		return fmt.Errorf("pulling %s from %s: bad header", id, from)
 	}
 	w, err := r.d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: owner, Task: id.Task(), Created: time.Now()})
@@ -355,6 +355,9 @@ func valueOf(loc Location) (abi.Value, error) {
 	codec, ok := CodecNamed(loc.Codec)
 	if !ok {
 		return abi.Value{}, fmt.Errorf("codec %q", loc.Codec)
+	}
+	if codec == abi.CodecInts && ((loc.Inline && len(loc.Data)%8 != 0) || (!loc.Inline && (loc.Size < 0 || loc.Size%8 != 0))) {
+		return abi.Value{}, fmt.Errorf("an ints value of %d bytes", max(int64(len(loc.Data)), loc.Size))
 	}
 	if loc.Inline {
 		return abi.Value{Codec: codec, Data: loc.Data}, nil

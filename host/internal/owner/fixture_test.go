@@ -142,6 +142,10 @@ func (f *fixture) result(t testing.TB, id ids.ObjectID, out any) {
 	if v.Codec == abi.CodecError {
 		t.Fatalf("the task failed: %+v", abi.DecodeTaskError(v.Data))
 	}
+	v, err := v.ToJSON() // an "ints" value, as a client gets it
+	if err != nil {
+		t.Fatalf("result %q: %v", v.Data, err)
+	}
 	if err := json.Unmarshal(v.Data, out); err != nil {
 		t.Fatalf("result %q: %v", v.Data, err)
 	}

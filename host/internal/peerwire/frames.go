@@ -69,7 +69,12 @@ func DecodeValues(d *abi.Decoder) []abi.Value {
 	out := make([]abi.Value, 0, n)
 	for range n {
 		c := abi.Codec(d.Byte())
-		out = append(out, abi.Value{Codec: c, Data: append([]byte(nil), d.Bytes()...)})
+		data := d.Bytes()
+		if c == abi.CodecInts && len(data)%8 != 0 {
+			d.Fail("ints value (a length not a multiple of 8)")
+			return nil
+		}
+		out = append(out, abi.Value{Codec: c, Data: append([]byte(nil), data...)})
 	}
 	return out
 }

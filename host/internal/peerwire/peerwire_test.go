@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -202,7 +203,7 @@ func TestVersionMatchingPeerWorks(t *testing.T) {
 	if unary != nil || stream != nil {
 		t.Fatalf("unary %v, stream %v", unary, stream)
 	}
-	if answered != "2" {
+	if answered != strconv.Itoa(Version) {
 		t.Fatalf("answered version %q", answered)
 	}
 }
@@ -213,8 +214,8 @@ func TestVersionMatchingPeerWorks(t *testing.T) {
 func TestVersionMismatchRefused(t *testing.T) {
 	url := startServer(t)
 	for name, c := range map[string]struct{ header, want string }{
-		"another version": {"1", "this host speaks version 2, the caller speaks 1"},
-		"none":            {"", "this host speaks version 2, the caller speaks none"},
+		"another version": {"1", "this host speaks version " + strconv.Itoa(Version) + ", the caller speaks 1"},
+		"none":            {"", "this host speaks version " + strconv.Itoa(Version) + ", the caller speaks none"},
 		"garbage":         {"one", `the caller speaks "one"`},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -225,7 +226,7 @@ func TestVersionMismatchRefused(t *testing.T) {
 					t.Fatalf("%s: %v, want FailedPrecondition with %q", what, err, c.want)
 				}
 				var ce *connect.Error
-				if errors.As(err, &ce) && ce.Meta().Get(VersionHeader) != "2" {
+				if errors.As(err, &ce) && ce.Meta().Get(VersionHeader) != strconv.Itoa(Version) {
 					t.Fatalf("%s: the refusal does not say this host's version: %v", what, ce.Meta())
 				}
 			}
@@ -238,7 +239,7 @@ func TestVersionMismatchRefused(t *testing.T) {
 // CheckVersion compares.
 func TestVersionOnTaskService(t *testing.T) {
 	url := startServer(t)
-	tc := rayhostv1connect.NewTaskServiceClient(h2c(t), url, connect.WithInterceptors(setHeader{VersionHeader, "2"}))
+	tc := rayhostv1connect.NewTaskServiceClient(h2c(t), url, connect.WithInterceptors(setHeader{VersionHeader, strconv.Itoa(Version)}))
 	res, err := tc.Health(t.Context(), connect.NewRequest(&rayhostv1.HealthRequest{}))
 	if err != nil {
 		t.Fatal(err)
@@ -253,5 +254,22 @@ func TestVersionOnTaskService(t *testing.T) {
 	plain := rayhostv1connect.NewTaskServiceClient(h2c(t), url)
 	if res, err := plain.Health(t.Context(), connect.NewRequest(&rayhostv1.HealthRequest{})); err != nil || res.Header().Get(VersionHeader) != "" {
 		t.Fatalf("%v, %v", res.Header(), err)
+	}
+}
+
+// A peer's ints value of a length that is not whole integers is malformed
+// where it comes in (found by an attack review), and a good one passes.
+func TestDecodeValuesInts(t *testing.T) {
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{16, true}, {0, true}, {9, false}} {
+		var e abi.Encoder
+		EncodeValues(&e, []abi.Value{{Codec: abi.CodecInts, Data: make([]byte, tc.n)}})
+		d := abi.NewDecoder(e.B)
+		vals := DecodeValues(d)
+		if err := d.Err(); (err == nil) != tc.ok || (tc.ok && len(vals) != 1) {
+			t.Errorf("%d bytes of ints: %v, %v", tc.n, vals, err)
+		}
 	}
 }
