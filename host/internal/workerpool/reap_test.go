@@ -135,6 +135,22 @@ func TestHammer(t *testing.T) {
 	c := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	r, l := newRecorder(), &fakeLauncher{}
 	p := newPool(t, Config{Warm: 2, Max: max, IdleTTL: 5 * time.Second, ReapEvery: 10 * time.Second, Clock: c}, r, l)
+	// Starts cut short by kills fail; on a loaded machine more than the
+	// recorder's buffer of them, whose sends would then block the pool's
+	// goroutines and its Close. Nothing here checks them: drain them.
+	stopDrain := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-r.failed:
+			case <-stopDrain:
+				return
+			}
+		}
+	}()
+	defer func() { close(stopDrain); <-drained }()
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
