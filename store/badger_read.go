@@ -190,10 +190,7 @@ func (r *badgerReader) Read(p []byte) (int, error) {
 		})
 		if errors.Is(err, ErrCorrupt) {
 			// The object may have been deleted (and put again) since Open.
-			cur, serr := getRecordView(r.b.db, r.id)
-			if errors.Is(serr, ErrNotFound) || (serr == nil && (cur.inline || cur.gen != r.rec.gen)) {
-				err = fmt.Errorf("%w: %s deleted while reading", ErrNotFound, r.id)
-			}
+			err = r.b.goneWhileReading(r.id, &r.rec, err)
 		}
 		if err != nil {
 			return 0, wrap("read", r.id, err)

@@ -82,15 +82,7 @@ type pendingWrite struct {
 // Once stored its bytes leave memory; reads go to the store. A failed
 // write keeps them in memory, the only copy (as for a small value).
 func (d *Dir) persistLarge(j persistJob) {
-	d.mu.Lock()
-	live := d.m[j.id] == j.large && j.large.writing != nil
-	d.mu.Unlock()
-	var err error
-	if live {
-		if err = d.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
-			d.log.Error("persisting object", "object_id", j.id, "err", err)
-		}
-	}
+	live, err := d.putIfLive(j, func() bool { return d.m[j.id] == j.large && j.large.writing != nil })
 	d.mu.Lock()
 	d.queuedLarge -= int64(len(j.data))
 	switch ob := j.large; {

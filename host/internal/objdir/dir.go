@@ -230,15 +230,7 @@ func (d *Dir) persistLoop() {
 			d.persistLarge(j)
 			continue
 		}
-		d.mu.Lock()
-		live := j.ob == nil || d.m[j.id] == j.ob
-		d.mu.Unlock()
-		var err error
-		if live {
-			if err = d.st.Put(context.Background(), j.id, j.meta, j.data); err != nil {
-				d.log.Error("persisting object", "object_id", j.id, "err", err)
-			}
-		}
+		live, err := d.putIfLive(j, func() bool { return j.ob == nil || d.m[j.id] == j.ob })
 		d.mu.Lock()
 		d.queued -= int64(len(j.data))
 		if !live {
@@ -255,6 +247,22 @@ func (d *Dir) persistLoop() {
 		d.stepBehindLocked()
 		d.mu.Unlock()
 	}
+}
+
+// putIfLive writes j's value to the store if live (called under d.mu)
+// says it is still wanted, and reports whether it was.
+func (d *Dir) putIfLive(j persistJob, live func() bool) (bool, error) {
+	d.mu.Lock()
+	ok := live()
+	d.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	err := d.st.Put(context.Background(), j.id, j.meta, j.data)
+	if err != nil {
+		d.log.Error("persisting object", "object_id", j.id, "err", err)
+	}
+	return true, err
 }
 
 // evictLocked drops the oldest persisted in-memory objects while the cache
