@@ -18,8 +18,10 @@ func newMicrobenchmarkCmd() *cobra.Command {
 		Short: "measure Ray's microbenchmark metrics, beside Ray's figures and the baselines",
 		Long: `Microbenchmark starts a host with its own workers and measures the metrics of Ray's
 'ray microbenchmark' (task and actor call rates, put and get throughput, wait, …) and prints
-each beside Ray's published figure, the project's goal and the measured baselines. Run it
-from the repository root: it builds the benchmark guest from source.
+each beside Ray's published figure, the project's goal and the measured baselines; then
+guest compute against native Go (examples/pi's kernel, examples/quicksort), the copies of a
+large put (peak RSS), and tasks and pulls across two hosts. Run it from the repository root:
+it builds the benchmark guest and the examples from source.
 
 With --soak it runs the soak instead: a driver (./bench/soak) that runs a million tasks with
 1 KiB results and 10,000 puts of 1 MiB, dropping its refs as it goes, on a host process of its
@@ -46,7 +48,7 @@ own; the host's RSS, its workers' and its data directory are printed at every te
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each timed run")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "warm-up before the timed runs")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of the host and its workers here")
-	fs.StringSliceVar(&cfg.Only, "only", nil, "run only these in-cluster metrics (comma-separated names, e.g. single_client_wait_1k_refs)")
+	fs.StringSliceVar(&cfg.Only, "only", nil, "run only these metrics (comma-separated: in-cluster names such as single_client_wait_1k_refs, or pi, quicksort, copies, cluster)")
 	fs.BoolVar(&soakMode, "soak", false, "run the soak (issue 16) instead of the metrics")
 	fs.StringVar(&soak.GuestPkg, "soak-guest", soak.GuestPkg, "the soak driver package")
 	fs.IntVar(&soak.Tasks, "soak-tasks", soak.Tasks, "tasks the soak runs")
