@@ -185,15 +185,10 @@ func measureCluster(ctx context.Context, cfg Config) ([]Metric, error) {
 		calls[i] = client.Call{Module: mod, Function: "small", Scheduling: peer}
 	}
 	rates, err := timeLoop(cfg, float64(len(calls)), func() error {
-		refs, err := c.SubmitBatch(ctx, calls)
-		if err != nil {
-			return err
+		refs, err := submitBatch(ctx, c, calls)
+		if err == nil {
+			_, _, err = c.Wait(ctx, refs, len(refs), -1)
 		}
-		flat := make([]client.ObjectRef, len(refs))
-		for i, r := range refs {
-			flat[i] = r[0]
-		}
-		_, _, err = c.Wait(ctx, flat, len(flat), -1)
 		return err
 	})
 	if err != nil {
@@ -295,6 +290,19 @@ func measureCopies(ctx context.Context, cfg Config) ([]Metric, error) {
 		{Name: "200 MiB put: host peak RSS ÷ object", Where: "copies", Mean: hostPeak, Unit: "×", Goal: 1.5, Lower: true},
 		{Name: "200 MiB put: worker peak RSS ÷ object", Where: "copies", Mean: workerPeak, Unit: "×"},
 	}, nil
+}
+
+// submitBatch submits calls in one stream and returns each one's first ref.
+func submitBatch(ctx context.Context, c *client.Client, calls []client.Call) ([]client.ObjectRef, error) {
+	refs, err := c.SubmitBatch(ctx, calls)
+	if err != nil {
+		return nil, err
+	}
+	flat := make([]client.ObjectRef, len(refs))
+	for i, r := range refs {
+		flat[i] = r[0]
+	}
+	return flat, nil
 }
 
 type countingWriter struct{ n int64 }

@@ -491,15 +491,10 @@ func clientMetrics(ctx context.Context, cfg Config, c *client.Client, mod string
 		calls[i] = client.Call{Module: mod, Function: "small"}
 	}
 	add("single_client_tasks_async", 1000, func() error {
-		refs, err := c.SubmitBatch(ctx, calls)
-		if err != nil {
-			return err
+		refs, err := submitBatch(ctx, c, calls)
+		if err == nil {
+			_, err = c.GetValues(ctx, refs)
 		}
-		flat := make([]client.ObjectRef, len(refs))
-		for i, r := range refs {
-			flat[i] = r[0]
-		}
-		_, err = c.GetValues(ctx, flat)
 		return err
 	})
 	obj, err := c.Put(ctx, 0)
