@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rayhost/rayhost/host/internal/objdir"
 	"github.com/rayhost/rayhost/store"
 )
 
@@ -65,6 +66,13 @@ type Config struct {
 	InlineObjectLimit int
 	// MemoryCacheBytes bounds the in-memory copies of small objects.
 	MemoryCacheBytes int64
+	// LargeObjectMemory bounds the bytes of larger objects held in memory
+	// before they are written to the store: one is written once it has
+	// lived LargeObjectPersistAfter, or sooner when they are past half of
+	// this; one freed sooner never reaches the disk. 0 writes each at once.
+	LargeObjectMemory int64
+	// LargeObjectPersistAfter: see LargeObjectMemory.
+	LargeObjectPersistAfter time.Duration
 	// MaxMessageBytes bounds one Connect message in either direction.
 	MaxMessageBytes int
 	// MaxModuleBytes bounds a registered module.
@@ -202,15 +210,19 @@ func DefaultConfig(dataDir string) Config {
 		MaxWorkers:        max(32, 4*cpus),
 		InlineObjectLimit: 100 << 10,
 		MemoryCacheBytes:  256 << 20,
-		MaxMessageBytes:   256 << 20,
-		MaxModuleBytes:    64 << 20,
-		MaxTaskEvents:     100_000,
-		TaskMemoryLimit:   1 << 30,
-		MaxArgBytes:       64 << 20,
-		MaxResultBytes:    256 << 20,
-		MaxLogBytes:       16 << 20,
-		MaxTaskDepth:      1000,
-		MaxTreeTasks:      1_000_000,
+
+		LargeObjectMemory:       objdir.DefaultLargeMemoryBytes,
+		LargeObjectPersistAfter: objdir.DefaultPersistAfter,
+
+		MaxMessageBytes: 256 << 20,
+		MaxModuleBytes:  64 << 20,
+		MaxTaskEvents:   100_000,
+		TaskMemoryLimit: 1 << 30,
+		MaxArgBytes:     64 << 20,
+		MaxResultBytes:  256 << 20,
+		MaxLogBytes:     16 << 20,
+		MaxTaskDepth:    1000,
+		MaxTreeTasks:    1_000_000,
 
 		MaxTaskMemoryLimit:   4 << 30,
 		MaxModules:           1000,
@@ -249,6 +261,8 @@ func (c *Config) validate() error {
 		return bad("need 0 <= Workers <= MaxWorkers and MaxWorkers >= 1")
 	case c.InlineObjectLimit < 0 || c.MaxMessageBytes < 1<<20 || c.MaxModuleBytes < 1<<20:
 		return bad("InlineObjectLimit >= 0, MaxMessageBytes and MaxModuleBytes >= 1 MiB")
+	case c.LargeObjectMemory < 0 || c.LargeObjectPersistAfter < 0:
+		return bad("LargeObjectMemory and LargeObjectPersistAfter must be >= 0")
 	case c.TaskMemoryLimit < 0 || c.TaskMemoryLimit > 4<<30 || c.TaskTimeout < 0:
 		return bad("TaskMemoryLimit must be in 0..4 GiB and TaskTimeout >= 0")
 	case c.MaxArgBytes < 0 || c.MaxResultBytes < 0 || c.MaxLogBytes < 0 || c.MaxTaskDepth < 1 || c.MaxTreeTasks < 1:

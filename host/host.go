@@ -185,6 +185,7 @@ func (h *Host) ownerConfig(l Launcher) owner.Config {
 		NumCPUs: c.NumCPUs, NumGPUs: c.NumGPUs, Resources: c.Resources,
 		Workers: c.Workers, MaxWorkers: c.MaxWorkers, DisableWorkerConfinement: c.DisableWorkerConfinement,
 		InlineObjectLimit: c.InlineObjectLimit, MemoryCacheBytes: c.MemoryCacheBytes, MaxMessageBytes: c.MaxMessageBytes,
+		LargeObjectMemory: c.LargeObjectMemory, LargeObjectPersistAfter: c.LargeObjectPersistAfter,
 		MaxModuleBytes: c.MaxModuleBytes, MaxTaskEvents: c.MaxTaskEvents,
 		TaskMemoryLimit: c.TaskMemoryLimit, MaxTaskMemoryLimit: c.MaxTaskMemoryLimit, GuestMemoryBudget: c.GuestMemoryBudget,
 		TaskTimeout: c.TaskTimeout, MaxTaskTimeout: c.MaxTaskTimeout,

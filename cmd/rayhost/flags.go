@@ -34,8 +34,8 @@ type hostFlags struct {
 	allowDirs   []string
 	joinTimeout time.Duration
 	// Limits (docs/SECURITY.md, "Limits").
-	maxMemoryMiB, budgetMiB  int64
-	storeQuota, storeReserve string
+	maxMemoryMiB, budgetMiB                int64
+	storeQuota, storeReserve, objectMemory string
 	// Cluster flags (start and join).
 	serving         bool
 	gossipAddr      string
@@ -104,6 +104,8 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 	fs.DurationVar(&f.cfg.CompileTimeout, "compile-timeout", f.cfg.CompileTimeout, "longest a module may take to compile (0: no limit)")
 	fs.IntVar(&f.cfg.MaxModuleFunctions, "max-module-functions", f.cfg.MaxModuleFunctions, "most functions in a module, checked before compiling (0: no limit)")
 	fs.IntVar(&f.cfg.MaxFunctionBodyBytes, "max-function-body-bytes", f.cfg.MaxFunctionBodyBytes, "largest function body in a module, checked before compiling (0: no limit)")
+	fs.StringVar(&f.objectMemory, "object-memory", "1GiB", `most bytes of large objects (past 100 KiB) a host keeps in memory before it writes them to its store; one freed within --object-persist-after never reaches the disk (0: write each at once)`)
+	fs.DurationVar(&f.cfg.LargeObjectPersistAfter, "object-persist-after", f.cfg.LargeObjectPersistAfter, "how long a large object lives in memory before it is written to the store (sooner when --object-memory is half used)")
 	fs.StringVar(&f.storeQuota, "store-quota", "0", `most disk space the object store may use, e.g. "20GiB" or bytes (0: no quota)`)
 	fs.StringVar(&f.storeReserve, "store-reserve", "0", `free space the object store leaves on its filesystem, e.g. "2GiB" (0: 5% of it, at most 1GiB, at least 128MiB)`)
 	return f
@@ -148,6 +150,9 @@ func (f *hostFlags) config() (host.Config, error) {
 	cfg.MaxTaskMemoryLimit = f.maxMemoryMiB << 20
 	cfg.GuestMemoryBudget = f.budgetMiB << 20
 	var err error
+	if cfg.LargeObjectMemory, err = parseBytes("object-memory", f.objectMemory); err != nil {
+		return cfg, err
+	}
 	if cfg.StoreQuota, err = parseBytes("store-quota", f.storeQuota); err != nil {
 		return cfg, err
 	}

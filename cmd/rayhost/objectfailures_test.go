@@ -26,7 +26,11 @@ func TestClusterObjectFailures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of processes")
 	}
-	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{})
+	// b's objects must be on its disk when it is killed: large objects are
+	// written at once here. By default one waits a second in memory (one
+	// freed sooner never reaches the disk), and a host killed with -9
+	// within that second loses it, as a Ray node's objects die with it.
+	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{Args: []string{"--object-persist-after", "0"}})
 	a, b, c := hosts[0], hosts[1], hosts[2]
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -38,7 +42,7 @@ func TestClusterObjectFailures(t *testing.T) {
 	mod := testutil.Register(t, a.Client, guestPkg)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	const n = 200 << 10 // over the inline limit: stored before the Put returns
+	const n = 200 << 10 // over the inline limit: written behind at once (above)
 	value := testutil.MadeBytes(n)
 	put, err := b.Client.Put(ctx, value)
 	if err != nil {

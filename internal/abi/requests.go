@@ -41,6 +41,31 @@ func (v *GetReply) Encode(b []byte) []byte {
 	return e.B
 }
 
+// TailBytes: EncodeSplit leaves a last value at least this large out of
+// the head, to be written from where it is.
+const TailBytes = 64 << 10
+
+// EncodeSplit encodes v as Encode does, in two parts whose concatenation
+// is Encode's message: the head, appended to b, and the tail, which is the
+// last value's bytes themselves (not copied) when they are at least
+// TailBytes long, else nil. A large value read back goes to the socket
+// from where it is.
+func (v *GetReply) EncodeSplit(b []byte) (head, tail []byte) {
+	n := len(v.Values)
+	if n == 0 || len(v.Values[n-1].Data) < TailBytes {
+		return v.Encode(b), nil
+	}
+	e := Encoder{B: b}
+	e.Uvarint(uint64(n))
+	for _, x := range v.Values[:n-1] {
+		e.Value(x)
+	}
+	last := v.Values[n-1]
+	e.Byte(byte(last.Codec))
+	e.Uvarint(uint64(len(last.Data)))
+	return e.B, last.Data
+}
+
 func (v *GetReply) Decode(b []byte) error {
 	d := NewDecoder(b)
 	n := d.Count(2)

@@ -143,6 +143,13 @@ func (c *Conn) WriteCall(m *Call, tail []byte) error { return c.writeCall(m, tai
 // WriteCall. Neither m.Payload nor tail is referenced once it returns.
 func (c *Conn) BufferCall(m *Call, tail []byte) error { return c.writeCall(m, tail, false) }
 
+// WriteReply sends a Reply frame whose payload is m.Payload followed by
+// tail, and flushes it: as Write(TypeReply, m.Encode(nil)) with tail
+// appended to the payload, without copying tail (a large value read back).
+func (c *Conn) WriteReply(m *Reply, tail []byte) error {
+	return c.write2(TypeReply, m.Encode(nil), tail, true)
+}
+
 func (c *Conn) writeCall(m *Call, tail []byte, flush bool) error {
 	if tail == nil { // m.Payload is written from where it is
 		return c.write2(TypeCall, (&Call{Seq: m.Seq, Task: m.Task, Op: m.Op}).Encode(nil), m.Payload, flush)

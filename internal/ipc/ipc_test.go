@@ -90,6 +90,44 @@ func TestCallFramesInParts(t *testing.T) {
 	}
 }
 
+// TestReplyInParts: a reply written as a head and a tail (a large value
+// read back, written from where it is) is the frame of the whole reply,
+// whatever the split, with abi's EncodeSplit giving the parts.
+func TestReplyInParts(t *testing.T) {
+	a, b := socketPair(t)
+	big := make([]byte, abi.TailBytes+3)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	replies := []abi.GetReply{
+		{Values: []abi.Value{{Codec: abi.CodecRaw, Data: big}}},
+		{Values: []abi.Value{{Codec: abi.CodecJSON, Data: []byte("1")}, {Codec: abi.CodecRaw, Data: big}}},
+		{Values: []abi.Value{{Codec: abi.CodecRaw, Data: big}, {Codec: abi.CodecJSON, Data: []byte("2")}}}, // the large one not last: no tail
+		{},
+	}
+	go func() {
+		for i, rep := range replies {
+			head, tail := rep.EncodeSplit(nil)
+			_ = a.WriteReply(&Reply{Seq: uint64(i), Code: 0, Payload: head}, tail)
+		}
+	}()
+	for i, rep := range replies {
+		typ, payload, err := b.Read(nil)
+		if err != nil || typ != TypeReply {
+			t.Fatalf("frame %d: %v %v", i, typ, err)
+		}
+		want := (&Reply{Seq: uint64(i), Payload: rep.Encode(nil)}).Encode(nil)
+		if string(payload) != string(want) {
+			t.Fatalf("frame %d differs from the encoded reply (%d bytes, want %d)", i, len(payload), len(want))
+		}
+		var got abi.GetReply
+		var r Reply
+		if err := r.Decode(payload); err != nil || got.Decode(r.Payload) != nil || len(got.Values) != len(rep.Values) {
+			t.Fatalf("frame %d does not decode back", i)
+		}
+	}
+}
+
 // BenchmarkCallReply is the host-function round trip as the worker sees
 // it: a Call frame to the host over a Unix socket and its Reply back.
 func BenchmarkCallReply(b *testing.B) {

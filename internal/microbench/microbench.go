@@ -58,7 +58,7 @@ func DefaultConfig() Config {
 var inClusterMetrics = []string{
 	"single_client_tasks_sync", "single_client_tasks_async", "1_1_actor_calls_sync", "1_1_actor_calls_async",
 	"single_client_get_calls", "single_client_put_calls", "single_client_put_gigabytes",
-	"single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
+	"single_client_get_gigabytes", "single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
 }
 
 // otherMetrics are the names Config.Only accepts beside inClusterMetrics.
@@ -86,7 +86,7 @@ var rayFigures = map[string]float64{
 var goals = map[string]float64{
 	"single_client_tasks_sync": 10000, "single_client_tasks_async": 50000, "1_1_actor_calls_sync": 10000,
 	"1_1_actor_calls_async": 50000, "single_client_get_calls": 100000, "single_client_put_calls": 50000,
-	"single_client_put_gigabytes": 2, "single_client_wait_1k_refs": 10, "multi_client_tasks_async": 50000,
+	"single_client_put_gigabytes": 2, "single_client_get_gigabytes": 2, "single_client_wait_1k_refs": 10, "multi_client_tasks_async": 50000,
 }
 
 // Run runs every metric and writes the table to cfg.Out.
@@ -417,7 +417,7 @@ func timeTask(ctx context.Context, cfg Config, c *client.Client, mod, fn, name s
 func newMetric(name, where string, rates []float64) Metric {
 	mean, std := meanStd(rates)
 	unit := "ops/s"
-	if name == "single_client_put_gigabytes" {
+	if strings.HasSuffix(name, "_gigabytes") {
 		unit = "GB/s"
 	}
 	return Metric{Name: name, Where: where, Mean: mean, Std: std, Unit: unit, Ray: rayFigures[name], Goal: goals[name]}

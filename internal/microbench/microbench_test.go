@@ -32,7 +32,7 @@ func TestRunSmoke(t *testing.T) {
 	t.Log(out.String())
 	want := []string{"single_client_tasks_sync", "single_client_tasks_async", "multi_client_tasks_async",
 		"1_1_actor_calls_sync", "1_1_actor_calls_async", "single_client_get_calls", "single_client_put_calls",
-		"single_client_put_gigabytes", "single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
+		"single_client_put_gigabytes", "single_client_get_gigabytes", "single_client_tasks_and_get_batch", "single_client_wait_1k_refs",
 		"bare wazero export call", "native Go: goroutine per call", "idle worker", "cold cache", "warm cache", "2 slots",
 		"monte_carlo_pi", "quicksort", "tasks_on_peer_host", "pull_between_hosts",
 		"host peak RSS", "worker peak RSS"}

@@ -205,6 +205,10 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 }
 
+// handOverBytes: a reply frame at least this large is handed to its call
+// as it was read, not copied out of the read buffer.
+const handOverBytes = 1 << 20
+
 // readLoop reads the host's frames. Exec goes to the run loop; replies and
 // cancels are handled here, so they reach an execution that is blocked in a
 // host call.
@@ -237,7 +241,13 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			if err := r.Decode(payload); err != nil {
 				return fmt.Errorf("worker: reply: %w", err)
 			}
-			r.Payload = append([]byte(nil), r.Payload...)
+			if len(payload) >= handOverBytes {
+				// A large value: the frame's buffer itself goes to the
+				// call, and the next frame is read into another.
+				buf = nil
+			} else {
+				r.Payload = append([]byte(nil), r.Payload...)
+			}
 			w.seqMu.Lock()
 			ch := w.pending[r.Seq]
 			delete(w.pending, r.Seq)

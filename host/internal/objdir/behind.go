@@ -2,6 +2,9 @@ package objdir
 
 import (
 	"context"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/clock"
 
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/store"
@@ -10,10 +13,31 @@ import (
 // maxQueued bounds the bytes of small values written behind their seal
 // and not in the store yet: a seal past it waits for the write-behind, so
 // a producer faster than the store is slowed to its pace (backpressure)
-// instead of filling memory. Large values have a queue of their own, one
-// value long: one is on its way to the store while the next is made, and
-// small seals never wait behind a large write.
+// instead of filling memory. Large values have a bound of their own,
+// Config.LargeMemoryBytes, and small seals never wait behind a large write.
 const maxQueued = 32 << 20
+
+// The memory tier of large values. A large value is ready at its seal and
+// read from memory; it is written to the store only once it has lived
+// Config.PersistAfter, or sooner when memory is short: the unhanded bytes
+// are past half of Config.LargeMemoryBytes, or a seal waits for room. One
+// freed before that is never written (Ray's plasma store keeps objects in
+// shared memory and spills them only under pressure). The feeder goroutine
+// hands the due ones to the persist loop, which writes them in order with
+// the deletes of freed objects; once stored their bytes leave memory.
+const (
+	// DefaultLargeMemoryBytes is Config.LargeMemoryBytes's default.
+	DefaultLargeMemoryBytes = 1 << 30
+	// DefaultPersistAfter is Config.PersistAfter's default.
+	DefaultPersistAfter = time.Second
+)
+
+// deferredWrite is a large value waiting for its write: the object it was
+// sealed as (its bytes are ob.writing's; nil once freed).
+type deferredWrite struct {
+	id ids.ObjectID
+	ob *object
+}
 
 // admitBehind admits a value of n bytes (large: past InlineLimit) to the
 // write-behind: it waits while its queue is full, then asks the store
@@ -23,9 +47,15 @@ const maxQueued = 32 << 20
 // objects on their way out is not called full.
 func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 	d.mu.Lock()
-	for large && d.queuedLarge > 0 || !large && d.queued > 0 && d.queued+n > maxQueued {
+	for large && d.queuedLarge > 0 && d.queuedLarge+n > d.cfg.LargeMemoryBytes || !large && d.queued > 0 && d.queued+n > maxQueued {
 		ch := d.behind
+		var spilled []persistJob
+		if large && d.unhanded > 0 {
+			// Memory is short: write what waits, now.
+			spilled, _ = d.dueLargeLocked(d.cfg.Clock.Now(), true)
+		}
 		d.mu.Unlock()
+		d.handLarge(spilled)
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -75,6 +105,73 @@ func (d *Dir) stepBehindLocked() {
 type pendingWrite struct {
 	meta store.Meta
 	data []byte
+	at   time.Time // sealed
+	// handed: its job is in the persist loop's queue (no longer deferred).
+	handed bool
+}
+
+// wakeFeeder wakes the feeder to look at the deferred writes again.
+func (d *Dir) wakeFeeder() {
+	select {
+	case d.feedWake <- struct{}{}:
+	default:
+	}
+}
+
+// feedLoop hands the deferred large writes to the persist loop as they
+// fall due, until Close has had them all handed.
+func (d *Dir) feedLoop() {
+	defer d.fed.Done()
+	for {
+		d.mu.Lock()
+		closing := d.closing
+		jobs, next := d.dueLargeLocked(d.cfg.Clock.Now(), closing)
+		d.mu.Unlock()
+		d.handLarge(jobs)
+		if closing {
+			return
+		}
+		var t clock.Timer
+		if next > 0 {
+			t = d.cfg.Clock.AfterFunc(next, d.wakeFeeder)
+		}
+		<-d.feedWake
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// handLarge queues the jobs dueLargeLocked took.
+func (d *Dir) handLarge(jobs []persistJob) {
+	for _, j := range jobs {
+		d.persistCh <- j
+	}
+}
+
+// dueLargeLocked takes the deferred writes to start now: the oldest whose
+// object has lived PersistAfter, and more while memory is short; all of
+// them if all is set (a seal waits for room, or the Dir closes). It
+// returns their jobs and how long until the next one falls due (0: none
+// is left).
+func (d *Dir) dueLargeLocked(now time.Time, all bool) (jobs []persistJob, next time.Duration) {
+	for len(d.deferred) > 0 {
+		dw := d.deferred[0]
+		w := dw.ob.writing
+		if d.m[dw.id] == dw.ob && w != nil && !w.handed {
+			due := w.at.Add(d.cfg.PersistAfter)
+			if !all && now.Before(due) && d.unhanded <= d.cfg.LargeMemoryBytes/2 {
+				return jobs, due.Sub(now)
+			}
+			w.handed = true
+			d.unhanded -= int64(len(w.data))
+			jobs = append(jobs, persistJob{id: dw.id, meta: w.meta, data: w.data, large: dw.ob})
+		}
+		d.deferred[0] = deferredWrite{}
+		d.deferred = d.deferred[1:]
+	}
+	d.deferred = nil
+	return jobs, 0
 }
 
 // persistLarge writes a large value behind its seal, unless its object

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rayhost/rayhost/internal/abi"
+	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/store"
 )
@@ -53,13 +54,27 @@ type Config struct {
 	UnknownGrace time.Duration
 	// ChunkBytes is the size of the chunks Stream and Serve send.
 	ChunkBytes int
+	// LargeMemoryBytes bounds the bytes of large values held in memory
+	// before they reach the store (the memory tier, behind.go): past half
+	// of it the oldest are written at once, and a seal that would go past
+	// it waits for the writes. One value larger than it is still taken,
+	// alone. 0 holds none: each is written as soon as it is sealed, one at
+	// a time.
+	LargeMemoryBytes int64
+	// PersistAfter is how long a large value lives in memory before it is
+	// written to the store: one freed sooner (most are: a put read once,
+	// an intermediate result) never reaches the disk. 0 writes at once.
+	PersistAfter time.Duration
+	// Clock times PersistAfter (nil: the system's).
+	Clock clock.Clock
 	// Logger gets the directory's logs (nil: discarded).
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns a Config over st with the host's default limits.
 func DefaultConfig(st store.Store) Config {
-	return Config{Store: st, InlineLimit: 100 << 10, CacheBytes: 256 << 20, ChunkBytes: 1 << 20, UnknownGrace: unknownGrace}
+	return Config{Store: st, InlineLimit: 100 << 10, CacheBytes: 256 << 20, ChunkBytes: 1 << 20, UnknownGrace: unknownGrace,
+		LargeMemoryBytes: DefaultLargeMemoryBytes, PersistAfter: DefaultPersistAfter}
 }
 
 func (c *Config) validate() error {
@@ -68,6 +83,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: no Store", ErrInvalidConfig)
 	case c.InlineLimit < 0 || c.CacheBytes < 0 || c.ChunkBytes < 0 || c.UnknownGrace < 0:
 		return fmt.Errorf("%w: InlineLimit, CacheBytes, ChunkBytes and UnknownGrace must be >= 0", ErrInvalidConfig)
+	case c.LargeMemoryBytes < 0 || c.PersistAfter < 0:
+		return fmt.Errorf("%w: LargeMemoryBytes and PersistAfter must be >= 0", ErrInvalidConfig)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
 	}
 	if c.UnknownGrace == 0 {
 		c.UnknownGrace = unknownGrace
@@ -98,12 +118,23 @@ type Dir struct {
 	fifoHead int
 	memBytes int64
 	queued   int64 // bytes in persistCh: admitted by CheckSpace, not yet stored
-	// queuedLarge: the same, of large values (one at a time, behind.go)
+	// queuedLarge: the same, of large values (behind.go): in memory,
+	// waiting for their write (deferred) or being written.
 	queuedLarge int64
-	behind      chan struct{} // closed (and replaced) as the persist loop ends a job
-	pinned      int64         // bytes of failures the full store refused, kept in memory only
-	persistCh   chan persistJob
-	freed       tombstones // objects freed lately
+	// deferred: the large values not handed to the persist loop yet,
+	// oldest first (some freed since); unhanded: their live bytes.
+	// spills: callers waiting for every deferred write to be handed
+	// (memory is short, or a test); closing: Close hands them all.
+	deferred  []deferredWrite
+	unhanded  int64
+	spills    []chan struct{}
+	closing   bool
+	feedWake  chan struct{} // wakes the feeder (cap 1)
+	fed       sync.WaitGroup
+	behind    chan struct{} // closed (and replaced) as the persist loop ends a job
+	pinned    int64         // bytes of failures the full store refused, kept in memory only
+	persistCh chan persistJob
+	freed     tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
 	// deletedCond is signalled (with mu) when one is done.
 	deleting    map[ids.ObjectID]int
@@ -186,13 +217,15 @@ func New(cfg Config) (*Dir, error) {
 		cfg: cfg, st: cfg.Store, log: cfg.Logger,
 		m: map[ids.ObjectID]*object{}, deleting: map[ids.ObjectID]int{}, persistCh: make(chan persistJob, 4096),
 		copies: map[ids.ObjectID][]string{}, toFree: map[string][]ids.ObjectID{},
-		behind: make(chan struct{}),
+		behind: make(chan struct{}), feedWake: make(chan struct{}, 1),
 	}
 	d.deletedCond = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
 	d.restarted = cfg.Restarted
 	d.persisted.Add(1)
 	go d.persistLoop()
+	d.fed.Add(1)
+	go d.feedLoop()
 	return d, nil
 }
 
@@ -201,6 +234,11 @@ func New(cfg Config) (*Dir, error) {
 func (d *Dir) Close() {
 	d.closeOnce.Do(func() {
 		d.remote.close()
+		d.mu.Lock()
+		d.closing = true
+		d.mu.Unlock()
+		d.wakeFeeder()
+		d.fed.Wait()
 		close(d.persistCh)
 		d.persisted.Wait()
 	})
@@ -420,12 +458,20 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		// from memory until then.
 		ob.val.Data = nil
 		ob.persisted = true
-		ob.writing = &pendingWrite{meta: meta, data: v.Data}
+		ob.writing = &pendingWrite{meta: meta, data: v.Data, at: d.cfg.Clock.Now()}
 		d.queuedLarge += int64(len(v.Data))
+		d.unhanded += int64(len(v.Data))
+		d.deferred = append(d.deferred, deferredWrite{id: id, ob: ob})
 	} else {
 		ob.inMemory = true
 		d.memBytes += memCost(v.Data)
 		d.queueLocked(id)
+	}
+	var due []persistJob
+	if large {
+		// Handed to the persist loop now if due at once (PersistAfter 0,
+		// memory short), else by the feeder later.
+		due, _ = d.dueLargeLocked(d.cfg.Clock.Now(), false)
 	}
 	live := liveWaiters(ob)
 	persist := !large && !memOnly
@@ -438,7 +484,8 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	d.mu.Unlock()
 	switch {
 	case large:
-		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data, large: ob}
+		d.handLarge(due)
+		d.wakeFeeder()
 	case persist:
 		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data, ob: ob}
 	}

@@ -95,8 +95,16 @@ func (d *Dir) open(ctx context.Context, id ids.ObjectID) (store.Meta, io.ReadClo
 
 // dropLocked forgets a ready object. Its waiters were woken by its seal.
 func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
-	if w := ob.writing; w != nil && ob.unpersistable {
-		d.pinned -= int64(len(w.data))
+	if w := ob.writing; w != nil {
+		if ob.unpersistable {
+			d.pinned -= int64(len(w.data))
+		}
+		if !w.handed {
+			// Deferred: never written; its room is free now.
+			d.queuedLarge -= int64(len(w.data))
+			d.unhanded -= int64(len(w.data))
+			d.stepBehindLocked()
+		}
 	}
 	ob.writing = nil // its write, if still queued, is skipped
 	if ob.inMemory {

@@ -192,6 +192,9 @@ func testConfig(st store.Store) Config {
 	cfg := DefaultConfig(st)
 	cfg.InlineLimit, cfg.CacheBytes, cfg.ChunkBytes = 16, 1<<20, 8
 	cfg.UnknownGrace = 50 * time.Millisecond
+	// Large values written at once, one at a time, as the tests of the
+	// write-behind expect; tier_test.go tests the memory tier.
+	cfg.PersistAfter, cfg.LargeMemoryBytes = 0, 0
 	return cfg
 }
 

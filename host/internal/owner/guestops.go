@@ -388,7 +388,8 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 		h.acts.deliveredValues(holder, refs, vals)
 	}
 	rep := abi.GetReply{Values: forGuests(t.mod, vals)}
-	w.reply(c.Seq, 0, rep.Encode(nil))
+	head, tail := rep.EncodeSplit(nil)
+	w.replyTail(c.Seq, 0, head, tail)
 }
 
 // generatorNext answers a Next whose item (or end marker) exists, and counts

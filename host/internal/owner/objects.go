@@ -29,6 +29,7 @@ var errCancelled = objdir.ErrCancelled
 func (h *Owner) newObjects() (*objdir.Dir, error) {
 	cfg := objdir.DefaultConfig(h.st)
 	cfg.InlineLimit, cfg.CacheBytes = h.cfg.InlineObjectLimit, h.cfg.MemoryCacheBytes
+	cfg.LargeMemoryBytes, cfg.PersistAfter = h.cfg.LargeObjectMemory, h.cfg.LargeObjectPersistAfter
 	cfg.Self, cfg.ID, cfg.Logger = h.addr, h.cfg.ID, h.log
 	cfg.ChunkBytes = getStreamChunk
 	cfg.Rebuild = h.lin.reconstruct

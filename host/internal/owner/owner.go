@@ -62,9 +62,13 @@ type Config struct {
 
 	InlineObjectLimit int
 	MemoryCacheBytes  int64
-	MaxMessageBytes   int
-	MaxModuleBytes    int
-	MaxTaskEvents     int
+	// LargeObjectMemory, LargeObjectPersistAfter: objdir's memory tier
+	// (Config.LargeMemoryBytes, Config.PersistAfter).
+	LargeObjectMemory       int64
+	LargeObjectPersistAfter time.Duration
+	MaxMessageBytes         int
+	MaxModuleBytes          int
+	MaxTaskEvents           int
 
 	TaskMemoryLimit, MaxTaskMemoryLimit, GuestMemoryBudget int64
 	TaskTimeout, MaxTaskTimeout                            time.Duration

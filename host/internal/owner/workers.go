@@ -166,6 +166,16 @@ func (w *workerProc) reply(seq uint64, code int64, payload []byte) {
 	w.pw.Reply(seq, code, payload)
 }
 
+// replyTail answers seq with payload followed by tail (abi's EncodeSplit):
+// a local worker gets tail written from where it is.
+func (w *workerProc) replyTail(seq uint64, code int64, payload, tail []byte) {
+	if w.remote != nil || tail == nil {
+		w.reply(seq, code, append(payload, tail...))
+		return
+	}
+	w.pw.ReplyTail(seq, code, payload, tail)
+}
+
 func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) error {
 	h := gp.o
 	switch typ {

@@ -71,6 +71,12 @@ func (w *Worker) Reply(seq uint64, code int64, payload []byte) {
 	_ = w.Send(ipc.TypeReply, m.Encode(nil))
 }
 
+// ReplyTail answers the guest call seq with payload followed by tail, which
+// is written from where it is (a large value).
+func (w *Worker) ReplyTail(seq uint64, code int64, payload, tail []byte) {
+	_ = w.conn.WriteReply(&ipc.Reply{Seq: seq, Code: code, Payload: payload}, tail) // gone: Exited follows
+}
+
 // Send writes one frame as it is (a frame relayed from another host); the
 // error wraps ErrGone.
 func (w *Worker) Send(typ ipc.Type, payload []byte) error {

@@ -1,0 +1,239 @@
+package objdir
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rayhost/rayhost/internal/clock"
+	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
+)
+
+// notifyStore is a gatedStore that reports each object it stored.
+type notifyStore struct {
+	*gatedStore
+	stored chan ids.ObjectID
+}
+
+func newNotifyStore(gated bool) *notifyStore {
+	g := newGatedStore(1 << 30)
+	if !gated {
+		close(g.gate)
+	}
+	return &notifyStore{gatedStore: g, stored: make(chan ids.ObjectID, 64)}
+}
+
+func (n *notifyStore) Put(ctx context.Context, id ids.ObjectID, meta store.Meta, data []byte) error {
+	err := n.gatedStore.Put(ctx, id, meta, data)
+	if err == nil {
+		n.stored <- id
+	}
+	return err
+}
+
+// waitStored waits until the store reports id stored, failing on another.
+func (n *notifyStore) waitStored(t *testing.T, id ids.ObjectID) {
+	t.Helper()
+	select {
+	case got := <-n.stored:
+		if got != id {
+			t.Fatalf("stored %s, want %s first", got, id)
+		}
+	case <-time.After(hangGuard):
+		t.Fatalf("%s never reached the store", id)
+	}
+}
+
+// noneStored fails if the store reported anything stored.
+func (n *notifyStore) noneStored(t *testing.T, when string) {
+	t.Helper()
+	select {
+	case got := <-n.stored:
+		t.Fatalf("%s: %s reached the store", when, got)
+	default:
+	}
+}
+
+const tierAge = time.Hour // PersistAfter in these tests: only the fake clock gets there
+
+func tierDir(t *testing.T, st store.Store, mem int64) (*Dir, *clock.Fake) {
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	d := newDir(t, st, func(c *Config) {
+		c.InlineLimit, c.PersistAfter, c.LargeMemoryBytes, c.Clock = 1024, tierAge, mem, clk
+	})
+	return d, clk
+}
+
+// TestTierFreedYoungNeverWritten: a large value freed before it has lived
+// PersistAfter never reaches the store — no write, no delete of a file —
+// and is read from memory until then; its room is free at once.
+func TestTierFreedYoungNeverWritten(t *testing.T) {
+	st := newNotifyStore(false)
+	d, clk := tierDir(t, st, 1<<20)
+	ctx := ctxFor(t)
+	id := ids.NewTaskID().Return(0)
+	v := rawValue(64<<10, 'y')
+	if err := d.Seal(ctx, id, v); err != nil {
+		t.Fatal(err)
+	}
+	if got := getOne(t, d, id); !bytes.Equal(got.Data, v.Data) {
+		t.Fatal("a deferred value read back other bytes")
+	}
+	clk.Advance(tierAge / 2)
+	d.Free([]ids.ObjectID{id})
+	clk.Advance(tierAge)
+	if err := d.catchUp(ctx); err != nil { // the free's delete is done
+		t.Fatal(err)
+	}
+	st.noneStored(t, "freed young")
+	d.mu.Lock()
+	queued, unhanded := d.queuedLarge, d.unhanded
+	d.mu.Unlock()
+	if queued != 0 || unhanded != 0 {
+		t.Fatalf("after the free %d bytes still counted queued (%d unhanded), want 0", queued, unhanded)
+	}
+	if _, err := st.Stat(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the store has the freed value: %v", err)
+	}
+}
+
+// TestTierWrittenOnceOld: a value that outlives PersistAfter is written,
+// then read from the store; one younger is not.
+func TestTierWrittenOnceOld(t *testing.T) {
+	st := newNotifyStore(false)
+	d, clk := tierDir(t, st, 1<<30)
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	old, young := task.Return(0), task.Return(1)
+	v := rawValue(64<<10, 'o')
+	if err := d.Seal(ctx, old, v); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(tierAge / 2)
+	if err := d.Seal(ctx, young, rawValue(64<<10, 'n')); err != nil {
+		t.Fatal(err)
+	}
+	st.noneStored(t, "both young")
+	clk.Advance(tierAge / 2)
+	st.waitStored(t, old)
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, pending := d.writingOf(old); pending {
+		t.Fatal("the stored value is still held in memory")
+	}
+	if got := getOne(t, d, old); !bytes.Equal(got.Data, v.Data) {
+		t.Fatal("read back other bytes from the store")
+	}
+	st.noneStored(t, "the younger one, before its age")
+	if _, pending := d.writingOf(young); !pending {
+		t.Fatal("the younger value left memory before its age")
+	}
+	clk.Advance(tierAge / 2)
+	st.waitStored(t, young)
+}
+
+// TestTierMemoryShort: past half of LargeMemoryBytes the oldest values
+// are written at once, young or not; a seal that would go past the bound
+// waits for the writes (a done context ends the wait with its error),
+// and is taken once they are done.
+func TestTierMemoryShort(t *testing.T) {
+	st := newNotifyStore(true)
+	const n = 64 << 10
+	d, _ := tierDir(t, st, 5*n/2)
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	a, b, c := task.Return(0), task.Return(1), task.Return(2)
+	if err := d.Seal(ctx, a, rawValue(n, 'a')); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Seal(ctx, b, rawValue(n, 'b')); err != nil { // past half: a is written
+		t.Fatal(err)
+	}
+	waitClosed(t, st.entered, "the oldest value's write")
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := d.Seal(short, c, rawValue(n, 'c')); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a seal past the bound with its context done: %v, want context.Canceled", err)
+	}
+	sealed := make(chan error, 1)
+	go func() { sealed <- d.Seal(ctx, c, rawValue(n, 'c')) }()
+	close(st.gate)
+	if err := <-sealed; err != nil {
+		t.Fatal(err)
+	}
+	st.waitStored(t, a)
+	st.waitStored(t, b) // handed when the seal of c waited for room
+	for id, b := range map[ids.ObjectID]byte{a: 'a', b: 'b', c: 'c'} {
+		if got := getOne(t, d, id); len(got.Data) != n || got.Data[0] != b {
+			t.Fatalf("%s read back wrong", id)
+		}
+	}
+	st.noneStored(t, "the youngest, with room again")
+}
+
+// TestTierCloseWritesAll: Close writes every value still in memory: a
+// host that stops keeps what it holds.
+func TestTierCloseWritesAll(t *testing.T) {
+	st := newNotifyStore(false)
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	cfg := testConfig(st)
+	cfg.InlineLimit, cfg.PersistAfter, cfg.LargeMemoryBytes, cfg.Clock = 1024, tierAge, 1<<30, clk
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	id := ids.NewTaskID().Return(0)
+	v := rawValue(64<<10, 'k')
+	if err := d.Seal(ctx, id, v); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	_, got, err := st.Get(ctx, id)
+	if err != nil || !bytes.Equal(got, v.Data) {
+		t.Fatalf("after Close the store has %d bytes (%v), want the value", len(got), err)
+	}
+}
+
+// TestTierSealedAgainAfterFree: a retried task seals again under an ID
+// freed while its first value waited in memory: the store gets the new
+// value, never the old one.
+func TestTierSealedAgainAfterFree(t *testing.T) {
+	st := newNotifyStore(false)
+	d, clk := tierDir(t, st, 1<<30)
+	ctx := ctxFor(t)
+	id := ids.NewTaskID().Return(0)
+	if err := d.Seal(ctx, id, rawValue(64<<10, '1')); err != nil {
+		t.Fatal(err)
+	}
+	d.Free([]ids.ObjectID{id})
+	v := rawValue(64<<10, '2')
+	if err := d.Seal(ctx, id, v); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(tierAge)
+	st.waitStored(t, id)
+	_, got, err := st.Get(ctx, id)
+	if err != nil || !bytes.Equal(got, v.Data) {
+		t.Fatalf("the store has %.1q… (%v), want the second value", got[:1], err)
+	}
+	st.noneStored(t, "after the second value")
+}
+
+// TestConfigTier: negative bounds are refused.
+func TestConfigTier(t *testing.T) {
+	for _, mutate := range []func(*Config){
+		func(c *Config) { c.LargeMemoryBytes = -1 },
+		func(c *Config) { c.PersistAfter = -time.Second },
+	} {
+		cfg := testConfig(store.NewMemory())
+		mutate(&cfg)
+		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("New: %v, want ErrInvalidConfig", err)
+		}
+	}
+}
