@@ -47,6 +47,9 @@ type deferredWrite struct {
 // objects on their way out is not called full.
 func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 	d.mu.Lock()
+	if large {
+		d.evictLargeLocked(n) // stored copies make room at once
+	}
 	for large && d.queuedLarge > 0 && d.queuedLarge+n > d.cfg.LargeMemoryBytes || !large && d.queued > 0 && d.queued+n > maxQueued {
 		ch := d.behind
 		var spilled []persistJob
@@ -62,6 +65,9 @@ func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 			return ctx.Err()
 		}
 		d.mu.Lock()
+		if large {
+			d.evictLargeLocked(n)
+		}
 	}
 	queued := d.queued + d.queuedLarge
 	d.mu.Unlock()
@@ -101,13 +107,42 @@ func (d *Dir) stepBehindLocked() {
 	d.behind = make(chan struct{})
 }
 
-// pendingWrite is a large value's bytes on their way to the store.
+// pendingWrite is a large value's bytes in memory: on their way to the
+// store, then, once stored, kept while the memory tier has room.
 type pendingWrite struct {
 	meta store.Meta
 	data []byte
 	at   time.Time // sealed
 	// handed: its job is in the persist loop's queue (no longer deferred).
 	handed bool
+	// stored: the store has the bytes; these are a copy, dropped first
+	// when the tier needs room (evictLargeLocked).
+	stored bool
+}
+
+// storedWrite is a stored large value kept in memory (Dir.cachedLarge).
+type storedWrite struct {
+	id ids.ObjectID
+	ob *object
+	w  *pendingWrite
+}
+
+// evictLargeLocked drops the oldest stored large values from memory while
+// the tier's bytes and need more are past LargeMemoryBytes: their reads
+// go to the store from then on.
+func (d *Dir) evictLargeLocked(need int64) {
+	for d.largeMem+need > d.cfg.LargeMemoryBytes && len(d.cachedLarge) > 0 {
+		c := d.cachedLarge[0]
+		d.cachedLarge[0] = storedWrite{}
+		d.cachedLarge = d.cachedLarge[1:]
+		if d.m[c.id] == c.ob && c.ob.writing == c.w {
+			c.ob.writing = nil
+			d.largeMem -= int64(len(c.w.data))
+		}
+	}
+	if len(d.cachedLarge) == 0 {
+		d.cachedLarge = nil
+	}
 }
 
 // wakeFeeder wakes the feeder to look at the deferred writes again.
@@ -176,8 +211,9 @@ func (d *Dir) dueLargeLocked(now time.Time, all bool) (jobs []persistJob, next t
 
 // persistLarge writes a large value behind its seal, unless its object
 // was freed (or sealed again) meanwhile: then nothing reaches the disk.
-// Once stored its bytes leave memory; reads go to the store. A failed
-// write keeps them in memory, the only copy (as for a small value).
+// Once stored its bytes stay in memory while the tier has room (reads are
+// served from there), and are the first to go when it needs room. A
+// failed write keeps them in memory, the only copy (as for a small value).
 func (d *Dir) persistLarge(j persistJob) {
 	live, err := d.putIfLive(j, func() bool { return d.m[j.id] == j.large && j.large.writing != nil })
 	d.mu.Lock()
@@ -190,7 +226,11 @@ func (d *Dir) persistLarge(j persistJob) {
 			d.pinned += int64(len(j.data))
 		}
 	default:
-		ob.writing = nil
+		if w := ob.writing; w != nil {
+			w.stored = true
+			d.cachedLarge = append(d.cachedLarge, storedWrite{id: j.id, ob: ob, w: w})
+			d.evictLargeLocked(0)
+		}
 	}
 	d.stepBehindLocked()
 	d.mu.Unlock()

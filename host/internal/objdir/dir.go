@@ -123,18 +123,21 @@ type Dir struct {
 	queuedLarge int64
 	// deferred: the large values not handed to the persist loop yet,
 	// oldest first (some freed since); unhanded: their live bytes.
-	// spills: callers waiting for every deferred write to be handed
-	// (memory is short, or a test); closing: Close hands them all.
-	deferred  []deferredWrite
-	unhanded  int64
-	spills    []chan struct{}
-	closing   bool
-	feedWake  chan struct{} // wakes the feeder (cap 1)
-	fed       sync.WaitGroup
-	behind    chan struct{} // closed (and replaced) as the persist loop ends a job
-	pinned    int64         // bytes of failures the full store refused, kept in memory only
-	persistCh chan persistJob
-	freed     tombstones // objects freed lately
+	// closing: Close hands them all.
+	deferred []deferredWrite
+	unhanded int64
+	closing  bool
+	// largeMem: the bytes of large values in memory (ob.writing), stored
+	// or not; cachedLarge: the stored ones, oldest first (some dropped
+	// since), dropped from memory first when the tier needs room.
+	largeMem    int64
+	cachedLarge []storedWrite
+	feedWake    chan struct{} // wakes the feeder (cap 1)
+	fed         sync.WaitGroup
+	behind      chan struct{} // closed (and replaced) as the persist loop ends a job
+	pinned      int64         // bytes of failures the full store refused, kept in memory only
+	persistCh   chan persistJob
+	freed       tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
 	// deletedCond is signalled (with mu) when one is done.
 	deleting    map[ids.ObjectID]int
@@ -182,9 +185,10 @@ type object struct {
 	// keptFor: this host keeps the value for its owner (SealFor): its
 	// bytes may be the only ones, so only the owner's free deletes them.
 	keptFor bool
-	// writing: a large value's bytes, on their way to the store behind
-	// its seal (behind.go); reads take them from here until they are
-	// there. nil once stored (or freed).
+	// writing: a large value's bytes in memory (behind.go): on their way
+	// to the store behind its seal, then kept while the memory tier has
+	// room; reads take them from here. nil once dropped (or freed): then
+	// they are read from the store.
 	writing *pendingWrite
 }
 
@@ -461,6 +465,8 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.writing = &pendingWrite{meta: meta, data: v.Data, at: d.cfg.Clock.Now()}
 		d.queuedLarge += int64(len(v.Data))
 		d.unhanded += int64(len(v.Data))
+		d.largeMem += int64(len(v.Data))
+		d.evictLargeLocked(0)
 		d.deferred = append(d.deferred, deferredWrite{id: id, ob: ob})
 	} else {
 		ob.inMemory = true

@@ -96,6 +96,7 @@ func (d *Dir) open(ctx context.Context, id ids.ObjectID) (store.Meta, io.ReadClo
 // dropLocked forgets a ready object. Its waiters were woken by its seal.
 func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
 	if w := ob.writing; w != nil {
+		d.largeMem -= int64(len(w.data))
 		if ob.unpersistable {
 			d.pinned -= int64(len(w.data))
 		}
@@ -211,7 +212,7 @@ func memCost(data []byte) int64 { return int64(len(data)) + objectOverhead }
 // Stats is what the directory holds.
 type Stats struct {
 	Objects  int    // objects in the table (pending, in memory, or known held)
-	MemBytes int64  // bytes of values in memory, with their records (objectOverhead each)
+	MemBytes int64  // bytes of values in memory: small ones with their records (objectOverhead each), and large ones in the memory tier
 	Freed    uint64 // objects freed so far
 	Deleting int    // freed objects whose store delete has not run yet
 	Dropped  uint64 // copies of other hosts' objects deleted so far
@@ -221,5 +222,5 @@ type Stats struct {
 func (d *Dir) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Stats{Objects: len(d.m), MemBytes: d.memBytes, Freed: d.frees, Deleting: len(d.deleting), Dropped: d.dropped}
+	return Stats{Objects: len(d.m), MemBytes: d.memBytes + d.largeMem, Freed: d.frees, Deleting: len(d.deleting), Dropped: d.dropped}
 }

@@ -101,7 +101,8 @@ func TestTierFreedYoungNeverWritten(t *testing.T) {
 }
 
 // TestTierWrittenOnceOld: a value that outlives PersistAfter is written,
-// then read from the store; one younger is not.
+// and still read from memory while the tier has room; one younger is not
+// written.
 func TestTierWrittenOnceOld(t *testing.T) {
 	st := newNotifyStore(false)
 	d, clk := tierDir(t, st, 1<<30)
@@ -122,11 +123,11 @@ func TestTierWrittenOnceOld(t *testing.T) {
 	if err := d.catchUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, pending := d.writingOf(old); pending {
-		t.Fatal("the stored value is still held in memory")
+	if w, inMemory := d.writingOf(old); !inMemory || !w.stored {
+		t.Fatal("the stored value left memory with room to spare")
 	}
 	if got := getOne(t, d, old); !bytes.Equal(got.Data, v.Data) {
-		t.Fatal("read back other bytes from the store")
+		t.Fatal("read back other bytes")
 	}
 	st.noneStored(t, "the younger one, before its age")
 	if _, pending := d.writingOf(young); !pending {
@@ -173,6 +174,58 @@ func TestTierMemoryShort(t *testing.T) {
 		}
 	}
 	st.noneStored(t, "the youngest, with room again")
+}
+
+// TestTierStoredMakeRoom: stored values are the first to leave memory when
+// the tier needs room, oldest first, and are read from the store then; a
+// seal never waits for them.
+func TestTierStoredMakeRoom(t *testing.T) {
+	st := newNotifyStore(false)
+	const n = 64 << 10
+	d, clk := tierDir(t, st, 3*n)
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	a, b, c, e := task.Return(0), task.Return(1), task.Return(2), task.Return(3)
+	for i, id := range []ids.ObjectID{a, b} {
+		if err := d.Seal(ctx, id, rawValue(n, byte('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(tierAge) // both written, both kept
+	st.waitStored(t, a)
+	st.waitStored(t, b)
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithCancel(ctx)
+	cancel() // so a seal that waited would fail
+	if err := d.Seal(short, c, rawValue(n, 'c')); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Seal(short, e, rawValue(n, 'e')); err != nil { // 4n past 3n: a makes room
+		t.Fatalf("a seal with stored values to drop waited: %v", err)
+	}
+	if _, inMemory := d.writingOf(a); inMemory {
+		t.Fatal("the oldest stored value kept its memory past the bound")
+	}
+	if _, inMemory := d.writingOf(b); !inMemory {
+		t.Fatal("a younger stored value was dropped too")
+	}
+	for id, want := range map[ids.ObjectID]byte{a: 'a', b: 'b', c: 'c', e: 'e'} {
+		if got := getOne(t, d, id); len(got.Data) != n || got.Data[0] != want {
+			t.Fatalf("%s read back wrong", id)
+		}
+	}
+	d.Free([]ids.ObjectID{b, c, e})
+	if err := d.catchUp(ctx); err != nil { // c's write, handed as e came, is done
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	mem, queued := d.largeMem, d.queuedLarge
+	d.mu.Unlock()
+	if mem != 0 || queued != 0 {
+		t.Fatalf("after the frees %d bytes in memory, %d queued; want 0", mem, queued)
+	}
 }
 
 // TestTierCloseWritesAll: Close writes every value still in memory: a
