@@ -14,6 +14,11 @@ import (
 	"connectrpc.com/connect"
 )
 
+const (
+	maxFrame     = 1 << 20
+	streamWindow = 8 << 20
+)
+
 // New returns an HTTP client that speaks HTTP/2: over TLS with cfg, else
 // without TLS (h2c).
 func New(cfg *tls.Config) *http.Client {
@@ -28,8 +33,11 @@ func New(cfg *tls.Config) *http.Client {
 		DialContext:     (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSClientConfig: cfg,
 		// A connection to a host that vanished (a partition) is noticed by
-		// pings instead of hanging calls until TCP gives up.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
+		// pings instead of hanging calls until TCP gives up. Frames of up to
+		// 1 MiB (the default is 16 KiB: a 1 MiB chunk of an object was 64
+		// frames and as many writes) and 8 MiB in flight per stream.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second,
+			MaxReadFrameSize: maxFrame, MaxReceiveBufferPerStream: streamWindow},
 	}}
 }
 

@@ -58,14 +58,17 @@ type Host interface {
 	// Read notes that c read vals: c holds the refs inside them, as refs
 	// it made.
 	Read(c Caller, vals []abi.Value)
-	// Local makes a ready object local (pulling it from a peer) and returns
-	// it if it is small enough to be in memory; the others Stream reads.
-	// Its error matches kinds.ErrObjectLost or kinds.ErrOwnerDied when the
-	// object is gone.
+	// Local makes a ready object readable and returns it if it is small
+	// enough to be in memory; the others Stream reads (pulling them from a
+	// peer as they stream, if need be). Its error matches
+	// kinds.ErrObjectLost or kinds.ErrOwnerDied when the object is gone.
 	Local(ctx context.Context, id ids.ObjectID) (v abi.Value, inMemory bool, err error)
 	// Fetched notes that a client fetched the object.
 	Fetched(id ids.ObjectID)
-	// Stream sends a local object from the store, chunk by chunk.
+	// Stream sends an object chunk by chunk: from the store, or as it is
+	// pulled from a peer. Its error matches kinds.ErrObjectLost or
+	// kinds.ErrOwnerDied when the object turns out gone before a chunk
+	// was sent.
 	Stream(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error
 	// Put stores a client's value under id, held by c.
 	Put(ctx context.Context, c Caller, id ids.ObjectID, v abi.Value) error

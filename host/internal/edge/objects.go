@@ -127,12 +127,8 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	// Small values are in memory; the rest streams from the store chunk by
 	// chunk, never whole (pulled here first if other hosts hold it).
 	v, inMemory, err := e.h.Local(ctx, id)
-	if errors.Is(err, kinds.ErrObjectLost) || errors.Is(err, kinds.ErrOwnerDied) {
-		kind := abi.ErrorObjectLost
-		if errors.Is(err, kinds.ErrOwnerDied) {
-			kind = abi.ErrorOwnerDied
-		}
-		return TaskFailure((&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode().Data)
+	if gone := goneFailure(id, err); gone != nil {
+		return gone
 	}
 	if err != nil {
 		return failed(ctx, err)
@@ -152,8 +148,10 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	// An "ints" value streams as its JSON, converted chunk by chunk (its
 	// size is not known before the end: the header says -1).
 	var ints *abi.IntsJSONWriter
+	sent := false
 	send := func(chunk []byte) error { return stream.Send(&rayhostv1.GetStreamResponse{Chunk: chunk}) }
 	err = e.h.Stream(ctx, id, func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
+		sent = true
 		if hdr != nil && hdr.GetCodec() == abi.CodecInts.String() {
 			ints = abi.NewIntsJSONWriter(send)
 			if err := stream.Send(&rayhostv1.GetStreamResponse{Header: &rayhostv1.ObjectHeader{Codec: abi.CodecJSON.String(), Size: -1}}); err != nil {
@@ -168,7 +166,26 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	if err == nil && ints != nil {
 		err = ints.Close()
 	}
+	if gone := goneFailure(id, err); gone != nil && !sent {
+		return gone // found gone while pulled from a peer
+	}
 	return err
+}
+
+// goneFailure is the task failure a read of id that failed with err
+// answers when err says the object is gone (lost, or its owner died);
+// nil for any other error.
+func goneFailure(id ids.ObjectID, err error) error {
+	kind := abi.ErrorObjectLost
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kinds.ErrOwnerDied):
+		kind = abi.ErrorOwnerDied
+	case !errors.Is(err, kinds.ErrObjectLost):
+		return nil
+	}
+	return TaskFailure((&abi.TaskError{Kind: kind, TaskID: id.Task().String(), Message: err.Error()}).Encode().Data)
 }
 
 // Put stores a client's value as a new object this host owns.

@@ -140,7 +140,7 @@ func (d *Dir) Fetch(ctx context.Context, id ids.ObjectID, holders []string, owne
 
 func (r *remote) fetch(ctx context.Context, id ids.ObjectID, holders []string, owner string) error {
 	d := r.d
-	failed, err := r.pullFromAny(ctx, id, holders, owner)
+	failed, err := r.pullFromAny(ctx, id, holders, owner, nil)
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
@@ -175,7 +175,10 @@ func (r *remote) fetch(ctx context.Context, id ids.ObjectID, holders []string, o
 // no copy (they answered so), which are forgotten; a holder that is down,
 // or failed otherwise (a slow link, say), is kept and tried again another
 // time: a host that comes back on its data dir still has its copies.
-func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string) (failed []string, err error) {
+//
+// With a tee, each chunk goes on to it as it arrives (pullthrough.go); once
+// one has, a failure is not tried on another holder.
+func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []string, owner string, t *tee) (failed []string, err error) {
 	d := r.d
 	if r.peers == nil {
 		return nil, fmt.Errorf("%w: %s is held by other hosts and this one is in no cluster", ErrLost, id)
@@ -188,14 +191,18 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 		if r.peers.Down(x) {
 			continue
 		}
-		if last = r.pull(ctx, id, x, owner); last == nil {
-			if owner != "" && owner != d.cfg.Self {
+		kept, err := r.pull(ctx, id, x, owner, t)
+		if last = err; last == nil {
+			if kept && owner != "" && owner != d.cfg.Self {
 				r.goBackground(func(ctx context.Context) { r.tellOwner(ctx, id, owner) })
 			}
 			return nil, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if t.started() {
+			return nil, fmt.Errorf("pulling %s from %s: %w", id, x, last)
 		}
 		// A holder that says it has no copy is forgotten; one that failed
 		// otherwise (a reset connection, a crash) may still have it.
@@ -212,28 +219,52 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 
 // pull copies id, owned by owner ("": this host), from the host at from
 // into the local store, chunk by chunk: a large object is never whole in
-// this host's memory. The copy is recorded as owner's (copies.go).
-func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string) error {
+// this host's memory. The copy is recorded as owner's (copies.go). With a
+// tee, the chunks also go on to it as they arrive; then a copy the store
+// could not keep is no failure (kept is false): the reader has its bytes.
+func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string, t *tee) (kept bool, err error) {
 	hdr, rc, err := r.peers.Pull(ctx, from, id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer rc.Close()
 	if owner == "" {
 		owner = r.d.cfg.Self
 	}
-	if !hdr.Codec.Valid() || (hdr.Codec == abi.CodecInts && (hdr.Size < 0 || hdr.Size%8 != 0)) {
-		return fmt.Errorf("pulling %s from %s: bad header", id, from)
+	if !hdr.Codec.Valid() || hdr.Size < 0 || (hdr.Codec == abi.CodecInts && hdr.Size%8 != 0) {
+		return false, fmt.Errorf("pulling %s from %s: bad header", id, from)
 	}
 	w, err := r.d.st.Create(ctx, id, store.Meta{Size: hdr.Size, Codec: store.Codec(hdr.Codec), Owner: owner, Task: id.Task(), Created: time.Now()})
 	if err != nil {
-		return err
+		if t == nil {
+			return false, err
+		}
+		r.d.log.Warn("not keeping a pulled copy", "object_id", id, "err", err)
+		w = nil
 	}
-	defer w.Abort()
-	if _, err := io.Copy(w, rc); err != nil {
-		return err
+	if w != nil {
+		defer w.Abort()
 	}
-	return w.Commit(ctx)
+	if t == nil {
+		if _, err := io.Copy(w, rc); err != nil {
+			return false, err
+		}
+		return true, w.Commit(ctx)
+	}
+	if err := t.copy(hdr, rc, w, r.d.cfg.ChunkBytes); err != nil {
+		return false, err
+	}
+	if w == nil || t.dropped != nil {
+		if t.dropped != nil {
+			r.d.log.Warn("not keeping a pulled copy", "object_id", id, "err", t.dropped)
+		}
+		return false, nil
+	}
+	if err := w.Commit(ctx); err != nil {
+		r.d.log.Warn("not keeping a pulled copy", "object_id", id, "err", err)
+		return false, nil
+	}
+	return true, nil
 }
 
 // tellOwner records at the owner that this host holds a copy of id.

@@ -96,6 +96,17 @@ func (d *Dir) Serve(ctx context.Context, id ids.ObjectID, send func(hdr *Header,
 // one empty chunk). An object not in the store is ErrNotFound. Errors from
 // send are returned as they are.
 func (d *Dir) Stream(ctx context.Context, id ids.ObjectID, send func(hdr *Header, chunk []byte) error) error {
+	if w, ok := d.writingOf(id); ok && !d.deleted(id) {
+		// In the memory tier: its chunks are sent from where they are.
+		hdr := &Header{Codec: abi.Codec(w.meta.Codec), Size: w.meta.Size}
+		for off := 0; off == 0 || off < len(w.data); off += d.cfg.ChunkBytes {
+			if err := send(hdr, w.data[off:min(off+d.cfg.ChunkBytes, len(w.data))]); err != nil {
+				return err
+			}
+			hdr = nil
+		}
+		return nil
+	}
 	meta, rc, err := d.open(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {

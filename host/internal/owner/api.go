@@ -120,7 +120,7 @@ func (a api) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration
 func (a api) Read(c edge.Caller, vals []abi.Value) { a.h.sess.read(c, vals) }
 
 func (a api) Local(ctx context.Context, id ids.ObjectID) (abi.Value, bool, error) {
-	return a.h.objs.EnsureLocal(ctx, id)
+	return a.h.objs.Readable(ctx, id)
 }
 
 func (a api) Fetched(id ids.ObjectID) { a.h.objs.MarkFetched(id) }

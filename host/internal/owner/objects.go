@@ -229,9 +229,9 @@ func (s *protoSender) result(err error) error {
 	return toConnect(err)
 }
 
-// streamFromStore sends a stored object chunk by chunk (never whole), the
-// header with the first chunk.
+// streamFromStore sends an object chunk by chunk (never whole), the header
+// with the first chunk: from the store, or as it is pulled from a peer.
 func (h *Owner) streamFromStore(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error {
 	s := &protoSender{to: send}
-	return s.result(h.objs.Stream(ctx, id, s.send))
+	return s.result(h.objs.StreamThrough(ctx, id, s.send))
 }
