@@ -33,9 +33,9 @@ type Compiler interface {
 	// call's one value: the module's abi.Description as JSON, or a
 	// CodecError value (an abi.TaskError) when the worker refused it.
 	Describe(ctx context.Context, mod *Module, timeout time.Duration) (abi.Value, error)
-	// Warm has every running worker compile the module file at path now,
-	// so the module's first task does not wait.
-	Warm(path string)
+	// Warm has the running workers compile the module with digest, whose
+	// file is at path, now, so that its tasks do not wait.
+	Warm(digest, path string)
 }
 
 // Config is what a Registry needs of the host's configuration.
@@ -296,7 +296,7 @@ func (r *Registry) Load(ctx context.Context, digest string) (*Module, error) {
 	r.mu.Unlock()
 
 	// Compile it in every worker now, so its first task does not wait.
-	r.compiler.Warm(r.Path(digest))
+	r.compiler.Warm(digest, r.Path(digest))
 	return mod, nil
 }
 

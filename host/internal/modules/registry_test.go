@@ -55,7 +55,7 @@ func (c *compiler) Describe(ctx context.Context, mod *modules.Module, timeout ti
 	return abi.Value{Codec: abi.CodecJSON, Data: b}, nil
 }
 
-func (c *compiler) Warm(path string) {
+func (c *compiler) Warm(_, path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.warmed = append(c.warmed, path)

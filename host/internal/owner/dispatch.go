@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
+	"github.com/rayhost/rayhost/host/internal/workerpool"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -53,12 +54,26 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 		if !h.disp.memoryFitsLocked(t) {
 			break // waits, in order, until running tasks free guest memory
 		}
-		pw, ok := h.pool.Take()
+		// A worker that ran a task of the module has it compiled and an
+		// instance ready: a module's first task goes to the worker that
+		// described it, not to one still compiling it.
+		var prefer func(*workerpool.Worker) bool
+		if t.mod != nil {
+			digest := t.mod.Digest
+			prefer = func(pw *workerpool.Worker) bool {
+				w := procOf(pw)
+				return w != nil && w.hasRunLocked(digest)
+			}
+		}
+		pw, ok := h.pool.TakeFunc(prefer)
 		if !ok {
 			break
 		}
 		h.needWorker = h.needWorker[1:]
 		w := procOf(pw)
+		if t.mod != nil {
+			w.ranLocked(t.mod.Digest)
+		}
 		t.worker = w
 		w.task = t
 		w.memHeld = h.disp.memoryLimitOf(t)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/modules"
+	"github.com/rayhost/rayhost/host/internal/workerpool"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/scheduler"
@@ -72,10 +72,21 @@ func (c hostCompiler) Describe(ctx context.Context, mod *module, timeout time.Du
 	return vals[0], nil
 }
 
-func (c hostCompiler) Warm(path string) {
+// Warm has the workers compile the module, but for those that ran a task
+// of it (the one that described it): they have it, and a load there would
+// make a second instance beside the one a task may be using.
+func (c hostCompiler) Warm(digest, path string) {
 	h := c.h
-	for _, w := range slices.Collect(h.pool.Workers()) {
-		w.Load(path, h.cfg.memoryPages())
+	h.mu.Lock()
+	var to []*workerpool.Worker
+	for pw := range h.pool.Workers() {
+		if w := procOf(pw); w == nil || !w.hasRunLocked(digest) {
+			to = append(to, pw)
+		}
+	}
+	h.mu.Unlock()
+	for _, pw := range to {
+		pw.Load(path, h.cfg.memoryPages())
 	}
 }
 

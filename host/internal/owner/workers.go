@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
@@ -37,7 +38,11 @@ type workerProc struct {
 	// nil): its worker runs several at once.
 	calls map[ids.TaskID]*task
 	actor *actor // the actor this worker belongs to, if any
-	dead  bool
+	// ran lists the digests of the modules the worker ran a task of
+	// (describe included), most recent last, as many as a worker keeps
+	// compiled: dispatch prefers a worker that has a task's module.
+	ran  []string
+	dead bool
 	// memHeld is the guest memory limit of what the worker runs (a task,
 	// or the actor it keeps), counted against GuestMemoryBudget.
 	memHeld int64
@@ -119,6 +124,31 @@ func (wp *workerRole) Exited(pw *workerpool.Worker, err error) {
 	if w := procOf(pw); w != nil {
 		wp.workerDied(w, err)
 	}
+}
+
+// workerModules is how many compiled modules a worker keeps
+// (worker.DefaultConfig's MaxModules).
+const workerModules = 16
+
+// ranLocked notes that w runs a task of the module with digest.
+func (w *workerProc) ranLocked(digest string) {
+	if i := slices.Index(w.ran, digest); i >= 0 {
+		w.ran = slices.Delete(w.ran, i, i+1)
+	} else if len(w.ran) >= workerModules {
+		w.ran = slices.Delete(w.ran, 0, 1)
+	}
+	w.ran = append(w.ran, digest)
+}
+
+// hasRunLocked reports whether w ran a task of the module with digest
+// lately (so it has the module compiled, and likely an instance).
+func (w *workerProc) hasRunLocked(digest string) bool {
+	for i := len(w.ran) - 1; i >= 0; i-- {
+		if w.ran[i] == digest {
+			return true
+		}
+	}
+	return false
 }
 
 // idleLocked puts a local worker that is done with its task back on the

@@ -185,15 +185,30 @@ func (p *Pool) Spare() bool {
 }
 
 // Take takes the idle worker that went idle last.
-func (p *Pool) Take() (*Worker, bool) {
+func (p *Pool) Take() (*Worker, bool) { return p.TakeFunc(nil) }
+
+// TakeFunc takes the idle worker that went idle last among those prefer
+// accepts (a worker that has the task's module compiled), else the one
+// that went idle last. prefer runs with the pool's lock held, as the body
+// of a Workers loop does; nil prefers none.
+func (p *Pool) TakeFunc(prefer func(*Worker) bool) (*Worker, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.idle)
 	if n == 0 {
 		return nil, false
 	}
-	w := p.idle[n-1]
-	p.idle = p.idle[:n-1]
+	i := n - 1
+	if prefer != nil {
+		for j := n - 1; j >= 0; j-- {
+			if prefer(p.idle[j]) {
+				i = j
+				break
+			}
+		}
+	}
+	w := p.idle[i]
+	p.idle = slices.Delete(p.idle, i, i+1)
 	w.state = stateBusy
 	return w, true
 }

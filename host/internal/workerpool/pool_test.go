@@ -3,6 +3,7 @@ package workerpool
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -81,6 +82,50 @@ func TestReadyIdleTakeLastInFirstOut(t *testing.T) {
 	if n != 3 {
 		t.Fatalf("Workers yields %d, want 3", n)
 	}
+}
+
+// TestTakeFuncPrefers: TakeFunc takes the most recently idle worker that
+// prefer accepts, else the most recently idle; the idle list keeps its
+// order for the others.
+func TestTakeFuncPrefers(t *testing.T) {
+	r, l := newRecorder(), &fakeLauncher{}
+	p := newPool(t, Config{Max: 4}, r, l)
+	for range 4 {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ws []*Worker
+	for range 4 {
+		ws = append(ws, recv(t, r.ready))
+	}
+	// Idle, oldest first: ws[0] … ws[3].
+	for range ws {
+		p.Take()
+	}
+	for _, w := range ws {
+		p.Idle(w)
+	}
+	is := func(ws ...*Worker) func(*Worker) bool {
+		return func(w *Worker) bool { return slices.Contains(ws, w) }
+	}
+	for _, tt := range []struct {
+		name   string
+		prefer func(*Worker) bool
+		want   *Worker
+	}{
+		{"an older idle worker preferred", is(ws[1]), ws[1]},
+		{"the most recent of those preferred", is(ws[0], ws[2]), ws[2]},
+		{"none preferred: the most recent", is(), ws[3]},
+		{"no preference: the most recent", nil, ws[0]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if w, ok := p.TakeFunc(tt.prefer); !ok || w != tt.want {
+				t.Fatalf("took pid %d, want %d", w.PID(), tt.want.PID())
+			}
+		})
+	}
+	wantStats(t, p, Stats{Live: 4})
 }
 
 func TestMaxWorkers(t *testing.T) {
