@@ -346,6 +346,11 @@ func startHostWith(ctx context.Context, cfg Config, cpus int, cacheDir string, w
 	if err != nil {
 		return nil, nil, "", err
 	}
+	return startHostIn(ctx, cfg, cpus, dir, cacheDir, withModule)
+}
+
+// startHostIn is startHostWith on the data directory dir.
+func startHostIn(ctx context.Context, cfg Config, cpus int, dir, cacheDir string, withModule bool) (*host.Host, *client.Client, string, error) {
 	hc := host.DefaultConfig(dir)
 	hc.ListenAddr = "127.0.0.1:0"
 	hc.NumCPUs, hc.Workers = float64(cpus), cpus
