@@ -123,13 +123,14 @@ func (r *Registry) Known(digest string) *Module {
 	return r.byDigest[digest]
 }
 
-// Warm lists the module files workers should compile when they start.
+// Warm lists the digests of the modules workers should compile when they
+// start (their files are at Path).
 func (r *Registry) Warm() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.byDigest))
 	for d := range r.byDigest {
-		out = append(out, r.Path(d))
+		out = append(out, d)
 	}
 	return out
 }

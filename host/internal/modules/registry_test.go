@@ -204,7 +204,7 @@ func TestRegisterStoresDescribesAndWarms(t *testing.T) {
 	if w := c.warmedPaths(); len(w) != 1 || w[0] != r.Path(mod.Digest) {
 		t.Fatalf("warmed %v", w)
 	}
-	if w := r.Warm(); len(w) != 1 || w[0] != r.Path(mod.Digest) {
+	if w := r.Warm(); len(w) != 1 || w[0] != mod.Digest {
 		t.Fatalf("Warm() = %v", w)
 	}
 	if r.Known(mod.Digest) != mod {

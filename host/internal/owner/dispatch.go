@@ -55,24 +55,26 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 			break // waits, in order, until running tasks free guest memory
 		}
 		// A worker that ran a task of the module has it compiled and an
-		// instance ready: a module's first task goes to the worker that
-		// described it, not to one still compiling it.
-		var prefer func(*workerpool.Worker) bool
+		// instance ready (a module's first task goes to the worker that
+		// described it); one compiling it ahead is next best.
+		var score func(*workerpool.Worker) int
 		if t.mod != nil {
 			digest := t.mod.Digest
-			prefer = func(pw *workerpool.Worker) bool {
-				w := procOf(pw)
-				return w != nil && w.hasRunLocked(digest)
+			score = func(pw *workerpool.Worker) int {
+				if w := procOf(pw); w != nil {
+					return w.moduleScoreLocked(digest)
+				}
+				return scoreNone
 			}
 		}
-		pw, ok := h.pool.TakeFunc(prefer)
+		pw, ok := h.pool.TakeBest(score)
 		if !ok {
 			break
 		}
 		h.needWorker = h.needWorker[1:]
 		w := procOf(pw)
 		if t.mod != nil {
-			w.ranLocked(t.mod.Digest)
+			noteModule(&w.ran, t.mod.Digest)
 		}
 		t.worker = w
 		w.task = t

@@ -185,13 +185,13 @@ func (p *Pool) Spare() bool {
 }
 
 // Take takes the idle worker that went idle last.
-func (p *Pool) Take() (*Worker, bool) { return p.TakeFunc(nil) }
+func (p *Pool) Take() (*Worker, bool) { return p.TakeBest(nil) }
 
-// TakeFunc takes the idle worker that went idle last among those prefer
-// accepts (a worker that has the task's module compiled), else the one
-// that went idle last. prefer runs with the pool's lock held, as the body
-// of a Workers loop does; nil prefers none.
-func (p *Pool) TakeFunc(prefer func(*Worker) bool) (*Worker, bool) {
+// TakeBest takes, of the idle workers score rates highest, the one that
+// went idle last (score: how ready a worker is for the task, e.g. whether
+// it has the task's module compiled). score runs with the pool's lock
+// held, as the body of a Workers loop does; nil rates all alike.
+func (p *Pool) TakeBest(score func(*Worker) int) (*Worker, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.idle)
@@ -199,11 +199,11 @@ func (p *Pool) TakeFunc(prefer func(*Worker) bool) (*Worker, bool) {
 		return nil, false
 	}
 	i := n - 1
-	if prefer != nil {
-		for j := n - 1; j >= 0; j-- {
-			if prefer(p.idle[j]) {
-				i = j
-				break
+	if score != nil {
+		best := score(p.idle[i])
+		for j := n - 2; j >= 0; j-- {
+			if s := score(p.idle[j]); s > best {
+				i, best = j, s
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package workerpool
 import (
 	"context"
 	"errors"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -84,48 +83,48 @@ func TestReadyIdleTakeLastInFirstOut(t *testing.T) {
 	}
 }
 
-// TestTakeFuncPrefers: TakeFunc takes the most recently idle worker that
-// prefer accepts, else the most recently idle; the idle list keeps its
-// order for the others.
-func TestTakeFuncPrefers(t *testing.T) {
+// TestTakeBest: TakeBest takes the most recently idle of the workers
+// score rates highest; the idle list keeps its order for the others.
+func TestTakeBest(t *testing.T) {
 	r, l := newRecorder(), &fakeLauncher{}
-	p := newPool(t, Config{Max: 4}, r, l)
-	for range 4 {
+	p := newPool(t, Config{Max: 5}, r, l)
+	for range 5 {
 		if err := p.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var ws []*Worker
-	for range 4 {
+	for range 5 {
 		ws = append(ws, recv(t, r.ready))
 	}
-	// Idle, oldest first: ws[0] … ws[3].
+	// Idle, oldest first: ws[0] … ws[4].
 	for range ws {
 		p.Take()
 	}
 	for _, w := range ws {
 		p.Idle(w)
 	}
-	is := func(ws ...*Worker) func(*Worker) bool {
-		return func(w *Worker) bool { return slices.Contains(ws, w) }
+	scores := func(m map[*Worker]int) func(*Worker) int {
+		return func(w *Worker) int { return m[w] }
 	}
 	for _, tt := range []struct {
-		name   string
-		prefer func(*Worker) bool
-		want   *Worker
+		name  string
+		score func(*Worker) int
+		want  *Worker
 	}{
-		{"an older idle worker preferred", is(ws[1]), ws[1]},
-		{"the most recent of those preferred", is(ws[0], ws[2]), ws[2]},
-		{"none preferred: the most recent", is(), ws[3]},
-		{"no preference: the most recent", nil, ws[0]},
+		{"an older idle worker rated higher", scores(map[*Worker]int{ws[1]: 1}), ws[1]},
+		{"the highest rated, not the most recent rated", scores(map[*Worker]int{ws[0]: 2, ws[3]: 1}), ws[0]},
+		{"the most recent of those rated highest", scores(map[*Worker]int{ws[2]: 1, ws[3]: 1}), ws[3]},
+		{"all alike: the most recent", scores(nil), ws[4]},
+		{"no score: the most recent", nil, ws[2]},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if w, ok := p.TakeFunc(tt.prefer); !ok || w != tt.want {
+			if w, ok := p.TakeBest(tt.score); !ok || w != tt.want {
 				t.Fatalf("took pid %d, want %d", w.PID(), tt.want.PID())
 			}
 		})
 	}
-	wantStats(t, p, Stats{Live: 4})
+	wantStats(t, p, Stats{Live: 5})
 }
 
 func TestMaxWorkers(t *testing.T) {
