@@ -28,6 +28,7 @@ With --soak it runs the soak instead: a driver (./bench/soak) that runs a millio
 own; the host's RSS, its workers' and its data directory are printed at every tenth of the run.`,
 		Example: `  rayhost microbenchmark
   rayhost microbenchmark --num-cpus 2 --runs 5 --profile /tmp/prof
+  rayhost microbenchmark --only start --runs 10
   rayhost microbenchmark --soak --soak-tasks 100000 --soak-puts 1000`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -48,7 +49,7 @@ own; the host's RSS, its workers' and its data directory are printed at every te
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each timed run")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "warm-up before the timed runs")
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of the host and its workers here")
-	fs.StringSliceVar(&cfg.Only, "only", nil, "run only these metrics (comma-separated: in-cluster names such as single_client_wait_1k_refs, or pi, quicksort, copies, cluster)")
+	fs.StringSliceVar(&cfg.Only, "only", nil, "run only these metrics (comma-separated: in-cluster names such as single_client_wait_1k_refs, or pi, quicksort, copies, cluster, start)")
 	fs.BoolVar(&soakMode, "soak", false, "run the soak (issue 16) instead of the metrics")
 	fs.StringVar(&soak.GuestPkg, "soak-guest", soak.GuestPkg, "the soak driver package")
 	fs.IntVar(&soak.Tasks, "soak-tasks", soak.Tasks, "tasks the soak runs")

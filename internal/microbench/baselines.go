@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -227,4 +228,106 @@ func children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// measureStartOnly is `--only start`: a new module's first result with an
+// empty compilation cache once, then with the cache warm cfg.Runs times,
+// each on a new host (which has not seen the module), split into the
+// registration and the first task after it; then the module registered
+// again on a host restarted on the same data directory, cfg.Runs times. With cfg.ProfileDir the warm
+// runs are profiled (this process, which runs the host, and the workers)
+// if profile.
+func measureStartOnly(ctx context.Context, cfg Config, wasm []byte, profile bool) ([]Metric, error) {
+	cache, err := os.MkdirTemp("", "rayhost-bench-cache-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(cache)
+	// first starts a host on dir ("": a new one), registers the module and
+	// gets its first result.
+	first := func(dir string) (register, task time.Duration, err error) {
+		var h interface{ Close() error }
+		var c *client.Client
+		if dir == "" {
+			h, c, _, err = startHostNoModule(ctx, cfg, cache)
+		} else {
+			h, c, _, err = startHostIn(ctx, cfg, cfg.CPUs, dir, cache, false)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		defer h.Close()
+		t0 := time.Now()
+		mod, err := c.RegisterModule(ctx, wasm, "")
+		if err != nil {
+			return 0, 0, err
+		}
+		t1 := time.Now()
+		ref, err := c.Submit(ctx, mod.Digest, "small")
+		if err == nil {
+			_, err = c.GetValues(ctx, []client.ObjectRef{ref})
+		}
+		return t1.Sub(t0), time.Since(t1), err
+	}
+	reg, task, err := first("")
+	if err != nil {
+		return nil, err
+	}
+	ms := []Metric{{Name: "new module → first result, cold cache", Where: "startup",
+		Mean: float64((reg + task).Microseconds()) / 1000, Unit: "ms", Goal: 1000, Lower: true}}
+	if profile && cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+		os.Setenv("RAYHOST_CPUPROFILE_DIR", cfg.ProfileDir) // inherited by the workers
+		defer os.Unsetenv("RAYHOST_CPUPROFILE_DIR")
+		f, err := os.Create(filepath.Join(cfg.ProfileDir, "host.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var total, regs, tasks []float64
+	for range max(1, cfg.Runs) {
+		reg, task, err := first("")
+		if err != nil {
+			return nil, err
+		}
+		milli := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		total, regs, tasks = append(total, milli(reg+task)), append(regs, milli(reg)), append(tasks, milli(task))
+	}
+	// The same module registered again on a restarted host (its data
+	// directory kept): the host has the module's file, and may have kept
+	// what it learnt of it.
+	dir, err := os.MkdirTemp("", "rayhost-bench-restart-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if _, _, err := first(dir); err != nil {
+		return nil, err
+	}
+	var again []float64
+	for range max(1, cfg.Runs) {
+		reg, task, err := first(dir)
+		if err != nil {
+			return nil, err
+		}
+		again = append(again, float64((reg+task).Microseconds())/1000)
+	}
+	for _, m := range []struct {
+		name string
+		v    []float64
+		goal float64
+	}{{"new module → first result, warm cache", total, 50}, {"  of which the registration", regs, 0}, {"  of which the first task", tasks, 0},
+		{"registered again after a host restart → result", again, 0}} {
+		mean, std := meanStd(m.v)
+		x := Metric{Name: m.name, Where: "startup", Mean: mean, Std: std, Unit: "ms", Goal: m.goal, Lower: m.goal > 0}
+		ms = append(ms, x)
+	}
+	return ms, nil
 }

@@ -42,7 +42,8 @@ type Config struct {
 	WorkerCommand []string
 	// Only, when set, names the in-cluster metrics to run (e.g.
 	// "single_client_wait_1k_refs"), or "pi", "quicksort", "cluster",
-	// "copies"; the
+	// "copies", "start" (a new module's first result: cold once, then warm
+	// Runs times, with the profiles if ProfileDir is set); the
 	// Connect client's metrics, the baselines, start-up, memory and scaling
 	// are then skipped.
 	Only []string
@@ -62,7 +63,7 @@ var inClusterMetrics = []string{
 }
 
 // otherMetrics are the names Config.Only accepts beside inClusterMetrics.
-var otherMetrics = []string{"multi_client_tasks_async", "pi", "quicksort", "cluster", "copies"}
+var otherMetrics = []string{"multi_client_tasks_async", "pi", "quicksort", "cluster", "copies", "start"}
 
 // ErrUnknownMetric: Config.Only names a metric Run does not have.
 var ErrUnknownMetric = errors.New("microbench: unknown metric")
@@ -111,6 +112,13 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 		return nil, err
 	}
 	var ms []Metric
+	if slices.Equal(cfg.Only, []string{"start"}) {
+		ms, err := measureStartOnly(ctx, cfg, wasm, true)
+		for _, m := range ms {
+			report(out, m)
+		}
+		return ms, err
+	}
 
 	// Start-up: a new module's first result, with an empty compilation cache
 	// and again with it warm; host start.
@@ -163,6 +171,8 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 				got, err = measureCluster(ctx, cfg)
 			case "copies":
 				got, err = measureCopies(ctx, cfg)
+			case "start":
+				got, err = measureStartOnly(ctx, cfg, wasm, false)
 			default:
 				fn := "metric"
 				if name == "multi_client_tasks_async" {
@@ -336,6 +346,11 @@ func startHostWith(ctx context.Context, cfg Config, cpus int, cacheDir string, w
 	if err != nil {
 		return nil, nil, "", err
 	}
+	return startHostIn(ctx, cfg, cpus, dir, cacheDir, withModule)
+}
+
+// startHostIn is startHostWith on the data directory dir.
+func startHostIn(ctx context.Context, cfg Config, cpus int, dir, cacheDir string, withModule bool) (*host.Host, *client.Client, string, error) {
 	hc := host.DefaultConfig(dir)
 	hc.ListenAddr = "127.0.0.1:0"
 	hc.NumCPUs, hc.Workers = float64(cpus), cpus

@@ -7,7 +7,9 @@
 // functions or with too large a function body, caps the number of distinct
 // modules, names modules, and has a [Compiler] (the host's workers) describe
 // each one once: describing compiles it into the shared compilation cache
-// and lists its functions.
+// and lists its functions. The description is kept beside the module file
+// and read back, checked as a fresh one, when the module is registered or
+// looked up again after a restart (descriptions.go).
 //
 // A [Policy] checks a call against its module and the host's limits: the
 // function exists and gets its number of arguments, the resources and

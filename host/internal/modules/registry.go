@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,9 +33,9 @@ type Compiler interface {
 	// call's one value: the module's abi.Description as JSON, or a
 	// CodecError value (an abi.TaskError) when the worker refused it.
 	Describe(ctx context.Context, mod *Module, timeout time.Duration) (abi.Value, error)
-	// Warm has every running worker compile the module file at path now,
-	// so the module's first task does not wait.
-	Warm(path string)
+	// Warm has the running workers compile the module with digest, whose
+	// file is at path, now, so that its tasks do not wait.
+	Warm(digest, path string)
 }
 
 // Config is what a Registry needs of the host's configuration.
@@ -124,13 +123,14 @@ func (r *Registry) Known(digest string) *Module {
 	return r.byDigest[digest]
 }
 
-// Warm lists the module files workers should compile when they start.
+// Warm lists the digests of the modules workers should compile when they
+// start (their files are at Path).
 func (r *Registry) Warm() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.byDigest))
 	for d := range r.byDigest {
-		out = append(out, r.Path(d))
+		out = append(out, d)
 	}
 	return out
 }
@@ -178,6 +178,7 @@ func (r *Registry) Register(ctx context.Context, wasm []byte, name string, repla
 			r.mu.Lock()
 			if r.byDigest[digest] == nil {
 				_ = os.Remove(path) // refused: keep no file of it
+				_ = os.Remove(r.descPath(digest))
 			}
 			r.mu.Unlock()
 		}
@@ -255,9 +256,10 @@ func (r *Registry) Lookup(ctx context.Context, ref string) (*Module, error) {
 }
 
 // Load has the compiler describe the module with digest, whose file is in
-// Dir (which also compiles it into the shared cache), records its
-// functions and has every worker compile it. Concurrent loads of one
-// digest describe it once.
+// Dir (which also compiles it into the shared cache), unless its
+// description was persisted (descriptions.go), records its functions and
+// has every worker compile it. Concurrent loads of one digest describe it
+// once.
 func (r *Registry) Load(ctx context.Context, digest string) (*Module, error) {
 	r.mu.Lock()
 	if mod := r.byDigest[digest]; mod != nil {
@@ -275,34 +277,15 @@ func (r *Registry) Load(ctx context.Context, digest string) (*Module, error) {
 	if mod := r.Known(digest); mod != nil {
 		return mod, nil
 	}
-
-	// At most MaxCompiling modules compile at once, so uploads of slow
-	// modules cannot take every worker.
-	select {
-	case r.compiling <- struct{}{}:
-		defer func() { <-r.compiling }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	mod := &Module{Digest: digest}
-	// Describing compiles the module: under CompileTimeout, past which the
-	// worker compiling it is killed.
-	val, err := r.compiler.Describe(ctx, mod, r.cfg.CompileTimeout)
-	if err != nil {
-		return nil, err
-	}
-	if val.Codec == abi.CodecError {
-		te := abi.DecodeTaskError(val.Data)
-		if te.Kind == abi.ErrorTimeout && r.cfg.CompileTimeout > 0 {
-			return nil, fmt.Errorf("%w: compiling it took longer than %v, the limit (rayhost start --compile-timeout): %s", ErrInvalidModule, r.cfg.CompileTimeout, te.Message)
+	if desc, ok := r.readDescription(digest); ok {
+		mod.Desc = desc // described before, by this host before a restart
+	} else {
+		desc, err := r.describe(ctx, mod)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, te.Message)
-	}
-	if err := json.Unmarshal(val.Data, &mod.Desc); err != nil {
-		return nil, fmt.Errorf("%w: undecodable description: %v", ErrInvalidModule, err)
-	}
-	if mod.Desc.Error != "" {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, mod.Desc.Error)
+		mod.Desc = desc
 	}
 	mod.Funcs = make(map[string]abi.FunctionInfo, len(mod.Desc.Functions))
 	for _, f := range mod.Desc.Functions {
@@ -314,6 +297,38 @@ func (r *Registry) Load(ctx context.Context, digest string) (*Module, error) {
 	r.mu.Unlock()
 
 	// Compile it in every worker now, so its first task does not wait.
-	r.compiler.Warm(r.Path(digest))
+	r.compiler.Warm(digest, r.Path(digest))
 	return mod, nil
+}
+
+// describe has the compiler describe mod (which compiles it into the
+// shared cache), checks the description and persists it.
+func (r *Registry) describe(ctx context.Context, mod *Module) (abi.Description, error) {
+	// At most MaxCompiling modules compile at once, so uploads of slow
+	// modules cannot take every worker.
+	select {
+	case r.compiling <- struct{}{}:
+		defer func() { <-r.compiling }()
+	case <-ctx.Done():
+		return abi.Description{}, ctx.Err()
+	}
+	// Describing compiles the module: under CompileTimeout, past which the
+	// worker compiling it is killed.
+	val, err := r.compiler.Describe(ctx, mod, r.cfg.CompileTimeout)
+	if err != nil {
+		return abi.Description{}, err
+	}
+	if val.Codec == abi.CodecError {
+		te := abi.DecodeTaskError(val.Data)
+		if te.Kind == abi.ErrorTimeout && r.cfg.CompileTimeout > 0 {
+			return abi.Description{}, fmt.Errorf("%w: compiling it took longer than %v, the limit (rayhost start --compile-timeout): %s", ErrInvalidModule, r.cfg.CompileTimeout, te.Message)
+		}
+		return abi.Description{}, fmt.Errorf("%w: %s", ErrInvalidModule, te.Message)
+	}
+	desc, err := decodeDescription(val.Data)
+	if err != nil {
+		return abi.Description{}, err
+	}
+	r.writeDescription(mod.Digest, val.Data)
+	return desc, nil
 }

@@ -55,7 +55,7 @@ func (c *compiler) Describe(ctx context.Context, mod *modules.Module, timeout ti
 	return abi.Value{Codec: abi.CodecJSON, Data: b}, nil
 }
 
-func (c *compiler) Warm(path string) {
+func (c *compiler) Warm(_, path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.warmed = append(c.warmed, path)
@@ -131,6 +131,18 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
+// moduleFiles lists the module files in dir (not their descriptions).
+func moduleFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, f := range files(t, dir) {
+		if strings.HasSuffix(f, ".wasm") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func TestRegisterRefuses(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -192,7 +204,7 @@ func TestRegisterStoresDescribesAndWarms(t *testing.T) {
 	if w := c.warmedPaths(); len(w) != 1 || w[0] != r.Path(mod.Digest) {
 		t.Fatalf("warmed %v", w)
 	}
-	if w := r.Warm(); len(w) != 1 || w[0] != r.Path(mod.Digest) {
+	if w := r.Warm(); len(w) != 1 || w[0] != mod.Digest {
 		t.Fatalf("Warm() = %v", w)
 	}
 	if r.Known(mod.Digest) != mod {
@@ -249,25 +261,135 @@ func TestLookupUnknown(t *testing.T) {
 	}
 }
 
-// TestRestart: a registry on the directory of an earlier one describes its
-// modules on first use, by digest (names are not kept).
+// TestRestart: a registry on the directory of an earlier one reads back
+// the descriptions of its modules, by digest (names are not kept): looking
+// a module up, or registering it again, runs no describe.
 func TestRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "modules")
-	r1, _ := newRegistry(t, modules.Config{Dir: dir})
-	mod, err := r1.Register(t.Context(), wasm(1, 1, ""), "n", false)
+	r1, c1 := newRegistry(t, modules.Config{Dir: dir})
+	b := wasm(1, 1, "")
+	mod, err := r1.Register(t.Context(), b, "n", false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := c1.describe.Load(); n != 1 {
+		t.Fatalf("described %d times", n)
 	}
 	r2, c2 := newRegistry(t, modules.Config{Dir: dir})
 	if r2.Known(mod.Digest) != nil {
 		t.Fatal("known before use")
 	}
 	m, err := r2.Lookup(t.Context(), mod.Digest)
-	if err != nil || m.Funcs["add"].NumArgs != 2 {
+	if err != nil || m.Funcs["add"].NumArgs != 2 || m.Digest != mod.Digest {
 		t.Fatalf("Lookup after restart: %+v, %v", m, err)
 	}
-	if n := c2.describe.Load(); n != 1 {
-		t.Fatalf("described %d times", n)
+	if w := c2.warmedPaths(); len(w) != 1 || w[0] != r2.Path(mod.Digest) {
+		t.Fatalf("warmed %v: a module read back is compiled in the workers too", w)
+	}
+	r3, c3 := newRegistry(t, modules.Config{Dir: dir})
+	if m, err := r3.Register(t.Context(), b, "n", false); err != nil || m.Funcs["add"].NumReturns != 1 {
+		t.Fatalf("registering again after restart: %+v, %v", m, err)
+	}
+	if n := c2.describe.Load() + c3.describe.Load(); n != 0 {
+		t.Fatalf("described %d times after the restarts, want 0", n)
+	}
+}
+
+// TestPersistedDescriptionRefused: a persisted description that is
+// corrupted, of another module, of another format, or that a fresh
+// description would fail (whoever wrote it) is not used: the module is
+// described again, and the file replaced by a good one.
+func TestPersistedDescriptionRefused(t *testing.T) {
+	// Each module's description names a function after its digest, so a
+	// description of another module shows.
+	byDigest := func(mod *modules.Module) (abi.Value, error) {
+		b, _ := json.Marshal(abi.Description{ABI: 1, Functions: []abi.FunctionInfo{{Name: "f" + mod.Digest[:8], NumArgs: 1, NumReturns: 1}}})
+		return abi.Value{Codec: abi.CodecJSON, Data: b}, nil
+	}
+	// envelope writes a consistent file (as only the host could).
+	envelope := func(digest string, desc []byte) []byte {
+		h := sha256.New()
+		h.Write([]byte(digest))
+		h.Write([]byte{0})
+		h.Write(desc)
+		b, _ := json.Marshal(map[string]any{"format": 1, "abi": abi.Version, "digest": digest,
+			"sha256": hex.EncodeToString(h.Sum(nil)), "description": json.RawMessage(desc)})
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		// corrupt rewrites the persisted description of module a, given
+		// its file and b's (another module's).
+		corrupt func(a, b []byte, da, db string) []byte
+	}{
+		{"truncated", func(a, _ []byte, _, _ string) []byte { return a[:len(a)/2] }},
+		{"empty", func(_, _ []byte, _, _ string) []byte { return nil }},
+		{"a changed byte", func(a, _ []byte, da, _ string) []byte {
+			return []byte(strings.Replace(string(a), "f"+da[:8], "g"+da[1:9], 1))
+		}},
+		{"another module's", func(_, b []byte, _, _ string) []byte { return b }},
+		{"another module's, re-keyed", func(_, b []byte, da, db string) []byte {
+			return []byte(strings.Replace(string(b), db, da, 1)) // the digest, not the description
+		}},
+		{"another format", func(a, _ []byte, _, _ string) []byte {
+			return []byte(strings.Replace(string(a), `"format":1`, `"format":99`, 1))
+		}},
+		{"a duplicate function, consistent", func(_, _ []byte, da, _ string) []byte {
+			desc, _ := json.Marshal(abi.Description{ABI: 1, Functions: []abi.FunctionInfo{{Name: "x"}, {Name: "x"}}})
+			return envelope(da, desc)
+		}},
+		{"a registration error, consistent", func(_, _ []byte, da, _ string) []byte {
+			desc, _ := json.Marshal(abi.Description{Error: "function x registered twice"})
+			return envelope(da, desc)
+		}},
+		{"too large", func(_, _ []byte, da, _ string) []byte {
+			desc, _ := json.Marshal(abi.Description{ABI: 1, Functions: []abi.FunctionInfo{{Name: strings.Repeat("x", modules.MaxDescriptionBytes)}}})
+			return envelope(da, desc)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "modules")
+			r1, c1 := newRegistry(t, modules.Config{Dir: dir})
+			c1.answer = byDigest
+			ma, err := r1.Register(t.Context(), wasm(1, 1, "a"), "", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb, err := r1.Register(t.Context(), wasm(1, 1, "b"), "", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			descA := filepath.Join(dir, ma.Digest+".desc.json")
+			a, errA := os.ReadFile(descA)
+			b, errB := os.ReadFile(filepath.Join(dir, mb.Digest+".desc.json"))
+			if errA != nil || errB != nil {
+				t.Fatalf("persisted descriptions: %v, %v", errA, errB)
+			}
+			if err := os.WriteFile(descA, tt.corrupt(a, b, ma.Digest, mb.Digest), 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			r2, c2 := newRegistry(t, modules.Config{Dir: dir})
+			c2.answer = byDigest
+			m, err := r2.Lookup(t.Context(), ma.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := c2.describe.Load(); n != 1 {
+				t.Fatalf("described %d times, want 1 (the persisted description refused)", n)
+			}
+			if _, ok := m.Funcs["f"+ma.Digest[:8]]; !ok || len(m.Funcs) != 1 {
+				t.Fatalf("functions %v, want a's own", m.Funcs)
+			}
+			// The good description replaced the refused one.
+			r3, c3 := newRegistry(t, modules.Config{Dir: dir})
+			if m, err := r3.Lookup(t.Context(), ma.Digest); err != nil || m.Funcs["f"+ma.Digest[:8]].NumArgs != 1 {
+				t.Fatalf("after: %+v, %v", m, err)
+			}
+			if n := c3.describe.Load(); n != 0 {
+				t.Fatalf("described %d times after the refused description was replaced", n)
+			}
+		})
 	}
 }
 
@@ -290,6 +412,10 @@ func TestRefusedModuleLeavesNoFile(t *testing.T) {
 			b, _ := json.Marshal(abi.Description{Error: "function add registered twice"})
 			return abi.Value{Codec: abi.CodecJSON, Data: b}, nil
 		}, "registered twice"},
+		{"a function listed twice", func(*modules.Module) (abi.Value, error) {
+			b, _ := json.Marshal(abi.Description{Functions: []abi.FunctionInfo{{Name: "add"}, {Name: "add"}}})
+			return abi.Value{Codec: abi.CodecJSON, Data: b}, nil
+		}, "twice"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r, c := newRegistry(t, modules.Config{CompileTimeout: time.Minute})
@@ -339,8 +465,8 @@ func TestMaxModules(t *testing.T) {
 	if !errors.Is(err, modules.ErrLimit) || !strings.Contains(err.Error(), "--max-modules") {
 		t.Fatalf("a third module: %v, want ErrLimit", err)
 	}
-	if fs := files(t, r.Dir()); len(fs) != 2 {
-		t.Fatalf("files %v", fs)
+	if fs := moduleFiles(t, r.Dir()); len(fs) != 2 {
+		t.Fatalf("module files %v", fs)
 	}
 	// One already kept still registers.
 	if _, err := r.Register(t.Context(), wasm(1, 1, "a"), "again", false); err != nil {

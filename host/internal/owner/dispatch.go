@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
+	"github.com/rayhost/rayhost/host/internal/workerpool"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -53,12 +54,28 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 		if !h.disp.memoryFitsLocked(t) {
 			break // waits, in order, until running tasks free guest memory
 		}
-		pw, ok := h.pool.Take()
+		// A worker that ran a task of the module has it compiled and an
+		// instance ready (a module's first task goes to the worker that
+		// described it); one compiling it ahead is next best.
+		var score func(*workerpool.Worker) int
+		if t.mod != nil {
+			digest := t.mod.Digest
+			score = func(pw *workerpool.Worker) int {
+				if w := procOf(pw); w != nil {
+					return w.moduleScoreLocked(digest)
+				}
+				return scoreNone
+			}
+		}
+		pw, ok := h.pool.TakeBest(score)
 		if !ok {
 			break
 		}
 		h.needWorker = h.needWorker[1:]
 		w := procOf(pw)
+		if t.mod != nil {
+			noteModule(&w.ran, t.mod.Digest)
+		}
 		t.worker = w
 		w.task = t
 		w.memHeld = h.disp.memoryLimitOf(t)

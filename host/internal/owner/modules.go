@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"slices"
+	"runtime"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/modules"
@@ -72,10 +72,31 @@ func (c hostCompiler) Describe(ctx context.Context, mod *module, timeout time.Du
 	return vals[0], nil
 }
 
-func (c hostCompiler) Warm(path string) {
+// Warm has idle workers compile the module ahead of its tasks: at most
+// one fewer than the machine's cores at once (compiling a Go guest from the
+// cache takes a core for tens of milliseconds; more at once would slow the
+// compile a first task waits for, and the host), and none that ran a task
+// of it (the one that described it has it, and a load there would make a
+// second instance beside the one a task may be using). The others compile
+// it for their first task of it, or when they start.
+func (c hostCompiler) Warm(digest, path string) {
 	h := c.h
-	for _, w := range slices.Collect(h.pool.Workers()) {
-		w.Load(path, h.cfg.memoryPages())
+	n := max(1, runtime.NumCPU()-1)
+	h.mu.Lock()
+	var to []*workerProc
+	for pw := range h.pool.Workers() {
+		w := procOf(pw)
+		if len(to) == n {
+			break
+		}
+		if w == nil || w.dead || w.task != nil || w.actor != nil || w.foreign != nil || w.moduleScoreLocked(digest) != scoreNone {
+			continue
+		}
+		to = append(to, w)
+	}
+	h.mu.Unlock()
+	for _, w := range to {
+		w.load(digest, path)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
@@ -37,7 +38,13 @@ type workerProc struct {
 	// nil): its worker runs several at once.
 	calls map[ids.TaskID]*task
 	actor *actor // the actor this worker belongs to, if any
-	dead  bool
+	// ran lists the digests of the modules the worker ran a task of
+	// (describe included), and loaded those it was asked to compile ahead
+	// (ipc.Load), most recent last, each as many as a worker keeps
+	// compiled: dispatch prefers a worker that has a task's module, then
+	// one that is compiling it (moduleScoreLocked).
+	ran, loaded []string
+	dead        bool
 	// memHeld is the guest memory limit of what the worker runs (a task,
 	// or the actor it keeps), counted against GuestMemoryBudget.
 	memHeld int64
@@ -85,8 +92,8 @@ func (wp *workerRole) Ready(pw *workerpool.Worker, hello []byte) {
 	h.pool.Idle(pw)
 	starts := h.disp.dispatchLocked()
 	h.mu.Unlock()
-	for _, m := range h.mods.Warm() {
-		w.load(m)
+	for _, d := range h.mods.Warm() {
+		w.load(d, h.mods.Path(d))
 	}
 	h.disp.start(starts)
 }
@@ -121,6 +128,48 @@ func (wp *workerRole) Exited(pw *workerpool.Worker, err error) {
 	}
 }
 
+// workerModules is how many compiled modules a worker keeps
+// (worker.DefaultConfig's MaxModules).
+const workerModules = 16
+
+// noteModule puts digest last in list (a worker's ran or loaded), which
+// keeps at most workerModules.
+func noteModule(list *[]string, digest string) {
+	if i := slices.Index(*list, digest); i >= 0 {
+		*list = slices.Delete(*list, i, i+1)
+	} else if len(*list) >= workerModules {
+		*list = slices.Delete(*list, 0, 1)
+	}
+	*list = append(*list, digest)
+}
+
+// Scores of a worker for a task of a module (moduleScoreLocked).
+const (
+	scoreNone    = iota // the task's first there compiles the module
+	scoreLoading        // compiling it ahead (or has it): the task waits for that compile, not another
+	scoreRan            // ran a task of it: compiled, and an instance ready
+)
+
+// moduleScoreLocked rates w for a task of the module with digest.
+func (w *workerProc) moduleScoreLocked(digest string) int {
+	switch {
+	case slices.Contains(w.ran, digest):
+		return scoreRan
+	case slices.Contains(w.loaded, digest):
+		return scoreLoading
+	}
+	return scoreNone
+}
+
+// load asks the worker to compile the module with digest, at path, ahead
+// of its tasks.
+func (w *workerProc) load(digest, path string) {
+	w.h.mu.Lock()
+	noteModule(&w.loaded, digest)
+	w.h.mu.Unlock()
+	w.pw.Load(path, w.h.cfg.memoryPages())
+}
+
 // idleLocked puts a local worker that is done with its task back on the
 // pool's idle list, unless it died.
 func (w *workerProc) idleLocked() {
@@ -151,10 +200,6 @@ func (w *workerProc) cancel(t *task) {
 		return
 	}
 	w.pw.Cancel(t.id)
-}
-
-func (w *workerProc) load(path string) {
-	w.pw.Load(path, w.h.cfg.memoryPages())
 }
 
 func (w *workerProc) reply(seq uint64, code int64, payload []byte) {

@@ -7,7 +7,7 @@
 // The pool knows nothing of tasks: which worker runs what, memory held,
 // actors, are the Handler's, kept in [Worker].Value. It decides only about
 // processes: [Pool.Start], [Pool.Need] and [Pool.Spare] start them within
-// Config.Max; [Pool.Take] and [Pool.Idle] move them off and onto the idle
+// Config.Max; [Pool.Take] (or [Pool.TakeBest], the best rated) and [Pool.Idle] move them off and onto the idle
 // list; [Pool.Reap] (run by a background reaper every Config.ReapEvery, on
 // Config.Clock) stops those idle for longer than Config.IdleTTL
 // beyond Config.Warm+1.

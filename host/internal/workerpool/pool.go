@@ -185,15 +185,30 @@ func (p *Pool) Spare() bool {
 }
 
 // Take takes the idle worker that went idle last.
-func (p *Pool) Take() (*Worker, bool) {
+func (p *Pool) Take() (*Worker, bool) { return p.TakeBest(nil) }
+
+// TakeBest takes, of the idle workers score rates highest, the one that
+// went idle last (score: how ready a worker is for the task, e.g. whether
+// it has the task's module compiled). score runs with the pool's lock
+// held, as the body of a Workers loop does; nil rates all alike.
+func (p *Pool) TakeBest(score func(*Worker) int) (*Worker, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.idle)
 	if n == 0 {
 		return nil, false
 	}
-	w := p.idle[n-1]
-	p.idle = p.idle[:n-1]
+	i := n - 1
+	if score != nil {
+		best := score(p.idle[i])
+		for j := n - 2; j >= 0; j-- {
+			if s := score(p.idle[j]); s > best {
+				i, best = j, s
+			}
+		}
+	}
+	w := p.idle[i]
+	p.idle = slices.Delete(p.idle, i, i+1)
 	w.state = stateBusy
 	return w, true
 }

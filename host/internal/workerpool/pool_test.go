@@ -83,6 +83,50 @@ func TestReadyIdleTakeLastInFirstOut(t *testing.T) {
 	}
 }
 
+// TestTakeBest: TakeBest takes the most recently idle of the workers
+// score rates highest; the idle list keeps its order for the others.
+func TestTakeBest(t *testing.T) {
+	r, l := newRecorder(), &fakeLauncher{}
+	p := newPool(t, Config{Max: 5}, r, l)
+	for range 5 {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ws []*Worker
+	for range 5 {
+		ws = append(ws, recv(t, r.ready))
+	}
+	// Idle, oldest first: ws[0] … ws[4].
+	for range ws {
+		p.Take()
+	}
+	for _, w := range ws {
+		p.Idle(w)
+	}
+	scores := func(m map[*Worker]int) func(*Worker) int {
+		return func(w *Worker) int { return m[w] }
+	}
+	for _, tt := range []struct {
+		name  string
+		score func(*Worker) int
+		want  *Worker
+	}{
+		{"an older idle worker rated higher", scores(map[*Worker]int{ws[1]: 1}), ws[1]},
+		{"the highest rated, not the most recent rated", scores(map[*Worker]int{ws[0]: 2, ws[3]: 1}), ws[0]},
+		{"the most recent of those rated highest", scores(map[*Worker]int{ws[2]: 1, ws[3]: 1}), ws[3]},
+		{"all alike: the most recent", scores(nil), ws[4]},
+		{"no score: the most recent", nil, ws[2]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if w, ok := p.TakeBest(tt.score); !ok || w != tt.want {
+				t.Fatalf("took pid %d, want %d", w.PID(), tt.want.PID())
+			}
+		})
+	}
+	wantStats(t, p, Stats{Live: 5})
+}
+
 func TestMaxWorkers(t *testing.T) {
 	r, l := newRecorder(), &fakeLauncher{gate: make(chan struct{})}
 	p := newPool(t, Config{Max: 2}, r, l)
