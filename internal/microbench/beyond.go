@@ -100,7 +100,7 @@ func startPair(ctx context.Context, cfg Config) ([]*host.Host, *client.Client, s
 	}
 	seed := ""
 	for i := range 2 {
-		dir, err := os.MkdirTemp("", "rayhost-bench-cluster-")
+		dir, err := tempDir("rayhost-bench-cluster-")
 		if err != nil {
 			closeAll()
 			return nil, nil, "", err

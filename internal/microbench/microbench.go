@@ -92,6 +92,7 @@ var goals = map[string]float64{
 
 // Run runs every metric and writes the table to cfg.Out.
 func Run(ctx context.Context, cfg Config) ([]Metric, error) {
+	defer removeTempDirs()
 	for _, name := range cfg.Only {
 		if !slices.Contains(inClusterMetrics, name) && !slices.Contains(otherMetrics, name) {
 			return nil, fmt.Errorf("%w: %q is not an in-cluster metric (%s, %s)",
@@ -342,11 +343,40 @@ func startHost(ctx context.Context, cfg Config, cpus int, cacheDir string) (*hos
 // startHostWith starts a host whose workers are ready, and registers the
 // benchmark guest if withModule.
 func startHostWith(ctx context.Context, cfg Config, cpus int, cacheDir string, withModule bool) (*host.Host, *client.Client, string, error) {
-	dir, err := os.MkdirTemp("", "rayhost-bench-")
+	dir, err := tempDir("rayhost-bench-")
 	if err != nil {
 		return nil, nil, "", err
 	}
 	return startHostIn(ctx, cfg, cpus, dir, cacheDir, withModule)
+}
+
+// tempDirs are the data directories of the hosts Run started, removed when
+// it returns (their hosts are closed by then).
+var (
+	tempMu   sync.Mutex
+	tempDirs []string
+)
+
+// tempDir makes a directory that Run removes when it returns.
+func tempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err == nil {
+		tempMu.Lock()
+		tempDirs = append(tempDirs, dir)
+		tempMu.Unlock()
+	}
+	return dir, err
+}
+
+// removeTempDirs removes what tempDir made.
+func removeTempDirs() {
+	tempMu.Lock()
+	dirs := tempDirs
+	tempDirs = nil
+	tempMu.Unlock()
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
 }
 
 // startHostIn is startHostWith on the data directory dir.

@@ -75,7 +75,7 @@ func decodeDescription(data []byte) (abi.Description, error) {
 			return d, fmt.Errorf("%w: the description lists a function without a name", ErrInvalidModule)
 		case seen[f.Name]:
 			return d, fmt.Errorf("%w: the description lists function %q twice", ErrInvalidModule, f.Name)
-		case f.NumArgs < 0 || f.NumReturns < 0:
+		case f.NumArgs < -1 || f.NumReturns < 0: // num_args −1: variadic (ABI.md)
 			return d, fmt.Errorf("%w: function %q: a negative count", ErrInvalidModule, f.Name)
 		}
 		seen[f.Name] = true
