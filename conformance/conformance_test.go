@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	closeShared()
+	testutil.Cleanup()
 	os.Exit(code)
 }
 

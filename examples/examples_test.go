@@ -53,11 +53,7 @@ func TestMain(m *testing.M) {
 	for _, e := range examples {
 		pkgs = append(pkgs, e.pkg)
 	}
-	if err := testutil.Prebuild(pkgs...); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	os.Exit(testutil.Main(m, pkgs...))
 }
 
 func TestExamples(t *testing.T) {

@@ -20,11 +20,7 @@ const guestPkg = "./host/testdata/guest"
 
 func TestMain(m *testing.M) {
 	// Build the worker binary and the test guest once, before any test.
-	if err := testutil.Prebuild("./cmd/rayhost", guestPkg, hostilePkg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	os.Exit(testutil.Main(m, "./cmd/rayhost", guestPkg, hostilePkg))
 }
 
 // setup starts a host with real worker processes and registers the guest.

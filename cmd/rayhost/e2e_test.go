@@ -23,11 +23,7 @@ import (
 const guestPkg = "./host/testdata/guest"
 
 func TestMain(m *testing.M) {
-	if err := testutil.Prebuild("./cmd/rayhost", guestPkg, "./examples/retrieve"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	os.Exit(testutil.Main(m, "./cmd/rayhost", guestPkg, "./examples/retrieve"))
 }
 
 // startProcess runs `rayhost start` and returns its API address once it

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -21,11 +20,7 @@ import (
 const pkg = "./examples/retrieve"
 
 func TestMain(m *testing.M) {
-	if err := testutil.Prebuild("./cmd/rayhost", pkg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	os.Exit(testutil.Main(m, "./cmd/rayhost", pkg))
 }
 
 // run runs the example's driver on a host with 8 CPUs and returns its output.

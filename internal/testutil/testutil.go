@@ -32,6 +32,13 @@ func Guest(t testing.TB, pkg string) []byte { t.Helper(); return build.Guest(t, 
 // TestMain (build.Prebuild).
 func Prebuild(pkgs ...string) error { return build.Prebuild(pkgs...) }
 
+// Main is build.Main: a TestMain that prebuilds pkgs, runs the tests and
+// removes what it built.
+func Main(m *testing.M, pkgs ...string) int { return build.Main(m, pkgs...) }
+
+// Cleanup is build.Cleanup: it removes what this process built.
+func Cleanup() { build.Cleanup() }
+
 // HangGuard bounds a test's wait for something that must happen
 // eventually (build.HangGuard).
 const HangGuard = build.HangGuard

@@ -34,11 +34,7 @@ const guestPkg = "./host/testdata/guest"
 const tenMinutes = 600_000
 
 func TestMain(m *testing.M) {
-	if err := build.Prebuild(guestPkg, soakPkg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	os.Exit(build.Main(m, guestPkg, soakPkg))
 }
 
 // fixture is an Owner with the test guest registered.
