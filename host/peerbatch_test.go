@@ -12,11 +12,11 @@ import (
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/gossip"
+	"github.com/rayhost/rayhost/guest-sdk/ray"
 	"github.com/rayhost/rayhost/host"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/testutil"
-	"github.com/rayhost/rayhost/guest-sdk/ray"
 )
 
 // TestPeerBatch: many tasks submitted together and pinned to the peer

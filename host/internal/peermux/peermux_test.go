@@ -250,7 +250,7 @@ func TestProtocolErrors(t *testing.T) {
 		batches [][]byte
 		want    string
 	}{
-		{"empty batch", true, [][]byte{nil}, "peermux: protocol error: "+abiMalformed+": batch: empty"},
+		{"empty batch", true, [][]byte{nil}, "peermux: protocol error: " + abiMalformed + ": batch: empty"},
 		{"truncated frame", true, [][]byte{sub(1, ipc.TypePeerExec, "spec")[:4]}, "batch: frame 1"},
 		{"link zero", true, [][]byte{sub(0, ipc.TypePeerExec, "")}, "link 0"},
 		{"first frame not an exec", true, [][]byte{sub(1, ipc.TypeReply, "")}, "link 1 starts with a reply frame, not an exec"},
