@@ -51,6 +51,11 @@ const (
 	TypePeerKill    Type = 101 // owner → executor: kill the worker (force cancel, timeout); no payload
 	TypePeerOutcome Type = 102 // executor → owner: peerwire.Outcome, large values held there
 	TypePeerRefused Type = 103 // executor → owner: the attempt did not start; why, as text
+	// The Execute stream carries only batches (peer protocol 4): each holds
+	// frames of the types above, of many attempts (links), each tagged with
+	// its link; TypePeerEnd, inside a batch, ends one link.
+	TypePeerBatch Type = 104 // both ways: peerwire.Sub frames, encoded one after the other
+	TypePeerEnd   Type = 105 // both ways, inside a batch: the link ended; why, as text (empty: it just ended)
 )
 
 func (t Type) String() string {
@@ -79,6 +84,10 @@ func (t Type) String() string {
 		return "peer_outcome"
 	case TypePeerRefused:
 		return "peer_refused"
+	case TypePeerBatch:
+		return "peer_batch"
+	case TypePeerEnd:
+		return "peer_end"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

@@ -21,8 +21,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ExecuteRequest and ExecuteResponse each carry one frame of the worker
-// protocol (internal/ipc's frame types and encodings).
+// ExecuteRequest and ExecuteResponse each carry one frame: a batch
+// (internal/ipc's TypePeerBatch) of frames of the worker protocol, each
+// tagged with its link (host/internal/peerwire's Sub).
 type ExecuteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          uint32                 `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`

@@ -12,6 +12,7 @@ import (
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
+	"github.com/rayhost/rayhost/host/internal/peermux"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/host/internal/refcount"
 	"github.com/rayhost/rayhost/internal/abi"
@@ -28,7 +29,7 @@ import (
 type foreign struct {
 	owner, ownerID string
 	mu             sync.Mutex
-	stream         *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
+	link           *peermux.Link // nil once the attempt's link is no longer served
 	done           chan struct{}
 	once           sync.Once
 
@@ -47,38 +48,53 @@ type foreign struct {
 func (f *foreign) send(typ ipc.Type, payload []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.stream == nil {
-		return errWorkerGone // the handler returned: the stream is no longer ours
+	if f.link == nil {
+		return errWorkerGone // the link ended: it is no longer ours
 	}
-	return f.stream.Send(&rayhostv1.ExecuteResponse{Type: uint32(typ), Payload: payload})
+	return f.link.Send(typ, payload)
 }
 
-// detach is called as the Execute handler returns: a worker that ends
-// later must not touch the stream.
+// detach is called as the link's service ends: a worker that ends later
+// must not send on it.
 func (f *foreign) detach() {
 	f.mu.Lock()
-	f.stream = nil
+	f.link = nil
 	f.mu.Unlock()
 }
 
 func (f *foreign) finish() { f.once.Do(func() { close(f.done) }) }
 
-// execute serves PeerService.Execute: it runs one attempt of another host's
-// task here, or an actor: its creation, then its calls, on one worker.
+// execute serves PeerService.Execute: the stream from one owner, each of
+// whose links (peerstream.go) runs one attempt of the owner's tasks here,
+// or an actor: its creation, then its calls, on one worker. It returns when
+// the stream ends; a stream that breaks the protocol is refused as invalid.
 func (fx *executor) execute(ctx context.Context, stream *connect.BidiStream[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]) error {
 	h := fx.o
-	first, err := stream.Receive()
-	if err != nil {
-		return err
+	m := peermux.New(serverStream{stream}, peermux.Config{Accept: func(l *peermux.Link, typ ipc.Type, payload []byte) {
+		err := fx.serveLink(ctx, l, payload)
+		reason := ""
+		if err != nil {
+			reason = err.Error()
+		}
+		l.Close(nil, reason)
+	}})
+	err := m.Run()
+	if errors.Is(err, peermux.ErrProtocol) {
+		h.log.Warn("a peer broke the peer protocol", "err", err)
+		return invalid("%v", err)
 	}
-	if ipc.Type(first.GetType()) != ipc.TypePeerExec {
-		return invalid("the first frame must be an exec")
-	}
-	spec, err := peerwire.DecodeExecSpec(first.GetPayload())
+	return nil
+}
+
+// serveLink runs the attempt (or actor) a link carries, whose first frame
+// (an exec) is first.
+func (fx *executor) serveLink(ctx context.Context, link *peermux.Link, first []byte) error {
+	h := fx.o
+	spec, err := peerwire.DecodeExecSpec(first)
 	if err != nil {
 		return invalid("exec: %v", err)
 	}
-	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, stream: stream, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU,
+	f := &foreign{owner: spec.Owner, ownerID: spec.OwnerID, link: link, done: make(chan struct{}), actor: spec.Actor, holdCPU: spec.HoldCPU,
 		holder: foreignHolder(spec)}
 	// What it read is held until it has ended, after its outcome went
 	// (foreignDone flushed their borrows first).
@@ -93,16 +109,20 @@ func (fx *executor) execute(ctx context.Context, stream *connect.BidiStream[rayh
 	}
 	ctx, cancel := mergeCancel(ctx, pc.ctx)
 	defer cancel()
+	// The link ending ends what runs for it, as its stream's end did.
+	ctx, cancelLink := context.WithCancel(ctx)
+	defer cancelLink()
 	h.fgn.startForeign(ctx, f, spec)
 
 	// Frames from the owner: replies to relayed calls, cancels, kills, and an
-	// actor's next calls. The stream ending early means the owner is gone:
-	// stop what runs for it.
+	// actor's next calls. The link ending early means the owner is gone or
+	// gave up on the attempt: stop what runs for it.
 	go func() {
 		for {
-			m, err := stream.Receive()
+			typ, payload, err := link.Receive()
 			if err != nil {
 				h.fgn.foreignGone(f)
+				cancelLink()
 				return
 			}
 			h.mu.Lock()
@@ -112,22 +132,22 @@ func (fx *executor) execute(ctx context.Context, stream *connect.BidiStream[rayh
 				w = t.worker
 			}
 			h.mu.Unlock()
-			switch ipc.Type(m.GetType()) {
+			switch typ {
 			case ipc.TypeReply:
 				if w != nil && w.pw != nil {
-					_ = w.pw.Send(ipc.TypeReply, m.GetPayload())
+					_ = w.pw.Send(ipc.TypeReply, payload)
 				}
 			case ipc.TypeCancel:
 				// Only the call it names: on an actor's stream the next call
 				// may already be running.
 				var c ipc.Cancel
-				if t != nil && c.Decode(m.GetPayload()) == nil && c.Task == t.id {
+				if t != nil && c.Decode(payload) == nil && c.Task == t.id {
 					h.fgn.foreignCancel(t, false)
 				}
 			case ipc.TypePeerKill:
 				h.fgn.foreignGone(f)
 			case ipc.TypePeerExec:
-				spec, err := peerwire.DecodeExecSpec(m.GetPayload())
+				spec, err := peerwire.DecodeExecSpec(payload)
 				if err != nil || f.actor.IsZero() || spec.Actor != f.actor {
 					h.log.Warn("a bad exec on an actor's stream", "owner", f.ownerID, "err", err)
 					h.fgn.foreignGone(f)

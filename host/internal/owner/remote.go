@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"sync"
 
-	"connectrpc.com/connect"
-
-	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
+	"github.com/rayhost/rayhost/host/internal/peermux"
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
@@ -50,27 +48,30 @@ func decodeHeld(b []byte) (heldValue, error) { return peerwire.DecodeHeld(b) }
 
 func heldAsValue(v heldValue) abi.Value { return v.Value() }
 
-// remoteLink is the owner's end of one task attempt running on a peer.
+// remoteLink is the owner's end of one task attempt running on a peer: a
+// link on the stream to that peer (peerstream.go).
 type remoteLink struct {
 	// api calls the peer; nil if node was no member when the attempt was
 	// placed.
-	api    rayhostv1connect.PeerServiceClient
-	node   string
+	api     rayhostv1connect.PeerServiceClient
+	node    string
+	peerCtx context.Context // ends when the peer leaves or fails
+	// ctx is the attempt's: cancel gives up on it (its link ends).
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	stream  *connect.BidiStreamForClient[rayhostv1.ExecuteRequest, rayhostv1.ExecuteResponse]
-	started bool // the stream is served; an actor's next call goes on it
+	link    *peermux.Link
+	started bool // the link is served; an actor's next call goes on it
 }
 
 func (l *remoteLink) send(typ ipc.Type, payload []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stream == nil {
+	if l.link == nil {
 		return errWorkerGone
 	}
-	return l.stream.Send(&rayhostv1.ExecuteRequest{Type: uint32(typ), Payload: payload})
+	return l.link.Send(typ, payload)
 }
 
 // newRemoteWorker makes the owner-side stand-in for a worker on node.
@@ -80,7 +81,7 @@ func (pr *remoteRole) newRemoteWorker(node string) *workerProc {
 	w := &workerProc{h: h}
 	l := &remoteLink{node: node}
 	if ok {
-		l.api = pc.API
+		l.api, l.peerCtx = pc.API, pc.Ctx
 		l.ctx, l.cancel = context.WithCancel(pc.Ctx)
 	} else {
 		l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -155,45 +156,46 @@ func (pr *remoteRole) serveRemote(w *workerProc, spec *peerwire.ExecSpec) {
 	refused := ""
 	if l.api == nil {
 		err = fmt.Errorf("host %s is not in the cluster", l.node)
+	} else if link, oerr := h.rem.open(l, spec.Encode()); oerr != nil {
+		err = oerr
 	} else {
-		stream := l.api.Execute(l.ctx)
+		// Giving up on the attempt (its context ends) ends its link.
+		stop := context.AfterFunc(l.ctx, func() { link.Close(l.ctx.Err(), "") })
 		l.mu.Lock()
-		l.stream = stream
+		l.link = link
 		l.mu.Unlock()
-		if err = l.send(ipc.TypePeerExec, spec.Encode()); err == nil {
-			for {
-				var res *rayhostv1.ExecuteResponse
-				if res, err = stream.Receive(); err != nil {
+		for {
+			var typ ipc.Type
+			var payload []byte
+			if typ, payload, err = link.Receive(); err != nil {
+				break
+			}
+			if typ == ipc.TypePeerRefused {
+				refused = string(payload)
+				break
+			}
+			if typ == ipc.TypePeerOutcome {
+				if err = h.rem.remoteDone(w, payload); err != nil {
 					break
 				}
-				typ := ipc.Type(res.GetType())
-				if typ == ipc.TypePeerRefused {
-					refused = string(res.GetPayload())
-					break
-				}
-				if typ == ipc.TypePeerOutcome {
-					if err = h.rem.remoteDone(w, res.GetPayload()); err != nil {
-						break
-					}
-					if !h.rem.boundActor(w) {
-						done = true
-						break
-					}
-					continue
-				}
-				if err = h.gops.handleFrame(w, typ, res.GetPayload()); err != nil {
-					break
-				}
-				if typ == ipc.TypeDone && !h.rem.boundActor(w) {
+				if !h.rem.boundActor(w) {
 					done = true
 					break
 				}
+				continue
+			}
+			if err = h.gops.handleFrame(w, typ, payload); err != nil {
+				break
+			}
+			if typ == ipc.TypeDone && !h.rem.boundActor(w) {
+				done = true
+				break
 			}
 		}
+		stop()
 		l.mu.Lock()
-		_ = stream.CloseRequest()
-		_ = stream.CloseResponse()
-		l.stream = nil
+		link.Close(nil, "")
+		l.link = nil
 		l.mu.Unlock()
 	}
 	if !done {

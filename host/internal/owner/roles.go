@@ -28,7 +28,6 @@ type (
 	guestOps    struct{ o *Owner }
 	actorTable  struct{ o *Owner }
 	executor    struct{ o *Owner }
-	remoteRole  struct{ o *Owner }
 	admission   struct{ o *Owner }
 	lineageRole struct{ o *Owner }
 )
@@ -36,7 +35,7 @@ type (
 // roles makes h's roles.
 func (h *Owner) roles() error {
 	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{h}, &actorTable{h}
-	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{h}, &admission{h}, &lineageRole{h}
+	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{o: h}, &admission{h}, &lineageRole{h}
 	h.refs = &refsRole{o: h, c: refcount.New()}
 	h.brw = newBorrowRole(h)
 	var err error

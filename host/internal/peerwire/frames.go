@@ -5,6 +5,7 @@ import (
 
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
@@ -233,4 +234,47 @@ func DecodePutHeld(b []byte) (PutHeld, error) {
 	d := abi.NewDecoder(b)
 	p := PutHeld{ID: d.ObjectID(), Held: d.Bytes()}
 	return p, d.Done()
+}
+
+// Sub is one frame of one link inside an ipc.TypePeerBatch frame: the
+// Execute stream between two hosts carries every task attempt one of them
+// runs for the other as a link, and batches their frames (docs/CLUSTER.md,
+// "Peer protocol").
+type Sub struct {
+	// Link names the attempt (an actor's creation and its calls share
+	// one); never 0. The owner numbers its links in increasing order.
+	Link    uint64
+	Type    ipc.Type
+	Payload []byte
+}
+
+// AppendSub appends s's encoding to b: a batch frame's payload is
+// encoded subs, one after the other.
+func AppendSub(b []byte, s Sub) []byte {
+	e := abi.Encoder{B: b}
+	e.Uvarint(s.Link)
+	e.Byte(byte(s.Type))
+	e.Bytes(s.Payload)
+	return e.B
+}
+
+// DecodeBatch decodes the payload of an ipc.TypePeerBatch frame: at
+// least one sub, each naming a link. The payloads alias b.
+func DecodeBatch(b []byte) ([]Sub, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: batch: empty", ErrMalformed)
+	}
+	d := abi.NewDecoder(b)
+	var out []Sub
+	for d.Len() > 0 {
+		s := Sub{Link: d.Uvarint(), Type: ipc.Type(d.Byte()), Payload: d.Bytes()}
+		if err := d.Err(); err != nil {
+			return nil, fmt.Errorf("batch: frame %d: %w", len(out)+1, err)
+		}
+		if s.Link == 0 {
+			return nil, fmt.Errorf("%w: batch: frame %d: link 0", ErrMalformed, len(out)+1)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/ipc"
 	"github.com/rayhost/rayhost/internal/scheduler"
 )
 
@@ -272,4 +273,56 @@ func TestDecodeValuesInts(t *testing.T) {
 			t.Errorf("%d bytes of ints: %v, %v", tc.n, vals, err)
 		}
 	}
+}
+
+// TestBatchRoundTrip: subs appended one after the other decode as they
+// were; what is not a batch is ErrMalformed.
+func TestBatchRoundTrip(t *testing.T) {
+	in := []Sub{{Link: 1, Type: ipc.TypePeerExec, Payload: []byte("spec")}, {Link: 1 << 40, Type: ipc.TypePeerEnd}, {Link: 3, Type: ipc.TypeReply, Payload: make([]byte, 300)}}
+	var b []byte
+	for _, s := range in {
+		b = AppendSub(b, s)
+	}
+	out, err := DecodeBatch(b)
+	if err != nil || len(out) != len(in) {
+		t.Fatalf("DecodeBatch: %d subs, %v", len(out), err)
+	}
+	for i := range in {
+		if out[i].Link != in[i].Link || out[i].Type != in[i].Type || string(out[i].Payload) != string(in[i].Payload) {
+			t.Fatalf("sub %d: %+v, want %+v", i, out[i], in[i])
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"empty":     nil,
+		"truncated": b[:len(b)-1],
+		"link 0":    AppendSub(nil, Sub{Link: 0, Type: ipc.TypePeerExec}),
+		"no type":   {1},
+	} {
+		if _, err := DecodeBatch(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// FuzzDecodeBatch: any bytes decode or fail with ErrMalformed, and what
+// decodes, encoded again, decodes again.
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add(AppendSub(nil, Sub{Link: 1, Type: ipc.TypePeerExec, Payload: []byte("x")}))
+	f.Add([]byte{0x80, 0x80, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		subs, err := DecodeBatch(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeBatch: %v, want ErrMalformed", err)
+			}
+			return
+		}
+		var again []byte
+		for _, s := range subs {
+			again = AppendSub(again, s)
+		}
+		if _, err := DecodeBatch(again); err != nil {
+			t.Fatalf("re-encoded batch: %v", err)
+		}
+	})
 }

@@ -53,10 +53,12 @@ const (
 
 // PeerServiceClient is a client for the rayhost.v1.PeerService service.
 type PeerServiceClient interface {
-	// Execute runs one task on this host for the host that owns it. The
-	// frames carry the host-internal worker protocol: the owner sends the
-	// task, replies to the guest's calls and cancels; this host sends the
-	// guest's calls, its output and, last, the outcome.
+	// Execute carries the tasks the calling host (their owner) runs on this
+	// host: one stream per pair of hosts, each task attempt (or actor) a link
+	// on it. Each message is a batch of the links' frames of the host-internal
+	// worker protocol (docs/CLUSTER.md, "Peer protocol"): the owner sends
+	// tasks, replies to the guest's calls and cancels; this host sends the
+	// guest's calls, their output and the outcomes.
 	Execute(context.Context) *connect.BidiStreamForClient[v1.ExecuteRequest, v1.ExecuteResponse]
 	// Locate waits until an object this host owns is ready, then returns it
 	// (if small) or says which hosts hold it. A lost object is rebuilt from
@@ -198,10 +200,12 @@ func (c *peerServiceClient) FreeCopies(ctx context.Context, req *connect.Request
 
 // PeerServiceHandler is an implementation of the rayhost.v1.PeerService service.
 type PeerServiceHandler interface {
-	// Execute runs one task on this host for the host that owns it. The
-	// frames carry the host-internal worker protocol: the owner sends the
-	// task, replies to the guest's calls and cancels; this host sends the
-	// guest's calls, its output and, last, the outcome.
+	// Execute carries the tasks the calling host (their owner) runs on this
+	// host: one stream per pair of hosts, each task attempt (or actor) a link
+	// on it. Each message is a batch of the links' frames of the host-internal
+	// worker protocol (docs/CLUSTER.md, "Peer protocol"): the owner sends
+	// tasks, replies to the guest's calls and cancels; this host sends the
+	// guest's calls, their output and the outcomes.
 	Execute(context.Context, *connect.BidiStream[v1.ExecuteRequest, v1.ExecuteResponse]) error
 	// Locate waits until an object this host owns is ready, then returns it
 	// (if small) or says which hosts hold it. A lost object is rebuilt from
