@@ -71,7 +71,10 @@ type Config struct {
 	// lived LargeObjectPersistAfter, or sooner when they are past half of
 	// this; one freed sooner never reaches the disk. 0 writes each at once.
 	LargeObjectMemory int64
-	// LargeObjectPersistAfter: see LargeObjectMemory.
+	// LargeObjectPersistAfter is how long an object, small or large, lives
+	// in memory before it is written to the store (sooner under memory
+	// pressure): one freed sooner costs the store nothing. 0 writes each
+	// at once.
 	LargeObjectPersistAfter time.Duration
 	// MaxMessageBytes bounds one Connect message in either direction.
 	MaxMessageBytes int

@@ -105,7 +105,7 @@ func bindHostFlags(fs *pflag.FlagSet, dataDir, logLevel string, serving bool) *h
 	fs.IntVar(&f.cfg.MaxModuleFunctions, "max-module-functions", f.cfg.MaxModuleFunctions, "most functions in a module, checked before compiling (0: no limit)")
 	fs.IntVar(&f.cfg.MaxFunctionBodyBytes, "max-function-body-bytes", f.cfg.MaxFunctionBodyBytes, "largest function body in a module, checked before compiling (0: no limit)")
 	fs.StringVar(&f.objectMemory, "object-memory", "1GiB", `most bytes of large objects (past 100 KiB) a host keeps in memory before it writes them to its store; one freed within --object-persist-after never reaches the disk (0: write each at once)`)
-	fs.DurationVar(&f.cfg.LargeObjectPersistAfter, "object-persist-after", f.cfg.LargeObjectPersistAfter, "how long a large object lives in memory before it is written to the store (sooner when --object-memory is half used)")
+	fs.DurationVar(&f.cfg.LargeObjectPersistAfter, "object-persist-after", f.cfg.LargeObjectPersistAfter, "how long an object lives in memory before it is written to the store (sooner under memory pressure); one freed sooner never touches the disk, and one younger is lost if the host is killed (0: write each at once)")
 	fs.StringVar(&f.storeQuota, "store-quota", "0", `most disk space the object store may use, e.g. "20GiB" or bytes (0: no quota)`)
 	fs.StringVar(&f.storeReserve, "store-reserve", "0", `free space the object store leaves on its filesystem, e.g. "2GiB" (0: 5% of it, at most 1GiB, at least 128MiB)`)
 	return f

@@ -56,6 +56,10 @@ func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 		if large && d.unhanded > 0 {
 			// Memory is short: write what waits, now.
 			spilled, _ = d.dueLargeLocked(d.cfg.Clock.Now(), true)
+		} else if !large {
+			// The queue is past half of maxQueued: dueSmallLocked hands
+			// every small write.
+			spilled, _ = d.dueSmallLocked(d.cfg.Clock.Now(), true)
 		}
 		d.mu.Unlock()
 		d.handLarge(spilled)
@@ -160,7 +164,7 @@ func (d *Dir) feedLoop() {
 	for {
 		d.mu.Lock()
 		closing := d.closing
-		jobs, next := d.dueLargeLocked(d.cfg.Clock.Now(), closing)
+		jobs, next := d.dueLocked(d.cfg.Clock.Now(), closing)
 		d.mu.Unlock()
 		d.handLarge(jobs)
 		if closing {
@@ -182,6 +186,48 @@ func (d *Dir) handLarge(jobs []persistJob) {
 	for _, j := range jobs {
 		d.persistCh <- j
 	}
+}
+
+// smallWrite is a small value's write waiting in Dir.deferredSmall.
+type smallWrite struct {
+	job persistJob
+	at  time.Time // sealed
+}
+
+// dueLocked takes the deferred writes to start now, of large values
+// (dueLargeLocked) and of small ones (dueSmallLocked), and how long until
+// the next one falls due (0: none is left).
+func (d *Dir) dueLocked(now time.Time, all bool) ([]persistJob, time.Duration) {
+	jobs, next := d.dueLargeLocked(now, all)
+	small, nextSmall := d.dueSmallLocked(now, all)
+	if next == 0 || nextSmall > 0 && nextSmall < next {
+		next = nextSmall
+	}
+	return append(jobs, small...), next
+}
+
+// dueSmallLocked takes the small values' writes to start now: those whose
+// object has lived PersistAfter, and all of them while the queue is past
+// half of maxQueued, the cache past CacheBytes (only stored values can be
+// evicted), or all is set. Most small objects (a task's result read once,
+// a put dropped) are freed younger: never written, never deleted.
+func (d *Dir) dueSmallLocked(now time.Time, all bool) (jobs []persistJob, next time.Duration) {
+	all = all || d.queued > maxQueued/2 || d.memBytes > d.cfg.CacheBytes
+	for len(d.deferredSmall) > 0 {
+		sw := d.deferredSmall[0]
+		if sw.job.ob.deferred {
+			due := sw.at.Add(d.cfg.PersistAfter)
+			if !all && now.Before(due) {
+				return jobs, due.Sub(now)
+			}
+			sw.job.ob.deferred = false
+			jobs = append(jobs, sw.job)
+		}
+		d.deferredSmall[0] = smallWrite{}
+		d.deferredSmall = d.deferredSmall[1:]
+	}
+	d.deferredSmall = nil
+	return jobs, 0
 }
 
 // dueLargeLocked takes the deferred writes to start now: the oldest whose

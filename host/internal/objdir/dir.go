@@ -61,9 +61,12 @@ type Config struct {
 	// alone. 0 holds none: each is written as soon as it is sealed, one at
 	// a time.
 	LargeMemoryBytes int64
-	// PersistAfter is how long a large value lives in memory before it is
+	// PersistAfter is how long a value lives in memory before it is
 	// written to the store: one freed sooner (most are: a put read once,
-	// an intermediate result) never reaches the disk. 0 writes at once.
+	// an intermediate result) never reaches the disk, and costs no delete
+	// either. Small values are written sooner while the write-behind is
+	// past half of its bound or the cache past CacheBytes; large ones as
+	// LargeMemoryBytes says. 0 writes at once.
 	PersistAfter time.Duration
 	// Clock times PersistAfter (nil: the system's).
 	Clock clock.Clock
@@ -132,12 +135,15 @@ type Dir struct {
 	// since), dropped from memory first when the tier needs room.
 	largeMem    int64
 	cachedLarge []storedWrite
-	feedWake    chan struct{} // wakes the feeder (cap 1)
-	fed         sync.WaitGroup
-	behind      chan struct{} // closed (and replaced) as the persist loop ends a job
-	pinned      int64         // bytes of failures the full store refused, kept in memory only
-	persistCh   chan persistJob
-	freed       tombstones // objects freed lately
+	// deferredSmall: the small values' writes not handed to the persist
+	// loop yet, oldest first (some freed since: ob.deferred false).
+	deferredSmall []smallWrite
+	feedWake      chan struct{} // wakes the feeder (cap 1)
+	fed           sync.WaitGroup
+	behind        chan struct{} // closed (and replaced) as the persist loop ends a job
+	pinned        int64         // bytes of failures the full store refused, kept in memory only
+	persistCh     chan persistJob
+	freed         tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
 	// deletedCond is signalled (with mu) when one is done.
 	deleting    map[ids.ObjectID]int
@@ -185,6 +191,10 @@ type object struct {
 	// keptFor: this host keeps the value for its owner (SealFor): its
 	// bytes may be the only ones, so only the owner's free deletes them.
 	keptFor bool
+	// deferred: a small value's write waits in Dir.deferredSmall (not
+	// handed to the persist loop yet): freed now, it is never written, so
+	// there is nothing to delete either.
+	deferred bool
 	// writing: a large value's bytes in memory (behind.go): on their way
 	// to the store behind its seal, then kept while the memory tier has
 	// room; reads take them from here. nil once dropped (or freed): then
@@ -473,27 +483,26 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		d.memBytes += memCost(v.Data)
 		d.queueLocked(id)
 	}
-	var due []persistJob
-	if large {
-		// Handed to the persist loop now if due at once (PersistAfter 0,
-		// memory short), else by the feeder later.
-		due, _ = d.dueLargeLocked(d.cfg.Clock.Now(), false)
-	}
 	live := liveWaiters(ob)
 	persist := !large && !memOnly
 	if persist {
 		d.queued += int64(len(v.Data))
+		ob.deferred = true
+		d.deferredSmall = append(d.deferredSmall, smallWrite{job: persistJob{id: id, meta: meta, data: v.Data, ob: ob}, at: d.cfg.Clock.Now()})
 	} else if memOnly {
 		ob.unpersistable = true
 		d.pinned += int64(len(v.Data))
 	}
+	var due []persistJob
+	if large || persist {
+		// Handed to the persist loop now if due at once (PersistAfter 0,
+		// memory short), else by the feeder later (behind.go).
+		due, _ = d.dueLocked(d.cfg.Clock.Now(), false)
+	}
 	d.mu.Unlock()
-	switch {
-	case large:
+	if large || persist {
 		d.handLarge(due)
 		d.wakeFeeder()
-	case persist:
-		d.persistCh <- persistJob{id: id, meta: meta, data: v.Data, ob: ob}
 	}
 	for _, w := range live {
 		w.fn(v)

@@ -25,10 +25,14 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 	}
 	d.mu.Lock()
 	var records []ids.ObjectID // where held values of this host's own are (restart.go)
+	dels := make([]ids.ObjectID, 0, len(objs))
 	for _, id := range objs {
 		d.freed.add(id)
-		d.deleting[id]++
 		ob := d.m[id]
+		if !neverStoredLocked(ob) {
+			d.deleting[id]++
+			dels = append(dels, id)
+		}
 		d.queueFreeLocked(id, ob)
 		if key, ok := heldRecordLocked(id, ob); ok {
 			d.deleting[key]++
@@ -45,13 +49,30 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 	}
 	d.frees += uint64(len(objs))
 	d.mu.Unlock()
-	for _, id := range objs {
+	for _, id := range dels {
 		d.persistCh <- persistJob{id: id, del: true}
 	}
 	for _, key := range records {
 		d.persistCh <- persistJob{id: key, del: true}
 	}
 	d.sendFrees()
+}
+
+// neverStoredLocked reports whether ob, about to be freed, has no bytes in
+// the store and none on their way there: a value sealed in memory whose
+// write was never handed to the persist loop (small or large). Its store
+// delete is skipped: most objects live less than PersistAfter, and the
+// delete of one never written cost as much as its write.
+func neverStoredLocked(ob *object) bool {
+	switch {
+	case ob == nil || !ob.ready || ob.keptFor || ob.owner != "":
+		return false
+	case ob.deferred:
+		return true
+	case ob.writing != nil:
+		return !ob.writing.handed
+	}
+	return false
 }
 
 // The store's reads, except for objects being deleted (freed): their
@@ -108,6 +129,12 @@ func (d *Dir) dropLocked(id ids.ObjectID, ob *object) {
 		}
 	}
 	ob.writing = nil // its write, if still queued, is skipped
+	if ob.deferred {
+		// Its write never started: never will (dueSmallLocked skips it).
+		ob.deferred = false
+		d.queued -= int64(len(ob.val.Data))
+		d.stepBehindLocked()
+	}
 	if ob.inMemory {
 		d.memBytes -= memCost(ob.val.Data)
 		if ob.unpersistable {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,4 +290,108 @@ func TestConfigTier(t *testing.T) {
 			t.Fatalf("New: %v, want ErrInvalidConfig", err)
 		}
 	}
+}
+
+// opsStore counts the writes and deletes that reach a store.
+type opsStore struct {
+	store.Store
+	puts, dels atomic.Int64
+}
+
+func (o *opsStore) Put(ctx context.Context, id ids.ObjectID, meta store.Meta, data []byte) error {
+	o.puts.Add(1)
+	return o.Store.Put(ctx, id, meta, data)
+}
+
+func (o *opsStore) Delete(ctx context.Context, id ids.ObjectID) error {
+	o.dels.Add(1)
+	return o.Store.Delete(ctx, id)
+}
+
+// TestSmallFreedYoungCostsNothing: small values freed before they have
+// lived PersistAfter — most are: a task's result read once, a put dropped —
+// cost the store neither a write nor a delete; one that lives longer is
+// written, and deleted when freed; one freed while its write is queued is
+// deleted (the write may have started).
+func TestSmallFreedYoungCostsNothing(t *testing.T) {
+	st := &opsStore{Store: store.NewMemory()}
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	d := newDir(t, st, func(c *Config) { c.PersistAfter, c.Clock, c.InlineLimit = tierAge, clk, 1024 })
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	var young []ids.ObjectID
+	for i := range 100 {
+		id := task.Put(uint32(i))
+		if err := d.Seal(ctx, id, jsonValue(`"y"`)); err != nil {
+			t.Fatal(err)
+		}
+		young = append(young, id)
+	}
+	if got := getOne(t, d, young[7]); string(got.Data) != `"y"` {
+		t.Fatalf("a young value read back %q", got.Data)
+	}
+	d.Free(young)
+	old := task.Put(1000)
+	if err := d.Seal(ctx, old, jsonValue(`"o"`)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(tierAge)
+	if err := waitFor(ctx, func() bool { return st.puts.Load() == 1 }); err != nil {
+		t.Fatalf("the old value was not written: %d puts", st.puts.Load())
+	}
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, dl := st.puts.Load(), st.dels.Load(); p != 1 || dl != 0 {
+		t.Fatalf("%d writes and %d deletes, want the old value's write only", p, dl)
+	}
+	d.Free([]ids.ObjectID{old})
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if dl := st.dels.Load(); dl != 1 {
+		t.Fatalf("%d deletes after freeing a stored value, want 1", dl)
+	}
+	if _, err := st.Stat(ctx, old); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the freed value is still stored: %v", err)
+	}
+	d.mu.Lock()
+	queued := d.queued
+	d.mu.Unlock()
+	if queued != 0 {
+		t.Fatalf("%d bytes still counted queued", queued)
+	}
+}
+
+// TestSmallWritesUnderPressure: past half of the write-behind's bound,
+// small values are written at once, young or not.
+func TestSmallWritesUnderPressure(t *testing.T) {
+	st := &opsStore{Store: store.NewMemory()}
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	d := newDir(t, st, func(c *Config) {
+		c.PersistAfter, c.Clock, c.InlineLimit, c.CacheBytes = tierAge, clk, 4<<20, 1<<30
+	})
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	n := 0
+	for ; int64(n)*(1<<20) <= maxQueued/2; n++ {
+		if err := d.Seal(ctx, task.Put(uint32(n)), rawValue(1<<20, 'p')); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := waitFor(ctx, func() bool { return st.puts.Load() == int64(n) }); err != nil {
+		t.Fatalf("%d of %d young values written past half the bound", st.puts.Load(), n)
+	}
+}
+
+// waitFor polls cond until it holds or the hang guard passes.
+func waitFor(ctx context.Context, cond func() bool) error {
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("waited in vain")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return ctx.Err()
 }
