@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,5 +289,51 @@ func TestConfigTier(t *testing.T) {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Fatalf("New: %v, want ErrInvalidConfig", err)
 		}
+	}
+}
+
+// doneWatch is a context that reports the first call of its Done: a seal
+// calls it only once it waits for room (admitBehind).
+type doneWatch struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (c *doneWatch) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
+}
+
+// TestTierCloseWhileSealWaits: a seal that waits for room when Close comes
+// (the host stops while a put waits for the disk) is either refused or
+// written before Close returns — never acknowledged and then dropped
+// because the feeder that would have written it had already stopped.
+func TestTierCloseWhileSealWaits(t *testing.T) {
+	st := newNotifyStore(true)
+	const n = 64 << 10
+	d, _ := tierDir(t, st, 4*n)
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	a, b := task.Return(0), task.Return(1)
+	if err := d.Seal(ctx, a, rawValue(3*n, 'a')); err != nil { // past half: written at once
+		t.Fatal(err)
+	}
+	waitClosed(t, st.entered, "the first value's write")
+	wctx := &doneWatch{Context: ctx, waiting: make(chan struct{})}
+	sealed := make(chan error, 1)
+	go func() { sealed <- d.Seal(wctx, b, rawValue(2*n, 'b')) }() // 5n past 4n: waits
+	waitClosed(t, wctx.waiting, "the second seal to wait for room")
+	closed := make(chan struct{})
+	go func() { d.Close(); close(closed) }()
+	d.fed.Wait() // the feeder has handed what there was and stopped
+	close(st.gate)
+	waitClosed(t, closed, "Close")
+	err := <-sealed
+	if err != nil {
+		return // refused: the caller knows
+	}
+	if _, got, gerr := st.Get(ctx, b); gerr != nil || len(got) != 2*n || got[0] != 'b' {
+		t.Fatalf("a seal taken during Close is not in the store after it (%v)", gerr)
 	}
 }
