@@ -463,6 +463,11 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob = &object{task: id.Task()}
 		d.m[id] = ob
 	}
+	if large && (ob.ready || ob.freed) {
+		// Its room, taken by admitBehind, is not used.
+		d.queuedLarge -= int64(len(v.Data))
+		d.stepBehindLocked()
+	}
 	if ob.ready {
 		d.mu.Unlock()
 		return nil
@@ -486,8 +491,8 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.val.Data = nil
 		ob.persisted = true
 		ob.writing = &pendingWrite{meta: meta, data: v.Data, at: d.cfg.Clock.Now()}
-		d.queuedLarge += int64(len(v.Data))
-		d.unhanded += int64(len(v.Data))
+		d.unhanded += int64(len(v.Data)) // queuedLarge: counted by admitBehind
+
 		d.largeMem += int64(len(v.Data))
 		d.evictLargeLocked(0)
 		d.deferred = append(d.deferred, deferredWrite{id: id, ob: ob})
