@@ -45,6 +45,11 @@ type deferredWrite struct {
 // queued may be followed by the deletes of objects freed since: it waits
 // for the write-behind to catch up and asks again, so a store full only of
 // objects on their way out is not called full.
+//
+// A large value admitted has its room taken at once (counted in
+// queuedLarge, under the lock that checked it): seals admitted together
+// cannot take the tier past its bound before any of them is counted. The
+// caller gives the room back with unadmitLarge if it does not seal it.
 func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 	d.mu.Lock()
 	if large {
@@ -74,18 +79,33 @@ func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 		}
 	}
 	queued := d.queued + d.queuedLarge
+	if large {
+		d.queuedLarge += n // taken: see above
+	}
 	d.mu.Unlock()
 	err := d.st.CheckSpace(queued + n)
-	if err == nil || queued == 0 {
-		return err
+	if err != nil && queued > 0 && d.catchUp(ctx) == nil {
+		d.mu.Lock()
+		queued = d.queued + d.queuedLarge
+		d.mu.Unlock()
+		if large {
+			queued -= n
+		}
+		err = d.st.CheckSpace(queued + n)
 	}
-	if d.catchUp(ctx) != nil {
-		return err
+	if err != nil && large {
+		d.unadmitLarge(n)
 	}
+	return err
+}
+
+// unadmitLarge gives back the room of a large value admitted and not
+// sealed after all.
+func (d *Dir) unadmitLarge(n int64) {
 	d.mu.Lock()
-	queued = d.queued + d.queuedLarge
+	d.queuedLarge -= n
+	d.stepBehindLocked()
 	d.mu.Unlock()
-	return d.st.CheckSpace(queued + n)
 }
 
 // catchUp waits until the persist loop has done every job queued before

@@ -130,6 +130,11 @@ type Dir struct {
 	deferred []deferredWrite
 	unhanded int64
 	closing  bool
+	// sealing counts the seals in flight (one may wait for room, or for
+	// a delete, when Close comes); sealed is signalled (with mu) as one
+	// ends. Close waits for them before it stops the persist loop.
+	sealing int
+	sealed  *sync.Cond
 	// largeMem: the bytes of large values in memory (ob.writing), stored
 	// or not; cachedLarge: the stored ones, oldest first (some dropped
 	// since), dropped from memory first when the tier needs room.
@@ -234,6 +239,7 @@ func New(cfg Config) (*Dir, error) {
 		behind: make(chan struct{}), feedWake: make(chan struct{}, 1),
 	}
 	d.deletedCond = sync.NewCond(&d.mu)
+	d.sealed = sync.NewCond(&d.mu)
 	d.remote = &remote{d: d, peers: cfg.Peers, stop: make(chan struct{})}
 	d.restarted = cfg.Restarted
 	d.persisted.Add(1)
@@ -244,7 +250,9 @@ func New(cfg Config) (*Dir, error) {
 }
 
 // Close ends background resolves, then waits until every sealed object is
-// in the store. No Seal may come after it.
+// in the store: also those of seals in flight (waiting for room, say),
+// which hand their writes on themselves once the feeder has stopped. No
+// Seal may start after it.
 func (d *Dir) Close() {
 	d.closeOnce.Do(func() {
 		d.remote.close()
@@ -253,6 +261,11 @@ func (d *Dir) Close() {
 		d.mu.Unlock()
 		d.wakeFeeder()
 		d.fed.Wait()
+		d.mu.Lock()
+		for d.sealing > 0 {
+			d.sealed.Wait()
+		}
+		d.mu.Unlock()
 		close(d.persistCh)
 		d.persisted.Wait()
 	})
@@ -422,6 +435,16 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	if v.Codec == CodecHeld {
 		return d.sealHeld(id, v)
 	}
+	d.mu.Lock()
+	d.sealing++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		if d.sealing--; d.sealing == 0 {
+			d.sealed.Broadcast()
+		}
+		d.mu.Unlock()
+	}()
 	meta := d.metaFor(id, v)
 	large := len(v.Data) > d.cfg.InlineLimit
 	memOnly := transient && !large
@@ -450,6 +473,11 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob = &object{task: id.Task()}
 		d.m[id] = ob
 	}
+	if large && (ob.ready || ob.freed) {
+		// Its room, taken by admitBehind, is not used.
+		d.queuedLarge -= int64(len(v.Data))
+		d.stepBehindLocked()
+	}
 	if ob.ready {
 		d.mu.Unlock()
 		return nil
@@ -473,8 +501,8 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob.val.Data = nil
 		ob.persisted = true
 		ob.writing = &pendingWrite{meta: meta, data: v.Data, at: d.cfg.Clock.Now()}
-		d.queuedLarge += int64(len(v.Data))
-		d.unhanded += int64(len(v.Data))
+		d.unhanded += int64(len(v.Data)) // queuedLarge: counted by admitBehind
+
 		d.largeMem += int64(len(v.Data))
 		d.evictLargeLocked(0)
 		d.deferred = append(d.deferred, deferredWrite{id: id, ob: ob})
@@ -497,7 +525,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	if large || persist {
 		// Handed to the persist loop now if due at once (PersistAfter 0,
 		// memory short), else by the feeder later (behind.go).
-		due, _ = d.dueLocked(d.cfg.Clock.Now(), false)
+		due, _ = d.dueLocked(d.cfg.Clock.Now(), d.closing) // closing: the feeder may have stopped
 	}
 	d.mu.Unlock()
 	if large || persist {

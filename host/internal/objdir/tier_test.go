@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -394,4 +395,130 @@ func waitFor(ctx context.Context, cond func() bool) error {
 		time.Sleep(time.Millisecond)
 	}
 	return ctx.Err()
+}
+
+// doneWatch is a context that reports the first call of its Done: a seal
+// calls it only once it waits for room (admitBehind).
+type doneWatch struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (c *doneWatch) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
+}
+
+// TestTierCloseWhileSealWaits: a seal that waits for room when Close comes
+// (the host stops while a put waits for the disk) is either refused or
+// written before Close returns — never acknowledged and then dropped
+// because the feeder that would have written it had already stopped.
+func TestTierCloseWhileSealWaits(t *testing.T) {
+	st := newNotifyStore(true)
+	const n = 64 << 10
+	d, _ := tierDir(t, st, 4*n)
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	a, b := task.Return(0), task.Return(1)
+	if err := d.Seal(ctx, a, rawValue(3*n, 'a')); err != nil { // past half: written at once
+		t.Fatal(err)
+	}
+	waitClosed(t, st.entered, "the first value's write")
+	wctx := &doneWatch{Context: ctx, waiting: make(chan struct{})}
+	sealed := make(chan error, 1)
+	go func() { sealed <- d.Seal(wctx, b, rawValue(2*n, 'b')) }() // 5n past 4n: waits
+	waitClosed(t, wctx.waiting, "the second seal to wait for room")
+	closed := make(chan struct{})
+	go func() { d.Close(); close(closed) }()
+	d.fed.Wait() // the feeder has handed what there was and stopped
+	close(st.gate)
+	waitClosed(t, closed, "Close")
+	err := <-sealed
+	if err != nil {
+		return // refused: the caller knows
+	}
+	if _, got, gerr := st.Get(ctx, b); gerr != nil || len(got) != 2*n || got[0] != 'b' {
+		t.Fatalf("a seal taken during Close is not in the store after it (%v)", gerr)
+	}
+}
+
+// checkedStore is a notifyStore that reports each CheckSpace (a seal has
+// been admitted to the write-behind), and whose writes of values past 1 KiB
+// wait for holdLarge besides the gate.
+type checkedStore struct {
+	*notifyStore
+	checked   chan struct{}
+	holdLarge chan struct{}
+}
+
+func (c *checkedStore) CheckSpace(n int64) error {
+	err := c.notifyStore.CheckSpace(n)
+	c.checked <- struct{}{}
+	return err
+}
+
+func (c *checkedStore) Put(ctx context.Context, id ids.ObjectID, meta store.Meta, data []byte) error {
+	if len(data) > 1024 {
+		select {
+		case <-c.holdLarge:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return c.notifyStore.Put(ctx, id, meta, data)
+}
+
+// TestTierAdmittedSealsStayInBound: the room a large seal was admitted to
+// is its own until it is sealed: a seal admitted before another's bytes
+// are counted (here held between its admission and its seal by a delete of
+// the same ID, a retried task's) does not take the tier past
+// LargeMemoryBytes together with the seals admitted meanwhile.
+func TestTierAdmittedSealsStayInBound(t *testing.T) {
+	st := &checkedStore{notifyStore: newNotifyStore(true), checked: make(chan struct{}, 8), holdLarge: make(chan struct{})}
+	const n = 64 << 10
+	d, _ := tierDir(t, st, 4*n)
+	t.Cleanup(func() { close(st.holdLarge) }) // before the Dir's Close, which waits for the writes
+	ctx := ctxFor(t)
+	task := ids.NewTaskID()
+	x, y, z := task.Return(0), task.Return(1), task.Return(2)
+	if err := d.Seal(ctx, task.Return(3), jsonValue(`"ahead"`)); err != nil { // holds the persist loop at the gate
+		t.Fatal(err)
+	}
+	<-st.checked
+	if err := d.Seal(ctx, x, rawValue(2048, '1')); err != nil {
+		t.Fatal(err)
+	}
+	<-st.checked
+	d.Free([]ids.ObjectID{x}) // its delete waits behind "ahead"
+	sealed := make(chan error, 1)
+	go func() { sealed <- d.Seal(ctx, x, rawValue(3*n, '2')) }() // the retry: admitted, then waits for the delete
+	select {
+	case <-st.checked:
+	case <-time.After(hangGuard):
+		t.Fatal("the retried seal was never admitted")
+	}
+	// 3n admitted: room for n more (y), not 2n. z would wait for room: its
+	// context, done, ends the wait.
+	if err := d.Seal(ctx, y, rawValue(n, 'y')); err != nil {
+		t.Fatal(err)
+	}
+	<-st.checked
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := d.Seal(short, z, rawValue(n, 'z')); err == nil {
+		<-st.checked
+	} else if !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	close(st.gate) // "ahead" and the delete; the large writes stay held
+	if err := <-sealed; err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	mem, queued := d.largeMem, d.queuedLarge
+	d.mu.Unlock()
+	if mem > 4*n || queued > 4*n {
+		t.Fatalf("%d KiB in the tier (%d KiB queued), past its bound of %d KiB", mem>>10, queued>>10, 4*n>>10)
+	}
 }
