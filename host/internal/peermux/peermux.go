@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -20,6 +21,10 @@ var (
 	ErrLinkEnded = errors.New("peermux: link ended")
 	// ErrPeerEnded: the other side ended the link with a reason.
 	ErrPeerEnded = errors.New("peermux: the other host ended the link")
+	// ErrBacklog: frames came for the link faster than it read them, past
+	// Config.MaxInboxBytes (or the mux's MaxInboxTotal): the link was
+	// ended, so that the host does not keep them without bound.
+	ErrBacklog = errors.New("peermux: the link's unread frames passed their bound")
 )
 
 // Stream is one end of the stream the links share: Send sends the payload
@@ -49,6 +54,13 @@ type Config struct {
 	// MaxLinks bounds the links the other side may have open here (with
 	// Accept); more is a protocol error. Default 100,000.
 	MaxLinks int
+	// MaxInboxBytes bounds the bytes of a link's frames received and not
+	// read yet; MaxInboxTotal, those of all links (a frame that finds none
+	// waiting is kept whatever its size: a message bounds it). One past either ends
+	// its link with ErrBacklog (both sides see it end) rather than be kept:
+	// one stream carries every link, so the reader cannot stop for one
+	// link without holding up the others. Defaults 64 MiB and 512 MiB.
+	MaxInboxBytes, MaxInboxTotal int64
 }
 
 func (c *Config) defaults() {
@@ -60,6 +72,12 @@ func (c *Config) defaults() {
 	}
 	if c.MaxLinks <= 0 {
 		c.MaxLinks = 100_000
+	}
+	if c.MaxInboxBytes <= 0 {
+		c.MaxInboxBytes = 64 << 20
+	}
+	if c.MaxInboxTotal <= 0 {
+		c.MaxInboxTotal = 512 << 20
 	}
 }
 
@@ -84,6 +102,9 @@ type Mux struct {
 	queue []byte // encoded subs waiting for the writer
 	cuts  []int  // the end offset of each sub in queue
 	err   error  // why the mux died; nil while it runs
+
+	// inbox: the bytes of frames received for links and not read yet.
+	inbox atomic.Int64
 }
 
 // New returns a mux over s. Run it with Run.
@@ -163,7 +184,7 @@ func (m *Mux) waitRoomLocked(l *Link) error {
 		case m.err != nil:
 			return m.err
 		case l != nil && l.ended:
-			return l.err
+			return l.endErr
 		case len(m.queue) < m.cfg.MaxQueuedBytes:
 			return nil
 		}
@@ -302,7 +323,13 @@ func (m *Mux) deliver(s peerwire.Sub) error {
 		return nil
 	}
 	m.mu.Unlock()
-	l.push(frame{s.Type, s.Payload})
+	if n := int64(len(s.Payload)); !l.push(frame{s.Type, s.Payload}, m.cfg.MaxInboxBytes, m.cfg.MaxInboxTotal) {
+		reason := fmt.Sprintf("more than %d MiB of its frames waited to be read here (a sender faster than the link's reader)", m.cfg.MaxInboxBytes>>20)
+		if m.inbox.Load()+n > m.cfg.MaxInboxTotal {
+			reason = fmt.Sprintf("more than %d MiB of frames waited to be read here on all links", m.cfg.MaxInboxTotal>>20)
+		}
+		l.Close(fmt.Errorf("%w: %s", ErrBacklog, reason), reason)
+	}
 	return nil
 }
 
@@ -318,13 +345,16 @@ type Link struct {
 	id uint64
 
 	wake chan struct{} // capacity 1: a frame or the end arrived
-	// Guarded by m.mu: ended is set once the link is out of m.links.
-	ended bool
+	// Guarded by m.mu: ended is set once the link is out of m.links;
+	// endErr is why (what Send returns from then on).
+	ended  bool
+	endErr error
 	// Guarded by mu: frames received and not read yet, and why the link
 	// ended (returned by Receive once they are read).
-	mu  sync.Mutex
-	in  []frame
-	err error
+	mu      sync.Mutex
+	in      []frame
+	inBytes int64 // of in's payloads
+	err     error
 }
 
 func newLink(m *Mux, id uint64) *Link {
@@ -358,6 +388,10 @@ func (l *Link) Receive() (ipc.Type, []byte, error) {
 			f := l.in[0]
 			l.in[0] = frame{}
 			l.in = l.in[1:]
+			if l.err == nil {
+				l.inBytes -= int64(len(f.payload))
+				l.m.inbox.Add(-int64(len(f.payload)))
+			}
 			l.mu.Unlock()
 			return f.typ, f.payload, nil
 		}
@@ -391,28 +425,49 @@ func (l *Link) Close(err error, reason string) {
 	l.end(err)
 }
 
-func (l *Link) push(f frame) {
+// push adds a received frame to the link's unread ones, unless it would
+// take a backlog past max bytes, or all links' past total: then it reports
+// false and keeps nothing (the caller ends the link).
+func (l *Link) push(f frame, max, total int64) bool {
+	n := int64(len(f.payload))
 	l.mu.Lock()
 	if l.err == nil {
+		// A frame that finds nothing waiting is kept whatever its size
+		// (one message bounds it): the bounds are on a backlog.
+		inbox := l.m.inbox.Load()
+		if (l.inBytes > 0 && l.inBytes+n > max) || (inbox > 0 && inbox+n > total) {
+			l.mu.Unlock()
+			return false
+		}
 		l.in = append(l.in, f)
+		l.inBytes += n
+		l.m.inbox.Add(n)
 	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // end marks l ended with err (the first error sticks). Called without
 // m.mu held; l is already out of m.links.
 func (l *Link) end(err error) {
 	l.m.mu.Lock()
-	l.ended = true
+	if !l.ended {
+		l.ended, l.endErr = true, err
+	}
+	err = l.endErr       // the first sticks, the same on both sides
 	l.m.room.Broadcast() // a Send waiting for room gives up
 	l.m.mu.Unlock()
 	l.mu.Lock()
 	if l.err == nil {
 		l.err = err
+		// Its unread frames stay readable, but count no more against the
+		// mux's bound: a reader may never come back for them.
+		l.m.inbox.Add(-l.inBytes)
+		l.inBytes = 0
 	}
 	l.mu.Unlock()
 	select {
