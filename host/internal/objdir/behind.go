@@ -112,9 +112,16 @@ func (d *Dir) unadmitLarge(n int64) {
 // the call.
 func (d *Dir) catchUp(ctx context.Context) error {
 	done := make(chan struct{})
+	d.handMu.RLock()
+	if d.handClosed {
+		d.handMu.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case d.persistCh <- persistJob{barrier: done}:
+		d.handMu.RUnlock()
 	case <-ctx.Done():
+		d.handMu.RUnlock()
 		return ctx.Err()
 	}
 	select {
@@ -204,7 +211,7 @@ func (d *Dir) feedLoop() {
 // handLarge queues the jobs dueLargeLocked took.
 func (d *Dir) handLarge(jobs []persistJob) {
 	for _, j := range jobs {
-		d.persistCh <- j
+		d.hand(j)
 	}
 }
 

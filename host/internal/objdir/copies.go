@@ -258,7 +258,7 @@ func (d *Dir) dropCopies(objs []ids.ObjectID, tombstone bool) {
 	d.dropped += uint64(len(objs))
 	d.mu.Unlock()
 	for _, id := range objs {
-		d.persistCh <- persistJob{id: id, del: true}
+		d.hand(persistJob{id: id, del: true})
 	}
 }
 

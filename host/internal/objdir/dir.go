@@ -148,6 +148,11 @@ type Dir struct {
 	behind        chan struct{} // closed (and replaced) as the persist loop ends a job
 	pinned        int64         // bytes of failures the full store refused, kept in memory only
 	persistCh     chan persistJob
+	// handMu guards sends on persistCh against Close closing it: a send
+	// holds it for reading; handClosed is set, with it held for writing,
+	// as persistCh is closed (hand.go).
+	handMu     sync.RWMutex
+	handClosed bool
 	freed         tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
 	// deletedCond is signalled (with mu) when one is done.
@@ -266,7 +271,10 @@ func (d *Dir) Close() {
 			d.sealed.Wait()
 		}
 		d.mu.Unlock()
+		d.handMu.Lock()
+		d.handClosed = true
 		close(d.persistCh)
+		d.handMu.Unlock()
 		d.persisted.Wait()
 	})
 }
@@ -636,6 +644,6 @@ func (d *Dir) refill(id ids.ObjectID, v abi.Value) {
 		d.queueLocked(id)
 		d.queued += int64(len(v.Data))
 		d.mu.Unlock()
-		d.persistCh <- persistJob{id: id, meta: d.metaFor(id, v), data: v.Data, ob: ob}
+		d.hand(persistJob{id: id, meta: d.metaFor(id, v), data: v.Data, ob: ob})
 	}
 }

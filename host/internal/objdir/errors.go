@@ -31,6 +31,8 @@ var (
 	// when the host asked is no member of the cluster or is gone; the
 	// directory then gives up on that host rather than retry.
 	ErrUnreachable = errors.New("objdir: host unreachable")
+	// ErrClosed: the directory was closed; nothing more reaches its store.
+	ErrClosed = errors.New("objdir: closed")
 	// ErrInvalidConfig: New was given a Config it cannot work with.
 	ErrInvalidConfig = errors.New("objdir: invalid config")
 )

@@ -50,10 +50,10 @@ func (d *Dir) Free(objs []ids.ObjectID) {
 	d.frees += uint64(len(objs))
 	d.mu.Unlock()
 	for _, id := range dels {
-		d.persistCh <- persistJob{id: id, del: true}
+		d.hand(persistJob{id: id, del: true})
 	}
 	for _, key := range records {
-		d.persistCh <- persistJob{id: key, del: true}
+		d.hand(persistJob{id: key, del: true})
 	}
 	d.sendFrees()
 }
