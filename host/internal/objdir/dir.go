@@ -68,7 +68,12 @@ type Config struct {
 	// past half of its bound or the cache past CacheBytes; large ones as
 	// LargeMemoryBytes says. 0 writes at once.
 	PersistAfter time.Duration
-	// Clock times PersistAfter (nil: the system's).
+	// PullIdle is how long a pull from another host may go without a
+	// byte (the header included) before it is given up as stalled — a
+	// holder that is alive but sends nothing — and the next holder is
+	// tried. A stall is noticed between PullIdle and twice it. Default 30 s.
+	PullIdle time.Duration
+	// Clock times PersistAfter and PullIdle (nil: the system's).
 	Clock clock.Clock
 	// Logger gets the directory's logs (nil: discarded).
 	Logger *slog.Logger
@@ -84,8 +89,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.Store == nil:
 		return fmt.Errorf("%w: no Store", ErrInvalidConfig)
-	case c.InlineLimit < 0 || c.CacheBytes < 0 || c.ChunkBytes < 0 || c.UnknownGrace < 0:
-		return fmt.Errorf("%w: InlineLimit, CacheBytes, ChunkBytes and UnknownGrace must be >= 0", ErrInvalidConfig)
+	case c.InlineLimit < 0 || c.CacheBytes < 0 || c.ChunkBytes < 0 || c.UnknownGrace < 0 || c.PullIdle < 0:
+		return fmt.Errorf("%w: InlineLimit, CacheBytes, ChunkBytes, UnknownGrace and PullIdle must be >= 0", ErrInvalidConfig)
 	case c.LargeMemoryBytes < 0 || c.PersistAfter < 0:
 		return fmt.Errorf("%w: LargeMemoryBytes and PersistAfter must be >= 0", ErrInvalidConfig)
 	}
@@ -94,6 +99,9 @@ func (c *Config) validate() error {
 	}
 	if c.UnknownGrace == 0 {
 		c.UnknownGrace = unknownGrace
+	}
+	if c.PullIdle == 0 {
+		c.PullIdle = defaultPullIdle
 	}
 	if c.ChunkBytes == 0 {
 		c.ChunkBytes = 1 << 20

@@ -31,6 +31,9 @@ var (
 	// when the host asked is no member of the cluster or is gone; the
 	// directory then gives up on that host rather than retry.
 	ErrUnreachable = errors.New("objdir: host unreachable")
+	// ErrStalled: a host a pull was reading from sent nothing for
+	// Config.PullIdle; the pull was given up (another holder is tried).
+	ErrStalled = errors.New("objdir: pull stalled")
 	// ErrClosed: the directory was closed; nothing more reaches its store.
 	ErrClosed = errors.New("objdir: closed")
 	// ErrInvalidConfig: New was given a Config it cannot work with.

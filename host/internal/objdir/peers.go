@@ -223,11 +223,18 @@ func (r *remote) pullFromAny(ctx context.Context, id ids.ObjectID, holders []str
 // tee, the chunks also go on to it as they arrive; then a copy the store
 // could not keep is no failure (kept is false): the reader has its bytes.
 func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string, t *tee) (kept bool, err error) {
+	ctx, wd := r.d.watchPull(ctx, from)
+	defer func() {
+		if wd.stop() && err != nil {
+			err = wd.err() // the stall, not the cancel it caused
+		}
+	}()
 	hdr, rc, err := r.peers.Pull(ctx, from, id)
 	if err != nil {
 		return false, err
 	}
 	defer rc.Close()
+	rc = wd.reader(rc)
 	if owner == "" {
 		owner = r.d.cfg.Self
 	}

@@ -34,6 +34,11 @@ type cluster struct {
 	down map[string]bool
 	// breakAfter makes pulls from an address fail after that many bytes.
 	breakAfter map[string]int
+	// stallAfter makes pulls from an address send that many bytes, then
+	// nothing until the pull's context ends; stalled gets the address as
+	// one stalls.
+	stallAfter map[string]int
+	stalled    chan string
 	// lie replaces the header of pulls from an address.
 	lie map[string]Header
 	// locate, if set, answers Locate calls in place of the owner.
@@ -49,6 +54,7 @@ type cluster struct {
 
 func newCluster(t testing.TB) *cluster {
 	return &cluster{t: t, dirs: map[string]*Dir{}, down: map[string]bool{}, breakAfter: map[string]int{}, lie: map[string]Header{},
+		stallAfter: map[string]int{}, stalled: make(chan string, 16),
 		added: make(chan string, 64), pulls: map[string]int{}}
 }
 
@@ -133,6 +139,7 @@ func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Head
 	p.c.pulls[from]++
 	limit, breaks := p.c.breakAfter[from]
 	lie, lies := p.c.lie[from]
+	stallAt, stalls := p.c.stallAfter[from]
 	p.c.mu.Unlock()
 	var hdr *Header
 	var buf bytes.Buffer
@@ -148,6 +155,9 @@ func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Head
 	var r io.Reader = &buf
 	if breaks {
 		r = io.MultiReader(io.LimitReader(&buf, int64(limit)), errReader{errReset})
+	}
+	if stalls {
+		r = io.MultiReader(io.LimitReader(&buf, int64(stallAt)), stallReader{ctx: ctx, addr: from, stalled: p.c.stalled})
 	}
 	if lies {
 		hdr = &lie
@@ -182,6 +192,19 @@ func (p twinPeers) Down(addr string) bool {
 }
 
 func (p twinPeers) Alive(addr string) bool { return !p.Down(addr) }
+
+// stallReader is a holder that sends nothing more, and does not hang up.
+type stallReader struct {
+	ctx     context.Context
+	addr    string
+	stalled chan string
+}
+
+func (r stallReader) Read([]byte) (int, error) {
+	r.stalled <- r.addr
+	<-r.ctx.Done()
+	return 0, r.ctx.Err()
+}
 
 type errReader struct{ err error }
 
