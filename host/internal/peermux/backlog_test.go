@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ipc"
 )
 
@@ -91,4 +92,35 @@ func TestLargeFrameToIdleLink(t *testing.T) {
 	if n := <-got; n != size {
 		t.Fatalf("the link read a frame of %d bytes, want %d", n, size)
 	}
+}
+
+// TestWaitingFrameOwnsItsBytes: a frame that waits behind another unread
+// one is a copy, not a view into the batch it came in: a link that is not
+// read keeps its frames' bytes alive, not every batch that carried one
+// (a peer mixing a byte for an unread link into each large batch would
+// otherwise pin the batches).
+func TestWaitingFrameOwnsItsBytes(t *testing.T) {
+	m := New(&end{in: newPipe(), out: newPipe()}, Config{})
+	l, err := m.Open(ipc.TypePeerExec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []byte
+	for _, p := range []string{"first", "second"} {
+		batch = peerwireAppend(batch, l.ID(), p)
+	}
+	if err := m.deliverBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	for i := range batch {
+		batch[i] = 'X' // the batch's buffer, reused or garbage
+	}
+	_, _, _ = l.Receive() // the first frame: read as it came
+	if _, p, err := l.Receive(); err != nil || string(p) != "second" {
+		t.Fatalf("the frame that waited reads %q %v: it aliased its batch", p, err)
+	}
+}
+
+func peerwireAppend(b []byte, link uint64, payload string) []byte {
+	return peerwire.AppendSub(b, peerwire.Sub{Link: link, Type: ipc.TypeReply, Payload: []byte(payload)})
 }

@@ -439,6 +439,12 @@ func (l *Link) push(f frame, max, total int64) bool {
 			l.mu.Unlock()
 			return false
 		}
+		if len(l.in) > 0 {
+			// It will wait behind others: a copy of its own, so that it
+			// does not keep the whole batch it came in alive (a link that
+			// is not read would otherwise hold a batch per frame).
+			f.payload = append([]byte(nil), f.payload...)
+		}
 		l.in = append(l.in, f)
 		l.inBytes += n
 		l.m.inbox.Add(n)
