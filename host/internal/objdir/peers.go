@@ -256,7 +256,11 @@ func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string, 
 		if _, err := io.Copy(w, rc); err != nil {
 			return false, err
 		}
-		return true, w.Commit(ctx)
+		if err := w.Commit(ctx); err != nil {
+			return false, err
+		}
+		r.d.freedWhilePulled(id)
+		return true, nil
 	}
 	if err := t.copy(hdr, rc, w, r.d.cfg.ChunkBytes); err != nil {
 		return false, err
@@ -271,7 +275,24 @@ func (r *remote) pull(ctx context.Context, id ids.ObjectID, from, owner string, 
 		r.d.log.Warn("not keeping a pulled copy", "object_id", id, "err", err)
 		return false, nil
 	}
+	r.d.freedWhilePulled(id)
 	return true, nil
+}
+
+// freedWhilePulled deletes the copy of id just committed if its owner
+// freed it while it was pulled: the delete of that Free may have run
+// before the commit, and nothing else would ever delete the copy. (The
+// tombstone is set before a Free's delete is queued, so either it is seen
+// here, or that delete is queued after the commit and deletes it.)
+func (d *Dir) freedWhilePulled(id ids.ObjectID) {
+	d.mu.Lock()
+	if !d.freed.has(id) {
+		d.mu.Unlock()
+		return
+	}
+	d.deleting[id]++
+	d.mu.Unlock()
+	d.hand(persistJob{id: id, del: true})
 }
 
 // tellOwner records at the owner that this host holds a copy of id.

@@ -9,6 +9,7 @@ import (
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/store"
 )
 
 // TestPullStalledHolder: a holder that is alive, sends the header and part
@@ -66,4 +67,46 @@ func TestPullStalledHolder(t *testing.T) {
 		t.Fatalf("a fetch from a stalled holder only: %v, want ErrLost", err)
 	}
 	t.Logf("stalled: %v", err)
+}
+
+// TestFreedWhilePulled: the owner frees an object while a borrower is
+// pulling a copy of it. The Free's delete runs before the copy is
+// committed; the copy must not stay in the borrower's store for good
+// (found by an attack review: nothing would ever delete it).
+func TestFreedWhilePulled(t *testing.T) {
+	c := newCluster(t)
+	owner, borrower := c.host("a:1", nil), c.host("b:1", nil)
+	task := ids.NewTaskID()
+	id := task.Return(0)
+	big := rawValue(40, 'F')
+	owner.Expect(id, task)
+	_ = owner.Seal(ctxFor(t), id, big)
+	c.mu.Lock()
+	c.holdAfter["a:1"], c.hold = 20, make(chan struct{})
+	c.mu.Unlock()
+	borrower.Borrow(ctxFor(t), id, "a:1")
+	got := make(chan error, 1)
+	go func() {
+		_, err := borrower.Get(ctxFor(t), []ids.ObjectID{id}, -1, nil)
+		got <- err
+	}()
+	select {
+	case <-c.stalled:
+	case <-time.After(hangGuard):
+		t.Fatal("the pull never started")
+	}
+	if n := borrower.OwnerFreed(ctxFor(t), "a:1", []ids.ObjectID{id}, nil); n != 1 {
+		t.Fatalf("OwnerFreed dropped %d copies, want 1", n)
+	}
+	if err := borrower.catchUp(ctxFor(t)); err != nil { // the Free's delete ran
+		t.Fatal(err)
+	}
+	close(c.hold)
+	<-got // the value or freed: either is a fine answer to a Get racing a Free
+	if err := borrower.catchUp(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := borrower.stat(ctxFor(t), id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the copy pulled while its owner freed it is still in the store: %v", err)
+	}
 }

@@ -39,6 +39,11 @@ type cluster struct {
 	// one stalls.
 	stallAfter map[string]int
 	stalled    chan string
+	// holdAfter makes pulls from an address send that many bytes, then
+	// wait (announced on stalled) until the channel is closed, then send
+	// the rest.
+	holdAfter map[string]int
+	hold      chan struct{}
 	// lie replaces the header of pulls from an address.
 	lie map[string]Header
 	// locate, if set, answers Locate calls in place of the owner.
@@ -54,7 +59,7 @@ type cluster struct {
 
 func newCluster(t testing.TB) *cluster {
 	return &cluster{t: t, dirs: map[string]*Dir{}, down: map[string]bool{}, breakAfter: map[string]int{}, lie: map[string]Header{},
-		stallAfter: map[string]int{}, stalled: make(chan string, 16),
+		stallAfter: map[string]int{}, stalled: make(chan string, 16), holdAfter: map[string]int{},
 		added: make(chan string, 64), pulls: map[string]int{}}
 }
 
@@ -140,6 +145,8 @@ func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Head
 	limit, breaks := p.c.breakAfter[from]
 	lie, lies := p.c.lie[from]
 	stallAt, stalls := p.c.stallAfter[from]
+	holdAt, holds := p.c.holdAfter[from]
+	hold := p.c.hold
 	p.c.mu.Unlock()
 	var hdr *Header
 	var buf bytes.Buffer
@@ -158,6 +165,9 @@ func (p twinPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (Head
 	}
 	if stalls {
 		r = io.MultiReader(io.LimitReader(&buf, int64(stallAt)), stallReader{ctx: ctx, addr: from, stalled: p.c.stalled})
+	}
+	if holds {
+		r = io.MultiReader(io.LimitReader(&buf, int64(holdAt)), holdReader{addr: from, stalled: p.c.stalled, release: hold}, &buf)
 	}
 	if lies {
 		hdr = &lie
@@ -204,6 +214,19 @@ func (r stallReader) Read([]byte) (int, error) {
 	r.stalled <- r.addr
 	<-r.ctx.Done()
 	return 0, r.ctx.Err()
+}
+
+// holdReader pauses a transfer until release is closed.
+type holdReader struct {
+	addr    string
+	stalled chan string
+	release chan struct{}
+}
+
+func (r holdReader) Read([]byte) (int, error) {
+	r.stalled <- r.addr
+	<-r.release
+	return 0, io.EOF
 }
 
 type errReader struct{ err error }
