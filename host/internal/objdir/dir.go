@@ -161,7 +161,7 @@ type Dir struct {
 	// as persistCh is closed (hand.go).
 	handMu     sync.RWMutex
 	handClosed bool
-	freed         tombstones // objects freed lately
+	freed      tombstones // objects freed lately
 	// deleting counts the store deletes queued per freed object;
 	// deletedCond is signalled (with mu) when one is done.
 	deleting    map[ids.ObjectID]int
