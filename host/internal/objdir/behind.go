@@ -46,10 +46,11 @@ type deferredWrite struct {
 // for the write-behind to catch up and asks again, so a store full only of
 // objects on their way out is not called full.
 //
-// A large value admitted has its room taken at once (counted in
-// queuedLarge, under the lock that checked it): seals admitted together
-// cannot take the tier past its bound before any of them is counted. The
-// caller gives the room back with unadmitLarge if it does not seal it.
+// A value admitted has its room taken at once (counted in queuedLarge or
+// queued, under the lock that checked it): seals admitted together cannot
+// take the tier or the queue past its bound before any of them is
+// counted. The caller gives the room back with unadmitLocked if it does
+// not seal it; a refused one has none.
 func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 	d.mu.Lock()
 	if large {
@@ -79,33 +80,36 @@ func (d *Dir) admitBehind(ctx context.Context, n int64, large bool) error {
 		}
 	}
 	queued := d.queued + d.queuedLarge
-	if large {
-		d.queuedLarge += n // taken: see above
+	if large { // taken: see above
+		d.queuedLarge += n
+	} else {
+		d.queued += n
 	}
 	d.mu.Unlock()
 	err := d.st.CheckSpace(queued + n)
 	if err != nil && queued > 0 && d.catchUp(ctx) == nil {
 		d.mu.Lock()
-		queued = d.queued + d.queuedLarge
+		queued = d.queued + d.queuedLarge - n // without its own room
 		d.mu.Unlock()
-		if large {
-			queued -= n
-		}
 		err = d.st.CheckSpace(queued + n)
 	}
-	if err != nil && large {
-		d.unadmitLarge(n)
+	if err != nil {
+		d.mu.Lock()
+		d.unadmitLocked(n, large)
+		d.mu.Unlock()
 	}
 	return err
 }
 
-// unadmitLarge gives back the room of a large value admitted and not
-// sealed after all.
-func (d *Dir) unadmitLarge(n int64) {
-	d.mu.Lock()
-	d.queuedLarge -= n
+// unadmitLocked gives back the room of a value admitted and not sealed
+// after all.
+func (d *Dir) unadmitLocked(n int64, large bool) {
+	if large {
+		d.queuedLarge -= n
+	} else {
+		d.queued -= n
+	}
 	d.stepBehindLocked()
-	d.mu.Unlock()
 }
 
 // catchUp waits until the persist loop has done every job queued before

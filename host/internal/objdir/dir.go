@@ -489,10 +489,9 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 		ob = &object{task: id.Task()}
 		d.m[id] = ob
 	}
-	if large && (ob.ready || ob.freed) {
+	if !memOnly && (ob.ready || ob.freed) {
 		// Its room, taken by admitBehind, is not used.
-		d.queuedLarge -= int64(len(v.Data))
-		d.stepBehindLocked()
+		d.unadmitLocked(int64(len(v.Data)), large)
 	}
 	if ob.ready {
 		d.mu.Unlock()
@@ -530,7 +529,7 @@ func (d *Dir) seal(ctx context.Context, id ids.ObjectID, v abi.Value, transient 
 	live := liveWaiters(ob)
 	persist := !large && !memOnly
 	if persist {
-		d.queued += int64(len(v.Data))
+		// d.queued: counted by admitBehind.
 		ob.deferred = true
 		d.deferredSmall = append(d.deferredSmall, smallWrite{job: persistJob{id: id, meta: meta, data: v.Data, ob: ob}, at: d.cfg.Clock.Now()})
 	} else if memOnly {

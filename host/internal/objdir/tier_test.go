@@ -522,3 +522,58 @@ func TestTierAdmittedSealsStayInBound(t *testing.T) {
 		t.Fatalf("%d KiB in the tier (%d KiB queued), past its bound of %d KiB", mem>>10, queued>>10, 4*n>>10)
 	}
 }
+
+// TestSmallAdmittedStayInBound: small values sealed together while the
+// store is slow do not take the write-behind queue past its bound: each
+// takes its room under the lock that checked it (they checked, then
+// counted, and many checking at once all fit). An attack review found the
+// gap.
+func TestSmallAdmittedStayInBound(t *testing.T) {
+	st := newGatedStore(1 << 40)
+	d := newDir(t, st, func(c *Config) { c.InlineLimit, c.PersistAfter = 128<<10, 0 })
+	ctx := ctxFor(t)
+	const each, sealers = 100 << 10, 48
+	perSealer := (maxQueued/each)/sealers + 2 // together past the bound
+	var wg sync.WaitGroup
+	for range sealers {
+		wg.Go(func() {
+			for range perSealer {
+				if err := d.Seal(ctx, ids.NewTaskID().Return(0), rawValue(each, 's')); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	// The queue fills up to its bound while the store holds the writes;
+	// what it holds is looked at all along.
+	var most int64
+	look := func() int64 {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		most = max(most, d.queued)
+		return d.queued
+	}
+	if err := waitFor(ctx, func() bool { return look()+each > maxQueued }); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 { // the seals admitted with the last ones
+		look()
+		time.Sleep(time.Millisecond)
+	}
+	close(st.gate)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		default:
+			look()
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if most > maxQueued {
+		t.Fatalf("the write-behind held %d KiB at once, past its bound of %d KiB", most>>10, maxQueued>>10)
+	}
+}
