@@ -55,7 +55,7 @@ func TestStoreFullHost(t *testing.T) {
 	c := client.New(h.Addr())
 	mod := testutil.Register(t, c, limitsPkg)
 	none := int32(0)
-	ctx := ctxFor(t, 2*time.Minute)
+	ctx := ctxFor(t, 8*time.Minute) // a hang guard for the whole test, which takes minutes on a loaded machine
 
 	kept, err := c.Put(ctx, make([]byte, 8<<20))
 	if err != nil {

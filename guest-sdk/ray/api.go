@@ -137,11 +137,16 @@ func timeoutFrom(ctx context.Context) int64 {
 }
 
 func getValues(ctx context.Context, refs []AnyRef) ([]abi.Value, error) {
-	req := abi.GetRequest{TimeoutNs: timeoutFrom(ctx), Refs: make([]abi.Ref, len(refs))}
-	for i, r := range refs {
+	for _, r := range refs {
 		if err := r.refErr(); err != nil {
 			return nil, err
 		}
+	}
+	if vals, ok := cachedValues(refs); ok {
+		return vals, nil
+	}
+	req := abi.GetRequest{TimeoutNs: timeoutFrom(ctx), Refs: make([]abi.Ref, len(refs))}
+	for i, r := range refs {
 		req.Refs[i] = r.abiRef()
 	}
 	b, err := hostCall(abi.OpGet, req.Encode(nil))
@@ -152,6 +157,7 @@ func getValues(ctx context.Context, refs []AnyRef) ([]abi.Value, error) {
 	if err := rep.Decode(b); err != nil || len(rep.Values) != len(refs) {
 		return nil, fmt.Errorf("%w: malformed get reply", ErrHost)
 	}
+	keepValues(refs, rep.Values)
 	return rep.Values, nil
 }
 

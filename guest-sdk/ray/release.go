@@ -3,6 +3,7 @@ package ray
 import (
 	"sync/atomic"
 
+	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 )
 
@@ -32,6 +33,9 @@ type handle struct {
 	// waitCall is the last Wait call that looked at the handle: a second
 	// look in the same call is a ref given twice.
 	waitCall atomic.Uint64
+	// val is the object's value as a Get got it, if it may answer the
+	// next Get (getcache.go); dropped when the handle is released.
+	val atomic.Pointer[abi.Value]
 }
 
 // refCount is what a handle's cleanup releases; the cleanup must not

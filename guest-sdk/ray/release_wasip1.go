@@ -67,6 +67,7 @@ func cleanupRef(c *refCount) {
 }
 
 func releaseNow(h *handle) {
+	h.val.Store(nil) // the next Get asks the host whether it was freed
 	refReg.Lock()
 	if h.c.n > 0 {
 		refReg.pending = append(refReg.pending, pendingRelease{id: h.c.id, epoch: h.c.epoch, n: h.c.n})
@@ -107,4 +108,13 @@ func flushReleases(force bool) {
 	if b := takeReleases(force); b != nil {
 		_, _ = hostCall(abi.OpRelease, b)
 	}
+}
+
+// counted reports whether h holds references the host counts for the
+// running invocation: while it does, the host keeps the object.
+func counted(h *handle) bool {
+	ep := epochOf(currentTask())
+	refReg.Lock()
+	defer refReg.Unlock()
+	return h.c.n > 0 && h.c.epoch == ep
 }

@@ -322,6 +322,7 @@ func (gp *guestOps) guestWait(w *workerProc, t *task, c ipc.Call) {
 			return
 		}
 		refs, timeoutNs, need = refIDs(req.Refs), req.TimeoutNs, uint32(len(req.Refs))
+		gp.gets.Add(1)
 		h.gops.borrowRefs(req.Refs)
 	default:
 		var req abi.WaitRequest

@@ -157,3 +157,27 @@ func (f *fixture) submitTo(t testing.TB, mod, fn string, args ...any) (ids.TaskI
 	defer func() { f.mod = saved }()
 	return f.submit(t, fn, nil, args...)
 }
+
+// TestGuestGetCache: a guest that reads the same small object again and
+// again asks the host once (guest-sdk/ray/getcache.go); a large value and
+// one that holds a ref are asked every time (the first would pin memory,
+// the second must be counted by the host as it is sent). The guest's
+// copies are its own, and a Get after Release asks the host, which says
+// the object was freed.
+func TestGuestGetCache(t *testing.T) {
+	f := newFixture(t, nil)
+	const n = 20
+	before := f.o.gops.gets.Load()
+	var got string
+	f.call(t, "get_again", &got, n)
+	if got != "after release: true" {
+		t.Fatalf("get_again: %q", got)
+	}
+	// Host Gets: the small value once, the large value and the holder
+	// each time, the ref inside the holder once (its handle is the one
+	// the guest's own ref has), the small value after Release.
+	gets := f.o.gops.gets.Load() - before
+	if gets < 2*n || gets > 2*n+3 {
+		t.Fatalf("the guest asked the host %d times for %d reads of 4 refs, want %d..%d", gets, 4*n, 2*n, 2*n+3)
+	}
+}

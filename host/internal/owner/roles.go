@@ -1,6 +1,10 @@
 package owner
 
-import "github.com/rayhost/rayhost/host/internal/refcount"
+import (
+	"sync/atomic"
+
+	"github.com/rayhost/rayhost/host/internal/refcount"
+)
 
 // The owner's roles. Each is a type of its own, so that what one role asks
 // of another is a call through a named field (h.disp.start, h.acts.killActor)
@@ -23,9 +27,12 @@ import "github.com/rayhost/rayhost/host/internal/refcount"
 //	borrowRole   borrows between hosts (borrow.go; its own lock)
 
 type (
-	dispatcher  struct{ o *Owner }
-	workerRole  struct{ o *Owner }
-	guestOps    struct{ o *Owner }
+	dispatcher struct{ o *Owner }
+	workerRole struct{ o *Owner }
+	guestOps   struct {
+		o    *Owner
+		gets atomic.Uint64 // guests' Get ops served (a guest answers some itself: guest-sdk/ray/getcache.go)
+	}
 	actorTable  struct{ o *Owner }
 	executor    struct{ o *Owner }
 	admission   struct{ o *Owner }
@@ -34,7 +41,7 @@ type (
 
 // roles makes h's roles.
 func (h *Owner) roles() error {
-	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{h}, &actorTable{h}
+	h.disp, h.wrk, h.gops, h.acts = &dispatcher{h}, &workerRole{h}, &guestOps{o: h}, &actorTable{h}
 	h.fgn, h.rem, h.adm, h.lin = &executor{h}, &remoteRole{o: h}, &admission{h}, &lineageRole{h}
 	h.refs = &refsRole{o: h, c: refcount.New()}
 	h.brw = newBorrowRole(h)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -60,4 +61,40 @@ var stashIDs = ray.Method0(counterClass, "stash_ids", func(c *Counter, ctx conte
 		out[i] = r.ID()
 	}
 	return out, nil
+})
+
+// get_again reads refs the guest holds n times each, the way a loop or an
+// actor re-reads a parameter object: a small value it put, a large one,
+// and a small value that holds a ref. It changes the bytes each Get gave
+// it, then releases the small value and reads it once more. It returns
+// what it saw, as text, for the test to check.
+var _ = ray.Func1("get_again", func(ctx context.Context, n int) (string, error) {
+	small := ray.Put([]byte("small value"))
+	large := ray.Put(make([]byte, 1<<20))
+	inner := ray.Put(41)
+	holder := ray.Put(struct{ Ref ray.ObjectRef[int] }{inner})
+	for i := range n {
+		b, err := ray.Get(ctx, small)
+		if err != nil {
+			return "", err
+		}
+		if string(b) != "small value" {
+			return "", fmt.Errorf("get %d of the small value: %q", i, b)
+		}
+		b[0] = 'X' // the caller's copy only
+		if l, err := ray.Get(ctx, large); err != nil || len(l) != 1<<20 {
+			return "", fmt.Errorf("get %d of the large value: %d bytes, %v", i, len(l), err)
+		}
+		h, err := ray.Get(ctx, holder)
+		if err != nil {
+			return "", err
+		}
+		if v, err := ray.Get(ctx, h.Ref); err != nil || v != 41 {
+			return "", fmt.Errorf("get %d through the held ref: %d, %v", i, v, err)
+		}
+	}
+	runtime.KeepAlive(inner) // its handle, and so its cached value, live on
+	ray.Release(small)
+	_, err := ray.Get(ctx, small)
+	return fmt.Sprintf("after release: %v", errors.Is(err, ray.ErrObjectFreed)), nil
 })
