@@ -1,0 +1,75 @@
+package host_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/internal/testutil"
+)
+
+// TestCBORCodec: a struct a guest returns travels as CBOR (codec "cbor")
+// and reaches clients as its JSON, whole and streamed, small (in memory)
+// and large (in the store); the ref inside it names an object that stays
+// alive after the task that put it ended; another guest reads the value
+// (from CBOR) and the ref's object, and a client's JSON of the same shape
+// is read as before.
+func TestCBORCodec(t *testing.T) {
+	h := testutil.StartHost(t, nil)
+	c := client.New(h.Addr())
+	mod := testutil.Register(t, c, guestPkg)
+	ctx := t.Context()
+	type record struct {
+		Name   string             `json:"name"`
+		Words  []string           `json:"words"`
+		Scores map[string]float64 `json:"scores"`
+		Data   client.ObjectRef   `json:"data"`
+	}
+	for _, n := range []int{3, 20_000} { // 20,000 words are beyond the inline limit
+		name := fmt.Sprint("rec", n)
+		ref, err := c.Submit(ctx, mod, "cbor_make", name, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got record
+		if err := c.Get(ctx, ref, &got); err != nil {
+			t.Fatalf("Get of %d words: %v", n, err)
+		}
+		if got.Name != name || len(got.Words) != n || got.Words[n-1] != fmt.Sprint("w", n-1) ||
+			got.Scores["a"] != 0.5 || got.Scores["b"] != -2 || got.Data.ID == "" {
+			t.Fatalf("Get of %d words: %s, %d words, %v, data %q", n, got.Name, len(got.Words), got.Scores, got.Data.ID)
+		}
+		var data []byte
+		if err := c.Get(ctx, got.Data, &data); err != nil || string(data) != name {
+			t.Fatalf("the nested ref's object: %q, %v", data, err)
+		}
+		var buf bytes.Buffer
+		codec, err := c.GetStream(ctx, ref, &buf)
+		if err != nil {
+			t.Fatalf("GetStream of %d words: %v", n, err)
+		}
+		var streamed record
+		if err := json.Unmarshal(buf.Bytes(), &streamed); codec != "json" || err != nil || len(streamed.Words) != n || streamed.Data.ID != got.Data.ID {
+			t.Fatalf("GetStream of %d words: codec %q, %v, %d words", n, codec, err, len(streamed.Words))
+		}
+		want := fmt.Sprintf("%s %d -1.5 %s", name, n, name)
+		r, err := c.Submit(ctx, mod, "cbor_read", ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		if err := c.Get(ctx, r, &out); err != nil || out != want {
+			t.Fatalf("cbor_read of the guest's record: %q, %v; want %q", out, err, want)
+		}
+		// The same record as a client's JSON.
+		r, err = c.Submit(ctx, mod, "cbor_read", got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(ctx, r, &out); err != nil || out != want {
+			t.Fatalf("cbor_read of a client's record: %q, %v; want %q", out, err, want)
+		}
+	}
+}
