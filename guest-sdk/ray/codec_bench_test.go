@@ -27,6 +27,7 @@ func BenchmarkCodec(b *testing.B) {
 		floats["key-"+strconv.Itoa(i)] = float64(i) * 1.25
 	}
 	benchShape(b, "int", 123456789)
+	benchShape(b, "string", "a short string of forty characters or so")
 	benchShape(b, "struct", small{Name: "point", Count: 42, Score: 0.75, OK: true})
 	benchShape(b, "strings100", strs)
 	benchShape(b, "mapfloat100", floats)
