@@ -107,6 +107,10 @@ func (h *ActorHandle[S]) UnmarshalCBOR(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDecode, err)
 	}
+	if id.IsZero() { // the zero handle, as MarshalCBOR writes it
+		*h = ActorHandle[S]{}
+		return nil
+	}
 	*h = ActorHandle[S]{id: id, owner: owner, h: track(abi.ActorRef(id), 1)}
 	return nil
 }

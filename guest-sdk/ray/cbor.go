@@ -47,7 +47,9 @@ func init() {
 		MaxNestedLevels:   abi.MaxCBORDepth,
 		MaxArrayElements:  2147483647, // a guest's memory bounds what it decodes
 		MaxMapPairs:       2147483647,
-		UTF8:              cbor.UTF8DecodeInvalid, // a Go string may hold any bytes
+		UTF8:              cbor.UTF8DecodeInvalid,  // a Go string may hold any bytes
+		NaN:               cbor.NaNDecodeForbidden, // values have a JSON form
+		Inf:               cbor.InfDecodeForbidden,
 		BinaryUnmarshaler: cbor.BinaryUnmarshalerNone,
 	}.DecMode()
 }

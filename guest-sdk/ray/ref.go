@@ -106,6 +106,10 @@ func (r *ObjectRef[T]) UnmarshalCBOR(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDecode, err)
 	}
+	if ref.ID.IsZero() { // the zero ref, as MarshalCBOR writes it
+		*r = ObjectRef[T]{}
+		return nil
+	}
 	*r = ObjectRef[T]{id: ref.ID, owner: ref.Owner, h: track(ref.ID, 1)}
 	return nil
 }
