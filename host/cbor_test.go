@@ -3,7 +3,9 @@ package host_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/rayhost/rayhost/client"
@@ -72,4 +74,37 @@ func TestCBORCodec(t *testing.T) {
 			t.Fatalf("cbor_read of a client's record: %q, %v; want %q", out, err, want)
 		}
 	}
+}
+
+// TestAttackBadCBOR: a guest that bypasses the SDK puts "cbor" values the
+// host cannot convert (nesting a million deep, an array of 2^63 items, a
+// forged ref tag, a NaN): a client's Get of one is invalid_argument saying
+// it has no JSON form, a guest given one fails to decode it, and the host
+// keeps serving.
+func TestAttackBadCBOR(t *testing.T) {
+	c, mod, _ := attackHost(t)
+	guest := testutil.Register(t, c, guestPkg)
+	ctx := t.Context()
+	for _, which := range []string{"deep", "huge", "forged", "nan"} {
+		var inner client.ObjectRef
+		mustCall(t, c, mod, "bad_cbor", &inner, which)
+		var v any
+		err := c.Get(ctx, inner, &v)
+		if !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "no JSON form") {
+			t.Fatalf("%s: Get = %v, %v; want invalid argument saying no JSON form", which, v, err)
+		}
+		var buf bytes.Buffer
+		if _, err := c.GetStream(ctx, inner, &buf); !errors.Is(err, client.ErrInvalidArgument) || buf.Len() > 0 {
+			t.Fatalf("%s: GetStream = %d bytes, %v; want invalid argument", which, buf.Len(), err)
+		}
+		r, err := c.Submit(ctx, guest, "cbor_read", inner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		if err := c.Get(ctx, r, &out); err == nil {
+			t.Fatalf("%s: a guest read it: %q", which, out)
+		}
+	}
+	attackerServes(t, c, mod)
 }
