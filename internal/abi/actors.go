@@ -28,7 +28,7 @@ func ActorRef(actor ids.TaskID) ids.ObjectID { return actor.Return(0) }
 // never mention "actor_id", contain none and cost one scan.
 func NestedActors(v Value) []Ref {
 	if v.Codec == CodecCBOR {
-		return cborRefs(v.Data, actorHead)
+		return cborRefs(v.Data, TagActor)
 	}
 	if v.Codec != CodecJSON || !bytes.Contains(v.Data, actorKey) {
 		return nil

@@ -613,19 +613,23 @@ func appendJSONString(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
-// cborRefs returns the references of the tag (TagObjectRef or TagActor)
-// whose head is head that the CBOR value data holds: none without one
-// scan finding the head, and none if the value does not walk.
-func cborRefs(data, head []byte) []Ref {
+// cborRefs returns the references of tag (TagObjectRef or TagActor) that
+// the CBOR value data holds: none without one scan finding the tag's head,
+// and none if the value does not walk.
+func cborRefs(data []byte, tag uint64) []Ref {
+	head := refHead
+	if tag == TagActor {
+		head = actorHead
+	}
 	if !bytes.Contains(data, head) {
 		return nil
 	}
 	var out []Ref
 	w := cborWalk{data: data}
-	if head[4] == refHead[4] {
-		w.refs = &out
-	} else {
+	if tag == TagActor {
 		w.actors = &out
+	} else {
+		w.refs = &out
 	}
 	if w.all() != nil {
 		return nil

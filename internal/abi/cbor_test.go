@@ -324,3 +324,28 @@ func TestCBORHalfFloatsBound(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCBORToJSON: the host's conversion of a record of 1,000 fields
+// (what a client's Get of a guest's map costs the host), and the scan of
+// a value without refs (what every value costs reference counting).
+func BenchmarkCBORToJSON(b *testing.B) {
+	m := make(map[string]any, 1000)
+	for i := range 1000 {
+		m[strings.Repeat("k", i%20)+string(rune('a'+i%26))+string(rune('a'+i/26))] = []any{i, 1.5, "text"}
+	}
+	data := cborOf(b, m)
+	b.Run("json", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := CBORToJSON(nil, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("refs", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			NestedRefs(Value{Codec: CodecCBOR, Data: data})
+		}
+	})
+}

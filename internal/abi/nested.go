@@ -19,7 +19,7 @@ var refKey = []byte(`"object_id"`)
 // A value that does not parse contains none.
 func NestedRefs(v Value) []Ref {
 	if v.Codec == CodecCBOR {
-		return cborRefs(v.Data, refHead)
+		return cborRefs(v.Data, TagObjectRef)
 	}
 	if v.Codec != CodecJSON || !bytes.Contains(v.Data, refKey) {
 		return nil
