@@ -172,7 +172,7 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	// An "ints" value streams as its JSON, converted chunk by chunk (its
 	// size is not known before the end: the header says -1).
 	// A "cbor" value is gathered (up to MaxCBORStream) and sent as its
-	// JSON, in chunks of the store's size.
+	// JSON, in chunks of 1 MiB (its size in the first header).
 	var ints *abi.IntsJSONWriter
 	var cbor []byte
 	isCBOR, sent := false, false
