@@ -20,7 +20,7 @@ import (
 // json.Marshaler or Unmarshaler, an encoding.TextMarshaler (time.Time,
 // net.IP…), an interface (decoding into one gives JSON's float64 and
 // map[string]any), a map key JSON writes differently, a `json:",string"`
-// field, a channel or a func.
+// field, a channel or a func; and a recursive type.
 
 var (
 	cborEnc cbor.EncMode
@@ -78,11 +78,21 @@ func cborSafe(t reflect.Type) bool {
 	return ok
 }
 
+// cborSafeType judges t; seen holds the types being judged (false) and
+// those found safe (true). A recursive type (a list, a tree) is not: its
+// values may hold a cycle, which encoding/json refuses with an error and
+// the CBOR encoder would follow until the stack ran out.
 func cborSafeType(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if seen[t] {
-		return true // a recursive type: judged where it started
+	if done, found := seen[t]; found {
+		return done // false: t contains itself
 	}
-	seen[t] = true
+	seen[t] = false
+	ok := cborSafeKind(t, seen)
+	seen[t] = ok
+	return ok
+}
+
+func cborSafeKind(t reflect.Type, seen map[reflect.Type]bool) bool {
 	pt := reflect.PointerTo(t)
 	if t.Implements(cborMarshaler) || pt.Implements(cborUnmarshaler) {
 		return true // ObjectRef, ActorHandle: both forms written by us

@@ -94,7 +94,7 @@ func TestCodecCBORShapes(t *testing.T) {
 	shapeCase(t, "[3]string", [3]string{"a", "b", "c"}, cbor)
 	shapeCase(t, "pointer", &cborInner{N: 3}, cbor)
 	shapeCase(t, "nil pointer", (*cborInner)(nil), cbor)
-	shapeCase(t, "recursive", cborList{1, &cborList{2, nil}}, cbor)
+	shapeCase(t, "recursive", cborList{1, &cborList{2, nil}}, js) // may hold a cycle: see TestCodecCycle
 	shapeCase(t, "struct", cborShape{
 		Name: "s", Inner: cborInner{N: 1, F: 1.5}, Ptr: &cborInner{On: true}, Bytes: []byte{0, 255},
 		ID: [4]byte{1, 2, 3, 4}, ByInt: map[int64]string{math.MinInt64: "min"}, ByUint: map[uint8][]float64{9: {1}},
@@ -165,5 +165,26 @@ func TestDescriptionListsCBOR(t *testing.T) {
 	d := describe()
 	if !d.Speaks(abi.CodecCBOR) || !d.Speaks(abi.CodecInts) {
 		t.Errorf("codecs %v", d.Codecs)
+	}
+}
+
+// A value that holds a cycle is refused with ErrBadArgument, as
+// encoding/json refuses it, never followed until the stack runs out: a
+// recursive type travels as JSON.
+func TestCodecCycle(t *testing.T) {
+	n := &cborList{Value: 1}
+	n.Next = n
+	if _, err := encodeValue(n); !errors.Is(err, ErrBadArgument) {
+		t.Fatalf("a cycle: %v, want ErrBadArgument", err)
+	}
+	type tree struct {
+		Kids map[string][]tree
+	}
+	if cborSafe(reflect.TypeFor[tree]()) || cborSafe(reflect.TypeFor[[]*cborList]()) {
+		t.Error("a recursive type travels as CBOR")
+	}
+	type pair struct{ A, B cborInner }
+	if !cborSafe(reflect.TypeFor[pair]()) {
+		t.Error("a type used twice is not recursive")
 	}
 }
