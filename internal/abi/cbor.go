@@ -23,6 +23,8 @@ import (
 // could cost unbounded work: indefinite lengths, nesting deeper than
 // MaxCBORDepth, trailing bytes, NaN and infinities, simple values other than
 // false, true, null and undefined, map keys other than text and integers.
+// Text that is not UTF-8 converts as encoding/json converts such a Go
+// string (U+FFFD for each bad byte).
 
 // The tags of rayhost's references inside a CBOR value, from the
 // first-come-first-served range of the IANA registry (not registered):
@@ -333,9 +335,6 @@ func (w *cborWalk) item(depth int) error {
 		if err != nil {
 			return err
 		}
-		if !utf8.Valid(b) {
-			return w.errf("text not UTF-8")
-		}
 		if w.json {
 			w.out = appendJSONString(w.out, b)
 		}
@@ -411,9 +410,6 @@ func (w *cborWalk) key(depth int) error {
 		b, err := w.take(arg)
 		if err != nil {
 			return err
-		}
-		if !utf8.Valid(b) {
-			return w.errf("text not UTF-8")
 		}
 		if w.json {
 			w.out = appendJSONString(w.out, b)
@@ -584,14 +580,27 @@ func halfToFloat(h uint16) float64 {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString writes valid UTF-8 b as a JSON string (escaping what
-// JSON requires, not HTML's characters).
+// appendJSONString writes b as a JSON string, as encoding/json writes a Go
+// string: invalid UTF-8 becomes U+FFFD; it escapes what JSON requires, not
+// HTML's characters.
 func appendJSONString(dst, b []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(b); i++ {
+	for i := 0; i < len(b); {
 		c := b[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(append(dst, b[start:i]...), `\ufffd`...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
 		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
 			continue
 		}
 		dst = append(dst, b[start:i]...)
@@ -607,7 +616,8 @@ func appendJSONString(dst, b []byte) []byte {
 		default:
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		start = i + 1
+		i++
+		start = i
 	}
 	dst = append(dst, b[start:]...)
 	return append(dst, '"')
