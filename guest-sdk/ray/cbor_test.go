@@ -127,6 +127,24 @@ func TestCodecCBORInto(t *testing.T) {
 	if m, err := decodeValue[map[string][]float64](enc); err != nil || m["a"][1] != 2 {
 		t.Errorf("into floats: %v, %v", m, err)
 	}
+	// What JSON would decode, CBOR does: numbers fit any numeric type
+	// that holds them (doc.go), whatever their encoding.
+	three, _ := encodeValue(3.0)
+	if n, err := decodeValue[int](three); err != nil || n != 3 {
+		t.Errorf("3.0 into int: %v, %v", n, err)
+	}
+	floats, _ := encodeValue([]float64{1, 2})
+	if ns, err := decodeValue[[]int8](floats); err != nil || !reflect.DeepEqual(ns, []int8{1, 2}) {
+		t.Errorf("[1.0, 2.0] into []int8: %v, %v", ns, err)
+	}
+	small, _ := encodeValue(int32(3))
+	if f, err := decodeValue[float64](small); err != nil || f != 3 {
+		t.Errorf("int32 3 into float64: %v, %v", f, err)
+	}
+	half, _ := encodeValue(2.5)
+	if _, err := decodeValue[int](half); !errors.Is(err, ErrDecode) {
+		t.Errorf("2.5 into int: %v, want ErrDecode", err)
+	}
 	if _, err := decodeValue[[]string](enc); !errors.Is(err, ErrDecode) {
 		t.Errorf("a map into []string: %v, want ErrDecode", err)
 	}

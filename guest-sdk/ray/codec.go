@@ -62,17 +62,23 @@ func decodeValue[T any](v abi.Value) (T, error) {
 		}
 		return out, fmt.Errorf("%w: raw bytes into %T", ErrDecode, out)
 	case abi.CodecCBOR:
+		var cborErr error
 		if cborSafe(reflect.TypeFor[T]()) {
-			if err := cborDec.Unmarshal(v.Data, &out); err != nil {
-				return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
+			if cborErr = cborDec.Unmarshal(v.Data, &out); cborErr == nil {
+				return out, nil
 			}
-			return out, nil
+			var zero T
+			out = zero
 		}
-		// Into a type that travels as JSON (an any, a time.Time…): as its
-		// JSON.
+		// Into a type that travels as JSON (an any, a time.Time…), or
+		// what CBOR does not decode but its JSON does (a float 3.0 into an
+		// int, as JSON's 3): as its JSON.
 		js, err := v.ToJSON()
 		if err != nil {
-			return out, fmt.Errorf("%w: %v", ErrDecode, err)
+			if cborErr != nil {
+				err = cborErr
+			}
+			return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
 		}
 		if err := json.Unmarshal(js.Data, &out); err != nil {
 			return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
