@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rayhost/rayhost/client"
+	"github.com/rayhost/rayhost/host"
 	"github.com/rayhost/rayhost/internal/testutil"
 )
 
@@ -107,4 +108,33 @@ func TestAttackBadCBOR(t *testing.T) {
 		}
 	}
 	attackerServes(t, c, mod)
+}
+
+// TestCBORCodecMessageLimit: a Get counts a "cbor" value at the most its
+// JSON may take, not at its bytes: one whose JSON may not fit one message
+// is refused before it is converted (GetStream converts it).
+func TestCBORCodecMessageLimit(t *testing.T) {
+	h := testutil.StartHost(t, func(c *host.Config) { c.MaxMessageBytes = 8 << 20 }) // Get carries 7 MiB
+	c := client.New(h.Addr())
+	mod := testutil.Register(t, c, guestPkg)
+	ctx := t.Context()
+	const n = 120_000 // ≈ 1 MB of CBOR, whose JSON may take up to 9 MB
+	ref, err := c.Submit(ctx, mod, "cbor_make", "big", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Words []string `json:"words"`
+	}
+	err = c.Get(ctx, ref, &got)
+	if !errors.Is(err, client.ErrResourceExhausted) || !strings.Contains(err.Error(), "GetStream") {
+		t.Fatalf("Get of cbor whose JSON may exceed a message: %v, want resource exhausted naming GetStream", err)
+	}
+	var buf bytes.Buffer
+	if _, err := c.GetStream(ctx, ref, &buf); err != nil {
+		t.Fatalf("GetStream: %v", err)
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil || len(got.Words) != n {
+		t.Fatalf("GetStream gave %d words, %v", len(got.Words), err)
+	}
 }
