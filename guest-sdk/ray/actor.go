@@ -85,6 +85,36 @@ func (h *ActorHandle[S]) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalCBOR encodes the handle as its tag (abi.TagActor, ABI.md §9),
+// and the zero handle as null.
+func (h ActorHandle[S]) MarshalCBOR() ([]byte, error) {
+	if h.err != nil {
+		return nil, h.err
+	}
+	if h.id.IsZero() {
+		return []byte{cborNull}, nil
+	}
+	return abi.AppendActorCBOR(nil, h.id, h.owner), nil
+}
+
+// UnmarshalCBOR decodes what MarshalCBOR writes.
+func (h *ActorHandle[S]) UnmarshalCBOR(b []byte) error {
+	if isCBORNull(b) {
+		*h = ActorHandle[S]{}
+		return nil
+	}
+	id, owner, err := abi.DecodeActorCBOR(b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if id.IsZero() { // the zero handle, as MarshalCBOR writes it
+		*h = ActorHandle[S]{}
+		return nil
+	}
+	*h = ActorHandle[S]{id: id, owner: owner, h: track(abi.ActorRef(id), 1)}
+	return nil
+}
+
 // Options returns a copy of c whose actors use opts.
 func (c *ActorClass[S]) Options(opts ...Option) *ActorClass[S] {
 	g := *c

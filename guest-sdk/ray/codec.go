@@ -3,15 +3,19 @@ package ray
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/rayhost/rayhost/internal/abi"
 )
 
 // The value codec: []byte travels raw (codec "raw"), a non-nil []int,
-// []int64 or []int32 as 8-byte integers (codec "ints": the host gives
-// clients, and guests of modules that predate it, their JSON), everything
-// else as JSON (codec "json"), so curl clients can pass arguments and read
-// results. A failed task's objects hold a TaskError (codec "error").
+// []int64 or []int32 as 8-byte integers (codec "ints"), an int or int64 as
+// JSON text (faster than CBOR under wasm), other values whose type has the
+// same CBOR and JSON forms as CBOR (codec "cbor", cbor.go), the rest as
+// JSON (codec "json"). The host gives clients, and guests of modules that
+// predate a codec, its JSON, so curl clients can pass arguments and read
+// results; a guest decodes each of them, and JSON from clients, into any
+// type. A failed task's objects hold a TaskError (codec "error").
 
 func encodeValue[T any](v T) (abi.Value, error) {
 	if b, ok := any(&v).(*[]byte); ok { // through a pointer: no allocation
@@ -25,6 +29,12 @@ func encodeValue[T any](v T) (abi.Value, error) {
 	}
 	if data, ok := fastEncode(&v); ok {
 		return abi.Value{Codec: abi.CodecJSON, Data: data}, nil
+	}
+	if data, ok, err := encodeCBOR(&v); ok {
+		if err != nil {
+			return abi.Value{}, fmt.Errorf("%w: %v", ErrBadArgument, err)
+		}
+		return abi.Value{Codec: abi.CodecCBOR, Data: data}, nil
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -51,6 +61,29 @@ func decodeValue[T any](v abi.Value) (T, error) {
 			return out, nil
 		}
 		return out, fmt.Errorf("%w: raw bytes into %T", ErrDecode, out)
+	case abi.CodecCBOR:
+		var cborErr error
+		if cborSafe(reflect.TypeFor[T]()) {
+			if cborErr = cborDec.Unmarshal(v.Data, &out); cborErr == nil {
+				return out, nil
+			}
+			var zero T
+			out = zero
+		}
+		// Into a type that travels as JSON (an any, a time.Time…), or
+		// what CBOR does not decode but its JSON does (a float 3.0 into an
+		// int, as JSON's 3): as its JSON.
+		js, err := v.ToJSON()
+		if err != nil {
+			if cborErr != nil {
+				err = cborErr
+			}
+			return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
+		}
+		if err := json.Unmarshal(js.Data, &out); err != nil {
+			return out, fmt.Errorf("%w: into %T: %v", ErrDecode, out, err)
+		}
+		return out, nil
 	case abi.CodecInts:
 		if ok, err := decodeInts(v.Data, &out); ok {
 			return out, err

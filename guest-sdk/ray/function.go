@@ -67,7 +67,7 @@ func lookup(name string) *entry {
 func describe() abi.Description {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	d := abi.Description{ABI: abi.Version, HasMain: mainFn != nil, Codecs: []string{abi.CodecInts.String()}}
+	d := abi.Description{ABI: abi.Version, HasMain: mainFn != nil, Codecs: []string{abi.CodecInts.String(), abi.CodecCBOR.String()}}
 	for _, e := range registry {
 		n := len(e.argTypes)
 		if e.variadic != nil {

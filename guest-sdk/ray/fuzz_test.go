@@ -33,7 +33,11 @@ func FuzzDecodeValue(f *testing.F) {
 		{3, "x"},
 		{byte(abi.CodecInts), "\x01\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"},
 		{byte(abi.CodecInts), "\x00\x00\x00\x00\x00\x00\x00\x80"},
-		{4, "x"},
+		{byte(abi.CodecCBOR), "\xa3aX\x01aY\x02ctagat"},               // point
+		{byte(abi.CodecCBOR), "\x82\xf9\x7e\x00\xfa\x7f\x80\x00\x00"}, // [NaN, Inf]
+		{byte(abi.CodecCBOR), "\x9f\x01\xff"},                         // indefinite
+		{byte(abi.CodecCBOR), "\xa1einput" + string(abi.AppendRefCBOR(nil, abi.Ref{Owner: "h:1"}))},
+		{5, "x"},
 	} {
 		f.Add(s.codec, []byte(s.data))
 	}

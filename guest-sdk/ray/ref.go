@@ -84,6 +84,36 @@ func (r *ObjectRef[T]) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalCBOR encodes the ref as its tag (abi.TagObjectRef, ABI.md §9),
+// and the zero ObjectRef as null.
+func (r ObjectRef[T]) MarshalCBOR() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.id.IsZero() {
+		return []byte{cborNull}, nil
+	}
+	return abi.AppendRefCBOR(nil, r.abiRef()), nil
+}
+
+// UnmarshalCBOR decodes the form MarshalCBOR writes.
+func (r *ObjectRef[T]) UnmarshalCBOR(b []byte) error {
+	if isCBORNull(b) {
+		*r = ObjectRef[T]{}
+		return nil
+	}
+	ref, err := abi.DecodeRefCBOR(b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if ref.ID.IsZero() { // the zero ref, as MarshalCBOR writes it
+		*r = ObjectRef[T]{}
+		return nil
+	}
+	*r = ObjectRef[T]{id: ref.ID, owner: ref.Owner, h: track(ref.ID, 1)}
+	return nil
+}
+
 // Refs returns refs as AnyRef values (what WaitAny and Cancel take), for code that
 // handles refs of several element types together.
 func Refs[T any](refs []ObjectRef[T]) []AnyRef {

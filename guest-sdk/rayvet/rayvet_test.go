@@ -29,6 +29,15 @@ func gopath(t *testing.T) string {
 	for _, pkg := range []string{"guest-sdk/ray", "internal/abi", "internal/ids", "internal/kinds"} {
 		copyDir(t, filepath.Join("..", "..", pkg), filepath.Join(root, "src", "github.com/rayhost/rayhost", pkg))
 	}
+	// The SDK's dependencies, from the module cache (the go command knows
+	// where).
+	for _, mod := range []string{"github.com/fxamacker/cbor/v2", "github.com/x448/float16"} {
+		dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
+		if err != nil {
+			t.Fatalf("go list -m %s: %v", mod, err)
+		}
+		copyDir(t, strings.TrimSpace(string(dir)), filepath.Join(root, "src", mod))
+	}
 	return root
 }
 

@@ -134,6 +134,11 @@ const (
 	// Description lists "ints" (Description.Speaks); clients get it as
 	// JSON (Value.ToJSON).
 	CodecInts Codec = 3
+	// CodecCBOR is one CBOR data item (RFC 8949; cbor.go): what the Go
+	// SDK encodes other values as. ObjectRefs and actor handles inside it
+	// are tagged (TagObjectRef, TagActor). Guests receive it only if their
+	// Description lists "cbor"; clients get its JSON (Value.ToJSON).
+	CodecCBOR Codec = 4
 
 	// CodecHeld is host-internal: a value whose bytes other hosts hold;
 	// its Data is an encoded host/internal/peerwire.Held. The object
@@ -153,6 +158,8 @@ func (c Codec) String() string {
 		return "error"
 	case CodecInts:
 		return "ints"
+	case CodecCBOR:
+		return "cbor"
 	case CodecHeld:
 		return "held"
 	}
@@ -160,4 +167,4 @@ func (c Codec) String() string {
 }
 
 // Valid reports whether c is a known codec.
-func (c Codec) Valid() bool { return c <= CodecInts }
+func (c Codec) Valid() bool { return c <= CodecCBOR }

@@ -23,9 +23,13 @@ func ActorRef(actor ids.TaskID) ids.ObjectID { return actor.Return(0) }
 
 // NestedActors returns the actor handles a value contains, once per
 // occurrence, in the order they appear, each as a Ref to its ActorRef
-// (Owner: the handle's owner). Values of other codecs, and JSON values that
+// (Owner: the handle's owner); in a CBOR value, the TagActor items.
+// Values of other codecs, and JSON values that
 // never mention "actor_id", contain none and cost one scan.
 func NestedActors(v Value) []Ref {
+	if v.Codec == CodecCBOR {
+		return cborRefs(v.Data, TagActor)
+	}
 	if v.Codec != CodecJSON || !bytes.Contains(v.Data, actorKey) {
 		return nil
 	}

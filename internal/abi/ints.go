@@ -61,17 +61,26 @@ func MaxIntsJSON(n int64) int64 {
 	return 2 + n/8*21
 }
 
-// ToJSON returns v as a CodecJSON value if it is a CodecInts one, else v:
-// what a client, and a guest whose module does not speak the codec, get.
+// ToJSON returns v as a CodecJSON value if it is a CodecInts or CodecCBOR
+// one, else v: what a client, and a guest whose module does not speak the
+// codec, get. A CBOR value without a JSON form (a NaN, a malformed item) is
+// an error wrapping ErrCBOR.
 func (v Value) ToJSON() (Value, error) {
-	if v.Codec != CodecInts {
-		return v, nil
+	switch v.Codec {
+	case CodecInts:
+		data, err := AppendIntsJSON(make([]byte, 0, 2+len(v.Data)+len(v.Data)/8), v.Data)
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{Codec: CodecJSON, Data: data}, nil
+	case CodecCBOR:
+		data, err := CBORToJSON(make([]byte, 0, 16+2*len(v.Data)), v.Data)
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{Codec: CodecJSON, Data: data}, nil
 	}
-	data, err := AppendIntsJSON(make([]byte, 0, 2+len(v.Data)+len(v.Data)/8), v.Data)
-	if err != nil {
-		return Value{}, err
-	}
-	return Value{Codec: CodecJSON, Data: data}, nil
+	return v, nil
 }
 
 // ForGuest returns v as the guests of a module described by d read it:

@@ -119,7 +119,7 @@ func TestMalformed(t *testing.T) {
 		in    []byte
 	}{
 		// Invalid codecs.
-		{"Invocation codec 4", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(1); e.Byte(4); e.Bytes(nil); invocationActor(e) })},
+		{"Invocation codec 5", newInv, enc(func(e *Encoder) { invocationHeader(e); e.Uvarint(1); e.Byte(5); e.Bytes(nil); invocationActor(e) })},
 		{"Invocation codec 255", newInv, enc(func(e *Encoder) {
 			invocationHeader(e)
 			e.Uvarint(1)
@@ -127,7 +127,7 @@ func TestMalformed(t *testing.T) {
 			e.Bytes([]byte("x"))
 			invocationActor(e)
 		})},
-		{"GetReply codec 4", newGetRep, enc(func(e *Encoder) { e.Uvarint(1); e.Byte(4); e.Bytes([]byte("42")) })},
+		{"GetReply codec 5", newGetRep, enc(func(e *Encoder) { e.Uvarint(1); e.Byte(5); e.Bytes([]byte("42")) })},
 		{"GetReply ints of 2 bytes", newGetRep, enc(func(e *Encoder) { e.Uvarint(1); e.Byte(byte(CodecInts)); e.Bytes([]byte("42")) })},
 		{"GetReply second value codec 200", newGetRep, enc(func(e *Encoder) {
 			e.Uvarint(2)
@@ -135,7 +135,7 @@ func TestMalformed(t *testing.T) {
 			e.Byte(200)
 			e.Bytes(nil)
 		})},
-		{"PutRequest codec 4", newPut, enc(func(e *Encoder) { e.Raw(testPut0[:]); e.Byte(4); e.Bytes(nil) })},
+		{"PutRequest codec 5", newPut, enc(func(e *Encoder) { e.Raw(testPut0[:]); e.Byte(5); e.Bytes(nil) })},
 		{"SubmitRequest value arg codec 9", newSub, submitWith(noCustom, func(e *Encoder) {
 			e.Uvarint(1)
 			e.Byte(0)
@@ -355,7 +355,7 @@ func TestMalformed(t *testing.T) {
 		{"CancelRequest flags 4", func() message { return new(CancelRequest) }, append((&CancelRequest{Ref: Ref{ID: testRet0}}).Encode(nil)[:ids.ObjectIDSize+1], 4)},
 		{"CancelRequest zero-index ref", func() message { return new(CancelRequest) }, (&CancelRequest{Ref: Ref{ID: zeroIndexID()}}).Encode(nil)},
 		{"NextRequest index 2^32", func() message { return new(NextRequest) }, enc(func(e *Encoder) { e.TaskID(testTask); e.Uvarint(1 << 32); e.Varint(0) })},
-		{"Value codec 4", func() message { return new(loneValue) }, []byte{4, 0}},
+		{"Value codec 5", func() message { return new(loneValue) }, []byte{5, 0}},
 		{"Value ints of 9 bytes", func() message { return new(loneValue) }, append([]byte{3, 9}, make([]byte, 9)...)},
 
 		// KillRequest: the flag is 0 (may restart) or 1 (no restart).

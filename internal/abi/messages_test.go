@@ -297,7 +297,7 @@ func TestStringsAndValidity(t *testing.T) {
 		{ErrCodeNotFound.String(), "not found"},
 		{ErrCode(0).String(), "error"}, {ErrCode(-8).String(), "error"}, {ErrCode(-99).String(), "error"},
 		{CodecJSON.String(), "json"}, {CodecRaw.String(), "raw"}, {CodecError.String(), "error"},
-		{CodecInts.String(), "ints"}, {Codec(4).String(), "codec(?)"},
+		{CodecInts.String(), "ints"}, {CodecCBOR.String(), "cbor"}, {Codec(5).String(), "codec(?)"},
 		// Error kinds travel as strings inside CodecError values.
 		{string(ErrorApplication), "application"}, {string(ErrorPanic), "panic"},
 		{string(ErrorBadRequest), "bad_request"}, {string(ErrorTrap), "trap"},
@@ -312,7 +312,7 @@ func TestStringsAndValidity(t *testing.T) {
 		}
 	}
 	for c := range 256 {
-		if got, want := Codec(c).Valid(), c <= 3; got != want {
+		if got, want := Codec(c).Valid(), c <= 4; got != want {
 			t.Errorf("Codec(%d).Valid() = %v, want %v", c, got, want)
 		}
 	}

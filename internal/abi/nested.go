@@ -13,10 +13,14 @@ var refKey = []byte(`"object_id"`)
 
 // NestedRefs returns the ObjectRefs a value contains (§9: an ObjectRef
 // inside a JSON value is {"object_id": hex, "owner": addr}), once per
-// occurrence, in the order they appear. Values of other codecs, and JSON
+// occurrence, in the order they appear; in a CBOR value, the TagObjectRef
+// items (cbor.go). Values of other codecs, and JSON
 // values that never mention "object_id", contain none and cost one scan.
 // A value that does not parse contains none.
 func NestedRefs(v Value) []Ref {
+	if v.Codec == CodecCBOR {
+		return cborRefs(v.Data, TagObjectRef)
+	}
 	if v.Codec != CodecJSON || !bytes.Contains(v.Data, refKey) {
 		return nil
 	}

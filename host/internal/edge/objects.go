@@ -52,17 +52,39 @@ func timeoutOf(ms int64) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
-// valueProto is v as clients get it: raw bytes, or JSON (an "ints" value
-// converted).
-func valueProto(v abi.Value) *rayhostv1.Value {
-	if js, err := v.ToJSON(); err == nil {
-		v = js
+// valueProto is v as clients get it: raw bytes, or JSON (an "ints" or
+// "cbor" value converted; one without a JSON form is an error).
+func valueProto(v abi.Value) (*rayhostv1.Value, error) {
+	js, err := clientValue(v)
+	if err != nil {
+		return nil, err
 	}
-	if v.Codec == abi.CodecRaw {
-		return &rayhostv1.Value{Kind: &rayhostv1.Value_Raw{Raw: v.Data}}
+	if js.Codec == abi.CodecRaw {
+		return &rayhostv1.Value{Kind: &rayhostv1.Value_Raw{Raw: js.Data}}, nil
 	}
-	return &rayhostv1.Value{Kind: &rayhostv1.Value_Json{Json: string(v.Data)}}
+	return &rayhostv1.Value{Kind: &rayhostv1.Value_Json{Json: string(js.Data)}}, nil
 }
+
+// clientValue is v converted to JSON if it is of a codec clients do not
+// get.
+func clientValue(v abi.Value) (abi.Value, error) {
+	js, err := v.ToJSON()
+	if err != nil {
+		return v, noJSON(err)
+	}
+	return js, nil
+}
+
+// noJSON is the error of a read of a value without a JSON form (a CBOR
+// value holding a NaN, or one a guest wrote wrong): only guests read it.
+func noJSON(err error) error {
+	return ToConnect(kinds.Classed(kinds.ErrInvalidArgument,
+		fmt.Sprintf("the value has no JSON form for a client (guests read it): %v", err)))
+}
+
+// MaxCBORStream bounds a "cbor" value GetStream converts to JSON: it is
+// converted whole, not chunk by chunk.
+const MaxCBORStream = 64 << 20
 
 // tooLarge is the error of a Get whose values one message cannot carry.
 func tooLarge(size int64) error {
@@ -104,7 +126,9 @@ func (e *Edge) Get(ctx context.Context, req *connect.Request[rayhostv1.GetReques
 		if v.Codec == abi.CodecError {
 			return nil, TaskFailure(v.Data)
 		}
-		res.Values[i] = valueProto(v)
+		if res.Values[i], err = valueProto(v); err != nil {
+			return nil, err
+		}
 		size += int64(len(res.Values[i].GetJson()) + len(res.Values[i].GetRaw()))
 	}
 	if size > limit {
@@ -139,16 +163,19 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 			return TaskFailure(v.Data)
 		}
 		e.h.Read(callerOf(ctx), []abi.Value{v})
-		if js, err := v.ToJSON(); err == nil {
-			v = js
+		if v, err = clientValue(v); err != nil {
+			return err
 		}
 		return stream.Send(&rayhostv1.GetStreamResponse{
 			Header: &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}, Chunk: v.Data})
 	}
 	// An "ints" value streams as its JSON, converted chunk by chunk (its
 	// size is not known before the end: the header says -1).
+	// A "cbor" value is gathered (up to MaxCBORStream) and sent as its
+	// JSON, in chunks of 1 MiB (its size in the first header).
 	var ints *abi.IntsJSONWriter
-	sent := false
+	var cbor []byte
+	isCBOR, sent := false, false
 	send := func(chunk []byte) error { return stream.Send(&rayhostv1.GetStreamResponse{Chunk: chunk}) }
 	err = e.h.Stream(ctx, id, func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
 		sent = true
@@ -158,18 +185,59 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 				return err
 			}
 		}
-		if ints != nil {
+		if hdr != nil && hdr.GetCodec() == abi.CodecCBOR.String() {
+			if hdr.GetSize() > MaxCBORStream {
+				return cborTooLarge(hdr.GetSize())
+			}
+			isCBOR = true
+			cbor = make([]byte, 0, max(hdr.GetSize(), 0))
+		}
+		switch {
+		case ints != nil:
 			return ints.Write(chunk)
+		case isCBOR:
+			if int64(len(cbor))+int64(len(chunk)) > MaxCBORStream {
+				return cborTooLarge(int64(len(cbor)) + int64(len(chunk)))
+			}
+			cbor = append(cbor, chunk...)
+			return nil
 		}
 		return stream.Send(&rayhostv1.GetStreamResponse{Header: hdr, Chunk: chunk})
 	})
 	if err == nil && ints != nil {
 		err = ints.Close()
 	}
+	if err == nil && isCBOR {
+		err = e.sendCBOR(stream, cbor)
+	}
 	if gone := goneFailure(id, err); gone != nil && !sent {
 		return gone // found gone while pulled from a peer
 	}
 	return err
+}
+
+func cborTooLarge(size int64) error {
+	return ToConnect(kinds.Classed(kinds.ErrResourceExhausted, fmt.Sprintf(
+		"the value is %d bytes of cbor, more than the %d a client may read as JSON (guests read it)", size, MaxCBORStream)))
+}
+
+// sendCBOR sends a whole "cbor" value as its JSON.
+func (e *Edge) sendCBOR(stream *connect.ServerStream[rayhostv1.GetStreamResponse], data []byte) error {
+	js, err := clientValue(abi.Value{Codec: abi.CodecCBOR, Data: data})
+	if err != nil {
+		return err
+	}
+	const chunk = 1 << 20
+	for i := 0; i == 0 || i < len(js.Data); i += chunk {
+		msg := &rayhostv1.GetStreamResponse{Chunk: js.Data[i:min(i+chunk, len(js.Data))]}
+		if i == 0 {
+			msg.Header = &rayhostv1.ObjectHeader{Codec: abi.CodecJSON.String(), Size: int64(len(js.Data))}
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // goneFailure is the task failure a read of id that failed with err

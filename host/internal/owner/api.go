@@ -106,10 +106,7 @@ func (a api) WaitReady(ctx context.Context, refs []ids.ObjectID, need int, failF
 
 func (a api) Size(ctx context.Context, id ids.ObjectID) (int64, bool) {
 	hd, err := a.h.objs.Holding(ctx, id)
-	if hd.Value.Codec == abi.CodecInts {
-		return abi.MaxIntsJSON(hd.Size), err == nil // a client gets its JSON
-	}
-	return hd.Size, err == nil
+	return abi.MaxJSON(hd.Value.Codec, hd.Size), err == nil // a client gets ints' and cbor's JSON
 }
 
 func (a api) Get(ctx context.Context, refs []ids.ObjectID, timeout time.Duration) ([]abi.Value, error) {

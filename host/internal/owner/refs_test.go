@@ -60,6 +60,9 @@ func TestRefsKeepWhatAResultContains(t *testing.T) {
 	var r struct {
 		ObjectID string `json:"object_id"`
 	}
+	if v := f.value(t, refs[0]); v.Codec != abi.CodecCBOR {
+		t.Fatalf("the result's codec is %v, want cbor (the ref inside it a tag)", v.Codec)
+	}
 	f.result(t, refs[0], &r)
 	put, err := ids.ParseObjectID(r.ObjectID)
 	if err != nil || put != task.Put(0) {

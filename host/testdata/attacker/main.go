@@ -478,3 +478,31 @@ var _ = ray.Func1("release_other", func(ctx context.Context, victim string) ([]i
 	// pipelined frames go out, in order, with the next frame sent).
 	return codes, nil
 })
+
+// bad_cbor puts a "cbor" value the SDK would never write (which: "deep"
+// nesting, a "huge" declared length, a "forged" ref tag whose ID is 3
+// bytes, a "nan") under its first put, and returns a ref to it as JSON
+// (which the host counts, so the put lives on).
+var _ = ray.Func1("bad_cbor", func(ctx context.Context, which string) (map[string]any, error) {
+	task, err := ids.ParseTaskID(ray.TaskID(ctx))
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	switch which {
+	case "deep":
+		data = append([]byte(strings.Repeat("\x81", 1_000_000)), 0)
+	case "huge":
+		data = []byte{0x9b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}
+	case "forged":
+		data = []byte{0xda, 'R', 'A', 'Y', 0x01, 0x82, 0x43, 1, 2, 3, 0x60}
+	case "nan":
+		data = []byte{0xf9, 0x7e, 0x00}
+	}
+	put := abi.PutRequest{ID: task.Put(0), Value: abi.Value{Codec: abi.CodecCBOR, Data: data}}
+	b := put.Encode(nil)
+	if c := rawCall(uint32(abi.OpPut), unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b))); c < 0 {
+		return nil, fmt.Errorf("put refused: %d", c)
+	}
+	return map[string]any{"object_id": task.Put(0).String()}, nil
+})

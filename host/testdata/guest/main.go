@@ -623,3 +623,32 @@ var _ = ray.Func1("ints_len_any", func(ctx context.Context, v any) (int, error) 
 	}
 	return len(xs), nil
 })
+
+// cborRecord travels between guests as CBOR (codec "cbor"); clients get
+// its JSON.
+type cborRecord struct {
+	Name   string                `json:"name"`
+	Words  []string              `json:"words"`
+	Scores map[string]float64    `json:"scores"`
+	Data   ray.ObjectRef[[]byte] `json:"data"`
+}
+
+// cbor_make returns a record of n words whose data is an object it put:
+// the ref inside the value keeps it alive after this task ends.
+var _ = ray.Func2("cbor_make", func(ctx context.Context, name string, n int) (cborRecord, error) {
+	words := make([]string, n)
+	for i := range words {
+		words[i] = fmt.Sprint("w", i)
+	}
+	return cborRecord{Name: name, Words: words, Scores: map[string]float64{"a": 0.5, "b": -2}, Data: ray.Put([]byte(name))}, nil
+})
+
+// cbor_read reads a record (CBOR from a guest, JSON from a client) and
+// the data its ref names.
+var _ = ray.Func1("cbor_read", func(ctx context.Context, r cborRecord) (string, error) {
+	data, err := ray.Get(ctx, r.Data)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %d %v %s", r.Name, len(r.Words), r.Scores["a"]+r.Scores["b"], data), nil
+})
