@@ -295,7 +295,7 @@ const hangGuard = 2 * time.Minute
 func TestPreauthSlowBody(t *testing.T) {
 	h := testutil.StartHost(t, func(cfg *host.Config) {
 		cfg.Token = "s3cret"
-		cfg.BodyReadTimeout = time.Second
+		cfg.BodyReadTimeout = 5 * time.Second // not less: the test guest (5 MB) is registered through it on a loaded machine
 		cfg.MaxHeaderBytes = 8 << 10
 	})
 	c := client.New(h.Addr(), client.WithToken("s3cret"))
@@ -339,7 +339,7 @@ func TestPreauthSlowBody(t *testing.T) {
 	})
 	t.Run("long calls are not cut", func(t *testing.T) {
 		ctx := ctxFor(t, hangGuard)
-		ref, err := c.Submit(ctx, mod, "sleep", 3000) // 3 s, past the 1 s body timeout
+		ref, err := c.Submit(ctx, mod, "sleep", 8000) // 8 s, past the 5 s body timeout
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,11 +24,11 @@ func TestReviewUnauthStalledBody(t *testing.T) {
 	const slots = 4
 	h := testutil.StartHost(t, func(cfg *host.Config) {
 		cfg.Token = "s3cret"
-		cfg.BodyReadTimeout = time.Second
+		cfg.BodyReadTimeout = 5 * time.Second // not less: the test guest (5 MB) is registered through it on a loaded machine
 	})
 	c := client.New(h.Addr(), client.WithToken("s3cret"))
 	mod := testutil.Register(t, c, guestPkg)
-	const guard = 30 * time.Second // a hang guard: the body timeout is 1 s
+	const guard = 30 * time.Second // a hang guard: the body timeout is 5 s
 	var conns []net.Conn
 	for range slots {
 		conn, err := net.Dial("tcp", h.Addr())
