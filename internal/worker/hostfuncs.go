@@ -196,6 +196,7 @@ func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
 // sendRoundTrip sends a blocking request to the host; awaitReply waits for
 // its reply.
 func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan ipc.Reply, uint64, int64) {
+	w.giveBackQueued() // sent before the call, in the same write
 	ch := make(chan ipc.Reply, 1)
 	w.seqMu.Lock()
 	w.seq++
