@@ -87,6 +87,12 @@ type task struct {
 	// cancelRefused: a cancel from this task's guest was refused (noted
 	// once).
 	cancelRefused bool
+	// waited is 1 + the attempt that made a round trip to the host (a Get,
+	// a Wait): no task is queued behind it (pipeline.go).
+	waited uint32
+	// stealing: it was queued behind another task and asked back from its
+	// worker (ipc.TypeUnqueue, pipeline.go).
+	stealing bool
 }
 
 // addChild adds id to t's children (for a recursive cancel). When the
@@ -417,10 +423,9 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.endTaskLocked(t) {
-		if w.actor == nil && !created {
+		promoted := w.promoteLocked() // the task queued behind t runs now
+		if w.actor == nil && !created && !promoted {
 			w.memHeld = 0 // an actor's worker keeps its memory while it lives
-		}
-		if w.actor == nil && !created {
 			w.idleLocked()
 		}
 	}
