@@ -80,6 +80,7 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 		}
 		t.worker = w
 		w.task = t
+		t.sent.Store(false)
 		w.memHeld = h.disp.memoryLimitOf(t)
 		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Exec: the assignment
 		out = append(out, assignment{t: t, w: w})
@@ -369,6 +370,7 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 	if err := w.exec(&ex); err != nil {
 		return fmt.Errorf("%w: %v", errWorkerGone, err)
 	}
+	t.sent.Store(true)
 	return nil
 }
 

@@ -60,6 +60,7 @@ func (dp *dispatcher) pipelineLocked() []assignment {
 			noteModule(&w.ran, t.mod.Digest)
 		}
 		t.worker, w.next = w, t
+		t.sent.Store(false)
 		h.stepLocked(t, lifecycle.Reserved{Behind: fmt.Sprintf("queued behind task %s on worker process %d", ahead.id, w.pid)})
 		out = append(out, assignment{t: t, w: w})
 	}
@@ -72,7 +73,7 @@ func (w *workerProc) mayQueueBehindLocked() bool {
 	t := w.task
 	return w.pw != nil && w.pipelines && !w.dead && w.next == nil && w.actor == nil && w.foreign == nil && w.remote == nil &&
 		len(w.calls) == 0 && t != nil && t.kind == abi.KindCall && t.actor == nil && t.foreign == nil &&
-		t.lc.State == stateRunning && t.lc.Holding && !t.lc.Cancelled && t.waited != t.lc.Attempt+1
+		t.lc.State == stateRunning && t.lc.Holding && !t.lc.Cancelled && t.waited != t.lc.Attempt+1 && t.sent.Load()
 }
 
 // promoteLocked: w's task ended; the task queued behind it, if any, is now

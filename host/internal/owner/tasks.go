@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/refcount"
@@ -93,6 +94,10 @@ type task struct {
 	// stealing: it was queued behind another task and asked back from its
 	// worker (ipc.TypeUnqueue, pipeline.go).
 	stealing bool
+	// sent: its Exec was written to its worker (set without Owner.mu, by
+	// start): a task is queued behind it only then, so that the worker
+	// gets their Execs in the order it is to run them.
+	sent atomic.Bool
 }
 
 // addChild adds id to t's children (for a recursive cancel). When the
@@ -450,7 +455,11 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 		h.disp.start(actorStarts)
 	}()
 	var later []func()
-	if !t.lc.State.Terminal() {
+	switch {
+	case t.lc.State == stateScheduled && te != nil:
+		// Queued behind another task, and its Exec could not be made.
+		later = h.stepLocked(t, lifecycle.Fail{Err: te})
+	case !t.lc.State.Terminal():
 		// A timeout, a violation or a cancel decide the outcome before te;
 		// a retry queues the task again (an actor call at the head of its
 		// actor's queue, so it runs before the calls behind it).
