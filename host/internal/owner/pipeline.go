@@ -35,7 +35,7 @@ import (
 // worker that may take one, and returns their assignments.
 func (dp *dispatcher) pipelineLocked() []assignment {
 	h := dp.o
-	if h.cluster != nil || h.cfg.Clustered || h.sched.Queued() == 0 || len(h.needWorker) > 0 || h.closed {
+	if h.cfg.Clustered || h.sched.Queued() == 0 || len(h.needWorker) > 0 || h.closed {
 		return nil
 	}
 	var ws []*workerProc
