@@ -186,6 +186,16 @@ func over(req []byte, limit uint64) bool { return limit > 0 && uint64(len(req)) 
 // roundTrip forwards a blocking request to the host and waits for the reply.
 // The host answers a cancelled task's pending calls with ErrCodeCancelled.
 func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
+	// Counted before sendRoundTrip gives back what is queued: a task
+	// that comes after that goes back at once (enqueue).
+	w.curMu.Lock()
+	w.waiting++
+	w.curMu.Unlock()
+	defer func() {
+		w.curMu.Lock()
+		w.waiting--
+		w.curMu.Unlock()
+	}()
 	ch, seq, code := w.sendRoundTrip(e, op, req)
 	if code < 0 {
 		return ipc.Reply{Code: code}

@@ -86,3 +86,34 @@ func TestQueuedTasksGivenBack(t *testing.T) {
 		}
 	})
 }
+
+// TestTaskComingDuringRoundTripGivenBack: a plain task that comes while
+// the running task waits for the host (it may be blocked until its
+// children run) goes back at once, never queued behind it.
+func TestTaskComingDuringRoundTripGivenBack(t *testing.T) {
+	w, inst, host := serveHarness(t, ipc.Exec{})
+	w.early, w.wake = map[ids.TaskID]bool{}, make(chan struct{}, 1)
+	w.current = inst.exec
+	get := (&abi.GetRequest{TimeoutNs: -1, Refs: []abi.Ref{{ID: inst.exec.task.Put(1)}}}).Encode(nil)
+	served := make(chan int64, 1)
+	go func() { served <- w.serve(inst, abi.OpGet, get) }()
+	typ, payload, err := host.Read(nil)
+	var c ipc.Call
+	if err != nil || typ != ipc.TypeCall || c.Decode(payload) != nil || c.Op != abi.OpGet {
+		t.Fatalf("read %v %v %+v, want the get", typ, err, c)
+	}
+	late := ipc.Exec{Task: ids.NewTaskID()}
+	go w.enqueue(late)
+	readReturned(t, host, late.Task)
+	w.seqMu.Lock()
+	ch := w.pending[c.Seq]
+	w.seqMu.Unlock()
+	ch <- ipc.Reply{Seq: c.Seq, Payload: []byte("x")}
+	<-served
+	// Once the round trip is over, a task is queued again.
+	next := ipc.Exec{Task: ids.NewTaskID()}
+	w.enqueue(next)
+	if len(w.queue) != 1 || w.queue[0].Task != next.Task {
+		t.Fatalf("queue %v, want the next task", w.queue)
+	}
+}

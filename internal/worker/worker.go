@@ -84,6 +84,10 @@ type Worker struct {
 	// curMu; wake tells the run loop.
 	queue []ipc.Exec
 	wake  chan struct{}
+	// waiting counts the round trips to the host in flight (guarded by
+	// curMu): a plain task that comes meanwhile goes back at once, since
+	// the task ahead of it may be blocked.
+	waiting int
 
 	// closed is closed (shut) once the host's connection is gone or Run
 	// ends: whatever waits on the host gives up.
@@ -319,7 +323,7 @@ func (w *Worker) readLoop(ctx context.Context) error {
 // cancelled before it came goes back to the host at once.
 func (w *Worker) enqueue(ex ipc.Exec) {
 	w.curMu.Lock()
-	if ex.Actor.IsZero() && w.early[ex.Task] {
+	if ex.Actor.IsZero() && (w.early[ex.Task] || w.waiting > 0 && w.current != nil) {
 		delete(w.early, ex.Task)
 		w.curMu.Unlock()
 		w.returned(ex.Task, true)

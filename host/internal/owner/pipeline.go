@@ -102,7 +102,9 @@ func (dp *dispatcher) stealLocked() []assignment {
 	}
 	var out []assignment
 	for pw := range h.pool.Workers() {
-		if w := procOf(pw); w != nil && w.next != nil && !w.next.stealing && !w.dead && !w.next.lc.State.Terminal() {
+		// Only once its Exec is written: an Unqueue ahead of it would be
+		// ignored.
+		if w := procOf(pw); w != nil && w.next != nil && !w.next.stealing && !w.dead && !w.next.lc.State.Terminal() && w.next.sent.Load() {
 			w.next.stealing = true
 			out = append(out, assignment{t: w.next, w: w, unqueue: true})
 		}
