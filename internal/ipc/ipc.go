@@ -10,6 +10,7 @@ package ipc
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,12 +37,21 @@ const (
 	TypeReply  Type = 2 // Reply
 	TypeCancel Type = 3 // Cancel
 	TypeLoad   Type = 4 // Load: compile a module ahead of its first task
+	// TypeUnqueue asks for a task queued behind the running one back, if
+	// it has not started (payload: Cancel). A worker answers TypeReturned,
+	// or nothing if the task runs already (its Done follows).
+	TypeUnqueue Type = 5
 
 	// worker → host
 	TypeReady Type = 10 // Ready
 	TypeCall  Type = 11 // Call
 	TypeDone  Type = 12 // Done
 	TypeLog   Type = 13 // Log
+	// TypeReturned gives back a task the worker was sent but never
+	// started (payload: Cancel): it was queued behind another task and was
+	// cancelled, asked back (TypeUnqueue), or the task ahead of it made a
+	// blocking call. The host places it again; it costs no retry.
+	TypeReturned Type = 14
 
 	// Frames of the peer Execute stream only, never on a worker's socket:
 	// a host running a task for another host (its owner) streams the
@@ -58,6 +68,23 @@ const (
 	TypePeerEnd   Type = 105 // both ways, inside a batch: the link ended; why, as text (empty: it just ended)
 )
 
+// ReadyPipeline is the capability a worker names on the first line of its
+// Ready payload ("pid capability…") when it queues an Exec that comes
+// while another runs and speaks TypeUnqueue and TypeReturned. A host
+// queues tasks behind running ones only on such a worker.
+const ReadyPipeline = "pipeline"
+
+// ReadyHas reports whether a Ready payload names capability.
+func ReadyHas(ready []byte, capability string) bool {
+	first, _, _ := bytes.Cut(ready, []byte{'\n'})
+	for _, f := range bytes.Fields(first)[min(1, len(bytes.Fields(first))):] {
+		if string(f) == capability {
+			return true
+		}
+	}
+	return false
+}
+
 func (t Type) String() string {
 	switch t {
 	case TypeExec:
@@ -68,6 +95,8 @@ func (t Type) String() string {
 		return "cancel"
 	case TypeLoad:
 		return "load"
+	case TypeUnqueue:
+		return "unqueue"
 	case TypeReady:
 		return "ready"
 	case TypeCall:
@@ -76,6 +105,8 @@ func (t Type) String() string {
 		return "done"
 	case TypeLog:
 		return "log"
+	case TypeReturned:
+		return "returned"
 	case TypePeerExec:
 		return "peer_exec"
 	case TypePeerKill:

@@ -163,3 +163,49 @@ func BenchmarkCallReply(b *testing.B) {
 		buf = p[:0]
 	}
 }
+
+// TestPipelineFrames: unqueue and returned carry a task ID as cancel does,
+// and are named in logs.
+func TestPipelineFrames(t *testing.T) {
+	a, b := socketPair(t)
+	id := ids.NewTaskID()
+	for _, typ := range []Type{TypeUnqueue, TypeReturned} {
+		if err := a.Write(typ, (&Cancel{Task: id}).Encode(nil)); err != nil {
+			t.Fatal(err)
+		}
+		got, payload, err := b.Read(nil)
+		var c Cancel
+		if err != nil || got != typ || c.Decode(payload) != nil || c.Task != id {
+			t.Fatalf("%v: read %v %v %+v", typ, got, err, c)
+		}
+	}
+	for typ, name := range map[Type]string{TypeUnqueue: "unqueue", TypeReturned: "returned"} {
+		if typ.String() != name {
+			t.Errorf("%d is %q, want %q", typ, typ.String(), name)
+		}
+	}
+	var c Cancel
+	if c.Decode(make([]byte, 17)) == nil {
+		t.Error("a payload longer than a task ID decoded")
+	}
+}
+
+func TestReadyHas(t *testing.T) {
+	tests := []struct {
+		ready string
+		want  bool
+	}{
+		{"123 pipeline", true},
+		{"123 other pipeline\n[{\"name\":\"seccomp\"}]", true},
+		{"123", false},                 // a worker before the pipeline
+		{"123\n[\"pipeline\"]", false}, // only the first line names capabilities
+		{"pipeline", false},            // the first field is the pid
+		{"123 pipelines", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := ReadyHas([]byte(tt.ready), ReadyPipeline); got != tt.want {
+			t.Errorf("ReadyHas(%q) = %v, want %v", tt.ready, got, tt.want)
+		}
+	}
+}

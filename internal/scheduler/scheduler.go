@@ -119,6 +119,11 @@ func (r Resources) Clone() Resources {
 	return r
 }
 
+// Same reports whether r and o are the same shape.
+func (r Resources) Same(o Resources) bool {
+	return r.CPU == o.CPU && r.GPU == o.GPU && slices.Equal(r.Custom, o.Custom)
+}
+
 // key names r's shape, for the per-shape queues.
 func (r Resources) key() string {
 	var b strings.Builder
@@ -521,6 +526,58 @@ func (s *Scheduler[K, V]) Next() (it Item[K, V], ok bool) {
 		it.Node = bestNode.id
 	}
 	return it, true
+}
+
+// Follow takes the queued task Next would place first if resources were
+// free, when it asks for exactly req, may run on the local host and ok
+// accepts its value: it then reserves req on the local host even though
+// that takes the host over its total, and returns it. The caller runs it
+// after a task holding req ends (a worker's pipeline, Ray's tasks in
+// flight per leased worker): the host is over its total only while both
+// hold their reservation, and no task of another shape, nor one submitted
+// earlier, is passed over. Only a lone host follows (no peers: a peer's
+// view of this host must not see it over its total).
+func (s *Scheduler[K, V]) Follow(req Resources, ok func(V) bool) (it Item[K, V], found bool) {
+	if len(s.nodes) > 1 {
+		return it, false
+	}
+	var best *queue[K, V]
+	var bestItem *Item[K, V]
+	for _, q := range s.queues {
+		h := q.peek()
+		if h == nil {
+			continue
+		}
+		if bestItem != nil && (h.Place.Depth < bestItem.Place.Depth || h.Place.Depth == bestItem.Place.Depth && h.seq > bestItem.seq) {
+			continue
+		}
+		best, bestItem = q, h
+	}
+	if best == nil || !bestItem.Req.Same(req) || !bestItem.Req.Fits(s.local.total) ||
+		bestItem.Place.NodeID != "" && bestItem.Place.NodeID != s.local.id || !ok(bestItem.Value) {
+		return it, false
+	}
+	best.items[best.head] = nil
+	best.head++
+	delete(s.index, bestItem.Key)
+	s.queued--
+	s.local.avail.add(bestItem.Req, -1)
+	return *bestItem, true
+}
+
+// Overcommitted reports whether the local host has more reserved than its
+// total in some resource (Follow, Acquire).
+func (s *Scheduler[K, V]) Overcommitted() bool {
+	a := s.local.avail
+	if a.CPU < 0 || a.GPU < 0 {
+		return true
+	}
+	for _, c := range a.Custom {
+		if c.Units < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Release returns resources reserved by Next (or by Acquire) on the local

@@ -182,3 +182,67 @@ func TestDeepestFirst(t *testing.T) {
 		t.Fatalf("order %v, want %v", order, want)
 	}
 }
+
+// TestFollow: a task follows one holding the same shape only when it is
+// the task Next would place first, may run here, and the caller accepts
+// it; it takes the host over its total until the one ahead releases.
+func TestFollow(t *testing.T) {
+	one, two := res(t, 1, 0, nil), res(t, 2, 0, nil)
+	all := func(string) bool { return true }
+	tests := []struct {
+		name    string
+		queue   []string // keys, each of one CPU unless it starts with "big"
+		pl      Placement
+		req     Resources
+		ok      func(string) bool
+		peer    bool
+		want    string // "" none
+		overRes bool   // Overcommitted after
+	}{
+		{name: "the head of the same shape follows", queue: []string{"a", "b"}, req: one, ok: all, want: "a", overRes: true},
+		{name: "another shape's earlier head is not passed over", queue: []string{"big", "a"}, req: one, ok: all},
+		{name: "not the shape held", queue: []string{"a"}, req: two, ok: all},
+		{name: "the caller refuses it", queue: []string{"a"}, req: one, ok: func(string) bool { return false }},
+		{name: "pinned to another host", queue: []string{"a"}, pl: Placement{NodeID: "other"}, req: one, ok: all},
+		{name: "pinned here", queue: []string{"a"}, pl: Placement{NodeID: "here"}, req: one, ok: all, want: "a", overRes: true},
+		{name: "a host with peers never follows", queue: []string{"a"}, req: one, ok: all, peer: true},
+		{name: "nothing queued", req: one, ok: all},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New[string, string](one)
+			s.SetLocalName("here")
+			if tt.peer {
+				s.SetNode("peer", one, Resources{})
+			}
+			if _, ok := s.Next(); ok {
+				t.Fatal("Next with nothing queued")
+			}
+			s.Acquire(one) // the task ahead holds the one CPU
+			for _, k := range tt.queue {
+				r := one
+				if k == "big" {
+					r = two // parked: it waits, as an infeasible task in a cluster
+				}
+				s.Park(k, r, tt.pl, k)
+			}
+			queued := s.Queued()
+			it, ok := s.Follow(tt.req, tt.ok)
+			if got := map[bool]string{true: it.Key}[ok]; got != tt.want {
+				t.Fatalf("Follow = %q, want %q", got, tt.want)
+			}
+			if ok && s.Queued() != queued-1 {
+				t.Fatalf("Queued %d after Follow, want %d", s.Queued(), queued-1)
+			}
+			if got := s.Overcommitted(); got != tt.overRes {
+				t.Fatalf("Overcommitted = %v, want %v", got, tt.overRes)
+			}
+			if ok {
+				s.Release(one) // the task ahead ends: the one behind holds what it held
+				if s.Overcommitted() || s.Available().CPU != 0 {
+					t.Fatalf("available %v once the task ahead released", s.Available())
+				}
+			}
+		})
+	}
+}

@@ -186,6 +186,16 @@ func over(req []byte, limit uint64) bool { return limit > 0 && uint64(len(req)) 
 // roundTrip forwards a blocking request to the host and waits for the reply.
 // The host answers a cancelled task's pending calls with ErrCodeCancelled.
 func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
+	// Counted before sendRoundTrip gives back what is queued: a task
+	// that comes after that goes back at once (enqueue).
+	w.curMu.Lock()
+	w.waiting++
+	w.curMu.Unlock()
+	defer func() {
+		w.curMu.Lock()
+		w.waiting--
+		w.curMu.Unlock()
+	}()
 	ch, seq, code := w.sendRoundTrip(e, op, req)
 	if code < 0 {
 		return ipc.Reply{Code: code}
@@ -196,6 +206,7 @@ func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
 // sendRoundTrip sends a blocking request to the host; awaitReply waits for
 // its reply.
 func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan ipc.Reply, uint64, int64) {
+	w.giveBackQueued() // sent before the call, in the same write
 	ch := make(chan ipc.Reply, 1)
 	w.seqMu.Lock()
 	w.seq++

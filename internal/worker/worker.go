@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -77,6 +78,16 @@ type Worker struct {
 	// early holds cancels that arrived before their Exec started running
 	// (both frames can be read before the run loop takes the Exec).
 	early map[ids.TaskID]bool
+	// queue holds the Execs read and not started yet, in order: a host
+	// may send a task while another runs (pipelining, docs/ARCHITECTURE.md
+	// "A task's life"), so that it starts without a round trip. Guarded by
+	// curMu; wake tells the run loop.
+	queue []ipc.Exec
+	wake  chan struct{}
+	// waiting counts the round trips to the host in flight (guarded by
+	// curMu): a plain task that comes meanwhile goes back at once, since
+	// the task ahead of it may be blocked.
+	waiting int
 
 	// closed is closed (shut) once the host's connection is gone or Run
 	// ends: whatever waits on the host gives up.
@@ -150,7 +161,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
 		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
 		running: map[ids.TaskID]*execution{},
-		closed:  make(chan struct{}),
+		closed:  make(chan struct{}), wake: make(chan struct{}, 1),
 	}
 	defer w.conn.Close()
 	defer func() {
@@ -164,9 +175,11 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	if _, err := w.runtime(ctx, cfg.MemoryLimitPages); err != nil {
 		return err
 	}
-	ready := fmt.Appendf(nil, "%d", os.Getpid())
+	// "pipeline": this worker queues Execs that come while one runs and
+	// gives them back (ipc.TypeUnqueue, ipc.TypeReturned).
+	ready := fmt.Appendf(nil, "%d %s", os.Getpid(), ipc.ReadyPipeline)
 	if cfg.Confinement != nil {
-		// Ready is "pid" or "pid\n" and the layers as JSON.
+		// Ready is "pid capabilities…" or that, "\n" and the layers as JSON.
 		layers, _ := json.Marshal(cfg.Confinement)
 		ready = append(append(ready, '\n'), layers...)
 	}
@@ -174,19 +187,27 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 		return err
 	}
 
-	execs := make(chan ipc.Exec, 1)
 	readErr := make(chan error, 1)
 	go func() {
-		err := w.readLoop(ctx, execs)
+		err := w.readLoop(ctx)
 		w.shut() // now, not after the invoke running ends: it may wait on the host
 		readErr <- err
 	}()
 	for {
 		select {
-		case ex := <-execs:
-			// A concurrent actor's invoke may leave calls to run next.
-			for next := &ex; next != nil; {
-				next = w.execute(ctx, *next)
+		case <-w.wake:
+			for {
+				ex, ok := w.dequeue()
+				if !ok {
+					break
+				}
+				// A concurrent actor's invoke may leave calls to run next.
+				for next := &ex; next != nil; {
+					next = w.execute(ctx, *next)
+				}
+				if ctx.Err() != nil {
+					break
+				}
 			}
 		case err := <-readErr:
 			w.shut()
@@ -212,7 +233,7 @@ const handOverBytes = 1 << 20
 // readLoop reads the host's frames. Exec goes to the run loop; replies and
 // cancels are handled here, so they reach an execution that is blocked in a
 // host call.
-func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
+func (w *Worker) readLoop(ctx context.Context) error {
 	var buf []byte
 	for {
 		t, payload, err := w.conn.Read(buf)
@@ -231,11 +252,7 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			if w.deliver(ex) {
 				continue // to the serve loop of its actor's instance
 			}
-			select {
-			case execs <- ex:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			w.enqueue(ex)
 		case ipc.TypeReply:
 			var r ipc.Reply
 			if err := r.Decode(payload); err != nil {
@@ -260,6 +277,9 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			if err := c.Decode(payload); err != nil {
 				return fmt.Errorf("worker: cancel: %w", err)
 			}
+			if w.giveBack(c.Task) {
+				continue // it never started: the host ends it as cancelled
+			}
 			w.curMu.Lock()
 			call := w.running[c.Task]
 			if call != nil {
@@ -277,6 +297,12 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 			if call != nil {
 				call.cancelCall()
 			}
+		case ipc.TypeUnqueue:
+			var c ipc.Cancel
+			if err := c.Decode(payload); err != nil {
+				return fmt.Errorf("worker: unqueue: %w", err)
+			}
+			w.giveBack(c.Task) // started already: its Done follows
 		case ipc.TypeLoad:
 			var l ipc.Load
 			if err := l.Decode(payload); err != nil {
@@ -290,6 +316,89 @@ func (w *Worker) readLoop(ctx context.Context, execs chan<- ipc.Exec) error {
 		default:
 			return fmt.Errorf("worker: unknown frame type %d", t)
 		}
+	}
+}
+
+// enqueue queues ex for the run loop. A task (not an actor's call)
+// cancelled before it came goes back to the host at once.
+func (w *Worker) enqueue(ex ipc.Exec) {
+	w.curMu.Lock()
+	if ex.Actor.IsZero() && (w.early[ex.Task] || w.waiting > 0 && w.current != nil) {
+		delete(w.early, ex.Task)
+		w.curMu.Unlock()
+		w.returned(ex.Task, true)
+		return
+	}
+	w.queue = append(w.queue, ex)
+	w.curMu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default: // the run loop has been told
+	}
+}
+
+// dequeue takes the next Exec to run.
+func (w *Worker) dequeue() (ipc.Exec, bool) {
+	w.curMu.Lock()
+	defer w.curMu.Unlock()
+	if len(w.queue) == 0 {
+		return ipc.Exec{}, false
+	}
+	ex := w.queue[0]
+	w.queue[0] = ipc.Exec{}
+	w.queue = w.queue[1:]
+	return ex, true
+}
+
+// giveBack takes task out of the queue, if it waits there and is not an
+// actor's call, and tells the host (ipc.TypeReturned). It reports whether
+// it did.
+func (w *Worker) giveBack(task ids.TaskID) bool {
+	w.curMu.Lock()
+	i := slices.IndexFunc(w.queue, func(ex ipc.Exec) bool { return ex.Task == task && ex.Actor.IsZero() })
+	if i >= 0 {
+		w.queue = slices.Delete(w.queue, i, i+1)
+	}
+	w.curMu.Unlock()
+	if i < 0 {
+		return false
+	}
+	w.returned(task, true)
+	return true
+}
+
+// giveBackQueued gives the host back every task queued behind the running
+// one (not actors' calls), buffered: the running task is about to block
+// (a round trip to the host), and the tasks behind it must not wait for it
+// while they could run elsewhere, nor hold the resources its children need.
+func (w *Worker) giveBackQueued() {
+	w.curMu.Lock()
+	var back []ids.TaskID
+	w.queue = slices.DeleteFunc(w.queue, func(ex ipc.Exec) bool {
+		if ex.Actor.IsZero() {
+			back = append(back, ex.Task)
+			return true
+		}
+		return false
+	})
+	w.curMu.Unlock()
+	for _, t := range back {
+		w.returned(t, false)
+	}
+}
+
+// returned sends a Returned frame for task, flushed now or with the next
+// frame.
+func (w *Worker) returned(task ids.TaskID, flush bool) {
+	m := ipc.Cancel{Task: task}
+	var err error
+	if flush {
+		err = w.conn.Write(ipc.TypeReturned, m.Encode(nil))
+	} else {
+		err = w.conn.Buffer(ipc.TypeReturned, m.Encode(nil))
+	}
+	if err != nil {
+		w.log.Debug("worker: write to host failed", "err", err)
 	}
 }
 

@@ -36,13 +36,20 @@ type (
 		Wait bool
 	}
 	// Reserved: the scheduler reserved the task's resources here (Node "")
-	// or on the peer Node.
-	Reserved struct{ Node string }
+	// or on the peer Node. Behind: here, and the task is queued behind a
+	// running task on that task's worker (a worker's pipeline): it waits
+	// for no other worker, and WorkerAssigned follows when it starts.
+	Reserved struct {
+		Node   string
+		Behind string
+	}
 	// WorkerAssigned: an idle worker takes the task (or, for an actor
 	// call, its actor's worker is free).
 	WorkerAssigned struct{}
 	// Unstarted: the attempt did not start — its arguments are on other
-	// hosts, or (Refused) the peer sent it back. It costs no retry.
+	// hosts, (Refused) the peer sent it back, or it was queued behind
+	// another task on a worker that gave it back or died (then in
+	// scheduled). It costs no retry.
 	Unstarted struct {
 		Refused bool
 		Why     string

@@ -23,10 +23,11 @@
 //	│            │ Reserved (here, or on a peer: straight to running)
 //	│            ▼
 //	│     ┌────────────┐
-//	│     │ scheduled  │ waiting for an idle worker process
-//	│     └─────┬──────┘
+//	│     │ scheduled  │ waiting for an idle worker process (or, Reserved
+//	│     └─────┬──────┘  Behind, queued behind a running task on its worker)
 //	│           │ WorkerAssigned (Unstarted: its arguments are on other
-//	│           │ hosts, or the peer refused it: back to pending_args, no retry)
+//	│           │ hosts, the peer refused it, or the worker it was queued
+//	│           │ on gave it back or died: back to pending_args, no retry)
 //	│           ▼
 //	│     ┌───────────┐ Block / Unblock: the CPU is released while the
 //	│     │  running  │ guest waits in Get, Wait or Next, and taken back
@@ -314,6 +315,9 @@ func (t *Task) reserved(ev Reserved) ([]Action, error) {
 	t.Holding = true
 	if ev.Node == "" {
 		t.State = Scheduled
+		if ev.Behind != "" {
+			return []Action{t.rec(Scheduled, ev.Behind)}, nil
+		}
 		return []Action{t.rec(Scheduled, ""), NeedWorker{}}, nil
 	}
 	// A peer runs it: no worker here to wait for.
@@ -323,7 +327,7 @@ func (t *Task) reserved(ev Reserved) ([]Action, error) {
 }
 
 func (t *Task) unstarted(ev Unstarted) ([]Action, error) {
-	if t.State != Running {
+	if t.State != Running && (t.State != Scheduled || !t.Holding || t.Policy.ActorCall) {
 		return nil, t.stale(ev)
 	}
 	acts := append([]Action{StopTimer{}}, t.leave()...)

@@ -121,6 +121,22 @@ func TestStep(t *testing.T) {
 		{name: "reserved twice is stale", policy: call, events: then(toScheduled, Reserved{}),
 			wantErr: ErrStale, state: Scheduled},
 
+		// queued behind a running task on its worker (a worker's pipeline)
+		{name: "reserved behind a running task: waits for no worker", policy: call, events: then(toQueued, Reserved{Behind: "behind x"}),
+			want: []Action{Record{State: Scheduled, Msg: "behind x"}}, state: Scheduled},
+		{name: "queued behind, then started", policy: call, events: then(toQueued, Reserved{Behind: "behind x"}, WorkerAssigned{}),
+			want: []Action{Record{State: Running}, StartTimer{}, Exec{}}, state: Running},
+		{name: "queued behind, given back: placed again, no retry", policy: call, events: then(toQueued, Reserved{Behind: "behind x"}, Unstarted{Why: "given back"}),
+			want: []Action{StopTimer{}, Dequeue{From: Scheduled}, Release{}, Record{State: PendingArgs, Msg: "given back"}, FetchArgs{}}, state: PendingArgs,
+			check: func(t *testing.T, task *Task) {
+				if task.Attempt != 0 || task.Holding {
+					t.Errorf("Attempt %d Holding %v, want 0, false", task.Attempt, task.Holding)
+				}
+			}},
+		{name: "queued behind, cancelled: never runs", policy: call, events: then(toQueued, Reserved{Behind: "behind x"}, Cancel{}),
+			want:  []Action{CloseCancel{}, Dequeue{From: Scheduled}, Release{}, Record{State: Cancelled, Msg: MsgCancelledBeforeRun}, Forget{}, SealFailure{Err: failure(abi.ErrorCancelled, MsgCancelledBeforeRun)}},
+			state: Cancelled},
+
 		// scheduled → running
 		{name: "a worker is assigned", policy: call, events: toRunning,
 			want: []Action{Record{State: Running}, StartTimer{}, Exec{}}, state: Running},

@@ -244,8 +244,20 @@ func (d *Dir) dueLocked(now time.Time, all bool) ([]persistJob, time.Duration) {
 // a put dropped) are freed younger: never written, never deleted.
 func (d *Dir) dueSmallLocked(now time.Time, all bool) (jobs []persistJob, next time.Duration) {
 	all = all || d.queued > maxQueued/2 || d.memBytes > d.cfg.CacheBytes
-	for len(d.deferredSmall) > 0 {
-		sw := d.deferredSmall[0]
+	// Taken from the front by an index (smallHead), the rest moved to the
+	// front once it is no longer than what was taken: the queue keeps its
+	// array. (A slice resliced from the front and appended to is copied to
+	// a new, cleared array every few seals: 14% of a host's CPU at 13k
+	// tasks/s.)
+	defer func() {
+		if h := d.smallHead; h > 0 && h >= len(d.deferredSmall)-h {
+			n := copy(d.deferredSmall, d.deferredSmall[h:])
+			clear(d.deferredSmall[n:])
+			d.deferredSmall, d.smallHead = d.deferredSmall[:n], 0
+		}
+	}()
+	for ; d.smallHead < len(d.deferredSmall); d.smallHead++ {
+		sw := &d.deferredSmall[d.smallHead]
 		if sw.job.ob.deferred {
 			due := sw.at.Add(d.cfg.PersistAfter)
 			if !all && now.Before(due) {
@@ -254,10 +266,8 @@ func (d *Dir) dueSmallLocked(now time.Time, all bool) (jobs []persistJob, next t
 			sw.job.ob.deferred = false
 			jobs = append(jobs, sw.job)
 		}
-		d.deferredSmall[0] = smallWrite{}
-		d.deferredSmall = d.deferredSmall[1:]
+		*sw = smallWrite{}
 	}
-	d.deferredSmall = nil
 	return jobs, 0
 }
 

@@ -149,8 +149,10 @@ type Dir struct {
 	largeMem    int64
 	cachedLarge []storedWrite
 	// deferredSmall: the small values' writes not handed to the persist
-	// loop yet, oldest first (some freed since: ob.deferred false).
+	// loop yet, oldest first (some freed since: ob.deferred false), from
+	// index smallHead on (those before it are taken).
 	deferredSmall []smallWrite
+	smallHead     int
 	feedWake      chan struct{} // wakes the feeder (cap 1)
 	fed           sync.WaitGroup
 	behind        chan struct{} // closed (and replaced) as the persist loop ends a job

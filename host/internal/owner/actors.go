@@ -162,7 +162,7 @@ func (ac *actorTable) dispatchActorLocked(a *actor) []assignment {
 			a.worker.task = t
 		}
 		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Record and Exec: the Exec is the assignment
-		out = append(out, assignment{t, a.worker})
+		out = append(out, assignment{t: t, w: a.worker})
 	}
 	return out
 }

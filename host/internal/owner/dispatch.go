@@ -24,6 +24,8 @@ import (
 type assignment struct {
 	t *task
 	w *workerProc
+	// unqueue: ask w for t back instead (pipeline.go, stealLocked).
+	unqueue bool
 }
 
 // dispatchLocked moves tasks whose resources are free to idle workers and
@@ -43,7 +45,7 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 			w := h.rem.newRemoteWorker(it.Node)
 			t.worker, w.task = w, t
 			h.stepLocked(t, lifecycle.Reserved{Node: it.Node}) // Exec: the assignment
-			remote = append(remote, assignment{t, w})
+			remote = append(remote, assignment{t: t, w: w})
 			continue
 		}
 		h.stepLocked(t, lifecycle.Reserved{}) // waits for a worker
@@ -78,9 +80,10 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 		}
 		t.worker = w
 		w.task = t
+		t.sent.Store(false)
 		w.memHeld = h.disp.memoryLimitOf(t)
 		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Exec: the assignment
-		out = append(out, assignment{t, w})
+		out = append(out, assignment{t: t, w: w})
 	}
 	waiting := len(h.needWorker)
 	if waiting > 0 && !h.disp.memoryFitsLocked(h.needWorker[0]) {
@@ -95,7 +98,8 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 	}
 	h.disp.detectStarvationLocked()
 	h.disp.detectMemoryStarvationLocked()
-	return out
+	out = append(out, h.disp.pipelineLocked()...)
+	return append(out, h.disp.stealLocked()...)
 }
 
 // memoryFitsLocked reports whether t's guest memory limit fits in what
@@ -265,6 +269,10 @@ func grantsNote(g abi.Grants) string {
 func (dp *dispatcher) start(as []assignment) {
 	h := dp.o
 	for _, a := range as {
+		if a.unqueue {
+			a.w.pw.Unqueue(a.t.id)
+			continue
+		}
 		var away *argsAwayError
 		switch err := h.disp.exec(a.t, a.w); {
 		case errors.As(err, &away):
@@ -362,6 +370,7 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 	if err := w.exec(&ex); err != nil {
 		return fmt.Errorf("%w: %v", errWorkerGone, err)
 	}
+	t.sent.Store(true)
 	return nil
 }
 
@@ -407,11 +416,11 @@ func (dp *dispatcher) argsAway(t *task) []ids.ObjectID {
 func (dp *dispatcher) unstart(t *task, w *workerProc, refused bool, why string) {
 	h := dp.o
 	h.mu.Lock()
-	if t.lc.State != stateRunning || t.worker != w {
+	if t.lc.State != stateRunning && (t.lc.State != stateScheduled || !t.queuedLocked()) || t.worker != w {
 		h.mu.Unlock()
 		return
 	}
-	if w.endTaskLocked(t) {
+	if w.endTaskLocked(t) && !w.promoteLocked() { // a task queued behind t runs now
 		if w.actor == nil && w.foreign == nil {
 			w.idleLocked()
 		}

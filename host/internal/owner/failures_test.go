@@ -71,7 +71,10 @@ func TestCancel(t *testing.T) {
 		{"waiting for resources", func(t *testing.T) (ids.ObjectID, ids.ObjectID) {
 			blocker, brefs := f.submit(t, "sleep", nil, tenMinutes)
 			f.waitState(t, blocker, stateRunning)
-			id, refs := f.submit(t, "add", nil, 1, 2)
+			// Half a CPU: another shape than the blocker's, so it is not
+			// queued behind it on its worker (TestPipeline).
+			half := 0.5
+			id, refs := f.submit(t, "add", &rayhostv1.TaskOptions{Resources: &rayhostv1.Resources{NumCpus: &half}}, 1, 2)
 			f.waitState(t, id, statePendingResources)
 			return refs[0], brefs[0]
 		}, false, statePendingResources},

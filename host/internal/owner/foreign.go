@@ -250,7 +250,7 @@ func (fx *executor) startForeign(ctx context.Context, f *foreign, spec *peerwire
 		}
 		t.lc.State, t.worker, w.task = stateRunning, w, t
 		h.mu.Unlock()
-		h.disp.start([]assignment{{t, w}})
+		h.disp.start([]assignment{{t: t, w: w}})
 		return
 	}
 	t.lc.State = statePendingResources

@@ -69,6 +69,13 @@ func (h *Owner) applyLocked(ctx context.Context, t *task, acts []lifecycle.Actio
 			}
 		case lifecycle.Dequeue:
 			h.dequeueLocked(t, a.From)
+			if w := t.worker; w != nil && t.queuedLocked() {
+				// Cancelled while queued behind another task on w (a worker
+				// gives back its queued tasks, and gave this one back if
+				// it died): w gives it back, or, if it has just started
+				// it, cancels it. It stays w's until w says which.
+				later = append(later, func() { w.cancel(t) })
+			}
 		case lifecycle.Release:
 			h.sched.ReleaseOn(a.Node, t.req)
 		case lifecycle.ReleaseCPU:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/refcount"
@@ -87,6 +88,16 @@ type task struct {
 	// cancelRefused: a cancel from this task's guest was refused (noted
 	// once).
 	cancelRefused bool
+	// waited is 1 + the attempt that made a round trip to the host (a Get,
+	// a Wait): no task is queued behind it (pipeline.go).
+	waited uint32
+	// stealing: it was queued behind another task and asked back from its
+	// worker (ipc.TypeUnqueue, pipeline.go).
+	stealing bool
+	// sent: its Exec was written to its worker (set without Owner.mu, by
+	// start): a task is queued behind it only then, so that the worker
+	// gets their Execs in the order it is to run them.
+	sent atomic.Bool
 }
 
 // addChild adds id to t's children (for a recursive cancel). When the
@@ -417,10 +428,9 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.endTaskLocked(t) {
-		if w.actor == nil && !created {
+		promoted := w.promoteLocked() // the task queued behind t runs now
+		if w.actor == nil && !created && !promoted {
 			w.memHeld = 0 // an actor's worker keeps its memory while it lives
-		}
-		if w.actor == nil && !created {
 			w.idleLocked()
 		}
 	}
@@ -445,7 +455,11 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 		h.disp.start(actorStarts)
 	}()
 	var later []func()
-	if !t.lc.State.Terminal() {
+	switch {
+	case t.lc.State == stateScheduled && te != nil:
+		// Queued behind another task, and its Exec could not be made.
+		later = h.stepLocked(t, lifecycle.Fail{Err: te})
+	case !t.lc.State.Terminal():
 		// A timeout, a violation or a cancel decide the outcome before te;
 		// a retry queues the task again (an actor call at the head of its
 		// actor's queue, so it runs before the calls behind it).

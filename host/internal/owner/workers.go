@@ -31,9 +31,15 @@ type workerProc struct {
 	remote *remoteLink
 	// foreign is set on a worker bound to an actor another host owns.
 	foreign *foreign
+	// pipelines: the worker said in its Ready that it queues tasks sent
+	// while one runs, and gives them back (ipc.ReadyPipeline).
+	pipelines bool
 
 	// Guarded by Owner.mu.
 	task *task
+	// next is the task queued behind task on this worker (pipeline.go):
+	// sent, not started; it runs when task ends.
+	next *task
 	// calls are the running calls of a concurrent actor (task is then
 	// nil): its worker runs several at once.
 	calls map[ids.TaskID]*task
@@ -80,7 +86,7 @@ func (wp *workerRole) newPool() (*workerpool.Pool, error) {
 func (wp *workerRole) Ready(pw *workerpool.Worker, hello []byte) {
 	h := wp.o
 	wp.noteConfinement(hello)
-	w := &workerProc{h: h, pw: pw, pid: pw.PID()}
+	w := &workerProc{h: h, pw: pw, pid: pw.PID(), pipelines: ipc.ReadyHas(hello, ipc.ReadyPipeline)}
 	h.mu.Lock()
 	pw.Value = w
 	if h.closed {
@@ -236,6 +242,13 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			}
 			return nil
 		}
+		if c.Seq != 0 && w.pw != nil {
+			// A round trip may block: no task is queued behind this
+			// attempt any more (the worker gave back any that was).
+			h.mu.Lock()
+			t.waited = t.lc.Attempt + 1
+			h.mu.Unlock()
+		}
 		if t.foreign != nil && c.Op == abi.OpRelease {
 			// The refs inside the values this host gave the guest were
 			// not counted by the owner: its holds end with the attempt.
@@ -337,6 +350,20 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			defer w.kill()
 		}
 		h.disp.finishWorker(w, t, te, vals)
+	case ipc.TypeReturned:
+		var r ipc.Cancel
+		if err := r.Decode(payload); err != nil {
+			return err
+		}
+		h.mu.Lock()
+		t := w.next
+		if t == nil || t.id != r.Task {
+			t = w.taskLocked(r.Task)
+		}
+		h.mu.Unlock()
+		if t != nil {
+			h.disp.returned(w, t, "given back by its worker before it started")
+		}
 	case ipc.TypeLog:
 		var l ipc.Log
 		if err := l.Decode(payload); err != nil {
@@ -392,6 +419,11 @@ func (w *workerProc) endCallLocked(t *task) {
 
 // endTaskLocked reports whether w ran t, and forgets it.
 func (w *workerProc) endTaskLocked(t *task) bool {
+	if w.next == t { // queued, never started
+		w.next = nil
+		t.stealing = false
+		return false
+	}
 	if w.task == t {
 		w.task = nil
 		return true
@@ -479,7 +511,12 @@ func (wp *workerRole) workerDied(w *workerProc, exitErr error) {
 	a := w.actor
 	closed := h.closed
 	f := w.foreign
+	queued := w.next
 	h.mu.Unlock()
+	if queued != nil && !closed {
+		// Never started: placed again, at no retry's cost.
+		h.disp.unstart(queued, w, false, "its worker died before it started")
+	}
 	if closed {
 		if f != nil {
 			f.finish()

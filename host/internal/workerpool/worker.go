@@ -58,6 +58,14 @@ func (w *Worker) Cancel(task ids.TaskID) {
 	_ = w.Send(ipc.TypeCancel, m.Encode(nil))
 }
 
+// Unqueue asks the worker for task back if it is queued there and has not
+// started: the worker answers with an ipc.TypeReturned frame, or with
+// nothing if it runs already.
+func (w *Worker) Unqueue(task ids.TaskID) {
+	m := ipc.Cancel{Task: task}
+	_ = w.Send(ipc.TypeUnqueue, m.Encode(nil))
+}
+
 // Load asks the worker to compile a module ahead of its first task, for a
 // memory limit of memoryPages.
 func (w *Worker) Load(path string, memoryPages uint32) {
