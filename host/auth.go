@@ -20,9 +20,6 @@ const (
 	peerProofHeader = guard.PeerProofHeader
 )
 
-// peerInterceptor adds a member's credential to every call to one host.
-type peerInterceptor = guard.PeerInterceptor
-
 // peerKey derives the key of peer credentials from the cluster secret (see
 // guard.PeerKey).
 func peerKey(cfg *Config) []byte {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rayhost/rayhost/gossip"
 	"github.com/rayhost/rayhost/host/internal/cluster"
+	"github.com/rayhost/rayhost/host/internal/guard"
 )
 
 // ClusterConfig makes a host a member of a cluster: it gossips with the
@@ -79,7 +80,7 @@ func (h *Host) startCluster() error {
 	key := peerKey(&h.cfg)
 	c, err := cluster.New(cluster.Config{
 		ID: h.cfg.ID, Addr: h.addr, Membership: m, Placement: h.own.Placement(),
-		Credential: func(addr string) connect.Interceptor { return peerInterceptor(peerCredential(key, addr)) },
+		Credential: func(addr string) http.Header { return http.Header{guard.PeerHeader: {peerCredential(key, addr)}} },
 		Proven: func(addr string, answer http.Header) bool {
 			return subtle.ConstantTimeCompare([]byte(answer.Get(peerProofHeader)), []byte(peerProof(key, addr))) == 1
 		},

@@ -133,6 +133,7 @@ func New(cfg Config) (*Host, error) {
 	opts := append(edge.HandlerOptions(cfg.MaxMessageBytes), connect.WithInterceptors(peerwire.ServerInterceptor()))
 	mux.Handle(api.Handler(opts...))
 	mux.Handle(rayhostv1connect.NewPeerServiceHandler(h.own.PeerService(), opts...))
+	mux.Handle(peerwire.PullBytesPath, h.own.PullBytes()) // raw, no Connect: guarded as the PeerService is
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	tls := cfg.TLSCertFile != ""

@@ -287,103 +287,6 @@ func (x *LocateResponse) GetHolders() []string {
 	return nil
 }
 
-type PullRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PullRequest) Reset() {
-	*x = PullRequest{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PullRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PullRequest) ProtoMessage() {}
-
-func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
-func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *PullRequest) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-type PullResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Set on the first message.
-	Header        *ObjectHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Chunk         []byte        `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PullResponse) Reset() {
-	*x = PullResponse{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PullResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PullResponse) ProtoMessage() {}
-
-func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
-func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *PullResponse) GetHeader() *ObjectHeader {
-	if x != nil {
-		return x.Header
-	}
-	return nil
-}
-
-func (x *PullResponse) GetChunk() []byte {
-	if x != nil {
-		return x.Chunk
-	}
-	return nil
-}
-
 type AddLocationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -394,7 +297,7 @@ type AddLocationRequest struct {
 
 func (x *AddLocationRequest) Reset() {
 	*x = AddLocationRequest{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[6]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +309,7 @@ func (x *AddLocationRequest) String() string {
 func (*AddLocationRequest) ProtoMessage() {}
 
 func (x *AddLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[6]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +322,7 @@ func (x *AddLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddLocationRequest.ProtoReflect.Descriptor instead.
 func (*AddLocationRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AddLocationRequest) GetId() string {
@@ -444,7 +347,7 @@ type AddLocationResponse struct {
 
 func (x *AddLocationResponse) Reset() {
 	*x = AddLocationResponse{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[7]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +359,7 @@ func (x *AddLocationResponse) String() string {
 func (*AddLocationResponse) ProtoMessage() {}
 
 func (x *AddLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[7]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +372,7 @@ func (x *AddLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddLocationResponse.ProtoReflect.Descriptor instead.
 func (*AddLocationResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 type FetchModuleRequest struct {
@@ -481,7 +384,7 @@ type FetchModuleRequest struct {
 
 func (x *FetchModuleRequest) Reset() {
 	*x = FetchModuleRequest{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[8]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +396,7 @@ func (x *FetchModuleRequest) String() string {
 func (*FetchModuleRequest) ProtoMessage() {}
 
 func (x *FetchModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[8]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +409,7 @@ func (x *FetchModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchModuleRequest.ProtoReflect.Descriptor instead.
 func (*FetchModuleRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FetchModuleRequest) GetDigest() string {
@@ -525,7 +428,7 @@ type FetchModuleResponse struct {
 
 func (x *FetchModuleResponse) Reset() {
 	*x = FetchModuleResponse{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[9]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +440,7 @@ func (x *FetchModuleResponse) String() string {
 func (*FetchModuleResponse) ProtoMessage() {}
 
 func (x *FetchModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[9]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +453,7 @@ func (x *FetchModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchModuleResponse.ProtoReflect.Descriptor instead.
 func (*FetchModuleResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FetchModuleResponse) GetChunk() []byte {
@@ -571,7 +474,7 @@ type WarmModuleRequest struct {
 
 func (x *WarmModuleRequest) Reset() {
 	*x = WarmModuleRequest{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[10]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +486,7 @@ func (x *WarmModuleRequest) String() string {
 func (*WarmModuleRequest) ProtoMessage() {}
 
 func (x *WarmModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[10]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +499,7 @@ func (x *WarmModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmModuleRequest.ProtoReflect.Descriptor instead.
 func (*WarmModuleRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WarmModuleRequest) GetDigest() string {
@@ -621,7 +524,7 @@ type WarmModuleResponse struct {
 
 func (x *WarmModuleResponse) Reset() {
 	*x = WarmModuleResponse{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[11]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +536,7 @@ func (x *WarmModuleResponse) String() string {
 func (*WarmModuleResponse) ProtoMessage() {}
 
 func (x *WarmModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[11]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +549,7 @@ func (x *WarmModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmModuleResponse.ProtoReflect.Descriptor instead.
 func (*WarmModuleResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 type BorrowRequest struct {
@@ -663,7 +566,7 @@ type BorrowRequest struct {
 
 func (x *BorrowRequest) Reset() {
 	*x = BorrowRequest{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[12]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +578,7 @@ func (x *BorrowRequest) String() string {
 func (*BorrowRequest) ProtoMessage() {}
 
 func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[12]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +591,7 @@ func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
 func (*BorrowRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BorrowRequest) GetBorrower() string {
@@ -726,7 +629,7 @@ type BorrowResponse struct {
 
 func (x *BorrowResponse) Reset() {
 	*x = BorrowResponse{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[13]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +641,7 @@ func (x *BorrowResponse) String() string {
 func (*BorrowResponse) ProtoMessage() {}
 
 func (x *BorrowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[13]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +654,7 @@ func (x *BorrowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowResponse.ProtoReflect.Descriptor instead.
 func (*BorrowResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BorrowResponse) GetFreed() []string {
@@ -779,7 +682,7 @@ type FreeCopiesRequest struct {
 
 func (x *FreeCopiesRequest) Reset() {
 	*x = FreeCopiesRequest{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[14]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +694,7 @@ func (x *FreeCopiesRequest) String() string {
 func (*FreeCopiesRequest) ProtoMessage() {}
 
 func (x *FreeCopiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[14]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +707,7 @@ func (x *FreeCopiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeCopiesRequest.ProtoReflect.Descriptor instead.
 func (*FreeCopiesRequest) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FreeCopiesRequest) GetOwner() string {
@@ -831,7 +734,7 @@ type FreeCopiesResponse struct {
 
 func (x *FreeCopiesResponse) Reset() {
 	*x = FreeCopiesResponse{}
-	mi := &file_rayhost_v1_peer_proto_msgTypes[15]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +746,7 @@ func (x *FreeCopiesResponse) String() string {
 func (*FreeCopiesResponse) ProtoMessage() {}
 
 func (x *FreeCopiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rayhost_v1_peer_proto_msgTypes[15]
+	mi := &file_rayhost_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +759,7 @@ func (x *FreeCopiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeCopiesResponse.ProtoReflect.Descriptor instead.
 func (*FreeCopiesResponse) Descriptor() ([]byte, []int) {
-	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_rayhost_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FreeCopiesResponse) GetDeleted() int32 {
@@ -871,7 +774,7 @@ var File_rayhost_v1_peer_proto protoreflect.FileDescriptor
 const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x15rayhost/v1/peer.proto\x12\n" +
-	"rayhost.v1\x1a\x15rayhost/v1/task.proto\">\n" +
+	"rayhost.v1\">\n" +
 	"\x0eExecuteRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\rR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"?\n" +
@@ -890,12 +793,7 @@ const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x16\n" +
 	"\x06inline\x18\x05 \x01(\bR\x06inline\x12\x18\n" +
-	"\aholders\x18\x06 \x03(\tR\aholders\"\x1d\n" +
-	"\vPullRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"V\n" +
-	"\fPullResponse\x120\n" +
-	"\x06header\x18\x01 \x01(\v2\x18.rayhost.v1.ObjectHeaderR\x06header\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"<\n" +
+	"\aholders\x18\x06 \x03(\tR\aholders\"<\n" +
 	"\x12AddLocationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\"\x15\n" +
@@ -919,11 +817,10 @@ const file_rayhost_v1_peer_proto_rawDesc = "" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\".\n" +
 	"\x12FreeCopiesResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x05R\adeleted2\xe0\x04\n" +
+	"\adeleted\x18\x01 \x01(\x05R\adeleted2\xa1\x04\n" +
 	"\vPeerService\x12H\n" +
 	"\aExecute\x12\x1a.rayhost.v1.ExecuteRequest\x1a\x1b.rayhost.v1.ExecuteResponse\"\x00(\x010\x01\x12A\n" +
-	"\x06Locate\x12\x19.rayhost.v1.LocateRequest\x1a\x1a.rayhost.v1.LocateResponse\"\x00\x12=\n" +
-	"\x04Pull\x12\x17.rayhost.v1.PullRequest\x1a\x18.rayhost.v1.PullResponse\"\x000\x01\x12P\n" +
+	"\x06Locate\x12\x19.rayhost.v1.LocateRequest\x1a\x1a.rayhost.v1.LocateResponse\"\x00\x12P\n" +
 	"\vAddLocation\x12\x1e.rayhost.v1.AddLocationRequest\x1a\x1f.rayhost.v1.AddLocationResponse\"\x00\x12R\n" +
 	"\vFetchModule\x12\x1e.rayhost.v1.FetchModuleRequest\x1a\x1f.rayhost.v1.FetchModuleResponse\"\x000\x01\x12M\n" +
 	"\n" +
@@ -944,49 +841,43 @@ func file_rayhost_v1_peer_proto_rawDescGZIP() []byte {
 	return file_rayhost_v1_peer_proto_rawDescData
 }
 
-var file_rayhost_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_rayhost_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_rayhost_v1_peer_proto_goTypes = []any{
 	(*ExecuteRequest)(nil),      // 0: rayhost.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),     // 1: rayhost.v1.ExecuteResponse
 	(*LocateRequest)(nil),       // 2: rayhost.v1.LocateRequest
 	(*LocateResponse)(nil),      // 3: rayhost.v1.LocateResponse
-	(*PullRequest)(nil),         // 4: rayhost.v1.PullRequest
-	(*PullResponse)(nil),        // 5: rayhost.v1.PullResponse
-	(*AddLocationRequest)(nil),  // 6: rayhost.v1.AddLocationRequest
-	(*AddLocationResponse)(nil), // 7: rayhost.v1.AddLocationResponse
-	(*FetchModuleRequest)(nil),  // 8: rayhost.v1.FetchModuleRequest
-	(*FetchModuleResponse)(nil), // 9: rayhost.v1.FetchModuleResponse
-	(*WarmModuleRequest)(nil),   // 10: rayhost.v1.WarmModuleRequest
-	(*WarmModuleResponse)(nil),  // 11: rayhost.v1.WarmModuleResponse
-	(*BorrowRequest)(nil),       // 12: rayhost.v1.BorrowRequest
-	(*BorrowResponse)(nil),      // 13: rayhost.v1.BorrowResponse
-	(*FreeCopiesRequest)(nil),   // 14: rayhost.v1.FreeCopiesRequest
-	(*FreeCopiesResponse)(nil),  // 15: rayhost.v1.FreeCopiesResponse
-	(*ObjectHeader)(nil),        // 16: rayhost.v1.ObjectHeader
+	(*AddLocationRequest)(nil),  // 4: rayhost.v1.AddLocationRequest
+	(*AddLocationResponse)(nil), // 5: rayhost.v1.AddLocationResponse
+	(*FetchModuleRequest)(nil),  // 6: rayhost.v1.FetchModuleRequest
+	(*FetchModuleResponse)(nil), // 7: rayhost.v1.FetchModuleResponse
+	(*WarmModuleRequest)(nil),   // 8: rayhost.v1.WarmModuleRequest
+	(*WarmModuleResponse)(nil),  // 9: rayhost.v1.WarmModuleResponse
+	(*BorrowRequest)(nil),       // 10: rayhost.v1.BorrowRequest
+	(*BorrowResponse)(nil),      // 11: rayhost.v1.BorrowResponse
+	(*FreeCopiesRequest)(nil),   // 12: rayhost.v1.FreeCopiesRequest
+	(*FreeCopiesResponse)(nil),  // 13: rayhost.v1.FreeCopiesResponse
 }
 var file_rayhost_v1_peer_proto_depIdxs = []int32{
-	16, // 0: rayhost.v1.PullResponse.header:type_name -> rayhost.v1.ObjectHeader
-	0,  // 1: rayhost.v1.PeerService.Execute:input_type -> rayhost.v1.ExecuteRequest
-	2,  // 2: rayhost.v1.PeerService.Locate:input_type -> rayhost.v1.LocateRequest
-	4,  // 3: rayhost.v1.PeerService.Pull:input_type -> rayhost.v1.PullRequest
-	6,  // 4: rayhost.v1.PeerService.AddLocation:input_type -> rayhost.v1.AddLocationRequest
-	8,  // 5: rayhost.v1.PeerService.FetchModule:input_type -> rayhost.v1.FetchModuleRequest
-	10, // 6: rayhost.v1.PeerService.WarmModule:input_type -> rayhost.v1.WarmModuleRequest
-	12, // 7: rayhost.v1.PeerService.Borrow:input_type -> rayhost.v1.BorrowRequest
-	14, // 8: rayhost.v1.PeerService.FreeCopies:input_type -> rayhost.v1.FreeCopiesRequest
-	1,  // 9: rayhost.v1.PeerService.Execute:output_type -> rayhost.v1.ExecuteResponse
-	3,  // 10: rayhost.v1.PeerService.Locate:output_type -> rayhost.v1.LocateResponse
-	5,  // 11: rayhost.v1.PeerService.Pull:output_type -> rayhost.v1.PullResponse
-	7,  // 12: rayhost.v1.PeerService.AddLocation:output_type -> rayhost.v1.AddLocationResponse
-	9,  // 13: rayhost.v1.PeerService.FetchModule:output_type -> rayhost.v1.FetchModuleResponse
-	11, // 14: rayhost.v1.PeerService.WarmModule:output_type -> rayhost.v1.WarmModuleResponse
-	13, // 15: rayhost.v1.PeerService.Borrow:output_type -> rayhost.v1.BorrowResponse
-	15, // 16: rayhost.v1.PeerService.FreeCopies:output_type -> rayhost.v1.FreeCopiesResponse
-	9,  // [9:17] is the sub-list for method output_type
-	1,  // [1:9] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	0,  // 0: rayhost.v1.PeerService.Execute:input_type -> rayhost.v1.ExecuteRequest
+	2,  // 1: rayhost.v1.PeerService.Locate:input_type -> rayhost.v1.LocateRequest
+	4,  // 2: rayhost.v1.PeerService.AddLocation:input_type -> rayhost.v1.AddLocationRequest
+	6,  // 3: rayhost.v1.PeerService.FetchModule:input_type -> rayhost.v1.FetchModuleRequest
+	8,  // 4: rayhost.v1.PeerService.WarmModule:input_type -> rayhost.v1.WarmModuleRequest
+	10, // 5: rayhost.v1.PeerService.Borrow:input_type -> rayhost.v1.BorrowRequest
+	12, // 6: rayhost.v1.PeerService.FreeCopies:input_type -> rayhost.v1.FreeCopiesRequest
+	1,  // 7: rayhost.v1.PeerService.Execute:output_type -> rayhost.v1.ExecuteResponse
+	3,  // 8: rayhost.v1.PeerService.Locate:output_type -> rayhost.v1.LocateResponse
+	5,  // 9: rayhost.v1.PeerService.AddLocation:output_type -> rayhost.v1.AddLocationResponse
+	7,  // 10: rayhost.v1.PeerService.FetchModule:output_type -> rayhost.v1.FetchModuleResponse
+	9,  // 11: rayhost.v1.PeerService.WarmModule:output_type -> rayhost.v1.WarmModuleResponse
+	11, // 12: rayhost.v1.PeerService.Borrow:output_type -> rayhost.v1.BorrowResponse
+	13, // 13: rayhost.v1.PeerService.FreeCopies:output_type -> rayhost.v1.FreeCopiesResponse
+	7,  // [7:14] is the sub-list for method output_type
+	0,  // [0:7] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_rayhost_v1_peer_proto_init() }
@@ -994,14 +885,13 @@ func file_rayhost_v1_peer_proto_init() {
 	if File_rayhost_v1_peer_proto != nil {
 		return
 	}
-	file_rayhost_v1_task_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayhost_v1_peer_proto_rawDesc), len(file_rayhost_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

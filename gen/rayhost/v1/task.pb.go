@@ -1106,7 +1106,8 @@ func (x *GetStreamResponse) GetChunk() []byte {
 
 type ObjectHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "json" or "raw" (between hosts also "error" and "ints").
+	// "json" or "raw": what a client reads ("ints" and "cbor" values, which
+	// only guests read as they are, reach a client converted to JSON).
 	Codec string `protobuf:"bytes,1,opt,name=codec,proto3" json:"codec,omitempty"`
 	// The value's bytes; -1 when not known before the end (an "ints" value
 	// converted to JSON as it streams to a client).

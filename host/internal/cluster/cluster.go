@@ -68,9 +68,9 @@ type Config struct {
 	Membership gossip.Membership
 	// Placement receives what the cluster learns. Required.
 	Placement Placement
-	// Credential returns the interceptor that adds this host's credential
-	// to calls to the member at addr. Required.
-	Credential func(addr string) connect.Interceptor
+	// Credential returns the headers that carry this host's credential on
+	// calls to the member at addr (Connect calls and raw ones). Required.
+	Credential func(addr string) http.Header
 	// Proven reports whether an answer from the member at addr carries its
 	// proof that it holds the cluster key. Required.
 	Proven func(addr string, answer http.Header) bool
@@ -144,6 +144,7 @@ type peer struct {
 	cancel context.CancelFunc
 	task   rayhostv1connect.TaskServiceClient
 	api    rayhostv1connect.PeerServiceClient
+	raw    raw
 }
 
 // Cluster is the host's view of its members. A nil *Cluster is a host in
@@ -263,7 +264,9 @@ func (c *Cluster) connectLocked(p *peer) {
 	}
 	base := c.scheme + p.addr
 	// The credential for this address, and the peer protocol version.
-	opts := append(slices.Clip(c.cfg.ClientOptions), connect.WithInterceptors(c.cfg.Credential(p.addr), peerwire.ClientInterceptor()))
+	cred := c.cfg.Credential(p.addr)
+	opts := append(slices.Clip(c.cfg.ClientOptions), connect.WithInterceptors(headers(cred), peerwire.ClientInterceptor()))
 	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, opts...)
 	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, opts...)
+	p.raw = raw{httpc: c.httpc, base: base, addr: p.addr, cred: cred}
 }

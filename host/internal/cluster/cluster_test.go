@@ -176,28 +176,6 @@ func startPeer(t *testing.T, s *peerServer) *peerServer {
 	return s
 }
 
-// credential is the test's credential interceptor.
-type credential string
-
-func (c credential) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Test-Credential", string(c))
-		return next(ctx, req)
-	}
-}
-
-func (c credential) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Test-Credential", string(c))
-		return conn
-	}
-}
-
-func (c credential) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // member starts a gossip member on n.
 func member(t *testing.T, n *gossip.MemoryNetwork, name, api string) *gossip.Memory {
 	t.Helper()
@@ -212,7 +190,7 @@ func member(t *testing.T, n *gossip.MemoryNetwork, name, api string) *gossip.Mem
 
 func testConfig(m gossip.Membership, p Placement) Config {
 	return Config{ID: m.Local().Name, Addr: m.Local().APIAddr, Membership: m, Placement: p,
-		Credential: func(addr string) connect.Interceptor { return credential("for " + addr) },
+		Credential: func(addr string) http.Header { return http.Header{"Test-Credential": {"for " + addr}} },
 		Proven:     func(addr string, h http.Header) bool { return h.Get("Test-Proof") == "proof of "+addr },
 		// The test waits on events, not on reports: a long interval keeps
 		// the reports to the probe a member's arrival starts.

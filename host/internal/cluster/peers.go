@@ -17,10 +17,11 @@ type Conn struct {
 	Ctx        context.Context
 	Task       rayhostv1connect.TaskServiceClient
 	API        rayhostv1connect.PeerServiceClient
+	raw        raw
 }
 
 func (p *peer) conn() Conn {
-	return Conn{Name: p.name, Addr: p.addr, Ctx: p.ctx, Task: p.task, API: p.api}
+	return Conn{Name: p.name, Addr: p.addr, Ctx: p.ctx, Task: p.task, API: p.api, raw: p.raw}
 }
 
 // Reach returns how to call the member whose API is at addr, if it is

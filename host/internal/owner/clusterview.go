@@ -20,9 +20,10 @@ type conn struct {
 	ctx  context.Context
 	task rayhostv1connect.TaskServiceClient
 	api  rayhostv1connect.PeerServiceClient
+	raw  cluster.Conn // its raw routes (Get)
 }
 
-func connOf(c cluster.Conn) conn { return conn{ctx: c.Ctx, task: c.Task, api: c.API} }
+func connOf(c cluster.Conn) conn { return conn{ctx: c.Ctx, task: c.Task, api: c.API, raw: c} }
 
 // errNotMember: an address gossip does not list (cluster.ErrNotMember).
 var errNotMember = cluster.ErrNotMember

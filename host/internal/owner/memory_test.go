@@ -125,16 +125,20 @@ func TestMemoryOfAHost(t *testing.T) {
 
 	var res *rayhostv1.MemoryResponse
 	byID := map[string]*rayhostv1.MemoryObject{}
-	waitUntil(t, "put_bytes's attempt to let go of its put", func() bool {
+	// A Get of box returns once its value is sealed in the directory; the
+	// counter learns what it contains, and the attempt's end, just after:
+	// wait for both (the put held only by box).
+	waitUntil(t, "put_bytes's attempt to let go of its put, and box to hold it", func() bool {
 		var err error
 		if res, err = f.api.Memory(ctx, 100); err != nil {
 			t.Fatal(err)
 		}
+		clear(byID)
 		for _, o := range res.GetObjects() {
 			byID[o.GetObjectId()] = o
 		}
 		o := byID[boxTask.Put(0).String()]
-		return o != nil && len(o.GetReferences()) == 1
+		return o != nil && reflect.DeepEqual(refsOf(o), []string{"in_object " + box[0].String() + "×1"})
 	})
 	attempt := "task:" + getter.String() + "/1"
 	for _, tc := range []struct {

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"time"
 
 	"connectrpc.com/connect"
 
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
+	"github.com/rayhost/rayhost/host/internal/cluster"
 	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/kinds"
@@ -101,34 +105,55 @@ func (p hostPeers) Locate(ctx context.Context, owner string, id ids.ObjectID, fa
 	return objdir.Location{Ready: m.GetReady(), Codec: m.GetCodec(), Inline: m.GetInline(), Data: m.GetData(), Size: m.GetSize(), Holders: m.GetHolders()}, nil
 }
 
+// Pull asks the holder at from for id's bytes on the peer protocol's raw
+// route (peerwire.PullBytesPath): the header from the answer's headers,
+// the bytes as its body (which tee.copy checks against the size).
 func (p hostPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (objdir.Header, io.ReadCloser, error) {
 	pc, err := p.h.rem.reach(from)
 	if err != nil {
 		return objdir.Header{}, nil, err
 	}
 	ctx, cancel := mergeCancel(ctx, pc.ctx)
-	stream, err := pc.api.Pull(ctx, connect.NewRequest(&rayhostv1.PullRequest{Id: id.String()}))
+	res, err := pc.raw.Get(ctx, peerwire.PullBytesPath, url.Values{"id": {id.String()}})
 	if err != nil {
 		cancel()
-		return objdir.Header{}, nil, notFoundAt(err)
+		return objdir.Header{}, nil, rawNotFound(err)
 	}
-	r := &pullReader{stream: stream, cancel: cancel}
-	if !stream.Receive() {
-		err := stream.Err()
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		r.Close()
-		return objdir.Header{}, nil, notFoundAt(err)
-	}
-	hdr := stream.Msg().GetHeader()
-	codec, ok := objdir.CodecNamed(hdr.GetCodec())
-	if hdr == nil || !ok {
-		r.Close()
+	codec, ok := objdir.CodecNamed(res.Header.Get(peerwire.CodecHeader))
+	if !ok || res.ContentLength < 0 {
+		res.Body.Close()
+		cancel()
 		return objdir.Header{}, nil, fmt.Errorf("pulling %s from %s: bad header", id, from)
 	}
-	r.buf = stream.Msg().GetChunk()
-	return objdir.Header{Codec: codec, Size: hdr.GetSize()}, r, nil
+	return objdir.Header{Codec: codec, Size: res.ContentLength}, &pullBody{ReadCloser: res.Body, cancel: cancel}, nil
+}
+
+// rawNotFound is notFoundAt for a raw call's error: a 404 is the holder
+// not holding the bytes (objdir.ErrNotFound, and the kind it named).
+func rawNotFound(err error) error {
+	var re *cluster.RawError
+	if !errors.As(err, &re) || re.Status != http.StatusNotFound {
+		return err
+	}
+	switch kinds.Named(re.Kind) {
+	case kinds.ErrOwnerDied:
+		return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
+	case kinds.ErrObjectFreed:
+		return fmt.Errorf("%w: %w", objdir.ErrFreed, err)
+	}
+	return fmt.Errorf("%w: %w", objdir.ErrNotFound, err)
+}
+
+// pullBody is a pull's body; closing it ends the call.
+type pullBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *pullBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 func (p hostPeers) AddLocation(ctx context.Context, owner string, id ids.ObjectID, holder string) error {
@@ -144,66 +169,6 @@ func (p hostPeers) AddLocation(ctx context.Context, owner string, id ids.ObjectI
 
 func (p hostPeers) Down(addr string) bool  { return p.h.rem.peerDown(addr) }
 func (p hostPeers) Alive(addr string) bool { return p.h.rem.hostAlive(addr) }
-
-// pullReader reads the chunks of a Pull stream; WriteTo writes them on
-// chunk by chunk.
-type pullReader struct {
-	stream *connect.ServerStreamForClient[rayhostv1.PullResponse]
-	cancel context.CancelFunc
-	buf    []byte // the rest of the current chunk
-}
-
-// next returns the next chunk, io.EOF at the end of the stream.
-func (r *pullReader) next() ([]byte, error) {
-	if !r.stream.Receive() {
-		if err := r.stream.Err(); err != nil {
-			return nil, err
-		}
-		return nil, io.EOF
-	}
-	return r.stream.Msg().GetChunk(), nil
-}
-
-func (r *pullReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 {
-		c, err := r.next()
-		if err != nil {
-			return 0, err
-		}
-		r.buf = c
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
-
-func (r *pullReader) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	for {
-		if len(r.buf) > 0 {
-			m, err := w.Write(r.buf)
-			n += int64(m)
-			r.buf = nil
-			if err != nil {
-				return n, err
-			}
-		}
-		c, err := r.next()
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		r.buf = c
-	}
-}
-
-func (r *pullReader) Close() error {
-	err := r.stream.Close()
-	r.cancel()
-	return err
-}
 
 // protoSender adapts a sender of Connect chunks to objdir's Serve and
 // Stream: their errors become Connect errors, the sender's stay as they

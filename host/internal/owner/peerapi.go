@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,7 +18,10 @@ import (
 	rayhostv1 "github.com/rayhost/rayhost/gen/rayhost/v1"
 	"github.com/rayhost/rayhost/gen/rayhost/v1/rayhostv1connect"
 	"github.com/rayhost/rayhost/host/internal/modules"
+	"github.com/rayhost/rayhost/host/internal/objdir"
+	"github.com/rayhost/rayhost/host/internal/peerwire"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/kinds"
 )
 
 // peerAPI implements the PeerService hosts call on each other.
@@ -48,15 +53,53 @@ func (p *peerAPI) Locate(ctx context.Context, req *connect.Request[rayhostv1.Loc
 	return connect.NewResponse(&rayhostv1.LocateResponse{Ready: loc.Ready, Codec: loc.Codec, Inline: loc.Inline, Data: loc.Data, Size: loc.Size, Holders: loc.Holders}), nil
 }
 
-func (p *peerAPI) Pull(ctx context.Context, req *connect.Request[rayhostv1.PullRequest], stream *connect.ServerStream[rayhostv1.PullResponse]) error {
-	id, err := ids.ParseObjectID(req.Msg.GetId())
-	if err != nil {
-		return invalid("%v", err)
+// PullBytes returns the handler of the peer protocol's raw pull
+// (peerwire.PullBytesPath): an object's bytes as they are, no message per
+// chunk. The guard lets only members reach it.
+func (h *Owner) PullBytes() http.Handler { return http.HandlerFunc((&peerAPI{h}).pullBytes) }
+
+func (p *peerAPI) pullBytes(w http.ResponseWriter, r *http.Request) {
+	if !peerwire.CheckRawVersion(w, r) {
+		return
 	}
-	s := &protoSender{to: func(hdr *rayhostv1.ObjectHeader, chunk []byte) error {
-		return stream.Send(&rayhostv1.PullResponse{Header: hdr, Chunk: chunk})
-	}}
-	return s.result(p.h.objs.Serve(ctx, id, s.send))
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "pull with GET", http.StatusMethodNotAllowed)
+		return
+	}
+	id, err := ids.ParseObjectID(r.URL.Query().Get("id"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	started := false
+	var werr error // the last error of a write: the puller went away
+	err = p.h.objs.Serve(r.Context(), id, func(hdr *objdir.Header, chunk []byte) error {
+		if !started {
+			started = true
+			w.Header().Set(peerwire.CodecHeader, hdr.Codec.String())
+			w.Header().Set("Content-Length", strconv.FormatInt(hdr.Size, 10))
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.WriteHeader(http.StatusOK)
+		}
+		_, werr = w.Write(chunk)
+		return werr
+	})
+	switch {
+	case err == nil || started:
+		// Past the header, a failure ends the body short of its
+		// Content-Length: the puller sees too few bytes.
+		if err != nil && err != werr {
+			p.h.log.Warn("serving a pull", "object_id", id, "err", err)
+		}
+	case errors.Is(err, objdir.ErrNotFound) || errors.Is(err, objdir.ErrFreed):
+		if k := kinds.Name(err); k != "" {
+			w.Header().Set(kinds.Header, k)
+		}
+		http.Error(w, err.Error(), http.StatusNotFound)
+	default:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
 }
 
 func (p *peerAPI) AddLocation(ctx context.Context, req *connect.Request[rayhostv1.AddLocationRequest]) (*connect.Response[rayhostv1.AddLocationResponse], error) {

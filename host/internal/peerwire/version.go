@@ -22,7 +22,7 @@ import (
 // Version is the peer protocol version this host speaks. Hosts of one
 // cluster must speak the same: a change to a peer message, a frame of the
 // Execute stream or their payloads makes the next version.
-const Version = 5 // 5: values of codec cbor (abi.CodecCBOR); 4: one Execute stream per pair of hosts, its frames batched (peermux); 3: values of codec ints (abi.CodecInts)
+const Version = 6 // 6: objects pulled as raw bytes (PullBytesPath); 5: values of codec cbor (abi.CodecCBOR); 4: one Execute stream per pair of hosts, its frames batched (peermux); 3: values of codec ints (abi.CodecInts)
 
 // VersionHeader carries the caller's version on every call a host makes to
 // another, and the answering host's version on its answer.

@@ -37,8 +37,6 @@ const (
 	PeerServiceExecuteProcedure = "/rayhost.v1.PeerService/Execute"
 	// PeerServiceLocateProcedure is the fully-qualified name of the PeerService's Locate RPC.
 	PeerServiceLocateProcedure = "/rayhost.v1.PeerService/Locate"
-	// PeerServicePullProcedure is the fully-qualified name of the PeerService's Pull RPC.
-	PeerServicePullProcedure = "/rayhost.v1.PeerService/Pull"
 	// PeerServiceAddLocationProcedure is the fully-qualified name of the PeerService's AddLocation RPC.
 	PeerServiceAddLocationProcedure = "/rayhost.v1.PeerService/AddLocation"
 	// PeerServiceFetchModuleProcedure is the fully-qualified name of the PeerService's FetchModule RPC.
@@ -64,8 +62,9 @@ type PeerServiceClient interface {
 	// (if small) or says which hosts hold it. A lost object is rebuilt from
 	// its lineage first, where that is possible.
 	Locate(context.Context, *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error)
-	// Pull streams an object this host holds, in chunks.
-	Pull(context.Context, *connect.Request[v1.PullRequest]) (*connect.ServerStreamForClient[v1.PullResponse], error)
+	// An object's bytes are pulled on a raw route beside this service,
+	// GET /rayhost.v1.PeerService/PullBytes?id=<object ID> (peer protocol 6;
+	// host/internal/peerwire, docs/CLUSTER.md): no message per chunk.
 	// AddLocation tells the owner of an object that a host holds a copy.
 	AddLocation(context.Context, *connect.Request[v1.AddLocationRequest]) (*connect.Response[v1.AddLocationResponse], error)
 	// FetchModule streams a module this host has, by digest.
@@ -107,12 +106,6 @@ func NewPeerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(peerServiceMethods.ByName("Locate")),
 			connect.WithClientOptions(opts...),
 		),
-		pull: connect.NewClient[v1.PullRequest, v1.PullResponse](
-			httpClient,
-			baseURL+PeerServicePullProcedure,
-			connect.WithSchema(peerServiceMethods.ByName("Pull")),
-			connect.WithClientOptions(opts...),
-		),
 		addLocation: connect.NewClient[v1.AddLocationRequest, v1.AddLocationResponse](
 			httpClient,
 			baseURL+PeerServiceAddLocationProcedure,
@@ -150,7 +143,6 @@ func NewPeerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 type peerServiceClient struct {
 	execute     *connect.Client[v1.ExecuteRequest, v1.ExecuteResponse]
 	locate      *connect.Client[v1.LocateRequest, v1.LocateResponse]
-	pull        *connect.Client[v1.PullRequest, v1.PullResponse]
 	addLocation *connect.Client[v1.AddLocationRequest, v1.AddLocationResponse]
 	fetchModule *connect.Client[v1.FetchModuleRequest, v1.FetchModuleResponse]
 	warmModule  *connect.Client[v1.WarmModuleRequest, v1.WarmModuleResponse]
@@ -166,11 +158,6 @@ func (c *peerServiceClient) Execute(ctx context.Context) *connect.BidiStreamForC
 // Locate calls rayhost.v1.PeerService.Locate.
 func (c *peerServiceClient) Locate(ctx context.Context, req *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error) {
 	return c.locate.CallUnary(ctx, req)
-}
-
-// Pull calls rayhost.v1.PeerService.Pull.
-func (c *peerServiceClient) Pull(ctx context.Context, req *connect.Request[v1.PullRequest]) (*connect.ServerStreamForClient[v1.PullResponse], error) {
-	return c.pull.CallServerStream(ctx, req)
 }
 
 // AddLocation calls rayhost.v1.PeerService.AddLocation.
@@ -211,8 +198,9 @@ type PeerServiceHandler interface {
 	// (if small) or says which hosts hold it. A lost object is rebuilt from
 	// its lineage first, where that is possible.
 	Locate(context.Context, *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error)
-	// Pull streams an object this host holds, in chunks.
-	Pull(context.Context, *connect.Request[v1.PullRequest], *connect.ServerStream[v1.PullResponse]) error
+	// An object's bytes are pulled on a raw route beside this service,
+	// GET /rayhost.v1.PeerService/PullBytes?id=<object ID> (peer protocol 6;
+	// host/internal/peerwire, docs/CLUSTER.md): no message per chunk.
 	// AddLocation tells the owner of an object that a host holds a copy.
 	AddLocation(context.Context, *connect.Request[v1.AddLocationRequest]) (*connect.Response[v1.AddLocationResponse], error)
 	// FetchModule streams a module this host has, by digest.
@@ -248,12 +236,6 @@ func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption
 		PeerServiceLocateProcedure,
 		svc.Locate,
 		connect.WithSchema(peerServiceMethods.ByName("Locate")),
-		connect.WithHandlerOptions(opts...),
-	)
-	peerServicePullHandler := connect.NewServerStreamHandler(
-		PeerServicePullProcedure,
-		svc.Pull,
-		connect.WithSchema(peerServiceMethods.ByName("Pull")),
 		connect.WithHandlerOptions(opts...),
 	)
 	peerServiceAddLocationHandler := connect.NewUnaryHandler(
@@ -292,8 +274,6 @@ func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption
 			peerServiceExecuteHandler.ServeHTTP(w, r)
 		case PeerServiceLocateProcedure:
 			peerServiceLocateHandler.ServeHTTP(w, r)
-		case PeerServicePullProcedure:
-			peerServicePullHandler.ServeHTTP(w, r)
 		case PeerServiceAddLocationProcedure:
 			peerServiceAddLocationHandler.ServeHTTP(w, r)
 		case PeerServiceFetchModuleProcedure:
@@ -319,10 +299,6 @@ func (UnimplementedPeerServiceHandler) Execute(context.Context, *connect.BidiStr
 
 func (UnimplementedPeerServiceHandler) Locate(context.Context, *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.Locate is not implemented"))
-}
-
-func (UnimplementedPeerServiceHandler) Pull(context.Context, *connect.Request[v1.PullRequest], *connect.ServerStream[v1.PullResponse]) error {
-	return connect.NewError(connect.CodeUnimplemented, errors.New("rayhost.v1.PeerService.Pull is not implemented"))
 }
 
 func (UnimplementedPeerServiceHandler) AddLocation(context.Context, *connect.Request[v1.AddLocationRequest]) (*connect.Response[v1.AddLocationResponse], error) {
