@@ -119,13 +119,32 @@ func (p hostPeers) Pull(ctx context.Context, from string, id ids.ObjectID) (objd
 		cancel()
 		return objdir.Header{}, nil, rawNotFound(err)
 	}
-	codec, ok := objdir.CodecNamed(res.Header.Get(peerwire.CodecHeader))
-	if !ok || res.ContentLength < 0 {
+	hdr, err := pullHeader(res)
+	if err != nil {
 		res.Body.Close()
 		cancel()
-		return objdir.Header{}, nil, fmt.Errorf("pulling %s from %s: bad header", id, from)
+		return objdir.Header{}, nil, fmt.Errorf("pulling %s from %s: %w", id, from, err)
 	}
-	return objdir.Header{Codec: codec, Size: res.ContentLength}, &pullBody{ReadCloser: res.Body, cancel: cancel}, nil
+	return hdr, &pullBody{ReadCloser: res.Body, cancel: cancel}, nil
+}
+
+// errPullHeader: a holder's answer to a pull that does not say the
+// object's codec and size.
+var errPullHeader = errors.New("bad header")
+
+// pullHeader reads the header of a pull's answer: the codec it names and
+// its Content-Length (an answer without one, chunked, is refused: the
+// size is what the puller admits into its store and checks the bytes
+// against).
+func pullHeader(res *http.Response) (objdir.Header, error) {
+	codec, ok := objdir.CodecNamed(res.Header.Get(peerwire.CodecHeader))
+	switch {
+	case !ok:
+		return objdir.Header{}, fmt.Errorf("%w: codec %q", errPullHeader, res.Header.Get(peerwire.CodecHeader))
+	case res.ContentLength < 0:
+		return objdir.Header{}, fmt.Errorf("%w: no Content-Length", errPullHeader)
+	}
+	return objdir.Header{Codec: codec, Size: res.ContentLength}, nil
 }
 
 // rawNotFound is notFoundAt for a raw call's error: a 404 is the holder
