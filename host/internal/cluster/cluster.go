@@ -268,5 +268,5 @@ func (c *Cluster) connectLocked(p *peer) {
 	opts := append(slices.Clip(c.cfg.ClientOptions), connect.WithInterceptors(headers(cred), peerwire.ClientInterceptor()))
 	p.task = rayhostv1connect.NewTaskServiceClient(c.httpc, base, opts...)
 	p.api = rayhostv1connect.NewPeerServiceClient(c.httpc, base, opts...)
-	p.raw = raw{httpc: c.httpc, base: base, addr: p.addr, cred: cred}
+	p.raw = raw{httpc: c.httpc, base: base, cred: cred}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,7 +22,7 @@ type headers http.Header
 
 func (h headers) set(to http.Header) {
 	for k, v := range h {
-		to[k] = v
+		to[k] = slices.Clone(v) // each call its own: nothing it does reaches the next
 	}
 }
 
@@ -49,7 +50,6 @@ func (h headers) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect
 type raw struct {
 	httpc *http.Client
 	base  string
-	addr  string
 	cred  http.Header
 }
 

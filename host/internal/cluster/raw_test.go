@@ -31,7 +31,7 @@ func TestConnGet(t *testing.T) {
 		answer(w)
 	}))
 	defer srv.Close()
-	c := Conn{Addr: "10.0.0.9:7", raw: raw{httpc: srv.Client(), base: srv.URL, addr: "10.0.0.9:7",
+	c := Conn{Addr: "10.0.0.9:7", raw: raw{httpc: srv.Client(), base: srv.URL,
 		cred: http.Header{"Test-Credential": {"for 10.0.0.9:7"}}}}
 	get := func() (string, error) {
 		res, err := c.Get(t.Context(), peerwire.PullBytesPath, url.Values{"id": {"x y"}})

@@ -71,14 +71,23 @@ func notFoundAt(err error) error {
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		return err
 	}
+	var kind string
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		switch kinds.Named(ce.Meta().Get(kinds.Header)) {
-		case kinds.ErrOwnerDied:
-			return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
-		case kinds.ErrObjectFreed:
-			return fmt.Errorf("%w: %w", objdir.ErrFreed, err)
-		}
+		kind = ce.Meta().Get(kinds.Header)
+	}
+	return notHeld(kind, err)
+}
+
+// notHeld is err, a holder's or an owner's answer that it has no such
+// object, as objdir's sentinel: freed, or not found (and its owner died)
+// as kind (kinds.Header's value) says.
+func notHeld(kind string, err error) error {
+	switch kinds.Named(kind) {
+	case kinds.ErrOwnerDied:
+		return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
+	case kinds.ErrObjectFreed:
+		return fmt.Errorf("%w: %w", objdir.ErrFreed, err)
 	}
 	return fmt.Errorf("%w: %w", objdir.ErrNotFound, err)
 }
@@ -154,13 +163,7 @@ func rawNotFound(err error) error {
 	if !errors.As(err, &re) || re.Status != http.StatusNotFound {
 		return err
 	}
-	switch kinds.Named(re.Kind) {
-	case kinds.ErrOwnerDied:
-		return fmt.Errorf("%w: %w: %w", objdir.ErrNotFound, objdir.ErrOwnerDied, err)
-	case kinds.ErrObjectFreed:
-		return fmt.Errorf("%w: %w", objdir.ErrFreed, err)
-	}
-	return fmt.Errorf("%w: %w", objdir.ErrNotFound, err)
+	return notHeld(re.Kind, err)
 }
 
 // pullBody is a pull's body; closing it ends the call.
