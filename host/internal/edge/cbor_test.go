@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -79,5 +80,52 @@ func TestCBORToClients(t *testing.T) {
 		if !errors.As(s.Err(), &ce) || ce.Code() != connect.CodeInvalidArgument {
 			t.Errorf("GetStream of %s: %v, want invalid_argument", name, s.Err())
 		}
+	}
+}
+
+// TestCBORStreamCap: GetStream gathers a "cbor" value whole to convert it,
+// so it takes at most Config.MaxCBORStream bytes of one (64 MiB unless
+// set; 1 MiB here): a value whose header says more is refused before a
+// byte is gathered, and one whose holder announces less and sends more is
+// refused when the bytes pass the bound; both with resource_exhausted,
+// and no chunk reaches the client. A value within the bound is read.
+func TestCBORStreamCap(t *testing.T) {
+	const bound = 1 << 20
+	if e, err := New(newFakeHost(), Config{MaxMessageBytes: 2 << 20, MaxDrivers: 1, MaxDriversPerClient: 1,
+		Done: make(chan struct{}), ErrClosed: errClosed, SessionTTL: time.Minute}); err != nil || e.cfg.MaxCBORStream != MaxCBORStream {
+		t.Fatalf("the default bound: %v", err)
+	}
+	f := newFakeHost()
+	c, _, _ := serve(t, f, func(c *Config) { c.MaxCBORStream = bound })
+	ctx := ctxFor(t)
+	// A byte string of bound bytes: 5 bytes of head beyond it.
+	big := append([]byte{0x5a, 0x00, 0x10, 0x00, 0x00}, make([]byte, bound)...)
+	announced, lying, within := ids.NewTaskID().Put(0), ids.NewTaskID().Put(0), ids.NewTaskID().Put(0)
+	f.set(announced, abi.Value{Codec: abi.CodecCBOR, Data: big[:64]})
+	f.set(lying, abi.Value{Codec: abi.CodecCBOR, Data: big})
+	f.set(within, abi.Value{Codec: abi.CodecCBOR, Data: append([]byte{0x5a, 0x00, 0x00, 0x10, 0x00}, make([]byte, 4096)...)})
+	f.mu.Lock()
+	f.claim = map[ids.ObjectID]int64{announced: bound + 1, lying: 100}
+	f.chunk = 64 << 10
+	f.mu.Unlock()
+	read := func(id ids.ObjectID) (int, error) {
+		s, err := c.GetStream(ctx, connect.NewRequest(&rayhostv1.GetStreamRequest{Ref: &rayhostv1.ObjectRef{Id: id.String()}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for s.Receive() {
+			n += len(s.Msg().GetChunk())
+		}
+		return n, s.Err()
+	}
+	for name, id := range map[string]ids.ObjectID{"announced too large": announced, "sends more than it announced": lying} {
+		n, err := read(id)
+		if n > 0 || codeOfCall(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "more than the 1048576 a client may read as JSON") {
+			t.Errorf("%s: %d bytes, %v", name, n, err)
+		}
+	}
+	if n, err := read(within); err != nil || n == 0 {
+		t.Errorf("a value within the bound: %d bytes, %v", n, err)
 	}
 }

@@ -155,7 +155,10 @@ type Config struct {
 	// SessionTTL is how long the host keeps a session unseen, for
 	// KeepAlive's answer.
 	SessionTTL time.Duration
-	Log        *slog.Logger
+	// MaxCBORStream bounds a "cbor" value GetStream converts to JSON (it
+	// is converted whole); 0: MaxCBORStream.
+	MaxCBORStream int64
+	Log           *slog.Logger
 }
 
 // ErrConfig: the edge's Config is invalid.
@@ -183,6 +186,11 @@ func New(h Host, cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("%w: Done and ErrClosed are required", ErrConfig)
 	case cfg.SessionTTL <= 0:
 		return nil, fmt.Errorf("%w: SessionTTL %v: want > 0", ErrConfig, cfg.SessionTTL)
+	case cfg.MaxCBORStream < 0:
+		return nil, fmt.Errorf("%w: MaxCBORStream %d: want >= 0", ErrConfig, cfg.MaxCBORStream)
+	}
+	if cfg.MaxCBORStream == 0 {
+		cfg.MaxCBORStream = MaxCBORStream
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

@@ -39,11 +39,12 @@ func TestNewChecksItsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mutate := range map[string]func(*Config){
-		"small messages": func(c *Config) { c.MaxMessageBytes = 1<<20 - 1 },
-		"no drivers":     func(c *Config) { c.MaxDrivers = 0 },
-		"no done":        func(c *Config) { c.Done = nil },
-		"no ErrClosed":   func(c *Config) { c.ErrClosed = nil },
-		"no session TTL": func(c *Config) { c.SessionTTL = 0 },
+		"small messages":      func(c *Config) { c.MaxMessageBytes = 1<<20 - 1 },
+		"no drivers":          func(c *Config) { c.MaxDrivers = 0 },
+		"no done":             func(c *Config) { c.Done = nil },
+		"no ErrClosed":        func(c *Config) { c.ErrClosed = nil },
+		"no session TTL":      func(c *Config) { c.SessionTTL = 0 },
+		"negative cbor bound": func(c *Config) { c.MaxCBORStream = -1 },
 	} {
 		cfg := good
 		mutate(&cfg)

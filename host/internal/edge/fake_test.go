@@ -51,6 +51,10 @@ type fakeHost struct {
 	fakeSessions
 	srv      *httptest.Server      // serve's
 	inMemory map[ids.ObjectID]bool // Local says these are in memory, whatever their size
+	// Stream's: the size its header claims (a holder that lies), and its
+	// chunks' size (0: 4 bytes).
+	claim map[ids.ObjectID]int64
+	chunk int
 }
 
 func newFakeHost() *fakeHost {
@@ -162,10 +166,18 @@ func (f *fakeHost) Fetched(id ids.ObjectID) {
 func (f *fakeHost) Stream(ctx context.Context, id ids.ObjectID, send func(*rayhostv1.ObjectHeader, []byte) error) error {
 	f.mu.Lock()
 	v := f.objs[id]
+	claim, lies := f.claim[id]
+	chunk := f.chunk
 	f.mu.Unlock()
 	hdr := &rayhostv1.ObjectHeader{Codec: v.Codec.String(), Size: int64(len(v.Data))}
+	if lies {
+		hdr.Size = claim
+	}
+	if chunk == 0 {
+		chunk = 4
+	}
 	for data := v.Data; len(data) > 0; hdr = nil {
-		n := min(4, len(data))
+		n := min(chunk, len(data))
 		if err := send(hdr, data[:n]); err != nil {
 			return err
 		}

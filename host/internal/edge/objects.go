@@ -82,8 +82,9 @@ func noJSON(err error) error {
 		fmt.Sprintf("the value has no JSON form for a client (guests read it): %v", err)))
 }
 
-// MaxCBORStream bounds a "cbor" value GetStream converts to JSON: it is
-// converted whole, not chunk by chunk.
+// MaxCBORStream is the default bound of a "cbor" value GetStream
+// converts to JSON (Config.MaxCBORStream): it is converted whole, not
+// chunk by chunk.
 const MaxCBORStream = 64 << 20
 
 // tooLarge is the error of a Get whose values one message cannot carry.
@@ -171,7 +172,7 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	}
 	// An "ints" value streams as its JSON, converted chunk by chunk (its
 	// size is not known before the end: the header says -1).
-	// A "cbor" value is gathered (up to MaxCBORStream) and sent as its
+	// A "cbor" value is gathered (up to Config.MaxCBORStream) and sent as its
 	// JSON, in chunks of 1 MiB (its size in the first header).
 	var ints *abi.IntsJSONWriter
 	var cbor []byte
@@ -186,8 +187,8 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 			}
 		}
 		if hdr != nil && hdr.GetCodec() == abi.CodecCBOR.String() {
-			if hdr.GetSize() > MaxCBORStream {
-				return cborTooLarge(hdr.GetSize())
+			if hdr.GetSize() > e.cfg.MaxCBORStream {
+				return e.cborTooLarge(hdr.GetSize())
 			}
 			isCBOR = true
 			cbor = make([]byte, 0, max(hdr.GetSize(), 0))
@@ -196,8 +197,8 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 		case ints != nil:
 			return ints.Write(chunk)
 		case isCBOR:
-			if int64(len(cbor))+int64(len(chunk)) > MaxCBORStream {
-				return cborTooLarge(int64(len(cbor)) + int64(len(chunk)))
+			if int64(len(cbor))+int64(len(chunk)) > e.cfg.MaxCBORStream {
+				return e.cborTooLarge(int64(len(cbor)) + int64(len(chunk)))
 			}
 			cbor = append(cbor, chunk...)
 			return nil
@@ -216,9 +217,9 @@ func (e *Edge) GetStream(ctx context.Context, req *connect.Request[rayhostv1.Get
 	return err
 }
 
-func cborTooLarge(size int64) error {
+func (e *Edge) cborTooLarge(size int64) error {
 	return ToConnect(kinds.Classed(kinds.ErrResourceExhausted, fmt.Sprintf(
-		"the value is %d bytes of cbor, more than the %d a client may read as JSON (guests read it)", size, MaxCBORStream)))
+		"the value is %d bytes of cbor, more than the %d a client may read as JSON (guests read it)", size, e.cfg.MaxCBORStream)))
 }
 
 // sendCBOR sends a whole "cbor" value as its JSON.
