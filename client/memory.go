@@ -49,6 +49,10 @@ type MemorySummary struct {
 	// Bytes is the sum of their sizes; MemoryBytes what the host's object
 	// directory holds in memory.
 	Bytes, MemoryBytes int64
+	// Unpersisted is the bytes of values the host has not written to its
+	// store yet (written behind their seal): what a crash of the host
+	// would lose. 0 once every write is done.
+	Unpersisted int64
 	// Freed counts the objects freed since the host started.
 	Freed uint64
 	// ByKind counts objects per reference kind.
@@ -66,7 +70,7 @@ func (c *Client) Memory(ctx context.Context, limit int) (*Memory, error) {
 	s := m.GetSummary()
 	out := &Memory{HostID: m.GetHostId(), Address: m.GetAddress(), Objects: []MemoryObject{}, Summary: MemorySummary{
 		Objects: int(s.GetObjects()), Borrowed: int(s.GetBorrowed()), Listed: int(s.GetListed()),
-		Bytes: s.GetBytes(), MemoryBytes: s.GetMemoryBytes(), Freed: s.GetFreed(), ByKind: map[string]int{},
+		Bytes: s.GetBytes(), MemoryBytes: s.GetMemoryBytes(), Unpersisted: s.GetUnpersistedBytes(), Freed: s.GetFreed(), ByKind: map[string]int{},
 	}}
 	for k, n := range s.GetByKind() {
 		out.Summary.ByKind[k] = int(n)

@@ -171,6 +171,7 @@ func addSummary(to *client.MemorySummary, s client.MemorySummary) {
 	to.Listed += s.Listed
 	to.Bytes += s.Bytes
 	to.MemoryBytes += s.MemoryBytes
+	to.Unpersisted += s.Unpersisted
 	to.Freed += s.Freed
 	if to.ByKind == nil {
 		to.ByKind = map[string]int{}

@@ -27,7 +27,8 @@ func TestClusterObjectFailures(t *testing.T) {
 		t.Skip("starts a cluster of processes")
 	}
 	// b's objects must be on its disk when it is killed: large objects are
-	// written at once here. By default one waits a second in memory (one
+	// written at once here (behind their seal), and the test waits for the
+	// writes (waitPersisted). By default one waits a second in memory (one
 	// freed sooner never reaches the disk), and a host killed with -9
 	// within that second loses it, as a Ray node's objects die with it.
 	hosts := testutil.StartProcCluster(t, 3, testutil.ProcOptions{Args: []string{"--object-persist-after", "0"}})
@@ -57,6 +58,7 @@ func TestClusterObjectFailures(t *testing.T) {
 		Scheduling: client.Scheduling{NodeID: b.ID}})
 	refs := []client.ObjectRef{put, held, unfinished}
 
+	waitPersisted(t, b)
 	b.Kill()
 	waitState(t, a.Client, b.ID, "failed")
 	waitState(t, c.Client, b.ID, "failed")
@@ -110,4 +112,21 @@ func expectAnswers(t *testing.T, ctx context.Context, when string, via []*testut
 	}
 	wg.Wait()
 	t.Logf("%s: answers in %v", when, time.Since(start).Round(time.Millisecond))
+}
+
+// waitPersisted waits until h has written every value it holds to its
+// store (its write-behind is empty), so that a kill loses none.
+func waitPersisted(t *testing.T, h *testutil.ProcHost) {
+	t.Helper()
+	deadline := time.Now().Add(testutil.HangGuard)
+	for {
+		m, err := h.Client.Memory(context.Background(), 1)
+		if err == nil && m.Summary.Unpersisted == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has not written its values after %v: %+v, %v", h.ID, testutil.HangGuard, m, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -3348,9 +3348,13 @@ type MemorySummary struct {
 	// under each).
 	ByKind map[string]uint64 `protobuf:"bytes,6,rep,name=by_kind,json=byKind,proto3" json:"by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Objects listed in the response.
-	Listed        uint64 `protobuf:"varint,7,opt,name=listed,proto3" json:"listed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Listed uint64 `protobuf:"varint,7,opt,name=listed,proto3" json:"listed,omitempty"`
+	// Bytes of values this host sealed or copied and has not written to its
+	// store yet (the write-behind): what a crash of the host would lose
+	// beyond what any host keeps only in memory. 0 once every write is done.
+	UnpersistedBytes int64 `protobuf:"varint,8,opt,name=unpersisted_bytes,json=unpersistedBytes,proto3" json:"unpersisted_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MemorySummary) Reset() {
@@ -3428,6 +3432,13 @@ func (x *MemorySummary) GetByKind() map[string]uint64 {
 func (x *MemorySummary) GetListed() uint64 {
 	if x != nil {
 		return x.Listed
+	}
+	return 0
+}
+
+func (x *MemorySummary) GetUnpersistedBytes() int64 {
+	if x != nil {
+		return x.UnpersistedBytes
 	}
 	return 0
 }
@@ -3680,7 +3691,7 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\x0fObjectReference\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02by\x18\x02 \x01(\tR\x02by\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x05R\x05count\"\xa7\x02\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\"\xd4\x02\n" +
 	"\rMemorySummary\x12\x18\n" +
 	"\aobjects\x18\x01 \x01(\x04R\aobjects\x12\x1a\n" +
 	"\bborrowed\x18\x02 \x01(\x04R\bborrowed\x12\x14\n" +
@@ -3688,7 +3699,8 @@ const file_rayhost_v1_task_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x04 \x01(\x03R\vmemoryBytes\x12\x14\n" +
 	"\x05freed\x18\x05 \x01(\x04R\x05freed\x12>\n" +
 	"\aby_kind\x18\x06 \x03(\v2%.rayhost.v1.MemorySummary.ByKindEntryR\x06byKind\x12\x16\n" +
-	"\x06listed\x18\a \x01(\x04R\x06listed\x1a9\n" +
+	"\x06listed\x18\a \x01(\x04R\x06listed\x12+\n" +
+	"\x11unpersisted_bytes\x18\b \x01(\x03R\x10unpersistedBytes\x1a9\n" +
 	"\vByKindEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xd0\t\n" +

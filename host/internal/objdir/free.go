@@ -243,11 +243,15 @@ type Stats struct {
 	Freed    uint64 // objects freed so far
 	Deleting int    // freed objects whose store delete has not run yet
 	Dropped  uint64 // copies of other hosts' objects deleted so far
+	// Unpersisted is the bytes of values sealed or copied here and not in
+	// the store yet (written behind: queued, deferred or being written).
+	Unpersisted int64
 }
 
 // Stats returns the directory's counts.
 func (d *Dir) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Stats{Objects: len(d.m), MemBytes: d.memBytes + d.largeMem, Freed: d.frees, Deleting: len(d.deleting), Dropped: d.dropped}
+	return Stats{Objects: len(d.m), MemBytes: d.memBytes + d.largeMem, Freed: d.frees, Deleting: len(d.deleting), Dropped: d.dropped,
+		Unpersisted: d.queued + d.queuedLarge}
 }

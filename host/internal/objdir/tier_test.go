@@ -104,7 +104,8 @@ func TestTierFreedYoungNeverWritten(t *testing.T) {
 
 // TestTierWrittenOnceOld: a value that outlives PersistAfter is written,
 // and still read from memory while the tier has room; one younger is not
-// written.
+// written. Stats counts the bytes not written yet, and none once every
+// write is done.
 func TestTierWrittenOnceOld(t *testing.T) {
 	st := newNotifyStore(false)
 	d, clk := tierDir(t, st, 1<<30)
@@ -120,10 +121,16 @@ func TestTierWrittenOnceOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.noneStored(t, "both young")
+	if n := d.Stats().Unpersisted; n != 128<<10 {
+		t.Fatalf("unpersisted %d bytes with both young, want %d", n, 128<<10)
+	}
 	clk.Advance(tierAge / 2)
 	st.waitStored(t, old)
 	if err := d.catchUp(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if n := d.Stats().Unpersisted; n != 64<<10 {
+		t.Fatalf("unpersisted %d bytes with the older written, want %d", n, 64<<10)
 	}
 	if w, inMemory := d.writingOf(old); !inMemory || !w.stored {
 		t.Fatal("the stored value left memory with room to spare")
@@ -137,6 +144,12 @@ func TestTierWrittenOnceOld(t *testing.T) {
 	}
 	clk.Advance(tierAge / 2)
 	st.waitStored(t, young)
+	if err := d.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Stats().Unpersisted; n != 0 {
+		t.Fatalf("unpersisted %d bytes once both are written", n)
+	}
 }
 
 // TestTierMemoryShort: past half of LargeMemoryBytes the oldest values

@@ -119,7 +119,8 @@ func stateRank(s string) int {
 // memoryReport lists up to limit of entries, largest first, each with its
 // references, and sums them all up.
 func memoryReport(entries []memoryEntry, args map[ids.ObjectID][]refcount.TaskArg, limit int, dir objdir.Stats, counted refcount.Stats) *rayhostv1.MemoryResponse {
-	sum := &rayhostv1.MemorySummary{Objects: uint64(len(entries)), MemoryBytes: dir.MemBytes, Freed: counted.Freed, ByKind: map[string]uint64{}}
+	sum := &rayhostv1.MemorySummary{Objects: uint64(len(entries)), MemoryBytes: dir.MemBytes, Freed: counted.Freed, ByKind: map[string]uint64{},
+		UnpersistedBytes: dir.Unpersisted}
 	for _, e := range entries {
 		r := e.refs
 		sum.Bytes += e.size
