@@ -24,10 +24,9 @@ func TestReviewUnauthStalledBody(t *testing.T) {
 	const slots = 4
 	h := testutil.StartHost(t, func(cfg *host.Config) {
 		cfg.Token = "s3cret"
-		cfg.BodyReadTimeout = 5 * time.Second // not less: the test guest (5 MB) is registered through it on a loaded machine
+		cfg.BodyReadTimeout = 5 * time.Second
 	})
 	c := client.New(h.Addr(), client.WithToken("s3cret"))
-	mod := testutil.Register(t, c, guestPkg)
 	const guard = 30 * time.Second // a hang guard: the body timeout is 5 s
 	var conns []net.Conn
 	for range slots {
@@ -59,5 +58,10 @@ func TestReviewUnauthStalledBody(t *testing.T) {
 		}
 		t.Logf("stranger %d: %q", i, strings.TrimSpace(line))
 	}
-	stillServes(t, c, mod)
+	// A client with the token still gets in. (No module is registered: a
+	// 5 MB upload races the body deadline on a loaded machine, and the
+	// deadline is not what this test is about.)
+	if _, err := c.Members(ctxFor(t, guard)); err != nil {
+		t.Fatalf("a client with the token after the strangers: %v", err)
+	}
 }
