@@ -306,9 +306,22 @@ func TestClusterFailures(t *testing.T) {
 	const n = 1 << 20
 
 	// Made on host 1 (soft: it may run elsewhere when rebuilt), then host 1
-	// goes with the only copy.
-	made := submitOn(t, cs[0], client.Call{Module: mod, Function: "make_bytes", Args: []any{n},
-		Scheduling: client.Scheduling{NodeID: hosts[1].ID(), Soft: true}})
+	// goes with the only copy. Soft affinity lets it run elsewhere the
+	// first time too, when host 1 has no free CPU in host 0's view (a
+	// loaded machine): then it is made again, until host 1 made it.
+	var made client.ObjectRef
+	for attempt := 1; ; attempt++ {
+		made = submitOn(t, cs[0], client.Call{Module: mod, Function: "make_bytes", Args: []any{n},
+			Scheduling: client.Scheduling{NodeID: hosts[1].ID(), Soft: true}})
+		if _, _, err := cs[0].Wait(ctx, []client.ObjectRef{made}, 1, -1); err != nil {
+			t.Fatal(err)
+		}
+		if ran := hostsOf(t, cs[0])[made.ID[:32]]; len(ran) == 1 && ran[0] == hosts[1].ID() {
+			break
+		} else if attempt == 10 {
+			t.Fatalf("make_bytes, soft-pinned to %s, ran on %v ten times", hosts[1].ID(), ran)
+		}
+	}
 	// A Put made by a task on host 2 for host 0 (its owner), held on host 2.
 	var putRef client.ObjectRef
 	if err := cs[0].Get(ctx, submitOn(t, cs[0], client.Call{Module: mod, Function: "put_bytes", Args: []any{n},
