@@ -79,6 +79,20 @@ func TestTasks(t *testing.T) {
 			t.Fatalf("echo_bytes = %v", got)
 		}
 	})
+	t.Run("a large value reaches a guest's Get", func(t *testing.T) {
+		// 3 MiB: past ipc.BodyBytes, so the reply's bytes follow as a
+		// body once the guest has memory for them.
+		const n = 3<<20 + 5
+		var want int64
+		for i := range n {
+			want += int64(byte(i * 7))
+		}
+		var got []int64
+		mustCall(t, c, mod, "get_big_sum", &got, n)
+		if len(got) != 4 || got[0] != n || got[1] != want || got[2] != n || got[3] != want {
+			t.Fatalf("get_big_sum = %v, want [%d %d %d %d]", got, n, want, n, want)
+		}
+	})
 	t.Run("ObjectRef argument arrives as its value", func(t *testing.T) {
 		first, err := c.Submit(ctx, mod, "add", 1, 2)
 		if err != nil {

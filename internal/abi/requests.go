@@ -292,11 +292,7 @@ type KillRequest struct {
 func (v *KillRequest) Encode(b []byte) []byte {
 	e := Encoder{B: b}
 	e.TaskID(v.Actor)
-	if v.NoRestart {
-		e.Byte(1)
-	} else {
-		e.Byte(0)
-	}
+	e.Bool(v.NoRestart)
 	return e.B
 }
 

@@ -32,6 +32,15 @@ func (e *Encoder) Value(v Value)       { e.Byte(byte(v.Codec)); e.Bytes(v.Data) 
 func (e *Encoder) Ref(r Ref)           { e.Raw(r.ID[:]); e.String(r.Owner) }
 func (e *Encoder) TaskID(t ids.TaskID) { e.Raw(t[:]) }
 
+// Bool is a byte: 1 for true, 0 for false.
+func (e *Encoder) Bool(v bool) {
+	if v {
+		e.Byte(1)
+	} else {
+		e.Byte(0)
+	}
+}
+
 // Decoder reads a message. The first error sticks; check Err at the end.
 // Byte slices it returns alias the input.
 type Decoder struct {

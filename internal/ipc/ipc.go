@@ -41,6 +41,16 @@ const (
 	// it has not started (payload: Cancel). A worker answers TypeReturned,
 	// or nothing if the task runs already (its Done follows).
 	TypeUnqueue Type = 5
+	// TypeReplyHead answers a call whose reply is large (BodyBytes or
+	// more) with all of it but its body (payload: ReplyHead). The host
+	// holds the body until the worker asks for it (TypeWantBody), once the
+	// guest has memory for it: the worker then reads it from the socket
+	// straight into guest memory, and nothing behind it waits meanwhile.
+	// Sent only to a worker whose Ready names ReadyBody.
+	TypeReplyHead Type = 6
+	// TypeBody carries a body the worker asked for: the call's sequence
+	// number (uvarint), then the body's bytes.
+	TypeBody Type = 7
 
 	// worker → host
 	TypeReady Type = 10 // Ready
@@ -52,6 +62,10 @@ const (
 	// cancelled, asked back (TypeUnqueue), or the task ahead of it made a
 	// blocking call. The host places it again; it costs no retry.
 	TypeReturned Type = 14
+	// TypeWantBody asks for the body of a TypeReplyHead, or lets the host
+	// drop it (payload: WantBody). A worker answers every ReplyHead with
+	// one, unless it exits.
+	TypeWantBody Type = 15
 
 	// Frames of the peer Execute stream only, never on a worker's socket:
 	// a host running a task for another host (its owner) streams the
@@ -73,6 +87,14 @@ const (
 // while another runs and speaks TypeUnqueue and TypeReturned. A host
 // queues tasks behind running ones only on such a worker.
 const ReadyPipeline = "pipeline"
+
+// ReadyBody is the capability a worker names when it speaks
+// TypeReplyHead, TypeBody and TypeWantBody.
+const ReadyBody = "body"
+
+// BodyBytes: a reply whose tail is at least this large goes as a
+// TypeReplyHead and a TypeBody, to a worker that speaks them.
+const BodyBytes = 1 << 20
 
 // ReadyHas reports whether a Ready payload names capability.
 func ReadyHas(ready []byte, capability string) bool {
@@ -97,6 +119,12 @@ func (t Type) String() string {
 		return "load"
 	case TypeUnqueue:
 		return "unqueue"
+	case TypeReplyHead:
+		return "reply_head"
+	case TypeBody:
+		return "body"
+	case TypeWantBody:
+		return "want_body"
 	case TypeReady:
 		return "ready"
 	case TypeCall:
@@ -146,23 +174,48 @@ func NewConn(rw io.ReadWriteCloser) *Conn {
 // Close closes the underlying connection.
 func (c *Conn) Close() error { return c.c.Close() }
 
-// Read returns the next frame. The payload is valid until the next Read.
+// Read returns the next frame. The payload is read into buf if it fits
+// (into a new buffer if not) and is valid until the next Read.
 func (c *Conn) Read(buf []byte) (Type, []byte, error) {
-	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+	t, n, err := c.ReadHeader()
+	if err != nil {
 		return 0, nil, err
 	}
-	n := binary.LittleEndian.Uint32(c.hdr[:4])
-	if n > MaxFrame {
-		return 0, nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
-	}
-	if cap(buf) < int(n) {
+	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := io.ReadFull(c.r, buf); err != nil {
+	if err := c.ReadFull(buf); err != nil {
 		return 0, nil, err
 	}
-	return Type(c.hdr[4]), buf, nil
+	return t, buf, nil
+}
+
+// ReadHeader reads the next frame's type and payload length, and nothing of
+// the payload: the caller reads all n bytes with ReadFull and Discard
+// (from any goroutine, one at a time) before the next ReadHeader or Read.
+// A worker reads a large reply this way straight into guest memory.
+func (c *Conn) ReadHeader() (Type, int, error) {
+	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+		return 0, 0, err
+	}
+	n := binary.LittleEndian.Uint32(c.hdr[:4])
+	if n > MaxFrame {
+		return 0, 0, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	return Type(c.hdr[4]), int(n), nil
+}
+
+// ReadFull reads len(p) bytes of the current frame's payload into p.
+func (c *Conn) ReadFull(p []byte) error {
+	_, err := io.ReadFull(c.r, p)
+	return err
+}
+
+// Discard skips n bytes of the current frame's payload.
+func (c *Conn) Discard(n int) error {
+	_, err := c.r.Discard(n)
+	return err
 }
 
 // Write sends one frame and flushes it (with any frames buffered before).
@@ -188,6 +241,35 @@ func (c *Conn) BufferCall(m *Call, tail []byte) error { return c.writeCall(m, ta
 // appended to the payload, without copying tail (a large value read back).
 func (c *Conn) WriteReply(m *Reply, tail []byte) error {
 	return c.write2(TypeReply, m.Encode(nil), tail, true)
+}
+
+// WriteBody sends the body of the reply to seq (a TypeBody frame),
+// written from where it is, and flushes it.
+func (c *Conn) WriteBody(seq uint64, body []byte) error {
+	e := abi.Encoder{}
+	e.Uvarint(seq)
+	return c.write2(TypeBody, e.B, body, true)
+}
+
+// ReadBodySeq reads the sequence number at the start of a TypeBody
+// frame's payload of n bytes (after ReadHeader), and returns it with the
+// number of body bytes that follow it in the socket.
+func (c *Conn) ReadBodySeq(n int) (seq uint64, rest int, err error) {
+	var used int
+	for shift := uint(0); ; shift += 7 {
+		if used == n || shift > 63 {
+			return 0, 0, fmt.Errorf("ipc: body: a bad sequence number")
+		}
+		b, err := c.r.ReadByte()
+		if err != nil {
+			return 0, 0, err
+		}
+		used++
+		seq |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return seq, n - used, nil
+		}
+	}
 }
 
 func (c *Conn) writeCall(m *Call, tail []byte, flush bool) error {
@@ -269,11 +351,7 @@ func (m *Exec) Encode(b []byte) []byte {
 	e.Uvarint(m.MaxLogBytes)
 	abi.EncodeGrants(&e, m.Grants)
 	e.TaskID(m.Actor)
-	if m.ActorCreate {
-		e.Byte(1)
-	} else {
-		e.Byte(0)
-	}
+	e.Bool(m.ActorCreate)
 	e.Uvarint(uint64(m.MaxConcurrency))
 	e.Bytes(m.Invocation)
 	return e.B
@@ -343,6 +421,60 @@ func (m *Reply) Decode(b []byte) error {
 	m.Code = d.Varint()
 	m.Payload = d.Rest()
 	return d.Err()
+}
+
+// ReplyHead is a large reply without its body (TypeReplyHead): the reply's
+// payload is Head followed by BodyLen bytes, sent as a TypeBody when asked.
+type ReplyHead struct {
+	Seq     uint64
+	Code    int64
+	BodyLen uint64
+	Head    []byte
+}
+
+func (m *ReplyHead) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.Uvarint(m.Seq)
+	e.Varint(m.Code)
+	e.Uvarint(m.BodyLen)
+	e.Raw(m.Head)
+	return e.B
+}
+
+func (m *ReplyHead) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Seq = d.Uvarint()
+	m.Code = d.Varint()
+	m.BodyLen = d.Uvarint()
+	m.Head = d.Rest()
+	if err := d.Err(); err != nil {
+		return err
+	}
+	if m.BodyLen > MaxFrame {
+		return fmt.Errorf("%w: a body of %d bytes", ErrFrameTooLarge, m.BodyLen)
+	}
+	return nil
+}
+
+// WantBody answers a ReplyHead: Send asks for its body (a TypeBody
+// follows), !Send lets the host drop it.
+type WantBody struct {
+	Seq  uint64
+	Send bool
+}
+
+func (m *WantBody) Encode(b []byte) []byte {
+	e := abi.Encoder{B: b}
+	e.Uvarint(m.Seq)
+	e.Bool(m.Send)
+	return e.B
+}
+
+func (m *WantBody) Decode(b []byte) error {
+	d := abi.NewDecoder(b)
+	m.Seq = d.Uvarint()
+	m.Send = d.Byte() == 1
+	return d.Done()
 }
 
 // Done reports the end of an Exec.

@@ -3,6 +3,8 @@
 package ipc
 
 import (
+	"bytes"
+	"errors"
 	"net"
 	"os"
 	"syscall"
@@ -207,5 +209,117 @@ func TestReadyHas(t *testing.T) {
 		if got := ReadyHas([]byte(tt.ready), ReadyPipeline); got != tt.want {
 			t.Errorf("ReadyHas(%q) = %v, want %v", tt.ready, got, tt.want)
 		}
+	}
+}
+
+// TestReadInPieces: a frame's payload read in pieces (ReadHeader, then
+// ReadFull and Discard, from another goroutine) leaves the next frame
+// where Read finds it; a length over MaxFrame is refused before any byte
+// of the payload is read.
+func TestReadInPieces(t *testing.T) {
+	a, b := socketPair(t)
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i * 13)
+	}
+	go func() {
+		_ = a.WriteReply(&Reply{Seq: 7, Code: 1}, big)
+		_ = a.Write(TypeCancel, []byte("next"))
+		_ = a.WriteReply(&Reply{Seq: 8}, big)
+		_ = a.Write(TypeLog, []byte("last"))
+	}()
+	typ, n, err := b.ReadHeader()
+	if err != nil || typ != TypeReply || n != 2+len(big) {
+		t.Fatalf("header: %v %d %v", typ, n, err)
+	}
+	head := make([]byte, 2)
+	got := make([]byte, len(big))
+	done := make(chan error, 1)
+	go func() { // the rest is read by another goroutine, as a worker's guest call does
+		if err := b.ReadFull(head); err != nil {
+			done <- err
+			return
+		}
+		done <- b.ReadFull(got)
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var r Reply
+	if err := r.Decode(head); err != nil || r.Seq != 7 || r.Code != 1 || string(got) != string(big) {
+		t.Fatalf("reply read in pieces: %+v, %v, payload equal %v", r, err, string(got) == string(big))
+	}
+	if typ, p, err := b.Read(nil); err != nil || typ != TypeCancel || string(p) != "next" {
+		t.Fatalf("the frame after: %v %q %v", typ, p, err)
+	}
+	if _, n, err = b.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Discard(n); err != nil {
+		t.Fatal(err)
+	}
+	if typ, p, err := b.Read(nil); err != nil || typ != TypeLog || string(p) != "last" {
+		t.Fatalf("the frame after a discarded one: %v %q %v", typ, p, err)
+	}
+
+	// A length above MaxFrame: refused from the header alone.
+	c, d := socketPair(t)
+	go func() {
+		var hdr [5]byte
+		hdr[0], hdr[1], hdr[2], hdr[3], hdr[4] = 0xff, 0xff, 0xff, 0xff, byte(TypeReply)
+		c.c.(interface{ Write([]byte) (int, error) }).Write(hdr[:])
+	}()
+	if _, _, err := d.ReadHeader(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("a 4 GiB frame: %v, want ErrFrameTooLarge", err)
+	}
+}
+
+// TestBodyFrames: a body frame reads back as its sequence number and
+// bytes; a reply head, a want_body and their bounds round-trip or are
+// refused.
+func TestBodyFrames(t *testing.T) {
+	a, b := socketPair(t)
+	data := make([]byte, 2<<20)
+	for i := range data {
+		data[i] = byte(i * 3)
+	}
+	go func() {
+		_ = a.WriteBody(300, data)
+		_ = a.Write(TypeBody, []byte{0x80, 0x80}) // a sequence number cut short
+	}()
+	typ, n, err := b.ReadHeader()
+	if err != nil || typ != TypeBody {
+		t.Fatalf("%v %v", typ, err)
+	}
+	seq, rest, err := b.ReadBodySeq(n)
+	got := make([]byte, rest)
+	if err != nil || seq != 300 || rest != len(data) || b.ReadFull(got) != nil || !bytes.Equal(got, data) {
+		t.Fatalf("body: seq %d, %d bytes, %v", seq, rest, err)
+	}
+	if _, n, err = b.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.ReadBodySeq(n); err == nil {
+		t.Fatal("a body frame without a whole sequence number was read")
+	}
+
+	h := ReplyHead{Seq: 9, Code: -3, BodyLen: 5 << 20, Head: []byte("head")}
+	var h2 ReplyHead
+	if err := h2.Decode(h.Encode(nil)); err != nil || h2.Seq != 9 || h2.Code != -3 || h2.BodyLen != 5<<20 || string(h2.Head) != "head" {
+		t.Fatalf("reply head: %+v %v", h2, err)
+	}
+	h.BodyLen = MaxFrame + 1
+	if err := h2.Decode(h.Encode(nil)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("a body over MaxFrame: %v", err)
+	}
+	for _, w := range []WantBody{{Seq: 1, Send: true}, {Seq: 1 << 40}} {
+		var w2 WantBody
+		if err := w2.Decode(w.Encode(nil)); err != nil || w2 != w {
+			t.Fatalf("want_body %+v: %+v %v", w, w2, err)
+		}
+	}
+	var w WantBody
+	if w.Decode([]byte{1, 1, 7}) == nil {
+		t.Fatal("a want_body with bytes after it decoded")
 	}
 }

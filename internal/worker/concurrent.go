@@ -316,26 +316,43 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 	go func() {
 		r := w.awaitReplyFor(e, ch, seq)
 		if r.Code < 0 {
+			if r.body != nil {
+				r.body.release()
+			}
 			complete(r.Code, nil)
 			return
 		}
-		complete(int64(len(r.Payload)), r.Payload)
+		// The event holds the reply until the guest polls it: a large
+		// one is read into the heap now.
+		data, ok := r.whole()
+		if !ok {
+			complete(int64(abi.ErrCodeHost), nil)
+			return
+		}
+		complete(int64(len(data)), data)
 	}()
 	return 0
 }
 
 // awaitReplyFor waits for the reply to seq, sent for call e, until e ends.
-func (w *Worker) awaitReplyFor(e *execution, ch chan ipc.Reply, seq uint64) ipc.Reply {
+func (w *Worker) awaitReplyFor(e *execution, ch chan reply, seq uint64) reply {
 	select {
 	case r := <-ch:
 		return r
 	case <-w.closed:
-		return ipc.Reply{Code: int64(abi.ErrCodeHost)}
+		return reply{Reply: ipc.Reply{Code: int64(abi.ErrCodeHost)}}
 	case <-e.ended:
 		w.seqMu.Lock()
 		delete(w.pending, seq) // a reply that comes now is dropped
 		w.seqMu.Unlock()
-		return ipc.Reply{Code: int64(abi.ErrCodeCancelled)}
+		select {
+		case r := <-ch: // it came just before
+			if r.body != nil {
+				r.body.release()
+			}
+		default:
+		}
+		return reply{Reply: ipc.Reply{Code: int64(abi.ErrCodeCancelled)}}
 	}
 }
 

@@ -18,7 +18,7 @@ func concHarness(t *testing.T) (*Worker, *instance, *execution, *ipc.Conn) {
 	t.Helper()
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
-	w := &Worker{conn: ipc.NewConn(a), pending: map[uint64]chan ipc.Reply{}, closed: make(chan struct{}),
+	w := &Worker{conn: ipc.NewConn(a), pending: map[uint64]chan reply{}, closed: make(chan struct{}),
 		actors: map[ids.TaskID]*instance{}, running: map[ids.TaskID]*execution{}, early: map[ids.TaskID]bool{}}
 	actor := ids.NewTaskID()
 	inst := &instance{conc: newConc()}

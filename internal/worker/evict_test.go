@@ -10,7 +10,6 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/rayhost/rayhost/internal/ids"
-	"github.com/rayhost/rayhost/internal/ipc"
 )
 
 // abiModule is a minimal module with the rayhost exports; v makes distinct
@@ -44,7 +43,7 @@ func TestModuleLRU(t *testing.T) {
 	w := &Worker{
 		cfg: Config{MaxModules: 2}, base: wazero.NewRuntimeConfigCompiler(), log: slog.New(slog.DiscardHandler),
 		runtimes: map[uint32]wazero.Runtime{}, modules: map[string]*module{}, actors: map[ids.TaskID]*instance{},
-		pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{}, closed: make(chan struct{}),
+		pending: map[uint64]chan reply{}, early: map[ids.TaskID]bool{}, closed: make(chan struct{}),
 	}
 	defer func() {
 		for _, rt := range w.runtimes {

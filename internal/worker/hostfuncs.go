@@ -41,6 +41,27 @@ func hostRecv(ctx context.Context, mod api.Module, stack []uint64) {
 	if inst == nil {
 		return
 	}
+	if b := inst.body; b != nil {
+		total := len(inst.mailbox) + b.n
+		if int64(n) >= int64(total) {
+			// A large reply: its body is asked for and read from the
+			// socket straight into the guest's buffer (body.go). It is
+			// not kept: a later recv of it copies nothing (ABI.md §4).
+			if p, ok := mod.Memory().Read(ptr, uint32(total)); ok && b.into(inst.mailbox, p) {
+				stack[0] = uint64(total)
+			}
+			return
+		}
+		// Asked for less: the mailbox becomes the whole reply, in the
+		// worker's memory, and is copied from as any other.
+		whole := make([]byte, total)
+		ok := b.into(inst.mailbox, whole)
+		inst.body, inst.mailbox = nil, nil
+		if !ok {
+			return
+		}
+		inst.mailbox = whole
+	}
 	n = min(n, uint32(len(inst.mailbox)))
 	if n == 0 || !mod.Memory().Write(ptr, inst.mailbox[:n]) {
 		return
@@ -70,7 +91,7 @@ func (w *Worker) hostCall(ctx context.Context, mod api.Module, stack []uint64) {
 // copied before the guest runs again. Which ops are served here, which are
 // forwarded and how is abi's op table (abi.Op.Route).
 func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
-	inst.mailbox = nil
+	inst.setMailbox(nil)
 	if op >= abi.OpStart && op <= abi.OpDone {
 		if inst.conc == nil {
 			return int64(abi.ErrCodeUnknownOp) // not a concurrent actor's instance
@@ -86,7 +107,7 @@ func (w *Worker) serve(inst *instance, op abi.Op, req []byte) int64 {
 // serveAs serves op for execution e (the invocation's, or one call of a
 // concurrent actor's instance).
 func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) int64 {
-	inst.mailbox = nil
+	inst.setMailbox(nil)
 	route := op.Route()
 	if route != abi.RouteWorker && route != abi.RoutePipelined && route != abi.RouteRoundTrip || op >= abi.OpStart && op <= abi.OpDone {
 		return int64(abi.ErrCodeUnknownOp) // and host-internal ops
@@ -111,10 +132,13 @@ func (w *Worker) serveAs(inst *instance, e *execution, op abi.Op, req []byte) in
 	case abi.RouteRoundTrip:
 		r := w.roundTrip(e, op, req)
 		if r.Code < 0 {
+			if r.body != nil {
+				r.body.release()
+			}
 			return r.Code
 		}
-		inst.mailbox = r.Payload
-		return int64(len(r.Payload))
+		inst.mailbox, inst.body = r.Payload, r.body
+		return int64(r.size())
 	}
 	switch op {
 	case abi.OpResult:
@@ -185,7 +209,7 @@ func over(req []byte, limit uint64) bool { return limit > 0 && uint64(len(req)) 
 
 // roundTrip forwards a blocking request to the host and waits for the reply.
 // The host answers a cancelled task's pending calls with ErrCodeCancelled.
-func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
+func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) reply {
 	// Counted before sendRoundTrip gives back what is queued: a task
 	// that comes after that goes back at once (enqueue).
 	w.curMu.Lock()
@@ -198,16 +222,16 @@ func (w *Worker) roundTrip(e *execution, op abi.Op, req []byte) ipc.Reply {
 	}()
 	ch, seq, code := w.sendRoundTrip(e, op, req)
 	if code < 0 {
-		return ipc.Reply{Code: code}
+		return reply{Reply: ipc.Reply{Code: code}}
 	}
 	return w.awaitReply(ch, seq)
 }
 
 // sendRoundTrip sends a blocking request to the host; awaitReply waits for
 // its reply.
-func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan ipc.Reply, uint64, int64) {
+func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan reply, uint64, int64) {
 	w.giveBackQueued() // sent before the call, in the same write
-	ch := make(chan ipc.Reply, 1)
+	ch := make(chan reply, 1)
 	w.seqMu.Lock()
 	w.seq++
 	seq := w.seq
@@ -223,11 +247,11 @@ func (w *Worker) sendRoundTrip(e *execution, op abi.Op, req []byte) (chan ipc.Re
 	return ch, seq, 0
 }
 
-func (w *Worker) awaitReply(ch chan ipc.Reply, seq uint64) ipc.Reply {
+func (w *Worker) awaitReply(ch chan reply, seq uint64) reply {
 	select {
 	case r := <-ch:
 		return r
 	case <-w.closed:
-		return ipc.Reply{Code: int64(abi.ErrCodeHost)}
+		return reply{Reply: ipc.Reply{Code: int64(abi.ErrCodeHost)}}
 	}
 }

@@ -42,10 +42,21 @@ type instance struct {
 	mod     api.Module
 	invoke  api.Function
 	mailbox []byte
+	body    *body // the rest of the mailbox, if it is a large reply (body.go)
 	exec    *execution
 	conc    *conc // a concurrent actor's (concurrent.go); nil otherwise
 	private bool  // made for a task with grants: never reused
 	mounts  []*sandboxfs.FS
+}
+
+// setMailbox places b in the mailbox, discarding a large reply's body
+// that nothing read.
+func (inst *instance) setMailbox(b []byte) {
+	if inst.body != nil {
+		inst.body.release()
+		inst.body = nil
+	}
+	inst.mailbox = b
 }
 
 // close ends the instance and releases its mounted directories.

@@ -77,7 +77,7 @@ func TestQueuedTasksGivenBack(t *testing.T) {
 		w.seqMu.Lock()
 		ch := w.pending[c.Seq]
 		w.seqMu.Unlock()
-		ch <- ipc.Reply{Seq: c.Seq, Payload: []byte("x")}
+		ch <- reply{Reply: ipc.Reply{Seq: c.Seq, Payload: []byte("x")}}
 		if got := <-served; got != 1 {
 			t.Fatalf("get: %d", got)
 		}
@@ -108,7 +108,7 @@ func TestTaskComingDuringRoundTripGivenBack(t *testing.T) {
 	w.seqMu.Lock()
 	ch := w.pending[c.Seq]
 	w.seqMu.Unlock()
-	ch <- ipc.Reply{Seq: c.Seq, Payload: []byte("x")}
+	ch <- reply{Reply: ipc.Reply{Seq: c.Seq, Payload: []byte("x")}}
 	<-served
 	// Once the round trip is over, a task is queued again.
 	next := ipc.Exec{Task: ids.NewTaskID()}

@@ -14,7 +14,7 @@ func serveHarness(t *testing.T, limits ipc.Exec) (*Worker, *instance, *ipc.Conn)
 	t.Helper()
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
-	w := &Worker{conn: ipc.NewConn(a), pending: map[uint64]chan ipc.Reply{}, closed: make(chan struct{})}
+	w := &Worker{conn: ipc.NewConn(a), pending: map[uint64]chan reply{}, closed: make(chan struct{})}
 	e := &execution{task: ids.NewTaskID(), limits: limits, cancelled: make(chan struct{})}
 	return w, &instance{exec: e}, ipc.NewConn(b)
 }

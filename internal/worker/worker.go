@@ -68,7 +68,7 @@ type Worker struct {
 
 	seqMu   sync.Mutex
 	seq     uint64
-	pending map[uint64]chan ipc.Reply
+	pending map[uint64]chan reply
 
 	curMu   sync.Mutex
 	current *execution
@@ -93,6 +93,9 @@ type Worker struct {
 	// ends: whatever waits on the host gives up.
 	closed    chan struct{}
 	closeOnce sync.Once
+	// bodies are the large replies' bodies asked for and not yet read
+	// (body.go), by sequence number (guarded by seqMu).
+	bodies map[uint64]*body
 	// prewarms are the prewarm goroutines: Run waits for them before it
 	// closes the runtimes they compile in.
 	prewarms sync.WaitGroup
@@ -159,7 +162,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 	w := &Worker{
 		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
-		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan ipc.Reply{}, early: map[ids.TaskID]bool{},
+		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan reply{}, bodies: map[uint64]*body{}, early: map[ids.TaskID]bool{},
 		running: map[ids.TaskID]*execution{},
 		closed:  make(chan struct{}), wake: make(chan struct{}, 1),
 	}
@@ -177,7 +180,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 	// "pipeline": this worker queues Execs that come while one runs and
 	// gives them back (ipc.TypeUnqueue, ipc.TypeReturned).
-	ready := fmt.Appendf(nil, "%d %s", os.Getpid(), ipc.ReadyPipeline)
+	ready := fmt.Appendf(nil, "%d %s %s", os.Getpid(), ipc.ReadyPipeline, ipc.ReadyBody)
 	if cfg.Confinement != nil {
 		// Ready is "pid capabilities…" or that, "\n" and the layers as JSON.
 		layers, _ := json.Marshal(cfg.Confinement)
@@ -226,18 +229,27 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 }
 
-// handOverBytes: a reply frame at least this large is handed to its call
-// as it was read, not copied out of the read buffer.
-const handOverBytes = 1 << 20
-
 // readLoop reads the host's frames. Exec goes to the run loop; replies and
 // cancels are handled here, so they reach an execution that is blocked in a
 // host call.
 func (w *Worker) readLoop(ctx context.Context) error {
 	var buf []byte
 	for {
-		t, payload, err := w.conn.Read(buf)
+		t, n, err := w.conn.ReadHeader()
 		if err != nil {
+			return err
+		}
+		if t == ipc.TypeBody {
+			if err := w.readBody(n); err != nil {
+				return err
+			}
+			continue
+		}
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		payload := buf[:n]
+		if err := w.conn.ReadFull(payload); err != nil {
 			return err
 		}
 		buf = payload[:0]
@@ -247,7 +259,13 @@ func (w *Worker) readLoop(ctx context.Context) error {
 			if err := ex.Decode(payload); err != nil {
 				return fmt.Errorf("worker: exec: %w", err)
 			}
-			ex.Invocation = append([]byte(nil), ex.Invocation...)
+			if n >= ipc.BodyBytes {
+				// Large arguments: the frame's buffer is the
+				// invocation's, and the next frame is read into another.
+				buf = nil
+			} else {
+				ex.Invocation = append([]byte(nil), ex.Invocation...)
+			}
 			ex.ModulePath = string([]byte(ex.ModulePath))
 			if w.deliver(ex) {
 				continue // to the serve loop of its actor's instance
@@ -258,19 +276,26 @@ func (w *Worker) readLoop(ctx context.Context) error {
 			if err := r.Decode(payload); err != nil {
 				return fmt.Errorf("worker: reply: %w", err)
 			}
-			if len(payload) >= handOverBytes {
-				// A large value: the frame's buffer itself goes to the
-				// call, and the next frame is read into another.
+			if n >= ipc.BodyBytes {
+				// A large reply from a host that does not hold bodies:
+				// the frame's buffer goes to the call.
 				buf = nil
 			} else {
 				r.Payload = append([]byte(nil), r.Payload...)
 			}
-			w.seqMu.Lock()
-			ch := w.pending[r.Seq]
-			delete(w.pending, r.Seq)
-			w.seqMu.Unlock()
-			if ch != nil {
+			if ch := w.takePending(r.Seq); ch != nil {
+				ch <- reply{Reply: r}
+			}
+		case ipc.TypeReplyHead:
+			var h ipc.ReplyHead
+			if err := h.Decode(payload); err != nil {
+				return fmt.Errorf("worker: reply head: %w", err)
+			}
+			r := reply{Reply: ipc.Reply{Seq: h.Seq, Code: h.Code, Payload: append([]byte(nil), h.Head...)}, body: w.newBody(h.Seq, int(h.BodyLen))}
+			if ch := w.takePending(h.Seq); ch != nil {
 				ch <- r
+			} else {
+				r.body.release() // its call is gone
 			}
 		case ipc.TypeCancel:
 			var c ipc.Cancel
@@ -317,6 +342,15 @@ func (w *Worker) readLoop(ctx context.Context) error {
 			return fmt.Errorf("worker: unknown frame type %d", t)
 		}
 	}
+}
+
+// takePending removes and returns the channel waiting for reply seq.
+func (w *Worker) takePending(seq uint64) chan reply {
+	w.seqMu.Lock()
+	defer w.seqMu.Unlock()
+	ch := w.pending[seq]
+	delete(w.pending, seq)
+	return ch
 }
 
 // enqueue queues ex for the run loop. A task (not an actor's call)
@@ -458,10 +492,10 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) (next *ipc.Exec) {
 		defer w.unregister(e)
 	}
 	inst.exec = e
-	inst.mailbox = ex.Invocation
+	inst.setMailbox(ex.Invocation)
 	res, err := inst.invoke.Call(withInstance(ctx, inst), uint64(len(ex.Invocation)))
 	inst.exec = nil
-	inst.mailbox = nil
+	inst.setMailbox(nil)
 	actor := !ex.Actor.IsZero()
 	switch {
 	case err != nil:

@@ -135,11 +135,7 @@ func (s *ExecSpec) Encode() []byte {
 		e.Bytes(id[:])
 	}
 	e.TaskID(s.Actor)
-	if s.HoldCPU {
-		e.Byte(1)
-	} else {
-		e.Byte(0)
-	}
+	e.Bool(s.HoldCPU)
 	return e.B
 }
 

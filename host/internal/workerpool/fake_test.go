@@ -25,6 +25,7 @@ type fakeLauncher struct {
 	mu    sync.Mutex
 	err   error         // Launch fails with it
 	first ipc.Type      // the first frame, instead of Ready
+	caps  string        // capabilities named in Ready after the pid
 	gate  chan struct{} // if set, workers say Ready once it is closed
 	procs []*fakeProc
 	pid   int
@@ -44,7 +45,7 @@ func (l *fakeLauncher) Launch(ctx context.Context, _ launch.WorkerOptions) (laun
 	if first == 0 {
 		first = ipc.TypeReady
 	}
-	go p.run(l.gate, first)
+	go p.run(l.gate, first, l.caps)
 	return p, nil
 }
 
@@ -97,7 +98,7 @@ func (p *fakeProc) end(err error) {
 	})
 }
 
-func (p *fakeProc) run(gate chan struct{}, first ipc.Type) {
+func (p *fakeProc) run(gate chan struct{}, first ipc.Type, caps string) {
 	defer close(p.done)
 	defer p.end(nil) // its socket closed: it exits
 	if gate != nil {
@@ -108,7 +109,7 @@ func (p *fakeProc) run(gate chan struct{}, first ipc.Type) {
 		}
 	}
 	c := ipc.NewConn(p.worker)
-	if c.Write(first, []byte(strconv.Itoa(p.pid))) != nil {
+	if c.Write(first, []byte(strconv.Itoa(p.pid)+caps)) != nil {
 		return
 	}
 	for {

@@ -407,6 +407,9 @@ func (p *Pool) open() (*Worker, []byte, error) {
 		w.Kill() // which ends the read above
 		return nil, nil, fmt.Errorf("%w: %w", ErrStart, h.err)
 	}
+	if ipc.ReadyHas(h.payload, ipc.ReadyBody) {
+		w.bodies = map[uint64][]byte{}
+	}
 	return w, h.payload, nil
 }
 
@@ -423,7 +426,12 @@ func (p *Pool) serve(w *Worker) {
 		if cap(payload) > KeepFrameBytes {
 			buf = nil // the handler may keep it; and no 100 MiB buffer per worker
 		}
-		if err := p.cfg.Handler.Frame(w, typ, payload); err != nil {
+		if typ == ipc.TypeWantBody {
+			err = w.wantBody(payload) // the pool's own frame
+		} else {
+			err = p.cfg.Handler.Frame(w, typ, payload)
+		}
+		if err != nil {
 			p.log.Error("worker protocol error", "pid", w.pid, "err", err)
 			w.Kill()
 			break

@@ -2,6 +2,7 @@ package workerpool
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/launch"
@@ -38,6 +39,12 @@ type Worker struct {
 	conn  *ipc.Conn
 	pid   int
 	clock clock.Clock
+
+	// bodies holds the bodies of large replies sent as a TypeReplyHead
+	// until the worker asks for them or lets them go (TypeWantBody), by
+	// call sequence number; nil if the worker does not speak them.
+	bodyMu sync.Mutex
+	bodies map[uint64][]byte
 
 	// Guarded by Pool.mu.
 	state     state
@@ -79,10 +86,54 @@ func (w *Worker) Reply(seq uint64, code int64, payload []byte) {
 	_ = w.Send(ipc.TypeReply, m.Encode(nil))
 }
 
+// MaxHeldBodies bounds the large replies' bodies a worker has not asked for
+// or let go yet; beyond it a large reply is sent whole, as to a worker that
+// does not speak bodies.
+const MaxHeldBodies = 16
+
 // ReplyTail answers the guest call seq with payload followed by tail, which
-// is written from where it is (a large value).
+// is written from where it is (a large value). A large tail is held and
+// sent when the worker asks for it (ipc.TypeReplyHead), if it speaks that.
 func (w *Worker) ReplyTail(seq uint64, code int64, payload, tail []byte) {
+	if len(tail) >= ipc.BodyBytes && w.holdBody(seq, tail) {
+		head := ipc.ReplyHead{Seq: seq, Code: code, BodyLen: uint64(len(tail)), Head: payload}
+		_ = w.conn.Write(ipc.TypeReplyHead, head.Encode(nil)) // gone: Exited follows
+		return
+	}
 	_ = w.conn.WriteReply(&ipc.Reply{Seq: seq, Code: code, Payload: payload}, tail) // gone: Exited follows
+}
+
+// holdBody keeps tail as the body of seq's reply, if the worker speaks
+// bodies and holds fewer than MaxHeldBodies.
+func (w *Worker) holdBody(seq uint64, tail []byte) bool {
+	w.bodyMu.Lock()
+	defer w.bodyMu.Unlock()
+	if w.bodies == nil || len(w.bodies) >= MaxHeldBodies || w.bodies[seq] != nil {
+		return false
+	}
+	w.bodies[seq] = tail
+	return true
+}
+
+// wantBody serves a TypeWantBody: the body asked for is sent, or dropped.
+// A body the worker was never sent (or asked for twice) is a protocol
+// error.
+func (w *Worker) wantBody(payload []byte) error {
+	var m ipc.WantBody
+	if err := m.Decode(payload); err != nil {
+		return fmt.Errorf("%w: want_body: %w", ErrProtocol, err)
+	}
+	w.bodyMu.Lock()
+	tail, ok := w.bodies[m.Seq]
+	delete(w.bodies, m.Seq)
+	w.bodyMu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: want_body of call %d, which has no body held", ErrProtocol, m.Seq)
+	}
+	if m.Send {
+		_ = w.conn.WriteBody(m.Seq, tail) // gone: Exited follows
+	}
+	return nil
 }
 
 // Send writes one frame as it is (a frame relayed from another host); the

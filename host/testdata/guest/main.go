@@ -652,3 +652,35 @@ var _ = ray.Func1("cbor_read", func(ctx context.Context, r cborRecord) (string, 
 	}
 	return fmt.Sprintf("%s %d %v %s", r.Name, len(r.Words), r.Scores["a"]+r.Scores["b"], data), nil
 })
+
+// make_big returns n bytes, byte i being i*7.
+var makeBig = ray.Func1("make_big", func(ctx context.Context, n int) ([]byte, error) {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b, nil
+})
+
+// get_big_sum gets n bytes made by a child task, and then the same bytes
+// put by itself, and returns the length and byte sum of each: values of
+// 1 MiB or more reach a guest's Get as a reply head and a body.
+var _ = ray.Func1("get_big_sum", func(ctx context.Context, n int) ([]int64, error) {
+	sum := func(b []byte) int64 {
+		var s int64
+		for _, x := range b {
+			s += int64(x)
+		}
+		return s
+	}
+	b, err := ray.Get(ctx, makeBig.Remote(n))
+	if err != nil {
+		return nil, err
+	}
+	own := ray.Put(append([]byte(nil), b...))
+	b2, err := ray.Get(ctx, own)
+	if err != nil {
+		return nil, err
+	}
+	return []int64{int64(len(b)), sum(b), int64(len(b2)), sum(b2)}, nil
+})

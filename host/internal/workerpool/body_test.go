@@ -1,0 +1,96 @@
+package workerpool
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/rayhost/rayhost/internal/ipc"
+)
+
+// TestReplyBodies: a large reply to a worker that speaks bodies goes as a
+// ReplyHead; its body is sent when the worker asks for it (want_body, read
+// by the pool itself) or dropped when the worker lets it go; at most
+// MaxHeldBodies are held, and beyond them, or to a worker that does not
+// speak bodies, a reply goes whole. A want_body for a body not held (never
+// sent, or asked for twice) kills the worker. (The fake worker echoes what
+// the host sends, so a frame the host writes comes back to the handler,
+// and a want_body the host writes comes back as the worker's.)
+func TestReplyBodies(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), ipc.BodyBytes/16)
+	want := func(seq uint64, send bool) []byte { return (&ipc.WantBody{Seq: seq, Send: send}).Encode(nil) }
+
+	t.Run("a worker that does not speak bodies", func(t *testing.T) {
+		r, l := newRecorder(), &fakeLauncher{}
+		newPool(t, Config{Max: 1}, r, l).Start()
+		w := recv(t, r.ready)
+		w.ReplyTail(1, 0, []byte("head"), big)
+		f := recv(t, r.frames)
+		var rep ipc.Reply
+		if f.typ != ipc.TypeReply || rep.Decode([]byte(f.payload)) != nil || string(rep.Payload) != "head"+string(big) {
+			t.Fatalf("frame %v of %d bytes, want the reply whole", f.typ, len(f.payload))
+		}
+	})
+
+	t.Run("held, asked for, dropped, bounded", func(t *testing.T) {
+		r, l := newRecorder(), &fakeLauncher{caps: " " + ipc.ReadyPipeline + " " + ipc.ReadyBody}
+		newPool(t, Config{Max: 1}, r, l).Start()
+		w := recv(t, r.ready)
+		w.ReplyTail(7, 3, []byte("head"), big)
+		f := recv(t, r.frames)
+		var h ipc.ReplyHead
+		if f.typ != ipc.TypeReplyHead || h.Decode([]byte(f.payload)) != nil || h.Seq != 7 || h.Code != 3 || h.BodyLen != uint64(len(big)) || string(h.Head) != "head" {
+			t.Fatalf("frame %v %+v, want the reply's head", f.typ, h)
+		}
+		if err := w.Send(ipc.TypeWantBody, want(7, true)); err != nil { // echoed: the worker asks
+			t.Fatal(err)
+		}
+		f = recv(t, r.frames)
+		if f.typ != ipc.TypeBody || f.payload != "\x07"+string(big) {
+			t.Fatalf("frame %v of %d bytes, want the body of call 7", f.typ, len(f.payload))
+		}
+		// Dropped: nothing is sent, and nothing is held.
+		w.ReplyTail(8, 0, nil, big)
+		recv(t, r.frames) // its head
+		_ = w.Send(ipc.TypeWantBody, want(8, false))
+		_ = w.Send(ipc.TypeLog, []byte("after"))
+		if f := recv(t, r.frames); f.typ != ipc.TypeLog {
+			t.Fatalf("frame %v after a dropped body, want the log", f.typ)
+		}
+		// At most MaxHeldBodies held; the next goes whole.
+		for i := range MaxHeldBodies {
+			w.ReplyTail(uint64(100+i), 0, nil, big)
+			if f := recv(t, r.frames); f.typ != ipc.TypeReplyHead {
+				t.Fatalf("reply %d: %v, want a head", i, f.typ)
+			}
+		}
+		w.ReplyTail(200, 0, nil, big)
+		if f := recv(t, r.frames); f.typ != ipc.TypeReply {
+			t.Fatalf("the reply past MaxHeldBodies: %v, want it whole", f.typ)
+		}
+		// A small reply is always whole.
+		w.ReplyTail(201, 0, []byte("x"), []byte("y"))
+		if f := recv(t, r.frames); f.typ != ipc.TypeReply {
+			t.Fatalf("a small reply: %v", f.typ)
+		}
+		// Asking for a body twice kills the worker.
+		_ = w.Send(ipc.TypeWantBody, want(100, true))
+		if f := recv(t, r.frames); f.typ != ipc.TypeBody {
+			t.Fatalf("frame %v, want the body of call 100", f.typ)
+		}
+		_ = w.Send(ipc.TypeWantBody, want(100, true))
+		if e := recv(t, r.exited); e.w != w || !errors.Is(e.err, errKilled) {
+			t.Fatalf("exited %+v, want the worker killed", e)
+		}
+	})
+
+	t.Run("a body never sent", func(t *testing.T) {
+		r, l := newRecorder(), &fakeLauncher{caps: " " + ipc.ReadyBody}
+		newPool(t, Config{Max: 1}, r, l).Start()
+		w := recv(t, r.ready)
+		_ = w.Send(ipc.TypeWantBody, want(42, false))
+		if e := recv(t, r.exited); e.w != w || !errors.Is(e.err, errKilled) {
+			t.Fatalf("exited %+v, want the worker killed", e)
+		}
+	})
+}
