@@ -245,12 +245,28 @@ func TestCluster(t *testing.T) {
 		if err := cs[0].Get(ctx, pinned, &total); err != nil || total != 1 {
 			t.Fatalf("pinned_child = %d, %v", total, err)
 		}
+		// A task on a peer Gets large values (served there: the
+		// executor pulls them), which reach its guest as a head and a
+		// body.
+		const n = 3<<20 + 5
+		var want int64
+		for i := range n {
+			want += int64(byte(i * 7))
+		}
+		var sums []int64
+		big := submitOn(t, cs[0], client.Call{Module: mod, Function: "pinned_big_sum", Args: []any{hosts[1].ID(), n}})
+		if err := cs[0].Get(ctx, big, &sums); err != nil || len(sums) != 4 || sums[0] != n || sums[1] != want || sums[2] != n || sums[3] != want {
+			t.Fatalf("pinned_big_sum = %v, %v; want [%d %d %d %d]", sums, err, n, want, n, want)
+		}
 		evs, _, err := cs[0].ListTasks(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		children := map[string]bool{}
 		for _, ev := range evs {
+			if ev.State == "running" && ev.Function == "get_big_sum" && ev.ParentTaskID == big.ID[:32] && ev.Host != hosts[1].ID() {
+				t.Errorf("get_big_sum pinned to %s ran on %s", hosts[1].ID(), ev.Host)
+			}
 			if ev.State == "running" && ev.Function == "work2" {
 				if ev.ParentTaskID == pinned.ID[:32] && ev.Host != hosts[1].ID() {
 					t.Errorf("a child pinned to %s ran on %s", hosts[1].ID(), ev.Host)

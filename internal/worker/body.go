@@ -14,7 +14,9 @@ import (
 // worker one copy (the kernel's, into guest memory) and no buffer of its
 // own — whose fresh pages cost more than the copy — and the read loop
 // never waits for the guest: a cancel or another call's reply is not held
-// behind a body the guest has not taken.
+// behind a body the guest has not taken. The host holds the body until the
+// worker lets it go (the mailbox is emptied: the next call, or the
+// invocation's end), so a recv may ask for it again (ABI.md §4).
 
 // reply is a Reply as a call receives it: Payload, then body's bytes if
 // body is set (a large reply).
@@ -31,123 +33,123 @@ func (r *reply) size() int {
 	return len(r.Payload)
 }
 
-// whole returns the whole payload in one buffer, asking for the body if
-// there is one; ok false if it could not be had (the host is gone).
+// whole returns the whole payload in one buffer, reading the body and
+// letting the host drop it; ok false if it could not be had (the host is
+// gone).
 func (r *reply) whole() ([]byte, bool) {
 	if r.body == nil {
 		return r.Payload, true
 	}
 	buf := make([]byte, r.size())
-	return buf, r.body.into(r.Payload, buf)
+	ok := r.body.into(r.Payload, buf)
+	r.body.release()
+	return buf, ok
 }
 
-// body is a large reply's body, held by the host until asked for.
+// body is a large reply's body, held by the host until released.
 type body struct {
 	w   *Worker
 	seq uint64
 	n   int
 
-	mu    sync.Mutex
-	state bodyState
-	dst   []byte        // where the read loop puts it, once asked
-	done  chan struct{} // closed once it is in dst, or will never be
+	// mu serialises the reads of the body and its release (a guest's
+	// recv and the emptying of its mailbox come from one goroutine; a
+	// concurrent actor's reply and its release from another).
+	mu       sync.Mutex
+	released bool
 }
 
-type bodyState uint8
-
-const (
-	bodyHeld      bodyState = iota // at the host
-	bodyAsked                      // asked for; the read loop puts it in dst
-	bodyDelivered                  // in dst
-	bodyDropped                    // the host was told to drop it
-	bodyFailed                     // it did not come whole (the host is gone, or sent another length)
-)
+// bodyRead is one read of a body the worker asked for: the read loop puts
+// it in dst and closes done.
+type bodyRead struct {
+	dst  []byte
+	done chan struct{}
+	ok   bool
+}
 
 func (w *Worker) newBody(seq uint64, n int) *body {
-	return &body{w: w, seq: seq, n: n, done: make(chan struct{})}
+	return &body{w: w, seq: seq, n: n}
 }
 
 // into copies the payload (head, then the body) into p, which must be its
 // exact length: the body is asked for and read from the socket into p. It
-// reports false if p is not that length, or the body was dropped, already
-// delivered, or did not come.
+// reports false if p is not that length, the body was released, or it did
+// not come (the host is gone).
 func (b *body) into(head, p []byte) bool {
 	if len(p) != len(head)+b.n {
 		return false
 	}
 	b.mu.Lock()
-	if b.state != bodyHeld {
-		b.mu.Unlock()
+	defer b.mu.Unlock()
+	if b.released {
 		return false
 	}
-	b.state, b.dst = bodyAsked, p[len(head):]
-	b.mu.Unlock()
 	copy(p, head)
 	w := b.w
+	rd := &bodyRead{dst: p[len(head):], done: make(chan struct{})}
 	w.seqMu.Lock()
-	w.bodies[b.seq] = b
+	w.bodies[b.seq] = rd
 	w.seqMu.Unlock()
 	if err := w.conn.Write(ipc.TypeWantBody, (&ipc.WantBody{Seq: b.seq, Send: true}).Encode(nil)); err != nil {
-		b.finish(bodyFailed)
 		return false
 	}
 	select {
-	case <-b.done:
+	case <-rd.done:
+		return rd.ok
 	case <-w.closed:
 		return false
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.state == bodyDelivered
 }
 
-// release lets the host drop the body if nothing asked for it: its call
-// ended, or its mailbox was emptied.
+// release lets the host drop the body: its mailbox was emptied, or its
+// call ended.
 func (b *body) release() {
 	b.mu.Lock()
-	if b.state != bodyHeld {
-		b.mu.Unlock()
+	defer b.mu.Unlock()
+	if b.released {
 		return
 	}
-	b.state = bodyDropped
-	b.mu.Unlock()
+	b.released = true
 	// Buffered: it goes with the worker's next frame (or soon after).
 	_ = b.w.conn.Buffer(ipc.TypeWantBody, (&ipc.WantBody{Seq: b.seq}).Encode(nil))
 }
 
-// finish ends an asked-for body in state (delivered or failed).
-func (b *body) finish(state bodyState) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.state != bodyAsked {
-		return
-	}
-	b.state = state
-	close(b.done)
-}
-
 // readBody reads a TypeBody frame of n bytes (its header read) into the
-// body that asked for it; one nobody asked for (or of another length) is
-// skipped.
+// read that asked for it; a body nobody asked for (or of another length)
+// is skipped, and that read fails.
 func (w *Worker) readBody(n int) error {
 	seq, rest, err := w.conn.ReadBodySeq(n)
 	if err != nil {
 		return err
 	}
 	w.seqMu.Lock()
-	b := w.bodies[seq]
+	rd := w.bodies[seq]
 	delete(w.bodies, seq)
 	w.seqMu.Unlock()
-	if b == nil || len(b.dst) != rest {
-		if b != nil {
-			b.finish(bodyFailed)
+	if rd == nil || len(rd.dst) != rest {
+		if rd != nil {
+			close(rd.done)
 		}
 		return w.conn.Discard(rest)
 	}
-	if err := w.conn.ReadFull(b.dst); err != nil {
-		b.finish(bodyFailed)
-		return err
+	err = w.conn.ReadFull(rd.dst)
+	rd.ok = err == nil
+	close(rd.done)
+	return err
+}
+
+// deliverReply hands r to the call waiting for it, and reports whether one
+// was. The channel is taken and sent on under seqMu: a call that gives up
+// (awaitReplyFor) then either finds the reply in its channel or knows none
+// will come.
+func (w *Worker) deliverReply(seq uint64, r reply) bool {
+	w.seqMu.Lock()
+	defer w.seqMu.Unlock()
+	ch := w.pending[seq]
+	delete(w.pending, seq)
+	if ch == nil {
+		return false
 	}
-	b.finish(bodyDelivered)
-	return nil
+	ch <- r // buffered: one reply per call
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,10 +35,21 @@ type fakeHost struct {
 	// whole, if set, sends every reply in one frame, as a host that does
 	// not hold bodies.
 	whole bool
+	// shortBody, if set, sends each body one byte short.
+	shortBody bool
+
+	mu   sync.Mutex
+	held map[uint64][]byte
+}
+
+// hold makes the fake host hold body for seq, as if it had sent its head.
+func (h *fakeHost) hold(seq uint64, body []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held[seq] = body
 }
 
 func (h *fakeHost) run(t testing.TB) {
-	held := map[uint64][]byte{}
 	for {
 		typ, p, err := h.conn.Read(nil)
 		if err != nil {
@@ -51,27 +63,35 @@ func (h *fakeHost) run(t testing.TB) {
 			}
 			r := <-h.replies
 			if len(r[1]) >= ipc.BodyBytes && !h.whole {
-				held[c.Seq] = r[1]
+				h.hold(c.Seq, r[1])
 				_ = h.conn.Write(ipc.TypeReplyHead, (&ipc.ReplyHead{Seq: c.Seq, BodyLen: uint64(len(r[1])), Head: r[0]}).Encode(nil))
 			} else {
 				_ = h.conn.WriteReply(&ipc.Reply{Seq: c.Seq, Payload: r[0]}, r[1])
 			}
 		case ipc.TypeWantBody:
 			var m ipc.WantBody
-			if m.Decode(p) != nil || held[m.Seq] == nil {
+			err := m.Decode(p)
+			h.mu.Lock()
+			body := h.held[m.Seq]
+			if !m.Send {
+				delete(h.held, m.Seq)
+			}
+			h.mu.Unlock()
+			if err != nil || body == nil {
 				t.Errorf("want_body %+v of a body not held", m)
 				continue
 			}
 			if !m.Send {
-				delete(held, m.Seq)
 				h.drops <- m.Seq
 				continue
 			}
 			if h.extraBody {
 				_ = h.conn.WriteBody(m.Seq+1000, make([]byte, 3<<20))
 			}
-			_ = h.conn.WriteBody(m.Seq, held[m.Seq])
-			delete(held, m.Seq)
+			if h.shortBody {
+				body = body[:len(body)-1]
+			}
+			_ = h.conn.WriteBody(m.Seq, body) // kept until dropped
 		}
 		select {
 		case h.frames <- typ:
@@ -104,10 +124,10 @@ func bodyHarness(t testing.TB) (*Worker, *instance, *fakeHost) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &Worker{conn: wc, pending: map[uint64]chan reply{}, bodies: map[uint64]*body{}, closed: make(chan struct{}), running: map[ids.TaskID]*execution{}, early: map[ids.TaskID]bool{}}
+	w := &Worker{conn: wc, pending: map[uint64]chan reply{}, bodies: map[uint64]*bodyRead{}, closed: make(chan struct{}), running: map[ids.TaskID]*execution{}, early: map[ids.TaskID]bool{}}
 	e := &execution{task: ids.NewTaskID(), cancelled: make(chan struct{})}
 	inst := &instance{exec: e, mod: mod}
-	host := &fakeHost{conn: hc, replies: make(chan [2][]byte, 4), frames: make(chan ipc.Type, 64), drops: make(chan uint64, 4)}
+	host := &fakeHost{conn: hc, replies: make(chan [2][]byte, 4), frames: make(chan ipc.Type, 64), drops: make(chan uint64, 4), held: map[uint64][]byte{}}
 	loop := make(chan error, 1)
 	go func() { loop <- w.readLoop(ctx) }()
 	go host.run(t)
@@ -157,11 +177,14 @@ func pattern(n int, seed byte) []byte {
 
 // TestLargeReply: a reply of ipc.BodyBytes or more comes without its body,
 // which the guest's recv asks for and gets read from the socket into guest
-// memory; a recv asking for less gets the whole reply as an ordinary
-// mailbox, copied as often as asked; one nobody recv's is dropped at the
-// host at the next call; frames behind a reply the guest sits on arrive
-// (a cancel); a bad pointer copies nothing and leaves the reply to be
-// recv'd; a body nobody asked for is skipped.
+// memory, again at a second recv, and which the host is told to drop at
+// the next call; a recv asking for less gets the whole reply as an
+// ordinary mailbox, copied as often as asked; one nobody recv's is dropped
+// at the next call; frames behind a reply the guest sits on arrive (a
+// cancel); a bad pointer copies nothing and leaves the reply to be recv'd;
+// a body nobody asked for is skipped; a reply whose call is gone, and a
+// concurrent actor's reply once read whole, are let go; a body of the
+// wrong length fails the recv and nothing after it.
 func TestLargeReply(t *testing.T) {
 	const at = 64 << 10
 	head := []byte("head")
@@ -181,21 +204,25 @@ func TestLargeReply(t *testing.T) {
 		if n := guestGet(w, inst, host, head, tail); n != int64(len(whole)) {
 			t.Fatalf("call returned %d, want %d", n, len(whole))
 		}
-		b := inst.body
-		if b == nil {
+		if inst.body == nil {
 			t.Fatal("the reply came whole, not as a head")
 		}
 		if n := recv(inst, at, uint32(len(whole))+100); n != uint32(len(whole)) || !bytes.Equal(mem(inst, len(whole)), whole) {
 			t.Fatalf("recv: %d bytes, equal %v", n, bytes.Equal(mem(inst, len(whole)), whole))
 		}
-		if b.state != bodyDelivered {
-			t.Fatalf("the body is in state %d, not delivered", b.state)
-		}
-		if n := recv(inst, at, uint32(len(whole))); n != 0 {
-			t.Fatalf("a second recv of a body read into the guest: %d, want 0 (ABI.md §4)", n)
+		// recv copies as often as asked until the next call (ABI.md §4):
+		// the body is read from the host again.
+		clear(mem(inst, len(whole)))
+		if n := recv(inst, at, uint32(len(whole))); n != uint32(len(whole)) || !bytes.Equal(mem(inst, len(whole)), whole) {
+			t.Fatalf("a second recv: %d", n)
 		}
 		if n := guestGet(w, inst, host, []byte("small"), nil); n != 5 || recv(inst, at, 5) != 5 || string(mem(inst, 5)) != "small" {
 			t.Fatalf("the call after: %d %q", n, mem(inst, 5))
+		}
+		select {
+		case <-host.drops: // the next call let the body go
+		case <-hang():
+			t.Fatal("the host was never told to drop the body")
 		}
 	})
 
@@ -204,6 +231,11 @@ func TestLargeReply(t *testing.T) {
 		guestGet(w, inst, host, head, tail)
 		if n := recv(inst, at, 1000); n != 1000 || !bytes.Equal(mem(inst, 1000), whole[:1000]) {
 			t.Fatalf("short recv: %d", n)
+		}
+		select {
+		case <-host.drops: // it is the worker's now
+		case <-hang():
+			t.Fatal("the host was never told to drop the body")
 		}
 		for range 2 {
 			if n := recv(inst, at, uint32(len(whole))); n != uint32(len(whole)) || !bytes.Equal(mem(inst, len(whole)), whole) {
@@ -228,8 +260,64 @@ func TestLargeReply(t *testing.T) {
 			t.Fatalf("the next call's reply: %d bytes", n)
 		}
 		inst.setMailbox(nil) // the invocation ends
-		if len(w.bodies) != 0 {
-			t.Fatalf("bodies left: %d", len(w.bodies))
+		select {
+		case <-host.drops:
+		case <-hang():
+			t.Fatal("the host was never told to drop the second body")
+		}
+	})
+
+	t.Run("a reply whose call is gone", func(t *testing.T) {
+		_, _, host := bodyHarness(t)
+		// A head for a call nobody waits for (it ended): the worker lets
+		// the host drop its body.
+		host.hold(77, make([]byte, 2<<20))
+		if err := host.conn.Write(ipc.TypeReplyHead, (&ipc.ReplyHead{Seq: 77, BodyLen: 2 << 20}).Encode(nil)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case seq := <-host.drops:
+			if seq != 77 {
+				t.Fatalf("dropped %d, want 77", seq)
+			}
+		case <-hang():
+			t.Fatal("the body of a reply nobody waited for was never let go")
+		}
+	})
+
+	t.Run("a concurrent actor's call", func(t *testing.T) {
+		w, inst, host := bodyHarness(t)
+		// What a concurrent actor's started op does with its reply: the
+		// whole of it, read into the worker's memory, and let go.
+		host.replies <- [2][]byte{head, tail}
+		inst.exec.ended = make(chan struct{})
+		ch, seq, code := w.sendRoundTrip(inst.exec, abi.OpGet, (&abi.GetRequest{TimeoutNs: -1, Refs: []abi.Ref{{ID: inst.exec.task.Put(1)}}}).Encode(nil))
+		if code < 0 {
+			t.Fatal(code)
+		}
+		r := w.awaitReplyFor(inst.exec, ch, seq)
+		got, ok := r.whole()
+		if !ok || !bytes.Equal(got, whole) {
+			t.Fatalf("whole: %v, %d bytes", ok, len(got))
+		}
+		select {
+		case <-host.drops:
+		case <-hang():
+			t.Fatal("the host was never told to drop the body")
+		}
+	})
+
+	t.Run("a body of the wrong length", func(t *testing.T) {
+		w, inst, host := bodyHarness(t)
+		host.shortBody = true
+		guestGet(w, inst, host, head, tail)
+		if n := recv(inst, at, uint32(len(whole))); n != 0 {
+			t.Fatalf("recv of a body that came short: %d, want 0", n)
+		}
+		// The frames after it are read as before.
+		host.replies <- [2][]byte{[]byte("small"), nil}
+		if n := w.serve(inst, abi.OpGet, (&abi.GetRequest{TimeoutNs: -1, Refs: []abi.Ref{{ID: inst.exec.task.Put(1)}}}).Encode(nil)); n != 5 || recv(inst, at, 5) != 5 || string(mem(inst, 5)) != "small" {
+			t.Fatalf("the call after: %d %q", n, mem(inst, 5))
 		}
 	})
 

@@ -323,7 +323,7 @@ func (w *Worker) start(inst *instance, req []byte) int64 {
 			return
 		}
 		// The event holds the reply until the guest polls it: a large
-		// one is read into the heap now.
+		// one is read into the worker's memory now, and let go.
 		data, ok := r.whole()
 		if !ok {
 			complete(int64(abi.ErrCodeHost), nil)
@@ -346,7 +346,7 @@ func (w *Worker) awaitReplyFor(e *execution, ch chan reply, seq uint64) reply {
 		delete(w.pending, seq) // a reply that comes now is dropped
 		w.seqMu.Unlock()
 		select {
-		case r := <-ch: // it came just before
+		case r := <-ch: // it came just before (sent under seqMu: nothing comes after)
 			if r.body != nil {
 				r.body.release()
 			}

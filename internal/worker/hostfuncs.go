@@ -45,8 +45,8 @@ func hostRecv(ctx context.Context, mod api.Module, stack []uint64) {
 		total := len(inst.mailbox) + b.n
 		if int64(n) >= int64(total) {
 			// A large reply: its body is asked for and read from the
-			// socket straight into the guest's buffer (body.go). It is
-			// not kept: a later recv of it copies nothing (ABI.md §4).
+			// socket straight into the guest's buffer (body.go); a
+			// later recv asks again.
 			if p, ok := mod.Memory().Read(ptr, uint32(total)); ok && b.into(inst.mailbox, p) {
 				stack[0] = uint64(total)
 			}
@@ -56,6 +56,7 @@ func hostRecv(ctx context.Context, mod api.Module, stack []uint64) {
 		// worker's memory, and is copied from as any other.
 		whole := make([]byte, total)
 		ok := b.into(inst.mailbox, whole)
+		b.release()
 		inst.body, inst.mailbox = nil, nil
 		if !ok {
 			return

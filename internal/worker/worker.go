@@ -93,9 +93,9 @@ type Worker struct {
 	// ends: whatever waits on the host gives up.
 	closed    chan struct{}
 	closeOnce sync.Once
-	// bodies are the large replies' bodies asked for and not yet read
-	// (body.go), by sequence number (guarded by seqMu).
-	bodies map[uint64]*body
+	// bodies are the reads of large replies' bodies asked for and not
+	// yet done (body.go), by sequence number (guarded by seqMu).
+	bodies map[uint64]*bodyRead
 	// prewarms are the prewarm goroutines: Run waits for them before it
 	// closes the runtimes they compile in.
 	prewarms sync.WaitGroup
@@ -162,7 +162,7 @@ func Run(ctx context.Context, rw io.ReadWriteCloser, cfg Config) error {
 	}
 	w := &Worker{
 		cfg: cfg, conn: ipc.NewConn(rw), base: rc, log: cfg.Logger, runtimes: map[uint32]wazero.Runtime{},
-		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan reply{}, bodies: map[uint64]*body{}, early: map[ids.TaskID]bool{},
+		modules: map[string]*module{}, actors: map[ids.TaskID]*instance{}, pending: map[uint64]chan reply{}, bodies: map[uint64]*bodyRead{}, early: map[ids.TaskID]bool{},
 		running: map[ids.TaskID]*execution{},
 		closed:  make(chan struct{}), wake: make(chan struct{}, 1),
 	}
@@ -283,19 +283,17 @@ func (w *Worker) readLoop(ctx context.Context) error {
 			} else {
 				r.Payload = append([]byte(nil), r.Payload...)
 			}
-			if ch := w.takePending(r.Seq); ch != nil {
-				ch <- reply{Reply: r}
-			}
+			w.deliverReply(r.Seq, reply{Reply: r})
 		case ipc.TypeReplyHead:
 			var h ipc.ReplyHead
 			if err := h.Decode(payload); err != nil {
 				return fmt.Errorf("worker: reply head: %w", err)
 			}
 			r := reply{Reply: ipc.Reply{Seq: h.Seq, Code: h.Code, Payload: append([]byte(nil), h.Head...)}, body: w.newBody(h.Seq, int(h.BodyLen))}
-			if ch := w.takePending(h.Seq); ch != nil {
-				ch <- r
-			} else {
-				r.body.release() // its call is gone
+			if !w.deliverReply(h.Seq, r) {
+				// Its call is gone: the host may drop the body. Not from
+				// the read loop, which must never wait for a write.
+				go r.body.release()
 			}
 		case ipc.TypeCancel:
 			var c ipc.Cancel
@@ -342,15 +340,6 @@ func (w *Worker) readLoop(ctx context.Context) error {
 			return fmt.Errorf("worker: unknown frame type %d", t)
 		}
 	}
-}
-
-// takePending removes and returns the channel waiting for reply seq.
-func (w *Worker) takePending(seq uint64) chan reply {
-	w.seqMu.Lock()
-	defer w.seqMu.Unlock()
-	ch := w.pending[seq]
-	delete(w.pending, seq)
-	return ch
 }
 
 // enqueue queues ex for the run loop. A task (not an actor's call)

@@ -9,11 +9,11 @@ import (
 )
 
 // TestReplyBodies: a large reply to a worker that speaks bodies goes as a
-// ReplyHead; its body is sent when the worker asks for it (want_body, read
-// by the pool itself) or dropped when the worker lets it go; at most
+// ReplyHead; its body is sent each time the worker asks for it (want_body,
+// read by the pool itself) until the worker lets it go; at most
 // MaxHeldBodies are held, and beyond them, or to a worker that does not
 // speak bodies, a reply goes whole. A want_body for a body not held (never
-// sent, or asked for twice) kills the worker. (The fake worker echoes what
+// sent, or let go already) kills the worker. (The fake worker echoes what
 // the host sends, so a frame the host writes comes back to the handler,
 // and a want_body the host writes comes back as the worker's.)
 func TestReplyBodies(t *testing.T) {
@@ -45,17 +45,22 @@ func TestReplyBodies(t *testing.T) {
 		if err := w.Send(ipc.TypeWantBody, want(7, true)); err != nil { // echoed: the worker asks
 			t.Fatal(err)
 		}
-		f = recv(t, r.frames)
-		if f.typ != ipc.TypeBody || f.payload != "\x07"+string(big) {
-			t.Fatalf("frame %v of %d bytes, want the body of call 7", f.typ, len(f.payload))
+		for range 2 { // asked again (a guest's second recv): sent again
+			f = recv(t, r.frames)
+			if f.typ != ipc.TypeBody || f.payload != "\x07"+string(big) {
+				t.Fatalf("frame %v of %d bytes, want the body of call 7", f.typ, len(f.payload))
+			}
+			_ = w.Send(ipc.TypeWantBody, want(7, true))
 		}
-		// Dropped: nothing is sent, and nothing is held.
-		w.ReplyTail(8, 0, nil, big)
-		recv(t, r.frames) // its head
-		_ = w.Send(ipc.TypeWantBody, want(8, false))
+		recv(t, r.frames) // the third
+		// Let go: nothing is sent, and nothing is held.
+		_ = w.Send(ipc.TypeWantBody, want(7, false))
 		_ = w.Send(ipc.TypeLog, []byte("after"))
 		if f := recv(t, r.frames); f.typ != ipc.TypeLog {
 			t.Fatalf("frame %v after a dropped body, want the log", f.typ)
+		}
+		if n, bytes := w.heldBodies(); n != 0 || bytes != 0 {
+			t.Fatalf("held after it was let go: %d bodies, %d bytes", n, bytes)
 		}
 		// At most MaxHeldBodies held; the next goes whole.
 		for i := range MaxHeldBodies {
@@ -73,14 +78,22 @@ func TestReplyBodies(t *testing.T) {
 		if f := recv(t, r.frames); f.typ != ipc.TypeReply {
 			t.Fatalf("a small reply: %v", f.typ)
 		}
-		// Asking for a body twice kills the worker.
-		_ = w.Send(ipc.TypeWantBody, want(100, true))
-		if f := recv(t, r.frames); f.typ != ipc.TypeBody {
-			t.Fatalf("frame %v, want the body of call 100", f.typ)
+		if n, bytes := w.heldBodies(); n != MaxHeldBodies || bytes != int64(MaxHeldBodies*len(big)) {
+			t.Fatalf("held: %d bodies, %d bytes", n, bytes)
 		}
+		// Asking for a body let go kills the worker, and what it held is
+		// dropped.
+		_ = w.Send(ipc.TypeWantBody, want(100, false))
 		_ = w.Send(ipc.TypeWantBody, want(100, true))
 		if e := recv(t, r.exited); e.w != w || !errors.Is(e.err, errKilled) {
 			t.Fatalf("exited %+v, want the worker killed", e)
+		}
+		if n, bytes := w.heldBodies(); n != 0 || bytes != 0 {
+			t.Fatalf("held after the worker exited: %d bodies, %d bytes", n, bytes)
+		}
+		w.ReplyTail(300, 0, nil, big) // to a worker gone: not held
+		if n, _ := w.heldBodies(); n != 0 {
+			t.Fatal("a body held for a worker that exited")
 		}
 	})
 

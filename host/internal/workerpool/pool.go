@@ -438,6 +438,8 @@ func (p *Pool) serve(w *Worker) {
 		}
 	}
 	exitErr := w.proc.Wait()
+	w.dropBodies()
+	w.bodyWrites.Wait() // they end: the socket is closed
 	p.mu.Lock()
 	delete(p.workers, w)
 	if w.state == stateIdle {

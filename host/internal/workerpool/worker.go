@@ -1,6 +1,7 @@
 package workerpool
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
@@ -43,8 +44,10 @@ type Worker struct {
 	// bodies holds the bodies of large replies sent as a TypeReplyHead
 	// until the worker asks for them or lets them go (TypeWantBody), by
 	// call sequence number; nil if the worker does not speak them.
-	bodyMu sync.Mutex
-	bodies map[uint64][]byte
+	bodyMu     sync.Mutex
+	bodies     map[uint64][]byte
+	bodyBytes  int64          // of bodies
+	bodyWrites sync.WaitGroup // the goroutines writing bodies
 
 	// Guarded by Pool.mu.
 	state     state
@@ -86,10 +89,13 @@ func (w *Worker) Reply(seq uint64, code int64, payload []byte) {
 	_ = w.Send(ipc.TypeReply, m.Encode(nil))
 }
 
-// MaxHeldBodies bounds the large replies' bodies a worker has not asked for
-// or let go yet; beyond it a large reply is sent whole, as to a worker that
-// does not speak bodies.
-const MaxHeldBodies = 16
+// MaxHeldBodies and MaxHeldBodyBytes bound the large replies' bodies a
+// worker has not let go yet; beyond them a large reply is sent whole, as to
+// a worker that does not speak bodies.
+const (
+	MaxHeldBodies    = 16
+	MaxHeldBodyBytes = 2 << 30
+)
 
 // ReplyTail answers the guest call seq with payload followed by tail, which
 // is written from where it is (a large value). A large tail is held and
@@ -104,20 +110,27 @@ func (w *Worker) ReplyTail(seq uint64, code int64, payload, tail []byte) {
 }
 
 // holdBody keeps tail as the body of seq's reply, if the worker speaks
-// bodies and holds fewer than MaxHeldBodies.
+// bodies (and has not exited), holds less than the bounds, and the body's
+// frame fits in one.
 func (w *Worker) holdBody(seq uint64, tail []byte) bool {
 	w.bodyMu.Lock()
 	defer w.bodyMu.Unlock()
-	if w.bodies == nil || len(w.bodies) >= MaxHeldBodies || w.bodies[seq] != nil {
+	if w.bodies == nil || len(w.bodies) >= MaxHeldBodies || w.bodyBytes+int64(len(tail)) > MaxHeldBodyBytes ||
+		len(tail)+binary.MaxVarintLen64 > ipc.MaxFrame || w.bodies[seq] != nil {
 		return false
 	}
 	w.bodies[seq] = tail
+	w.bodyBytes += int64(len(tail))
 	return true
 }
 
-// wantBody serves a TypeWantBody: the body asked for is sent, or dropped.
-// A body the worker was never sent (or asked for twice) is a protocol
-// error.
+// wantBody serves a TypeWantBody: the body asked for is sent (and kept: a
+// guest may recv a reply again until its next call), or dropped. A body
+// the worker was never sent, or let go already, is a protocol error.
+//
+// It runs on the goroutine that reads the worker's frames, which must not
+// wait for the worker: the body is written by a goroutine of its own (the
+// worker matches it by sequence number).
 func (w *Worker) wantBody(payload []byte) error {
 	var m ipc.WantBody
 	if err := m.Decode(payload); err != nil {
@@ -125,15 +138,33 @@ func (w *Worker) wantBody(payload []byte) error {
 	}
 	w.bodyMu.Lock()
 	tail, ok := w.bodies[m.Seq]
-	delete(w.bodies, m.Seq)
+	if ok && !m.Send {
+		delete(w.bodies, m.Seq)
+		w.bodyBytes -= int64(len(tail))
+	}
 	w.bodyMu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: want_body of call %d, which has no body held", ErrProtocol, m.Seq)
 	}
 	if m.Send {
-		_ = w.conn.WriteBody(m.Seq, tail) // gone: Exited follows
+		w.bodyWrites.Go(func() { _ = w.conn.WriteBody(m.Seq, tail) }) // gone: Exited follows
 	}
 	return nil
+}
+
+// heldBodies reports how many bodies, of how many bytes, are held.
+func (w *Worker) heldBodies() (int, int64) {
+	w.bodyMu.Lock()
+	defer w.bodyMu.Unlock()
+	return len(w.bodies), w.bodyBytes
+}
+
+// dropBodies forgets the held bodies once the worker is gone, and holds no
+// more.
+func (w *Worker) dropBodies() {
+	w.bodyMu.Lock()
+	w.bodies, w.bodyBytes = nil, 0
+	w.bodyMu.Unlock()
 }
 
 // Send writes one frame as it is (a frame relayed from another host); the

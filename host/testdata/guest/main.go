@@ -665,7 +665,7 @@ var makeBig = ray.Func1("make_big", func(ctx context.Context, n int) ([]byte, er
 // get_big_sum gets n bytes made by a child task, and then the same bytes
 // put by itself, and returns the length and byte sum of each: values of
 // 1 MiB or more reach a guest's Get as a reply head and a body.
-var _ = ray.Func1("get_big_sum", func(ctx context.Context, n int) ([]int64, error) {
+var getBigSum = ray.Func1("get_big_sum", func(ctx context.Context, n int) ([]int64, error) {
 	sum := func(b []byte) int64 {
 		var s int64
 		for _, x := range b {
@@ -683,4 +683,10 @@ var _ = ray.Func1("get_big_sum", func(ctx context.Context, n int) ([]int64, erro
 		return nil, err
 	}
 	return []int64{int64(len(b)), sum(b), int64(len(b2)), sum(b2)}, nil
+})
+
+// pinned_big_sum runs get_big_sum on the host named node (hard affinity):
+// a task on a peer, whose Gets of large values its executor serves.
+var _ = ray.Func2("pinned_big_sum", func(ctx context.Context, node string, n int) ([]int64, error) {
+	return ray.Get(ctx, getBigSum.Options(ray.NodeAffinity(node, false)).Remote(n))
 })
