@@ -90,13 +90,22 @@ func (b *body) into(head, p []byte) bool {
 	w.seqMu.Lock()
 	w.bodies[b.seq] = rd
 	w.seqMu.Unlock()
+	forget := func() {
+		w.seqMu.Lock()
+		if w.bodies[b.seq] == rd {
+			delete(w.bodies, b.seq)
+		}
+		w.seqMu.Unlock()
+	}
 	if err := w.conn.Write(ipc.TypeWantBody, (&ipc.WantBody{Seq: b.seq, Send: true}).Encode(nil)); err != nil {
+		forget()
 		return false
 	}
 	select {
 	case <-rd.done:
 		return rd.ok
 	case <-w.closed:
+		forget()
 		return false
 	}
 }

@@ -5,8 +5,19 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ipc"
 )
+
+// rep decodes a recorded reply frame.
+func rep(t *testing.T, f frame) ipc.Reply {
+	t.Helper()
+	var r ipc.Reply
+	if err := r.Decode([]byte(f.payload)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // TestReplyBodies: a large reply to a worker that speaks bodies goes as a
 // ReplyHead; its body is sent each time the worker asks for it (want_body,
@@ -26,8 +37,7 @@ func TestReplyBodies(t *testing.T) {
 		w := recv(t, r.ready)
 		w.ReplyTail(1, 0, []byte("head"), big)
 		f := recv(t, r.frames)
-		var rep ipc.Reply
-		if f.typ != ipc.TypeReply || rep.Decode([]byte(f.payload)) != nil || string(rep.Payload) != "head"+string(big) {
+		if f.typ != ipc.TypeReply || string(rep(t, f).Payload) != "head"+string(big) {
 			t.Fatalf("frame %v of %d bytes, want the reply whole", f.typ, len(f.payload))
 		}
 	})
@@ -81,6 +91,13 @@ func TestReplyBodies(t *testing.T) {
 		if n, bytes := w.heldBodies(); n != MaxHeldBodies || bytes != int64(MaxHeldBodies*len(big)) {
 			t.Fatalf("held: %d bodies, %d bytes", n, bytes)
 		}
+		// A reply too large for a frame, held or not, fails its call.
+		huge := make([]byte, ipc.MaxFrame)
+		w.ReplyTail(400, 0, []byte("x"), huge)
+		f = recv(t, r.frames)
+		if f.typ != ipc.TypeReply || rep(t, f).Code != int64(abi.ErrCodeTooLarge) {
+			t.Fatalf("a reply past MaxFrame: %v %q, want too_large", f.typ, f.payload)
+		}
 		// Asking for a body let go kills the worker, and what it held is
 		// dropped.
 		_ = w.Send(ipc.TypeWantBody, want(100, false))
@@ -94,6 +111,24 @@ func TestReplyBodies(t *testing.T) {
 		w.ReplyTail(300, 0, nil, big) // to a worker gone: not held
 		if n, _ := w.heldBodies(); n != 0 {
 			t.Fatal("a body held for a worker that exited")
+		}
+	})
+
+	t.Run("asked for and never read", func(t *testing.T) {
+		// A worker that asks for a body again and again without reading
+		// it: the host's queue of bodies to write is bounded, and past it
+		// the worker is killed (no goroutine or memory per request).
+		r, l := newRecorder(), &fakeLauncher{caps: " " + ipc.ReadyBody, mute: true}
+		newPool(t, Config{Max: 1}, r, l).Start()
+		w := recv(t, r.ready)
+		w.holdBody(5, big) // as if its head was sent
+		for range 10 * MaxHeldBodies {
+			if w.wantBody(want(5, true)) != nil {
+				break
+			}
+		}
+		if err := w.wantBody(want(5, true)); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("the request past the queue: %v, want ErrProtocol", err)
 		}
 	})
 

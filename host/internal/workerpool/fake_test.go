@@ -26,6 +26,7 @@ type fakeLauncher struct {
 	err   error         // Launch fails with it
 	first ipc.Type      // the first frame, instead of Ready
 	caps  string        // capabilities named in Ready after the pid
+	mute  bool          // workers say Ready and then read nothing
 	gate  chan struct{} // if set, workers say Ready once it is closed
 	procs []*fakeProc
 	pid   int
@@ -45,7 +46,7 @@ func (l *fakeLauncher) Launch(ctx context.Context, _ launch.WorkerOptions) (laun
 	if first == 0 {
 		first = ipc.TypeReady
 	}
-	go p.run(l.gate, first, l.caps)
+	go p.run(l.gate, first, l.caps, l.mute)
 	return p, nil
 }
 
@@ -98,7 +99,7 @@ func (p *fakeProc) end(err error) {
 	})
 }
 
-func (p *fakeProc) run(gate chan struct{}, first ipc.Type, caps string) {
+func (p *fakeProc) run(gate chan struct{}, first ipc.Type, caps string, mute bool) {
 	defer close(p.done)
 	defer p.end(nil) // its socket closed: it exits
 	if gate != nil {
@@ -110,6 +111,10 @@ func (p *fakeProc) run(gate chan struct{}, first ipc.Type, caps string) {
 	}
 	c := ipc.NewConn(p.worker)
 	if c.Write(first, []byte(strconv.Itoa(p.pid)+caps)) != nil {
+		return
+	}
+	if mute {
+		<-p.killed
 		return
 	}
 	for {

@@ -408,7 +408,7 @@ func (p *Pool) open() (*Worker, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrStart, h.err)
 	}
 	if ipc.ReadyHas(h.payload, ipc.ReadyBody) {
-		w.bodies = map[uint64][]byte{}
+		w.speakBodies()
 	}
 	return w, h.payload, nil
 }
@@ -439,7 +439,6 @@ func (p *Pool) serve(w *Worker) {
 	}
 	exitErr := w.proc.Wait()
 	w.dropBodies()
-	w.bodyWrites.Wait() // they end: the socket is closed
 	p.mu.Lock()
 	delete(p.workers, w)
 	if w.state == stateIdle {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/launch"
+	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/clock"
 	"github.com/rayhost/rayhost/internal/ids"
 	"github.com/rayhost/rayhost/internal/ipc"
@@ -44,10 +45,15 @@ type Worker struct {
 	// bodies holds the bodies of large replies sent as a TypeReplyHead
 	// until the worker asks for them or lets them go (TypeWantBody), by
 	// call sequence number; nil if the worker does not speak them.
-	bodyMu     sync.Mutex
-	bodies     map[uint64][]byte
-	bodyBytes  int64          // of bodies
-	bodyWrites sync.WaitGroup // the goroutines writing bodies
+	bodyMu    sync.Mutex
+	bodies    map[uint64][]byte
+	bodyBytes int64 // of bodies
+	// bodySends queues the bodies asked for to the goroutine that writes
+	// them (bodyWriter); bounded, so a worker that asks and never reads
+	// is a protocol error, not a growing queue. Sent to and closed only by
+	// the goroutine serving the worker's frames.
+	bodySends  chan bodySend
+	bodyWriter sync.WaitGroup
 
 	// Guarded by Pool.mu.
 	state     state
@@ -97,13 +103,35 @@ const (
 	MaxHeldBodyBytes = 2 << 30
 )
 
+type bodySend struct {
+	seq  uint64
+	tail []byte
+}
+
+// speakBodies makes w hold large replies' bodies (its Ready named
+// ipc.ReadyBody) and starts the goroutine that writes them.
+func (w *Worker) speakBodies() {
+	w.bodies = map[uint64][]byte{}
+	w.bodySends = make(chan bodySend, 2*MaxHeldBodies)
+	w.bodyWriter.Go(func() {
+		for b := range w.bodySends {
+			_ = w.conn.WriteBody(b.seq, b.tail) // gone: Exited follows
+		}
+	})
+}
+
 // ReplyTail answers the guest call seq with payload followed by tail, which
 // is written from where it is (a large value). A large tail is held and
 // sent when the worker asks for it (ipc.TypeReplyHead), if it speaks that.
+// A reply too large for a frame fails the call (ErrCodeTooLarge).
 func (w *Worker) ReplyTail(seq uint64, code int64, payload, tail []byte) {
 	if len(tail) >= ipc.BodyBytes && w.holdBody(seq, tail) {
 		head := ipc.ReplyHead{Seq: seq, Code: code, BodyLen: uint64(len(tail)), Head: payload}
 		_ = w.conn.Write(ipc.TypeReplyHead, head.Encode(nil)) // gone: Exited follows
+		return
+	}
+	if len(payload)+len(tail)+2*binary.MaxVarintLen64 > ipc.MaxFrame {
+		w.Reply(seq, int64(abi.ErrCodeTooLarge), nil)
 		return
 	}
 	_ = w.conn.WriteReply(&ipc.Reply{Seq: seq, Code: code, Payload: payload}, tail) // gone: Exited follows
@@ -129,8 +157,10 @@ func (w *Worker) holdBody(seq uint64, tail []byte) bool {
 // the worker was never sent, or let go already, is a protocol error.
 //
 // It runs on the goroutine that reads the worker's frames, which must not
-// wait for the worker: the body is written by a goroutine of its own (the
-// worker matches it by sequence number).
+// wait for the worker: the body is written by the worker's body writer
+// (the worker matches it by sequence number). A worker that asks for more
+// than that writer's queue holds (it asks and does not read) is a
+// protocol error.
 func (w *Worker) wantBody(payload []byte) error {
 	var m ipc.WantBody
 	if err := m.Decode(payload); err != nil {
@@ -147,7 +177,11 @@ func (w *Worker) wantBody(payload []byte) error {
 		return fmt.Errorf("%w: want_body of call %d, which has no body held", ErrProtocol, m.Seq)
 	}
 	if m.Send {
-		w.bodyWrites.Go(func() { _ = w.conn.WriteBody(m.Seq, tail) }) // gone: Exited follows
+		select {
+		case w.bodySends <- bodySend{m.Seq, tail}:
+		default:
+			return fmt.Errorf("%w: want_body: more than %d bodies asked for and not read", ErrProtocol, cap(w.bodySends))
+		}
 	}
 	return nil
 }
@@ -159,12 +193,17 @@ func (w *Worker) heldBodies() (int, int64) {
 	return len(w.bodies), w.bodyBytes
 }
 
-// dropBodies forgets the held bodies once the worker is gone, and holds no
-// more.
+// dropBodies forgets the held bodies once the worker is gone, holds no
+// more, and waits for the body writer to end (its writes fail: the socket
+// is closed). Called by the goroutine that served the worker's frames.
 func (w *Worker) dropBodies() {
 	w.bodyMu.Lock()
 	w.bodies, w.bodyBytes = nil, 0
 	w.bodyMu.Unlock()
+	if w.bodySends != nil {
+		close(w.bodySends)
+		w.bodyWriter.Wait()
+	}
 }
 
 // Send writes one frame as it is (a frame relayed from another host); the
