@@ -49,8 +49,8 @@ type instance struct {
 	mounts  []*sandboxfs.FS
 }
 
-// setMailbox places b in the mailbox, discarding a large reply's body
-// that nothing read.
+// setMailbox places b in the mailbox; a large reply's body that was there
+// is let go (the host drops it).
 func (inst *instance) setMailbox(b []byte) {
 	if inst.body != nil {
 		inst.body.release()
