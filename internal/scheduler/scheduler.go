@@ -565,6 +565,17 @@ func (s *Scheduler[K, V]) Follow(req Resources, ok func(V) bool) (it Item[K, V],
 	return *bestItem, true
 }
 
+// FitsReturned reports whether req would fit on the local host if the
+// reservations in back were released: whether giving back tasks queued
+// behind others (Follow) would free room for one of them to run now.
+func (s *Scheduler[K, V]) FitsReturned(req Resources, back []Resources) bool {
+	avail := s.local.avail.Clone()
+	for _, r := range back {
+		avail.add(r, 1)
+	}
+	return req.Fits(avail)
+}
+
 // Overcommitted reports whether the local host has more reserved than its
 // total in some resource (Follow, Acquire).
 func (s *Scheduler[K, V]) Overcommitted() bool {

@@ -246,3 +246,37 @@ func TestFollow(t *testing.T) {
 		})
 	}
 }
+
+// TestFitsReturned: tasks queued behind others are given back only when
+// that frees room for one of them to run now.
+func TestFitsReturned(t *testing.T) {
+	one, two := res(t, 1, 0, nil), res(t, 2, 0, nil)
+	tests := []struct {
+		name string
+		held []Resources // running tasks, then queued ones (Follow)
+		back []Resources // the queued ones that would be given back
+		req  Resources
+		fits bool
+	}{
+		{name: "both CPUs run tasks, queues behind each", held: []Resources{one, one, one, one, one}, back: []Resources{one, one, one}, req: one},
+		{name: "one CPU free, three queued behind the other", held: []Resources{one, one, one, one}, back: []Resources{one, one, one}, req: one, fits: true},
+		{name: "one CPU free, nothing to give back", held: []Resources{one}, req: one, fits: true},
+		{name: "a task of two CPUs queued: one free is not enough", held: []Resources{one, one}, back: []Resources{one}, req: two},
+		{name: "nothing runs", back: nil, req: two, fits: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New[string, string](two)
+			for _, r := range tt.held {
+				s.Acquire(r)
+			}
+			before := s.Available()
+			if got := s.FitsReturned(tt.req, tt.back); got != tt.fits {
+				t.Fatalf("FitsReturned = %v, want %v", got, tt.fits)
+			}
+			if after := s.Available(); after.CPU != before.CPU {
+				t.Fatalf("FitsReturned changed the available CPUs: %v → %v", before, after)
+			}
+		})
+	}
+}

@@ -87,6 +87,41 @@ func TestQueuedTasksGivenBack(t *testing.T) {
 	})
 }
 
+// TestGiveBackBeforeNextTask: a task the read loop took out of the queue
+// (an Unqueue) is reported to the host before anything of the task the
+// run loop takes next: the host promotes the tasks it queued in order, and
+// would take the next task's Done for the one given back.
+func TestGiveBackBeforeNextTask(t *testing.T) {
+	w, _, host := serveHarness(t, ipc.Exec{})
+	w.early, w.wake = map[ids.TaskID]bool{}, make(chan struct{}, 1)
+	a, b := ids.NewTaskID(), ids.NewTaskID()
+	// The read loop took a back; its writer has not run yet.
+	w.curMu.Lock()
+	w.queue = []ipc.Exec{{Task: b}}
+	w.giveBacks = []ids.TaskID{a}
+	w.curMu.Unlock()
+	ex, ok := w.dequeue()
+	if !ok || ex.Task != b {
+		t.Fatalf("dequeue %v %v, want b", ex.Task, ok)
+	}
+	go w.send(ipc.TypeDone, (&ipc.Done{Task: b}).Encode(nil))
+	readReturned(t, host, a)
+	typ, payload, err := host.Read(nil)
+	var d ipc.Done
+	if err != nil || typ != ipc.TypeDone || d.Decode(payload) != nil || d.Task != b {
+		t.Fatalf("read %v %v %+v, want b's done", typ, err, d)
+	}
+	// And a give-back with nothing to run next is written by its own
+	// writer, never by the read loop.
+	w.curMu.Lock()
+	w.queue = []ipc.Exec{{Task: a}}
+	w.curMu.Unlock()
+	if !w.giveBack(a) {
+		t.Fatal("giveBack: a was queued")
+	}
+	readReturned(t, host, a)
+}
+
 // TestTaskComingDuringRoundTripGivenBack: a plain task that comes while
 // the running task waits for the host (it may be blocked until its
 // children run) goes back at once, never queued behind it.

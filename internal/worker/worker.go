@@ -84,6 +84,12 @@ type Worker struct {
 	// curMu; wake tells the run loop.
 	queue []ipc.Exec
 	wake  chan struct{}
+	// giveBacks are the tasks the read loop took out of queue whose
+	// Returned frames are not written yet (guarded by curMu; the read
+	// loop never writes: see flushGiveBacks). outMu orders their frames
+	// before the frames of the next task the run loop takes.
+	giveBacks []ids.TaskID
+	outMu     sync.Mutex
 	// waiting counts the round trips to the host in flight (guarded by
 	// curMu): a plain task that comes meanwhile goes back at once, since
 	// the task ahead of it may be blocked.
@@ -348,8 +354,9 @@ func (w *Worker) enqueue(ex ipc.Exec) {
 	w.curMu.Lock()
 	if ex.Actor.IsZero() && (w.early[ex.Task] || w.waiting > 0 && w.current != nil) {
 		delete(w.early, ex.Task)
+		w.giveBacks = append(w.giveBacks, ex.Task)
 		w.curMu.Unlock()
-		w.returned(ex.Task, true)
+		go w.flushGiveBacks()
 		return
 	}
 	w.queue = append(w.queue, ex)
@@ -360,17 +367,47 @@ func (w *Worker) enqueue(ex ipc.Exec) {
 	}
 }
 
-// dequeue takes the next Exec to run.
+// dequeue takes the next Exec to run. The Returned frames of the tasks
+// given back ahead of it are written first: the host must read that a
+// task ahead was given back before it reads anything of the next one (a
+// Done, a call), or it would take them for the task it believes runs.
 func (w *Worker) dequeue() (ipc.Exec, bool) {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
 	w.curMu.Lock()
-	defer w.curMu.Unlock()
-	if len(w.queue) == 0 {
-		return ipc.Exec{}, false
+	back := w.giveBacks
+	w.giveBacks = nil
+	var ex ipc.Exec
+	ok := len(w.queue) > 0
+	if ok {
+		ex = w.queue[0]
+		w.queue[0] = ipc.Exec{}
+		w.queue = w.queue[1:]
 	}
-	ex := w.queue[0]
-	w.queue[0] = ipc.Exec{}
-	w.queue = w.queue[1:]
-	return ex, true
+	w.curMu.Unlock()
+	for _, t := range back {
+		w.returned(t, false) // with the next task's first frame
+	}
+	return ex, ok
+}
+
+// flushGiveBacks writes the Returned frames of the tasks the read loop
+// gave back. The read loop never writes: the host's reader of this
+// worker may be writing to it at that moment (several Unqueues at once)
+// and would wait for the read loop while the read loop waited for it to
+// read; so the read loop only notes them (giveBacks) and starts this.
+// Returned frames may arrive in any order among themselves: each names
+// its task.
+func (w *Worker) flushGiveBacks() {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	w.curMu.Lock()
+	back := w.giveBacks
+	w.giveBacks = nil
+	w.curMu.Unlock()
+	for i, t := range back {
+		w.returned(t, i == len(back)-1)
+	}
 }
 
 // giveBack takes task out of the queue, if it waits there and is not an
@@ -381,12 +418,13 @@ func (w *Worker) giveBack(task ids.TaskID) bool {
 	i := slices.IndexFunc(w.queue, func(ex ipc.Exec) bool { return ex.Task == task && ex.Actor.IsZero() })
 	if i >= 0 {
 		w.queue = slices.Delete(w.queue, i, i+1)
+		w.giveBacks = append(w.giveBacks, task)
 	}
 	w.curMu.Unlock()
 	if i < 0 {
 		return false
 	}
-	w.returned(task, true)
+	go w.flushGiveBacks()
 	return true
 }
 
@@ -410,8 +448,8 @@ func (w *Worker) giveBackQueued() {
 	}
 }
 
-// returned sends a Returned frame for task, flushed now or with the next
-// frame.
+// returned sends a Returned frame for task; unless flush, with the next
+// frame written (or at most ipc's lazy flush delay later).
 func (w *Worker) returned(task ids.TaskID, flush bool) {
 	m := ipc.Cancel{Task: task}
 	var err error
@@ -527,8 +565,23 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) (next *ipc.Exec) {
 			return next // its Done went with op done
 		}
 	}
+	if c == nil && w.queued() {
+		// The next task runs at once: its frames (or ipc's lazy flush)
+		// carry this Done, so that a pipeline's Dones cost one write.
+		if err := w.conn.Buffer(ipc.TypeDone, done.Encode(nil)); err != nil {
+			w.log.Debug("worker: write to host failed", "err", err)
+		}
+		return next
+	}
 	w.send(ipc.TypeDone, done.Encode(nil))
 	return next
+}
+
+// queued reports whether an Exec waits to run.
+func (w *Worker) queued() bool {
+	w.curMu.Lock()
+	defer w.curMu.Unlock()
+	return len(w.queue) > 0
 }
 
 func trapMessage(err error) string {

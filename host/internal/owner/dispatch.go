@@ -81,6 +81,7 @@ func (dp *dispatcher) dispatchLocked() []assignment {
 		t.worker = w
 		w.task = t
 		t.sent.Store(false)
+		t.ranAt = h.clock.Now()
 		w.memHeld = h.disp.memoryLimitOf(t)
 		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Exec: the assignment
 		out = append(out, assignment{t: t, w: w})
@@ -268,13 +269,31 @@ func grantsNote(g abi.Grants) string {
 // found starved.
 func (dp *dispatcher) start(as []assignment) {
 	h := dp.o
-	for _, a := range as {
+	// A worker sent several tasks (its pipeline) gets their Execs in one
+	// write: each but its last is buffered, and the last flushes them.
+	var last map[*workerProc]int
+	if len(as) > 1 {
+		last = make(map[*workerProc]int, len(as))
+		for i, a := range as {
+			if !a.unqueue && a.w.pw != nil {
+				last[a.w] = i
+			}
+		}
+	}
+	var written []assignment
+	for i, a := range as {
 		if a.unqueue {
 			a.w.pw.Unqueue(a.t.id)
 			continue
 		}
+		j, ok := last[a.w]
+		flush := !ok || j == i
 		var away *argsAwayError
-		switch err := h.disp.exec(a.t, a.w); {
+		err := h.disp.exec(a.t, a.w, flush)
+		if err == nil {
+			written = append(written, a)
+		}
+		switch {
 		case errors.As(err, &away):
 			h.disp.unstart(a.t, a.w, false, "fetching its arguments from other hosts") // then fetched and queued again
 		case errors.Is(err, errWorkerGone):
@@ -289,6 +308,14 @@ func (dp *dispatcher) start(as []assignment) {
 		}
 	}
 	h.mu.Lock()
+	for _, a := range written {
+		// Only if the task is still w's: a write buffered for a worker
+		// that died meanwhile succeeds, and its task may already be
+		// another worker's, whose Exec is not written yet.
+		if a.t.worker == a.w {
+			a.t.sent.Store(true)
+		}
+	}
 	starved := h.starved
 	h.starved = nil
 	h.mu.Unlock()
@@ -304,7 +331,9 @@ func (dp *dispatcher) start(as []assignment) {
 	}
 }
 
-func (dp *dispatcher) exec(t *task, w *workerProc) error {
+// exec sends t to w; unless flush, its Exec waits in w's buffer for the
+// next frame written to w (or at most ipc's lazy flush delay).
+func (dp *dispatcher) exec(t *task, w *workerProc, flush bool) error {
 	h := dp.o
 	if w.remote != nil {
 		return h.rem.execRemote(t, w)
@@ -367,11 +396,10 @@ func (dp *dispatcher) exec(t *task, w *workerProc) error {
 		inv.Actor, ex.Actor, ex.ActorCreate = f.actor, f.actor, t.kind == abi.KindActorCreate
 		ex.Invocation = inv.Encode(nil)
 	}
-	if err := w.exec(&ex); err != nil {
+	if err := w.exec(&ex, flush); err != nil {
 		return fmt.Errorf("%w: %v", errWorkerGone, err)
 	}
-	t.sent.Store(true)
-	return nil
+	return nil // start marks it sent
 }
 
 // errWorkerGone: the worker could not be sent its task.
@@ -416,21 +444,28 @@ func (dp *dispatcher) argsAway(t *task) []ids.ObjectID {
 func (dp *dispatcher) unstart(t *task, w *workerProc, refused bool, why string) {
 	h := dp.o
 	h.mu.Lock()
+	starts, later := dp.unstartLocked(t, w, refused, why)
+	h.mu.Unlock()
+	h.disp.start(starts)
+	run(later)
+}
+
+// unstartLocked is unstart under Owner.mu; the caller starts what it
+// returns, then runs later.
+func (dp *dispatcher) unstartLocked(t *task, w *workerProc, refused bool, why string) ([]assignment, []func()) {
+	h := dp.o
 	if t.lc.State != stateRunning && (t.lc.State != stateScheduled || !t.queuedLocked()) || t.worker != w {
-		h.mu.Unlock()
-		return
+		return nil, nil
 	}
 	if w.endTaskLocked(t) && !w.promoteLocked() { // a task queued behind t runs now
 		if w.actor == nil && w.foreign == nil {
+			w.memHeld = 0
 			w.idleLocked()
 		}
 	}
 	t.worker = nil
 	later := h.stepLocked(t, lifecycle.Unstarted{Refused: refused, Why: why}) // FetchArgs, or the cancel's end
-	starts := h.disp.dispatchLocked()
-	h.mu.Unlock()
-	h.disp.start(starts)
-	run(later)
+	return h.disp.dispatchLocked(), later
 }
 
 // goTracked runs fn in a goroutine Close waits for, unless the host is

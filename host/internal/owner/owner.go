@@ -153,6 +153,7 @@ type Owner struct {
 	actors     map[ids.TaskID]*actor
 	actorNames map[string]ids.TaskID // namespace/name
 	lineage    map[ids.TaskID]*task  // finished tasks whose results other hosts hold
+	runTimes   runTimes              // functions' recent run times (pipeline.go)
 	closed     bool
 
 	// The roles (roles.go).

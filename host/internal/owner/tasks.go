@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
 	"github.com/rayhost/rayhost/host/internal/refcount"
@@ -98,6 +99,9 @@ type task struct {
 	// start): a task is queued behind it only then, so that the worker
 	// gets their Execs in the order it is to run them.
 	sent atomic.Bool
+	// ranAt is when its attempt became its worker's running task, for the
+	// pipeline's run-time estimates (pipeline.go).
+	ranAt time.Time
 }
 
 // addChild adds id to t's children (for a recursive cancel). When the
@@ -428,6 +432,9 @@ func (dp *dispatcher) finishWorker(w *workerProc, t *task, te *abi.TaskError, va
 	h.mu.Lock()
 	created := t.kind == abi.KindActorCreate && te == nil && !t.lc.Cancelled
 	if w.endTaskLocked(t) {
+		if te == nil && t.kind == abi.KindCall && t.actor == nil && !t.ranAt.IsZero() {
+			h.runTimes.observe(t, h.clock.Now().Sub(t.ranAt))
+		}
 		promoted := w.promoteLocked() // the task queued behind t runs now
 		if w.actor == nil && !created && !promoted {
 			w.memHeld = 0 // an actor's worker keeps its memory while it lives

@@ -37,9 +37,10 @@ type workerProc struct {
 
 	// Guarded by Owner.mu.
 	task *task
-	// next is the task queued behind task on this worker (pipeline.go):
-	// sent, not started; it runs when task ends.
-	next *task
+	// next are the tasks queued behind task on this worker, in the order
+	// they run (pipeline.go): sent, not started; the first runs when task
+	// ends.
+	next []*task
 	// calls are the running calls of a concurrent actor (task is then
 	// nil): its worker runs several at once.
 	calls map[ids.TaskID]*task
@@ -195,7 +196,10 @@ func (w *workerProc) kill() {
 	w.pw.Kill()
 }
 
-func (w *workerProc) exec(m *ipc.Exec) error {
+func (w *workerProc) exec(m *ipc.Exec, flush bool) error {
+	if !flush {
+		return w.pw.QueueExec(m)
+	}
 	return w.pw.Exec(m)
 }
 
@@ -356,8 +360,8 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			return err
 		}
 		h.mu.Lock()
-		t := w.next
-		if t == nil || t.id != r.Task {
+		t := w.queuedTaskLocked(r.Task)
+		if t == nil {
 			t = w.taskLocked(r.Task)
 		}
 		h.mu.Unlock()
@@ -419,8 +423,8 @@ func (w *workerProc) endCallLocked(t *task) {
 
 // endTaskLocked reports whether w ran t, and forgets it.
 func (w *workerProc) endTaskLocked(t *task) bool {
-	if w.next == t { // queued, never started
-		w.next = nil
+	if i := slices.Index(w.next, t); i >= 0 { // queued, never started
+		w.next = slices.Delete(w.next, i, i+1)
 		t.stealing = false
 		return false
 	}
@@ -511,11 +515,14 @@ func (wp *workerRole) workerDied(w *workerProc, exitErr error) {
 	a := w.actor
 	closed := h.closed
 	f := w.foreign
-	queued := w.next
+	queued := slices.Clone(w.next)
 	h.mu.Unlock()
-	if queued != nil && !closed {
+	for _, q := range queued {
+		if closed {
+			break
+		}
 		// Never started: placed again, at no retry's cost.
-		h.disp.unstart(queued, w, false, "its worker died before it started")
+		h.disp.unstart(q, w, false, "its worker died before it started")
 	}
 	if closed {
 		if f != nil {

@@ -68,6 +68,16 @@ func (w *Worker) Exec(m *ipc.Exec) error {
 	return w.Send(ipc.TypeExec, m.Encode(nil))
 }
 
+// QueueExec sends the worker a task as Exec does, buffered: the next frame
+// written to the worker (or ipc's lazy flush) carries it, so that the
+// tasks of a worker's pipeline cost one write.
+func (w *Worker) QueueExec(m *ipc.Exec) error {
+	if err := w.conn.Buffer(ipc.TypeExec, m.Encode(nil)); err != nil {
+		return fmt.Errorf("%w: %w", ErrGone, err)
+	}
+	return nil
+}
+
 // Cancel asks the worker to cancel the task it runs, if it is task.
 func (w *Worker) Cancel(task ids.TaskID) {
 	m := ipc.Cancel{Task: task}
