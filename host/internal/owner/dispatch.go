@@ -308,17 +308,29 @@ func (dp *dispatcher) start(as []assignment) {
 		}
 	}
 	h.mu.Lock()
+	queued := false
 	for _, a := range written {
 		// Only if the task is still w's: a write buffered for a worker
 		// that died meanwhile succeeds, and its task may already be
 		// another worker's, whose Exec is not written yet.
 		if a.t.worker == a.w {
 			a.t.sent.Store(true)
+			queued = queued || a.t.queuedLocked()
 		}
+	}
+	var steals []assignment
+	if queued {
+		// A queued task may be taken back only once it is sent: a worker
+		// that went idle meanwhile found nothing to take back, and no
+		// other event may come to look again.
+		steals = h.disp.stealLocked()
 	}
 	starved := h.starved
 	h.starved = nil
 	h.mu.Unlock()
+	if len(steals) > 0 {
+		h.disp.start(steals)
+	}
 	for _, t := range starved {
 		if t.memStarved {
 			h.fail(t, h.taskError(t, abi.ErrorLimit, fmt.Sprintf(
