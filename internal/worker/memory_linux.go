@@ -3,6 +3,10 @@
 package worker
 
 import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -38,9 +42,30 @@ var mmapAllocator = experimental.MemoryAllocatorFunc(func(capacity, maximum uint
 	return &mmapMemory{buf: buf}
 })
 
-// hugePage is the size and alignment of an x86-64 or arm64 transparent huge
-// page with 4 KiB base pages.
-const hugePage = 2 << 20
+// hugePage is the size and alignment of a transparent huge page: the
+// kernel's (hpage_pmd_size), else 2 MiB (x86-64, and arm64 with 4 KiB
+// pages).
+var hugePage = func() uintptr {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+	if err != nil {
+		return 2 << 20
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n == 0 || n&(n-1) != 0 || n > 1<<30 {
+		return 2 << 20
+	}
+	return uintptr(n)
+}()
+
+// trim splits a mapping of size+align bytes at start into the part before
+// the first align boundary (head bytes), size bytes from that boundary, and
+// what is left after them (tail bytes). align is a power of two and start
+// and size are multiples of the page size.
+func trim(start, size, align uintptr) (head, aligned, tail uintptr) {
+	aligned = (start + align - 1) &^ (align - 1)
+	head = aligned - start
+	return head, aligned, align - head
+}
 
 // reserve maps size bytes of inaccessible address space starting on a
 // hugePage boundary and advises it for huge pages (advice a kernel without
@@ -51,16 +76,27 @@ func reserve(size uintptr) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := uintptr(raw)
-	aligned := (start + hugePage - 1) &^ (hugePage - 1)
-	// Give back what lies before the boundary and past the end.
-	if head := aligned - start; head > 0 {
-		_ = unix.MunmapPtr(raw, head)
+	head, _, tail := trim(uintptr(raw), size, hugePage)
+	// Give back what lies before the boundary and past the end; if the
+	// kernel refuses (no map entry left to split), give back all of it.
+	var herr, terr error
+	if head > 0 {
+		herr = unix.MunmapPtr(raw, head)
 	}
-	if tail := start + size + hugePage - (aligned + size); tail > 0 {
-		_ = unix.MunmapPtr(unsafe.Add(raw, aligned-start+size), tail)
+	if tail > 0 {
+		terr = unix.MunmapPtr(unsafe.Add(raw, head+size), tail)
 	}
-	buf := unsafe.Slice((*byte)(unsafe.Add(raw, aligned-start)), size)
+	if herr != nil || terr != nil {
+		if herr == nil && head > 0 {
+			raw, head = unsafe.Add(raw, head), 0
+		}
+		if terr == nil {
+			tail = 0
+		}
+		_ = unix.MunmapPtr(raw, head+size+tail)
+		return nil, errors.Join(herr, terr)
+	}
+	buf := unsafe.Slice((*byte)(unsafe.Add(raw, head)), size)
 	_ = unix.Madvise(buf, unix.MADV_HUGEPAGE)
 	return buf, nil
 }
