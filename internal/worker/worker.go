@@ -473,7 +473,8 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) (next *ipc.Exec) {
 	e := &execution{task: ex.Task, limits: ex, cancelled: make(chan struct{})}
 	w.curMu.Lock()
 	w.current = e
-	if w.early[ex.Task] {
+	early := w.early[ex.Task]
+	if early {
 		delete(w.early, ex.Task)
 		e.cancel()
 	}
@@ -513,6 +514,16 @@ func (w *Worker) execute(ctx context.Context, ex ipc.Exec) (next *ipc.Exec) {
 		}
 	}
 	c := inst.conc
+	if early && c == nil && !ex.Actor.IsZero() && !ex.ActorCreate {
+		// An actor's call cancelled before it started (it waited in the
+		// queue behind the actor's running call): it never runs, and its
+		// Done comes in its turn, so the host reads the actor's Dones in
+		// the order it sent the calls.
+		te := abi.TaskError{Kind: abi.ErrorCancelled, TaskID: ex.Task.String(), Message: "cancelled before it started"}
+		done.Status, done.Result = abi.StatusError, (&abi.Result{Values: []abi.Value{te.Encode()}}).Encode(nil)
+		w.send(ipc.TypeDone, done.Encode(nil))
+		return nil
+	}
 	if c != nil {
 		// A concurrent actor's call: the invoke may serve others too.
 		w.serveFirst(inst, e)

@@ -164,7 +164,68 @@ func (ac *actorTable) dispatchActorLocked(a *actor) []assignment {
 		h.stepLocked(t, lifecycle.WorkerAssigned{}) // Record and Exec: the Exec is the assignment
 		out = append(out, assignment{t: t, w: a.worker})
 	}
+	return append(out, ac.pipelineActorLocked(a, len(out) > 0)...)
+}
+
+// pipelineActorLocked sends the next calls of a serial actor to its worker
+// while one runs, up to maxPipelineDepth, to wait there in order: each then
+// starts as the one ahead ends, without the round trip of a Done and an
+// Exec, and the frames of several travel in one write each way. A call so
+// queued stays scheduled until the calls ahead are done, then runs
+// (promoteLocked, from finishWorker). The worker never gives an actor's
+// call back (it could run nowhere else, and not before the calls ahead);
+// one cancelled while it waits there ends at once and the worker skips it
+// in its turn; if the worker dies, the calls that waited there go back to
+// the head of the actor's queue, in order, unstarted. inCall: the running
+// call's Exec is among the assignments being made (start writes them in
+// order), else a call is queued only once the one ahead is written.
+func (ac *actorTable) pipelineActorLocked(a *actor, inCall bool) []assignment {
+	h := ac.o
+	w := a.worker
+	if a.state != actorAlive || a.broken || w == nil || w.remote != nil || w.pw == nil || !w.pipelines || w.dead ||
+		a.concurrency() != 1 || len(a.running) != 1 || w.task != a.running[0] {
+		return nil
+	}
+	var out []assignment
+	for len(a.queue) > 0 && len(w.next) < maxPipelineDepth {
+		t := a.queue[0]
+		if t.lc.State != stateScheduled || t.lc.Cancelled {
+			break
+		}
+		last := w.task
+		if n := len(w.next); n > 0 {
+			last = w.next[n-1]
+		}
+		if !inCall && !last.sent.Load() {
+			break // the Execs must reach the worker in the calls' order
+		}
+		a.queue = a.queue[1:]
+		t.worker = w
+		t.sent.Store(false)
+		w.next = append(w.next, t)
+		h.recordAttempt(t, stateScheduled, fmt.Sprintf("queued behind call %s on worker process %d", last.id, w.pid), t.lc.Attempt)
+		out = append(out, assignment{t: t, w: w})
+		inCall = true
+	}
 	return out
+}
+
+// unqueueBehindLocked takes the calls of a waiting in its worker's queue
+// back to the head of the actor's queue, in order, unstarted (the worker
+// is gone or the actor is ending); cancelled ones are dropped.
+func (ac *actorTable) unqueueBehindLocked(a *actor, w *workerProc) {
+	var back []*task
+	for _, t := range w.next {
+		if t.actor == a && t.kind == abi.KindActorCall {
+			t.worker = nil
+			t.sent.Store(false)
+			if !t.lc.State.Terminal() {
+				back = append(back, t)
+			}
+		}
+	}
+	w.next = nil
+	a.queue = append(back, a.queue...)
 }
 
 // concurrency is how many calls of a may run at once now: its
@@ -214,6 +275,7 @@ func (ac *actorTable) actorDeadLocked(a *actor, cause string) []*task {
 		delete(h.actorNames, a.key())
 	}
 	if a.worker != nil {
+		ac.unqueueBehindLocked(a, a.worker)
 		a.worker.actor = nil
 		a.worker = nil
 	}
@@ -249,6 +311,9 @@ func (ac *actorTable) actorWorkerDied(a *actor, w *workerProc, exitErr error) {
 		h.mu.Unlock()
 		return
 	}
+	// The calls that waited in the worker's queue never started: back to
+	// the head of the queue, behind the running call (retried below).
+	ac.unqueueBehindLocked(a, w)
 	a.worker, w.actor, a.broken = nil, nil, false
 	if a.holdCPU && a.cpuHeld {
 		h.sched.ReleaseOn(a.create.lc.Node, a.create.req)

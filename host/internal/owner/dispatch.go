@@ -309,6 +309,7 @@ func (dp *dispatcher) start(as []assignment) {
 	}
 	h.mu.Lock()
 	queued := false
+	var actors []*actor
 	for _, a := range written {
 		// Only if the task is still w's: a write buffered for a worker
 		// that died meanwhile succeeds, and its task may already be
@@ -316,6 +317,9 @@ func (dp *dispatcher) start(as []assignment) {
 		if a.t.worker == a.w {
 			a.t.sent.Store(true)
 			queued = queued || a.t.queuedLocked()
+			if ac := a.t.actor; a.t.kind == abi.KindActorCall && ac != nil && len(ac.queue) > 0 && !slices.Contains(actors, ac) {
+				actors = append(actors, ac)
+			}
 		}
 	}
 	var steals []assignment
@@ -324,6 +328,11 @@ func (dp *dispatcher) start(as []assignment) {
 		// that went idle meanwhile found nothing to take back, and no
 		// other event may come to look again.
 		steals = h.disp.stealLocked()
+	}
+	for _, ac := range actors {
+		// An actor's next calls may follow the ones now written
+		// (pipelineActorLocked): no other event may come to send them.
+		steals = append(steals, h.acts.pipelineActorLocked(ac, false)...)
 	}
 	starved := h.starved
 	h.starved = nil

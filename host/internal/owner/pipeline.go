@@ -211,9 +211,19 @@ func (w *workerProc) promoteLocked() bool {
 		return false
 	}
 	t := w.next[0]
+	a := t.actor
+	if t.kind == abi.KindActorCall && a != nil && (a.broken || a.worker != w) {
+		// The worker dropped the actor's instance (its worker is about to
+		// be stopped): the calls behind go back to the actor's queue when
+		// it dies (actorWorkerDied), not to the instance that is gone.
+		return false
+	}
 	w.next[0] = nil
 	w.next, w.task = w.next[1:], t
 	t.stealing = false
+	if t.kind == abi.KindActorCall && a != nil {
+		a.running = append(a.running, t)
+	}
 	if t.lc.State == stateScheduled {
 		w.h.stepLocked(t, lifecycle.WorkerAssigned{}) // running; its timer starts
 	}
@@ -229,7 +239,8 @@ func (w *workerProc) promoteLocked() bool {
 // without the pipeline.
 func (dp *dispatcher) stealLocked() []assignment {
 	h := dp.o
-	stealable := func(q *task) bool { return !q.stealing && !q.lc.State.Terminal() && q.sent.Load() }
+	// An actor's calls are never taken back: they could run nowhere else.
+	stealable := func(q *task) bool { return q.actor == nil && !q.stealing && !q.lc.State.Terminal() && q.sent.Load() }
 	var out []assignment
 	if h.pool.Stats().Idle > 0 {
 		var back []scheduler.Resources
@@ -258,7 +269,7 @@ func (dp *dispatcher) stealLocked() []assignment {
 	var now time.Time
 	for pw := range h.pool.Workers() {
 		w := procOf(pw)
-		if w == nil || w.dead || len(w.next) < 2 {
+		if w == nil || w.dead || w.actor != nil || len(w.next) < 2 {
 			continue
 		}
 		if now.IsZero() {

@@ -521,6 +521,9 @@ func (wp *workerRole) workerDied(w *workerProc, exitErr error) {
 		if closed {
 			break
 		}
+		if q.kind == abi.KindActorCall {
+			continue // back to its actor's queue (actorWorkerDied)
+		}
 		// Never started: placed again, at no retry's cost.
 		h.disp.unstart(q, w, false, "its worker died before it started")
 	}

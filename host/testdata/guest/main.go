@@ -370,6 +370,55 @@ var _ = ray.Func0("cancel_queued_call", func(ctx context.Context) (int, error) {
 	return ray.Get(ctx, incr.Remote(c, 1)) // 1: the cancelled +100 never ran
 })
 
+// actor_behind makes a Counter that may restart once (its calls are not
+// retried), records -1, calls slowly(ms) on it and then record(0) …
+// record(n-1), which wait behind the slow call (in the actor's worker:
+// calls are pipelined). The test cancels some of them, or the slow call,
+// or kills the actor's worker; this returns what the actor recorded once
+// every call is done (a cancelled call, or the slow call failing, is not
+// an error here).
+var _ = ray.Func2("actor_behind", func(ctx context.Context, ms, n int) ([]int, error) {
+	c := counterClass.Options(ray.MaxRestarts(1), ray.MaxTaskRetries(0)).Remote()
+	if _, err := ray.Get(ctx, record.Remote(c, -1)); err != nil {
+		return nil, err
+	}
+	slow := slowly.Remote(c, ms)
+	recs := make([]ray.ObjectRef[bool], n)
+	for i := range n {
+		recs[i] = record.Remote(c, i)
+	}
+	for i, r := range recs {
+		if _, err := ray.Get(ctx, r); err != nil && !errors.Is(err, ray.ErrTaskCancelled) {
+			return nil, fmt.Errorf("record(%d): %w", i, err)
+		}
+	}
+	_, _ = ray.Get(ctx, slow)
+	return ray.Get(ctx, history.Remote(c))
+})
+
+// actor_trap_behind: calls wait behind a call that makes the actor run out
+// of memory; they run on the restarted actor, in order, and only they.
+var _ = ray.Func1("actor_trap_behind", func(ctx context.Context, n int) ([]int, error) {
+	c := counterClass.Options(ray.MaxRestarts(1), ray.MemoryLimit(64<<20)).Remote()
+	if _, err := ray.Get(ctx, record.Remote(c, -1)); err != nil { // created, and a call ran
+		return nil, err
+	}
+	oom := bloat.Remote(c)
+	recs := make([]ray.ObjectRef[bool], n)
+	for i := range n {
+		recs[i] = record.Remote(c, i)
+	}
+	if _, err := ray.Get(ctx, oom); err == nil {
+		return nil, errors.New("bloat succeeded")
+	}
+	for i, r := range recs {
+		if _, err := ray.Get(ctx, r); err != nil {
+			return nil, fmt.Errorf("record(%d): %w", i, err)
+		}
+	}
+	return ray.Get(ctx, history.Remote(c))
+})
+
 var bloat = ray.Method0(counterClass, "bloat", func(c *Counter, ctx context.Context) (int, error) {
 	var keep [][]byte
 	for {
