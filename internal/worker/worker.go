@@ -318,7 +318,13 @@ func (w *Worker) readLoop(ctx context.Context) error {
 				e.cancel()
 			} else {
 				if len(w.early) > 1024 { // cancels for tasks that never came
-					clear(w.early)
+					// Not those of calls waiting in the queue (an actor's,
+					// which are never given back): they must not run.
+					for id := range w.early {
+						if !slices.ContainsFunc(w.queue, func(ex ipc.Exec) bool { return ex.Task == id }) {
+							delete(w.early, id)
+						}
+					}
 				}
 				w.early[c.Task] = true
 			}

@@ -449,6 +449,14 @@ func (t *Task) outcome(err *abi.TaskError) []Action {
 	return append(acts, Requeue{})
 }
 
+// MayRetryInPlace reports whether an actor call's failure (an application
+// error, a trap) may run it again on its actor, ahead of the calls queued
+// behind it: its options retry errors and it has retries left.
+func (t *Task) MayRetryInPlace() bool {
+	p := t.Policy
+	return p.ActorCall && !t.Cancelled && p.Retry != abi.RetryNone && (p.MaxRetries < 0 || int64(t.Attempt) < int64(p.MaxRetries))
+}
+
 // retryable reports whether a failed attempt runs again.
 func (t *Task) retryable(err *abi.TaskError) bool {
 	p := t.Policy

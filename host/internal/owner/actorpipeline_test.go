@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/rayhost/rayhost/internal/abi"
 	"github.com/rayhost/rayhost/internal/ids"
+	"github.com/rayhost/rayhost/internal/testutil/build"
 )
 
 // TestActorPipeline: a serial actor's next calls are sent to its worker
@@ -94,6 +98,55 @@ func TestActorPipeline(t *testing.T) {
 			if tr := f.transitions(id); strings.Count(tr, "running") != 1 || strings.Contains(tr, "retried") {
 				t.Fatalf("a call that waited behind: %s, want one run at no retry's cost", tr)
 			}
+		}
+	})
+
+	t.Run("a call retried after an error runs before the calls submitted behind it", func(t *testing.T) {
+		// Nothing waits in the worker behind a call whose failure would
+		// run it again first (its options retry errors).
+		var got []int
+		f.call(t, "once_behind", &got, 300, 4, false)
+		if !slices.Equal(got, []int{-1, 1000, 0, 1, 2, 3}) {
+			t.Fatalf("the actor recorded %v, want [-1 1000 0 1 2 3]", got)
+		}
+		f.call(t, "once_behind", &got, 300, 4, true) // a trap: the actor restarts
+		if !slices.Equal(got, []int{1000, 0, 1, 2, 3}) {
+			t.Fatalf("after a trap the restarted actor recorded %v, want [1000 0 1 2 3]", got)
+		}
+	})
+
+	t.Run("a retried call's Exec goes before the calls that come meanwhile", func(t *testing.T) {
+		// The retry's Exec is held until the next calls are ready at the
+		// host: they must not be written ahead of it (the retry's first
+		// attempt was sent, its second is not yet).
+		var drv atomic.Value // ids.TaskID of the driver, once submitted
+		ready := func() bool {
+			d, _ := drv.Load().(ids.TaskID)
+			evs, _ := f.o.events.list()
+			n := 0
+			for _, ev := range evs {
+				if ev.Parent == d && strings.Contains(ev.Function, "record") && ev.State == stateScheduled.String() {
+					n++
+				}
+			}
+			return n >= 3 // record(-1), record(0), record(1)
+		}
+		hook := func(tk *task) {
+			if tk.kind != abi.KindActorCall || !strings.HasSuffix(tk.function, "fail_once") || tk.lc.Attempt == 0 {
+				return
+			}
+			for deadline := time.Now().Add(build.HangGuard); !ready() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		beforeExec.Store(&hook)
+		defer beforeExec.Store(nil)
+		id, refs := f.submit(t, "retry_race", nil, 200, 600)
+		drv.Store(id)
+		var got []int
+		f.result(t, refs[0], &got)
+		if !slices.Equal(got, []int{-1, 1000, 0, 1}) {
+			t.Fatalf("the actor recorded %v, want [-1 1000 0 1]", got)
 		}
 	})
 

@@ -156,6 +156,7 @@ func (ac *actorTable) dispatchActorLocked(a *actor) []assignment {
 		a.queue = a.queue[1:]
 		a.running = append(a.running, t)
 		t.worker = a.worker
+		t.sent.Store(false) // a retried call's first Exec was sent: this one is not yet
 		if a.concurrency() > 1 {
 			a.worker.setCallLocked(t)
 		} else {
@@ -168,7 +169,8 @@ func (ac *actorTable) dispatchActorLocked(a *actor) []assignment {
 }
 
 // pipelineActorLocked sends the next calls of a serial actor to its worker
-// while one runs, up to maxPipelineDepth, to wait there in order: each then
+// while one runs, up to maxPipelineDepth, to wait there in order (never
+// behind a call whose failure would run it again first): each then
 // starts as the one ahead ends, without the round trip of a Done and an
 // Exec, and the frames of several travel in one write each way. A call so
 // queued stays scheduled until the calls ahead are done, then runs
@@ -199,6 +201,11 @@ func (ac *actorTable) pipelineActorLocked(a *actor, inCall bool) []assignment {
 		if !inCall && !last.sent.Load() {
 			break // the Execs must reach the worker in the calls' order
 		}
+		if last.lc.MayRetryInPlace() {
+			// If it fails it runs again before the calls behind it, which
+			// the worker would already hold: nothing waits behind it.
+			break
+		}
 		a.queue = a.queue[1:]
 		t.worker = w
 		t.sent.Store(false)
@@ -208,6 +215,19 @@ func (ac *actorTable) pipelineActorLocked(a *actor, inCall bool) []assignment {
 		inCall = true
 	}
 	return out
+}
+
+// behindLocked counts a's calls waiting in its worker's queue.
+func (a *actor) behindLocked() int {
+	n := 0
+	if w := a.worker; w != nil {
+		for _, t := range w.next {
+			if t.actor == a {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // unqueueBehindLocked takes the calls of a waiting in its worker's queue
@@ -221,6 +241,7 @@ func (ac *actorTable) unqueueBehindLocked(a *actor, w *workerProc) {
 			t.sent.Store(false)
 			if !t.lc.State.Terminal() {
 				back = append(back, t)
+				ac.o.recordAttempt(t, stateScheduled, fmt.Sprintf("back in the actor's queue, never started: its worker process %d is gone", w.pid), t.lc.Attempt)
 			}
 		}
 	}
@@ -275,6 +296,8 @@ func (ac *actorTable) actorDeadLocked(a *actor, cause string) []*task {
 		delete(h.actorNames, a.key())
 	}
 	if a.worker != nil {
+		// (Its worker is gone or going: actorWorkerDied took back the
+		// calls that waited there.)
 		ac.unqueueBehindLocked(a, a.worker)
 		a.worker.actor = nil
 		a.worker = nil
@@ -430,7 +453,7 @@ func (ac *actorTable) listActors() []ActorInfo {
 	out := make([]ActorInfo, 0, len(h.actors))
 	for _, a := range h.actors {
 		info := ActorInfo{ID: a.id.String(), Class: a.class, Name: a.name, Namespace: a.namespace, State: a.state.String(),
-			Calls: a.calls, Restarts: a.restarts, Queued: len(a.queue)}
+			Calls: a.calls, Restarts: a.restarts, Queued: len(a.queue) + a.behindLocked()}
 		if a.worker != nil {
 			info.WorkerPID = a.worker.pid
 			info.Host = h.cfg.ID

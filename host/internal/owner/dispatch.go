@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rayhost/rayhost/host/internal/lifecycle"
@@ -289,6 +290,9 @@ func (dp *dispatcher) start(as []assignment) {
 		j, ok := last[a.w]
 		flush := !ok || j == i
 		var away *argsAwayError
+		if hook := beforeExec.Load(); hook != nil {
+			(*hook)(a.t)
+		}
 		err := h.disp.exec(a.t, a.w, flush)
 		if err == nil {
 			written = append(written, a)
@@ -351,6 +355,10 @@ func (dp *dispatcher) start(as []assignment) {
 			"no worker process can run the task: all %d (MaxWorkers) run tasks blocked waiting for other tasks", h.cfg.MaxWorkers)))
 	}
 }
+
+// beforeExec, when set (tests), runs before each Exec is written: a test
+// widens the window between a dispatch and its write with it.
+var beforeExec atomic.Pointer[func(t *task)]
 
 // exec sends t to w; unless flush, its Exec waits in w's buffer for the
 // next frame written to w (or at most ipc's lazy flush delay).

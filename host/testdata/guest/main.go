@@ -419,6 +419,85 @@ var _ = ray.Func1("actor_trap_behind", func(ctx context.Context, n int) ([]int, 
 	return ray.Get(ctx, history.Remote(c))
 })
 
+// spinFor keeps the guest busy for ms (a sleep would yield to the host).
+func spinFor(ms int) {
+	deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
+	for time.Now().Before(deadline) {
+	}
+}
+
+// failOnce fails its first attempt, trapOnce runs out of memory in its
+// first; their second records 1000.
+var failOnce = ray.Method1(counterClass, "fail_once", func(c *Counter, ctx context.Context, ms int) (bool, error) {
+	spinFor(ms)
+	if ray.Attempt(ctx) == 0 {
+		return false, errors.New("first attempt fails")
+	}
+	c.Log = append(c.Log, 1000)
+	return true, nil
+})
+
+var trapOnce = ray.Method1(counterClass, "trap_once", func(c *Counter, ctx context.Context, ms int) (bool, error) {
+	spinFor(ms)
+	if ray.Attempt(ctx) == 0 {
+		var keep [][]byte
+		for {
+			keep = append(keep, make([]byte, 16<<20))
+		}
+	}
+	c.Log = append(c.Log, 1000)
+	return true, nil
+})
+
+// once_behind: a call retried after a failure (or a trap) runs before the
+// calls submitted behind it: the actor records -1, 1000, 0 … n-1.
+var _ = ray.Func3("once_behind", func(ctx context.Context, ms, n int, trap bool) ([]int, error) {
+	c := counterClass.Options(ray.MaxRestarts(1), ray.MemoryLimit(64<<20)).Remote()
+	if _, err := ray.Get(ctx, record.Remote(c, -1)); err != nil {
+		return nil, err
+	}
+	m := failOnce
+	if trap {
+		m = trapOnce
+	}
+	x := m.Options(ray.MaxRetries(1), ray.RetryExceptions()).Remote(c, ms)
+	recs := make([]ray.ObjectRef[bool], n)
+	for i := range n {
+		recs[i] = record.Remote(c, i)
+	}
+	if _, err := ray.Get(ctx, x); err != nil {
+		return nil, fmt.Errorf("x: %w", err)
+	}
+	for i, r := range recs {
+		if _, err := ray.Get(ctx, r); err != nil {
+			return nil, fmt.Errorf("record(%d): %w", i, err)
+		}
+	}
+	return ray.Get(ctx, history.Remote(c))
+})
+
+// retry_race: x fails once and is retried; record(0) and record(1) come
+// meanwhile. The actor records -1, 1000, 0, 1.
+var _ = ray.Func2("retry_race", func(ctx context.Context, ms, wait int) ([]int, error) {
+	c := counterClass.Remote()
+	if _, err := ray.Get(ctx, record.Remote(c, -1)); err != nil {
+		return nil, err
+	}
+	x := failOnce.Options(ray.MaxRetries(1), ray.RetryExceptions()).Remote(c, ms)
+	spinFor(wait)
+	r0, r1 := record.Remote(c, 0), record.Remote(c, 1)
+	if _, err := ray.Get(ctx, x); err != nil {
+		return nil, fmt.Errorf("x: %w", err)
+	}
+	if _, err := ray.Get(ctx, r0); err != nil {
+		return nil, err
+	}
+	if _, err := ray.Get(ctx, r1); err != nil {
+		return nil, err
+	}
+	return ray.Get(ctx, history.Remote(c))
+})
+
 var bloat = ray.Method0(counterClass, "bloat", func(c *Counter, ctx context.Context) (int, error) {
 	var keep [][]byte
 	for {
