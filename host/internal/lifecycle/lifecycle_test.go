@@ -442,3 +442,27 @@ func TestEveryEventInEveryState(t *testing.T) {
 		}
 	}
 }
+
+// TestMayRetryInPlace: an actor call's failure runs it again in place only
+// when its options retry errors and retries are left.
+func TestMayRetryInPlace(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		p         Policy
+		attempt   uint32
+		cancelled bool
+		want      bool
+	}{
+		{"no retry of errors", Policy{ActorCall: true, MaxRetries: 3}, 0, false, false},
+		{"retries errors, retries left", Policy{ActorCall: true, MaxRetries: 1, Retry: abi.RetryAll}, 0, false, true},
+		{"retries listed errors, unlimited", Policy{ActorCall: true, MaxRetries: -1, Retry: abi.RetryListed, RetryOn: []string{"E"}}, 5, false, true},
+		{"retries spent", Policy{ActorCall: true, MaxRetries: 1, Retry: abi.RetryAll}, 1, false, false},
+		{"cancelled", Policy{ActorCall: true, MaxRetries: 1, Retry: abi.RetryAll}, 0, true, false},
+		{"not an actor call", Policy{Retriable: true, MaxRetries: 3, Retry: abi.RetryAll}, 0, false, false},
+	} {
+		task := Task{Policy: tc.p, Attempt: tc.attempt, Cancelled: tc.cancelled}
+		if got := task.MayRetryInPlace(); got != tc.want {
+			t.Errorf("%s: MayRetryInPlace = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
