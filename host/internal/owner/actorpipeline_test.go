@@ -135,8 +135,17 @@ func TestActorPipeline(t *testing.T) {
 			if tk.kind != abi.KindActorCall || !strings.HasSuffix(tk.function, "fail_once") || tk.lc.Attempt == 0 {
 				return
 			}
-			for deadline := time.Now().Add(build.HangGuard); !ready() && time.Now().Before(deadline); {
-				time.Sleep(time.Millisecond)
+			guard := time.After(build.HangGuard)
+			for {
+				next := f.o.events.nextAdded()
+				if ready() {
+					return
+				}
+				select {
+				case <-next:
+				case <-guard:
+					return // the test's Get fails: the calls never came
+				}
 			}
 		}
 		beforeExec.Store(&hook)

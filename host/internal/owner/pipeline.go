@@ -44,7 +44,9 @@ import (
 //   - its worker dies (workerDied).
 //
 // Only plain tasks of a lone host are queued so, only without grants, and
-// with the memory limit of the task ahead (the worker's memory held).
+// with the memory limit of the task ahead (the worker's memory held). A
+// serial actor's calls are queued on its worker by rules of their own
+// (actors.go, pipelineActorLocked); promoteLocked serves both.
 
 const (
 	// maxPipelineDepth bounds the tasks queued behind one running task.
