@@ -240,6 +240,18 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 			return err
 		}
 		t := h.wrk.runningTask(w, c.Task)
+		if t != nil {
+			h.mu.Lock()
+			if t.lc.State.Terminal() {
+				// It ended here before it ran: cancelled while it waited
+				// behind another on this worker, which started it as the
+				// cancel came. Nothing it asks for is served (no child,
+				// no put under an attempt whose holds are released); its
+				// Done, ignored, frees the worker.
+				t = nil
+			}
+			h.mu.Unlock()
+		}
 		if t == nil {
 			if c.Seq != 0 {
 				w.reply(c.Seq, int64(abi.ErrCodeCancelled), nil)
