@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,6 +157,54 @@ func TestActorPipeline(t *testing.T) {
 		f.result(t, refs[0], &got)
 		if !slices.Equal(got, []int{-1, 1000, 0, 1}) {
 			t.Fatalf("the actor recorded %v, want [-1 1000 0 1]", got)
+		}
+	})
+
+	t.Run("a call cancelled as its worker starts it is served nothing", func(t *testing.T) {
+		// spawn_after waits behind slowly; the test cancels slowly, and
+		// holds its Done at the host until it has cancelled spawn_after too:
+		// by then the worker has started spawn_after (the Done of the call
+		// ahead is written before the next starts), which submits a child.
+		// The host ended it before it ran: the child must never exist.
+		drv, refs := f.submit(t, "actor_spawn_behind", nil, tenMinutes, 300)
+		var slow, spawn ids.TaskID
+		f.waitEvent(t, "spawn_after queued behind slowly", func(ev TaskEvent) bool {
+			if ev.Parent == drv && strings.Contains(ev.Function, "slowly") {
+				slow = ev.Task
+			}
+			if ev.Parent == drv && strings.Contains(ev.Function, "spawn_after") && strings.Contains(ev.Message, "queued behind call") {
+				spawn = ev.Task
+			}
+			return !slow.IsZero() && !spawn.IsZero()
+		})
+		var once sync.Once
+		hook := func(task ids.TaskID) {
+			if task == slow {
+				once.Do(func() {
+					if err := f.api.Cancel(spawn.Return(0), false, false); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+		}
+		beforeDone.Store(&hook)
+		defer beforeDone.Store(nil)
+		if err := f.api.Cancel(slow.Return(0), false, false); err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		f.result(t, refs[0], &got) // record(1) ran after spawn_after: its frames were all read
+		if !slices.Equal(got, []int{-1, 1}) {
+			t.Fatalf("the actor recorded %v, want [-1 1]", got)
+		}
+		if tr := f.transitions(spawn); !strings.HasSuffix(tr, "cancelled/0") {
+			t.Fatalf("spawn_after: %s, want cancelled", tr)
+		}
+		evs, _ := f.o.events.list()
+		for _, ev := range evs {
+			if ev.Parent == spawn {
+				t.Fatalf("the cancelled call's child was submitted: %+v", ev)
+			}
 		}
 	})
 

@@ -360,6 +360,11 @@ func (dp *dispatcher) start(as []assignment) {
 // widens the window between a dispatch and its write with it.
 var beforeExec atomic.Pointer[func(t *task)]
 
+// beforeDone, when set (tests), runs before a worker's Done frame is
+// handled, on the goroutine that reads that worker: a test holds the
+// frames that follow it with it.
+var beforeDone atomic.Pointer[func(task ids.TaskID)]
+
 // exec sends t to w; unless flush, its Exec waits in w's buffer for the
 // next frame written to w (or at most ipc's lazy flush delay).
 func (dp *dispatcher) exec(t *task, w *workerProc, flush bool) error {

@@ -340,6 +340,9 @@ func (gp *guestOps) handleFrame(w *workerProc, typ ipc.Type, payload []byte) err
 		if err := d.Decode(payload); err != nil {
 			return err
 		}
+		if hook := beforeDone.Load(); hook != nil {
+			(*hook)(d.Task)
+		}
 		t := h.wrk.runningTask(w, d.Task)
 		if t == nil {
 			return nil

@@ -498,6 +498,30 @@ var _ = ray.Func2("retry_race", func(ctx context.Context, ms, wait int) ([]int, 
 	return ray.Get(ctx, history.Remote(c))
 })
 
+// spawnAfter keeps the actor busy for ms, then submits add(1, 2) without
+// waiting for it.
+var spawnAfter = ray.Method1(counterClass, "spawn_after", func(c *Counter, ctx context.Context, ms int) (bool, error) {
+	spinFor(ms)
+	add.Remote(1, 2)
+	return true, nil
+})
+
+// actor_spawn_behind: slowly(ms1), then spawn_after(ms2) waiting behind it,
+// then record(1); returns the log once record(1) ran (so every frame of
+// spawn_after's run was read by then).
+var _ = ray.Func2("actor_spawn_behind", func(ctx context.Context, ms1, ms2 int) ([]int, error) {
+	c := counterClass.Remote()
+	if _, err := ray.Get(ctx, record.Remote(c, -1)); err != nil {
+		return nil, err
+	}
+	slowly.Remote(c, ms1)
+	spawnAfter.Remote(c, ms2)
+	if _, err := ray.Get(ctx, record.Remote(c, 1)); err != nil {
+		return nil, err
+	}
+	return ray.Get(ctx, history.Remote(c))
+})
+
 var bloat = ray.Method0(counterClass, "bloat", func(c *Counter, ctx context.Context) (int, error) {
 	var keep [][]byte
 	for {
